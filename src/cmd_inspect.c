@@ -1,0 +1,373 @@
+/*
+ * cmd_inspect.c - `ttychat inspect FILE [--tensors] [--json]`.
+ *
+ * Opens a GGUF file with the hardened reader and summarises it: the model's
+ * shape (architecture keys such as <arch>.block_count), its tokenizer, the
+ * parameter count and the mix of tensor types with their byte totals.  The
+ * facts are gathered once into a struct and then rendered either as aligned
+ * text or as one cJSON document, so both outputs always agree.  Strings
+ * from the file are hostile: text output escapes control bytes before they
+ * reach the terminal; cJSON escapes them in JSON.
+ */
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "gguf.h"
+
+/* An optional unsigned fact. */
+struct opt_u64 {
+	bool ok;
+	uint64_t v;
+};
+
+struct type_mix {
+	uint64_t count;
+	uint64_t bytes;
+};
+
+struct inspect_info {
+	struct gguf_str arch, name, tok_model, tok_pre;
+	uint64_t n_params;
+	uint64_t tensor_bytes;
+	struct opt_u64 ctx, embd, layers, heads, heads_kv, vocab, bos, eos, ff;
+	bool has_rope;
+	float rope_base;
+	bool has_template;
+	uint64_t template_len;
+	struct type_mix mix[GGML_TYPE_COUNT];
+};
+
+static struct opt_u64 get_uint(const gguf_file *f, const char *key)
+{
+	struct opt_u64 o = {false, 0};
+	o.ok = gguf_get_uint(f, key, &o.v);
+	return o;
+}
+
+/* "<arch>.<suffix>" fact; absent when the arch name is unusable. */
+static struct opt_u64 get_arch_uint(const gguf_file *f, struct gguf_str arch, const char *suffix)
+{
+	char key[256];
+	struct opt_u64 none = {false, 0};
+	if (!arch.ptr || arch.len == 0 || arch.len > 128)
+		return none;
+	snprintf(key, sizeof key, "%.*s.%s", (int)arch.len, arch.ptr, suffix);
+	return get_uint(f, key);
+}
+
+static void gather(const gguf_file *f, struct inspect_info *in)
+{
+	memset(in, 0, sizeof *in);
+	gguf_get_str(f, "general.architecture", &in->arch);
+	gguf_get_str(f, "general.name", &in->name);
+	gguf_get_str(f, "tokenizer.ggml.model", &in->tok_model);
+	gguf_get_str(f, "tokenizer.ggml.pre", &in->tok_pre);
+	in->ctx = get_arch_uint(f, in->arch, "context_length");
+	in->embd = get_arch_uint(f, in->arch, "embedding_length");
+	in->layers = get_arch_uint(f, in->arch, "block_count");
+	in->ff = get_arch_uint(f, in->arch, "feed_forward_length");
+	in->heads = get_arch_uint(f, in->arch, "attention.head_count");
+	in->heads_kv = get_arch_uint(f, in->arch, "attention.head_count_kv");
+	if (in->arch.ptr && in->arch.len > 0 && in->arch.len <= 128) {
+		char key[256];
+		snprintf(key, sizeof key, "%.*s.rope.freq_base", (int)in->arch.len, in->arch.ptr);
+		in->has_rope = gguf_get_f32(f, key, &in->rope_base);
+	}
+	in->vocab.ok = gguf_get_arr_str_n(f, "tokenizer.ggml.tokens", &in->vocab.v);
+	in->bos = get_uint(f, "tokenizer.ggml.bos_token_id");
+	in->eos = get_uint(f, "tokenizer.ggml.eos_token_id");
+	struct gguf_str tmpl;
+	if (gguf_get_str(f, "tokenizer.chat_template", &tmpl)) {
+		in->has_template = true;
+		in->template_len = tmpl.len;
+	}
+	for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(f, i);
+		/* Both sums are bounded by the file size and by 65536 * 2^63
+		 * elements respectively; saturate rather than wrap. */
+		if (__builtin_add_overflow(in->n_params, t->n_elements, &in->n_params))
+			in->n_params = UINT64_MAX;
+		in->tensor_bytes += t->size;
+		in->mix[t->type].count++;
+		in->mix[t->type].bytes += t->size;
+	}
+}
+
+/* Prints S with control and non-ASCII-control bytes escaped. */
+static void put_str(FILE *out, struct gguf_str s)
+{
+	if (!s.ptr) {
+		fputs("-", out);
+		return;
+	}
+	for (uint64_t i = 0; i < s.len; i++) {
+		unsigned char c = (unsigned char)s.ptr[i];
+		if (c < 0x20 || c == 0x7f)
+			fprintf(out, "\\x%02x", c);
+		else
+			fputc(c, out);
+	}
+}
+
+static void put_opt(FILE *out, const char *label, struct opt_u64 o)
+{
+	fprintf(out, "%-16s ", label);
+	if (o.ok)
+		fprintf(out, "%" PRIu64 "\n", o.v);
+	else
+		fputs("-\n", out);
+}
+
+/* 134515008 -> "134.5M" */
+static void human_count(uint64_t n, char *buf, size_t len)
+{
+	if (n >= 1000000000ull)
+		snprintf(buf, len, "%.2fB", (double)n / 1e9);
+	else if (n >= 1000000ull)
+		snprintf(buf, len, "%.1fM", (double)n / 1e6);
+	else if (n >= 1000ull)
+		snprintf(buf, len, "%.1fK", (double)n / 1e3);
+	else
+		snprintf(buf, len, "%" PRIu64, n);
+}
+
+static void human_bytes(uint64_t n, char *buf, size_t len)
+{
+	if (n >= (1ull << 30))
+		snprintf(buf, len, "%.2f GiB", (double)n / (double)(1ull << 30));
+	else if (n >= (1ull << 20))
+		snprintf(buf, len, "%.1f MiB", (double)n / (double)(1ull << 20));
+	else if (n >= (1ull << 10))
+		snprintf(buf, len, "%.1f KiB", (double)n / (double)(1ull << 10));
+	else
+		snprintf(buf, len, "%" PRIu64 " B", n);
+}
+
+static void shape_text(const struct gguf_tensor *t, char *buf, size_t len)
+{
+	size_t o = 0;
+	buf[0] = '\0';
+	for (uint32_t d = 0; d < t->n_dims && o < len; d++) {
+		int n = snprintf(buf + o, len - o, d ? " x %" PRIu64 : "%" PRIu64, t->ne[d]);
+		if (n < 0)
+			break;
+		o += (size_t)n;
+	}
+}
+
+static void print_text(const gguf_file *f, const struct inspect_info *in, bool tensors)
+{
+	char a[64], b[64];
+	printf("%-16s %s\n", "file", gguf_path(f));
+	human_bytes(gguf_file_size(f), a, sizeof a);
+	printf("%-16s %" PRIu64 " bytes (%s)\n", "file size", gguf_file_size(f), a);
+	printf("%-16s GGUF v%" PRIu32 ", %" PRIu64 " keys, %" PRIu64 " tensors, alignment %" PRIu32
+	       "\n", "format", gguf_version(f), gguf_n_kv(f), gguf_n_tensors(f), gguf_alignment(f));
+	printf("%-16s ", "architecture");
+	put_str(stdout, in->arch);
+	printf("\n%-16s ", "name");
+	put_str(stdout, in->name);
+	human_count(in->n_params, a, sizeof a);
+	printf("\n%-16s %" PRIu64 " (%s)\n", "parameters", in->n_params, a);
+	put_opt(stdout, "context length", in->ctx);
+	put_opt(stdout, "embedding size", in->embd);
+	put_opt(stdout, "feed-forward", in->ff);
+	put_opt(stdout, "layers", in->layers);
+	put_opt(stdout, "heads", in->heads);
+	put_opt(stdout, "KV heads", in->heads_kv);
+	printf("%-16s ", "rope base");
+	if (in->has_rope)
+		printf("%g\n", (double)in->rope_base);
+	else
+		puts("-");
+	printf("%-16s ", "tokenizer");
+	put_str(stdout, in->tok_model);
+	if (in->tok_pre.ptr) {
+		printf(" (pre ");
+		put_str(stdout, in->tok_pre);
+		printf(")");
+	}
+	printf("\n");
+	put_opt(stdout, "vocab size", in->vocab);
+	put_opt(stdout, "BOS id", in->bos);
+	put_opt(stdout, "EOS id", in->eos);
+	if (in->has_template)
+		printf("%-16s yes (%" PRIu64 " bytes)\n", "chat template", in->template_len);
+	else
+		printf("%-16s no\n", "chat template");
+	human_bytes(in->tensor_bytes, a, sizeof a);
+	printf("%-16s %" PRIu64 " bytes (%s)\n", "tensor data", in->tensor_bytes, a);
+	printf("tensor types:\n");
+	for (uint32_t t = 0; t < GGML_TYPE_COUNT; t++) {
+		if (!in->mix[t].count)
+			continue;
+		human_bytes(in->mix[t].bytes, b, sizeof b);
+		printf("  %-8s %6" PRIu64 " tensors %12" PRIu64 " bytes (%s)\n", ggml_type_name(t),
+		       in->mix[t].count, in->mix[t].bytes, b);
+	}
+	if (!tensors)
+		return;
+	printf("tensors:\n");
+	for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(f, i);
+		char shape[128];
+		shape_text(t, shape, sizeof shape);
+		printf("  %5" PRIu64 " ", i);
+		put_str(stdout, t->name);
+		printf("  %s  [%s]  offset %" PRIu64 "  size %" PRIu64 "\n", ggml_type_name(t->type),
+		       shape, gguf_data_offset(f) + t->offset, t->size);
+	}
+}
+
+/* cJSON takes NUL-terminated strings: copy, bounded by the string's size. */
+static cJSON *json_str(struct gguf_str s)
+{
+	if (!s.ptr)
+		return cJSON_CreateNull();
+	char *tmp = malloc(s.len + 1);
+	if (!tmp)
+		return NULL;
+	memcpy(tmp, s.ptr, s.len);
+	tmp[s.len] = '\0';
+	/* An embedded NUL would truncate silently; the key is still useful. */
+	cJSON *j = cJSON_CreateString(tmp);
+	free(tmp);
+	return j;
+}
+
+static cJSON *json_opt(struct opt_u64 o)
+{
+	return o.ok ? cJSON_CreateNumber((double)o.v) : cJSON_CreateNull();
+}
+
+static cJSON *build_json(const gguf_file *f, const struct inspect_info *in, bool tensors)
+{
+	cJSON *root = cJSON_CreateObject();
+	if (!root)
+		return NULL;
+	cJSON_AddStringToObject(root, "file", gguf_path(f));
+	cJSON_AddNumberToObject(root, "file_size", (double)gguf_file_size(f));
+	cJSON_AddNumberToObject(root, "gguf_version", gguf_version(f));
+	cJSON_AddNumberToObject(root, "n_keys", (double)gguf_n_kv(f));
+	cJSON_AddNumberToObject(root, "n_tensors", (double)gguf_n_tensors(f));
+	cJSON_AddNumberToObject(root, "alignment", gguf_alignment(f));
+	cJSON_AddItemToObject(root, "architecture", json_str(in->arch));
+	cJSON_AddItemToObject(root, "name", json_str(in->name));
+	cJSON_AddNumberToObject(root, "parameters", (double)in->n_params);
+	cJSON_AddItemToObject(root, "context_length", json_opt(in->ctx));
+	cJSON_AddItemToObject(root, "embedding_length", json_opt(in->embd));
+	cJSON_AddItemToObject(root, "feed_forward_length", json_opt(in->ff));
+	cJSON_AddItemToObject(root, "block_count", json_opt(in->layers));
+	cJSON_AddItemToObject(root, "head_count", json_opt(in->heads));
+	cJSON_AddItemToObject(root, "head_count_kv", json_opt(in->heads_kv));
+	if (in->has_rope)
+		cJSON_AddNumberToObject(root, "rope_freq_base", (double)in->rope_base);
+	else
+		cJSON_AddNullToObject(root, "rope_freq_base");
+	cJSON_AddItemToObject(root, "tokenizer_model", json_str(in->tok_model));
+	cJSON_AddItemToObject(root, "tokenizer_pre", json_str(in->tok_pre));
+	cJSON_AddItemToObject(root, "vocab_size", json_opt(in->vocab));
+	cJSON_AddItemToObject(root, "bos_token_id", json_opt(in->bos));
+	cJSON_AddItemToObject(root, "eos_token_id", json_opt(in->eos));
+	cJSON_AddBoolToObject(root, "chat_template", in->has_template);
+	cJSON_AddNumberToObject(root, "tensor_bytes", (double)in->tensor_bytes);
+	cJSON *mix = cJSON_AddObjectToObject(root, "tensor_types");
+	for (uint32_t t = 0; mix && t < GGML_TYPE_COUNT; t++) {
+		if (!in->mix[t].count)
+			continue;
+		cJSON *e = cJSON_AddObjectToObject(mix, ggml_type_name(t));
+		cJSON_AddNumberToObject(e, "count", (double)in->mix[t].count);
+		cJSON_AddNumberToObject(e, "bytes", (double)in->mix[t].bytes);
+	}
+	if (!tensors)
+		return root;
+	cJSON *arr = cJSON_AddArrayToObject(root, "tensors");
+	for (uint64_t i = 0; arr && i < gguf_n_tensors(f); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(f, i);
+		cJSON *e = cJSON_CreateObject();
+		if (!e)
+			break;
+		cJSON_AddItemToArray(arr, e);
+		cJSON_AddItemToObject(e, "name", json_str(t->name));
+		cJSON_AddStringToObject(e, "type", ggml_type_name(t->type));
+		cJSON *shape = cJSON_AddArrayToObject(e, "shape");
+		for (uint32_t d = 0; shape && d < t->n_dims; d++)
+			cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->ne[d]));
+		cJSON_AddNumberToObject(e, "offset", (double)(gguf_data_offset(f) + t->offset));
+		cJSON_AddNumberToObject(e, "size", (double)t->size);
+	}
+	return root;
+}
+
+static int usage_error(const char *msg, const char *arg)
+{
+	fprintf(stderr, "ttychat inspect: %s%s\nusage: ttychat inspect FILE [--tensors] [--json]\n",
+		msg, arg ? arg : "");
+	return EXIT_USAGE;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	const char *path = NULL;
+	bool tensors = false, json = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--tensors") == 0)
+			tensors = true;
+		else if (strcmp(argv[i], "--json") == 0)
+			json = true;
+		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: ttychat inspect FILE [--tensors] [--json]\n");
+			return EXIT_OK;
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0')
+			return usage_error("unknown option ", argv[i]);
+		else if (path)
+			return usage_error("more than one file: ", argv[i]);
+		else
+			path = argv[i];
+	}
+	if (!path)
+		return usage_error("no file given", NULL);
+
+	char err[512];
+	gguf_file *f = gguf_open(path, err, sizeof err);
+	if (!f) {
+		fprintf(stderr, "ttychat inspect: %s\n", err);
+		return EXIT_FAIL;
+	}
+	struct inspect_info *in = malloc(sizeof *in);
+	if (!in) {
+		gguf_close(f);
+		fprintf(stderr, "ttychat inspect: out of memory\n");
+		return EXIT_FAIL;
+	}
+	gather(f, in);
+	int rc = EXIT_OK;
+	if (json) {
+		cJSON *root = build_json(f, in, tensors);
+		char *text = root ? cJSON_Print(root) : NULL;
+		if (text) {
+			puts(text);
+			free(text);
+		} else {
+			fprintf(stderr, "ttychat inspect: out of memory building JSON\n");
+			rc = EXIT_FAIL;
+		}
+		cJSON_Delete(root);
+	} else {
+		print_text(f, in, tensors);
+	}
+	free(in);
+	gguf_close(f);
+	if (fflush(stdout) != 0 && rc == EXIT_OK) {
+		fprintf(stderr, "ttychat inspect: write error on standard output\n");
+		rc = EXIT_FAIL;
+	}
+	return rc;
+}
