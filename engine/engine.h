@@ -1,0 +1,185 @@
+/*
+ * engine.h - the ttychat inference engine: the one public header.
+ *
+ * An engine is a worker thread that owns every model, tensor, KV cache and
+ * scratch buffer.  Callers (the TUI, one-shot mode, the benchmark, tests)
+ * never touch model state: they post requests, which return at once, and
+ * read events from a queue.  engine_event_fd() becomes readable whenever
+ * events are waiting, so a UI can poll() it beside the terminal.
+ *
+ * A conversation is identified by a caller-chosen 64-bit id.  Each submit
+ * carries the WHOLE conversation (all messages so far); the engine renders it
+ * with the model's chat template, tokenises it, and reuses the longest
+ * prefix already in that conversation's KV cache, so appending a turn
+ * prefills only the new tokens and regenerating or editing an earlier
+ * message truncates the cache to the common prefix.
+ *
+ * Threads: every function here may be called from any ONE thread (the
+ * owner) except engine_cancel(), which any thread or signal-safe context
+ * may call.  Strings passed in are copied before the call returns.
+ *
+ * Return codes: functions returning int give 0 (or a positive request id)
+ * on success and a negative enum engine_status on failure; the message of
+ * the last failure is in engine_last_error().
+ */
+#ifndef TTYCHAT_ENGINE_H
+#define TTYCHAT_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum engine_status {
+	ENGINE_OK = 0,
+	ENGINE_E_INVAL = -1,    /* bad argument */
+	ENGINE_E_NOMEM = -2,    /* out of memory */
+	ENGINE_E_IO = -3,       /* cannot open/read a file */
+	ENGINE_E_FORMAT = -4,   /* malformed or unsupported model file */
+	ENGINE_E_NOMODEL = -5,  /* no model loaded */
+	ENGINE_E_BUSY = -6,     /* (unused by the queueing API; kept for ABI) */
+	ENGINE_E_CONTEXT = -7,  /* the prompt does not fit the context */
+	ENGINE_E_TEMPLATE = -8, /* chat template failed and no fallback */
+	ENGINE_E_CANCELLED = -9,
+	ENGINE_E_THREAD = -10,  /* could not start a thread */
+};
+
+typedef struct engine engine;
+
+enum engine_kv_type { ENGINE_KV_F16 = 0, ENGINE_KV_Q8_0 = 1 };
+enum engine_overflow { ENGINE_OVERFLOW_DROP_OLDEST = 0, ENGINE_OVERFLOW_ERROR = 1 };
+
+struct engine_params {
+	int n_threads;             /* compute threads; 0 = number of cores */
+	size_t kv_budget_bytes;    /* all conversations' KV caches; 0 = 1 GiB */
+};
+
+struct engine_load_opts {
+	uint32_t n_ctx;            /* 0 = min(model's training context, 4096) */
+	enum engine_kv_type kv_type;
+	enum engine_overflow overflow;
+	const char *template_override; /* Jinja text replacing the file's; NULL = file's */
+};
+
+struct engine_sampling {
+	float temperature;         /* <= 0: greedy */
+	int32_t top_k;             /* <= 0: off */
+	float top_p;               /* >= 1: off */
+	float min_p;               /* <= 0: off */
+	float repeat_penalty;      /* 1: off */
+	float presence_penalty;    /* 0: off */
+	float frequency_penalty;   /* 0: off */
+	int32_t penalty_last_n;    /* window for the penalties; 0 = 64 */
+	uint64_t seed;
+};
+/* Neutral defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05. */
+void engine_sampling_default(struct engine_sampling *s);
+
+struct engine_msg {
+	const char *role;          /* "system", "user", "assistant" */
+	const char *content;       /* UTF-8 */
+};
+
+struct engine_gen_opts {
+	int32_t max_tokens;        /* <= 0: until end of generation or context */
+	bool raw;                  /* no template: messages' contents concatenated */
+	bool add_generation_prompt;/* normally true */
+	bool logits_all;           /* tests: report logits of every new position */
+	const char *const *stop;   /* NULL-terminated stop strings, or NULL */
+};
+
+enum engine_event_type {
+	ENGINE_EV_LOAD_PROGRESS,   /* progress 0..1 */
+	ENGINE_EV_LOADED,          /* model ready: info valid */
+	ENGINE_EV_PREFILL_PROGRESS,/* progress 0..1 of this turn's prompt */
+	ENGINE_EV_TOKEN,           /* text: next piece of the reply (valid UTF-8) */
+	ENGINE_EV_CONTEXT_SHIFT,   /* dropped_turns oldest turns were dropped */
+	ENGINE_EV_DONE,            /* reply finished: stats, stop reason */
+	ENGINE_EV_ERROR,           /* code + message; the request failed */
+	ENGINE_EV_UNLOADED,
+	ENGINE_EV_LOGITS,          /* tests: logits of one position (n_vocab floats) */
+};
+
+enum engine_stop_reason {
+	ENGINE_STOP_EOG = 0,       /* the model ended its turn */
+	ENGINE_STOP_LENGTH,        /* max_tokens reached */
+	ENGINE_STOP_STRING,        /* a stop string matched */
+	ENGINE_STOP_CANCELLED,     /* engine_cancel() */
+	ENGINE_STOP_CONTEXT,       /* context full mid-reply */
+};
+
+struct engine_stats {
+	uint32_t prompt_tokens;    /* tokens in the rendered prompt */
+	uint32_t prompt_reused;    /* of those, found in the KV cache */
+	uint32_t prompt_computed;  /* of those, prefilled now */
+	uint32_t gen_tokens;
+	double prefill_tps;        /* computed prompt tokens per second */
+	double decode_tps;
+	double ttft_ms;            /* submit to first token */
+	double prefill_ms, decode_ms;
+	uint32_t ctx_used, ctx_size;
+	uint64_t weights_bytes;    /* mapped weights + repacked copies */
+	uint64_t kv_bytes;         /* all conversations' caches */
+	uint64_t scratch_bytes;
+};
+
+struct engine_model_info {
+	char arch[32];
+	char name[128];
+	char quant[32];            /* dominant weight type, e.g. "Q4_1" */
+	uint64_t n_params;
+	uint64_t file_bytes;
+	uint32_t n_ctx_train, n_ctx;
+	uint32_t n_layer, n_embd, n_head, n_head_kv, n_vocab;
+	char template_family[32];  /* "jinja" or the fallback used */
+};
+
+struct engine_event {
+	enum engine_event_type type;
+	int request;               /* the id returned by the request */
+	uint64_t conv;
+	float progress;
+	char *text;                /* TOKEN: piece; owned by the event */
+	size_t text_len;
+	float *logits;             /* LOGITS: n_vocab floats; owned by the event */
+	uint32_t n_logits;
+	int32_t token;             /* TOKEN/LOGITS: the id */
+	uint32_t position;
+	uint32_t dropped_turns;
+	enum engine_stop_reason stop;
+	struct engine_stats stats;
+	struct engine_model_info info;
+	int code;                  /* ERROR: enum engine_status */
+	char message[512];
+};
+
+/* Starts the worker thread.  NULL on failure, with a message in err. */
+engine *engine_create(const struct engine_params *p, char *err, size_t errlen);
+/* Cancels whatever runs, stops the thread, frees everything. */
+void engine_free(engine *e);
+
+/* Readable while events are queued.  Owned by the engine. */
+int engine_event_fd(const engine *e);
+/* Pops one event without blocking: true when one was stored in *ev.  Free
+ * its payload with engine_event_clear() when done. */
+bool engine_event_next(engine *e, struct engine_event *ev);
+/* Waits up to timeout_ms (-1: forever) for an event.  False on timeout. */
+bool engine_event_wait(engine *e, struct engine_event *ev, int timeout_ms);
+void engine_event_clear(struct engine_event *ev);
+
+/* Requests.  Each returns a request id (> 0) whose events carry it, or a
+ * negative status when the request itself is malformed. */
+int engine_load(engine *e, const char *path, const struct engine_load_opts *o);
+int engine_unload(engine *e);
+int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_t n,
+		  const struct engine_sampling *s, const struct engine_gen_opts *g);
+/* Forgets a conversation's KV cache. */
+int engine_drop_conv(engine *e, uint64_t conv);
+
+/* Stops the running generation or load within one token and drops queued
+ * submits.  Async-signal-safe. */
+void engine_cancel(engine *e);
+
+const char *engine_status_str(int status);
+const char *engine_last_error(const engine *e);
+
+#endif

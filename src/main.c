@@ -1,0 +1,57 @@
+/*
+ * main.c - entry point: picks the mode from the first argument.
+ *
+ * `ttychat SUBCOMMAND ...` runs one of the table's subcommands; anything else
+ * (flags, or no argument) is the chat itself: one-shot when a prompt is
+ * given, interactive otherwise.  The table below is the single source for
+ * the subcommand list in --help.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *args;
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{"inspect", cmd_inspect, "FILE [--tensors] [--json]", "describe a GGUF model file"},
+	/* more commands */
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: ttychat [OPTIONS]                chat with a local model\n"
+		"       ttychat -m MODEL -p TEXT         one-shot prompt, reply on stdout\n"
+		"       ttychat COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(out, "  %-11s %-32s %s\n", commands[i].name, commands[i].args,
+			commands[i].summary);
+	fprintf(out, "\nRun 'ttychat --help' for every option, 'man ttychat' for the manual.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2) {
+		for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+			if (strcmp(argv[1], commands[i].name) == 0)
+				return commands[i].run(argc - 1, argv + 1);
+		if (strcmp(argv[1], "--version") == 0) {
+			printf("ttychat %s\n", PACKAGE_VERSION);
+			return EXIT_OK;
+		}
+		if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+			usage(stdout);
+			return EXIT_OK;
+		}
+	}
+	usage(stderr);
+	return EXIT_USAGE;
+}
