@@ -160,6 +160,7 @@ struct gguf_file {
 	uint64_t n_tensors;
 	struct gguf_tensor *tensors;
 	uint32_t *t_sorted;     /* indices of tensors sorted by name */
+	uint64_t *t_info_at;    /* file offset of each tensor info (messages) */
 };
 
 /* Parse state: a cursor over the mapping plus the caller's error buffer. */
@@ -530,6 +531,7 @@ static bool parse_tensor_infos(struct cursor *c)
 	for (uint64_t i = 0; i < f->n_tensors; i++) {
 		struct gguf_tensor *t = &f->tensors[i];
 		uint64_t at = c->pos;
+		f->t_info_at[i] = at;
 		if (!rd_str(c, &t->name, GGUF_MAX_KEY_LEN, "tensor name"))
 			return false;
 		if (t->name.len == 0)
@@ -674,16 +676,18 @@ static bool parse(struct cursor *c)
 	f->kv_sorted = calloc(f->n_kv ? f->n_kv : 1, sizeof *f->kv_sorted);
 	f->tensors = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->tensors);
 	f->t_sorted = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->t_sorted);
-	if (!f->kv || !f->kv_sorted || !f->tensors || !f->t_sorted)
+	f->t_info_at = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->t_info_at);
+	if (!f->kv || !f->kv_sorted || !f->tensors || !f->t_sorted || !f->t_info_at)
 		return fail_at(c, nt_at, "out of memory");
 	if (!parse_kv(c) || !parse_alignment(c) || !parse_tensor_infos(c))
 		return false;
 	if (!sort_names(f, f->t_sorted, f->n_tensors, tensor_name))
 		return fail_at(c, c->pos, "out of memory sorting tensors");
 	for (uint64_t i = 1; i < f->n_tensors; i++) {
-		const struct gguf_tensor *t = &f->tensors[f->t_sorted[i]];
-		if (cmp_str(f->tensors[f->t_sorted[i - 1]].name, t->name) == 0)
-			return fail_tensor(c, c->pos, t->name, "duplicate tensor name");
+		uint32_t a = f->t_sorted[i - 1], b = f->t_sorted[i];
+		if (cmp_str(f->tensors[a].name, f->tensors[b].name) == 0)
+			return fail_tensor(c, f->t_info_at[a > b ? a : b], f->tensors[b].name,
+					   "duplicate tensor name");
 	}
 	return check_tensor_data(c);
 }
@@ -699,6 +703,7 @@ void gguf_close(gguf_file *f)
 	free(f->kv_sorted);
 	free(f->tensors);
 	free(f->t_sorted);
+	free(f->t_info_at);
 	if (f->mapped && f->size)
 		munmap((void *)f->base, (size_t)f->size);
 	free(f->path);

@@ -161,7 +161,8 @@ bool gguf_get_str(const gguf_file *f, const char *key, struct gguf_str *out);
 /* Arrays by key: element type must match.  For string arrays, strings are
  * fetched one by one with gguf_arr_str (O(1) after open: offsets are
  * indexed).  For numeric arrays, *data points at the packed little-endian
- * elements in the mapping (may be unaligned: use memcpy). */
+ * elements in the mapping (may be unaligned: use memcpy); for string and
+ * array elements it points at their serialized form. */
 bool gguf_get_arr(const gguf_file *f, const char *key, uint32_t want_type,
 		  uint64_t *n, const void **data);
 bool gguf_get_arr_str_n(const gguf_file *f, const char *key, uint64_t *n);
