@@ -83,7 +83,6 @@ struct engine_gen_opts {
 	int32_t max_tokens;        /* <= 0: until end of generation or context */
 	bool raw;                  /* no template: messages' contents concatenated */
 	bool add_generation_prompt;/* normally true */
-	bool logits_all;           /* tests: report logits of every new position */
 	const char *const *stop;   /* NULL-terminated stop strings, or NULL */
 };
 
@@ -96,7 +95,6 @@ enum engine_event_type {
 	ENGINE_EV_DONE,            /* reply finished: stats, stop reason */
 	ENGINE_EV_ERROR,           /* code + message; the request failed */
 	ENGINE_EV_UNLOADED,
-	ENGINE_EV_LOGITS,          /* tests: logits of one position (n_vocab floats) */
 };
 
 enum engine_stop_reason {
@@ -140,9 +138,7 @@ struct engine_event {
 	float progress;
 	char *text;                /* TOKEN: piece; owned by the event */
 	size_t text_len;
-	float *logits;             /* LOGITS: n_vocab floats; owned by the event */
-	uint32_t n_logits;
-	int32_t token;             /* TOKEN/LOGITS: the id */
+	int32_t token;             /* TOKEN: the id */
 	uint32_t position;
 	uint32_t dropped_turns;
 	enum engine_stop_reason stop;

@@ -9,6 +9,8 @@
 #ifndef TTYCHAT_COMMANDS_H
 #define TTYCHAT_COMMANDS_H
 
+#include <stdio.h>
+
 /* Exit statuses shared by every mode (documented in ttychat(1)). */
 enum {
 	EXIT_OK = 0,
@@ -25,5 +27,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_oneshot(int argc, char **argv);
+/* The chat/one-shot options, for --help. */
+void oneshot_usage(FILE *out);
 
 #endif

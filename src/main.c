@@ -34,7 +34,8 @@ static void usage(FILE *out)
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(out, "  %-11s %-32s %s\n", commands[i].name, commands[i].args,
 			commands[i].summary);
-	fprintf(out, "\nRun 'ttychat --help' for every option, 'man ttychat' for the manual.\n");
+	fprintf(out, "\n");
+	oneshot_usage(out);
 }
 
 int main(int argc, char **argv)
@@ -52,6 +53,10 @@ int main(int argc, char **argv)
 			return EXIT_OK;
 		}
 	}
+	/* no subcommand: the chat itself (one-shot with -p, else interactive) */
+	if (argc < 2 || argv[1][0] == '-')
+		return cmd_oneshot(argc, argv);
+	fprintf(stderr, "ttychat: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return EXIT_USAGE;
 }

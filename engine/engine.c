@@ -1,0 +1,1041 @@
+/*
+ * engine.c - the worker thread behind engine.h.
+ *
+ * Requests go into a locked FIFO that the worker drains; events come back
+ * through a second locked FIFO, and one byte written to a pipe announces
+ * that the event queue went from empty to non-empty, so the owner's poll()
+ * wakes once per burst rather than once per token.  The worker blocks all
+ * signals; the owner handles them.
+ *
+ * Cancellation is an epoch counter: every request remembers the epoch it
+ * was queued in, engine_cancel() bumps it (a lock-free atomic increment, so
+ * it is safe in a signal handler), and the worker abandons any request whose
+ * epoch is stale, checking between tokens, between prefill batches and
+ * between load steps.
+ *
+ * Conversations: each has a KV cache holding the tokens it was computed
+ * from.  A submit renders the whole conversation, tokenises it, keeps the
+ * longest common prefix of the cache, and prefills only the rest.  Caches
+ * of other conversations are evicted least-recently-used first when their
+ * total exceeds the budget.
+ */
+#include "engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "forward.h"
+#include "gguf.h"
+#include "model.h"
+#include "pool.h"
+#include "quant.h"
+#include "sampler.h"
+#include "template.h"
+#include "tokenizer.h"
+
+#define MAX_BATCH 64
+
+enum req_type { REQ_LOAD, REQ_UNLOAD, REQ_SUBMIT, REQ_DROP, REQ_QUIT };
+
+struct request {
+	enum req_type type;
+	int id;
+	unsigned epoch;
+	uint64_t conv;
+	char *path;
+	struct engine_load_opts load;
+	char *template_override;
+	struct engine_msg *msgs; /* roles and contents copied */
+	size_t n_msgs;
+	struct engine_sampling sampling;
+	struct engine_gen_opts gen;
+	char **stop;             /* copied, NULL-terminated */
+	struct request *next;
+};
+
+struct event_node {
+	struct engine_event ev;
+	struct event_node *next;
+};
+
+struct conv {
+	uint64_t id;
+	struct kv_cache kv;
+	uint64_t last_used;
+};
+
+struct engine {
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct request *req_head, *req_tail;
+	struct event_node *ev_head, *ev_tail;
+	int pipe_rd, pipe_wr;
+	atomic_uint epoch;
+	int next_id;
+	char last_error[512];
+	struct engine_params params;
+
+	/* worker-owned from here on */
+	bool loaded;
+	struct model model;
+	tokenizer *tok;
+	char *tmpl_text;
+	char bos_text[64], eos_text[64];
+	pool *pool;
+	struct fwd fwd;
+	uint32_t n_ctx;
+	uint32_t kv_type;
+	enum engine_overflow overflow;
+	char family[32];
+	struct conv *convs;
+	size_t n_convs;
+	uint64_t use_clock;
+	int32_t *ids;
+	size_t ids_cap;
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static char *dupstr(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+const char *engine_status_str(int status)
+{
+	switch (status) {
+	case ENGINE_OK: return "ok";
+	case ENGINE_E_INVAL: return "invalid argument";
+	case ENGINE_E_NOMEM: return "out of memory";
+	case ENGINE_E_IO: return "I/O error";
+	case ENGINE_E_FORMAT: return "malformed or unsupported model file";
+	case ENGINE_E_NOMODEL: return "no model loaded";
+	case ENGINE_E_BUSY: return "busy";
+	case ENGINE_E_CONTEXT: return "context full";
+	case ENGINE_E_TEMPLATE: return "chat template failed";
+	case ENGINE_E_CANCELLED: return "cancelled";
+	case ENGINE_E_THREAD: return "cannot start a thread";
+	}
+	return "unknown error";
+}
+
+const char *engine_last_error(const engine *e)
+{
+	return e->last_error;
+}
+
+/* ---- event queue --------------------------------------------------------- */
+
+static void push_event(engine *e, const struct engine_event *ev)
+{
+	struct event_node *n = malloc(sizeof *n);
+	if (!n)
+		return; /* dropping an event beats crashing; DONE/ERROR are small */
+	n->ev = *ev;
+	n->next = NULL;
+	pthread_mutex_lock(&e->mu);
+	bool was_empty = e->ev_head == NULL;
+	if (e->ev_tail)
+		e->ev_tail->next = n;
+	else
+		e->ev_head = n;
+	e->ev_tail = n;
+	pthread_mutex_unlock(&e->mu);
+	if (was_empty) {
+		char b = 1;
+		ssize_t w;
+		do
+			w = write(e->pipe_wr, &b, 1);
+		while (w < 0 && errno == EINTR);
+	}
+}
+
+static void emit_simple(engine *e, const struct request *r, enum engine_event_type t, float progress)
+{
+	struct engine_event ev = {.type = t, .request = r->id, .conv = r->conv, .progress = progress};
+	push_event(e, &ev);
+}
+
+static void emit_error(engine *e, const struct request *r, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void emit_error(engine *e, const struct request *r, int code, const char *fmt, ...)
+{
+	struct engine_event ev = {.type = ENGINE_EV_ERROR, .request = r->id, .conv = r->conv, .code = code};
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ev.message, sizeof ev.message, fmt, ap);
+	va_end(ap);
+	push_event(e, &ev);
+}
+
+bool engine_event_next(engine *e, struct engine_event *ev)
+{
+	pthread_mutex_lock(&e->mu);
+	struct event_node *n = e->ev_head;
+	if (n) {
+		e->ev_head = n->next;
+		if (!e->ev_head)
+			e->ev_tail = NULL;
+	} else {
+		/* queue drained: empty the pipe so poll() sleeps again; a later
+		 * push on an empty queue writes a fresh byte */
+		char buf[64];
+		while (read(e->pipe_rd, buf, sizeof buf) > 0)
+			;
+	}
+	pthread_mutex_unlock(&e->mu);
+	if (!n)
+		return false;
+	*ev = n->ev;
+	free(n);
+	return true;
+}
+
+bool engine_event_wait(engine *e, struct engine_event *ev, int timeout_ms)
+{
+	double deadline = now_ms() + timeout_ms;
+	for (;;) {
+		if (engine_event_next(e, ev))
+			return true;
+		int wait = -1;
+		if (timeout_ms >= 0) {
+			double left = deadline - now_ms();
+			if (left <= 0)
+				return false;
+			wait = (int)left + 1;
+		}
+		struct pollfd p = {.fd = e->pipe_rd, .events = POLLIN};
+		int rc = poll(&p, 1, wait);
+		if (rc < 0 && errno != EINTR)
+			return false;
+	}
+}
+
+void engine_event_clear(struct engine_event *ev)
+{
+	free(ev->text);
+	ev->text = NULL;
+	ev->text_len = 0;
+}
+
+int engine_event_fd(const engine *e)
+{
+	return e->pipe_rd;
+}
+
+/* ---- request queue ------------------------------------------------------- */
+
+static void free_request(struct request *r)
+{
+	if (!r)
+		return;
+	free(r->path);
+	free(r->template_override);
+	for (size_t i = 0; i < r->n_msgs; i++) {
+		free((char *)r->msgs[i].role);
+		free((char *)r->msgs[i].content);
+	}
+	free(r->msgs);
+	for (size_t i = 0; r->stop && r->stop[i]; i++)
+		free(r->stop[i]);
+	free(r->stop);
+	free(r);
+}
+
+static int post(engine *e, struct request *r)
+{
+	pthread_mutex_lock(&e->mu);
+	r->id = ++e->next_id;
+	r->epoch = atomic_load(&e->epoch);
+	if (e->req_tail)
+		e->req_tail->next = r;
+	else
+		e->req_head = r;
+	e->req_tail = r;
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+	return r->id;
+}
+
+static struct request *take(engine *e)
+{
+	pthread_mutex_lock(&e->mu);
+	while (!e->req_head)
+		pthread_cond_wait(&e->cv, &e->mu);
+	struct request *r = e->req_head;
+	e->req_head = r->next;
+	if (!e->req_head)
+		e->req_tail = NULL;
+	pthread_mutex_unlock(&e->mu);
+	return r;
+}
+
+static bool cancelled(engine *e, const struct request *r)
+{
+	return atomic_load_explicit(&e->epoch, memory_order_relaxed) != r->epoch;
+}
+
+void engine_cancel(engine *e)
+{
+	atomic_fetch_add(&e->epoch, 1);
+}
+
+int engine_load(engine *e, const char *path, const struct engine_load_opts *o)
+{
+	if (!path) {
+		snprintf(e->last_error, sizeof e->last_error, "engine_load: no path");
+		return ENGINE_E_INVAL;
+	}
+	struct request *r = calloc(1, sizeof *r);
+	if (!r)
+		return ENGINE_E_NOMEM;
+	r->type = REQ_LOAD;
+	r->path = strdup(path);
+	if (o) {
+		r->load = *o;
+		r->template_override = dupstr(o->template_override);
+		r->load.template_override = NULL;
+	}
+	if (!r->path || (o && o->template_override && !r->template_override)) {
+		free_request(r);
+		return ENGINE_E_NOMEM;
+	}
+	return post(e, r);
+}
+
+int engine_unload(engine *e)
+{
+	struct request *r = calloc(1, sizeof *r);
+	if (!r)
+		return ENGINE_E_NOMEM;
+	r->type = REQ_UNLOAD;
+	return post(e, r);
+}
+
+int engine_drop_conv(engine *e, uint64_t conv)
+{
+	struct request *r = calloc(1, sizeof *r);
+	if (!r)
+		return ENGINE_E_NOMEM;
+	r->type = REQ_DROP;
+	r->conv = conv;
+	return post(e, r);
+}
+
+int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_t n,
+		  const struct engine_sampling *s, const struct engine_gen_opts *g)
+{
+	if (!msgs || n == 0 || n > 100000) {
+		snprintf(e->last_error, sizeof e->last_error, "engine_submit: no messages");
+		return ENGINE_E_INVAL;
+	}
+	struct request *r = calloc(1, sizeof *r);
+	if (!r)
+		return ENGINE_E_NOMEM;
+	r->type = REQ_SUBMIT;
+	r->conv = conv;
+	if (s)
+		r->sampling = *s;
+	else
+		engine_sampling_default(&r->sampling);
+	if (g)
+		r->gen = *g;
+	else
+		r->gen.add_generation_prompt = true;
+	r->gen.stop = NULL;
+	r->msgs = calloc(n, sizeof *r->msgs);
+	if (!r->msgs)
+		goto nomem;
+	r->n_msgs = n;
+	for (size_t i = 0; i < n; i++) {
+		r->msgs[i].role = strdup(msgs[i].role ? msgs[i].role : "user");
+		r->msgs[i].content = strdup(msgs[i].content ? msgs[i].content : "");
+		if (!r->msgs[i].role || !r->msgs[i].content)
+			goto nomem;
+	}
+	if (g && g->stop) {
+		size_t ns = 0;
+		while (g->stop[ns])
+			ns++;
+		r->stop = calloc(ns + 1, sizeof *r->stop);
+		if (!r->stop)
+			goto nomem;
+		for (size_t i = 0; i < ns; i++)
+			if (!(r->stop[i] = strdup(g->stop[i])))
+				goto nomem;
+	}
+	return post(e, r);
+nomem:
+	free_request(r);
+	return ENGINE_E_NOMEM;
+}
+
+/* ---- worker: model lifetime ---------------------------------------------- */
+
+static void drop_all_convs(engine *e)
+{
+	for (size_t i = 0; i < e->n_convs; i++)
+		kv_free(&e->convs[i].kv);
+	free(e->convs);
+	e->convs = NULL;
+	e->n_convs = 0;
+}
+
+static void unload_model(engine *e)
+{
+	if (!e->loaded)
+		return;
+	drop_all_convs(e);
+	fwd_free(&e->fwd);
+	pool_free(e->pool);
+	e->pool = NULL;
+	tok_free(e->tok);
+	e->tok = NULL;
+	free(e->tmpl_text);
+	e->tmpl_text = NULL;
+	model_free(&e->model);
+	e->loaded = false;
+}
+
+static uint64_t weights_bytes(const struct model *m)
+{
+	uint64_t total = 0;
+	for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++)
+		total += gguf_tensor_at(m->gguf, i)->size;
+	return total + m->owned_f32_bytes;
+}
+
+static void fill_info(engine *e, struct engine_model_info *info)
+{
+	const struct model *m = &e->model;
+	memset(info, 0, sizeof *info);
+	snprintf(info->arch, sizeof info->arch, "%s", m->arch_name);
+	snprintf(info->name, sizeof info->name, "%s", m->name);
+	snprintf(info->quant, sizeof info->quant, "%s", m->quant);
+	info->n_params = m->n_params;
+	info->file_bytes = gguf_file_size(m->gguf);
+	info->n_ctx_train = m->hp.n_ctx_train;
+	info->n_ctx = e->n_ctx;
+	info->n_layer = m->hp.n_layer;
+	info->n_embd = m->hp.n_embd;
+	info->n_head = m->hp.n_head;
+	info->n_head_kv = m->hp.n_head_kv;
+	info->n_vocab = m->hp.n_vocab;
+	snprintf(info->template_family, sizeof info->template_family, "%s", e->family);
+}
+
+/* Text of a special token for the template's bos_token/eos_token. */
+static void token_text(const tokenizer *t, int32_t id, char *buf, size_t n)
+{
+	buf[0] = '\0';
+	if (id < 0)
+		return;
+	size_t len = 0;
+	const char *p = tok_piece(t, id, &len);
+	if (p && len < n) {
+		memcpy(buf, p, len);
+		buf[len] = '\0';
+	}
+}
+
+static void do_load(engine *e, struct request *r)
+{
+	char err[512];
+	unload_model(e);
+	emit_simple(e, r, ENGINE_EV_LOAD_PROGRESS, 0.0f);
+
+	const volatile int abort_never = 0;
+	int rc = model_load(&e->model, r->path, &abort_never, err, sizeof err);
+	if (rc) {
+		emit_error(e, r, rc, "%s", err);
+		return;
+	}
+	if (cancelled(e, r))
+		goto cancel;
+	emit_simple(e, r, ENGINE_EV_LOAD_PROGRESS, 0.3f);
+
+	e->tok = tok_load(e->model.gguf, err, sizeof err);
+	if (!e->tok) {
+		model_free(&e->model);
+		emit_error(e, r, ENGINE_E_FORMAT, "%s", err);
+		return;
+	}
+	if (tok_n_vocab(e->tok) > e->model.hp.n_vocab) {
+		emit_error(e, r, ENGINE_E_FORMAT, "%s: vocabulary has %u tokens but the embedding only %u",
+			   r->path, tok_n_vocab(e->tok), e->model.hp.n_vocab);
+		tok_free(e->tok);
+		e->tok = NULL;
+		model_free(&e->model);
+		return;
+	}
+	token_text(e->tok, tok_bos(e->tok), e->bos_text, sizeof e->bos_text);
+	token_text(e->tok, tok_eos(e->tok), e->eos_text, sizeof e->eos_text);
+
+	const char *tt = r->template_override;
+	struct gguf_str ts;
+	if (!tt && gguf_get_str(e->model.gguf, "tokenizer.chat_template", &ts)) {
+		e->tmpl_text = malloc(ts.len + 1);
+		if (e->tmpl_text) {
+			memcpy(e->tmpl_text, ts.ptr, ts.len);
+			e->tmpl_text[ts.len] = '\0';
+		}
+	} else if (tt) {
+		e->tmpl_text = strdup(tt);
+	}
+	snprintf(e->family, sizeof e->family, "%s",
+		 e->tmpl_text ? "jinja" : tmpl_family_name(tmpl_detect_family(NULL, e->model.arch_name)));
+
+	uint32_t n_ctx = r->load.n_ctx;
+	if (n_ctx == 0)
+		n_ctx = e->model.hp.n_ctx_train < 4096 ? e->model.hp.n_ctx_train : 4096;
+	if (n_ctx < 16)
+		n_ctx = 16;
+	e->n_ctx = n_ctx;
+	e->kv_type = r->load.kv_type == ENGINE_KV_Q8_0 ? GGML_TYPE_Q8_0 : GGML_TYPE_F16;
+	if (e->kv_type == GGML_TYPE_Q8_0 && e->model.hp.head_dim % 32 != 0)
+		e->kv_type = GGML_TYPE_F16;
+	e->overflow = r->load.overflow;
+
+	int nt = e->params.n_threads > 0 ? e->params.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (nt < 1)
+		nt = 1;
+	e->pool = pool_create(nt);
+	if (!e->pool) {
+		emit_error(e, r, ENGINE_E_THREAD, "%s: cannot start %d compute threads", r->path, nt);
+		goto fail;
+	}
+	if (fwd_init(&e->fwd, &e->model, e->pool, n_ctx, MAX_BATCH)) {
+		emit_error(e, r, ENGINE_E_NOMEM, "%s: out of memory for scratch buffers", r->path);
+		pool_free(e->pool);
+		e->pool = NULL;
+		goto fail;
+	}
+	/* fault the weights in ahead of the first token */
+	gguf_prefetch(e->model.gguf);
+	e->loaded = true;
+	if (cancelled(e, r)) {
+		unload_model(e);
+		emit_error(e, r, ENGINE_E_CANCELLED, "%s: loading cancelled", r->path);
+		return;
+	}
+	struct engine_event ev = {.type = ENGINE_EV_LOADED, .request = r->id, .progress = 1.0f};
+	fill_info(e, &ev.info);
+	push_event(e, &ev);
+	return;
+cancel:
+	model_free(&e->model);
+	emit_error(e, r, ENGINE_E_CANCELLED, "%s: loading cancelled", r->path);
+	return;
+fail:
+	tok_free(e->tok);
+	e->tok = NULL;
+	free(e->tmpl_text);
+	e->tmpl_text = NULL;
+	model_free(&e->model);
+}
+
+/* ---- worker: conversations ----------------------------------------------- */
+
+static size_t total_kv(const engine *e)
+{
+	size_t t = 0;
+	for (size_t i = 0; i < e->n_convs; i++)
+		t += kv_bytes(&e->convs[i].kv);
+	return t;
+}
+
+static void drop_conv_at(engine *e, size_t i)
+{
+	kv_free(&e->convs[i].kv);
+	e->convs[i] = e->convs[e->n_convs - 1];
+	e->n_convs--;
+}
+
+/* The conversation's slot, created when missing; NULL when out of memory. */
+static struct conv *get_conv(engine *e, uint64_t id)
+{
+	for (size_t i = 0; i < e->n_convs; i++)
+		if (e->convs[i].id == id) {
+			e->convs[i].last_used = ++e->use_clock;
+			return &e->convs[i];
+		}
+	struct conv *c = realloc(e->convs, (e->n_convs + 1) * sizeof *c);
+	if (!c)
+		return NULL;
+	e->convs = c;
+	c = &e->convs[e->n_convs];
+	memset(c, 0, sizeof *c);
+	if (kv_init(&c->kv, &e->model.hp, e->kv_type, e->n_ctx))
+		return NULL;
+	c->id = id;
+	c->last_used = ++e->use_clock;
+	e->n_convs++;
+	return c;
+}
+
+/* Evicts least recently used caches other than KEEP until within budget. */
+static void enforce_budget(engine *e, uint64_t keep)
+{
+	size_t budget = e->params.kv_budget_bytes ? e->params.kv_budget_bytes : (size_t)1 << 30;
+	while (total_kv(e) > budget) {
+		size_t victim = SIZE_MAX;
+		for (size_t i = 0; i < e->n_convs; i++)
+			if (e->convs[i].id != keep &&
+			    (victim == SIZE_MAX || e->convs[i].last_used < e->convs[victim].last_used))
+				victim = i;
+		if (victim == SIZE_MAX)
+			return;
+		drop_conv_at(e, victim);
+	}
+}
+
+/* ---- worker: one reply --------------------------------------------------- */
+
+static int render_prompt(engine *e, const struct request *r, size_t first_msg, char **out, size_t *len,
+			 char *err, size_t errlen)
+{
+	size_t n = r->n_msgs;
+	if (r->gen.raw) {
+		size_t total = 0;
+		for (size_t i = first_msg; i < n; i++)
+			total += strlen(r->msgs[i].content);
+		char *s = malloc(total + 1);
+		if (!s)
+			return ENGINE_E_NOMEM;
+		size_t o = 0;
+		for (size_t i = first_msg; i < n; i++) {
+			size_t l = strlen(r->msgs[i].content);
+			memcpy(s + o, r->msgs[i].content, l);
+			o += l;
+		}
+		s[o] = '\0';
+		*out = s;
+		*len = o;
+		return 0;
+	}
+	/* keep a leading system message when older turns are dropped */
+	struct tmpl_message *tm = calloc(n, sizeof *tm);
+	if (!tm)
+		return ENGINE_E_NOMEM;
+	size_t k = 0;
+	if (first_msg > 0 && strcmp(r->msgs[0].role, "system") == 0)
+		tm[k++] = (struct tmpl_message){r->msgs[0].role, r->msgs[0].content, strlen(r->msgs[0].content)};
+	for (size_t i = first_msg; i < n; i++)
+		tm[k++] = (struct tmpl_message){r->msgs[i].role, r->msgs[i].content, strlen(r->msgs[i].content)};
+	struct tmpl_options opt = {
+		.add_generation_prompt = r->gen.add_generation_prompt,
+		.bos_token = e->bos_text,
+		.eos_token = e->eos_text,
+	};
+	enum tmpl_family fam = TMPL_FAMILY_UNKNOWN;
+	int rc = tmpl_format_chat(e->tmpl_text, e->model.arch_name, tm, k, &opt, out, len, &fam, err, errlen);
+	free(tm);
+	if (rc < 0)
+		return ENGINE_E_TEMPLATE;
+	if (rc == TMPL_FALLBACK)
+		snprintf(e->family, sizeof e->family, "%s", tmpl_family_name(fam));
+	return 0;
+}
+
+/* Tokenises the rendered prompt into e->ids; returns the count or < 0. */
+static int64_t tokenize_prompt(engine *e, const char *text, size_t len)
+{
+	bool add_bos = tok_add_bos(e->tok);
+	/* a template that writes the BOS text itself gets no second BOS */
+	size_t bl = strlen(e->bos_text);
+	if (add_bos && bl > 0 && len >= bl && memcmp(text, e->bos_text, bl) == 0)
+		add_bos = false;
+	size_t n = 0;
+	int rc = tok_encode(e->tok, text, len, add_bos, true, &e->ids, &n, &e->ids_cap);
+	if (rc < 0)
+		return rc;
+	return (int64_t)n;
+}
+
+/* Longest suffix of TEXT that is a proper prefix of some stop string:
+ * those bytes are held back until we know they do not start a stop. */
+static size_t stop_holdback(char *const *stop, const char *text, size_t len)
+{
+	size_t hold = 0;
+	for (size_t s = 0; stop && stop[s]; s++) {
+		size_t sl = strlen(stop[s]);
+		for (size_t k = sl - 1; k > hold && k > 0; k--)
+			if (k <= len && memcmp(text + len - k, stop[s], k) == 0) {
+				hold = k;
+				break;
+			}
+	}
+	return hold;
+}
+
+static void emit_text(engine *e, const struct request *r, const char *s, size_t n, int32_t tok, uint32_t pos)
+{
+	if (n == 0)
+		return;
+	struct engine_event ev = {.type = ENGINE_EV_TOKEN, .request = r->id, .conv = r->conv, .token = tok,
+				  .position = pos};
+	ev.text = malloc(n + 1);
+	if (!ev.text)
+		return;
+	memcpy(ev.text, s, n);
+	ev.text[n] = '\0';
+	ev.text_len = n;
+	push_event(e, &ev);
+}
+
+static void do_submit(engine *e, struct request *r)
+{
+	char err[512] = "";
+	struct engine_stats st = {0};
+	const double t_start = now_ms();
+
+	if (!e->loaded) {
+		emit_error(e, r, ENGINE_E_NOMODEL, "no model loaded");
+		return;
+	}
+	if (cancelled(e, r)) {
+		struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv,
+					  .stop = ENGINE_STOP_CANCELLED};
+		push_event(e, &ev);
+		return;
+	}
+
+	/* render and tokenise, dropping the oldest turns while it does not fit */
+	const uint32_t reserve = r->gen.max_tokens > 0 && (uint32_t)r->gen.max_tokens < e->n_ctx / 4
+					 ? (uint32_t)r->gen.max_tokens : e->n_ctx / 4;
+	size_t first = 0;
+	uint32_t dropped = 0;
+	int64_t n_prompt;
+	for (;;) {
+		char *text = NULL;
+		size_t len = 0;
+		int rc = render_prompt(e, r, first, &text, &len, err, sizeof err);
+		if (rc) {
+			emit_error(e, r, rc, "chat template: %s", err[0] ? err : engine_status_str(rc));
+			return;
+		}
+		n_prompt = tokenize_prompt(e, text, len);
+		free(text);
+		if (n_prompt < 0) {
+			emit_error(e, r, ENGINE_E_INVAL, "cannot tokenize the prompt");
+			return;
+		}
+		if (n_prompt == 0) {
+			emit_error(e, r, ENGINE_E_INVAL, "the prompt is empty");
+			return;
+		}
+		if ((uint64_t)n_prompt + reserve <= e->n_ctx)
+			break;
+		/* drop the oldest non-system message; never the last one */
+		size_t next = first;
+		if (next == 0 && strcmp(r->msgs[0].role, "system") == 0)
+			next = 1;
+		next++;
+		if (r->gen.raw || e->overflow == ENGINE_OVERFLOW_ERROR || next >= r->n_msgs) {
+			emit_error(e, r, ENGINE_E_CONTEXT,
+				   "the prompt needs %lld tokens, the context holds %u (with %u kept for the reply)",
+				   (long long)n_prompt, e->n_ctx, reserve);
+			return;
+		}
+		dropped += (uint32_t)(next - (first == 0 && strcmp(r->msgs[0].role, "system") == 0 ? 1 : first));
+		first = next;
+	}
+	if (dropped) {
+		struct engine_event ev = {.type = ENGINE_EV_CONTEXT_SHIFT, .request = r->id, .conv = r->conv,
+					  .dropped_turns = dropped};
+		snprintf(ev.message, sizeof ev.message,
+			 "context full: dropped the %u oldest message%s to fit %u tokens", dropped,
+			 dropped == 1 ? "" : "s", e->n_ctx);
+		push_event(e, &ev);
+	}
+
+	struct conv *c = get_conv(e, r->conv);
+	if (!c) {
+		emit_error(e, r, ENGINE_E_NOMEM, "out of memory for a conversation");
+		return;
+	}
+	struct kv_cache *kv = &c->kv;
+
+	/* reuse the common prefix; the last prompt token is always recomputed
+	 * because its logits are needed */
+	uint32_t keep = 0;
+	while (keep < kv->n && keep < (uint32_t)n_prompt && kv->tokens[keep] == e->ids[keep])
+		keep++;
+	if (keep == (uint32_t)n_prompt)
+		keep--;
+	kv_truncate(kv, keep);
+	if (kv_reserve(kv, (uint32_t)n_prompt) != 0) {
+		emit_error(e, r, ENGINE_E_NOMEM, "out of memory for the KV cache (%u tokens)", (unsigned)n_prompt);
+		return;
+	}
+	enforce_budget(e, r->conv);
+	st.prompt_tokens = (uint32_t)n_prompt;
+	st.prompt_reused = keep;
+	st.prompt_computed = (uint32_t)n_prompt - keep;
+
+	/* prefill */
+	const double t_pf = now_ms();
+	for (uint32_t p = keep; p < (uint32_t)n_prompt;) {
+		int nb = (int)((uint32_t)n_prompt - p);
+		if (nb > MAX_BATCH)
+			nb = MAX_BATCH;
+		int rc = fwd_eval(&e->fwd, kv, e->ids + p, nb, false);
+		if (rc) {
+			emit_error(e, r, rc, "prefill failed: %s", engine_status_str(rc));
+			return;
+		}
+		p += (uint32_t)nb;
+		if (cancelled(e, r)) {
+			struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv,
+						  .stop = ENGINE_STOP_CANCELLED, .stats = st};
+			push_event(e, &ev);
+			return;
+		}
+		if (st.prompt_computed > (uint32_t)MAX_BATCH)
+			emit_simple(e, r, ENGINE_EV_PREFILL_PROGRESS,
+				    (float)(p - keep) / (float)st.prompt_computed);
+	}
+	st.prefill_ms = now_ms() - t_pf;
+
+	/* decode */
+	struct sampler smp;
+	if (sampler_init(&smp, &r->sampling, e->model.hp.n_vocab)) {
+		emit_error(e, r, ENGINE_E_NOMEM, "out of memory for the sampler");
+		return;
+	}
+	tok_decoder *dec = tok_decoder_new(e->tok);
+	size_t cap = 256, len = 0, sent = 0;
+	char *reply = malloc(cap);
+	if (!dec || !reply) {
+		sampler_free(&smp);
+		tok_decoder_free(dec);
+		free(reply);
+		emit_error(e, r, ENGINE_E_NOMEM, "out of memory for the reply");
+		return;
+	}
+	enum engine_stop_reason stop = ENGINE_STOP_LENGTH;
+	const double t_dec = now_ms();
+	uint32_t n_gen = 0;
+	for (;;) {
+		if (cancelled(e, r)) {
+			stop = ENGINE_STOP_CANCELLED;
+			break;
+		}
+		int32_t id = sampler_sample(&smp, e->fwd.logits, kv->tokens, kv->n);
+		if (tok_is_eog(e->tok, id)) {
+			stop = ENGINE_STOP_EOG;
+			break;
+		}
+		n_gen++;
+		if (n_gen == 1)
+			st.ttft_ms = now_ms() - t_start;
+		char piece[256];
+		size_t pl = tok_decoder_feed(dec, id, piece, sizeof piece);
+		if (len + pl + 1 > cap) {
+			while (len + pl + 1 > cap)
+				cap *= 2;
+			char *nr = realloc(reply, cap);
+			if (!nr) {
+				stop = ENGINE_STOP_LENGTH;
+				break;
+			}
+			reply = nr;
+		}
+		memcpy(reply + len, piece, pl);
+		len += pl;
+		reply[len] = '\0';
+
+		/* stop strings: cut at the first match; hold back a possible
+		 * start of one */
+		bool hit = false;
+		for (size_t s = 0; r->stop && r->stop[s]; s++) {
+			char *m = r->stop[s][0] ? strstr(reply + (sent > 64 ? sent - 64 : 0), r->stop[s]) : NULL;
+			if (m) {
+				len = (size_t)(m - reply);
+				hit = true;
+			}
+		}
+		size_t ready = hit ? len : len - stop_holdback(r->stop, reply, len);
+		if (ready > sent) {
+			emit_text(e, r, reply + sent, ready - sent, id, kv->n);
+			sent = ready;
+		}
+		if (hit) {
+			stop = ENGINE_STOP_STRING;
+			break;
+		}
+		if (r->gen.max_tokens > 0 && n_gen >= (uint32_t)r->gen.max_tokens) {
+			stop = ENGINE_STOP_LENGTH;
+			break;
+		}
+		if (kv->n >= e->n_ctx) {
+			stop = ENGINE_STOP_CONTEXT;
+			break;
+		}
+		int rc = fwd_eval(&e->fwd, kv, &id, 1, false);
+		if (rc) {
+			stop = ENGINE_STOP_CONTEXT;
+			break;
+		}
+	}
+	/* flush what the decoder and the stop-string check held back */
+	if (stop != ENGINE_STOP_STRING) {
+		char tail[16];
+		size_t tl = tok_decoder_flush(dec, tail, sizeof tail);
+		if (len + tl + 1 <= cap) {
+			memcpy(reply + len, tail, tl);
+			len += tl;
+		}
+		if (len > sent)
+			emit_text(e, r, reply + sent, len - sent, -1, kv->n);
+	}
+	st.decode_ms = now_ms() - t_dec;
+	st.gen_tokens = n_gen;
+	if (n_gen == 0)
+		st.ttft_ms = now_ms() - t_start;
+	st.prefill_tps = st.prefill_ms > 0 ? st.prompt_computed / (st.prefill_ms / 1e3) : 0;
+	/* the first token comes from the prefill logits: decode speed counts
+	 * the forward passes made during decoding */
+	st.decode_tps = st.decode_ms > 0 && n_gen > 1 ? (n_gen - 1) / (st.decode_ms / 1e3) : 0;
+	st.ctx_used = kv->n;
+	st.ctx_size = e->n_ctx;
+	st.weights_bytes = weights_bytes(&e->model);
+	st.kv_bytes = total_kv(e);
+	st.scratch_bytes = e->fwd.bytes;
+	struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv, .stop = stop,
+				  .stats = st};
+	push_event(e, &ev);
+	sampler_free(&smp);
+	tok_decoder_free(dec);
+	free(reply);
+}
+
+/* ---- worker loop --------------------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+	engine *e = arg;
+	for (;;) {
+		struct request *r = take(e);
+		switch (r->type) {
+		case REQ_QUIT:
+			free_request(r);
+			unload_model(e);
+			return NULL;
+		case REQ_LOAD:
+			do_load(e, r);
+			break;
+		case REQ_UNLOAD:
+			unload_model(e);
+			emit_simple(e, r, ENGINE_EV_UNLOADED, 0);
+			break;
+		case REQ_SUBMIT:
+			do_submit(e, r);
+			break;
+		case REQ_DROP:
+			for (size_t i = 0; i < e->n_convs; i++)
+				if (e->convs[i].id == r->conv) {
+					drop_conv_at(e, i);
+					break;
+				}
+			break;
+		}
+		free_request(r);
+	}
+}
+
+engine *engine_create(const struct engine_params *p, char *err, size_t errlen)
+{
+	engine *e = calloc(1, sizeof *e);
+	if (!e) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (p)
+		e->params = *p;
+	int fds[2];
+	if (pipe(fds) != 0) {
+		snprintf(err, errlen, "cannot create a pipe: %s", strerror(errno));
+		free(e);
+		return NULL;
+	}
+	e->pipe_rd = fds[0];
+	e->pipe_wr = fds[1];
+	for (int i = 0; i < 2; i++) {
+		fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+		fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+	}
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->cv, NULL);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int rc = pthread_create(&e->thread, NULL, worker_main, e);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot start the engine thread: %s", strerror(rc));
+		close(fds[0]);
+		close(fds[1]);
+		free(e);
+		return NULL;
+	}
+	e->thread_started = true;
+	return e;
+}
+
+void engine_free(engine *e)
+{
+	if (!e)
+		return;
+	engine_cancel(e);
+	struct request *q = calloc(1, sizeof *q);
+	if (q) {
+		q->type = REQ_QUIT;
+		/* jump the queue: everything else is stale now */
+		pthread_mutex_lock(&e->mu);
+		q->next = e->req_head;
+		e->req_head = q;
+		if (!e->req_tail)
+			e->req_tail = q;
+		pthread_cond_signal(&e->cv);
+		pthread_mutex_unlock(&e->mu);
+		pthread_join(e->thread, NULL);
+	}
+	for (struct request *r = e->req_head; r;) {
+		struct request *n = r->next;
+		free_request(r);
+		r = n;
+	}
+	for (struct event_node *n = e->ev_head; n;) {
+		struct event_node *nx = n->next;
+		engine_event_clear(&n->ev);
+		free(n);
+		n = nx;
+	}
+	free(e->ids);
+	close(e->pipe_rd);
+	close(e->pipe_wr);
+	pthread_mutex_destroy(&e->mu);
+	pthread_cond_destroy(&e->cv);
+	free(e);
+}

@@ -1,0 +1,76 @@
+/*
+ * forward.h - the transformer forward pass, its KV cache and its backend
+ * table (engine-internal; owned by the engine thread).
+ *
+ * The forward pass (forward.c) is written once for every supported
+ * architecture as a sequence of operations on activation buffers; the
+ * operations come from a struct backend, so a CUDA backend replaces the
+ * table, not the pass.  The CPU backend is cpu_backend().
+ *
+ * A KV cache belongs to one conversation: per layer, K and V rows for each
+ * position, [pos][kv_head][head_dim], in F16 or Q8_0, grown on demand up to
+ * n_ctx positions, plus the token ids they were computed from.
+ */
+#ifndef TTYCHAT_FORWARD_H
+#define TTYCHAT_FORWARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "pool.h"
+
+struct kv_cache {
+	uint32_t type;      /* GGML_TYPE_F16 or GGML_TYPE_Q8_0 */
+	uint32_t n_layer;
+	uint32_t kv_dim;    /* n_head_kv * head_dim */
+	size_t row_bytes;   /* one position of one layer, K (or V) */
+	uint32_t n_ctx;     /* hard limit */
+	uint32_t cap;       /* positions allocated */
+	uint32_t n;         /* positions filled */
+	void **k, **v;      /* [n_layer] arrays of cap rows */
+	int32_t *tokens;    /* [cap] */
+};
+
+/* 0 or a negative engine_status.  No positions are allocated yet. */
+int kv_init(struct kv_cache *kv, const struct hparams *hp, uint32_t type, uint32_t n_ctx);
+/* Makes room for n positions (<= n_ctx).  0 or ENGINE_E_NOMEM/INVAL. */
+int kv_reserve(struct kv_cache *kv, uint32_t n);
+/* Forgets positions from n on. */
+void kv_truncate(struct kv_cache *kv, uint32_t n);
+size_t kv_bytes(const struct kv_cache *kv);
+void kv_free(struct kv_cache *kv);
+
+struct backend;
+
+struct fwd {
+	const struct model *m;
+	const struct backend *be;
+	pool *pool;
+	int max_batch;
+	uint32_t n_ctx;
+	/* activations, max_batch rows each */
+	float *x, *xn, *q, *k, *v, *att, *o, *gate, *up;
+	float *logits;      /* logits_rows * n_vocab (grown when all logits are asked) */
+	int logits_rows;
+	void *xact;         /* quantised activations */
+	size_t xact_row_cap;
+	float *scores;      /* n_threads * n_ctx */
+	uint16_t *qh;       /* n_threads * head_dim (q rounded to f16) */
+	void *qq;           /* n_threads * q8_0 row of head_dim (Q8_0 K cache) */
+	float *vrow;        /* n_threads * head_dim (dequantised V) */
+	size_t bytes;
+};
+
+/* Scratch for batches of up to max_batch tokens and contexts up to n_ctx. */
+int fwd_init(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int max_batch);
+void fwd_free(struct fwd *f);
+
+/* Runs n tokens at positions kv->n .. kv->n+n-1 (n <= max_batch), appending
+ * their K/V to the cache.  Logits of the last token (all_logits: of every
+ * token, row t at logits + t*n_vocab) are left in f->logits.  Returns 0 or a
+ * negative engine_status (ENGINE_E_CONTEXT when the cache is full). */
+int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int n, bool all_logits);
+
+#endif

@@ -1,0 +1,461 @@
+/*
+ * model.c - from a validated GGUF file to a struct model.
+ *
+ * The GGUF reader has already checked that every tensor lies inside the file
+ * with a consistent size; here we check that the tensors are the ones the
+ * architecture needs, with the shapes the hyper-parameters imply, in types
+ * the kernels can compute with.  Every check happens before anything large
+ * is allocated: the only allocations are the layer table and a few small f32
+ * copies of norm weights and biases stored as F16/BF16.
+ *
+ * Tensor names and metadata keys follow the GGUF conventions of llama.cpp
+ * ("blk.N.attn_q.weight", "<arch>.attention.head_count", ...).
+ */
+#include "model.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "quant.h"
+
+static const struct {
+	const char *name;
+	enum arch arch;
+} arch_table[] = {
+	{"llama", ARCH_LLAMA},
+	{"qwen2", ARCH_QWEN2},
+	{"qwen3", ARCH_QWEN3},
+	{"phi3", ARCH_PHI3},
+	{"gemma3", ARCH_GEMMA3},
+};
+
+const char *arch_name(enum arch a)
+{
+	for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+		if (arch_table[i].arch == a)
+			return arch_table[i].name;
+	return "?";
+}
+
+struct loader {
+	struct model *m;
+	char *err;
+	size_t errlen;
+	const char *path;
+	/* small f32 vectors converted from F16/BF16 go here */
+	size_t owned_used, owned_cap;
+};
+
+static int fail(struct loader *L, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct loader *L, int code, const char *fmt, ...)
+{
+	if (L->errlen == 0)
+		return code;
+	int n = snprintf(L->err, L->errlen, "%s: ", L->path);
+	if (n < 0 || (size_t)n >= L->errlen)
+		return code;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(L->err + n, L->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+/* Key "<arch>.<suffix>" as an unsigned integer. */
+static bool get_arch_uint(struct loader *L, const char *suffix, uint64_t *out)
+{
+	char key[128];
+	snprintf(key, sizeof key, "%s.%s", L->m->arch_name, suffix);
+	return gguf_get_uint(L->m->gguf, key, out);
+}
+
+static bool get_arch_f32(struct loader *L, const char *suffix, float *out)
+{
+	char key[128];
+	snprintf(key, sizeof key, "%s.%s", L->m->arch_name, suffix);
+	return gguf_get_f32(L->m->gguf, key, out);
+}
+
+static int need_u32(struct loader *L, const char *suffix, uint32_t *out, uint32_t lo, uint32_t hi)
+{
+	uint64_t v;
+	if (!get_arch_uint(L, suffix, &v))
+		return fail(L, ENGINE_E_FORMAT, "key '%s.%s': missing or not an integer",
+			    L->m->arch_name, suffix);
+	if (v < lo || v > hi)
+		return fail(L, ENGINE_E_FORMAT, "key '%s.%s': %llu outside [%u, %u]",
+			    L->m->arch_name, suffix, (unsigned long long)v, lo, hi);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int opt_u32(struct loader *L, const char *suffix, uint32_t *out, uint32_t lo, uint32_t hi)
+{
+	uint64_t v;
+	if (!get_arch_uint(L, suffix, &v))
+		return 0;
+	if (v < lo || v > hi)
+		return fail(L, ENGINE_E_FORMAT, "key '%s.%s': %llu outside [%u, %u]",
+			    L->m->arch_name, suffix, (unsigned long long)v, lo, hi);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int opt_f32(struct loader *L, const char *suffix, float *out, float lo, float hi)
+{
+	float v;
+	if (!get_arch_f32(L, suffix, &v))
+		return 0;
+	if (!(v >= lo && v <= hi))
+		return fail(L, ENGINE_E_FORMAT, "key '%s.%s': %g outside [%g, %g]",
+			    L->m->arch_name, suffix, (double)v, (double)lo, (double)hi);
+	*out = v;
+	return 0;
+}
+
+static const struct gguf_tensor *find(struct loader *L, const char *fmt, int il)
+{
+	char name[96];
+	if (il >= 0)
+		snprintf(name, sizeof name, fmt, il);
+	else
+		snprintf(name, sizeof name, "%s", fmt);
+	return gguf_find_tensor(L->m->gguf, name);
+}
+
+static void tensor_name(char *buf, size_t n, const char *fmt, int il)
+{
+	if (il >= 0)
+		snprintf(buf, n, fmt, il);
+	else
+		snprintf(buf, n, "%s", fmt);
+}
+
+/* A 2-D weight with ne[0] == cols and ne[1] == rows. */
+static int get_weight(struct loader *L, struct weight *w, const char *fmt, int il,
+		      int64_t cols, int64_t rows, bool required)
+{
+	char name[96];
+	tensor_name(name, sizeof name, fmt, il);
+	const struct gguf_tensor *t = find(L, fmt, il);
+	memset(w, 0, sizeof *w);
+	if (!t) {
+		if (required)
+			return fail(L, ENGINE_E_FORMAT, "tensor '%s' is missing", name);
+		return 0;
+	}
+	if (t->n_dims > 2 || (int64_t)t->ne[0] != cols || (int64_t)t->ne[1] != rows)
+		return fail(L, ENGINE_E_FORMAT,
+			    "tensor '%s' has shape [%llu, %llu], expected [%lld, %lld]", name,
+			    (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+			    (long long)cols, (long long)rows);
+	if (!quant_supported(t->type))
+		return fail(L, ENGINE_E_FORMAT, "tensor '%s' has type %s, which ttychat cannot compute with",
+			    name, ggml_type_name(t->type));
+	w->data = t->data;
+	w->type = t->type;
+	w->rows = rows;
+	w->cols = cols;
+	w->row_bytes = ggml_row_bytes(t->type, (uint64_t)cols);
+	L->m->n_params += t->n_elements;
+	return 0;
+}
+
+/* Sizes the f32 arena: the total of every 1-D tensor that is not F32. */
+static size_t vec_bytes_needed(const gguf_file *f)
+{
+	size_t total = 0;
+	for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(f, i);
+		if (t->n_dims == 1 && t->type != GGML_TYPE_F32)
+			total += t->ne[0] * sizeof(float);
+	}
+	return total;
+}
+
+static int get_vec(struct loader *L, struct vec *v, const char *fmt, int il, int64_t n, bool required)
+{
+	char name[96];
+	tensor_name(name, sizeof name, fmt, il);
+	const struct gguf_tensor *t = find(L, fmt, il);
+	memset(v, 0, sizeof *v);
+	if (!t) {
+		if (required)
+			return fail(L, ENGINE_E_FORMAT, "tensor '%s' is missing", name);
+		return 0;
+	}
+	if (t->n_dims != 1 || (int64_t)t->ne[0] != n)
+		return fail(L, ENGINE_E_FORMAT, "tensor '%s' has %llu elements in %u dims, expected %lld",
+			    name, (unsigned long long)t->n_elements, t->n_dims, (long long)n);
+	L->m->n_params += t->n_elements;
+	if (t->type == GGML_TYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
+		v->data = t->data;
+		v->n = n;
+		return 0;
+	}
+	if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16)
+		return fail(L, ENGINE_E_FORMAT, "tensor '%s' has type %s; a vector must be F32, F16 or BF16",
+			    name, ggml_type_name(t->type));
+	size_t need = (size_t)n * sizeof(float);
+	if (L->owned_used + need > L->owned_cap)
+		return fail(L, ENGINE_E_FORMAT, "tensor '%s': internal arena overflow", name);
+	float *dst = (float *)((char *)L->m->owned_f32 + L->owned_used);
+	L->owned_used += need;
+	quant_dequant_row(t->type, t->data, dst, n);
+	v->data = dst;
+	v->n = n;
+	return 0;
+}
+
+static const char *dominant_type(const gguf_file *f)
+{
+	uint64_t bytes[GGML_TYPE_COUNT] = {0};
+	for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(f, i);
+		if (t->n_dims >= 2 && t->type < GGML_TYPE_COUNT)
+			bytes[t->type] += t->size;
+	}
+	uint32_t best = 0;
+	for (uint32_t ty = 0; ty < GGML_TYPE_COUNT; ty++)
+		if (bytes[ty] > bytes[best])
+			best = ty;
+	return ggml_type_name(best);
+}
+
+static int load_hparams(struct loader *L)
+{
+	struct model *m = L->m;
+	struct hparams *hp = &m->hp;
+	int rc;
+
+	if ((rc = need_u32(L, "embedding_length", &hp->n_embd, 1, 1u << 16)) ||
+	    (rc = need_u32(L, "block_count", &hp->n_layer, 1, 1024)) ||
+	    (rc = need_u32(L, "attention.head_count", &hp->n_head, 1, 1024)) ||
+	    (rc = need_u32(L, "feed_forward_length", &hp->n_ff, 1, 1u << 20)))
+		return rc;
+	hp->n_head_kv = hp->n_head;
+	if ((rc = opt_u32(L, "attention.head_count_kv", &hp->n_head_kv, 1, 1024)))
+		return rc;
+	if (hp->n_head % hp->n_head_kv != 0)
+		return fail(L, ENGINE_E_FORMAT, "%u attention heads are not a multiple of %u KV heads",
+			    hp->n_head, hp->n_head_kv);
+	hp->head_dim = hp->n_embd / hp->n_head;
+	if ((rc = opt_u32(L, "attention.key_length", &hp->head_dim, 1, 1024)))
+		return rc;
+	uint32_t vlen = hp->head_dim;
+	if ((rc = opt_u32(L, "attention.value_length", &vlen, 1, 1024)))
+		return rc;
+	if (vlen != hp->head_dim)
+		return fail(L, ENGINE_E_FORMAT, "key length %u differs from value length %u (unsupported)",
+			    hp->head_dim, vlen);
+	if (hp->head_dim == 0 || hp->head_dim % 2 != 0)
+		return fail(L, ENGINE_E_FORMAT, "head size %u must be even and non-zero", hp->head_dim);
+	if (hp->head_dim > 512)
+		return fail(L, ENGINE_E_FORMAT, "head size %u is larger than 512 (unsupported)", hp->head_dim);
+	hp->n_rot = hp->head_dim;
+	if ((rc = opt_u32(L, "rope.dimension_count", &hp->n_rot, 2, hp->head_dim)))
+		return rc;
+	if (hp->n_rot % 2 != 0)
+		return fail(L, ENGINE_E_FORMAT, "rope dimension count %u is odd", hp->n_rot);
+	hp->n_ctx_train = 2048;
+	if ((rc = opt_u32(L, "context_length", &hp->n_ctx_train, 1, 1u << 24)))
+		return rc;
+	hp->rope_base = 10000.0f;
+	if ((rc = opt_f32(L, "rope.freq_base", &hp->rope_base, 1.0f, 1e12f)))
+		return rc;
+	hp->rope_base_swa = hp->rope_base;
+	hp->rope_scale = 1.0f;
+	float factor = 0.0f;
+	if ((rc = opt_f32(L, "rope.scaling.factor", &factor, 0.0f, 1e6f)))
+		return rc;
+	{
+		char key[128];
+		struct gguf_str st;
+		snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch_name);
+		if (gguf_get_str(m->gguf, key, &st) && factor > 0.0f) {
+			if (gguf_str_eq(st, "linear"))
+				hp->rope_scale = 1.0f / factor;
+			else if (!gguf_str_eq(st, "none") && !gguf_str_eq(st, "yarn"))
+				return fail(L, ENGINE_E_FORMAT, "key '%s': rope scaling '%.*s' is not supported",
+					    key, (int)st.len, st.ptr);
+		}
+	}
+	hp->norm_eps = 1e-5f;
+	if ((rc = opt_f32(L, "attention.layer_norm_rms_epsilon", &hp->norm_eps, 0.0f, 1.0f)))
+		return rc;
+	hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+	hp->embd_scale = 1.0f;
+	hp->rope_style = ROPE_NORM;
+
+	switch (hp->arch) {
+	case ARCH_LLAMA:
+		break;
+	case ARCH_QWEN2:
+	case ARCH_QWEN3:
+	case ARCH_PHI3:
+		hp->rope_style = ROPE_NEOX;
+		break;
+	case ARCH_GEMMA3:
+		hp->rope_style = ROPE_NEOX;
+		hp->embd_scale = sqrtf((float)hp->n_embd);
+		hp->rope_base_swa = 10000.0f;
+		if ((rc = opt_f32(L, "rope.freq_base_swa", &hp->rope_base_swa, 1.0f, 1e12f)))
+			return rc;
+		hp->n_swa = 0;
+		if ((rc = opt_u32(L, "attention.sliding_window", &hp->n_swa, 0, 1u << 24)))
+			return rc;
+		break;
+	}
+
+	/* the vocabulary size comes from the embedding matrix */
+	const struct gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
+	if (!te)
+		return fail(L, ENGINE_E_FORMAT, "tensor 'token_embd.weight' is missing");
+	if (te->n_dims != 2 || te->ne[0] != hp->n_embd || te->ne[1] == 0 || te->ne[1] > (1u << 24))
+		return fail(L, ENGINE_E_FORMAT, "tensor 'token_embd.weight' has shape [%llu, %llu], expected [%u, n_vocab]",
+			    (unsigned long long)te->ne[0], (unsigned long long)te->ne[1], hp->n_embd);
+	hp->n_vocab = (uint32_t)te->ne[1];
+	return 0;
+}
+
+static int load_tensors(struct loader *L)
+{
+	struct model *m = L->m;
+	const struct hparams *hp = &m->hp;
+	int64_t E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
+	int64_t QD = (int64_t)hp->n_head * hp->head_dim;
+	int64_t KD = (int64_t)hp->n_head_kv * hp->head_dim;
+	int rc;
+
+	if ((rc = get_weight(L, &m->tok_embd, "token_embd.weight", -1, E, V, true)) ||
+	    (rc = get_vec(L, &m->output_norm, "output_norm.weight", -1, E, true)) ||
+	    (rc = get_weight(L, &m->output, "output.weight", -1, E, V, false)))
+		return rc;
+	if (!m->output.data)
+		m->output = m->tok_embd; /* tied */
+	if ((rc = get_vec(L, &m->rope_freqs, "rope_freqs.weight", -1, hp->n_rot / 2, false)))
+		return rc;
+
+	for (uint32_t i = 0; i < hp->n_layer; i++) {
+		struct layer *l = &m->layers[i];
+		int il = (int)i;
+		l->rope_base = hp->rope_base;
+		if ((rc = get_vec(L, &l->attn_norm, "blk.%d.attn_norm.weight", il, E, true)) ||
+		    (rc = get_vec(L, &l->ffn_norm, "blk.%d.ffn_norm.weight", il, E, true)) ||
+		    (rc = get_weight(L, &l->wo, "blk.%d.attn_output.weight", il, QD, E, true)) ||
+		    (rc = get_weight(L, &l->w_down, "blk.%d.ffn_down.weight", il, F, E, true)))
+			return rc;
+		if (hp->arch == ARCH_PHI3) {
+			if ((rc = get_weight(L, &l->wqkv, "blk.%d.attn_qkv.weight", il, E, QD + 2 * KD, false)))
+				return rc;
+			if ((rc = get_weight(L, &l->w_up, "blk.%d.ffn_up.weight", il, E, 2 * F, true)))
+				return rc;
+		} else {
+			if ((rc = get_weight(L, &l->w_gate, "blk.%d.ffn_gate.weight", il, E, F, true)) ||
+			    (rc = get_weight(L, &l->w_up, "blk.%d.ffn_up.weight", il, E, F, true)))
+				return rc;
+		}
+		if (!l->wqkv.data) {
+			if ((rc = get_weight(L, &l->wq, "blk.%d.attn_q.weight", il, E, QD, true)) ||
+			    (rc = get_weight(L, &l->wk, "blk.%d.attn_k.weight", il, E, KD, true)) ||
+			    (rc = get_weight(L, &l->wv, "blk.%d.attn_v.weight", il, E, KD, true)))
+				return rc;
+		}
+		if (hp->arch == ARCH_QWEN2) {
+			if ((rc = get_vec(L, &l->bq, "blk.%d.attn_q.bias", il, QD, true)) ||
+			    (rc = get_vec(L, &l->bk, "blk.%d.attn_k.bias", il, KD, true)) ||
+			    (rc = get_vec(L, &l->bv, "blk.%d.attn_v.bias", il, KD, true)))
+				return rc;
+		}
+		if (hp->arch == ARCH_QWEN3 || hp->arch == ARCH_GEMMA3) {
+			if ((rc = get_vec(L, &l->q_norm, "blk.%d.attn_q_norm.weight", il, hp->head_dim, true)) ||
+			    (rc = get_vec(L, &l->k_norm, "blk.%d.attn_k_norm.weight", il, hp->head_dim, true)))
+				return rc;
+		}
+		if (hp->arch == ARCH_GEMMA3) {
+			if ((rc = get_vec(L, &l->attn_post_norm, "blk.%d.post_attention_norm.weight", il, E, true)) ||
+			    (rc = get_vec(L, &l->ffn_post_norm, "blk.%d.post_ffw_norm.weight", il, E, true)))
+				return rc;
+			/* every sixth layer attends globally; the others use a
+			 * sliding window and the local rope base */
+			l->swa = hp->n_swa > 0 && (i % 6) < 5;
+			if (l->swa)
+				l->rope_base = hp->rope_base_swa;
+		}
+	}
+	return 0;
+}
+
+int model_load(struct model *m, const char *path, const volatile int *abort_flag,
+	       char *err, size_t errlen)
+{
+	struct loader L = {.m = m, .err = err, .errlen = errlen, .path = path};
+	int rc;
+
+	memset(m, 0, sizeof *m);
+	if (errlen)
+		err[0] = '\0';
+	m->gguf = gguf_open(path, err, errlen);
+	if (!m->gguf)
+		return ENGINE_E_FORMAT;
+
+	struct gguf_str a;
+	if (!gguf_get_str(m->gguf, "general.architecture", &a)) {
+		rc = fail(&L, ENGINE_E_FORMAT, "key 'general.architecture': missing");
+		goto bad;
+	}
+	bool known = false;
+	for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++) {
+		if (gguf_str_eq(a, arch_table[i].name)) {
+			m->hp.arch = arch_table[i].arch;
+			known = true;
+		}
+	}
+	if (!known) {
+		rc = fail(&L, ENGINE_E_FORMAT,
+			  "architecture '%.*s' is not supported (supported: llama, qwen2, qwen3, phi3, gemma3)",
+			  (int)(a.len > 64 ? 64 : a.len), a.ptr);
+		goto bad;
+	}
+	snprintf(m->arch_name, sizeof m->arch_name, "%.*s", (int)a.len, a.ptr);
+	struct gguf_str nm;
+	if (gguf_get_str(m->gguf, "general.name", &nm))
+		snprintf(m->name, sizeof m->name, "%.*s", (int)(nm.len > 127 ? 127 : nm.len), nm.ptr);
+	snprintf(m->quant, sizeof m->quant, "%s", dominant_type(m->gguf));
+
+	if ((rc = load_hparams(&L)))
+		goto bad;
+	if (abort_flag && *abort_flag) {
+		rc = fail(&L, ENGINE_E_CANCELLED, "loading cancelled");
+		goto bad;
+	}
+
+	m->layers = calloc(m->hp.n_layer, sizeof *m->layers);
+	L.owned_cap = vec_bytes_needed(m->gguf);
+	m->owned_f32 = L.owned_cap ? malloc(L.owned_cap) : NULL;
+	if (!m->layers || (L.owned_cap && !m->owned_f32)) {
+		rc = fail(&L, ENGINE_E_NOMEM, "out of memory for the layer table");
+		goto bad;
+	}
+	m->owned_f32_bytes = L.owned_cap;
+	if ((rc = load_tensors(&L)))
+		goto bad;
+	return 0;
+bad:
+	model_free(m);
+	return rc;
+}
+
+void model_free(struct model *m)
+{
+	if (m->gguf)
+		gguf_close(m->gguf);
+	free(m->layers);
+	free(m->owned_f32);
+	memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,95 @@
+/*
+ * model.h - hyper-parameters and weight views of one loaded model
+ * (engine-internal).
+ *
+ * model_load() maps a GGUF file, recognises its architecture, reads and
+ * validates every hyper-parameter and tensor shape, and fills struct model
+ * with views into the mapping.  It refuses unsupported architectures, tensor
+ * sets and types before any large allocation.  Owned by the engine thread.
+ */
+#ifndef TTYCHAT_MODEL_H
+#define TTYCHAT_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+
+enum arch {
+	ARCH_LLAMA,
+	ARCH_QWEN2,
+	ARCH_QWEN3,
+	ARCH_PHI3,
+	ARCH_GEMMA3,
+};
+
+enum rope_style {
+	ROPE_NORM, /* rotate adjacent pairs (x0,x1),(x2,x3)...: llama */
+	ROPE_NEOX, /* rotate (x_i, x_{i+d/2}): qwen, phi3, gemma */
+};
+
+/* A 2-D weight: rows of `cols` elements, each row_bytes long. */
+struct weight {
+	const void *data;
+	uint32_t type;
+	int64_t rows, cols;
+	size_t row_bytes;
+};
+
+/* A 1-D f32 vector (norm weights, biases), converted at load if stored as
+ * F16/BF16. */
+struct vec {
+	const float *data; /* NULL when absent */
+	int64_t n;
+};
+
+struct layer {
+	struct vec attn_norm, attn_post_norm, ffn_norm, ffn_post_norm;
+	struct vec q_norm, k_norm;   /* per-head RMS norms (qwen3, gemma3) */
+	struct weight wq, wk, wv, wo, wqkv;  /* wqkv: phi3 fused */
+	struct vec bq, bk, bv;       /* qwen2 */
+	struct weight w_gate, w_up, w_down; /* phi3: w_up holds gate|up (2*n_ff rows) */
+	bool swa;                    /* sliding-window layer (gemma3) */
+	float rope_base;
+};
+
+struct hparams {
+	uint32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff;
+	uint32_t head_dim;           /* key/value length per head */
+	uint32_t n_rot;              /* rotated dims per head */
+	uint32_t n_ctx_train;
+	uint32_t n_swa;              /* sliding window (0: none) */
+	float rope_base, rope_base_swa;
+	float rope_scale;            /* linear position scale (1: none) */
+	float norm_eps;
+	float attn_scale;            /* multiplies q.k */
+	float embd_scale;            /* multiplies token embeddings (gemma: sqrt(n_embd)) */
+	enum rope_style rope_style;
+	enum arch arch;
+};
+
+struct model {
+	gguf_file *gguf;
+	struct hparams hp;
+	struct weight tok_embd, output;  /* output may alias tok_embd (tied) */
+	struct vec output_norm;
+	struct vec rope_freqs;           /* optional per-dim frequency factors */
+	struct layer *layers;
+	float *owned_f32;                /* converted small vectors */
+	size_t owned_f32_bytes;
+	uint64_t n_params;
+	char arch_name[32];
+	char name[128];
+	char quant[32];
+};
+
+/* Opens PATH and fills *m.  Returns 0, or a negative engine_status with a
+ * one-line message in err.  abort_flag (may be NULL) is polled. */
+int model_load(struct model *m, const char *path, const volatile int *abort_flag,
+	       char *err, size_t errlen);
+void model_free(struct model *m);
+
+const char *arch_name(enum arch a);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * sampler.h - choosing the next token from logits (engine-internal).
+ *
+ * Order of operations, as in llama.cpp's default chain: penalties over the
+ * last penalty_last_n tokens (repetition, presence, frequency), then top-k,
+ * top-p, min-p, temperature, and a draw from the resulting distribution
+ * with the sampler's own RNG (seeded; reproducible).  Temperature <= 0 is
+ * greedy argmax on the penalised logits.  One sampler per generation; not
+ * thread-safe.
+ */
+#ifndef TTYCHAT_SAMPLER_H
+#define TTYCHAT_SAMPLER_H
+
+#include <stdint.h>
+
+#include "engine.h"
+
+struct sampler {
+	struct engine_sampling p;
+	uint64_t rng;
+	uint32_t n_vocab;
+	/* scratch: candidates sorted by logit */
+	struct cand { float logit; int32_t id; } *cand;
+};
+
+int sampler_init(struct sampler *s, const struct engine_sampling *p, uint32_t n_vocab);
+void sampler_free(struct sampler *s);
+/* Picks a token from LOGITS (modified in place by the penalties) given the
+ * history HIST of n_hist tokens (prompt and reply so far). */
+int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *hist, uint32_t n_hist);
+/* Index of the largest logit (lowest index on ties). */
+int32_t sampler_argmax(const float *logits, uint32_t n);
+
+#endif
