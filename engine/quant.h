@@ -1,0 +1,181 @@
+/*
+ * quant.h - ggml tensor formats and the numeric kernels of the CPU forward
+ * pass: dequantisation, activation quantisation, dot products, matrix-vector
+ * and matrix-matrix products over quantised weights.
+ *
+ * Types are the ggml numbers of enum ggml_type (engine/gguf.h).  Supported
+ * weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
+ * Q4_K, Q5_K, Q6_K.  Q8_1 and Q8_K exist as activation formats (and can be
+ * dequantised).
+ *
+ * Numerics follow llama.cpp's CPU backend so that greedy generations agree
+ * token for token: activations are quantised once per row into the weight
+ * type's "activation type" (see quant_act_type), with the same scale and
+ * rounding rules as llama.cpp's x86 build, and dot products are exact
+ * integer sums per block scaled in float.  Only the order of the float
+ * additions differs between kernels (and from llama.cpp), so results of
+ * different CPU levels agree to a few float ulps of the sum of |terms|.
+ *
+ * CPU levels: each kernel has a scalar reference; on x86-64 there are also
+ * AVX2 (+FMA, F16C) and AVX-512 (F, BW, VL, VNNI) versions, compiled into
+ * the same binary with per-function target attributes and picked at run
+ * time from CPUID.  The environment variable TTYCHAT_CPU=scalar|avx2|avx512
+ * lowers the level (never raises it above what the CPU has); it is read once
+ * per process, on the first call that needs the level.  Activation bytes
+ * produced by quant_act_quantize are identical at every level.
+ *
+ * Preconditions (the kernels are hot paths and do not re-check what the
+ * loader already validated): n is a positive multiple of
+ * ggml_type_block_size(type) (of the activation type too, i.e. 256 for the
+ * K-quants), pointers are valid for the rows they cover, row ranges are
+ * inside the tensor.  Every row and buffer must be 2-byte aligned (4-byte
+ * for F32 data and Q8_K activation rows), as GGUF tensor data always is;
+ * no larger alignment is needed.  Functions
+ * returning int return 0 on success and -1, writing nothing, when the type
+ * is not supported or n is not a positive multiple of the block size.
+ *
+ * Threads: every function is reentrant and keeps no state besides the
+ * cached CPU level; any number of threads may call them at once, e.g. on
+ * disjoint row ranges of one matrix.
+ */
+#ifndef TTYCHAT_QUANT_H
+#define TTYCHAT_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- scalar conversions (exact IEEE round to nearest even) ---------------- */
+
+/* binary16 <-> binary32, including subnormals, infinities and NaNs (a NaN
+ * stays a NaN: quiet, sign and top payload bits kept). */
+float quant_fp16_to_fp32(uint16_t h);
+uint16_t quant_fp32_to_fp16(float f);
+/* bfloat16 <-> binary32 (as ggml: NaN -> quiet NaN, else round to nearest
+ * even; an overflow rounds to infinity). */
+float quant_bf16_to_fp32(uint16_t h);
+uint16_t quant_fp32_to_bf16(float f);
+
+/* ---- block layouts (little-endian, packed, no padding) -------------------- */
+/* Every "d", "m", "dmin", "s" of type uint16_t is an IEEE binary16 value.
+ * Value of element j of a block, q its stored integer:
+ *   Q4_0  d * (q - 8), q in 0..15
+ *   Q4_1  d * q + m
+ *   Q5_0  d * (q - 16), q in 0..31 (fifth bit in qh)
+ *   Q5_1  d * q + m
+ *   Q8_0  d * q, q int8
+ *   Q8_1  d * q, with s = d * sum(q) precomputed
+ *   K-quants: 256 elements in sub-blocks of 16 or 32 with 6- or 8-bit
+ *   scales, see quant.c.  Q8_K: d is a float, bsums[k] = sum of the 16 q
+ *   of sub-block k. */
+#define QUANT_QK 32     /* elements of a Q4_0 .. Q8_1 block */
+#define QUANT_QK_K 256  /* elements of a K-quant block */
+
+struct quant_block_q4_0 { uint16_t d; uint8_t qs[16]; };
+struct quant_block_q4_1 { uint16_t d, m; uint8_t qs[16]; };
+struct quant_block_q5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };
+struct quant_block_q5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; };
+struct quant_block_q8_0 { uint16_t d; int8_t qs[32]; };
+struct quant_block_q8_1 { uint16_t d, s; int8_t qs[32]; };
+struct quant_block_q2_k { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; };
+struct quant_block_q3_k { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; };
+struct quant_block_q4_k { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; };
+struct quant_block_q5_k { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; };
+struct quant_block_q6_k { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
+struct quant_block_q8_k { float d; int8_t qs[256]; int16_t bsums[16]; };
+
+/* ---- CPU levels ------------------------------------------------------------ */
+
+enum quant_level {
+	QUANT_LEVEL_SCALAR = 0,
+	QUANT_LEVEL_AVX2 = 1,    /* AVX2 + FMA + F16C */
+	QUANT_LEVEL_AVX512 = 2,  /* + AVX-512 F/BW/VL/VNNI */
+	QUANT_LEVEL_COUNT = 3,
+};
+
+/* Best level this CPU and this build support (ignores TTYCHAT_CPU). */
+int quant_level_detect(void);
+/* Level the dispatching functions below use: quant_level_detect() lowered
+ * by TTYCHAT_CPU when that names a lower level.  Cached after first use. */
+int quant_level(void);
+/* "scalar", "avx2", "avx512"; "?" for anything else. */
+const char *quant_level_name(int level);
+
+/* ---- types ----------------------------------------------------------------- */
+
+/* 1 when TYPE can be a weight here (dequantised, dotted, multiplied). */
+int quant_supported(uint32_t type);
+/* 1 when TYPE can be dequantised (weights plus Q8_1 and Q8_K). */
+int quant_dequant_supported(uint32_t type);
+/* The activation type llama.cpp pairs with weight type WTYPE ("vec_dot
+ * type"): Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the
+ * K-quants, F16 for F16, BF16 for BF16, F32 for F32.  GGML_TYPE_COUNT for an
+ * unsupported WTYPE. */
+uint32_t quant_act_type(uint32_t wtype);
+
+/* ---- rows -------------------------------------------------------------------- */
+
+/* Converts n elements of TYPE at SRC into floats at DST. */
+int quant_dequant_row(uint32_t type, const void *src, float *dst, int64_t n);
+
+/* Encodes n floats as TYPE, for the types that have an encoder here: F32,
+ * F16, BF16, Q8_0, Q8_1, Q8_K (activations, KV cache).  Same rules as the
+ * activation quantisation: for Q8_0/Q8_1 d = amax/127 stored as fp16 and
+ * q = round-to-nearest-even(x * (127/amax)); Q8_1 also stores
+ * s = fp16(d * sum(q)); Q8_K uses d = max/-127 of the signed extreme, q =
+ * min(127, nearest(x * -127/max)) and bsums. */
+int quant_quantize_row(uint32_t type, const float *x, void *dst, int64_t n);
+
+/* Bytes one activation row of n elements takes for weight type WTYPE; 0
+ * when WTYPE is unsupported or n is not a positive multiple of the block
+ * size of both WTYPE and its activation type. */
+size_t quant_act_row_bytes(uint32_t wtype, int64_t n);
+/* Quantises one activation row (n floats) into quant_act_type(wtype) at DST
+ * (quant_act_row_bytes(wtype, n) bytes). */
+int quant_act_quantize(uint32_t wtype, const float *x, void *dst, int64_t n);
+
+/* Dot product of one weight row (n elements of WTYPE) with one activation
+ * row made by quant_act_quantize(wtype, ...).  Returns NaN for an
+ * unsupported type. */
+float quant_vec_dot(uint32_t wtype, const void *wrow, const void *xact, int64_t n);
+
+/* y[r] = dot(row r of W, xact) for rows_begin <= r < rows_end, where row r
+ * starts at (const char *)w + r * row_stride_bytes and has n elements.
+ * Y points at element 0 of the whole output vector; only y[rows_begin ..
+ * rows_end-1] is written, so threads can share Y on disjoint ranges. */
+int quant_matvec(uint32_t wtype, const void *w, size_t row_stride_bytes,
+		 int64_t rows_begin, int64_t rows_end,
+		 const void *xact, int64_t n, float *y);
+
+/* The same for n_tokens activation rows (prefill):
+ *   y[t * y_stride + r] = dot(row r of W, token t's activation row)
+ * for 0 <= t < n_tokens and rows_begin <= r < rows_end.  Token t's
+ * activation row starts at (const char *)xact + t * xact_stride_bytes;
+ * y_stride counts floats (usually the number of rows of W).  Weight tiles
+ * are reused across tokens while they sit in cache. */
+int quant_matmul(uint32_t wtype, const void *w, size_t row_stride_bytes,
+		 int64_t rows_begin, int64_t rows_end,
+		 const void *xact, size_t xact_stride_bytes, int64_t n_tokens,
+		 int64_t n, float *y, int64_t y_stride);
+
+/* ---- explicit levels (tests, benchmarks) ------------------------------------ */
+
+/* The same operations bound to one CPU level.  quant_ops_at() returns NULL
+ * when LEVEL is out of range or above quant_level_detect(); the dispatching
+ * functions above are quant_ops_at(quant_level()).  Argument rules and
+ * return values are those of the functions of the same name. */
+struct quant_ops {
+	int level;
+	int (*dequant_row)(uint32_t type, const void *src, float *dst, int64_t n);
+	int (*act_quantize)(uint32_t wtype, const float *x, void *dst, int64_t n);
+	float (*vec_dot)(uint32_t wtype, const void *wrow, const void *xact, int64_t n);
+	int (*matvec)(uint32_t wtype, const void *w, size_t row_stride_bytes,
+		      int64_t rows_begin, int64_t rows_end,
+		      const void *xact, int64_t n, float *y);
+	int (*matmul)(uint32_t wtype, const void *w, size_t row_stride_bytes,
+		      int64_t rows_begin, int64_t rows_end,
+		      const void *xact, size_t xact_stride_bytes, int64_t n_tokens,
+		      int64_t n, float *y, int64_t y_stride);
+};
+const struct quant_ops *quant_ops_at(int level);
+
+#endif

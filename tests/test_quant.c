@@ -1,0 +1,804 @@
+/*
+ * test_quant.c - tests of engine/quant: conversions, dequantisation
+ * against the PyPI gguf package's values (tests/fixtures/quant-dequant.bin,
+ * made by scripts/gen-quant-fixtures.py) and hand-made blocks, activation
+ * quantisation rules, and every CPU level's dot/matvec/matmul against the
+ * scalar reference on odd sizes, unaligned buffers and padded strides.
+ *
+ * Tolerances: dequantisation is exact (the oracle does the same float
+ * operations); a dot product may differ from the scalar one only by float
+ * summation order, |a - b| <= 1e-5 * sum|w_i * x_i|; against the float dot
+ * of unquantised activations the difference must stay within
+ * sum|w_i| * |x_i - xq_i| (the activation rounding) plus that.
+ *
+ * Runs every level the CPU supports.  Exit 0 when all pass; prints
+ * "N passed, M failed".
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gguf.h"
+#include "quant.h"
+
+static int n_pass, n_fail;
+
+#define CHECK(cond, ...)                                                    \
+	do {                                                                \
+		if (cond) {                                                 \
+			n_pass++;                                           \
+		} else {                                                    \
+			n_fail++;                                           \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+			fprintf(stderr, __VA_ARGS__);                       \
+			fputc('\n', stderr);                                \
+		}                                                           \
+	} while (0)
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t rnd(void)
+{
+	uint64_t x = rng_state;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return rng_state = x;
+}
+
+static float frand(void)   /* uniform in [-1, 1) */
+{
+	return (float)((double)(rnd() >> 11) * 0x1p-53 * 2.0 - 1.0);
+}
+
+static uint32_t fbits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+static float bitsf(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* local copy of the block table (the weight types tested here) */
+static uint32_t t_blk(uint32_t t)
+{
+	switch (t) {
+	case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16: return 1;
+	case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K:
+	case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K: case GGML_TYPE_Q8_K: return 256;
+	default: return 32;
+	}
+}
+
+static size_t t_bytes(uint32_t t)
+{
+	switch (t) {
+	case GGML_TYPE_F32: return 4;
+	case GGML_TYPE_F16: case GGML_TYPE_BF16: return 2;
+	case GGML_TYPE_Q4_0: return 18;
+	case GGML_TYPE_Q4_1: return 20;
+	case GGML_TYPE_Q5_0: return 22;
+	case GGML_TYPE_Q5_1: return 24;
+	case GGML_TYPE_Q8_0: return 34;
+	case GGML_TYPE_Q8_1: return 36;
+	case GGML_TYPE_Q2_K: return 84;
+	case GGML_TYPE_Q3_K: return 110;
+	case GGML_TYPE_Q4_K: return 144;
+	case GGML_TYPE_Q5_K: return 176;
+	case GGML_TYPE_Q6_K: return 210;
+	case GGML_TYPE_Q8_K: return 292;
+	default: return 0;
+	}
+}
+
+static const char *tname(uint32_t t)
+{
+	static const char *const names[] = {
+		[GGML_TYPE_F32] = "F32", [GGML_TYPE_F16] = "F16", [GGML_TYPE_Q4_0] = "Q4_0",
+		[GGML_TYPE_Q4_1] = "Q4_1", [GGML_TYPE_Q5_0] = "Q5_0", [GGML_TYPE_Q5_1] = "Q5_1",
+		[GGML_TYPE_Q8_0] = "Q8_0", [GGML_TYPE_Q8_1] = "Q8_1", [GGML_TYPE_Q2_K] = "Q2_K",
+		[GGML_TYPE_Q3_K] = "Q3_K", [GGML_TYPE_Q4_K] = "Q4_K", [GGML_TYPE_Q5_K] = "Q5_K",
+		[GGML_TYPE_Q6_K] = "Q6_K", [GGML_TYPE_Q8_K] = "Q8_K", [GGML_TYPE_BF16] = "BF16",
+	};
+	return t < sizeof names / sizeof names[0] && names[t] ? names[t] : "?";
+}
+
+static size_t row_bytes(uint32_t t, int64_t n)
+{
+	return (size_t)(n / t_blk(t)) * t_bytes(t);
+}
+
+static const uint32_t weight_types[] = {
+	GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
+	GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
+	GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+};
+#define N_WTYPES (sizeof weight_types / sizeof weight_types[0])
+
+static void put_half(uint8_t *p, float f)
+{
+	uint16_t h = quant_fp32_to_fp16(f);
+	memcpy(p, &h, 2);
+}
+
+/* Random but well-formed weights: random quant bytes, scales of a sane
+ * size so sums are not dominated by one block. */
+static void random_weights(uint32_t t, uint8_t *dst, int64_t n)
+{
+	size_t bb = t_bytes(t), nb = (size_t)(n / t_blk(t));
+
+	for (size_t i = 0; i < nb * bb; i++)
+		dst[i] = (uint8_t)rnd();
+	for (size_t b = 0; b < nb; b++) {
+		uint8_t *p = dst + b * bb;
+		float s = 0.001f + 0.01f * fabsf(frand());
+		switch (t) {
+		case GGML_TYPE_F32: { float v = frand(); memcpy(p, &v, 4); break; }
+		case GGML_TYPE_F16: put_half(p, frand()); break;
+		case GGML_TYPE_BF16: { uint16_t h = quant_fp32_to_bf16(frand()); memcpy(p, &h, 2); break; }
+		case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: case GGML_TYPE_Q8_0:
+			put_half(p, s);
+			break;
+		case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_1:
+			put_half(p, s);
+			put_half(p + 2, -8 * s * fabsf(frand()));
+			break;
+		case GGML_TYPE_Q2_K: put_half(p + 80, s); put_half(p + 82, s * 0.5f); break;
+		case GGML_TYPE_Q3_K: put_half(p + 108, s * 0.1f); break;
+		case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K:
+			put_half(p, s * 0.1f);
+			put_half(p + 2, s * 0.1f);
+			break;
+		case GGML_TYPE_Q6_K: put_half(p + 208, s * 0.05f); break;
+		}
+	}
+}
+
+static void random_acts(float *x, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		x[i] = frand() * 2.0f;
+		if (rnd() % 97 == 0)
+			x[i] *= 30.0f;   /* an outlier now and then, as in real activations */
+	}
+}
+
+static int levels_available(void)
+{
+	return quant_level_detect() + 1;
+}
+
+/* ---- conversions ---------------------------------------------------------- */
+
+static void test_fp16(void)
+{
+	int bad = 0;
+
+	/* every half survives half -> float -> half (NaNs come back quiet) */
+	for (uint32_t h = 0; h < 65536; h++) {
+		float f = quant_fp16_to_fp32((uint16_t)h);
+		uint16_t back = quant_fp32_to_fp16(f);
+		int is_nan = (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
+		uint16_t want = is_nan ? (uint16_t)(h | 0x200) : (uint16_t)h;
+		if (back != want || (is_nan && !isnan(f)))
+			bad++;
+	}
+	CHECK(bad == 0, "fp16 round trip: %d halves wrong", bad);
+
+	/* rounding: midpoints between neighbouring positive halves tie to the
+	 * even one, one float ulp either side goes to the nearer */
+	bad = 0;
+	for (uint32_t h = 0; h < 0x7c00; h++) {
+		float a = quant_fp16_to_fp32((uint16_t)h), b = quant_fp16_to_fp32((uint16_t)(h + 1));
+		if (h == 0x7bff)
+			b = 65536.0f;    /* the "next half" past the largest is infinity */
+		float mid = (float)(((double)a + (double)b) / 2.0);
+		uint16_t even = (h & 1) ? (uint16_t)(h + 1) : (uint16_t)h;
+		if (quant_fp32_to_fp16(mid) != even)
+			bad++;
+		if (quant_fp32_to_fp16(nextafterf(mid, 0.0f)) != h)
+			bad++;
+		if (quant_fp32_to_fp16(nextafterf(mid, INFINITY)) != h + 1)
+			bad++;
+		if (quant_fp32_to_fp16(-mid) != (even | 0x8000))
+			bad++;
+	}
+	CHECK(bad == 0, "fp16 rounding: %d wrong", bad);
+
+	CHECK(quant_fp32_to_fp16(1e-8f) == 0 && quant_fp32_to_fp16(-1e-8f) == 0x8000,
+	      "tiny values flush to signed zero");
+	CHECK(quant_fp32_to_fp16(0x1p-25f) == 0 && quant_fp32_to_fp16(0x1.000002p-25f) == 1,
+	      "2^-25 ties to 0, just above rounds to the smallest subnormal");
+	CHECK(quant_fp32_to_fp16(65519.0f) == 0x7bff && quant_fp32_to_fp16(65520.0f) == 0x7c00,
+	      "overflow threshold 65520");
+	CHECK(quant_fp32_to_fp16(1e30f) == 0x7c00 && quant_fp32_to_fp16(-INFINITY) == 0xfc00,
+	      "infinities");
+	CHECK((quant_fp32_to_fp16(NAN) & 0x7e00) == 0x7e00, "NaN stays a quiet NaN");
+	CHECK(quant_fp16_to_fp32(0x0001) == 0x1p-24f && quant_fp16_to_fp32(0x3c00) == 1.0f &&
+	      quant_fp16_to_fp32(0xc000) == -2.0f && quant_fp16_to_fp32(0x7bff) == 65504.0f,
+	      "fp16 known values");
+	CHECK(fbits(quant_fp16_to_fp32(0x8000)) == 0x80000000u, "negative zero");
+}
+
+static void test_bf16(void)
+{
+	int bad = 0;
+
+	for (uint32_t h = 0; h < 65536; h++) {
+		float f = quant_bf16_to_fp32((uint16_t)h);
+		uint16_t back = quant_fp32_to_bf16(f);
+		int is_nan = (h & 0x7f80) == 0x7f80 && (h & 0x7f);
+		if (back != (is_nan ? (h | 0x40) : h))
+			bad++;
+	}
+	CHECK(bad == 0, "bf16 round trip: %d wrong", bad);
+	CHECK(quant_fp32_to_bf16(bitsf(0x3f808000u)) == 0x3f80, "bf16 tie to even (down)");
+	CHECK(quant_fp32_to_bf16(bitsf(0x3f818000u)) == 0x3f82, "bf16 tie to even (up)");
+	CHECK(quant_fp32_to_bf16(bitsf(0x3f808001u)) == 0x3f81, "bf16 above tie");
+	CHECK(quant_fp32_to_bf16(bitsf(0x7f7fffffu)) == 0x7f80, "bf16 overflow to inf");
+	CHECK(quant_bf16_to_fp32(0x4049) == bitsf(0x40490000u), "bf16 widening");
+}
+
+/* ---- dequantisation ------------------------------------------------------- */
+
+static int same_value(float a, float b)
+{
+	return a == b || (isnan(a) && isnan(b));
+}
+
+static uint8_t *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	uint8_t *buf = NULL;
+	size_t cap = 0, n = 0;
+	for (;;) {
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 65536;
+			uint8_t *nb = realloc(buf, nc);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+			cap = nc;
+		}
+		size_t r = fread(buf + n, 1, cap - n, f);
+		if (r == 0)
+			break;
+		n += r;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void test_fixtures(const char *srcdir)
+{
+	char path[4096];
+	size_t len = 0;
+
+	snprintf(path, sizeof path, "%s/tests/fixtures/quant-dequant.bin", srcdir);
+	uint8_t *buf = read_file(path, &len);
+	CHECK(buf != NULL, "cannot read %s", path);
+	if (!buf)
+		return;
+	CHECK(len >= 12 && memcmp(buf, "TTQF", 4) == 0 && rd32(buf + 4) == 1, "fixture header");
+	uint32_t nrec = rd32(buf + 8);
+	size_t off = 12;
+	int seen = 0;
+	for (uint32_t r = 0; r < nrec; r++) {
+		if (off + 12 > len)
+			break;
+		uint32_t type = rd32(buf + off), n = rd32(buf + off + 4), nbytes = rd32(buf + off + 8);
+		off += 12;
+		if (n == 0 || n > (1u << 20) || nbytes > len - off || (size_t)n * 4 > len - off - nbytes)
+			break;
+		const uint8_t *data = buf + off, *want_raw = buf + off + nbytes;
+		off += nbytes + (size_t)n * 4;
+		CHECK(row_bytes(type, n) == nbytes, "%s fixture size", tname(type));
+		float *want = malloc((size_t)n * 4), *got = malloc((size_t)n * 4);
+		uint8_t *copy = malloc(nbytes + 4);
+		if (!want || !got || !copy)
+			abort();
+		memcpy(want, want_raw, (size_t)n * 4);
+		for (int lv = 0; lv < levels_available(); lv++) {
+			const struct quant_ops *ops = quant_ops_at(lv);
+			/* 2 (F32: 4) bytes off any larger alignment on purpose */
+			size_t o = type == GGML_TYPE_F32 ? 4 : 2;
+			memcpy(copy + o, data, nbytes);
+			int rc = ops->dequant_row(type, copy + o, got, n);
+			uint32_t bad = 0, first = 0;
+			for (uint32_t i = 0; i < n; i++)
+				if (!same_value(got[i], want[i]) && bad++ == 0)
+					first = i;
+			CHECK(rc == 0 && bad == 0, "%s dequant (%s): %u of %u differ, first [%u] %g vs %g",
+			      tname(type), quant_level_name(lv), bad, n, first, got[first], want[first]);
+		}
+		free(want);
+		free(got);
+		free(copy);
+		seen++;
+	}
+	CHECK(seen == 13 && off == len, "fixture file fully read (%d records)", seen);
+	free(buf);
+}
+
+/* hand-made blocks with values worked out on paper */
+static void test_handmade(void)
+{
+	float out[256];
+
+	{
+		struct quant_block_q4_0 b = {0};
+		b.d = quant_fp32_to_fp16(0.5f);
+		b.qs[0] = 0x1f;   /* elem 0: 15, elem 16: 1 */
+		b.qs[15] = 0x80;  /* elem 15: 0, elem 31: 8 */
+		quant_dequant_row(GGML_TYPE_Q4_0, &b, out, 32);
+		CHECK(out[0] == 3.5f && out[16] == -3.5f && out[15] == -4.0f && out[31] == 0.0f &&
+		      out[1] == -4.0f, "Q4_0 by hand");
+	}
+	{
+		struct quant_block_q4_1 b = {0};
+		b.d = quant_fp32_to_fp16(0.25f);
+		b.m = quant_fp32_to_fp16(-1.0f);
+		b.qs[3] = 0xa4;
+		quant_dequant_row(GGML_TYPE_Q4_1, &b, out, 32);
+		CHECK(out[3] == 0.0f && out[19] == 1.5f && out[0] == -1.0f, "Q4_1 by hand");
+	}
+	{
+		struct quant_block_q5_0 b = {0};
+		b.d = quant_fp32_to_fp16(1.0f);
+		b.qh[0] = 0x01;   /* bit 0: elem 0 */
+		b.qh[2] = 0x02;   /* bit 17: elem 17 */
+		b.qs[0] = 0x0f;
+		b.qs[1] = 0xf0;
+		quant_dequant_row(GGML_TYPE_Q5_0, &b, out, 32);
+		CHECK(out[0] == 15.0f && out[16] == -16.0f && out[17] == 15.0f && out[1] == -16.0f,
+		      "Q5_0 by hand: %g %g %g %g", out[0], out[16], out[17], out[1]);
+	}
+	{
+		struct quant_block_q5_1 b = {0};
+		b.d = quant_fp32_to_fp16(2.0f);
+		b.m = quant_fp32_to_fp16(0.5f);
+		b.qh[3] = 0x80;   /* bit 31: elem 31 */
+		b.qs[15] = 0x30;
+		quant_dequant_row(GGML_TYPE_Q5_1, &b, out, 32);
+		CHECK(out[31] == 38.5f && out[15] == 0.5f, "Q5_1 by hand");
+	}
+	{
+		struct quant_block_q8_0 b = {0};
+		b.d = quant_fp32_to_fp16(0.125f);
+		b.qs[5] = -128;
+		b.qs[6] = 127;
+		quant_dequant_row(GGML_TYPE_Q8_0, &b, out, 32);
+		CHECK(out[5] == -16.0f && out[6] == 15.875f, "Q8_0 by hand");
+	}
+	{
+		struct quant_block_q2_k b = {0};
+		b.d = quant_fp32_to_fp16(1.0f);
+		b.dmin = quant_fp32_to_fp16(0.5f);
+		b.scales[0] = 0x32;    /* sub-block 0: scale 2, min 3 */
+		b.scales[5] = 0x01;    /* sub-block 5 (elems 80..95): scale 1, min 0 */
+		b.qs[0] = 0x03;        /* elem 0: q 3 */
+		b.qs[16] = 0x0c;       /* bits 2..3 of byte 16: elem 32+16 = 48 (sub-block 3) */
+		b.qs[32 + 16] = 0x0c;  /* half 1, shift 2: elem 128+32+16 = 176 */
+		b.qs[16 + 0] |= 0x30;  /* shift 4 of byte 16: elem 64+16 = 80, q 3 */
+		quant_dequant_row(GGML_TYPE_Q2_K, &b, out, 256);
+		CHECK(out[0] == 4.5f && out[1] == -1.5f && out[80] == 3.0f && out[48] == 0.0f,
+		      "Q2_K by hand: %g %g %g %g", out[0], out[1], out[80], out[48]);
+	}
+	{
+		struct quant_block_q3_k b = {0};
+		b.d = quant_fp32_to_fp16(1.0f);
+		/* scale 0 = 33 -> 1; scale 13 = low nibble from byte 5 high,
+		 * high bits from byte 9 >> 6: 0x2 | (2 << 4) = 34 -> 2 */
+		b.scales[0] = 0x01;
+		b.scales[8] = 0x02;
+		b.scales[5] = 0x20;
+		b.scales[9] = 0x80;
+		memset(b.hmask, 0xff, sizeof b.hmask);
+		b.qs[0] = 0x03;     /* elem 0: q 3, hmask set -> 3 */
+		b.hmask[1] = 0xfe;  /* elem 1: hmask bit 0 clear -> q 0 - 4 */
+		/* elem 208 = half 1, j 2 (shift 4), l 16: sub-block 13 */
+		b.qs[32 + 16] = 0x10;
+		quant_dequant_row(GGML_TYPE_Q3_K, &b, out, 256);
+		CHECK(out[0] == 3.0f && out[1] == -4.0f && out[208] == 2.0f && out[16] == -0.0f * 0,
+		      "Q3_K by hand: %g %g %g %g", out[0], out[1], out[208], out[16]);
+	}
+	{
+		struct quant_block_q4_k b = {0};
+		b.d = quant_fp32_to_fp16(1.0f);
+		b.dmin = quant_fp32_to_fp16(1.0f);
+		b.scales[0] = 0x40 | 2;   /* sc0 = 2, top bits 1 -> sc4 += 16 */
+		b.scales[4] = 0x80 | 1;   /* mn0 = 1, top bits 2 -> mn4 += 32 */
+		b.scales[8] = 0x53;       /* sc4 low = 3, mn4 low = 5 */
+		b.qs[0] = 0x21;           /* elem 0: 1, elem 32: 2 */
+		b.qs[64] = 0x07;          /* chunk 2 (elems 128..191): elem 128, sub-block 4 */
+		quant_dequant_row(GGML_TYPE_Q4_K, &b, out, 256);
+		/* elem 0: 2*1 - 1; elem 128: (16+3)*7 - (32+5) */
+		CHECK(out[0] == 1.0f && out[32] == 0.0f && out[128] == 96.0f,
+		      "Q4_K by hand: %g %g %g", out[0], out[32], out[128]);
+	}
+	{
+		struct quant_block_q5_k b = {0};
+		b.d = quant_fp32_to_fp16(0.5f);
+		b.dmin = quant_fp32_to_fp16(0.0f);
+		b.scales[1] = 4;          /* sc1 = 4: elems 32..63 */
+		b.qs[0] = 0x30;           /* elem 32: low 3 */
+		b.qh[0] = 0x02;           /* bit 1: elem 32 high bit */
+		quant_dequant_row(GGML_TYPE_Q5_K, &b, out, 256);
+		CHECK(out[32] == 38.0f && out[0] == 0.0f, "Q5_K by hand: %g", out[32]);
+	}
+	{
+		struct quant_block_q6_k b = {0};
+		b.d = quant_fp32_to_fp16(0.5f);
+		for (int i = 0; i < 16; i++)
+			b.scales[i] = (int8_t)(i - 8);
+		b.ql[0] = 0x2f;   /* elem 0 low 15, elem 64 low 2 */
+		b.qh[0] = 0x13;   /* elem 0 high 3, elem 64 high 1 */
+		quant_dequant_row(GGML_TYPE_Q6_K, &b, out, 256);
+		/* elem 0: (63-32)*0.5*(-8); elem 64: (18-32)*0.5*(4-8); elem 255:
+		 * ql[127]=0, qh[63]=0 -> -32 * 0.5 * (15-8) */
+		CHECK(out[0] == -124.0f && out[64] == 28.0f && out[255] == -112.0f,
+		      "Q6_K by hand: %g %g %g", out[0], out[64], out[255]);
+	}
+	{
+		struct quant_block_q8_k b;
+		memset(&b, 0, sizeof b);
+		b.d = -0.25f;
+		b.qs[7] = 100;
+		quant_dequant_row(GGML_TYPE_Q8_K, &b, out, 256);
+		CHECK(out[7] == -25.0f, "Q8_K by hand");
+	}
+}
+
+/* ---- activation quantisation ---------------------------------------------------- */
+
+static void test_activations(void)
+{
+	/* llama.cpp x86 rules: multiplier 127/amax, round half to even */
+	float x[256] = { 127.0f, 2.5f, 3.5f, -2.5f, 0.5f, 1.5f, -127.0f, 126.5f };
+	struct quant_block_q8_0 q0;
+	struct quant_block_q8_1 q1;
+
+	quant_quantize_row(GGML_TYPE_Q8_0, x, &q0, 32);
+	CHECK(quant_fp16_to_fp32(q0.d) == 1.0f && q0.qs[0] == 127 && q0.qs[1] == 2 &&
+	      q0.qs[2] == 4 && q0.qs[3] == -2 && q0.qs[4] == 0 && q0.qs[5] == 2 &&
+	      q0.qs[6] == -127 && q0.qs[7] == 126,
+	      "Q8_0 rounding: %d %d %d %d %d %d", q0.qs[1], q0.qs[2], q0.qs[3], q0.qs[4],
+	      q0.qs[5], q0.qs[7]);
+	quant_quantize_row(GGML_TYPE_Q8_1, x, &q1, 32);
+	CHECK(quant_fp16_to_fp32(q1.s) == 127.0f + 2 + 4 - 2 + 0 + 2 - 127 + 126, "Q8_1 sum");
+
+	struct quant_block_q8_k qk;
+	x[0] = -127.0f;
+	x[6] = 100.0f;
+	quant_quantize_row(GGML_TYPE_Q8_K, x, &qk, 256);
+	CHECK(qk.d == 1.0f && qk.qs[0] == -127 && qk.qs[1] == 2 && qk.qs[2] == 4 &&
+	      qk.bsums[0] == -127 + 2 + 4 - 2 + 0 + 2 + 100 + 126, "Q8_K signed max");
+	x[0] = 127.0f;
+	quant_quantize_row(GGML_TYPE_Q8_K, x, &qk, 256);
+	CHECK(qk.d == -1.0f && qk.qs[0] == -127 && qk.qs[1] == -2 && qk.qs[3] == 2,
+	      "Q8_K positive max flips the sign");
+	memset(x, 0, sizeof x);
+	quant_quantize_row(GGML_TYPE_Q8_K, x, &qk, 256);
+	CHECK(qk.d == 0.0f && qk.bsums[3] == 0 && qk.qs[9] == 0, "Q8_K all zero");
+	quant_quantize_row(GGML_TYPE_Q8_0, x, &q0, 32);
+	CHECK(q0.d == 0 && q0.qs[0] == 0, "Q8_0 all zero");
+
+	/* random rows: every level writes the same bytes, values within half a step */
+	static const uint32_t wt[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q4_K,
+				       GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_F32 };
+	for (size_t k = 0; k < sizeof wt / sizeof wt[0]; k++) {
+		const int64_t n = 768;
+		float xs[768], back[768];
+		random_acts(xs, n);
+		xs[5] = 0.0f;
+		size_t rb = quant_act_row_bytes(wt[k], n);
+		uint8_t *ref = malloc(rb), *got = malloc(rb + 4);
+		if (!ref || !got)
+			abort();
+		quant_ops_at(0)->act_quantize(wt[k], xs, ref, n);
+		for (int lv = 1; lv < levels_available(); lv++) {
+			memset(got, 0x55, rb + 4);
+			quant_ops_at(lv)->act_quantize(wt[k], xs, got + 4, n);
+			CHECK(memcmp(ref, got + 4, rb) == 0, "%s activations: %s bytes differ from scalar",
+			      tname(wt[k]), quant_level_name(lv));
+		}
+		uint32_t at = wt[k] == GGML_TYPE_Q4_0 ? GGML_TYPE_Q8_0 :
+			      wt[k] == GGML_TYPE_Q4_1 ? GGML_TYPE_Q8_1 :
+			      wt[k] == GGML_TYPE_Q4_K ? GGML_TYPE_Q8_K : wt[k];
+		CHECK(quant_act_type(wt[k]) == at, "%s act type", tname(wt[k]));
+		quant_dequant_row(at, ref, back, n);
+		int bad = 0;
+		for (int64_t b = 0; b < n; b += t_blk(at) > 1 ? t_blk(at) : 32) {
+			int64_t len = t_blk(at) > 1 ? t_blk(at) : 32;
+			float amax = 0;
+			for (int64_t i = b; i < b + len; i++)
+				amax = fmaxf(amax, fabsf(xs[i]));
+			float step = at == GGML_TYPE_F32 ? 0.0f :
+				     at == GGML_TYPE_F16 ? 0x1p-10f * amax :
+				     at == GGML_TYPE_BF16 ? 0x1p-7f * amax : amax / 127.0f;
+			/* half a step, plus the fp16 rounding of the scale */
+			for (int64_t i = b; i < b + len; i++)
+				if (fabsf(back[i] - xs[i]) > step * 0.5f * 1.01f + 127 * step * 0x1p-11f)
+					bad++;
+		}
+		CHECK(bad == 0, "%s activations: %d values off by more than half a step",
+		      tname(wt[k]), bad);
+		if (at == GGML_TYPE_Q8_1) {
+			const struct quant_block_q8_1 *q = (const void *)ref;
+			int sbad = 0;
+			for (int64_t b = 0; b < n / 32; b++) {
+				int s = 0;
+				float amax = 0;
+				for (int j = 0; j < 32; j++) {
+					s += q[b].qs[j];
+					amax = fmaxf(amax, fabsf(xs[32 * b + j]));
+				}
+				float d = amax / 127.0f;
+				sbad += q[b].d != quant_fp32_to_fp16(d) ||
+					q[b].s != quant_fp32_to_fp16(d * (float)s);
+			}
+			CHECK(sbad == 0, "Q8_1 d = amax/127, s = d * sum(q): %d blocks wrong", sbad);
+		}
+		if (at == GGML_TYPE_Q8_K) {
+			const struct quant_block_q8_k *q = (const void *)ref;
+			int sbad = 0;
+			for (int64_t b = 0; b < n / 256; b++)
+				for (int s = 0; s < 16; s++) {
+					int sum = 0;
+					for (int j = 0; j < 16; j++)
+						sum += q[b].qs[16 * s + j];
+					sbad += sum != q[b].bsums[s];
+				}
+			CHECK(sbad == 0, "Q8_K bsums");
+		}
+		free(ref);
+		free(got);
+	}
+}
+
+/* ---- dot products, matvec, matmul ---------------------------------------------- */
+
+/* Sum of |w_i * xq_i| over a row (scale for tolerances) and, for the Q8_1
+ * pairs, the extra allowance for s being stored as fp16. */
+static double abs_terms(uint32_t t, const float *w, const float *xq, int64_t n)
+{
+	double s = 0.0;
+	for (int64_t i = 0; i < n; i++)
+		s += fabs((double)w[i] * (double)xq[i]);
+	return s + 1e-30;
+}
+
+static double q8_1_allowance(uint32_t t, const uint8_t *w, const uint8_t *xa, int64_t n)
+{
+	if (t != GGML_TYPE_Q4_1 && t != GGML_TYPE_Q5_1)
+		return 0.0;
+	double a = 0.0;
+	size_t wb = t_bytes(t);
+	for (int64_t b = 0; b < n / 32; b++) {
+		uint16_t m, s;
+		memcpy(&m, w + b * wb + 2, 2);
+		memcpy(&s, xa + b * 36 + 2, 2);
+		a += fabs((double)quant_fp16_to_fp32(m) * quant_fp16_to_fp32(s)) * 0x1p-10;
+	}
+	return a;
+}
+
+static void test_dot(uint32_t t, int64_t n)
+{
+	size_t wb = row_bytes(t, n), ab = quant_act_row_bytes(t, n);
+	uint8_t *w = malloc(wb), *xa = malloc(ab);
+	float *x = malloc((size_t)n * 4), *wf = malloc((size_t)n * 4), *xq = malloc((size_t)n * 4);
+	if (!w || !xa || !x || !wf || !xq)
+		abort();
+	random_weights(t, w, n);
+	random_acts(x, n);
+	CHECK(ab > 0 && quant_ops_at(0)->act_quantize(t, x, xa, n) == 0, "%s act n=%lld", tname(t),
+	      (long long)n);
+	quant_dequant_row(t, w, wf, n);
+	quant_dequant_row(quant_act_type(t), xa, xq, n);
+
+	double exact = 0.0, full = 0.0, rounding = 0.0;
+	for (int64_t i = 0; i < n; i++) {
+		exact += (double)wf[i] * (double)xq[i];
+		full += (double)wf[i] * (double)x[i];
+		rounding += fabs((double)wf[i]) * fabs((double)x[i] - (double)xq[i]);
+	}
+	double S = abs_terms(t, wf, xq, n), tol = 1e-5 * S + q8_1_allowance(t, w, xa, n);
+	float ref = quant_ops_at(0)->vec_dot(t, w, xa, n);
+	CHECK(fabs(ref - exact) <= tol, "%s n=%lld scalar dot %.9g vs dequantised %.9g (tol %.3g)",
+	      tname(t), (long long)n, ref, exact, tol);
+	CHECK(fabs(ref - full) <= tol + rounding * 1.0001,
+	      "%s n=%lld dot %.9g vs float dot %.9g beyond activation rounding %.3g", tname(t),
+	      (long long)n, ref, full, rounding);
+	for (int lv = 1; lv < levels_available(); lv++) {
+		float got = quant_ops_at(lv)->vec_dot(t, w, xa, n);
+		CHECK(fabs(got - ref) <= 1e-5 * S, "%s n=%lld %s dot %.9g vs scalar %.9g", tname(t),
+		      (long long)n, quant_level_name(lv), got, ref);
+	}
+	free(w);
+	free(xa);
+	free(x);
+	free(wf);
+	free(xq);
+}
+
+/* rows x n weights off any alignment above 2 (F32: 4) with padded rows;
+ * nt tokens of activations with padded strides; every level against
+ * scalar vec_dot. */
+static void test_mat(uint32_t t, int64_t rows, int64_t n, int64_t nt)
+{
+	size_t wo = t == GGML_TYPE_F32 ? 4 : 2;
+	size_t rb = row_bytes(t, n), ws = rb + wo, ab = quant_act_row_bytes(t, n), xs = ab + 4;
+	int64_t ys = rows + 2;
+	uint8_t *wbuf = malloc(ws * (size_t)rows + wo), *xbuf = malloc(xs * (size_t)nt + 4);
+	float *x = malloc((size_t)n * 4), *wf = malloc((size_t)n * 4), *xq = malloc((size_t)n * 4);
+	float *ref = malloc(sizeof(float) * (size_t)(ys * nt)), *S = malloc(sizeof(float) * (size_t)(ys * nt));
+	float *y = malloc(sizeof(float) * (size_t)(ys * nt));
+	if (!wbuf || !xbuf || !x || !wf || !xq || !ref || !S || !y)
+		abort();
+	uint8_t *w = wbuf + wo, *xa = xbuf + 4;
+	for (int64_t r = 0; r < rows; r++)
+		random_weights(t, w + (size_t)r * ws, n);
+	for (int64_t k = 0; k < nt; k++) {
+		random_acts(x, n);
+		quant_ops_at(0)->act_quantize(t, x, xa + (size_t)k * xs, n);
+	}
+	for (int64_t k = 0; k < nt; k++) {
+		quant_dequant_row(quant_act_type(t), xa + (size_t)k * xs, xq, n);
+		for (int64_t r = 0; r < rows; r++) {
+			quant_dequant_row(t, w + (size_t)r * ws, wf, n);
+			ref[k * ys + r] = quant_ops_at(0)->vec_dot(t, w + (size_t)r * ws,
+								   xa + (size_t)k * xs, n);
+			S[k * ys + r] = (float)abs_terms(t, wf, xq, n);
+		}
+	}
+	int64_t r0 = rows > 2 ? 1 : 0, r1 = rows;
+	for (int lv = 0; lv < levels_available(); lv++) {
+		const struct quant_ops *ops = quant_ops_at(lv);
+		int bad = 0, touched = 0;
+		/* matvec, one token at a time */
+		for (int64_t k = 0; k < nt; k++) {
+			for (int64_t i = 0; i < ys; i++)
+				y[i] = 12345.0f;
+			CHECK(ops->matvec(t, w, ws, r0, r1, xa + (size_t)k * xs, n, y) == 0, "matvec rc");
+			for (int64_t r = 0; r < ys; r++) {
+				if (r < r0 || r >= r1)
+					touched += y[r] != 12345.0f;
+				else
+					bad += !(fabsf(y[r] - ref[k * ys + r]) <= 1e-5f * S[k * ys + r]);
+			}
+		}
+		CHECK(bad == 0 && touched == 0, "%s %s matvec %lldx%lld: %d wrong, %d outside written",
+		      tname(t), quant_level_name(lv), (long long)rows, (long long)n, bad, touched);
+		/* matmul over all tokens */
+		for (int64_t i = 0; i < ys * nt; i++)
+			y[i] = 12345.0f;
+		CHECK(ops->matmul(t, w, ws, r0, r1, xa, xs, nt, n, y, ys) == 0, "matmul rc");
+		bad = touched = 0;
+		for (int64_t k = 0; k < nt; k++)
+			for (int64_t r = 0; r < ys; r++) {
+				float v = y[k * ys + r];
+				if (r < r0 || r >= r1)
+					touched += v != 12345.0f;
+				else
+					bad += !(fabsf(v - ref[k * ys + r]) <= 1e-5f * S[k * ys + r]);
+			}
+		CHECK(bad == 0 && touched == 0,
+		      "%s %s matmul %lldx%lld x %lld tokens: %d wrong, %d outside written", tname(t),
+		      quant_level_name(lv), (long long)rows, (long long)n, (long long)nt, bad, touched);
+	}
+	free(wbuf);
+	free(xbuf);
+	free(x);
+	free(wf);
+	free(xq);
+	free(ref);
+	free(S);
+	free(y);
+}
+
+static void test_kernels(void)
+{
+	for (size_t k = 0; k < N_WTYPES; k++) {
+		uint32_t t = weight_types[k];
+		static const int64_t n32[] = { 32, 96, 224, 576 }, n256[] = { 256, 768, 1280 };
+		static const int64_t nflt[] = { 1, 7, 33, 100, 257, 576 };
+		const int64_t *ns = t_blk(t) == 1 ? nflt : t_blk(t) == 32 ? n32 : n256;
+		size_t nn = t_blk(t) == 1 ? 6 : t_blk(t) == 32 ? 4 : 3;
+		for (size_t i = 0; i < nn; i++)
+			test_dot(t, ns[i]);
+		test_mat(t, 1, ns[0], 1);
+		test_mat(t, 6, ns[1], 3);
+		test_mat(t, 9, ns[nn - 1], 7);
+		test_mat(t, 13, ns[1], 9);
+	}
+}
+
+static void test_bad_args(void)
+{
+	float f[64];
+	uint8_t b[512] = {0};
+
+	CHECK(quant_dequant_row(GGML_TYPE_Q4_0, b, f, 33) == -1, "dequant n not a block multiple");
+	CHECK(quant_dequant_row(GGML_TYPE_Q4_0, b, f, 0) == -1, "dequant n = 0");
+	CHECK(quant_dequant_row(GGML_TYPE_IQ2_XXS, b, f, 256) == -1, "dequant unsupported type");
+	CHECK(quant_dequant_row(999, b, f, 32) == -1, "dequant unknown type");
+	CHECK(quant_act_row_bytes(GGML_TYPE_Q4_K, 128) == 0, "K-quant needs 256");
+	CHECK(quant_act_row_bytes(GGML_TYPE_Q4_1, 64) == 72, "Q8_1 row bytes");
+	CHECK(quant_act_row_bytes(GGML_TYPE_F16, 3) == 6, "F16 row bytes");
+	CHECK(quant_act_row_bytes(GGML_TYPE_Q8_1, 32) == 0, "Q8_1 is not a weight type");
+	CHECK(isnan(quant_vec_dot(GGML_TYPE_TQ1_0, b, b, 256)), "dot of unsupported type is NaN");
+	CHECK(quant_matvec(GGML_TYPE_Q8_0, b, 34, 2, 1, b, 32, f) == -1, "matvec empty range reversed");
+	CHECK(quant_matvec(GGML_TYPE_Q8_0, b, 34, 1, 1, b, 32, f) == 0, "matvec empty range ok");
+	CHECK(quant_act_quantize(GGML_TYPE_Q6_K, f, b, 64) == -1, "act n too small");
+	CHECK(quant_quantize_row(GGML_TYPE_Q4_0, f, b, 32) == -1, "no Q4_0 encoder");
+	CHECK(quant_ops_at(QUANT_LEVEL_COUNT) == NULL && quant_ops_at(-1) == NULL, "ops_at range");
+	int n_sup = 0;
+	for (uint32_t t = 0; t < GGML_TYPE_COUNT; t++)
+		n_sup += quant_supported(t);
+	CHECK(n_sup == 13, "13 weight types supported (%d)", n_sup);
+}
+
+/* TTYCHAT_CPU=scalar lowers the level; checked in a child so this
+ * process's cached level stays the detected one. */
+static void test_env_override(void)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		setenv("TTYCHAT_CPU", "scalar", 1);
+		_exit(quant_level() == QUANT_LEVEL_SCALAR ? 0 : 1);
+	}
+	int st = 0;
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "TTYCHAT_CPU=scalar");
+	pid = fork();
+	if (pid == 0) {
+		setenv("TTYCHAT_CPU", "avx512", 1);   /* never above what the CPU has */
+		_exit(quant_level() <= quant_level_detect() ? 0 : 1);
+	}
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "TTYCHAT_CPU cannot raise the level");
+}
+
+int main(void)
+{
+	const char *srcdir = getenv("TTYCHAT_SRCDIR");
+
+	if (!srcdir)
+		srcdir = ".";
+	test_env_override();
+	printf("CPU level: detected %s, in use %s\n", quant_level_name(quant_level_detect()),
+	       quant_level_name(quant_level()));
+	test_fp16();
+	test_bf16();
+	test_fixtures(srcdir);
+	test_handmade();
+	test_activations();
+	test_kernels();
+	test_bad_args();
+	printf("%d passed, %d failed\n", n_pass, n_fail);
+	return n_fail ? 1 : 0;
+}
