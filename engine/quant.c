@@ -1104,6 +1104,16 @@ float quant_vec_dot(uint32_t wtype, const void *wrow, const void *xact, int64_t 
 	return vec_dot_at(quant_level(), wtype, wrow, xact, n);
 }
 
+quant_vec_dot_fn quant_get_vec_dot(uint32_t wtype)
+{
+	quant_dot_fn f;
+
+	if (!quant_supported(wtype))
+		return NULL;
+	RESOLVE(quant_level(), wtype, dot, f);
+	return f;
+}
+
 int quant_matvec(uint32_t wtype, const void *w, size_t row_stride_bytes, int64_t rows_begin,
 		 int64_t rows_end, const void *xact, int64_t n, float *y)
 {

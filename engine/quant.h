@@ -138,6 +138,13 @@ int quant_act_quantize(uint32_t wtype, const float *x, void *dst, int64_t n);
  * unsupported type. */
 float quant_vec_dot(uint32_t wtype, const void *wrow, const void *xact, int64_t n);
 
+/* The dot kernel quant_vec_dot would run for WTYPE at the current level,
+ * for hot loops over short rows (attention over the KV cache): calling it
+ * skips the per-call dispatch and argument checks, so the preconditions
+ * above are the caller's to keep.  NULL for an unsupported WTYPE. */
+typedef float (*quant_vec_dot_fn)(const void *wrow, const void *xact, int64_t n);
+quant_vec_dot_fn quant_get_vec_dot(uint32_t wtype);
+
 /* y[r] = dot(row r of W, xact) for rows_begin <= r < rows_end, where row r
  * starts at (const char *)w + r * row_stride_bytes and has n elements.
  * Y points at element 0 of the whole output vector; only y[rows_begin ..

@@ -12,8 +12,8 @@
  *
  * Each weight type has one "step" function that adds one block's product
  * to a vector accumulator (integer sums exact, then one FMA with the
- * block's float scale) and to a scalar side sum (Q4_1/Q5_1 offsets, K-quant
- * mins).  dot (four independent accumulators) and matmul (4 tokens at a
+ * block's float scale) and to a side sum, read from lane 1 of a 128-bit
+ * accumulator (Q4_1/Q5_1 offsets, K-quant mins).  dot (four independent accumulators) and matmul (4 tokens at a
  * time against one weight row; the compiler shares the weight unpacking)
  * are generated from it by QX_KERNELS.  matvec is a loop of dot over the
  * rows on purpose: one sequential stream per thread is what the hardware
@@ -34,6 +34,11 @@ QX_FN float QX(hsum)(__m256 v)
 	r = _mm_add_ps(r, _mm_movehl_ps(r, r));
 	r = _mm_add_ss(r, _mm_movehdup_ps(r));
 	return _mm_cvtss_f32(r);
+}
+
+QX_FN float QX(lane1)(__m128 v)
+{
+	return _mm_cvtss_f32(_mm_movehdup_ps(v));
 }
 
 QX_FN float QX(h2f)(uint16_t h)
@@ -78,32 +83,43 @@ QX_FN __m256i QX(dot_ss)(__m256i a, __m256i b)
 	return QX(dot_us)(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
 }
 
+/* (d, m) of a weight block times (d, s) of a Q8_1 block, both fp16 pairs
+ * at the block start: lane 0 = d*d', lane 1 = m*s, in one conversion each */
+QX_FN __m128 QX(pair_products)(const uint16_t *wdm, const uint16_t *xds)
+{
+	uint32_t a, b;
+	memcpy(&a, wdm, 4);
+	memcpy(&b, xds, 4);
+	return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)a)),
+			  _mm_cvtph_ps(_mm_cvtsi32_si128((int)b)));
+}
+
 /* ---- steps: one weight block times one activation block ---------------- */
 
 QX_FN void QX(step_q4_0)(const struct quant_block_q4_0 *w, const struct quant_block_q8_0 *x,
-			 __m256 *acc, float *side)
+			 __m256 *acc, __m128 *side4)
 {
 	__m256i q = QX(nibbles)(w->qs);
 	__m256i y = _mm256_loadu_si256((const __m256i *)x->qs);
 	__m256i p = _mm256_sub_epi32(QX(dot_us)(q, y), QX(dot_us)(_mm256_set1_epi8(8), y));
 	__m256 d = _mm256_set1_ps(QX(h2f)(w->d) * QX(h2f)(x->d));
 	*acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), *acc);
-	(void)side;
+	(void)side4;
 }
 
 QX_FN void QX(step_q4_1)(const struct quant_block_q4_1 *w, const struct quant_block_q8_1 *x,
-			 __m256 *acc, float *side)
+			 __m256 *acc, __m128 *side4)
 {
 	__m256i q = QX(nibbles)(w->qs);
 	__m256i y = _mm256_loadu_si256((const __m256i *)x->qs);
 	__m256i p = QX(dot_us)(q, y);
-	__m256 d = _mm256_set1_ps(QX(h2f)(w->d) * QX(h2f)(x->d));
-	*acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), *acc);
-	*side += QX(h2f)(w->m) * QX(h2f)(x->s);
+	__m128 dm = QX(pair_products)(&w->d, &x->d);
+	*acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), _mm256_cvtepi32_ps(p), *acc);
+	*side4 = _mm_add_ps(*side4, dm);
 }
 
 QX_FN void QX(step_q5_0)(const struct quant_block_q5_0 *w, const struct quant_block_q8_0 *x,
-			 __m256 *acc, float *side)
+			 __m256 *acc, __m128 *side4)
 {
 	__m256i hb = _mm256_and_si256(QX(bits_to_bytes)(w->qh), _mm256_set1_epi8(0x10));
 	__m256i q = _mm256_or_si256(QX(nibbles)(w->qs), hb);
@@ -111,62 +127,77 @@ QX_FN void QX(step_q5_0)(const struct quant_block_q5_0 *w, const struct quant_bl
 	__m256i p = _mm256_sub_epi32(QX(dot_us)(q, y), QX(dot_us)(_mm256_set1_epi8(16), y));
 	__m256 d = _mm256_set1_ps(QX(h2f)(w->d) * QX(h2f)(x->d));
 	*acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), *acc);
-	(void)side;
+	(void)side4;
 }
 
 QX_FN void QX(step_q5_1)(const struct quant_block_q5_1 *w, const struct quant_block_q8_1 *x,
-			 __m256 *acc, float *side)
+			 __m256 *acc, __m128 *side4)
 {
 	__m256i hb = _mm256_and_si256(QX(bits_to_bytes)(w->qh), _mm256_set1_epi8(0x10));
 	__m256i q = _mm256_or_si256(QX(nibbles)(w->qs), hb);
 	__m256i y = _mm256_loadu_si256((const __m256i *)x->qs);
 	__m256i p = QX(dot_us)(q, y);
-	__m256 d = _mm256_set1_ps(QX(h2f)(w->d) * QX(h2f)(x->d));
-	*acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), *acc);
-	*side += QX(h2f)(w->m) * QX(h2f)(x->s);
+	__m128 dm = QX(pair_products)(&w->d, &x->d);
+	*acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), _mm256_cvtepi32_ps(p), *acc);
+	*side4 = _mm_add_ps(*side4, dm);
 }
 
 QX_FN void QX(step_q8_0)(const struct quant_block_q8_0 *w, const struct quant_block_q8_0 *x,
-			 __m256 *acc, float *side)
+			 __m256 *acc, __m128 *side4)
 {
 	__m256i q = _mm256_loadu_si256((const __m256i *)w->qs);
 	__m256i y = _mm256_loadu_si256((const __m256i *)x->qs);
 	__m256i p = QX(dot_ss)(q, y);
 	__m256 d = _mm256_set1_ps(QX(h2f)(w->d) * QX(h2f)(x->d));
 	*acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), *acc);
-	(void)side;
+	(void)side4;
 }
 
-/* int16 scales: low 128-bit lane a, high lane b */
-QX_FN __m256i QX(scale_pair)(int a, int b)
+/* Shuffle mask that spreads int16 element j over all 16 lanes of a 256-bit
+ * vector holding the same eight int16 in both halves. */
+QX_FN __m256i QX(bcast16_mask)(int j)
 {
-	return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+	return _mm256_set1_epi16((short)(((2 * j + 1) << 8) | (2 * j)));
 }
 
-/* Q4_K/Q5_K 12-byte scales -> sc[8], mn[8] */
-QX_FN void QX(scales_k4)(const uint8_t s[12], uint8_t sc[8], uint8_t mn[8])
-{
-	for (int j = 0; j < 4; j++) {
-		sc[j] = s[j] & 63;
-		mn[j] = s[j + 4] & 63;
-		sc[j + 4] = (uint8_t)((s[j + 8] & 0xf) | ((s[j] >> 6) << 4));
-		mn[j + 4] = (uint8_t)((s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4));
-	}
-}
+/* Shuffle masks putting int16 element 2k in the low half and 2k + 1 in
+ * the high half (both halves holding the same eight int16). */
+static const uint8_t QX(pair_masks)[4][32] = {
+	{ 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 },
+	{ 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7 },
+	{ 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9,
+	  10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11 },
+	{ 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13,
+	  14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15 },
+};
 
-QX_FN int QX(mins_dot)(const uint8_t mn[8], const int16_t bsums[16])
+/* Q4_K/Q5_K: the eight 6-bit scales as int16 in both halves of a vector,
+ * and sum_k mins[k] * (bsums[2k] + bsums[2k+1]). */
+QX_FN __m256i QX(k4_scales)(const uint8_t s[12], const int16_t bsums[16], int *minsum)
 {
-	int m = 0;
-	for (int j = 0; j < 8; j++)
-		m += mn[j] * (bsums[2 * j] + bsums[2 * j + 1]);
-	return m;
+	uint32_t u0, u1, u2;
+	memcpy(&u0, s, 4);
+	memcpy(&u1, s + 4, 4);
+	memcpy(&u2, s + 8, 4);
+	uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
+	uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+	uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+	__m128i sc = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo));
+	__m128i mn = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn_hi, (int)mn_lo));
+	__m128i b0 = _mm_loadu_si128((const __m128i *)bsums);
+	__m128i b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
+	__m128i m = _mm_madd_epi16(mn, _mm_hadd_epi16(b0, b1));
+	m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 0x4e));
+	m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 0xb1));
+	*minsum = _mm_cvtsi128_si32(m);
+	return _mm256_broadcastsi128_si256(sc);
 }
 
 QX_FN void QX(step_q4_k)(const struct quant_block_q4_k *w, const struct quant_block_q8_k *x,
-			 __m256 *acc, float *side)
+			 __m256 *acc, __m128 *side4)
 {
-	uint8_t sc[8], mn[8];
-	QX(scales_k4)(w->scales, sc, mn);
+	int minsum;
+	__m256i sc = QX(k4_scales)(w->scales, x->bsums, &minsum);
 	__m256i sum = _mm256_setzero_si256();
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	for (int c = 0; c < 4; c++) {
@@ -176,20 +207,20 @@ QX_FN void QX(step_q4_k)(const struct quant_block_q4_k *w, const struct quant_bl
 		__m256i y0 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c));
 		__m256i y1 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c + 32));
 		__m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0),
-					       _mm256_set1_epi16(sc[2 * c]));
+					       _mm256_shuffle_epi8(sc, QX(bcast16_mask)(2 * c)));
 		__m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1),
-					       _mm256_set1_epi16(sc[2 * c + 1]));
+					       _mm256_shuffle_epi8(sc, QX(bcast16_mask)(2 * c + 1)));
 		sum = _mm256_add_epi32(sum, _mm256_add_epi32(p0, p1));
 	}
 	*acc = _mm256_fmadd_ps(_mm256_set1_ps(x->d * QX(h2f)(w->d)), _mm256_cvtepi32_ps(sum), *acc);
-	*side -= (x->d * QX(h2f)(w->dmin)) * (float)QX(mins_dot)(mn, x->bsums);
+	*side4 = _mm_sub_ps(*side4, _mm_set1_ps((x->d * QX(h2f)(w->dmin)) * (float)minsum));
 }
 
 QX_FN void QX(step_q5_k)(const struct quant_block_q5_k *w, const struct quant_block_q8_k *x,
-			 __m256 *acc, float *side)
+			 __m256 *acc, __m128 *side4)
 {
-	uint8_t sc[8], mn[8];
-	QX(scales_k4)(w->scales, sc, mn);
+	int minsum;
+	__m256i sc = QX(k4_scales)(w->scales, x->bsums, &minsum);
 	__m256i sum = _mm256_setzero_si256();
 	const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
 	__m256i qh = _mm256_loadu_si256((const __m256i *)w->qh);
@@ -203,21 +234,23 @@ QX_FN void QX(step_q5_k)(const struct quant_block_q5_k *w, const struct quant_bl
 		__m256i y0 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c));
 		__m256i y1 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c + 32));
 		__m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0),
-					       _mm256_set1_epi16(sc[2 * c]));
+					       _mm256_shuffle_epi8(sc, QX(bcast16_mask)(2 * c)));
 		__m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1),
-					       _mm256_set1_epi16(sc[2 * c + 1]));
+					       _mm256_shuffle_epi8(sc, QX(bcast16_mask)(2 * c + 1)));
 		sum = _mm256_add_epi32(sum, _mm256_add_epi32(p0, p1));
 	}
 	*acc = _mm256_fmadd_ps(_mm256_set1_ps(x->d * QX(h2f)(w->d)), _mm256_cvtepi32_ps(sum), *acc);
-	*side -= (x->d * QX(h2f)(w->dmin)) * (float)QX(mins_dot)(mn, x->bsums);
+	*side4 = _mm_sub_ps(*side4, _mm_set1_ps((x->d * QX(h2f)(w->dmin)) * (float)minsum));
 }
 
 QX_FN void QX(step_q6_k)(const struct quant_block_q6_k *w, const struct quant_block_q8_k *x,
-			 __m256 *acc, float *side)
+			 __m256 *acc, __m128 *side4)
 {
 	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
 	const __m256i c32 = _mm256_set1_epi8(32);
-	const int8_t *sc = w->scales;
+	__m128i sc8 = _mm_loadu_si128((const __m128i *)w->scales);
+	__m256i scv[2] = { _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8)),
+			   _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8))) };
 	__m256i sum = _mm256_setzero_si256();
 	for (int h = 0; h < 2; h++) {
 		__m256i l0 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
@@ -236,12 +269,13 @@ QX_FN void QX(step_q6_k)(const struct quant_block_q6_k *w, const struct quant_bl
 			__m256i y = _mm256_loadu_si256((const __m256i *)(x->qs + 128 * h + 32 * k));
 			__m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y),
 						     _mm256_maddubs_epi16(c32, y));
-			int s = 8 * h + 2 * k;
-			sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, QX(scale_pair)(sc[s], sc[s + 1])));
+			__m256i scp = _mm256_shuffle_epi8(scv[h], _mm256_loadu_si256(
+				(const __m256i *)QX(pair_masks)[k]));
+			sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, scp));
 		}
 	}
 	*acc = _mm256_fmadd_ps(_mm256_set1_ps(x->d * QX(h2f)(w->d)), _mm256_cvtepi32_ps(sum), *acc);
-	(void)side;
+	(void)side4;
 }
 
 /* ---- dot / matvec / matmul from a step ---------------------------------- */
@@ -252,7 +286,7 @@ QX_FN void QX(step_q6_k)(const struct quant_block_q6_k *w, const struct quant_bl
 		const WBT *a = w;                                                           \
 		const YBT *b = x;                                                           \
 		__m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;                 \
-		float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;                           \
+		__m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                    \
 		int64_t nb = n / (QKB), i = 0;                                              \
 		for (; i + 4 <= nb; i += 4) {                                               \
 			QX(step_##sfx)(&a[i], &b[i], &c0, &s0);                             \
@@ -263,7 +297,7 @@ QX_FN void QX(step_q6_k)(const struct quant_block_q6_k *w, const struct quant_bl
 		for (; i < nb; i++)                                                         \
 			QX(step_##sfx)(&a[i], &b[i], &c0, &s0);                             \
 		c0 = _mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3));           \
-		return QX(hsum)(c0) + ((s0 + s1) + (s2 + s3));                              \
+		return QX(hsum)(c0) + QX(lane1)(_mm_add_ps(_mm_add_ps(s0, s1), _mm_add_ps(s2, s3))); \
 	}                                                                                   \
 	QX_API void QX(matmul_##sfx)(const void *w, size_t ws, int64_t r0, int64_t r1,      \
 				     const void *x, size_t xs, int64_t nt, int64_t n,       \
@@ -283,17 +317,17 @@ QX_FN void QX(step_q6_k)(const struct quant_block_q6_k *w, const struct quant_bl
 				for (int64_t r = ra; r < rb; r++) {                         \
 					const WBT *a = (const WBT *)((const char *)w + (size_t)r * ws); \
 					__m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0; \
-					float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;   \
+					__m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0; \
 					for (int64_t i = 0; i < nb; i++) {                  \
 						QX(step_##sfx)(&a[i], &b0[i], &c0, &s0);    \
 						QX(step_##sfx)(&a[i], &b1[i], &c1, &s1);    \
 						QX(step_##sfx)(&a[i], &b2[i], &c2, &s2);    \
 						QX(step_##sfx)(&a[i], &b3[i], &c3, &s3);    \
 					}                                                   \
-					y[t * ys + r] = QX(hsum)(c0) + s0;                  \
-					y[(t + 1) * ys + r] = QX(hsum)(c1) + s1;            \
-					y[(t + 2) * ys + r] = QX(hsum)(c2) + s2;            \
-					y[(t + 3) * ys + r] = QX(hsum)(c3) + s3;            \
+					y[t * ys + r] = QX(hsum)(c0) + QX(lane1)(s0);                  \
+					y[(t + 1) * ys + r] = QX(hsum)(c1) + QX(lane1)(s1);            \
+					y[(t + 2) * ys + r] = QX(hsum)(c2) + QX(lane1)(s2);            \
+					y[(t + 3) * ys + r] = QX(hsum)(c3) + QX(lane1)(s3);            \
 				}                                                           \
 			}                                                                   \
 			for (; t < nt; t++)                                                 \

@@ -756,6 +756,21 @@ static void test_bad_args(void)
 	CHECK(quant_act_quantize(GGML_TYPE_Q6_K, f, b, 64) == -1, "act n too small");
 	CHECK(quant_quantize_row(GGML_TYPE_Q4_0, f, b, 32) == -1, "no Q4_0 encoder");
 	CHECK(quant_ops_at(QUANT_LEVEL_COUNT) == NULL && quant_ops_at(-1) == NULL, "ops_at range");
+	CHECK(quant_get_vec_dot(GGML_TYPE_Q4_K) != NULL && quant_get_vec_dot(GGML_TYPE_Q8_1) == NULL,
+	      "quant_get_vec_dot");
+	{
+		float xs[64], wv[64];
+		uint8_t xa[64 * 2], wa[64 * 2];
+		for (int i = 0; i < 64; i++) {
+			xs[i] = frand();
+			wv[i] = frand();
+		}
+		quant_act_quantize(GGML_TYPE_F16, xs, xa, 64);
+		quant_act_quantize(GGML_TYPE_F16, wv, wa, 64);
+		quant_vec_dot_fn fn = quant_get_vec_dot(GGML_TYPE_F16);
+		CHECK(fn && fn(wa, xa, 64) == quant_vec_dot(GGML_TYPE_F16, wa, xa, 64),
+		      "quant_get_vec_dot gives the dispatched kernel");
+	}
 	int n_sup = 0;
 	for (uint32_t t = 0; t < GGML_TYPE_COUNT; t++)
 		n_sup += quant_supported(t);
