@@ -1,0 +1,122 @@
+/*
+ * cuda_impl.cuh - what the .cu files of engine/cuda share: the context
+ * struct, device helpers (f16/bf16 conversion, warp sums) and the kernel
+ * launchers that cuda_backend.cu calls after it has checked the
+ * arguments.
+ *
+ * Each launcher lives in the same .cu as its kernels (no relocatable
+ * device code: every kernel is launched from its own translation unit), so
+ * the files link as plain host objects.  A launcher trusts its arguments
+ * (cuda_backend.cu validated them), queues on the given stream and returns
+ * without checking for launch errors; the caller reads cudaGetLastError().
+ */
+#ifndef TTYCHAT_CUDA_IMPL_CUH
+#define TTYCHAT_CUDA_IMPL_CUH
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuda_backend.h"
+
+extern "C" {
+#include "gguf.h"
+#include "quant.h"
+}
+
+struct cuda_ctx {
+	int device;
+	cudaStream_t stream;
+	size_t used[CUDA_MEM_KINDS];
+	size_t smem_per_block;
+	char err[256];
+};
+
+/* ---- device helpers ---------------------------------------------------------- */
+
+__device__ __forceinline__ float cu_h2f(uint16_t h)
+{
+	return __half2float(__ushort_as_half(h));
+}
+
+/* IEEE round to nearest even, as quant_fp32_to_fp16 (NaN payloads aside). */
+__device__ __forceinline__ uint16_t cu_f2h(float f)
+{
+	return __half_as_ushort(__float2half_rn(f));
+}
+
+__device__ __forceinline__ float cu_f16_round(float f)
+{
+	return __half2float(__float2half_rn(f));
+}
+
+__device__ __forceinline__ float cu_bf2f(uint16_t h)
+{
+	return __uint_as_float((uint32_t)h << 16);
+}
+
+/* A little-endian half at a 2-byte aligned address. */
+__device__ __forceinline__ float cu_ld_h(const uint8_t *p)
+{
+	return cu_h2f(*(const uint16_t *)p);
+}
+
+__device__ __forceinline__ float cu_warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+__device__ __forceinline__ double cu_warp_sum_d(double v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+__device__ __forceinline__ float cu_warp_max(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	return v;
+}
+
+/* ---- launchers (cuda_quant.cu) ------------------------------------------------- */
+
+/* 1 when the quant kernels handle TYPE. */
+int cu_quant_supported(uint32_t type);
+void cu_launch_matvec(cudaStream_t s, uint32_t type, const void *w, size_t row_bytes, int64_t rows,
+		      int64_t cols, const float *x, float *y);
+void cu_launch_dequant_rows(cudaStream_t s, uint32_t type, const void *w, size_t row_bytes,
+			    int64_t n_rows, int64_t cols, float *y);
+
+/* ---- launchers (cuda_ops.cu) --------------------------------------------------- */
+
+void cu_launch_rmsnorm(cudaStream_t s, float *y, const float *x, const float *w, int64_t rows,
+		       int64_t n, float eps);
+void cu_launch_rope(cudaStream_t s, float *x, int n_tokens, int n_heads, int head_dim, int n_rot,
+		    uint32_t pos0, float theta_scale, float scale, const float *ff, int neox);
+void cu_launch_glu(cudaStream_t s, float *gate, const float *up, int64_t n, int gelu);
+void cu_launch_softmax(cudaStream_t s, float *y, const float *x, int64_t rows, int64_t n, float scale);
+void cu_launch_add(cudaStream_t s, float *y, const float *x, int64_t n);
+void cu_launch_f32_to_f16(cudaStream_t s, uint16_t *dst, const float *x, int64_t n);
+
+/* ---- launchers (cuda_attn.cu) -------------------------------------------------- */
+
+/* Positions per chunk for a group of GROUP query heads of HEAD_DIM within
+ * SMEM bytes of shared memory; 0 when even the smallest chunk does not fit. */
+int cu_attn_chunk(int group, int head_dim, size_t smem);
+/* The chunk a call attending N positions uses (MAX_CHUNK from
+ * cu_attn_chunk()): never below min(64, max_chunk). */
+int cu_attn_chunk_for(int max_chunk, uint32_t n, int n_head_kv);
+/* Most chunks any call attending up to N_CTX positions uses. */
+uint64_t cu_attn_max_splits(int max_chunk, uint32_t n_ctx, int n_head_kv);
+/* Largest number of chunks the merge kernel's shared memory holds. */
+#define CU_ATTN_MAX_SPLITS 8192
+/* The default shared memory budget the chunk is sized for. */
+#define CU_ATTN_SMEM (48u * 1024u)
+void cu_launch_attn_decode(cudaStream_t s, const struct cuda_attn_args *a, int chunk);
+
+#endif
