@@ -1,0 +1,781 @@
+/*
+ * test_cuda_kernels.c - every CUDA kernel of engine/cuda against the CPU
+ * engine's scalar reference, on odd shapes (make check-cuda; needs a GPU).
+ *
+ * The references are the CPU engine's own code where it is public
+ * (quant_ops_at(QUANT_LEVEL_SCALAR)->dequant_row, quant_vec_dot,
+ * quant_fp32_to_fp16) and, for the operations that are static in
+ * engine/forward.c (RMS norm, RoPE, GLU, attention), a line-for-line copy
+ * of their formulas here; softmax, which the CPU engine only has inside
+ * attention, is checked against a double-precision sum.
+ *
+ * Tolerances (each the bound of the numerical difference, not a guess):
+ *   dequant rows, add, f32->f16      bit-identical
+ *   matvec     |y - ref| <= 1e-5 * sum_j |w_j x_j|  (f32 sums of <= 165
+ *              terms per lane, ref in double; dequantised w is exact)
+ *   rmsnorm    |y - ref| <= 1e-6 * |ref|  (both sum in double)
+ *   rope       |y - ref| <= 2e-6 * (|x0| + |x1|) per pair (theta is
+ *              bit-identical; CUDA's cosf/sinf are within 2 ulp); dims
+ *              past n_rot untouched
+ *   silu       |y - ref| <= 2e-6 * |ref|  (expf within 2 ulp)
+ *   gelu       |y - ref| <= (2^-10 |g| + 2^-24) * |up|: one f16 step of
+ *              the gate value g = gelu(x), which goes through f16
+ *   softmax    |y - ref| <= 1e-5 * ref
+ *   attention  against the exact softmax (double, weights not rounded):
+ *              |o - ref| <= 1e-5 * sum_p w_p |v_p| + 1e-6; against the CPU
+ *              engine's formula (f16-rounded weights) additionally
+ *              sum_p |f16(w_p) - w_p| |v_p|, computed per output
+ * Shapes: rows 1, 7, 37, 129, 300; columns 1, 33, 1001 (float types),
+ * 32 .. 2080 (32-blocks, 1 to 65 blocks so lanes get 0, 1 or 3 units),
+ * 256 .. 4096 (K-quants); heads of 64, 80, 128, 256 dims, groups of 1 to
+ * 8 query heads per KV head, 1 to 70000 positions (up to hundreds of
+ * chunks), windows that start past position 0.
+ *
+ * Without a usable device it checks that the backend says so cleanly and
+ * exits 77 (skip).  Prints "N passed, N failed"; exit 0 when none failed.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/cuda_backend.h"
+#include "gguf.h"
+#include "quant.h"
+#include "testutil.h"
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+struct rng {
+	uint64_t s;
+};
+
+static uint32_t rng_u32(struct rng *r)
+{
+	r->s ^= r->s << 13;
+	r->s ^= r->s >> 7;
+	r->s ^= r->s << 17;
+	return (uint32_t)(r->s >> 16);
+}
+
+/* uniform in [lo, hi) */
+static float rng_f(struct rng *r, float lo, float hi)
+{
+	return lo + (hi - lo) * (float)(rng_u32(r) >> 8) * 0x1p-24f;
+}
+
+static void fill_f(struct rng *r, float *x, size_t n, float lo, float hi)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = rng_f(r, lo, hi);
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p) {
+		fprintf(stderr, "out of memory (%zu bytes)\n", n);
+		exit(2);
+	}
+	return p;
+}
+
+static float f16r(float x)
+{
+	return quant_fp16_to_fp32(quant_fp32_to_fp16(x));
+}
+
+/* Device copy of n floats (or an uninitialised buffer when h is NULL);
+ * 0 on success, a failed CHECK otherwise. */
+static int dev_f(cuda_ctx *c, struct cuda_buf *b, const float *h, size_t n)
+{
+	int rc = cuda_buf_alloc(c, b, n * sizeof(float), CUDA_MEM_SCRATCH);
+	CHECK(rc == 0, "cuda_buf_alloc %zu floats: %s", n, cuda_ctx_error(c));
+	if (rc)
+		return -1;
+	if (h) {
+		rc = cuda_upload(c, b->ptr, h, n * sizeof(float));
+		CHECK(rc == 0, "cuda_upload: %s", cuda_ctx_error(c));
+	}
+	return rc ? -1 : 0;
+}
+
+static int get_f(cuda_ctx *c, float *h, const struct cuda_buf *b, size_t n)
+{
+	int rc = cuda_sync(c);
+	CHECK(rc == 0, "kernel failed: %s", cuda_ctx_error(c));
+	if (rc == 0) {
+		rc = cuda_download(c, h, b->ptr, n * sizeof(float));
+		CHECK(rc == 0, "cuda_download: %s", cuda_ctx_error(c));
+	}
+	return rc ? -1 : 0;
+}
+
+/* ---- weights: random blocks with sane scales -------------------------------------- */
+
+/* Byte offsets of the f16 scale fields in a block of TYPE; count in *n. */
+static const size_t *half_fields(uint32_t type, int *n)
+{
+	static const size_t d0[] = {0}, dm[] = {0, 2}, q2k[] = {80, 82}, q3k[] = {108}, q6k[] = {208};
+	switch (type) {
+	case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: case GGML_TYPE_Q8_0: *n = 1; return d0;
+	case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_1: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: *n = 2; return dm;
+	case GGML_TYPE_Q2_K: *n = 2; return q2k;
+	case GGML_TYPE_Q3_K: *n = 1; return q3k;
+	case GGML_TYPE_Q6_K: *n = 1; return q6k;
+	default: *n = 0; return NULL;
+	}
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+/* rows rows of cols elements of TYPE, stride bytes apart: random quants,
+ * scales of a few hundredths (so values stay O(1)), floats in [-1, 1). */
+static void make_weight(struct rng *r, uint32_t type, int64_t rows, int64_t cols, uint8_t *w, size_t stride)
+{
+	const size_t rb = ggml_row_bytes(type, (uint64_t)cols);
+	for (int64_t i = 0; i < rows; i++) {
+		uint8_t *row = w + (size_t)i * stride;
+		if (type == GGML_TYPE_F32) {
+			for (int64_t j = 0; j < cols; j++) {
+				float f = rng_f(r, -1.0f, 1.0f);
+				memcpy(row + 4 * j, &f, 4);
+			}
+		} else if (type == GGML_TYPE_F16 || type == GGML_TYPE_BF16) {
+			for (int64_t j = 0; j < cols; j++) {
+				float f = rng_f(r, -1.0f, 1.0f);
+				put16(row + 2 * j, type == GGML_TYPE_F16 ? quant_fp32_to_fp16(f) : quant_fp32_to_bf16(f));
+			}
+		} else {
+			for (size_t j = 0; j < rb; j++)
+				row[j] = (uint8_t)rng_u32(r);
+			const size_t bb = ggml_type_block_bytes(type);
+			int nf;
+			const size_t *off = half_fields(type, &nf);
+			for (size_t b = 0; b < rb / bb; b++)
+				for (int k = 0; k < nf; k++)
+					put16(row + b * bb + off[k], quant_fp32_to_fp16(rng_f(r, -0.05f, 0.05f)));
+		}
+		memset(row + rb, 0xA5, stride - rb); /* padding the upload must skip */
+	}
+}
+
+static void test_matvec_shape(cuda_ctx *c, struct rng *r, uint32_t type, int64_t rows, int64_t cols, size_t pad)
+{
+	const char *tn = ggml_type_name(type);
+	const size_t rb = ggml_row_bytes(type, (uint64_t)cols), stride = rb + pad;
+	uint8_t *w = xmalloc(stride * (size_t)rows);
+	float *deq = xmalloc(sizeof(float) * (size_t)(rows * cols));
+	float *gdeq = xmalloc(sizeof(float) * (size_t)(rows * cols));
+	float *x = xmalloc(sizeof(float) * (size_t)cols);
+	float *y = xmalloc(sizeof(float) * (size_t)rows);
+	const struct quant_ops *ref = quant_ops_at(QUANT_LEVEL_SCALAR);
+	struct cuda_weight dw = {0};
+	struct cuda_buf bx = {0}, by = {0}, bd = {0};
+
+	make_weight(r, type, rows, cols, w, stride);
+	fill_f(r, x, (size_t)cols, -1.0f, 1.0f);
+	for (int64_t i = 0; i < rows; i++)
+		ref->dequant_row(type, w + (size_t)i * stride, deq + i * cols, cols);
+
+	int rc = cuda_weight_upload(c, &dw, type, rows, cols, w, stride);
+	CHECK(rc == 0, "%s %lldx%lld: upload: %s", tn, (long long)rows, (long long)cols, cuda_ctx_error(c));
+	if (rc || dev_f(c, &bx, x, (size_t)cols) || dev_f(c, &by, NULL, (size_t)rows) ||
+	    dev_f(c, &bd, NULL, (size_t)(rows * cols)))
+		goto out;
+
+	/* matvec */
+	rc = cuda_matvec(c, &dw, bx.ptr, by.ptr);
+	CHECK(rc == 0, "%s: cuda_matvec: %s", tn, cuda_ctx_error(c));
+	if (rc == 0 && get_f(c, y, &by, (size_t)rows) == 0) {
+		int bad = 0;
+		double worst = 0.0;
+		for (int64_t i = 0; i < rows; i++) {
+			double s = 0.0, sa = 0.0;
+			for (int64_t j = 0; j < cols; j++) {
+				s += (double)deq[i * cols + j] * (double)x[j];
+				sa += fabs((double)deq[i * cols + j] * (double)x[j]);
+			}
+			const double err = fabs((double)y[i] - s), tol = 1e-5 * sa + 1e-30;
+			if (!(err <= tol)) {
+				if (!bad)
+					fprintf(stderr, "  %s %lldx%lld row %lld: gpu %.9g ref %.9g (tol %.3g)\n", tn,
+						(long long)rows, (long long)cols, (long long)i, (double)y[i], s, tol);
+				bad++;
+			}
+			if (sa > 0 && err / sa > worst)
+				worst = err / sa;
+		}
+		CHECK(bad == 0, "%s %lldx%lld: matvec off in %d rows", tn, (long long)rows, (long long)cols, bad);
+		printf("  matvec %-5s %4lld x %-5lld max |err|/sum|wx| = %.2e\n", tn, (long long)rows, (long long)cols,
+		       worst);
+	}
+
+	/* dequantised rows from row0 on: bit-identical */
+	const int64_t row0 = rows / 3, nr = rows - row0;
+	rc = cuda_dequant_rows(c, &dw, row0, nr, bd.ptr);
+	CHECK(rc == 0, "%s: cuda_dequant_rows: %s", tn, cuda_ctx_error(c));
+	if (rc == 0 && get_f(c, gdeq, &bd, (size_t)(nr * cols)) == 0) {
+		int64_t first_bad = -1;
+		for (int64_t k = 0; k < nr * cols && first_bad < 0; k++)
+			if (memcmp(&gdeq[k], &deq[row0 * cols + k], sizeof(float)) != 0)
+				first_bad = k;
+		CHECK(first_bad < 0, "%s %lldx%lld: dequant element %lld: gpu %.9g cpu %.9g", tn, (long long)rows,
+		      (long long)cols, (long long)first_bad, first_bad < 0 ? 0.0 : (double)gdeq[first_bad],
+		      first_bad < 0 ? 0.0 : (double)deq[row0 * cols + first_bad]);
+	}
+out:
+	cuda_weight_free(c, &dw);
+	cuda_buf_free(c, &bx);
+	cuda_buf_free(c, &by);
+	cuda_buf_free(c, &bd);
+	free(w);
+	free(deq);
+	free(gdeq);
+	free(x);
+	free(y);
+}
+
+static void test_matvec(cuda_ctx *c, struct rng *r)
+{
+	static const uint32_t f_types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16};
+	static const uint32_t b_types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
+					   GGML_TYPE_Q8_0};
+	static const uint32_t k_types[] = {GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
+					   GGML_TYPE_Q6_K};
+	static const int64_t f_shapes[][2] = {{1, 1}, {7, 33}, {37, 1001}, {129, 2080}};
+	static const int64_t b_shapes[][2] = {{1, 32}, {7, 96}, {37, 1056}, {300, 2080}};
+	static const int64_t k_shapes[][2] = {{1, 256}, {7, 768}, {37, 2816}, {129, 4096}};
+
+	for (size_t t = 0; t < 3; t++)
+		for (size_t s = 0; s < 4; s++)
+			test_matvec_shape(c, r, f_types[t], f_shapes[s][0], f_shapes[s][1], s & 1 ? 6 : 0);
+	for (size_t t = 0; t < 5; t++)
+		for (size_t s = 0; s < 4; s++)
+			test_matvec_shape(c, r, b_types[t], b_shapes[s][0], b_shapes[s][1], s & 1 ? 14 : 0);
+	for (size_t t = 0; t < 5; t++)
+		for (size_t s = 0; s < 4; s++)
+			test_matvec_shape(c, r, k_types[t], k_shapes[s][0], k_shapes[s][1], s & 1 ? 10 : 0);
+}
+
+/* ---- RMS norm --------------------------------------------------------------------------- */
+
+/* engine/forward.c cpu_rmsnorm */
+static void ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+	double sum = 0.0;
+	for (int64_t i = 0; i < n; i++)
+		sum += (double)x[i] * (double)x[i];
+	const float scale = 1.0f / sqrtf((float)(sum / (double)n) + eps);
+	for (int64_t i = 0; i < n; i++)
+		y[i] = w ? x[i] * scale * w[i] : x[i] * scale;
+}
+
+static void test_rmsnorm(cuda_ctx *c, struct rng *r)
+{
+	static const int64_t ns[] = {1, 7, 576, 1000, 5003};
+	for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++)
+		for (int variant = 0; variant < 3; variant++) {
+			/* 0: weight, separate output; 1: no weight; 2: weight, in place */
+			const int64_t n = ns[k], rows = 3;
+			float *x = xmalloc(sizeof(float) * (size_t)(rows * n)), *w = xmalloc(sizeof(float) * (size_t)n);
+			float *y = xmalloc(sizeof(float) * (size_t)(rows * n)), *ref = xmalloc(sizeof(float) * (size_t)n);
+			struct cuda_buf bx = {0}, bw = {0}, by = {0};
+			fill_f(r, x, (size_t)(rows * n), -3.0f, 3.0f);
+			fill_f(r, w, (size_t)n, 0.5f, 1.5f);
+			const float *dw = NULL;
+			if (dev_f(c, &bx, x, (size_t)(rows * n)) || dev_f(c, &bw, w, (size_t)n) ||
+			    dev_f(c, &by, NULL, (size_t)(rows * n)))
+				goto next;
+			dw = variant == 1 ? NULL : bw.ptr;
+			float *out = variant == 2 ? bx.ptr : by.ptr;
+			int rc = cuda_rmsnorm(c, out, bx.ptr, dw, rows, n, 1e-6f);
+			CHECK(rc == 0, "cuda_rmsnorm: %s", cuda_ctx_error(c));
+			if (rc || get_f(c, y, variant == 2 ? &bx : &by, (size_t)(rows * n)))
+				goto next;
+			int bad = 0, exact = 0;
+			for (int64_t i = 0; i < rows; i++) {
+				ref_rmsnorm(ref, x + i * n, variant == 1 ? NULL : w, n, 1e-6f);
+				for (int64_t j = 0; j < n; j++) {
+					const float g = y[i * n + j];
+					bad += !(fabsf(g - ref[j]) <= 1e-6f * fabsf(ref[j]) + 1e-37f);
+					exact += g == ref[j];
+				}
+			}
+			CHECK(bad == 0, "rmsnorm n=%lld variant %d: %d elements off", (long long)n, variant, bad);
+			if (variant == 0)
+				printf("  rmsnorm n=%-5lld %d of %lld bit-identical\n", (long long)n, exact,
+				       (long long)(rows * n));
+next:
+			cuda_buf_free(c, &bx);
+			cuda_buf_free(c, &bw);
+			cuda_buf_free(c, &by);
+			free(x);
+			free(w);
+			free(y);
+			free(ref);
+		}
+}
+
+/* ---- RoPE ---------------------------------------------------------------------------- */
+
+/* engine/forward.c cpu_rope, for one head */
+static void ref_rope(float *v, int n_rot, uint32_t pos, float base, float scale, const float *ff, int neox)
+{
+	const float theta_scale = powf(base, -2.0f / (float)n_rot);
+	float theta = (float)pos * scale;
+	for (int i0 = 0; i0 < n_rot; i0 += 2) {
+		const float t = ff ? theta / ff[i0 / 2] : theta;
+		const float cs = cosf(t), sn = sinf(t);
+		const int a = neox ? i0 / 2 : i0, b = neox ? i0 / 2 + n_rot / 2 : i0 + 1;
+		const float x0 = v[a], x1 = v[b];
+		v[a] = x0 * cs - x1 * sn;
+		v[b] = x0 * sn + x1 * cs;
+		theta *= theta_scale;
+	}
+}
+
+static void test_rope(cuda_ctx *c, struct rng *r)
+{
+	static const struct {
+		int T, H, D, n_rot;
+		uint32_t pos0;
+		float base, scale;
+		int ff, neox;
+	} cs[] = {
+		{3, 5, 64, 64, 0, 10000.0f, 1.0f, 0, 0},
+		{2, 3, 80, 32, 1234, 10000.0f, 1.0f, 1, 1},
+		{1, 9, 256, 256, 40000, 1000000.0f, 1.0f, 0, 1},
+		{4, 2, 128, 128, 7, 500000.0f, 0.25f, 1, 0},
+		{5, 1, 96, 94, 65530, 10000.0f, 1.0f, 0, 1},
+	};
+	for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+		const int T = cs[k].T, H = cs[k].H, D = cs[k].D, nr = cs[k].n_rot;
+		const size_t n = (size_t)T * (size_t)H * (size_t)D;
+		float *x = xmalloc(sizeof(float) * n), *y = xmalloc(sizeof(float) * n), *ref = xmalloc(sizeof(float) * n);
+		float ff[128];
+		struct cuda_buf bx = {0}, bf = {0};
+		fill_f(r, x, n, -2.0f, 2.0f);
+		fill_f(r, ff, 128, 1.0f, 8.0f);
+		memcpy(ref, x, sizeof(float) * n);
+		if (dev_f(c, &bx, x, n) || dev_f(c, &bf, ff, 128))
+			goto next;
+		int rc = cuda_rope(c, bx.ptr, T, H, D, nr, cs[k].pos0, cs[k].base, cs[k].scale,
+				   cs[k].ff ? bf.ptr : NULL, cs[k].neox ? CUDA_ROPE_NEOX : CUDA_ROPE_NORM);
+		CHECK(rc == 0, "cuda_rope: %s", cuda_ctx_error(c));
+		if (rc || get_f(c, y, &bx, n))
+			goto next;
+		int bad = 0;
+		for (int t = 0; t < T; t++)
+			for (int h = 0; h < H; h++) {
+				const size_t o = ((size_t)t * (size_t)H + (size_t)h) * (size_t)D;
+				ref_rope(ref + o, nr, cs[k].pos0 + (uint32_t)t, cs[k].base, cs[k].scale,
+					 cs[k].ff ? ff : NULL, cs[k].neox);
+				for (int i = 0; i < nr / 2; i++) {
+					const int a = cs[k].neox ? i : 2 * i, b = cs[k].neox ? i + nr / 2 : 2 * i + 1;
+					const float tol = 2e-6f * (fabsf(x[o + a]) + fabsf(x[o + b])) + 1e-30f;
+					bad += !(fabsf(y[o + a] - ref[o + a]) <= tol);
+					bad += !(fabsf(y[o + b] - ref[o + b]) <= tol);
+				}
+				for (int d = nr; d < D; d++)
+					bad += memcmp(&y[o + d], &x[o + d], sizeof(float)) != 0;
+			}
+		CHECK(bad == 0, "rope case %zu (%s, n_rot %d of %d, pos %u): %d values off", k,
+		      cs[k].neox ? "neox" : "norm", nr, D, cs[k].pos0, bad);
+next:
+		cuda_buf_free(c, &bx);
+		cuda_buf_free(c, &bf);
+		free(x);
+		free(y);
+		free(ref);
+	}
+}
+
+/* ---- GLU ---------------------------------------------------------------------------------- */
+
+/* engine/forward.c cpu_glu, the gate value alone */
+static float ref_act(float x, int gelu)
+{
+	if (!gelu)
+		return x / (1.0f + expf(-x));
+	if (x <= -10.0f)
+		return 0.0f;
+	if (x >= 10.0f)
+		return x;
+	const float c = 0.7978845608028654f;
+	x = f16r(x);
+	return f16r(0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x))));
+}
+
+static void test_glu(cuda_ctx *c, struct rng *r)
+{
+	static const int64_t ns[] = {1, 1000, 100003};
+	for (size_t k = 0; k < 3; k++)
+		for (int gelu = 0; gelu < 2; gelu++) {
+			const int64_t n = ns[k];
+			float *g = xmalloc(sizeof(float) * (size_t)n), *u = xmalloc(sizeof(float) * (size_t)n);
+			float *y = xmalloc(sizeof(float) * (size_t)n);
+			struct cuda_buf bg = {0}, bu = {0};
+			fill_f(r, g, (size_t)n, -12.0f, 12.0f);
+			fill_f(r, u, (size_t)n, -2.0f, 2.0f);
+			if (dev_f(c, &bg, g, (size_t)n) || dev_f(c, &bu, u, (size_t)n))
+				goto next;
+			int rc = cuda_glu(c, bg.ptr, bu.ptr, n, gelu ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU);
+			CHECK(rc == 0, "cuda_glu: %s", cuda_ctx_error(c));
+			if (rc || get_f(c, y, &bg, (size_t)n))
+				goto next;
+			int bad = 0;
+			for (int64_t i = 0; i < n; i++) {
+				const float a = ref_act(g[i], gelu), ref = a * u[i];
+				const float tol = gelu ? (0x1p-10f * fabsf(a) + 0x1p-24f) * fabsf(u[i]) + 1e-30f
+						       : 2e-6f * fabsf(ref) + 1e-30f;
+				if (!(fabsf(y[i] - ref) <= tol)) {
+					if (!bad)
+						fprintf(stderr, "  %s x=%.9g up=%.9g: gpu %.9g ref %.9g\n",
+							gelu ? "gelu" : "silu", (double)g[i], (double)u[i], (double)y[i],
+							(double)ref);
+					bad++;
+				}
+			}
+			CHECK(bad == 0, "%s n=%lld: %d values off", gelu ? "gelu" : "silu", (long long)n, bad);
+next:
+			cuda_buf_free(c, &bg);
+			cuda_buf_free(c, &bu);
+			free(g);
+			free(u);
+			free(y);
+		}
+}
+
+/* ---- softmax ---------------------------------------------------------------------------------- */
+
+static void test_softmax(cuda_ctx *c, struct rng *r)
+{
+	static const int64_t ns[] = {1, 5, 1000, 4097};
+	for (size_t k = 0; k < 4; k++)
+		for (int sc = 0; sc < 2; sc++) {
+			const int64_t n = ns[k], rows = 3;
+			const float scale = sc ? 0.125f : 1.0f;
+			float *x = xmalloc(sizeof(float) * (size_t)(rows * n)), *y = xmalloc(sizeof(float) * (size_t)(rows * n));
+			struct cuda_buf bx = {0};
+			fill_f(r, x, (size_t)(rows * n), -20.0f, 20.0f);
+			if (dev_f(c, &bx, x, (size_t)(rows * n)))
+				goto next;
+			int rc = cuda_softmax(c, bx.ptr, bx.ptr, rows, n, scale);
+			CHECK(rc == 0, "cuda_softmax: %s", cuda_ctx_error(c));
+			if (rc || get_f(c, y, &bx, (size_t)(rows * n)))
+				goto next;
+			int bad = 0;
+			for (int64_t i = 0; i < rows; i++) {
+				const float *xr = x + i * n;
+				double mx = -INFINITY, sum = 0.0;
+				for (int64_t j = 0; j < n; j++)
+					mx = fmax(mx, (double)xr[j] * scale);
+				for (int64_t j = 0; j < n; j++)
+					sum += exp((double)xr[j] * scale - mx);
+				for (int64_t j = 0; j < n; j++) {
+					const double ref = exp((double)xr[j] * scale - mx) / sum;
+					bad += !(fabs((double)y[i * n + j] - ref) <= 1e-5 * ref + 1e-30);
+				}
+			}
+			CHECK(bad == 0, "softmax n=%lld scale %g: %d values off", (long long)n, (double)scale, bad);
+next:
+			cuda_buf_free(c, &bx);
+			free(x);
+			free(y);
+		}
+}
+
+/* ---- add, f32 -> f16 ------------------------------------------------------------------------------ */
+
+static void test_elementwise(cuda_ctx *c, struct rng *r)
+{
+	const int64_t n = 70001;
+	float *x = xmalloc(sizeof(float) * (size_t)n), *y = xmalloc(sizeof(float) * (size_t)n);
+	float *out = xmalloc(sizeof(float) * (size_t)n);
+	uint16_t *h = xmalloc(sizeof(uint16_t) * (size_t)n);
+	struct cuda_buf bx = {0}, by = {0}, bh = {0};
+	fill_f(r, x, (size_t)n, -1.0f, 1.0f);
+	fill_f(r, y, (size_t)n, -1.0f, 1.0f);
+	for (int64_t i = 0; i < n; i++) /* magnitudes 2^-30 .. 2^17: subnormal halves to infinity */
+		x[i] = ldexpf(x[i], (int)(rng_u32(r) % 48) - 30);
+	x[0] = 65504.0f;
+	x[1] = 65519.0f;
+	x[2] = 65520.0f;
+	x[3] = -0.0f;
+	x[4] = 0x1p-25f;
+	x[5] = 0x1.8p-25f;
+	if (dev_f(c, &bx, x, (size_t)n) || dev_f(c, &by, y, (size_t)n))
+		goto out;
+	int rc = cuda_add(c, by.ptr, bx.ptr, n);
+	CHECK(rc == 0, "cuda_add: %s", cuda_ctx_error(c));
+	if (rc == 0 && get_f(c, out, &by, (size_t)n) == 0) {
+		int bad = 0;
+		for (int64_t i = 0; i < n; i++) {
+			const float e = y[i] + x[i];
+			bad += memcmp(&out[i], &e, sizeof e) != 0;
+		}
+		CHECK(bad == 0, "add: %d values off", bad);
+	}
+	if (cuda_buf_alloc(c, &bh, sizeof(uint16_t) * (size_t)n, CUDA_MEM_KV) != 0) {
+		CHECK(0, "cuda_buf_alloc: %s", cuda_ctx_error(c));
+		goto out;
+	}
+	rc = cuda_f32_to_f16(c, bh.ptr, bx.ptr, n);
+	CHECK(rc == 0, "cuda_f32_to_f16: %s", cuda_ctx_error(c));
+	if (rc == 0 && cuda_sync(c) == 0 && cuda_download(c, h, bh.ptr, sizeof(uint16_t) * (size_t)n) == 0) {
+		int bad = 0;
+		for (int64_t i = 0; i < n; i++)
+			if (h[i] != quant_fp32_to_fp16(x[i])) {
+				if (!bad)
+					fprintf(stderr, "  f16(%a): gpu %04x cpu %04x\n", (double)x[i], h[i],
+						quant_fp32_to_fp16(x[i]));
+				bad++;
+			}
+		CHECK(bad == 0, "f32_to_f16: %d values off", bad);
+	}
+out:
+	cuda_buf_free(c, &bx);
+	cuda_buf_free(c, &by);
+	cuda_buf_free(c, &bh);
+	free(x);
+	free(y);
+	free(out);
+	free(h);
+}
+
+/* ---- attention ------------------------------------------------------------------------------------- */
+
+static void test_attn_case(cuda_ctx *c, struct rng *r, int H, int G, int D, uint32_t first, uint32_t n)
+{
+	const uint32_t P = first + n;          /* positions in the cache */
+	const size_t row = (size_t)G * (size_t)D; /* halves per position */
+	uint16_t *k = xmalloc(sizeof(uint16_t) * row * P), *v = xmalloc(sizeof(uint16_t) * row * P);
+	float *q = xmalloc(sizeof(float) * (size_t)(H * D)), *o = xmalloc(sizeof(float) * (size_t)(H * D));
+	double *w = xmalloc(sizeof(double) * n);
+	float *vf = xmalloc(sizeof(float) * (size_t)D);
+	uint16_t *qh = xmalloc(sizeof(uint16_t) * (size_t)D);
+	struct cuda_buf bk = {0}, bv = {0}, bq = {0}, bo = {0}, bw = {0};
+	const float scale = 1.0f / sqrtf((float)D);
+
+	for (size_t i = 0; i < row * P; i++) {
+		/* positions before the window hold values that would show */
+		const int outside = i < row * first;
+		k[i] = quant_fp32_to_fp16(outside ? 30000.0f : rng_f(r, -1.0f, 1.0f));
+		v[i] = quant_fp32_to_fp16(outside ? -30000.0f : rng_f(r, -1.0f, 1.0f));
+	}
+	fill_f(r, q, (size_t)(H * D), -3.0f, 3.0f);
+
+	const size_t ws = cuda_attn_decode_workspace(H, G, D, P);
+	CHECK(ws > 0, "attention workspace for H %d G %d D %d: 0", H, G, D);
+	if (ws == 0)
+		goto out;
+	if (cuda_buf_alloc(c, &bk, sizeof(uint16_t) * row * P, CUDA_MEM_KV) ||
+	    cuda_buf_alloc(c, &bv, sizeof(uint16_t) * row * P, CUDA_MEM_KV) ||
+	    cuda_buf_alloc(c, &bw, ws, CUDA_MEM_SCRATCH)) {
+		CHECK(0, "attention buffers: %s", cuda_ctx_error(c));
+		goto out;
+	}
+	if (cuda_upload(c, bk.ptr, k, sizeof(uint16_t) * row * P) ||
+	    cuda_upload(c, bv.ptr, v, sizeof(uint16_t) * row * P) || dev_f(c, &bq, q, (size_t)(H * D)) ||
+	    dev_f(c, &bo, NULL, (size_t)(H * D))) {
+		CHECK(0, "attention upload: %s", cuda_ctx_error(c));
+		goto out;
+	}
+	struct cuda_attn_args a = {
+		.q = bq.ptr, .k = bk.ptr, .v = bv.ptr, .kv_type = GGML_TYPE_F16,
+		.n_head = H, .n_head_kv = G, .head_dim = D, .first = first, .n = n,
+		.scale = scale, .out = bo.ptr, .workspace = bw.ptr, .workspace_bytes = ws,
+	};
+	int rc = cuda_attn_decode(c, &a);
+	CHECK(rc == 0, "cuda_attn_decode H %d G %d D %d n %u: %s", H, G, D, n, cuda_ctx_error(c));
+	if (rc || get_f(c, o, &bo, (size_t)(H * D)))
+		goto out;
+
+	int bad_exact = 0, bad_cpu = 0;
+	double worst = 0.0;
+	for (int h = 0; h < H; h++) {
+		const int g = h / (H / G);
+		const float *qr = q + (size_t)h * (size_t)D;
+		for (int d = 0; d < D; d++)
+			qh[d] = quant_fp32_to_fp16(qr[d]);
+		/* the CPU engine: f16 q . f16 k in quant_vec_dot, softmax with a
+		 * double sum */
+		float mx = -INFINITY;
+		for (uint32_t p = 0; p < n; p++) {
+			const uint16_t *kr = k + (size_t)(first + p) * row + (size_t)g * (size_t)D;
+			const float s = quant_vec_dot(GGML_TYPE_F16, kr, qh, D) * scale;
+			w[p] = s;
+			mx = s > mx ? s : mx;
+		}
+		double sum = 0.0;
+		for (uint32_t p = 0; p < n; p++) {
+			w[p] = expf((float)w[p] - mx);
+			sum += w[p];
+		}
+		const float inv = (float)(1.0 / sum);
+		for (int d = 0; d < D; d++) {
+			double exact = 0.0, cpu = 0.0, mass = 0.0, round = 0.0;
+			for (uint32_t p = 0; p < n; p++) {
+				const float vv = quant_fp16_to_fp32(v[(size_t)(first + p) * row + (size_t)g * (size_t)D + (size_t)d]);
+				const double we = w[p] / sum;
+				const float wc = f16r((float)w[p] * inv);
+				exact += we * vv;
+				cpu += (double)wc * vv;
+				mass += we * fabs(vv);
+				round += fabs((double)wc - we) * fabs(vv);
+			}
+			const double got = o[(size_t)h * (size_t)D + (size_t)d];
+			const double tol = 1e-5 * mass + 1e-6;
+			if (!(fabs(got - exact) <= tol)) {
+				if (!bad_exact)
+					fprintf(stderr, "  attn H %d G %d D %d n %u head %d dim %d: gpu %.9g exact %.9g\n",
+						H, G, D, n, h, d, got, exact);
+				bad_exact++;
+			}
+			bad_cpu += !(fabs(got - cpu) <= tol + round);
+			if (mass > 0 && fabs(got - exact) / mass > worst)
+				worst = fabs(got - exact) / mass;
+		}
+	}
+	CHECK(bad_exact == 0, "attention H %d G %d D %d first %u n %u: %d outputs off the exact softmax", H, G, D,
+	      first, n, bad_exact);
+	CHECK(bad_cpu == 0, "attention H %d G %d D %d first %u n %u: %d outputs off the CPU formula", H, G, D,
+	      first, n, bad_cpu);
+	printf("  attention H %2d G %2d D %3d first %5u n %6u  max |err|/sum w|v| = %.2e\n", H, G, D, first, n,
+	       worst);
+out:
+	cuda_buf_free(c, &bk);
+	cuda_buf_free(c, &bv);
+	cuda_buf_free(c, &bq);
+	cuda_buf_free(c, &bo);
+	cuda_buf_free(c, &bw);
+	free(k);
+	free(v);
+	free(q);
+	free(o);
+	free(w);
+	free(vf);
+	free(qh);
+}
+
+static void test_attention(cuda_ctx *c, struct rng *r)
+{
+	test_attn_case(c, r, 1, 1, 64, 0, 1);
+	test_attn_case(c, r, 9, 3, 80, 0, 37);
+	test_attn_case(c, r, 8, 1, 128, 5, 1000);
+	test_attn_case(c, r, 4, 4, 256, 0, 300);
+	test_attn_case(c, r, 16, 2, 64, 100, 5000);
+	test_attn_case(c, r, 4, 1, 256, 512, 513);   /* gemma3-270m shape, sliding window */
+	test_attn_case(c, r, 14, 2, 64, 0, 70000);   /* hundreds of chunks */
+}
+
+/* ---- argument checks and accounting ---------------------------------------------------------------- */
+
+static void test_errors(cuda_ctx *c)
+{
+	struct cuda_weight w = {0};
+	uint8_t blk[4 * 34] = {0};
+	struct cuda_buf b = {0};
+	struct cuda_mem_usage u0, u1;
+
+	CHECK(cuda_mem_get_usage(c, &u0) == 0 && u0.dev_total > 0, "cuda_mem_get_usage: %s", cuda_ctx_error(c));
+	CHECK(cuda_weight_upload(c, &w, GGML_TYPE_Q8_0, 2, 48, blk, 34) == CUDA_BE_EINVAL,
+	      "48 columns of Q8_0 accepted");
+	CHECK(cuda_ctx_error(c)[0] != '\0', "no message for a rejected upload");
+	CHECK(cuda_weight_upload(c, &w, GGML_TYPE_Q8_K, 1, 256, blk, 292) == CUDA_BE_EUNSUPPORTED,
+	      "Q8_K weight accepted");
+	CHECK(cuda_weight_upload(c, &w, GGML_TYPE_IQ2_XXS, 1, 256, blk, 66) == CUDA_BE_EUNSUPPORTED,
+	      "IQ2_XXS weight accepted");
+	CHECK(cuda_weight_upload(c, &w, GGML_TYPE_Q8_0, 2, 64, blk, 60) == CUDA_BE_EINVAL,
+	      "row stride below the row size accepted");
+	CHECK(cuda_weight_upload(c, &w, GGML_TYPE_Q8_0, INT64_MAX / 2, 32, blk, 34) == CUDA_BE_EINVAL,
+	      "absurd row count accepted");
+	CHECK(w.buf.ptr == NULL, "a rejected upload left a buffer");
+
+	CHECK(cuda_weight_upload(c, &w, GGML_TYPE_Q8_0, 2, 64, blk, 68) == 0, "upload: %s", cuda_ctx_error(c));
+	CHECK(cuda_mem_get_usage(c, &u1) == 0 && u1.ours[CUDA_MEM_WEIGHTS] == u0.ours[CUDA_MEM_WEIGHTS] + 136,
+	      "weights not counted: %zu -> %zu", u0.ours[CUDA_MEM_WEIGHTS], u1.ours[CUDA_MEM_WEIGHTS]);
+	if (cuda_buf_alloc(c, &b, 1024, CUDA_MEM_SCRATCH) == 0 && w.buf.ptr) {
+		float *x = b.ptr;
+		CHECK(cuda_matvec(c, &w, x + 1, x + 128) == CUDA_BE_EINVAL, "unaligned x accepted for Q8_0");
+		CHECK(cuda_matvec(c, &w, x, x + 1) == CUDA_BE_EINVAL, "y overlapping x accepted");
+		CHECK(cuda_dequant_rows(c, &w, 1, 2, x) == CUDA_BE_EINVAL, "rows past the end accepted");
+		CHECK(cuda_rope(c, x, 1, 1, 8, 7, 0, 10000.0f, 1.0f, NULL, CUDA_ROPE_NORM) == CUDA_BE_EINVAL,
+		      "odd n_rot accepted");
+		CHECK(cuda_rope(c, x, 1, 1, 8, 16, 0, 10000.0f, 1.0f, NULL, CUDA_ROPE_NORM) == CUDA_BE_EINVAL,
+		      "n_rot > head_dim accepted");
+		CHECK(cuda_softmax(c, x, x, 0, 8, 1.0f) == CUDA_BE_EINVAL, "0 rows accepted");
+		struct cuda_attn_args a = {
+			.q = x, .k = x + 64, .v = x + 64, .kv_type = GGML_TYPE_Q8_0, .n_head = 2, .n_head_kv = 1,
+			.head_dim = 8, .first = 0, .n = 4, .scale = 1.0f, .out = x + 32, .workspace = x + 128,
+			.workspace_bytes = 512,
+		};
+		CHECK(cuda_attn_decode(c, &a) == CUDA_BE_EUNSUPPORTED, "Q8_0 KV accepted");
+		a.kv_type = GGML_TYPE_F16;
+		a.n_head_kv = 3;
+		CHECK(cuda_attn_decode(c, &a) == CUDA_BE_EINVAL, "3 KV heads for 2 heads accepted");
+		a.n_head_kv = 1;
+		a.workspace_bytes = 8;
+		CHECK(cuda_attn_decode(c, &a) == CUDA_BE_EINVAL, "tiny workspace accepted");
+		a.workspace_bytes = 512;
+		a.out = x + 4;
+		CHECK(cuda_attn_decode(c, &a) == CUDA_BE_EINVAL, "out overlapping q accepted");
+		CHECK(cuda_sync(c) == 0, "a rejected call left an error: %s", cuda_ctx_error(c));
+	}
+	CHECK(cuda_attn_decode_workspace(3, 2, 64, 100) == 0, "workspace for 3 heads on 2 KV heads");
+	CHECK(cuda_attn_decode_workspace(64, 1, 1024, 100) == 0, "workspace for a group too large for shared memory");
+	cuda_buf_free(c, &b);
+	cuda_weight_free(c, &w);
+	CHECK(cuda_mem_get_usage(c, &u1) == 0 && u1.ours[CUDA_MEM_WEIGHTS] == u0.ours[CUDA_MEM_WEIGHTS] &&
+		      u1.ours[CUDA_MEM_SCRATCH] == u0.ours[CUDA_MEM_SCRATCH],
+	      "freed bytes still counted");
+}
+
+int main(void)
+{
+	char err[256];
+	int n = cuda_backend_available(err, sizeof err);
+	if (n <= 0) {
+		/* the no-device path itself must be clean */
+		cuda_ctx *c = (cuda_ctx *)1;
+		int rc = cuda_ctx_create(&c, 0, err, sizeof err);
+		if (rc >= 0 || c != NULL || !err[0]) {
+			fprintf(stderr, "FAIL: without a device cuda_ctx_create returned %d, ctx %p, message '%s'\n", rc,
+				(void *)c, err);
+			return 1;
+		}
+		cuda_backend_available(err, sizeof err);
+		printf("SKIP: %s; make check-cuda needs an NVIDIA GPU of compute capability 8.0 or newer and "
+		       "its driver\n", err);
+		return 77;
+	}
+	struct cuda_device_info info;
+	if (cuda_device_query(0, &info, err, sizeof err) == 0)
+		printf("device 0: %s, compute capability %d.%d, %d SMs, %zu of %zu MiB free\n", info.name,
+		       info.cc_major, info.cc_minor, info.sm_count, info.free_bytes >> 20, info.total_bytes >> 20);
+	cuda_ctx *c = NULL;
+	if (cuda_ctx_create(&c, 0, err, sizeof err) != 0) {
+		fprintf(stderr, "FAIL: cuda_ctx_create: %s\n", err);
+		return 1;
+	}
+	struct rng r = {0x9E3779B97F4A7C15ull};
+
+	test_errors(c);
+	test_matvec(c, &r);
+	test_rmsnorm(c, &r);
+	test_rope(c, &r);
+	test_glu(c, &r);
+	test_softmax(c, &r);
+	test_elementwise(c, &r);
+	test_attention(c, &r);
+
+	cuda_ctx_free(c);
+	return tu_finish();
+}
