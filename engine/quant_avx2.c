@@ -24,6 +24,8 @@ static const struct quant_kern k_q4_1 = KERN(q4_1, QX(act_q8_1));
 static const struct quant_kern k_q5_0 = KERN(q5_0, QX(act_q8_0));
 static const struct quant_kern k_q5_1 = KERN(q5_1, QX(act_q8_1));
 static const struct quant_kern k_q8_0 = KERN(q8_0, QX(act_q8_0));
+static const struct quant_kern k_q2_k = KERN(q2_k, NULL);
+static const struct quant_kern k_q3_k = KERN(q3_k, NULL);
 static const struct quant_kern k_q4_k = KERN(q4_k, NULL);
 static const struct quant_kern k_q5_k = KERN(q5_k, NULL);
 static const struct quant_kern k_q6_k = KERN(q6_k, NULL);
@@ -42,6 +44,8 @@ const struct quant_kern *quant_kern_avx2(uint32_t type)
 	case GGML_TYPE_Q5_0: return &k_q5_0;
 	case GGML_TYPE_Q5_1: return &k_q5_1;
 	case GGML_TYPE_Q8_0: return &k_q8_0;
+	case GGML_TYPE_Q2_K: return &k_q2_k;
+	case GGML_TYPE_Q3_K: return &k_q3_k;
 	case GGML_TYPE_Q4_K: return &k_q4_k;
 	case GGML_TYPE_Q5_K: return &k_q5_k;
 	case GGML_TYPE_Q6_K: return &k_q6_k;

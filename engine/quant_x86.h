@@ -243,6 +243,84 @@ QX_FN void QX(step_q5_k)(const struct quant_block_q5_k *w, const struct quant_bl
 	*side4 = _mm_sub_ps(*side4, _mm_set1_ps((x->d * QX(h2f)(w->dmin)) * (float)minsum));
 }
 
+/* Q2_K: value = d*sc*q - dmin*mn per 16-element sub-block, q 2-bit */
+QX_FN void QX(step_q2_k)(const struct quant_block_q2_k *w, const struct quant_block_q8_k *x,
+			 __m256 *acc, __m128 *side4)
+{
+	const __m128i m4 = _mm_set1_epi8(0x0f);
+	const __m256i m3 = _mm256_set1_epi8(3);
+	__m128i raw = _mm_loadu_si128((const __m128i *)w->scales);
+	__m128i sc8 = _mm_and_si128(raw, m4), mn8 = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+	/* mins against the 16 bsums */
+	__m128i b0 = _mm_loadu_si128((const __m128i *)x->bsums);
+	__m128i b1 = _mm_loadu_si128((const __m128i *)(x->bsums + 8));
+	__m128i m = _mm_add_epi32(_mm_madd_epi16(_mm_cvtepu8_epi16(mn8), b0),
+				  _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(mn8, 8)), b1));
+	m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 0x4e));
+	m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 0xb1));
+	__m256i scv[2] = { _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8)),
+			   _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_srli_si128(sc8, 8))) };
+	__m256i sum = _mm256_setzero_si256();
+	for (int h = 0; h < 2; h++) {
+		__m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
+		for (int j = 0; j < 4; j++) {
+			__m256i qj = _mm256_and_si256(q, m3);
+			q = _mm256_srli_epi16(q, 2);
+			__m256i y = _mm256_loadu_si256((const __m256i *)(x->qs + 128 * h + 32 * j));
+			__m256i scp = _mm256_shuffle_epi8(scv[h], _mm256_loadu_si256(
+				(const __m256i *)QX(pair_masks)[j]));
+			sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(qj, y), scp));
+		}
+	}
+	*acc = _mm256_fmadd_ps(_mm256_set1_ps(x->d * QX(h2f)(w->d)), _mm256_cvtepi32_ps(sum), *acc);
+	*side4 = _mm_sub_ps(*side4, _mm_set1_ps((x->d * QX(h2f)(w->dmin)) *
+						 (float)_mm_cvtsi128_si32(m)));
+}
+
+/* Q3_K: value = d*(sc-32)*(q - 4*(1-hbit)), q 2-bit; computed as
+ * sum sc*(q + 4*hbit)*y - 4 * sum sc*bsum so the byte products stay
+ * unsigned x signed */
+QX_FN void QX(step_q3_k)(const struct quant_block_q3_k *w, const struct quant_block_q8_k *x,
+			 __m256 *acc, __m128 *side4)
+{
+	uint32_t a0, a1, t;
+	memcpy(&a0, w->scales, 4);
+	memcpy(&a1, w->scales + 4, 4);
+	memcpy(&t, w->scales + 8, 4);
+	uint32_t o0 = (a0 & 0x0f0f0f0fu) | ((t & 0x03030303u) << 4);
+	uint32_t o1 = (a1 & 0x0f0f0f0fu) | (((t >> 2) & 0x03030303u) << 4);
+	uint32_t o2 = ((a0 >> 4) & 0x0f0f0f0fu) | (((t >> 4) & 0x03030303u) << 4);
+	uint32_t o3 = ((a1 >> 4) & 0x0f0f0f0fu) | (((t >> 6) & 0x03030303u) << 4);
+	__m128i sc8 = _mm_sub_epi8(_mm_set_epi32((int)o3, (int)o2, (int)o1, (int)o0),
+				   _mm_set1_epi8(32));
+	__m128i s0 = _mm_cvtepi8_epi16(sc8), s1 = _mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8));
+	__m128i b0 = _mm_loadu_si128((const __m128i *)x->bsums);
+	__m128i b1 = _mm_loadu_si128((const __m128i *)(x->bsums + 8));
+	__m128i cb = _mm_add_epi32(_mm_madd_epi16(s0, b0), _mm_madd_epi16(s1, b1));
+	cb = _mm_add_epi32(cb, _mm_shuffle_epi32(cb, 0x4e));
+	cb = _mm_add_epi32(cb, _mm_shuffle_epi32(cb, 0xb1));
+	__m256i scv[2] = { _mm256_broadcastsi128_si256(s0), _mm256_broadcastsi128_si256(s1) };
+	const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+	__m256i hm = _mm256_loadu_si256((const __m256i *)w->hmask);
+	__m256i sum = _mm256_setzero_si256();
+	for (int h = 0; h < 2; h++) {
+		__m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
+		for (int j = 0; j < 4; j++) {
+			__m256i hb = _mm256_slli_epi16(_mm256_and_si256(hm, one), 2);
+			hm = _mm256_srli_epi16(hm, 1);
+			__m256i qj = _mm256_or_si256(_mm256_and_si256(q, m3), hb);
+			q = _mm256_srli_epi16(q, 2);
+			__m256i y = _mm256_loadu_si256((const __m256i *)(x->qs + 128 * h + 32 * j));
+			__m256i scp = _mm256_shuffle_epi8(scv[h], _mm256_loadu_si256(
+				(const __m256i *)QX(pair_masks)[j]));
+			sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(qj, y), scp));
+		}
+	}
+	sum = _mm256_sub_epi32(sum, _mm256_set_epi32(0, 0, 0, 0, 0, 0, 0, 4 * _mm_cvtsi128_si32(cb)));
+	*acc = _mm256_fmadd_ps(_mm256_set1_ps(x->d * QX(h2f)(w->d)), _mm256_cvtepi32_ps(sum), *acc);
+	(void)side4;
+}
+
 QX_FN void QX(step_q6_k)(const struct quant_block_q6_k *w, const struct quant_block_q8_k *x,
 			 __m256 *acc, __m128 *side4)
 {
@@ -342,6 +420,8 @@ QX_KERNELS(q4_1, struct quant_block_q4_1, struct quant_block_q8_1, 32)
 QX_KERNELS(q5_0, struct quant_block_q5_0, struct quant_block_q8_0, 32)
 QX_KERNELS(q5_1, struct quant_block_q5_1, struct quant_block_q8_1, 32)
 QX_KERNELS(q8_0, struct quant_block_q8_0, struct quant_block_q8_0, 32)
+QX_KERNELS(q2_k, struct quant_block_q2_k, struct quant_block_q8_k, 256)
+QX_KERNELS(q3_k, struct quant_block_q3_k, struct quant_block_q8_k, 256)
 QX_KERNELS(q4_k, struct quant_block_q4_k, struct quant_block_q8_k, 256)
 QX_KERNELS(q5_k, struct quant_block_q5_k, struct quant_block_q8_k, 256)
 QX_KERNELS(q6_k, struct quant_block_q6_k, struct quant_block_q8_k, 256)

@@ -1,15 +1,25 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/quant-dequant.bin: random blocks of each ggml type
-with the values the PyPI `gguf` package's dequantisers give for them, an
-oracle independent of our C code.  Run with the pyenv python3 that has
-`gguf` and numpy; the output is committed, so `make check` never needs them.
+"""Writes the quant test fixtures; run with the pyenv python3 that has the
+PyPI packages `gguf`, numpy and (for the second file) llama-cpp-python.  The
+outputs are committed, so `make check` never needs any of them.
 
-    python3 scripts/gen-quant-fixtures.py [OUT]
+    python3 scripts/gen-quant-fixtures.py [FIXTURE_DIR]
 
-File format (little-endian):
+quant-dequant.bin: random blocks of each ggml type with the values the
+`gguf` package's dequantisers give for them, an oracle independent of our C
+code.  Little-endian:
     "TTQF" u32 version=1 u32 n_records
     per record: u32 type, u32 n_elements, u32 n_bytes,
                 n_bytes of blocks, n_elements float32 expected values
+
+quant-llama.bin: llama.cpp's own CPU kernels (from the libggml-cpu that
+llama-cpp-python ships) on random rows: the activation bytes its
+quantize_row for the weight type's vec_dot_type writes, and its vec_dot
+result.  Little-endian:
+    "TTQL" u32 version=1 u32 n_records
+    per record: u32 weight type, u32 n, u32 weight bytes, u32 act bytes,
+                n float32 activations, weight bytes, act bytes,
+                float32 llama.cpp dot
 """
 import struct
 import sys
@@ -71,8 +81,77 @@ def f32_record(rng):
     return T.F32, vals.size, vals.tobytes(), want
 
 
+def llama_records(rng):
+    """(wtype, n, x, w bytes, act bytes, dot) from llama.cpp's CPU kernels."""
+    import ctypes
+    import os
+
+    import llama_cpp
+
+    lib = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    ctypes.CDLL(os.path.join(lib, "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
+    cpu = ctypes.CDLL(os.path.join(lib, "libggml-cpu.so"), mode=ctypes.RTLD_GLOBAL)
+    cpu.ggml_cpu_init()
+
+    class Traits(ctypes.Structure):
+        _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p),
+                    ("vec_dot_type", ctypes.c_int), ("nrows", ctypes.c_int64)]
+
+    cpu.ggml_get_type_traits_cpu.restype = ctypes.POINTER(Traits)
+    from_float_t = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    vec_dot_t = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.POINTER(ctypes.c_float),
+                                 ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
+                                 ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    out = []
+    wtypes = [T.F32, T.F16, T.BF16] + list(BLOCKS)
+    for wt in wtypes:
+        traits = cpu.ggml_get_type_traits_cpu(int(wt)).contents
+        at = traits.vec_dot_type
+        for trial in range(2):
+            n = 512 if trial == 0 else 256
+            x = (rng.standard_normal(n) * rng.uniform(0.1, 10.0)).astype(np.float32)
+            x[rng.integers(0, n, 4)] *= 25.0
+            if trial == 1:
+                # exact ties for the rounding rule: amax 127 makes the multiplier 1
+                x[:8] = [127.0, 2.5, 3.5, -2.5, 0.5, -1.5, 126.5, -0.5]
+            if wt in BLOCKS:
+                w = quant_record_bytes(rng, wt, n // GGML_QUANT_SIZES[wt][0])
+            elif wt == T.F16:
+                w = rng.standard_normal(n).astype(np.float16).view(np.uint8)
+            elif wt == T.BF16:
+                w = (rng.standard_normal(n).astype(np.float32).view(np.uint32) >> 16) \
+                    .astype(np.uint16).view(np.uint8)
+            else:
+                w = rng.standard_normal(n).astype(np.float32).view(np.uint8)
+            w = np.ascontiguousarray(w)
+            at_elems, at_bytes = GGML_QUANT_SIZES[T(at)]
+            if at == T.Q8_1:
+                at_bytes = 36  # gguf-py still lists an old 40-byte Q8_1; ggml's is fp16 d, s + 32
+            act = np.zeros(n // at_elems * at_bytes, dtype=np.uint8)
+            ff = cpu.ggml_get_type_traits_cpu(at).contents.from_float
+            if ff:
+                from_float_t(ff)(x.ctypes.data, act.ctypes.data, n)
+            else:
+                act[:] = x.view(np.uint8)
+            s = ctypes.c_float()
+            vec_dot_t(traits.vec_dot)(n, ctypes.byref(s), 0, w.ctypes.data, 0,
+                                      act.ctypes.data, 0, 1)
+            out.append((wt, n, x, w.tobytes(), act.tobytes(), s.value))
+    return out
+
+
+def quant_record_bytes(rng, qtype, nb):
+    block_bytes = GGML_QUANT_SIZES[qtype][1]
+    raw = rng.integers(0, 256, size=(nb, block_bytes), dtype=np.uint8)
+    for off in HALF_FIELDS[qtype]:
+        scale = rng.uniform(0.001, 0.02, size=nb).astype(np.float16)
+        raw[:, off:off + 2] = scale.view(np.uint8).reshape(nb, 2)
+    return raw.reshape(-1)
+
+
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/quant-dequant.bin"
+    outdir = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
+    out = outdir + "/quant-dequant.bin"
     rng = np.random.default_rng(20240611)
     records = [f32_record(rng), f16_record(rng), bf16_record(rng)]
     records += [quant_record(rng, t) for t in BLOCKS]
@@ -83,6 +162,22 @@ def main():
             f.write(data)
             f.write(want.astype("<f4").tobytes())
     print(f"{out}: {len(records)} records")
+
+    out = outdir + "/quant-llama.bin"
+    try:
+        recs = llama_records(np.random.default_rng(7))
+    except ImportError as e:
+        print(f"{out}: not rewritten ({e}); install llama-cpp-python to refresh it")
+        return
+    with open(out, "wb") as f:
+        f.write(b"TTQL" + struct.pack("<II", 1, len(recs)))
+        for wt, n, x, w, act, dot in recs:
+            f.write(struct.pack("<IIII", int(wt), n, len(w), len(act)))
+            f.write(x.astype("<f4").tobytes())
+            f.write(w)
+            f.write(act)
+            f.write(struct.pack("<f", dot))
+    print(f"{out}: {len(recs)} records")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
  * test_quant.c - tests of engine/quant: conversions, dequantisation
  * against the PyPI gguf package's values (tests/fixtures/quant-dequant.bin,
  * made by scripts/gen-quant-fixtures.py) and hand-made blocks, activation
- * quantisation rules, and every CPU level's dot/matvec/matmul against the
+ * quantisation rules, llama.cpp's own activation bytes and dot products
+ * (tests/fixtures/quant-llama.bin), and every CPU level's dot/matvec/matmul
+ * against the
  * scalar reference on odd sizes, unaligned buffers and padded strides.
  *
  * Tolerances: dequantisation is exact (the oracle does the same float
@@ -251,6 +253,8 @@ static void test_bf16(void)
 	CHECK(quant_bf16_to_fp32(0x4049) == bitsf(0x40490000u), "bf16 widening");
 }
 
+static double abs_terms(uint32_t t, const float *w, const float *xq, int64_t n);
+
 /* ---- dequantisation ------------------------------------------------------- */
 
 static int same_value(float a, float b)
@@ -340,6 +344,66 @@ static void test_fixtures(const char *srcdir)
 		seen++;
 	}
 	CHECK(seen == 13 && off == len, "fixture file fully read (%d records)", seen);
+	free(buf);
+}
+
+/* llama.cpp's own kernels (quant-llama.bin): identical activation bytes at
+ * every level, dot products within summation-order tolerance. */
+static void test_llama(const char *srcdir)
+{
+	char path[4096];
+	size_t len = 0;
+
+	snprintf(path, sizeof path, "%s/tests/fixtures/quant-llama.bin", srcdir);
+	uint8_t *buf = read_file(path, &len);
+	CHECK(buf != NULL, "cannot read %s", path);
+	if (!buf)
+		return;
+	CHECK(len >= 12 && memcmp(buf, "TTQL", 4) == 0 && rd32(buf + 4) == 1, "llama fixture header");
+	uint32_t nrec = rd32(buf + 8);
+	size_t off = 12;
+	int seen = 0;
+	for (uint32_t r = 0; r < nrec && off + 16 <= len; r++) {
+		uint32_t wt = rd32(buf + off), n = rd32(buf + off + 4);
+		uint32_t wb = rd32(buf + off + 8), ab = rd32(buf + off + 12);
+		off += 16;
+		if (n == 0 || n > 65536 || wb > 65536 || ab > 65536 ||
+		    (size_t)n * 4 + wb + ab + 4 > len - off)
+			break;
+		float *x = malloc((size_t)n * 4), *wf = malloc((size_t)n * 4), *xq = malloc((size_t)n * 4);
+		uint8_t *w = malloc(wb + 4), *ref = malloc(ab + 4), *act = malloc(ab + 4);
+		if (!x || !wf || !xq || !w || !ref || !act)
+			abort();
+		memcpy(x, buf + off, (size_t)n * 4);
+		memcpy(w, buf + off + (size_t)n * 4, wb);
+		memcpy(ref, buf + off + (size_t)n * 4 + wb, ab);
+		float want;
+		memcpy(&want, buf + off + (size_t)n * 4 + wb + ab, 4);
+		off += (size_t)n * 4 + wb + ab + 4;
+		CHECK(quant_act_row_bytes(wt, n) == ab && row_bytes(wt, n) == wb, "%s llama sizes",
+		      tname(wt));
+		quant_dequant_row(wt, w, wf, n);
+		quant_dequant_row(quant_act_type(wt), ref, xq, n);
+		double S = abs_terms(wt, wf, xq, n);
+		for (int lv = 0; lv < levels_available(); lv++) {
+			const struct quant_ops *ops = quant_ops_at(lv);
+			memset(act, 0xaa, ab);
+			ops->act_quantize(wt, x, act, n);
+			CHECK(memcmp(act, ref, ab) == 0, "%s n=%u %s: activation bytes differ from llama.cpp",
+			      tname(wt), n, quant_level_name(lv));
+			float got = ops->vec_dot(wt, w, ref, n);
+			CHECK(fabs(got - want) <= 1e-5 * S, "%s n=%u %s: dot %.9g vs llama.cpp %.9g",
+			      tname(wt), n, quant_level_name(lv), got, want);
+		}
+		free(x);
+		free(wf);
+		free(xq);
+		free(w);
+		free(ref);
+		free(act);
+		seen++;
+	}
+	CHECK(seen == 26 && off == len, "llama fixture fully read (%d records)", seen);
 	free(buf);
 }
 
@@ -810,6 +874,7 @@ int main(void)
 	test_fp16();
 	test_bf16();
 	test_fixtures(srcdir);
+	test_llama(srcdir);
 	test_handmade();
 	test_activations();
 	test_kernels();
