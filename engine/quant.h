@@ -11,7 +11,8 @@
  * Numerics follow llama.cpp's CPU backend so that greedy generations agree
  * token for token: activations are quantised once per row into the weight
  * type's "activation type" (see quant_act_type), with the same scale and
- * rounding rules as llama.cpp's x86 build, and dot products are exact
+ * rounding rules as llama.cpp's x86 build (byte-identical, checked by
+ * test_quant against llama.cpp's own kernels), and dot products are exact
  * integer sums per block scaled in float.  Only the order of the float
  * additions differs between kernels (and from llama.cpp), so results of
  * different CPU levels agree to a few float ulps of the sum of |terms|.
@@ -24,15 +25,15 @@
  * per process, on the first call that needs the level.  Activation bytes
  * produced by quant_act_quantize are identical at every level.
  *
- * Preconditions (the kernels are hot paths and do not re-check what the
- * loader already validated): n is a positive multiple of
+ * Preconditions (the kernels are hot paths and check only the cheap
+ * things: type and n): n is a positive multiple of
  * ggml_type_block_size(type) (of the activation type too, i.e. 256 for the
  * K-quants), pointers are valid for the rows they cover, row ranges are
  * inside the tensor.  Every row and buffer must be 2-byte aligned (4-byte
  * for F32 data and Q8_K activation rows), as GGUF tensor data always is;
- * no larger alignment is needed.  Functions
- * returning int return 0 on success and -1, writing nothing, when the type
- * is not supported or n is not a positive multiple of the block size.
+ * no larger alignment is needed.  Functions returning int return 0 on
+ * success and -1, writing nothing, when the type is not supported or n is
+ * not a positive multiple of the block size.
  *
  * Threads: every function is reentrant and keeps no state besides the
  * cached CPU level; any number of threads may call them at once, e.g. on
