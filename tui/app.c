@@ -1,0 +1,1707 @@
+/*
+ * app.c - the TUI's main loop and state (see tui.h).
+ *
+ * One poll() waits on three things: the terminal, the engine's event fd and
+ * a self-pipe that signal handlers write one byte to (SIGWINCH, SIGTERM,
+ * SIGHUP, SIGINT, SIGTSTP, SIGCONT).  Handlers of all three only change
+ * state and mark parts of the screen dirty; once per pass the dirty parts
+ * are drawn from state with wnoutrefresh() and sent with one doupdate().
+ * The poll timeout is infinite unless the sidebar owes an update (live
+ * numbers are redrawn at most four times a second), so an idle ttychat
+ * uses no CPU.
+ *
+ * Keys: curses decodes function keys; our own keys come from the table in
+ * cmds.c, everything else goes to readline (input.c).  A lone Esc (no byte
+ * following within ESCDELAY) stops the reply; Esc followed by a byte is
+ * Alt-that-byte.  Bracketed paste is collected and inserted as text, so a
+ * pasted block never sends itself line by line.
+ *
+ * Conversation: the transcript holds every item; the messages sent to the
+ * engine are the system prompt plus the user and reply items (notices are
+ * not sent), with consecutive messages of one role merged so that strict
+ * templates always see alternating turns.  Each submit sends the whole
+ * conversation and the engine reuses the KV prefix it already has.
+ *
+ * The terminal is restored on every exit path: normal quit, SIGTERM and
+ * SIGHUP (through the loop), and fatal signals (a handler that restores the
+ * saved termios and writes the precomputed reset sequence, then re-raises).
+ */
+#include "config.h"
+
+#include "tui.h"
+
+#include <cjson/cJSON.h>
+#include <curses.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../src/config.h"
+#include "cmds.h"
+#include "input.h"
+#include "models.h"
+#include "sidebar.h"
+#include "text.h"
+#include "theme.h"
+#include "transcript.h"
+
+#define MIN_COLS 40
+#define MIN_LINES 12
+#define SIDEBAR_MIN_COLS 96
+#define STATS_INTERVAL_MS 250.0
+#define KEY_PASTE_BEGIN (KEY_MAX + 1)
+#define KEY_PASTE_END (KEY_MAX + 2)
+#define MAX_REPLY_BYTES (16u << 20)
+
+enum {
+	D_TRANS = 1 << 0,
+	D_SIDE = 1 << 1,
+	D_STATUS = 1 << 2,
+	D_INPUT = 1 << 3,
+	D_HINT = 1 << 4,
+	D_OVER = 1 << 5,
+	D_LAYOUT = 1 << 6,
+	D_ALL = 0x7f,
+};
+
+enum overlay { OV_NONE, OV_HELP, OV_PICKER };
+
+struct app {
+	const struct tui_opts *o;
+	engine *eng;
+	int status;
+	bool quit;
+
+	/* screen */
+	SCREEN *scr;
+	int lines, cols;
+	bool too_small, narrow, sidebar_on, use_color, ascii, cursor_on;
+	WINDOW *w_trans, *w_side, *w_status, *w_input, *w_hint, *w_over;
+	int input_h;
+	unsigned dirty;
+	struct theme theme;
+	unsigned long attrs[ROLE_COUNT];
+	unsigned text_flags;
+	const char *paste_on, *paste_off;
+
+	/* conversation */
+	struct transcript tr;
+	uint64_t conv;
+	char *system;             /* the system prompt in use, or NULL */
+	bool system_user;         /* set by --system or /system (not the model's) */
+	long reply;               /* index of the streaming reply, or -1 */
+	int req;                  /* its request id */
+	long editing;             /* user item being edited with /edit, or -1 */
+	char *preset;             /* text for the input line once readline is done */
+	char *inject;             /* TTYCHAT_TEST_INJECT bytes, used once */
+	size_t inject_len;
+
+	/* model */
+	int load_req;
+	char load_spec[4096];     /* what to remember as the last model */
+	char model_path[4096];
+	struct tui_settings set;
+	struct tui_status st;
+
+	/* live numbers */
+	double t_submit, t_first, t_last;
+	uint32_t n_tok;
+	bool side_owed;
+	double side_next;
+
+	/* overlays */
+	enum overlay overlay;
+	char **help;
+	size_t help_n;
+	int help_top;
+	struct model_list models;
+	size_t pick;
+	int pick_top;
+
+	/* bracketed paste */
+	bool pasting;
+	char *paste;
+	size_t paste_len, paste_cap;
+};
+
+/* ---- signals: a self-pipe, and the emergency restore --------------------- */
+
+static int sig_pipe_wr = -1;
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+	ssize_t w = write(sig_pipe_wr, &b, 1);
+	(void)w;
+	errno = saved;
+}
+
+/* What a fatal signal handler needs to give the terminal back. */
+static struct {
+	volatile sig_atomic_t armed;
+	struct termios tio;
+	char reset[256];
+	size_t reset_len;
+} rescue;
+
+static void on_fatal(int sig)
+{
+	if (rescue.armed) {
+		tcsetattr(STDIN_FILENO, TCSANOW, &rescue.tio);
+		ssize_t w = write(STDOUT_FILENO, rescue.reset, rescue.reset_len);
+		(void)w;
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void rescue_add(const char *capname)
+{
+	const char *s = tigetstr(capname);
+	if (!s || s == (char *)-1)
+		return;
+	size_t l = strlen(s);
+	if (rescue.reset_len + l < sizeof rescue.reset) {
+		memcpy(rescue.reset + rescue.reset_len, s, l);
+		rescue.reset_len += l;
+	}
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+	sigemptyset(&sa.sa_mask);
+	const int sigs[] = {SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGTSTP, SIGCONT};
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		sigaction(sigs[i], &sa, NULL);
+	struct sigaction fa = {.sa_handler = on_fatal, .sa_flags = SA_RESETHAND};
+	sigemptyset(&fa.sa_mask);
+	const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+	for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++)
+		sigaction(fatal[i], &fa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void restore_signals(void)
+{
+	const int sigs[] = {SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGTSTP, SIGCONT,
+			    SIGSEGV,  SIGBUS,  SIGFPE, SIGILL, SIGABRT};
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		signal(sigs[i], SIG_DFL);
+}
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void notice(struct app *a, enum tr_kind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void notice(struct app *a, enum tr_kind kind, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	/* a notice goes above a reply that has not started yet */
+	if (a->reply >= 0 && a->tr.v[a->reply].len == 0) {
+		if (tr_insert(&a->tr, (size_t)a->reply, kind, buf, strlen(buf), 0) >= 0)
+			a->reply++;
+	} else {
+		tr_add(&a->tr, kind, buf, strlen(buf), 0);
+	}
+	a->dirty |= D_TRANS;
+}
+
+static bool busy(const struct app *a)
+{
+	return a->reply >= 0;
+}
+
+static void set_preset(struct app *a, const char *text)
+{
+	free(a->preset);
+	a->preset = strdup(text);
+}
+
+/* ---- the conversation and the engine -------------------------------------- */
+
+/* Builds the messages for a submit: system prompt, then user and reply
+ * items with consecutive same-role texts merged.  Strings point into the
+ * transcript or into *merged (freed by the caller). */
+static size_t build_msgs(struct app *a, size_t upto, struct engine_msg **out, char ***merged, size_t *n_merged)
+{
+	size_t cap = upto + 2, n = 0;
+	struct engine_msg *m = calloc(cap, sizeof *m);
+	char **mg = calloc(cap, sizeof *mg);
+	size_t nm = 0;
+	if (!m || !mg) {
+		free(m);
+		free(mg);
+		*out = NULL;
+		return 0;
+	}
+	if (a->system && a->system[0])
+		m[n++] = (struct engine_msg){"system", a->system};
+	for (size_t i = 0; i < upto; i++) {
+		const struct tr_item *it = &a->tr.v[i];
+		if ((it->kind != TR_USER && it->kind != TR_ASSISTANT) || it->len == 0)
+			continue;
+		const char *role = it->kind == TR_USER ? "user" : "assistant";
+		if (n > 0 && strcmp(m[n - 1].role, role) == 0) {
+			size_t l1 = strlen(m[n - 1].content);
+			char *j = malloc(l1 + 2 + it->len + 1);
+			if (!j)
+				continue;
+			memcpy(j, m[n - 1].content, l1);
+			memcpy(j + l1, "\n\n", 2);
+			memcpy(j + l1 + 2, it->text, it->len + 1);
+			mg[nm++] = j;
+			m[n - 1].content = j;
+			continue;
+		}
+		m[n++] = (struct engine_msg){role, it->text};
+	}
+	*out = m;
+	*merged = mg;
+	*n_merged = nm;
+	return n;
+}
+
+static size_t count_msgs(const struct app *a, size_t upto)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < upto && i < a->tr.n; i++)
+		n += (a->tr.v[i].kind == TR_USER || a->tr.v[i].kind == TR_ASSISTANT) && a->tr.v[i].len > 0;
+	return n;
+}
+
+static void commit(struct app *a, const char *role, const char *text, bool partial)
+{
+	if (a->o->on_commit)
+		a->o->on_commit(a->o->hook_ctx, a->conv, role, text, partial);
+}
+
+static void rewind_to(struct app *a, size_t items_kept)
+{
+	if (a->o->on_rewind)
+		a->o->on_rewind(a->o->hook_ctx, a->conv, count_msgs(a, items_kept));
+}
+
+static void start_reply(struct app *a)
+{
+	if (a->st.phase == PH_NOMODEL) {
+		notice(a, TR_ERROR, "no model is loaded: F2 picks one");
+		return;
+	}
+	size_t upto = a->tr.n;
+	long i = tr_add(&a->tr, TR_ASSISTANT, "", 0, TRF_STREAMING);
+	if (i < 0) {
+		notice(a, TR_ERROR, "out of memory");
+		return;
+	}
+	snprintf(a->tr.v[i].label, sizeof a->tr.v[i].label, "%s", a->st.model);
+	struct engine_msg *m;
+	char **merged;
+	size_t nm = 0;
+	size_t n = build_msgs(a, upto, &m, &merged, &nm);
+	if (!m) {
+		tr_truncate(&a->tr, (size_t)i);
+		notice(a, TR_ERROR, "out of memory");
+		return;
+	}
+	struct engine_gen_opts g = {.max_tokens = a->set.max_tokens, .add_generation_prompt = true};
+	int req = n ? engine_submit(a->eng, a->conv, m, n, &a->set.s, &g) : ENGINE_E_INVAL;
+	for (size_t k = 0; k < nm; k++)
+		free(merged[k]);
+	free(merged);
+	free(m);
+	if (req <= 0) {
+		tr_truncate(&a->tr, (size_t)i);
+		notice(a, TR_ERROR, "cannot send: %s", engine_last_error(a->eng));
+		return;
+	}
+	a->reply = i;
+	a->req = req;
+	a->t_submit = now_ms();
+	a->t_first = a->t_last = 0;
+	a->n_tok = 0;
+	a->st.phase = PH_PREFILL;
+	a->st.progress = 0;
+	a->st.decode_tps = a->st.prefill_tps = a->st.ttft_ms = -1;
+	a->st.gen_tokens = 0;
+	a->st.have_prompt = false;
+	a->tr.follow = true;
+	a->dirty |= D_TRANS | D_SIDE | D_STATUS | D_HINT;
+	if (a->inject) {
+		tr_append(&a->tr, (size_t)i, a->inject, a->inject_len);
+		free(a->inject);
+		a->inject = NULL;
+	}
+}
+
+static void send_message(struct app *a, const char *text)
+{
+	if (busy(a)) {
+		notice(a, TR_NOTICE, "a reply is still coming: Esc stops it (your text is back in the input)");
+		set_preset(a, text);
+		return;
+	}
+	if (a->st.phase == PH_NOMODEL) {
+		notice(a, TR_ERROR, "no model is loaded: F2 picks one (your text is back in the input)");
+		set_preset(a, text);
+		return;
+	}
+	if (tr_add(&a->tr, TR_USER, text, strlen(text), 0) < 0) {
+		notice(a, TR_ERROR, "out of memory");
+		return;
+	}
+	commit(a, "user", text, false);
+	start_reply(a);
+}
+
+static void apply_entry_defaults(struct app *a, const struct model_entry *me)
+{
+	struct engine_sampling d;
+	engine_sampling_default(&d);
+	if (me) {
+		if (me->temperature >= 0)
+			d.temperature = me->temperature;
+		if (me->top_k >= 0)
+			d.top_k = me->top_k;
+		if (me->top_p >= 0)
+			d.top_p = me->top_p;
+		if (me->min_p >= 0)
+			d.min_p = me->min_p;
+		if (me->repeat_penalty > 0)
+			d.repeat_penalty = me->repeat_penalty;
+	}
+	unsigned keep = a->set.user_set;
+	struct engine_sampling *s = &a->set.s;
+	if (!(keep & SET_TEMP))
+		s->temperature = d.temperature;
+	if (!(keep & SET_TOPK))
+		s->top_k = d.top_k;
+	if (!(keep & SET_TOPP))
+		s->top_p = d.top_p;
+	if (!(keep & SET_MINP))
+		s->min_p = d.min_p;
+	if (!(keep & SET_REP))
+		s->repeat_penalty = d.repeat_penalty;
+	if (!a->system_user) {
+		free(a->system);
+		a->system = me && me->system_prompt ? strdup(me->system_prompt) : NULL;
+	}
+}
+
+/* Starts loading a model; ME (may be NULL for a bare file) gives defaults. */
+static void load_model(struct app *a, const char *spec, const char *path, const char *display, uint32_t ctx,
+		       const struct model_entry *me, bool apply_defaults)
+{
+	if (busy(a) || a->st.phase == PH_LOADING)
+		engine_cancel(a->eng);
+	engine_drop_conv(a->eng, a->conv);
+	struct engine_load_opts lo = {.n_ctx = ctx, .kv_type = a->o->kv_q8 ? ENGINE_KV_Q8_0 : ENGINE_KV_F16};
+	int r = engine_load(a->eng, path, &lo);
+	if (r <= 0) {
+		notice(a, TR_ERROR, "cannot load %s: %s", display, engine_last_error(a->eng));
+		return;
+	}
+	a->load_req = r;
+	snprintf(a->load_spec, sizeof a->load_spec, "%s", spec);
+	snprintf(a->model_path, sizeof a->model_path, "%s", path);
+	snprintf(a->st.model, sizeof a->st.model, "%s", display);
+	a->st.phase = PH_LOADING;
+	a->st.progress = 0;
+	a->st.have_info = false;
+	a->st.ctx_used = 0;
+	a->st.ctx_size = 0;
+	a->st.kv_bytes = 0;
+	if (apply_defaults)
+		apply_entry_defaults(a, me);
+	a->dirty |= D_SIDE | D_STATUS | D_HINT;
+}
+
+static void load_spec(struct app *a, const char *spec)
+{
+	struct model_entry me;
+	char err[1024];
+	if (config_resolve_model(spec, &me, err, sizeof err) != 0) {
+		notice(a, TR_ERROR, "%s", err);
+		return;
+	}
+	load_model(a, spec, me.path, me.display_name, models_ctx(a->o->n_ctx, me.context_size, 0), &me, true);
+	config_entry_free(&me);
+}
+
+static void on_event(struct app *a, struct engine_event *ev)
+{
+	const bool mine = ev->request == a->req && a->reply >= 0;
+	const bool load = ev->request == a->load_req;
+	struct tr_item *it = mine ? &a->tr.v[a->reply] : NULL;
+	switch (ev->type) {
+	case ENGINE_EV_LOAD_PROGRESS:
+		if (load) {
+			a->st.progress = ev->progress;
+			a->dirty |= D_SIDE | D_STATUS | D_OVER;
+		}
+		break;
+	case ENGINE_EV_LOADED:
+		if (!load)
+			break;
+		a->st.info = ev->info;
+		a->st.have_info = true;
+		a->st.phase = busy(a) ? PH_PREFILL : PH_IDLE;
+		a->st.weights_bytes = ev->info.file_bytes;
+		a->st.ctx_size = ev->info.n_ctx;
+		a->st.mem_avail = models_mem_available();
+		{
+			char p[32];
+			models_fmt_params(ev->info.n_params, p, sizeof p);
+			notice(a, TR_NOTICE, "loaded %s (%s, %s parameters, %s), context %u tokens", a->st.model,
+			       ev->info.arch, p, ev->info.quant, ev->info.n_ctx);
+		}
+		if (a->load_spec[0]) {
+			char err[256];
+			models_last_write(a->load_spec, err, sizeof err);
+		}
+		if (a->overlay == OV_PICKER)
+			a->overlay = OV_NONE;
+		a->dirty |= D_ALL & ~D_LAYOUT;
+		break;
+	case ENGINE_EV_PREFILL_PROGRESS:
+		if (mine) {
+			a->st.progress = ev->progress;
+			a->dirty |= D_STATUS;
+		}
+		break;
+	case ENGINE_EV_TOKEN:
+		if (!mine)
+			break;
+		if (it->len + ev->text_len > MAX_REPLY_BYTES) {
+			engine_cancel(a->eng);
+			break;
+		}
+		tr_append(&a->tr, (size_t)a->reply, ev->text, ev->text_len);
+		a->t_last = now_ms();
+		if (a->n_tok++ == 0) {
+			a->t_first = a->t_last;
+			a->st.ttft_ms = a->t_first - a->t_submit;
+			a->st.phase = PH_STREAM;
+			a->dirty |= D_STATUS | D_SIDE | D_HINT;
+		}
+		a->st.gen_tokens = a->n_tok;
+		a->st.ctx_used = ev->position + 1;
+		if (a->n_tok > 1 && a->t_last > a->t_first)
+			a->st.decode_tps = (a->n_tok - 1) / ((a->t_last - a->t_first) / 1e3);
+		a->side_owed = true;
+		a->dirty |= D_TRANS;
+		break;
+	case ENGINE_EV_CONTEXT_SHIFT:
+		if (mine)
+			notice(a, TR_NOTICE, "%s", ev->message);
+		break;
+	case ENGINE_EV_DONE: {
+		if (!mine)
+			break;
+		const struct engine_stats *s = &ev->stats;
+		it->flags &= ~(unsigned)TRF_STREAMING;
+		if (ev->stop == ENGINE_STOP_CANCELLED)
+			it->flags |= TRF_STOPPED;
+		else if (ev->stop == ENGINE_STOP_CONTEXT)
+			it->flags |= TRF_CONTEXT;
+		else if (ev->stop == ENGINE_STOP_LENGTH && a->set.max_tokens > 0)
+			it->flags |= TRF_LENGTH;
+		if (s->ctx_size) {
+			a->st.prefill_tps = s->prompt_computed ? s->prefill_tps : -1;
+			a->st.decode_tps = s->gen_tokens > 1 ? s->decode_tps : a->st.decode_tps;
+			a->st.ttft_ms = s->gen_tokens ? s->ttft_ms : a->st.ttft_ms;
+			a->st.gen_tokens = s->gen_tokens;
+			a->st.ctx_used = s->ctx_used;
+			a->st.ctx_size = s->ctx_size;
+			a->st.prompt_reused = s->prompt_reused;
+			a->st.prompt_computed = s->prompt_computed;
+			a->st.have_prompt = true;
+			a->st.weights_bytes = s->weights_bytes;
+			a->st.kv_bytes = s->kv_bytes;
+		}
+		a->st.mem_avail = models_mem_available();
+		a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;
+		a->reply = -1;
+		a->side_owed = false;
+		if (it->len)
+			commit(a, "assistant", it->text, (it->flags & (TRF_STOPPED | TRF_CONTEXT)) != 0);
+		a->dirty |= D_TRANS | D_SIDE | D_STATUS | D_HINT | D_INPUT;
+		break;
+	}
+	case ENGINE_EV_ERROR:
+		if (load) {
+			notice(a, TR_ERROR, "%s", ev->message);
+			a->load_req = 0;
+			a->st.phase = PH_NOMODEL;
+			a->st.have_info = false;
+			if (a->reply >= 0) {
+				tr_truncate(&a->tr, (size_t)a->reply);
+				a->reply = -1;
+			}
+			a->dirty |= D_ALL & ~D_LAYOUT;
+		} else if (mine) {
+			size_t at = (size_t)a->reply;
+			a->reply = -1;
+			if (it->len == 0)
+				tr_truncate(&a->tr, at);
+			else
+				it->flags = (it->flags & ~(unsigned)TRF_STREAMING) | TRF_FAILED;
+			notice(a, TR_ERROR, "%s", ev->message);
+			a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;
+			a->dirty |= D_ALL & ~D_LAYOUT;
+		}
+		break;
+	case ENGINE_EV_UNLOADED:
+		break;
+	}
+}
+
+/* ---- commands ---------------------------------------------------------------- */
+
+static void open_help(struct app *a);
+static void open_picker(struct app *a);
+
+static void reset_conversation(struct app *a, bool keep_system)
+{
+	if (busy(a))
+		engine_cancel(a->eng);
+	a->reply = -1;
+	a->editing = -1;
+	engine_drop_conv(a->eng, a->conv);
+	rewind_to(a, 0);
+	tr_truncate(&a->tr, 0);
+	if (!keep_system) {
+		a->conv++;
+		a->system_user = a->o->system != NULL;
+		free(a->system);
+		a->system = a->o->system ? strdup(a->o->system) : NULL;
+		if (!a->system_user) {
+			struct model_entry me;
+			char err[256];
+			if (a->load_spec[0] && config_resolve_model(a->load_spec, &me, err, sizeof err) == 0) {
+				a->system = me.system_prompt ? strdup(me.system_prompt) : NULL;
+				config_entry_free(&me);
+			}
+		}
+	}
+	a->st.ctx_used = 0;
+	a->st.have_prompt = false;
+	a->tr.follow = true;
+	a->dirty |= D_ALL & ~D_LAYOUT;
+}
+
+/* The last user item, or -1. */
+static long last_user(const struct app *a)
+{
+	for (size_t i = a->tr.n; i > 0; i--)
+		if (a->tr.v[i - 1].kind == TR_USER)
+			return (long)(i - 1);
+	return -1;
+}
+
+static void run_command(struct app *a, const char *line)
+{
+	const char *args;
+	size_t al;
+	const struct tui_cmd *c = cmds_find(line, &args, &al);
+	if (!c) {
+		size_t nl = strcspn(line, " \t");
+		notice(a, TR_ERROR, "unknown command '%.*s': F1 lists them (start with // to send a slash)",
+		       (int)(nl < 40 ? nl : 40), line);
+		return;
+	}
+	char arg[4096];
+	snprintf(arg, sizeof arg, "%.*s", (int)(al < sizeof arg - 1 ? al : sizeof arg - 1), args);
+	char msg[512];
+	switch (c->act) {
+	case ACT_HELP:
+		open_help(a);
+		break;
+	case ACT_MODEL:
+		if (arg[0])
+			load_spec(a, arg);
+		else
+			open_picker(a);
+		break;
+	case ACT_REGEN: {
+		if (busy(a)) {
+			notice(a, TR_NOTICE, "a reply is still coming: Esc stops it first");
+			break;
+		}
+		long u = last_user(a);
+		if (u < 0) {
+			notice(a, TR_NOTICE, "nothing to regenerate yet");
+			break;
+		}
+		rewind_to(a, (size_t)u + 1);
+		tr_truncate(&a->tr, (size_t)u + 1);
+		start_reply(a);
+		break;
+	}
+	case ACT_EDIT: {
+		if (busy(a)) {
+			notice(a, TR_NOTICE, "a reply is still coming: Esc stops it first");
+			break;
+		}
+		long u = last_user(a);
+		if (u < 0) {
+			notice(a, TR_NOTICE, "no message to edit yet");
+			break;
+		}
+		a->editing = u;
+		set_preset(a, a->tr.v[u].text);
+		a->dirty |= D_STATUS | D_HINT;
+		break;
+	}
+	case ACT_NEW:
+		reset_conversation(a, false);
+		notice(a, TR_NOTICE, "new conversation");
+		break;
+	case ACT_CLEAR:
+		reset_conversation(a, true);
+		notice(a, TR_NOTICE, "conversation cleared (system prompt kept)");
+		break;
+	case ACT_SYSTEM:
+		free(a->system);
+		a->system = arg[0] ? strdup(arg) : NULL;
+		a->system_user = true;
+		if (arg[0])
+			notice(a, TR_NOTICE, "system prompt: %s", arg);
+		else
+			notice(a, TR_NOTICE, "system prompt cleared");
+		break;
+	case ACT_SET: {
+		bool wrap = a->set.wrap_code;
+		if (cmds_set(&a->set, arg, msg, sizeof msg) == 0)
+			notice(a, TR_NOTICE, "%s", msg);
+		else
+			notice(a, TR_ERROR, "%s", msg);
+		if (wrap != a->set.wrap_code) {
+			a->text_flags = (a->text_flags & ~(unsigned)TEXT_NOWRAP_CODE) |
+					(a->set.wrap_code ? 0 : TEXT_NOWRAP_CODE);
+			tr_resize(&a->tr, a->tr.width, a->tr.height, a->text_flags);
+		}
+		a->dirty |= D_SIDE;
+		break;
+	}
+	case ACT_THEME: {
+		char err[512];
+		struct theme t;
+		if (!arg[0]) {
+			notice(a, TR_NOTICE, "theme: %s", a->theme.name);
+		} else if (theme_load(arg, &t, err, sizeof err) != 0) {
+			notice(a, TR_ERROR, "%s", err);
+		} else {
+			a->theme = t;
+			theme_apply(&a->theme, a->use_color, a->attrs);
+			notice(a, TR_NOTICE, "theme: %s%s", t.name, a->use_color ? "" : " (no colours here)");
+			a->dirty |= D_ALL & ~D_LAYOUT;
+		}
+		break;
+	}
+	case ACT_QUIT:
+		a->quit = true;
+		break;
+	default:
+		break;
+	}
+}
+
+static void on_line(void *ctx, char *line)
+{
+	struct app *a = ctx;
+	a->dirty |= D_INPUT;
+	if (!line) {
+		/* Ctrl-D on an empty line */
+		a->quit = true;
+		return;
+	}
+	if (a->editing >= 0) {
+		long u = a->editing;
+		a->editing = -1;
+		a->dirty |= D_STATUS | D_HINT;
+		if (busy(a) || (size_t)u >= a->tr.n || a->tr.v[u].kind != TR_USER) {
+			notice(a, TR_NOTICE, "cannot edit now");
+		} else if (line[0]) {
+			rewind_to(a, (size_t)u);
+			tr_truncate(&a->tr, (size_t)u);
+			send_message(a, line);
+		}
+		free(line);
+		return;
+	}
+	if (line[0] == '/' && line[1] != '/') {
+		run_command(a, line);
+	} else {
+		const char *text = line[0] == '/' ? line + 1 : line;
+		if (text[strspn(text, " \t\n")])
+			send_message(a, text);
+	}
+	free(line);
+}
+
+/* ---- help and picker ---------------------------------------------------------- */
+
+static void help_add(struct app *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void help_add(struct app *a, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	char **nh = realloc(a->help, (a->help_n + 1) * sizeof *nh);
+	if (!nh)
+		return;
+	a->help = nh;
+	a->help[a->help_n] = strdup(buf);
+	if (a->help[a->help_n])
+		a->help_n++;
+}
+
+static void free_help(struct app *a)
+{
+	for (size_t i = 0; i < a->help_n; i++)
+		free(a->help[i]);
+	free(a->help);
+	a->help = NULL;
+	a->help_n = 0;
+}
+
+static void open_help(struct app *a)
+{
+	free_help(a);
+	help_add(a, "Keys");
+	for (size_t i = 0; i < tui_n_keys; i++)
+		if (tui_keys[i].name)
+			help_add(a, "  %-18s %s", tui_keys[i].name, tui_keys[i].help);
+	help_add(a, "%s", "");
+	help_add(a, "Commands");
+	for (size_t i = 0; i < tui_n_cmds; i++) {
+		char name[64];
+		snprintf(name, sizeof name, "/%s%s%s", tui_cmds[i].name, tui_cmds[i].args[0] ? " " : "",
+			 tui_cmds[i].args);
+		help_add(a, "  %-18s %s%s%s", name, tui_cmds[i].help, tui_cmds[i].alias ? "; also /" : "",
+			 tui_cmds[i].alias ? tui_cmds[i].alias : "");
+	}
+	help_add(a, "%s", "");
+	help_add(a, "Type a message and press Enter.  Start it with // to send a leading slash.");
+	char set[512];
+	cmds_settings_str(&a->set, set, sizeof set);
+	help_add(a, "Settings: %s", set);
+	a->help_top = 0;
+	a->overlay = OV_HELP;
+	a->dirty |= D_LAYOUT;
+}
+
+static void open_picker(struct app *a)
+{
+	char err[256];
+	models_free(&a->models);
+	a->st.mem_avail = models_mem_available();
+	if (models_scan(&a->models, a->o->n_ctx, a->st.mem_avail, err, sizeof err) != 0) {
+		notice(a, TR_ERROR, "%s", err);
+		return;
+	}
+	if (a->models.n == 0) {
+		char dir[4096] = "?";
+		config_models_dir(dir, sizeof dir);
+		notice(a, TR_ERROR, "no models found (models.d entries, or *.gguf files in %s)", dir);
+		return;
+	}
+	a->pick = 0;
+	for (size_t i = 0; i < a->models.n; i++)
+		if (strcmp(a->models.v[i].path, a->model_path) == 0)
+			a->pick = i;
+	a->pick_top = 0;
+	a->overlay = OV_PICKER;
+	a->dirty |= D_LAYOUT;
+}
+
+static void pick_load(struct app *a)
+{
+	if (a->pick >= a->models.n)
+		return;
+	const struct model_item *m = &a->models.v[a->pick];
+	if (!m->present) {
+		notice(a, TR_ERROR, "%s: %s", m->display, m->note[0] ? m->note : "not available");
+		a->overlay = OV_NONE;
+		a->dirty |= D_LAYOUT;
+		return;
+	}
+	if (m->from_models_d) {
+		struct model_entry me;
+		char err[1024];
+		if (config_resolve_model(m->name, &me, err, sizeof err) == 0) {
+			load_model(a, m->name, me.path, me.display_name, m->n_ctx, &me, true);
+			config_entry_free(&me);
+		} else {
+			notice(a, TR_ERROR, "%s", err);
+		}
+	} else {
+		load_model(a, m->path, m->path, m->display, m->n_ctx, NULL, true);
+	}
+	a->dirty |= D_OVER;
+}
+
+/* ---- layout and drawing ------------------------------------------------------------- */
+
+static void del_windows(struct app *a)
+{
+	WINDOW **ws[] = {&a->w_trans, &a->w_side, &a->w_status, &a->w_input, &a->w_hint, &a->w_over};
+	for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+		if (*ws[i]) {
+			delwin(*ws[i]);
+			*ws[i] = NULL;
+		}
+}
+
+static int input_height(struct app *a)
+{
+	int max = a->lines / 3 < 8 ? a->lines / 3 : 8;
+	if (max < 1)
+		max = 1;
+	int r = input_rows(a->cols, a->text_flags);
+	return r < 1 ? 1 : r > max ? max : r;
+}
+
+static void layout(struct app *a)
+{
+	del_windows(a);
+	getmaxyx(stdscr, a->lines, a->cols);
+	a->too_small = a->lines < MIN_LINES || a->cols < MIN_COLS;
+	werase(stdscr);
+	wnoutrefresh(stdscr);
+	if (a->too_small)
+		return;
+	a->narrow = a->cols < SIDEBAR_MIN_COLS || !a->sidebar_on;
+	a->input_h = input_height(a);
+	int th = a->lines - 2 - a->input_h;
+	int sw = 0;
+	if (!a->narrow) {
+		sw = a->cols / 4;
+		sw = sw < 30 ? 30 : sw > 38 ? 38 : sw;
+	}
+	a->w_trans = newwin(th, a->cols - sw, 0, 0);
+	a->w_side = sw ? newwin(th, sw, 0, a->cols - sw) : NULL;
+	a->w_status = newwin(1, a->cols, th, 0);
+	a->w_input = newwin(a->input_h, a->cols, th + 1, 0);
+	a->w_hint = newwin(1, a->cols, a->lines - 1, 0);
+	if (!a->w_trans || !a->w_status || !a->w_input || !a->w_hint || (sw && !a->w_side)) {
+		del_windows(a);
+		a->too_small = true;
+		return;
+	}
+	if (a->overlay != OV_NONE) {
+		int ow = a->cols - 4 < 110 ? a->cols - 4 : 110;
+		int oh = a->lines - 2;
+		if (a->overlay == OV_PICKER && (int)a->models.n + 9 < oh)
+			oh = (int)a->models.n + 9;
+		if (a->overlay == OV_HELP && (int)a->help_n + 4 < oh)
+			oh = (int)a->help_n + 4;
+		a->w_over = newwin(oh, ow, (a->lines - oh) / 2, (a->cols - ow) / 2);
+	}
+	tr_resize(&a->tr, a->cols - sw, th, a->text_flags);
+	a->dirty = D_ALL & ~D_LAYOUT;
+}
+
+static void draw_hint(struct app *a)
+{
+	WINDOW *w = a->w_hint;
+	werase(w);
+	struct {
+		const char *key, *what;
+	} h[8];
+	int n = 0;
+	if (a->overlay == OV_HELP) {
+		h[n++] = (typeof(h[0])){"Up/Down", "scroll"};
+		h[n++] = (typeof(h[0])){"Esc", "close"};
+	} else if (a->overlay == OV_PICKER) {
+		h[n++] = (typeof(h[0])){"Up/Down", "choose"};
+		h[n++] = (typeof(h[0])){"Enter", "load"};
+		h[n++] = (typeof(h[0])){"Esc", a->st.phase == PH_LOADING ? "cancel loading" : "close"};
+	} else if (a->editing >= 0) {
+		h[n++] = (typeof(h[0])){"Enter", "resend edited message"};
+		h[n++] = (typeof(h[0])){"Esc", "cancel the edit"};
+	} else if (busy(a) || a->st.phase == PH_LOADING) {
+		h[n++] = (typeof(h[0])){"Esc", a->st.phase == PH_LOADING ? "cancel loading" : "stop"};
+		h[n++] = (typeof(h[0])){"PgUp/PgDn", "scroll"};
+		h[n++] = (typeof(h[0])){"F1", "help"};
+	} else {
+		h[n++] = (typeof(h[0])){"Enter", "send"};
+		h[n++] = (typeof(h[0])){"Alt-Enter", "newline"};
+		h[n++] = (typeof(h[0])){"F1", "help"};
+		h[n++] = (typeof(h[0])){"F2", "model"};
+		h[n++] = (typeof(h[0])){"PgUp/PgDn", "scroll"};
+		h[n++] = (typeof(h[0])){"Ctrl-C", "quit"};
+	}
+	int col = 0;
+	for (int i = 0; i < n; i++) {
+		int need = (int)strlen(h[i].key) + 1 + (int)strlen(h[i].what) + 2;
+		if (col + need - 2 > a->cols)
+			break;
+		wmove(w, 0, col);
+		wattrset(w, (attr_t)a->attrs[ROLE_HINT_KEY]);
+		waddstr(w, h[i].key);
+		wattrset(w, (attr_t)a->attrs[ROLE_HINT]);
+		waddch(w, ' ');
+		waddstr(w, h[i].what);
+		col += need;
+	}
+	wattrset(w, A_NORMAL);
+}
+
+static void draw_box(struct app *a, const char *title)
+{
+	WINDOW *w = a->w_over;
+	werase(w);
+	wattrset(w, (attr_t)a->attrs[ROLE_BORDER]);
+	box(w, 0, 0);
+	wattrset(w, (attr_t)a->attrs[ROLE_TITLE]);
+	mvwprintw(w, 0, 2, " %s ", title);
+	wattrset(w, A_NORMAL);
+}
+
+static void draw_help(struct app *a)
+{
+	WINDOW *w = a->w_over;
+	int h, wd;
+	getmaxyx(w, h, wd);
+	draw_box(a, "Help");
+	int rows = h - 2;
+	if (a->help_top > (int)a->help_n - rows)
+		a->help_top = (int)a->help_n - rows > 0 ? (int)a->help_n - rows : 0;
+	for (int r = 0; r < rows && a->help_top + r < (int)a->help_n; r++) {
+		const char *s = a->help[a->help_top + r];
+		bool heading = s[0] && s[0] != ' ';
+		wmove(w, 1 + r, 2);
+		tr_put_text(w, s, strlen(s), wd - 4, a->text_flags, a->attrs[heading ? ROLE_SIDE_TITLE : ROLE_SIDE],
+			    a->attrs[ROLE_CTRL]);
+	}
+}
+
+static void draw_picker(struct app *a)
+{
+	WINDOW *w = a->w_over;
+	int h, wd;
+	getmaxyx(w, h, wd);
+	draw_box(a, "Models");
+	const int list_h = h - 7 > 1 ? h - 7 : 1;
+	if ((int)a->pick < a->pick_top)
+		a->pick_top = (int)a->pick;
+	if ((int)a->pick >= a->pick_top + list_h)
+		a->pick_top = (int)a->pick - list_h + 1;
+	const bool wide = wd >= 90;
+	char sz[32], need[32], par[32], line[512];
+	for (int r = 0; r < list_h && a->pick_top + r < (int)a->models.n; r++) {
+		const size_t i = (size_t)(a->pick_top + r);
+		const struct model_item *m = &a->models.v[i];
+		const bool sel = i == a->pick;
+		const bool cur = m->path[0] && strcmp(m->path, a->model_path) == 0;
+		models_fmt_bytes(m->file_bytes, sz, sizeof sz);
+		models_fmt_params(m->n_params, par, sizeof par);
+		int fit_w = 13;
+		int name_w = wd - 4 - fit_w - (wide ? 8 + 7 + 20 + 10 : 0);
+		if (name_w < 8)
+			name_w = 8;
+		if (m->present && wide)
+			snprintf(line, sizeof line, "%s %-*.*s %-7.7s %6s %-19.19s %9s", cur ? "*" : " ", name_w - 2,
+				 name_w - 2, m->display, m->arch, par, m->quant, sz);
+		else
+			snprintf(line, sizeof line, "%s %-*.*s", cur ? "*" : " ", wd - 4 - fit_w - 1, wd - 4 - fit_w - 1,
+				 m->display);
+		wmove(w, 1 + r, 1);
+		unsigned long at = a->attrs[sel ? ROLE_SELECT : ROLE_SIDE];
+		int used = tr_put_text(w, line, strlen(line), wd - 2 - fit_w, a->text_flags, at, a->attrs[ROLE_CTRL]);
+		wattrset(w, (attr_t)at);
+		for (int k = used; k < wd - 2 - fit_w; k++)
+			waddch(w, ' ');
+		int role = !m->present ? ROLE_BAD : m->fit == FIT_YES ? ROLE_GOOD : m->fit == FIT_TIGHT ? ROLE_WARN
+			 : m->fit == FIT_NO ? ROLE_BAD : ROLE_SIDE;
+		const char *f = m->present ? models_fit_str(m->fit) : "missing";
+		wattrset(w, (attr_t)(a->attrs[role] | (sel ? a->attrs[ROLE_SELECT] : 0)));
+		wprintw(w, " %-*s", fit_w - 1, f);
+		wattrset(w, A_NORMAL);
+	}
+	/* details of the selected model */
+	if (a->pick < a->models.n) {
+		const struct model_item *m = &a->models.v[a->pick];
+		int r = h - 6;
+		char mem[32], kv[32];
+		wmove(w, r++, 2);
+		const char *where = m->path[0] ? m->path : m->name;
+		tr_put_text(w, where, strlen(where), wd - 4, a->text_flags, a->attrs[ROLE_SIDE], a->attrs[ROLE_CTRL]);
+		wmove(w, r++, 2);
+		if (m->present) {
+			models_fmt_params(m->n_params, par, sizeof par);
+			snprintf(line, sizeof line, "%s, %s parameters, %s", m->arch, par, m->quant);
+		} else {
+			snprintf(line, sizeof line, "%s", m->note);
+		}
+		tr_put_text(w, line, strlen(line), wd - 4, a->text_flags, a->attrs[ROLE_SIDE], a->attrs[ROLE_CTRL]);
+		if (m->present) {
+			models_fmt_bytes(m->file_bytes, sz, sizeof sz);
+			models_fmt_bytes(m->kv_bytes, kv, sizeof kv);
+			models_fmt_bytes(m->need_bytes, need, sizeof need);
+			models_fmt_bytes(a->st.mem_avail, mem, sizeof mem);
+			snprintf(line, sizeof line, "needs %s (weights %s + KV %s at %u tokens) of %s available: %s", need,
+				 sz, kv, m->n_ctx, a->st.mem_avail ? mem : "?", models_fit_str(m->fit));
+			wmove(w, r, 2);
+			tr_put_text(w, line, strlen(line), wd - 4, a->text_flags, a->attrs[ROLE_SIDE],
+				    a->attrs[ROLE_CTRL]);
+		}
+		r++;
+		if (a->st.phase == PH_LOADING) {
+			snprintf(line, sizeof line, "loading %s: %.0f%%  (Esc cancels)", a->st.model,
+				 (double)a->st.progress * 100.0);
+			wmove(w, r, 2);
+			tr_put_text(w, line, strlen(line), wd - 4, a->text_flags, a->attrs[ROLE_WARN],
+				    a->attrs[ROLE_CTRL]);
+		}
+	}
+}
+
+static void draw_too_small(struct app *a)
+{
+	werase(stdscr);
+	char l1[64], l2[64];
+	snprintf(l1, sizeof l1, "terminal too small");
+	snprintf(l2, sizeof l2, "%dx%d, need %dx%d", a->cols, a->lines, MIN_COLS, MIN_LINES);
+	const char *ls[] = {l1, l2};
+	for (int i = 0; i < 2 && i < a->lines; i++) {
+		int len = (int)strlen(ls[i]);
+		if (len > a->cols)
+			len = a->cols;
+		int y = a->lines / 2 - 1 + i;
+		mvwaddnstr(stdscr, y < 0 ? 0 : y, (a->cols - len) / 2, ls[i], len);
+	}
+	wnoutrefresh(stdscr);
+}
+
+static void set_cursor(struct app *a, bool on)
+{
+	if (on != a->cursor_on) {
+		curs_set(on ? 1 : 0);
+		a->cursor_on = on;
+	}
+	leaveok(a->w_input, !on);
+}
+
+static void draw(struct app *a)
+{
+	if (a->dirty & D_LAYOUT)
+		layout(a);
+	if (a->too_small) {
+		if (a->dirty) {
+			set_cursor(a, false);
+			draw_too_small(a);
+			doupdate();
+		}
+		a->dirty = 0;
+		return;
+	}
+	if (!a->dirty)
+		return;
+	bool any = false;
+	if (a->dirty & D_TRANS) {
+		tr_layout(&a->tr);
+		tr_draw(&a->tr, a->w_trans, a->attrs);
+		wnoutrefresh(a->w_trans);
+		any = true;
+	}
+	a->st.s = a->set.s;
+	a->st.max_tokens = a->set.max_tokens;
+	if ((a->dirty & D_SIDE) && a->w_side) {
+		sidebar_draw(a->w_side, &a->st, a->attrs, a->text_flags);
+		wnoutrefresh(a->w_side);
+		any = true;
+	}
+	if (a->dirty & (D_STATUS | (a->narrow ? D_SIDE : 0))) {
+		a->st.note = a->editing >= 0 ? "editing your last message" : NULL;
+		statusbar_draw(a->w_status, &a->st, a->narrow, a->attrs, a->text_flags);
+		wnoutrefresh(a->w_status);
+		any = true;
+	}
+	if (a->dirty & D_HINT) {
+		draw_hint(a);
+		wnoutrefresh(a->w_hint);
+		any = true;
+	}
+	if (a->dirty & D_INPUT) {
+		input_draw(a->w_input, a->text_flags, a->attrs[ROLE_PROMPT], a->attrs[ROLE_INPUT], a->attrs[ROLE_CTRL]);
+		any = true;
+	}
+	if (a->w_over && (any || (a->dirty & D_OVER))) {
+		if (a->overlay == OV_HELP)
+			draw_help(a);
+		else if (a->overlay == OV_PICKER)
+			draw_picker(a);
+		touchwin(a->w_over);
+		wnoutrefresh(a->w_over);
+		set_cursor(a, false);
+	} else {
+		/* the cursor rests in the input, except while a reply streams
+		 * into an empty input: then it stays where the text ends, which
+		 * saves two cursor moves per token */
+		set_cursor(a, !(busy(a) && input_empty()));
+		wnoutrefresh(a->w_input);
+	}
+	doupdate();
+	a->dirty = 0;
+}
+
+/* ---- keys ------------------------------------------------------------------------ */
+
+static void suspend_screen(struct app *a, bool stop)
+{
+	if (a->paste_off)
+		putp(a->paste_off);
+	endwin();
+	if (stop) {
+		signal(SIGTSTP, SIG_DFL);
+		kill(getpid(), SIGTSTP);
+		struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTSTP, &sa, NULL);
+	}
+}
+
+static void resume_screen(struct app *a)
+{
+	reset_prog_mode();
+	if (a->paste_on)
+		putp(a->paste_on);
+	struct winsize ws;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
+		resizeterm(ws.ws_row, ws.ws_col);
+	clearok(curscr, TRUE);
+	a->dirty |= D_ALL;
+}
+
+static void on_suspend(void *ctx, bool suspend)
+{
+	struct app *a = ctx;
+	if (suspend)
+		suspend_screen(a, false);
+	else
+		resume_screen(a);
+}
+
+static void do_action(struct app *a, enum tui_act act)
+{
+	switch (act) {
+	case ACT_HELP:
+		open_help(a);
+		break;
+	case ACT_PICKER:
+		open_picker(a);
+		break;
+	case ACT_SIDEBAR:
+		a->sidebar_on = !a->sidebar_on;
+		a->dirty |= D_LAYOUT;
+		break;
+	case ACT_CANCEL:
+		if (busy(a) || a->st.phase == PH_LOADING) {
+			engine_cancel(a->eng);
+		} else if (a->editing >= 0) {
+			a->editing = -1;
+			input_set("");
+			a->dirty |= D_STATUS | D_HINT | D_INPUT;
+		} else if (!a->tr.follow) {
+			tr_scroll_bottom(&a->tr);
+			a->dirty |= D_TRANS;
+		}
+		break;
+	case ACT_INTERRUPT:
+		if (busy(a) || a->st.phase == PH_LOADING)
+			engine_cancel(a->eng);
+		else if (a->set.ctrl_c_quits)
+			a->quit = true;
+		break;
+	case ACT_PGUP:
+		tr_scroll(&a->tr, -(long)(a->tr.height > 2 ? a->tr.height - 2 : 1));
+		a->dirty |= D_TRANS;
+		break;
+	case ACT_PGDN:
+		tr_scroll(&a->tr, a->tr.height > 2 ? a->tr.height - 2 : 1);
+		a->dirty |= D_TRANS;
+		break;
+	case ACT_TOP:
+		tr_scroll_top(&a->tr);
+		a->dirty |= D_TRANS;
+		break;
+	case ACT_BOTTOM:
+		tr_scroll_bottom(&a->tr);
+		a->dirty |= D_TRANS;
+		break;
+	case ACT_REDRAW:
+		clearok(curscr, TRUE);
+		a->dirty |= D_ALL;
+		break;
+	case ACT_SUSPEND:
+		suspend_screen(a, true);
+		resume_screen(a);
+		break;
+	default:
+		break;
+	}
+}
+
+static void overlay_key(struct app *a, int k)
+{
+	a->dirty |= D_OVER;
+	if (a->overlay == OV_HELP) {
+		int page = a->w_over ? getmaxy(a->w_over) - 3 : 10;
+		if (k == KEY_UP || k == 'k')
+			a->help_top -= a->help_top > 0;
+		else if (k == KEY_DOWN || k == 'j')
+			a->help_top++;
+		else if (k == KEY_PPAGE)
+			a->help_top = a->help_top > page ? a->help_top - page : 0;
+		else if (k == KEY_NPAGE || k == ' ')
+			a->help_top += page;
+		else {
+			a->overlay = OV_NONE;
+			a->dirty |= D_LAYOUT;
+		}
+		return;
+	}
+	/* picker */
+	if (k == KEY_UP || k == 'k') {
+		if (a->pick > 0)
+			a->pick--;
+	} else if (k == KEY_DOWN || k == 'j') {
+		if (a->pick + 1 < a->models.n)
+			a->pick++;
+	} else if (k == '\r' || k == '\n' || k == KEY_ENTER) {
+		pick_load(a);
+	} else if (k == 27 || k == 'q' || k == KEY_F(2) || k == 3) {
+		if (a->st.phase == PH_LOADING && k != 'q' && k != KEY_F(2))
+			engine_cancel(a->eng);
+		else {
+			a->overlay = OV_NONE;
+			a->dirty |= D_LAYOUT;
+		}
+	}
+}
+
+static void paste_byte(struct app *a, int k)
+{
+	if (k < 0 || k > 255 || a->paste_len >= (8u << 20))
+		return;
+	if (a->paste_len == a->paste_cap) {
+		size_t nc = a->paste_cap ? a->paste_cap * 2 : 1024;
+		char *np = realloc(a->paste, nc);
+		if (!np)
+			return;
+		a->paste = np;
+		a->paste_cap = nc;
+	}
+	a->paste[a->paste_len++] = (char)k;
+}
+
+static void handle_key(struct app *a, int k)
+{
+	if (a->pasting) {
+		if (k == KEY_PASTE_END) {
+			a->pasting = false;
+			if (a->overlay == OV_NONE)
+				input_insert(a->paste, a->paste_len);
+			a->paste_len = 0;
+			a->dirty |= D_INPUT;
+		} else {
+			paste_byte(a, k);
+		}
+		return;
+	}
+	if (k == KEY_PASTE_BEGIN) {
+		a->pasting = true;
+		a->paste_len = 0;
+		return;
+	}
+	if (k == KEY_RESIZE)
+		return; /* SIGWINCH reaches us through the self-pipe */
+	if (k == 27) {
+		int n = wgetch(stdscr);
+		if (n == ERR || n == 27) {
+			if (n == 27)
+				ungetch(27);
+			if (a->overlay != OV_NONE)
+				overlay_key(a, 27);
+			else if (input_searching())
+				input_feed("\033", 1);
+			else
+				do_action(a, ACT_CANCEL);
+			return;
+		}
+		if (a->overlay != OV_NONE)
+			return;
+		/* Alt-key: Esc then the key's bytes, as readline expects */
+		char buf[16] = "\033";
+		size_t l = input_key_bytes(n, buf + 1, sizeof buf - 1);
+		input_feed(buf, l + 1);
+		a->dirty |= input_take_dirty() ? D_INPUT : 0;
+		return;
+	}
+	if (a->too_small) {
+		if (k == 3)
+			do_action(a, ACT_INTERRUPT);
+		return;
+	}
+	if (a->overlay != OV_NONE) {
+		if (k == KEY_F(1) && a->overlay == OV_HELP) {
+			a->overlay = OV_NONE;
+			a->dirty |= D_LAYOUT;
+		} else {
+			overlay_key(a, k);
+		}
+		return;
+	}
+	const struct tui_key *row = cmds_key(k, input_empty());
+	if (row && row->act != ACT_NONE) {
+		do_action(a, row->act);
+		return;
+	}
+	char buf[16];
+	size_t l = input_key_bytes(k, buf, sizeof buf);
+	if (l)
+		input_feed(buf, l);
+}
+
+/* ---- the loop ------------------------------------------------------------------------- */
+
+static void on_signal_byte(struct app *a, int sig)
+{
+	switch (sig) {
+	case SIGWINCH: {
+		struct winsize ws;
+		if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
+			resizeterm(ws.ws_row, ws.ws_col);
+		a->dirty |= D_ALL;
+		break;
+	}
+	case SIGTSTP:
+		suspend_screen(a, true);
+		resume_screen(a);
+		break;
+	case SIGCONT:
+		resume_screen(a);
+		break;
+	default: /* SIGTERM, SIGHUP, SIGINT, SIGQUIT: end cleanly */
+		a->quit = true;
+		a->status = 128 + sig;
+		break;
+	}
+}
+
+static void update_side(struct app *a)
+{
+	double t = now_ms();
+	if (!a->side_owed || t < a->side_next)
+		return;
+	a->side_owed = false;
+	a->side_next = t + STATS_INTERVAL_MS;
+	a->st.mem_avail = models_mem_available();
+	a->dirty |= D_SIDE | (a->narrow ? D_STATUS : 0);
+}
+
+static void loop(struct app *a, int sig_rd)
+{
+	while (!a->quit) {
+		if (a->preset) {
+			input_set(a->preset);
+			free(a->preset);
+			a->preset = NULL;
+		}
+		if (input_take_dirty()) {
+			a->dirty |= D_INPUT;
+			if (!a->too_small && input_height(a) != a->input_h)
+				a->dirty |= D_LAYOUT;
+		}
+		update_side(a);
+		draw(a);
+		int timeout = -1;
+		if (a->side_owed) {
+			double left = a->side_next - now_ms();
+			timeout = left <= 0 ? 0 : (int)left + 1;
+		}
+		struct pollfd p[3] = {
+			{.fd = STDIN_FILENO, .events = POLLIN},
+			{.fd = engine_event_fd(a->eng), .events = POLLIN},
+			{.fd = sig_rd, .events = POLLIN},
+		};
+		int rc = poll(p, 3, timeout);
+		if (rc < 0) {
+			if (errno == EINTR)
+				continue;
+			a->status = EXIT_FAILURE;
+			break;
+		}
+		if (p[2].revents & POLLIN) {
+			unsigned char b[32];
+			ssize_t r = read(sig_rd, b, sizeof b);
+			for (ssize_t i = 0; i < r; i++)
+				on_signal_byte(a, b[i]);
+		}
+		if (p[1].revents & POLLIN) {
+			struct engine_event ev;
+			while (engine_event_next(a->eng, &ev)) {
+				on_event(a, &ev);
+				engine_event_clear(&ev);
+			}
+		}
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			if (p[0].revents & (POLLHUP | POLLERR) && !(p[0].revents & POLLIN)) {
+				a->quit = true; /* the terminal went away */
+				a->status = 128 + SIGHUP;
+				break;
+			}
+			int k;
+			while (!a->quit && (k = wgetch(stdscr)) != ERR)
+				handle_key(a, k);
+		}
+	}
+}
+
+/* settings.json's "theme", if any */
+static void settings_theme(char *buf, size_t n)
+{
+	buf[0] = '\0';
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+	char path[4096];
+	int w;
+	if (xdg && xdg[0] == '/')
+		w = snprintf(path, sizeof path, "%s/ttychat/settings.json", xdg);
+	else if (home && home[0])
+		w = snprintf(path, sizeof path, "%s/.config/ttychat/settings.json", home);
+	else
+		return;
+	if (w < 0 || (size_t)w >= sizeof path)
+		return;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return;
+	char *text = malloc(65537);
+	size_t len = text ? fread(text, 1, 65536, f) : 0;
+	fclose(f);
+	if (!text)
+		return;
+	text[len] = '\0';
+	cJSON *j = cJSON_Parse(text);
+	free(text);
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "theme");
+	if (cJSON_IsString(t))
+		snprintf(buf, n, "%s", t->valuestring);
+	cJSON_Delete(j);
+}
+
+static void app_free(struct app *a)
+{
+	tr_free(&a->tr);
+	free(a->system);
+	free(a->preset);
+	free(a->inject);
+	free(a->paste);
+	free_help(a);
+	models_free(&a->models);
+}
+
+int tui_run(const struct tui_opts *o)
+{
+	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+		fprintf(stderr, "ttychat: the full-screen chat needs a terminal on stdin and stdout\n");
+		return EXIT_FAILURE;
+	}
+	setlocale(LC_ALL, "");
+	setlocale(LC_NUMERIC, "C");
+	const char *cs = nl_langinfo(CODESET);
+	bool utf8 = cs && (strcmp(cs, "UTF-8") == 0 || strcmp(cs, "utf8") == 0);
+
+	static struct app app; /* the UI root */
+	struct app *a = &app;
+	memset(a, 0, sizeof *a);
+	a->o = o;
+	a->reply = -1;
+	a->editing = -1;
+	a->conv = 1;
+	a->sidebar_on = true;
+	a->ascii = !utf8;
+	a->set.s = o->sampling;
+	a->set.max_tokens = o->max_tokens;
+	a->set.wrap_code = true;
+	a->set.ctrl_c_quits = true;
+	a->set.user_set = o->sampling_set;
+	a->text_flags = a->ascii ? TEXT_ASCII : 0;
+	a->st.prefill_tps = a->st.decode_tps = a->st.ttft_ms = -1;
+	a->st.s = a->set.s;
+	tr_init(&a->tr);
+	if (o->system) {
+		a->system = strdup(o->system);
+		a->system_user = true;
+	} else if (o->model && o->model->system_prompt) {
+		a->system = strdup(o->model->system_prompt);
+	}
+	const char *inj = getenv("TTYCHAT_TEST_INJECT");
+	if (inj && inj[0])
+		a->inject = text_unescape(inj, &a->inject_len);
+
+	char err[1024];
+	struct engine_params ep = {.n_threads = o->n_threads};
+	a->eng = engine_create(&ep, err, sizeof err);
+	if (!a->eng) {
+		fprintf(stderr, "ttychat: %s\n", err);
+		app_free(a);
+		return EXIT_FAILURE;
+	}
+	int sp[2];
+	if (pipe(sp) != 0) {
+		fprintf(stderr, "ttychat: cannot create a pipe: %s\n", strerror(errno));
+		engine_free(a->eng);
+		app_free(a);
+		return EXIT_FAILURE;
+	}
+	for (int i = 0; i < 2; i++) {
+		fcntl(sp[i], F_SETFL, fcntl(sp[i], F_GETFL) | O_NONBLOCK);
+		fcntl(sp[i], F_SETFD, FD_CLOEXEC);
+	}
+	sig_pipe_wr = sp[1];
+
+	struct input_hooks ih = {.on_line = on_line, .on_suspend = on_suspend, .ctx = a};
+	if (input_init(&ih) != 0) {
+		fprintf(stderr, "ttychat: cannot set up readline\n");
+		goto fail_early;
+	}
+	if (tcgetattr(STDIN_FILENO, &rescue.tio) != 0) {
+		fprintf(stderr, "ttychat: cannot read the terminal settings: %s\n", strerror(errno));
+		goto fail_early;
+	}
+	a->scr = newterm(NULL, stdout, stdin);
+	if (!a->scr) {
+		fprintf(stderr, "ttychat: cannot use the terminal (TERM=%s)\n", getenv("TERM") ? getenv("TERM") : "");
+		goto fail_early;
+	}
+	set_term(a->scr);
+	rescue_add("rmkx");
+	rescue_add("sgr0");
+	rescue_add("cnorm");
+	rescue_add("BD");
+	rescue_add("rmcup");
+	rescue.armed = 1;
+	install_signals();
+
+	raw();
+	noecho();
+	nonl();
+	keypad(stdscr, TRUE);
+	nodelay(stdscr, TRUE);
+	meta(stdscr, TRUE);
+	set_escdelay(25);
+	a->cursor_on = true;
+	define_key("\033[200~", KEY_PASTE_BEGIN);
+	define_key("\033[201~", KEY_PASTE_END);
+	const char *be = tigetstr("BE"), *bd = tigetstr("BD");
+	if (be && be != (char *)-1 && bd && bd != (char *)-1) {
+		a->paste_on = be;
+		a->paste_off = bd;
+		putp(be);
+	}
+	const char *nc = getenv("NO_COLOR");
+	a->use_color = has_colors() && !(nc && nc[0]);
+	if (a->use_color && start_color() != OK)
+		a->use_color = false;
+	char tname[128];
+	if (o->theme)
+		snprintf(tname, sizeof tname, "%s", o->theme);
+	else
+		settings_theme(tname, sizeof tname);
+	if (!tname[0])
+		snprintf(tname, sizeof tname, "%s", a->use_color ? "default" : "mono");
+	if (theme_load(tname, &a->theme, err, sizeof err) != 0)
+		notice(a, TR_ERROR, "%s", err);
+	theme_apply(&a->theme, a->use_color, a->attrs);
+
+	/* the model: -m, else the one used last, else the default */
+	struct model_entry last;
+	char spec[4096];
+	const struct model_entry *me = o->model;
+	const char *use_spec = o->model_spec ? o->model_spec : me ? me->name : "";
+	bool have_last = false;
+	if (!o->model_spec && models_last_read(spec, sizeof spec) == 0 &&
+	    config_resolve_model(spec, &last, err, sizeof err) == 0) {
+		have_last = true;
+		me = &last;
+		use_spec = spec;
+		if (!o->system) {
+			free(a->system);
+			a->system = last.system_prompt ? strdup(last.system_prompt) : NULL;
+		}
+	}
+	notice(a, TR_NOTICE, "ttychat: type a message and press Enter; F1 help, F2 models, Ctrl-C quits");
+	if (me) {
+		/* the caller applied -m's models.d defaults; the remembered
+		 * model's own replace them (flags given stay) */
+		load_model(a, use_spec, me->path, me->display_name[0] ? me->display_name : me->name,
+			   models_ctx(o->n_ctx, me->context_size, 0), me, have_last);
+	} else {
+		a->st.phase = PH_NOMODEL;
+	}
+	if (have_last)
+		config_entry_free(&last);
+	a->st.mem_avail = models_mem_available();
+	a->dirty = D_ALL;
+
+	loop(a, sp[0]);
+
+	/* what is complete is committed; a reply still coming is stopped and
+	 * kept as partial */
+	if (busy(a)) {
+		engine_cancel(a->eng);
+		struct tr_item *it = &a->tr.v[a->reply];
+		if (it->len)
+			commit(a, "assistant", it->text, true);
+	}
+	if (a->paste_off)
+		putp(a->paste_off);
+	del_windows(a);
+	endwin();
+	delscreen(a->scr);
+	rescue.armed = 0;
+	restore_signals();
+	input_done();
+	engine_free(a->eng);
+	sig_pipe_wr = -1;
+	close(sp[0]);
+	close(sp[1]);
+	app_free(a);
+	return a->status;
+
+fail_early:
+	input_done();
+	engine_free(a->eng);
+	sig_pipe_wr = -1;
+	close(sp[0]);
+	close(sp[1]);
+	app_free(a);
+	return EXIT_FAILURE;
+}

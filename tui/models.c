@@ -1,0 +1,436 @@
+/*
+ * models.c - the model picker's list and fit estimates (see models.h).
+ *
+ * Entries come from config_resolve_model() so that the picker and `-m NAME`
+ * can never disagree about where a name points; this file only finds the
+ * names (it walks the same models.d folders, in the same order) and the
+ * loose GGUF files.  Headers are read with the hardened GGUF reader, which
+ * maps the file but touches only the header pages.
+ */
+#include "config.h"
+
+#include "models.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gguf.h"
+/* src/config.h: the include path has src/ before tui/, and the build's
+ * config.h (autoconf) is included above as "config.h" from the build dir */
+#include "../src/config.h"
+
+#ifndef TTYCHAT_DATADIR
+#define TTYCHAT_DATADIR "/usr/local/share/ttychat"
+#endif
+
+uint32_t models_ctx(uint32_t ctx_override, uint32_t entry_ctx, uint32_t train_ctx)
+{
+	if (ctx_override > 0)
+		return ctx_override;
+	if (entry_ctx > 0)
+		return entry_ctx < 4096 ? entry_ctx : 4096;
+	if (train_ctx > 0)
+		return train_ctx < 4096 ? train_ctx : 4096;
+	return 4096;
+}
+
+enum models_fit models_fit(uint64_t need, uint64_t avail)
+{
+	if (avail == 0 || need == 0)
+		return FIT_UNKNOWN;
+	if (need <= avail / 5 * 4)
+		return FIT_YES;
+	if (need <= avail)
+		return FIT_TIGHT;
+	return FIT_NO;
+}
+
+const char *models_fit_str(enum models_fit f)
+{
+	switch (f) {
+	case FIT_YES: return "fits";
+	case FIT_TIGHT: return "tight";
+	case FIT_NO: return "does not fit";
+	default: return "?";
+	}
+}
+
+uint64_t models_mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	if (!f)
+		return 0;
+	char line[256];
+	uint64_t kb = 0;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long v;
+		if (sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
+			kb = v;
+			break;
+		}
+	}
+	fclose(f);
+	return kb > UINT64_MAX / 1024 ? 0 : kb * 1024;
+}
+
+void models_fmt_bytes(uint64_t b, char *buf, size_t n)
+{
+	const double k = 1024.0;
+	double d = (double)b;
+	if (d >= k * k * k)
+		snprintf(buf, n, "%.1f GiB", d / (k * k * k));
+	else if (d >= k * k)
+		snprintf(buf, n, "%.1f MiB", d / (k * k));
+	else if (d >= k)
+		snprintf(buf, n, "%.0f KiB", d / k);
+	else
+		snprintf(buf, n, "%" PRIu64 " B", b);
+}
+
+void models_fmt_params(uint64_t p, char *buf, size_t n)
+{
+	double d = (double)p;
+	if (d >= 1e9)
+		snprintf(buf, n, "%.1fB", d / 1e9);
+	else if (d >= 1e6)
+		snprintf(buf, n, "%.0fM", d / 1e6);
+	else
+		snprintf(buf, n, "%.0fK", d / 1e3);
+}
+
+static bool get_arch_uint(const gguf_file *g, const char *arch, const char *suffix, uint64_t *out)
+{
+	char key[160];
+	int w = snprintf(key, sizeof key, "%s.%s", arch, suffix);
+	return w > 0 && (size_t)w < sizeof key && gguf_get_uint(g, key, out);
+}
+
+int models_probe(struct model_item *it, uint32_t ctx, char *err, size_t errlen)
+{
+	gguf_file *g = gguf_open(it->path, err, errlen);
+	if (!g)
+		return -1;
+	it->file_bytes = gguf_file_size(g);
+	struct gguf_str a;
+	if (gguf_get_str(g, "general.architecture", &a) && a.len < sizeof it->arch) {
+		memcpy(it->arch, a.ptr, a.len);
+		it->arch[a.len] = '\0';
+		/* the name is shown on screen: keep it printable */
+		for (char *p = it->arch; *p; p++)
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+				*p = '?';
+	} else {
+		snprintf(it->arch, sizeof it->arch, "?");
+	}
+
+	/* parameters, and bytes per weight type of the matrices */
+	uint64_t by_type[GGML_TYPE_COUNT] = {0}, total = 0;
+	for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(g, i);
+		it->n_params += t->n_elements;
+		if (t->n_dims >= 2 && t->type < GGML_TYPE_COUNT) {
+			by_type[t->type] += t->size;
+			total += t->size;
+		}
+	}
+	it->quant[0] = '\0';
+	for (int k = 0; k < 2 && total > 0; k++) {
+		int best = -1;
+		for (int ty = 0; ty < GGML_TYPE_COUNT; ty++)
+			if (by_type[ty] && (best < 0 || by_type[ty] > by_type[best]))
+				best = ty;
+		if (best < 0)
+			break;
+		size_t l = strlen(it->quant);
+		snprintf(it->quant + l, sizeof it->quant - l, "%s%s %.0f%%", k ? " " : "", ggml_type_name((uint32_t)best),
+			 100.0 * (double)by_type[best] / (double)total);
+		by_type[best] = 0;
+	}
+
+	/* f16 K and V for every layer at the context it would load with */
+	uint64_t n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, k_len = 0, v_len = 0, train = 0;
+	get_arch_uint(g, it->arch, "block_count", &n_layer);
+	get_arch_uint(g, it->arch, "embedding_length", &n_embd);
+	get_arch_uint(g, it->arch, "attention.head_count", &n_head);
+	if (!get_arch_uint(g, it->arch, "attention.head_count_kv", &n_head_kv))
+		n_head_kv = n_head;
+	get_arch_uint(g, it->arch, "context_length", &train);
+	if (!get_arch_uint(g, it->arch, "attention.key_length", &k_len))
+		k_len = n_head ? n_embd / n_head : 0;
+	if (!get_arch_uint(g, it->arch, "attention.value_length", &v_len))
+		v_len = k_len;
+	gguf_close(g);
+	if (it->n_ctx == 0)
+		it->n_ctx = models_ctx(ctx, 0, train > UINT32_MAX ? UINT32_MAX : (uint32_t)train);
+	/* each factor is bounded (layers, heads and lengths by 2^20 here) so
+	 * that the product cannot overflow */
+	if (n_layer < (1u << 20) && n_head_kv < (1u << 20) && k_len < (1u << 20) && v_len < (1u << 20))
+		it->kv_bytes = n_layer * (uint64_t)it->n_ctx * n_head_kv * (k_len + v_len) * 2;
+	uint64_t scratch = it->file_bytes / 20;
+	if (scratch < ((uint64_t)32 << 20))
+		scratch = (uint64_t)32 << 20;
+	it->need_bytes = it->file_bytes + it->kv_bytes + scratch;
+	it->present = true;
+	return 0;
+}
+
+static int push_item(struct model_list *l, size_t *cap, const struct model_item *it)
+{
+	if (l->n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 8;
+		struct model_item *nv = realloc(l->v, nc * sizeof *nv);
+		if (!nv)
+			return -1;
+		l->v = nv;
+		*cap = nc;
+	}
+	l->v[l->n++] = *it;
+	return 0;
+}
+
+static bool has_suffix(const char *s, const char *suf)
+{
+	size_t a = strlen(s), b = strlen(suf);
+	return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* The "name" of a models.d file, or false. */
+static bool entry_name(const char *path, char *name, size_t n)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return false;
+	char *buf = malloc((1 << 20) + 1);
+	size_t len = buf ? fread(buf, 1, 1 << 20, f) : 0;
+	fclose(f);
+	if (!buf)
+		return false;
+	buf[len] = '\0';
+	cJSON *j = cJSON_Parse(buf);
+	free(buf);
+	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(j, "name");
+	bool ok = cJSON_IsString(nm) && nm->valuestring[0] && strlen(nm->valuestring) < n &&
+		  !strchr(nm->valuestring, '/');
+	if (ok)
+		snprintf(name, n, "%s", nm->valuestring);
+	cJSON_Delete(j);
+	return ok;
+}
+
+static int cmp_items(const void *a, const void *b)
+{
+	const struct model_item *x = a, *y = b;
+	if (x->from_models_d != y->from_models_d)
+		return x->from_models_d ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+int models_scan(struct model_list *out, uint32_t ctx_override, uint64_t mem_avail, char *err, size_t errlen)
+{
+	out->v = NULL;
+	out->n = 0;
+	size_t cap = 0;
+	char dirs[4][PATH_MAX];
+	int nd = 0, w = -1;
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+	if (xdg && xdg[0] == '/')
+		w = snprintf(dirs[nd], sizeof dirs[0], "%s/ttychat/models.d", xdg);
+	else if (home && home[0])
+		w = snprintf(dirs[nd], sizeof dirs[0], "%s/.config/ttychat/models.d", home);
+	if (w > 0 && (size_t)w < sizeof dirs[0])
+		nd++;
+	w = snprintf(dirs[nd], sizeof dirs[0], "%s/models.d", TTYCHAT_DATADIR);
+	if (w > 0 && (size_t)w < sizeof dirs[0])
+		nd++;
+	char exe[PATH_MAX];
+	ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (el > 0) {
+		exe[el] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = '\0';
+			w = snprintf(dirs[nd], sizeof dirs[0], "%s/models.d", exe);
+			if (w > 0 && (size_t)w < sizeof dirs[0])
+				nd++;
+			w = snprintf(dirs[nd], sizeof dirs[0], "%s/../models.d", exe);
+			if (w > 0 && (size_t)w < sizeof dirs[0])
+				nd++;
+		}
+	}
+	for (int d = 0; d < nd; d++) {
+		DIR *dir = opendir(dirs[d]);
+		if (!dir)
+			continue;
+		struct dirent *de;
+		int count = 0;
+		while ((de = readdir(dir)) && count < 1000) {
+			if (!has_suffix(de->d_name, ".json"))
+				continue;
+			count++;
+			char path[PATH_MAX + 256], name[128];
+			w = snprintf(path, sizeof path, "%s/%s", dirs[d], de->d_name);
+			if (w < 0 || (size_t)w >= sizeof path || !entry_name(path, name, sizeof name))
+				continue;
+			bool dup = false;
+			for (size_t i = 0; i < out->n; i++)
+				dup |= strcmp(out->v[i].name, name) == 0;
+			if (dup)
+				continue;
+			struct model_item it = {.from_models_d = true};
+			snprintf(it.name, sizeof it.name, "%s", name);
+			struct model_entry me;
+			char msg[512];
+			if (config_resolve_model(name, &me, msg, sizeof msg) != 0) {
+				snprintf(it.display, sizeof it.display, "%s", name);
+				snprintf(it.note, sizeof it.note, "%s", msg);
+			} else {
+				snprintf(it.display, sizeof it.display, "%s", me.display_name);
+				snprintf(it.path, sizeof it.path, "%s", me.path);
+				it.n_ctx = models_ctx(ctx_override, me.context_size, 0);
+				config_entry_free(&me);
+				if (models_probe(&it, ctx_override, msg, sizeof msg) != 0)
+					snprintf(it.note, sizeof it.note, "%s", msg);
+			}
+			if (push_item(out, &cap, &it) != 0) {
+				closedir(dir);
+				goto oom;
+			}
+		}
+		closedir(dir);
+	}
+
+	char mdir[PATH_MAX];
+	if (config_models_dir(mdir, sizeof mdir) == 0) {
+		DIR *dir = opendir(mdir);
+		struct dirent *de;
+		int count = 0;
+		while (dir && (de = readdir(dir)) && count < 1000) {
+			if (!has_suffix(de->d_name, ".gguf"))
+				continue;
+			count++;
+			struct model_item it = {.from_models_d = false};
+			w = snprintf(it.path, sizeof it.path, "%s/%s", mdir, de->d_name);
+			if (w < 0 || (size_t)w >= sizeof it.path)
+				continue;
+			char rp[PATH_MAX];
+			bool taken = false;
+			if (realpath(it.path, rp)) {
+				for (size_t i = 0; i < out->n && !taken; i++) {
+					char rq[PATH_MAX];
+					taken = out->v[i].path[0] && realpath(out->v[i].path, rq) && strcmp(rp, rq) == 0;
+				}
+			}
+			if (taken)
+				continue;
+			snprintf(it.name, sizeof it.name, "%.*s", (int)sizeof it.name - 1, de->d_name);
+			snprintf(it.display, sizeof it.display, "%s", it.name);
+			char msg[512];
+			if (models_probe(&it, ctx_override, msg, sizeof msg) != 0)
+				snprintf(it.note, sizeof it.note, "%s", msg);
+			if (push_item(out, &cap, &it) != 0) {
+				closedir(dir);
+				goto oom;
+			}
+		}
+		if (dir)
+			closedir(dir);
+	}
+	for (size_t i = 0; i < out->n; i++)
+		out->v[i].fit = out->v[i].present ? models_fit(out->v[i].need_bytes, mem_avail) : FIT_UNKNOWN;
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof out->v[0], cmp_items);
+	return 0;
+oom:
+	snprintf(err, errlen, "out of memory listing models");
+	models_free(out);
+	return -1;
+}
+
+void models_free(struct model_list *l)
+{
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+static int state_path(char *buf, size_t n, bool make_dirs)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+	char dir[PATH_MAX];
+	int w;
+	if (xdg && xdg[0] == '/')
+		w = snprintf(dir, sizeof dir, "%s/ttychat", xdg);
+	else if (home && home[0])
+		w = snprintf(dir, sizeof dir, "%s/.local/state/ttychat", home);
+	else
+		return -1;
+	if (w < 0 || (size_t)w >= sizeof dir)
+		return -1;
+	if (make_dirs) {
+		/* create each missing component 0700 */
+		for (char *p = dir + 1; *p; p++) {
+			if (*p != '/')
+				continue;
+			*p = '\0';
+			if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+				return -1;
+			*p = '/';
+		}
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+			return -1;
+	}
+	w = snprintf(buf, n, "%s/last-model", dir);
+	return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+int models_last_read(char *buf, size_t n)
+{
+	char path[PATH_MAX];
+	buf[0] = '\0';
+	if (state_path(path, sizeof path, false) != 0)
+		return -1;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t r = read(fd, buf, n - 1);
+	close(fd);
+	if (r <= 0) {
+		buf[0] = '\0';
+		return -1;
+	}
+	buf[r] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return buf[0] ? 0 : -1;
+}
+
+int models_last_write(const char *spec, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	if (state_path(path, sizeof path, true) != 0) {
+		snprintf(err, errlen, "cannot make the state directory");
+		return -1;
+	}
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	size_t l = strlen(spec);
+	bool ok = write(fd, spec, l) == (ssize_t)l && write(fd, "\n", 1) == 1;
+	if (close(fd) != 0)
+		ok = false;
+	if (!ok) {
+		snprintf(err, errlen, "%s: write failed", path);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,186 @@
+/*
+ * sidebar.c - the sidebar and the status line (see sidebar.h).
+ *
+ * Everything is formatted into short fixed-width fields so that a value
+ * changing from 143 to 151 tok/s changes three cells on the terminal, not
+ * the line.  The most live sections (speed, context) come first so that a
+ * short terminal still shows them.
+ */
+#include "config.h"
+
+#include "sidebar.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "models.h"
+#include "theme.h"
+#include "transcript.h"
+
+struct pen {
+	WINDOW *w;
+	int row, h, width;
+	const unsigned long *attrs;
+	unsigned flags;
+};
+
+static bool line(struct pen *p, int role, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool line(struct pen *p, int role, const char *fmt, ...)
+{
+	if (p->row >= p->h)
+		return false;
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	wmove(p->w, p->row, 2);
+	tr_put_text(p->w, buf, strlen(buf), p->width - 3, p->flags, p->attrs[role], p->attrs[ROLE_CTRL]);
+	p->row++;
+	return true;
+}
+
+static void title(struct pen *p, const char *t)
+{
+	if (p->row > 0 && p->row < p->h)
+		p->row++; /* a blank line before each section */
+	if (p->row >= p->h)
+		return;
+	wmove(p->w, p->row, 1);
+	tr_put_text(p->w, t, strlen(t), p->width - 2, p->flags, p->attrs[ROLE_SIDE_TITLE], p->attrs[ROLE_CTRL]);
+	p->row++;
+}
+
+static void fmt_tps(double v, char *buf, size_t n)
+{
+	if (v < 0)
+		snprintf(buf, n, "-");
+	else
+		snprintf(buf, n, "%.1f tok/s", v);
+}
+
+static void bar(struct pen *p, uint32_t used, uint32_t size)
+{
+	if (p->row >= p->h)
+		return;
+	int bw = p->width - 4;
+	if (bw < 4)
+		return;
+	int fill = size ? (int)((uint64_t)used * (uint64_t)bw / size) : 0;
+	if (fill > bw)
+		fill = bw;
+	if (used > 0 && fill == 0)
+		fill = 1;
+	wmove(p->w, p->row, 2);
+	wattrset(p->w, (attr_t)p->attrs[ROLE_BAR_USED]);
+	for (int i = 0; i < fill; i++)
+		waddch(p->w, ' ');
+	wattrset(p->w, (attr_t)p->attrs[ROLE_BAR_FREE]);
+	for (int i = fill; i < bw; i++)
+		waddch(p->w, '.');
+	wattrset(p->w, A_NORMAL);
+	p->row++;
+}
+
+void sidebar_draw(WINDOW *w, const struct tui_status *st, const unsigned long *attrs, unsigned text_flags)
+{
+	struct pen p = {.w = w, .attrs = attrs, .flags = text_flags};
+	getmaxyx(w, p.h, p.width);
+	werase(w);
+	wattrset(w, (attr_t)attrs[ROLE_BORDER]);
+	mvwvline(w, 0, 0, ACS_VLINE, p.h);
+	wattrset(w, A_NORMAL);
+	char a[64], b[64], c[64];
+
+	title(&p, "Model");
+	if (st->phase == PH_NOMODEL && !st->have_info) {
+		line(&p, ROLE_SIDE, "none (F2 picks one)");
+	} else {
+		line(&p, ROLE_SIDE, "%s", st->model);
+		if (st->have_info) {
+			models_fmt_params(st->info.n_params, a, sizeof a);
+			line(&p, ROLE_SIDE, "%s, %s, %s", st->info.arch, a, st->info.quant);
+			line(&p, ROLE_SIDE, "context %" PRIu32 ", %s", st->info.n_ctx, st->info.template_family);
+		} else if (st->phase == PH_LOADING) {
+			line(&p, ROLE_SIDE, "loading %3.0f%%", (double)st->progress * 100.0);
+		}
+	}
+
+	title(&p, "Speed");
+	fmt_tps(st->prefill_tps, a, sizeof a);
+	line(&p, ROLE_SIDE, "prefill  %s", a);
+	fmt_tps(st->decode_tps, a, sizeof a);
+	line(&p, ROLE_SIDE, "decode   %s", a);
+	if (st->ttft_ms >= 0)
+		line(&p, ROLE_SIDE, "1st tok  %.0f ms", st->ttft_ms);
+	else
+		line(&p, ROLE_SIDE, "1st tok  -");
+	line(&p, ROLE_SIDE, "reply    %" PRIu32 " tok", st->gen_tokens);
+
+	title(&p, "Context");
+	uint32_t size = st->ctx_size ? st->ctx_size : st->have_info ? st->info.n_ctx : 0;
+	bar(&p, st->ctx_used, size);
+	line(&p, ROLE_SIDE, "%" PRIu32 " / %" PRIu32 " (%.0f%%)", st->ctx_used, size,
+	     size ? 100.0 * st->ctx_used / size : 0.0);
+	if (st->have_prompt)
+		line(&p, ROLE_SIDE, "prompt: %" PRIu32 " reused, %" PRIu32 " new", st->prompt_reused,
+		     st->prompt_computed);
+	else
+		line(&p, ROLE_SIDE, "prompt: -");
+
+	title(&p, "Memory");
+	models_fmt_bytes(st->weights_bytes, a, sizeof a);
+	models_fmt_bytes(st->kv_bytes, b, sizeof b);
+	models_fmt_bytes(st->mem_avail, c, sizeof c);
+	line(&p, ROLE_SIDE, "weights  %s", st->weights_bytes ? a : "-");
+	line(&p, ROLE_SIDE, "KV cache %s", st->kv_bytes ? b : "-");
+	line(&p, ROLE_SIDE, "free RAM %s", st->mem_avail ? c : "-");
+
+	title(&p, "Sampling");
+	line(&p, ROLE_SIDE, "temp %.2f  top-k %" PRId32, (double)st->s.temperature, st->s.top_k);
+	line(&p, ROLE_SIDE, "top-p %.2f  min-p %.2f", (double)st->s.top_p, (double)st->s.min_p);
+	if (st->max_tokens > 0)
+		line(&p, ROLE_SIDE, "repeat %.2f  max %" PRId32, (double)st->s.repeat_penalty, st->max_tokens);
+	else
+		line(&p, ROLE_SIDE, "repeat %.2f", (double)st->s.repeat_penalty);
+}
+
+static const char *phase_text(const struct tui_status *st, char *buf, size_t n)
+{
+	switch (st->phase) {
+	case PH_NOMODEL: return "no model: F2 picks one";
+	case PH_LOADING: snprintf(buf, n, "loading %.0f%%, Esc cancels", (double)st->progress * 100.0); return buf;
+	case PH_PREFILL: snprintf(buf, n, "reading the prompt, Esc stops"); return buf;
+	case PH_STREAM: return "replying, Esc stops";
+	case PH_IDLE: return "ready";
+	}
+	return "";
+}
+
+void statusbar_draw(WINDOW *w, const struct tui_status *st, bool narrow, const unsigned long *attrs,
+		    unsigned text_flags)
+{
+	int h, width;
+	getmaxyx(w, h, width);
+	(void)h;
+	char buf[512], ph[96], a[32], m[32];
+	const char *state = st->note ? st->note : phase_text(st, ph, sizeof ph);
+	if (narrow) {
+		fmt_tps(st->decode_tps, a, sizeof a);
+		models_fmt_bytes(st->mem_avail, m, sizeof m);
+		uint32_t size = st->ctx_size ? st->ctx_size : st->have_info ? st->info.n_ctx : 0;
+		snprintf(buf, sizeof buf, " %s | %s | ctx %" PRIu32 "/%" PRIu32 " | %s | free %s", state, a,
+			 st->ctx_used, size, st->model, st->mem_avail ? m : "-");
+	} else {
+		snprintf(buf, sizeof buf, " %s", state);
+	}
+	wattrset(w, (attr_t)attrs[ROLE_STATUS]);
+	wmove(w, 0, 0);
+	int used = tr_put_text(w, buf, strlen(buf), width, text_flags, attrs[ROLE_STATUS], attrs[ROLE_CTRL]);
+	wattrset(w, (attr_t)attrs[ROLE_STATUS]);
+	for (int i = used; i < width; i++)
+		waddch(w, ' ');
+	wattrset(w, A_NORMAL);
+}

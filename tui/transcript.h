@@ -1,0 +1,93 @@
+/*
+ * transcript.h - the conversation pane: items, their wrapped lines, the
+ * scroll position, and drawing into a curses window.
+ *
+ * An item is one user message, one reply, or a notice.  Its text is kept
+ * exactly as it was typed or generated (that is what goes back to the
+ * engine, so the KV prefix matches); what is drawn is the sanitised,
+ * wrapped view from text.h, cached per item for the current width.  A
+ * reply that is still streaming re-wraps only its last line per append.
+ *
+ * Scrolling: `follow` keeps the end in view.  When new lines push past the
+ * bottom, the view jumps by a third of the pane rather than one line at a
+ * time: a sidebar beside the pane keeps the terminal from scrolling it with
+ * one escape sequence, so each scroll repaints the pane, and jumping makes
+ * that happen rarely (this is what keeps bytes per token low).
+ *
+ * UI thread only.  Functions returning int give 0 or -1 (out of memory).
+ */
+#ifndef TTYCHAT_TUI_TRANSCRIPT_H
+#define TTYCHAT_TUI_TRANSCRIPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <curses.h>
+
+#include "text.h"
+
+enum tr_kind { TR_USER, TR_ASSISTANT, TR_NOTICE, TR_ERROR };
+
+enum {
+	TRF_STREAMING = 1 << 0, /* a reply still arriving */
+	TRF_STOPPED = 1 << 1,   /* cancelled: the partial reply is kept */
+	TRF_CONTEXT = 1 << 2,   /* cut short by a full context */
+	TRF_LENGTH = 1 << 3,    /* cut at max-tokens */
+	TRF_FAILED = 1 << 4,    /* the engine reported an error */
+};
+
+#define TR_INDENT 2 /* body text is indented under its header */
+
+struct tr_item {
+	enum tr_kind kind;
+	char *text;
+	size_t len, cap;
+	unsigned flags;
+	char label[128];          /* header of a reply: the model's name */
+	struct text_lines lines;  /* wrapped body, valid when wrap_w > 0 */
+	int wrap_w;
+	unsigned wrap_flags;
+	size_t wrapped_len;       /* bytes of text the lines cover */
+};
+
+struct transcript {
+	struct tr_item *v;
+	size_t n, cap;
+	int width, height;        /* of the pane */
+	unsigned text_flags;      /* TEXT_ASCII, TEXT_NOWRAP_CODE */
+	size_t top;               /* first display line shown */
+	bool follow;              /* keep the end in view */
+	bool unseen;              /* new lines arrived below the view */
+	size_t total;             /* display lines, after tr_layout() */
+};
+
+void tr_init(struct transcript *t);
+void tr_free(struct transcript *t);
+
+/* Adds an item; returns its index or -1. */
+long tr_add(struct transcript *t, enum tr_kind kind, const char *text, size_t len, unsigned flags);
+/* Adds an item before item AT (items from AT move down one). */
+long tr_insert(struct transcript *t, size_t at, enum tr_kind kind, const char *text, size_t len, unsigned flags);
+int tr_append(struct transcript *t, size_t i, const char *s, size_t n);
+/* Drops items [i, n). */
+void tr_truncate(struct transcript *t, size_t i);
+/* Sets the pane size and text flags; wrapping is redone lazily. */
+void tr_resize(struct transcript *t, int width, int height, unsigned text_flags);
+
+/* Wraps what changed and updates total, top and unseen. */
+void tr_layout(struct transcript *t);
+
+void tr_scroll(struct transcript *t, long delta);
+void tr_scroll_top(struct transcript *t);
+void tr_scroll_bottom(struct transcript *t);
+
+/* Draws the visible lines into W (the pane's size) with the role
+ * attributes ATTRS (see theme.h). */
+void tr_draw(struct transcript *t, WINDOW *w, const unsigned long *attrs);
+
+/* Draws one run of text clusters at the cursor of W, at most MAXW columns:
+ * the primitive the input line and sidebar share.  Returns columns used. */
+int tr_put_text(WINDOW *w, const char *s, size_t len, int maxw, unsigned text_flags, unsigned long attr,
+		unsigned long ctrl_attr);
+
+#endif

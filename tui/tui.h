@@ -1,0 +1,60 @@
+/*
+ * tui.h - the full-screen chat: the one entry point of tui/.
+ *
+ * tui_run() takes over the terminal (stdin and stdout must be ttys), starts
+ * an engine, loads the model and runs the chat until the user quits or a
+ * SIGTERM/SIGHUP arrives; the terminal is restored on every way out,
+ * including fatal signals.  It returns a process exit status: 0 when the
+ * user quit, EXIT_FAIL (1) when the screen or the engine could not be set
+ * up (a message is printed on stderr), 128 + N after signal N.
+ *
+ * Conversation history is not stored by tui/: a history module plugs in
+ * through the hooks below, which are called on the UI thread at the points
+ * where a message is committed (the user pressed Enter; a reply finished or
+ * was stopped) and where the conversation is rewound (/regen, /edit,
+ * /clear, /new).
+ *
+ * Test hook (for tests only, documented in ttychat(1) as such):
+ * TTYCHAT_TEST_INJECT, when set, holds C-escaped bytes ("\e[2J\x07") that
+ * the first reply begins with, exactly as if the model had produced them.
+ */
+#ifndef TTYCHAT_TUI_H
+#define TTYCHAT_TUI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+struct model_entry; /* src/config.h */
+
+enum {
+	TUI_SET_TEMP = 1 << 0, /* the same bits as SET_* in cmds.h */
+	TUI_SET_TOPK = 1 << 1,
+	TUI_SET_TOPP = 1 << 2,
+	TUI_SET_MINP = 1 << 3,
+	TUI_SET_REP = 1 << 4,
+};
+
+struct tui_opts {
+	const char *model_spec;          /* what -m said; NULL: not given (the last used model wins) */
+	const struct model_entry *model; /* resolved by the caller; copied */
+	struct engine_sampling sampling; /* models.d defaults and flags applied */
+	unsigned sampling_set;           /* TUI_SET_* given as flags (kept across model switches) */
+	int32_t max_tokens;              /* <= 0: no limit */
+	uint32_t n_ctx;                  /* -c; 0: models.d context_size capped at 4096, else engine default */
+	int n_threads;                   /* 0: all cores */
+	bool kv_q8;
+	const char *system;              /* --system, or NULL (the model's own then) */
+	const char *theme;               /* --theme, or NULL (settings.json "theme", else default/mono) */
+
+	/* history plug-in points; any may be NULL */
+	void (*on_commit)(void *ctx, uint64_t conv, const char *role, const char *text, bool partial);
+	void (*on_rewind)(void *ctx, uint64_t conv, size_t n_messages_kept);
+	void *hook_ctx;
+};
+
+int tui_run(const struct tui_opts *o);
+
+#endif
