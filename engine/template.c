@@ -3556,10 +3556,16 @@ static struct body parse_body(struct parser *p, const char *const *ends, int nen
 		struct token *t = cur(p);
 		struct stmt *s = NULL;
 		if (t->type == TK_EOF) {
-			if (nends)
+			if (nends) {
+				char want[160] = "";
+				size_t wl = 0;
+				for (int i = 0; i < nends && wl < sizeof want; i++)
+					wl += (size_t)snprintf(want + wl, sizeof want - wl, "%s'%s'",
+							       i ? " or " : "", ends[i]);
 				syn_fail(p, t->line,
 					 "Unexpected end of template. Jinja was looking for the "
-					 "following tags: '%s'.", ends[0]);
+					 "following tags: %s.", want);
+			}
 			break;
 		}
 		if (t->type == TK_DATA) {
@@ -6842,11 +6848,12 @@ struct parse_job {
 
 int tmpl_parse(const char *src, size_t len, tmpl **out, char *err, size_t errlen)
 {
+	if (out)
+		*out = NULL;
 	if (!out || (!src && len)) {
 		set_err(err, errlen, "tmpl_parse: bad arguments");
 		return TMPL_ERR_ARG;
 	}
-	*out = NULL;
 	if (len > TMPL_MAX_SOURCE) {
 		set_err(err, errlen, "template too large");
 		return TMPL_ERR_LIMIT;

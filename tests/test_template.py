@@ -25,6 +25,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 
 try:
     import jinja2
@@ -271,6 +272,291 @@ VARIANTS = [
 ]
 
 
+# Feature corpus: small templates covering the Jinja subset, rendered with
+# FEATURE_VARS (plus messages) by both engines.
+FEATURE_VARS = {
+    "x": 5, "f": 2.5, "neg": -7, "big": 12345678901, "s": "Hello World", "e": "",
+    "l": [3, 1, 2], "d": {"b": 1, "a": [1, 2], "c": {"k": "v"}}, "u": "héllo ΣΑΣ ǆ ß ﬁ",
+    "n": None, "t": True, "fl": False, "ws": " \t\n x y \n ",
+    "people": [{"name": "bob", "age": 30, "tags": ["a"]}, {"name": "Alice", "age": 25},
+               {"name": "carol", "age": 35, "tags": []}],
+    "strs": ["b", "A", "c", "a"], "nums": [1.5, 2, -3, 0.1],
+    "schema": {"properties": {"city": {"type": "string", "description": " The city "},
+                              "days": {"type": "array", "items": {"type": "integer"}},
+                              "opts": {"type": "object"}}},
+    "tools": [{"type": "function", "function": {
+        "name": "search", "parameters": {"type": "object", "properties": {
+            "q": {"type": "string"}, "n": {"type": "integer"}}}}}],
+}
+
+FEATURES = [
+    # literals, numbers, str() of values
+    "{{ 1 }} {{ -1 }} {{ 1.0 }} {{ 1.5e3 }} {{ 1e16 }} {{ 1e-5 }} {{ 0.1 + 0.2 }} {{ 1_000 }}",
+    "{{ 0x1F }} {{ 0o17 }} {{ 0b101 }} {{ 3.14159 }} {{ 1/3 }} {{ 2/2 }} {{ -0.0 }}",
+    "{{ none }} {{ None }} {{ true }} {{ False }} {{ n }} {{ t }}",
+    "{{ [1, 'a', none, true, 1.5, [2], {'k': 'v'}] }}",
+    "{{ {'a': 1, 'b': 'x', 'c': none} }} {{ d }} {{ (1, 2) }} {{ (1,) }} {{ () }}",
+    "{{ 'it\\'s' }} {{ \"say \\\"hi\\\"\" }} {{ ['it\\'s', 'q\"'] }} {{ ['a\\nb\\t\\\\'] }}",
+    "{{ '\\x41\\u00e9\\U0001F600\\101\\d\\n' }}|{{ 'a' 'b' \"c\" }}",
+    "{{ [u, 'é\\u200b\\x7f\\x00'] }}",
+    # operators and precedence
+    "{{ 1 + 2 * 3 }} {{ (1 + 2) * 3 }} {{ 2 ** 3 ** 2 }} {{ -2 ** 2 }} {{ 7 // 2 }} {{ -7 // 2 }}",
+    "{{ 7 % 3 }} {{ -7 % 3 }} {{ 7 % -3 }} {{ 7.5 % 2 }} {{ -7.5 // 2 }} {{ 2 ** -1 }} {{ 10 / 4 }}",
+    "{{ 'a' ~ 1 ~ none ~ true ~ 1.5 ~ missing }} {{ 'a' + 'b' }} {{ [1] + [2] }} {{ 'ab' * 3 }}",
+    "{{ 1 + 2 ~ 3 }} {{ 1 ~ 2 + 3 }} {{ 'x' ~ 2 * 3 }}",
+    "{{ not true }} {{ not 0 }} {{ not missing }} {{ true and 'yes' }} {{ 0 or 'no' }} {{ '' or [] }}",
+    "{{ 1 and 2 and 3 }} {{ none or 0 or 'last' }} {{ not 1 == 2 }} {{ not (1 == 2) }}",
+    "{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 1 == 1.0 }} {{ true == 1 }} {{ 'a' != 'b' }} {{ [1,2] == [1,2] }}",
+    "{{ 'a' < 'b' }} {{ 'B' < 'a' }} {{ [1, 2] < [1, 3] }} {{ 2 >= 2.0 }} {{ (1,) == [1] }}",
+    "{{ 'ell' in s }} {{ 'z' not in s }} {{ 2 in l }} {{ 'a' in d }} {{ 'zz' in d }} {{ 1 in missing }}",
+    "{{ x if x > 3 else 'small' }} {{ 'yes' if t }}|{{ 'a' if fl else 'b' if t else 'c' }}",
+    "{{ -x }} {{ +x }} {{ -f }} {{ - -x }} {{ -x|abs }} {{ (-x)|abs }}",
+    "{{ x|string + 'a' }} {{ x * 2 + 1 }} {{ l[0] + l[-1] }} {{ big * 3 }}",
+    # attribute / item access
+    "{{ d.a }} {{ d['a'][1] }} {{ d.c.k }} {{ d['c']['k'] }} {{ d.zz }}|{{ d['zz'] }}|{{ l[10] }}|{{ l.0 }}",
+    "{{ people[0].name }} {{ people[1]['age'] }} {{ people[-1].tags }} {{ people[0].missing }}|",
+    "{{ s[0] }} {{ s[-1] }} {{ s[1:4] }} {{ s[::-1] }} {{ s[::2] }} {{ s[-3:] }} {{ s[:-3] }} {{ s[10:2:-2] }}",
+    "{{ l[::-1] }} {{ l[1:] }} {{ l[:1] }} {{ l[5:] }} {{ l[-10:10] }} {{ l[::-2] }} {{ u[::-1] }} {{ u[1:4] }}",
+    "{{ d['items'] is defined }} {{ d.items is defined }} {{ s.upper is defined }} {{ n.x }}|{{ x.y }}|",
+    # tests
+    "{{ x is defined }} {{ missing is defined }} {{ missing is undefined }} {{ n is none }} {{ x is none }}",
+    "{{ s is string }} {{ x is string }} {{ x is number }} {{ f is number }} {{ t is number }} {{ x is integer }} {{ f is float }}",
+    "{{ d is mapping }} {{ l is mapping }} {{ l is iterable }} {{ s is iterable }} {{ x is iterable }} {{ missing is iterable }}",
+    "{{ l is sequence }} {{ d is sequence }} {{ x is sequence }} {{ t is boolean }} {{ t is true }} {{ fl is false }} {{ 1 is true }}",
+    "{{ x is odd }} {{ x is even }} {{ 10 is divisibleby 5 }} {{ 10 is divisibleby(3) }} {{ x is eq 5 }} {{ x is equalto 5 }}",
+    "{{ x is gt 3 }} {{ x is lt 3 }} {{ x is ge 5 }} {{ x is le 4 }} {{ x is ne 5 }} {{ 2 is in l }} {{ 'abc' is lower }} {{ 'ABC' is upper }}",
+    "{{ x is not none }} {{ not x is none }} {{ missing is not defined }} {{ none is sameas none }} {{ range is callable }}",
+    "{{ 'upper' is filter }} {{ 'nope' is filter }} {{ 'odd' is test }} {{ x is == 5 }} {{ x is != 5 }}",
+    # filters
+    "{{ ws|trim }}|{{ '--x--'|trim('-') }}|{{ s|upper }} {{ s|lower }} {{ u|upper }} {{ u|lower }} {{ 'ΑΣ ΣΑΣ.'|lower }}",
+    "{{ 'hello wORLD-foo (bar [baz <q {x'|title }}|{{ 'hELLO wORLD'|capitalize }} {{ u|title }} {{ u|capitalize }}",
+    "{{ s|length }} {{ u|length }} {{ l|length }} {{ d|length }} {{ missing|length }} {{ l|count }}",
+    "{{ missing|default('dflt') }} {{ n|default('dflt') }} {{ ''|default('dflt', true) }} {{ 0|d(7, boolean=true) }} {{ x|default }}",
+    "{{ l|join }} {{ l|join(', ') }} {{ people|join(' | ', attribute='name') }} {{ [1, none, 'a']|join('-') }}",
+    "{{ s|replace('o', '0') }} {{ s|replace('o', '0', 1) }} {{ 'aaa'|replace('', '-') }} {{ 'ab'|replace('', '.', 2) }}",
+    "{{ l|first }} {{ l|last }} {{ s|first }} {{ s|last }} {{ []|first }}|{{ d|first }} {{ d|last }}",
+    "{{ s|list }} {{ d|list }} {{ l|reverse|list }} {{ s|reverse }} {{ missing|list }}",
+    "{{ x|string }} {{ f|string }} {{ n|string }} {{ l|string }} {{ missing|string }}|",
+    "{{ '42'|int }} {{ ' -7 '|int }} {{ '3.9'|int }} {{ 'x'|int }} {{ 'x'|int(9) }} {{ 3.9|int }} {{ -3.9|int }} {{ n|int }} {{ t|int }} {{ '1_0'|int }}",
+    "{{ '2.5'|float }} {{ 'x'|float }} {{ x|float }} {{ ' 1e3 '|float }} {{ 'inf'|float }} {{ 'x'|float(1.5) }}",
+    "{{ d|items|list }} {{ missing|items|list }} {% for k, v in d|items %}{{ k }}={{ v }};{% endfor %}",
+    "{{ people|selectattr('age', 'gt', 26)|map(attribute='name')|list }} {{ people|rejectattr('tags')|map(attribute='name')|join(',') }}",
+    "{{ people|selectattr('tags', 'defined')|list|length }} {{ people|selectattr('name', 'equalto', 'bob')|first }}",
+    "{{ l|select('odd')|list }} {{ l|reject('odd')|list }} {{ [0, 1, '', 'a', none]|select|list }} {{ l|map('string')|join }}",
+    "{{ strs|map('upper')|list }} {{ people|map(attribute='tags', default='-')|list }} {{ people|map(attribute='tags.0', default='?')|list }}",
+    "{{ l|sort }} {{ l|sort(reverse=true) }} {{ strs|sort }} {{ strs|sort(case_sensitive=true) }} {{ people|sort(attribute='age')|map(attribute='name')|list }}",
+    "{{ people|sort(attribute='name')|map(attribute='name')|join(',') }} {{ d|dictsort }} {{ {'b': 1, 'A': 2, 'a': 0}|dictsort }} {{ {'x': 2, 'y': 1}|dictsort(by='value') }}",
+    "{{ strs|unique|list }} {{ strs|unique(case_sensitive=true)|list }} {{ l|min }} {{ l|max }} {{ strs|min }} {{ strs|max(case_sensitive=true) }} {{ people|max(attribute='age') }}",
+    "{{ l|sum }} {{ nums|sum }} {{ people|sum(attribute='age') }} {{ l|sum(start=10) }} {{ -2.5|abs }} {{ neg|abs }}",
+    "{{ 2.5|round }} {{ 3.5|round }} {{ 2.675|round(2) }} {{ 2.5|round(0, 'floor') }} {{ 2.1|round(0, 'ceil') }} {{ x|round }} {{ 1234.5678|round(-2) }}",
+    "{{ d|tojson }} {{ l|tojson }} {{ u|tojson }} {{ 'a\"b\\\\c\\n\\t\\u0001'|tojson }} {{ [none, true, 1.5, 1e20]|tojson }}",
+    "{{ d|tojson(indent=2) }}|{{ []|tojson(indent=2) }}|{{ {}|tojson(indent=1) }}|{{ people|tojson(indent=1) }}",
+    "{{ d|tojson(sort_keys=true) }} {{ d|tojson(separators=(',', ':')) }} {{ u|tojson(ensure_ascii=true) }} {{ '😀'|tojson(true) }}",
+    "{{ {1: 'a', true: 'b', none: 'c', 2.5: 'd'}|tojson }} {{ (1, 2)|tojson }} {{ d|tojson(indent='\\t') }}",
+    "{{ s|center(21) }}|{{ 'ab'|center(7) }}|{{ 'abc'|center(8) }}|{{ s|wordcount }} {{ 'one, two-three  four'|wordcount }}",
+    "{{ 'a\\nb\\n\\nc'|indent }}|{{ 'a\\nb\\n\\nc'|indent(2, true) }}|{{ 'a\\nb\\n\\nc'|indent(2, blank=true) }}|{{ 'x'|indent('>> ', first=true) }}",
+    "{{ ('word ' * 60)|truncate(20) }}|{{ 'short'|truncate(20) }}|{{ 'abcdefghijklmnopqrstuvwxyz'|truncate(10, true) }}|{{ 'abcdefghijklmnopqrstuvwxyz'|truncate(10, false, '!', 0) }}",
+    "{{ '<a href=\"x\">&\\'</a>'|e }} {{ '<b>'|escape }} {{ x|e }} {{ '<i>'|safe }} {{ n|safe }}",
+    "{{ '%s and %s'|format('a', 'b') }} {{ '%d%%'|format(50) }} {{ '%5.2f|%-4s|%04d'|format(3.14159, 'ab', 7) }} {{ '%(k)s'|format(k='v') }}",
+    "{{ l|batch(2)|list }} {{ l|batch(2, 0)|list }} {{ s|attr('upper') is defined }} {{ d|attr('items') is defined }} {{ d|attr('b') }}|",
+    # string methods
+    "{{ ws.strip() }}|{{ ws.lstrip() }}|{{ ws.rstrip() }}|{{ 'xxaxx'.strip('x') }}|{{ 'abcba'.lstrip('ab') }}|{{ 'abcba'.rstrip('ab') }}",
+    "{{ 'a b  c '.split() }} {{ 'a,b,,c'.split(',') }} {{ 'a b c'.split(' ', 1) }} {{ ' a b c '.split(None, 1) }} {{ 'a,b,c'.rsplit(',', 1) }} {{ ' a b c '.rsplit(None, 1) }} {{ ''.split() }} {{ ''.split(',') }}",
+    "{{ s.startswith('He') }} {{ s.startswith(('x', 'Hel')) }} {{ s.endswith('ld') }} {{ s.startswith('World', 6) }} {{ s.endswith('Hello', 0, 5) }}",
+    "{{ s.upper() }} {{ s.lower() }} {{ 'hello world'.title() }} {{ \"they're bill's\".title() }} {{ 'hELLO'.capitalize() }} {{ 'aBc'.swapcase() }}",
+    "{{ s.replace('l', 'L') }} {{ s.replace('l', 'L', 2) }} {{ s.find('o') }} {{ s.rfind('o') }} {{ s.find('z') }} {{ s.index('W') }} {{ s.count('l') }} {{ u.find('Σ') }}",
+    "{{ '-'.join(['a', 'b']) }} {{ ', '.join(strs) }} {{ '{} and {}'.format('x', 'y') }} {{ '{1}{0}'.format('a', 'b') }} {{ '{n}!'.format(n=3) }} {{ '{{x}}'.format() }} {{ '{:>5}|{:<4}|{:^5}|{:.2f}'.format('a', 'b', 'c', 3.14159) }}",
+    "{{ '123'.isdigit() }} {{ '12a'.isdigit() }} {{ 'abc'.isalpha() }} {{ 'ab1'.isalnum() }} {{ '  '.isspace() }} {{ 'ABC'.isupper() }} {{ 'abc'.islower() }} {{ ''.isdigit() }}",
+    "{{ 'a\\nb\\r\\nc'.splitlines() }} {{ '42'.zfill(5) }} {{ '-42'.zfill(5) }} {{ 'ab'.center(6, '*') }} {{ 'ab'.ljust(4, '.') }}|{{ 'ab'.rjust(4) }} {{ 'a=b=c'.partition('=') }} {{ 'a=b=c'.rpartition('=') }}",
+    "{{ 'prefix_body'.removeprefix('prefix_') }} {{ 'body.txt'.removesuffix('.txt') }} {{ '%s-%d' % ('a', 3) }} {{ '%s' % 'x' }} {{ '%.1f' % 2.25 }}",
+    # dict and list methods
+    "{{ d.items()|list }} {{ d.keys()|list }} {{ d.values()|list }} {{ d.get('b') }} {{ d.get('zz') }} {{ d.get('zz', 'dflt') }} {{ l.index(1) }} {{ l.count(3) }}",
+    "{% for k, v in d.items() %}{{ loop.index }}:{{ k }}={{ v }} {% endfor %}",
+    # loops
+    "{% for i in l %}{{ loop.index }}/{{ loop.index0 }}/{{ loop.revindex }}/{{ loop.revindex0 }}/{{ loop.first }}/{{ loop.last }}/{{ loop.length }} {% endfor %}",
+    "{% for i in l %}{{ loop.previtem }}-{{ i }}-{{ loop.nextitem }} {{ loop.cycle('odd', 'even') }};{% endfor %}",
+    "{% for i in l if i > 1 %}{{ i }}{{ loop.length }}{% else %}none{% endfor %}|{% for i in [] %}x{% else %}empty{% endfor %}",
+    "{% for i in range(10) %}{% if i == 2 %}{% continue %}{% endif %}{% if i == 5 %}{% break %}{% endif %}{{ i }}{% endfor %}",
+    "{% for a in [1, 2] %}{% for b in 'xy' %}{{ a }}{{ b }}{{ loop.index }}{% endfor %}{{ loop.index }};{% endfor %}",
+    "{% for a, b in [[1, 2], (3, 4)] %}{{ a + b }}{% endfor %} {% for c in 'héllo' %}[{{ c }}]{% endfor %} {% for k in d %}{{ k }}{% endfor %}",
+    "{{ range(5)|list }} {{ range(2, 8, 2)|list }} {{ range(5, 0, -2)|list }} {{ range(0)|list }}",
+    "{% for i in l %}{{ loop.changed(i > 1) }}{% endfor %}",
+    # set, scoping, namespace
+    "{% set a = 1 %}{% set b, c = 2, 3 %}{{ a }}{{ b }}{{ c }}{% set t2 = 1, 2 %}{{ t2 }}",
+    "{% set v = 1 %}{% for i in l %}{% set v = v + i %}{{ v }}{% endfor %}|{{ v }}",
+    "{% set ns = namespace(total=0, names=[]) %}{% for p in people %}{% set ns.total = ns.total + p.age %}{% set ns.names = ns.names + [p.name] %}{% endfor %}{{ ns.total }} {{ ns.names }} {{ ns }}",
+    "{% set ns = namespace() %}{% set ns.a = 1 %}{{ ns.a }}{{ ns['a'] }}{{ ns.b }}|{% set ns2 = namespace({'k': 2}, j=3) %}{{ ns2.k }}{{ ns2.j }}",
+    "{% if t %}{% set inner = 'in' %}{% endif %}{{ inner }}|{% for i in [1] %}{% set loopvar = 'lv' %}{% endfor %}{{ loopvar }}|",
+    "{% set block %}  captured {{ x }}\n{% endset %}[{{ block }}]{% set up | upper | trim %} low {% endset %}[{{ up }}]",
+    "{% with a = 1, b = 2 %}{{ a + b }}{% endwith %}{{ a }}|{% filter upper %}shout {{ s }}{% endfilter %}",
+    "{{ dict(a=1, b=2) }} {{ dict(d) }}",
+    # macros
+    "{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('Bob') }} {{ greet('Al', '?') }} {{ greet(punct='.', name='Cy') }}",
+    "{% macro m(a, b=a ~ '2') %}{{ a }}{{ b }}{{ varargs }}{{ kwargs }}{% endmacro %}{{ m(1) }}|{{ m(1, 2, 3, k=4) }}",
+    "{% macro fact(n) %}{% if n <= 1 %}1{% else %}{{ n * fact(n - 1)|int }}{% endif %}{% endmacro %}{{ fact(10) }}",
+    "{% macro show(v) %}{% if v is mapping %}{{ '{' }}{% for k, x in v.items() %}{{ k }}:{{ show(x) }},{% endfor %}{{ '}' }}{% elif v is iterable and v is not string %}[{% for x in v %}{{ show(x) }} {% endfor %}]{% else %}{{ v }}{% endif %}{% endmacro %}{{ show(d) }}",
+    "{% set y = 1 %}{% macro see() %}{{ y }}{% endmacro %}{% set y = 2 %}{{ see() }}{% for y in [9] %}{{ see() }}{% endfor %}",
+    # whitespace control, comments, raw
+    "a  {%- if t %}  b  {%- endif %}  c\n  {%- for i in l -%}\n   {{ i }}\n  {%- endfor %}\nd {# comment #} e {#- c2 -#} f",
+    "line1\n    {% if t %}\n    indented\n    {% endif %}\nline2\n  {# note #}\nline3\n\t{% for i in [1,2] %}\n\t- {{ i }}\n\t{% endfor %}\nend",
+    "a\n  {%+ if t %}keep{% endif %}\n{% if t +%}\nno-trim{% endif %}\n  {{ x }}\n  {%- if t %}x{% endif %}",
+    "{% raw %}{{ not rendered }} {% if %}{% endraw %}|{%- raw -%}   {{ x }}   {%- endraw -%}  |",
+    "{{- '  lead' -}}  \n  {{- 'trail  ' -}}\n{{ x }}",
+    "windows\r\nline\rends\r\n{% if t %}\r\nx\r\n{% endif %}\r\n",
+    "{# only a comment #}",
+    "trailing newline kept?\n",
+    "{{ '{{' }} {{ '}}' }} {{ {'a': {'b': 1}} }}",
+    # strftime and globals
+    "{{ strftime_now('%d %b %Y') }} {{ strftime_now('%Y-%m-%d %H:%M:%S %A %B %j %p %I %y %a %e') }} {{ strftime_now('%-d/%-m') }} [{{ strftime_now('%z%Z') }}]",
+    "{{ raise_exception is defined }} {{ strftime_now is defined }} {{ namespace is defined }} {{ loop is defined }}",
+    # composite patterns seen in real chat templates
+    """{%- set ns = namespace(multi_step=true, last_query=messages|length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages|length - 1) - loop.index0 %}
+    {%- if ns.multi_step and message.role == "user" and message.content is string and not(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>')) %}
+        {%- set ns.multi_step = false %}
+        {%- set ns.last_query = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- set content = message.content if message.content is string else '' %}
+    {%- if message.role == "assistant" %}
+        {%- set reasoning = '' %}
+        {%- if '</think>' in content %}
+            {%- set reasoning = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}
+            {%- set content = content.split('</think>')[-1].lstrip('\\n') %}
+        {%- endif %}
+        {%- if loop.index0 > ns.last_query %}
+            {{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning.strip('\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}
+        {%- else %}
+            {{- '<|im_start|>' + message.role + '\\n' + content }}
+        {%- endif %}
+        {{- '<|im_end|>\\n' }}
+    {%- else %}
+        {{- '<|im_start|>' + message.role + '\\n' + content + '<|im_end|>' + '\\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}
+        {{- '<think>\\n\\n</think>\\n\\n' }}
+    {%- endif %}
+{%- endif %}""",
+    """{%- macro json_to_python_type(spec) %}
+{%- set basic = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"} %}
+{%- if basic[spec.type] is defined %}
+    {{- basic[spec.type] }}
+{%- elif spec.type == "array" %}
+    {{- "list[" + json_to_python_type(spec['items']) + "]" }}
+{%- elif spec.type == "object" %}
+    {%- if spec.additionalProperties is defined %}
+        {{- "dict[str, " + json_to_python_type(spec.additionalProperties) + ']' }}
+    {%- else %}
+        {{- "dict" }}
+    {%- endif %}
+{%- elif spec.type is iterable and spec.type is not string %}
+    {{- "Union[" }}
+    {%- for t in spec.type %}
+        {{- json_to_python_type({"type": t}) }}
+        {%- if not loop.last %}{{- "," }}{%- endif %}
+    {%- endfor %}
+    {{- "]" }}
+{%- else %}
+    {{- "Any" }}
+{%- endif %}
+{%- endmacro %}
+{{- json_to_python_type({"type": "array", "items": {"type": "object", "additionalProperties": {"type": ["string", "integer", "boolean"]}}}) }}
+{% for name, p in schema.properties|items %}
+    {{- name }}: {{ json_to_python_type(p) }}{% if p.description is defined %} # {{ p.description|trim }}{% endif %}
+
+{% endfor %}""",
+    """{{- bos_token }}
+{%- if messages[0]['role'] == 'system' %}
+    {%- if messages[0]['content'] is string %}
+        {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' %}
+    {%- else %}
+        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' %}
+    {%- endif %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set first_user_prefix = "" %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+{%- for message in loop_messages %}
+    {%- if (message['role'] == 'assistant') %}{% set role = "model" %}{% else %}{% set role = message['role'] %}{% endif %}
+    {{- '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string %}
+        {{- message['content'] | trim }}
+    {%- elif message['content'] is iterable %}
+        {%- for item in message['content'] %}
+            {%- if item['type'] == 'image' %}{{ '<start_of_image>' }}{%- elif item['type'] == 'text' %}{{ item['text'] | trim }}{%- endif %}
+        {%- endfor %}
+    {%- endif %}
+    {{- '<end_of_turn>\\n' }}
+{%- endfor %}
+{%- if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{%- endif %}""",
+    """{% for message in messages %}{% if message.role == 'user' %}{{ '### Instruction:\\n' + message.content|trim + '\\n\\n' }}{% elif message.role == 'assistant' %}{{ '### Response:\\n' + message.content|trim + eos_token + '\\n\\n' }}{% else %}{{ message.content + '\\n\\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}### Response:\\n{% endif %}""",
+    """{%- if tools %}{%- for t in tools %}{{ t.function.name }}({{ t.function.parameters.properties.keys()|join(', ') }}){{ t|tojson(indent=4) }}{% endfor %}{% endif %}{{ tools|length if tools else 'no tools' }}""",
+    "{% for m in messages %}{{ loop.index ~ '/' ~ loop.length ~ ':' ~ m.role|capitalize ~ (', ' if not loop.last) }}{% endfor %}",
+    "{{ (messages|selectattr('role', 'in', ['user', 'system'])|map(attribute='content')|map('length')|sum) }} {{ messages|rejectattr('role', 'ne', 'user')|list|count }}",
+    "{{ [1e-7, 123456789.0, 1e22, 2.5e-5, 100.0, 1/3, -0.5]|tojson }} {{ [1e-7, 123456789.0, 1e22, 1e15, 1e16] }}",
+    "{{ '%s|%r|%d' % (none, 'q', 3.9) }} {{ ['é', 'a\\u00a0b', '\\u2028', '\\x85']|string }}",
+    "{{ 'Ǆ ǅ ǆ ﬁ ŉ'|title }}|{{ 'ǆemal ﬁsh'.title() }}|{{ 'ǉ'|capitalize }}|{{ 'İ'|lower|length }}|{{ 'ﬃ'|upper }}",
+    "{{ '  \\u3000x\\u00a0 '|trim|length }} {{ '\\u2003a b\\u2003'.split() }} {{ 'a\\u0085b'.splitlines() }}",
+    "{% for a in [3, 1, 2]|sort %}{% for b in 'ab' if b != a|string %}{{ loop.index }}{{ b }}{{ loop.length }}{% endfor %}{% endfor %}",
+    "{% set d2 = {'z': 1, 'y': 2} %}{% for k in d2|sort %}{{ k }}{% endfor %}{{ d2|dictsort(reverse=true) }}{{ d2.items()|list|sort }}",
+    "{{ messages[0] }}",
+    "{{ messages|tojson }}",
+    "{% if messages %}yes{% endif %}{% if not [] %}empty{% endif %}{% if {} %}no{% endif %}{% if '0' %}str0{% endif %}{% if 0.0 %}no{% endif %}",
+    "{{ x > 3 and x < 10 or fl }} {{ not fl and not n }} {{ (x > 3) == true }} {{ x in [5, 6] and 'ok' }}",
+    "{% set a = 'outer' %}{% macro m() %}{% set a = 'inner' %}{{ a }}{% endmacro %}{{ m() }}{{ a }}",
+    "{% for i in range(3) %}{% set x = i * 10 %}{{ x }}{% endfor %}{{ x }}",
+    "{{ '{%' }}{{ '%}' }}{{ '#}' }} {# {{ x }} #}",
+    "{{ u|e }} {{ 'a&b'|escape|length }} {{ ('<' ~ 'b>')|e }}",
+    "{{ range(3)|map('string')|join('-') }} {{ range(1, 4)|sum }} {{ range(5)|select('even')|list }} {{ range(5)|batch(2)|map('sum')|list }}",
+    "{{ l|map('tojson')|join(';') }} {{ people|map(attribute='name')|map('upper')|sort|join }}",
+    "{{ x|float / 2 }} {{ (x / 2)|int }} {{ x|string|int + 1 }} {{ '7'|int * '3'|int }}",
+    # errors that must fail in both
+    "{{ 'a' + 1 }}",
+    "{{ missing.attr }}",
+    "{{ missing['k'] }}",
+    "{{ missing + 1 }}",
+    "{{ 1 / 0 }}",
+    "{{ 1 < 'a' }}",
+    "{{ x|tojson }}{{ missing|tojson }}",
+    "{{ n|length }}",
+    "{{ l.append(4) }}",
+    "{% set a, b = [1] %}",
+    "{% set x.y = 1 %}",
+    "{{ range(200000)|length }}",
+    "{{ raise_exception('custom message ü') }}",
+    "{{ 'a' in 1 }}",
+    "{{ 1 in 'abc' }}",
+    "{{ undefined_fn() }}",
+    "{% for i in 5 %}{% endfor %}",
+    "{{ ''.split('') }}",
+    "{{ [1, 2]|sum(start='x') }}",
+]
+
+# Templates that must fail to parse in both.
+SYNTAX_ERRORS = [
+    "{% if x %}unclosed",
+    "{{ 1 + }}",
+    "{% for %}{% endfor %}",
+    "{{ x|no_such_filter }}",
+    "{{ x is no_such_test }}",
+    "{% break %}",
+    "{% endif %}",
+    "{{ (1 }}",
+    "{{ 'unterminated }}",
+    "{% do x %}",
+    "{# unterminated comment",
+    "{% set %}",
+    "{{ }}",
+    "{% macro m(a=1, b) %}{% endmacro %}",
+]
+
+
 # ---------------------------------------------------------------- checks
 
 
@@ -306,12 +592,20 @@ def compare(label, source, args, messages, agp, bos, eos, extra, env):
             ok()
 
 
+TOOL_CONVS = {"single", "system", "multi", "unicode", "empty"} | set(RICH)
+
+
 def conformance(name, source, args, bos, eos, env):
+    """Each conversation: no extra variables (as llama.cpp renders) with and
+    without the generation prompt; tools=None/documents=None (as
+    transformers renders); a tool list where the template takes one.  The
+    combinations are trimmed to keep the test quick under sanitizers."""
     for conv_name, conv in list(PLAIN.items()) + list(RICH.items()):
         for var_name, extra in VARIANTS:
-            if var_name == "tools" and "tools" not in source:
+            if var_name == "tools" and ("tools" not in source or conv_name not in TOOL_CONVS):
                 continue
-            for agp in (True, False):
+            agps = (True, False) if var_name == "plain" else (conv_name != "ends_with_assistant",)
+            for agp in agps:
                 label = "%s/%s/%s/agp=%d" % (name, conv_name, var_name, agp)
                 compare(label, source, args, conv, agp, bos, eos, extra, env)
 
@@ -377,12 +671,28 @@ def builtin_checks(name, source, args, bos, eos, env):
                 ok()
 
 
+def features(env, tmpdir):
+    """Every FEATURES/SYNTAX_ERRORS snippet through both engines."""
+    path = os.path.join(tmpdir, "feature.jinja")
+    n_before = passed, failed
+    for i, src in enumerate(FEATURES + SYNTAX_ERRORS):
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(src)
+        label = "feature[%d] %r" % (i, src[:60])
+        compare(label, src, ["--template", path, "--bos", "<s>", "--eos", "</s>"],
+                PLAIN["multi"], True, "<s>", "</s>", FEATURE_VARS, env)
+    print("%-48s %4d passed, %d failed" % ("feature corpus", passed - n_before[0],
+                                            failed - n_before[1]))
+
+
 def main():
     if not BIN or not os.access(BIN, os.X_OK):
         print("SKIP: ttychat binary not found (TTYCHAT_BIN=%r)" % BIN)
         return 77
     env = make_env()
     ran = False
+    with tempfile.TemporaryDirectory() as tmpdir:
+        features(env, tmpdir)
 
     templates = sorted(glob.glob(os.path.join(TESTDATA, "templates", "*.jinja"))) if TESTDATA else []
     if not templates:
