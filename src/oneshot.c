@@ -29,9 +29,10 @@
 #include <readline/history.h>
 #include <readline/readline.h>
 
+#include "catalog.h"
 #include "commands.h"
-#include "config.h"
 #include "engine.h"
+#include "tui.h"
 
 static volatile sig_atomic_t got_sigint;
 static engine *volatile sig_engine;
@@ -53,6 +54,7 @@ struct opts {
 	int n_threads;
 	bool verbose;
 	bool kv_q8;
+	const char *theme;
 	struct engine_sampling s;
 	bool temp_set, topk_set, topp_set, minp_set, rep_set;
 };
@@ -126,6 +128,7 @@ void oneshot_usage(FILE *out)
 		"  -c, --ctx-size N       context size in tokens\n"
 		"  -t, --threads N        compute threads (default: all cores)\n"
 		"      --kv-type TYPE     f16 (default) or q8_0\n"
+		"      --theme NAME       colours of the full-screen chat: default, light, mono, or yours\n"
 		"  -v, --verbose          progress and statistics on stderr\n",
 		config_default_model());
 }
@@ -289,7 +292,7 @@ int cmd_oneshot(int argc, char **argv)
 {
 	struct opts o = {.model = NULL, .n_predict = -1};
 	engine_sampling_default(&o.s);
-	enum { O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_KV, O_HELP };
+	enum { O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_KV, O_THEME, O_HELP };
 	static const struct option longopts[] = {
 		{"model", required_argument, NULL, 'm'},
 		{"prompt", required_argument, NULL, 'p'},
@@ -305,6 +308,7 @@ int cmd_oneshot(int argc, char **argv)
 		{"min-p", required_argument, NULL, O_MINP},
 		{"repeat-penalty", required_argument, NULL, O_REP},
 		{"kv-type", required_argument, NULL, O_KV},
+		{"theme", required_argument, NULL, O_THEME},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -369,6 +373,7 @@ int cmd_oneshot(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case O_THEME: o.theme = optarg; break;
 		case 'h':
 		case O_HELP:
 			oneshot_usage(stdout);
@@ -426,6 +431,20 @@ int cmd_oneshot(int argc, char **argv)
 			}
 			prompt = stdin_text;
 		}
+	}
+
+	/* no prompt, and a terminal on both ends: the full-screen chat */
+	if (interactive && isatty(STDOUT_FILENO)) {
+		struct tui_opts to = {
+			.model_spec = o.model, .model = &me, .sampling = o.s,
+			.sampling_set = (o.temp_set ? TUI_SET_TEMP : 0) | (o.topk_set ? TUI_SET_TOPK : 0) |
+					(o.topp_set ? TUI_SET_TOPP : 0) | (o.minp_set ? TUI_SET_MINP : 0) |
+					(o.rep_set ? TUI_SET_REP : 0),
+			.max_tokens = o.n_predict, .n_ctx = (uint32_t)(o.n_ctx > 0 ? o.n_ctx : 0),
+			.n_threads = o.n_threads, .kv_q8 = o.kv_q8, .system = o.system, .theme = o.theme};
+		int st = tui_run(&to);
+		config_entry_free(&me);
+		return st;
 	}
 
 	struct engine_params ep = {.n_threads = o.n_threads};

@@ -1,5 +1,5 @@
 /*
- * config.h - where ttychat's files live and how a model name is resolved.
+ * catalog.h - where ttychat's files live and how a model name is resolved.
  *
  * Paths follow XDG: config in $XDG_CONFIG_HOME/ttychat (default
  * ~/.config/ttychat), data in $XDG_DATA_HOME/ttychat (default
@@ -13,8 +13,8 @@
  * Functions return 0 or -1 with a one-line message in err.  No globals; the
  * caller owns every returned buffer.
  */
-#ifndef TTYCHAT_CONFIG_H
-#define TTYCHAT_CONFIG_H
+#ifndef TTYCHAT_CATALOG_H
+#define TTYCHAT_CATALOG_H
 
 #include <stddef.h>
 

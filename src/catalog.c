@@ -1,9 +1,10 @@
 /*
- * config.c - XDG paths and models.d lookup (see config.h).  models.d files
+ * catalog.c - XDG paths and models.d lookup (see config.h).  models.d files
  * are small JSON objects parsed with cJSON; every field is type-checked and
  * a bad file is reported with its path and the offending key.
  */
 #include "config.h"
+#include "catalog.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
