@@ -46,7 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../src/config.h"
+#include "catalog.h"
 #include "cmds.h"
 #include "input.h"
 #include "models.h"

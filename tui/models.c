@@ -24,9 +24,7 @@
 #include <unistd.h>
 
 #include "gguf.h"
-/* src/config.h: the include path has src/ before tui/, and the build's
- * config.h (autoconf) is included above as "config.h" from the build dir */
-#include "../src/config.h"
+#include "catalog.h"
 
 #ifndef TTYCHAT_DATADIR
 #define TTYCHAT_DATADIR "/usr/local/share/ttychat"

@@ -27,7 +27,7 @@
 
 #include "engine.h"
 
-struct model_entry; /* src/config.h */
+struct model_entry; /* src/catalog.h */
 
 enum {
 	TUI_SET_TEMP = 1 << 0, /* the same bits as SET_* in cmds.h */
