@@ -17,6 +17,7 @@
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "cuda_backend.h"
 
@@ -35,7 +36,7 @@ struct cuda_ctx {
 
 /* ---- device helpers ---------------------------------------------------------- */
 
-__device__ __forceinline__ float cu_h2f(uint16_t h)
+__host__ __device__ __forceinline__ float cu_h2f(uint16_t h)
 {
 	return __half2float(__ushort_as_half(h));
 }
@@ -51,13 +52,20 @@ __device__ __forceinline__ float cu_f16_round(float f)
 	return __half2float(__float2half_rn(f));
 }
 
-__device__ __forceinline__ float cu_bf2f(uint16_t h)
+__host__ __device__ __forceinline__ float cu_bf2f(uint16_t h)
 {
+#ifdef __CUDA_ARCH__
 	return __uint_as_float((uint32_t)h << 16);
+#else
+	const uint32_t u = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &u, sizeof f);
+	return f;
+#endif
 }
 
 /* A little-endian half at a 2-byte aligned address. */
-__device__ __forceinline__ float cu_ld_h(const uint8_t *p)
+__host__ __device__ __forceinline__ float cu_ld_h(const uint8_t *p)
 {
 	return cu_h2f(*(const uint16_t *)p);
 }
