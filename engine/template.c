@@ -6057,15 +6057,17 @@ static value call_global(struct rctx *c, int fn, const struct callargs *ca)
 		}
 		if (stp == 0)
 			rt_fail(c, "range() arg 3 must not be zero");
-		double cnt_d = stp > 0 ? ((double)stop - (double)start) / (double)stp
-				       : ((double)start - (double)stop) / (double)-stp;
-		if (cnt_d > SANDBOX_MAX_RANGE)
+		/* exact length, as Python computes it, in 128-bit arithmetic */
+		__int128 span = stp > 0 ? (__int128)stop - start : (__int128)start - stop;
+		__int128 st128 = stp > 0 ? stp : -(__int128)stp;
+		__int128 cnt = span > 0 ? (span - 1) / st128 + 1 : 0;
+		if (cnt > SANDBOX_MAX_RANGE)
 			rt_fail(c, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (%d).",
 				SANDBOX_MAX_RANGE);
-		struct lbuild lb = {0};
-		for (int64_t i = start; stp > 0 ? i < stop : i > stop; i += stp)
-			lb_push(c->m, &lb, v_int(i));
-		return v_list(lb_done(c->m, &lb), false);
+		struct list *l = list_new(c->m, (size_t)cnt);
+		for (size_t i = 0; i < (size_t)cnt; i++)
+			l->v[i] = v_int((int64_t)(start + (__int128)i * stp));
+		return v_list(l, false);
 	}
 	case G_NAMESPACE: {
 		value v = {.t = T_NS};
@@ -6471,6 +6473,7 @@ static value call_value(struct rctx *c, const value *callee, const struct callar
 
 static value eval_filter(struct rctx *c, struct frame *fr, const struct expr *e, const value *input)
 {
+	enter(c);
 	value in = e->a ? (e->a->k == E_FILTER && input ? eval_filter(c, fr, e->a, input)
 						: eval(c, fr, e->a))
 			: *input;
@@ -6480,6 +6483,7 @@ static value eval_filter(struct rctx *c, struct frame *fr, const struct expr *e,
 	c->line = e->line;
 	value r = apply_filter(c, e->fid, &in, &ca);
 	c->line = saved;
+	leave(c);
 	return r;
 }
 

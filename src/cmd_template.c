@@ -15,6 +15,8 @@
  * an error instead (the conformance tests use it).  SOURCE_DATE_EPOCH, when
  * set, fixes the time strftime_now() formats.
  */
+#include "config.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>

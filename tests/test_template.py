@@ -15,8 +15,8 @@ checked against the templates of their family where the two must agree, and
 the fallback path of a model without a template (Gemma 3) is exercised.
 
 Uses only the standard library and Debian's python3-jinja2.  Exits 77
-(skip) when neither test templates nor models are present, or when the
-binary is missing.
+(skip) when the binary or jinja2 is missing; without test templates or
+models only the built-in feature corpus runs (and says so).
 """
 import datetime
 import glob
@@ -776,8 +776,7 @@ def main():
         print("%-48s %4d passed, %d failed" % (name, passed - before[0], failed - before[1]))
 
     if not ran:
-        print("SKIP: no test templates and no models found")
-        return 77
+        print("note: no test templates and no models found: only the feature corpus ran")
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
