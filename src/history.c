@@ -1244,6 +1244,24 @@ static int conv_parse(struct history_conv *c, const unsigned char *buf, size_t n
 	return HISTORY_OK;
 }
 
+/* Removes temporary files of C left by an interrupted rewrite (we hold
+ * C's writer lock, so none of them is in use). */
+static void sweep_conv_tmp(const struct history_conv *c)
+{
+	DIR *d = opendir(c->h->hdir);
+	if (!d)
+		return;
+	char prefix[HISTORY_ID_LEN + 8];
+	snprintf(prefix, sizeof prefix, ".%s.tch.", c->id);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t l = strlen(e->d_name);
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && l > 4 && strcmp(e->d_name + l - 4, ".tmp") == 0)
+			unlinkat(dirfd(d), e->d_name, 0);
+	}
+	closedir(d);
+}
+
 /* Loads conversation FULL (an exact ID). */
 static int conv_load_exact(struct history *h, const char *full, unsigned flags, struct history_conv **out)
 {
@@ -1275,6 +1293,7 @@ static int conv_load_exact(struct history *h, const char *full, unsigned flags, 
 	}
 	if (write) {
 		c->fd = fd;
+		sweep_conv_tmp(c);
 		if (c->needs_rewrite) {
 			char note[sizeof h->err];
 			memcpy(note, h->err, sizeof note);
