@@ -2104,7 +2104,10 @@ static size_t int_span(const char *s, size_t n, size_t i, int *base)
 	*base = 10;
 	if (s[i] == '0' && i + 1 < n) {
 		char x = s[i + 1];
-		int b = (x == 'b' || x == 'B') ? 2 : (x == 'o' || x == 'O') ? 8 : (x == 'x' || x == 'X') ? 16 : 0;
+		int b = (x == 'b' || x == 'B')   ? 2
+			: (x == 'o' || x == 'O') ? 8
+			: (x == 'x' || x == 'X') ? 16
+						 : 0;
 		if (b) {
 			size_t j = i + 2, cnt = 0;
 			for (;;) {
@@ -5031,11 +5034,12 @@ static value arith(struct rctx *c, int op, const value *a, const value *b)
 			return v_float(as_float(a) * as_float(b));
 		{
 			const value *seq = NULL, *cnt = NULL;
-			if ((a->t == T_INT || a->t == T_BOOL) && (b->t == T_STR || b->t == T_LIST || b->t == T_TUPLE)) {
+			bool a_seq = a->t == T_STR || a->t == T_LIST || a->t == T_TUPLE;
+			bool b_seq = b->t == T_STR || b->t == T_LIST || b->t == T_TUPLE;
+			if ((a->t == T_INT || a->t == T_BOOL) && b_seq) {
 				seq = b;
 				cnt = a;
-			} else if ((b->t == T_INT || b->t == T_BOOL) &&
-				   (a->t == T_STR || a->t == T_LIST || a->t == T_TUPLE)) {
+			} else if ((b->t == T_INT || b->t == T_BOOL) && a_seq) {
 				seq = a;
 				cnt = b;
 			}
@@ -6269,7 +6273,8 @@ static value str_method(struct rctx *c, const struct method *mt, const struct ca
 		const struct str *fill = a[1].t == T_ABSENT ? str_c(c->m, " ") : want_str(c, &a[1], mt->name);
 		if (u8_count(fill->s, fill->len) != 1)
 			rt_fail(c, "The fill character must be exactly one character long");
-		return v_str(py_justify(c, s, w, fill, mt->id == M_CENTER ? 'c' : mt->id == M_LJUST ? 'l' : 'r'));
+		char kind = mt->id == M_CENTER ? 'c' : mt->id == M_LJUST ? 'l' : 'r';
+		return v_str(py_justify(c, s, w, fill, kind));
 	}
 	case M_PARTITION:
 	case M_RPARTITION: {
@@ -7487,10 +7492,11 @@ static void msgjson_run(struct msgjson_job *job, const char *json)
 	size_t bytes = mul_or_die(&c->f, l->n ? l->n : 1, sizeof(struct tmpl_message));
 	for (size_t i = 0; i < l->n; i++) {
 		const value *mv = &l->v[i];
-		const value *role = mv->t == T_DICT ? dict_get(mv->u.d, &(value){.t = T_STR, .u.s = str_c(c->m, "role")}) : NULL;
+		value k_role = v_str(str_c(c->m, "role")), k_content = v_str(str_c(c->m, "content"));
+		const value *role = mv->t == T_DICT ? dict_get(mv->u.d, &k_role) : NULL;
 		if (!role || role->t != T_STR || memchr(role->u.s->s, 0, role->u.s->len))
 			fail_at(&c->f, TMPL_ERR_ARG, 0, "messages: element %zu has no \"role\" string", i);
-		const value *content = dict_get(mv->u.d, &(value){.t = T_STR, .u.s = str_c(c->m, "content")});
+		const value *content = dict_get(mv->u.d, &k_content);
 		if (mv->u.d->n != 2 || !content || (content->t != T_STR && content->t != T_NONE))
 			job->structured = true;
 		bytes = add_or_die(&c->f, bytes, role->u.s->len + 1);

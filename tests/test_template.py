@@ -516,6 +516,64 @@ FEATURES = [
     "{{ range(3)|map('string')|join('-') }} {{ range(1, 4)|sum }} {{ range(5)|select('even')|list }} {{ range(5)|batch(2)|map('sum')|list }}",
     "{{ l|map('tojson')|join(';') }} {{ people|map(attribute='name')|map('upper')|sort|join }}",
     "{{ x|float / 2 }} {{ (x / 2)|int }} {{ x|string|int + 1 }} {{ '7'|int * '3'|int }}",
+    "{%- set msg = \"line one.\\\nline two \\\"quoted\\\"\\\n\\\nend\" %}{{ msg }}|{{ 'a\\\nb' }}",
+    "{%- set filtered = [] %}{%- for m in messages %}{%- if m['role'] not in ['tool', 'x'] and not m.get('tool_calls') %}{%- set filtered = filtered + [m] %}{%- endif %}{%- endfor %}{{ filtered|length }} {{ 'abcdefghijk'[-9:] }} {{ people[0].get('name') }} {{ people[2].get('tags', 'd') }}",
+    """[gMASK]<sop>
+{%- macro visible(content) -%}
+    {%- if content is string -%}
+        {{- content }}
+    {%- elif content is iterable and content is not mapping -%}
+        {%- for item in content -%}
+            {%- if item is mapping and item.type == 'text' -%}
+                {{- item.text }}
+            {%- elif item is string -%}
+                {{- item }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- else -%}
+        {{- content }}
+    {%- endif -%}
+{%- endmacro -%}
+{%- set ns = namespace(last_user=-1) %}
+{%- for m in messages %}
+    {%- if m.role == 'user' %}
+        {% set ns.last_user = loop.index0 -%}
+    {%- endif %}
+{%- endfor %}
+{% for m in messages %}
+{%- if m.role == 'user' -%}<|user|>
+{%- set uc = visible(m.content) -%}
+{{ uc }}
+{{- '/nothink' if (enable_thinking is defined and not enable_thinking and not uc.endswith("/nothink")) else '' -}}
+{%- elif m.role == 'assistant' -%}
+<|assistant|>
+{%- set content = visible(m.content) %}
+{%- set parts = content.split('</think>') -%}
+{%- set first_part = parts | first -%}
+{{ '\\n' + (parts | last).strip() }}
+{%- for k, v in {'a': 1, 'b': 'two', 'c': [1]}.items() -%}
+
+<arg_key>{{ k }}</arg_key>
+<arg_value>{{ v | tojson if v is not string else v }}</arg_value>
+{%- endfor -%}
+{%- elif m.role == 'system' -%}
+<|system|>
+{{ visible([{'type': 'text', 'text': m.content}, 'plain', {'type': 'image'}]) }}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    <|assistant|>{{- '\\n<think></think>' if (enable_thinking is defined and not enable_thinking) else '' -}}
+{%- endif -%}""",
+    "{% for c in [{'type': 'image'}, {'text': 'hi'}, {'image_url': 'u'}] %}{% if c['type'] == 'image' or 'image' in c or 'image_url' in c %}[IMG]{% else %}{{ c['text'] }}{% endif %}{% endfor %}",
+    "{% set out = people[0]|tojson %}{{ out[:-1] }}, \"id\": 1}} {{ (tools[0]['function'] | tojson) }}",
+    "{{- '<|system|>' -}}\n  {% for t in tools %}\n    {{- t.function.name -}}\n  {% endfor %}\n{{- '<|end|>' -}}",
+    "  {% if true %}x{% endif %}|\n\t \t{%- if true %}y{% endif %}|{% if true %}  \n  z{% endif %}",
+    "x {%+ if true %}a{% endif %}|{#- c #}  y|{{ 1 }}  {% if true %}b{% endif %}\n  {% if true %}c{% endif %}",
+    "\u3000{% if true %}u{% endif %}|{% if true -%} \u3000\u2028 v{% endif %}|a \u00a0{%- if true %}w{% endif %}",
+    "{% raw %}r{% endraw %}\n  {% if true %}after-raw{% endif %}\n{% raw -%}\n  x  \n  {%- endraw %}",
+    "{% for i in [1, 2] %}\n{{ i }}\n{% endfor %}\n\n{% for i in [1, 2] -%}\n{{ i }}\n{%- endfor %}",
+    "a {# multi\nline\ncomment #}\nb {#- x -#} c\n{# y #}\n\nd",
+    "{%- macro m() -%}\n  inside  \n{%- endmacro -%}\n[{{ m() }}]\n  {{- m() -}}\n[x]",
     # errors that must fail in both
     "{{ 'a' + 1 }}",
     "{{ missing.attr }}",
