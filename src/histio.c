@@ -121,7 +121,8 @@ int histio_mkdir(const char *path, char *err, size_t errlen)
 		return histio_errno_status(errno);
 	}
 	struct stat st;
-	if (lstat(path, &st) != 0) {
+	/* stat, not lstat: a data directory may be a symlink to another disk */
+	if (stat(path, &st) != 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return HISTORY_E_IO;
 	}

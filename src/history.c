@@ -273,7 +273,12 @@ static int create_keyfile(struct history *h, const unsigned char *master, const 
 	if (rc == HISTORY_OK)
 		rc = histio_fsync(&h->io, fd, "the key file", err, errlen);
 	close(fd);
-	if (rc == HISTORY_OK && link(tmp, h->keypath) != 0) {
+	/* link() fails if a key file appeared meanwhile; rename() would
+	 * silently replace it.  Only where hard links do not exist at all
+	 * (some FUSE and FAT file systems) do we fall back to rename(). */
+	if (rc == HISTORY_OK && link(tmp, h->keypath) != 0 &&
+	    !((errno == EPERM || errno == ENOTSUP || errno == EOPNOTSUPP || errno == ENOSYS) &&
+	      access(h->keypath, F_OK) != 0 && h->io.rename(h->io.ctx, tmp, h->keypath) == 0)) {
 		if (errno == EEXIST) {
 			snprintf(err, errlen, "another ttychat created the key file just now; try again");
 			rc = HISTORY_E_BUSY;
@@ -447,14 +452,15 @@ static void buf_add(struct buf *b, const void *src, size_t n)
 			}
 			cap *= 2;
 		}
-		unsigned char *np = sodium_malloc(cap);
+		unsigned char *np = malloc(cap);
 		if (!np) {
 			b->oom = true;
 			return;
 		}
 		if (b->p) {
 			memcpy(np, b->p, b->n);
-			sodium_free(b->p);
+			sodium_memzero(b->p, b->n);
+			free(b->p);
 		}
 		b->p = np;
 		b->cap = cap;
@@ -490,7 +496,21 @@ static void buf_f32(struct buf *b, unsigned tag, float v)
 	buf_field(b, tag, p, 4);
 }
 
-/* The padded plaintext of R in sodium_malloc memory (wiped on free). */
+/* Frees plaintext buffer B, wiping it first. */
+static void buf_wipe(struct buf *b)
+{
+	if (b->p) {
+		sodium_memzero(b->p, b->n);
+		free(b->p);
+	}
+	b->p = NULL;
+	b->n = b->cap = 0;
+}
+
+/* The padded plaintext of R (free it with buf_wipe).  Plaintext
+ * temporaries live in ordinary memory and are wiped before they are
+ * freed; only keys use sodium_malloc (locked pages are a scarce resource
+ * and a 16 MiB message would not fit RLIMIT_MEMLOCK). */
 static int rec_encode(const struct rec *r, struct buf *b)
 {
 	unsigned char head[12];
@@ -528,9 +548,7 @@ static int rec_encode(const struct rec *r, struct buf *b)
 	unsigned char zero[PAD_BLOCK] = {0x80};
 	buf_add(b, zero, padded - b->n);
 	if (b->oom || b->n > MAX_PLAIN) {
-		if (b->p)
-			sodium_free(b->p);
-		b->p = NULL;
+		buf_wipe(b);
 		return HISTORY_E_NOMEM;
 	}
 	return HISTORY_OK;
@@ -704,7 +722,7 @@ static int rec_seal(const struct history_conv *c, const struct rec *r, uint64_t 
 	size_t clen = pt.n + TAG_BYTES;
 	unsigned char *rec = malloc(REC_HDR + clen);
 	if (!rec) {
-		sodium_free(pt.p);
+		buf_wipe(&pt);
 		return HISTORY_E_NOMEM;
 	}
 	unsigned char ad[REC_AD_LEN];
@@ -713,7 +731,7 @@ static int rec_seal(const struct history_conv *c, const struct rec *r, uint64_t 
 	rec_ad(ad, c->header, seq, prev, (uint32_t)clen);
 	crypto_aead_xchacha20poly1305_ietf_encrypt(rec + REC_HDR, NULL, pt.p, pt.n, ad, sizeof ad, NULL, rec + 4,
 						   history_key(c->h, HK_RECORD));
-	sodium_free(pt.p);
+	buf_wipe(&pt);
 	memcpy(tag, rec + REC_HDR + clen - TAG_BYTES, TAG_BYTES);
 	*out = rec;
 	*n = REC_HDR + clen;
@@ -730,6 +748,7 @@ static void slot_mac(const struct history_conv *c, const unsigned char *slot, un
 	crypto_generichash_update(&st, c->header, LOG_HDR);
 	crypto_generichash_update(&st, slot, SLOT_MACCED);
 	crypto_generichash_final(&st, mac, 16);
+	sodium_memzero(&st, sizeof st); /* keyed state */
 }
 
 static void slot_make(const struct history_conv *c, unsigned char slot[SLOT_SIZE], uint64_t gen, uint64_t count,
@@ -1159,9 +1178,8 @@ static int conv_parse(struct history_conv *c, const unsigned char *buf, size_t n
 		if (!torn) {
 			size_t plen = clen - TAG_BYTES;
 			if (plen > pt_cap) {
-				if (pt)
-					sodium_free(pt);
-				pt = sodium_malloc(plen);
+				free(pt); /* wiped after each record */
+				pt = malloc(plen);
 				pt_cap = pt ? plen : 0;
 				if (!pt) {
 					rc = fail(h, HISTORY_E_NOMEM, "out of memory");
@@ -1217,8 +1235,7 @@ static int conv_parse(struct history_conv *c, const unsigned char *buf, size_t n
 			break;
 		}
 	}
-	if (pt)
-		sodium_free(pt);
+	free(pt);
 	if (rc != HISTORY_OK)
 		return rc;
 	if (seq < committed)

@@ -2,7 +2,10 @@
  * passphrase.c - passphrase sources for the command line (see
  * passphrase.h).  Reads use read(2) into the caller's secure buffer, one
  * byte at a time from a descriptor so that nothing after the line is
- * consumed; the terminal prompt turns echo off and always restores it.
+ * consumed.  The terminal prompt turns echo off and always restores it:
+ * SIGINT, SIGTERM, SIGHUP and SIGQUIT during the prompt interrupt the
+ * read, the terminal is restored, and the signal is raised again with
+ * the handler the program had (the way OpenBSD's readpassphrase does).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -13,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +24,14 @@
 #include <unistd.h>
 
 #include <sodium.h>
+
+/* The signal that interrupted a terminal prompt (a signal flag). */
+static volatile sig_atomic_t prompt_signal;
+
+static void on_prompt_signal(int sig)
+{
+	prompt_signal = sig;
+}
 
 void passphrase_src_init(struct passphrase_src *s)
 {
@@ -34,7 +46,7 @@ static int read_line(struct passphrase_src *s, int fd, const char *what, char *b
 	for (;;) {
 		char ch;
 		ssize_t r = read(fd, &ch, 1);
-		if (r < 0 && errno == EINTR)
+		if (r < 0 && errno == EINTR && !prompt_signal)
 			continue;
 		if (r < 0) {
 			snprintf(s->err, sizeof s->err, "reading the passphrase from %s: %s", what, strerror(errno));
@@ -97,6 +109,12 @@ static int ask_tty(struct passphrase_src *s, const char *prompt, char *buf, size
 			 "no terminal to ask for the passphrase; set TTYCHAT_PASSPHRASE_FILE or TTYCHAT_PASSPHRASE_FD");
 		return -1;
 	}
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+	struct sigaction sa = {.sa_handler = on_prompt_signal}, saved[4];
+	sigemptyset(&sa.sa_mask); /* no SA_RESTART: the read must stop */
+	prompt_signal = 0;
+	for (int i = 0; i < 4; i++)
+		sigaction(sigs[i], &sa, &saved[i]);
 	struct termios old, quiet;
 	int have = tcgetattr(fd, &old) == 0;
 	if (have && !echo) {
@@ -116,6 +134,15 @@ static int ask_tty(struct passphrase_src *s, const char *prompt, char *buf, size
 		}
 	}
 	close(fd);
+	for (int i = 0; i < 4; i++)
+		sigaction(sigs[i], &saved[i], NULL);
+	if (prompt_signal) {
+		int sig = prompt_signal;
+		prompt_signal = 0;
+		snprintf(s->err, sizeof s->err, "interrupted");
+		raise(sig); /* the program's own handling, now that echo is back */
+		return -1;
+	}
 	return rc;
 }
 
