@@ -1108,6 +1108,34 @@ static void test_no_plaintext(void)
 	history_blob_save(h, "kv/p.kv", text, strlen(text), err, sizeof err);
 	history_set_passphrase(h, mk, strlen(mk));
 	history_close(h);
+	/* the recovery paths too: a failed fsync (whole-file rewrite) and a
+	 * torn tail repaired on load */
+	struct fault f = {.fail_at = 0, .which = 2, .err = EIO};
+	struct history_io io = {.ctx = &f, .pwrite = f_pwrite, .fsync = f_fsync, .rename = f_rename};
+	CHECK(open_store(dir, mk, 0, &io, &h, err, sizeof err) == HISTORY_OK, "reopen: %s", err);
+	struct history_entry *v;
+	size_t n;
+	history_list(h, &v, &n);
+	char id[HISTORY_ID_LEN + 1] = "";
+	if (n == 1)
+		memcpy(id, v[0].id, sizeof id);
+	history_list_free(v, n);
+	CHECK(n == 1 && history_conv_load(h, id, HISTORY_LOAD_WRITE, &c) == HISTORY_OK, "load for writing");
+	f.count = 0;
+	CHECK(history_append(c, HISTORY_ROLE_USER, text, strlen(text), 0) == HISTORY_E_IO, "fsync fails");
+	f.fail_at = -1;
+	CHECK(history_conv_flush(c) == HISTORY_OK, "rewrite");
+	history_conv_close(c);
+	size_t ln;
+	unsigned char *log = slurp(path, &ln), *torn = malloc(ln + 40);
+	memcpy(torn, log, ln);
+	memset(torn + ln, 'x', 40);
+	spit(path, torn, ln + 40);
+	CHECK(history_conv_load(h, id, HISTORY_LOAD_WRITE, &c) == HISTORY_RECOVERED, "torn tail repaired");
+	history_conv_close(c);
+	free(log);
+	free(torn);
+	history_close(h);
 	hits = 0;
 	scanned_files = 0;
 	nftw(dir, scan_one, 16, FTW_PHYS);
