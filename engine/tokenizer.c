@@ -68,7 +68,7 @@ struct strtab {
 	uint32_t *off, *len, *hash;   /* per string id */
 	int32_t *token;               /* per string id: token with this text or -1 */
 	size_t n, cap;
-	uint32_t *slot;               /* string id + 1, 0 = empty */
+	uint64_t *slot;               /* hash << 32 | (string id + 1); 0 = empty */
 	size_t mask;
 };
 
@@ -84,14 +84,14 @@ static void strtab_free(struct strtab *t)
 
 static bool strtab_rehash(struct strtab *t, size_t nslots)
 {
-	uint32_t *slot = calloc(nslots, sizeof *slot);
+	uint64_t *slot = calloc(nslots, sizeof *slot);
 	if (!slot)
 		return false;
 	for (size_t i = 0; i < t->n; i++) {
 		size_t j = t->hash[i] & (nslots - 1);
 		while (slot[j])
 			j = (j + 1) & (nslots - 1);
-		slot[j] = (uint32_t)i + 1;
+		slot[j] = (uint64_t)t->hash[i] << 32 | (i + 1);
 	}
 	free(t->slot);
 	t->slot = slot;
@@ -104,12 +104,14 @@ static int64_t strtab_find_h(const struct strtab *t, const char *s, size_t n, ui
 	if (!t->slot)
 		return -1;
 	for (size_t j = h & t->mask;; j = (j + 1) & t->mask) {
-		uint32_t e = t->slot[j];
+		uint64_t e = t->slot[j];
 		if (!e)
 			return -1;
-		e--;
-		if (t->hash[e] == h && t->len[e] == n && memcmp(t->arena + t->off[e], s, n) == 0)
-			return e;
+		if ((uint32_t)(e >> 32) != h)
+			continue;
+		uint32_t id = (uint32_t)e - 1;
+		if (t->len[id] == n && memcmp(t->arena + t->off[id], s, n) == 0)
+			return id;
 	}
 }
 
@@ -173,7 +175,7 @@ static int64_t strtab_intern(struct strtab *t, const char *s, size_t n)
 	size_t j = h & t->mask;
 	while (t->slot[j])
 		j = (j + 1) & t->mask;
-	t->slot[j] = (uint32_t)id + 1;
+	t->slot[j] = (uint64_t)h << 32 | (id + 1);
 	return (int64_t)id;
 }
 
@@ -220,6 +222,13 @@ struct trie_node {
 
 /* ---- the tokenizer ---- */
 
+/* A token whose text has U+2581 at byte K > 0: it can join text across a
+ * word start, so a word start where it occurs is no place to cut. */
+struct spm_inner {
+	uint32_t sid;
+	uint32_t k;
+};
+
 struct token {
 	uint32_t sid;        /* its text in strs */
 	uint32_t piece_off;  /* detokenized bytes (special rendering) in pieces */
@@ -236,6 +245,7 @@ struct tokenizer {
 	char *pieces;
 	size_t pieces_len;
 	size_t max_piece;
+	size_t max_token;             /* longest token text */
 	int32_t role[TOK_ROLE_COUNT];
 	bool add_bos, add_eos, add_space_prefix, ignore_merges, has_strip;
 
@@ -249,6 +259,9 @@ struct tokenizer {
 
 	/* SentencePiece */
 	int32_t byte_token[256];      /* <0xNN>, else the byte itself, else unk; -1 */
+	struct spm_inner *inner;      /* tokens with a U+2581 after their start */
+	size_t n_inner;
+	bool spm_chunks;              /* false: too many such tokens to check */
 
 	/* special tokens */
 	struct trie_node *trie;
@@ -277,7 +290,25 @@ void tok_free(tokenizer *tk)
 	pretok_free(tk->pre);
 	free(tk->pairs.e);
 	free(tk->trie);
+	free(tk->inner);
 	free(tk);
+}
+
+static bool reserve_n(void **p, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return true;
+	if (need > SIZE_MAX / 2 / elem)
+		return false;
+	size_t n = *cap ? *cap : 16;
+	while (n < need)
+		n *= 2;
+	void *q = realloc(*p, n * elem);
+	if (!q)
+		return false;
+	*p = q;
+	*cap = n;
+	return true;
 }
 
 /* ---- loading ---- */
@@ -366,6 +397,8 @@ static bool load_tokens(tokenizer *tk, const gguf_file *f, char *err, size_t err
 		if (sid < 0)
 			goto nomem;
 		tk->strs.token[sid] = (int32_t)i;  /* a repeated text maps to its last id */
+		if (len > tk->max_token)
+			tk->max_token = len;
 		struct token *t = &tk->tok[i];
 		t->sid = (uint32_t)sid;
 		if (scores) {
@@ -488,6 +521,31 @@ static bool load_merges(tokenizer *tk, const gguf_file *f, char *err, size_t err
 nomem:
 	seterr(err, errlen, "out of memory loading %llu merges", (unsigned long long)n);
 	return false;
+}
+
+/* The (token, offset) pairs of U+2581 inside token texts (not at 0). */
+static bool load_spm_inner(tokenizer *tk)
+{
+	size_t cap = 0;
+	tk->spm_chunks = true;
+	for (int32_t id = 0; id < tk->n_vocab; id++) {
+		size_t len;
+		const char *t = token_text(tk, id, &len);
+		if (tk->strs.token[tk->tok[id].sid] != id)
+			continue;  /* a repeated text: its last id stands for it */
+		for (size_t k = 1; k + 3 <= len; k++) {
+			if (memcmp(t + k, "\xe2\x96\x81", 3) != 0)
+				continue;
+			if (tk->n_inner == 4096) {
+				tk->spm_chunks = false;  /* not worth checking: never cut */
+				return true;
+			}
+			if (!reserve_n((void **)&tk->inner, &cap, tk->n_inner + 1, sizeof *tk->inner))
+				return false;
+			tk->inner[tk->n_inner++] = (struct spm_inner){tk->tok[id].sid, (uint32_t)k};
+		}
+	}
+	return true;
 }
 
 static void load_spm_bytes(tokenizer *tk)
@@ -922,8 +980,13 @@ tokenizer *tok_load_opts(const gguf_file *f, const struct tok_load_opts *opts, c
 		tk->add_bos = b;
 	if (gguf_get_bool(f, "tokenizer.ggml.add_eos_token", &b))
 		tk->add_eos = b;
-	if (tk->model == TOK_MODEL_SPM)
+	if (tk->model == TOK_MODEL_SPM) {
 		load_spm_bytes(tk);
+		if (!load_spm_inner(tk)) {
+			seterr(err, errlen, "out of memory");
+			goto fail;
+		}
+	}
 
 	adjust_attrs(tk);
 	if (!build_trie(tk) || !make_pieces(tk)) {
@@ -1053,15 +1116,41 @@ struct sym {
 	uint32_t start, n;  /* bytes of the working text */
 	int32_t prev, next;
 	int32_t sid;        /* BPE: interned text, -1 when not interned */
+	/* small inputs: the pair this symbol starts with its next one */
+	bool has_pair;
+	float score;        /* SPM */
+	int32_t rank;       /* BPE */
+	uint32_t result;    /* BPE */
 };
 
+/* Up to this many symbols, merging scans for the best pair instead of
+ * keeping a heap: the same choice (best score or rank, then leftmost, among
+ * the adjacent pairs that are tokens) without the heap's cost. */
+#define SCAN_MAX 48
+
 struct bigram {
-	float score;        /* SPM: higher first */
-	int32_t rank;       /* BPE: lower first */
+	uint64_t key;       /* smaller pops first: score or rank, then left */
 	int32_t left, right;
 	uint32_t size;
 	uint32_t result;    /* BPE: string id after merging */
 };
+
+/* llama.cpp's orders as one integer: SPM wants the highest score, BPE the
+ * lowest rank, both the leftmost pair on a tie. */
+static inline uint64_t spm_key(float score, int32_t left)
+{
+	uint32_t u;
+	if (score == 0.0f)
+		score = 0.0f;  /* -0 and +0 tie, as in a float comparison */
+	memcpy(&u, &score, 4);
+	u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  /* ascending with score */
+	return (uint64_t)~u << 32 | (uint32_t)left;
+}
+
+static inline uint64_t bpe_key(int32_t rank, int32_t left)
+{
+	return (uint64_t)(uint32_t)rank << 32 | (uint32_t)left;
+}
 
 struct hot {               /* a text position where special tokens match */
 	uint32_t pos, first, cur; /* matches pool[first..cur], longest last */
@@ -1106,46 +1195,21 @@ static void work_free(struct enc_work *w)
 	free(w->claims);
 }
 
-static bool reserve(void **p, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return true;
-	if (need > SIZE_MAX / 2 / elem)
-		return false;
-	size_t n = *cap ? *cap : 16;
-	while (n < need)
-		n *= 2;
-	void *q = realloc(*p, n * elem);
-	if (!q)
-		return false;
-	*p = q;
-	*cap = n;
-	return true;
-}
-
 static inline bool emit(struct enc_work *w, int32_t id)
 {
-	if (w->n == w->cap && !reserve((void **)&w->ids, &w->cap, w->n + 1, sizeof *w->ids))
+	if (w->n == w->cap && !reserve_n((void **)&w->ids, &w->cap, w->n + 1, sizeof *w->ids))
 		return false;
 	w->ids[w->n++] = id;
 	return true;
 }
 
-/* Binary heap of bigrams; SPM orders by score, BPE by rank, ties by the
- * leftmost (llama.cpp's priority_queue comparators). */
-static inline bool better(const struct bigram *a, const struct bigram *b, bool spm)
-{
-	if (spm)
-		return a->score > b->score || (a->score == b->score && a->left < b->left);
-	return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static void heap_push(struct enc_work *w, const struct bigram *g, bool spm)
+/* Binary heap of bigrams, smallest key on top. */
+static void heap_push(struct enc_work *w, const struct bigram *g)
 {
 	size_t i = w->n_heap++;
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
-		if (!better(g, &w->heap[p], spm))
+		if (w->heap[p].key <= g->key)
 			break;
 		w->heap[i] = w->heap[p];
 		i = p;
@@ -1153,7 +1217,7 @@ static void heap_push(struct enc_work *w, const struct bigram *g, bool spm)
 	w->heap[i] = *g;
 }
 
-static struct bigram heap_pop(struct enc_work *w, bool spm)
+static struct bigram heap_pop(struct enc_work *w)
 {
 	struct bigram top = w->heap[0];
 	struct bigram last = w->heap[--w->n_heap];
@@ -1162,9 +1226,8 @@ static struct bigram heap_pop(struct enc_work *w, bool spm)
 		size_t c = 2 * i + 1;
 		if (c >= n)
 			break;
-		if (c + 1 < n && better(&w->heap[c + 1], &w->heap[c], spm))
-			c++;
-		if (!better(&w->heap[c], &last, spm))
+		c += c + 1 < n && w->heap[c + 1].key < w->heap[c].key;
+		if (w->heap[c].key >= last.key)
 			break;
 		w->heap[i] = w->heap[c];
 		i = c;
@@ -1181,61 +1244,81 @@ static void spm_try(const tokenizer *tk, struct enc_work *w, int32_t l, int32_t 
 	if (l < 0 || r < 0)
 		return;
 	const struct sym *a = &w->sym[l], *b = &w->sym[r];
+	if (a->n + b->n > tk->max_token)
+		return;
 	int64_t sid = strtab_find(&tk->strs, w->buf + a->start, a->n + b->n);
 	if (sid < 0 || tk->strs.token[sid] < 0)
 		return;
-	struct bigram g = {tk->tok[tk->strs.token[sid]].score, 0, l, r, a->n + b->n, 0};
-	heap_push(w, &g, true);
+	struct bigram g = {spm_key(tk->tok[tk->strs.token[sid]].score, l), l, r, a->n + b->n, 0};
+	heap_push(w, &g);
 }
 
-static int spm_fragment(const tokenizer *tk, struct enc_work *w, const char *s, size_t n, bool prefix)
+/* The pair symbol l starts, for the scanning merge. */
+static void spm_pair(const tokenizer *tk, struct enc_work *w, int32_t l)
 {
-	/* the text with a leading space if asked and every space as U+2581 */
-	size_t len = 0;
-	if (!reserve((void **)&w->buf, &w->cap_buf, 3 * n + 3, 1))
-		return TOK_ERR_NOMEM;
-	if (prefix) {
-		memcpy(w->buf, "\xe2\x96\x81", 3);
-		len = 3;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == ' ') {
-			memcpy(w->buf + len, "\xe2\x96\x81", 3);
-			len += 3;
-		} else {
-			w->buf[len++] = s[i];
-		}
-	}
-	if (len == 0)
-		return TOK_OK;
+	struct sym *a = &w->sym[l];
+	a->has_pair = false;
+	if (a->next < 0)
+		return;
+	const struct sym *b = &w->sym[a->next];
+	if (a->n + b->n > tk->max_token)
+		return;
+	int64_t sid = strtab_find(&tk->strs, w->buf + a->start, a->n + b->n);
+	if (sid < 0 || tk->strs.token[sid] < 0)
+		return;
+	a->has_pair = true;
+	a->score = tk->tok[tk->strs.token[sid]].score;
+}
 
-	if (!reserve((void **)&w->sym, &w->cap_sym, len, sizeof *w->sym) ||
-	    !reserve((void **)&w->heap, &w->cap_heap, 3 * len + 1, sizeof *w->heap))
-		return TOK_ERR_NOMEM;
-	int32_t ns = 0;
-	for (size_t off = 0; off < len;) {
-		size_t cl = unicode_len_utf8((unsigned char)w->buf[off]);
-		if (cl > len - off)
-			cl = len - off;
-		w->sym[ns] = (struct sym){(uint32_t)off, (uint32_t)cl, ns - 1, off + cl == len ? -1 : ns + 1, -1};
-		ns++;
-		off += cl;
-	}
-	w->n_heap = 0;
-	for (int32_t i = 1; i < ns; i++)
-		spm_try(tk, w, i - 1, i);
-	while (w->n_heap) {
-		struct bigram g = heap_pop(w, true);
-		struct sym *a = &w->sym[g.left], *b = &w->sym[g.right];
-		if (a->n == 0 || b->n == 0 || a->n + b->n != g.size)
-			continue;  /* stale */
+static void spm_merge_scan(const tokenizer *tk, struct enc_work *w, int32_t ns)
+{
+	for (int32_t i = 0; i < ns; i++)
+		spm_pair(tk, w, i);
+	for (;;) {
+		int32_t best = -1;
+		for (int32_t i = 0; i != -1; i = w->sym[i].next)
+			if (w->sym[i].has_pair && (best < 0 || w->sym[i].score > w->sym[best].score))
+				best = i;
+		if (best < 0)
+			return;
+		struct sym *a = &w->sym[best], *b = &w->sym[a->next];
 		a->n += b->n;
 		b->n = 0;
 		a->next = b->next;
 		if (b->next >= 0)
-			w->sym[b->next].prev = g.left;
-		spm_try(tk, w, a->prev, g.left);
-		spm_try(tk, w, g.left, a->next);
+			w->sym[b->next].prev = best;
+		spm_pair(tk, w, best);
+		if (a->prev >= 0)
+			spm_pair(tk, w, a->prev);
+	}
+}
+
+/* Merges w->sym[0..ns) (a chunk that no token spans out of) and emits. */
+static int spm_chunk(const tokenizer *tk, struct enc_work *w, int32_t ns)
+{
+	if (ns == 0)
+		return TOK_OK;
+	w->sym[0].prev = -1;
+	w->sym[ns - 1].next = -1;
+	if (ns <= SCAN_MAX) {
+		spm_merge_scan(tk, w, ns);
+	} else {
+		w->n_heap = 0;
+		for (int32_t i = 1; i < ns; i++)
+			spm_try(tk, w, i - 1, i);
+		while (w->n_heap) {
+			struct bigram g = heap_pop(w);
+			struct sym *a = &w->sym[g.left], *b = &w->sym[g.right];
+			if (a->n == 0 || b->n == 0 || a->n + b->n != g.size)
+				continue;  /* stale */
+			a->n += b->n;
+			b->n = 0;
+			a->next = b->next;
+			if (b->next >= 0)
+				w->sym[b->next].prev = g.left;
+			spm_try(tk, w, a->prev, g.left);
+			spm_try(tk, w, g.left, a->next);
+		}
 	}
 	for (int32_t i = 0; i != -1; i = w->sym[i].next) {
 		const struct sym *a = &w->sym[i];
@@ -1257,6 +1340,71 @@ static int spm_fragment(const tokenizer *tk, struct enc_work *w, const char *s, 
 	return TOK_OK;
 }
 
+/* Whether the escaped text may be cut before the U+2581 at byte b: true
+ * when no token containing U+2581 after its start occurs across b.  Every
+ * merged symbol is a token occurring in the text, so then no merge joins
+ * the two sides, and merging them apart gives what merging them together
+ * gives (the heap orders each side's pairs the same way). */
+static bool spm_cut_ok(const tokenizer *tk, const char *buf, size_t len, size_t b)
+{
+	if (!tk->spm_chunks)
+		return false;
+	for (size_t i = 0; i < tk->n_inner; i++) {
+		const struct spm_inner *in = &tk->inner[i];
+		size_t tl = tk->strs.len[in->sid];
+		if (in->k > b || b - in->k + tl > len)
+			continue;
+		const char *t = tk->strs.arena + tk->strs.off[in->sid];
+		if (buf[b - 1] == t[in->k - 1] && memcmp(buf + b - in->k, t, tl) == 0)
+			return false;
+	}
+	return true;
+}
+
+static int spm_fragment(const tokenizer *tk, struct enc_work *w, const char *s, size_t n, bool prefix)
+{
+	/* the text with a leading space if asked and every space as U+2581 */
+	size_t len = 0;
+	if (!reserve_n((void **)&w->buf, &w->cap_buf, 3 * n + 3, 1))
+		return TOK_ERR_NOMEM;
+	if (prefix) {
+		memcpy(w->buf, "\xe2\x96\x81", 3);
+		len = 3;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == ' ') {
+			memcpy(w->buf + len, "\xe2\x96\x81", 3);
+			len += 3;
+		} else {
+			w->buf[len++] = s[i];
+		}
+	}
+
+	/* symbols are UTF-8 characters by their lead byte; merge chunk by
+	 * chunk, cutting before a U+2581 where no token can span the cut */
+	int32_t ns = 0;
+	for (size_t off = 0; off < len;) {
+		size_t cl = unicode_len_utf8((unsigned char)w->buf[off]);
+		if (cl > len - off)
+			cl = len - off;
+		if (ns > 0 && cl == 3 && memcmp(w->buf + off, "\xe2\x96\x81", 3) == 0 &&
+		    spm_cut_ok(tk, w->buf, len, off)) {
+			int rc = spm_chunk(tk, w, ns);
+			if (rc)
+				return rc;
+			ns = 0;
+		}
+		if (!reserve_n((void **)&w->sym, &w->cap_sym, (size_t)ns + 1, sizeof *w->sym) ||
+		    !reserve_n((void **)&w->heap, &w->cap_heap, 3 * ((size_t)ns + 1), sizeof *w->heap))
+			return TOK_ERR_NOMEM;
+		w->sym[ns] = (struct sym){.start = (uint32_t)off, .n = (uint32_t)cl, .prev = ns - 1,
+					  .next = ns + 1, .sid = -1};
+		ns++;
+		off += cl;
+	}
+	return spm_chunk(tk, w, ns);
+}
+
 /* -- byte-level BPE -- */
 
 static inline void bpe_try(const tokenizer *tk, struct enc_work *w, int32_t l, int32_t r)
@@ -1269,8 +1417,46 @@ static inline void bpe_try(const tokenizer *tk, struct enc_work *w, int32_t l, i
 	const struct pair_entry *e = pair_find(&tk->pairs, (uint32_t)a->sid, (uint32_t)b->sid);
 	if (!e)
 		return;
-	struct bigram g = {0.0f, e->rank, l, r, a->n + b->n, e->result};
-	heap_push(w, &g, false);
+	struct bigram g = {bpe_key(e->rank, l), l, r, a->n + b->n, e->result};
+	heap_push(w, &g);
+}
+
+static void bpe_pair(const tokenizer *tk, struct enc_work *w, int32_t l)
+{
+	struct sym *a = &w->sym[l];
+	a->has_pair = false;
+	if (a->next < 0 || a->sid < 0 || w->sym[a->next].sid < 0)
+		return;
+	const struct pair_entry *e = pair_find(&tk->pairs, (uint32_t)a->sid, (uint32_t)w->sym[a->next].sid);
+	if (!e)
+		return;
+	a->has_pair = true;
+	a->rank = e->rank;
+	a->result = e->result;
+}
+
+static void bpe_merge_scan(const tokenizer *tk, struct enc_work *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		bpe_pair(tk, w, (int32_t)i);
+	for (;;) {
+		int32_t best = -1;
+		for (int32_t i = 0; i != -1; i = w->sym[i].next)
+			if (w->sym[i].has_pair && (best < 0 || w->sym[i].rank < w->sym[best].rank))
+				best = i;
+		if (best < 0)
+			return;
+		struct sym *a = &w->sym[best], *b = &w->sym[a->next];
+		a->n += b->n;
+		a->sid = (int32_t)a->result;
+		b->n = 0;
+		a->next = b->next;
+		if (b->next >= 0)
+			w->sym[b->next].prev = best;
+		bpe_pair(tk, w, best);
+		if (a->prev >= 0)
+			bpe_pair(tk, w, a->prev);
+	}
 }
 
 static int bpe_word(const tokenizer *tk, struct enc_work *w, const unsigned char *s, size_t n)
@@ -1287,24 +1473,28 @@ static int bpe_word(const tokenizer *tk, struct enc_work *w, const unsigned char
 	}
 	/* one symbol per byte: each byte is one GPT-2 symbol character */
 	for (size_t i = 0; i < n; i++)
-		w->sym[i] = (struct sym){(uint32_t)i, 1, (int32_t)i - 1, i + 1 == n ? -1 : (int32_t)i + 1,
-					 tk->byte_sid[s[i]]};
-	w->n_heap = 0;
-	for (size_t i = 1; i < n; i++)
-		bpe_try(tk, w, (int32_t)i - 1, (int32_t)i);
-	while (w->n_heap) {
-		struct bigram g = heap_pop(w, false);
-		struct sym *a = &w->sym[g.left], *b = &w->sym[g.right];
-		if (a->n == 0 || b->n == 0 || a->n + b->n != g.size)
-			continue;  /* stale */
-		a->n += b->n;
-		a->sid = (int32_t)g.result;
-		b->n = 0;
-		a->next = b->next;
-		if (b->next >= 0)
-			w->sym[b->next].prev = g.left;
-		bpe_try(tk, w, a->prev, g.left);
-		bpe_try(tk, w, g.left, a->next);
+		w->sym[i] = (struct sym){.start = (uint32_t)i, .n = 1, .prev = (int32_t)i - 1,
+					 .next = i + 1 == n ? -1 : (int32_t)i + 1, .sid = tk->byte_sid[s[i]]};
+	if (n <= SCAN_MAX) {
+		bpe_merge_scan(tk, w, n);
+	} else {
+		w->n_heap = 0;
+		for (size_t i = 1; i < n; i++)
+			bpe_try(tk, w, (int32_t)i - 1, (int32_t)i);
+		while (w->n_heap) {
+			struct bigram g = heap_pop(w);
+			struct sym *a = &w->sym[g.left], *b = &w->sym[g.right];
+			if (a->n == 0 || b->n == 0 || a->n + b->n != g.size)
+				continue;  /* stale */
+			a->n += b->n;
+			a->sid = (int32_t)g.result;
+			b->n = 0;
+			a->next = b->next;
+			if (b->next >= 0)
+				w->sym[b->next].prev = g.left;
+			bpe_try(tk, w, a->prev, g.left);
+			bpe_try(tk, w, g.left, a->next);
+		}
 	}
 	for (int32_t i = 0; i != -1; i = w->sym[i].next) {
 		const struct sym *a = &w->sym[i];
@@ -1334,9 +1524,9 @@ static int bpe_fragment(const tokenizer *tk, struct enc_work *w, const char *s, 
 	for (size_t i = 0; i < w->pw.n_words; i++)
 		if (w->pw.words[2 * i + 1] > maxw)
 			maxw = w->pw.words[2 * i + 1];
-	if (!reserve((void **)&w->sym, &w->cap_sym, maxw + 1, sizeof *w->sym) ||
-	    !reserve((void **)&w->heap, &w->cap_heap, 3 * maxw + 1, sizeof *w->heap) ||
-	    !reserve((void **)&w->buf, &w->cap_buf, 2 * maxw + 1, 1))
+	if (!reserve_n((void **)&w->sym, &w->cap_sym, maxw + 1, sizeof *w->sym) ||
+	    !reserve_n((void **)&w->heap, &w->cap_heap, 3 * maxw + 1, sizeof *w->heap) ||
+	    !reserve_n((void **)&w->buf, &w->cap_buf, 2 * maxw + 1, 1))
 		return TOK_ERR_NOMEM;
 	for (size_t i = 0; i < w->pw.n_words; i++) {
 		const unsigned char *word = (const unsigned char *)w->pw.text + w->pw.words[2 * i];
@@ -1379,7 +1569,7 @@ static int partition(const tokenizer *tk, struct enc_work *w, const char *text, 
 		for (size_t d = 1; node >= 0; d++) {
 			int32_t t = special ? tk->trie[node].tok_any : tk->trie[node].tok_plain;
 			if (t >= 0) {
-				if (!reserve((void **)&w->pool, &w->cap_pool, w->n_pool + 1, sizeof *w->pool))
+				if (!reserve_n((void **)&w->pool, &w->cap_pool, w->n_pool + 1, sizeof *w->pool))
 					return TOK_ERR_NOMEM;
 				w->pool[w->n_pool++] = (struct match){(uint32_t)d, t};
 				if (d > maxlen)
@@ -1390,7 +1580,7 @@ static int partition(const tokenizer *tk, struct enc_work *w, const char *text, 
 			node = trie_child(tk, node, s[p + d]);
 		}
 		if (w->n_pool > first) {
-			if (!reserve((void **)&w->hot, &w->cap_hot, w->n_hot + 1, sizeof *w->hot))
+			if (!reserve_n((void **)&w->hot, &w->cap_hot, w->n_hot + 1, sizeof *w->hot))
 				return TOK_ERR_NOMEM;
 			w->hot[w->n_hot++] = (struct hot){(uint32_t)p, (uint32_t)first, (uint32_t)w->n_pool - 1};
 		}
@@ -1428,7 +1618,7 @@ static int partition(const tokenizer *tk, struct enc_work *w, const char *text, 
 					free_run = !cl[hp.pos + L - 1];
 				}
 				if (free_run) {
-					if (!reserve((void **)&w->claims, &w->cap_claims, w->n_claims + 1,
+					if (!reserve_n((void **)&w->claims, &w->cap_claims, w->n_claims + 1,
 						     sizeof *w->claims)) {
 						free(seen);
 						return TOK_ERR_NOMEM;
