@@ -425,7 +425,9 @@ static void load_model(struct app *a, const char *spec, const char *path, const 
 	a->load_req = r;
 	snprintf(a->load_spec, sizeof a->load_spec, "%s", spec);
 	snprintf(a->model_path, sizeof a->model_path, "%s", path);
-	snprintf(a->st.model, sizeof a->st.model, "%s", display);
+	/* a bare file is shown by its name, not its whole path */
+	const char *slash = strrchr(display, '/');
+	snprintf(a->st.model, sizeof a->st.model, "%s", slash && slash[1] ? slash + 1 : display);
 	a->st.phase = PH_LOADING;
 	a->st.progress = 0;
 	a->st.have_info = false;
@@ -480,9 +482,11 @@ static void on_event(struct app *a, struct engine_event *ev)
 			char err[256];
 			models_last_write(a->load_spec, err, sizeof err);
 		}
-		if (a->overlay == OV_PICKER)
-			a->overlay = OV_NONE;
 		a->dirty |= D_ALL & ~D_LAYOUT;
+		if (a->overlay == OV_PICKER) {
+			a->overlay = OV_NONE;
+			a->dirty |= D_LAYOUT;
+		}
 		break;
 	case ENGINE_EV_PREFILL_PROGRESS:
 		if (mine) {
@@ -1344,9 +1348,11 @@ static void handle_key(struct app *a, int k)
 		return; /* SIGWINCH reaches us through the self-pipe */
 	if (k == 27) {
 		int n = wgetch(stdscr);
-		if (n == ERR || n == 27) {
-			if (n == 27)
-				ungetch(27);
+		if (n == ERR || n == 27 || n >= KEY_MIN) {
+			/* a lone Esc; a second Esc or a function key right after
+			 * it is a key of its own */
+			if (n != ERR)
+				ungetch(n);
 			if (a->overlay != OV_NONE)
 				overlay_key(a, 27);
 			else if (input_searching())

@@ -171,8 +171,8 @@ void statusbar_draw(WINDOW *w, const struct tui_status *st, bool narrow, const u
 		fmt_tps(st->decode_tps, a, sizeof a);
 		models_fmt_bytes(st->mem_avail, m, sizeof m);
 		uint32_t size = st->ctx_size ? st->ctx_size : st->have_info ? st->info.n_ctx : 0;
-		snprintf(buf, sizeof buf, " %s | %s | ctx %" PRIu32 "/%" PRIu32 " | %s | free %s", state, a,
-			 st->ctx_used, size, st->model, st->mem_avail ? m : "-");
+		snprintf(buf, sizeof buf, " %s | %s | %" PRIu32 " tok | ctx %" PRIu32 "/%" PRIu32 " | %s | free %s", state,
+			 a, st->gen_tokens, st->ctx_used, size, st->model, st->mem_avail ? m : "-");
 	} else {
 		snprintf(buf, sizeof buf, " %s", state);
 	}

@@ -1,0 +1,230 @@
+/*
+ * test_tui_units.c - the TUI's pure parts: theme files (the stock themes
+ * match their built-in copies, every malformed line is refused), the key
+ * and command tables, /set, and the model list (fit rule, context rule,
+ * GGUF facts of the real models, the remembered last model).
+ */
+#include "config.h"
+
+#include <curses.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmds.h"
+#include "models.h"
+#include "testutil.h"
+#include "theme.h"
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *buf = malloc(1 << 16);
+	*len = buf ? fread(buf, 1, (1 << 16) - 1, f) : 0;
+	fclose(f);
+	if (buf)
+		buf[*len] = 0;
+	return buf;
+}
+
+static void test_themes(void)
+{
+	const char *src = getenv("TTYCHAT_SRCDIR");
+	static const char *const names[] = {"default", "light", "mono"};
+	for (size_t i = 0; i < 3; i++) {
+		const char *bt = theme_builtin_text(names[i]);
+		CHECK(bt != NULL, "built-in %s", names[i]);
+		struct theme t;
+		char err[256] = "";
+		memset(&t, 0, sizeof t);
+		CHECK(bt && theme_parse(bt, strlen(bt), &t, err, sizeof err) == 0, "built-in %s parses: %s", names[i], err);
+		/* every role is given by every stock theme */
+		for (int r = 0; r < ROLE_COUNT && bt; r++) {
+			char key[64];
+			snprintf(key, sizeof key, "\n%s ", theme_role_name(r));
+			CHECK(strstr(bt, key) != NULL, "%s sets %s", names[i], theme_role_name(r));
+		}
+		if (src) {
+			char path[4096];
+			size_t len = 0;
+			snprintf(path, sizeof path, "%s/themes/%s.theme", src, names[i]);
+			char *file = slurp(path, &len);
+			CHECK(file && bt && strcmp(file, bt) == 0, "%s matches its built-in copy", path);
+			free(file);
+		}
+	}
+	struct theme t;
+	CHECK(theme_builtin("mono", &t) && strcmp(t.name, "mono") == 0, "mono built in");
+	CHECK(t.role[ROLE_USER_HEAD].attrs == (THEME_BOLD | THEME_REVERSE), "mono user header is bold reverse");
+	CHECK(t.role[ROLE_TEXT].fg.c16 == -1 && t.role[ROLE_TEXT].bg.c256 == -1, "mono uses default colours");
+	CHECK(!theme_builtin("nope", &t) && strcmp(t.name, "default") == 0, "unknown name gives default");
+
+	char err[256];
+	theme_builtin("default", &t);
+	const char *good = "# c\n\nuser  214/yellow  bright-blue bold underline\ncode 7 default none\n";
+	CHECK(theme_parse(good, strlen(good), &t, err, sizeof err) == 0, "good theme: %s", err);
+	CHECK(t.role[ROLE_USER].fg.c256 == 214 && t.role[ROLE_USER].fg.c16 == 3, "N/NAME colour");
+	CHECK(t.role[ROLE_USER].bg.c256 == 12 && t.role[ROLE_USER].bg.c16 == 12, "bright name");
+	CHECK(t.role[ROLE_USER].attrs == (THEME_BOLD | THEME_UNDERLINE), "attributes");
+	CHECK(t.role[ROLE_CODE].fg.c16 == 7 && t.role[ROLE_CODE].attrs == 0, "number below 16 serves both");
+	static const char *const bad[] = {
+		"nosuchrole red blue\n", "user red\n", "user 256 blue\n", "user -1 blue\n", "user red/blue blue\n",
+		"user 12/nosuch blue\n", "user red blue blink\n", "user red blue bold x y z a b c d e f g\n",
+		"user 1x blue\n", "user red\0blue\n",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		size_t len = i == 9 ? 14 : strlen(bad[i]);
+		err[0] = 0;
+		CHECK(theme_parse(bad[i], len, &t, err, sizeof err) == -1 && strncmp(err, "line 1:", 7) == 0,
+		      "bad theme line %zu refused (%s)", i, err);
+	}
+	char longline[700];
+	memset(longline, 'a', sizeof longline - 1);
+	longline[sizeof longline - 1] = 0;
+	CHECK(theme_parse(longline, strlen(longline), &t, err, sizeof err) == -1, "long line refused");
+	CHECK(theme_load("../etc/passwd", &t, err, sizeof err) == -1, "path-like theme names refused");
+	CHECK(theme_load("light", &t, err, sizeof err) == 0 && strcmp(t.name, "light") == 0, "light loads");
+	CHECK(theme_load("no-such-theme", &t, err, sizeof err) == -1, "missing theme is an error");
+}
+
+static void test_cmds(void)
+{
+	const char *args;
+	size_t al;
+	const struct tui_cmd *c = cmds_find("/set  temp 0.5  ", &args, &al);
+	CHECK(c && c->act == ACT_SET && al == 8 && strncmp(args, "temp 0.5", al) == 0, "find /set with args");
+	c = cmds_find("/exit", &args, &al);
+	CHECK(c && c->act == ACT_QUIT && al == 0, "alias /exit");
+	CHECK(cmds_find("/settle", &args, &al) == NULL, "no prefix matching");
+	CHECK(cmds_find("hello", &args, &al) == NULL, "not a command");
+	c = cmds_find("/system be brief", &args, &al);
+	CHECK(c && c->act == ACT_SYSTEM && strncmp(args, "be brief", al) == 0, "/system text");
+
+	CHECK(cmds_key('?', true) && cmds_key('?', true)->act == ACT_HELP, "? is help on an empty input");
+	CHECK(cmds_key('?', false) == NULL, "? is text otherwise");
+	CHECK(cmds_key(KEY_F(2), false)->act == ACT_PICKER, "F2 picker");
+	CHECK(cmds_key(KEY_HOME, false) == NULL && cmds_key(KEY_HOME, true)->act == ACT_TOP, "Home scrolls when empty");
+	CHECK(cmds_key(0, true) == NULL, "code 0 is documentation only");
+	/* every action key and command has help text; names are unique */
+	for (size_t i = 0; i < tui_n_keys; i++)
+		CHECK(!tui_keys[i].name || (tui_keys[i].help && tui_keys[i].help[0]), "key %zu documented", i);
+	for (size_t i = 0; i < tui_n_cmds; i++)
+		for (size_t j = i + 1; j < tui_n_cmds; j++)
+			CHECK(strcmp(tui_cmds[i].name, tui_cmds[j].name) != 0, "command names unique");
+
+	struct tui_settings st = {.wrap_code = true};
+	engine_sampling_default(&st.s);
+	char msg[512];
+	CHECK(cmds_set(&st, "temp 0.7", msg, sizeof msg) == 0 && st.s.temperature > 0.69f && st.s.temperature < 0.71f &&
+		      (st.user_set & SET_TEMP),
+	      "set temp: %s", msg);
+	CHECK(cmds_set(&st, "top-k 20", msg, sizeof msg) == 0 && st.s.top_k == 20 && (st.user_set & SET_TOPK), "top-k");
+	CHECK(cmds_set(&st, "top-p 0.5", msg, sizeof msg) == 0 && st.s.top_p == 0.5f, "top-p");
+	CHECK(cmds_set(&st, "min-p 0", msg, sizeof msg) == 0 && st.s.min_p == 0.0f, "min-p");
+	CHECK(cmds_set(&st, "repeat-penalty 1.2", msg, sizeof msg) == 0, "repeat-penalty");
+	CHECK(cmds_set(&st, "seed 42", msg, sizeof msg) == 0 && st.s.seed == 42, "seed");
+	CHECK(cmds_set(&st, "max-tokens 100", msg, sizeof msg) == 0 && st.max_tokens == 100, "max-tokens");
+	CHECK(cmds_set(&st, "wrap-code off", msg, sizeof msg) == 0 && !st.wrap_code, "wrap-code");
+	CHECK(cmds_set(&st, "ctrl-c stop", msg, sizeof msg) == 0 && !st.ctrl_c_quits, "ctrl-c");
+	static const char *const bad[] = {"temp", "temp -1", "temp 101", "temp nan", "temp 0.5x", "top-k 1.5",
+					  "top-p 2", "seed -3", "wrap-code maybe", "colour red", "temp 1 2",
+					  "max-tokens 99999999999"};
+	float t0 = st.s.temperature;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		CHECK(cmds_set(&st, bad[i], msg, sizeof msg) == -1, "'/set %s' refused", bad[i]);
+	CHECK(st.s.temperature == t0, "refused values change nothing");
+	CHECK(cmds_set(&st, "", msg, sizeof msg) == 0 && strstr(msg, "temp 0.70") && strstr(msg, "wrap-code off"),
+	      "listing: %s", msg);
+}
+
+static void test_models(void)
+{
+	CHECK(models_fit(800, 1000) == FIT_YES && models_fit(801, 1000) == FIT_TIGHT &&
+		      models_fit(1000, 1000) == FIT_TIGHT && models_fit(1001, 1000) == FIT_NO &&
+		      models_fit(5, 0) == FIT_UNKNOWN,
+	      "fit thresholds");
+	CHECK(models_ctx(512, 8192, 2048) == 512 && models_ctx(0, 8192, 2048) == 4096 &&
+		      models_ctx(0, 1024, 8192) == 1024 && models_ctx(0, 0, 2048) == 2048 && models_ctx(0, 0, 0) == 4096,
+	      "context rule");
+	char b[32];
+	models_fmt_bytes(3u << 20, b, sizeof b);
+	CHECK(strcmp(b, "3.0 MiB") == 0, "fmt MiB: %s", b);
+	models_fmt_params(134515008, b, sizeof b);
+	CHECK(strcmp(b, "135M") == 0, "fmt params: %s", b);
+	CHECK(models_mem_available() > 0, "MemAvailable read");
+
+	char path[8192];
+	if (tu_model("SmolLM2-135M-Instruct.Q4_1.gguf", path, sizeof path)) {
+		struct model_item it = {0};
+		char err[256];
+		snprintf(it.path, sizeof it.path, "%.4000s", path);
+		CHECK(models_probe(&it, 2048, err, sizeof err) == 0, "probe smollm2: %s", err);
+		CHECK(strcmp(it.arch, "llama") == 0, "arch %s", it.arch);
+		CHECK(it.n_params > 130000000 && it.n_params < 140000000, "params %llu", (unsigned long long)it.n_params);
+		CHECK(strncmp(it.quant, "Q4_1", 4) == 0, "quant mix %s", it.quant);
+		/* 30 layers x 3 KV heads x (64 + 64) x 2 bytes per token */
+		CHECK(it.n_ctx == 2048 && it.kv_bytes == 30ull * 3 * 128 * 2 * 2048, "kv %llu",
+		      (unsigned long long)it.kv_bytes);
+		CHECK(it.need_bytes > it.file_bytes + it.kv_bytes && it.present, "need");
+	} else {
+		printf("note: SmolLM2 not found, its probe is skipped\n");
+	}
+	if (tu_model("gemma-3-270m-it-Q4_K_M.gguf", path, sizeof path)) {
+		struct model_item it = {0};
+		char err[256];
+		snprintf(it.path, sizeof it.path, "%.4000s", path);
+		CHECK(models_probe(&it, 0, err, sizeof err) == 0, "probe gemma: %s", err);
+		CHECK(strcmp(it.arch, "gemma3") == 0 && it.n_ctx == 4096, "gemma arch %s ctx %u", it.arch, it.n_ctx);
+		CHECK(it.n_params > 260000000 && it.n_params < 280000000, "gemma params %llu",
+		      (unsigned long long)it.n_params);
+	}
+	struct model_item bad = {0};
+	char err[256];
+	snprintf(bad.path, sizeof bad.path, "/nonexistent/x.gguf");
+	CHECK(models_probe(&bad, 0, err, sizeof err) == -1 && !bad.present, "missing file");
+
+	/* the scan sees the models directory's files */
+	char tmp[] = "/tmp/ttychat-tui-units-XXXXXX";
+	CHECK(mkdtemp(tmp) != NULL, "tmp dir");
+	setenv("XDG_CONFIG_HOME", tmp, 1);
+	setenv("XDG_STATE_HOME", tmp, 1);
+	struct model_list l;
+	if (tu_model("SmolLM2-135M-Instruct.Q4_1.gguf", path, sizeof path)) {
+		CHECK(models_scan(&l, 0, 1ull << 34, err, sizeof err) == 0, "scan: %s", err);
+		bool found = false;
+		for (size_t i = 0; i < l.n; i++)
+			if (strstr(l.v[i].path, "SmolLM2-135M-Instruct.Q4_1.gguf") && l.v[i].present &&
+			    l.v[i].fit == FIT_YES)
+				found = true;
+		CHECK(found, "SmolLM2 listed, present and fitting in 16 GiB (%zu models)", l.n);
+		models_free(&l);
+	}
+
+	char buf[256];
+	CHECK(models_last_read(buf, sizeof buf) == -1 && buf[0] == 0, "no last model yet");
+	CHECK(models_last_write("gemma3-270m", err, sizeof err) == 0, "remember: %s", err);
+	CHECK(models_last_read(buf, sizeof buf) == 0 && strcmp(buf, "gemma3-270m") == 0, "recall %s", buf);
+	char p2[4200];
+	struct stat st;
+	snprintf(p2, sizeof p2, "%s/ttychat/last-model", tmp);
+	CHECK(stat(p2, &st) == 0 && (st.st_mode & 0777) == 0600, "last-model is 0600");
+	snprintf(p2, sizeof p2, "%s/ttychat", tmp);
+	CHECK(stat(p2, &st) == 0 && (st.st_mode & 0777) == 0700, "state dir is 0700");
+	snprintf(p2, sizeof p2, "%s/ttychat/last-model", tmp);
+	unlink(p2);
+	snprintf(p2, sizeof p2, "%s/ttychat", tmp);
+	rmdir(p2);
+	rmdir(tmp);
+}
+
+int main(void)
+{
+	test_themes();
+	test_cmds();
+	test_models();
+	return tu_finish();
+}
