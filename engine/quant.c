@@ -960,6 +960,16 @@ static int dequant_row_at(int level, uint32_t type, const void *src, float *dst,
 	return 0;
 }
 
+quant_act_fn quant_act_fn_at(int level, uint32_t wtype)
+{
+	quant_act_fn f;
+
+	if (!quant_supported(wtype))
+		return NULL;
+	RESOLVE(level, wtype, act, f);
+	return f;
+}
+
 static int act_quantize_at(int level, uint32_t wtype, const float *x, void *dst, int64_t n)
 {
 	quant_act_fn f;

@@ -186,4 +186,83 @@ struct quant_ops {
 };
 const struct quant_ops *quant_ops_at(int level);
 
+/* ---- prepared weight matrices ------------------------------------------------ */
+/*
+ * A struct quant_matrix is one weight matrix made ready for the kernels.
+ * quant_matrix_pack() may copy it into an interleaved layout ("packed":
+ * groups of QUANT_ROW_GROUP rows stored block by block, the same block of
+ * the 16 rows side by side, scales converted where that saves work), which
+ * lets one vector instruction work on 16 rows at once and reuse each
+ * unpacked weight block for several tokens.  Packing is lossless and
+ * changes no integer: results differ from quant_matvec/quant_matmul on the
+ * original rows only by the order of float additions (the same tolerance
+ * as between CPU levels).  Types and levels without packed kernels stay
+ * unpacked and every call below falls through to the row kernels, so
+ * callers use one code path.
+ *
+ * Packed at the AVX-512 level: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, F16.
+ * The packed copy has the size of the original rows (Q4_K +2.8%, rows
+ * padded to a multiple of 16); it is owned by the matrix, and the original
+ * rows (data) must stay valid too (they are not read by the packed kernels,
+ * but quant_matrix_free() does not own them either).
+ *
+ * Activations: a packed matrix wants its own activation rows (same int8
+ * values as quant_act_quantize, with float scales and block sums in front
+ * so the kernels need no conversions): size them with
+ * quant_matrix_act_bytes() and fill them with quant_matrix_act_quantize().
+ * Rows are 64-byte multiples; buffers need 64-byte alignment only for
+ * speed.  An unpacked matrix uses exactly quant_act_quantize's format.
+ *
+ * Threads: init/pack/free from one thread; quant_matrix_pack_rows() and
+ * quant_matrix_mul() may run on several threads at once on disjoint row
+ * ranges.  Functions returning int give 0 or -1 (bad arguments, or out of
+ * memory in quant_matrix_pack).
+ */
+#define QUANT_ROW_GROUP 16
+
+struct quant_matrix {
+	uint32_t type;          /* GGML type of the weights */
+	int64_t rows, cols;
+	const void *data;       /* the original rows, row_bytes apart (not owned) */
+	size_t row_bytes;
+	int level;              /* CPU level whose kernels run (quant_level() at init) */
+	void *packed;           /* owned interleaved copy, or NULL */
+	size_t packed_bytes;
+};
+
+/* Describes a matrix of ROWS rows of COLS elements of TYPE at DATA, rows
+ * ROW_BYTES apart (>= the packed row size).  Packs nothing. */
+int quant_matrix_init(struct quant_matrix *m, uint32_t type, const void *data,
+		      size_t row_bytes, int64_t rows, int64_t cols);
+/* Bytes a packed copy would take at m->level; 0 when this type is not
+ * packed there (the matrix then stays on the row kernels). */
+size_t quant_matrix_pack_bytes(const struct quant_matrix *m);
+/* Allocates the packed copy without filling it (then call
+ * quant_matrix_pack_rows over all rows, possibly from several threads).
+ * 0 also when there is nothing to pack. */
+int quant_matrix_pack_alloc(struct quant_matrix *m);
+/* Fills rows [r0, r1) of the packed copy; r0 and r1 multiples of
+ * QUANT_ROW_GROUP (r1 may be m->rows).  No-op when unpacked. */
+void quant_matrix_pack_rows(struct quant_matrix *m, int64_t r0, int64_t r1);
+/* quant_matrix_pack_alloc + quant_matrix_pack_rows over every row. */
+int quant_matrix_pack(struct quant_matrix *m);
+/* Frees the packed copy (the matrix falls back to the row kernels). */
+void quant_matrix_free(struct quant_matrix *m);
+
+/* Bytes of one token's activation row for M (0 on bad M). */
+size_t quant_matrix_act_bytes(const struct quant_matrix *m);
+/* Quantises the m->cols floats at X into one activation row at DST. */
+int quant_matrix_act_quantize(const struct quant_matrix *m, const float *x, void *dst);
+/* y[t * y_stride + r] = row r of M . activation row t, for t < n_tokens and
+ * r0 <= r < r1; activation row t at (const char *)xact + t * xact_stride.
+ * r0 must be a multiple of QUANT_ROW_GROUP; r1 one too, or m->rows.  Only
+ * those elements of Y are written. */
+int quant_matrix_mul(const struct quant_matrix *m, int64_t r0, int64_t r1,
+		     const void *xact, size_t xact_stride, int64_t n_tokens,
+		     float *y, int64_t y_stride);
+/* The original block bytes of row R, read back from the packed copy into
+ * DST (m->row_bytes... exactly the packed row size, quant row bytes of
+ * cols elements); for tests.  -1 when unpacked or R out of range. */
+int quant_matrix_unpack_row(const struct quant_matrix *m, int64_t r, void *dst);
+
 #endif

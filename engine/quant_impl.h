@@ -59,4 +59,69 @@ void quant_matmul_by_matvec(quant_matvec_fn mv, const void *w, size_t ws, int64_
 			    int64_t r1, const void *x, size_t xs, int64_t nt, int64_t n,
 			    float *y, int64_t ys);
 
+/* ---- packed matrices (quant_pack.c) ------------------------------------------ */
+/*
+ * A packed matrix is a sequence of row groups of QUANT_ROW_GROUP rows;
+ * group g starts at packed + g * group_bytes (a multiple of 64).  A group
+ * is a sequence of units of two blocks (of 32 or 256 elements, or 32
+ * columns for F16; a missing second block at the end of a row is zero
+ * padding), and a unit holds three segments, each for block 0 then block 1:
+ *   qs   qs_bytes each    the quants, as 64-byte vectors of 16 lanes x 4
+ *                         bytes: lane r holds 4 consecutive bytes of row r
+ *   aux  aux_bytes each   per-type extras (high bits, sub-block scales)
+ *   sc   sc_bytes each    fp16 scales of the 16 rows (d[16], then m/dmin[16])
+ * so the kernels read one stream in address order and every vector of
+ * quants is 64-byte aligned.  The per-type layouts are documented at
+ * pack_block() in quant_pack.c.
+ *
+ * Activation rows of packed matrices (all offsets from the row start):
+ *   A32 (32-element block types): float d[nb]; float s[nb] (Q8_1's fp16 s
+ *       as float); int32 qsum[nb] (sum of the block's q); then at
+ *       quant_pack_qs_off() the int8 q[n] (same bytes as Q8_0/Q8_1).
+ *   AK (K-quants): float d[nb]; int16 bsum16[nb][16]; int16 bsum32[nb][8];
+ *       then the int8 q[n] (same bytes as Q8_K).
+ *   AF (F16): float x[n], each the float of fp16(x) (llama.cpp's F16 act).
+ */
+struct quant_pack_desc {
+	uint32_t blk;            /* elements per block (F16: 32 columns) */
+	uint32_t qs_bytes, aux_bytes, sc_bytes; /* per block of 16 rows */
+	uint32_t act;            /* 0 = A32, 1 = AK, 2 = AF */
+};
+/* NULL when TYPE has no packed layout. */
+const struct quant_pack_desc *quant_pack_desc(uint32_t type);
+size_t quant_pack_group_bytes(const struct quant_pack_desc *d, int64_t cols);
+/* Bytes of one unit (two blocks) and the offsets of block b's segments
+ * from the group start. */
+static inline size_t quant_pack_unit_bytes(const struct quant_pack_desc *d)
+{
+	return 2 * (size_t)(d->qs_bytes + d->aux_bytes + d->sc_bytes);
+}
+static inline size_t quant_pack_qs_at(const struct quant_pack_desc *d, int64_t b)
+{
+	return (size_t)(b / 2) * quant_pack_unit_bytes(d) + (size_t)(b & 1) * d->qs_bytes;
+}
+static inline size_t quant_pack_aux_at(const struct quant_pack_desc *d, int64_t b)
+{
+	return (size_t)(b / 2) * quant_pack_unit_bytes(d) + 2 * (size_t)d->qs_bytes +
+	       (size_t)(b & 1) * d->aux_bytes;
+}
+static inline size_t quant_pack_sc_at(const struct quant_pack_desc *d, int64_t b)
+{
+	return (size_t)(b / 2) * quant_pack_unit_bytes(d) + 2 * (size_t)(d->qs_bytes + d->aux_bytes) +
+	       (size_t)(b & 1) * d->sc_bytes;
+}
+/* Offset of the int8 quants in an A32/AK activation row of n elements. */
+size_t quant_pack_qs_off(const struct quant_pack_desc *d, int64_t n);
+
+/* y[t * ys + r] for the rows of groups [g0, g1) (rows beyond `rows` are
+ * padding and not written), tokens t < nt; packed = group 0. */
+typedef void (*quant_pmul_fn)(const void *packed, size_t group_bytes, int64_t g0, int64_t g1,
+			      int64_t rows, int64_t cols, const void *xact, size_t xs, int64_t nt,
+			      float *y, int64_t ys);
+/* Packed kernels of one level for TYPE; NULL when none. */
+quant_pmul_fn quant_pack_kernel_avx512(uint32_t type);
+
+/* The activation quantiser quant_act_quantize would use at LEVEL. */
+quant_act_fn quant_act_fn_at(int level, uint32_t wtype);
+
 #endif

@@ -10,7 +10,10 @@
  *     equivalent per token and GMAC/s).
  * Each figure is the best of several timed runs of at least 0.2 s total.
  *
- *   bench_quant [-n ROWLEN] [TYPE...]   e.g. bench_quant Q4_1 Q8_0
+ * Levels from AVX2 up (--scalar adds the slow reference); "+p" rows go
+ * through a packed struct quant_matrix where the level packs the type.
+ *
+ *   bench_quant [--scalar] [-n ROWLEN] [TYPE...]   e.g. bench_quant Q4_1 Q8_0
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -78,14 +81,18 @@ static void fill(size_t ti, uint8_t *w, size_t bytes)
 				memcpy(w + b + types[ti].half_off[k], &h, 2);
 }
 
-/* best seconds per call of one matvec / matmul */
+/* best seconds per call of one matvec / matmul; M non-NULL: through the
+ * prepared (packed) matrix with its own activation rows MX */
 static double time_mv(const struct quant_ops *ops, uint32_t t, const uint8_t *w, size_t rb,
-		      int64_t rows, const void *xa, size_t xs, int64_t nt, int64_t n, float *y)
+		      int64_t rows, const void *xa, size_t xs, int64_t nt, int64_t n, float *y,
+		      const struct quant_matrix *m, const void *mx, size_t mxs)
 {
 	double best = 1e30, total = 0.0;
 	for (int rep = 0; rep < 50 && (rep < 3 || total < 0.2); rep++) {
 		double t0 = now();
-		if (nt == 1)
+		if (m)
+			quant_matrix_mul(m, 0, rows, mx, mxs, nt, y, rows);
+		else if (nt == 1)
 			ops->matvec(t, w, rb, 0, rows, xa, n, y);
 		else
 			ops->matmul(t, w, rb, 0, rows, xa, xs, nt, n, y, rows);
@@ -101,11 +108,15 @@ int main(int argc, char **argv)
 {
 	int64_t n = 2048;
 	const int64_t nt = 64;
-	int first = 1;
+	int first = 1, scalar = 0;
 
-	if (argc > 2 && strcmp(argv[1], "-n") == 0) {
-		n = strtoll(argv[2], NULL, 10);
-		first = 3;
+	if (argc > 1 && strcmp(argv[1], "--scalar") == 0) {
+		scalar = 1;
+		first = 2;
+	}
+	if (argc > first + 1 && strcmp(argv[first], "-n") == 0) {
+		n = strtoll(argv[first + 1], NULL, 10);
+		first += 2;
 		if (n < 256 || n % 256 != 0 || n > (1 << 20)) {
 			fprintf(stderr, "bench_quant: -n wants a multiple of 256\n");
 			return 2;
@@ -114,7 +125,7 @@ int main(int argc, char **argv)
 
 	printf("single thread, n = %lld; CPU level detected: %s\n", (long long)n,
 	       quant_level_name(quant_level_detect()));
-	printf("%-5s %-7s %14s %14s %16s %10s\n", "type", "level", "matvec GB/s", "in-L2 GB/s",
+	printf("%-5s %-9s %12s %14s %16s %10s\n", "type", "level", "matvec GB/s", "in-L2 GB/s",
 	       "matmul64 GB/s*", "GMAC/s");
 	for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
 		uint32_t t = types[ti].type;
@@ -141,17 +152,56 @@ int main(int argc, char **argv)
 				x[i] = (float)((int64_t)(rnd() % 2001) - 1000) * 0.001f;
 			quant_act_quantize(t, x, xa + (size_t)k * xs, n);
 		}
-		for (int lv = 0; lv <= quant_level_detect(); lv++) {
+		for (int lv = scalar ? 0 : 1; lv <= quant_level_detect(); lv++) {
 			const struct quant_ops *ops = quant_ops_at(lv);
-			double big = time_mv(ops, t, w, rb, rows_big, xa, xs, 1, n, y);
-			double small = time_mv(ops, t, w, rb, rows_small, xa, xs, 1, n, y);
-			double mm = time_mv(ops, t, w, rb, rows_mm, xa, xs, nt, n, y);
-			printf("%-5s %-7s %14.2f %14.2f %16.2f %10.2f\n", types[ti].name,
-			       quant_level_name(lv), (double)rb * rows_big / big * 1e-9,
-			       (double)rb * rows_small / small * 1e-9,
-			       (double)rb * rows_mm * nt / mm * 1e-9,
-			       (double)rows_mm * n * nt / mm * 1e-9);
-			fflush(stdout);
+			for (int packed = 0; packed < 2; packed++) {
+				struct quant_matrix mb, ms, mm_;
+				struct quant_matrix *pb = NULL, *ps = NULL, *pm = NULL;
+				uint8_t *mx = NULL;
+				size_t mxs = 0;
+				if (packed) {
+					quant_matrix_init(&mb, t, w, rb, rows_big, n);
+					mb.level = lv;
+					if (quant_matrix_pack_bytes(&mb) == 0)
+						continue;
+					quant_matrix_init(&ms, t, w, rb, rows_small, n);
+					quant_matrix_init(&mm_, t, w, rb, rows_mm, n);
+					ms.level = mm_.level = lv;
+					if (quant_matrix_pack(&mb) || quant_matrix_pack(&ms) || quant_matrix_pack(&mm_)) {
+						fprintf(stderr, "out of memory\n");
+						return 1;
+					}
+					pb = &mb;
+					ps = &ms;
+					pm = &mm_;
+					mxs = quant_matrix_act_bytes(&mb);
+					mx = aligned_alloc(64, mxs * (size_t)nt);
+					if (!mx)
+						return 1;
+					for (int64_t k = 0; k < nt; k++) {
+						for (int64_t i = 0; i < n; i++)
+							x[i] = (float)((int64_t)(rnd() % 2001) - 1000) * 0.001f;
+						quant_matrix_act_quantize(&mb, x, mx + (size_t)k * mxs);
+					}
+				}
+				double big = time_mv(ops, t, w, rb, rows_big, xa, xs, 1, n, y, pb, mx, mxs);
+				double small = time_mv(ops, t, w, rb, rows_small, xa, xs, 1, n, y, ps, mx, mxs);
+				double mm = time_mv(ops, t, w, rb, rows_mm, xa, xs, nt, n, y, pm, mx, mxs);
+				char lname[32];
+				snprintf(lname, sizeof lname, "%s%s", quant_level_name(lv), packed ? "+p" : "");
+				printf("%-5s %-9s %12.2f %14.2f %16.2f %10.2f\n", types[ti].name, lname,
+				       (double)rb * rows_big / big * 1e-9,
+				       (double)rb * rows_small / small * 1e-9,
+				       (double)rb * rows_mm * nt / mm * 1e-9,
+				       (double)rows_mm * n * nt / mm * 1e-9);
+				fflush(stdout);
+				if (packed) {
+					quant_matrix_free(&mb);
+					quant_matrix_free(&ms);
+					quant_matrix_free(&mm_);
+					free(mx);
+				}
+			}
 		}
 		free(w);
 		free(xa);

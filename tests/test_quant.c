@@ -801,6 +801,119 @@ static void test_kernels(void)
 	}
 }
 
+/* ---- packed matrices ----------------------------------------------------------------- */
+
+/* One matrix of rows x n at every level: packing is lossless (the blocks
+ * read back byte for byte), and quant_matrix_mul over row ranges and token
+ * counts that exercise every tile shape matches the scalar vec_dot of the
+ * original rows within float summation order, writing nothing else. */
+static void test_packed(uint32_t t, int64_t rows, int64_t n)
+{
+	size_t rb = row_bytes(t, n), ws = rb + 2;
+	const int64_t ntok = 11, ys = rows + 3;
+	uint8_t *wbuf = malloc(ws * (size_t)rows + 2), *back = malloc(rb);
+	float *x = malloc(sizeof(float) * (size_t)(n * ntok)), *wf = malloc((size_t)n * 4);
+	float *xq = malloc((size_t)n * 4), *ref = malloc(sizeof(float) * (size_t)(ys * ntok));
+	float *S = malloc(sizeof(float) * (size_t)(ys * ntok)), *y = malloc(sizeof(float) * (size_t)(ys * ntok));
+	size_t ab = quant_act_row_bytes(t, n);
+	uint8_t *xa = malloc(ab * (size_t)ntok);
+	if (!wbuf || !back || !x || !wf || !xq || !ref || !S || !y || !xa)
+		abort();
+	uint8_t *w = wbuf + 2;   /* only 2-byte aligned, rows padded */
+	for (int64_t r = 0; r < rows; r++)
+		random_weights(t, w + (size_t)r * ws, n);
+	for (int64_t k = 0; k < ntok; k++) {
+		random_acts(x + k * n, n);
+		quant_ops_at(0)->act_quantize(t, x + k * n, xa + (size_t)k * ab, n);
+		quant_dequant_row(quant_act_type(t), xa + (size_t)k * ab, xq, n);
+		for (int64_t r = 0; r < rows; r++) {
+			quant_dequant_row(t, w + (size_t)r * ws, wf, n);
+			ref[k * ys + r] = quant_ops_at(0)->vec_dot(t, w + (size_t)r * ws, xa + (size_t)k * ab, n);
+			S[k * ys + r] = (float)abs_terms(t, wf, xq, n);
+		}
+	}
+	for (int lv = 0; lv < levels_available(); lv++) {
+		struct quant_matrix m;
+		CHECK(quant_matrix_init(&m, t, w, ws, rows, n) == 0, "%s matrix init", tname(t));
+		m.level = lv;
+		CHECK(quant_matrix_pack(&m) == 0, "%s pack", tname(t));
+		if (lv == QUANT_LEVEL_AVX512 && t != GGML_TYPE_F32 && t != GGML_TYPE_BF16 &&
+		    t != GGML_TYPE_Q2_K && t != GGML_TYPE_Q3_K && t != GGML_TYPE_Q5_K)
+			CHECK(m.packed != NULL && m.packed_bytes >= rb * (size_t)rows,
+			      "%s is packed at avx512", tname(t));
+		if (m.packed) {
+			int diff = 0;
+			for (int64_t r = 0; r < rows; r++) {
+				memset(back, 0xa5, rb);
+				diff += quant_matrix_unpack_row(&m, r, back) != 0 ||
+					memcmp(back, w + (size_t)r * ws, rb) != 0;
+			}
+			CHECK(diff == 0, "%s %lldx%lld: %d rows do not unpack to the original", tname(t),
+			      (long long)rows, (long long)n, diff);
+			CHECK(quant_matrix_unpack_row(&m, rows, back) == -1, "unpack past the end");
+		}
+		size_t mab = quant_matrix_act_bytes(&m), xs = mab + 64;
+		uint8_t *mx = aligned_alloc(64, xs * (size_t)ntok);
+		if (!mx)
+			abort();
+		for (int64_t k = 0; k < ntok; k++)
+			CHECK(quant_matrix_act_quantize(&m, x + k * n, mx + (size_t)k * xs) == 0, "act");
+		/* token counts covering every tile width; a range starting at a
+		 * later group and one ending before the last */
+		static const int64_t nts[] = { 1, 2, 3, 4, 5, 11 };
+		for (size_t i = 0; i < sizeof nts / sizeof nts[0]; i++) {
+			int64_t nt = nts[i];
+			int64_t r0 = rows > 16 ? 16 : 0, r1 = rows;
+			if (i % 2 == 1 && rows > 32)
+				r1 = 32;
+			for (int64_t j = 0; j < ys * ntok; j++)
+				y[j] = 12345.0f;
+			CHECK(quant_matrix_mul(&m, r0, r1, mx, xs, nt, y, ys) == 0, "mul rc");
+			int bad = 0, touched = 0;
+			for (int64_t k = 0; k < ntok; k++)
+				for (int64_t r = 0; r < ys; r++) {
+					float v = y[k * ys + r];
+					if (k >= nt || r < r0 || r >= r1)
+						touched += v != 12345.0f;
+					else
+						bad += !(fabsf(v - ref[k * ys + r]) <= 1e-5f * S[k * ys + r]);
+				}
+			CHECK(bad == 0 && touched == 0,
+			      "%s %s packed=%d %lldx%lld rows %lld..%lld x %lld tokens: %d wrong, %d outside written",
+			      tname(t), quant_level_name(lv), m.packed != NULL, (long long)rows, (long long)n,
+			      (long long)r0, (long long)r1, (long long)nt, bad, touched);
+		}
+		if (m.packed)
+			CHECK(quant_matrix_mul(&m, 8, rows, mx, xs, 1, y, ys) == -1 &&
+			      quant_matrix_mul(&m, 0, rows + 1, mx, xs, 1, y, ys) == -1,
+			      "packed mul wants group-aligned ranges inside the matrix");
+		free(mx);
+		quant_matrix_free(&m);
+		CHECK(m.packed == NULL, "free");
+	}
+	free(wbuf);
+	free(back);
+	free(x);
+	free(wf);
+	free(xq);
+	free(ref);
+	free(S);
+	free(y);
+	free(xa);
+}
+
+static void test_packed_all(void)
+{
+	for (size_t k = 0; k < N_WTYPES; k++) {
+		uint32_t t = weight_types[k];
+		int64_t n = t_blk(t) == 256 ? 512 : t_blk(t) == 32 ? 96 : 64;
+		test_packed(t, 1, t_blk(t) == 256 ? 256 : 32);
+		test_packed(t, 16, n);
+		test_packed(t, 45, n);
+		test_packed(t, 37, t_blk(t) == 256 ? 768 : 576);
+	}
+}
+
 static void test_bad_args(void)
 {
 	float f[64];
@@ -878,6 +991,7 @@ int main(void)
 	test_handmade();
 	test_activations();
 	test_kernels();
+	test_packed_all();
 	test_bad_args();
 	printf("%d passed, %d failed\n", n_pass, n_fail);
 	return n_fail ? 1 : 0;

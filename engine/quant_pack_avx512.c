@@ -1,0 +1,441 @@
+/*
+ * quant_pack_avx512.c - AVX-512 (F, BW, VL, DQ, VNNI; 512-bit vectors)
+ * kernels for packed matrices (layouts in quant_pack.c and quant_impl.h).
+ *
+ * One zmm lane is one row of a 16-row group.  For a block of weights the
+ * kernel unpacks the quants once into byte vectors (4 bytes per lane),
+ * then for each token of a tile of up to NT tokens runs VPDPBUSD against
+ * that token's activation bytes broadcast from memory, so the unpacking
+ * is shared by the tile and each instruction does 64 multiply-adds.
+ * Integer block sums are exact; the block scales of the 16 rows load as
+ * one vector and the float work is one multiply and one or two FMAs per
+ * block and token.  Signed weights are handled with offsets folded into
+ * the integer sums: Q8_0 is read as unsigned (q ^ 0x80 = q + 128) with
+ * -128 * sum(x) as the starting value, Q4_0/Q5_0 start at -8 / -16 *
+ * sum(x), Q6_K at -32 * (sub-block sum of x).
+ *
+ * Loop order: row groups outside, token tiles inside, blocks innermost:
+ * a group's weights (16 rows x cols) stay in L1/L2 while the tiles of a
+ * prefill batch pass over them; in decode (one token) the weights stream
+ * once, in address order.
+ */
+#include "quant_impl.h"
+
+#include <string.h>
+
+#include "gguf.h"
+
+#if QUANT_X86
+
+#include <immintrin.h>
+
+#define TGT "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"
+#define INL static inline __attribute__((target(TGT), always_inline))
+/* Software prefetch distance of the one-token (decode) kernels, which
+ * stream the weights from memory once: the hardware prefetchers alone left
+ * Q4_K at 2/3 of the read bandwidth. */
+#ifndef PFD
+#define PFD 4096
+#endif
+#define PREFETCH(p) _mm_prefetch((const char *)(p) + PFD, _MM_HINT_T0)
+#define API static __attribute__((target(TGT)))
+
+enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+
+INL __m512i bcast4(const int8_t *p)
+{
+	int32_t v;
+	memcpy(&v, p, 4);
+	return _mm512_set1_epi32(v);
+}
+
+INL __mmask16 row_mask(int64_t g, int64_t rows)
+{
+	int64_t left = rows - g * QUANT_ROW_GROUP;
+	return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+}
+
+/* ---- 32-element block types ------------------------------------------------------- */
+
+INL void tile_a32(const int kind, const int NT, const uint8_t *grp, int64_t nb, const uint8_t *x0,
+		  size_t xs, size_t qoff, float *y, int64_t ys, __mmask16 mask)
+{
+	const int qsb = kind == K_Q8_0 ? 512 : 256;
+	const int has_m = kind == K_Q4_1 || kind == K_Q5_1;
+	const int has_h = kind == K_Q5_0 || kind == K_Q5_1;
+	const int scb = has_m ? 64 : 32, auxb = has_h ? 64 : 0;
+	const size_t unit = 2 * (size_t)(qsb + auxb + scb);
+	const __m512i m4 = _mm512_set1_epi8(0x0f), c16 = _mm512_set1_epi8(16);
+	const __m512i x80 = _mm512_set1_epi8((char)0x80);
+	const float *xd[NT], *xsum[NT];
+	const int32_t *xq[NT];
+	const int8_t *xb[NT];
+	__m512 acc[NT];
+
+	#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++) {
+		const uint8_t *row = x0 + (size_t)t * xs;
+		xd[t] = (const float *)(const void *)row;
+		xsum[t] = xd[t] + nb;
+		xq[t] = (const int32_t *)(const void *)(xsum[t] + nb);
+		xb[t] = (const int8_t *)(row + qoff);
+		acc[t] = _mm512_setzero_ps();
+	}
+	for (int64_t b = 0; b < nb; b++) {
+		const uint8_t *U = grp + (size_t)(b >> 1) * unit, *Q = U + (b & 1) * qsb;
+		const uint8_t *S = U + 2 * (qsb + auxb) + (b & 1) * scb;
+		__m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)S));
+		__m512 mw = has_m ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(S + 32)))
+				  : _mm512_setzero_ps();
+		__m512i W[8];
+		if (kind == K_Q8_0) {
+			#pragma GCC unroll 32
+			for (int j = 0; j < 8; j++) {
+				if (NT == 1)
+					PREFETCH(Q + 64 * j);
+				W[j] = _mm512_xor_si512(_mm512_loadu_si512(Q + 64 * j), x80);
+			}
+		} else {
+			#pragma GCC unroll 32
+			for (int j = 0; j < 4; j++) {
+				if (NT == 1)
+					PREFETCH(Q + 64 * j + (j == 3 ? 64 : 0));
+				__m512i v = _mm512_loadu_si512(Q + 64 * j);
+				W[j] = _mm512_and_si512(v, m4);
+				W[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+			}
+			if (has_h) {
+				const uint8_t *H = U + 2 * qsb + (b & 1) * 64;
+				#pragma GCC unroll 32
+				for (int j = 0; j < 4; j++) {
+					uint64_t lo, hi;
+					memcpy(&lo, H + 8 * j, 8);
+					memcpy(&hi, H + 32 + 8 * j, 8);
+					W[j] = _mm512_mask_add_epi8(W[j], (__mmask64)lo, W[j], c16);
+					W[j + 4] = _mm512_mask_add_epi8(W[j + 4], (__mmask64)hi, W[j + 4], c16);
+				}
+			}
+		}
+		#pragma GCC unroll 32
+		for (int t = 0; t < NT; t++) {
+			const int8_t *q = xb[t] + 32 * b;
+			int off = kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : kind == K_Q8_0 ? 128 : 0;
+			__m512i s0 = _mm512_set1_epi32(-off * xq[t][b]), s1 = _mm512_setzero_si512();
+			s0 = _mm512_dpbusd_epi32(s0, W[0], bcast4(q));
+			s1 = _mm512_dpbusd_epi32(s1, W[1], bcast4(q + 4));
+			s0 = _mm512_dpbusd_epi32(s0, W[2], bcast4(q + 8));
+			s1 = _mm512_dpbusd_epi32(s1, W[3], bcast4(q + 12));
+			s0 = _mm512_dpbusd_epi32(s0, W[4], bcast4(q + 16));
+			s1 = _mm512_dpbusd_epi32(s1, W[5], bcast4(q + 20));
+			s0 = _mm512_dpbusd_epi32(s0, W[6], bcast4(q + 24));
+			s1 = _mm512_dpbusd_epi32(s1, W[7], bcast4(q + 28));
+			__m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+			acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xd[t][b])), f, acc[t]);
+			if (has_m)
+				acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xsum[t][b]), acc[t]);
+		}
+	}
+	#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++)
+		_mm512_mask_storeu_ps(y + t * ys, mask, acc[t]);
+}
+
+#define A32_KERNEL(name, kind)                                                                   \
+	API void name(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t rows,        \
+		      int64_t cols, const void *xact, size_t xs, int64_t nt, float *y, int64_t ys) \
+	{                                                                                        \
+		const int64_t nb = cols / 32;                                                    \
+		const size_t qoff = ((size_t)nb * 12 + 63) & ~(size_t)63;                        \
+		for (int64_t g = g0; g < g1; g++) {                                              \
+			const uint8_t *grp = (const uint8_t *)packed + (size_t)g * gb;           \
+			const __mmask16 mask = row_mask(g, rows);                                \
+			float *yg = y + g * QUANT_ROW_GROUP;                                     \
+			const uint8_t *x = xact;                                                 \
+			int64_t t = 0;                                                           \
+			for (; t + 4 <= nt; t += 4)                                              \
+				tile_a32(kind, 4, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); \
+			switch (nt - t) {                                                        \
+			case 3: tile_a32(kind, 3, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); break; \
+			case 2: tile_a32(kind, 2, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); break; \
+			case 1: tile_a32(kind, 1, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); break; \
+			default: break;                                                          \
+			}                                                                        \
+		}                                                                                \
+	}
+
+A32_KERNEL(pmul_q4_0, K_Q4_0)
+A32_KERNEL(pmul_q4_1, K_Q4_1)
+A32_KERNEL(pmul_q5_0, K_Q5_0)
+A32_KERNEL(pmul_q5_1, K_Q5_1)
+A32_KERNEL(pmul_q8_0, K_Q8_0)
+
+/* ---- K-quants -------------------------------------------------------------------------- */
+
+/* AK activation row: float d[nb]; int16 bsum16[nb][16]; int16 bsum32[nb][8]; q at qoff */
+struct ak_row {
+	const float *d;
+	const int16_t *b16, *b32;
+	const int8_t *q;
+};
+
+INL struct ak_row ak_row_at(const uint8_t *row, int64_t nb, size_t qoff)
+{
+	struct ak_row a;
+	a.d = (const float *)(const void *)row;
+	a.b16 = (const int16_t *)(const void *)(a.d + nb);
+	a.b32 = a.b16 + nb * 16;
+	a.q = (const int8_t *)(row + qoff);
+	return a;
+}
+
+INL void tile_q4_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *x0, size_t xs,
+		   size_t qoff, float *y, int64_t ys, __mmask16 mask)
+{
+	const size_t unit = 2 * (2048 + 256 + 64);
+	const __m512i m4 = _mm512_set1_epi8(0x0f);
+	struct ak_row a[NT];
+	__m512 acc[NT];
+
+	#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++) {
+		a[t] = ak_row_at(x0 + (size_t)t * xs, nb, qoff);
+		acc[t] = _mm512_setzero_ps();
+	}
+	for (int64_t b = 0; b < nb; b++) {
+		const uint8_t *U = grp + (size_t)(b >> 1) * unit, *Q = U + (b & 1) * 2048;
+		const uint8_t *A = U + 4096 + (b & 1) * 256, *S = U + 4608 + (b & 1) * 64;
+		__m512i isum[NT];
+		#pragma GCC unroll 32
+		for (int t = 0; t < NT; t++)
+			isum[t] = _mm512_setzero_si512();
+		#pragma GCC unroll 32
+		for (int c = 0; c < 4; c++) {
+			__m512i lo[NT], hi[NT];
+			#pragma GCC unroll 32
+			for (int t = 0; t < NT; t++)
+				lo[t] = hi[t] = _mm512_setzero_si512();
+			#pragma GCC unroll 32
+			for (int j = 0; j < 8; j++) {
+				if (NT == 1)
+					PREFETCH(Q + (c * 8 + j) * 64);
+				__m512i v = _mm512_loadu_si512(Q + (c * 8 + j) * 64);
+				__m512i L = _mm512_and_si512(v, m4);
+				__m512i H = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+				#pragma GCC unroll 32
+				for (int t = 0; t < NT; t++) {
+					const int8_t *q = a[t].q + 256 * b + 64 * c + 4 * j;
+					lo[t] = _mm512_dpbusd_epi32(lo[t], L, bcast4(q));
+					hi[t] = _mm512_dpbusd_epi32(hi[t], H, bcast4(q + 32));
+				}
+			}
+			__m512i sl = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(A + 32 * c)));
+			__m512i sh = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(A + 32 * c + 16)));
+			#pragma GCC unroll 32
+			for (int t = 0; t < NT; t++)
+				isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(lo[t], sl),
+										     _mm512_mullo_epi32(hi[t], sh)));
+		}
+		__m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)S));
+		__m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(S + 32)));
+		__m512i mn[4];
+		#pragma GCC unroll 32
+		for (int k = 0; k < 4; k++)
+			mn[k] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(A + 128 + 32 * k)));
+		#pragma GCC unroll 32
+		for (int t = 0; t < NT; t++) {
+			__m512i ms = _mm512_setzero_si512();
+			#pragma GCC unroll 32
+			for (int k = 0; k < 4; k++) {
+				int32_t pair;
+				memcpy(&pair, a[t].b32 + 8 * b + 2 * k, 4);
+				ms = _mm512_dpwssd_epi32(ms, mn[k], _mm512_set1_epi32(pair));
+			}
+			__m512 xd = _mm512_set1_ps(a[t].d[b]);
+			acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, xd), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+			acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dm, xd), _mm512_cvtepi32_ps(ms), acc[t]);
+		}
+	}
+	#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++)
+		_mm512_mask_storeu_ps(y + t * ys, mask, acc[t]);
+}
+
+INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *x0, size_t xs,
+		   size_t qoff, float *y, int64_t ys, __mmask16 mask)
+{
+	const size_t unit = 2 * (3072 + 256 + 32);
+	const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+	struct ak_row a[NT];
+	__m512 acc[NT];
+
+#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++) {
+		a[t] = ak_row_at(x0 + (size_t)t * xs, nb, qoff);
+		acc[t] = _mm512_setzero_ps();
+	}
+	for (int64_t b = 0; b < nb; b++) {
+		const uint8_t *U = grp + (size_t)(b >> 1) * unit, *Q = U + (b & 1) * 3072;
+		const uint8_t *A = U + 6144 + (b & 1) * 256, *S = U + 6656 + (b & 1) * 32;
+		__m512i isum[NT];
+#pragma GCC unroll 32
+		for (int t = 0; t < NT; t++)
+			isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 32
+		for (int h = 0; h < 2; h++)
+#pragma GCC unroll 32
+			for (int jh = 0; jh < 2; jh++) {
+				/* chunk c of half h: elements 128h + 32c + 4j.. (sub-block
+				 * 8h + 2c + jh for j in 4jh..4jh+3): low 4 bits from ql
+				 * vector c & 1 (its high nibbles when c >= 2), bits 4-5
+				 * from bits 2c, 2c+1 of the qh vector */
+				__m512i s[NT][4];
+#pragma GCC unroll 32
+				for (int t = 0; t < NT; t++)
+#pragma GCC unroll 32
+					for (int c = 0; c < 4; c++)
+						s[t][c] = _mm512_set1_epi32(-32 * a[t].b16[16 * b + 8 * h + 2 * c + jh]);
+#pragma GCC unroll 32
+				for (int jj = 0; jj < 4; jj++) {
+					const int j = 4 * jh + jj;
+					const uint8_t *V = Q + (size_t)((h * 8 + j) * 3) * 64;
+					if (NT == 1) {
+						PREFETCH(V);
+						PREFETCH(V + 64);
+						PREFETCH(V + 128);
+					}
+					__m512i v0 = _mm512_loadu_si512(V), v1 = _mm512_loadu_si512(V + 64);
+					__m512i hb = _mm512_loadu_si512(V + 128);
+					__m512i w[4];
+					w[0] = _mm512_ternarylogic_epi32(_mm512_and_si512(v0, m4), _mm512_slli_epi16(hb, 4), m30, 0xf8);
+					w[1] = _mm512_ternarylogic_epi32(_mm512_and_si512(v1, m4), _mm512_slli_epi16(hb, 2), m30, 0xf8);
+					w[2] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v0, 4), m4), hb, m30, 0xf8);
+					w[3] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v1, 4), m4),
+									 _mm512_srli_epi16(hb, 2), m30, 0xf8);
+#pragma GCC unroll 32
+					for (int t = 0; t < NT; t++)
+#pragma GCC unroll 32
+						for (int c = 0; c < 4; c++)
+							s[t][c] = _mm512_dpbusd_epi32(s[t][c], w[c],
+										      bcast4(a[t].q + 256 * b + 128 * h + 32 * c + 4 * j));
+				}
+#pragma GCC unroll 32
+				for (int c = 0; c < 4; c++) {
+					__m512i scl = _mm512_cvtepi8_epi32(
+						_mm_loadu_si128((const __m128i *)(A + 16 * (8 * h + 2 * c + jh))));
+#pragma GCC unroll 32
+					for (int t = 0; t < NT; t++)
+						isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t][c], scl));
+				}
+			}
+		__m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)S));
+#pragma GCC unroll 32
+		for (int t = 0; t < NT; t++)
+			acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(a[t].d[b])),
+						 _mm512_cvtepi32_ps(isum[t]), acc[t]);
+	}
+#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++)
+		_mm512_mask_storeu_ps(y + t * ys, mask, acc[t]);
+}
+
+#define K_KERNEL(name, tile)                                                                     \
+	API void name(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t rows,        \
+		      int64_t cols, const void *xact, size_t xs, int64_t nt, float *y, int64_t ys) \
+	{                                                                                        \
+		const int64_t nb = cols / 256;                                                   \
+		const size_t qoff = ((size_t)nb * 52 + 63) & ~(size_t)63;                        \
+		for (int64_t g = g0; g < g1; g++) {                                              \
+			const uint8_t *grp = (const uint8_t *)packed + (size_t)g * gb;           \
+			const __mmask16 mask = row_mask(g, rows);                                \
+			float *yg = y + g * QUANT_ROW_GROUP;                                     \
+			const uint8_t *x = xact;                                                 \
+			int64_t t = 0;                                                           \
+			for (; t + 4 <= nt; t += 4)                                              \
+				tile(4, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask);   \
+			switch (nt - t) {                                                        \
+			case 3: tile(3, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); break; \
+			case 2: tile(2, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); break; \
+			case 1: tile(1, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); break; \
+			default: break;                                                          \
+			}                                                                        \
+		}                                                                                \
+	}
+
+K_KERNEL(pmul_q4_k, tile_q4_k)
+K_KERNEL(pmul_q6_k, tile_q6_k)
+
+/* ---- F16 ----------------------------------------------------------------------------------- */
+
+INL void tile_f16(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *x0, size_t xs,
+		  float *y, int64_t ys, __mmask16 mask)
+{
+	/* two accumulators per token so even one token has two FMA chains */
+	__m512 acc[NT][2];
+	const float *x[NT];
+	#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++) {
+		x[t] = (const float *)(const void *)(x0 + (size_t)t * xs);
+		acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+	}
+	for (int64_t b = 0; b < nb; b++) {
+		const uint8_t *Q = grp + (size_t)b * 1024;   /* F16 units have no aux/sc: blocks are contiguous */
+		#pragma GCC unroll 32
+		for (int k = 0; k < 32; k++) {
+			if (NT == 1 && (k & 1) == 0)
+				PREFETCH(Q + 32 * k);
+			__m512 w = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(Q + 32 * k)));
+			#pragma GCC unroll 32
+			for (int t = 0; t < NT; t++)
+				acc[t][k & 1] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[t][32 * b + k]), acc[t][k & 1]);
+		}
+	}
+	#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++)
+		_mm512_mask_storeu_ps(y + t * ys, mask, _mm512_add_ps(acc[t][0], acc[t][1]));
+}
+
+API void pmul_f16(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t rows, int64_t cols,
+		  const void *xact, size_t xs, int64_t nt, float *y, int64_t ys)
+{
+	const int64_t nb = cols / 32;
+	for (int64_t g = g0; g < g1; g++) {
+		const uint8_t *grp = (const uint8_t *)packed + (size_t)g * gb;
+		const __mmask16 mask = row_mask(g, rows);
+		float *yg = y + g * QUANT_ROW_GROUP;
+		const uint8_t *x = xact;
+		int64_t t = 0;
+		for (; t + 4 <= nt; t += 4)
+			tile_f16(4, grp, nb, x + t * xs, xs, yg + t * ys, ys, mask);
+		switch (nt - t) {
+		case 3: tile_f16(3, grp, nb, x + t * xs, xs, yg + t * ys, ys, mask); break;
+		case 2: tile_f16(2, grp, nb, x + t * xs, xs, yg + t * ys, ys, mask); break;
+		case 1: tile_f16(1, grp, nb, x + t * xs, xs, yg + t * ys, ys, mask); break;
+		default: break;
+		}
+	}
+}
+
+quant_pmul_fn quant_pack_kernel_avx512(uint32_t type)
+{
+	switch (type) {
+	case GGML_TYPE_Q4_0: return pmul_q4_0;
+	case GGML_TYPE_Q4_1: return pmul_q4_1;
+	case GGML_TYPE_Q5_0: return pmul_q5_0;
+	case GGML_TYPE_Q5_1: return pmul_q5_1;
+	case GGML_TYPE_Q8_0: return pmul_q8_0;
+	case GGML_TYPE_Q4_K: return pmul_q4_k;
+	case GGML_TYPE_Q6_K: return pmul_q6_k;
+	case GGML_TYPE_F16: return pmul_f16;
+	default: return NULL;
+	}
+}
+
+#else
+
+quant_pmul_fn quant_pack_kernel_avx512(uint32_t type)
+{
+	(void)type;
+	return NULL;
+}
+
+#endif
