@@ -19,6 +19,7 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,16 @@ static void ids_str(const int32_t *ids, size_t n, char *buf, size_t len)
 	buf[0] = 0;
 	for (size_t i = 0; i < n && o + 16 < len; i++)
 		o += (size_t)snprintf(buf + o, len - o, "%s%d", i ? " " : "", ids[i]);
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint32_t rnd(uint32_t n)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state % n);
 }
 
 /* ---- A. a synthetic vocabulary ---- */
@@ -299,6 +310,8 @@ static bool decodes_to(tok_decoder *d, const int32_t *ids, size_t n, size_t bufs
 
 #define BYTE(b) (3 + (b))
 
+static void part_robust(const tokenizer *tk, const char *label);
+
 static void part_synthetic(void)
 {
 	int p0 = tu_pass, f0 = tu_fail;
@@ -406,8 +419,239 @@ static void part_synthetic(void)
 		      "out-of-range ids add nothing");
 		tok_decoder_free(d);
 	}
-	tok_free(tk);
 	printf("A synthetic vocabulary: %d passed, %d failed\n", tu_pass - p0, tu_fail - f0);
+	part_robust(tk, "synthetic SPM");
+	tok_free(tk);
+}
+
+/* A GGUF with only the keys given: model, pre (NULL: none), N tokens
+ * "t0".."tN-1", scores (count, type), token types (count, type), merges. */
+struct bad_vocab {
+	const char *model, *pre;
+	int n_tokens, n_scores, n_types, n_merges;
+	uint32_t score_type, type_type;
+};
+
+static unsigned char *bad_gguf(const struct bad_vocab *v, size_t *len)
+{
+	struct gb b = {0};
+	int n_kv = 1 + (v->model != NULL) + (v->pre != NULL) + (v->n_scores >= 0) + (v->n_types >= 0) +
+		   (v->n_merges >= 0);
+	gb_put(&b, "GGUF", 4);
+	gb_u32(&b, 3);
+	gb_u64(&b, 0);
+	gb_u64(&b, (uint64_t)n_kv);
+	if (v->model)
+		kv_str(&b, "tokenizer.ggml.model", v->model);
+	if (v->pre)
+		kv_str(&b, "tokenizer.ggml.pre", v->pre);
+	gb_str(&b, "tokenizer.ggml.tokens");
+	gb_u32(&b, GGUF_VT_ARRAY);
+	gb_u32(&b, GGUF_VT_STRING);
+	gb_u64(&b, (uint64_t)v->n_tokens);
+	for (int i = 0; i < v->n_tokens; i++) {
+		char t[16];
+		snprintf(t, sizeof t, "t%d", i);
+		gb_str(&b, i == 1 ? "" : t);  /* an empty token, renamed as llama.cpp does */
+	}
+	if (v->n_scores >= 0) {
+		gb_str(&b, "tokenizer.ggml.scores");
+		gb_u32(&b, GGUF_VT_ARRAY);
+		gb_u32(&b, v->score_type);
+		gb_u64(&b, (uint64_t)v->n_scores);
+		for (int i = 0; i < v->n_scores; i++)
+			gb_u32(&b, 0);
+	}
+	if (v->n_types >= 0) {
+		gb_str(&b, "tokenizer.ggml.token_type");
+		gb_u32(&b, GGUF_VT_ARRAY);
+		gb_u32(&b, v->type_type);
+		gb_u64(&b, (uint64_t)v->n_types);
+		for (int i = 0; i < v->n_types; i++)
+			gb_u32(&b, 1);
+	}
+	if (v->n_merges >= 0) {
+		gb_str(&b, "tokenizer.ggml.merges");
+		gb_u32(&b, GGUF_VT_ARRAY);
+		gb_u32(&b, GGUF_VT_STRING);
+		gb_u64(&b, (uint64_t)v->n_merges);
+		for (int i = 0; i < v->n_merges; i++)
+			gb_str(&b, i % 2 ? "t0 t2" : "nospace");
+	}
+	while (b.n % 32)
+		gb_put(&b, "", 1);
+	*len = b.n;
+	return b.p;
+}
+
+/* Loads V; returns whether it loaded, with the message in err. */
+static bool bad_load(const struct bad_vocab *v, char *err, size_t errlen)
+{
+	size_t len;
+	unsigned char *buf = bad_gguf(v, &len);
+	gguf_file *g = gguf_open_memory(buf, len, "bad", err, errlen);
+	tokenizer *tk = g ? tok_load(g, err, errlen) : NULL;
+	bool ok = tk != NULL;
+	if (tk) {
+		/* whatever loads must encode and decode anything */
+		int32_t *ids = NULL;
+		size_t n = 0, cap = 0;
+		int rc = tok_encode(tk, "t0 t1 t2 \xff", 10, true, true, &ids, &n, &cap);
+		CHECK(rc == TOK_OK || rc == TOK_ERR_VOCAB, "encode on a thin vocab: %d", rc);
+		free(ids);
+	}
+	tok_free(tk);
+	gguf_close(g);
+	free(buf);
+	return ok;
+}
+
+static void part_malformed(void)
+{
+	int p0 = tu_pass, f0 = tu_fail;
+	char err[256];
+	const struct bad_vocab good = {"gpt2", "gpt-2", 4, -1, 4, 2, GGUF_VT_FLOAT32, GGUF_VT_INT32};
+	struct bad_vocab v;
+
+	CHECK(bad_load(&good, err, sizeof err), "minimal gpt2 vocab: %s", err);
+	v = good;
+	v.model = "bert";
+	CHECK(!bad_load(&v, err, sizeof err) && strstr(err, "'bert'"), "unknown model named: %s", err);
+	v = good;
+	v.model = NULL;
+	CHECK(!bad_load(&v, err, sizeof err) && strstr(err, "tokenizer.ggml.model"), "no model: %s", err);
+	v = good;
+	v.pre = "frobnicate";
+	CHECK(!bad_load(&v, err, sizeof err) && strstr(err, "'frobnicate'"), "unknown pre named: %s", err);
+	v = good;
+	v.pre = NULL;
+	CHECK(bad_load(&v, err, sizeof err), "no pre means default: %s", err);
+	v = good;
+	v.n_merges = -1;
+	CHECK(!bad_load(&v, err, sizeof err) && strstr(err, "merges"), "gpt2 without merges: %s", err);
+	v = good;
+	v.n_types = 3;
+	CHECK(!bad_load(&v, err, sizeof err) && strstr(err, "token_type"), "short token types: %s", err);
+	v = good;
+	v.type_type = GGUF_VT_FLOAT32;
+	CHECK(!bad_load(&v, err, sizeof err) && strstr(err, "token_type"), "float token types: %s", err);
+	v = good;
+	v.model = "llama";
+	v.n_scores = 2;
+	CHECK(!bad_load(&v, err, sizeof err) && strstr(err, "scores"), "short scores: %s", err);
+	v.n_scores = 4;
+	v.score_type = GGUF_VT_UINT32;
+	CHECK(!bad_load(&v, err, sizeof err) && strstr(err, "scores"), "uint32 scores: %s", err);
+	v.score_type = GGUF_VT_INT32;
+	CHECK(bad_load(&v, err, sizeof err), "int32 scores load: %s", err);
+	v = good;
+	v.model = "llama";
+	v.n_tokens = 0;
+	v.n_types = 0;
+	CHECK(!bad_load(&v, err, sizeof err) && strstr(err, "token"), "no tokens: %s", err);
+	printf("A malformed vocabularies: %d passed, %d failed\n", tu_pass - p0, tu_fail - f0);
+}
+
+/* Whatever the ids, the decoder's output is valid UTF-8; whatever the
+ * bytes, encoding succeeds; several threads share one tokenizer. */
+struct thread_job {
+	const tokenizer *tk;
+	const char *text;
+	size_t len;
+	int32_t *ids;
+	size_t n;
+	int rc;
+};
+
+static void *encode_thread(void *arg)
+{
+	struct thread_job *j = arg;
+	size_t cap = 0;
+	j->n = 0;
+	j->rc = TOK_OK;
+	for (int r = 0; r < 20 && j->rc == TOK_OK; r++) {
+		j->n = 0;
+		j->rc = tok_encode(j->tk, j->text, j->len, false, r & 1, &j->ids, &j->n, &cap);
+	}
+	return NULL;
+}
+
+static bool valid_utf8(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned char c = s[i];
+		size_t l = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
+		if (!l || i + l > n)
+			return false;
+		uint32_t cp = l == 1 ? c : c & (0xff >> (l + 1));
+		for (size_t k = 1; k < l; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+		if (cp < min[l] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += l;
+	}
+	return true;
+}
+
+static void part_robust(const tokenizer *tk, const char *label)
+{
+	int p0 = tu_pass, f0 = tu_fail;
+	tok_decoder *d = tok_decoder_new(tk);
+	CHECK(d != NULL, "decoder");
+	int32_t *ids = NULL;
+	size_t cap = 0;
+	int bad_enc = 0, bad_dec = 0;
+	for (int it = 0; d && it < 300; it++) {
+		unsigned char text[256];
+		size_t len = rnd(sizeof text);
+		for (size_t i = 0; i < len; i++)
+			text[i] = rnd(4) ? (unsigned char)"<|>a \n\xc3\xa9\xe4\xb8\x96"[rnd(12)] : (unsigned char)rnd(256);
+		size_t n = 0;
+		if (tok_encode(tk, (const char *)text, len, it & 1, it & 2, &ids, &n, &cap) != TOK_OK)
+			bad_enc++;
+		/* random ids, mostly byte-ish low ones and some anywhere */
+		char out[4096];
+		size_t o = 0, k;
+		tok_decoder_options(d, (unsigned)rnd(4));
+		for (int i = 0; i < 64; i++) {
+			int32_t id = rnd(2) ? (int32_t)rnd(600) : (int32_t)rnd(tok_n_vocab(tk) + 10);
+			k = tok_decoder_feed(d, id, out + o, rnd(2) ? 8 : sizeof out - o);
+			o += k;
+			if (o > sizeof out - 64)
+				break;
+		}
+		while ((k = tok_decoder_flush(d, out + o, sizeof out - o)) > 0)
+			o += k;
+		if (!valid_utf8((const unsigned char *)out, o))
+			bad_dec++;
+	}
+	CHECK(bad_enc == 0, "%s: %d random texts failed to encode", label, bad_enc);
+	CHECK(bad_dec == 0, "%s: %d decoded streams are not valid UTF-8", label, bad_dec);
+	free(ids);
+	tok_decoder_free(d);
+
+	/* threads: same ids as one thread alone */
+	static const char text[] = "Shared <|im_start|> tokenizer \xf0\x9f\x98\x80 across threads: 12345 words\n\n";
+	struct thread_job one = {tk, text, sizeof text - 1, NULL, 0, 0}, jobs[4];
+	encode_thread(&one);
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++) {
+		jobs[i] = one;
+		jobs[i].ids = NULL;
+		CHECK(pthread_create(&th[i], NULL, encode_thread, &jobs[i]) == 0, "thread");
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(jobs[i].rc == TOK_OK && jobs[i].n == one.n && !memcmp(jobs[i].ids, one.ids, one.n * 4),
+		      "%s: thread %d got other ids", label, i);
+		free(jobs[i].ids);
+	}
+	free(one.ids);
+	printf("A robustness (%s): %d passed, %d failed\n", label, tu_pass - p0, tu_fail - f0);
 }
 
 /* ---- B. llama.cpp's vocabulary test vectors ---- */
@@ -758,6 +1002,10 @@ static void part_pre(const struct corpus *c, const char *testdata)
 		names_ok += bad == 0;
 		tok_free(tk);
 	}
+	tokenizer *gtk = tok_load(g, err, sizeof err);
+	if (gtk)
+		part_robust(gtk, "gpt-2 BPE");
+	tok_free(gtk);
 	/* an unknown name is refused, naming it */
 	struct tok_load_opts o = {.pre = "no-such-pre"};
 	tokenizer *tk = tok_load_opts(g, &o, err, sizeof err);
@@ -771,16 +1019,6 @@ static void part_pre(const struct corpus *c, const char *testdata)
 }
 
 /* ---- E. hand-written splitters against PCRE2 ---- */
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint32_t rnd(uint32_t n)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (uint32_t)(rng_state % n);
-}
 
 static void part_splitters(void)
 {
@@ -813,7 +1051,7 @@ static void part_splitters(void)
 			int ra = pretok_split(a, &wa, text, len, err, sizeof err);
 			int rb = pretok_split(b, &wb, text, len, err, sizeof err);
 			bool same = ra == 0 && rb == 0 && wa.n_words == wb.n_words &&
-				    !memcmp(wa.words, wb.words, 2 * wa.n_words * sizeof *wa.words);
+				    (wa.n_words == 0 || !memcmp(wa.words, wb.words, 2 * wa.n_words * sizeof *wa.words));
 			runs++;
 			if (!same) {
 				bad++;
@@ -848,6 +1086,7 @@ int main(void)
 		testdata = def;
 	}
 	part_synthetic();
+	part_malformed();
 	part_testdata(testdata);
 	struct corpus c;
 	if (load_corpus(&c)) {
