@@ -1403,7 +1403,8 @@ static struct list *iterate(struct rctx *c, const value *v)
 	}
 	case T_DICT: {
 		struct list *l = list_new(c->m, v->u.d->n);
-		memcpy(l->v, v->u.d->k, v->u.d->n * sizeof(value));
+		if (v->u.d->n)
+			memcpy(l->v, v->u.d->k, v->u.d->n * sizeof(value));
 		return l;
 	}
 	case T_STR: {
@@ -5006,8 +5007,10 @@ static value arith(struct rctx *c, int op, const value *a, const value *b)
 		if (a->t == b->t && (a->t == T_LIST || a->t == T_TUPLE)) {
 			size_t n = add_or_die(&c->f, a->u.l->n, b->u.l->n);
 			struct list *l = list_new(c->m, n);
-			memcpy(l->v, a->u.l->v, a->u.l->n * sizeof(value));
-			memcpy(l->v + a->u.l->n, b->u.l->v, b->u.l->n * sizeof(value));
+			if (a->u.l->n)
+				memcpy(l->v, a->u.l->v, a->u.l->n * sizeof(value));
+			if (b->u.l->n)
+				memcpy(l->v + a->u.l->n, b->u.l->v, b->u.l->n * sizeof(value));
 			return v_list(l, a->t == T_TUPLE);
 		}
 		if (a->t == T_STR)
@@ -5048,6 +5051,8 @@ static value arith(struct rctx *c, int op, const value *a, const value *b)
 				if (k < 0)
 					k = 0;
 				if (seq->t == T_STR) {
+					if (!seq->u.s->len)
+						k = 0;
 					size_t n = mul_or_die(&c->f, seq->u.s->len, (size_t)k);
 					if (n > c->lim.max_output)
 						fail_at(&c->f, TMPL_ERR_LIMIT, c->line, "string too long");

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "template.h"
 #include "testutil.h"
@@ -539,6 +540,112 @@ static void test_fuzz(void)
 	printf("fuzz: %d rendered, %d failed cleanly\n", ok, failed_clean);
 }
 
+/* ---- expression fuzz: random well-formed expressions over values of
+ * every type, so the evaluator's type checks are exercised ---- */
+
+static void gen_expr(char *buf, size_t cap, size_t *n, int depth)
+{
+	static const char *const atoms[] = {
+		"x", "s", "l", "d", "n", "1", "-2.5", "'str'", "[1, 'a', none]", "{'k': [1], 'j': 'v'}",
+		"none", "true", "messages", "messages[0]", "range(3)", "ns", "ns.v", "loop", "missing",
+		"''", "[]", "{}", "0", "'\xc3\xa9\xe2\x80\xa8'", "9223372036854775807", "1e308",
+	};
+	static const char *const binops[] = {
+		" + ", " - ", " * ", " / ", " // ", " % ", " ** ", " ~ ", " == ", " < ", " in ",
+		" and ", " or ", " != ", " >= ", " not in ",
+	};
+	static const char *const posts[] = {
+		".upper()", ".split()", "[0]", "[1:]", "[::-1]", ".items()", ".get('k')", "|length",
+		"|tojson", "|first", "|last", "|list", "|sort", "|join(',')", "|trim", "|int", "|float",
+		"|string", "|map('string')", "|select('odd')", "|selectattr('role')", "|dictsort",
+		"|items", "|unique", "|reverse", "|round(1)", "|abs", "|title", "|capitalize",
+		"|center(5)", "|indent(2)", "|truncate(5)", "|batch(2)|list", "|sum", "|min", "|max",
+		"|format(1)", "|replace('a', 'b')", "|e", "|wordcount", " is string", " is mapping",
+		" is iterable", " is defined", "|default('z')", "|tojson(indent=1)", ".startswith('a')",
+		".format(1)", ".count('a')", ".strip('a')", "|attr('upper')", ".keys()",
+		"|dictsort(by='value')", "|map(attribute='role')|list", "|rejectattr('k')|list", "[-1]",
+		".index(1)", "|upper", ".splitlines()", ".zfill(4)", "|lower", "[1:-1:2]", "()",
+		"|tojson(sort_keys=true)", " is divisibleby 2", " is odd", ".title()", "|slice(2)",
+	};
+	size_t left = cap - *n;
+	int r = (int)(rnd() % 10);
+	if (depth > 3 || r < 3) {
+		*n += (size_t)snprintf(buf + *n, left, "%s", atoms[rnd() % (sizeof atoms / sizeof atoms[0])]);
+	} else if (r < 6) {
+		*n += (size_t)snprintf(buf + *n, left, "(");
+		gen_expr(buf, cap, n, depth + 1);
+		if (*n < cap)
+			*n += (size_t)snprintf(buf + *n, cap - *n, "%s",
+					       binops[rnd() % (sizeof binops / sizeof binops[0])]);
+		if (*n < cap)
+			gen_expr(buf, cap, n, depth + 1);
+		if (*n < cap)
+			*n += (size_t)snprintf(buf + *n, cap - *n, ")");
+	} else if (r < 9) {
+		gen_expr(buf, cap, n, depth + 1);
+		if (*n < cap)
+			*n += (size_t)snprintf(buf + *n, cap - *n, "%s",
+					       posts[rnd() % (sizeof posts / sizeof posts[0])]);
+	} else {
+		*n += (size_t)snprintf(buf + *n, left, "(not ");
+		if (*n < cap)
+			gen_expr(buf, cap, n, depth + 1);
+		if (*n < cap)
+			*n += (size_t)snprintf(buf + *n, cap - *n, ")");
+	}
+	if (*n >= cap)
+		*n = cap - 1;
+}
+
+static void test_expr_fuzz(void)
+{
+	struct tmpl_options o = base_opts();
+	o.limits.max_steps = 50000;
+	o.limits.max_output = 1 << 18;
+	o.limits.max_memory = 16 << 20;
+	o.limits.max_time_ms = 500;
+	o.vars_json = "{\"x\": 7, \"s\": \"Hello \u00e9 World\", \"l\": [3, 1, 2], \"n\": null, "
+		      "\"d\": {\"b\": 1, \"a\": [1, 2], \"k\": \"v\"}}";
+	int ok = 0, clean = 0, bad = 0;
+	double slowest = 0;
+	for (int iter = 0; iter < 4000; iter++) {
+		char expr[1024], src[2400];
+		size_t n = 0;
+		gen_expr(expr, sizeof expr, &n, 0);
+		expr[n] = 0;
+		if (iter % 3 == 0)
+			snprintf(src, sizeof src, "{%% set ns = namespace(v=[1]) %%}{{ %s }}", expr);
+		else if (iter % 3 == 1)
+			snprintf(src, sizeof src, "{%% set ns = namespace(v='ab') %%}{%% for a in %s %%}[{{ a }}|{{ loop.index }}]{%% endfor %%}", expr);
+		else
+			snprintf(src, sizeof src, "{%% set ns = namespace(v={}) %%}{%% if %s %%}T{%% else %%}F{%% endif %%}{%% set ns.v = %s %%}{{ ns.v }}", expr, expr);
+		char *out = NULL;
+		char err[256] = "";
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		int rc = render(src, &o, &out, err, sizeof err);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+		if (ms > slowest)
+			slowest = ms;
+		if (rc == TMPL_OK && out)
+			ok++;
+		else if (rc < 0 && rc >= TMPL_ERR_ARG && !out && err[0])
+			clean++;
+		else {
+			bad++;
+			fprintf(stderr, "expr fuzz: rc %d for %s\n", rc, src);
+		}
+		free(out);
+	}
+	CHECK(bad == 0, "expr fuzz: %d renders ended badly", bad);
+	/* every render ends by the time cap (500 ms) plus slack for a loaded
+	 * machine: no operation may run unbounded between two checks */
+	CHECK(slowest < 2000, "expr fuzz: slowest render took %.0f ms", slowest);
+	CHECK(ok > 500 && clean > 500, "expr fuzz: %d ok, %d clean failures", ok, clean);
+	printf("expr fuzz: %d rendered, %d failed cleanly\n", ok, clean);
+}
+
 int main(void)
 {
 	setenv("TZ", "UTC", 1);
@@ -550,5 +657,6 @@ int main(void)
 	test_threads();
 	test_locale();
 	test_fuzz();
+	test_expr_fuzz();
 	return tu_finish();
 }
