@@ -28,6 +28,7 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_oneshot(int argc, char **argv);
 int cmd_history(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 /* The chat/one-shot options, for --help. */
 void oneshot_usage(FILE *out);

@@ -27,6 +27,7 @@ static const struct command commands[] = {
 	{"bench", cmd_bench, "-m MODEL [-p N] [-n N] [-t T] [-r R] [--json]", "prefill and decode speed, llama-bench style"},
 	{"tokenize", cmd_tokenize, "-m MODEL [--no-bos] [--special] [--pieces]", "print the token ids of stdin"},
 	{"detokenize", cmd_detokenize, "-m MODEL [--special]", "print the text of token ids on stdin"},
+	{"keys", cmd_keys, "[--man]", "the full-screen chat's keys and commands (--man: as man(7) text)"},
 	/* more commands */
 };
 

@@ -20,13 +20,13 @@ measure() {
 	tui_wait $S 60 'loaded SmolLM2'
 	tui_ready $S 10
 	tui_send $S "Write a long story about a lighthouse keeper and a storm."
-	tui_wait $S 60 'reading the prompt|replying, Esc stops'
+	tui_wait $S 60 '^ (replying|reading)'
 	tui_ready $S 120
 	tui_send $S "/set max-tokens 120"
 	tui_wait $S 5 'max-tokens = 120'
 	$T pipe-pane -t $S -o "cat >'$TMPD/$S.out'"
 	tui_send $S "Continue the story with more details."
-	tui_wait $S 60 'replying, Esc stops|reading the prompt'
+	tui_wait $S 60 '^ (replying|reading)'
 	tui_ready $S 120
 	sleep 0.3
 	$T pipe-pane -t $S

@@ -131,7 +131,7 @@ tui_ready() {
 # The sidebar's numbers
 tui_reply_tokens() {
 	tui_screen "$1" | sed -n -e 's/.*reply *\([0-9][0-9]*\) tok.*/\1/p' \
-		-e 's/.* | \([0-9][0-9]*\) tok | ctx .*/\1/p' | head -1
+		-e 's/.* | ctx [0-9]*\/[0-9]* | \([0-9][0-9]*\) tok |.*/\1/p' | head -1
 }
 
 tui_pid() {

@@ -1177,10 +1177,19 @@ static void draw(struct app *a)
 
 /* ---- keys ------------------------------------------------------------------------ */
 
+/* putp() goes through stdio, not through curses' own buffer: flush at once
+ * so that it lands in order */
+static void put_cap(const char *cap)
+{
+	if (cap) {
+		putp(cap);
+		fflush(stdout);
+	}
+}
+
 static void suspend_screen(struct app *a, bool stop)
 {
-	if (a->paste_off)
-		putp(a->paste_off);
+	put_cap(a->paste_off);
 	endwin();
 	if (stop) {
 		signal(SIGTSTP, SIG_DFL);
@@ -1194,8 +1203,7 @@ static void suspend_screen(struct app *a, bool stop)
 static void resume_screen(struct app *a)
 {
 	reset_prog_mode();
-	if (a->paste_on)
-		putp(a->paste_on);
+	put_cap(a->paste_on);
 	struct winsize ws;
 	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
 		resizeterm(ws.ws_row, ws.ws_col);
@@ -1261,7 +1269,7 @@ static void do_action(struct app *a, enum tui_act act)
 		break;
 	case ACT_REDRAW:
 		clearok(curscr, TRUE);
-		a->dirty |= D_ALL;
+		a->dirty |= D_ALL & ~D_LAYOUT;
 		break;
 	case ACT_SUSPEND:
 		suspend_screen(a, true);
@@ -1360,6 +1368,17 @@ static void handle_key(struct app *a, int k)
 			else
 				do_action(a, ACT_CANCEL);
 			return;
+		}
+		if (n == '[' || n == 'O') {
+			/* a CSI or SS3 sequence curses did not know (a terminal
+			 * that differs from its TERM): swallow it whole rather
+			 * than type its tail into the input */
+			int c, got = 0;
+			while ((c = wgetch(stdscr)) != ERR && got++ < 32)
+				if (c >= 0x40 && c <= 0x7e && !(n == '[' && got == 1 && c == '['))
+					break;
+			if (got > 0)
+				return;
 		}
 		if (a->overlay != OV_NONE)
 			return;
@@ -1626,11 +1645,27 @@ int tui_run(const struct tui_opts *o)
 	a->cursor_on = true;
 	define_key("\033[200~", KEY_PASTE_BEGIN);
 	define_key("\033[201~", KEY_PASTE_END);
+	/* what common terminals send when TERM names another one */
+	static const struct {
+		const char *seq;
+		int key;
+	} alt_keys[] = {
+		{"\033[1~", KEY_HOME}, {"\033[4~", KEY_END},   {"\033[H", KEY_HOME},  {"\033[F", KEY_END},
+		{"\033OH", KEY_HOME},  {"\033OF", KEY_END},    {"\033[7~", KEY_HOME}, {"\033[8~", KEY_END},
+		{"\033[5~", KEY_PPAGE}, {"\033[6~", KEY_NPAGE}, {"\033[3~", KEY_DC},  {"\033[A", KEY_UP},
+		{"\033[B", KEY_DOWN},  {"\033[C", KEY_RIGHT},  {"\033[D", KEY_LEFT},  {"\033OA", KEY_UP},
+		{"\033OB", KEY_DOWN},  {"\033OC", KEY_RIGHT},  {"\033OD", KEY_LEFT},  {"\033OP", KEY_F(1)},
+		{"\033OQ", KEY_F(2)},  {"\033OR", KEY_F(3)},   {"\033[11~", KEY_F(1)}, {"\033[12~", KEY_F(2)},
+		{"\033[13~", KEY_F(3)}, {"\033[[A", KEY_F(1)}, {"\033[[B", KEY_F(2)}, {"\033[[C", KEY_F(3)},
+	};
+	for (size_t i = 0; i < sizeof alt_keys / sizeof alt_keys[0]; i++)
+		if (key_defined(alt_keys[i].seq) == 0)
+			define_key(alt_keys[i].seq, alt_keys[i].key);
 	const char *be = tigetstr("BE"), *bd = tigetstr("BD");
 	if (be && be != (char *)-1 && bd && bd != (char *)-1) {
 		a->paste_on = be;
 		a->paste_off = bd;
-		putp(be);
+		put_cap(be);
 	}
 	const char *nc = getenv("NO_COLOR");
 	a->use_color = has_colors() && !(nc && nc[0]);
@@ -1687,8 +1722,7 @@ int tui_run(const struct tui_opts *o)
 		if (it->len)
 			commit(a, "assistant", it->text, true);
 	}
-	if (a->paste_off)
-		putp(a->paste_off);
+	put_cap(a->paste_off);
 	del_windows(a);
 	endwin();
 	delscreen(a->scr);

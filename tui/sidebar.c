@@ -147,13 +147,15 @@ void sidebar_draw(WINDOW *w, const struct tui_status *st, const unsigned long *a
 		line(&p, ROLE_SIDE, "repeat %.2f", (double)st->s.repeat_penalty);
 }
 
-static const char *phase_text(const struct tui_status *st, char *buf, size_t n)
+static const char *phase_text(const struct tui_status *st, bool narrow, char *buf, size_t n)
 {
 	switch (st->phase) {
-	case PH_NOMODEL: return "no model: F2 picks one";
-	case PH_LOADING: snprintf(buf, n, "loading %.0f%%, Esc cancels", (double)st->progress * 100.0); return buf;
-	case PH_PREFILL: snprintf(buf, n, "reading the prompt, Esc stops"); return buf;
-	case PH_STREAM: return "replying, Esc stops";
+	case PH_NOMODEL: return narrow ? "no model (F2)" : "no model: F2 picks one";
+	case PH_LOADING:
+		snprintf(buf, n, narrow ? "loading %.0f%%" : "loading %.0f%%, Esc cancels", (double)st->progress * 100.0);
+		return buf;
+	case PH_PREFILL: return narrow ? "reading prompt" : "reading the prompt, Esc stops";
+	case PH_STREAM: return narrow ? "replying" : "replying, Esc stops";
 	case PH_IDLE: return "ready";
 	}
 	return "";
@@ -166,13 +168,14 @@ void statusbar_draw(WINDOW *w, const struct tui_status *st, bool narrow, const u
 	getmaxyx(w, h, width);
 	(void)h;
 	char buf[512], ph[96], a[32], m[32];
-	const char *state = st->note ? st->note : phase_text(st, ph, sizeof ph);
+	const char *state = st->note ? st->note : phase_text(st, narrow, ph, sizeof ph);
 	if (narrow) {
 		fmt_tps(st->decode_tps, a, sizeof a);
 		models_fmt_bytes(st->mem_avail, m, sizeof m);
 		uint32_t size = st->ctx_size ? st->ctx_size : st->have_info ? st->info.n_ctx : 0;
-		snprintf(buf, sizeof buf, " %s | %s | %" PRIu32 " tok | ctx %" PRIu32 "/%" PRIu32 " | %s | free %s", state,
-			 a, st->gen_tokens, st->ctx_used, size, st->model, st->mem_avail ? m : "-");
+		/* most wanted first: a 40-column terminal shows up to the context */
+		snprintf(buf, sizeof buf, " %s | %s | ctx %" PRIu32 "/%" PRIu32 " | %" PRIu32 " tok | %s | free %s", state,
+			 a, st->ctx_used, size, st->gen_tokens, st->model, st->mem_avail ? m : "-");
 	} else {
 		snprintf(buf, sizeof buf, " %s", state);
 	}
