@@ -1091,7 +1091,7 @@ static void step(struct rctx *c)
 	if (++c->steps > c->lim.max_steps)
 		fail_at(&c->f, TMPL_ERR_LIMIT, c->line, "step limit exceeded (%llu)",
 			(unsigned long long)c->lim.max_steps);
-	if ((c->steps & 255) == 0 && now_ns() > c->deadline_ns)
+	if ((c->steps & 63) == 0 && now_ns() > c->deadline_ns)
 		fail_at(&c->f, TMPL_ERR_LIMIT, c->line, "time limit exceeded (%u ms)",
 			(unsigned)c->lim.max_time_ms);
 }
@@ -3851,11 +3851,19 @@ static value get_item(struct rctx *c, const value *obj, const value *key)
 	case T_STR: {
 		if (!int_key)
 			break;
-		size_t n;
-		size_t *off = u8_offsets(c->m, obj->u.s, &n);
-		size_t i;
-		if (seq_index(as_int(key), n, &i))
-			return v_str(str_new(c->m, obj->u.s->s + off[i], off[i + 1] - off[i]));
+		const struct str *s = obj->u.s;
+		int64_t k = as_int(key);
+		size_t n = k < 0 ? u8_count(s->s, s->len) : SIZE_MAX, i, pos = 0, adv = 0;
+		if (k < 0 && !seq_index(k, n, &i))
+			break;
+		if (k >= 0)
+			i = (size_t)k;
+		/* walk to code point i without an offset table */
+		for (size_t cp = 0; pos < s->len; cp++, pos += adv) {
+			u8_dec(s->s + pos, s->len - pos, &adv);
+			if (cp == i)
+				return v_str(str_new(c->m, s->s + pos, adv));
+		}
 		break;
 	}
 	default:
@@ -4424,28 +4432,37 @@ static struct list *py_splitlines(struct rctx *c, const struct str *s, bool keep
 	return lb_done(c->m, &lb);
 }
 
-/* Code-point bounds [b, e) of s after Python start/end arguments. */
-static void str_range(struct rctx *c, const struct str *s, const value *vs, const value *ve,
-		      size_t **off_out, size_t *b, size_t *e, size_t *n)
+/* Byte bounds [*lo, *hi) of s after Python start/end arguments (code-point
+ * indexes) and the code-point index of *lo; false when the range is one
+ * that never matches (start past the end, or past stop). */
+static bool str_range(struct rctx *c, const struct str *s, const value *vs, const value *ve,
+		      size_t *lo, size_t *hi, size_t *cp_lo)
 {
-	size_t *off = u8_offsets(c->m, s, n);
-	int64_t len = (int64_t)*n;
-	int64_t st = 0, en = len;
-	if (vs && vs->t != T_ABSENT && vs->t != T_NONE)
-		st = want_int(c, vs, "slice");
-	if (ve && ve->t != T_ABSENT && ve->t != T_NONE)
-		en = want_int(c, ve, "slice");
+	bool has_s = vs && vs->t != T_ABSENT && vs->t != T_NONE;
+	bool has_e = ve && ve->t != T_ABSENT && ve->t != T_NONE;
+	if (!has_s && !has_e) {
+		*lo = 0;
+		*hi = s->len;
+		*cp_lo = 0;
+		return true;
+	}
+	size_t n;
+	size_t *off = u8_offsets(c->m, s, &n);
+	int64_t len = (int64_t)n;
+	int64_t st = has_s ? want_int(c, vs, "slice") : 0;
+	int64_t en = has_e ? want_int(c, ve, "slice") : len;
 	if (st < 0)
 		st = st + len < 0 ? 0 : st + len;
 	if (en < 0)
 		en = en + len < 0 ? 0 : en + len;
-	if (st > len)
-		st = len + 1;   /* Python: start beyond the end never matches */
 	if (en > len)
 		en = len;
-	*off_out = off;
-	*b = (size_t)st;
-	*e = (size_t)en;
+	if (st > len || st > en)
+		return false;
+	*lo = off[st];
+	*hi = off[en];
+	*cp_lo = (size_t)st;
+	return true;
 }
 
 static void sb_pad(struct rctx *c, struct sbuf *b, const struct str *fill, size_t count)
@@ -6133,8 +6150,8 @@ static value str_method(struct rctx *c, const struct method *mt, const struct ca
 		bind_args(c, mt->name, ca, p, 3, a);
 		if (a[0].t == T_ABSENT)
 			rt_fail(c, "%s() takes at least 1 argument", mt->name);
-		size_t *off, b, e, n;
-		str_range(c, s, &a[1], &a[2], &off, &b, &e, &n);
+		size_t lo = 0, hi = 0, cp_lo;
+		bool in_range = str_range(c, s, &a[1], &a[2], &lo, &hi, &cp_lo);
 		const value *cands = &a[0];
 		size_t nc = 1;
 		if (a[0].t == T_TUPLE) {
@@ -6145,10 +6162,9 @@ static value str_method(struct rctx *c, const struct method *mt, const struct ca
 			if (cands[i].t != T_STR)
 				rt_fail(c, "%s first arg must be str or a tuple of str, not %s", mt->name,
 					type_name(&cands[i]));
-			if (b > n || b > e)
+			if (!in_range)
 				continue;
 			const struct str *x = cands[i].u.s;
-			size_t lo = off[b], hi = off[e];
 			if (x->len > hi - lo)
 				continue;
 			if (mt->id == M_STARTSWITH ? !memcmp(s->s + lo, x->s, x->len)
@@ -6190,20 +6206,19 @@ static value str_method(struct rctx *c, const struct method *mt, const struct ca
 		static const char *const p[] = {"sub", "start", "end"};
 		bind_args(c, mt->name, ca, p, 3, a);
 		const struct str *sub = want_str(c, &a[0], mt->name);
-		size_t *off, b, e, n;
-		str_range(c, s, &a[1], &a[2], &off, &b, &e, &n);
-		if (b > n || b > e) {
+		size_t lo, hi, b;
+		if (!str_range(c, s, &a[1], &a[2], &lo, &hi, &b)) {
 			if (mt->id == M_COUNT)
 				return v_int(0);
 			if (mt->id == M_INDEX || mt->id == M_RINDEX)
 				rt_fail(c, "substring not found");
 			return v_int(-1);
 		}
-		const char *hs = s->s + off[b];
-		size_t hn = off[e] - off[b];
+		const char *hs = s->s + lo;
+		size_t hn = hi - lo;
 		if (mt->id == M_COUNT) {
 			if (!sub->len)
-				return v_int((int64_t)(e - b + 1));
+				return v_int((int64_t)u8_count(hs, hn) + 1);
 			int64_t cnt = 0;
 			size_t pos = 0;
 			const char *h;
