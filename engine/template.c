@@ -1810,8 +1810,7 @@ static void json_newline(struct rctx *c, struct sbuf *b, const struct jopt *o, i
 
 static int key_cmp(struct rctx *c, const value *a, const value *b, const void *ctx)
 {
-	const struct dict *d = ctx;
-	(void)d;
+	(void)ctx;
 	return val_cmp(c, a, b, "<");
 }
 
@@ -2449,18 +2448,14 @@ static void lex(struct parser *p, const char *src0, size_t n0)
 		}
 		lex_data(p, pos, i, sign, kind != '{', line_starting);
 		if (kind == '#') {
-			size_t j = q, end = 0;
+			/* the first #}, with the marker just before it if any */
+			const char *h = q < n ? memmem(s + q, n - q, "#}", 2) : NULL;
+			if (!h)
+				syn_fail(p, lex_line(p, i), "missing end of comment tag");
+			size_t k = (size_t)(h - s), end = k + 2;
 			char esign = 0;
-			for (;;) {
-				const char *h = j < n ? memmem(s + j, n - j, "#}", 2) : NULL;
-				if (!h)
-					syn_fail(p, lex_line(p, i), "missing end of comment tag");
-				size_t k = (size_t)(h - s);
-				if (k > q && (s[k - 1] == '-' || s[k - 1] == '+'))
-					esign = s[k - 1];
-				end = k + 2;
-				break;
-			}
+			if (k > q && (s[k - 1] == '-' || s[k - 1] == '+'))
+				esign = s[k - 1];
 			if (esign == '-')
 				end += ws_span(s + end, n - end);
 			else if (!esign && end < n && s[end] == '\n')
@@ -2472,7 +2467,6 @@ static void lex(struct parser *p, const char *src0, size_t n0)
 		if (raw_end) {
 			line_starting = s[raw_end - 1] == '\n';
 			size_t k = raw_end, end = 0;
-			char esign = 0;
 			for (;;) {
 				const char *h = k < n ? memmem(s + k, n - k, "{%", 2) : NULL;
 				if (!h)
@@ -2488,14 +2482,12 @@ static void lex(struct parser *p, const char *src0, size_t n0)
 					size_t e = block_end_at(p, r);
 					if (e) {
 						lex_data(p, raw_end, a, sg, true, line_starting);
-						esign = sg;
 						end = e;
 						break;
 					}
 				}
 				k = a + 1;
 			}
-			(void)esign;
 			line_starting = s[end - 1] == '\n';
 			pos = end;
 			continue;
@@ -4540,7 +4532,6 @@ static struct str *py_percent(struct rctx *c, const struct str *fmt, const value
 	}
 	struct sbuf b = {0};
 	size_t i = 0;
-	bool used_map = false;
 	while (i < fmt->len) {
 		const char *pc = memchr(fmt->s + i, '%', fmt->len - i);
 		size_t stop = pc ? (size_t)(pc - fmt->s) : fmt->len;
@@ -4561,7 +4552,6 @@ static struct str *py_percent(struct rctx *c, const struct str *fmt, const value
 			arg = dict_get(map, &(value){.t = T_STR, .u.s = key});
 			if (!arg)
 				rt_fail(c, "format key '%.60s' not found", key->s);
-			used_map = true;
 			i = (size_t)(close - fmt->s) + 1;
 		}
 		char flags[8];
@@ -4691,7 +4681,6 @@ static struct str *py_percent(struct rctx *c, const struct str *fmt, const value
 		rt_fail(c, "not all arguments converted during string formatting");
 	if (!map && args->t != T_TUPLE && next == 0)
 		rt_fail(c, "not all arguments converted during string formatting");
-	(void)used_map;
 	return sb_str(c->m, &b);
 }
 
@@ -4852,7 +4841,6 @@ static struct str *py_format(struct rctx *c, const struct str *fmt, const struct
 			align = is_num(&v) ? '>' : '<';
 		char fb[4];
 		struct str *fs = str_new(c->m, fb, u8_enc(fill, fb));
-		sb_put(c->m, &b, "", 0);
 		struct str *out = py_justify(c, body, width, fs, align == '<' ? 'l' : align == '>' ? 'r' : 'c');
 		sb_put(c->m, &b, out->s, out->len);
 	}
@@ -7443,8 +7431,12 @@ int tmpl_render_builtin(enum tmpl_family f, const struct tmpl_message *msgs, siz
 	default:
 		break;
 	}
-	if (!b.err && !b.p)
-		bb_put(&b, "", 0), b.p = calloc(1, 1), b.err = b.p ? 0 : TMPL_ERR_NOMEM;
+	if (!b.err && !b.p) {
+		/* nothing written: still hand back an empty string */
+		b.p = calloc(1, 1);
+		if (!b.p)
+			b.err = TMPL_ERR_NOMEM;
+	}
 	if (b.err) {
 		free(b.p);
 		set_err(err, errlen, b.err == TMPL_ERR_LIMIT ? "output limit exceeded" : "out of memory");
