@@ -13,20 +13,23 @@
  *
  * Encode: special tokens are cut out first (tokenizer_st_partition in
  * llama.cpp: longest tokens first, each one's occurrences left to right;
- * here one pass over the text with a trie finds every occurrence and a
- * per-length sweep claims them in the same order).  The raw text between
- * them goes to SentencePiece BPE (symbols are UTF-8 characters, a heap
- * merges the best-scored adjacent pair whose concatenation is a token) or
- * to the pre-tokenizer and byte-level BPE (a heap merges the lowest-ranked
- * pair inside each word).  All scratch memory belongs to one call and is
- * reused from word to word.
+ * here one pass over the text with a trie finds where special tokens start,
+ * and a sweep over the token lengths, longest first, claims them in the
+ * same order).  The raw text between them goes to SentencePiece BPE
+ * (symbols are UTF-8 characters; the best-scored adjacent pair whose
+ * concatenation is a token merges first; the text is cut into chunks
+ * before word starts that no token spans, which changes nothing but keeps
+ * the work local) or to the pre-tokenizer and byte-level BPE (the
+ * lowest-ranked pair inside each word merges first).  Small chunks and
+ * words scan for the best pair, large ones use a heap; both pick exactly
+ * what llama.cpp's priority queue picks.  All scratch memory belongs to one
+ * call and is reused from word to word.
  *
  * Decode: pieces are looked up; the decoder object validates UTF-8 across
  * token boundaries.
  */
 #include "tokenizer.h"
 
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,8 +218,11 @@ static inline const struct pair_entry *pair_find(const struct pairtab *p, uint32
 struct trie_node {
 	int32_t child;     /* first child or -1 */
 	int32_t sibling;   /* next sibling or -1 */
-	int32_t tok_any;   /* token matched here with parse_special, or -1 */
-	int32_t tok_plain; /* token matched here without it (user-defined), or -1 */
+	int32_t tok[2];    /* token ending here: [0] without parse_special
+			      (user-defined ones), [1] with it; -1 if none */
+	int32_t up[2];     /* nearest ancestor with tok[k] >= 0, or -1: the
+			      next shorter special token at the same place */
+	uint32_t depth;    /* bytes from the root */
 	unsigned char ch;
 };
 
@@ -268,6 +274,8 @@ struct tokenizer {
 	size_t n_trie;
 	int32_t root[256];            /* trie node for each first byte, or -1 */
 	bool any_plain;               /* some special token matches without parse_special */
+	uint32_t *lens[2];            /* distinct special token lengths, longest first */
+	size_t n_lens[2];
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -290,6 +298,8 @@ void tok_free(tokenizer *tk)
 	pretok_free(tk->pre);
 	free(tk->pairs.e);
 	free(tk->trie);
+	free(tk->lens[0]);
+	free(tk->lens[1]);
 	free(tk->inner);
 	free(tk);
 }
@@ -709,6 +719,8 @@ static void adjust_attrs(tokenizer *tk)
 		tk->tok[s_id].attr = TOK_ATTR_NORMAL;
 }
 
+#define PIECE_MAX ((size_t)1 << 20)
+
 /* Room for EXTRA more bytes in the piece buffer. */
 static bool piece_room(char **out, size_t *cap, size_t len, size_t extra)
 {
@@ -771,9 +783,13 @@ static bool make_pieces(tokenizer *tk)
 					continue;
 				}
 				/* llama.cpp's llama_decode_text() marks a code point
-				 * that is no byte symbol like this */
+				 * that is no byte symbol like this (repeating the whole
+				 * text each time: a hostile token could make that
+				 * quadratic, so a piece stops growing at PIECE_MAX) */
 				char enc[4];
 				size_t el = unicode_encode(c, enc);
+				if (len - start + 12 + 2 * el + tl + 1 > PIECE_MAX)
+					break;
 				if (!piece_room(&out, &cap, len, 12 + 2 * el + tl + 1 + tl))
 					goto fail;
 				memcpy(out + len, "[UNK_BYTE_0x", 12);
@@ -813,6 +829,12 @@ static int32_t trie_child(const tokenizer *tk, int32_t node, unsigned char c)
 	return -1;
 }
 
+static int cmp_desc(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x > y ? -1 : x < y;
+}
+
 /* The trie of special tokens (control, user-defined, unknown).  Where two
  * such tokens share a text the lower id is used. */
 static bool build_trie(tokenizer *tk)
@@ -823,13 +845,13 @@ static bool build_trie(tokenizer *tk)
 	tk->trie = malloc(cap * sizeof *tk->trie);
 	if (!tk->trie)
 		return false;
+	int32_t *parent = NULL;
+	size_t cap_parent = 0;
 	for (int32_t id = 0; id < tk->n_vocab; id++) {
 		uint32_t a = tk->tok[id].attr;
 		if (!(a & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN)))
 			continue;
 		bool plain = !(a & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN));
-		if (a & (TOK_ATTR_LSTRIP | TOK_ATTR_RSTRIP))
-			tk->has_strip = true;
 		size_t len;
 		const unsigned char *s = (const unsigned char *)token_text(tk, id, &len);
 		int32_t node = -1;
@@ -840,11 +862,14 @@ static bool build_trie(tokenizer *tk)
 					cap *= 2;
 					struct trie_node *t = realloc(tk->trie, cap * sizeof *t);
 					if (!t)
-						return false;
+						goto nomem;
 					tk->trie = t;
 				}
+				if (!reserve_n((void **)&parent, &cap_parent, tk->n_trie + 1, sizeof *parent))
+					goto nomem;
 				next = (int32_t)tk->n_trie++;
-				tk->trie[next] = (struct trie_node){-1, -1, -1, -1, s[i]};
+				tk->trie[next] = (struct trie_node){-1, -1, {-1, -1}, {-1, -1}, (uint32_t)i + 1, s[i]};
+				parent[next] = node;
 				if (node < 0) {
 					tk->root[s[i]] = next;
 				} else {
@@ -854,14 +879,45 @@ static bool build_trie(tokenizer *tk)
 			}
 			node = next;
 		}
-		if (tk->trie[node].tok_any < 0)
-			tk->trie[node].tok_any = id;
-		if (plain && tk->trie[node].tok_plain < 0) {
-			tk->trie[node].tok_plain = id;
+		if (tk->trie[node].tok[1] < 0)
+			tk->trie[node].tok[1] = id;
+		if (plain && tk->trie[node].tok[0] < 0) {
+			tk->trie[node].tok[0] = id;
 			tk->any_plain = true;
 		}
 	}
+	/* a parent is always created before its children */
+	uint32_t *lens[2] = {NULL, NULL};
+	size_t n_lens[2] = {0, 0};
+	for (size_t n = 0; n < tk->n_trie; n++) {
+		int32_t p = parent[n];
+		for (int k = 0; k < 2; k++) {
+			tk->trie[n].up[k] = p < 0 ? -1 : tk->trie[p].tok[k] >= 0 ? p : tk->trie[p].up[k];
+			if (tk->trie[n].tok[k] < 0)
+				continue;
+			size_t c = n_lens[k];
+			if (!reserve_n((void **)&lens[k], &c, n_lens[k] + 1, sizeof *lens[k]))
+				goto nomem2;
+			lens[k][n_lens[k]++] = tk->trie[n].depth;
+		}
+	}
+	for (int k = 0; k < 2; k++) {
+		qsort(lens[k], n_lens[k], sizeof *lens[k], cmp_desc);
+		size_t u = 0;
+		for (size_t i = 0; i < n_lens[k]; i++)
+			if (!u || lens[k][u - 1] != lens[k][i])
+				lens[k][u++] = lens[k][i];
+		tk->lens[k] = lens[k];
+		tk->n_lens[k] = u;
+	}
+	free(parent);
 	return true;
+nomem2:
+	free(lens[0]);
+	free(lens[1]);
+nomem:
+	free(parent);
+	return false;
 }
 
 static void lower_ascii(char *s)
@@ -1152,13 +1208,9 @@ static inline uint64_t bpe_key(int32_t rank, int32_t left)
 	return (uint64_t)(uint32_t)rank << 32 | (uint32_t)left;
 }
 
-struct hot {               /* a text position where special tokens match */
-	uint32_t pos, first, cur; /* matches pool[first..cur], longest last */
-};
-
-struct match {
-	uint32_t len;
-	int32_t tok;
+struct hot {                  /* a text position where special tokens match */
+	uint32_t pos;
+	int32_t node;         /* trie node of the longest one not yet tried */
 };
 
 struct claim {
@@ -1176,9 +1228,8 @@ struct enc_work {
 	size_t cap_buf;
 	unsigned char *claimed;
 	struct hot *hot;
-	struct match *pool;
 	struct claim *claims;
-	size_t n_hot, n_pool, n_claims, cap_hot, cap_pool, cap_claims;
+	size_t n_hot, n_claims, cap_hot, cap_claims;
 	int32_t *ids;          /* the output: n of cap used */
 	size_t n, cap;
 };
@@ -1191,7 +1242,6 @@ static void work_free(struct enc_work *w)
 	free(w->buf);
 	free(w->claimed);
 	free(w->hot);
-	free(w->pool);
 	free(w->claims);
 }
 
@@ -1558,60 +1608,48 @@ static int cmp_claim(const void *a, const void *b)
 static int partition(const tokenizer *tk, struct enc_work *w, const char *text, size_t n, bool special)
 {
 	const unsigned char *s = (const unsigned char *)text;
-	size_t maxlen = 0;
+	const int k = special;
 
-	w->n_hot = w->n_pool = w->n_claims = 0;
+	w->n_hot = w->n_claims = 0;
 	if (!tk->n_trie || (!special && !tk->any_plain))
 		return TOK_OK;
+	/* where a special token starts, the longest one there */
 	for (size_t p = 0; p < n; p++) {
-		int32_t node = tk->root[s[p]];
-		size_t first = w->n_pool;
+		int32_t node = tk->root[s[p]], best = -1;
 		for (size_t d = 1; node >= 0; d++) {
-			int32_t t = special ? tk->trie[node].tok_any : tk->trie[node].tok_plain;
-			if (t >= 0) {
-				if (!reserve_n((void **)&w->pool, &w->cap_pool, w->n_pool + 1, sizeof *w->pool))
-					return TOK_ERR_NOMEM;
-				w->pool[w->n_pool++] = (struct match){(uint32_t)d, t};
-				if (d > maxlen)
-					maxlen = d;
-			}
+			if (tk->trie[node].tok[k] >= 0)
+				best = node;
 			if (p + d >= n)
 				break;
 			node = trie_child(tk, node, s[p + d]);
 		}
-		if (w->n_pool > first) {
-			if (!reserve_n((void **)&w->hot, &w->cap_hot, w->n_hot + 1, sizeof *w->hot))
-				return TOK_ERR_NOMEM;
-			w->hot[w->n_hot++] = (struct hot){(uint32_t)p, (uint32_t)first, (uint32_t)w->n_pool - 1};
-		}
+		if (best < 0)
+			continue;
+		if (!reserve_n((void **)&w->hot, &w->cap_hot, w->n_hot + 1, sizeof *w->hot))
+			return TOK_ERR_NOMEM;
+		w->hot[w->n_hot++] = (struct hot){(uint32_t)p, best};
 	}
 	if (!w->n_hot)
 		return TOK_OK;
 
-	unsigned char *seen = calloc(maxlen + 1, 1);
 	w->claimed = calloc(n, 1);
-	if (!seen || !w->claimed) {
-		free(seen);
+	if (!w->claimed)
 		return TOK_ERR_NOMEM;
-	}
-	for (size_t i = 0; i < w->n_pool; i++)
-		seen[w->pool[i].len] = 1;
 	unsigned char *cl = w->claimed;
-	for (size_t L = maxlen; L >= 1; L--) {
-		if (!seen[L])
-			continue;
+	for (size_t li = 0; li < tk->n_lens[k] && w->n_hot; li++) {
+		uint32_t L = tk->lens[k][li];
 		size_t keep = 0;
 		for (size_t h = 0; h < w->n_hot; h++) {
 			struct hot hp = w->hot[h];
 			if (cl[hp.pos])
 				continue;  /* taken: nothing can start here any more */
-			struct match m = w->pool[hp.cur];
-			if (m.len == L) {
+			const struct trie_node *nd = &tk->trie[hp.node];
+			if (nd->depth == L) {
 				bool free_run;
 				if (tk->has_strip) {
 					free_run = true;
-					for (size_t k = 0; k < L && free_run; k++)
-						free_run = !cl[hp.pos + k];
+					for (size_t q = 0; q < L && free_run; q++)
+						free_run = !cl[hp.pos + q];
 				} else {
 					/* taken runs are at least L long, so one
 					 * overlapping [pos, pos+L) covers an end */
@@ -1619,13 +1657,12 @@ static int partition(const tokenizer *tk, struct enc_work *w, const char *text, 
 				}
 				if (free_run) {
 					if (!reserve_n((void **)&w->claims, &w->cap_claims, w->n_claims + 1,
-						     sizeof *w->claims)) {
-						free(seen);
+						       sizeof *w->claims))
 						return TOK_ERR_NOMEM;
-					}
-					w->claims[w->n_claims++] = (struct claim){hp.pos, (uint32_t)L, m.tok};
+					int32_t t = nd->tok[k];
+					w->claims[w->n_claims++] = (struct claim){hp.pos, L, t};
 					memset(cl + hp.pos, 1, L);
-					uint32_t a = tk->tok[m.tok].attr;
+					uint32_t a = tk->tok[t].attr;
 					if (a & TOK_ATTR_LSTRIP)
 						for (size_t q = hp.pos; q > 0 && !cl[q - 1] && is_space(s[q - 1]); q--)
 							cl[q - 1] = 2;
@@ -1634,15 +1671,14 @@ static int partition(const tokenizer *tk, struct enc_work *w, const char *text, 
 							cl[q] = 2;
 					continue;
 				}
-				if (hp.cur == hp.first)
+				hp.node = nd->up[k];  /* the next shorter one here */
+				if (hp.node < 0)
 					continue;
-				hp.cur--;
 			}
 			w->hot[keep++] = hp;
 		}
 		w->n_hot = keep;
 	}
-	free(seen);
 	qsort(w->claims, w->n_claims, sizeof *w->claims, cmp_claim);
 	return TOK_OK;
 }

@@ -354,6 +354,21 @@ static void part_synthetic(void)
 	 * so xyzw cannot, and xy is what is left */
 	ENC(tk, "xyzwvut", false, false, T_XY, T_ZWVUT);
 	ENC(tk, "xyzwxyzw", false, false, T_XYZW, T_XYZW);
+	{
+		/* the same at scale: 100k copies */
+		size_t reps = 100000, n = 0, cap = 0;
+		char *big = malloc(7 * reps + 1);
+		int32_t *ids = NULL;
+		for (size_t i = 0; i < reps; i++)
+			memcpy(big + 7 * i, "xyzwvut", 7);
+		int rc = tok_encode(tk, big, 7 * reps, false, false, &ids, &n, &cap);
+		bool ok = rc == TOK_OK && n == 2 * reps;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = ids[i] == (i % 2 ? T_ZWVUT : T_XY);
+		CHECK(ok, "100k overlapping special tokens: rc %d, %zu ids", rc, n);
+		free(ids);
+		free(big);
+	}
 
 	int32_t *ids = malloc(3 * sizeof *ids);
 	size_t n = 1, cap = 3;
