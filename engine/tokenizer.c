@@ -902,7 +902,8 @@ static bool build_trie(tokenizer *tk)
 		}
 	}
 	for (int k = 0; k < 2; k++) {
-		qsort(lens[k], n_lens[k], sizeof *lens[k], cmp_desc);
+		if (n_lens[k])
+			qsort(lens[k], n_lens[k], sizeof *lens[k], cmp_desc);
 		size_t u = 0;
 		for (size_t i = 0; i < n_lens[k]; i++)
 			if (!u || lens[k][u - 1] != lens[k][i])
@@ -1679,7 +1680,8 @@ static int partition(const tokenizer *tk, struct enc_work *w, const char *text, 
 		}
 		w->n_hot = keep;
 	}
-	qsort(w->claims, w->n_claims, sizeof *w->claims, cmp_claim);
+	if (w->n_claims)
+		qsort(w->claims, w->n_claims, sizeof *w->claims, cmp_claim);
 	return TOK_OK;
 }
 
