@@ -277,7 +277,7 @@ static pretok *pretok_build(const char *name, bool regex_only, char *err, size_t
 			break;
 		}
 	if (!def) {
-		seterr(err, errlen, "unknown pre-tokenizer '%.60s' (tokenizer.ggml.pre)%s", name, "");
+		seterr(err, errlen, "unknown or unsupported pre-tokenizer '%.60s' (tokenizer.ggml.pre)%s", name, "");
 		return NULL;
 	}
 

@@ -19,6 +19,13 @@
  * closed afterwards.  Strings returned by accessors live as long as the
  * tokenizer.
  *
+ * Where llama.cpp's behaviour is unspecified or a crash, we choose: an
+ * EOT/FIM token found by text is the lowest id among the candidates (its
+ * hash-map order); overlapping special tokens of equal length go to the
+ * leftmost; a code point past U+10FFFF in the text becomes U+FFFD (llama.cpp
+ * throws); a missing byte token falls back to <unk>.  Detokenizing never
+ * applies llama.cpp's clean_spaces pass (llama_token_to_piece does not).
+ *
  * Thread rules: a tokenizer is immutable after tok_load(); any number of
  * threads may encode, look up and decode with it at the same time.
  * tok_free() must not race with them.  A tok_decoder belongs to one thread
