@@ -226,8 +226,9 @@ struct quant_matrix {
 	const void *data;       /* the original rows, row_bytes apart (not owned) */
 	size_t row_bytes;
 	int level;              /* CPU level whose kernels run (quant_level() at init) */
-	void *packed;           /* owned interleaved copy, or NULL */
+	void *packed;           /* interleaved copy, or NULL */
 	size_t packed_bytes;
+	int packed_owned;       /* 1: quant_matrix_free() frees packed */
 };
 
 /* Describes a matrix of ROWS rows of COLS elements of TYPE at DATA, rows
@@ -244,13 +245,24 @@ int quant_matrix_pack_alloc(struct quant_matrix *m);
 /* Fills rows [r0, r1) of the packed copy; r0 and r1 multiples of
  * QUANT_ROW_GROUP (r1 may be m->rows).  No-op when unpacked. */
 void quant_matrix_pack_rows(struct quant_matrix *m, int64_t r0, int64_t r1);
+/* Like quant_matrix_pack_alloc, but the copy goes to MEM
+ * (quant_matrix_pack_bytes(m) bytes, 64-byte aligned), which stays the
+ * caller's: one arena for all of a model's matrices, in the order the
+ * forward pass reads them, streams best (one run of huge pages).  0, or -1
+ * when MEM is misaligned. */
+int quant_matrix_pack_at(struct quant_matrix *m, void *mem);
 /* quant_matrix_pack_alloc + quant_matrix_pack_rows over every row. */
 int quant_matrix_pack(struct quant_matrix *m);
-/* Frees the packed copy (the matrix falls back to the row kernels). */
+/* Drops the packed copy, freeing it when the matrix owns it (the matrix
+ * falls back to the row kernels). */
 void quant_matrix_free(struct quant_matrix *m);
 
 /* Bytes of one token's activation row for M (0 on bad M). */
 size_t quant_matrix_act_bytes(const struct quant_matrix *m);
+/* A number naming M's activation format: two matrices with the same number
+ * (and the same cols) take the same activation rows, so one quantisation
+ * serves both (e.g. q, k and v of a layer). */
+int quant_matrix_act_kind(const struct quant_matrix *m);
 /* Quantises the m->cols floats at X into one activation row at DST. */
 int quant_matrix_act_quantize(const struct quant_matrix *m, const float *x, void *dst);
 /* y[t * y_stride + r] = row r of M . activation row t, for t < n_tokens and
@@ -260,9 +272,9 @@ int quant_matrix_act_quantize(const struct quant_matrix *m, const float *x, void
 int quant_matrix_mul(const struct quant_matrix *m, int64_t r0, int64_t r1,
 		     const void *xact, size_t xact_stride, int64_t n_tokens,
 		     float *y, int64_t y_stride);
-/* The original block bytes of row R, read back from the packed copy into
- * DST (m->row_bytes... exactly the packed row size, quant row bytes of
- * cols elements); for tests.  -1 when unpacked or R out of range. */
+/* The original blocks of row R (ggml_row_bytes(type, cols) bytes), read
+ * back from the packed copy into DST; for tests.  -1 when unpacked or R is
+ * out of range. */
 int quant_matrix_unpack_row(const struct quant_matrix *m, int64_t r, void *dst);
 
 #endif

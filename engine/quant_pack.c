@@ -22,6 +22,7 @@
  */
 #include "quant.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -362,6 +363,20 @@ int quant_matrix_pack_alloc(struct quant_matrix *m)
 #endif
 	m->packed = p;
 	m->packed_bytes = bytes;
+	m->packed_owned = 1;
+	return 0;
+}
+
+int quant_matrix_pack_at(struct quant_matrix *m, void *mem)
+{
+	size_t bytes = quant_matrix_pack_bytes(m);
+	if (bytes == 0 || m->packed)
+		return 0;
+	if (!mem || ((uintptr_t)mem & 63) != 0)
+		return -1;
+	m->packed = mem;
+	m->packed_bytes = bytes;
+	m->packed_owned = 0;
 	return 0;
 }
 
@@ -402,9 +417,11 @@ int quant_matrix_pack(struct quant_matrix *m)
 
 void quant_matrix_free(struct quant_matrix *m)
 {
-	free(m->packed);
+	if (m->packed_owned)
+		free(m->packed);
 	m->packed = NULL;
 	m->packed_bytes = 0;
+	m->packed_owned = 0;
 }
 
 int quant_matrix_unpack_row(const struct quant_matrix *m, int64_t r, void *dst)
@@ -428,6 +445,13 @@ size_t quant_matrix_act_bytes(const struct quant_matrix *m)
 	if (!m->packed)
 		return quant_act_row_bytes(m->type, m->cols);
 	return act_bytes(quant_pack_desc(m->type), m->cols);
+}
+
+int quant_matrix_act_kind(const struct quant_matrix *m)
+{
+	if (!m->packed)
+		return (int)quant_act_type(m->type);
+	return 1000 + (int)quant_pack_desc(m->type)->act;
 }
 
 int quant_matrix_act_quantize(const struct quant_matrix *m, const float *x, void *dst)

@@ -33,9 +33,10 @@
 #define INL static inline __attribute__((target(TGT), always_inline))
 /* Software prefetch distance of the one-token (decode) kernels, which
  * stream the weights from memory once: the hardware prefetchers alone left
- * Q4_K at 2/3 of the read bandwidth. */
+ * Q4_K at 2/3 of the read bandwidth, and in a whole model (many small
+ * matrices back to back) distances under 8 KiB measured slower. */
 #ifndef PFD
-#define PFD 4096
+#define PFD 8192
 #endif
 #define PREFETCH(p) _mm_prefetch((const char *)(p) + PFD, _MM_HINT_T0)
 #define API static __attribute__((target(TGT)))
@@ -84,6 +85,13 @@ INL void tile_a32(const int kind, const int NT, const uint8_t *grp, int64_t nb, 
 	for (int64_t b = 0; b < nb; b++) {
 		const uint8_t *U = grp + (size_t)(b >> 1) * unit, *Q = U + (b & 1) * qsb;
 		const uint8_t *S = U + 2 * (qsb + auxb) + (b & 1) * scb;
+		if (NT == 1) {
+			/* the vector loads below prefetch their own lines ahead;
+			 * these are the rest of the unit's lines */
+			PREFETCH(S);
+			if (has_h)
+				PREFETCH(U + 2 * qsb + (b & 1) * 64);
+		}
 		__m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)S));
 		__m512 mw = has_m ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(S + 32)))
 				  : _mm512_setzero_ps();
@@ -99,7 +107,7 @@ INL void tile_a32(const int kind, const int NT, const uint8_t *grp, int64_t nb, 
 			#pragma GCC unroll 32
 			for (int j = 0; j < 4; j++) {
 				if (NT == 1)
-					PREFETCH(Q + 64 * j + (j == 3 ? 64 : 0));
+					PREFETCH(Q + 64 * j);
 				__m512i v = _mm512_loadu_si512(Q + 64 * j);
 				W[j] = _mm512_and_si512(v, m4);
 				W[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
@@ -204,6 +212,12 @@ INL void tile_q4_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 	for (int64_t b = 0; b < nb; b++) {
 		const uint8_t *U = grp + (size_t)(b >> 1) * unit, *Q = U + (b & 1) * 2048;
 		const uint8_t *A = U + 4096 + (b & 1) * 256, *S = U + 4608 + (b & 1) * 64;
+		if (NT == 1) {
+#pragma GCC unroll 4
+			for (int k = 0; k < 4; k++)
+				PREFETCH(A + 64 * k);
+			PREFETCH(S);
+		}
 		__m512i isum[NT];
 		#pragma GCC unroll 32
 		for (int t = 0; t < NT; t++)
@@ -276,6 +290,12 @@ INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 	for (int64_t b = 0; b < nb; b++) {
 		const uint8_t *U = grp + (size_t)(b >> 1) * unit, *Q = U + (b & 1) * 3072;
 		const uint8_t *A = U + 6144 + (b & 1) * 256, *S = U + 6656 + (b & 1) * 32;
+		if (NT == 1) {
+#pragma GCC unroll 4
+			for (int k = 0; k < 4; k++)
+				PREFETCH(A + 64 * k);
+			PREFETCH(S);
+		}
 		__m512i isum[NT];
 #pragma GCC unroll 32
 		for (int t = 0; t < NT; t++)

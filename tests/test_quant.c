@@ -883,6 +883,25 @@ static void test_packed(uint32_t t, int64_t rows, int64_t n)
 			      tname(t), quant_level_name(lv), m.packed != NULL, (long long)rows, (long long)n,
 			      (long long)r0, (long long)r1, (long long)nt, bad, touched);
 		}
+		if (m.packed) {
+			/* the same packing into caller-owned memory gives the same bytes */
+			struct quant_matrix m2;
+			quant_matrix_init(&m2, t, w, ws, rows, n);
+			m2.level = lv;
+			uint8_t *arena = aligned_alloc(64, (m.packed_bytes + 63) / 64 * 64 + 64);
+			if (!arena)
+				abort();
+			CHECK(quant_matrix_pack_at(&m2, arena + 1) == -1, "pack_at wants 64-byte alignment");
+			CHECK(quant_matrix_pack_at(&m2, arena) == 0 && m2.packed == arena && !m2.packed_owned,
+			      "pack_at");
+			quant_matrix_pack_rows(&m2, 0, rows);
+			CHECK(memcmp(arena, m.packed, m.packed_bytes) == 0, "%s pack_at bytes", tname(t));
+			CHECK(quant_matrix_act_kind(&m2) == quant_matrix_act_kind(&m) &&
+			      quant_matrix_act_bytes(&m2) == quant_matrix_act_bytes(&m), "act kind");
+			quant_matrix_free(&m2);
+			CHECK(m2.packed == NULL, "free of a pack_at matrix leaves the arena alone");
+			free(arena);
+		}
 		if (m.packed)
 			CHECK(quant_matrix_mul(&m, 8, rows, mx, xs, 1, y, ys) == -1 &&
 			      quant_matrix_mul(&m, 0, rows + 1, mx, xs, 1, y, ys) == -1,
@@ -904,6 +923,29 @@ static void test_packed(uint32_t t, int64_t rows, int64_t n)
 
 static void test_packed_all(void)
 {
+	/* which matrices share activation rows */
+	static uint8_t wb[256 * 210];
+	struct quant_matrix a, b;
+	int same[4];
+	const uint32_t pairs[4][2] = {
+		{ GGML_TYPE_Q4_0, GGML_TYPE_Q8_0 }, { GGML_TYPE_Q4_K, GGML_TYPE_Q6_K },
+		{ GGML_TYPE_Q4_1, GGML_TYPE_Q4_K }, { GGML_TYPE_F16, GGML_TYPE_Q8_0 },
+	};
+	for (int k = 0; k < 4; k++) {
+		quant_matrix_init(&a, pairs[k][0], wb, 512, 32, 256);
+		quant_matrix_init(&b, pairs[k][1], wb, 512, 32, 256);
+		quant_matrix_pack(&a);
+		quant_matrix_pack(&b);
+		same[k] = quant_matrix_act_kind(&a) == quant_matrix_act_kind(&b);
+		if (!a.packed && !b.packed)
+			same[k] = quant_act_type(pairs[k][0]) == quant_act_type(pairs[k][1]) ? same[k] : -1;
+		quant_matrix_free(&a);
+		quant_matrix_free(&b);
+	}
+	CHECK(same[0] == 1 && same[1] == 1 && same[2] == 0 && same[3] == 0,
+	      "activation kinds: Q4_0~Q8_0 %d, Q4_K~Q6_K %d, Q4_1!~Q4_K %d, F16!~Q8_0 %d", same[0], same[1],
+	      same[2], same[3]);
+
 	for (size_t k = 0; k < N_WTYPES; k++) {
 		uint32_t t = weight_types[k];
 		int64_t n = t_blk(t) == 256 ? 512 : t_blk(t) == 32 ? 96 : 64;
