@@ -277,4 +277,43 @@ int quant_matrix_mul(const struct quant_matrix *m, int64_t r0, int64_t r1,
  * out of range. */
 int quant_matrix_unpack_row(const struct quant_matrix *m, int64_t r, void *dst);
 
+/* ---- attention and element-wise helpers (quant_vec.c) ----------------------- */
+
+/* e^x by Cephes' single-precision scheme with fused multiply-adds: every
+ * CPU level gives the same bits; error under 2 ulp of the true value; 0
+ * below -87.33654 (where e^x < FLT_MIN), e^88 above 88, NaN for NaN. */
+float quant_expf(float x);
+/* y[i] = quant_expf(x[i]) (Y may be X). */
+void quant_exp_at(int level, float *y, const float *x, int64_t n);
+/* g[i] = g[i] / (1 + quant_expf(-g[i])) * u[i]: the SiLU-gated product of
+ * a SwiGLU feed-forward; bit-identical at every level. */
+void quant_silu_mul(float *g, const float *u, int64_t n);
+void quant_silu_mul_at(int level, float *g, const float *u, int64_t n);
+
+/* Attention of n_q query rows (the query heads sharing one KV head, for one
+ * token) over positions 0..n_pos-1 of that KV head in an F16 cache:
+ *   s_p  = (f16(q) . k_p) * scale, summed in float
+ *   w_p  = f16(e^(s_p - max s) / sum_p e^(s_p - max s)), the sum in double
+ *   out  = sum_p w_p v_p, in float
+ * which is llama.cpp's CPU computation up to the order of float additions.
+ * Position p's key starts at k + p * stride halves, its value at v + p *
+ * stride.  scratch holds n_q * n_pos floats (scores, then weights).  d is
+ * any positive size (multiples of 16 take the vector path).  0, or -1 with
+ * nothing written when n_pos, n_q or d is not positive. */
+struct quant_attn_args {
+	const uint16_t *k, *v;
+	size_t stride;
+	int n_pos;
+	int d;
+	const float *q;
+	int64_t q_stride;
+	int n_q;
+	float scale;
+	float *out;
+	int64_t out_stride;
+	float *scratch;
+};
+int quant_attn_f16(const struct quant_attn_args *a);
+int quant_attn_f16_at(int level, const struct quant_attn_args *a);
+
 #endif

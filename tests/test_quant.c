@@ -956,6 +956,157 @@ static void test_packed_all(void)
 	}
 }
 
+/* ---- element-wise and attention helpers ------------------------------------------------ */
+
+static double ulp_err(float got, double want)
+{
+	if (want == 0.0)
+		return got == 0.0f ? 0.0 : 1e9;
+	int e;
+	frexp(want, &e);
+	double ulp = ldexp(1.0, e - 24);
+	if (fabs(want) < 0x1p-126)
+		ulp = 0x1p-149;
+	return fabs((double)got - want) / ulp;
+}
+
+static void test_exp(void)
+{
+	double worst = 0.0;
+	int bad_levels = 0;
+	float xs[4096], ys[4096], yl[4096];
+	for (int k = 0; k < 4096; k++)
+		xs[k] = -87.3f + (float)k * (175.3f / 4096.0f) + frand() * 0.01f;
+	xs[0] = 0.0f;
+	xs[1] = -0.0f;
+	xs[2] = 1.0f;
+	xs[3] = -87.33f;
+	xs[4] = 88.0f;
+	for (int k = 0; k < 4096; k++) {
+		ys[k] = quant_expf(xs[k]);
+		double e = ulp_err(ys[k], exp((double)xs[k]));
+		worst = e > worst ? e : worst;
+	}
+	CHECK(worst <= 2.0, "quant_expf error %.2f ulp", worst);
+	CHECK(quant_expf(0.0f) == 1.0f && quant_expf(-100.0f) == 0.0f && quant_expf(-INFINITY) == 0.0f &&
+	      isnan(quant_expf(NAN)) && quant_expf(1000.0f) == quant_expf(88.0f) && isfinite(quant_expf(88.0f)),
+	      "quant_expf edges");
+	for (int lv = 0; lv < levels_available(); lv++) {
+		for (int64_t n = 1; n <= 4096; n = n * 3 + 1) {
+			quant_exp_at(lv, yl, xs, n);
+			bad_levels += memcmp(yl, ys, (size_t)n * sizeof(float)) != 0;
+		}
+		float sp[3] = { -INFINITY, NAN, -1000.0f }, so[3];
+		quant_exp_at(lv, so, sp, 3);
+		bad_levels += !(so[0] == 0.0f && isnan(so[1]) && so[2] == 0.0f);
+	}
+	CHECK(bad_levels == 0, "exp: %d level mismatches", bad_levels);
+
+	/* SiLU-gated product: same bits at every level, close to the exact value */
+	float g[301], u[301], ref[301], got[301];
+	for (int i = 0; i < 301; i++) {
+		g[i] = frand() * 12.0f;
+		u[i] = frand();
+	}
+	g[0] = -100.0f;
+	g[1] = 100.0f;
+	memcpy(ref, g, sizeof g);
+	quant_silu_mul_at(0, ref, u, 301);
+	double werr = 0.0;
+	for (int i = 0; i < 301; i++) {
+		double x = g[i], want = x / (1.0 + exp(-x)) * u[i];
+		double err = fabs(ref[i] - want) / (fabs(want) + 1e-30);
+		werr = err > werr ? err : werr;
+	}
+	CHECK(werr < 1e-6, "silu relative error %.3g", werr);
+	for (int lv = 1; lv < levels_available(); lv++)
+		for (int64_t n = 1; n <= 301; n += 37) {
+			memcpy(got, g, sizeof g);
+			quant_silu_mul_at(lv, got, u, n);
+			CHECK(memcmp(got, ref, (size_t)n * sizeof(float)) == 0, "silu %s n=%lld",
+			      quant_level_name(lv), (long long)n);
+		}
+}
+
+/* Attention over a random F16 cache: every level against the reference
+ * (float order only: 1e-5 of the scale of the sums, plus one f16 step of a
+ * weight, 2^-10, times |v|, for weights whose rounding a last-bit change
+ * of a score can flip). */
+static void test_attn(int n_q, int n_pos, int d, size_t stride_extra)
+{
+	size_t stride = (size_t)d * 3 + stride_extra;
+	uint16_t *k = malloc(stride * (size_t)n_pos * 2), *v = malloc(stride * (size_t)n_pos * 2);
+	float *q = malloc(sizeof(float) * (size_t)(n_q * (d + 3)));
+	float *ref = malloc(sizeof(float) * (size_t)(n_q * (d + 5))), *got = malloc(sizeof(float) * (size_t)(n_q * (d + 5)));
+	float *scr = malloc(sizeof(float) * (size_t)(n_q * n_pos));
+	if (!k || !v || !q || !ref || !got || !scr)
+		abort();
+	for (size_t i = 0; i < stride * (size_t)n_pos; i++) {
+		k[i] = quant_fp32_to_fp16(frand());
+		v[i] = quant_fp32_to_fp16(frand() * 3.0f);
+	}
+	for (int i = 0; i < n_q * (d + 3); i++)
+		q[i] = frand() * 2.0f;
+	struct quant_attn_args a = {
+		.k = k + 1, .v = v + 2, .stride = stride, .n_pos = n_pos, .d = d, .q = q, .q_stride = d + 3,
+		.n_q = n_q, .scale = 1.0f / sqrtf((float)d), .out = ref, .out_stride = d + 5, .scratch = scr,
+	};
+	CHECK(quant_attn_f16_at(0, &a) == 0, "attn ref rc");
+	for (int lv = 1; lv < levels_available(); lv++) {
+		for (int i = 0; i < n_q * (d + 5); i++)
+			got[i] = 777.0f;
+		a.out = got;
+		CHECK(quant_attn_f16_at(lv, &a) == 0, "attn rc");
+		int bad = 0, touched = 0;
+		for (int i = 0; i < n_q; i++)
+			for (int c = 0; c < d + 5; c++) {
+				float x = got[i * (d + 5) + c], y = ref[i * (d + 5) + c];
+				if (c >= d)
+					touched += x != 777.0f;
+				else
+					bad += !(fabsf(x - y) <= 3.0f * 0x1p-10f + 1e-5f);
+			}
+		CHECK(bad == 0 && touched == 0, "attn %s n_q=%d n_pos=%d d=%d: %d off, %d outside written",
+		      quant_level_name(lv), n_q, n_pos, d, bad, touched);
+		a.out = ref;
+	}
+	/* a one-hot case: one position dominates, out = its value row */
+	memset(k, 0, stride * (size_t)n_pos * 2);
+	for (int c = 0; c < d; c++)
+		k[1 + (size_t)(n_pos - 1) * stride + c] = quant_fp32_to_fp16(c % 2 ? 4.0f : -4.0f);
+	for (int c = 0; c < d; c++)
+		q[c] = c % 2 ? 8.0f : -8.0f;
+	a.n_q = 1;
+	a.scale = 1.0f;
+	for (int lv = 0; lv < levels_available(); lv++) {
+		a.out = got;
+		quant_attn_f16_at(lv, &a);
+		int bad = 0;
+		for (int c = 0; c < d; c++)
+			bad += got[c] != quant_fp16_to_fp32(v[2 + (size_t)(n_pos - 1) * stride + c]);
+		CHECK(bad == 0, "attn one-hot %s d=%d: %d wrong", quant_level_name(lv), d, bad);
+	}
+	a.n_pos = 0;
+	CHECK(quant_attn_f16_at(0, &a) == -1, "attn n_pos 0");
+	free(k);
+	free(v);
+	free(q);
+	free(ref);
+	free(got);
+	free(scr);
+}
+
+static void test_vec_helpers(void)
+{
+	test_exp();
+	test_attn(1, 1, 64, 0);
+	test_attn(3, 17, 64, 5);
+	test_attn(4, 100, 256, 0);
+	test_attn(2, 33, 48, 1);
+	test_attn(3, 600, 128, 0);
+	test_attn(1, 7, 20, 0);   /* not a multiple of 16: the reference at every level */
+}
+
 static void test_bad_args(void)
 {
 	float f[64];
@@ -1034,6 +1185,7 @@ int main(void)
 	test_activations();
 	test_kernels();
 	test_packed_all();
+	test_vec_helpers();
 	test_bad_args();
 	printf("%d passed, %d failed\n", n_pass, n_fail);
 	return n_fail ? 1 : 0;

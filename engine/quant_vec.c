@@ -1,0 +1,361 @@
+/*
+ * quant_vec.c - element-wise and attention kernels on float / fp16 vectors
+ * (quant.h, "attention and element-wise helpers"): e^x, SiLU-gated
+ * products and the attention of a few query heads over one head of an F16
+ * KV cache.  A scalar reference first, then AVX-512 (and AVX2 for the
+ * element-wise ones) versions with per-function target attributes, picked
+ * by quant_level().
+ *
+ * e^x is Cephes' single-precision scheme: n = round(x log2 e), r = x - n
+ * ln 2 in two parts, a degree-6 polynomial, times 2^n.  Every level runs
+ * the same operations with fused multiply-adds, so the levels agree bit
+ * for bit; the error against the correctly rounded e^x stays under 2 ulp
+ * (test_quant measures it).  Below -87.3365 (e^x under FLT_MIN) the result
+ * is 0; above 88 it is e^88.
+ *
+ * Attention (one KV head, a group of query heads): scores s_p = (f16(q) .
+ * k_p) * scale in float, softmax with the sum of e^(s - max) in double and
+ * the weights rounded to f16 before they weight V, as llama.cpp's CPU
+ * path does; the AVX-512 version reduces 16 positions' partial dot
+ * products at once and converts each K/V row from fp16 once per use.
+ */
+#include "quant.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "quant_impl.h"
+
+#define EXP_LO (-87.33654f)
+#define EXP_HI 88.0f
+
+/* ---- scalar reference ------------------------------------------------------ */
+
+float quant_expf(float x)
+{
+	if (!(x >= EXP_LO))
+		return x != x ? x : 0.0f;   /* NaN stays NaN */
+	if (x > EXP_HI)
+		x = EXP_HI;
+	float n = nearbyintf(x * 1.44269504088896341f);
+	float r = fmaf(n, -0.693359375f, x);
+	r = fmaf(n, 2.12194440e-4f, r);
+	float z = r * r;
+	float y = 1.9875691500e-4f;
+	y = fmaf(y, r, 1.3981999507e-3f);
+	y = fmaf(y, r, 8.3334519073e-3f);
+	y = fmaf(y, r, 4.1665795894e-2f);
+	y = fmaf(y, r, 1.6666665459e-1f);
+	y = fmaf(y, r, 5.0000001201e-1f);
+	y = fmaf(y, z, r);
+	y = y + 1.0f;
+	return ldexpf(y, (int)n);
+}
+
+static void silu_mul_ref(float *g, const float *u, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		g[i] = g[i] / (1.0f + quant_expf(-g[i])) * u[i];
+}
+
+static float f16r(float x)
+{
+	return quant_fp16_to_fp32(quant_fp32_to_fp16(x));
+}
+
+static void attn_f16_ref(const struct quant_attn_args *a)
+{
+	const int d = a->d;
+	for (int i = 0; i < a->n_q; i++) {
+		const float *q = a->q + (size_t)i * (size_t)a->q_stride;
+		float *out = a->out + (size_t)i * (size_t)a->out_stride;
+		float *s = a->scratch + (size_t)i * (size_t)a->n_pos;
+		float mx = -INFINITY;
+		for (int p = 0; p < a->n_pos; p++) {
+			const uint16_t *k = a->k + (size_t)p * a->stride;
+			float dot = 0.0f;
+			for (int c = 0; c < d; c++)
+				dot += f16r(q[c]) * quant_fp16_to_fp32(k[c]);
+			s[p] = dot * a->scale;
+			mx = s[p] > mx ? s[p] : mx;
+		}
+		double sum = 0.0;
+		for (int p = 0; p < a->n_pos; p++) {
+			s[p] = quant_expf(s[p] - mx);
+			sum += s[p];
+		}
+		const float inv = (float)(1.0 / sum);
+		memset(out, 0, (size_t)d * sizeof *out);
+		for (int p = 0; p < a->n_pos; p++) {
+			const uint16_t *v = a->v + (size_t)p * a->stride;
+			const float w = f16r(s[p] * inv);
+			for (int c = 0; c < d; c++)
+				out[c] += w * quant_fp16_to_fp32(v[c]);
+		}
+	}
+}
+
+/* ---- x86 ---------------------------------------------------------------------- */
+
+#if QUANT_X86
+#include <immintrin.h>
+
+#define T512 "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq"
+#define T256 "avx2,fma,f16c"
+
+static inline __attribute__((target(T512), always_inline)) __m512 exp512(__m512 x)
+{
+	__mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_LO), _CMP_LT_OQ);
+	x = _mm512_min_ps(x, _mm512_set1_ps(EXP_HI));
+	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), x);
+	r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+	__m512 z = _mm512_mul_ps(r, r);
+	__m512 y = _mm512_set1_ps(1.9875691500e-4f);
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+	y = _mm512_fmadd_ps(y, z, r);
+	y = _mm512_add_ps(y, _mm512_set1_ps(1.0f));
+	y = _mm512_scalef_ps(y, n);
+	/* below the range: 0, except NaN which passes through */
+	__mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+	y = _mm512_mask_mov_ps(y, tiny, _mm512_setzero_ps());
+	return _mm512_mask_mov_ps(y, nan, x);
+}
+
+__attribute__((target(T512))) static void silu_mul_avx512(float *g, const float *u, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512 x = _mm512_loadu_ps(g + i);
+		__m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+		__m512 s = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+		_mm512_storeu_ps(g + i, _mm512_mul_ps(s, _mm512_loadu_ps(u + i)));
+	}
+	silu_mul_ref(g + i, u + i, n - i);
+}
+
+/* 16 vectors -> one vector of their 16 horizontal sums */
+static inline __attribute__((target(T512), always_inline)) __m512 reduce16(const __m512 v[16])
+{
+	__m512 s2[8], s4[4];
+	for (int i = 0; i < 8; i++)
+		s2[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+				      _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+	for (int i = 0; i < 4; i++)
+		s4[i] = _mm512_add_ps(_mm512_shuffle_ps(s2[2 * i], s2[2 * i + 1], 0x44),
+				      _mm512_shuffle_ps(s2[2 * i], s2[2 * i + 1], 0xee));
+	/* s4[g], 128-bit lane L: partial sums over lane L of positions 4g..4g+3 */
+	__m512 w01 = _mm512_add_ps(_mm512_shuffle_f32x4(s4[0], s4[1], 0x44),
+				   _mm512_shuffle_f32x4(s4[0], s4[1], 0xee));
+	__m512 w23 = _mm512_add_ps(_mm512_shuffle_f32x4(s4[2], s4[3], 0x44),
+				   _mm512_shuffle_f32x4(s4[2], s4[3], 0xee));
+	return _mm512_add_ps(_mm512_shuffle_f32x4(w01, w23, 0x88), _mm512_shuffle_f32x4(w01, w23, 0xdd));
+}
+
+static inline __attribute__((target(T512), always_inline)) __m512 ld_h(const uint16_t *p)
+{
+	return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+__attribute__((target(T512))) static void attn_f16_avx512(const struct quant_attn_args *a)
+{
+	const int d = a->d, np = a->n_pos, nc = d / 16;
+	const __m512 scale = _mm512_set1_ps(a->scale);
+
+	for (int i = 0; i < a->n_q; i++) {
+		const float *q = a->q + (size_t)i * (size_t)a->q_stride;
+		float *out = a->out + (size_t)i * (size_t)a->out_stride;
+		float *s = a->scratch + (size_t)i * (size_t)np;
+		/* q rounded to f16, kept in out until the V pass */
+		for (int c = 0; c < nc; c++)
+			_mm512_storeu_ps(out + 16 * c, _mm512_cvtph_ps(_mm512_cvtps_ph(
+				_mm512_loadu_ps(q + 16 * c), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+		__m512 vmax = _mm512_set1_ps(-INFINITY);
+		for (int p0 = 0; p0 < np; p0 += 16) {
+			const int cnt = np - p0 < 16 ? np - p0 : 16;
+			__m512 acc[16];
+			for (int j = 0; j < 16; j++) {
+				acc[j] = _mm512_setzero_ps();
+				if (j >= cnt)
+					continue;
+				const uint16_t *k = a->k + (size_t)(p0 + j) * a->stride;
+				for (int c = 0; c < nc; c++)
+					acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(out + 16 * c), ld_h(k + 16 * c), acc[j]);
+			}
+			const __mmask16 m = (__mmask16)((1u << cnt) - 1);
+			__m512 sc = _mm512_mul_ps(reduce16(acc), scale);
+			_mm512_mask_storeu_ps(s + p0, m, sc);
+			vmax = _mm512_mask_max_ps(vmax, m, vmax, sc);
+		}
+		const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+		__m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
+		for (int p0 = 0; p0 < np; p0 += 16) {
+			const int cnt = np - p0 < 16 ? np - p0 : 16;
+			const __mmask16 m = (__mmask16)((1u << cnt) - 1);
+			__m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + p0), mx));
+			e = _mm512_maskz_mov_ps(m, e);
+			_mm512_mask_storeu_ps(s + p0, m, e);
+			sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+			sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm256_castpd_ps(
+				_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+		}
+		const double sum = _mm512_reduce_add_pd(_mm512_add_pd(sum0, sum1));
+		const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+		for (int p0 = 0; p0 < np; p0 += 16) {
+			const int cnt = np - p0 < 16 ? np - p0 : 16;
+			const __mmask16 m = (__mmask16)((1u << cnt) - 1);
+			__m512 w = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + p0), inv);
+			w = _mm512_cvtph_ps(_mm512_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+			_mm512_mask_storeu_ps(s + p0, m, w);
+		}
+		/* out = sum_p w_p v_p, 4 chunks of 16 at a time, two chains each */
+		for (int c0 = 0; c0 < nc; c0 += 4) {
+			const int cn = nc - c0 < 4 ? nc - c0 : 4;
+			__m512 o0[4], o1[4];
+			for (int c = 0; c < 4; c++)
+				o0[c] = o1[c] = _mm512_setzero_ps();
+			int p = 0;
+			for (; p + 2 <= np; p += 2) {
+				const uint16_t *v0 = a->v + (size_t)p * a->stride + 16 * c0;
+				const uint16_t *v1 = v0 + a->stride;
+				const __m512 w0 = _mm512_set1_ps(s[p]), w1 = _mm512_set1_ps(s[p + 1]);
+				for (int c = 0; c < 4; c++) {
+					if (c >= cn)
+						break;
+					o0[c] = _mm512_fmadd_ps(w0, ld_h(v0 + 16 * c), o0[c]);
+					o1[c] = _mm512_fmadd_ps(w1, ld_h(v1 + 16 * c), o1[c]);
+				}
+			}
+			if (p < np) {
+				const uint16_t *v0 = a->v + (size_t)p * a->stride + 16 * c0;
+				const __m512 w0 = _mm512_set1_ps(s[p]);
+				for (int c = 0; c < cn; c++)
+					o0[c] = _mm512_fmadd_ps(w0, ld_h(v0 + 16 * c), o0[c]);
+			}
+			for (int c = 0; c < cn; c++)
+				_mm512_storeu_ps(out + 16 * (c0 + c), _mm512_add_ps(o0[c], o1[c]));
+		}
+	}
+}
+
+static inline __attribute__((target(T256), always_inline)) __m256 exp256(__m256 x)
+{
+	__m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LO), _CMP_LT_OQ);
+	__m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+	__m256 xc = _mm256_min_ps(x, _mm256_set1_ps(EXP_HI));
+	xc = _mm256_max_ps(xc, _mm256_set1_ps(EXP_LO));
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693359375f), xc);
+	r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+	__m256 z = _mm256_mul_ps(r, r);
+	__m256 y = _mm256_set1_ps(1.9875691500e-4f);
+	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+	y = _mm256_fmadd_ps(y, z, r);
+	y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+	/* 2^n for n in [-126, 127]: the exponent field directly */
+	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+	y = _mm256_andnot_ps(tiny, y);
+	return _mm256_blendv_ps(y, x, nan);
+}
+
+__attribute__((target(T256))) static void silu_mul_avx2(float *g, const float *u, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 x = _mm256_loadu_ps(g + i);
+		__m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), x));
+		__m256 s = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+		_mm256_storeu_ps(g + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+	}
+	silu_mul_ref(g + i, u + i, n - i);
+}
+
+__attribute__((target(T512))) static void exp_avx512(float *y, const float *x, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(y + i, exp512(_mm512_loadu_ps(x + i)));
+	for (; i < n; i++)
+		y[i] = quant_expf(x[i]);
+}
+
+__attribute__((target(T256))) static void exp_avx2(float *y, const float *x, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, exp256(_mm256_loadu_ps(x + i)));
+	for (; i < n; i++)
+		y[i] = quant_expf(x[i]);
+}
+#endif
+
+/* ---- dispatch ------------------------------------------------------------------- */
+
+void quant_exp_at(int level, float *y, const float *x, int64_t n)
+{
+#if QUANT_X86
+	if (level >= QUANT_LEVEL_AVX512 && quant_level_detect() >= QUANT_LEVEL_AVX512) {
+		exp_avx512(y, x, n);
+		return;
+	}
+	if (level >= QUANT_LEVEL_AVX2 && quant_level_detect() >= QUANT_LEVEL_AVX2) {
+		exp_avx2(y, x, n);
+		return;
+	}
+#endif
+	(void)level;
+	for (int64_t i = 0; i < n; i++)
+		y[i] = quant_expf(x[i]);
+}
+
+void quant_silu_mul_at(int level, float *g, const float *u, int64_t n)
+{
+#if QUANT_X86
+	if (level >= QUANT_LEVEL_AVX512 && quant_level_detect() >= QUANT_LEVEL_AVX512) {
+		silu_mul_avx512(g, u, n);
+		return;
+	}
+	if (level >= QUANT_LEVEL_AVX2 && quant_level_detect() >= QUANT_LEVEL_AVX2) {
+		silu_mul_avx2(g, u, n);
+		return;
+	}
+#endif
+	(void)level;
+	silu_mul_ref(g, u, n);
+}
+
+int quant_attn_f16_at(int level, const struct quant_attn_args *a)
+{
+	if (a->n_pos < 1 || a->n_q < 1 || a->d < 1)
+		return -1;
+#if QUANT_X86
+	if (level >= QUANT_LEVEL_AVX512 && quant_level_detect() >= QUANT_LEVEL_AVX512 && a->d % 16 == 0) {
+		attn_f16_avx512(a);
+		return 0;
+	}
+#endif
+	(void)level;
+	attn_f16_ref(a);
+	return 0;
+}
+
+void quant_silu_mul(float *g, const float *u, int64_t n)
+{
+	quant_silu_mul_at(quant_level(), g, u, n);
+}
+
+int quant_attn_f16(const struct quant_attn_args *a)
+{
+	return quant_attn_f16_at(quant_level(), a);
+}
