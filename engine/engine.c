@@ -900,9 +900,16 @@ static void do_submit(engine *e, struct request *r)
 	}
 	/* flush what the decoder and the stop-string check held back */
 	if (stop != ENGINE_STOP_STRING) {
-		char tail[16];
-		size_t tl = tok_decoder_flush(dec, tail, sizeof tail);
-		if (len + tl + 1 <= cap) {
+		char tail[64];
+		size_t tl;
+		while ((tl = tok_decoder_flush(dec, tail, sizeof tail)) > 0) {
+			if (len + tl + 1 > cap) {
+				char *nr = realloc(reply, len + tl + 1);
+				if (!nr)
+					break;
+				reply = nr;
+				cap = len + tl + 1;
+			}
 			memcpy(reply + len, tail, tl);
 			len += tl;
 		}

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <readline/history.h>
@@ -292,6 +293,12 @@ int cmd_oneshot(int argc, char **argv)
 {
 	struct opts o = {.model = NULL, .n_predict = -1};
 	engine_sampling_default(&o.s);
+	/* a fresh seed per run unless --seed fixes one */
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		o.s.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
+	}
 	enum { O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_KV, O_THEME, O_HELP };
 	static const struct option longopts[] = {
 		{"model", required_argument, NULL, 'm'},

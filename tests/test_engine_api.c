@@ -103,7 +103,7 @@ int main(void)
 	struct turn t;
 
 	/* a submit before any model is an error event, not a crash */
-	struct engine_msg q1[] = {{"user", "What is the capital of France?"}};
+	struct engine_msg q1[] = {{"user", "Tell me the capital of France."}};
 	collect(e, engine_submit(e, 1, q1, 1, &s, &g), 0, &t);
 	CHECK(t.code == ENGINE_E_NOMODEL, "submit without model: code %d", t.code);
 	free(t.text);
@@ -130,7 +130,7 @@ int main(void)
 	char *r1 = t.text;
 
 	/* second turn: only the new tokens are prefilled */
-	struct engine_msg q2[] = {{"user", "What is the capital of France?"},
+	struct engine_msg q2[] = {{"user", "Tell me the capital of France."},
 				  {"assistant", r1},
 				  {"user", "And of Germany?"}};
 	collect(e, engine_submit(e, 1, q2, 3, &s, &g), 0, &t);

@@ -43,7 +43,8 @@ static inline const char *tu_model(const char *file, char *buf, size_t n)
 		snprintf(def, sizeof def, "%s/.local/share/ttychat/models", home ? home : "/nonexistent");
 		dir = def;
 	}
-	snprintf(buf, n, "%s/%s", dir, file);
+	if (snprintf(buf, n, "%s/%s", dir, file) >= (int)n)
+		return NULL;
 	struct stat st;
 	return stat(buf, &st) == 0 ? buf : NULL;
 }
