@@ -13,6 +13,7 @@
  * fixtures.  Thresholds are stated below; figures are printed.
  */
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,11 @@
 #define MIN_TOP1_AGREEMENT 0.95
 #define MAX_LOGIT_DIFF 3.0
 #define NEAR_TIE 1.0
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static char *slurp(const char *path)
 {
@@ -230,6 +236,135 @@ static void run_fixture(const char *fixture)
 	cJSON_Delete(j);
 }
 
+/* A random-weight fixture: full logits at 32 positions of a fixed sequence
+ * and a 32-token greedy run.  Tolerance: what llama.cpp itself moves when
+ * its KV cache goes from F32 (the reference) to F16 (ours), doubled, plus a
+ * small floor; top-1 is compared where llama.cpp's margin exceeds it. */
+static void run_random(const char *fixture)
+{
+	char *text = slurp(fixture);
+	cJSON *j = text ? cJSON_Parse(text) : NULL;
+	free(text);
+	CHECK(j != NULL, "cannot parse %s", fixture);
+	if (!j)
+		return;
+	char dir[4096], path[8192], err[512];
+	snprintf(dir, sizeof dir, "%s", fixture);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	snprintf(path, sizeof path, "%s/%s", slash ? dir : ".", cJSON_GetObjectItem(j, "model_file")->valuestring);
+	struct model m;
+	int rc = model_load(&m, path, NULL, err, sizeof err);
+	CHECK(rc == 0, "%s: %s", fixture, err);
+	if (rc) {
+		cJSON_Delete(j);
+		return;
+	}
+	pool *p = pool_create(2);
+	struct fwd f;
+	fwd_init(&f, &m, p, 256, 64);
+	const uint32_t V = m.hp.n_vocab;
+	int32_t seq[64], prompt[64], gen[64];
+	int ns = ids_of(cJSON_GetObjectItem(j, "sequence"), seq, 64);
+	int np = ids_of(cJSON_GetObjectItem(j, "prompt_ids"), prompt, 64);
+	int ng = ids_of(cJSON_GetObjectItem(j, "gen_ids"), gen, 64);
+	int first = cJSON_GetObjectItem(j, "logits_first_pos")->valueint;
+	double kvd = cJSON_GetObjectItem(j, "kv_f16_max_abs_diff")->valuedouble;
+	double tol = 2.0 * kvd + 0.02;
+
+	float *lg = malloc((size_t)ns * V * sizeof(float));
+	struct kv_cache kv;
+	kv_init(&kv, &m.hp, GGML_TYPE_F16, 256);
+	rc = eval_all(&f, &kv, seq, ns, true, lg, V);
+	CHECK(rc == 0, "%s: eval rc %d", fixture, rc);
+	double max_diff = 0;
+	int compared = 0, agree = 0, k = 0;
+	const cJSON *row;
+	cJSON_ArrayForEach(row, cJSON_GetObjectItem(j, "logits")) {
+		const float *mine = lg + (size_t)(first + k) * V;
+		float best = -INFINITY, second = -INFINITY;
+		int ref_top = 0;
+		for (uint32_t v = 0; v < V; v++) {
+			double r = cJSON_GetArrayItem(row, (int)v)->valuedouble;
+			double d = fabs(mine[v] - r);
+			max_diff = d > max_diff ? d : max_diff;
+			if (r > best) {
+				second = best;
+				best = (float)r;
+				ref_top = (int)v;
+			} else if (r > second) {
+				second = (float)r;
+			}
+		}
+		if (best - second > tol) {
+			compared++;
+			agree += sampler_argmax(mine, V) == ref_top;
+		}
+		k++;
+	}
+	kv_free(&kv);
+
+	/* the Q8_0 KV cache option: same argmax where llama.cpp's margin is
+	 * clear (the cache adds its own rounding, so use twice the tolerance) */
+	int q8_compared = 0, q8_agree = 0;
+	if (m.hp.head_dim % 32 == 0) {
+		kv_init(&kv, &m.hp, GGML_TYPE_Q8_0, 256);
+		rc = eval_all(&f, &kv, seq, ns, true, lg, V);
+		CHECK(rc == 0, "%s: q8_0 eval rc %d", fixture, rc);
+		k = 0;
+		cJSON_ArrayForEach(row, cJSON_GetObjectItem(j, "logits")) {
+			float best = -INFINITY, second = -INFINITY;
+			int ref_top = 0;
+			for (uint32_t v = 0; v < V; v++) {
+				float r = (float)cJSON_GetArrayItem(row, (int)v)->valuedouble;
+				if (r > best) {
+					second = best;
+					best = r;
+					ref_top = (int)v;
+				} else if (r > second) {
+					second = r;
+				}
+			}
+			if (best - second > 2 * tol) {
+				q8_compared++;
+				q8_agree += sampler_argmax(lg + (size_t)(first + k) * V, V) == ref_top;
+			}
+			k++;
+		}
+		kv_free(&kv);
+		CHECK(q8_agree == q8_compared, "%s: Q8_0 KV top-1 %d/%d", fixture, q8_agree, q8_compared);
+	}
+
+	/* greedy, one token per step as llama.cpp made it */
+	kv_init(&kv, &m.hp, GGML_TYPE_F16, 256);
+	eval_all(&f, &kv, prompt, np, false, NULL, V);
+	int same = 0;
+	bool tie_ok = true;
+	for (int i = 0; i < ng; i++) {
+		int32_t id = sampler_argmax(f.logits, V);
+		if (id != gen[i]) {
+			/* allowed only where our own top two are within tolerance */
+			tie_ok = fabsf(f.logits[id] - f.logits[gen[i]]) <= tol;
+			break;
+		}
+		same++;
+		fwd_eval(&f, &kv, &id, 1, false);
+	}
+	kv_free(&kv);
+	const char *name = strrchr(fixture, '/') ? strrchr(fixture, '/') + 1 : fixture;
+	printf("  %-26s %-7s max |dlogit| %.4f (tol %.3f)  top-1 %d/%d  greedy identical %d/%d  Q8_0 KV top-1 %d/%d\n",
+	       name, m.quant, max_diff, tol, agree, compared, same, ng, q8_agree, q8_compared);
+	CHECK(max_diff <= tol, "%s: max |dlogit| %.4f > %.3f", fixture, max_diff, tol);
+	CHECK(agree == compared, "%s: top-1 %d/%d", fixture, agree, compared);
+	CHECK(same == ng || tie_ok, "%s: greedy diverged at %d outside a near tie", fixture, same);
+	free(lg);
+	fwd_free(&f);
+	pool_free(p);
+	model_free(&m);
+	cJSON_Delete(j);
+}
+
 int main(int argc, char **argv)
 {
 	char a[4096], b[4096];
@@ -237,12 +372,34 @@ int main(int argc, char **argv)
 	if (!src)
 		src = ".";
 	if (argc > 1) {
-		for (int i = 1; i < argc; i++)
-			run_fixture(argv[i]);
+		for (int i = 1; i < argc; i++) {
+			if (strstr(argv[i], "/random/"))
+				run_random(argv[i]);
+			else
+				run_fixture(argv[i]);
+		}
 	} else {
-		char m1[4096], m2[4096];
-		if (!tu_model(SMOLLM2_FILE, m1, sizeof m1) && !tu_model(GEMMA3_FILE, m2, sizeof m2))
-			tu_skip("real models not found (run scripts/fetch-models)");
+		/* random-weight models need no download: always run */
+		char dir[4096];
+		snprintf(dir, sizeof dir, "%s/tests/fixtures/engine/random", src);
+		DIR *d = opendir(dir);
+		CHECK(d != NULL, "no %s", dir);
+		struct dirent *de;
+		char *names[128];
+		int nn = 0;
+		while (d && (de = readdir(d)) && nn < 128)
+			if (strstr(de->d_name, ".json"))
+				names[nn++] = strdup(de->d_name);
+		if (d)
+			closedir(d);
+		qsort(names, (size_t)nn, sizeof *names, cmp_str);
+		for (int i = 0; i < nn; i++) {
+			char fx[8192];
+			snprintf(fx, sizeof fx, "%s/%s", dir, names[i]);
+			run_random(fx);
+			free(names[i]);
+		}
+		CHECK(nn >= 14, "only %d random-model fixtures", nn);
 		snprintf(a, sizeof a, "%s/tests/fixtures/engine/SmolLM2-135M-Instruct.Q4_1.json", src);
 		snprintf(b, sizeof b, "%s/tests/fixtures/engine/gemma-3-270m-it-Q4_K_M.json", src);
 		run_fixture(a);
