@@ -265,7 +265,8 @@ static void free_request(struct request *r)
 static int post(engine *e, struct request *r)
 {
 	pthread_mutex_lock(&e->mu);
-	r->id = ++e->next_id;
+	/* the worker may free R as soon as the lock is released */
+	int id = r->id = ++e->next_id;
 	r->epoch = atomic_load(&e->epoch);
 	if (e->req_tail)
 		e->req_tail->next = r;
@@ -274,7 +275,7 @@ static int post(engine *e, struct request *r)
 	e->req_tail = r;
 	pthread_cond_signal(&e->cv);
 	pthread_mutex_unlock(&e->mu);
-	return r->id;
+	return id;
 }
 
 static struct request *take(engine *e)

@@ -197,5 +197,22 @@ int main(void)
 	free(r1);
 	free(r2);
 	engine_free(e);
+
+	/* a KV budget too small for two conversations: the least recently used
+	 * one is evicted and re-prefilled, with the same reply */
+	struct engine_params tight = {.n_threads = 2, .kv_budget_bytes = 1};
+	e = engine_create(&tight, err, sizeof err);
+	rc = load_wait(e, path, NULL, msg, sizeof msg);
+	CHECK(rc == 0, "load: %s", msg);
+	collect(e, engine_submit(e, 40, a1, 1, &s, &g), 0, &ta);
+	collect(e, engine_submit(e, 41, b1, 1, &s, &g), 0, &tb);
+	struct engine_msg a3[] = {{"user", "Name a colour."}, {"assistant", ta.text}, {"user", "Another one."}};
+	collect(e, engine_submit(e, 40, a3, 3, &s, &g), 0, &t);
+	CHECK(t.code == 0 && t.st.prompt_reused == 0 && t.st.prompt_computed == t.st.prompt_tokens,
+	      "evicted conversation re-prefilled: %u reused", t.st.prompt_reused);
+	free(t.text);
+	free(ta.text);
+	free(tb.text);
+	engine_free(e);
 	return tu_finish();
 }

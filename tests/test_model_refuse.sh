@@ -1,0 +1,81 @@
+#!/bin/sh
+# Models the engine must refuse with one clear line (and exit status 3)
+# before any large allocation: unsupported architecture, zero heads, heads
+# not a multiple of KV heads, missing tensors, shapes that disagree with the
+# hyper-parameters, a truncated file.  The files are rewritten from a
+# committed random-weight model with the PyPI gguf package (skip without it).
+set -u
+: "${TTYCHAT_BIN:?}" "${TTYCHAT_SRCDIR:?}"
+PY=python3
+$PY -c 'import gguf, numpy' 2>/dev/null || { echo "SKIP: python3 lacks the gguf package"; exit 77; }
+src="$TTYCHAT_SRCDIR/tests/fixtures/engine/random/llama-tied-f32.gguf"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+$PY - "$src" "$tmp" <<'PYEOF' || { echo "FAIL: cannot write test files"; exit 1; }
+import sys, gguf
+from gguf import GGUFReader, GGUFWriter, GGUFValueType
+src, out = sys.argv[1], sys.argv[2]
+r = GGUFReader(src)
+
+def write(name, kv_patch=None, drop_tensor=None, arch=None):
+    a = arch or "llama"
+    w = GGUFWriter(f"{out}/{name}.gguf", a)
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture":
+            continue
+        nk = k.replace("llama.", a + ".", 1) if k.startswith("llama.") else k
+        t = f.types[0]
+        if kv_patch and nk in kv_patch:
+            w.add_uint32(nk, kv_patch[nk]); continue
+        v = f.contents()
+        if t == GGUFValueType.ARRAY:
+            w.add_array(nk, v)
+        elif t == GGUFValueType.STRING:
+            w.add_string(nk, v)
+        else:
+            w.add_key_value(nk, v, t)
+    for t in r.tensors:
+        if t.name == drop_tensor:
+            continue
+        shape = list(reversed([int(x) for x in t.shape]))
+        w.add_tensor(t.name, t.data.reshape(shape), raw_dtype=t.tensor_type)
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+
+write("arch", arch="mamba")
+write("zeroheads", kv_patch={"llama.attention.head_count": 0})
+write("gqa", kv_patch={"llama.attention.head_count": 3, "llama.attention.head_count_kv": 2})
+write("missing", drop_tensor="blk.1.ffn_up.weight")
+write("shape", kv_patch={"llama.feed_forward_length": 200})
+write("ok")
+PYEOF
+head -c 3000 "$src" > "$tmp/truncated.gguf"
+
+pass=0 fail=0
+check() { # name expected-text
+	f="$tmp/$1.gguf"
+	"$TTYCHAT_BIN" -m "$f" -p hi -n 1 >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	lines=$(wc -l <"$tmp/err")
+	if [ $rc -eq 3 ] && [ "$lines" -eq 1 ] && grep -q "$f" "$tmp/err" && grep -qi "$2" "$tmp/err"; then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		echo "FAIL $1: rc=$rc lines=$lines: $(cat "$tmp/err")"
+	fi
+}
+check arch "architecture 'mamba' is not supported"
+check zeroheads "head_count': 0 outside"
+check gqa "not a multiple"
+check missing "blk.1.ffn_up.weight' is missing"
+check shape "ffn_.*shape"
+check truncated "truncated\|past the end\|beyond"
+# the unmodified copy loads and answers
+if "$TTYCHAT_BIN" -m "$tmp/ok.gguf" -p hi -n 4 --temp 0 >"$tmp/out" 2>"$tmp/err"; then
+	pass=$((pass + 1))
+else
+	fail=$((fail + 1))
+	echo "FAIL ok: $(cat "$tmp/err")"
+fi
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
