@@ -1,0 +1,458 @@
+#!/usr/bin/env python3
+"""gen-random-models.py - tiny random-weight GGUF models and llama.cpp references.
+
+Writes tests/fixtures/engine/random/<name>.gguf and <name>.json for the
+architectures and tensor types the engine must support, all deterministic
+(fixed numpy seed per model):
+
+  llama3-<type>     Llama 3 shape (GQA, rope theta 500000, untied output),
+                    one file per tensor type.  The K-quant files use
+                    n_embd 256 / n_ff 512 (K-quant rows are multiples of 256);
+                    the others a smaller shape so the F16/BF16 files stay
+                    small.  Quantised by llama.cpp itself
+                    (llama_model_quantize, pure=True so every 2-D weight has
+                    that type; 1-D norms stay F32); llama3-q4_k_m is the
+                    standard Q4_K_M mix (pure=False).
+  llama-tied-f32    llama, tied embeddings (no output.weight), MQA, no
+                    rope.freq_base key (default 10000), written in F32.
+  qwen2-f16         q/k/v biases, tied, theta 1e6.
+  qwen3-f16         q_norm/k_norm, key_length 48 != n_embd/n_head (32).
+  phi3-f16          fused attn_qkv, fused ffn_up (gate rows then up rows).
+  gemma3-f16        6 layers (5 sliding-window + 1 global, default pattern 6),
+                    sliding_window 8, rope theta 1e6 global / 10000 local
+                    (local base not in the file, as in the real Gemma 3 GGUF),
+                    key_length 32 with n_embd 64, pre/post norms, tied.
+
+Every model shares one byte-level BPE vocabulary of 512 tokens (gpt2 model,
+pre-tokenizer "default"): 0 = <s> (BOS), 1 = </s> (EOS), 2..257 the 256
+bytes, 258..511 merges learnt from a fixed English text.
+
+For each file the JSON holds what llama.cpp computes (F32 KV cache, no flash
+attention, 2 threads): full logits (4 decimals) at the last 32 positions of a
+fixed 40-token sequence evaluated in one batch, and 32 greedy tokens after a
+short prompt (end-of-generation ignored), plus the per-tensor type mix.
+
+Developer tool, needs the pyenv python with gguf, numpy, regex and
+llama_cpp; `make check` never runs it.
+Usage: scripts/gen-random-models.py [--out DIR] [--keep-masters DIR] [NAME...]
+"""
+
+import argparse
+import collections
+import hashlib
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+import gguf
+import regex
+
+try:
+	import llama_cpp
+	from llama_cpp import Llama
+except ImportError:
+	sys.exit("gen-random-models: needs llama-cpp-python (pip install llama-cpp-python)")
+
+N_VOCAB = 512
+SEQ_LEN = 40
+N_LOGIT_POS = 32
+N_GEN = 32
+PROMPT = "Once upon a time"
+SEQ_SEED = 4242
+N_THREADS = 2
+
+# ---------------------------------------------------------------- tokenizer
+
+TRAIN_TEXT = """
+Once upon a time there was a little robot who lived in a quiet town by the sea.
+Every morning the robot walked to the harbour and counted the boats. One, two,
+three, four, five. The fishermen waved and the robot waved back. In the evening
+the robot read books about the stars, the moon and the weather, and it wrote
+short notes in a small blue notebook: "Today the wind was cold. Tomorrow I will
+try again." The children of the town loved the robot because it could answer
+almost any question. What is the capital of France? Paris. How much is twelve
+times twelve? One hundred and forty-four. Where do the birds go in winter? They
+fly south, where the days are warm and the food is easy to find. The robot was
+happy, and the town was happy, and the sea kept singing its old song.
+def hello(name): return "Hello, " + name + "!"  # 2024-01-01 12:00
+"""
+
+# GPT-2 pre-tokenizer (llama.cpp's "default" BPE pre-tokenizer).
+PRETOK = regex.compile(
+	r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+
+
+def byte_to_unicode():
+	"""GPT-2's reversible byte -> printable character map."""
+	keep = (list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD))
+		+ list(range(0xAE, 0x100)))
+	table = {}
+	extra = 0
+	for b in range(256):
+		if b in keep:
+			table[b] = chr(b)
+		else:
+			table[b] = chr(256 + extra)
+			extra += 1
+	return table
+
+
+def train_bpe(text, n_merges):
+	"""Plain BPE over pre-tokenized words; ties broken by pair text."""
+	b2u = byte_to_unicode()
+	words = collections.Counter()
+	for piece in PRETOK.findall(text):
+		words[tuple(b2u[b] for b in piece.encode("utf-8"))] += 1
+	merges = []
+	for _ in range(n_merges):
+		pairs = collections.Counter()
+		for w, c in words.items():
+			for a, b in zip(w, w[1:]):
+				pairs[(a, b)] += c
+		if not pairs:
+			break
+		best = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+		merges.append(best)
+		joined = best[0] + best[1]
+		nw = collections.Counter()
+		for w, c in words.items():
+			out = []
+			i = 0
+			while i < len(w):
+				if i + 1 < len(w) and (w[i], w[i + 1]) == best:
+					out.append(joined)
+					i += 2
+				else:
+					out.append(w[i])
+					i += 1
+			nw[tuple(out)] += c
+		words = nw
+	return merges
+
+
+def build_vocab():
+	b2u = byte_to_unicode()
+	tokens = ["<s>", "</s>"] + [b2u[b] for b in range(256)]
+	types = [gguf.TokenType.CONTROL, gguf.TokenType.CONTROL] + [gguf.TokenType.NORMAL] * 256
+	merges = train_bpe(TRAIN_TEXT, N_VOCAB - len(tokens))
+	for a, b in merges:
+		tokens.append(a + b)
+		types.append(gguf.TokenType.NORMAL)
+	if len(tokens) != N_VOCAB or len(set(tokens)) != N_VOCAB:
+		sys.exit("tokenizer: got %d tokens (%d distinct)" % (len(tokens), len(set(tokens))))
+	return tokens, types, ["%s %s" % m for m in merges]
+
+
+VOCAB = None
+
+
+def add_tokenizer(w):
+	tokens, types, merges = VOCAB
+	w.add_tokenizer_model("gpt2")
+	w.add_tokenizer_pre("default")
+	w.add_token_list(tokens)
+	w.add_token_types(types)
+	w.add_token_merges(merges)
+	w.add_bos_token_id(0)
+	w.add_eos_token_id(1)
+	w.add_add_bos_token(True)
+	w.add_add_eos_token(False)
+
+# ---------------------------------------------------------------- models
+
+# Shapes.  head_dim is n_embd/n_head unless key_length is given.
+KQ = dict(n_embd=256, n_ff=512, n_head=4, n_head_kv=2, n_layer=2)
+SMALL = dict(n_embd=128, n_ff=384, n_head=4, n_head_kv=2, n_layer=2)
+
+LLAMA3 = dict(arch="llama", tied=False, rope_base=500000.0, eps=1e-5, ctx=8192)
+
+# name -> (config, output kind).  kind: ("f32",) written directly;
+# ("quant", llama_ftype, pure) quantised from the F32 master by llama.cpp.
+F = llama_cpp
+MODELS = collections.OrderedDict([
+	("llama3-f16",  (dict(LLAMA3, **SMALL), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("llama3-bf16", (dict(LLAMA3, **SMALL), ("quant", F.LLAMA_FTYPE_MOSTLY_BF16, True))),
+	("llama3-q4_0", (dict(LLAMA3, **SMALL), ("quant", F.LLAMA_FTYPE_MOSTLY_Q4_0, True))),
+	("llama3-q4_1", (dict(LLAMA3, **SMALL), ("quant", F.LLAMA_FTYPE_MOSTLY_Q4_1, True))),
+	("llama3-q5_0", (dict(LLAMA3, **SMALL), ("quant", F.LLAMA_FTYPE_MOSTLY_Q5_0, True))),
+	("llama3-q5_1", (dict(LLAMA3, **SMALL), ("quant", F.LLAMA_FTYPE_MOSTLY_Q5_1, True))),
+	("llama3-q8_0", (dict(LLAMA3, **SMALL), ("quant", F.LLAMA_FTYPE_MOSTLY_Q8_0, True))),
+	("llama3-q2_k", (dict(LLAMA3, **KQ), ("quant", F.LLAMA_FTYPE_MOSTLY_Q2_K, True))),
+	("llama3-q3_k", (dict(LLAMA3, **KQ), ("quant", F.LLAMA_FTYPE_MOSTLY_Q3_K_M, True))),
+	("llama3-q4_k", (dict(LLAMA3, **KQ), ("quant", F.LLAMA_FTYPE_MOSTLY_Q4_K_M, True))),
+	("llama3-q5_k", (dict(LLAMA3, **KQ), ("quant", F.LLAMA_FTYPE_MOSTLY_Q5_K_M, True))),
+	("llama3-q6_k", (dict(LLAMA3, **KQ), ("quant", F.LLAMA_FTYPE_MOSTLY_Q6_K, True))),
+	("llama3-q4_k_m", (dict(LLAMA3, **KQ), ("quant", F.LLAMA_FTYPE_MOSTLY_Q4_K_M, False))),
+	("llama-tied-f32", (dict(arch="llama", tied=True, rope_base=None, eps=1e-5, ctx=2048,
+		n_embd=128, n_ff=192, n_head=4, n_head_kv=1, n_layer=2), ("f32",))),
+	("qwen2-f16", (dict(arch="qwen2", tied=True, rope_base=1000000.0, eps=1e-6, ctx=4096,
+		**SMALL), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("qwen3-f16", (dict(arch="qwen3", tied=True, rope_base=1000000.0, eps=1e-6, ctx=4096,
+		key_length=48, **SMALL), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("phi3-f16", (dict(arch="phi3", tied=False, rope_base=10000.0, eps=1e-5, ctx=4096,
+		n_embd=128, n_ff=256, n_head=4, n_head_kv=4, n_layer=2),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("gemma3-f16", (dict(arch="gemma3", tied=True, rope_base=1000000.0, eps=1e-6, ctx=4096,
+		n_embd=64, n_ff=128, n_head=4, n_head_kv=1, n_layer=6, key_length=32,
+		sliding_window=8), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+])
+
+FILE_TYPE_F32 = 0
+
+
+def model_seed(name):
+	"""Models of one shape share weights: seed from the config, not the name."""
+	return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+
+
+def make_weights(cfg, rng):
+	"""name -> float32 array in GGUF row-major order (rows = ne[1])."""
+	E = cfg["n_embd"]
+	FF = cfg["n_ff"]
+	H = cfg["n_head"]
+	HKV = cfg["n_head_kv"]
+	D = cfg.get("key_length", E // H)
+	arch = cfg["arch"]
+
+	def lin(n_out, n_in, gain=1.0):
+		return rng.normal(0.0, gain / np.sqrt(n_in), (n_out, n_in)).astype(np.float32)
+
+	def norm(n, centre=1.0):
+		return (centre + rng.normal(0.0, 0.1 * centre, n)).astype(np.float32)
+
+	def bias(n):
+		return rng.normal(0.0, 0.1, n).astype(np.float32)
+
+	t = collections.OrderedDict()
+	out_std = 3.0 / np.sqrt(E)   # logits with std ~3: clear top-1 margins
+	if cfg["tied"]:
+		t["token_embd.weight"] = rng.normal(0.0, out_std, (N_VOCAB, E)).astype(np.float32)
+	else:
+		t["token_embd.weight"] = rng.normal(0.0, 1.0, (N_VOCAB, E)).astype(np.float32)
+	for il in range(cfg["n_layer"]):
+		p = "blk.%d." % il
+		t[p + "attn_norm.weight"] = norm(E)
+		if arch == "phi3":
+			t[p + "attn_qkv.weight"] = lin(H * D + 2 * HKV * D, E)
+		else:
+			t[p + "attn_q.weight"] = lin(H * D, E)
+			t[p + "attn_k.weight"] = lin(HKV * D, E)
+			t[p + "attn_v.weight"] = lin(HKV * D, E)
+		if arch == "qwen2":
+			t[p + "attn_q.bias"] = bias(H * D)
+			t[p + "attn_k.bias"] = bias(HKV * D)
+			t[p + "attn_v.bias"] = bias(HKV * D)
+		if arch in ("qwen3", "gemma3"):
+			t[p + "attn_q_norm.weight"] = norm(D)
+			t[p + "attn_k_norm.weight"] = norm(D)
+		# gain 2 on the projections back into the residual stream keeps
+		# the layers from being drowned by the token's own (tied)
+		# embedding, which would make greedy decoding repeat one token
+		t[p + "attn_output.weight"] = lin(E, H * D, 2.0)
+		if arch == "gemma3":
+			t[p + "post_attention_norm.weight"] = norm(E, 3.0)
+		t[p + "ffn_norm.weight"] = norm(E)
+		if arch == "phi3":
+			t[p + "ffn_up.weight"] = lin(2 * FF, E)
+		else:
+			t[p + "ffn_gate.weight"] = lin(FF, E)
+			t[p + "ffn_up.weight"] = lin(FF, E)
+		t[p + "ffn_down.weight"] = lin(E, FF, 2.0)
+		if arch == "gemma3":
+			t[p + "post_ffw_norm.weight"] = norm(E, 3.0)
+	t["output_norm.weight"] = norm(E)
+	if not cfg["tied"]:
+		t["output.weight"] = rng.normal(0.0, out_std, (N_VOCAB, E)).astype(np.float32)
+	return t
+
+
+def write_f32(path, cfg, tensors):
+	arch = cfg["arch"]
+	w = gguf.GGUFWriter(path, arch)
+	# general.name stays neutral: llama.cpp inspects it (a name containing
+	# "phi3" makes its vocabulary loader look up Phi-3 tokens and fail)
+	w.add_name("ttychat random test model")
+	w.add_file_type(FILE_TYPE_F32)
+	w.add_vocab_size(N_VOCAB)
+	w.add_context_length(cfg["ctx"])
+	w.add_embedding_length(cfg["n_embd"])
+	w.add_block_count(cfg["n_layer"])
+	w.add_feed_forward_length(cfg["n_ff"])
+	w.add_head_count(cfg["n_head"])
+	w.add_head_count_kv(cfg["n_head_kv"])
+	w.add_layer_norm_rms_eps(cfg["eps"])
+	head = cfg.get("key_length", cfg["n_embd"] // cfg["n_head"])
+	if "key_length" in cfg:
+		w.add_key_length(head)
+		w.add_value_length(head)
+	if arch in ("llama", "phi3"):
+		w.add_rope_dimension_count(head)
+	if cfg["rope_base"] is not None:
+		w.add_rope_freq_base(cfg["rope_base"])
+	if "sliding_window" in cfg:
+		w.add_sliding_window(cfg["sliding_window"])
+	add_tokenizer(w)
+	for tname, arr in tensors.items():
+		w.add_tensor(tname, arr)
+	w.write_header_to_file()
+	w.write_kv_data_to_file()
+	w.write_tensors_to_file()
+	w.close()
+
+
+def quantize(src, dst, ftype, pure):
+	params = llama_cpp.llama_model_quantize_default_params()
+	params.nthread = N_THREADS
+	params.ftype = ftype
+	params.pure = pure
+	rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params)
+	if rc != 0:
+		sys.exit("llama_model_quantize(%s) failed: %d" % (dst, rc))
+
+
+def tensor_types(path):
+	r = gguf.GGUFReader(path)
+	return collections.OrderedDict((t.name, t.tensor_type.name) for t in r.tensors)
+
+
+def sha256_file(path):
+	with open(path, "rb") as f:
+		return hashlib.sha256(f.read()).hexdigest()
+
+
+def fixed_sequence():
+	rng = np.random.default_rng(SEQ_SEED)
+	return [0] + [int(x) for x in rng.integers(2, N_VOCAB, SEQ_LEN - 1)]
+
+
+def open_llama(path, kv_type):
+	return Llama(model_path=path, n_ctx=256, n_threads=N_THREADS,
+		n_threads_batch=N_THREADS, n_batch=256, n_ubatch=256,
+		logits_all=True, seed=1234, flash_attn=False,
+		type_k=kv_type, type_v=kv_type, verbose=False)
+
+
+def reference(path):
+	llm = open_llama(path, llama_cpp.GGML_TYPE_F32)
+	seq = fixed_sequence()
+	llm.reset()
+	llm.eval(seq)
+	logits = np.array(llm.scores[:SEQ_LEN], dtype=np.float32)
+	last = logits[SEQ_LEN - N_LOGIT_POS:]
+	srt = np.sort(last, axis=1)
+	margins = srt[:, -1] - srt[:, -2]
+
+	prompt = llm.tokenize(PROMPT.encode(), add_bos=True, special=True)
+	llm.reset()
+	llm.eval(prompt)
+	gen = []
+	for _ in range(N_GEN):
+		tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+		gen.append(tok)
+		llm.eval([tok])
+	del llm
+
+	# how far llama.cpp itself moves with its default F16 KV cache
+	llm16 = open_llama(path, llama_cpp.GGML_TYPE_F16)
+	llm16.eval(seq)
+	l16 = np.array(llm16.scores[SEQ_LEN - N_LOGIT_POS:SEQ_LEN], dtype=np.float32)
+	del llm16
+	return {
+		"sequence": seq,
+		"logits_first_pos": SEQ_LEN - N_LOGIT_POS,
+		"logits": [[round(float(v), 4) for v in row] for row in last],
+		"argmax": [int(np.argmax(row)) for row in last],
+		"min_top1_margin": round(float(margins.min()), 4),
+		"median_top1_margin": round(float(np.median(margins)), 4),
+		"kv_f16_max_abs_diff": round(float(np.abs(l16 - last).max()), 4),
+		"kv_f16_top1_agree": int(np.sum(np.argmax(l16, 1) == np.argmax(last, 1))),
+		"prompt_text": PROMPT,
+		"prompt_ids": [int(t) for t in prompt],
+		"gen_ids": gen,
+	}
+
+
+def llama_cpp_version():
+	lib = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+	ggml = sorted(n for n in os.listdir(lib) if n.startswith("libggml-base.so."))
+	ggml_v = ggml[-1][len("libggml-base.so."):] if ggml else "?"
+	return "llama-cpp-python %s (ggml %s)" % (llama_cpp.__version__, ggml_v)
+
+
+def hparams_doc(cfg):
+	d = {k: v for k, v in cfg.items()}
+	d["head_dim"] = cfg.get("key_length", cfg["n_embd"] // cfg["n_head"])
+	d["n_vocab"] = N_VOCAB
+	if cfg["rope_base"] is None:
+		d["rope_base"] = "absent (llama.cpp default 10000)"
+	return d
+
+
+def main():
+	global VOCAB
+	here = os.path.dirname(os.path.abspath(__file__))
+	ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+	ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures", "engine", "random"))
+	ap.add_argument("--keep-masters", default=None, help="keep the F32 masters in this folder")
+	ap.add_argument("names", nargs="*", default=list(MODELS))
+	args = ap.parse_args()
+	os.makedirs(args.out, exist_ok=True)
+	VOCAB = build_vocab()
+	llama_cpp.llama_backend_init()
+
+	tmp = tempfile.TemporaryDirectory(prefix="ttychat-random-")
+	mdir = args.keep_masters or tmp.name
+	os.makedirs(mdir, exist_ok=True)
+	masters = {}
+	total = 0
+	for name in args.names:
+		if name not in MODELS:
+			sys.exit("unknown model %s (have: %s)" % (name, " ".join(MODELS)))
+		cfg, kind = MODELS[name]
+		key = json.dumps(cfg, sort_keys=True)
+		if key not in masters:
+			tensors = make_weights(cfg, np.random.default_rng(model_seed(key)))
+			mpath = os.path.join(mdir, "master-%d-%s.gguf" % (len(masters), cfg["arch"]))
+			write_f32(mpath, cfg, tensors)
+			masters[key] = mpath
+		master = masters[key]
+		out = os.path.join(args.out, name + ".gguf")
+		if kind[0] == "f32":
+			with open(master, "rb") as fi, open(out, "wb") as fo:
+				fo.write(fi.read())
+			how = "written by gguf-py GGUFWriter (F32)"
+		else:
+			quantize(master, out, kind[1], kind[2])
+			how = "llama_model_quantize(ftype=%d, pure=%s) from an F32 master" % (kind[1], kind[2])
+		types = tensor_types(out)
+		ref = reference(out)
+		size = os.path.getsize(out)
+		total += size
+		doc = collections.OrderedDict([
+			("model_file", os.path.basename(out)),
+			("model_sha256", sha256_file(out)),
+			("llama_cpp_version", llama_cpp_version()),
+			("architecture", cfg["arch"]),
+			("made_by", how),
+			("hparams", hparams_doc(cfg)),
+			("type_mix", dict(collections.Counter(types.values()))),
+			("tensor_types", types),
+			("settings", {"kv_cache": "f32", "flash_attn": False, "n_threads": N_THREADS,
+				"batch": "whole sequence in one decode",
+				"greedy": "argmax, one token per decode, EOG ignored"}),
+		])
+		doc.update(ref)
+		with open(os.path.join(args.out, name + ".json"), "w") as f:
+			json.dump(doc, f, separators=(",", ":"))
+			f.write("\n")
+		print("%-16s %8d bytes  %-28s margin min %.3f med %.3f  f16kv diff %.4f  gen %s" % (
+			name, size, " ".join("%s:%d" % kv for kv in doc["type_mix"].items()),
+			ref["min_top1_margin"], ref["median_top1_margin"], ref["kv_f16_max_abs_diff"],
+			ref["gen_ids"][:8]))
+	print("total gguf bytes: %d" % total)
+
+
+if __name__ == "__main__":
+	main()
