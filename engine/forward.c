@@ -16,21 +16,42 @@
  *
  * The backend table holds every operation the pass performs, so another
  * backend (CUDA) swaps the table and keeps this file's pass.
+ *
+ * CPU speed: fwd_init prepares every weight matrix as a struct
+ * quant_matrix, packed (16 rows interleaved, quant.h) where the CPU level
+ * has packed kernels, all packed copies in one arena of huge pages in the
+ * order the pass reads them (decode streams it front to back); the
+ * packing runs on the pool.  Products that share an input run as one pool
+ * job (q/k/v, gate/up) on one quantisation of it; a prefill batch is
+ * quantised in parallel.  Attention over an F16 cache runs per (token, KV
+ * head) so a group's query heads share each K/V row read
+ * (quant_attn_f16); rope angles are computed once per position, SiLU uses
+ * the vector e^x.  Reported memory: fwd.packed_bytes of packed copies.
  */
 #include "forward.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "engine.h"
 #include "gguf.h"
 #include "quant.h"
 
+/* One matrix product of a fused group: y[t * y_stride + r] = W_r . x_t. */
+struct mm_part {
+	const struct quant_matrix *w;
+	float *y;
+	int64_t y_stride;
+};
+
 struct backend {
 	const char *name;
-	void (*matmul)(struct fwd *f, const struct weight *w, const float *x, int T, int64_t x_stride,
-		       float *y, int64_t y_stride);
+	/* products of up to 3 matrices with the same input x (T rows of
+	 * x_stride floats), one job: q/k/v, gate/up */
+	void (*matmul)(struct fwd *f, const struct mm_part *parts, int n_parts, const float *x, int T,
+		       int64_t x_stride);
 	void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
 	void (*rope)(float *x, int n_heads, int head_dim, int n_rot, uint32_t pos, float base,
 		     float scale, const float *freq_factors, enum rope_style style);
@@ -58,25 +79,31 @@ static void cpu_rmsnorm(float *y, const float *x, const float *w, int64_t n, flo
 static void cpu_rope(float *x, int n_heads, int head_dim, int n_rot, uint32_t pos, float base,
 		     float scale, const float *ff, enum rope_style style)
 {
+	/* the angles depend on the position only: once per call, not per head */
+	float cs[256], sn[256];
 	const float theta_scale = powf(base, -2.0f / (float)n_rot);
+	float theta = (float)pos * scale;
+	const int half = n_rot / 2 < 256 ? n_rot / 2 : 256;
+	for (int i = 0; i < half; i++) {
+		const float t = ff ? theta / ff[i] : theta;
+		cs[i] = cosf(t);
+		sn[i] = sinf(t);
+		theta *= theta_scale;
+	}
 	for (int h = 0; h < n_heads; h++) {
 		float *v = x + (size_t)h * (size_t)head_dim;
-		float theta = (float)pos * scale;
-		for (int i0 = 0; i0 < n_rot; i0 += 2) {
-			const float t = ff ? theta / ff[i0 / 2] : theta;
-			const float c = cosf(t), s = sinf(t);
+		for (int i = 0; i < half; i++) {
 			int a, b;
 			if (style == ROPE_NORM) {
-				a = i0;
-				b = i0 + 1;
+				a = 2 * i;
+				b = 2 * i + 1;
 			} else {
-				a = i0 / 2;
-				b = i0 / 2 + n_rot / 2;
+				a = i;
+				b = i + n_rot / 2;
 			}
 			const float x0 = v[a], x1 = v[b];
-			v[a] = x0 * c - x1 * s;
-			v[b] = x0 * s + x1 * c;
-			theta *= theta_scale;
+			v[a] = x0 * cs[i] - x1 * sn[i];
+			v[b] = x0 * sn[i] + x1 * cs[i];
 		}
 	}
 }
@@ -105,48 +132,116 @@ static void cpu_glu(float *gate, const float *up, int64_t n, bool gelu)
 			gate[i] = g * up[i];
 		}
 	} else {
-		for (int64_t i = 0; i < n; i++) {
-			const float x = gate[i];
-			gate[i] = x / (1.0f + expf(-x)) * up[i];
-		}
+		quant_silu_mul(gate, up, n);
 	}
 }
 
-struct matmul_job {
-	const struct weight *w;
-	const void *xact;
-	size_t act_bytes;
-	int T;
-	float *y;
-	int64_t y_stride;
+/* Prepared weights: a struct quant_matrix per weight, packed where the
+ * kernels have a packed layout for its type (see quant.h). */
+struct fwd_layer_mats {
+	struct quant_matrix wq, wk, wv, wo, wqkv, w_gate, w_up, w_down;
 };
 
-static void matmul_task(void *ctx, int ith, int nth)
+struct fwd_mats {
+	struct fwd_layer_mats *L;   /* [n_layer] */
+	struct quant_matrix output;
+	void *arena;                /* every packed copy, in the order the pass reads them */
+	size_t arena_bytes;
+};
+
+#define MM_MAX_PARTS 3
+
+struct matmul_job {
+	const struct mm_part *parts;
+	int n_parts;
+	const void *xact[MM_MAX_PARTS];   /* activation rows of each part */
+	size_t xs[MM_MAX_PARTS];
+	int64_t g_end[MM_MAX_PARTS];      /* cumulative row groups */
+	int T;
+	/* activation quantisation (T > 1: a job of its own) */
+	const float *x;
+	int64_t x_stride;
+	int n_kinds;
+	const struct quant_matrix *kind_w[MM_MAX_PARTS];
+	void *kind_buf[MM_MAX_PARTS];
+	size_t kind_xs[MM_MAX_PARTS];
+};
+
+static void matmul_task(void *ctx, int i, int n)
 {
 	const struct matmul_job *j = ctx;
-	const int64_t rows = j->w->rows;
-	/* split rows in chunks of 16 so every thread's share stays block-aligned */
-	const int64_t chunks = (rows + 15) / 16;
-	const int64_t c0 = chunks * ith / nth, c1 = chunks * (ith + 1) / nth;
-	const int64_t r0 = c0 * 16, r1 = c1 * 16 < rows ? c1 * 16 : rows;
-	if (r0 >= r1)
-		return;
-	if (j->T == 1)
-		quant_matvec(j->w->type, j->w->data, j->w->row_bytes, r0, r1, j->xact, j->w->cols, j->y);
-	else
-		quant_matmul(j->w->type, j->w->data, j->w->row_bytes, r0, r1, j->xact, j->act_bytes,
-			     j->T, j->w->cols, j->y, j->y_stride);
+	const int64_t total = j->g_end[j->n_parts - 1];
+	int64_t g0 = total * i / n, g1 = total * (i + 1) / n;
+	int64_t base = 0;
+	for (int k = 0; k < j->n_parts && g0 < g1; k++) {
+		const int64_t end = j->g_end[k];
+		if (g0 < end) {
+			const struct mm_part *p = &j->parts[k];
+			int64_t a = g0 - base, b = (g1 < end ? g1 : end) - base;
+			int64_t r0 = a * QUANT_ROW_GROUP, r1 = b * QUANT_ROW_GROUP;
+			if (r1 > p->w->rows)
+				r1 = p->w->rows;
+			quant_matrix_mul(p->w, r0, r1, j->xact[k], j->xs[k], j->T, p->y, p->y_stride);
+			g0 = end < g1 ? end : g1;
+		}
+		base = end;
+	}
 }
 
-static void cpu_matmul(struct fwd *f, const struct weight *w, const float *x, int T, int64_t x_stride,
-		       float *y, int64_t y_stride)
+static void quantize_task(void *ctx, int i, int n)
 {
-	const size_t ab = quant_act_row_bytes(w->type, w->cols);
-	for (int t = 0; t < T; t++)
-		quant_act_quantize(w->type, x + (size_t)t * (size_t)x_stride,
-				   (char *)f->xact + (size_t)t * ab, w->cols);
-	struct matmul_job j = {.w = w, .xact = f->xact, .act_bytes = ab, .T = T, .y = y, .y_stride = y_stride};
-	pool_run(f->pool, matmul_task, &j);
+	const struct matmul_job *j = ctx;
+	const int64_t rows = (int64_t)j->T * j->n_kinds;
+	for (int64_t r = rows * i / n; r < rows * (i + 1) / n; r++) {
+		int k = (int)(r / j->T), t = (int)(r % j->T);
+		quant_matrix_act_quantize(j->kind_w[k], j->x + (size_t)t * (size_t)j->x_stride,
+					  (char *)j->kind_buf[k] + (size_t)t * j->kind_xs[k]);
+	}
+}
+
+static size_t act_stride(const struct quant_matrix *w)
+{
+	return (quant_matrix_act_bytes(w) + 63) & ~(size_t)63;
+}
+
+static void cpu_matmul(struct fwd *f, const struct mm_part *parts, int n_parts, const float *x, int T,
+		       int64_t x_stride)
+{
+	struct matmul_job j = {.parts = parts, .n_parts = n_parts, .T = T, .x = x, .x_stride = x_stride};
+	int64_t groups = 0;
+	for (int k = 0; k < n_parts; k++) {
+		const struct quant_matrix *w = parts[k].w;
+		int kind = quant_matrix_act_kind(w), found = -1;
+		for (int q = 0; q < j.n_kinds; q++)
+			if (quant_matrix_act_kind(j.kind_w[q]) == kind)
+				found = q;
+		if (found < 0) {
+			found = j.n_kinds++;
+			j.kind_w[found] = w;
+			j.kind_xs[found] = act_stride(w);
+			j.kind_buf[found] = (char *)f->xact + (size_t)found * (size_t)f->max_batch * f->xact_row_cap;
+		}
+		j.xact[k] = j.kind_buf[found];
+		j.xs[k] = j.kind_xs[found];
+		groups += (w->rows + QUANT_ROW_GROUP - 1) / QUANT_ROW_GROUP;
+		j.g_end[k] = groups;
+	}
+	if (T == 1)
+		quantize_task(&j, 0, 1);
+	else
+		pool_run_tasks(f->pool, quantize_task, &j, T * j.n_kinds < 64 ? T * j.n_kinds : 64);
+	/* a few tasks per thread, claimed dynamically, balance the load */
+	int64_t tasks = (int64_t)pool_size(f->pool) * 4;
+	if (tasks > groups)
+		tasks = groups;
+	pool_run_tasks(f->pool, matmul_task, &j, (int)tasks);
+}
+
+static void matmul1(struct fwd *f, const struct quant_matrix *w, const float *x, int T, int64_t x_stride,
+		    float *y, int64_t y_stride)
+{
+	struct mm_part p = {w, y, y_stride};
+	f->be->matmul(f, &p, 1, x, T, x_stride);
 }
 
 struct attn_job {
@@ -164,7 +259,7 @@ static void attn_task(void *ctx, int ith, int nth)
 	const struct kv_cache *kv = j->kv;
 	const int H = (int)hp->n_head, G = (int)hp->n_head_kv, D = (int)hp->head_dim;
 	const int group = H / G;
-	float *scores = f->scores + (size_t)ith * f->n_ctx;
+	float *scores = f->scores + (size_t)ith * f->n_ctx * (size_t)group;
 	uint16_t *qh = f->qh + (size_t)ith * (size_t)D;
 	float *vrow = f->vrow + (size_t)ith * (size_t)D;
 	const size_t qq_bytes = quant_act_row_bytes(GGML_TYPE_Q8_0, D);
@@ -172,6 +267,34 @@ static void attn_task(void *ctx, int ith, int nth)
 	const char *kbase = kv->k[j->layer], *vbase = kv->v[j->layer];
 	const size_t head_bytes = kv->row_bytes / (size_t)G;
 
+	if (kv->type == GGML_TYPE_F16) {
+		/* one task per (token, KV head): the group's query heads share
+		 * every K and V row read */
+		for (int task = ith; task < j->T * G; task += nth) {
+			const int t = task / G, g = task % G;
+			const uint32_t pos = j->pos0 + (uint32_t)t;
+			uint32_t first = 0;
+			if (j->window && pos + 1 > j->window)
+				first = pos + 1 - j->window;
+			const size_t qoff = (size_t)t * (size_t)(H * D) + (size_t)(g * group) * (size_t)D;
+			struct quant_attn_args a = {
+				.k = (const uint16_t *)(const void *)(kbase + (size_t)first * kv->row_bytes + (size_t)g * head_bytes),
+				.v = (const uint16_t *)(const void *)(vbase + (size_t)first * kv->row_bytes + (size_t)g * head_bytes),
+				.stride = kv->row_bytes / 2,
+				.n_pos = (int)(pos + 1 - first),
+				.d = D,
+				.q = f->q + qoff,
+				.q_stride = D,
+				.n_q = group,
+				.scale = hp->attn_scale,
+				.out = f->att + qoff,
+				.out_stride = D,
+				.scratch = scores,
+			};
+			quant_attn_f16(&a);
+		}
+		return;
+	}
 	for (int task = ith; task < j->T * H; task += nth) {
 		const int t = task / H, h = task % H, g = h / group;
 		const uint32_t pos = j->pos0 + (uint32_t)t;
@@ -182,23 +305,13 @@ static void attn_task(void *ctx, int ith, int nth)
 		float *out = f->att + (size_t)t * (size_t)(H * D) + (size_t)h * (size_t)D;
 
 		float mx = -INFINITY;
-		if (kv->type == GGML_TYPE_F16) {
-			for (int d = 0; d < D; d++)
-				qh[d] = quant_fp32_to_fp16(q[d]);
-			for (uint32_t p = first; p <= pos; p++) {
-				const void *krow = kbase + (size_t)p * kv->row_bytes + (size_t)g * head_bytes;
-				float s = quant_vec_dot(GGML_TYPE_F16, krow, qh, D) * hp->attn_scale;
-				scores[p] = s;
-				mx = s > mx ? s : mx;
-			}
-		} else {
-			quant_act_quantize(GGML_TYPE_Q8_0, q, qq, D);
-			for (uint32_t p = first; p <= pos; p++) {
-				const void *krow = kbase + (size_t)p * kv->row_bytes + (size_t)g * head_bytes;
-				float s = quant_vec_dot(GGML_TYPE_Q8_0, krow, qq, D) * hp->attn_scale;
-				scores[p] = s;
-				mx = s > mx ? s : mx;
-			}
+		(void)qh;
+		quant_act_quantize(GGML_TYPE_Q8_0, q, qq, D);
+		for (uint32_t p = first; p <= pos; p++) {
+			const void *krow = kbase + (size_t)p * kv->row_bytes + (size_t)g * head_bytes;
+			float s = quant_vec_dot(GGML_TYPE_Q8_0, krow, qq, D) * hp->attn_scale;
+			scores[p] = s;
+			mx = s > mx ? s : mx;
 		}
 		double sum = 0.0;
 		for (uint32_t p = first; p <= pos; p++) {
@@ -317,6 +430,100 @@ static void *alloc_track(struct fwd *f, size_t n)
 	return malloc(n ? n : 1);
 }
 
+/* Packing job: the row groups of every packed matrix, split evenly. */
+struct pack_job {
+	struct quant_matrix **mats;
+	int n;
+	int64_t total;     /* row groups of all of them */
+};
+
+static void pack_task(void *ctx, int i, int n)
+{
+	const struct pack_job *j = ctx;
+	int64_t g0 = j->total * i / n, g1 = j->total * (i + 1) / n, base = 0;
+	for (int k = 0; k < j->n && g0 < g1; k++) {
+		int64_t ng = (j->mats[k]->rows + QUANT_ROW_GROUP - 1) / QUANT_ROW_GROUP;
+		if (g0 < base + ng) {
+			int64_t b = g1 < base + ng ? g1 : base + ng;
+			quant_matrix_pack_rows(j->mats[k], (g0 - base) * QUANT_ROW_GROUP, (b - base) * QUANT_ROW_GROUP);
+			g0 = b;
+		}
+		base += ng;
+	}
+}
+
+static int prepare_weights(struct fwd *f)
+{
+	const struct model *m = f->m;
+	const uint32_t nl = m->hp.n_layer;
+	f->mats = calloc(1, sizeof *f->mats);
+	if (!f->mats)
+		return ENGINE_E_NOMEM;
+	f->mats->L = calloc(nl ? nl : 1, sizeof *f->mats->L);
+	struct quant_matrix **all = calloc((size_t)nl * 8 + 1, sizeof *all);
+	if (!f->mats->L || !all) {
+		free(all);
+		return ENGINE_E_NOMEM;
+	}
+	int n = 0;
+	for (uint32_t il = 0; il < nl; il++) {
+		const struct layer *l = &m->layers[il];
+		struct fwd_layer_mats *L = &f->mats->L[il];
+		const struct weight *src[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->wqkv, &l->w_gate, &l->w_up, &l->w_down};
+		struct quant_matrix *dst[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down};
+		for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
+			if (!src[i]->data)
+				continue;
+			if (quant_matrix_init(dst[i], src[i]->type, src[i]->data, src[i]->row_bytes, src[i]->rows,
+					      src[i]->cols)) {
+				free(all);
+				return ENGINE_E_FORMAT;
+			}
+			all[n++] = dst[i];
+		}
+	}
+	if (quant_matrix_init(&f->mats->output, m->output.type, m->output.data, m->output.row_bytes,
+			      m->output.rows, m->output.cols)) {
+		free(all);
+		return ENGINE_E_FORMAT;
+	}
+	all[n++] = &f->mats->output;
+	/* one arena of huge pages: decode streams it front to back */
+	size_t total = 0;
+	for (int k = 0; k < n; k++)
+		total += (quant_matrix_pack_bytes(all[k]) + 63) & ~(size_t)63;
+	struct pack_job j = {.mats = all, .n = 0};
+	if (total > 0) {
+		const size_t huge = 2u << 20;
+		size_t alloc = (total + huge - 1) / huge * huge;
+		if (posix_memalign(&f->mats->arena, huge, alloc) != 0) {
+			f->mats->arena = NULL;
+			free(all);
+			return ENGINE_E_NOMEM;
+		}
+		f->mats->arena_bytes = alloc;
+#ifdef MADV_HUGEPAGE
+		madvise(f->mats->arena, alloc, MADV_HUGEPAGE);
+#endif
+	}
+	size_t off = 0;
+	for (int k = 0; k < n; k++) {
+		size_t b = (quant_matrix_pack_bytes(all[k]) + 63) & ~(size_t)63;
+		if (b == 0)
+			continue;
+		quant_matrix_pack_at(all[k], (char *)f->mats->arena + off);
+		off += b;
+		f->packed_bytes += all[k]->packed_bytes;
+		all[j.n++] = all[k];
+		j.total += (all[k]->rows + QUANT_ROW_GROUP - 1) / QUANT_ROW_GROUP;
+	}
+	if (j.n > 0)
+		pool_run_tasks(f->pool, pack_task, &j, pool_size(f->pool) * 8);
+	f->bytes += f->packed_bytes;
+	free(all);
+	return 0;
+}
+
 int fwd_init(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int max_batch)
 {
 	const struct hparams *hp = &m->hp;
@@ -345,10 +552,26 @@ int fwd_init(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int 
 	f->up = alloc_track(f, B * F * sizeof(float));
 	f->logits = alloc_track(f, hp->n_vocab * sizeof(float));
 	f->logits_rows = 1;
-	/* the largest activation row: F32 weights keep activations in f32 */
+	int rc = prepare_weights(f);
+	if (rc) {
+		fwd_free(f);
+		return rc;
+	}
+	/* the largest activation row (F32 weights keep activations in f32),
+	 * one buffer per activation format of a fused product */
 	f->xact_row_cap = widest * sizeof(float) + 64;
-	f->xact = alloc_track(f, B * f->xact_row_cap);
-	f->scores = alloc_track(f, nth * n_ctx * sizeof(float));
+	for (uint32_t il = 0; il < hp->n_layer; il++) {
+		const struct quant_matrix *lw[] = {&f->mats->L[il].wq, &f->mats->L[il].wk, &f->mats->L[il].wv,
+						   &f->mats->L[il].wo, &f->mats->L[il].wqkv, &f->mats->L[il].w_gate,
+						   &f->mats->L[il].w_up, &f->mats->L[il].w_down};
+		for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
+			if (lw[i]->data && act_stride(lw[i]) > f->xact_row_cap)
+				f->xact_row_cap = act_stride(lw[i]);
+	}
+	if (act_stride(&f->mats->output) > f->xact_row_cap)
+		f->xact_row_cap = act_stride(&f->mats->output);
+	f->xact = alloc_track(f, MM_MAX_PARTS * B * f->xact_row_cap);
+	f->scores = alloc_track(f, nth * n_ctx * (hp->n_head / hp->n_head_kv) * sizeof(float));
 	f->qh = alloc_track(f, nth * D * sizeof(uint16_t));
 	f->qq = alloc_track(f, nth * (quant_act_row_bytes(GGML_TYPE_Q8_0, (int64_t)D) + 64));
 	f->vrow = alloc_track(f, nth * D * sizeof(float));
@@ -377,6 +600,18 @@ void fwd_free(struct fwd *f)
 	free(f->qh);
 	free(f->qq);
 	free(f->vrow);
+	if (f->mats) {
+		for (uint32_t il = 0; f->mats->L && il < f->m->hp.n_layer; il++) {
+			struct fwd_layer_mats *L = &f->mats->L[il];
+			struct quant_matrix *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down};
+			for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
+				quant_matrix_free(lw[i]);
+		}
+		quant_matrix_free(&f->mats->output);
+		free(f->mats->arena);
+		free(f->mats->L);
+		free(f->mats);
+	}
 	memset(f, 0, sizeof *f);
 }
 
@@ -429,6 +664,7 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 
 	for (uint32_t il = 0; il < hp->n_layer; il++) {
 		const struct layer *l = &m->layers[il];
+		const struct fwd_layer_mats *L = &f->mats->L[il];
 		for (int t = 0; t < T; t++)
 			be->rmsnorm(f->xn + (size_t)t * (size_t)E, f->x + (size_t)t * (size_t)E, l->attn_norm.data, E,
 				    hp->norm_eps);
@@ -437,14 +673,13 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 		int64_t qs = QD, ks = KD;
 		if (l->wqkv.data) {
 			/* fused [q|k|v] rows: read the parts in place */
-			be->matmul(f, &l->wqkv, f->xn, T, E, f->q, QD + 2 * KD);
+			matmul1(f, &L->wqkv, f->xn, T, E, f->q, QD + 2 * KD);
 			k = f->q + QD;
 			v = f->q + QD + KD;
 			qs = ks = QD + 2 * KD;
 		} else {
-			be->matmul(f, &l->wq, f->xn, T, E, q, QD);
-			be->matmul(f, &l->wk, f->xn, T, E, k, KD);
-			be->matmul(f, &l->wv, f->xn, T, E, v, KD);
+			const struct mm_part qkv[3] = {{&L->wq, q, QD}, {&L->wk, k, KD}, {&L->wv, v, KD}};
+			be->matmul(f, qkv, 3, f->xn, T, E);
 		}
 		add_bias(q, &l->bq, T, qs);
 		add_bias(k, &l->bk, T, ks);
@@ -470,7 +705,7 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 				memmove(f->q + (size_t)t * (size_t)QD, qt, (size_t)QD * sizeof(float));
 		}
 		be->attention(f, kv, il, pos0, T, l->swa ? hp->n_swa : 0);
-		be->matmul(f, &l->wo, f->att, T, QD, f->o, E);
+		matmul1(f, &L->wo, f->att, T, QD, f->o, E);
 		for (int t = 0; t < T; t++) {
 			float *o = f->o + (size_t)t * (size_t)E, *x = f->x + (size_t)t * (size_t)E;
 			if (l->attn_post_norm.data)
@@ -483,18 +718,18 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 		const bool gelu = hp->arch == ARCH_GEMMA3;
 		if (hp->arch == ARCH_PHI3) {
 			/* fused [gate|up] rows */
-			be->matmul(f, &l->w_up, f->xn, T, E, f->gate, 2 * F);
+			matmul1(f, &L->w_up, f->xn, T, E, f->gate, 2 * F);
 			for (int t = 0; t < T; t++) {
 				float *g = f->gate + (size_t)t * (size_t)(2 * F);
 				be->glu(g, g + F, F, false);
 				memmove(f->gate + (size_t)t * (size_t)F, g, (size_t)F * sizeof(float));
 			}
 		} else {
-			be->matmul(f, &l->w_gate, f->xn, T, E, f->gate, F);
-			be->matmul(f, &l->w_up, f->xn, T, E, f->up, F);
+			const struct mm_part gu[2] = {{&L->w_gate, f->gate, F}, {&L->w_up, f->up, F}};
+			be->matmul(f, gu, 2, f->xn, T, E);
 			be->glu(f->gate, f->up, (int64_t)T * F, gelu);
 		}
-		be->matmul(f, &l->w_down, f->gate, T, F, f->o, E);
+		matmul1(f, &L->w_down, f->gate, T, F, f->o, E);
 		for (int t = 0; t < T; t++) {
 			float *o = f->o + (size_t)t * (size_t)E, *x = f->x + (size_t)t * (size_t)E;
 			if (l->ffn_post_norm.data)
@@ -520,6 +755,6 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 	for (int t = first; t < T; t++)
 		be->rmsnorm(f->xn + (size_t)(t - first) * (size_t)E, f->x + (size_t)t * (size_t)E,
 			    m->output_norm.data, E, hp->norm_eps);
-	be->matmul(f, &m->output, f->xn, nl, E, f->logits, hp->n_vocab);
+	matmul1(f, &f->mats->output, f->xn, nl, E, f->logits, hp->n_vocab);
 	return 0;
 }

@@ -60,7 +60,9 @@ struct fwd {
 	uint16_t *qh;       /* n_threads * head_dim (q rounded to f16) */
 	void *qq;           /* n_threads * q8_0 row of head_dim (Q8_0 K cache) */
 	float *vrow;        /* n_threads * head_dim (dequantised V) */
-	size_t bytes;
+	size_t bytes;          /* everything allocated here, packed_bytes included */
+	struct fwd_mats *mats; /* the weights prepared for the kernels (forward.c) */
+	size_t packed_bytes;   /* interleaved copies of weights (extra weight memory) */
 };
 
 /* Scratch for batches of up to max_batch tokens and contexts up to n_ctx. */
