@@ -46,7 +46,7 @@
 
 #define MAX_BATCH 64
 
-enum req_type { REQ_LOAD, REQ_UNLOAD, REQ_SUBMIT, REQ_DROP, REQ_QUIT };
+enum req_type { REQ_LOAD, REQ_UNLOAD, REQ_SUBMIT, REQ_DROP, REQ_EXPORT, REQ_IMPORT, REQ_QUIT };
 
 struct request {
 	enum req_type type;
@@ -61,6 +61,8 @@ struct request {
 	struct engine_sampling sampling;
 	struct engine_gen_opts gen;
 	char **stop;             /* copied, NULL-terminated */
+	void *blob;              /* REQ_IMPORT: copied snapshot */
+	size_t blob_len;
 	struct request *next;
 };
 
@@ -105,6 +107,8 @@ struct engine {
 	uint64_t use_clock;
 	int32_t *ids;
 	size_t ids_cap;
+	uint64_t model_hash;     /* identity of the loaded file, for snapshots */
+	char model_id[33];
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -236,6 +240,9 @@ void engine_event_clear(struct engine_event *ev)
 	free(ev->text);
 	ev->text = NULL;
 	ev->text_len = 0;
+	free(ev->blob);
+	ev->blob = NULL;
+	ev->blob_len = 0;
 }
 
 int engine_event_fd(const engine *e)
@@ -259,6 +266,7 @@ static void free_request(struct request *r)
 	for (size_t i = 0; r->stop && r->stop[i]; i++)
 		free(r->stop[i]);
 	free(r->stop);
+	free(r->blob);
 	free(r);
 }
 
@@ -339,6 +347,32 @@ int engine_drop_conv(engine *e, uint64_t conv)
 	if (!r)
 		return ENGINE_E_NOMEM;
 	r->type = REQ_DROP;
+	r->conv = conv;
+	return post(e, r);
+}
+
+int engine_conv_export(engine *e, uint64_t conv)
+{
+	struct request *r = calloc(1, sizeof *r);
+	if (!r)
+		return ENGINE_E_NOMEM;
+	r->type = REQ_EXPORT;
+	r->conv = conv;
+	return post(e, r);
+}
+
+int engine_conv_import(engine *e, uint64_t conv, const void *blob, size_t len)
+{
+	if (!blob || len == 0)
+		return ENGINE_E_INVAL;
+	struct request *r = calloc(1, sizeof *r);
+	if (!r || !(r->blob = malloc(len))) {
+		free(r);
+		return ENGINE_E_NOMEM;
+	}
+	memcpy(r->blob, blob, len);
+	r->blob_len = len;
+	r->type = REQ_IMPORT;
 	r->conv = conv;
 	return post(e, r);
 }
@@ -443,6 +477,7 @@ static void fill_info(engine *e, struct engine_model_info *info)
 	info->n_head_kv = m->hp.n_head_kv;
 	info->n_vocab = m->hp.n_vocab;
 	snprintf(info->template_family, sizeof info->template_family, "%s", e->family);
+	snprintf(info->model_id, sizeof info->model_id, "%s", e->model_id);
 }
 
 /* Text of a special token for the template's bos_token/eos_token. */
@@ -530,6 +565,19 @@ static void do_load(engine *e, struct request *r)
 		pool_free(e->pool);
 		e->pool = NULL;
 		goto fail;
+	}
+	/* identity for KV snapshots: FNV-1a over the header and metadata
+	 * (everything before the tensor data, at most 64 MiB) and the size */
+	{
+		const unsigned char *b = gguf_base(e->model.gguf);
+		uint64_t n = gguf_data_offset(e->model.gguf), h = 0xcbf29ce484222325ull;
+		if (n > (64u << 20))
+			n = 64u << 20;
+		for (uint64_t i = 0; i < n; i++)
+			h = (h ^ b[i]) * 0x100000001b3ull;
+		e->model_hash = h;
+		snprintf(e->model_id, sizeof e->model_id, "%016llx%016llx",
+			 (unsigned long long)gguf_file_size(e->model.gguf), (unsigned long long)h);
 	}
 	/* fault the weights in ahead of the first token */
 	gguf_prefetch(e->model.gguf);
@@ -938,6 +986,117 @@ static void do_submit(engine *e, struct request *r)
 	free(reply);
 }
 
+/* ---- worker: KV snapshots -------------------------------------------------
+ * Layout (little-endian): "TTKV" u32 version=1, u64 file size, u64 header
+ * hash, u32 n_layer, u32 kv_dim, u32 cache type, u32 n, int32 tokens[n],
+ * then per layer n rows of K followed by n rows of V. */
+
+#define SNAP_MAGIC 0x564b5454u /* "TTKV" */
+#define SNAP_HEADER 40
+
+static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint32_t get32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t get64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+static void do_export(engine *e, struct request *r)
+{
+	struct engine_event ev = {.type = ENGINE_EV_CONV_EXPORT, .request = r->id, .conv = r->conv};
+	struct conv *c = NULL;
+	for (size_t i = 0; e->loaded && i < e->n_convs; i++)
+		if (e->convs[i].id == r->conv)
+			c = &e->convs[i];
+	if (c && c->kv.n > 0) {
+		const struct kv_cache *kv = &c->kv;
+		size_t rows = (size_t)kv->n * kv->row_bytes;
+		size_t len = SNAP_HEADER + (size_t)kv->n * 4 + 2 * (size_t)kv->n_layer * rows;
+		unsigned char *b = malloc(len);
+		if (!b) {
+			emit_error(e, r, ENGINE_E_NOMEM, "out of memory for a KV snapshot of %zu bytes", len);
+			return;
+		}
+		put32(b, SNAP_MAGIC);
+		put32(b + 4, 1);
+		put64(b + 8, gguf_file_size(e->model.gguf));
+		put64(b + 16, e->model_hash);
+		put32(b + 24, kv->n_layer);
+		put32(b + 28, kv->kv_dim);
+		put32(b + 32, kv->type);
+		put32(b + 36, kv->n);
+		unsigned char *o = b + SNAP_HEADER;
+		memcpy(o, kv->tokens, (size_t)kv->n * 4);
+		o += (size_t)kv->n * 4;
+		for (uint32_t l = 0; l < kv->n_layer; l++) {
+			memcpy(o, kv->k[l], rows);
+			o += rows;
+			memcpy(o, kv->v[l], rows);
+			o += rows;
+		}
+		ev.blob = b;
+		ev.blob_len = len;
+		ev.position = kv->n;
+	}
+	push_event(e, &ev);
+}
+
+static void do_import(engine *e, struct request *r)
+{
+	struct engine_event ev = {.type = ENGINE_EV_CONV_IMPORT, .request = r->id, .conv = r->conv};
+	const unsigned char *b = r->blob;
+	const char *why = NULL;
+	if (!e->loaded)
+		why = "no model loaded";
+	else if (r->blob_len < SNAP_HEADER || get32(b) != SNAP_MAGIC || get32(b + 4) != 1)
+		why = "not a KV snapshot";
+	else if (get64(b + 8) != gguf_file_size(e->model.gguf) || get64(b + 16) != e->model_hash)
+		why = "snapshot of another model";
+	if (!why) {
+		struct kv_cache probe;
+		uint32_t n = get32(b + 36);
+		if (kv_init(&probe, &e->model.hp, get32(b + 32), e->n_ctx) != 0) {
+			why = "snapshot cache type not usable";
+		} else {
+			size_t rows = (size_t)n * probe.row_bytes;
+			if (get32(b + 24) != probe.n_layer || get32(b + 28) != probe.kv_dim || n == 0 ||
+			    n > e->n_ctx || r->blob_len != SNAP_HEADER + (size_t)n * 4 + 2 * (size_t)probe.n_layer * rows) {
+				why = "snapshot shape does not match the model";
+			} else if (kv_reserve(&probe, n) != 0) {
+				why = "out of memory";
+			} else {
+				const unsigned char *in = b + SNAP_HEADER;
+				memcpy(probe.tokens, in, (size_t)n * 4);
+				in += (size_t)n * 4;
+				for (uint32_t i = 0; i < n && !why; i++)
+					if (probe.tokens[i] < 0 || (uint32_t)probe.tokens[i] >= e->model.hp.n_vocab)
+						why = "snapshot holds invalid token ids";
+				for (uint32_t l = 0; l < probe.n_layer && !why; l++) {
+					memcpy(probe.k[l], in, rows);
+					in += rows;
+					memcpy(probe.v[l], in, rows);
+					in += rows;
+				}
+				probe.n = n;
+			}
+			if (!why) {
+				struct conv *c = get_conv(e, r->conv);
+				if (!c) {
+					why = "out of memory";
+				} else {
+					kv_free(&c->kv);
+					c->kv = probe;
+					ev.position = n;
+					enforce_budget(e, r->conv);
+				}
+			}
+			if (why)
+				kv_free(&probe);
+		}
+	}
+	if (why)
+		snprintf(ev.message, sizeof ev.message, "KV snapshot not restored: %s", why);
+	push_event(e, &ev);
+}
+
 /* ---- worker loop --------------------------------------------------------- */
 
 static void *worker_main(void *arg)
@@ -959,6 +1118,12 @@ static void *worker_main(void *arg)
 			break;
 		case REQ_SUBMIT:
 			do_submit(e, r);
+			break;
+		case REQ_EXPORT:
+			do_export(e, r);
+			break;
+		case REQ_IMPORT:
+			do_import(e, r);
 			break;
 		case REQ_DROP:
 			for (size_t i = 0; i < e->n_convs; i++)

@@ -95,6 +95,8 @@ enum engine_event_type {
 	ENGINE_EV_DONE,            /* reply finished: stats, stop reason */
 	ENGINE_EV_ERROR,           /* code + message; the request failed */
 	ENGINE_EV_UNLOADED,
+	ENGINE_EV_CONV_EXPORT,     /* blob: a conversation's KV cache snapshot */
+	ENGINE_EV_CONV_IMPORT,     /* position: tokens restored (0: snapshot not usable) */
 };
 
 enum engine_stop_reason {
@@ -129,6 +131,7 @@ struct engine_model_info {
 	uint32_t n_ctx_train, n_ctx;
 	uint32_t n_layer, n_embd, n_head, n_head_kv, n_vocab;
 	char template_family[32];  /* "jinja" or the fallback used */
+	char model_id[33];         /* hex: file size + hash of the GGUF header; names KV snapshots */
 };
 
 struct engine_event {
@@ -146,6 +149,8 @@ struct engine_event {
 	struct engine_model_info info;
 	int code;                  /* ERROR: enum engine_status */
 	char message[512];
+	void *blob;                /* CONV_EXPORT: snapshot; owned by the event */
+	size_t blob_len;
 };
 
 /* Starts the worker thread.  NULL on failure, with a message in err. */
@@ -170,6 +175,18 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
 		  const struct engine_sampling *s, const struct engine_gen_opts *g);
 /* Forgets a conversation's KV cache. */
 int engine_drop_conv(engine *e, uint64_t conv);
+
+/* KV cache snapshots, so a conversation can come back after a restart
+ * without recomputing it.  engine_conv_export() answers with a
+ * CONV_EXPORT event whose blob holds the conversation's tokens and K/V rows
+ * for the loaded model (blob_len 0 when the conversation has no cache);
+ * engine_conv_import() copies BLOB and answers with CONV_IMPORT, position =
+ * tokens restored, or 0 with a message when the snapshot belongs to another
+ * model or is malformed (it is only a cache: the next submit then simply
+ * prefills).  The blob is plain data: callers encrypt it before it touches
+ * the disk. */
+int engine_conv_export(engine *e, uint64_t conv);
+int engine_conv_import(engine *e, uint64_t conv, const void *blob, size_t len);
 
 /* Stops the running generation or load within one token and drops queued
  * submits.  Async-signal-safe. */

@@ -1,0 +1,35 @@
+/*
+ * kvstore.h - KV cache snapshots on disk, encrypted, so a conversation comes
+ * back after a restart without being recomputed.
+ *
+ * The engine produces and consumes snapshots as plain blobs
+ * (engine_conv_export / engine_conv_import); this module files them through
+ * the history store's encrypted blobs under <data dir>/kv/.  A snapshot's
+ * name is a keyed hash of (conversation id, model identity), so the names
+ * on disk reveal neither.  A size budget evicts the least recently written
+ * snapshots.  Everything here runs on the UI thread; it never prints.
+ * Functions return 0 or a negative HISTORY_E_* code with a message in err.
+ */
+#ifndef TTYCHAT_KVSTORE_H
+#define TTYCHAT_KVSTORE_H
+
+#include <stddef.h>
+
+struct history;
+
+/* Default budget for all snapshots together. */
+#define KVSTORE_DEFAULT_BUDGET ((size_t)2 << 30)
+
+/* Saves BLOB for (conv_id, model_id), then removes the oldest snapshots
+ * until their total size is within budget (0 = the default). */
+int kvstore_save(struct history *h, const char *conv_id, const char *model_id, const void *blob,
+		 size_t len, size_t budget, char *err, size_t errlen);
+/* Loads the snapshot for (conv_id, model_id) into *blob (malloc'd).
+ * HISTORY_E_NOTFOUND when there is none; a damaged one is removed and
+ * reported as HISTORY_E_NOTFOUND too (it is only a cache). */
+int kvstore_load(struct history *h, const char *conv_id, const char *model_id, void **blob,
+		 size_t *len, char *err, size_t errlen);
+/* Removes the snapshot of (conv_id, model_id) if any. */
+int kvstore_remove(struct history *h, const char *conv_id, const char *model_id, char *err, size_t errlen);
+
+#endif
