@@ -14,6 +14,15 @@
  * for `done`: spinning first (jobs are short), then yielding the CPU, which
  * on an oversubscribed machine is what lets the worker it waits for run.
  * Counters live on separate cache lines.
+ *
+ * Oversubscription: a worker that the OS preempts while it holds a task
+ * stalls the caller for a whole scheduler time slice, hundreds of times a
+ * token; two threads then run far slower than one.  The caller therefore
+ * times its wait: waiting longer than two of its own tasks plus 200 us
+ * counts as a stall, and two stalls within 64 jobs switch the pool to
+ * running jobs on the caller alone for a while (SOLO_JOBS, doubling while
+ * stalls go on, back to the start after a clean probe), which keeps
+ * "2 threads" within a few per cent of "1 thread" on a loaded machine.
  */
 #include "pool.h"
 
@@ -24,6 +33,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -35,6 +45,10 @@
 #define SPIN_WORKER 20000   /* pause rounds before a worker sleeps (~0.1-0.5 ms) */
 #define SPIN_CALLER 4096    /* pause rounds before the caller starts yielding */
 #define MAX_TASKS 65535
+#define STALL_NS 200000     /* extra wait that marks a stall */
+#define STALL_WINDOW 64     /* jobs over which two stalls trigger solo mode */
+#define SOLO_JOBS 2048      /* first solo period, in jobs */
+#define SOLO_MAX (1 << 20)
 
 struct pool {
 	int n;
@@ -42,6 +56,10 @@ struct pool {
 	pool_fn fn;
 	void *ctx;
 	uint32_t gen;                   /* caller's copy of the last generation */
+	/* stall detection, caller only */
+	uint64_t jobs, last_stall_job;
+	uint64_t solo_left, solo_period, solo_end_job;
+	int stalls;
 	_Alignas(64) _Atomic uint64_t claim;
 	_Alignas(64) atomic_int done;
 	_Alignas(64) atomic_uint wake_gen;
@@ -55,18 +73,49 @@ struct worker_arg {
 	pool *p;
 };
 
-/* Runs tasks of generation GEN until none is left to claim. */
-static void claim_and_run(pool *p, uint32_t gen)
+static uint64_t now_ns(void)
 {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The caller waited WAIT ns after running MINE tasks in WORK ns. */
+static void note_wait(pool *p, uint64_t work, int mine, uint64_t wait)
+{
+	uint64_t per_task = mine > 0 ? work / (uint64_t)mine : work;
+	if (wait <= 2 * per_task + STALL_NS)
+		return;
+	if (p->jobs - p->last_stall_job > STALL_WINDOW)
+		p->stalls = 0;
+	p->last_stall_job = p->jobs;
+	if (++p->stalls < 2)
+		return;
+	p->stalls = 0;
+	/* stalls right after a solo period: the load is still there */
+	if (p->solo_period && p->jobs - p->solo_end_job <= STALL_WINDOW)
+		p->solo_period = p->solo_period * 2 < SOLO_MAX ? p->solo_period * 2 : SOLO_MAX;
+	else
+		p->solo_period = SOLO_JOBS;
+	p->solo_left = p->solo_period;
+	p->solo_end_job = p->jobs + p->solo_period;
+}
+
+/* Runs tasks of generation GEN until none is left to claim; returns how
+ * many this thread ran. */
+static int claim_and_run(pool *p, uint32_t gen)
+{
+	int ran = 0;
 	uint64_t c = atomic_load_explicit(&p->claim, memory_order_acquire);
 	for (;;) {
 		uint32_t n = (uint32_t)(c >> 16) & 0xffff, i = (uint32_t)c & 0xffff;
 		if ((uint32_t)(c >> 32) != gen || i >= n)
-			return;
+			return ran;
 		if (!atomic_compare_exchange_weak_explicit(&p->claim, &c, c + 1, memory_order_acq_rel,
 							   memory_order_acquire))
 			continue;
 		p->fn(p->ctx, (int)i, (int)n);
+		ran++;
 		atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
 		c = atomic_load_explicit(&p->claim, memory_order_acquire);
 	}
@@ -99,7 +148,7 @@ static void *worker(void *arg)
 		seen = g;
 		if (atomic_load(&p->quit))
 			return NULL;
-		claim_and_run(p, g);
+		(void)claim_and_run(p, g);
 	}
 }
 
@@ -170,7 +219,10 @@ void pool_run_tasks(pool *p, pool_fn fn, void *ctx, int n_tasks)
 {
 	if (n_tasks < 1 || n_tasks > MAX_TASKS)
 		return;
-	if (p->n == 1 || n_tasks == 1) {
+	p->jobs++;
+	if (p->n == 1 || n_tasks == 1 || p->solo_left > 0) {
+		if (p->solo_left > 0)
+			p->solo_left--;
 		for (int i = 0; i < n_tasks; i++)
 			fn(ctx, i, n_tasks);
 		return;
@@ -187,15 +239,20 @@ void pool_run_tasks(pool *p, pool_fn fn, void *ctx, int n_tasks)
 		pthread_cond_broadcast(&p->wake);
 		pthread_mutex_unlock(&p->mu);
 	}
-	claim_and_run(p, p->gen);
+	const uint64_t t0 = now_ns();
+	const int mine = claim_and_run(p, p->gen);
+	const uint64_t t1 = now_ns();
 	/* spin, then yield: on an oversubscribed machine the worker we wait
 	 * for may need our core */
-	for (unsigned spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks; spins++) {
+	unsigned spins = 0;
+	for (; atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks; spins++) {
 		if (spins < SPIN_CALLER)
 			cpu_relax();
 		else
 			sched_yield();
 	}
+	if (spins >= SPIN_CALLER)
+		note_wait(p, t1 - t0, mine, now_ns() - t1);
 }
 
 void pool_run(pool *p, pool_fn fn, void *ctx)

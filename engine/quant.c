@@ -15,8 +15,8 @@
  *
  * Dispatch: each level has a per-type table of kernels; a NULL entry falls
  * back to the level below.  The level in use is computed once (CPUID, then
- * TTYCHAT_CPU) and cached in one atomic int: the only mutable static here,
- * a cache of a fact about the machine.
+ * TTYCHAT_CPU) and cached in atomic ints: the only mutable statics here,
+ * caches of a fact about the machine.
  */
 #include "quant.h"
 
@@ -875,7 +875,7 @@ static int cpu_has_f16c(void)
 }
 #endif
 
-int quant_level_detect(void)
+static int level_detect_uncached(void)
 {
 #if QUANT_X86
 	__builtin_cpu_init();
@@ -887,6 +887,19 @@ int quant_level_detect(void)
 		return QUANT_LEVEL_AVX2;
 #endif
 	return QUANT_LEVEL_SCALAR;
+}
+
+/* CPUID is slow (it traps in a VM): asked once, like quant_level(). */
+int quant_level_detect(void)
+{
+	static _Atomic int cached = -1;
+	int l = atomic_load_explicit(&cached, memory_order_relaxed);
+
+	if (l < 0) {
+		l = level_detect_uncached();
+		atomic_store_explicit(&cached, l, memory_order_relaxed);
+	}
+	return l;
 }
 
 const char *quant_level_name(int level)
