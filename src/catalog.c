@@ -1,23 +1,42 @@
 /*
- * catalog.c - XDG paths and models.d lookup (see config.h).  models.d files
- * are small JSON objects parsed with cJSON; every field is type-checked and
- * a bad file is reported with its path and the offending key.
+ * catalog.c - XDG paths, the models.d catalogue and model-name resolution
+ * (see catalog.h).
+ *
+ * A models.d file is read whole (at most 1 MiB) and parsed with cJSON.
+ * Validation walks the object's members once: each known key has a small
+ * checker that converts and range-checks it into the entry; a key given
+ * twice is an error (cJSON would silently keep the first); an unknown key
+ * becomes a warning line in the entry.  Errors read "FILE: key 'K': what is
+ * wrong" so that a user can fix the file without reading the source.
+ *
+ * Folders are searched in a fixed order and the first entry of a name wins;
+ * config_list_models() walks the same folders in the same order, so the
+ * catalogue and `-m NAME` never disagree.
  */
 #include "config.h"
 #include "catalog.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gguf.h"
+
 #ifndef TTYCHAT_DATADIR
 #define TTYCHAT_DATADIR "/usr/local/share/ttychat"
 #endif
+
+#define MODELSD_MAX_BYTES (1u << 20)
+#define MODELSD_MAX_FILES 1000
+#define MAX_DIRS 4
 
 const char *config_default_model(void)
 {
@@ -29,12 +48,12 @@ static int xdg_dir(const char *var, const char *fallback, const char *leaf, char
 	const char *base = getenv(var);
 	int w;
 	if (base && base[0] == '/')
-		w = snprintf(buf, n, "%s/ttychat/%s", base, leaf);
+		w = snprintf(buf, n, "%s/ttychat%s%s", base, leaf[0] ? "/" : "", leaf);
 	else {
 		const char *home = getenv("HOME");
 		if (!home || !home[0])
 			return -1;
-		w = snprintf(buf, n, "%s/%s/ttychat/%s", home, fallback, leaf);
+		w = snprintf(buf, n, "%s/%s/ttychat%s%s", home, fallback, leaf[0] ? "/" : "", leaf);
 	}
 	return w < 0 || (size_t)w >= n ? -1 : 0;
 }
@@ -47,6 +66,11 @@ int config_models_dir(char *buf, size_t n)
 		return w < 0 || (size_t)w >= n ? -1 : 0;
 	}
 	return xdg_dir("XDG_DATA_HOME", ".local/share", "models", buf, n);
+}
+
+int config_config_dir(char *buf, size_t n)
+{
+	return xdg_dir("XDG_CONFIG_HOME", ".config", "", buf, n);
 }
 
 /* snprintf that reports truncation instead of hiding it */
@@ -62,102 +86,569 @@ static int file_exists(const char *p)
 	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static char *slurp(const char *path, size_t max)
+/* Reads a whole regular file of at most MAX bytes; *LEN gets its length.
+ * NULL with errno set (EFBIG when too large). */
+static char *slurp(const char *path, size_t max, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
 		return NULL;
+	struct stat st;
+	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+		fclose(f);
+		errno = EISDIR;
+		return NULL;
+	}
 	char *buf = malloc(max + 1);
 	size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+	int bad = ferror(f);
 	fclose(f);
-	if (!buf || n > max) {
+	if (!buf || bad || n > max) {
 		free(buf);
+		errno = !buf ? ENOMEM : bad ? EIO : EFBIG;
 		return NULL;
 	}
 	buf[n] = '\0';
+	if (len)
+		*len = n;
 	return buf;
 }
 
-static float num_or(const cJSON *o, const char *k, float dflt)
+/* The models.d folders in search order; returns how many. */
+static int modelsd_dirs(char dirs[MAX_DIRS][PATH_MAX], enum config_origin origin[MAX_DIRS])
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsNumber(v) ? (float)v->valuedouble : dflt;
+	int nd = 0;
+	if (xdg_dir("XDG_CONFIG_HOME", ".config", "models.d", dirs[nd], PATH_MAX) == 0)
+		origin[nd++] = CONFIG_USER;
+	if (fmt_path(dirs[nd], PATH_MAX, TTYCHAT_DATADIR, "models.d") == 0)
+		origin[nd++] = CONFIG_SYSTEM;
+	char exe[PATH_MAX];
+	ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (el > 0) {
+		exe[el] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = '\0';
+			if (fmt_path(dirs[nd], PATH_MAX, exe, "models.d") == 0)
+				origin[nd++] = CONFIG_BUILD;
+			if (fmt_path(dirs[nd], PATH_MAX, exe, "../models.d") == 0)
+				origin[nd++] = CONFIG_BUILD;
+		}
+	}
+	/* the same folder twice (e.g. an installed binary whose datadir is
+	 * its parent's models.d) is searched once */
+	for (int i = 1; i < nd; i++) {
+		char a[PATH_MAX], b[PATH_MAX];
+		for (int j = 0; j < i; j++) {
+			if (realpath(dirs[i], a) && realpath(dirs[j], b) && strcmp(a, b) == 0) {
+				memmove(dirs + i, dirs + i + 1, (size_t)(nd - i - 1) * sizeof dirs[0]);
+				memmove(origin + i, origin + i + 1, (size_t)(nd - i - 1) * sizeof origin[0]);
+				nd--;
+				i--;
+				break;
+			}
+		}
+	}
+	return nd;
 }
 
-/* Fills OUT from the models.d file PATH if its "name" is NAME: 1 when it
- * matched, 0 when not, -1 on a bad file. */
-static int try_entry(const char *path, const char *name, struct model_entry *out, char *err, size_t errlen)
+/* ---- validation ----------------------------------------------------------- */
+
+struct parse {
+	const char *path;          /* the models.d file */
+	struct model_entry *e;
+	char *err;
+	size_t errlen;
+	const char *template_file; /* relative to the file's folder */
+	bool have_file, have_template;
+};
+
+static int fail(struct parse *p, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct parse *p, const char *key, const char *fmt, ...)
 {
-	char *text = slurp(path, 1 << 20);
-	if (!text)
-		return 0;
-	cJSON *j = cJSON_Parse(text);
+	char what[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	snprintf(p->err, p->errlen, "%s: key '%s': %s", p->path, key, what);
+	return -1;
+}
+
+static void warn(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(struct parse *p, const char *fmt, ...)
+{
+	size_t l = strlen(p->e->warnings);
+	if (l + 2 >= sizeof p->e->warnings)
+		return;
+	int w = snprintf(p->e->warnings + l, sizeof p->e->warnings - l, "%s%s: ", l ? "\n" : "", p->path);
+	if (w < 0 || (size_t)w >= sizeof p->e->warnings - l) {
+		p->e->warnings[l] = '\0';
+		return;
+	}
+	l += (size_t)w;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p->e->warnings + l, sizeof p->e->warnings - l, fmt, ap);
+	va_end(ap);
+}
+
+/* A JSON string of 1..MAX-1 bytes without NUL or control characters. */
+static int get_str(struct parse *p, const cJSON *v, const char *key, char *out, size_t max, bool allow_nl)
+{
+	if (!cJSON_IsString(v))
+		return fail(p, key, "must be a string");
+	const char *s = v->valuestring;
+	size_t l = strlen(s);
+	if (l == 0)
+		return fail(p, key, "must not be empty");
+	if (out && l >= max)
+		return fail(p, key, "longer than %zu bytes", max - 1);
+	for (size_t i = 0; i < l; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if ((c < 0x20 && !(allow_nl && (c == '\n' || c == '\t' || c == '\r'))) || c == 0x7f)
+			return fail(p, key, "contains a control character");
+	}
+	if (out)
+		memcpy(out, s, l + 1);
+	return 0;
+}
+
+static int get_num(struct parse *p, const cJSON *v, const char *key, double lo, double hi, bool integer,
+		   double *out)
+{
+	if (!cJSON_IsNumber(v))
+		return fail(p, key, "must be a number");
+	double d = v->valuedouble;
+	if (!isfinite(d) || d < lo || d > hi || (integer && d != floor(d))) {
+		if (integer)
+			return fail(p, key, "must be an integer in [%.0f, %.0f]", lo, hi);
+		return fail(p, key, "must be a number in [%g, %g]", lo, hi);
+	}
+	*out = d;
+	return 0;
+}
+
+static bool valid_name(const char *s)
+{
+	size_t l = strlen(s);
+	if (l == 0 || l > 100 || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < l; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+		      c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* A relative path of sane components: no "..", no leading '/', no empty
+ * component. */
+static bool valid_relpath(const char *s)
+{
+	if (!s[0] || s[0] == '/')
+		return false;
+	const char *c = s;
+	while (*c) {
+		const char *end = strchr(c, '/');
+		size_t n = end ? (size_t)(end - c) : strlen(c);
+		if (n == 0 || (n == 2 && c[0] == '.' && c[1] == '.') || (n == 1 && c[0] == '.'))
+			return false;
+		c += n;
+		if (*c == '/')
+			c++;
+	}
+	return true;
+}
+
+static int check_sampling(struct parse *p, const cJSON *obj)
+{
+	if (!cJSON_IsObject(obj))
+		return fail(p, "sampling", "must be an object");
+	static const char *const known[] = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty"};
+	for (const cJSON *m = obj->child; m; m = m->next) {
+		char key[160];
+		snprintf(key, sizeof key, "sampling.%.100s", m->string ? m->string : "");
+		for (const cJSON *o = obj->child; o != m; o = o->next)
+			if (o->string && m->string && strcmp(o->string, m->string) == 0)
+				return fail(p, key, "given twice");
+		double d;
+		if (!m->string) {
+			continue;
+		} else if (strcmp(m->string, "temperature") == 0) {
+			if (get_num(p, m, key, 0, 100, false, &d))
+				return -1;
+			p->e->temperature = (float)d;
+		} else if (strcmp(m->string, "top_k") == 0) {
+			if (get_num(p, m, key, 0, 1 << 24, true, &d))
+				return -1;
+			p->e->top_k = (int)d;
+		} else if (strcmp(m->string, "top_p") == 0) {
+			if (get_num(p, m, key, 0, 1, false, &d))
+				return -1;
+			p->e->top_p = (float)d;
+		} else if (strcmp(m->string, "min_p") == 0) {
+			if (get_num(p, m, key, 0, 1, false, &d))
+				return -1;
+			p->e->min_p = (float)d;
+		} else if (strcmp(m->string, "repeat_penalty") == 0) {
+			if (get_num(p, m, key, 0.01, 100, false, &d))
+				return -1;
+			p->e->repeat_penalty = (float)d;
+		} else {
+			warn(p, "unknown key '%s' (ignored; known: %s, %s, %s, %s, %s)", key, known[0], known[1],
+			     known[2], known[3], known[4]);
+		}
+	}
+	return 0;
+}
+
+static int check_member(struct parse *p, const cJSON *m)
+{
+	struct model_entry *e = p->e;
+	const char *k = m->string;
+	double d;
+	if (strcmp(k, "name") == 0) {
+		if (get_str(p, m, k, e->name, sizeof e->name, false))
+			return -1;
+		if (!valid_name(e->name))
+			return fail(p, k, "'%s' is not a valid name (letters, digits, '.', '_', '-'; at most 100)",
+				    e->name);
+	} else if (strcmp(k, "display_name") == 0) {
+		return get_str(p, m, k, e->display_name, sizeof e->display_name, false);
+	} else if (strcmp(k, "file") == 0) {
+		char file[PATH_MAX];
+		if (get_str(p, m, k, file, sizeof file, false))
+			return -1;
+		if (file[0] == '/') {
+			snprintf(e->path, sizeof e->path, "%s", file);
+		} else if (file[0] == '~' && file[1] == '/') {
+			const char *home = getenv("HOME");
+			if (!home || !home[0])
+				return fail(p, k, "'%s' starts with ~/ but HOME is not set", file);
+			if (fmt_path(e->path, sizeof e->path, home, file + 2))
+				return fail(p, k, "path too long");
+		} else {
+			if (!valid_relpath(file))
+				return fail(p, k, "'%s': a relative path must not contain '.' or '..' components", file);
+			char dir[PATH_MAX];
+			if (config_models_dir(dir, sizeof dir) != 0)
+				return fail(p, k, "cannot find the models directory (HOME unset?)");
+			if (fmt_path(e->path, sizeof e->path, dir, file))
+				return fail(p, k, "path too long");
+		}
+		p->have_file = true;
+	} else if (strcmp(k, "url") == 0) {
+		if (get_str(p, m, k, e->url, sizeof e->url, false))
+			return -1;
+		if (strncmp(e->url, "https://", 8) != 0 && strncmp(e->url, "http://", 7) != 0)
+			return fail(p, k, "'%s' is not an http:// or https:// URL", e->url);
+		if (strchr(e->url, ' '))
+			return fail(p, k, "must not contain spaces");
+	} else if (strcmp(k, "sha256") == 0) {
+		if (get_str(p, m, k, e->sha256, sizeof e->sha256, false))
+			return -1;
+		if (strlen(e->sha256) != 64 || strspn(e->sha256, "0123456789abcdefABCDEF") != 64)
+			return fail(p, k, "must be 64 hexadecimal digits");
+		for (char *c = e->sha256; *c; c++)
+			if (*c >= 'A' && *c <= 'F')
+				*c = (char)(*c - 'A' + 'a');
+	} else if (strcmp(k, "context_size") == 0) {
+		if (get_num(p, m, k, 16, 1 << 24, true, &d))
+			return -1;
+		e->context_size = (unsigned)d;
+	} else if (strcmp(k, "sampling") == 0) {
+		return check_sampling(p, m);
+	} else if (strcmp(k, "system_prompt") == 0) {
+		if (get_str(p, m, k, NULL, 0, true))
+			return -1;
+		if (!(e->system_prompt = strdup(m->valuestring)))
+			return fail(p, k, "out of memory");
+	} else if (strcmp(k, "template") == 0) {
+		if (get_str(p, m, k, NULL, 0, true))
+			return -1;
+		if (!(e->template_text = strdup(m->valuestring)))
+			return fail(p, k, "out of memory");
+		p->have_template = true;
+	} else if (strcmp(k, "template_file") == 0) {
+		if (get_str(p, m, k, NULL, 0, false))
+			return -1;
+		p->template_file = m->valuestring;
+	} else if (strcmp(k, "kv_type") == 0) {
+		if (!cJSON_IsString(m) || (strcmp(m->valuestring, "f16") && strcmp(m->valuestring, "q8_0")))
+			return fail(p, k, "must be \"f16\" or \"q8_0\"");
+		e->kv_type = strcmp(m->valuestring, "q8_0") == 0;
+	} else if (strcmp(k, "threads") == 0) {
+		if (get_num(p, m, k, 1, 1024, true, &d))
+			return -1;
+		e->threads = (int)d;
+	} else if (strcmp(k, "size") == 0) {
+		if (get_num(p, m, k, 1, 9007199254740992.0, true, &d))
+			return -1;
+		e->size = (uint64_t)d;
+	} else if (strcmp(k, "quant") == 0) {
+		return get_str(p, m, k, e->quant, sizeof e->quant, false);
+	} else if (strcmp(k, "source") == 0 || strcmp(k, "comment") == 0) {
+		return get_str(p, m, k, NULL, 0, true); /* free text for people */
+	} else {
+		warn(p, "unknown key '%s' (ignored)", k);
+	}
+	return 0;
+}
+
+/* The file name a URL would be saved as: its last path component. */
+static int url_basename(const char *url, char *out, size_t n)
+{
+	const char *s = strstr(url, "://");
+	s = s ? s + 3 : url;
+	const char *path = strchr(s, '/');
+	if (!path)
+		return -1;
+	size_t end = strcspn(path, "?#");
+	const char *last = path;
+	for (size_t i = 0; i < end; i++)
+		if (path[i] == '/')
+			last = path + i + 1;
+	size_t l = (size_t)(path + end - last);
+	if (l == 0 || l >= n || l > 255)
+		return -1;
+	memcpy(out, last, l);
+	out[l] = '\0';
+	/* only plain file-name characters: no '%' escapes, no dot files */
+	if (out[0] == '.' || strspn(out, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+-") != l)
+		return -1;
+	return 0;
+}
+
+int config_entry_parse(const char *path, struct model_entry *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof *out);
+	out->temperature = out->top_p = out->min_p = out->repeat_penalty = -1;
+	out->top_k = -1;
+	out->kv_type = -1;
+	snprintf(out->source, sizeof out->source, "%s", path);
+	size_t len = 0;
+	char *text = slurp(path, MODELSD_MAX_BYTES, &len);
+	if (!text) {
+		if (errno == EFBIG)
+			snprintf(err, errlen, "%s: larger than %u bytes", path, MODELSD_MAX_BYTES);
+		else
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (strlen(text) != len) {
+		free(text);
+		snprintf(err, errlen, "%s: contains a NUL byte (not a JSON text file)", path);
+		return -1;
+	}
+	const char *end = NULL;
+	cJSON *j = cJSON_ParseWithOpts(text, &end, 1);
+	if (!j) {
+		/* line and column of the error */
+		size_t off = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+		unsigned line = 1, col = 1;
+		for (size_t i = 0; i < off; i++) {
+			if (text[i] == '\n') {
+				line++;
+				col = 1;
+			} else {
+				col++;
+			}
+		}
+		snprintf(err, errlen, "%s: line %u, column %u: not valid JSON", path, line, col);
+		free(text);
+		return -1;
+	}
 	free(text);
-	if (!j || !cJSON_IsObject(j)) {
+	if (!cJSON_IsObject(j)) {
 		cJSON_Delete(j);
 		snprintf(err, errlen, "%s: not a JSON object", path);
 		return -1;
 	}
-	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(j, "name");
-	if (!cJSON_IsString(nm) || strcmp(nm->valuestring, name) != 0) {
-		cJSON_Delete(j);
-		return 0;
+	struct parse p = {.path = path, .e = out, .err = err, .errlen = errlen};
+	int rc = 0;
+	for (const cJSON *m = j->child; m && rc == 0; m = m->next) {
+		if (!m->string)
+			continue;
+		for (const cJSON *o = j->child; o != m; o = o->next)
+			if (o->string && strcmp(o->string, m->string) == 0) {
+				rc = fail(&p, m->string, "given twice");
+				break;
+			}
+		if (rc == 0)
+			rc = check_member(&p, m);
 	}
-	const cJSON *file = cJSON_GetObjectItemCaseSensitive(j, "file");
-	if (!cJSON_IsString(file) || !file->valuestring[0]) {
-		snprintf(err, errlen, "%s: key 'file': missing or not a string", path);
-		cJSON_Delete(j);
-		return -1;
-	}
-	memset(out, 0, sizeof *out);
-	snprintf(out->name, sizeof out->name, "%s", name);
-	snprintf(out->source, sizeof out->source, "%s", path);
-	const cJSON *dn = cJSON_GetObjectItemCaseSensitive(j, "display_name");
-	snprintf(out->display_name, sizeof out->display_name, "%s", cJSON_IsString(dn) ? dn->valuestring : name);
-	if (file->valuestring[0] == '/') {
-		snprintf(out->path, sizeof out->path, "%s", file->valuestring);
-	} else {
-		char dir[4096];
-		if (config_models_dir(dir, sizeof dir) != 0) {
-			snprintf(err, errlen, "cannot find the models directory (HOME unset?)");
-			cJSON_Delete(j);
-			return -1;
+	/* the template file, read now that the folder is known */
+	if (rc == 0 && p.template_file) {
+		if (p.have_template) {
+			rc = fail(&p, "template_file", "give either 'template' or 'template_file', not both");
+		} else {
+			char tpath[PATH_MAX];
+			if (p.template_file[0] == '/') {
+				snprintf(tpath, sizeof tpath, "%s", p.template_file);
+			} else {
+				char dir[PATH_MAX];
+				snprintf(dir, sizeof dir, "%s", path);
+				char *slash = strrchr(dir, '/');
+				if (slash)
+					*slash = '\0';
+				else
+					snprintf(dir, sizeof dir, ".");
+				if (!valid_relpath(p.template_file) || fmt_path(tpath, sizeof tpath, dir, p.template_file))
+					rc = fail(&p, "template_file", "'%s' is not a usable path", p.template_file);
+			}
+			size_t tl = 0;
+			if (rc == 0 && !(out->template_text = slurp(tpath, MODELSD_MAX_BYTES, &tl)))
+				rc = fail(&p, "template_file", "%s: %s", tpath,
+					  errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
+			else if (rc == 0 && (strlen(out->template_text) != tl || tl == 0))
+				rc = fail(&p, "template_file", "%s: empty or contains a NUL byte", tpath);
 		}
-		if (fmt_path(out->path, sizeof out->path, dir, file->valuestring)) {
-			snprintf(err, errlen, "%s: key 'file': path too long", path);
-			cJSON_Delete(j);
-			return -1;
-		}
 	}
-	const cJSON *cs = cJSON_GetObjectItemCaseSensitive(j, "context_size");
-	out->context_size = cJSON_IsNumber(cs) && cs->valuedouble > 0 && cs->valuedouble < 1e8
-				    ? (unsigned)cs->valuedouble : 0;
-	const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "sampling");
-	out->temperature = num_or(s, "temperature", -1);
-	out->top_p = num_or(s, "top_p", -1);
-	out->min_p = num_or(s, "min_p", -1);
-	out->repeat_penalty = num_or(s, "repeat_penalty", -1);
-	out->top_k = (int)num_or(s, "top_k", -1);
-	const cJSON *sp = cJSON_GetObjectItemCaseSensitive(j, "system_prompt");
-	if (cJSON_IsString(sp))
-		out->system_prompt = strdup(sp->valuestring);
+	if (rc == 0 && !out->name[0])
+		rc = fail(&p, "name", "missing (every entry needs a name)");
+	if (rc == 0 && !p.have_file && !out->url[0])
+		rc = fail(&p, "file", "missing (give 'file', or 'url' with 'sha256')");
+	if (rc == 0 && out->url[0] && !out->sha256[0])
+		rc = fail(&p, "sha256", "missing ('url' needs the file's SHA-256 to verify the download)");
+	if (rc == 0 && !p.have_file) {
+		char base[256], dir[PATH_MAX];
+		if (url_basename(out->url, base, sizeof base))
+			rc = fail(&p, "url", "has no usable file name at its end; give 'file' too");
+		else if (config_models_dir(dir, sizeof dir) != 0)
+			rc = fail(&p, "url", "cannot find the models directory (HOME unset?)");
+		else if (fmt_path(out->path, sizeof out->path, dir, base))
+			rc = fail(&p, "url", "path too long");
+	}
+	if (rc == 0 && !out->display_name[0])
+		snprintf(out->display_name, sizeof out->display_name, "%s", out->name);
 	cJSON_Delete(j);
-	return 1;
+	if (rc != 0)
+		config_entry_free(out);
+	return rc;
 }
 
+/* Just the "name" of a models.d file, without validating the rest (for
+ * the scan of other files in a folder).  False when it has none. */
+static bool peek_name(const char *path, char *name, size_t n)
+{
+	char *text = slurp(path, MODELSD_MAX_BYTES, NULL);
+	if (!text)
+		return false;
+	cJSON *j = cJSON_Parse(text);
+	free(text);
+	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(j, "name");
+	bool ok = cJSON_IsString(nm) && strlen(nm->valuestring) < n;
+	if (ok)
+		memcpy(name, nm->valuestring, strlen(nm->valuestring) + 1);
+	cJSON_Delete(j);
+	return ok;
+}
+
+static bool has_suffix(const char *s, const char *suf)
+{
+	size_t a = strlen(s), b = strlen(suf);
+	return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The *.json files of DIR, sorted; NULL-terminated array of malloc'd names
+ * (NULL when the folder cannot be read). */
+static char **dir_json_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return NULL;
+	size_t n = 0, cap = 16;
+	char **v = malloc(cap * sizeof *v);
+	struct dirent *de;
+	while (v && (de = readdir(d)) && n < MODELSD_MAX_FILES) {
+		if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".json"))
+			continue;
+		if (n + 1 >= cap) {
+			char **nv = realloc(v, cap * 2 * sizeof *v);
+			if (!nv)
+				break;
+			v = nv;
+			cap *= 2;
+		}
+		if (!(v[n] = strdup(de->d_name)))
+			break;
+		n++;
+	}
+	closedir(d);
+	if (!v)
+		return NULL;
+	v[n] = NULL;
+	qsort(v, n, sizeof *v, cmp_str);
+	return v;
+}
+
+static void free_names(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Looks for entry NAME in DIR: 1 found, 0 not there, -1 bad file. */
 static int search_dir(const char *dir, const char *name, struct model_entry *out, char *err, size_t errlen)
 {
-	char path[4096];
-	/* the file is normally NAME.json; other files are not scanned here */
+	char path[PATH_MAX];
 	int w = snprintf(path, sizeof path, "%s/%s.json", dir, name);
-	if (w < 0 || (size_t)w >= sizeof path || !file_exists(path))
-		return 0;
-	return try_entry(path, name, out, err, errlen);
+	if (w > 0 && (size_t)w < sizeof path && file_exists(path)) {
+		if (config_entry_parse(path, out, err, errlen) != 0)
+			return -1;
+		if (strcmp(out->name, name) == 0)
+			return 1;
+		config_entry_free(out);
+	}
+	/* an entry whose file is named differently */
+	char **files = dir_json_files(dir);
+	int found = 0;
+	for (size_t i = 0; files && files[i] && !found; i++) {
+		char nm[128];
+		if (fmt_path(path, sizeof path, dir, files[i]) || !peek_name(path, nm, sizeof nm) || strcmp(nm, name))
+			continue;
+		found = config_entry_parse(path, out, err, errlen) == 0 ? 1 : -1;
+	}
+	free_names(files);
+	return found;
+}
+
+int config_find_entry(const char *name, struct model_entry *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof *out);
+	if (!name || !valid_name(name)) {
+		snprintf(err, errlen, "%s: not a model name", name ? name : "(null)");
+		return -1;
+	}
+	char dirs[MAX_DIRS][PATH_MAX];
+	enum config_origin origin[MAX_DIRS];
+	int nd = modelsd_dirs(dirs, origin);
+	for (int i = 0; i < nd; i++) {
+		int rc = search_dir(dirs[i], name, out, err, errlen);
+		if (rc < 0)
+			return -1;
+		if (rc == 1)
+			return 0;
+	}
+	snprintf(err, errlen, "%s: no models.d entry of that name ('ttychat models' lists them)", name);
+	return 1;
 }
 
 int config_resolve_model(const char *spec, struct model_entry *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof *out);
+	out->temperature = out->top_p = out->min_p = out->repeat_penalty = -1;
+	out->top_k = -1;
+	out->kv_type = -1;
 	if (!spec || !spec[0]) {
 		snprintf(err, errlen, "no model given");
 		return -1;
@@ -172,43 +663,24 @@ int config_resolve_model(const char *spec, struct model_entry *out, char *err, s
 		snprintf(out->path, sizeof out->path, "%s", spec);
 		return 0;
 	}
-	if (strlen(spec) > 100 || strstr(spec, "..")) {
-		snprintf(err, errlen, "%s: not a model name", spec);
+	if (!valid_name(spec)) {
+		snprintf(err, errlen, "%s: not a model name or file", spec);
 		return -1;
 	}
-	char dirs[4][4096];
-	int nd = 0;
-	if (xdg_dir("XDG_CONFIG_HOME", ".config", "models.d", dirs[nd], sizeof dirs[0]) == 0)
-		nd++;
-	snprintf(dirs[nd++], sizeof dirs[0], "%s/models.d", TTYCHAT_DATADIR);
-	char exe[PATH_MAX];
-	ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (el > 0) {
-		exe[el] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash) {
-			*slash = '\0';
-			if (fmt_path(dirs[nd], sizeof dirs[0], exe, "models.d") == 0)
-				nd++;
-			if (fmt_path(dirs[nd], sizeof dirs[0], exe, "../models.d") == 0)
-				nd++;
-		}
-	}
-	for (int i = 0; i < nd; i++) {
-		int rc = search_dir(dirs[i], spec, out, err, errlen);
-		if (rc < 0)
+	int rc = config_find_entry(spec, out, err, errlen);
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		if (!file_exists(out->path)) {
+			snprintf(err, errlen, "%s: model '%s' (from %s) is not downloaded; run 'ttychat pull %s'%s",
+				 out->path, spec, out->source, spec,
+				 out->url[0] ? "" : " (the entry has no url: fetch the file yourself)");
+			config_entry_free(out);
 			return -1;
-		if (rc == 1) {
-			if (!file_exists(out->path)) {
-				snprintf(err, errlen, "%s: model '%s' (from %s) is not downloaded; run scripts/fetch-models or 'ttychat pull %s'",
-					 out->path, spec, out->source, spec);
-				config_entry_free(out);
-				return -1;
-			}
-			return 0;
 		}
+		return 0;
 	}
-	char dir[4096];
+	char dir[PATH_MAX];
 	if (config_models_dir(dir, sizeof dir) == 0) {
 		if (fmt_path(out->path, sizeof out->path, dir, spec) == 0 && file_exists(out->path)) {
 			snprintf(out->name, sizeof out->name, "%s", spec);
@@ -216,7 +688,7 @@ int config_resolve_model(const char *spec, struct model_entry *out, char *err, s
 			return 0;
 		}
 	}
-	snprintf(err, errlen, "%s: no such model file or models.d entry", spec);
+	snprintf(err, errlen, "%s: no such model file or models.d entry ('ttychat models' lists them)", spec);
 	return -1;
 }
 
@@ -224,4 +696,187 @@ void config_entry_free(struct model_entry *e)
 {
 	free(e->system_prompt);
 	e->system_prompt = NULL;
+	free(e->template_text);
+	e->template_text = NULL;
+}
+
+void config_settings_model(char *buf, size_t n)
+{
+	snprintf(buf, n, "%s", config_default_model());
+	char dir[PATH_MAX], path[PATH_MAX];
+	if (config_config_dir(dir, sizeof dir) != 0 || fmt_path(path, sizeof path, dir, "settings.json"))
+		return;
+	char *text = slurp(path, 1 << 16, NULL);
+	if (!text)
+		return;
+	cJSON *j = cJSON_Parse(text);
+	free(text);
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model");
+	if (cJSON_IsString(m) && m->valuestring[0] && strlen(m->valuestring) < n)
+		snprintf(buf, n, "%s", m->valuestring);
+	cJSON_Delete(j);
+}
+
+/* ---- listing ---------------------------------------------------------------- */
+
+const char *config_origin_name(enum config_origin o)
+{
+	switch (o) {
+	case CONFIG_USER: return "user";
+	case CONFIG_SYSTEM: return "system";
+	case CONFIG_BUILD: return "build";
+	case CONFIG_LOOSE: return "file";
+	}
+	return "?";
+}
+
+static int list_push(struct config_list *l, size_t *cap, const struct config_item *it)
+{
+	if (l->n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		struct config_item *nv = realloc(l->v, nc * sizeof *nv);
+		if (!nv)
+			return -1;
+		l->v = nv;
+		*cap = nc;
+	}
+	l->v[l->n++] = *it;
+	return 0;
+}
+
+int config_list_models(struct config_list *out, char *err, size_t errlen)
+{
+	out->v = NULL;
+	out->n = 0;
+	size_t cap = 0;
+	char dirs[MAX_DIRS][PATH_MAX];
+	enum config_origin origin[MAX_DIRS];
+	int nd = modelsd_dirs(dirs, origin);
+	struct config_item *it = malloc(sizeof *it);
+	if (!it)
+		goto oom;
+	for (int d = 0; d < nd; d++) {
+		char **files = dir_json_files(dirs[d]);
+		for (size_t i = 0; files && files[i]; i++) {
+			char path[PATH_MAX];
+			if (fmt_path(path, sizeof path, dirs[d], files[i]))
+				continue;
+			memset(it, 0, sizeof *it);
+			it->origin = origin[d];
+			it->ok = config_entry_parse(path, &it->e, it->error, sizeof it->error) == 0;
+			if (!it->ok) {
+				snprintf(it->e.source, sizeof it->e.source, "%s", path);
+				char base[128];
+				snprintf(base, sizeof base, "%s", files[i]);
+				base[strlen(base) - 5] = '\0'; /* ".json" */
+				snprintf(it->e.name, sizeof it->e.name, "%s", base);
+			} else {
+				it->present = file_exists(it->e.path);
+				for (size_t k = 0; k < out->n; k++)
+					if (out->v[k].ok && strcmp(out->v[k].e.name, it->e.name) == 0)
+						it->shadowed = true;
+			}
+			if (list_push(out, &cap, it)) {
+				config_entry_free(&it->e);
+				free_names(files);
+				goto oom;
+			}
+		}
+		free_names(files);
+	}
+	/* loose GGUF files in the models directory */
+	char mdir[PATH_MAX];
+	DIR *dir = config_models_dir(mdir, sizeof mdir) == 0 ? opendir(mdir) : NULL;
+	struct dirent *de;
+	size_t count = 0;
+	while (dir && (de = readdir(dir)) && count < MODELSD_MAX_FILES) {
+		if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".gguf"))
+			continue;
+		count++;
+		memset(it, 0, sizeof *it);
+		it->e.temperature = it->e.top_p = it->e.min_p = it->e.repeat_penalty = -1;
+		it->e.top_k = it->e.kv_type = -1;
+		if (fmt_path(it->e.path, sizeof it->e.path, mdir, de->d_name))
+			continue;
+		char rp[PATH_MAX];
+		bool named = false;
+		if (realpath(it->e.path, rp)) {
+			for (size_t k = 0; k < out->n && !named; k++) {
+				char rq[PATH_MAX];
+				named = out->v[k].ok && out->v[k].origin != CONFIG_LOOSE &&
+					realpath(out->v[k].e.path, rq) && strcmp(rp, rq) == 0;
+			}
+		}
+		if (named)
+			continue;
+		snprintf(it->e.name, sizeof it->e.name, "%.*s", (int)sizeof it->e.name - 1, de->d_name);
+		snprintf(it->e.display_name, sizeof it->e.display_name, "%s", it->e.name);
+		it->ok = true;
+		it->present = file_exists(it->e.path);
+		it->origin = CONFIG_LOOSE;
+		if (list_push(out, &cap, it)) {
+			closedir(dir);
+			goto oom;
+		}
+	}
+	if (dir)
+		closedir(dir);
+	free(it);
+	return 0;
+oom:
+	free(it);
+	config_list_free(out);
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+void config_list_free(struct config_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		config_entry_free(&l->v[i].e);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+/* llama.cpp's general.file_type numbers (the "mostly" quantisation) */
+static const char *ftype_name(uint32_t t)
+{
+	static const char *const names[] = {
+		[0] = "F32", [1] = "F16", [2] = "Q4_0", [3] = "Q4_1", [7] = "Q8_0", [8] = "Q5_0",
+		[9] = "Q5_1", [10] = "Q2_K", [11] = "Q3_K_S", [12] = "Q3_K_M", [13] = "Q3_K_L",
+		[14] = "Q4_K_S", [15] = "Q4_K_M", [16] = "Q5_K_S", [17] = "Q5_K_M", [18] = "Q6_K",
+		[19] = "IQ2_XXS", [20] = "IQ2_XS", [21] = "Q2_K_S", [22] = "IQ3_XS", [23] = "IQ3_XXS",
+		[24] = "IQ1_S", [25] = "IQ4_NL", [26] = "IQ3_S", [27] = "IQ3_M", [28] = "IQ2_S",
+		[29] = "IQ2_M", [30] = "IQ4_XS", [31] = "IQ1_M", [32] = "BF16", [36] = "TQ1_0",
+		[37] = "TQ2_0",
+	};
+	return t < sizeof names / sizeof names[0] ? names[t] : NULL;
+}
+
+int config_probe_model(const char *path, uint64_t *size, char *quant, size_t qn, char *err, size_t errlen)
+{
+	gguf_file *g = gguf_open(path, err, errlen);
+	if (!g)
+		return -1;
+	*size = gguf_file_size(g);
+	uint64_t ft;
+	const char *name = gguf_get_uint(g, "general.file_type", &ft) && ft < 64 ? ftype_name((uint32_t)ft) : NULL;
+	if (!name) {
+		/* the type holding most bytes of the matrices */
+		uint64_t by_type[GGML_TYPE_COUNT] = {0};
+		for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+			const struct gguf_tensor *t = gguf_tensor_at(g, i);
+			if (t->n_dims >= 2 && t->type < GGML_TYPE_COUNT)
+				by_type[t->type] += t->size;
+		}
+		int best = -1;
+		for (int t = 0; t < GGML_TYPE_COUNT; t++)
+			if (by_type[t] && (best < 0 || by_type[t] > by_type[best]))
+				best = t;
+		name = best >= 0 ? ggml_type_name((uint32_t)best) : "?";
+	}
+	snprintf(quant, qn, "%s", name);
+	gguf_close(g);
+	return 0;
 }

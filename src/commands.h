@@ -19,6 +19,7 @@ enum {
 	EXIT_MODEL = 3,      /* model not found or failed to load */
 	EXIT_GENERATE = 4,   /* generation failed */
 	EXIT_HISTORY = 5,    /* history locked or passphrase wrong */
+	EXIT_DOWNLOAD = 6,   /* pull: download failed or checksum mismatch */
 	EXIT_INTERRUPT = 130 /* SIGINT */
 };
 
@@ -30,6 +31,8 @@ int cmd_oneshot(int argc, char **argv);
 int cmd_history(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 /* The chat/one-shot options, for --help. */
 void oneshot_usage(FILE *out);
 

@@ -28,6 +28,8 @@ static const struct command commands[] = {
 	{"tokenize", cmd_tokenize, "-m MODEL [--no-bos] [--special] [--pieces]", "print the token ids of stdin"},
 	{"detokenize", cmd_detokenize, "-m MODEL [--special]", "print the text of token ids on stdin"},
 	{"keys", cmd_keys, "[--man]", "the full-screen chat's keys and commands (--man: as man(7) text)"},
+	{"models", cmd_models, "[--json] [--names]", "list the models.d entries and model files"},
+	{"pull", cmd_pull, "NAME|URL [-o FILE] [--sha256 HEX] [--force] [-q]", "download a model (resumable, checksum verified)"},
 	/* more commands */
 };
 
