@@ -66,4 +66,21 @@ tui_wait_not $S 5 'Ctrl-X Ctrl-E'
 tui_send $S "/quit"
 tui_check_restored $S
 tui_screen $S | grep -q '^EXIT=0$' || fail "exit status was not 0"
+
+# a small context fills up: the engine drops the oldest turns and says so
+S=small
+tui_start $S 100 40 xterm-256color -- -m "$SMOL" --temp 0 -n 24 -c 160
+tui_wait $S 60 'loaded SmolLM2'
+tui_ready $S 10
+for q in "Name three rivers in Europe, please." "Name three mountains in Asia, please." \
+	"Name three deserts in Africa, please." "Name three lakes in America, please." \
+	"Name three islands in the Pacific, please."; do
+	tui_send $S "$q"
+	tui_wait $S 60 '^ (reading|replying)'
+	tui_ready $S 60
+	tui_screen $S | grep -q 'context full: dropped the' && break
+done
+tui_screen $S | grep -q 'context full: dropped the [0-9]* oldest message' || fail "no notice of the context shift"
+tui_send $S "/quit"
+tui_check_restored $S
 echo "PASS"

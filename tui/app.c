@@ -577,6 +577,8 @@ static void on_event(struct app *a, struct engine_event *ev)
 		}
 		break;
 	case ENGINE_EV_UNLOADED:
+	case ENGINE_EV_CONV_EXPORT: /* KV snapshots belong to the history module */
+	case ENGINE_EV_CONV_IMPORT:
 		break;
 	}
 }

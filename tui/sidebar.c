@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "models.h"
+#include "text.h"
 #include "theme.h"
 #include "transcript.h"
 
@@ -98,7 +99,14 @@ void sidebar_draw(WINDOW *w, const struct tui_status *st, const unsigned long *a
 	if (st->phase == PH_NOMODEL && !st->have_info) {
 		line(&p, ROLE_SIDE, "none (F2 picks one)");
 	} else {
-		line(&p, ROLE_SIDE, "%s", st->model);
+		/* a long name takes two lines */
+		struct text_lines nl = {0};
+		size_t ml = strlen(st->model);
+		if (text_wrap(st->model, ml, NULL, p.width - 3, p.flags, &nl) == 0) {
+			for (size_t i = 0; i < nl.n && i < 2; i++)
+				line(&p, ROLE_SIDE, "%.*s", (int)(nl.v[i].end - nl.v[i].start), st->model + nl.v[i].start);
+		}
+		text_lines_free(&nl);
 		if (st->have_info) {
 			models_fmt_params(st->info.n_params, a, sizeof a);
 			line(&p, ROLE_SIDE, "%s, %s, %s", st->info.arch, a, st->info.quant);
@@ -154,7 +162,13 @@ static const char *phase_text(const struct tui_status *st, bool narrow, char *bu
 	case PH_LOADING:
 		snprintf(buf, n, narrow ? "loading %.0f%%" : "loading %.0f%%, Esc cancels", (double)st->progress * 100.0);
 		return buf;
-	case PH_PREFILL: return narrow ? "reading prompt" : "reading the prompt, Esc stops";
+	case PH_PREFILL:
+		if (st->progress > 0 && st->progress < 1)
+			snprintf(buf, n, narrow ? "reading prompt %.0f%%" : "reading the prompt %.0f%%, Esc stops",
+				 (double)st->progress * 100.0);
+		else
+			snprintf(buf, n, narrow ? "reading prompt" : "reading the prompt, Esc stops");
+		return buf;
 	case PH_STREAM: return narrow ? "replying" : "replying, Esc stops";
 	case PH_IDLE: return "ready";
 	}
