@@ -416,7 +416,12 @@ static void load_model(struct app *a, const char *spec, const char *path, const 
 	if (busy(a) || a->st.phase == PH_LOADING)
 		engine_cancel(a->eng);
 	engine_drop_conv(a->eng, a->conv);
-	struct engine_load_opts lo = {.n_ctx = ctx, .kv_type = a->o->kv_q8 ? ENGINE_KV_Q8_0 : ENGINE_KV_F16};
+	/* a models.d entry may carry a chat template and a KV cache type */
+	struct engine_load_opts lo = {
+		.n_ctx = ctx,
+		.kv_type = a->o->kv_q8 || (me && me->kv_type == 1) ? ENGINE_KV_Q8_0 : ENGINE_KV_F16,
+		.template_override = me ? me->template_text : NULL,
+	};
 	int r = engine_load(a->eng, path, &lo);
 	if (r <= 0) {
 		notice(a, TR_ERROR, "cannot load %s: %s", display, engine_last_error(a->eng));
@@ -1062,10 +1067,12 @@ static void draw_picker(struct app *a)
 		if (m->present) {
 			models_fmt_params(m->n_params, par, sizeof par);
 			snprintf(line, sizeof line, "%s, %s parameters, %s", m->arch, par, m->quant);
+			tr_put_text(w, line, strlen(line), wd - 4, a->text_flags, a->attrs[ROLE_SIDE],
+				    a->attrs[ROLE_CTRL]);
 		} else {
-			snprintf(line, sizeof line, "%s", m->note);
+			tr_put_text(w, m->note, strlen(m->note), wd - 4, a->text_flags, a->attrs[ROLE_BAD],
+				    a->attrs[ROLE_CTRL]);
 		}
-		tr_put_text(w, line, strlen(line), wd - 4, a->text_flags, a->attrs[ROLE_SIDE], a->attrs[ROLE_CTRL]);
 		if (m->present) {
 			models_fmt_bytes(m->file_bytes, sz, sizeof sz);
 			models_fmt_bytes(m->kv_bytes, kv, sizeof kv);

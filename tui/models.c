@@ -1,18 +1,16 @@
 /*
  * models.c - the model picker's list and fit estimates (see models.h).
  *
- * Entries come from config_resolve_model() so that the picker and `-m NAME`
- * can never disagree about where a name points; this file only finds the
- * names (it walks the same models.d folders, in the same order) and the
- * loose GGUF files.  Headers are read with the hardened GGUF reader, which
- * maps the file but touches only the header pages.
+ * Entries come from the catalogue (config_list_models()) so that the picker
+ * and `-m NAME` can never disagree about where a name points; this file adds
+ * what the GGUF header says and the memory estimate.  Headers are read with
+ * the hardened GGUF reader, which maps the file but touches only the header
+ * pages.
  */
 #include "config.h"
 
 #include "models.h"
 
-#include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -25,10 +23,6 @@
 
 #include "gguf.h"
 #include "catalog.h"
-
-#ifndef TTYCHAT_DATADIR
-#define TTYCHAT_DATADIR "/usr/local/share/ttychat"
-#endif
 
 uint32_t models_ctx(uint32_t ctx_override, uint32_t entry_ctx, uint32_t train_ctx)
 {
@@ -195,35 +189,6 @@ static int push_item(struct model_list *l, size_t *cap, const struct model_item 
 	return 0;
 }
 
-static bool has_suffix(const char *s, const char *suf)
-{
-	size_t a = strlen(s), b = strlen(suf);
-	return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
-/* The "name" of a models.d file, or false. */
-static bool entry_name(const char *path, char *name, size_t n)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return false;
-	char *buf = malloc((1 << 20) + 1);
-	size_t len = buf ? fread(buf, 1, 1 << 20, f) : 0;
-	fclose(f);
-	if (!buf)
-		return false;
-	buf[len] = '\0';
-	cJSON *j = cJSON_Parse(buf);
-	free(buf);
-	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(j, "name");
-	bool ok = cJSON_IsString(nm) && nm->valuestring[0] && strlen(nm->valuestring) < n &&
-		  !strchr(nm->valuestring, '/');
-	if (ok)
-		snprintf(name, n, "%s", nm->valuestring);
-	cJSON_Delete(j);
-	return ok;
-}
-
 static int cmp_items(const void *a, const void *b)
 {
 	const struct model_item *x = a, *y = b;
@@ -236,121 +201,41 @@ int models_scan(struct model_list *out, uint32_t ctx_override, uint64_t mem_avai
 {
 	out->v = NULL;
 	out->n = 0;
+	struct config_list cl;
+	if (config_list_models(&cl, err, errlen) != 0)
+		return -1;
 	size_t cap = 0;
-	char dirs[4][PATH_MAX];
-	int nd = 0, w = -1;
-	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-	if (xdg && xdg[0] == '/')
-		w = snprintf(dirs[nd], sizeof dirs[0], "%s/ttychat/models.d", xdg);
-	else if (home && home[0])
-		w = snprintf(dirs[nd], sizeof dirs[0], "%s/.config/ttychat/models.d", home);
-	if (w > 0 && (size_t)w < sizeof dirs[0])
-		nd++;
-	w = snprintf(dirs[nd], sizeof dirs[0], "%s/models.d", TTYCHAT_DATADIR);
-	if (w > 0 && (size_t)w < sizeof dirs[0])
-		nd++;
-	char exe[PATH_MAX];
-	ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (el > 0) {
-		exe[el] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash) {
-			*slash = '\0';
-			w = snprintf(dirs[nd], sizeof dirs[0], "%s/models.d", exe);
-			if (w > 0 && (size_t)w < sizeof dirs[0])
-				nd++;
-			w = snprintf(dirs[nd], sizeof dirs[0], "%s/../models.d", exe);
-			if (w > 0 && (size_t)w < sizeof dirs[0])
-				nd++;
-		}
-	}
-	for (int d = 0; d < nd; d++) {
-		DIR *dir = opendir(dirs[d]);
-		if (!dir)
+	for (size_t i = 0; i < cl.n; i++) {
+		const struct config_item *ci = &cl.v[i];
+		if (ci->shadowed)
 			continue;
-		struct dirent *de;
-		int count = 0;
-		while ((de = readdir(dir)) && count < 1000) {
-			if (!has_suffix(de->d_name, ".json"))
-				continue;
-			count++;
-			char path[PATH_MAX + 256], name[128];
-			w = snprintf(path, sizeof path, "%s/%s", dirs[d], de->d_name);
-			if (w < 0 || (size_t)w >= sizeof path || !entry_name(path, name, sizeof name))
-				continue;
-			bool dup = false;
-			for (size_t i = 0; i < out->n; i++)
-				dup |= strcmp(out->v[i].name, name) == 0;
-			if (dup)
-				continue;
-			struct model_item it = {.from_models_d = true};
-			snprintf(it.name, sizeof it.name, "%s", name);
-			struct model_entry me;
+		struct model_item it = {.from_models_d = ci->origin != CONFIG_LOOSE};
+		snprintf(it.name, sizeof it.name, "%s", ci->e.name);
+		snprintf(it.display, sizeof it.display, "%s", ci->e.display_name[0] ? ci->e.display_name : ci->e.name);
+		if (!ci->ok) {
+			snprintf(it.note, sizeof it.note, "%s", ci->error);
+		} else if (!ci->present) {
+			snprintf(it.note, sizeof it.note, "not downloaded: ttychat pull %s", ci->e.name);
+		} else {
 			char msg[512];
-			if (config_resolve_model(name, &me, msg, sizeof msg) != 0) {
-				snprintf(it.display, sizeof it.display, "%s", name);
-				snprintf(it.note, sizeof it.note, "%s", msg);
-			} else {
-				snprintf(it.display, sizeof it.display, "%s", me.display_name);
-				snprintf(it.path, sizeof it.path, "%s", me.path);
-				it.n_ctx = models_ctx(ctx_override, me.context_size, 0);
-				config_entry_free(&me);
-				if (models_probe(&it, ctx_override, msg, sizeof msg) != 0)
-					snprintf(it.note, sizeof it.note, "%s", msg);
-			}
-			if (push_item(out, &cap, &it) != 0) {
-				closedir(dir);
-				goto oom;
-			}
-		}
-		closedir(dir);
-	}
-
-	char mdir[PATH_MAX];
-	if (config_models_dir(mdir, sizeof mdir) == 0) {
-		DIR *dir = opendir(mdir);
-		struct dirent *de;
-		int count = 0;
-		while (dir && (de = readdir(dir)) && count < 1000) {
-			if (!has_suffix(de->d_name, ".gguf"))
-				continue;
-			count++;
-			struct model_item it = {.from_models_d = false};
-			w = snprintf(it.path, sizeof it.path, "%s/%s", mdir, de->d_name);
-			if (w < 0 || (size_t)w >= sizeof it.path)
-				continue;
-			char rp[PATH_MAX];
-			bool taken = false;
-			if (realpath(it.path, rp)) {
-				for (size_t i = 0; i < out->n && !taken; i++) {
-					char rq[PATH_MAX];
-					taken = out->v[i].path[0] && realpath(out->v[i].path, rq) && strcmp(rp, rq) == 0;
-				}
-			}
-			if (taken)
-				continue;
-			snprintf(it.name, sizeof it.name, "%.*s", (int)sizeof it.name - 1, de->d_name);
-			snprintf(it.display, sizeof it.display, "%s", it.name);
-			char msg[512];
+			snprintf(it.path, sizeof it.path, "%s", ci->e.path);
+			it.n_ctx = it.from_models_d ? models_ctx(ctx_override, ci->e.context_size, 0) : 0;
 			if (models_probe(&it, ctx_override, msg, sizeof msg) != 0)
 				snprintf(it.note, sizeof it.note, "%s", msg);
-			if (push_item(out, &cap, &it) != 0) {
-				closedir(dir);
-				goto oom;
-			}
 		}
-		if (dir)
-			closedir(dir);
+		if (push_item(out, &cap, &it) != 0) {
+			snprintf(err, errlen, "out of memory listing models");
+			config_list_free(&cl);
+			models_free(out);
+			return -1;
+		}
 	}
+	config_list_free(&cl);
 	for (size_t i = 0; i < out->n; i++)
 		out->v[i].fit = out->v[i].present ? models_fit(out->v[i].need_bytes, mem_avail) : FIT_UNKNOWN;
 	if (out->n > 1)
 		qsort(out->v, out->n, sizeof out->v[0], cmp_items);
 	return 0;
-oom:
-	snprintf(err, errlen, "out of memory listing models");
-	models_free(out);
-	return -1;
 }
 
 void models_free(struct model_list *l)

@@ -1,9 +1,9 @@
 /*
  * models.h - what the model picker lists, and whether each model fits.
  *
- * The list is every models.d entry (user, installed, beside the binary;
- * first name wins, as in config_resolve_model) and every *.gguf file in the
- * models directory that no entry points at.  For each file present, the
+ * The list is the catalogue of catalog.h (every models.d entry, first name
+ * wins, and every *.gguf file in the models directory that no entry points
+ * at).  For each file present, the
  * GGUF header gives architecture, parameter count and quant mix, and the
  * memory needed at the context the model would load with is estimated as
  * weights (file size) + KV cache (f16 K and V for every layer) + a small
@@ -30,7 +30,7 @@ struct model_item {
 	char path[4096];
 	bool from_models_d;
 	bool present;              /* the file exists and its header parsed */
-	char note[512];            /* why not present / not readable */
+	char note[768];            /* why not present / not readable */
 	char arch[32];
 	char quant[48];            /* e.g. "Q4_K 71% Q6_K 22%" */
 	uint64_t n_params;
