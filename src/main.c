@@ -36,14 +36,16 @@ static const struct command commands[] = {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: ttychat [OPTIONS]                chat with a local model\n"
-		"       ttychat -m MODEL -p TEXT         one-shot prompt, reply on stdout\n"
-		"       ttychat COMMAND [ARGS]\n\ncommands:\n");
+		"usage: ttychat [-m MODEL] [OPTIONS]          the full-screen chat (a terminal on both ends)\n"
+		"       ttychat [-m MODEL] -p TEXT [OPTIONS]  one-shot: the reply on stdout\n"
+		"       ttychat COMMAND [ARGS]                ('ttychat COMMAND --help' for its options)\n"
+		"\ncommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		fprintf(out, "  %-11s %-32s %s\n", commands[i].name, commands[i].args,
-			commands[i].summary);
+		fprintf(out, "  %s %s\n        %s\n", commands[i].name, commands[i].args, commands[i].summary);
 	fprintf(out, "\n");
 	oneshot_usage(out);
+	fprintf(out, "\nman ttychat: every option and command, the chat's keys, models.d, files,\n"
+		     "environment and examples.\n");
 }
 
 int main(int argc, char **argv)

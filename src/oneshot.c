@@ -607,6 +607,19 @@ static bool wait_loaded(engine *e, int req, const char *path, bool verbose, stru
 	}
 }
 
+/* The answer to request REQ (the first event of it that is not progress). */
+static void wait_answer(engine *e, int req, struct engine_event *out)
+{
+	for (;;) {
+		if (!engine_event_wait(e, out, -1))
+			continue;
+		if (out->request == req && out->type != ENGINE_EV_LOAD_PROGRESS &&
+		    out->type != ENGINE_EV_PREFILL_PROGRESS)
+			return;
+		engine_event_clear(out);
+	}
+}
+
 struct reply {
 	char *text;
 	size_t len, cap;
@@ -980,7 +993,7 @@ static int run(struct run *r)
 		fprintf(stderr, "ttychat: warning: %s\n", r->me.warnings);
 	apply_entry_defaults(r);
 	if (!r->system && !o->system) {
-		struct oneshot_settings m;
+		struct oneshot_settings m = {0};
 		if (r->hist)
 			oneshot_hist_settings(r->hist, &m);
 		const char *sys = o->continue_id ? m.system_prompt : o->raw ? NULL : r->me.system_prompt;
@@ -1045,6 +1058,21 @@ tui:
 	st = save_user(r, info.n_ctx);
 	if (st)
 		return st;
+	/* a saved conversation's KV cache: only the new turn is prefilled */
+	void *blob;
+	size_t blob_len;
+	if (o->continue_id && oneshot_hist_kv_load(r->hist, info.model_id, &blob, &blob_len) == 0) {
+		req = engine_conv_import(r->e, 1, blob, blob_len);
+		free(blob);
+		if (req > 0) {
+			struct engine_event ev;
+			wait_answer(r->e, req, &ev);
+			if (o->verbose)
+				fprintf(stderr, "KV snapshot: %u tokens restored%s%s\n", ev.position,
+					ev.position ? "" : ": ", ev.position ? "" : ev.message);
+			engine_event_clear(&ev);
+		}
+	}
 
 	req = engine_submit(r->e, 1, r->cv.m, r->cv.n, &o->s, &g);
 	if (req <= 0) {
@@ -1084,6 +1112,18 @@ tui:
 			fprintf(stderr, "ttychat: %s\n", r->err);
 			if (status == EXIT_OK)
 				status = hs;
+		}
+		/* the KV cache for the next --continue (only a cache: a failure
+		 * is no error) */
+		int xr = hs || rep.failed ? -1 : engine_conv_export(r->e, 1);
+		if (xr > 0) {
+			struct engine_event ev;
+			wait_answer(r->e, xr, &ev);
+			if (ev.type == ENGINE_EV_CONV_EXPORT &&
+			    oneshot_hist_kv_save(r->hist, info.model_id, ev.blob, ev.blob_len, r->err, sizeof r->err) &&
+			    o->verbose)
+				fprintf(stderr, "ttychat: %s\n", r->err);
+			engine_event_clear(&ev);
 		}
 	}
 	const char *conv_id = r->hist ? oneshot_hist_id(r->hist) : NULL;

@@ -7,7 +7,8 @@
  * the TUI does: a crash loses at most the reply.  The conversation's
  * metadata record is rewritten only when the model or the system prompt
  * changed, so a continued conversation does not grow a META record per
- * turn.
+ * turn.  The KV cache of a saved conversation is filed through kvstore.h
+ * so that the next --continue prefills only the new turn.
  */
 #include "config.h"
 
@@ -19,6 +20,7 @@
 
 #include "commands.h"
 #include "history.h"
+#include "kvstore.h"
 #include "passphrase.h"
 
 struct oneshot_hist {
@@ -166,6 +168,27 @@ int oneshot_hist_reply(struct oneshot_hist *p, const char *text, size_t len, boo
 	if (rc != HISTORY_OK) {
 		snprintf(err, errlen, "history: cannot save the reply: %s", history_errmsg(p->h));
 		return rc == HISTORY_E_NOMEM ? EXIT_FAIL : EXIT_HISTORY;
+	}
+	return 0;
+}
+
+int oneshot_hist_kv_load(struct oneshot_hist *p, const char *model_id, void **blob, size_t *len)
+{
+	char err[256];
+	if (!p->c || !model_id || !model_id[0])
+		return -1;
+	return kvstore_load(p->h, history_conv_id(p->c), model_id, blob, len, err, sizeof err) == 0 ? 0 : -1;
+}
+
+int oneshot_hist_kv_save(struct oneshot_hist *p, const char *model_id, const void *blob, size_t len, char *err,
+			 size_t errlen)
+{
+	if (!p->c || !model_id || !model_id[0] || !blob || !len)
+		return 0;
+	char msg[256];
+	if (kvstore_save(p->h, history_conv_id(p->c), model_id, blob, len, 0, msg, sizeof msg) != 0) {
+		snprintf(err, errlen, "KV snapshot not saved: %s", msg);
+		return EXIT_HISTORY;
 	}
 	return 0;
 }

@@ -50,6 +50,13 @@ int oneshot_hist_user(struct oneshot_hist *h, const struct oneshot_settings *s, 
  * not saved. */
 int oneshot_hist_reply(struct oneshot_hist *h, const char *text, size_t len, bool cancelled, char *err,
 		       size_t errlen);
+/* The conversation's KV cache snapshot for the model MODEL_ID (engine
+ * model_id): 0 with *BLOB (malloc'd, the caller frees it) when there is
+ * one, nonzero when not (it is only a cache; nothing to report). */
+int oneshot_hist_kv_load(struct oneshot_hist *h, const char *model_id, void **blob, size_t *len);
+/* Files the snapshot (encrypted, within the kv/ size budget). */
+int oneshot_hist_kv_save(struct oneshot_hist *h, const char *model_id, const void *blob, size_t len, char *err,
+			 size_t errlen);
 /* The conversation ID, or NULL before oneshot_hist_user() of a new one. */
 const char *oneshot_hist_id(const struct oneshot_hist *h);
 void oneshot_hist_close(struct oneshot_hist *h);

@@ -73,7 +73,7 @@ def man_sections(text):
 
 def help_commands(help_text):
     """The command table of --help: {name: row text}."""
-    rows, on = {}, False
+    rows, on, name = {}, False, None
     for line in help_text.splitlines():
         if line.strip() == "commands:":
             on = True
@@ -81,8 +81,11 @@ def help_commands(help_text):
         if on:
             if not line.strip():
                 break
-            name = line.split()[0]
-            rows[name] = line
+            if line.startswith("  ") and not line.startswith("   "):
+                name = line.split()[0]
+                rows[name] = line
+            elif name:
+                rows[name] += " " + line.strip()
     return rows
 
 

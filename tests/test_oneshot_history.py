@@ -6,7 +6,7 @@ passphrase in TTYCHAT_PASSPHRASE_FILE: a one-shot prompt is not saved
 without --save; --save creates a conversation (its ID on stderr and in the
 JSON summary) holding the prompt and the reply; --continue ID appends a
 turn to a saved conversation, with its model, system prompt and earlier
-turns in the prompt; Ctrl-C keeps the partial reply, flagged cancelled;
+turns in the prompt, and reuses the KV cache filed by the previous run; Ctrl-C keeps the partial reply, flagged cancelled;
 a wrong or missing passphrase, an unknown ID and a conversation locked by
 another process all exit 5 without waiting for a terminal.
 """
@@ -111,6 +111,14 @@ def main():
         obj = json.loads(out.splitlines()[-1]) if out.strip() else {}
         check(rc == 0 and len(obj.get("conversation", "")) == 32 and "saved as" not in err,
               "--save --json: the ID is in the summary, not on stderr: %r" % obj.get("conversation"))
+        # its KV cache was filed: continuing it prefills only the new turn
+        rc, out, err = run(["-p", "And then?", "-n", "2", "--json=final", "--continue", obj.get("conversation", "x")])
+        again = json.loads(out.splitlines()[-1]) if out.strip() else {}
+        st0, st1 = obj.get("stats", {}), again.get("stats", {})
+        check(rc == 0 and st1.get("prompt_reused", 0) >= st0.get("prompt_tokens", 1 << 30),
+              "--continue after --save reuses the saved KV cache (%r reused of %r; first prompt %r)" %
+              (st1.get("prompt_reused"), st1.get("prompt_tokens"), st0.get("prompt_tokens")))
+        check(os.listdir(os.path.join(data, "ttychat", "kv")), "the KV snapshot is filed under kv/")
 
         # --continue: the earlier turns, the model and the system prompt come along
         rc, out, err = run(["-p", "And Germany?", "-n", "6", "--temp", "0", "--json=final",
@@ -118,6 +126,7 @@ def main():
         cont = json.loads(out.splitlines()[-1]) if out.strip() else {}
         check(rc == 0 and cont.get("conversation") == first, "--continue PREFIX: exit 0 (%d, %s)" % (rc, err))
         check(cont.get("model", {}).get("path") == SMOL, "--continue: the conversation's model is used")
+        check(cont.get("stats", {}).get("prompt_reused") == 0, "--continue without a KV snapshot prefills all")
         rc, out, err = run(["-m", SMOL, "-p", "And Germany?", "-n", "1", "--temp", "0", "--json=final",
                             "--system", "be brief"])
         alone = json.loads(out.splitlines()[-1]) if out.strip() else {}
