@@ -11,8 +11,9 @@
 tui_init
 
 # clear screen, leave the alternate screen, set the title, C1 CSI, bell,
-# bad bytes, a bidi override, then text
-INJECT='\e[2J\e[?1049l\e]0;pwned\x07\xc2\x9b31mRED\xff\xfe\xe2\x80\xaeEND\r\n'
+# bad bytes, a bidi override, then wide characters (CJK, an emoji) and a
+# combining accent, which must take the columns the layout gave them
+INJECT='\e[2J\e[?1049l\e]0;pwned\x07\xc2\x9b31mRED\xff\xfe\xe2\x80\xaeEND\r\n\xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80 e\xcc\x81t\xc3\xa9|\n'
 
 run() {
 	local S=$1 term=$2 cols=$3 rows=$4 colours=$5
@@ -28,7 +29,17 @@ run() {
 	tui_ready $S 10
 	tui_screen $S | grep -qF '^[[2J^[[?1049l^[]0;pwned^G<U+009B>31mRED' || fail "$S: escapes not shown as placeholders"
 	tui_screen $S | grep -qF '<U+202E>END' || fail "$S: bidi override not shown as a placeholder"
-	tui_screen $S | grep -qF "RED$(printf '\357\277\275\357\277\275')" || fail "$S: invalid UTF-8 not shown as U+FFFD"
+	if [ "$S" = ascii ]; then
+		tui_screen $S | grep -q '^  ?? ? et?|' || fail "$S: non-ASCII text not shown as ?"
+	else
+		tui_screen $S | grep -q "^  $(printf '\344\270\255\346\226\207 \360\237\230\200 e\314\201t\303\251|')" ||
+			fail "$S: wide or combining characters misplaced"
+	fi
+	if [ "$S" = ascii ]; then
+		tui_screen $S | grep -qF 'RED??' || fail "$S: invalid UTF-8 not shown as ?"
+	else
+		tui_screen $S | grep -qF "RED$(printf '\357\277\275\357\277\275')" || fail "$S: invalid UTF-8 not shown as U+FFFD"
+	fi
 	[ "$($T display -p -t $S '#{alternate_on}')" = "$alt" ] || fail "$S: the model's escape left the alternate screen"
 	[ "$($T display -p -t $S '#{pane_title}')" = "$title" ] || fail "$S: the model's escape set the title"
 	tui_screen $S | grep -q '^You' || fail "$S: the transcript was cleared"
@@ -55,4 +66,5 @@ run screen screen 80 24 8
 run linux linux 80 24 8
 run vt100 vt100 80 24 none
 run nocolor xterm-256color 80 24 none NO_COLOR=1
+run ascii xterm-256color 80 24 256 LANG=C
 echo "PASS"

@@ -67,6 +67,9 @@ static void test_clusters(void)
 	CHECK(c.kind == TC_ZERO && c.width == 0, "lone combining mark is zero width");
 	c = one("\xc3\xa9", TEXT_ASCII);
 	CHECK(c.kind == TC_PRINT && strcmp(c.shown, "?") == 0 && c.width == 1, "ASCII mode: e-acute -> ?");
+	c = one("e\xcc\x81", TEXT_ASCII);
+	CHECK(c.kind == TC_PRINT && strcmp(c.shown, "e") == 0 && c.width == 1 && c.len == 3,
+	      "ASCII mode: e + combining acute -> e");
 	c = one("\xff", TEXT_ASCII);
 	CHECK(c.kind == TC_BAD && strcmp(c.shown, "?") == 0, "ASCII mode: bad byte -> ?");
 	c = one("", 0);

@@ -341,7 +341,8 @@ static void start_reply(struct app *a)
 	a->t_submit = now_ms();
 	a->t_first = a->t_last = 0;
 	a->n_tok = 0;
-	a->st.phase = PH_PREFILL;
+	if (a->st.phase != PH_LOADING) /* a submit during a load waits for it */
+		a->st.phase = PH_PREFILL;
 	a->st.progress = 0;
 	a->st.decode_tps = a->st.prefill_tps = a->st.ttft_ms = -1;
 	a->st.gen_tokens = 0;
@@ -562,6 +563,10 @@ static void on_event(struct app *a, struct engine_event *ev)
 		if (load) {
 			notice(a, TR_ERROR, "%s", ev->message);
 			a->load_req = 0;
+			if (a->overlay == OV_PICKER) {
+				a->overlay = OV_NONE;
+				a->dirty |= D_LAYOUT;
+			}
 			a->st.phase = PH_NOMODEL;
 			a->st.have_info = false;
 			if (a->reply >= 0) {
@@ -1118,7 +1123,8 @@ static void set_cursor(struct app *a, bool on)
 		curs_set(on ? 1 : 0);
 		a->cursor_on = on;
 	}
-	leaveok(a->w_input, !on);
+	if (a->w_input)
+		leaveok(a->w_input, !on);
 }
 
 static void draw(struct app *a)
@@ -1412,7 +1418,8 @@ static void handle_key(struct app *a, int k)
 		}
 		return;
 	}
-	const struct tui_key *row = cmds_key(k, input_empty());
+	/* during an incremental search every key is the search's */
+	const struct tui_key *row = input_searching() && k != 3 ? NULL : cmds_key(k, input_empty());
 	if (row && row->act != ACT_NONE) {
 		do_action(a, row->act);
 		return;

@@ -166,10 +166,12 @@ size_t text_cluster_next(const char *s, size_t len, size_t pos, unsigned flags, 
 		set_shown(c, flags & TEXT_ASCII ? "?" : "\xef\xbf\xbd");
 	} else if (w == 0) {
 		c->kind = TC_ZERO;
-	} else if ((flags & TEXT_ASCII) && cp >= 0x80) {
+	} else if ((flags & TEXT_ASCII) && (cp >= 0x80 || c->len > 1)) {
+		/* an ASCII base keeps its place without its marks */
 		c->width = 1;
 		c->kind = TC_PRINT;
-		set_shown(c, "?");
+		c->shown[0] = cp < 0x80 ? (char)cp : '?';
+		c->shown[1] = '\0';
 	} else {
 		c->width = w;
 		c->kind = TC_PRINT;
