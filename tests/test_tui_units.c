@@ -89,6 +89,40 @@ static void test_themes(void)
 	CHECK(theme_load("../etc/passwd", &t, err, sizeof err) == -1, "path-like theme names refused");
 	CHECK(theme_load("light", &t, err, sizeof err) == 0 && strcmp(t.name, "light") == 0, "light loads");
 	CHECK(theme_load("no-such-theme", &t, err, sizeof err) == -1, "missing theme is an error");
+
+	/* a theme of the user's own, and a broken one named with its line */
+	char tmp[] = "/tmp/ttychat-tui-themes-XXXXXX", path[200];
+	CHECK(mkdtemp(tmp) != NULL, "tmp dir");
+	setenv("XDG_CONFIG_HOME", tmp, 1);
+	snprintf(path, sizeof path, "%s/ttychat", tmp);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/ttychat/themes", tmp);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/ttychat/themes/mine.theme", tmp);
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fputs("# mine\nuser 208/yellow default bold\n", f);
+		fclose(f);
+	}
+	CHECK(theme_load("mine", &t, err, sizeof err) == 0 && t.role[ROLE_USER].fg.c256 == 208 &&
+		      t.role[ROLE_CODE].fg.c256 == 223,
+	      "user theme over the default: %s", err);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/ttychat/themes/broken.theme", tmp);
+	f = fopen(path, "w");
+	if (f) {
+		fputs("user red default\ncode purple default\n", f);
+		fclose(f);
+	}
+	CHECK(theme_load("broken", &t, err, sizeof err) == -1 && strstr(err, "broken.theme: line 2:"),
+	      "broken theme: %s", err);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/ttychat/themes", tmp);
+	rmdir(path);
+	snprintf(path, sizeof path, "%s/ttychat", tmp);
+	rmdir(path);
+	rmdir(tmp);
+	unsetenv("XDG_CONFIG_HOME");
 }
 
 static void test_cmds(void)
