@@ -960,16 +960,15 @@ static void draw_hint(struct app *a)
 	} else if (a->editing >= 0) {
 		h[n++] = (typeof(h[0])){"Enter", "resend edited message"};
 		h[n++] = (typeof(h[0])){"Esc", "cancel the edit"};
-	} else if (busy(a) || a->st.phase == PH_LOADING) {
-		h[n++] = (typeof(h[0])){"Esc", a->st.phase == PH_LOADING ? "cancel loading" : "stop"};
-		h[n++] = (typeof(h[0])){"PgUp/PgDn", "scroll"};
-		h[n++] = (typeof(h[0])){"F1", "help"};
 	} else {
+		/* one line whether idle or replying: repainting it at each
+		 * turn would cost more bytes than it tells */
 		h[n++] = (typeof(h[0])){"Enter", "send"};
-		h[n++] = (typeof(h[0])){"Alt-Enter", "newline"};
+		h[n++] = (typeof(h[0])){"Esc", "stop"};
 		h[n++] = (typeof(h[0])){"F1", "help"};
 		h[n++] = (typeof(h[0])){"F2", "model"};
 		h[n++] = (typeof(h[0])){"PgUp/PgDn", "scroll"};
+		h[n++] = (typeof(h[0])){"Alt-Enter", "newline"};
 		h[n++] = (typeof(h[0])){"Ctrl-C", "quit"};
 	}
 	int col = 0;
