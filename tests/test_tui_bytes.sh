@@ -19,15 +19,11 @@ measure() {
 	tui_start $S "$cols" "$rows" "$term" -- -m "$SMOL" --temp 0 -n 80
 	tui_wait $S 60 'loaded SmolLM2'
 	tui_ready $S 10
-	tui_send $S "Write a long story about a lighthouse keeper and a storm."
-	tui_wait $S 60 '^ (replying|reading)'
-	tui_ready $S 120
+	tui_turn $S 120 "Write a long story about a lighthouse keeper and a storm."
 	tui_send $S "/set max-tokens 120"
 	tui_wait $S 5 'max-tokens = 120'
 	$T pipe-pane -t $S -o "cat >'$TMPD/$S.out'"
-	tui_send $S "Continue the story with more details."
-	tui_wait $S 60 '^ (replying|reading)'
-	tui_ready $S 120
+	tui_turn $S 120 "Continue the story with more details."
 	sleep 0.3
 	$T pipe-pane -t $S
 	local bytes tokens

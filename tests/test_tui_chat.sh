@@ -51,9 +51,7 @@ tui_screen $S | grep -Eq 'prompt: [1-9][0-9]* reused, [1-9][0-9]* new' || fail "
 [ "$(tui_screen $S | grep -c '^SmolLM2-135M-Instruct.Q4_1.gguf ')" -eq 1 ] || fail "not exactly one reply"
 
 # a second turn, then the screen must survive a full repaint unchanged
-tui_send $S "Thanks! And what is 2+2?"
-tui_wait $S 60 'reply +[0-9]+ tok'
-tui_ready $S 60
+tui_turn $S 60 "Thanks! And what is 2+2?"
 tui_redraw_same $S
 
 # help lists the keys and commands from the table
@@ -75,9 +73,7 @@ tui_ready $S 10
 for q in "Name three rivers in Europe, please." "Name three mountains in Asia, please." \
 	"Name three deserts in Africa, please." "Name three lakes in America, please." \
 	"Name three islands in the Pacific, please."; do
-	tui_send $S "$q"
-	tui_wait $S 60 '^ (reading|replying)'
-	tui_ready $S 60
+	tui_turn $S 60 "$q"
 	tui_screen $S | grep -q 'context full: dropped the' && break
 done
 tui_screen $S | grep -q 'context full: dropped the [0-9]* oldest message' || fail "no notice of the context shift"

@@ -81,7 +81,7 @@ tui_wait_not $S 5 'Ctrl-X Ctrl-E'
 tui_send $S "/set max-tokens 120"
 tui_wait $S 5 'max-tokens = 120'
 tui_send $S "Tell me a long story about a cat."
-tui_wait $S 60 'reply +[1-9][0-9]* tok'
+tui_wait_text $S 60 "Tell me a long story about a cat."
 tui_keys $S PPage
 tui_wait $S 30 'new output below: End'
 tui_keys $S End

@@ -123,6 +123,32 @@ tui_send() {
 	$T send-keys -t "$1" Enter
 }
 
+# tui_wait_text NAME SECONDS TEXT: waits for a line of the transcript that
+# starts with TEXT (as is, not a pattern)
+tui_wait_text() {
+	local name=$1 secs=$2 text=$3 i=0 n
+	n=$((secs * 10))
+	while [ $i -lt $n ]; do
+		if tui_screen "$name" | grep -qxF -- "  $text" ||
+			tui_screen "$name" | cut -c1-$((${#text} + 2)) | grep -qxF -- "  $text"; then
+			return 0
+		fi
+		sleep 0.1
+		i=$((i + 1))
+	done
+	fail "timed out after ${secs}s waiting for the line '$text' in $name"
+}
+
+# tui_turn NAME SECONDS TEXT: sends TEXT and waits for the reply to end.
+# The message shows in the transcript in the same screen update that
+# leaves "ready", so a "ready" seen after it is the reply's end, however
+# fast the reply was.
+tui_turn() {
+	tui_send "$1" "$3"
+	tui_wait_text "$1" "$2" "$3"
+	tui_ready "$1" "$2"
+}
+
 # tui_ready NAME SECONDS: waits for an idle prompt (a reply finished)
 tui_ready() {
 	tui_wait "$1" "$2" '^ ready'
