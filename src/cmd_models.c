@@ -337,7 +337,7 @@ int cmd_pull(int argc, char **argv)
 			snprintf(dest, sizeof dest, "%s", output);
 		} else {
 			/* the last path component, if it is a plain file name */
-			const char *p = strchr(url + 8, '/');
+			const char *p = strchr(strstr(url, "://") + 3, '/');
 			size_t end = p ? strcspn(p, "?#") : 0;
 			const char *last = p;
 			for (size_t i = 0; p && i < end; i++)
