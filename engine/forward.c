@@ -57,7 +57,7 @@ struct backend {
 		     float scale, const float *freq_factors, enum rope_style style);
 	void (*attention)(struct fwd *f, struct kv_cache *kv, uint32_t layer, uint32_t pos0, int T,
 			  uint32_t window);
-	void (*glu)(float *gate, const float *up, int64_t n, bool gelu);
+	void (*glu)(struct fwd *f, float *gate, const float *up, int64_t n, bool gelu);
 };
 
 /* ---- CPU operations ------------------------------------------------------ */
@@ -113,27 +113,50 @@ static float f16_round(float x)
 	return quant_fp16_to_fp32(quant_fp32_to_fp16(x));
 }
 
-static void cpu_glu(float *gate, const float *up, int64_t n, bool gelu)
+/* tanh-approximated GELU, evaluated on f16 inputs with an f16 result as
+ * ggml's lookup table does; tabulated at init over every fp16 input (the
+ * range -10 < x < 10 the formula is used for) */
+#define GELU_LO (-10.0f)
+#define GELU_HI 10.0f
+
+static float gelu_f16(float x)
 {
-	if (gelu) {
-		/* tanh-approximated GELU, evaluated on f16 inputs with an f16
-		 * result as ggml's lookup table does */
-		const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-		for (int64_t i = 0; i < n; i++) {
-			float x = gate[i], g;
-			if (x <= -10.0f)
-				g = 0.0f;
-			else if (x >= 10.0f)
-				g = x;
-			else {
-				x = f16_round(x);
-				g = f16_round(0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x))));
-			}
-			gate[i] = g * up[i];
-		}
-	} else {
-		quant_silu_mul(gate, up, n);
+	const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+	x = f16_round(x);
+	return f16_round(0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x))));
+}
+
+static float *gelu_table(void)
+{
+	float *tab = malloc(65536 * sizeof *tab);
+	if (!tab)
+		return NULL;
+	for (uint32_t h = 0; h < 65536; h++) {
+		const float x = quant_fp16_to_fp32((uint16_t)h);
+		tab[h] = x > -10.5f && x < 10.5f ? gelu_f16(x) : 0.0f;   /* never read outside */
 	}
+	return tab;
+}
+
+struct glu_job {
+	float *gate;
+	const float *up;
+	int64_t n;
+	const float *gelu;   /* table, or NULL for SiLU */
+};
+
+static void glu_task(void *ctx, int i, int n)
+{
+	const struct glu_job *j = ctx;
+	/* chunks of 64 floats: every split starts a vector */
+	const int64_t nc = (j->n + 63) / 64, c0 = nc * i / n, c1 = nc * (i + 1) / n;
+	const int64_t a = c0 * 64, b = c1 * 64 < j->n ? c1 * 64 : j->n;
+	if (a >= b)
+		return;
+	if (j->gelu)
+		quant_table_mul(j->gate + a, j->up + a, b - a, j->gelu, GELU_LO, GELU_HI);
+	else
+		quant_silu_mul(j->gate + a, j->up + a, b - a);
 }
 
 /* Prepared weights: a struct quant_matrix per weight, packed where the
@@ -147,7 +170,17 @@ struct fwd_mats {
 	struct quant_matrix output;
 	void *arena;                /* every packed copy, in the order the pass reads them */
 	size_t arena_bytes;
+	float *gelu;                /* GELU over every fp16 input (gemma) */
 };
+
+static void cpu_glu(struct fwd *f, float *gate, const float *up, int64_t n, bool gelu)
+{
+	struct glu_job j = {gate, up, n, gelu ? f->mats->gelu : NULL};
+	if (n <= 4096)
+		glu_task(&j, 0, 1);
+	else
+		pool_run_tasks(f->pool, glu_task, &j, pool_size(f->pool) * 2);
+}
 
 #define MM_MAX_PARTS 3
 
@@ -488,6 +521,14 @@ static int prepare_weights(struct fwd *f)
 		return ENGINE_E_FORMAT;
 	}
 	all[n++] = &f->mats->output;
+	if (m->hp.arch == ARCH_GEMMA3) {
+		f->mats->gelu = gelu_table();
+		if (!f->mats->gelu) {
+			free(all);
+			return ENGINE_E_NOMEM;
+		}
+		f->bytes += 65536 * sizeof(float);
+	}
 	/* one arena of huge pages: decode streams it front to back */
 	size_t total = 0;
 	for (int k = 0; k < n; k++)
@@ -609,6 +650,7 @@ void fwd_free(struct fwd *f)
 		}
 		quant_matrix_free(&f->mats->output);
 		free(f->mats->arena);
+		free(f->mats->gelu);
 		free(f->mats->L);
 		free(f->mats);
 	}
@@ -721,13 +763,13 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 			matmul1(f, &L->w_up, f->xn, T, E, f->gate, 2 * F);
 			for (int t = 0; t < T; t++) {
 				float *g = f->gate + (size_t)t * (size_t)(2 * F);
-				be->glu(g, g + F, F, false);
+				be->glu(f, g, g + F, F, false);
 				memmove(f->gate + (size_t)t * (size_t)F, g, (size_t)F * sizeof(float));
 			}
 		} else {
 			const struct mm_part gu[2] = {{&L->w_gate, f->gate, F}, {&L->w_up, f->up, F}};
 			be->matmul(f, gu, 2, f->xn, T, E);
-			be->glu(f->gate, f->up, (int64_t)T * F, gelu);
+			be->glu(f, f->gate, f->up, (int64_t)T * F, gelu);
 		}
 		matmul1(f, &L->w_down, f->gate, T, F, f->o, E);
 		for (int t = 0; t < T; t++) {

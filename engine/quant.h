@@ -290,6 +290,13 @@ void quant_exp_at(int level, float *y, const float *x, int64_t n);
 void quant_silu_mul(float *g, const float *u, int64_t n);
 void quant_silu_mul_at(int level, float *g, const float *u, int64_t n);
 
+/* g[i] = f(g[i]) * u[i] for a function f tabulated over fp16 inputs:
+ * f(x) = 0 for x <= lo, x for x >= hi, else tab[fp16 bits of x] (x rounded
+ * to nearest even); tab has 65536 floats.  Bit-identical at every level. */
+void quant_table_mul(float *g, const float *u, int64_t n, const float *tab, float lo, float hi);
+void quant_table_mul_at(int level, float *g, const float *u, int64_t n, const float *tab, float lo,
+			float hi);
+
 /* Attention of n_q query rows (the query heads sharing one KV head, for one
  * token) over positions 0..n_pos-1 of that KV head in an F16 cache:
  *   s_p  = (f16(q) . k_p) * scale, summed in float

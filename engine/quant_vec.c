@@ -6,6 +6,9 @@
  * element-wise ones) versions with per-function target attributes, picked
  * by quant_level().
  *
+ * The table product applies a function tabulated over all fp16 inputs
+ * (GELU, as ggml evaluates it) with the F16C conversion and a gather.
+ *
  * e^x is Cephes' single-precision scheme: n = round(x log2 e), r = x - n
  * ln 2 in two parts, a degree-6 polynomial, times 2^n.  Every level runs
  * the same operations with fused multiply-adds, so the levels agree bit
@@ -56,6 +59,15 @@ static void silu_mul_ref(float *g, const float *u, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++)
 		g[i] = g[i] / (1.0f + quant_expf(-g[i])) * u[i];
+}
+
+static void table_mul_ref(float *g, const float *u, int64_t n, const float *tab, float lo, float hi)
+{
+	for (int64_t i = 0; i < n; i++) {
+		const float x = g[i];
+		const float y = x <= lo ? 0.0f : x >= hi ? x : tab[quant_fp32_to_fp16(x)];
+		g[i] = y * u[i];
+	}
 }
 
 static float f16r(float x)
@@ -143,9 +155,11 @@ __attribute__((target(T512))) static void silu_mul_avx512(float *g, const float 
 static inline __attribute__((target(T512), always_inline)) __m512 reduce16(const __m512 v[16])
 {
 	__m512 s2[8], s4[4];
+	#pragma GCC unroll 16
 	for (int i = 0; i < 8; i++)
 		s2[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
 				      _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+	#pragma GCC unroll 16
 	for (int i = 0; i < 4; i++)
 		s4[i] = _mm512_add_ps(_mm512_shuffle_ps(s2[2 * i], s2[2 * i + 1], 0x44),
 				      _mm512_shuffle_ps(s2[2 * i], s2[2 * i + 1], 0xee));
@@ -162,85 +176,139 @@ static inline __attribute__((target(T512), always_inline)) __m512 ld_h(const uin
 	return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
 
-__attribute__((target(T512))) static void attn_f16_avx512(const struct quant_attn_args *a)
+#define ATTN_KF_MAX 256   /* head sizes up to this stage K rows as floats */
+
+/* Softmax of one head's scores in place: s = f16(e^(s - max) / sum). */
+static inline __attribute__((target(T512), always_inline)) void softmax_f16w(float *s, int np, __m512 vmax)
+{
+	const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+	__m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
+	for (int p0 = 0; p0 < np; p0 += 16) {
+		const int cnt = np - p0 < 16 ? np - p0 : 16;
+		const __mmask16 m = (__mmask16)((1u << cnt) - 1);
+		__m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + p0), mx));
+		e = _mm512_maskz_mov_ps(m, e);
+		_mm512_mask_storeu_ps(s + p0, m, e);
+		sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+		sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm256_castpd_ps(
+			_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+	}
+	const double sum = _mm512_reduce_add_pd(_mm512_add_pd(sum0, sum1));
+	const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+	for (int p0 = 0; p0 < np; p0 += 16) {
+		const int cnt = np - p0 < 16 ? np - p0 : 16;
+		const __mmask16 m = (__mmask16)((1u << cnt) - 1);
+		__m512 w = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + p0), inv);
+		w = _mm512_cvtph_ps(_mm512_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+		_mm512_mask_storeu_ps(s + p0, m, w);
+	}
+}
+
+/* Heads i0 .. i0+nh-1 (nh <= 4) of the group: K and V rows are converted
+ * from fp16 once per block and used by every head of the block. */
+__attribute__((target(T512))) static void attn_heads_avx512(const struct quant_attn_args *a, int i0, int nh)
 {
 	const int d = a->d, np = a->n_pos, nc = d / 16;
 	const __m512 scale = _mm512_set1_ps(a->scale);
+	float kf[16 * ATTN_KF_MAX];
+	const int stage = d <= ATTN_KF_MAX;
+	__m512 vmax[4];
 
-	for (int i = 0; i < a->n_q; i++) {
-		const float *q = a->q + (size_t)i * (size_t)a->q_stride;
-		float *out = a->out + (size_t)i * (size_t)a->out_stride;
-		float *s = a->scratch + (size_t)i * (size_t)np;
+	#pragma GCC unroll 16
+	for (int i = 0; i < nh; i++) {
+		const float *q = a->q + (size_t)(i0 + i) * (size_t)a->q_stride;
+		float *out = a->out + (size_t)(i0 + i) * (size_t)a->out_stride;
 		/* q rounded to f16, kept in out until the V pass */
+		#pragma GCC unroll 16
 		for (int c = 0; c < nc; c++)
 			_mm512_storeu_ps(out + 16 * c, _mm512_cvtph_ps(_mm512_cvtps_ph(
 				_mm512_loadu_ps(q + 16 * c), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
-		__m512 vmax = _mm512_set1_ps(-INFINITY);
-		for (int p0 = 0; p0 < np; p0 += 16) {
-			const int cnt = np - p0 < 16 ? np - p0 : 16;
+		vmax[i] = _mm512_set1_ps(-INFINITY);
+	}
+	for (int p0 = 0; p0 < np; p0 += 16) {
+		const int cnt = np - p0 < 16 ? np - p0 : 16;
+		const __mmask16 m = (__mmask16)((1u << cnt) - 1);
+		if (stage)
+			#pragma GCC unroll 16
+			for (int j = 0; j < cnt; j++) {
+				const uint16_t *k = a->k + (size_t)(p0 + j) * a->stride;
+				#pragma GCC unroll 16
+				for (int c = 0; c < nc; c++)
+					_mm512_storeu_ps(kf + j * d + 16 * c, ld_h(k + 16 * c));
+			}
+		#pragma GCC unroll 16
+		for (int i = 0; i < nh; i++) {
+			const float *qr = a->out + (size_t)(i0 + i) * (size_t)a->out_stride;
+			float *s = a->scratch + (size_t)(i0 + i) * (size_t)np;
 			__m512 acc[16];
+			#pragma GCC unroll 16
 			for (int j = 0; j < 16; j++) {
 				acc[j] = _mm512_setzero_ps();
 				if (j >= cnt)
 					continue;
-				const uint16_t *k = a->k + (size_t)(p0 + j) * a->stride;
-				for (int c = 0; c < nc; c++)
-					acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(out + 16 * c), ld_h(k + 16 * c), acc[j]);
+				if (stage)
+					#pragma GCC unroll 16
+					for (int c = 0; c < nc; c++)
+						acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(qr + 16 * c),
+									 _mm512_loadu_ps(kf + j * d + 16 * c), acc[j]);
+				else
+					#pragma GCC unroll 16
+					for (int c = 0; c < nc; c++)
+						acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(qr + 16 * c),
+									 ld_h(a->k + (size_t)(p0 + j) * a->stride + 16 * c), acc[j]);
 			}
-			const __mmask16 m = (__mmask16)((1u << cnt) - 1);
 			__m512 sc = _mm512_mul_ps(reduce16(acc), scale);
 			_mm512_mask_storeu_ps(s + p0, m, sc);
-			vmax = _mm512_mask_max_ps(vmax, m, vmax, sc);
-		}
-		const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
-		__m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
-		for (int p0 = 0; p0 < np; p0 += 16) {
-			const int cnt = np - p0 < 16 ? np - p0 : 16;
-			const __mmask16 m = (__mmask16)((1u << cnt) - 1);
-			__m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + p0), mx));
-			e = _mm512_maskz_mov_ps(m, e);
-			_mm512_mask_storeu_ps(s + p0, m, e);
-			sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-			sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm256_castpd_ps(
-				_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
-		}
-		const double sum = _mm512_reduce_add_pd(_mm512_add_pd(sum0, sum1));
-		const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
-		for (int p0 = 0; p0 < np; p0 += 16) {
-			const int cnt = np - p0 < 16 ? np - p0 : 16;
-			const __mmask16 m = (__mmask16)((1u << cnt) - 1);
-			__m512 w = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + p0), inv);
-			w = _mm512_cvtph_ps(_mm512_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-			_mm512_mask_storeu_ps(s + p0, m, w);
-		}
-		/* out = sum_p w_p v_p, 4 chunks of 16 at a time, two chains each */
-		for (int c0 = 0; c0 < nc; c0 += 4) {
-			const int cn = nc - c0 < 4 ? nc - c0 : 4;
-			__m512 o0[4], o1[4];
-			for (int c = 0; c < 4; c++)
-				o0[c] = o1[c] = _mm512_setzero_ps();
-			int p = 0;
-			for (; p + 2 <= np; p += 2) {
-				const uint16_t *v0 = a->v + (size_t)p * a->stride + 16 * c0;
-				const uint16_t *v1 = v0 + a->stride;
-				const __m512 w0 = _mm512_set1_ps(s[p]), w1 = _mm512_set1_ps(s[p + 1]);
-				for (int c = 0; c < 4; c++) {
-					if (c >= cn)
-						break;
-					o0[c] = _mm512_fmadd_ps(w0, ld_h(v0 + 16 * c), o0[c]);
-					o1[c] = _mm512_fmadd_ps(w1, ld_h(v1 + 16 * c), o1[c]);
-				}
-			}
-			if (p < np) {
-				const uint16_t *v0 = a->v + (size_t)p * a->stride + 16 * c0;
-				const __m512 w0 = _mm512_set1_ps(s[p]);
-				for (int c = 0; c < cn; c++)
-					o0[c] = _mm512_fmadd_ps(w0, ld_h(v0 + 16 * c), o0[c]);
-			}
-			for (int c = 0; c < cn; c++)
-				_mm512_storeu_ps(out + 16 * (c0 + c), _mm512_add_ps(o0[c], o1[c]));
+			vmax[i] = _mm512_mask_max_ps(vmax[i], m, vmax[i], sc);
 		}
 	}
+	#pragma GCC unroll 16
+	for (int i = 0; i < nh; i++)
+		softmax_f16w(a->scratch + (size_t)(i0 + i) * (size_t)np, np, vmax[i]);
+	/* out_i = sum_p w_ip v_p: 4 chunks of 16 values at a time, each V chunk
+	 * converted once for the nh heads */
+	const float *w[4] = {NULL, NULL, NULL, NULL};
+	#pragma GCC unroll 16
+	for (int i = 0; i < nh; i++)
+		w[i] = a->scratch + (size_t)(i0 + i) * (size_t)np;
+	for (int c0 = 0; c0 < nc; c0 += 4) {
+		const int cn = nc - c0 < 4 ? nc - c0 : 4;
+		__m512 o[4][4];
+		#pragma GCC unroll 16
+		for (int i = 0; i < 4; i++)
+			#pragma GCC unroll 16
+			for (int c = 0; c < 4; c++)
+				o[i][c] = _mm512_setzero_ps();
+		for (int p = 0; p < np; p++) {
+			const uint16_t *v = a->v + (size_t)p * a->stride + 16 * c0;
+			__m512 vc[4];
+			#pragma GCC unroll 16
+			for (int c = 0; c < 4; c++)
+				vc[c] = c < cn ? ld_h(v + 16 * c) : _mm512_setzero_ps();
+			#pragma GCC unroll 16
+			for (int i = 0; i < 4; i++) {
+				if (i >= nh)
+					break;
+				const __m512 wi = _mm512_set1_ps(w[i][p]); /* i < nh: set */
+				#pragma GCC unroll 16
+				for (int c = 0; c < 4; c++)
+					o[i][c] = _mm512_fmadd_ps(wi, vc[c], o[i][c]);
+			}
+		}
+		#pragma GCC unroll 16
+		for (int i = 0; i < nh; i++) {
+			float *out = a->out + (size_t)(i0 + i) * (size_t)a->out_stride;
+			#pragma GCC unroll 16
+			for (int c = 0; c < cn; c++)
+				_mm512_storeu_ps(out + 16 * (c0 + c), o[i][c]);
+		}
+	}
+}
+
+__attribute__((target(T512))) static void attn_f16_avx512(const struct quant_attn_args *a)
+{
+	for (int i0 = 0; i0 < a->n_q; i0 += 4)
+		attn_heads_avx512(a, i0, a->n_q - i0 < 4 ? a->n_q - i0 : 4);
 }
 
 static inline __attribute__((target(T256), always_inline)) __m256 exp256(__m256 x)
@@ -279,6 +347,22 @@ __attribute__((target(T256))) static void silu_mul_avx2(float *g, const float *u
 		_mm256_storeu_ps(g + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
 	}
 	silu_mul_ref(g + i, u + i, n - i);
+}
+
+__attribute__((target(T512))) static void table_mul_avx512(float *g, const float *u, int64_t n,
+							       const float *tab, float lo, float hi)
+{
+	const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512 x = _mm512_loadu_ps(g + i);
+		__m512i h = _mm512_cvtepu16_epi32(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+		__m512 y = _mm512_i32gather_ps(h, tab, 4);
+		y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, vhi, _CMP_GE_OQ), x);
+		y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, vlo, _CMP_LE_OQ), _mm512_setzero_ps());
+		_mm512_storeu_ps(g + i, _mm512_mul_ps(y, _mm512_loadu_ps(u + i)));
+	}
+	table_mul_ref(g + i, u + i, n - i, tab, lo, hi);
 }
 
 __attribute__((target(T512))) static void exp_avx512(float *y, const float *x, int64_t n)
@@ -333,6 +417,24 @@ void quant_silu_mul_at(int level, float *g, const float *u, int64_t n)
 #endif
 	(void)level;
 	silu_mul_ref(g, u, n);
+}
+
+void quant_table_mul_at(int level, float *g, const float *u, int64_t n, const float *tab, float lo,
+			float hi)
+{
+#if QUANT_X86
+	if (level >= QUANT_LEVEL_AVX512 && quant_level_detect() >= QUANT_LEVEL_AVX512) {
+		table_mul_avx512(g, u, n, tab, lo, hi);
+		return;
+	}
+#endif
+	(void)level;
+	table_mul_ref(g, u, n, tab, lo, hi);
+}
+
+void quant_table_mul(float *g, const float *u, int64_t n, const float *tab, float lo, float hi)
+{
+	quant_table_mul_at(quant_level(), g, u, n, tab, lo, hi);
 }
 
 int quant_attn_f16_at(int level, const struct quant_attn_args *a)

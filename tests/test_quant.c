@@ -1096,9 +1096,42 @@ static void test_attn(int n_q, int n_pos, int d, size_t stride_extra)
 	free(scr);
 }
 
+static void test_table_mul(void)
+{
+	static float tab[65536];
+	for (int h = 0; h < 65536; h++)
+		tab[h] = (float)h * 0.5f - 3.0f;   /* any function of the fp16 code */
+	float g[203], u[203], ref[203], got[203];
+	for (int i = 0; i < 203; i++) {
+		g[i] = frand() * 14.0f;
+		u[i] = frand();
+	}
+	g[0] = -10.0f;
+	g[1] = 10.0f;
+	g[2] = 9.9995f;   /* rounds to 10.0 in fp16 but is below hi: the table */
+	g[3] = 0.0f;
+	memcpy(ref, g, sizeof g);
+	quant_table_mul_at(0, ref, u, 203, tab, -10.0f, 10.0f);
+	int bad = 0;
+	for (int i = 0; i < 203; i++) {
+		float x = g[i];
+		float y = x <= -10.0f ? 0.0f : x >= 10.0f ? x : tab[quant_fp32_to_fp16(x)];
+		bad += ref[i] != y * u[i];
+	}
+	CHECK(bad == 0, "table product reference: %d wrong", bad);
+	for (int lv = 1; lv < levels_available(); lv++)
+		for (int64_t n = 1; n <= 203; n += 29) {
+			memcpy(got, g, sizeof g);
+			quant_table_mul_at(lv, got, u, n, tab, -10.0f, 10.0f);
+			CHECK(memcmp(got, ref, (size_t)n * sizeof(float)) == 0, "table product %s n=%lld",
+			      quant_level_name(lv), (long long)n);
+		}
+}
+
 static void test_vec_helpers(void)
 {
 	test_exp();
+	test_table_mul();
 	test_attn(1, 1, 64, 0);
 	test_attn(3, 17, 64, 5);
 	test_attn(4, 100, 256, 0);
