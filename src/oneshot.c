@@ -853,8 +853,13 @@ static int save_user(struct run *r, uint32_t n_ctx)
 static int line_chat(struct run *r, const struct engine_gen_opts *g)
 {
 	struct opts *o = &r->o;
-	printf("ttychat: chatting with %s. Ctrl-D or Ctrl-C at the prompt quits; Ctrl-C during a reply stops it.\n",
-	       r->me.display_name);
+	/* stdout is not a terminal: it gets the replies only; the prompt, the
+	 * echo and the notices go to the terminal on stderr */
+	rl_outstream = stderr;
+	if (!isatty(STDERR_FILENO))
+		rl_variable_bind("enable-bracketed-paste", "off");
+	fprintf(stderr, "ttychat: chatting with %s. Ctrl-D or Ctrl-C at the prompt quits; Ctrl-C during a reply stops it.\n",
+		r->me.display_name);
 	int status = EXIT_OK;
 	for (;;) {
 		got_signal = 0;
@@ -884,7 +889,7 @@ static int line_chat(struct run *r, const struct engine_gen_opts *g)
 		if (o->verbose)
 			print_stats(&rep.stats);
 		if (rep.stop == ENGINE_STOP_CANCELLED)
-			printf("[stopped]\n");
+			fprintf(stderr, "[stopped]\n");
 		rc = convo_add(&r->cv, "assistant", rep.text ? rep.text : "");
 		free(rep.text);
 		if (rc != 0)

@@ -13,6 +13,7 @@ printed, 130/143).
 import json
 import os
 import pty
+import select
 import shutil
 import signal
 import subprocess
@@ -58,6 +59,22 @@ def final(args, stdin=None, env=None):
     except ValueError:
         obj = None
     return rc, obj, err
+
+
+def read_until(fd, have, done, timeout=60):
+    """Reads FD (a pty) onto HAVE until DONE(HAVE) or TIMEOUT seconds."""
+    end = time.time() + timeout
+    while not done(have) and time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                d = os.read(fd, 4096)
+            except OSError:
+                break
+            if not d:
+                break
+            have += d
+    return have
 
 
 def clean(data):
@@ -213,6 +230,21 @@ def main():
         os.close(mfd)
         check(p.returncode == 2 and b"CI" in p.stderr and time.time() - t0 < 30,
               "CI=true, a terminal, no prompt: exit 2, no chat (%d, %r)" % (p.returncode, p.stderr))
+        # a terminal on stdin only (CI unset): the line chat; stdout gets the replies only
+        mfd, sfd = pty.openpty()
+        p = subprocess.Popen([BIN] + base + ["-n", "4"], stdin=sfd, stdout=subprocess.PIPE, stderr=sfd,
+                             env=dict(ENV, CI=""))
+        os.close(sfd)
+        seen = read_until(mfd, b"", lambda b: b"> " in b)
+        os.write(mfd, b"Hello\n")
+        seen = read_until(mfd, seen, lambda b: b.count(b"> ") >= 2)
+        os.write(mfd, b"\x04")
+        out, _ = p.communicate(timeout=60)
+        os.close(mfd)
+        check(p.returncode == 0 and out.strip() and clean(out) and b"chatting" not in out,
+              "line chat: the reply alone on stdout (%d, %r)" % (p.returncode, out))
+        check(b"chatting with" in seen, "line chat: the banner and prompt on the terminal: %r" % seen[:200])
+
         rc, out, err = run(["-m", os.path.join(tmp, "nope.gguf"), "-p", q], None)
         check(rc == 3, "missing model file: exit 3 (%d)" % rc)
         rc, out, err = run(["-m", "nosuchname", "-p", q], None)
