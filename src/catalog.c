@@ -152,6 +152,15 @@ static int modelsd_dirs(char dirs[MAX_DIRS][PATH_MAX], enum config_origin origin
 	return nd;
 }
 
+/* An entry with nothing set. */
+static void entry_init(struct model_entry *e)
+{
+	memset(e, 0, sizeof *e);
+	e->temperature = e->top_p = e->min_p = e->repeat_penalty = -1;
+	e->top_k = -1;
+	e->kv_type = -1;
+}
+
 /* ---- validation ----------------------------------------------------------- */
 
 struct parse {
@@ -424,10 +433,7 @@ static int url_basename(const char *url, char *out, size_t n)
 
 int config_entry_parse(const char *path, struct model_entry *out, char *err, size_t errlen)
 {
-	memset(out, 0, sizeof *out);
-	out->temperature = out->top_p = out->min_p = out->repeat_penalty = -1;
-	out->top_k = -1;
-	out->kv_type = -1;
+	entry_init(out);
 	snprintf(out->source, sizeof out->source, "%s", path);
 	size_t len = 0;
 	char *text = slurp(path, MODELSD_MAX_BYTES, &len);
@@ -624,7 +630,7 @@ static int search_dir(const char *dir, const char *name, struct model_entry *out
 
 int config_find_entry(const char *name, struct model_entry *out, char *err, size_t errlen)
 {
-	memset(out, 0, sizeof *out);
+	entry_init(out);
 	if (!name || !valid_name(name)) {
 		snprintf(err, errlen, "%s: not a model name", name ? name : "(null)");
 		return -1;
@@ -645,10 +651,7 @@ int config_find_entry(const char *name, struct model_entry *out, char *err, size
 
 int config_resolve_model(const char *spec, struct model_entry *out, char *err, size_t errlen)
 {
-	memset(out, 0, sizeof *out);
-	out->temperature = out->top_p = out->min_p = out->repeat_penalty = -1;
-	out->top_k = -1;
-	out->kv_type = -1;
+	entry_init(out);
 	if (!spec || !spec[0]) {
 		snprintf(err, errlen, "no model given");
 		return -1;
@@ -680,6 +683,7 @@ int config_resolve_model(const char *spec, struct model_entry *out, char *err, s
 		}
 		return 0;
 	}
+	entry_init(out);
 	char dir[PATH_MAX];
 	if (config_models_dir(dir, sizeof dir) == 0) {
 		if (fmt_path(out->path, sizeof out->path, dir, spec) == 0 && file_exists(out->path)) {
@@ -794,8 +798,7 @@ int config_list_models(struct config_list *out, char *err, size_t errlen)
 			continue;
 		count++;
 		memset(it, 0, sizeof *it);
-		it->e.temperature = it->e.top_p = it->e.min_p = it->e.repeat_penalty = -1;
-		it->e.top_k = it->e.kv_type = -1;
+		entry_init(&it->e);
 		if (fmt_path(it->e.path, sizeof it->e.path, mdir, de->d_name))
 			continue;
 		char rp[PATH_MAX];

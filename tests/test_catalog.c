@@ -201,6 +201,15 @@ int main(void)
 	f = fopen(path, "w");
 	if (f)
 		fclose(f);
+	rc = config_resolve_model("loose.gguf", &e, err, sizeof err);
+	CHECK(rc == 0 && e.temperature < 0 && e.top_k < 0 && e.kv_type < 0 && !e.source[0],
+	      "a file in the models dir: found, with nothing set (%s)", rc ? err : "");
+	if (rc == 0)
+		config_entry_free(&e);
+	rc = config_resolve_model(path, &e, err, sizeof err);
+	CHECK(rc == 0 && e.temperature < 0 && e.repeat_penalty < 0, "a path: nothing set (%s)", rc ? err : "");
+	if (rc == 0)
+		config_entry_free(&e);
 	struct config_list l;
 	rc = config_list_models(&l, err, sizeof err);
 	CHECK(rc == 0, "list: %s", err);
