@@ -175,7 +175,7 @@ int main(int argc, char **argv)
 					ps = &ms;
 					pm = &mm_;
 					mxs = quant_matrix_act_bytes(&mb);
-					mx = aligned_alloc(64, mxs * (size_t)nt);
+					mx = aligned_alloc(64, (mxs * (size_t)nt + 63) / 64 * 64);
 					if (!mx)
 						return 1;
 					for (int64_t k = 0; k < nt; k++) {

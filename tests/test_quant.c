@@ -564,6 +564,16 @@ static void test_activations(void)
 	quant_quantize_row(GGML_TYPE_Q8_K, x, &qk, 256);
 	CHECK(qk.d == -1.0f && qk.qs[0] == -127 && qk.qs[1] == -2 && qk.qs[3] == 2,
 	      "Q8_K positive max flips the sign");
+	/* a tie of magnitudes: the first one sets the sign, at every level */
+	x[0] = 3.0f;
+	x[6] = -127.0f;
+	x[200] = 127.0f;
+	for (int lv = 0; lv < levels_available(); lv++) {
+		memset(&qk, 0x5a, sizeof qk);
+		quant_ops_at(lv)->act_quantize(GGML_TYPE_Q4_K, x, &qk, 256);
+		CHECK(qk.d == 1.0f && qk.qs[6] == -127 && qk.qs[200] == 127 && qk.bsums[12] == 127,
+		      "Q8_K tie %s: d %g", quant_level_name(lv), qk.d);
+	}
 	memset(x, 0, sizeof x);
 	quant_quantize_row(GGML_TYPE_Q8_K, x, &qk, 256);
 	CHECK(qk.d == 0.0f && qk.bsums[3] == 0 && qk.qs[9] == 0, "Q8_K all zero");
@@ -853,7 +863,7 @@ static void test_packed(uint32_t t, int64_t rows, int64_t n)
 			CHECK(quant_matrix_unpack_row(&m, rows, back) == -1, "unpack past the end");
 		}
 		size_t mab = quant_matrix_act_bytes(&m), xs = mab + 64;
-		uint8_t *mx = aligned_alloc(64, xs * (size_t)ntok);
+		uint8_t *mx = aligned_alloc(64, (xs * (size_t)ntok + 63) / 64 * 64);
 		if (!mx)
 			abort();
 		for (int64_t k = 0; k < ntok; k++)
@@ -1128,9 +1138,28 @@ static void test_table_mul(void)
 		}
 }
 
+static void test_sum_squares(void)
+{
+	float x[1000];
+	for (int i = 0; i < 1000; i++)
+		x[i] = frand() * 100.0f;
+	for (int64_t n = 0; n <= 1000; n += 111) {
+		double ref = quant_sum_squares_at(0, x, n), exact = 0.0;
+		for (int64_t i = 0; i < n; i++)
+			exact += (double)x[i] * x[i];
+		CHECK(ref == exact, "sum of squares reference n=%lld", (long long)n);
+		for (int lv = 1; lv < levels_available(); lv++) {
+			double got = quant_sum_squares_at(lv, x, n);
+			CHECK(fabs(got - ref) <= 1e-13 * ref, "sum of squares %s n=%lld: %.17g vs %.17g",
+			      quant_level_name(lv), (long long)n, got, ref);
+		}
+	}
+}
+
 static void test_vec_helpers(void)
 {
 	test_exp();
+	test_sum_squares();
 	test_table_mul();
 	test_attn(1, 1, 64, 0);
 	test_attn(3, 17, 64, 5);
