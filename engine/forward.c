@@ -64,9 +64,7 @@ struct backend {
 
 static void cpu_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
 {
-	double sum = 0.0;
-	for (int64_t i = 0; i < n; i++)
-		sum += (double)x[i] * (double)x[i];
+	const double sum = quant_sum_squares(x, n);
 	const float scale = 1.0f / sqrtf((float)(sum / (double)n) + eps);
 	if (w)
 		for (int64_t i = 0; i < n; i++)

@@ -290,6 +290,11 @@ void quant_exp_at(int level, float *y, const float *x, int64_t n);
 void quant_silu_mul(float *g, const float *u, int64_t n);
 void quant_silu_mul_at(int level, float *g, const float *u, int64_t n);
 
+/* sum of x[i]^2 in double (products exact; only the order of the double
+ * additions differs between levels). */
+double quant_sum_squares(const float *x, int64_t n);
+double quant_sum_squares_at(int level, const float *x, int64_t n);
+
 /* g[i] = f(g[i]) * u[i] for a function f tabulated over fp16 inputs:
  * f(x) = 0 for x <= lo, x for x >= hi, else tab[fp16 bits of x] (x rounded
  * to nearest even); tab has 65536 floats.  Bit-identical at every level. */

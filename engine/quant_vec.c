@@ -70,6 +70,14 @@ static void table_mul_ref(float *g, const float *u, int64_t n, const float *tab,
 	}
 }
 
+static double sum_squares_ref(const float *x, int64_t n)
+{
+	double s = 0.0;
+	for (int64_t i = 0; i < n; i++)
+		s += (double)x[i] * (double)x[i];
+	return s;
+}
+
 static float f16r(float x)
 {
 	return quant_fp16_to_fp32(quant_fp32_to_fp16(x));
@@ -365,6 +373,18 @@ __attribute__((target(T512))) static void table_mul_avx512(float *g, const float
 	table_mul_ref(g + i, u + i, n - i, tab, lo, hi);
 }
 
+__attribute__((target(T512))) static double sum_squares_avx512(const float *x, int64_t n)
+{
+	__m512d a0 = _mm512_setzero_pd(), a1 = a0;
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(x + i)), hi = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+		a0 = _mm512_fmadd_pd(lo, lo, a0);
+		a1 = _mm512_fmadd_pd(hi, hi, a1);
+	}
+	return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1)) + sum_squares_ref(x + i, n - i);
+}
+
 __attribute__((target(T512))) static void exp_avx512(float *y, const float *x, int64_t n)
 {
 	int64_t i = 0;
@@ -430,6 +450,21 @@ void quant_table_mul_at(int level, float *g, const float *u, int64_t n, const fl
 #endif
 	(void)level;
 	table_mul_ref(g, u, n, tab, lo, hi);
+}
+
+double quant_sum_squares_at(int level, const float *x, int64_t n)
+{
+#if QUANT_X86
+	if (level >= QUANT_LEVEL_AVX512 && quant_level_detect() >= QUANT_LEVEL_AVX512)
+		return sum_squares_avx512(x, n);
+#endif
+	(void)level;
+	return sum_squares_ref(x, n);
+}
+
+double quant_sum_squares(const float *x, int64_t n)
+{
+	return quant_sum_squares_at(quant_level(), x, n);
 }
 
 void quant_table_mul(float *g, const float *u, int64_t n, const float *tab, float lo, float hi)

@@ -550,3 +550,56 @@ QX_API void QX(act_q8_1)(const float *x, void *dst, int64_t n)
 		y[i].s = quant_fp32_to_fp16(d * (float)sum);
 	}
 }
+
+/* Q8_K: the signed value of largest magnitude (the first one on a tie)
+ * sets d = max / -127; q = round-to-nearest-even(x * -127 / max) saturated
+ * to int8, as quant_q8_k_quantize_ref; bsums from the packed bytes. */
+QX_API void QX(act_q8_k)(const float *x, void *dst, int64_t n)
+{
+	struct quant_block_q8_k *y = dst;
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	for (int64_t i = 0; i < n / 256; i++, x += 256) {
+		__m256 m = _mm256_setzero_ps();
+		for (int j = 0; j < 256; j += 8)
+			m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+		__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+		m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+		m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+		const float amax = _mm_cvtss_f32(m4);
+		if (amax == 0.0f) {
+			memset(&y[i], 0, sizeof y[i]);
+			continue;
+		}
+		float max = 0.0f;
+		for (int j = 0; j < 256; j += 8) {
+			int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)),
+								   _mm256_set1_ps(amax), _CMP_EQ_OQ));
+			if (hit) {
+				max = x[j + __builtin_ctz((unsigned)hit)];
+				break;
+			}
+		}
+		const float iscale = -127.0f / max;
+		const __m256 mul = _mm256_set1_ps(iscale);
+		for (int j = 0; j < 256; j += 32) {
+			__m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j), mul));
+			__m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8), mul));
+			__m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 16), mul));
+			__m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 24), mul));
+			__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+			p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+			_mm256_storeu_si256((__m256i *)(y[i].qs + j), p);
+			/* two sub-blocks of 16: sums of the saturated bytes */
+			__m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), p);
+			__m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+			__m128i lo = _mm256_castsi256_si128(s32), hi = _mm256_extracti128_si256(s32, 1);
+			lo = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0x4e));
+			lo = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0xb1));
+			hi = _mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0x4e));
+			hi = _mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0xb1));
+			y[i].bsums[j / 16] = (int16_t)_mm_cvtsi128_si32(lo);
+			y[i].bsums[j / 16 + 1] = (int16_t)_mm_cvtsi128_si32(hi);
+		}
+		y[i].d = 1.0f / iscale;
+	}
+}

@@ -18,7 +18,9 @@
  * counted as the weight bytes one decode step reads (every matrix once, the
  * token embedding as one row unless it doubles as the output matrix) times
  * the decode rate.  THREADS may list several counts ("1,2"): one pool and
- * one set of rows per count.
+ * one set of rows per count.  The footer gives the load time (mapping and
+ * checking the file) and the preparation time (fwd_init: scratch, packing
+ * the weights) with the extra memory of the packed copies.
  */
 #include "config.h"
 
@@ -202,6 +204,8 @@ struct bench_ctx {
 	int32_t *tok;               /* n_prompt + n_gen ids */
 	uint64_t dec_bytes, size_bytes;
 	double load_ms;
+	double prep_ms;             /* fwd_init of the first thread count */
+	uint64_t packed_bytes;
 };
 
 static int bench_threads(struct bench_ctx *c, const struct bench_opts *o, int nth,
@@ -215,10 +219,15 @@ static int bench_threads(struct bench_ctx *c, const struct bench_opts *o, int nt
 		snprintf(err, errlen, "cannot start %d threads", nth);
 		return -1;
 	}
+	double tp = now_s();
 	if (fwd_init(&f, &c->m, p, n_ctx, o->batch)) {
 		snprintf(err, errlen, "out of memory for scratch buffers");
 		pool_free(p);
 		return -1;
+	}
+	if (c->prep_ms == 0.0) {
+		c->prep_ms = (now_s() - tp) * 1e3;
+		c->packed_bytes = f.packed_bytes;
 	}
 	if (kv_init(&kv, &c->m.hp, GGML_TYPE_F16, n_ctx)) {
 		snprintf(err, errlen, "cannot set up the KV cache");
@@ -299,9 +308,10 @@ static void print_table(const struct bench_ctx *c, const struct bench_result *re
 		printf("| %-24s | %10s | %10s | %-10s | %7d | %8s | %21s | %-*s |\n", model, size, params,
 		       backend, r->threads, r->name, ts, r->n_prompt > 0 ? 23 : 22, extra);
 	}
-	printf("\nload %.1f ms; decode reads %.2f MiB of weights per token; "
-	       "ttft = prefill of the prompt + first token\n",
-	       c->load_ms, (double)c->dec_bytes / (double)(1 << 20));
+	printf("\nload %.1f ms, prepare %.1f ms (%.2f MiB of packed weight copies); decode reads %.2f MiB "
+	       "of weights per token; ttft = prefill of the prompt + first token\n",
+	       c->load_ms, c->prep_ms, (double)c->packed_bytes / (double)(1 << 20),
+	       (double)c->dec_bytes / (double)(1 << 20));
 }
 
 static int print_json(const struct bench_ctx *c, const struct bench_opts *o,
@@ -342,6 +352,8 @@ static int print_json(const struct bench_ctx *c, const struct bench_opts *o,
 			cJSON_AddNumberToObject(t, "decode_gbps", r->gbps);
 		}
 		cJSON_AddNumberToObject(t, "load_ms", c->load_ms);
+		cJSON_AddNumberToObject(t, "prepare_ms", c->prep_ms);
+		cJSON_AddNumberToObject(t, "packed_bytes", (double)c->packed_bytes);
 	}
 	char *txt = cJSON_Print(arr);
 	cJSON_Delete(arr);
