@@ -53,8 +53,9 @@ struct backend {
 	void (*matmul)(struct fwd *f, const struct mm_part *parts, int n_parts, const float *x, int T,
 		       int64_t x_stride);
 	void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
-	void (*rope)(float *x, int n_heads, int head_dim, int n_rot, uint32_t pos, float base,
-		     float scale, const float *freq_factors, enum rope_style style);
+	/* cs, sn: cos and sin of the n_rot/2 angles of the position */
+	void (*rope)(float *x, int n_heads, int head_dim, int n_rot, const float *cs, const float *sn,
+		     enum rope_style style);
 	void (*attention)(struct fwd *f, struct kv_cache *kv, uint32_t layer, uint32_t pos0, int T,
 			  uint32_t window);
 	void (*glu)(struct fwd *f, float *gate, const float *up, int64_t n, bool gelu);
@@ -74,20 +75,26 @@ static void cpu_rmsnorm(float *y, const float *x, const float *w, int64_t n, flo
 			y[i] = x[i] * scale;
 }
 
-static void cpu_rope(float *x, int n_heads, int head_dim, int n_rot, uint32_t pos, float base,
-		     float scale, const float *ff, enum rope_style style)
+/* cos and sin of the n_rot/2 rope angles of position POS: theta advances
+ * by repeated multiplication as in ggml, divided by the optional per-pair
+ * frequency factors */
+static void rope_angles(float *cs, float *sn, int n_rot, uint32_t pos, float base, float scale,
+			const float *ff)
 {
-	/* the angles depend on the position only: once per call, not per head */
-	float cs[256], sn[256];
 	const float theta_scale = powf(base, -2.0f / (float)n_rot);
 	float theta = (float)pos * scale;
-	const int half = n_rot / 2 < 256 ? n_rot / 2 : 256;
-	for (int i = 0; i < half; i++) {
+	for (int i = 0; i < n_rot / 2; i++) {
 		const float t = ff ? theta / ff[i] : theta;
 		cs[i] = cosf(t);
 		sn[i] = sinf(t);
 		theta *= theta_scale;
 	}
+}
+
+static void cpu_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, const float *sn,
+		     enum rope_style style)
+{
+	const int half = n_rot / 2;
 	for (int h = 0; h < n_heads; h++) {
 		float *v = x + (size_t)h * (size_t)head_dim;
 		for (int i = 0; i < half; i++) {
@@ -97,7 +104,7 @@ static void cpu_rope(float *x, int n_heads, int head_dim, int n_rot, uint32_t po
 				b = 2 * i + 1;
 			} else {
 				a = i;
-				b = i + n_rot / 2;
+				b = i + half;
 			}
 			const float x0 = v[a], x1 = v[b];
 			v[a] = x0 * cs[i] - x1 * sn[i];
@@ -157,6 +164,8 @@ static void glu_task(void *ctx, int i, int n)
 		quant_silu_mul(j->gate + a, j->up + a, b - a);
 }
 
+#define FWD_MAX_BASES 4
+
 /* Prepared weights: a struct quant_matrix per weight, packed where the
  * kernels have a packed layout for its type (see quant.h). */
 struct fwd_layer_mats {
@@ -169,6 +178,11 @@ struct fwd_mats {
 	void *arena;                /* every packed copy, in the order the pass reads them */
 	size_t arena_bytes;
 	float *gelu;                /* GELU over every fp16 input (gemma) */
+	/* rope angles of the batch's positions, per distinct rope base:
+	 * [base][t][cos n_rot/2 | sin n_rot/2] */
+	float rope_base[FWD_MAX_BASES];
+	int n_bases;
+	float *rope;
 };
 
 static void cpu_glu(struct fwd *f, float *gate, const float *up, int64_t n, bool gelu)
@@ -519,6 +533,23 @@ static int prepare_weights(struct fwd *f)
 		return ENGINE_E_FORMAT;
 	}
 	all[n++] = &f->mats->output;
+	for (uint32_t il = 0; il < nl; il++) {
+		struct fwd_mats *M = f->mats;
+		int b = 0;
+		while (b < M->n_bases && M->rope_base[b] != m->layers[il].rope_base)
+			b++;
+		if (b == M->n_bases && b < FWD_MAX_BASES)
+			M->rope_base[M->n_bases++] = m->layers[il].rope_base;
+	}
+	{
+		size_t rb = (size_t)f->max_batch * (m->hp.n_rot / 2) * 2 * (size_t)f->mats->n_bases * sizeof(float);
+		f->mats->rope = malloc(rb ? rb : 1);
+		if (!f->mats->rope) {
+			free(all);
+			return ENGINE_E_NOMEM;
+		}
+		f->bytes += rb;
+	}
 	if (m->hp.arch == ARCH_GEMMA3) {
 		f->mats->gelu = gelu_table();
 		if (!f->mats->gelu) {
@@ -649,6 +680,7 @@ void fwd_free(struct fwd *f)
 		quant_matrix_free(&f->mats->output);
 		free(f->mats->arena);
 		free(f->mats->gelu);
+		free(f->mats->rope);
 		free(f->mats->L);
 		free(f->mats);
 	}
@@ -663,13 +695,150 @@ static void store_kv(struct kv_cache *kv, uint32_t layer, uint32_t pos, const fl
 	quant_quantize_row(kv->type, v, (char *)kv->v[layer] + (size_t)pos * kv->row_bytes, kv->kv_dim);
 }
 
-static void add_bias(float *x, const struct vec *b, int T, int64_t stride)
+/* ---- per-token steps, run over the batch on the pool ------------------------ */
+
+struct tok_job {
+	struct fwd *f;
+	struct kv_cache *kv;
+	uint32_t il, pos0;
+	int T;
+	float *q, *k, *v;
+	int64_t qs, ks;
+	const float *cs;      /* rope table of this layer's base */
+	const int32_t *tokens;
+	void (*step)(const struct tok_job *j, int t);
+};
+
+static void tok_task(void *ctx, int i, int n)
 {
-	if (!b->data)
-		return;
-	for (int t = 0; t < T; t++)
+	const struct tok_job *j = ctx;
+	for (int t = j->T * i / n; t < j->T * (i + 1) / n; t++)
+		j->step(j, t);
+}
+
+/* One step for every token of the batch: inline for a single token, else
+ * a pool job (the steps of different tokens are independent). */
+static void for_tokens(struct tok_job *j, void (*step)(const struct tok_job *, int))
+{
+	j->step = step;
+	if (j->T == 1)
+		step(j, 0);
+	else
+		pool_run_tasks(j->f->pool, tok_task, j, j->T < 2 * pool_size(j->f->pool) ? j->T : 2 * pool_size(j->f->pool));
+}
+
+static void add_bias1(float *x, const struct vec *b)
+{
+	if (b->data)
 		for (int64_t i = 0; i < b->n; i++)
-			x[(size_t)t * (size_t)stride + (size_t)i] += b->data[i];
+			x[i] += b->data[i];
+}
+
+/* layer input: xn = attn_norm(x) */
+static void step_attn_norm(const struct tok_job *j, int t)
+{
+	const struct hparams *hp = &j->f->m->hp;
+	const int64_t E = hp->n_embd;
+	j->f->be->rmsnorm(j->f->xn + (size_t)t * (size_t)E, j->f->x + (size_t)t * (size_t)E,
+			  j->f->m->layers[j->il].attn_norm.data, E, hp->norm_eps);
+}
+
+/* after q/k/v: biases, per-head norms, rope, K/V into the cache, q dense */
+static void step_qk(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct hparams *hp = &f->m->hp;
+	const struct layer *l = &f->m->layers[j->il];
+	const int64_t D = hp->head_dim, QD = (int64_t)hp->n_head * D;
+	float *qt = j->q + (size_t)t * (size_t)j->qs, *kt = j->k + (size_t)t * (size_t)j->ks;
+	float *vt = j->v + (size_t)t * (size_t)j->ks;
+	add_bias1(qt, &l->bq);
+	add_bias1(kt, &l->bk);
+	add_bias1(vt, &l->bv);
+	if (l->q_norm.data) {
+		for (uint32_t h = 0; h < hp->n_head; h++)
+			f->be->rmsnorm(qt + h * D, qt + h * D, l->q_norm.data, D, hp->norm_eps);
+		for (uint32_t h = 0; h < hp->n_head_kv; h++)
+			f->be->rmsnorm(kt + h * D, kt + h * D, l->k_norm.data, D, hp->norm_eps);
+	}
+	const float *cs = j->cs + (size_t)t * hp->n_rot, *sn = cs + hp->n_rot / 2;
+	f->be->rope(qt, (int)hp->n_head, (int)D, (int)hp->n_rot, cs, sn, hp->rope_style);
+	f->be->rope(kt, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, cs, sn, hp->rope_style);
+	store_kv(j->kv, j->il, j->pos0 + (uint32_t)t, kt, vt);
+	/* the attention reads q densely from f->q (a fused qkv row holds it
+	 * first, so the move never overwrites a later token's row) */
+	if (j->qs != QD)
+		memmove(f->q + (size_t)t * (size_t)QD, qt, (size_t)QD * sizeof(float));
+}
+
+/* after the output projection: post norm, residual, ffn norm */
+static void step_post_attn(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct hparams *hp = &f->m->hp;
+	const struct layer *l = &f->m->layers[j->il];
+	const int64_t E = hp->n_embd;
+	float *o = f->o + (size_t)t * (size_t)E, *x = f->x + (size_t)t * (size_t)E;
+	if (l->attn_post_norm.data)
+		f->be->rmsnorm(o, o, l->attn_post_norm.data, E, hp->norm_eps);
+	for (int64_t i = 0; i < E; i++)
+		x[i] += o[i];
+	f->be->rmsnorm(f->xn + (size_t)t * (size_t)E, x, l->ffn_norm.data, E, hp->norm_eps);
+}
+
+/* after the down projection: post norm, residual, next layer's input norm */
+static void step_post_ffn(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct hparams *hp = &f->m->hp;
+	const struct layer *l = &f->m->layers[j->il];
+	const int64_t E = hp->n_embd;
+	float *o = f->o + (size_t)t * (size_t)E, *x = f->x + (size_t)t * (size_t)E;
+	if (l->ffn_post_norm.data)
+		f->be->rmsnorm(o, o, l->ffn_post_norm.data, E, hp->norm_eps);
+	for (int64_t i = 0; i < E; i++)
+		x[i] += o[i];
+	if (j->il + 1 < hp->n_layer)
+		f->be->rmsnorm(f->xn + (size_t)t * (size_t)E, x, f->m->layers[j->il + 1].attn_norm.data, E,
+			       hp->norm_eps);
+}
+
+/* x = embedding row (scaled for gemma), then the first layer's norm */
+static void step_embed(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct model *m = f->m;
+	const int64_t E = m->hp.n_embd;
+	float *x = f->x + (size_t)t * (size_t)E;
+	const int32_t id = j->tokens[t];
+	quant_dequant_row(m->tok_embd.type, (const char *)m->tok_embd.data + (size_t)id * m->tok_embd.row_bytes, x, E);
+	if (m->hp.embd_scale != 1.0f)
+		for (int64_t i = 0; i < E; i++)
+			x[i] *= m->hp.embd_scale;
+	step_attn_norm(j, t);
+}
+
+/* rope angles of the batch's positions for every distinct base */
+static void rope_task(void *ctx, int i, int n)
+{
+	const struct tok_job *j = ctx;
+	struct fwd *f = j->f;
+	const struct hparams *hp = &f->m->hp;
+	const int rows = j->T * f->mats->n_bases;
+	for (int r = rows * i / n; r < rows * (i + 1) / n; r++) {
+		const int b = r / j->T, t = r % j->T;
+		float *cs = f->mats->rope + ((size_t)b * (size_t)f->max_batch + (size_t)t) * hp->n_rot;
+		rope_angles(cs, cs + hp->n_rot / 2, (int)hp->n_rot, j->pos0 + (uint32_t)t, f->mats->rope_base[b],
+			    hp->rope_scale, f->m->rope_freqs.data);
+	}
+}
+
+static const float *rope_table(struct fwd *f, float base)
+{
+	for (int b = 0; b < f->mats->n_bases; b++)
+		if (f->mats->rope_base[b] == base)
+			return f->mats->rope + (size_t)b * (size_t)f->max_batch * f->m->hp.n_rot;
+	return NULL;
 }
 
 int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, bool all_logits)
@@ -692,68 +861,45 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 		if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab)
 			return ENGINE_E_INVAL;
 
-	/* x = embedding rows (scaled for gemma) */
-	for (int t = 0; t < T; t++) {
-		float *x = f->x + (size_t)t * (size_t)E;
-		quant_dequant_row(m->tok_embd.type,
-				  (const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes, x, E);
-		if (hp->embd_scale != 1.0f)
-			for (int64_t i = 0; i < E; i++)
-				x[i] *= hp->embd_scale;
-	}
+	struct tok_job j = {.f = f, .kv = kv, .pos0 = pos0, .T = T, .tokens = tokens};
+	if (T == 1)
+		rope_task(&j, 0, 1);
+	else
+		pool_run_tasks(f->pool, rope_task, &j, pool_size(f->pool));
+	for_tokens(&j, step_embed);
 
 	for (uint32_t il = 0; il < hp->n_layer; il++) {
 		const struct layer *l = &m->layers[il];
 		const struct fwd_layer_mats *L = &f->mats->L[il];
-		for (int t = 0; t < T; t++)
-			be->rmsnorm(f->xn + (size_t)t * (size_t)E, f->x + (size_t)t * (size_t)E, l->attn_norm.data, E,
-				    hp->norm_eps);
+		j.il = il;
 
-		float *q = f->q, *k = f->k, *v = f->v;
-		int64_t qs = QD, ks = KD;
+		j.q = f->q;
+		j.k = f->k;
+		j.v = f->v;
+		j.qs = QD;
+		j.ks = KD;
 		if (l->wqkv.data) {
 			/* fused [q|k|v] rows: read the parts in place */
 			matmul1(f, &L->wqkv, f->xn, T, E, f->q, QD + 2 * KD);
-			k = f->q + QD;
-			v = f->q + QD + KD;
-			qs = ks = QD + 2 * KD;
+			j.k = f->q + QD;
+			j.v = f->q + QD + KD;
+			j.qs = j.ks = QD + 2 * KD;
 		} else {
-			const struct mm_part qkv[3] = {{&L->wq, q, QD}, {&L->wk, k, KD}, {&L->wv, v, KD}};
+			const struct mm_part qkv[3] = {{&L->wq, j.q, QD}, {&L->wk, j.k, KD}, {&L->wv, j.v, KD}};
 			be->matmul(f, qkv, 3, f->xn, T, E);
 		}
-		add_bias(q, &l->bq, T, qs);
-		add_bias(k, &l->bk, T, ks);
-		add_bias(v, &l->bv, T, ks);
-
-		for (int t = 0; t < T; t++) {
-			float *qt = q + (size_t)t * (size_t)qs, *kt = k + (size_t)t * (size_t)ks;
-			float *vt = v + (size_t)t * (size_t)ks;
-			if (l->q_norm.data) {
-				for (uint32_t h = 0; h < hp->n_head; h++)
-					be->rmsnorm(qt + h * D, qt + h * D, l->q_norm.data, D, hp->norm_eps);
-				for (uint32_t h = 0; h < hp->n_head_kv; h++)
-					be->rmsnorm(kt + h * D, kt + h * D, l->k_norm.data, D, hp->norm_eps);
-			}
-			const uint32_t pos = pos0 + (uint32_t)t;
-			be->rope(qt, (int)hp->n_head, (int)D, (int)hp->n_rot, pos, l->rope_base, hp->rope_scale,
-				 m->rope_freqs.data, hp->rope_style);
-			be->rope(kt, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos, l->rope_base, hp->rope_scale,
-				 m->rope_freqs.data, hp->rope_style);
-			store_kv(kv, il, pos, kt, vt);
-			/* the attention reads q densely from f->q */
-			if (qs != QD)
-				memmove(f->q + (size_t)t * (size_t)QD, qt, (size_t)QD * sizeof(float));
+		j.cs = rope_table(f, l->rope_base);
+		if (l->wqkv.data && T > 1) {
+			/* the dense q rows overlap other tokens' fused rows: in order */
+			j.step = step_qk;
+			for (int t = 0; t < T; t++)
+				step_qk(&j, t);
+		} else {
+			for_tokens(&j, step_qk);
 		}
 		be->attention(f, kv, il, pos0, T, l->swa ? hp->n_swa : 0);
 		matmul1(f, &L->wo, f->att, T, QD, f->o, E);
-		for (int t = 0; t < T; t++) {
-			float *o = f->o + (size_t)t * (size_t)E, *x = f->x + (size_t)t * (size_t)E;
-			if (l->attn_post_norm.data)
-				be->rmsnorm(o, o, l->attn_post_norm.data, E, hp->norm_eps);
-			for (int64_t i = 0; i < E; i++)
-				x[i] += o[i];
-			be->rmsnorm(f->xn + (size_t)t * (size_t)E, x, l->ffn_norm.data, E, hp->norm_eps);
-		}
+		for_tokens(&j, step_post_attn);
 
 		const bool gelu = hp->arch == ARCH_GEMMA3;
 		if (hp->arch == ARCH_PHI3) {
@@ -770,13 +916,7 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 			be->glu(f, f->gate, f->up, (int64_t)T * F, gelu);
 		}
 		matmul1(f, &L->w_down, f->gate, T, F, f->o, E);
-		for (int t = 0; t < T; t++) {
-			float *o = f->o + (size_t)t * (size_t)E, *x = f->x + (size_t)t * (size_t)E;
-			if (l->ffn_post_norm.data)
-				be->rmsnorm(o, o, l->ffn_post_norm.data, E, hp->norm_eps);
-			for (int64_t i = 0; i < E; i++)
-				x[i] += o[i];
-		}
+		for_tokens(&j, step_post_ffn);
 	}
 	for (int t = 0; t < T; t++)
 		kv->tokens[pos0 + (uint32_t)t] = tokens[t];
