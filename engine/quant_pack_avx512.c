@@ -43,6 +43,26 @@
 
 enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
 
+/* Tiles of W tokens, then one of the remaining width; CALL(w) runs a tile
+ * of w tokens starting at token t (a compile-time w, so every tile shape
+ * is its own fully unrolled code). */
+#define TILES(W, CALL)                                  \
+	do {                                            \
+		int64_t t = 0;                          \
+		for (; t + (W) <= nt; t += (W))         \
+			CALL(W);                        \
+		switch (nt - t) {                       \
+		case 7: if ((W) > 7) CALL(7); break;    \
+		case 6: if ((W) > 6) CALL(6); break;    \
+		case 5: if ((W) > 5) CALL(5); break;    \
+		case 4: if ((W) > 4) CALL(4); break;    \
+		case 3: CALL(3); break;                 \
+		case 2: CALL(2); break;                 \
+		case 1: CALL(1); break;                 \
+		default: break;                         \
+		}                                       \
+	} while (0)
+
 INL __m512i bcast4(const int8_t *p)
 {
 	int32_t v;
@@ -148,6 +168,10 @@ INL void tile_a32(const int kind, const int NT, const uint8_t *grp, int64_t nb, 
 		_mm512_mask_storeu_ps(y + t * ys, mask, acc[t]);
 }
 
+#ifndef A32_TILE
+#define A32_TILE 8
+#endif
+
 #define A32_KERNEL(name, kind)                                                                   \
 	API void name(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t rows,        \
 		      int64_t cols, const void *xact, size_t xs, int64_t nt, float *y, int64_t ys) \
@@ -159,17 +183,11 @@ INL void tile_a32(const int kind, const int NT, const uint8_t *grp, int64_t nb, 
 			const __mmask16 mask = row_mask(g, rows);                                \
 			float *yg = y + g * QUANT_ROW_GROUP;                                     \
 			const uint8_t *x = xact;                                                 \
-			int64_t t = 0;                                                           \
-			for (; t + 4 <= nt; t += 4)                                              \
-				tile_a32(kind, 4, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); \
-			switch (nt - t) {                                                        \
-			case 3: tile_a32(kind, 3, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); break; \
-			case 2: tile_a32(kind, 2, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); break; \
-			case 1: tile_a32(kind, 1, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); break; \
-			default: break;                                                          \
-			}                                                                        \
+			const int kind_ = kind;                                                  \
+			TILES(A32_TILE, A32_CALL);                                               \
 		}                                                                                \
 	}
+#define A32_CALL(w) tile_a32(kind_, w, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask)
 
 A32_KERNEL(pmul_q4_0, K_Q4_0)
 A32_KERNEL(pmul_q4_1, K_Q4_1)
@@ -358,6 +376,10 @@ INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 		_mm512_mask_storeu_ps(y + t * ys, mask, acc[t]);
 }
 
+#ifndef K_TILE
+#define K_TILE 4
+#endif
+
 #define K_KERNEL(name, tile)                                                                     \
 	API void name(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t rows,        \
 		      int64_t cols, const void *xact, size_t xs, int64_t nt, float *y, int64_t ys) \
@@ -369,17 +391,11 @@ INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 			const __mmask16 mask = row_mask(g, rows);                                \
 			float *yg = y + g * QUANT_ROW_GROUP;                                     \
 			const uint8_t *x = xact;                                                 \
-			int64_t t = 0;                                                           \
-			for (; t + 4 <= nt; t += 4)                                              \
-				tile(4, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask);   \
-			switch (nt - t) {                                                        \
-			case 3: tile(3, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); break; \
-			case 2: tile(2, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); break; \
-			case 1: tile(1, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask); break; \
-			default: break;                                                          \
-			}                                                                        \
+			TILES(K_TILE, K_CALL_##tile);                                            \
 		}                                                                                \
 	}
+#define K_CALL_tile_q4_k(w) tile_q4_k(w, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask)
+#define K_CALL_tile_q6_k(w) tile_q6_k(w, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask)
 
 K_KERNEL(pmul_q4_k, tile_q4_k)
 K_KERNEL(pmul_q6_k, tile_q6_k)
@@ -389,30 +405,36 @@ K_KERNEL(pmul_q6_k, tile_q6_k)
 INL void tile_f16(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *x0, size_t xs,
 		  float *y, int64_t ys, __mmask16 mask)
 {
-	/* two accumulators per token so even one token has two FMA chains */
+	/* two accumulators per token below 4 tokens, so there are always at
+	 * least 4 independent FMA chains */
+	const int NA = NT >= 4 ? 1 : 2;
 	__m512 acc[NT][2];
 	const float *x[NT];
-	#pragma GCC unroll 32
+#pragma GCC unroll 32
 	for (int t = 0; t < NT; t++) {
 		x[t] = (const float *)(const void *)(x0 + (size_t)t * xs);
 		acc[t][0] = acc[t][1] = _mm512_setzero_ps();
 	}
 	for (int64_t b = 0; b < nb; b++) {
 		const uint8_t *Q = grp + (size_t)b * 1024;   /* F16 units have no aux/sc: blocks are contiguous */
-		#pragma GCC unroll 32
+#pragma GCC unroll 32
 		for (int k = 0; k < 32; k++) {
 			if (NT == 1 && (k & 1) == 0)
 				PREFETCH(Q + 32 * k);
 			__m512 w = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(Q + 32 * k)));
-			#pragma GCC unroll 32
+#pragma GCC unroll 32
 			for (int t = 0; t < NT; t++)
-				acc[t][k & 1] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[t][32 * b + k]), acc[t][k & 1]);
+				acc[t][k % NA] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[t][32 * b + k]), acc[t][k % NA]);
 		}
 	}
-	#pragma GCC unroll 32
+#pragma GCC unroll 32
 	for (int t = 0; t < NT; t++)
-		_mm512_mask_storeu_ps(y + t * ys, mask, _mm512_add_ps(acc[t][0], acc[t][1]));
+		_mm512_mask_storeu_ps(y + t * ys, mask, NA == 2 ? _mm512_add_ps(acc[t][0], acc[t][1]) : acc[t][0]);
 }
+
+#ifndef F16_TILE
+#define F16_TILE 8
+#endif
 
 API void pmul_f16(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t rows, int64_t cols,
 		  const void *xact, size_t xs, int64_t nt, float *y, int64_t ys)
@@ -423,15 +445,9 @@ API void pmul_f16(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t
 		const __mmask16 mask = row_mask(g, rows);
 		float *yg = y + g * QUANT_ROW_GROUP;
 		const uint8_t *x = xact;
-		int64_t t = 0;
-		for (; t + 4 <= nt; t += 4)
-			tile_f16(4, grp, nb, x + t * xs, xs, yg + t * ys, ys, mask);
-		switch (nt - t) {
-		case 3: tile_f16(3, grp, nb, x + t * xs, xs, yg + t * ys, ys, mask); break;
-		case 2: tile_f16(2, grp, nb, x + t * xs, xs, yg + t * ys, ys, mask); break;
-		case 1: tile_f16(1, grp, nb, x + t * xs, xs, yg + t * ys, ys, mask); break;
-		default: break;
-		}
+#define F16_CALL(w) tile_f16(w, grp, nb, x + t * xs, xs, yg + t * ys, ys, mask)
+		TILES(F16_TILE, F16_CALL);
+#undef F16_CALL
 	}
 }
 
