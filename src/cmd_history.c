@@ -93,7 +93,7 @@ static int do_list(struct history *h, bool json)
 {
 	struct history_entry *v;
 	size_t n;
-	int rc = history_list(h, &v, &n);
+	int rc = history_conv_list(h, &v, &n);
 	if (rc != HISTORY_OK) {
 		fprintf(stderr, "ttychat: %s\n", history_errmsg(h));
 		return exit_for(rc);
@@ -250,7 +250,7 @@ static int on_match(void *ctx, const struct history_conv *c, size_t idx)
 static int do_search(struct history *h, const char *needle)
 {
 	struct search_ctx s = {.needle = needle, .tty = isatty(STDOUT_FILENO)};
-	int rc = history_search(h, needle, on_match, &s);
+	int rc = history_conv_search(h, needle, on_match, &s);
 	if (rc != HISTORY_OK) {
 		fprintf(stderr, "ttychat: %s\n", history_errmsg(h));
 		return exit_for(rc);

@@ -1468,7 +1468,7 @@ static int entry_cmp(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
-int history_list(struct history *h, struct history_entry **out, size_t *count)
+int history_conv_list(struct history *h, struct history_entry **out, size_t *count)
 {
 	*out = NULL;
 	*count = 0;
@@ -1563,11 +1563,11 @@ static bool ci_contains(const char *hay, size_t hn, const char *needle, size_t n
 	return false;
 }
 
-int history_search(struct history *h, const char *needle, history_match_fn fn, void *ctx)
+int history_conv_search(struct history *h, const char *needle, history_match_fn fn, void *ctx)
 {
 	struct history_entry *v;
 	size_t n;
-	int rc = history_list(h, &v, &n);
+	int rc = history_conv_list(h, &v, &n);
 	if (rc != HISTORY_OK)
 		return rc;
 	size_t nn = strlen(needle);

@@ -239,7 +239,7 @@ struct history_entry {
 
 /* Every conversation, most recently updated first (unreadable ones last).
  * Decrypts each file in memory.  Free with history_list_free. */
-int history_list(struct history *h, struct history_entry **out, size_t *n);
+int history_conv_list(struct history *h, struct history_entry **out, size_t *n);
 void history_list_free(struct history_entry *e, size_t n);
 
 /* Calls FN for every message (and title) containing NEEDLE (ASCII case is
@@ -247,7 +247,7 @@ void history_list_free(struct history_entry *e, size_t n);
  * (size_t)-1 for a title match.  FN returns nonzero to stop.  Unreadable
  * conversations are skipped.  Returns 0 or an error. */
 typedef int (*history_match_fn)(void *ctx, const struct history_conv *c, size_t msg_index);
-int history_search(struct history *h, const char *needle, history_match_fn fn, void *ctx);
+int history_conv_search(struct history *h, const char *needle, history_match_fn fn, void *ctx);
 
 /* Removes the conversation's file (and its lock file); fails with
  * HISTORY_E_BUSY while another process has it open for writing. */

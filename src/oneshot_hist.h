@@ -4,7 +4,7 @@
  *
  * It lives apart from oneshot.c because history.h and GNU readline's
  * <readline/history.h> (the line chat) declare functions of the same names
- * (history_list, history_search) and cannot share a translation unit.
+ * (history_conv_list, history_conv_search) and cannot share a translation unit.
  *
  * The store is unlocked with the passphrase from TTYCHAT_PASSPHRASE_FD /
  * _FILE, else from the terminal, except with NO_TTY set (CI): then a

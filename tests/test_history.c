@@ -288,7 +288,7 @@ static void test_roundtrip(void)
 
 	struct history_entry *v;
 	size_t n;
-	CHECK(history_list(h, &v, &n) == HISTORY_OK && n == 2, "list");
+	CHECK(history_conv_list(h, &v, &n) == HISTORY_OK && n == 2, "list");
 	if (n == 2) {
 		CHECK(strcmp(v[0].id, id) == 0, "most recent first");
 		CHECK(strcmp(v[0].title, "Crab facts") == 0 && v[0].n_messages == 6, "list entry");
@@ -298,10 +298,10 @@ static void test_roundtrip(void)
 	history_list_free(v, n);
 
 	match_count = 0;
-	CHECK(history_search(h, "CRAB", count_match, NULL) == HISTORY_OK, "search");
+	CHECK(history_conv_search(h, "CRAB", count_match, NULL) == HISTORY_OK, "search");
 	CHECK(match_count == 3, "search hits: title + 2 messages, got %d", match_count);
 	match_count = 0;
-	history_search(h, "no such text anywhere", count_match, NULL);
+	history_conv_search(h, "no such text anywhere", count_match, NULL);
 	CHECK(match_count == 0, "no false hits");
 
 	/* export */
@@ -891,10 +891,10 @@ static void test_faults(void)
 			f = (struct fault){.fail_at = at, .which = which, .err = EIO};
 			struct history_entry *v;
 			size_t before, after;
-			history_list(h, &v, &before);
+			history_conv_list(h, &v, &before);
 			history_list_free(v, before);
 			int rc = history_conv_create(h, NULL, &c);
-			history_list(h, &v, &after);
+			history_conv_list(h, &v, &after);
 			history_list_free(v, after);
 			if (rc == HISTORY_OK) {
 				CHECK(after == before + 1, "created");
@@ -1115,7 +1115,7 @@ static void test_no_plaintext(void)
 	CHECK(open_store(dir, mk, 0, &io, &h, err, sizeof err) == HISTORY_OK, "reopen: %s", err);
 	struct history_entry *v;
 	size_t n;
-	history_list(h, &v, &n);
+	history_conv_list(h, &v, &n);
 	char id[HISTORY_ID_LEN + 1] = "";
 	if (n == 1)
 		memcpy(id, v[0].id, sizeof id);
