@@ -332,33 +332,30 @@ int engine_load(engine *e, const char *path, const struct engine_load_opts *o)
 	return post(e, r);
 }
 
-int engine_unload(engine *e)
+/* A request that carries nothing but its type and conversation. */
+static int post_simple(engine *e, enum req_type type, uint64_t conv)
 {
 	struct request *r = calloc(1, sizeof *r);
 	if (!r)
 		return ENGINE_E_NOMEM;
-	r->type = REQ_UNLOAD;
+	r->type = type;
+	r->conv = conv;
 	return post(e, r);
+}
+
+int engine_unload(engine *e)
+{
+	return post_simple(e, REQ_UNLOAD, 0);
 }
 
 int engine_drop_conv(engine *e, uint64_t conv)
 {
-	struct request *r = calloc(1, sizeof *r);
-	if (!r)
-		return ENGINE_E_NOMEM;
-	r->type = REQ_DROP;
-	r->conv = conv;
-	return post(e, r);
+	return post_simple(e, REQ_DROP, conv);
 }
 
 int engine_conv_export(engine *e, uint64_t conv)
 {
-	struct request *r = calloc(1, sizeof *r);
-	if (!r)
-		return ENGINE_E_NOMEM;
-	r->type = REQ_EXPORT;
-	r->conv = conv;
-	return post(e, r);
+	return post_simple(e, REQ_EXPORT, conv);
 }
 
 int engine_conv_import(engine *e, uint64_t conv, const void *blob, size_t len)

@@ -81,12 +81,16 @@ static bool get_arch_f32(struct loader *L, const char *suffix, float *out)
 	return gguf_get_f32(L->m->gguf, key, out);
 }
 
-static int need_u32(struct loader *L, const char *suffix, uint32_t *out, uint32_t lo, uint32_t hi)
+/* "<arch>.<suffix>" into *out, checked against [lo, hi]; a missing key is
+ * an error when REQUIRED, else leaves *out alone. */
+static int read_u32(struct loader *L, const char *suffix, uint32_t *out, uint32_t lo, uint32_t hi,
+		    bool required)
 {
 	uint64_t v;
 	if (!get_arch_uint(L, suffix, &v))
-		return fail(L, ENGINE_E_FORMAT, "key '%s.%s': missing or not an integer",
-			    L->m->arch_name, suffix);
+		return required ? fail(L, ENGINE_E_FORMAT, "key '%s.%s': missing or not an integer",
+				       L->m->arch_name, suffix)
+				: 0;
 	if (v < lo || v > hi)
 		return fail(L, ENGINE_E_FORMAT, "key '%s.%s': %llu outside [%u, %u]",
 			    L->m->arch_name, suffix, (unsigned long long)v, lo, hi);
@@ -94,16 +98,14 @@ static int need_u32(struct loader *L, const char *suffix, uint32_t *out, uint32_
 	return 0;
 }
 
+static int need_u32(struct loader *L, const char *suffix, uint32_t *out, uint32_t lo, uint32_t hi)
+{
+	return read_u32(L, suffix, out, lo, hi, true);
+}
+
 static int opt_u32(struct loader *L, const char *suffix, uint32_t *out, uint32_t lo, uint32_t hi)
 {
-	uint64_t v;
-	if (!get_arch_uint(L, suffix, &v))
-		return 0;
-	if (v < lo || v > hi)
-		return fail(L, ENGINE_E_FORMAT, "key '%s.%s': %llu outside [%u, %u]",
-			    L->m->arch_name, suffix, (unsigned long long)v, lo, hi);
-	*out = (uint32_t)v;
-	return 0;
+	return read_u32(L, suffix, out, lo, hi, false);
 }
 
 static int opt_f32(struct loader *L, const char *suffix, float *out, float lo, float hi)
