@@ -8,7 +8,7 @@
 tui_init
 
 S=resize
-tui_start $S 120 40 xterm-256color -- -m "$SMOL" --temp 0 -n 200
+tui_start $S 120 40 xterm-256color -- -m "$SMOL" --temp 0 -n 600
 tui_wait $S 60 'loaded SmolLM2'
 tui_ready $S 10
 tui_send $S "Tell me a long story about the sea, with many details."
@@ -17,6 +17,7 @@ tui_wait $S 60 'reply +[1-9][0-9]* tok'
 
 $T resize-window -t $S -x 40 -y 12
 tui_wait $S 10 'tok/s \| ctx [0-9]+/4096|ctx [0-9]+/4096'
+tui_screen $S | grep -q '^ replying' || fail "the reply was not streaming any more when resized"
 tui_screen $S | grep -q 'Speed' && fail "the sidebar did not collapse at 40x12"
 lines=$(tui_screen $S | wc -l)
 [ "$lines" -eq 12 ] || fail "expected 12 rows, got $lines"
@@ -30,9 +31,10 @@ tui_wait $S 10 '60x8, need 40x12'
 $T resize-window -t $S -x 120 -y 40
 tui_wait $S 10 'Speed'
 tui_wait_not $S 5 'terminal too small'
-# the reply went on meanwhile and finishes normally
-tui_wait $S 120 'max tokens reached|\[stopped\]|^ ready'
-tui_ready $S 120
+# the reply went on meanwhile; stop it and let the screen settle
+tui_keys $S Escape
+tui_wait $S 30 'max tokens reached|\[stopped\]'
+tui_ready $S 30
 tui_redraw_same $S
 
 # and once more, idle, to a narrow width: wrapped lines reflow
