@@ -18,6 +18,12 @@
  * longest common prefix of the cache, and prefills only the rest.  Caches
  * of other conversations are evicted least-recently-used first when their
  * total exceeds the budget.
+ *
+ * A path "remote:{...}" loads a remote model instead (engine/remote.c): the
+ * worker keeps a remote handle in place of the model and a submit streams
+ * the reply from the server.  engine_cancel() also writes a byte to a
+ * wake-up pipe so that a remote transfer waiting on the network notices the
+ * cancel at once.
  */
 #include "engine.h"
 
@@ -40,6 +46,7 @@
 #include "model.h"
 #include "pool.h"
 #include "quant.h"
+#include "remote.h"
 #include "sampler.h"
 #include "template.h"
 #include "tokenizer.h"
@@ -86,11 +93,13 @@ struct engine {
 	struct event_node *ev_head, *ev_tail;
 	int pipe_rd, pipe_wr;
 	atomic_uint epoch;
+	int wake_rd, wake_wr;    /* engine_cancel() writes a byte: wakes remote transfers */
 	int next_id;
 	char last_error[512];
 	struct engine_params params;
 
 	/* worker-owned from here on */
+	struct remote *remote;   /* a remote model is loaded (then !loaded) */
 	bool loaded;
 	struct model model;
 	tokenizer *tok;
@@ -139,6 +148,8 @@ const char *engine_status_str(int status)
 	case ENGINE_E_TEMPLATE: return "chat template failed";
 	case ENGINE_E_CANCELLED: return "cancelled";
 	case ENGINE_E_THREAD: return "cannot start a thread";
+	case ENGINE_E_NETWORK: return "network error";
+	case ENGINE_E_SERVER: return "server error";
 	}
 	return "unknown error";
 }
@@ -307,6 +318,9 @@ static bool cancelled(engine *e, const struct request *r)
 void engine_cancel(engine *e)
 {
 	atomic_fetch_add(&e->epoch, 1);
+	char b = 1;
+	ssize_t w = write(e->wake_wr, &b, 1); /* non-blocking; a full pipe wakes anyway */
+	(void)w;
 }
 
 int engine_load(engine *e, const char *path, const struct engine_load_opts *o)
@@ -435,6 +449,8 @@ static void drop_all_convs(engine *e)
 
 static void unload_model(engine *e)
 {
+	remote_free(e->remote);
+	e->remote = NULL;
 	if (!e->loaded)
 		return;
 	drop_all_convs(e);
@@ -475,6 +491,7 @@ static void fill_info(engine *e, struct engine_model_info *info)
 	info->n_vocab = m->hp.n_vocab;
 	snprintf(info->template_family, sizeof info->template_family, "%s", e->family);
 	snprintf(info->model_id, sizeof info->model_id, "%s", e->model_id);
+	snprintf(info->backend, sizeof info->backend, "cpu");
 }
 
 /* Text of a special token for the template's bos_token/eos_token. */
@@ -491,11 +508,35 @@ static void token_text(const tokenizer *t, int32_t id, char *buf, size_t n)
 	}
 }
 
+static void do_load_remote(engine *e, struct request *r)
+{
+	char err[512];
+	e->remote = remote_open(r->path + strlen(REMOTE_PREFIX), r->load.n_ctx, err, sizeof err);
+	if (!e->remote) {
+		emit_error(e, r, ENGINE_E_INVAL, "%s", err);
+		return;
+	}
+	struct remote_cancel c = {.epoch = &e->epoch, .mine = r->epoch, .wake_fd = e->wake_rd};
+	struct engine_event ev = {.type = ENGINE_EV_LOADED, .request = r->id, .progress = 1.0f};
+	int rc = remote_probe(e->remote, &c, &ev.info, err, sizeof err);
+	if (rc) {
+		remote_free(e->remote);
+		e->remote = NULL;
+		emit_error(e, r, rc, "%s", err);
+		return;
+	}
+	push_event(e, &ev);
+}
+
 static void do_load(engine *e, struct request *r)
 {
 	char err[512];
 	unload_model(e);
 	emit_simple(e, r, ENGINE_EV_LOAD_PROGRESS, 0.0f);
+	if (strncmp(r->path, REMOTE_PREFIX, strlen(REMOTE_PREFIX)) == 0) {
+		do_load_remote(e, r);
+		return;
+	}
 
 	const volatile int abort_never = 0;
 	int rc = model_load(&e->model, r->path, &abort_never, err, sizeof err);
@@ -734,12 +775,17 @@ static size_t stop_holdback(char *const *stop, const char *text, size_t len)
 	return hold;
 }
 
-static void emit_text(engine *e, const struct request *r, const char *s, size_t n, int32_t tok, uint32_t pos)
+/* A TOKEN event; ST (may be NULL) carries the prompt figures known so far,
+ * so a UI can show prefill speed and cache reuse while the reply streams. */
+static void emit_text(engine *e, const struct request *r, const char *s, size_t n, int32_t tok, uint32_t pos,
+		      const struct engine_stats *st)
 {
 	if (n == 0)
 		return;
 	struct engine_event ev = {.type = ENGINE_EV_TOKEN, .request = r->id, .conv = r->conv, .token = tok,
 				  .position = pos};
+	if (st)
+		ev.stats = *st;
 	ev.text = malloc(n + 1);
 	if (!ev.text)
 		return;
@@ -749,12 +795,51 @@ static void emit_text(engine *e, const struct request *r, const char *s, size_t 
 	push_event(e, &ev);
 }
 
+struct remote_sink {
+	engine *e;
+	const struct request *r;
+	uint32_t n;
+};
+
+static void remote_text(void *ctx, const char *text, size_t len)
+{
+	struct remote_sink *k = ctx;
+	emit_text(k->e, k->r, text, len, -1, ++k->n, NULL);
+}
+
+static void do_submit_remote(engine *e, struct request *r)
+{
+	char err[512] = "";
+	struct engine_stats st;
+	enum engine_stop_reason stop;
+	struct remote_cancel c = {.epoch = &e->epoch, .mine = r->epoch, .wake_fd = e->wake_rd};
+	struct remote_sink k = {.e = e, .r = r};
+	if (cancelled(e, r)) {
+		struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv,
+					  .stop = ENGINE_STOP_CANCELLED};
+		push_event(e, &ev);
+		return;
+	}
+	int rc = remote_chat(e->remote, &c, r->msgs, r->n_msgs, &r->sampling, &r->gen, r->stop, remote_text, &k, &st,
+			     &stop, err, sizeof err);
+	if (rc) {
+		emit_error(e, r, rc, "%s", err);
+		return;
+	}
+	struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv, .stop = stop, .stats = st};
+	push_event(e, &ev);
+}
+
 static void do_submit(engine *e, struct request *r)
 {
 	char err[512] = "";
 	struct engine_stats st = {0};
 	const double t_start = now_ms();
 
+	if (e->remote) {
+		do_submit_remote(e, r);
+		return;
+	}
 	if (!e->loaded) {
 		emit_error(e, r, ENGINE_E_NOMODEL, "no model loaded");
 		return;
@@ -862,6 +947,8 @@ static void do_submit(engine *e, struct request *r)
 				    (float)(p - keep) / (float)st.prompt_computed);
 	}
 	st.prefill_ms = now_ms() - t_pf;
+	st.prefill_tps = st.prefill_ms > 0 ? st.prompt_computed / (st.prefill_ms / 1e3) : 0;
+	st.ctx_size = e->n_ctx;
 
 	/* decode */
 	struct sampler smp;
@@ -923,7 +1010,7 @@ static void do_submit(engine *e, struct request *r)
 		}
 		size_t ready = hit ? len : len - stop_holdback(r->stop, reply, len);
 		if (ready > sent) {
-			emit_text(e, r, reply + sent, ready - sent, id, kv->n);
+			emit_text(e, r, reply + sent, ready - sent, id, kv->n, &st);
 			sent = ready;
 		}
 		if (hit) {
@@ -960,7 +1047,7 @@ static void do_submit(engine *e, struct request *r)
 			len += tl;
 		}
 		if (len > sent)
-			emit_text(e, r, reply + sent, len - sent, -1, kv->n);
+			emit_text(e, r, reply + sent, len - sent, -1, kv->n, &st);
 	}
 	st.decode_ms = now_ms() - t_dec;
 	st.gen_tokens = n_gen;
@@ -1151,9 +1238,21 @@ engine *engine_create(const struct engine_params *p, char *err, size_t errlen)
 	}
 	e->pipe_rd = fds[0];
 	e->pipe_wr = fds[1];
+	int wfds[2];
+	if (pipe(wfds) != 0) {
+		snprintf(err, errlen, "cannot create a pipe: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		free(e);
+		return NULL;
+	}
+	e->wake_rd = wfds[0];
+	e->wake_wr = wfds[1];
 	for (int i = 0; i < 2; i++) {
 		fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
 		fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+		fcntl(wfds[i], F_SETFL, fcntl(wfds[i], F_GETFL) | O_NONBLOCK);
+		fcntl(wfds[i], F_SETFD, FD_CLOEXEC);
 	}
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->cv, NULL);
@@ -1166,6 +1265,8 @@ engine *engine_create(const struct engine_params *p, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot start the engine thread: %s", strerror(rc));
 		close(fds[0]);
 		close(fds[1]);
+		close(wfds[0]);
+		close(wfds[1]);
 		free(e);
 		return NULL;
 	}
@@ -1205,6 +1306,8 @@ void engine_free(engine *e)
 	free(e->ids);
 	close(e->pipe_rd);
 	close(e->pipe_wr);
+	close(e->wake_rd);
+	close(e->wake_wr);
 	pthread_mutex_destroy(&e->mu);
 	pthread_cond_destroy(&e->cv);
 	free(e);

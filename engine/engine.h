@@ -21,6 +21,20 @@
  * Return codes: functions returning int give 0 (or a positive request id)
  * on success and a negative enum engine_status on failure; the message of
  * the last failure is in engine_last_error().
+ *
+ * Remote models: engine_load() with a path "remote:" followed by a JSON
+ * object ({"base_url": "http://host:8080/v1", "model": "NAME", "api_key_env":
+ * "VAR" or "api_key_file": "FILE", "headers": {...}, "timeout_s": N, ...};
+ * engine/remote.h lists the keys) serves replies from an OpenAI-compatible
+ * server instead of a local file.  The API is the same: LOADED carries info
+ * with arch "remote", name = the server's model id and backend "remote:
+ * HOST"; a submit streams TOKEN events and ends with DONE (stats from the
+ * server's usage/timings, else measured here: TTFT, tok/s) or ERROR.  The
+ * chat template is the server's; there is no KV cache here (export gives
+ * an empty blob, import restores 0 tokens).  A network failure after some
+ * TOKEN events (a stream cut mid-reply, a stalled stream, a malformed event)
+ * is an ERROR event (ENGINE_E_NETWORK or ENGINE_E_SERVER): the TOKENs already
+ * delivered are the partial reply, for the caller to keep and mark.
  */
 #ifndef TTYCHAT_ENGINE_H
 #define TTYCHAT_ENGINE_H
@@ -41,6 +55,8 @@ enum engine_status {
 	ENGINE_E_TEMPLATE = -8, /* chat template failed and no fallback */
 	ENGINE_E_CANCELLED = -9,
 	ENGINE_E_THREAD = -10,  /* could not start a thread */
+	ENGINE_E_NETWORK = -11, /* remote: cannot reach the server, TLS, timeout, stream cut */
+	ENGINE_E_SERVER = -12,  /* remote: the server answered an error or malformed data */
 };
 
 typedef struct engine engine;
@@ -131,7 +147,8 @@ struct engine_model_info {
 	uint32_t n_ctx_train, n_ctx;
 	uint32_t n_layer, n_embd, n_head, n_head_kv, n_vocab;
 	char template_family[32];  /* "jinja" or the fallback used */
-	char model_id[33];         /* hex: file size + hash of the GGUF header; names KV snapshots */
+	char model_id[33];         /* hex: file size + hash of the GGUF header; names KV snapshots ("" remote) */
+	char backend[80];          /* where it runs: "cpu", or "remote: HOST[:PORT]" */
 };
 
 struct engine_event {
@@ -145,7 +162,8 @@ struct engine_event {
 	uint32_t position;
 	uint32_t dropped_turns;
 	enum engine_stop_reason stop;
-	struct engine_stats stats;
+	struct engine_stats stats;        /* DONE: all; TOKEN: the prompt figures, prefill
+					     speed and time to first token so far */
 	struct engine_model_info info;
 	int code;                  /* ERROR: enum engine_status */
 	char message[512];

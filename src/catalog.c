@@ -9,6 +9,11 @@
  * becomes a warning line in the entry.  Errors read "FILE: key 'K': what is
  * wrong" so that a user can fix the file without reading the source.
  *
+ * A "remote" entry (an OpenAI-compatible server) is checked here key by key
+ * and turned into the engine's "remote:{...}" spec in the entry's path; its
+ * API key is never read here (the engine reads it from the named variable
+ * or file when it loads the model).
+ *
  * Folders are searched in a fixed order and the first entry of a name wins;
  * config_list_models() walks the same folders in the same order, so the
  * catalogue and `-m NAME` never disagree.
@@ -25,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -170,6 +176,7 @@ struct parse {
 	size_t errlen;
 	const char *template_file; /* relative to the file's folder */
 	bool have_file, have_template;
+	const cJSON *remote;
 };
 
 static int fail(struct parse *p, const char *key, const char *fmt, ...)
@@ -399,12 +406,128 @@ static int check_member(struct parse *p, const cJSON *m)
 		e->size = (uint64_t)d;
 	} else if (strcmp(k, "quant") == 0) {
 		return get_str(p, m, k, e->quant, sizeof e->quant, false);
+	} else if (strcmp(k, "remote") == 0) {
+		if (!cJSON_IsObject(m))
+			return fail(p, k, "must be an object (base_url, model, api_key_env or api_key_file, headers, timeout_s)");
+		p->remote = m;
 	} else if (strcmp(k, "source") == 0 || strcmp(k, "comment") == 0) {
 		return get_str(p, m, k, NULL, 0, true); /* free text for people */
 	} else {
 		warn(p, "unknown key '%s' (ignored)", k);
 	}
 	return 0;
+}
+
+/* Checks a "remote" object and writes the engine's spec into e->path. */
+static int check_remote(struct parse *p, const cJSON *obj)
+{
+	struct model_entry *e = p->e;
+	cJSON *spec = cJSON_CreateObject();
+	if (!spec)
+		return fail(p, "remote", "out of memory");
+	int rc = 0;
+	bool have_base = false, have_key_env = false, have_key_file = false;
+	for (const cJSON *m = obj->child; m && rc == 0; m = m->next) {
+		char key[160];
+		snprintf(key, sizeof key, "remote.%.100s", m->string ? m->string : "");
+		for (const cJSON *o = obj->child; o != m && rc == 0; o = o->next)
+			if (o->string && m->string && strcmp(o->string, m->string) == 0)
+				rc = fail(p, key, "given twice");
+		const char *k = m->string ? m->string : "";
+		char val[PATH_MAX];
+		double d;
+		if (rc) {
+			break;
+		} else if (strcmp(k, "base_url") == 0) {
+			if ((rc = get_str(p, m, key, val, sizeof val, false)) == 0) {
+				if (strncmp(val, "https://", 8) != 0 && strncmp(val, "http://", 7) != 0)
+					rc = fail(p, key, "'%s' is not an http:// or https:// URL", val);
+				else if (strchr(val, ' '))
+					rc = fail(p, key, "must not contain spaces");
+				else
+					cJSON_AddStringToObject(spec, k, val), have_base = true;
+			}
+		} else if (strcmp(k, "model") == 0) {
+			if ((rc = get_str(p, m, key, val, 256, false)) == 0)
+				cJSON_AddStringToObject(spec, k, val);
+		} else if (strcmp(k, "api_key_env") == 0) {
+			if ((rc = get_str(p, m, key, val, 128, false)) == 0) {
+				if (strspn(val, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != strlen(val) ||
+				    (val[0] >= '0' && val[0] <= '9'))
+					rc = fail(p, key, "'%s' is not an environment variable name", val);
+				else
+					cJSON_AddStringToObject(spec, k, val), have_key_env = true;
+			}
+		} else if (strcmp(k, "api_key_file") == 0) {
+			char file[PATH_MAX];
+			if ((rc = get_str(p, m, key, file, sizeof file, false)) == 0) {
+				char dir[PATH_MAX];
+				snprintf(dir, sizeof dir, "%s", p->path);
+				char *slash = strrchr(dir, '/');
+				if (slash)
+					*slash = '\0';
+				else
+					snprintf(dir, sizeof dir, ".");
+				const char *home = getenv("HOME");
+				if (file[0] == '/')
+					snprintf(val, sizeof val, "%s", file);
+				else if (file[0] == '~' && file[1] == '/' && home && home[0])
+					rc = fmt_path(val, sizeof val, home, file + 2) ? fail(p, key, "path too long") : 0;
+				else if (!valid_relpath(file) || fmt_path(val, sizeof val, dir, file))
+					rc = fail(p, key, "'%s' is not a usable path", file);
+				if (rc == 0)
+					cJSON_AddStringToObject(spec, k, val), have_key_file = true;
+			}
+		} else if (strcmp(k, "headers") == 0) {
+			if (!cJSON_IsObject(m)) {
+				rc = fail(p, key, "must be an object of \"Header-Name\": \"value\"");
+				break;
+			}
+			int nh = 0;
+			for (const cJSON *h = m->child; h && rc == 0; h = h->next) {
+				char hk[300];
+				snprintf(hk, sizeof hk, "remote.headers.%.100s", h->string ? h->string : "");
+				const char *hn = h->string ? h->string : "";
+				if (!hn[0] || strspn(hn, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(hn))
+					rc = fail(p, hk, "not a header name");
+				else if (strcasecmp(hn, "Authorization") == 0)
+					rc = fail(p, hk, "the API key goes in api_key_env or api_key_file, not in a header");
+				else if (++nh > 32)
+					rc = fail(p, hk, "more than 32 headers");
+				else
+					rc = get_str(p, h, hk, val, sizeof val, false);
+			}
+			if (rc == 0)
+				cJSON_AddItemToObject(spec, k, cJSON_Duplicate(m, 1));
+		} else if (strcmp(k, "timeout_s") == 0 || strcmp(k, "connect_timeout_s") == 0) {
+			if ((rc = get_num(p, m, key, 1, 86400, true, &d)) == 0)
+				cJSON_AddNumberToObject(spec, k, d);
+		} else if (strcmp(k, "extra_sampling") == 0) {
+			if (!cJSON_IsBool(m))
+				rc = fail(p, key, "must be true or false");
+			else
+				cJSON_AddBoolToObject(spec, k, cJSON_IsTrue(m));
+		} else {
+			warn(p, "unknown key '%s' (ignored; known: base_url, model, api_key_env, api_key_file, headers, "
+				"timeout_s, connect_timeout_s, extra_sampling)", key);
+		}
+	}
+	if (rc == 0 && !have_base)
+		rc = fail(p, "remote.base_url", "missing (the server's URL, e.g. http://host:8080/v1)");
+	if (rc == 0 && have_key_env && have_key_file)
+		rc = fail(p, "remote", "give api_key_env or api_key_file, not both");
+	if (rc == 0 && e->context_size)
+		cJSON_AddNumberToObject(spec, "n_ctx", e->context_size);
+	char *text = rc == 0 ? cJSON_PrintUnformatted(spec) : NULL;
+	cJSON_Delete(spec);
+	if (rc == 0 && !text)
+		return fail(p, "remote", "out of memory");
+	if (rc == 0 && snprintf(e->path, sizeof e->path, "remote:%s", text) >= (int)sizeof e->path)
+		rc = fail(p, "remote", "longer than %zu bytes", sizeof e->path - 8);
+	free(text);
+	if (rc == 0)
+		e->remote = true;
+	return rc;
 }
 
 /* The file name a URL would be saved as: its last path component. */
@@ -515,11 +638,15 @@ int config_entry_parse(const char *path, struct model_entry *out, char *err, siz
 	}
 	if (rc == 0 && !out->name[0])
 		rc = fail(&p, "name", "missing (every entry needs a name)");
-	if (rc == 0 && !p.have_file && !out->url[0])
+	if (rc == 0 && p.remote && (p.have_file || out->url[0] || p.have_template))
+		rc = fail(&p, "remote", "a remote entry has no 'file', 'url' or 'template' (the server owns them)");
+	if (rc == 0 && p.remote)
+		rc = check_remote(&p, p.remote);
+	if (rc == 0 && !p.remote && !p.have_file && !out->url[0])
 		rc = fail(&p, "file", "missing (give 'file', or 'url' with 'sha256')");
 	if (rc == 0 && out->url[0] && !out->sha256[0])
 		rc = fail(&p, "sha256", "missing ('url' needs the file's SHA-256 to verify the download)");
-	if (rc == 0 && !p.have_file) {
+	if (rc == 0 && !p.have_file && !p.remote) {
 		char base[256], dir[PATH_MAX];
 		if (url_basename(out->url, base, sizeof base))
 			rc = fail(&p, "url", "has no usable file name at its end; give 'file' too");
@@ -656,6 +783,23 @@ int config_resolve_model(const char *spec, struct model_entry *out, char *err, s
 		snprintf(err, errlen, "no model given");
 		return -1;
 	}
+	if (strncmp(spec, "remote:", 7) == 0) {
+		/* a remote spec as the engine takes it (saved with a chat) */
+		cJSON *j = cJSON_Parse(spec + 7);
+		const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
+		const cJSON *base = cJSON_GetObjectItemCaseSensitive(j, "base_url");
+		bool ok = cJSON_IsObject(j) && cJSON_IsString(base) && strlen(spec) < sizeof out->path;
+		if (ok) {
+			snprintf(out->path, sizeof out->path, "%s", spec);
+			snprintf(out->name, sizeof out->name, "%.100s", cJSON_IsString(model) ? model->valuestring : "remote");
+			snprintf(out->display_name, sizeof out->display_name, "%s @ %.120s", out->name, base->valuestring);
+			out->remote = true;
+		}
+		cJSON_Delete(j);
+		if (!ok)
+			snprintf(err, errlen, "%.60s...: not a remote model spec", spec);
+		return ok ? 0 : -1;
+	}
 	if (strchr(spec, '/') || file_exists(spec)) {
 		if (!file_exists(spec)) {
 			snprintf(err, errlen, "%s: no such model file", spec);
@@ -674,7 +818,7 @@ int config_resolve_model(const char *spec, struct model_entry *out, char *err, s
 	if (rc < 0)
 		return -1;
 	if (rc == 0) {
-		if (!file_exists(out->path)) {
+		if (!out->remote && !file_exists(out->path)) {
 			snprintf(err, errlen, "%s: model '%s' (from %s) is not downloaded; run 'ttychat pull %s'%s",
 				 out->path, spec, out->source, spec,
 				 out->url[0] ? "" : " (the entry has no url: fetch the file yourself)");
@@ -775,7 +919,7 @@ int config_list_models(struct config_list *out, char *err, size_t errlen)
 				base[strlen(base) - 5] = '\0'; /* ".json" */
 				snprintf(it->e.name, sizeof it->e.name, "%s", base);
 			} else {
-				it->present = file_exists(it->e.path);
+				it->present = it->e.remote || file_exists(it->e.path);
 				for (size_t k = 0; k < out->n; k++)
 					if (out->v[k].ok && strcmp(out->v[k].e.name, it->e.name) == 0)
 						it->shadowed = true;

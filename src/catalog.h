@@ -10,6 +10,7 @@
  *   2. the system's TTYCHAT_DATADIR/models.d (installed with ttychat)
  *   3. a models.d beside the binary or in its parent directory (a build tree)
  * A model SPEC is resolved as:
+ *   0. "remote:{...}": a remote model spec (engine.h), taken as it is;
  *   1. an existing file path (or anything with a '/');
  *   2. a models.d entry whose "name" is SPEC (NAME.json first, then any
  *      other *.json of that folder, folder by folder);
@@ -37,7 +38,7 @@
 struct model_entry {
 	char name[128];
 	char display_name[256];
-	char path[4096];           /* resolved file path */
+	char path[4096];           /* resolved file path, or "remote:{...}" for a remote entry */
 	char source[4096];         /* the models.d file it came from ("" if none) */
 	char url[2048];            /* where `ttychat pull` fetches it ("" if none) */
 	char sha256[65];           /* expected SHA-256, lowercase hex ("" if none) */
@@ -52,6 +53,7 @@ struct model_entry {
 	int kv_type;               /* -1 not given, 0 f16, 1 q8_0 */
 	int threads;               /* 0: not given */
 	char warnings[1024];       /* unknown keys and the like, "\n"-separated; "" if none */
+	bool remote;               /* a "remote" entry: path is the engine's remote spec */
 };
 
 /* "$XDG_DATA_HOME/ttychat/models" or the $TTYCHAT_MODELS_DIR override. */

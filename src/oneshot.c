@@ -76,6 +76,7 @@ struct opts {
 	const char *system;        /* TEXT or @FILE as given */
 	const char *theme;
 	const char *continue_id;
+	const char *remote;        /* --remote URL: -m names the server's model */
 	int n_predict;
 	int n_ctx;
 	int n_threads;
@@ -249,6 +250,8 @@ void oneshot_usage(FILE *out)
 		"      --seed N             sampling seed (default: a fresh one per run)\n"
 		"      --stop STR           stop when the reply contains STR (repeatable)\n"
 		"      --no-template        raw completion: the prompt without the chat template\n"
+		"      --remote URL         an OpenAI-compatible server (-m: its model; API key\n"
+		"                           from $TTYCHAT_API_KEY when set)\n"
 		"  -c, --ctx-size N         context size in tokens\n"
 		"  -t, --threads N          compute threads (default: all cores)\n"
 		"      --kv-type TYPE       KV cache type: f16 (default) or q8_0\n"
@@ -269,7 +272,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	enum {
 		O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_THEME,
-		O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION
+		O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE
 	};
 	static const struct option longopts[] = {
 		{"model", required_argument, NULL, 'm'},
@@ -294,6 +297,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{"save", no_argument, NULL, O_SAVE},
 		{"continue", required_argument, NULL, O_CONT},
 		{"theme", required_argument, NULL, O_THEME},
+		{"remote", required_argument, NULL, O_REMOTE},
 		{"help", no_argument, NULL, O_HELP},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
@@ -404,6 +408,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->continue_id = optarg;
 			break;
 		case O_THEME: o->theme = optarg; break;
+		case O_REMOTE:
+			if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) {
+				fprintf(stderr, "ttychat: --remote: '%s' is not an http:// or https:// URL\n", optarg);
+				return EXIT_USAGE;
+			}
+			o->remote = optarg;
+			break;
 		case 'h':
 		case O_HELP:
 			printf("usage: ttychat [-m MODEL] [-p TEXT] [OPTIONS]\n");
@@ -906,7 +917,23 @@ static int run(struct run *r)
 
 	/* the model: -m, else the conversation's (--continue), else settings */
 	char spec[4096];
-	if (o->model)
+	if (o->remote) {
+		/* the engine's remote spec; the key stays in the environment */
+		cJSON *j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "base_url", o->remote);
+		if (o->model)
+			cJSON_AddStringToObject(j, "model", o->model);
+		const char *key = getenv("TTYCHAT_API_KEY");
+		if (key && key[0])
+			cJSON_AddStringToObject(j, "api_key_env", "TTYCHAT_API_KEY");
+		char *t = cJSON_PrintUnformatted(j);
+		cJSON_Delete(j);
+		if (!t || snprintf(spec, sizeof spec, "remote:%s", t) >= (int)sizeof spec) {
+			free(t);
+			return fail(o, EXIT_USAGE, "--remote: URL or model name too long");
+		}
+		free(t);
+	} else if (o->model)
 		snprintf(spec, sizeof spec, "%s", o->model);
 	else
 		config_settings_model(spec, sizeof spec);
@@ -982,7 +1009,7 @@ static int run(struct run *r)
 			struct oneshot_settings m;
 			oneshot_hist_settings(r->hist, &m);
 			apply_conv_settings(r);
-			if (!o->model && m.model && m.model[0])
+			if (!o->model && !o->remote && m.model && m.model[0])
 				snprintf(spec, sizeof spec, "%s", m.model);
 		}
 	}
@@ -1010,7 +1037,7 @@ tui:
 	/* no prompt, and a terminal on both ends: the full-screen chat */
 	if (interactive && isatty(STDOUT_FILENO)) {
 		struct tui_opts to = {
-			.model_spec = o->model, .model = r->have_me ? &r->me : NULL, .sampling = o->s,
+			.model_spec = o->remote && r->have_me ? r->me.path : o->model, .model = r->have_me ? &r->me : NULL, .sampling = o->s,
 			.sampling_set = (o->temp_set ? TUI_SET_TEMP : 0) | (o->topk_set ? TUI_SET_TOPK : 0) |
 					(o->topp_set ? TUI_SET_TOPP : 0) | (o->minp_set ? TUI_SET_MINP : 0) |
 					(o->rep_set ? TUI_SET_REP : 0),
