@@ -33,6 +33,7 @@ int cmd_keys(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 /* The chat/one-shot options, for --help. */
 void oneshot_usage(FILE *out);
 

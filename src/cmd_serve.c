@@ -1,0 +1,290 @@
+/*
+ * cmd_serve.c - `ttychat serve`: options, the model, signals; the server
+ * itself is serve.c.
+ *
+ * The model is resolved like the chat's -m (a file, a models.d name, or a
+ * remote entry: serve then relays to that server); its models.d sampling
+ * defaults become the defaults of requests that leave a field out.  The
+ * listening line goes to stderr as soon as the socket is bound (with
+ * --port 0 it tells the port chosen), so a script can wait for it; the
+ * model then loads while /health answers 503.  SIGINT and SIGTERM stop
+ * the server through a self-pipe; the exit status is 0 then.
+ *
+ * Binding to anything but a loopback address needs --api-key-file: an
+ * open server on a network is a choice made explicit, not a default.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "commands.h"
+#include "engine.h"
+#include "serve.h"
+
+/* the self-pipe's write end, for the signal handler only */
+static volatile int serve_sig_fd = -1;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	int fd = serve_sig_fd;
+	if (fd >= 0) {
+		char b = 1;
+		ssize_t w = write(fd, &b, 1);
+		(void)w;
+	}
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: ttychat serve [--host ADDR] [--port N] [-m MODEL] [--api-key-file FILE] [--max-queue N]\n"
+		"                     [--slots N] [-c N] [-t N] [-v]\n"
+		"An OpenAI-compatible HTTP server on the local model: /v1/chat/completions,\n"
+		"/v1/completions, /v1/models, /health.\n"
+		"  --host ADDR          address to listen on (default 127.0.0.1; any other needs --api-key-file)\n"
+		"  --port N             port (default 8080; 0 picks a free one)\n"
+		"  -m, --model MODEL    model file or models.d name (default: as for the chat)\n"
+		"  --api-key-file FILE  require \"Authorization: Bearer KEY\", KEY being the file's first line\n"
+		"  --max-queue N        requests that may wait behind the running one (default 16; more: 429)\n"
+		"  --slots N            conversations whose KV cache is kept for reuse (default 8)\n"
+		"  -c, --ctx-size N     context size in tokens\n"
+		"  -t, --threads N      compute threads (default: all cores)\n"
+		"  -v, --verbose        one line per request on stderr (never the content)\n"
+		"  -h, --help           this help\n");
+}
+
+static int parse_num(const char *s, const char *flag, long lo, long hi, int *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < lo || v > hi) {
+		fprintf(stderr, "ttychat serve: %s: '%s' is not an integer in [%ld, %ld]\n", flag, s, lo, hi);
+		return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+static bool loopback(const char *host)
+{
+	return strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 || strncmp(host, "127.", 4) == 0;
+}
+
+/* The key: the file's first line, blanks trimmed.  The file must be 0600
+ * or stricter. */
+static char *read_key(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		fprintf(stderr, "ttychat serve: --api-key-file %s: %s\n", path, fd < 0 ? strerror(errno) : "not a regular file");
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (st.st_mode & 077) {
+		fprintf(stderr, "ttychat serve: --api-key-file %s: readable by others (chmod 600 %s)\n", path, path);
+		close(fd);
+		return NULL;
+	}
+	char buf[4096];
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n < 0)
+		n = 0;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	char *k = buf + strspn(buf, " \t");
+	size_t l = strlen(k);
+	while (l > 0 && (k[l - 1] == ' ' || k[l - 1] == '\t'))
+		k[--l] = '\0';
+	bool ok = l > 0;
+	for (size_t i = 0; i < l; i++)
+		if ((unsigned char)k[i] < 0x20 || k[i] == 0x7f)
+			ok = false;
+	char *key = ok ? strdup(k) : NULL;
+	memset(buf, 0, sizeof buf);
+	if (!ok)
+		fprintf(stderr, "ttychat serve: --api-key-file %s: no key on its first line\n", path);
+	return key;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	enum { O_HOST = 1000, O_PORT, O_KEY, O_QUEUE, O_SLOTS, O_HELP };
+	static const struct option longopts[] = {
+		{"host", required_argument, NULL, O_HOST},
+		{"port", required_argument, NULL, O_PORT},
+		{"model", required_argument, NULL, 'm'},
+		{"api-key-file", required_argument, NULL, O_KEY},
+		{"max-queue", required_argument, NULL, O_QUEUE},
+		{"slots", required_argument, NULL, O_SLOTS},
+		{"ctx-size", required_argument, NULL, 'c'},
+		{"threads", required_argument, NULL, 't'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, O_HELP},
+		{NULL, 0, NULL, 0},
+	};
+	const char *host = "127.0.0.1", *model = NULL, *key_file = NULL;
+	int port = 8080, max_queue = 16, slots = 8, n_ctx = 0, threads = 0;
+	bool verbose = false;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "m:c:t:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_HOST: host = optarg; break;
+		case O_PORT:
+			if (parse_num(optarg, "--port", 0, 65535, &port))
+				return EXIT_USAGE;
+			break;
+		case 'm': model = optarg; break;
+		case O_KEY: key_file = optarg; break;
+		case O_QUEUE:
+			if (parse_num(optarg, "--max-queue", 0, 100000, &max_queue))
+				return EXIT_USAGE;
+			break;
+		case O_SLOTS:
+			if (parse_num(optarg, "--slots", 1, 1024, &slots))
+				return EXIT_USAGE;
+			break;
+		case 'c':
+			if (parse_num(optarg, "--ctx-size", 16, 1 << 24, &n_ctx))
+				return EXIT_USAGE;
+			break;
+		case 't':
+			if (parse_num(optarg, "--threads", 1, 1024, &threads))
+				return EXIT_USAGE;
+			break;
+		case 'v': verbose = true; break;
+		case 'h':
+		case O_HELP: usage(stdout); return EXIT_OK;
+		default: fprintf(stderr, "ttychat serve: try 'ttychat serve --help'\n"); return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ttychat serve: unexpected argument '%s'\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (!loopback(host) && !key_file) {
+		fprintf(stderr, "ttychat serve: --host %s is not a loopback address: give --api-key-file FILE so that "
+				"only clients with the key are served\n", host);
+		return EXIT_USAGE;
+	}
+	char *key = NULL;
+	if (key_file && !(key = read_key(key_file)))
+		return EXIT_USAGE;
+
+	char spec[4096], err[1024];
+	if (model)
+		snprintf(spec, sizeof spec, "%s", model);
+	else
+		config_settings_model(spec, sizeof spec);
+	struct model_entry me;
+	if (config_resolve_model(spec, &me, err, sizeof err) != 0) {
+		fprintf(stderr, "ttychat serve: %s\n", err);
+		free(key);
+		return EXIT_MODEL;
+	}
+	struct serve_opts so = {.host = host, .port = port, .api_key = key, .max_queue = max_queue, .slots = slots,
+				.model_name = me.name, .log = verbose ? stderr : NULL};
+	/* requests that leave a field out get the entry's defaults */
+	engine_sampling_default(&so.sampling);
+	if (me.temperature >= 0)
+		so.sampling.temperature = me.temperature;
+	if (me.top_k >= 0)
+		so.sampling.top_k = me.top_k;
+	if (me.top_p >= 0)
+		so.sampling.top_p = me.top_p;
+	if (me.min_p >= 0)
+		so.sampling.min_p = me.min_p;
+	if (me.repeat_penalty > 0)
+		so.sampling.repeat_penalty = me.repeat_penalty;
+	/* a bare file is served under its base name */
+	const char *slash = strrchr(me.name, '/');
+	if (!me.remote && slash && slash[1])
+		so.model_name = slash + 1;
+
+	int status = EXIT_OK;
+	int sp[2] = {-1, -1};
+	engine *e = NULL;
+	struct server *srv = NULL;
+	struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term, old_pipe, ign = {.sa_handler = SIG_IGN};
+	sigemptyset(&sa.sa_mask);
+	if (pipe(sp) != 0) {
+		fprintf(stderr, "ttychat serve: cannot create a pipe: %s\n", strerror(errno));
+		status = EXIT_FAIL;
+		goto out;
+	}
+	for (int i = 0; i < 2; i++) {
+		fcntl(sp[i], F_SETFL, fcntl(sp[i], F_GETFL) | O_NONBLOCK);
+		fcntl(sp[i], F_SETFD, FD_CLOEXEC);
+	}
+	serve_sig_fd = sp[1];
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	sigaction(SIGPIPE, &ign, &old_pipe);
+
+	struct engine_params ep = {.n_threads = threads ? threads : me.threads};
+	e = engine_create(&ep, err, sizeof err);
+	if (!e) {
+		fprintf(stderr, "ttychat serve: %s\n", err);
+		status = EXIT_FAIL;
+		goto restore;
+	}
+	srv = serve_open(e, &so, err, sizeof err);
+	if (!srv) {
+		fprintf(stderr, "ttychat serve: %s\n", err);
+		status = EXIT_FAIL;
+		goto restore;
+	}
+	struct engine_load_opts lo = {.n_ctx = (uint32_t)(n_ctx ? n_ctx : (int)me.context_size),
+				      .kv_type = me.kv_type == 1 ? ENGINE_KV_Q8_0 : ENGINE_KV_F16,
+				      .template_override = me.template_text};
+	int req = engine_load(e, me.path, &lo);
+	if (req <= 0) {
+		fprintf(stderr, "ttychat serve: %s: %s\n", me.display_name, engine_last_error(e));
+		status = EXIT_MODEL;
+		goto restore;
+	}
+	fprintf(stderr, "ttychat serve: listening on http://%s%s%s:%d/v1 (model %s)%s\n", strchr(host, ':') ? "[" : "",
+		host, strchr(host, ':') ? "]" : "", serve_port(srv), so.model_name, key ? ", API key required" : "");
+	fflush(stderr);
+	if (serve_run(srv, req, sp[0], err, sizeof err) != 0) {
+		fprintf(stderr, "ttychat serve: %s\n", err);
+		status = EXIT_MODEL;
+	} else if (verbose) {
+		fprintf(stderr, "ttychat serve: stopped\n");
+	}
+restore:
+	serve_close(srv);
+	engine_free(e);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	sigaction(SIGPIPE, &old_pipe, NULL);
+	serve_sig_fd = -1;
+out:
+	if (sp[0] >= 0) {
+		close(sp[0]);
+		close(sp[1]);
+	}
+	if (key) {
+		volatile char *k = key;
+		for (size_t i = 0; k[i]; i++)
+			k[i] = 0;
+		free(key);
+	}
+	config_entry_free(&me);
+	return status;
+}

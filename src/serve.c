@@ -1,0 +1,1405 @@
+/*
+ * serve.c - `ttychat serve`, an OpenAI-compatible HTTP/1.1 server on the
+ * in-process engine (see serve.h).
+ *
+ * One poll() loop, one thread.  Each connection is a small state machine:
+ * it reads a request (headers up to 16 KiB, a Content-Length body up to
+ * 8 MiB; no chunked request bodies), answers the cheap ones at once
+ * (/health, /v1/models, errors) and turns a completion request into a job.
+ * Jobs wait in a FIFO; exactly one at a time is submitted to the engine, so
+ * that a client that goes away can be cancelled with engine_cancel() (which
+ * stops the running request and drops those queued in the engine) without
+ * touching anyone else's request.  Engine events are routed to the running
+ * job by request id.
+ *
+ * A job's HTTP head is written when its first token, or its end, arrives:
+ * an error before any text (prompt too long, template failure) still gets a
+ * proper status.  Streams use chunked transfer encoding with one SSE event
+ * per chunk, so connections stay reusable (keep-alive).  Output goes
+ * through a per-connection buffer written when the socket is writable; a
+ * client that stops reading while its buffer passes 16 MiB is dropped.
+ *
+ * KV reuse: a job takes, at the moment it is submitted, the conversation
+ * slot whose recorded messages share the longest prefix with its own (in
+ * bytes; raw completions only match raw slots), else an empty or the least
+ * recently used slot.  The engine itself keeps the longest common token
+ * prefix of that slot's cache, so the choice only affects speed, never the
+ * reply.
+ */
+#include "config.h"
+#include "serve.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HEAD_MAX (16u << 10)
+#define BODY_MAX (8u << 20)
+#define OUT_MAX (16u << 20)
+#define MSGS_MAX 10000
+#define STOPS_MAX 16
+#define HEAD_TIMEOUT_MS 30000
+#define IDLE_TIMEOUT_MS 120000
+
+enum job_kind { JOB_CHAT, JOB_COMPLETION };
+
+struct job {
+	struct conn *c;            /* NULL once the client went away */
+	enum job_kind kind;
+	bool stream, include_usage;
+	struct engine_msg *msgs;   /* owned strings */
+	size_t n_msgs;
+	struct engine_sampling s;
+	struct engine_gen_opts g;
+	char *stops[STOPS_MAX + 1];
+	int req;                   /* engine request id once submitted */
+	int slot;
+	char id[48];
+	long long created;
+	char *text;                /* the reply so far */
+	size_t len, cap;
+	bool head_sent;
+	double t_arrive, t_submit, t_first;
+	struct job *next;
+};
+
+struct conn {
+	int fd;
+	char peer[64];
+	char *in;
+	size_t in_len, in_cap;
+	char *out;
+	size_t out_len, out_off, out_cap;
+	bool keep_alive, close_after;
+	bool busy;                 /* a job of this connection is queued or running */
+	struct job *job;
+	double t_last;             /* last byte in, or the end of the last answer */
+	short revents;             /* of the last poll() */
+	bool dead;
+};
+
+struct slot {
+	uint64_t conv;
+	bool used, raw;
+	struct engine_msg *msgs;
+	size_t n;
+	uint64_t last_used;
+};
+
+struct server {
+	engine *e;
+	struct serve_opts o;
+	char *key;
+	int lfd, port;
+	struct conn **conns;
+	size_t n_conns, cap_conns;
+	struct job *q_head, *q_tail;
+	int n_queued;
+	struct job *running;
+	bool ready;
+	struct engine_model_info info;
+	struct slot *slots;
+	uint64_t clock;
+	unsigned long long next_id;
+	char err[512];
+};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void logf_(struct server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(struct server *s, const char *fmt, ...)
+{
+	if (!s->o.log)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(s->o.log, fmt, ap);
+	va_end(ap);
+	fputc('\n', s->o.log);
+	fflush(s->o.log);
+}
+
+/* ---- messages --------------------------------------------------------------- */
+
+static void msgs_free(struct engine_msg *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free((char *)m[i].role);
+		free((char *)m[i].content);
+	}
+	free(m);
+}
+
+static struct engine_msg *msgs_copy(const struct engine_msg *m, size_t n, const char *extra, size_t extra_len)
+{
+	struct engine_msg *c = calloc(n + 1, sizeof *c);
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		c[i].role = strdup(m[i].role);
+		c[i].content = strdup(m[i].content);
+		if (!c[i].role || !c[i].content) {
+			msgs_free(c, n);
+			return NULL;
+		}
+	}
+	if (extra) {
+		c[n].role = strdup("assistant");
+		c[n].content = strndup(extra, extra_len);
+		if (!c[n].role || !c[n].content) {
+			msgs_free(c, n + 1);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	msgs_free(j->msgs, j->n_msgs);
+	for (int i = 0; j->stops[i]; i++)
+		free(j->stops[i]);
+	free(j->text);
+	free(j);
+}
+
+/* ---- output ----------------------------------------------------------------- */
+
+static bool out_add(struct conn *c, const char *p, size_t n)
+{
+	if (c->dead)
+		return false;
+	if (c->out_len + n > OUT_MAX) {
+		c->dead = true; /* the client does not read */
+		return false;
+	}
+	if (c->out_len + n > c->out_cap) {
+		size_t nc = c->out_cap ? c->out_cap : 4096;
+		while (nc < c->out_len + n)
+			nc *= 2;
+		char *no = realloc(c->out, nc);
+		if (!no) {
+			c->dead = true;
+			return false;
+		}
+		c->out = no;
+		c->out_cap = nc;
+	}
+	memcpy(c->out + c->out_len, p, n);
+	c->out_len += n;
+	return true;
+}
+
+static void out_fmt(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_fmt(struct conn *c, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int w = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (w > 0)
+		out_add(c, buf, (size_t)w < sizeof buf ? (size_t)w : sizeof buf - 1);
+}
+
+/* Writes what the socket takes now. */
+static void out_flush(struct conn *c)
+{
+	while (!c->dead && c->out_off < c->out_len) {
+		ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (w <= 0) {
+			c->dead = true;
+			return;
+		}
+		c->out_off += (size_t)w;
+	}
+	if (c->out_off == c->out_len)
+		c->out_off = c->out_len = 0;
+}
+
+static const char *status_text(int st)
+{
+	switch (st) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 411: return "Length Required";
+	case 413: return "Payload Too Large";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	}
+	return "Error";
+}
+
+static void send_head(struct conn *c, int st, const char *ctype, long long len, const char *extra)
+{
+	out_fmt(c, "HTTP/1.1 %d %s\r\nServer: ttychat\r\nContent-Type: %s\r\n", st, status_text(st), ctype);
+	if (len >= 0)
+		out_fmt(c, "Content-Length: %lld\r\n", len);
+	else
+		out_fmt(c, "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n");
+	if (extra)
+		out_fmt(c, "%s", extra);
+	if (!c->keep_alive)
+		c->close_after = true; /* once this answer is out */
+	out_fmt(c, "Connection: %s\r\n\r\n", c->close_after ? "close" : "keep-alive");
+}
+
+static void send_json(struct conn *c, int st, cJSON *j, const char *extra)
+{
+	char *t = j ? cJSON_PrintUnformatted(j) : NULL;
+	cJSON_Delete(j);
+	if (!t) {
+		c->close_after = true;
+		send_head(c, 500, "application/json", 2, NULL);
+		out_add(c, "{}", 2);
+		return;
+	}
+	size_t n = strlen(t);
+	send_head(c, st, "application/json", (long long)n + 1, extra);
+	out_add(c, t, n);
+	out_add(c, "\n", 1);
+	free(t);
+}
+
+static cJSON *error_obj(const char *type, const char *code, const char *msg)
+{
+	cJSON *j = cJSON_CreateObject();
+	cJSON *e = cJSON_AddObjectToObject(j, "error");
+	cJSON_AddStringToObject(e, "message", msg);
+	cJSON_AddStringToObject(e, "type", type);
+	if (code)
+		cJSON_AddStringToObject(e, "code", code);
+	else
+		cJSON_AddNullToObject(e, "code");
+	return j;
+}
+
+static void send_error(struct conn *c, int st, const char *type, const char *code, const char *extra,
+		       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void send_error(struct conn *c, int st, const char *type, const char *code, const char *extra,
+		       const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	send_json(c, st, error_obj(type, code, msg), extra);
+}
+
+/* One chunk of a chunked body; N == 0 ends the body. */
+static void send_chunk(struct conn *c, const char *p, size_t n)
+{
+	out_fmt(c, "%zx\r\n", n);
+	if (n)
+		out_add(c, p, n);
+	out_add(c, "\r\n", 2);
+}
+
+static void send_event(struct conn *c, cJSON *j)
+{
+	char *t = cJSON_PrintUnformatted(j);
+	cJSON_Delete(j);
+	if (!t) {
+		c->dead = true;
+		return;
+	}
+	size_t n = strlen(t);
+	char *ev = malloc(n + 8);
+	if (ev) {
+		memcpy(ev, "data: ", 6);
+		memcpy(ev + 6, t, n);
+		memcpy(ev + 6 + n, "\n\n", 2);
+		send_chunk(c, ev, n + 8);
+	} else {
+		c->dead = true;
+	}
+	free(ev);
+	free(t);
+}
+
+/* ---- slots ------------------------------------------------------------------ */
+
+static size_t common_prefix(const char *a, const char *b)
+{
+	size_t i = 0;
+	while (a[i] && a[i] == b[i])
+		i++;
+	return i;
+}
+
+static size_t slot_score(const struct slot *sl, const struct job *j)
+{
+	if (!sl->used || sl->raw != (j->kind == JOB_COMPLETION))
+		return 0;
+	size_t score = 0;
+	for (size_t i = 0; i < sl->n && i < j->n_msgs; i++) {
+		if (strcmp(sl->msgs[i].role, j->msgs[i].role) != 0)
+			break;
+		size_t cp = common_prefix(sl->msgs[i].content, j->msgs[i].content);
+		score += cp;
+		if (sl->msgs[i].content[cp] || j->msgs[i].content[cp])
+			break;
+		score++;
+	}
+	return score;
+}
+
+static int pick_slot(struct server *s, const struct job *j)
+{
+	int best = -1;
+	size_t best_score = 0;
+	for (int i = 0; i < s->o.slots; i++) {
+		size_t sc = slot_score(&s->slots[i], j);
+		if (sc > best_score || (sc == best_score && sc > 0 && s->slots[i].last_used > s->slots[best].last_used)) {
+			best = i;
+			best_score = sc;
+		}
+	}
+	if (best >= 0)
+		return best;
+	for (int i = 0; i < s->o.slots; i++)
+		if (!s->slots[i].used)
+			return i;
+	int lru = 0;
+	for (int i = 1; i < s->o.slots; i++)
+		if (s->slots[i].last_used < s->slots[lru].last_used)
+			lru = i;
+	return lru;
+}
+
+/* Records what the slot's cache now holds: the prompt, and the reply when
+ * it ended normally. */
+static void slot_record(struct server *s, struct job *j, bool with_reply)
+{
+	struct slot *sl = &s->slots[j->slot];
+	msgs_free(sl->msgs, sl->n);
+	sl->msgs = NULL;
+	sl->n = 0;
+	sl->used = false;
+	if (j->kind == JOB_COMPLETION) {
+		/* one message: the prompt, and the reply as its continuation */
+		struct engine_msg m = {.role = "raw", .content = j->msgs[0].content};
+		sl->msgs = msgs_copy(&m, 1, NULL, 0);
+		if (sl->msgs && with_reply && j->len) {
+			size_t a = strlen(sl->msgs[0].content);
+			char *t = realloc((char *)sl->msgs[0].content, a + j->len + 1);
+			if (t) {
+				memcpy(t + a, j->text, j->len);
+				t[a + j->len] = '\0';
+				sl->msgs[0].content = t;
+			}
+		}
+		sl->n = sl->msgs ? 1 : 0;
+	} else {
+		sl->msgs = msgs_copy(j->msgs, j->n_msgs, with_reply ? (j->text ? j->text : "") : NULL, j->len);
+		sl->n = sl->msgs ? j->n_msgs + (with_reply ? 1 : 0) : 0;
+	}
+	sl->used = sl->n > 0;
+	sl->raw = j->kind == JOB_COMPLETION;
+	sl->last_used = ++s->clock;
+}
+
+/* ---- jobs ------------------------------------------------------------------- */
+
+static cJSON *usage_obj(const struct engine_stats *st)
+{
+	cJSON *u = cJSON_CreateObject();
+	cJSON_AddNumberToObject(u, "prompt_tokens", st->prompt_tokens);
+	cJSON_AddNumberToObject(u, "completion_tokens", st->gen_tokens);
+	cJSON_AddNumberToObject(u, "total_tokens", (double)st->prompt_tokens + st->gen_tokens);
+	return u;
+}
+
+/* llama.cpp's "timings" object, which ttychat's remote backend reads. */
+static cJSON *timings_obj(const struct engine_stats *st)
+{
+	cJSON *t = cJSON_CreateObject();
+	cJSON_AddNumberToObject(t, "cache_n", st->prompt_reused);
+	cJSON_AddNumberToObject(t, "prompt_n", st->prompt_computed);
+	cJSON_AddNumberToObject(t, "prompt_ms", st->prefill_ms);
+	cJSON_AddNumberToObject(t, "prompt_per_second", st->prefill_tps);
+	cJSON_AddNumberToObject(t, "predicted_n", st->gen_tokens);
+	cJSON_AddNumberToObject(t, "predicted_ms", st->decode_ms);
+	cJSON_AddNumberToObject(t, "predicted_per_second", st->decode_tps);
+	return t;
+}
+
+static const char *finish_name(enum engine_stop_reason r)
+{
+	return r == ENGINE_STOP_LENGTH || r == ENGINE_STOP_CONTEXT ? "length" : "stop";
+}
+
+static cJSON *chunk_obj(struct server *s, const struct job *j)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", j->id);
+	cJSON_AddStringToObject(o, "object", j->kind == JOB_CHAT ? "chat.completion.chunk" : "text_completion");
+	cJSON_AddNumberToObject(o, "created", (double)j->created);
+	cJSON_AddStringToObject(o, "model", s->o.model_name);
+	return o;
+}
+
+/* A streamed piece (TEXT) or the end (FINISH != NULL). */
+static cJSON *stream_choice(const struct job *j, const char *text, const char *finish, bool first)
+{
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddNumberToObject(c, "index", 0);
+	if (j->kind == JOB_CHAT) {
+		cJSON *d = cJSON_AddObjectToObject(c, "delta");
+		if (first)
+			cJSON_AddStringToObject(d, "role", "assistant");
+		if (text)
+			cJSON_AddStringToObject(d, "content", text);
+	} else {
+		cJSON_AddStringToObject(c, "text", text ? text : "");
+		cJSON_AddNullToObject(c, "logprobs");
+	}
+	if (finish)
+		cJSON_AddStringToObject(c, "finish_reason", finish);
+	else
+		cJSON_AddNullToObject(c, "finish_reason");
+	return c;
+}
+
+static void stream_head(struct job *j)
+{
+	if (j->head_sent || !j->c)
+		return;
+	j->head_sent = true;
+	send_head(j->c, 200, "text/event-stream", -1, NULL);
+}
+
+static void job_token(struct server *s, struct job *j, const char *text, size_t n)
+{
+	if (j->len + n + 1 > j->cap) {
+		size_t nc = j->cap ? j->cap : 1024;
+		while (nc < j->len + n + 1)
+			nc *= 2;
+		char *nt = realloc(j->text, nc);
+		if (!nt)
+			return;
+		j->text = nt;
+		j->cap = nc;
+	}
+	memcpy(j->text + j->len, text, n);
+	j->len += n;
+	j->text[j->len] = '\0';
+	if (j->t_first == 0)
+		j->t_first = now_ms();
+	if (!j->stream || !j->c)
+		return;
+	bool first = !j->head_sent;
+	stream_head(j);
+	char *piece = strndup(text, n);
+	if (!piece)
+		return;
+	cJSON *o = chunk_obj(s, j);
+	cJSON *arr = cJSON_AddArrayToObject(o, "choices");
+	cJSON_AddItemToArray(arr, stream_choice(j, piece, NULL, first));
+	free(piece);
+	send_event(j->c, o);
+}
+
+/* The answer's end: DONE (ST, STOP) or an error (CODE < 0, MSG). */
+static void job_finish(struct server *s, struct job *j, int code, const char *msg, const struct engine_stats *st,
+		       enum engine_stop_reason stop)
+{
+	struct conn *c = j->c;
+	if (c && !c->dead) {
+		if (code < 0 && !j->head_sent) {
+			int http = code == ENGINE_E_CONTEXT || code == ENGINE_E_INVAL ? 400 : 500;
+			send_error(c, http, http == 400 ? "invalid_request_error" : "server_error",
+				   code == ENGINE_E_CONTEXT ? "context_length_exceeded" : NULL, NULL, "%s", msg);
+		} else if (code < 0) {
+			/* mid-stream: an error event, then the end */
+			cJSON *e = error_obj("server_error", NULL, msg);
+			send_event(c, e);
+			send_chunk(c, "data: [DONE]\n\n", 14);
+			send_chunk(c, NULL, 0);
+		} else if (j->stream) {
+			bool first = !j->head_sent;
+			stream_head(j);
+			cJSON *o = chunk_obj(s, j);
+			cJSON *arr = cJSON_AddArrayToObject(o, "choices");
+			cJSON_AddItemToArray(arr, stream_choice(j, NULL, finish_name(stop), first));
+			cJSON_AddItemToObject(o, "timings", timings_obj(st));
+			send_event(c, o);
+			if (j->include_usage) {
+				o = chunk_obj(s, j);
+				cJSON_AddArrayToObject(o, "choices");
+				cJSON_AddItemToObject(o, "usage", usage_obj(st));
+				send_event(c, o);
+			}
+			send_chunk(c, "data: [DONE]\n\n", 14);
+			send_chunk(c, NULL, 0);
+		} else {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "id", j->id);
+			cJSON_AddStringToObject(o, "object", j->kind == JOB_CHAT ? "chat.completion" : "text_completion");
+			cJSON_AddNumberToObject(o, "created", (double)j->created);
+			cJSON_AddStringToObject(o, "model", s->o.model_name);
+			cJSON *arr = cJSON_AddArrayToObject(o, "choices");
+			cJSON *ch = cJSON_CreateObject();
+			cJSON_AddNumberToObject(ch, "index", 0);
+			if (j->kind == JOB_CHAT) {
+				cJSON *m = cJSON_AddObjectToObject(ch, "message");
+				cJSON_AddStringToObject(m, "role", "assistant");
+				cJSON_AddStringToObject(m, "content", j->text ? j->text : "");
+			} else {
+				cJSON_AddStringToObject(ch, "text", j->text ? j->text : "");
+				cJSON_AddNullToObject(ch, "logprobs");
+			}
+			cJSON_AddStringToObject(ch, "finish_reason", finish_name(stop));
+			cJSON_AddItemToArray(arr, ch);
+			cJSON_AddItemToObject(o, "usage", usage_obj(st));
+			cJSON_AddItemToObject(o, "timings", timings_obj(st));
+			send_json(c, 200, o, NULL);
+		}
+	}
+	if (c) {
+		c->busy = false;
+		c->job = NULL;
+		c->t_last = now_ms();
+	}
+	double t = now_ms();
+	logf_(s, "%s %s %s: %s, %u prompt tokens (%u reused), %u generated, queued %.0f ms, first token %.0f ms, total %.0f ms",
+	      c ? c->peer : "-", j->id, j->stream ? "stream" : "whole", code < 0 ? msg : finish_name(stop),
+	      st ? st->prompt_tokens : 0, st ? st->prompt_reused : 0, st ? st->gen_tokens : 0,
+	      j->t_submit - j->t_arrive, j->t_first ? j->t_first - j->t_arrive : 0, t - j->t_arrive);
+	slot_record(s, j, code == 0 && stop != ENGINE_STOP_CANCELLED);
+	job_free(j);
+}
+
+/* Submits the next queued job when the engine is free. */
+static void dispatch(struct server *s)
+{
+	while (!s->running && s->q_head && s->ready) {
+		struct job *j = s->q_head;
+		s->q_head = j->next;
+		if (!s->q_head)
+			s->q_tail = NULL;
+		s->n_queued--;
+		j->next = NULL;
+		if (!j->c) { /* its client left while it waited */
+			job_free(j);
+			continue;
+		}
+		j->slot = pick_slot(s, j);
+		j->t_submit = now_ms();
+		j->g.stop = j->stops[0] ? (const char *const *)j->stops : NULL;
+		int req = engine_submit(s->e, s->slots[j->slot].conv, j->msgs, j->n_msgs, &j->s, &j->g);
+		if (req <= 0) {
+			job_finish(s, j, req < 0 ? req : ENGINE_E_NOMEM, engine_last_error(s->e), NULL, ENGINE_STOP_EOG);
+			continue;
+		}
+		j->req = req;
+		s->running = j;
+	}
+}
+
+/* The client of J went away. */
+static void job_abandon(struct server *s, struct job *j)
+{
+	j->c = NULL;
+	if (j == s->running)
+		engine_cancel(s->e); /* only this request is in the engine */
+}
+
+/* ---- parsing a request ------------------------------------------------------- */
+
+static int get_number(const cJSON *root, const char *key, double lo, double hi, bool integer, double *out,
+		      char *err, size_t errlen)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+	if (!v || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
+	    (integer && v->valuedouble != (double)(long long)v->valuedouble)) {
+		snprintf(err, errlen, "'%s' must be %s in [%g, %g]", key, integer ? "an integer" : "a number", lo, hi);
+		return -1;
+	}
+	*out = v->valuedouble;
+	return 1;
+}
+
+/* Text of a message content: a string, null, or a list of {"type":
+ * "text", "text": ...} parts. */
+static char *content_text(const cJSON *c, char *err, size_t errlen)
+{
+	if (!c || cJSON_IsNull(c))
+		return strdup("");
+	if (cJSON_IsString(c))
+		return strdup(c->valuestring);
+	if (!cJSON_IsArray(c)) {
+		snprintf(err, errlen, "a message's 'content' must be a string or a list of text parts");
+		return NULL;
+	}
+	size_t total = 0;
+	for (const cJSON *p = c->child; p; p = p->next) {
+		const cJSON *type = cJSON_GetObjectItemCaseSensitive(p, "type");
+		const cJSON *text = cJSON_GetObjectItemCaseSensitive(p, "text");
+		if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0 || !cJSON_IsString(text)) {
+			snprintf(err, errlen, "only text content parts are supported");
+			return NULL;
+		}
+		total += strlen(text->valuestring);
+	}
+	char *out = malloc(total + 1);
+	if (!out)
+		return NULL;
+	size_t o = 0;
+	for (const cJSON *p = c->child; p; p = p->next) {
+		const char *t = cJSON_GetObjectItemCaseSensitive(p, "text")->valuestring;
+		size_t l = strlen(t);
+		memcpy(out + o, t, l);
+		o += l;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* Builds a job from a request body; NULL with ERR (a 400) or *NOMEM. */
+static struct job *job_parse(struct server *s, enum job_kind kind, const char *body, size_t len, char *err,
+			     size_t errlen)
+{
+	cJSON *root = cJSON_ParseWithLength(body, len);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		snprintf(err, errlen, "the request body is not a JSON object");
+		return NULL;
+	}
+	struct job *j = calloc(1, sizeof *j);
+	if (!j) {
+		cJSON_Delete(root);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	j->kind = kind;
+	j->s = s->o.sampling;
+	j->g.add_generation_prompt = true;
+	j->g.raw = kind == JOB_COMPLETION;
+	j->t_arrive = now_ms();
+	j->created = (long long)time(NULL);
+	snprintf(j->id, sizeof j->id, "%s-%llu", kind == JOB_CHAT ? "chatcmpl" : "cmpl", ++s->next_id);
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		j->s.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (s->next_id << 44);
+	}
+	const cJSON *v;
+	double d;
+	int rc = 0;
+
+	if (kind == JOB_CHAT) {
+		const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
+		int n = cJSON_IsArray(msgs) ? cJSON_GetArraySize(msgs) : -1;
+		if (n <= 0 || n > MSGS_MAX) {
+			snprintf(err, errlen, "'messages' must be a list of 1 to %d messages", MSGS_MAX);
+			goto bad;
+		}
+		j->msgs = calloc((size_t)n, sizeof *j->msgs);
+		if (!j->msgs)
+			goto nomem;
+		for (const cJSON *m = msgs->child; m; m = m->next) {
+			const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+			if (!cJSON_IsObject(m) || !cJSON_IsString(role) || !role->valuestring[0] ||
+			    strlen(role->valuestring) > 32) {
+				snprintf(err, errlen, "message %zu: needs a 'role' string", j->n_msgs + 1);
+				goto bad;
+			}
+			char *text = content_text(cJSON_GetObjectItemCaseSensitive(m, "content"), err, errlen);
+			if (!text)
+				goto bad;
+			const char *r = role->valuestring;
+			/* "developer" is OpenAI's newer name for "system" */
+			j->msgs[j->n_msgs].role = strdup(strcmp(r, "developer") == 0 ? "system" : r);
+			j->msgs[j->n_msgs].content = text;
+			j->n_msgs++;
+			if (!j->msgs[j->n_msgs - 1].role)
+				goto nomem;
+		}
+	} else {
+		const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+		if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1)
+			p = p->child;
+		if (!cJSON_IsString(p)) {
+			snprintf(err, errlen, "'prompt' must be a string (one prompt per request)");
+			goto bad;
+		}
+		if (!p->valuestring[0]) {
+			snprintf(err, errlen, "'prompt' is empty");
+			goto bad;
+		}
+		j->msgs = calloc(1, sizeof *j->msgs);
+		if (!j->msgs)
+			goto nomem;
+		j->msgs[0].role = strdup("user");
+		j->msgs[0].content = strdup(p->valuestring);
+		j->n_msgs = 1;
+		if (!j->msgs[0].role || !j->msgs[0].content)
+			goto nomem;
+	}
+
+	v = cJSON_GetObjectItemCaseSensitive(root, "stream");
+	if (v && !cJSON_IsBool(v) && !cJSON_IsNull(v)) {
+		snprintf(err, errlen, "'stream' must be true or false");
+		goto bad;
+	}
+	j->stream = cJSON_IsTrue(v);
+	v = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+	j->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "include_usage"));
+	if ((rc = get_number(root, "n", 1, 1, true, &d, err, errlen)) < 0)
+		goto bad;
+	const char *mt = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens") ? "max_completion_tokens"
+											   : "max_tokens";
+	if ((rc = get_number(root, mt, 0, 1 << 24, true, &d, err, errlen)) < 0)
+		goto bad;
+	if (rc)
+		j->g.max_tokens = (int32_t)d;
+	if ((rc = get_number(root, "temperature", 0, 100, false, &d, err, errlen)) < 0)
+		goto bad;
+	if (rc)
+		j->s.temperature = (float)d;
+	if ((rc = get_number(root, "top_p", 0, 1, false, &d, err, errlen)) < 0)
+		goto bad;
+	if (rc)
+		j->s.top_p = (float)d;
+	if ((rc = get_number(root, "top_k", 0, 1 << 24, true, &d, err, errlen)) < 0)
+		goto bad;
+	if (rc)
+		j->s.top_k = (int32_t)d;
+	if ((rc = get_number(root, "min_p", 0, 1, false, &d, err, errlen)) < 0)
+		goto bad;
+	if (rc)
+		j->s.min_p = (float)d;
+	const char *rp = cJSON_GetObjectItemCaseSensitive(root, "repeat_penalty") ? "repeat_penalty" : "repetition_penalty";
+	if ((rc = get_number(root, rp, 0.01, 100, false, &d, err, errlen)) < 0)
+		goto bad;
+	if (rc)
+		j->s.repeat_penalty = (float)d;
+	if ((rc = get_number(root, "presence_penalty", -2, 2, false, &d, err, errlen)) < 0)
+		goto bad;
+	if (rc)
+		j->s.presence_penalty = (float)d;
+	if ((rc = get_number(root, "frequency_penalty", -2, 2, false, &d, err, errlen)) < 0)
+		goto bad;
+	if (rc)
+		j->s.frequency_penalty = (float)d;
+	if ((rc = get_number(root, "seed", -9007199254740991.0, 9007199254740991.0, true, &d, err, errlen)) < 0)
+		goto bad;
+	if (rc)
+		j->s.seed = (uint64_t)(long long)d;
+	v = cJSON_GetObjectItemCaseSensitive(root, "stop");
+	if (cJSON_IsString(v)) {
+		if (v->valuestring[0] && !(j->stops[0] = strdup(v->valuestring)))
+			goto nomem;
+	} else if (cJSON_IsArray(v)) {
+		int k = 0;
+		for (const cJSON *x = v->child; x; x = x->next) {
+			if (!cJSON_IsString(x) || k == STOPS_MAX || strlen(x->valuestring) > 1024) {
+				snprintf(err, errlen, "'stop' must be a string or a list of at most %d strings", STOPS_MAX);
+				goto bad;
+			}
+			if (x->valuestring[0] && !(j->stops[k++] = strdup(x->valuestring)))
+				goto nomem;
+		}
+	} else if (v && !cJSON_IsNull(v)) {
+		snprintf(err, errlen, "'stop' must be a string or a list of strings");
+		goto bad;
+	}
+	cJSON_Delete(root);
+	return j;
+nomem:
+	snprintf(err, errlen, "out of memory");
+bad:
+	cJSON_Delete(root);
+	job_free(j);
+	return NULL;
+}
+
+/* ---- routing ------------------------------------------------------------------ */
+
+static bool auth_ok(const struct server *s, const char *auth)
+{
+	if (!s->key)
+		return true;
+	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+		return false;
+	const char *given = auth + 7;
+	given += strspn(given, " ");
+	size_t a = strlen(given), b = strlen(s->key);
+	/* constant time in the key's length */
+	unsigned char diff = (unsigned char)(a != b);
+	for (size_t i = 0; i < b; i++)
+		diff |= (unsigned char)(s->key[i] ^ (i < a ? given[i] : 0));
+	return diff == 0;
+}
+
+static void answer_models(struct server *s, struct conn *c)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "object", "list");
+	cJSON *arr = cJSON_AddArrayToObject(o, "data");
+	cJSON *m = cJSON_CreateObject();
+	cJSON_AddStringToObject(m, "id", s->o.model_name);
+	cJSON_AddStringToObject(m, "object", "model");
+	cJSON_AddNumberToObject(m, "created", 0);
+	cJSON_AddStringToObject(m, "owned_by", "ttychat");
+	if (s->ready) {
+		cJSON_AddNumberToObject(m, "max_model_len", s->info.n_ctx);
+		cJSON *meta = cJSON_AddObjectToObject(m, "meta");
+		cJSON_AddStringToObject(meta, "arch", s->info.arch);
+		cJSON_AddStringToObject(meta, "quant", s->info.quant);
+		cJSON_AddNumberToObject(meta, "n_ctx", s->info.n_ctx);
+		cJSON_AddNumberToObject(meta, "n_ctx_train", s->info.n_ctx_train);
+		cJSON_AddNumberToObject(meta, "n_params", (double)s->info.n_params);
+		cJSON_AddNumberToObject(meta, "n_vocab", s->info.n_vocab);
+		cJSON_AddNumberToObject(meta, "size", (double)s->info.file_bytes);
+	}
+	cJSON_AddItemToArray(arr, m);
+	send_json(c, 200, o, NULL);
+}
+
+struct request {
+	char method[16];
+	char path[256];
+	const char *auth;
+	size_t head_len, body_len;
+};
+
+/* Handles one complete request whose head is Q and body B. */
+static void route(struct server *s, struct conn *c, const struct request *q, const char *b)
+{
+	const char *p = q->path;
+	if (strncmp(p, "/v1/", 4) == 0)
+		p += 3;
+	bool get = strcmp(q->method, "GET") == 0, post = strcmp(q->method, "POST") == 0;
+	if (strcmp(p, "/health") == 0) {
+		if (!get) {
+			send_error(c, 405, "invalid_request_error", NULL, "Allow: GET\r\n", "use GET");
+			return;
+		}
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "status", s->ready ? "ok" : "loading model");
+		send_json(c, s->ready ? 200 : 503, o, s->ready ? NULL : "Retry-After: 1\r\n");
+		return;
+	}
+	bool known = strcmp(p, "/models") == 0 || strcmp(p, "/chat/completions") == 0 || strcmp(p, "/completions") == 0;
+	if (!known) {
+		send_error(c, 404, "invalid_request_error", NULL, NULL, "no endpoint %s %.100s", q->method, q->path);
+		return;
+	}
+	if (!auth_ok(s, q->auth)) {
+		send_error(c, 401, "authentication_error", "invalid_api_key", "WWW-Authenticate: Bearer\r\n",
+			   "invalid or missing API key (Authorization: Bearer KEY)");
+		return;
+	}
+	if (strcmp(p, "/models") == 0) {
+		if (!get)
+			send_error(c, 405, "invalid_request_error", NULL, "Allow: GET\r\n", "use GET");
+		else
+			answer_models(s, c);
+		return;
+	}
+	if (!post) {
+		send_error(c, 405, "invalid_request_error", NULL, "Allow: POST\r\n", "use POST");
+		return;
+	}
+	if (!s->ready) {
+		send_error(c, 503, "unavailable", NULL, "Retry-After: 1\r\n", "the model is loading; try again shortly");
+		return;
+	}
+	if (s->n_queued >= s->o.max_queue && s->running) {
+		send_error(c, 429, "rate_limit_error", "queue_full", "Retry-After: 1\r\n",
+			   "server busy: %d requests already wait (ttychat serve --max-queue %d)", s->n_queued,
+			   s->o.max_queue);
+		return;
+	}
+	char err[512];
+	struct job *j = job_parse(s, strcmp(p, "/completions") == 0 ? JOB_COMPLETION : JOB_CHAT, b, q->body_len, err,
+				  sizeof err);
+	if (!j) {
+		send_error(c, 400, "invalid_request_error", NULL, NULL, "%s", err);
+		return;
+	}
+	j->c = c;
+	c->busy = true;
+	c->job = j;
+	if (s->q_tail)
+		s->q_tail->next = j;
+	else
+		s->q_head = j;
+	s->q_tail = j;
+	s->n_queued++;
+	dispatch(s);
+}
+
+/* Value of header NAME in the head H (NUL-terminated lines joined by
+ * "\r\n"), or NULL; copies at most N-1 bytes. */
+static const char *header(const char *h, const char *name, char *buf, size_t n)
+{
+	size_t nl = strlen(name);
+	for (const char *l = strstr(h, "\r\n"); l && l[2]; l = strstr(l + 2, "\r\n")) {
+		const char *k = l + 2;
+		if (strncasecmp(k, name, nl) == 0 && k[nl] == ':') {
+			const char *v = k + nl + 1;
+			v += strspn(v, " \t");
+			size_t vl = strcspn(v, "\r\n");
+			while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+				vl--;
+			if (vl >= n)
+				vl = n - 1;
+			memcpy(buf, v, vl);
+			buf[vl] = '\0';
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+/* Parses what C has read: answers a complete request and consumes it.
+ * Returns true when it did (more may follow). */
+static bool parse_one(struct server *s, struct conn *c)
+{
+	if (c->busy || c->dead || c->close_after)
+		return false;
+	/* normalise: find the end of the head */
+	char *end = c->in_len ? memmem(c->in, c->in_len, "\r\n\r\n", 4) : NULL;
+	if (!end) {
+		if (c->in_len > HEAD_MAX) {
+			c->close_after = true;
+			send_error(c, 431, "invalid_request_error", NULL, NULL, "request head larger than %u bytes", HEAD_MAX);
+		}
+		return false;
+	}
+	size_t head_len = (size_t)(end - c->in) + 4;
+	if (head_len > HEAD_MAX) {
+		c->close_after = true;
+		send_error(c, 431, "invalid_request_error", NULL, NULL, "request head larger than %u bytes", HEAD_MAX);
+		return false;
+	}
+	char *head = strndup(c->in, head_len - 2); /* keeps one "\r\n" after the last line */
+	if (!head) {
+		c->dead = true;
+		return false;
+	}
+	struct request q = {.head_len = head_len};
+	char version[16] = "";
+	char hb[600];
+	int ok = sscanf(head, "%15s %255s %15s", q.method, q.path, version) == 3;
+	if (!ok || head[0] == ' ' || (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0)) {
+		free(head);
+		c->close_after = true;
+		if (ok && strncmp(version, "HTTP/", 5) == 0)
+			send_error(c, 505, "invalid_request_error", NULL, NULL, "HTTP/1.1 only");
+		else
+			send_error(c, 400, "invalid_request_error", NULL, NULL, "malformed request line");
+		return false;
+	}
+	char *qm = strchr(q.path, '?');
+	if (qm)
+		*qm = '\0';
+	bool http10 = strcmp(version, "HTTP/1.0") == 0;
+	const char *conn_h = header(head, "Connection", hb, sizeof hb);
+	c->keep_alive = conn_h ? strcasecmp(conn_h, "close") != 0 && (!http10 || strcasecmp(conn_h, "keep-alive") == 0)
+			       : !http10;
+	if (header(head, "Transfer-Encoding", hb, sizeof hb) && strcasecmp(hb, "identity") != 0) {
+		free(head);
+		c->close_after = true;
+		send_error(c, 411, "invalid_request_error", NULL, NULL, "chunked request bodies are not supported; send Content-Length");
+		return false;
+	}
+	size_t body_len = 0;
+	if (header(head, "Content-Length", hb, sizeof hb)) {
+		char *e;
+		errno = 0;
+		unsigned long long v = strtoull(hb, &e, 10);
+		if (errno || *e || e == hb || hb[0] == '-' || hb[0] == '+') {
+			free(head);
+			c->close_after = true;
+			send_error(c, 400, "invalid_request_error", NULL, NULL, "bad Content-Length");
+			return false;
+		}
+		if (v > BODY_MAX) {
+			free(head);
+			c->close_after = true;
+			send_error(c, 413, "invalid_request_error", NULL, NULL, "request body larger than %u bytes", BODY_MAX);
+			return false;
+		}
+		body_len = (size_t)v;
+	}
+	q.body_len = body_len;
+	if (c->in_len < head_len + body_len) {
+		/* the body is still coming; a client that waits for 100 is told */
+		if (header(head, "Expect", hb, sizeof hb) && strcasecmp(hb, "100-continue") == 0 && c->in_len == head_len &&
+		    c->out_len == 0)
+			out_fmt(c, "HTTP/1.1 100 Continue\r\n\r\n");
+		free(head);
+		return false;
+	}
+	char auth[600];
+	q.auth = header(head, "Authorization", auth, sizeof auth);
+	char *body = malloc(body_len + 1);
+	if (!body) {
+		free(head);
+		c->dead = true;
+		return false;
+	}
+	memcpy(body, c->in + head_len, body_len);
+	body[body_len] = '\0';
+	memmove(c->in, c->in + head_len + body_len, c->in_len - head_len - body_len);
+	c->in_len -= head_len + body_len;
+	route(s, c, &q, body);
+	memset(auth, 0, sizeof auth);
+	free(body);
+	free(head);
+	return true;
+}
+
+/* ---- connections ---------------------------------------------------------------- */
+
+static void conn_close(struct server *s, size_t i)
+{
+	struct conn *c = s->conns[i];
+	if (c->job)
+		job_abandon(s, c->job);
+	close(c->fd);
+	free(c->in);
+	free(c->out);
+	free(c);
+	s->conns[i] = s->conns[--s->n_conns];
+}
+
+static void conn_read(struct server *s, struct conn *c)
+{
+	for (;;) {
+		if (c->in_len + 65536 > c->in_cap) {
+			if (c->in_cap > 2 * (HEAD_MAX + BODY_MAX)) {
+				/* a pipelining client far ahead of us */
+				c->dead = true;
+				return;
+			}
+			size_t nc = c->in_cap ? c->in_cap * 2 : 65536 * 2;
+			char *ni = realloc(c->in, nc);
+			if (!ni) {
+				c->dead = true;
+				return;
+			}
+			c->in = ni;
+			c->in_cap = nc;
+		}
+		ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (r <= 0) {
+			c->dead = true;
+			return;
+		}
+		c->in_len += (size_t)r;
+		c->t_last = now_ms();
+	}
+}
+
+static void accept_all(struct server *s)
+{
+	for (;;) {
+		struct sockaddr_storage sa;
+		socklen_t sl = sizeof sa;
+		int fd = accept4(s->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		struct conn *c = calloc(1, sizeof *c);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->t_last = now_ms();
+		char host[INET6_ADDRSTRLEN] = "?", port[8] = "";
+		getnameinfo((struct sockaddr *)&sa, sl, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
+		snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
+		if (s->n_conns >= (size_t)s->o.max_clients) {
+			/* over the limit: one answer, then the door */
+			c->close_after = true;
+			send_error(c, 503, "unavailable", NULL, "Retry-After: 1\r\n",
+				   "too many connections (%d); try again shortly", s->o.max_clients);
+			out_flush(c);
+			close(fd);
+			free(c->out);
+			free(c);
+			continue;
+		}
+		if (s->n_conns == s->cap_conns) {
+			size_t nc = s->cap_conns ? s->cap_conns * 2 : 16;
+			struct conn **ncs = realloc(s->conns, nc * sizeof *ncs);
+			if (!ncs) {
+				close(fd);
+				free(c);
+				continue;
+			}
+			s->conns = ncs;
+			s->cap_conns = nc;
+		}
+		s->conns[s->n_conns++] = c;
+	}
+}
+
+/* ---- engine events -------------------------------------------------------------- */
+
+static int on_engine(struct server *s, int load_req, char *err, size_t errlen)
+{
+	struct engine_event ev;
+	while (engine_event_next(s->e, &ev)) {
+		if (ev.request == load_req) {
+			if (ev.type == ENGINE_EV_LOADED) {
+				s->info = ev.info;
+				s->ready = true;
+				logf_(s, "model %s ready (%s, %s, context %u)", s->o.model_name, ev.info.arch, ev.info.quant,
+				      ev.info.n_ctx);
+				dispatch(s);
+			} else if (ev.type == ENGINE_EV_ERROR) {
+				snprintf(err, errlen, "%s", ev.message);
+				engine_event_clear(&ev);
+				return -1;
+			}
+		} else if (s->running && ev.request == s->running->req) {
+			struct job *j = s->running;
+			if (ev.type == ENGINE_EV_TOKEN) {
+				job_token(s, j, ev.text, ev.text_len);
+			} else if (ev.type == ENGINE_EV_DONE || ev.type == ENGINE_EV_ERROR) {
+				s->running = NULL;
+				if (ev.type == ENGINE_EV_DONE)
+					job_finish(s, j, 0, NULL, &ev.stats, ev.stop);
+				else
+					job_finish(s, j, ev.code < 0 ? ev.code : ENGINE_E_INVAL, ev.message, NULL, ENGINE_STOP_EOG);
+				dispatch(s);
+			}
+		}
+		engine_event_clear(&ev);
+	}
+	return 0;
+}
+
+/* ---- the server ------------------------------------------------------------------ */
+
+struct server *serve_open(engine *e, const struct serve_opts *o, char *err, size_t errlen)
+{
+	struct server *s = calloc(1, sizeof *s);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->e = e;
+	s->o = *o;
+	s->lfd = -1;
+	if (!s->o.host)
+		s->o.host = "127.0.0.1";
+	if (s->o.max_queue <= 0)
+		s->o.max_queue = 16;
+	if (s->o.max_clients <= 0)
+		s->o.max_clients = 64;
+	if (s->o.slots <= 0)
+		s->o.slots = 8;
+	if (!s->o.model_name)
+		s->o.model_name = "ttychat";
+	s->slots = calloc((size_t)s->o.slots, sizeof *s->slots);
+	if (!s->slots || (o->api_key && !(s->key = strdup(o->api_key)))) {
+		snprintf(err, errlen, "out of memory");
+		serve_close(s);
+		return NULL;
+	}
+	s->o.api_key = NULL;
+	for (int i = 0; i < s->o.slots; i++)
+		s->slots[i].conv = 0x5e7e000000000000ull + (uint64_t)i;
+
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res = NULL;
+	char port[16];
+	snprintf(port, sizeof port, "%d", o->port);
+	int rc = getaddrinfo(s->o.host, port, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, errlen, "--host %s: %s", s->o.host, gai_strerror(rc));
+		serve_close(s);
+		return NULL;
+	}
+	int last = 0;
+	for (struct addrinfo *a = res; a && s->lfd < 0; a = a->ai_next) {
+		int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+		if (fd < 0) {
+			last = errno;
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+			last = errno;
+			close(fd);
+			continue;
+		}
+		s->lfd = fd;
+	}
+	freeaddrinfo(res);
+	if (s->lfd < 0) {
+		snprintf(err, errlen, "cannot listen on %s port %d: %s", s->o.host, o->port, strerror(last));
+		serve_close(s);
+		return NULL;
+	}
+	struct sockaddr_storage sa;
+	socklen_t sl = sizeof sa;
+	getsockname(s->lfd, (struct sockaddr *)&sa, &sl);
+	s->port = sa.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&sa)->sin6_port)
+					   : ntohs(((struct sockaddr_in *)&sa)->sin_port);
+	return s;
+}
+
+int serve_port(const struct server *s)
+{
+	return s->port;
+}
+
+int serve_run(struct server *s, int load_req, int stop_fd, char *err, size_t errlen)
+{
+	struct pollfd *pf = NULL;
+	size_t pf_cap = 0;
+	int status = 0;
+	for (;;) {
+		size_t need = s->n_conns + 3;
+		if (need > pf_cap) {
+			struct pollfd *np = realloc(pf, need * 2 * sizeof *np);
+			if (!np) {
+				snprintf(err, errlen, "out of memory");
+				status = -1;
+				break;
+			}
+			pf = np;
+			pf_cap = need * 2;
+		}
+		pf[0] = (struct pollfd){.fd = stop_fd, .events = POLLIN};
+		pf[1] = (struct pollfd){.fd = engine_event_fd(s->e), .events = POLLIN};
+		pf[2] = (struct pollfd){.fd = s->lfd, .events = POLLIN};
+		size_t polled = s->n_conns;
+		for (size_t i = 0; i < s->n_conns; i++) {
+			struct conn *c = s->conns[i];
+			short ev = POLLIN;
+			if (c->out_len > c->out_off)
+				ev |= POLLOUT;
+			pf[3 + i] = (struct pollfd){.fd = c->fd, .events = ev};
+		}
+		int n = poll(pf, 3 + polled, 1000);
+		if (n < 0 && errno != EINTR) {
+			snprintf(err, errlen, "poll: %s", strerror(errno));
+			status = -1;
+			break;
+		}
+		for (size_t i = 0; i < polled; i++)
+			s->conns[i]->revents = n > 0 ? pf[3 + i].revents : 0;
+		if (n > 0 && (pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			break;
+		if (n > 0 && (pf[1].revents & POLLIN) && on_engine(s, load_req, err, errlen) != 0) {
+			status = -1;
+			break;
+		}
+		if (n > 0 && (pf[2].revents & POLLIN))
+			accept_all(s);
+		double t = now_ms();
+		for (size_t i = 0; i < s->n_conns;) {
+			struct conn *c = s->conns[i];
+			short re = c->revents;
+			c->revents = 0;
+			if (re & (POLLIN | POLLHUP | POLLERR))
+				conn_read(s, c);
+			while (parse_one(s, c))
+				;
+			out_flush(c);
+			bool idle = !c->busy && c->out_len == 0;
+			if (idle && c->in_len > 0 && t - c->t_last > HEAD_TIMEOUT_MS) {
+				c->close_after = true;
+				send_error(c, 408, "invalid_request_error", NULL, NULL, "request not complete in time");
+				out_flush(c);
+				c->dead = true;
+			}
+			if (idle && c->in_len == 0 && t - c->t_last > IDLE_TIMEOUT_MS)
+				c->dead = true;
+			if (idle && c->close_after)
+				c->dead = true;
+			if (c->dead) {
+				conn_close(s, i);
+				continue;
+			}
+			i++;
+		}
+		if (s->running == NULL)
+			dispatch(s);
+	}
+	free(pf);
+	return status;
+}
+
+void serve_close(struct server *s)
+{
+	if (!s)
+		return;
+	while (s->n_conns)
+		conn_close(s, s->n_conns - 1);
+	free(s->conns);
+	if (s->running) {
+		engine_cancel(s->e);
+		job_free(s->running);
+	}
+	for (struct job *j = s->q_head; j;) {
+		struct job *n = j->next;
+		job_free(j);
+		j = n;
+	}
+	for (int i = 0; s->slots && i < s->o.slots; i++)
+		msgs_free(s->slots[i].msgs, s->slots[i].n);
+	free(s->slots);
+	if (s->key) {
+		volatile char *k = s->key;
+		for (size_t i = 0; k[i]; i++)
+			k[i] = 0;
+		free(s->key);
+	}
+	if (s->lfd >= 0)
+		close(s->lfd);
+	free(s);
+}
