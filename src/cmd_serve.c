@@ -60,8 +60,7 @@ static void usage(FILE *out)
 		"  --slots N            conversations whose KV cache is kept for reuse (default 8)\n"
 		"  -c, --ctx-size N     context size in tokens\n"
 		"  -t, --threads N      compute threads (default: all cores)\n"
-		"  -v, --verbose        one line per request on stderr (never the content)\n"
-		"  -h, --help           this help\n");
+		"  -v, --verbose        one line per request on stderr (never the content)\n");
 }
 
 static int parse_num(const char *s, const char *flag, long lo, long hi, int *out)
