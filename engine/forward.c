@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "engine.h"
 #include "gguf.h"
@@ -183,7 +184,59 @@ struct fwd_mats {
 	float rope_base[FWD_MAX_BASES];
 	int n_bases;
 	float *rope;
+	/* thread-count tuning, [0] one-token steps, [1] batches: seconds per
+	 * token with all threads (t[0]) and with the caller alone (t[1]) */
+	struct {
+		double t[2];
+		int have[2];
+		uint32_t steps;
+	} tune[2];
 };
+
+#define TUNE_PROBE 16   /* every 16th step runs the other thread count */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Thread count of this step: on a quiet machine all threads win; on an
+ * oversubscribed one (a worker preempted while it holds a task stalls the
+ * step for a time slice) the caller alone does.  Measured, not guessed:
+ * the faster mode so far, and the other one every TUNE_PROBE steps so a
+ * change of load is noticed.  Returns the mode (0 all, 1 alone). */
+static int tune_begin(struct fwd *f, int kind)
+{
+	if (pool_size(f->pool) == 1)
+		return 0;
+	__typeof__(f->mats->tune[0]) *tn = &f->mats->tune[kind];
+	int mode;
+	if (!tn->have[0])
+		mode = 0;
+	else if (!tn->have[1])
+		mode = 1;
+	else {
+		int best = tn->t[1] < tn->t[0];
+		mode = ++tn->steps % TUNE_PROBE == 0 ? !best : best;
+	}
+	pool_set_active(f->pool, mode ? 1 : pool_size(f->pool));
+	return mode;
+}
+
+static void tune_end(struct fwd *f, int kind, int mode, double seconds_per_token)
+{
+	if (pool_size(f->pool) == 1)
+		return;
+	__typeof__(f->mats->tune[0]) *tn = &f->mats->tune[kind];
+	if (tn->have[mode] == 0)
+		tn->t[mode] = seconds_per_token, tn->have[mode] = 1;
+	else if (tn->have[mode] == 1)   /* the first sample paid for warm-up: replace it */
+		tn->t[mode] = seconds_per_token, tn->have[mode] = 2;
+	else
+		tn->t[mode] = 0.5 * tn->t[mode] + 0.5 * seconds_per_token;
+}
 
 static void cpu_glu(struct fwd *f, float *gate, const float *up, int64_t n, bool gelu)
 {
@@ -861,6 +914,8 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 		if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab)
 			return ENGINE_E_INVAL;
 
+	const int tkind = T > 1, tmode = tune_begin(f, tkind);
+	const double t_start = now_s();
 	struct tok_job j = {.f = f, .kv = kv, .pos0 = pos0, .T = T, .tokens = tokens};
 	if (T == 1)
 		rope_task(&j, 0, 1);
@@ -936,5 +991,6 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 		be->rmsnorm(f->xn + (size_t)(t - first) * (size_t)E, f->x + (size_t)t * (size_t)E,
 			    m->output_norm.data, E, hp->norm_eps);
 	matmul1(f, &f->mats->output, f->xn, nl, E, f->logits, hp->n_vocab);
+	tune_end(f, tkind, tmode, (now_s() - t_start) / T);
 	return 0;
 }

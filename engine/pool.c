@@ -15,14 +15,10 @@
  * on an oversubscribed machine is what lets the worker it waits for run.
  * Counters live on separate cache lines.
  *
- * Oversubscription: a worker that the OS preempts while it holds a task
- * stalls the caller for a whole scheduler time slice, hundreds of times a
- * token; two threads then run far slower than one.  The caller therefore
- * times its wait: waiting longer than two of its own tasks plus 200 us
- * counts as a stall, and two stalls within 64 jobs switch the pool to
- * running jobs on the caller alone for a while (SOLO_JOBS, doubling while
- * stalls go on, back to the start after a clean probe), which keeps
- * "2 threads" within a few per cent of "1 thread" on a loaded machine.
+ * pool_set_active() lets the owner run jobs on fewer threads than the pool
+ * has (the forward pass does so when it measures that the machine is
+ * oversubscribed: a worker preempted while it holds a task stalls the
+ * caller for a scheduler time slice); idle workers then fall asleep.
  */
 #include "pool.h"
 
@@ -33,7 +29,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -45,10 +40,6 @@
 #define SPIN_WORKER 20000   /* pause rounds before a worker sleeps (~0.1-0.5 ms) */
 #define SPIN_CALLER 4096    /* pause rounds before the caller starts yielding */
 #define MAX_TASKS 65535
-#define STALL_NS 200000     /* extra wait that marks a stall */
-#define STALL_WINDOW 64     /* jobs over which two stalls trigger solo mode */
-#define SOLO_JOBS 2048      /* first solo period, in jobs */
-#define SOLO_MAX (1 << 20)
 
 struct pool {
 	int n;
@@ -56,10 +47,7 @@ struct pool {
 	pool_fn fn;
 	void *ctx;
 	uint32_t gen;                   /* caller's copy of the last generation */
-	/* stall detection, caller only */
-	uint64_t jobs, last_stall_job;
-	uint64_t solo_left, solo_period, solo_end_job;
-	int stalls;
+	int active;                     /* threads taking part in jobs */
 	_Alignas(64) _Atomic uint64_t claim;
 	_Alignas(64) atomic_int done;
 	_Alignas(64) atomic_uint wake_gen;
@@ -72,34 +60,6 @@ struct pool {
 struct worker_arg {
 	pool *p;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* The caller waited WAIT ns after running MINE tasks in WORK ns. */
-static void note_wait(pool *p, uint64_t work, int mine, uint64_t wait)
-{
-	uint64_t per_task = mine > 0 ? work / (uint64_t)mine : work;
-	if (wait <= 2 * per_task + STALL_NS)
-		return;
-	if (p->jobs - p->last_stall_job > STALL_WINDOW)
-		p->stalls = 0;
-	p->last_stall_job = p->jobs;
-	if (++p->stalls < 2)
-		return;
-	p->stalls = 0;
-	/* stalls right after a solo period: the load is still there */
-	if (p->solo_period && p->jobs - p->solo_end_job <= STALL_WINDOW)
-		p->solo_period = p->solo_period * 2 < SOLO_MAX ? p->solo_period * 2 : SOLO_MAX;
-	else
-		p->solo_period = SOLO_JOBS;
-	p->solo_left = p->solo_period;
-	p->solo_end_job = p->jobs + p->solo_period;
-}
 
 /* Runs tasks of generation GEN until none is left to claim; returns how
  * many this thread ran. */
@@ -162,6 +122,7 @@ pool *pool_create(int n_threads)
 	if (!p)
 		return NULL;
 	p->n = n_threads;
+	p->active = n_threads;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->wake, NULL);
 	if (n_threads > 1) {
@@ -215,14 +176,21 @@ int pool_size(const pool *p)
 	return p->n;
 }
 
+void pool_set_active(pool *p, int n)
+{
+	p->active = n < 1 ? 1 : n > p->n ? p->n : n;
+}
+
+int pool_active(const pool *p)
+{
+	return p->active;
+}
+
 void pool_run_tasks(pool *p, pool_fn fn, void *ctx, int n_tasks)
 {
 	if (n_tasks < 1 || n_tasks > MAX_TASKS)
 		return;
-	p->jobs++;
-	if (p->n == 1 || n_tasks == 1 || p->solo_left > 0) {
-		if (p->solo_left > 0)
-			p->solo_left--;
+	if (p->active == 1 || n_tasks == 1) {
 		for (int i = 0; i < n_tasks; i++)
 			fn(ctx, i, n_tasks);
 		return;
@@ -239,20 +207,15 @@ void pool_run_tasks(pool *p, pool_fn fn, void *ctx, int n_tasks)
 		pthread_cond_broadcast(&p->wake);
 		pthread_mutex_unlock(&p->mu);
 	}
-	const uint64_t t0 = now_ns();
-	const int mine = claim_and_run(p, p->gen);
-	const uint64_t t1 = now_ns();
+	(void)claim_and_run(p, p->gen);
 	/* spin, then yield: on an oversubscribed machine the worker we wait
 	 * for may need our core */
-	unsigned spins = 0;
-	for (; atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks; spins++) {
+	for (unsigned spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks; spins++) {
 		if (spins < SPIN_CALLER)
 			cpu_relax();
 		else
 			sched_yield();
 	}
-	if (spins >= SPIN_CALLER)
-		note_wait(p, t1 - t0, mine, now_ns() - t1);
 }
 
 void pool_run(pool *p, pool_fn fn, void *ctx)

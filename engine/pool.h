@@ -27,6 +27,11 @@ typedef void (*pool_fn)(void *ctx, int i, int n);
 pool *pool_create(int n_threads);
 void pool_free(pool *p);
 int pool_size(const pool *p);
+/* Jobs run on n threads from now on (1..pool_size; 1: the caller alone,
+ * the workers sleep); pool_size() is unchanged.  Only 1 or all threads are
+ * implemented: any n > 1 means all. */
+void pool_set_active(pool *p, int n);
+int pool_active(const pool *p);
 /* pool_run_tasks(p, fn, ctx, pool_size(p)). */
 void pool_run(pool *p, pool_fn fn, void *ctx);
 /* fn(ctx, i, n_tasks) for 0 <= i < n_tasks (1 <= n_tasks <= 65535; other

@@ -6,6 +6,7 @@
  * went to sleep, and a job whose tasks take very different times.
  * Exit 0 when all pass; prints "N passed, M failed".
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,49 @@ static void test_sleepers(void)
 	pool_free(p);
 }
 
+static pthread_t task_thread[64];
+
+static void where_task(void *ctx, int i, int n)
+{
+	(void)ctx;
+	(void)n;
+	task_thread[i] = pthread_self();
+}
+
+/* pool_set_active(1): every task on the caller; back to all threads */
+static void test_active(void)
+{
+	pool *p = pool_create(3);
+	CHECK(pool_active(p) == 3, "active starts at the pool size");
+	pool_set_active(p, 1);
+	CHECK(pool_active(p) == 1, "set_active(1)");
+	int off = 0;
+	for (int r = 0; r < 50; r++) {
+		pool_run_tasks(p, where_task, NULL, 64);
+		for (int i = 0; i < 64; i++)
+			off += !pthread_equal(task_thread[i], pthread_self());
+	}
+	CHECK(off == 0, "solo jobs ran %d tasks off the caller", off);
+	pool_set_active(p, 99);
+	CHECK(pool_active(p) == 3, "set_active clamps to the size");
+	run_jobs(3, 9, 1, 0);
+	struct job j;
+	memset(&j, 0, sizeof j);
+	int hits[9] = {0}, value[9] = {0};
+	j.hits = hits;
+	j.value = value;
+	j.expect_n = 9;
+	j.round = 1;
+	pool_run_tasks(p, task, &j, 9);
+	int bad = 0;
+	for (int i = 0; i < 9; i++)
+		bad += hits[i] != 1;
+	CHECK(bad == 0, "all threads again after solo");
+	pool_set_active(p, 0);
+	CHECK(pool_active(p) == 1, "set_active(0) means 1");
+	pool_free(p);
+}
+
 static void test_edges(void)
 {
 	pool *p = pool_create(0);
@@ -139,6 +183,7 @@ int main(void)
 	run_jobs(2, 2, 20, 2000);   /* one slow task: the other threads wait, no task is lost */
 	run_jobs(4, 9, 20, 1000);
 	test_sleepers();
+	test_active();
 	test_edges();
 	printf("%d passed, %d failed\n", n_pass, n_fail);
 	return n_fail ? 1 : 0;
