@@ -376,11 +376,14 @@ INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 		_mm512_mask_storeu_ps(y + t * ys, mask, acc[t]);
 }
 
-#ifndef K_TILE
-#define K_TILE 4
+#ifndef Q4K_TILE
+#define Q4K_TILE 4
+#endif
+#ifndef Q6K_TILE
+#define Q6K_TILE 3
 #endif
 
-#define K_KERNEL(name, tile)                                                                     \
+#define K_KERNEL(name, tile, W)                                                                     \
 	API void name(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t rows,        \
 		      int64_t cols, const void *xact, size_t xs, int64_t nt, float *y, int64_t ys) \
 	{                                                                                        \
@@ -391,14 +394,14 @@ INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 			const __mmask16 mask = row_mask(g, rows);                                \
 			float *yg = y + g * QUANT_ROW_GROUP;                                     \
 			const uint8_t *x = xact;                                                 \
-			TILES(K_TILE, K_CALL_##tile);                                            \
+			TILES(W, K_CALL_##tile);                                            \
 		}                                                                                \
 	}
 #define K_CALL_tile_q4_k(w) tile_q4_k(w, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask)
 #define K_CALL_tile_q6_k(w) tile_q6_k(w, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask)
 
-K_KERNEL(pmul_q4_k, tile_q4_k)
-K_KERNEL(pmul_q6_k, tile_q6_k)
+K_KERNEL(pmul_q4_k, tile_q4_k, Q4K_TILE)
+K_KERNEL(pmul_q6_k, tile_q6_k, Q6K_TILE)
 
 /* ---- F16 ----------------------------------------------------------------------------------- */
 
