@@ -7,8 +7,9 @@
  * the next.  A transfer runs in a loop of curl_multi_perform() and
  * curl_multi_poll(); the poll also watches the engine's wake-up pipe, so a
  * cancel closes the connection at once rather than at the next byte.  A
- * stalled server is caught by libcurl's low-speed limit (no byte for
- * timeout_s seconds).
+ * stalled server is caught by the same loop: no byte for timeout_s seconds
+ * (libcurl's own low-speed limit averages over several seconds, too
+ * loosely for a short timeout).
  *
  * Replies are streamed as server-sent events: bytes are cut into lines,
  * "data:" lines gather into one event, a blank line dispatches it (a JSON
@@ -418,6 +419,8 @@ struct xfer {
 	bool done, finished;      /* "[DONE]" seen; a finish_reason seen */
 	double t_done;
 	int fail;                 /* a status: stop and report msg */
+	bool stalled;             /* nothing for timeout_s */
+	double t_byte;            /* the last byte, or the start */
 	char msg[640];
 	uint64_t bytes;
 	/* the reply */
@@ -750,6 +753,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 	struct xfer *x = ud;
 	size_t n = size * nmemb;
 	x->bytes += n;
+	x->t_byte = now_ms();
 	if (!x->checked) {
 		x->checked = true;
 		curl_easy_getinfo(x->rm->easy, CURLINFO_RESPONSE_CODE, &x->status);
@@ -802,8 +806,6 @@ static void setup(struct remote *rm, struct xfer *x, const char *url, struct cur
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, rm->connect_timeout_s);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, rm->timeout_s);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
@@ -828,6 +830,8 @@ static void perform(struct remote *rm, const struct remote_cancel *c, struct xfe
 		*result = CURLE_OUT_OF_MEMORY;
 		return;
 	}
+	const double stall_ms = (double)rm->timeout_s * 1e3;
+	x->t_byte = now_ms();
 	for (;;) {
 		if (is_cancelled(c)) {
 			*cancelled = true;
@@ -851,9 +855,15 @@ static void perform(struct remote *rm, const struct remote_cancel *c, struct xfe
 		/* "[DONE]" is the end even if the server keeps the body open */
 		if (x->done && now_ms() - x->t_done > 500)
 			break;
+		double quiet = now_ms() - x->t_byte;
+		if (quiet >= stall_ms) {
+			x->stalled = true;
+			break;
+		}
 		struct curl_waitfd w = {.fd = c ? c->wake_fd : -1, .events = CURL_WAIT_POLLIN};
 		unsigned nw = c && c->wake_fd >= 0 ? 1 : 0;
-		curl_multi_poll(rm->multi, nw ? &w : NULL, nw, x->done ? 100 : 1000, NULL);
+		int wait = x->done ? 100 : (int)(stall_ms - quiet) + 1;
+		curl_multi_poll(rm->multi, nw ? &w : NULL, nw, wait < 1000 ? wait : 1000, NULL);
 		if (nw && w.revents)
 			drain(c->wake_fd);
 	}
@@ -939,6 +949,8 @@ static int xfer_outcome(struct xfer *x, bool cancelled, CURLcode rc, char *err, 
 		snprintf(err, errlen, "%s", x->msg);
 		return x->fail;
 	}
+	if (x->stalled)
+		rc = CURLE_OPERATION_TIMEDOUT;
 	if (x->status >= 400 && (rc == CURLE_OK || x->body_len > 0)) {
 		http_error(x, err, errlen);
 		return ENGINE_E_SERVER;
