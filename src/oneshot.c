@@ -1172,7 +1172,7 @@ tui:
 			cJSON_AddStringToObject(j, "stop", stop_name(cancelled ? ENGINE_STOP_CANCELLED : rep.stop));
 			cJSON_AddNumberToObject(j, "exit", status);
 			cJSON *m = cJSON_AddObjectToObject(j, "model");
-			cJSON_AddStringToObject(m, "name", r->me.name);
+			cJSON_AddStringToObject(m, "name", r->me.remote ? info.name : r->me.name);
 			cJSON_AddStringToObject(m, "path", r->me.path);
 			cJSON_AddStringToObject(m, "arch", info.arch);
 			cJSON_AddStringToObject(m, "quant", info.quant);
