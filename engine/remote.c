@@ -32,6 +32,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -1004,12 +1005,28 @@ int remote_probe(struct remote *rm, const struct remote_cancel *c, struct engine
 	char url[2200];
 	snprintf(url, sizeof url, "%s/models", rm->base);
 	struct xfer x = {.rm = rm};
-	setup(rm, &x, url, rm->get_hdrs);
-	curl_easy_setopt(rm->easy, CURLOPT_HTTPGET, 1L);
 	bool cancelled;
 	CURLcode rc;
-	perform(rm, c, &x, &cancelled, &rc);
-	int st = xfer_outcome(&x, cancelled, rc, err, errlen);
+	int st;
+	/* a server that is still loading its model answers 503: wait for it
+	 * (up to timeout_s) */
+	for (const double t0 = now_ms();;) {
+		setup(rm, &x, url, rm->get_hdrs);
+		curl_easy_setopt(rm->easy, CURLOPT_HTTPGET, 1L);
+		perform(rm, c, &x, &cancelled, &rc);
+		st = xfer_outcome(&x, cancelled, rc, err, errlen);
+		if (st != ENGINE_E_SERVER || x.status != 503 || now_ms() - t0 > (double)rm->timeout_s * 1e3)
+			break;
+		xfer_free(&x);
+		x = (struct xfer){.rm = rm};
+		struct pollfd p = {.fd = c ? c->wake_fd : -1, .events = POLLIN};
+		poll(&p, 1, 500);
+		if (is_cancelled(c)) {
+			cancelled = true;
+			st = ENGINE_E_CANCELLED;
+			break;
+		}
+	}
 	if (st == ENGINE_E_CANCELLED)
 		snprintf(err, errlen, "remote %s: loading cancelled", rm->host);
 	if (st) {

@@ -932,6 +932,8 @@ static void route(struct server *s, struct conn *c, const struct request *q, con
 	if (strcmp(p, "/models") == 0) {
 		if (!get)
 			send_error(c, 405, "invalid_request_error", NULL, "Allow: GET\r\n", "use GET");
+		else if (!s->ready)
+			send_error(c, 503, "unavailable", NULL, "Retry-After: 1\r\n", "the model is loading; try again shortly");
 		else
 			answer_models(s, c);
 		return;
