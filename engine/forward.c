@@ -189,11 +189,14 @@ struct fwd_mats {
 	struct {
 		double t[2];
 		int have[2];
-		uint32_t steps;
+		uint32_t steps, probe_every;
 	} tune[2];
 };
 
-#define TUNE_PROBE 16   /* every 16th step runs the other thread count */
+/* every 16th step runs the other thread count, up to every 256th while it
+ * keeps losing by more than a third */
+#define TUNE_PROBE 16
+#define TUNE_PROBE_MAX 256
 
 static double now_s(void)
 {
@@ -219,7 +222,9 @@ static int tune_begin(struct fwd *f, int kind)
 		mode = 1;
 	else {
 		int best = tn->t[1] < tn->t[0];
-		mode = ++tn->steps % TUNE_PROBE == 0 ? !best : best;
+		if (tn->probe_every == 0)
+			tn->probe_every = TUNE_PROBE;
+		mode = ++tn->steps % tn->probe_every == 0 ? !best : best;
 	}
 	pool_set_active(f->pool, mode ? 1 : pool_size(f->pool));
 	return mode;
@@ -236,6 +241,14 @@ static void tune_end(struct fwd *f, int kind, int mode, double seconds_per_token
 		tn->t[mode] = seconds_per_token, tn->have[mode] = 2;
 	else
 		tn->t[mode] = 0.5 * tn->t[mode] + 0.5 * seconds_per_token;
+	if (tn->have[0] && tn->have[1] && tn->probe_every) {
+		const double lose = tn->t[mode] / tn->t[!mode];
+		const int best = tn->t[1] < tn->t[0];
+		if (mode != best && lose > 1.33)
+			tn->probe_every = tn->probe_every * 2 < TUNE_PROBE_MAX ? tn->probe_every * 2 : TUNE_PROBE_MAX;
+		else if (lose <= 1.33)
+			tn->probe_every = TUNE_PROBE;
+	}
 }
 
 static void cpu_glu(struct fwd *f, float *gate, const float *up, int64_t n, bool gelu)
