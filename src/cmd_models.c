@@ -72,7 +72,9 @@ static void probe(const struct config_item *it, struct shown *s)
 		return;
 	s->size = it->e.size;
 	snprintf(s->quant, sizeof s->quant, "%s", it->e.quant);
-	if (it->present) {
+	if (it->e.remote) /* served elsewhere: nothing to probe here */
+		snprintf(s->quant, sizeof s->quant, "remote");
+	else if (it->present) {
 		char err[300];
 		if (config_probe_model(it->e.path, &s->size, s->quant, sizeof s->quant, err, sizeof err) != 0) {
 			struct stat st;

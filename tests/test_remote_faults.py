@@ -305,6 +305,23 @@ def tests(srv, url, host, tmp):
     rc, out, err, _ = run(["-m", "keyed", "-p", "hi"], key=None)
     check(rc == 0 and out.strip() == "Hello wörld ✓", "key file 0600 works (%d %r %r)" % (rc, out, err))
 
+    # models.d remote entries in the catalogue; invalid ones named with their key
+    with open(os.path.join(CONFIG, "ttychat", "models.d", "badurl.json"), "w") as f:
+        json.dump({"name": "badurl", "remote": {"base_url": "gpu:8000"}}, f)
+    with open(os.path.join(CONFIG, "ttychat", "models.d", "authhdr.json"), "w") as f:
+        json.dump({"name": "authhdr", "remote": {"base_url": url, "headers": {"Authorization": "Bearer x"}}}, f)
+    rc, out, err, _ = run(["models"])
+    rows = {l.split()[0]: l for l in out.splitlines() if l.strip()}
+    check("remote" in rows.get("stally", "") and "yes" in rows.get("stally", ""), "models: a remote entry %r" %
+          rows.get("stally"))
+    check("key 'remote.base_url'" in err and "not an http://" in err, "models: bad base_url named (%r)" % err)
+    check("key 'remote.headers.Authorization'" in err and "api_key_env" in err,
+          "models: a key in a header refused (%r)" % err)
+    rc, out, err, _ = run(["-m", "authhdr", "-p", "hi"])
+    check(rc == 3 and "remote.headers.Authorization" in err, "-m of an invalid remote entry: exit 3 (%d)" % rc)
+    for f in ("badurl.json", "authhdr.json"):
+        os.unlink(os.path.join(CONFIG, "ttychat", "models.d", f))
+
     # cancel: SIGINT during a slow stream stops at once and closes the connection
     env = dict(os.environ, XDG_CONFIG_HOME=CONFIG, XDG_DATA_HOME=DATA, CI="true", TTYCHAT_API_KEY=KEY)
     p = subprocess.Popen([BIN, "--remote", url, "-m", "slow", "-p", "hi"], stdout=subprocess.PIPE,
