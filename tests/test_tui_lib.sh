@@ -38,6 +38,9 @@ tui_init() {
 	TSOCK="ttychat-test-$$"
 	T="tmux -L $TSOCK -f /dev/null"
 	trap 'tmux -L "$TSOCK" kill-server >/dev/null 2>&1; rm -rf "$TMPD"' EXIT
+	# the history: no passphrase unless a test gives one (a later
+	# TTYCHAT_PASSPHRASE_FILE=... in tui_start's variables wins)
+	: >"$TMPD/no-passphrase"
 	cat >"$TMPD/run.sh" <<'EOF'
 #!/bin/sh
 # runs ttychat, then reports how it left the terminal
@@ -53,6 +56,8 @@ EOF
 }
 
 # tui_start NAME COLS ROWS TERM [VAR=VALUE ...] -- [ttychat args]
+# The config, state and data dirs are $TMPD/NAME/..., or $TMPD/$TUI_DIRS/...
+# when TUI_DIRS is set (a restart that finds what an earlier run left).
 tui_start() {
 	local name=$1 cols=$2 rows=$3 term=$4
 	shift 4
@@ -66,12 +71,15 @@ tui_start() {
 	for a in "$@"; do
 		args="$args '$a'"
 	done
-	mkdir -p "$TMPD/$name/config" "$TMPD/$name/state" "$TMPD/$name/data"
+	local dirs="$TMPD/${TUI_DIRS:-$name}"
+	mkdir -p "$dirs/config" "$dirs/state" "$dirs/data"
+	TUI_DATA=$dirs/data
 	TUI_SESSION=$name
 	$T new-session -d -s "$name" -x "$cols" -y "$rows" \
 		"env -u LC_ALL -u NO_COLOR LANG=C.UTF-8 TERM=$term INPUTRC=/dev/null \
-		XDG_CONFIG_HOME=$TMPD/$name/config XDG_STATE_HOME=$TMPD/$name/state \
-		XDG_DATA_HOME=$TMPD/$name/data TTYCHAT_MODELS_DIR='$TTYCHAT_MODELS_DIR' $envs \
+		XDG_CONFIG_HOME=$dirs/config XDG_STATE_HOME=$dirs/state \
+		XDG_DATA_HOME=$dirs/data TTYCHAT_MODELS_DIR='$TTYCHAT_MODELS_DIR' \
+		TTYCHAT_PASSPHRASE_FILE=$TMPD/no-passphrase $envs \
 		$TMPD/run.sh $TMPD/$name '$TTYCHAT_BIN' $args" || fail "cannot start tmux"
 }
 

@@ -39,7 +39,8 @@ S=suspend
 command -v bash >/dev/null 2>&1 || skip "no bash for the job-control part"
 TUI_SESSION=$S
 $T new-session -d -s $S -x 100 -y 30 "env -u LC_ALL -u NO_COLOR LANG=C.UTF-8 TERM=xterm-256color \
-	INPUTRC=/dev/null PS1='$ ' XDG_CONFIG_HOME=$TMPD/$S XDG_STATE_HOME=$TMPD/$S bash --norc --noprofile -i" ||
+	INPUTRC=/dev/null PS1='$ ' XDG_CONFIG_HOME=$TMPD/$S XDG_STATE_HOME=$TMPD/$S XDG_DATA_HOME=$TMPD/$S \
+	TTYCHAT_PASSPHRASE_FILE=$TMPD/no-passphrase bash --norc --noprofile -i" ||
 	fail "cannot start tmux"
 tui_wait $S 10 '^[$]'
 tui_send $S "'$TTYCHAT_BIN' -m '$SMOL' --temp 0 -n 8"

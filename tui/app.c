@@ -47,6 +47,8 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "chatlist.h"
+#include "chats.h"
 #include "cmds.h"
 #include "input.h"
 #include "models.h"
@@ -54,6 +56,7 @@
 #include "text.h"
 #include "theme.h"
 #include "transcript.h"
+#include "unlock.h"
 
 #define MIN_COLS 40
 #define MIN_LINES 12
@@ -62,6 +65,9 @@
 #define KEY_PASTE_BEGIN (KEY_MAX + 1)
 #define KEY_PASTE_END (KEY_MAX + 2)
 #define MAX_REPLY_BYTES (16u << 20)
+#define HIST_RETRY_MS 10000.0
+#define MAX_EXPORTS 8
+#define EXIT_SAVE_WAIT_MS 30000
 
 enum {
 	D_TRANS = 1 << 0,
@@ -74,7 +80,7 @@ enum {
 	D_ALL = 0x7f,
 };
 
-enum overlay { OV_NONE, OV_HELP, OV_PICKER };
+enum overlay { OV_NONE, OV_HELP, OV_PICKER, OV_CHATS };
 
 struct app {
 	const struct tui_opts *o;
@@ -132,6 +138,22 @@ struct app {
 	bool pasting;
 	char *paste;
 	size_t paste_len, paste_cap;
+
+	/* history (chats.h): NULL when it is off */
+	struct chats *ch;
+	char hist_off[512];       /* why it is off */
+	char hist_state[96];      /* the sidebar's line */
+	bool conv_touched;        /* a reply was asked for since the conversation was opened */
+	bool unsaved_warned;      /* leaving with unsaved messages was refused once */
+	double retry_at;          /* next retry of unsaved messages */
+	int import_req;           /* the KV snapshot import in flight */
+	struct {
+		int req;
+		char conv_id[CHATS_ID_LEN + 1];
+		char model_id[33];
+	} exports[MAX_EXPORTS];   /* KV snapshot exports in flight */
+	size_t n_exports;
+	struct chatlist cl;
 };
 
 /* ---- signals: a self-pipe, and the emergency restore --------------------- */
@@ -291,16 +313,126 @@ static size_t count_msgs(const struct app *a, size_t upto)
 	return n;
 }
 
-static void commit(struct app *a, const char *role, const char *text, bool partial)
+/* ---- history ---------------------------------------------------------------- */
+
+/* What the conversation is held with, for its history record. */
+static void hist_settings(const struct app *a, struct chats_settings *s)
+{
+	chats_settings_init(s);
+	s->model = a->load_spec[0] ? a->load_spec : a->model_path[0] ? a->model_path : NULL;
+	s->system_prompt = a->system;
+	s->temperature = a->set.s.temperature;
+	s->top_p = a->set.s.top_p;
+	s->min_p = a->set.s.min_p;
+	s->repeat_penalty = a->set.s.repeat_penalty;
+	s->top_k = a->set.s.top_k;
+	s->context_size = a->st.ctx_size ? a->st.ctx_size : a->st.have_info ? a->st.info.n_ctx : 0;
+}
+
+/* The sidebar's "Chat" lines. */
+static void hist_update_state(struct app *a)
+{
+	size_t pending = a->ch ? chats_pending(a->ch) : 0;
+	a->st.chat_bad = !a->ch || pending > 0;
+	if (!a->ch)
+		snprintf(a->hist_state, sizeof a->hist_state, "history off");
+	else if (pending)
+		snprintf(a->hist_state, sizeof a->hist_state, "%zu unsaved, retrying", pending);
+	else if (!chats_id(a->ch))
+		snprintf(a->hist_state, sizeof a->hist_state, "new: saved once you send");
+	else
+		snprintf(a->hist_state, sizeof a->hist_state, "saved, encrypted");
+	if (pending == 0)
+		a->unsaved_warned = false;
+	a->st.chat_title = a->ch ? chats_title(a->ch) : NULL;
+	a->st.chat_state = a->hist_state;
+	a->dirty |= D_SIDE;
+}
+
+static void commit(struct app *a, const char *role, const char *text, size_t len, bool partial)
 {
 	if (a->o->on_commit)
 		a->o->on_commit(a->o->hook_ctx, a->conv, role, text, partial);
+	if (!a->ch)
+		return;
+	struct chats_settings s;
+	hist_settings(a, &s);
+	int rc = chats_commit(a->ch, &s, strcmp(role, "user") == 0 ? CHATS_USER : CHATS_ASSISTANT, text, len, partial);
+	if (rc == CHATS_UNSAVED) {
+		notice(a, TR_ERROR, "history: not saved yet: %s (kept in memory, retrying)", chats_errmsg(a->ch));
+		a->retry_at = now_ms() + HIST_RETRY_MS;
+	} else if (rc < 0) {
+		notice(a, TR_ERROR, "history: %s", chats_errmsg(a->ch));
+	}
+	hist_update_state(a);
 }
 
 static void rewind_to(struct app *a, size_t items_kept)
 {
+	size_t n = count_msgs(a, items_kept);
 	if (a->o->on_rewind)
-		a->o->on_rewind(a->o->hook_ctx, a->conv, count_msgs(a, items_kept));
+		a->o->on_rewind(a->o->hook_ctx, a->conv, n);
+	if (a->ch)
+		chats_rewind(a->ch, n);
+}
+
+/* Retries unsaved messages when it is time. */
+static void hist_retry(struct app *a)
+{
+	if (!a->ch || chats_pending(a->ch) == 0 || now_ms() < a->retry_at)
+		return;
+	if (chats_flush(a->ch) == 0 && chats_pending(a->ch) == 0)
+		notice(a, TR_NOTICE, "history: the unsaved messages are saved now");
+	else
+		a->retry_at = now_ms() + HIST_RETRY_MS;
+	hist_update_state(a);
+}
+
+/* Asks the engine for the conversation's KV cache, to file it when the
+ * answer comes (only when it changed since it was opened). */
+static void export_kv(struct app *a)
+{
+	const char *id = a->ch ? chats_id(a->ch) : NULL;
+	if (!id || !a->conv_touched || !a->st.have_info || !a->st.info.model_id[0] || a->n_exports >= MAX_EXPORTS)
+		return;
+	int req = engine_conv_export(a->eng, a->conv);
+	if (req <= 0)
+		return;
+	a->exports[a->n_exports].req = req;
+	snprintf(a->exports[a->n_exports].conv_id, sizeof a->exports[0].conv_id, "%s", id);
+	snprintf(a->exports[a->n_exports].model_id, sizeof a->exports[0].model_id, "%s", a->st.info.model_id);
+	a->n_exports++;
+	a->conv_touched = false;
+}
+
+/* A CONV_EXPORT answer: file the snapshot. */
+static void on_export(struct app *a, const struct engine_event *ev)
+{
+	for (size_t i = 0; i < a->n_exports; i++) {
+		if (a->exports[i].req != ev->request)
+			continue;
+		if (a->ch && a->exports[i].conv_id[0] && ev->type == ENGINE_EV_CONV_EXPORT && ev->blob && ev->blob_len &&
+		    chats_kv_save(a->ch, a->exports[i].conv_id, a->exports[i].model_id, ev->blob, ev->blob_len) != 0 &&
+		    !a->quit)
+			notice(a, TR_NOTICE, "%s", chats_errmsg(a->ch));
+		a->exports[i] = a->exports[--a->n_exports];
+		return;
+	}
+}
+
+/* Restores the open conversation's KV snapshot for the loaded model, if
+ * there is one, before the next submit (requests run in order). */
+static void import_kv(struct app *a)
+{
+	void *blob;
+	size_t len;
+	if (!a->ch || !chats_id(a->ch) || !a->st.have_info || !a->st.info.model_id[0] || busy(a) ||
+	    chats_kv_load(a->ch, a->st.info.model_id, &blob, &len) != 0)
+		return;
+	int req = engine_conv_import(a->eng, a->conv, blob, len);
+	free(blob);
+	if (req > 0)
+		a->import_req = req;
 }
 
 static void start_reply(struct app *a)
@@ -338,6 +470,7 @@ static void start_reply(struct app *a)
 	}
 	a->reply = i;
 	a->req = req;
+	a->conv_touched = true;
 	a->t_submit = now_ms();
 	a->t_first = a->t_last = 0;
 	a->n_tok = 0;
@@ -372,7 +505,7 @@ static void send_message(struct app *a, const char *text)
 		notice(a, TR_ERROR, "out of memory");
 		return;
 	}
-	commit(a, "user", text, false);
+	commit(a, "user", text, strlen(text), false);
 	start_reply(a);
 }
 
@@ -416,6 +549,9 @@ static void load_model(struct app *a, const char *spec, const char *path, const 
 {
 	if (busy(a) || a->st.phase == PH_LOADING)
 		engine_cancel(a->eng);
+	/* the conversation's cache in the model being left is filed first
+	 * (requests run in order), then freed */
+	export_kv(a);
 	engine_drop_conv(a->eng, a->conv);
 	/* a models.d entry may carry a chat template and a KV cache type */
 	struct engine_load_opts lo = {
@@ -493,6 +629,8 @@ static void on_event(struct app *a, struct engine_event *ev)
 			a->overlay = OV_NONE;
 			a->dirty |= D_LAYOUT;
 		}
+		/* the open conversation may have a snapshot for this model */
+		import_kv(a);
 		break;
 	case ENGINE_EV_PREFILL_PROGRESS:
 		if (mine) {
@@ -517,6 +655,16 @@ static void on_event(struct app *a, struct engine_event *ev)
 		}
 		a->st.gen_tokens = a->n_tok;
 		a->st.ctx_used = ev->position + 1;
+		if (ev->stats.prompt_tokens) {
+			/* the prompt's figures are known from the first token on */
+			const struct engine_stats *s = &ev->stats;
+			a->st.prompt_reused = s->prompt_reused;
+			a->st.prompt_computed = s->prompt_computed;
+			a->st.have_prompt = true;
+			a->st.prefill_tps = s->prompt_computed ? s->prefill_tps : -1;
+			if (s->ttft_ms > 0)
+				a->st.ttft_ms = s->ttft_ms;
+		}
 		if (a->n_tok > 1 && a->t_last > a->t_first)
 			a->st.decode_tps = (a->n_tok - 1) / ((a->t_last - a->t_first) / 1e3);
 		a->side_owed = true;
@@ -555,11 +703,14 @@ static void on_event(struct app *a, struct engine_event *ev)
 		a->reply = -1;
 		a->side_owed = false;
 		if (it->len)
-			commit(a, "assistant", it->text, (it->flags & (TRF_STOPPED | TRF_CONTEXT)) != 0);
+			commit(a, "assistant", it->text, it->len, (it->flags & (TRF_STOPPED | TRF_CONTEXT)) != 0);
 		a->dirty |= D_TRANS | D_SIDE | D_STATUS | D_HINT | D_INPUT;
 		break;
 	}
 	case ENGINE_EV_ERROR:
+		on_export(a, ev); /* a failed export is no longer awaited */
+		if (ev->request == a->import_req)
+			a->import_req = 0;
 		if (load) {
 			notice(a, TR_ERROR, "%s", ev->message);
 			a->load_req = 0;
@@ -577,18 +728,30 @@ static void on_event(struct app *a, struct engine_event *ev)
 		} else if (mine) {
 			size_t at = (size_t)a->reply;
 			a->reply = -1;
-			if (it->len == 0)
+			if (it->len == 0) {
 				tr_truncate(&a->tr, at);
-			else
+			} else {
+				/* what arrived is kept, and saved as a reply cut short */
 				it->flags = (it->flags & ~(unsigned)TRF_STREAMING) | TRF_FAILED;
+				commit(a, "assistant", it->text, it->len, true);
+			}
 			notice(a, TR_ERROR, "%s", ev->message);
 			a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;
 			a->dirty |= D_ALL & ~D_LAYOUT;
 		}
 		break;
-	case ENGINE_EV_UNLOADED:
-	case ENGINE_EV_CONV_EXPORT: /* KV snapshots belong to the history module */
+	case ENGINE_EV_CONV_EXPORT:
+		on_export(a, ev);
+		break;
 	case ENGINE_EV_CONV_IMPORT:
+		/* a snapshot that does not fit is only a cache: nothing to say */
+		if (ev->request == a->import_req && ev->position > 0)
+			notice(a, TR_NOTICE, "KV cache restored: %u tokens of this conversation need no prefill",
+			       ev->position);
+		if (ev->request == a->import_req)
+			a->import_req = 0;
+		break;
+	case ENGINE_EV_UNLOADED:
 		break;
 	}
 }
@@ -598,17 +761,66 @@ static void on_event(struct app *a, struct engine_event *ev)
 static void open_help(struct app *a);
 static void open_picker(struct app *a);
 
-static void reset_conversation(struct app *a, bool keep_system)
+/* Leaves the open conversation: a reply still coming is stopped and saved
+ * as cut short, unsaved messages are retried (leaving them behind is
+ * refused once, with a warning), and the KV cache is filed.  False when
+ * refused. */
+static bool leave_conv(struct app *a)
 {
-	if (busy(a))
+	if (busy(a)) {
 		engine_cancel(a->eng);
-	a->reply = -1;
-	a->editing = -1;
+		struct tr_item *it = &a->tr.v[a->reply];
+		it->flags = (it->flags & ~(unsigned)TRF_STREAMING) | TRF_STOPPED;
+		a->reply = -1;
+		if (it->len)
+			commit(a, "assistant", it->text, it->len, true);
+		if (a->st.phase != PH_LOADING)
+			a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;
+	}
+	if (a->ch && chats_pending(a->ch)) {
+		chats_flush(a->ch);
+		size_t left = chats_pending(a->ch);
+		if (left && !a->unsaved_warned) {
+			a->unsaved_warned = true;
+			notice(a, TR_ERROR,
+			       "history: %zu message%s of this conversation %s not saved yet (%s); do it again to "
+			       "leave %s unsaved",
+			       left, left == 1 ? "" : "s", left == 1 ? "is" : "are", chats_errmsg(a->ch),
+			       left == 1 ? "it" : "them");
+			hist_update_state(a);
+			return false;
+		}
+	}
+	export_kv(a);
+	if (a->o->on_rewind)
+		a->o->on_rewind(a->o->hook_ctx, a->conv, 0);
 	engine_drop_conv(a->eng, a->conv);
-	rewind_to(a, 0);
+	a->conv++;
+	a->editing = -1;
+	a->import_req = 0;
+	a->conv_touched = false;
+	return true;
+}
+
+/* The transcript and the numbers of a conversation that starts empty. */
+static void clear_view(struct app *a)
+{
 	tr_truncate(&a->tr, 0);
+	a->st.ctx_used = 0;
+	a->st.have_prompt = false;
+	a->tr.follow = true;
+	a->dirty |= D_ALL & ~D_LAYOUT;
+}
+
+/* /new (and /clear, which keeps the system prompt).  False when refused. */
+static bool reset_conversation(struct app *a, bool keep_system)
+{
+	if (!leave_conv(a))
+		return false;
+	if (a->ch)
+		chats_new(a->ch);
+	clear_view(a);
 	if (!keep_system) {
-		a->conv++;
 		a->system_user = a->o->system != NULL;
 		free(a->system);
 		a->system = a->o->system ? strdup(a->o->system) : NULL;
@@ -621,10 +833,206 @@ static void reset_conversation(struct app *a, bool keep_system)
 			}
 		}
 	}
-	a->st.ctx_used = 0;
-	a->st.have_prompt = false;
+	hist_update_state(a);
+	return true;
+}
+
+/* Shows the conversation chats_load() opened and takes its settings
+ * (flags given on the command line stay). */
+static void show_loaded(struct app *a)
+{
+	struct chats_settings s;
+	chats_settings_of(a->ch, &s);
+	char label[128];
+	const char *slash = s.model ? strrchr(s.model, '/') : NULL;
+	snprintf(label, sizeof label, "%s", slash && slash[1] ? slash + 1 : s.model ? s.model : a->st.model);
+	size_t n = chats_count(a->ch);
+	for (size_t i = 0; i < n; i++) {
+		const struct chats_msg *m = chats_msg(a->ch, i);
+		bool user = m->role == CHATS_USER;
+		long k = tr_add(&a->tr, user ? TR_USER : TR_ASSISTANT, m->text, m->len,
+				!user && m->cancelled ? TRF_STOPPED : 0);
+		if (k >= 0 && !user)
+			snprintf(a->tr.v[k].label, sizeof a->tr.v[k].label, "%s", label);
+	}
+	if (!a->o->system) {
+		free(a->system);
+		a->system = s.system_prompt && s.system_prompt[0] ? strdup(s.system_prompt) : NULL;
+		a->system_user = true;
+	}
+	const unsigned given = a->o->sampling_set;
+	struct engine_sampling *e = &a->set.s;
+	if (s.temperature >= 0 && !(given & TUI_SET_TEMP))
+		e->temperature = s.temperature, a->set.user_set |= SET_TEMP;
+	if (s.top_k >= 0 && !(given & TUI_SET_TOPK))
+		e->top_k = s.top_k, a->set.user_set |= SET_TOPK;
+	if (s.top_p >= 0 && !(given & TUI_SET_TOPP))
+		e->top_p = s.top_p, a->set.user_set |= SET_TOPP;
+	if (s.min_p >= 0 && !(given & TUI_SET_MINP))
+		e->min_p = s.min_p, a->set.user_set |= SET_MINP;
+	if (s.repeat_penalty > 0 && !(given & TUI_SET_REP))
+		e->repeat_penalty = s.repeat_penalty, a->set.user_set |= SET_REP;
+	notice(a, TR_NOTICE, "conversation \"%s\": %zu message%s (F3 lists the others, /new starts one)",
+	       chats_title(a->ch), n, n == 1 ? "" : "s");
 	a->tr.follow = true;
 	a->dirty |= D_ALL & ~D_LAYOUT;
+}
+
+/* Opens saved conversation ID in place of the current one. */
+static bool open_conv(struct app *a, const char *id)
+{
+	if (!a->ch || !leave_conv(a))
+		return false;
+	clear_view(a);
+	int rc = chats_load(a->ch, id);
+	if (rc < 0) {
+		notice(a, TR_ERROR, "cannot open the conversation: %s", chats_errmsg(a->ch));
+		chats_new(a->ch);
+		hist_update_state(a);
+		return false;
+	}
+	if (rc > 0)
+		notice(a, TR_NOTICE, "history: %s", chats_errmsg(a->ch));
+	show_loaded(a);
+	struct chats_settings s;
+	chats_settings_of(a->ch, &s);
+	if (s.model && a->load_spec[0] && strcmp(s.model, a->load_spec) != 0)
+		notice(a, TR_NOTICE, "it was held with %s; it goes on with %s (F2 switches)", s.model, a->st.model);
+	import_kv(a);
+	hist_update_state(a);
+	return true;
+}
+
+/* ---- the conversation list (F3) ------------------------------------------------ */
+
+static void close_overlay(struct app *a)
+{
+	if (a->overlay == OV_CHATS)
+		chatlist_free(&a->cl);
+	a->overlay = OV_NONE;
+	a->dirty |= D_LAYOUT;
+}
+
+static void chats_refresh(struct app *a, const char *select_id)
+{
+	struct chats_entry *v;
+	size_t n;
+	if (chats_list(a->ch, a->cl.filter, &v, &n) != 0) {
+		snprintf(a->cl.note, sizeof a->cl.note, "%s", chats_errmsg(a->ch));
+		a->cl.note_bad = true;
+		return;
+	}
+	chatlist_set(&a->cl, v, n, select_id);
+	a->dirty |= D_LAYOUT;
+}
+
+static void open_chats(struct app *a, const char *needle)
+{
+	if (!a->ch) {
+		notice(a, TR_NOTICE, "history is off (%s): there are no saved conversations to show", a->hist_off);
+		return;
+	}
+	chatlist_free(&a->cl);
+	memset(&a->cl, 0, sizeof a->cl);
+	snprintf(a->cl.filter, sizeof a->cl.filter, "%s", needle ? needle : "");
+	a->overlay = OV_CHATS;
+	chats_refresh(a, chats_id(a->ch));
+	a->dirty |= D_LAYOUT;
+}
+
+static bool is_open(const struct app *a, const char *id)
+{
+	const char *cur = a->ch ? chats_id(a->ch) : NULL;
+	return cur && strcmp(cur, id) == 0;
+}
+
+static void delete_conv(struct app *a, const char *id)
+{
+	const bool cur = is_open(a, id);
+	if (cur && busy(a)) {
+		/* it goes away: nothing of it is saved any more */
+		engine_cancel(a->eng);
+		a->reply = -1;
+		if (a->st.phase != PH_LOADING)
+			a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;
+	}
+	for (size_t i = 0; i < a->n_exports; i++)
+		if (strcmp(a->exports[i].conv_id, id) == 0)
+			a->exports[i].conv_id[0] = '\0';
+	if (chats_delete(a->ch, id, a->st.have_info ? a->st.info.model_id : NULL) != 0) {
+		snprintf(a->cl.note, sizeof a->cl.note, "not deleted: %s", chats_errmsg(a->ch));
+		a->cl.note_bad = true;
+		return;
+	}
+	if (cur) {
+		engine_drop_conv(a->eng, a->conv);
+		a->conv++;
+		a->editing = -1;
+		a->conv_touched = false;
+		a->import_req = 0;
+		clear_view(a);
+		notice(a, TR_NOTICE, "that conversation is deleted; this is a new one");
+	}
+	snprintf(a->cl.note, sizeof a->cl.note, "deleted");
+	a->cl.note_bad = false;
+	chats_refresh(a, NULL);
+	hist_update_state(a);
+}
+
+static void chats_action(struct app *a, enum chatlist_action act)
+{
+	const struct chats_entry *e = chatlist_selected(&a->cl);
+	char id[CHATS_ID_LEN + 1] = "";
+	if (e)
+		snprintf(id, sizeof id, "%s", e->id);
+	switch (act) {
+	case CLA_NONE:
+		break;
+	case CLA_CLOSE:
+		close_overlay(a);
+		break;
+	case CLA_OPEN:
+		if (!e)
+			break;
+		if (!e->readable) {
+			snprintf(a->cl.note, sizeof a->cl.note, "cannot open it: %s", e->error ? e->error : "unreadable");
+			a->cl.note_bad = true;
+			break;
+		}
+		close_overlay(a);
+		if (!is_open(a, id))
+			open_conv(a, id);
+		break;
+	case CLA_NEW:
+		close_overlay(a);
+		if (reset_conversation(a, false))
+			notice(a, TR_NOTICE, "new conversation");
+		break;
+	case CLA_RENAME:
+		if (!e)
+			break;
+		if (chats_rename(a->ch, id, a->cl.field) < 0) {
+			snprintf(a->cl.note, sizeof a->cl.note, "not renamed: %s", chats_errmsg(a->ch));
+			a->cl.note_bad = true;
+			break;
+		}
+		snprintf(a->cl.note, sizeof a->cl.note, "renamed");
+		a->cl.note_bad = false;
+		chats_refresh(a, id);
+		hist_update_state(a);
+		break;
+	case CLA_DELETE:
+		if (e)
+			delete_conv(a, id);
+		break;
+	case CLA_SEARCH:
+		snprintf(a->cl.filter, sizeof a->cl.filter, "%s", a->cl.field);
+		a->cl.sel = 0;
+		a->cl.top = 0;
+		chats_refresh(a, NULL);
+		break;
+	}
+	a->dirty |= D_OVER | D_HINT;
 }
 
 /* The last user item, or -1. */
@@ -691,12 +1099,27 @@ static void run_command(struct app *a, const char *line)
 		break;
 	}
 	case ACT_NEW:
-		reset_conversation(a, false);
-		notice(a, TR_NOTICE, "new conversation");
+		if (reset_conversation(a, false))
+			notice(a, TR_NOTICE, "new conversation");
 		break;
 	case ACT_CLEAR:
-		reset_conversation(a, true);
-		notice(a, TR_NOTICE, "conversation cleared (system prompt kept)");
+		if (reset_conversation(a, true))
+			notice(a, TR_NOTICE, "new conversation (system prompt kept)");
+		break;
+	case ACT_CHATS:
+		open_chats(a, arg[0] ? arg : NULL);
+		break;
+	case ACT_RENAME:
+		if (!a->ch) {
+			notice(a, TR_NOTICE, "history is off (%s): nothing to rename", a->hist_off);
+		} else if (!arg[0]) {
+			notice(a, TR_ERROR, "/rename: give the new title");
+		} else if (chats_rename(a->ch, NULL, arg) < 0) {
+			notice(a, TR_ERROR, "not renamed: %s", chats_errmsg(a->ch));
+		} else {
+			notice(a, TR_NOTICE, "renamed to \"%s\"", chats_title(a->ch));
+			hist_update_state(a);
+		}
 		break;
 	case ACT_SYSTEM:
 		free(a->system);
@@ -936,6 +1359,8 @@ static void layout(struct app *a)
 			oh = (int)a->models.n + 9;
 		if (a->overlay == OV_HELP && (int)a->help_n + 4 < oh)
 			oh = (int)a->help_n + 4;
+		if (a->overlay == OV_CHATS && (int)a->cl.n + 5 < oh)
+			oh = (int)a->cl.n + 5 < 8 ? 8 : (int)a->cl.n + 5;
 		a->w_over = newwin(oh, ow, (a->lines - oh) / 2, (a->cols - ow) / 2);
 	}
 	tr_resize(&a->tr, a->cols - sw, th, a->text_flags);
@@ -952,6 +1377,19 @@ static void draw_hint(struct app *a)
 	int n = 0;
 	if (a->overlay == OV_HELP) {
 		h[n++] = (typeof(h[0])){"Up/Down", "scroll"};
+		h[n++] = (typeof(h[0])){"Esc", "close"};
+	} else if (a->overlay == OV_CHATS && (a->cl.mode == CL_SEARCH || a->cl.mode == CL_RENAME)) {
+		h[n++] = (typeof(h[0])){"Enter", a->cl.mode == CL_SEARCH ? "search" : "rename"};
+		h[n++] = (typeof(h[0])){"Esc", "cancel"};
+	} else if (a->overlay == OV_CHATS && a->cl.mode == CL_CONFIRM) {
+		h[n++] = (typeof(h[0])){"y", "delete"};
+		h[n++] = (typeof(h[0])){"n", "keep"};
+	} else if (a->overlay == OV_CHATS) {
+		h[n++] = (typeof(h[0])){"Enter", "open"};
+		h[n++] = (typeof(h[0])){"n", "new"};
+		h[n++] = (typeof(h[0])){"r", "rename"};
+		h[n++] = (typeof(h[0])){"d", "delete"};
+		h[n++] = (typeof(h[0])){"/", "search"};
 		h[n++] = (typeof(h[0])){"Esc", "close"};
 	} else if (a->overlay == OV_PICKER) {
 		h[n++] = (typeof(h[0])){"Up/Down", "choose"};
@@ -1171,13 +1609,21 @@ static void draw(struct app *a)
 		any = true;
 	}
 	if (a->w_over && (any || (a->dirty & D_OVER))) {
+		int cy = -1, cx = 0;
 		if (a->overlay == OV_HELP)
 			draw_help(a);
 		else if (a->overlay == OV_PICKER)
 			draw_picker(a);
+		else if (a->overlay == OV_CHATS)
+			chatlist_draw(a->w_over, &a->cl, a->ch ? chats_id(a->ch) : NULL, a->attrs, a->text_flags, &cy,
+				      &cx);
 		touchwin(a->w_over);
+		/* the cursor sits in a text field of the box, if one is edited */
+		set_cursor(a, cy >= 0);
+		leaveok(a->w_over, cy < 0);
+		if (cy >= 0)
+			wmove(a->w_over, cy, cx);
 		wnoutrefresh(a->w_over);
-		set_cursor(a, false);
 	} else {
 		/* the cursor rests in the input, except while a reply streams
 		 * into an empty input: then it stays where the text ends, which
@@ -1243,6 +1689,9 @@ static void do_action(struct app *a, enum tui_act act)
 	case ACT_PICKER:
 		open_picker(a);
 		break;
+	case ACT_CHATS:
+		open_chats(a, NULL);
+		break;
 	case ACT_SIDEBAR:
 		a->sidebar_on = !a->sidebar_on;
 		a->dirty |= D_LAYOUT;
@@ -1297,6 +1746,10 @@ static void do_action(struct app *a, enum tui_act act)
 static void overlay_key(struct app *a, int k)
 {
 	a->dirty |= D_OVER;
+	if (a->overlay == OV_CHATS) {
+		chats_action(a, chatlist_key(&a->cl, k));
+		return;
+	}
 	if (a->overlay == OV_HELP) {
 		int page = a->w_over ? getmaxy(a->w_over) - 3 : 10;
 		if (k == KEY_UP || k == 'k')
@@ -1480,11 +1933,19 @@ static void loop(struct app *a, int sig_rd)
 				a->dirty |= D_LAYOUT;
 		}
 		update_side(a);
+		hist_retry(a);
 		draw(a);
 		int timeout = -1;
 		if (a->side_owed) {
 			double left = a->side_next - now_ms();
 			timeout = left <= 0 ? 0 : (int)left + 1;
+		}
+		if (a->ch && chats_pending(a->ch)) {
+			/* unsaved messages: wake up to retry them */
+			double left = a->retry_at - now_ms();
+			int t = left <= 0 ? 0 : (int)left + 1;
+			if (timeout < 0 || t < timeout)
+				timeout = t;
 		}
 		struct pollfd p[3] = {
 			{.fd = STDIN_FILENO, .events = POLLIN},
@@ -1522,6 +1983,89 @@ static void loop(struct app *a, int sig_rd)
 				handle_key(a, k);
 		}
 	}
+}
+
+/* Opens the history (asking for the passphrase) and reopens the
+ * conversation held last. */
+static void start_history(struct app *a, int sig_fd)
+{
+	struct unlock_ui ui = {.sig_fd = sig_fd, .attrs = a->attrs, .text_flags = a->text_flags};
+	char why[512];
+	int status = 0;
+	switch (unlock_history(&ui, &a->ch, &status, why, sizeof why)) {
+	case UNLOCK_QUIT:
+		a->quit = true;
+		a->status = status;
+		return;
+	case UNLOCK_OFF:
+		snprintf(a->hist_off, sizeof a->hist_off, "%s", why);
+		notice(a, TR_ERROR, "history is off: %s. Nothing of this chat is saved.", why);
+		hist_update_state(a);
+		return;
+	case UNLOCK_OPEN:
+		break;
+	}
+	char id[CHATS_ID_LEN + 1] = "";
+	if (chats_last_read(id) != 0) {
+		/* nothing remembered: the most recent conversation, if any */
+		struct chats_entry *v;
+		size_t n;
+		if (chats_list(a->ch, NULL, &v, &n) == 0) {
+			for (size_t i = 0; i < n && !id[0]; i++)
+				if (v[i].readable)
+					snprintf(id, sizeof id, "%s", v[i].id);
+			chats_list_free(v, n);
+		}
+	}
+	if (id[0]) {
+		int rc = chats_load(a->ch, id);
+		if (rc >= 0) {
+			if (rc > 0)
+				notice(a, TR_NOTICE, "history: %s", chats_errmsg(a->ch));
+			show_loaded(a);
+		} else if (rc == CHATS_E_BUSY) {
+			notice(a, TR_NOTICE, "the last conversation is open in another ttychat: this is a new one");
+		} else if (rc != CHATS_E_NOTFOUND) {
+			notice(a, TR_ERROR, "cannot reopen the last conversation: %s", chats_errmsg(a->ch));
+		}
+		if (rc < 0)
+			chats_new(a->ch);
+	}
+	hist_update_state(a);
+}
+
+/* On the way out: unsaved messages get a last try (what is still unsaved
+ * is said in MSG for after the screen is gone), and the KV cache of the
+ * open conversation is filed, waiting for the engine's answers. */
+static void finish_history(struct app *a, char *msg, size_t msglen)
+{
+	if (!a->ch)
+		return;
+	if (!a->too_small && a->w_status) {
+		a->st.note = "saving...";
+		statusbar_draw(a->w_status, &a->st, a->narrow, a->attrs, a->text_flags);
+		wnoutrefresh(a->w_status);
+		doupdate();
+	}
+	if (chats_pending(a->ch))
+		chats_flush(a->ch);
+	size_t left = chats_pending(a->ch);
+	if (left)
+		snprintf(msg, msglen, "history: %zu message%s could not be saved: %s", left, left == 1 ? "" : "s",
+			 chats_errmsg(a->ch));
+	export_kv(a);
+	const double deadline = now_ms() + EXIT_SAVE_WAIT_MS;
+	while (a->n_exports > 0) {
+		double ms = deadline - now_ms();
+		struct engine_event ev;
+		if (ms <= 0 || !engine_event_wait(a->eng, &ev, (int)ms))
+			break;
+		if (ev.type == ENGINE_EV_CONV_EXPORT || ev.type == ENGINE_EV_ERROR)
+			on_export(a, &ev);
+		engine_event_clear(&ev);
+	}
+	chats_close(a->ch);
+	a->ch = NULL;
 }
 
 /* settings.json's "theme", if any */
@@ -1565,6 +2109,7 @@ static void app_free(struct app *a)
 	free(a->paste);
 	free_help(a);
 	models_free(&a->models);
+	chatlist_free(&a->cl);
 }
 
 int tui_run(const struct tui_opts *o)
@@ -1696,29 +2241,52 @@ int tui_run(const struct tui_opts *o)
 	if (theme_load(tname, &a->theme, err, sizeof err) != 0)
 		notice(a, TR_ERROR, "%s", err);
 	theme_apply(&a->theme, a->use_color, a->attrs);
+	notice(a, TR_NOTICE, "ttychat: type a message and press Enter; F1 help, F2 models, F3 conversations, Ctrl-C quits");
 
-	/* the model: -m, else the one used last, else the default */
+	/* the history first: the conversation reopened decides the model */
+	struct chats_settings held;
+	chats_settings_init(&held);
+	start_history(a, sp[0]);
+	if (a->ch && chats_id(a->ch))
+		chats_settings_of(a->ch, &held);
+
+	/* the model: -m, else the reopened conversation's, else the one used
+	 * last, else the default */
 	struct model_entry last;
 	char spec[4096];
 	const struct model_entry *me = o->model;
 	const char *use_spec = o->model_spec ? o->model_spec : me ? me->name : "";
 	bool have_last = false;
-	if (!o->model_spec && models_last_read(spec, sizeof spec) == 0 &&
-	    config_resolve_model(spec, &last, err, sizeof err) == 0) {
+	uint32_t ctx = 0;
+	if (!o->model_spec && held.model && held.model[0]) {
+		if (config_resolve_model(held.model, &last, err, sizeof err) == 0) {
+			have_last = true;
+			snprintf(spec, sizeof spec, "%s", held.model);
+			/* the context it was held with, so its KV cache fits */
+			if (!o->n_ctx && held.context_size >= 16 && held.context_size <= (1u << 24))
+				ctx = held.context_size;
+		} else {
+			notice(a, TR_NOTICE, "this conversation's model is not available (%s)", err);
+		}
+	}
+	if (!have_last && !o->model_spec && models_last_read(spec, sizeof spec) == 0 &&
+	    config_resolve_model(spec, &last, err, sizeof err) == 0)
 		have_last = true;
+	if (have_last) {
 		me = &last;
 		use_spec = spec;
-		if (!o->system) {
+		if (!o->system && !a->system_user) {
 			free(a->system);
 			a->system = last.system_prompt ? strdup(last.system_prompt) : NULL;
 		}
 	}
-	notice(a, TR_NOTICE, "ttychat: type a message and press Enter; F1 help, F2 models, Ctrl-C quits");
-	if (me) {
+	if (a->quit) {
+		/* asked to quit at the passphrase */
+	} else if (me) {
 		/* the caller applied -m's models.d defaults; the remembered
 		 * model's own replace them (flags given stay) */
 		load_model(a, use_spec, me->path, me->display_name[0] ? me->display_name : me->name,
-			   models_ctx(o->n_ctx, me->context_size, 0), me, have_last);
+			   ctx ? ctx : models_ctx(o->n_ctx, me->context_size, 0), me, have_last);
 	} else {
 		a->st.phase = PH_NOMODEL;
 	}
@@ -1734,9 +2302,12 @@ int tui_run(const struct tui_opts *o)
 	if (busy(a)) {
 		engine_cancel(a->eng);
 		struct tr_item *it = &a->tr.v[a->reply];
+		a->reply = -1;
 		if (it->len)
-			commit(a, "assistant", it->text, true);
+			commit(a, "assistant", it->text, it->len, true);
 	}
+	char unsaved[600] = "";
+	finish_history(a, unsaved, sizeof unsaved);
 	put_cap(a->paste_off);
 	del_windows(a);
 	endwin();
@@ -1749,6 +2320,8 @@ int tui_run(const struct tui_opts *o)
 	close(sp[0]);
 	close(sp[1]);
 	app_free(a);
+	if (unsaved[0])
+		fprintf(stderr, "ttychat: %s\n", unsaved);
 	return a->status;
 
 fail_early:

@@ -22,6 +22,7 @@ enum tui_act {
 	ACT_NONE,     /* documentation only: readline does it */
 	ACT_HELP,
 	ACT_PICKER,
+	ACT_CHATS,
 	ACT_SIDEBAR,
 	ACT_CANCEL,   /* Esc: stop the reply, close a box, cancel /edit */
 	ACT_INTERRUPT,/* Ctrl-C: stop the reply, or quit at the prompt */
@@ -41,6 +42,7 @@ enum tui_act {
 	ACT_SYSTEM,
 	ACT_SET,
 	ACT_THEME,
+	ACT_RENAME,
 };
 
 enum {

@@ -153,6 +153,13 @@ void sidebar_draw(WINDOW *w, const struct tui_status *st, const unsigned long *a
 		line(&p, ROLE_SIDE, "repeat %.2f  max %" PRId32, (double)st->s.repeat_penalty, st->max_tokens);
 	else
 		line(&p, ROLE_SIDE, "repeat %.2f", (double)st->s.repeat_penalty);
+
+	if (st->chat_state) {
+		title(&p, "Chat");
+		if (st->chat_title)
+			line(&p, ROLE_SIDE, "%s", st->chat_title[0] ? st->chat_title : "(new)");
+		line(&p, st->chat_bad ? ROLE_WARN : ROLE_SIDE, "%s", st->chat_state);
+	}
 }
 
 static const char *phase_text(const struct tui_status *st, bool narrow, char *buf, size_t n)

@@ -31,6 +31,9 @@ struct tui_status {
 	struct engine_sampling s;
 	int32_t max_tokens;
 	const char *note;            /* short state text for the status line, or NULL */
+	const char *chat_title;      /* the conversation's title ("" new), or NULL */
+	const char *chat_state;      /* its history state ("saved, encrypted", "off") or NULL */
+	bool chat_bad;               /* the state is a problem (unsaved, off) */
 };
 
 /* WIDE: the sidebar (first column is its border).  Draws only what fits. */
