@@ -355,6 +355,9 @@ static void matmul1(struct fwd *f, const struct quant_matrix *w, const float *x,
 	f->be->matmul(f, &p, 1, x, T, x_stride);
 }
 
+/* tokens per attention work item of a batch */
+#define ATTN_TOKS 8
+
 struct attn_job {
 	struct fwd *f;
 	struct kv_cache *kv;
@@ -370,7 +373,7 @@ static void attn_task(void *ctx, int ith, int nth)
 	const struct kv_cache *kv = j->kv;
 	const int H = (int)hp->n_head, G = (int)hp->n_head_kv, D = (int)hp->head_dim;
 	const int group = H / G;
-	float *scores = f->scores + (size_t)ith * f->n_ctx * (size_t)group;
+	float *scores = f->scores + (size_t)ith * f->n_ctx * (size_t)group * ATTN_TOKS;
 	uint16_t *qh = f->qh + (size_t)ith * (size_t)D;
 	float *vrow = f->vrow + (size_t)ith * (size_t)D;
 	const size_t qq_bytes = quant_act_row_bytes(GGML_TYPE_Q8_0, D);
@@ -379,20 +382,18 @@ static void attn_task(void *ctx, int ith, int nth)
 	const size_t head_bytes = kv->row_bytes / (size_t)G;
 
 	if (kv->type == GGML_TYPE_F16) {
-		/* one task per (token, KV head): the group's query heads share
-		 * every K and V row read */
-		for (int task = ith; task < j->T * G; task += nth) {
-			const int t = task / G, g = task % G;
-			const uint32_t pos = j->pos0 + (uint32_t)t;
-			uint32_t first = 0;
-			if (j->window && pos + 1 > j->window)
-				first = pos + 1 - j->window;
-			const size_t qoff = (size_t)t * (size_t)(H * D) + (size_t)(g * group) * (size_t)D;
+		/* work items of (KV head, up to ATTN_TOKS tokens): the group's
+		 * query heads of those tokens share every K/V row read */
+		const int chunks = (j->T + ATTN_TOKS - 1) / ATTN_TOKS;
+		for (int task = ith; task < chunks * G; task += nth) {
+			const int c = task / G, g = task % G;
+			const int t0 = c * ATTN_TOKS, nt = j->T - t0 < ATTN_TOKS ? j->T - t0 : ATTN_TOKS;
+			const size_t qoff = (size_t)t0 * (size_t)(H * D) + (size_t)(g * group) * (size_t)D;
 			struct quant_attn_args a = {
-				.k = (const uint16_t *)(const void *)(kbase + (size_t)first * kv->row_bytes + (size_t)g * head_bytes),
-				.v = (const uint16_t *)(const void *)(vbase + (size_t)first * kv->row_bytes + (size_t)g * head_bytes),
+				.k = (const uint16_t *)(const void *)(kbase + (size_t)g * head_bytes),
+				.v = (const uint16_t *)(const void *)(vbase + (size_t)g * head_bytes),
 				.stride = kv->row_bytes / 2,
-				.n_pos = (int)(pos + 1 - first),
+				.n_pos = (int)(j->pos0 + (uint32_t)t0 + 1),
 				.d = D,
 				.q = f->q + qoff,
 				.q_stride = D,
@@ -401,6 +402,10 @@ static void attn_task(void *ctx, int ith, int nth)
 				.out = f->att + qoff,
 				.out_stride = D,
 				.scratch = scores,
+				.n_tok = nt,
+				.q_tok_stride = H * D,
+				.out_tok_stride = H * D,
+				.window = (int)j->window,
 			};
 			quant_attn_f16(&a);
 		}
@@ -707,7 +712,7 @@ int fwd_init(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int 
 	if (act_stride(&f->mats->output) > f->xact_row_cap)
 		f->xact_row_cap = act_stride(&f->mats->output);
 	f->xact = alloc_track(f, MM_MAX_PARTS * B * f->xact_row_cap);
-	f->scores = alloc_track(f, nth * n_ctx * (hp->n_head / hp->n_head_kv) * sizeof(float));
+	f->scores = alloc_track(f, nth * n_ctx * (hp->n_head / hp->n_head_kv) * ATTN_TOKS * sizeof(float));
 	f->qh = alloc_track(f, nth * D * sizeof(uint16_t));
 	f->qq = alloc_track(f, nth * (quant_act_row_bytes(GGML_TYPE_Q8_0, (int64_t)D) + 64));
 	f->vrow = alloc_track(f, nth * D * sizeof(float));

@@ -302,16 +302,22 @@ void quant_table_mul(float *g, const float *u, int64_t n, const float *tab, floa
 void quant_table_mul_at(int level, float *g, const float *u, int64_t n, const float *tab, float lo,
 			float hi);
 
-/* Attention of n_q query rows (the query heads sharing one KV head, for one
- * token) over positions 0..n_pos-1 of that KV head in an F16 cache:
+/* Attention of n_q query rows (the query heads sharing one KV head) of
+ * n_tok consecutive tokens over one head of an F16 KV cache.  Token r
+ * (0 <= r < n_tok; n_tok 0 means 1) sees positions first_r .. P_r - 1,
+ * P_r = n_pos + r, first_r = max(0, P_r - window) (window 0: no window),
+ * and for each of its query rows q:
  *   s_p  = (f16(q) . k_p) * scale, summed in float
  *   w_p  = f16(e^(s_p - max s) / sum_p e^(s_p - max s)), the sum in double
  *   out  = sum_p w_p v_p, in float
  * which is llama.cpp's CPU computation up to the order of float additions.
  * Position p's key starts at k + p * stride halves, its value at v + p *
- * stride.  scratch holds n_q * n_pos floats (scores, then weights).  d is
- * any positive size (multiples of 16 take the vector path).  0, or -1 with
- * nothing written when n_pos, n_q or d is not positive. */
+ * stride.  Query row i of token r is at q + r * q_tok_stride + i *
+ * q_stride, its output at out + r * out_tok_stride + i * out_stride.
+ * scratch holds n_tok * n_q * (n_pos + n_tok - 1) floats.  d is any
+ * positive size (multiples of 16 up to 256 take the vector paths; several
+ * tokens' rows share every converted K block).  0, or -1 with nothing
+ * written when n_pos, n_q, d or n_tok is not positive / negative. */
 struct quant_attn_args {
 	const uint16_t *k, *v;
 	size_t stride;
@@ -324,6 +330,9 @@ struct quant_attn_args {
 	float *out;
 	int64_t out_stride;
 	float *scratch;
+	int n_tok;
+	int64_t q_tok_stride, out_tok_stride;
+	int window;
 };
 int quant_attn_f16(const struct quant_attn_args *a);
 int quant_attn_f16_at(int level, const struct quant_attn_args *a);

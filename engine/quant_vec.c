@@ -83,7 +83,7 @@ static float f16r(float x)
 	return quant_fp16_to_fp32(quant_fp32_to_fp16(x));
 }
 
-static void attn_f16_ref(const struct quant_attn_args *a)
+static void attn_one_ref(const struct quant_attn_args *a)
 {
 	const int d = a->d;
 	for (int i = 0; i < a->n_q; i++) {
@@ -112,6 +112,31 @@ static void attn_f16_ref(const struct quant_attn_args *a)
 			for (int c = 0; c < d; c++)
 				out[c] += w * quant_fp16_to_fp32(v[c]);
 		}
+	}
+}
+
+/* Token r of a multi-token call as a one-token call (k/v from first_r). */
+static struct quant_attn_args attn_token(const struct quant_attn_args *a, int r)
+{
+	struct quant_attn_args t = *a;
+	const int P = a->n_pos + r;
+	const int first = a->window > 0 && P > a->window ? P - a->window : 0;
+	t.k = a->k + (size_t)first * a->stride;
+	t.v = a->v + (size_t)first * a->stride;
+	t.n_pos = P - first;
+	t.q = a->q + (size_t)r * (size_t)a->q_tok_stride;
+	t.out = a->out + (size_t)r * (size_t)a->out_tok_stride;
+	t.n_tok = 1;
+	t.window = 0;
+	return t;
+}
+
+static void attn_f16_ref(const struct quant_attn_args *a)
+{
+	const int nt = a->n_tok > 0 ? a->n_tok : 1;
+	for (int r = 0; r < nt; r++) {
+		struct quant_attn_args t = attn_token(a, r);
+		attn_one_ref(&t);
 	}
 }
 
@@ -313,10 +338,148 @@ __attribute__((target(T512))) static void attn_heads_avx512(const struct quant_a
 	}
 }
 
-__attribute__((target(T512))) static void attn_f16_avx512(const struct quant_attn_args *a)
+__attribute__((target(T512))) static void attn_one_avx512(const struct quant_attn_args *a)
 {
 	for (int i0 = 0; i0 < a->n_q; i0 += 4)
 		attn_heads_avx512(a, i0, a->n_q - i0 < 4 ? a->n_q - i0 : 4);
+}
+
+/* Several tokens: q.k for 8 query rows (of any tokens) at a time against
+ * a block of 16 positions held transposed (kt[c][j] = k of position p0+j,
+ * component c), so each FMA gives 16 positions' partial sums of one row
+ * and no horizontal reduction is needed; then softmax per row and the V
+ * sums per token as in the one-token path. */
+__attribute__((target(T512))) static void attn_multi_avx512(const struct quant_attn_args *a)
+{
+	const int d = a->d, nc = d / 16, nq = a->n_q, nt = a->n_tok;
+	const int rows = nt * nq, pmax = a->n_pos + nt - 1;
+	const __m512 scale = _mm512_set1_ps(a->scale);
+	float kf[16 * ATTN_KF_MAX], kt[16 * ATTN_KF_MAX];
+	const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+					       _mm512_set1_epi32(d));
+	int first0 = a->window > 0 && a->n_pos > a->window ? a->n_pos - a->window : 0;
+
+	/* rounded queries into the output rows (kept there until the V pass) */
+	for (int r = 0; r < nt; r++)
+		for (int i = 0; i < nq; i++) {
+			const float *q = a->q + (size_t)r * (size_t)a->q_tok_stride + (size_t)i * (size_t)a->q_stride;
+			float *o = a->out + (size_t)r * (size_t)a->out_tok_stride + (size_t)i * (size_t)a->out_stride;
+			for (int c = 0; c < nc; c++)
+				_mm512_storeu_ps(o + 16 * c, _mm512_cvtph_ps(_mm512_cvtps_ph(
+					_mm512_loadu_ps(q + 16 * c), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+		}
+	for (int p0 = first0 & ~15; p0 < pmax; p0 += 16) {
+		const int cnt = pmax - p0 < 16 ? pmax - p0 : 16;
+		for (int j = 0; j < 16; j++) {
+			const uint16_t *k = a->k + (size_t)(p0 + (j < cnt ? j : 0)) * a->stride;
+			for (int c = 0; c < nc; c++)
+				_mm512_storeu_ps(kf + j * d + 16 * c, ld_h(k + 16 * c));
+		}
+		for (int c = 0; c < d; c++)
+			_mm512_storeu_ps(kt + 16 * c, _mm512_i32gather_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(c)), kf, 4));
+		for (int r0 = 0; r0 < rows; r0 += 8) {
+			const int nr = rows - r0 < 8 ? rows - r0 : 8;
+			const float *qr[8];
+			__mmask16 m[8];
+			int any = 0;
+#pragma GCC unroll 8
+			for (int rr = 0; rr < 8; rr++) {
+				const int row = r0 + (rr < nr ? rr : 0), r = row / nq, i = row % nq;
+				const int P = a->n_pos + r;
+				const int first = a->window > 0 && P > a->window ? P - a->window : 0;
+				int lo = first - p0, hi = P - p0;
+				lo = lo < 0 ? 0 : lo;
+				hi = hi > 16 ? 16 : hi;
+				m[rr] = rr < nr && hi > lo ? (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
+				any |= m[rr];
+				qr[rr] = a->out + (size_t)r * (size_t)a->out_tok_stride + (size_t)i * (size_t)a->out_stride;
+			}
+			if (!any)
+				continue;
+			__m512 acc[8];
+#pragma GCC unroll 8
+			for (int rr = 0; rr < 8; rr++)
+				acc[rr] = _mm512_setzero_ps();
+			for (int c = 0; c < d; c++) {
+				const __m512 kc = _mm512_loadu_ps(kt + 16 * c);
+#pragma GCC unroll 8
+				for (int rr = 0; rr < 8; rr++)
+					acc[rr] = _mm512_fmadd_ps(_mm512_set1_ps(qr[rr][c]), kc, acc[rr]);
+			}
+#pragma GCC unroll 8
+			for (int rr = 0; rr < 8; rr++)
+				if (m[rr])
+					_mm512_mask_storeu_ps(a->scratch + (size_t)(r0 + rr) * (size_t)pmax + p0, m[rr],
+							      _mm512_mul_ps(acc[rr], scale));
+		}
+	}
+	/* softmax per row over its positions, then V per token */
+	for (int r = 0; r < nt; r++) {
+		const int P = a->n_pos + r;
+		const int first = a->window > 0 && P > a->window ? P - a->window : 0;
+		const int np = P - first;
+		for (int i = 0; i < nq; i++) {
+			float *s = a->scratch + (size_t)(r * nq + i) * (size_t)pmax + first;
+			__m512 vmax = _mm512_set1_ps(-INFINITY);
+			for (int p = 0; p < np; p += 16) {
+				const int c = np - p < 16 ? np - p : 16;
+				vmax = _mm512_mask_max_ps(vmax, (__mmask16)((1u << c) - 1), vmax,
+							  _mm512_maskz_loadu_ps((__mmask16)((1u << c) - 1), s + p));
+			}
+			softmax_f16w(s, np, vmax);
+		}
+		/* out rows of this token = sum_p w p v_p (4 heads x 4 chunks at a time) */
+		for (int i0 = 0; i0 < nq; i0 += 4) {
+			const int nh = nq - i0 < 4 ? nq - i0 : 4;
+			const float *w[4] = {NULL, NULL, NULL, NULL};
+			for (int i = 0; i < nh; i++)
+				w[i] = a->scratch + (size_t)(r * nq + i0 + i) * (size_t)pmax + first;
+			for (int c0 = 0; c0 < nc; c0 += 4) {
+				const int cn = nc - c0 < 4 ? nc - c0 : 4;
+				__m512 o[4][4];
+#pragma GCC unroll 4
+				for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
+					for (int c = 0; c < 4; c++)
+						o[i][c] = _mm512_setzero_ps();
+				for (int p = 0; p < np; p++) {
+					const uint16_t *v = a->v + (size_t)(first + p) * a->stride + 16 * c0;
+					__m512 vc[4];
+#pragma GCC unroll 4
+					for (int c = 0; c < 4; c++)
+						vc[c] = c < cn ? ld_h(v + 16 * c) : _mm512_setzero_ps();
+#pragma GCC unroll 4
+					for (int i = 0; i < 4; i++) {
+						if (i >= nh)
+							break;
+						const __m512 wi = _mm512_set1_ps(w[i][p]);
+#pragma GCC unroll 4
+						for (int c = 0; c < 4; c++)
+							o[i][c] = _mm512_fmadd_ps(wi, vc[c], o[i][c]);
+					}
+				}
+				for (int i = 0; i < nh; i++) {
+					float *out = a->out + (size_t)r * (size_t)a->out_tok_stride +
+						     (size_t)(i0 + i) * (size_t)a->out_stride;
+					for (int c = 0; c < cn; c++)
+						_mm512_storeu_ps(out + 16 * (c0 + c), o[i][c]);
+				}
+			}
+		}
+	}
+}
+
+__attribute__((target(T512))) static void attn_f16_avx512(const struct quant_attn_args *a)
+{
+	const int nt = a->n_tok > 0 ? a->n_tok : 1;
+	if (nt * a->n_q >= 8 && a->d <= ATTN_KF_MAX) {
+		attn_multi_avx512(a);
+		return;
+	}
+	for (int r = 0; r < nt; r++) {
+		struct quant_attn_args t = attn_token(a, r);
+		attn_one_avx512(&t);
+	}
 }
 
 static inline __attribute__((target(T256), always_inline)) __m256 exp256(__m256 x)
@@ -474,7 +637,7 @@ void quant_table_mul(float *g, const float *u, int64_t n, const float *tab, floa
 
 int quant_attn_f16_at(int level, const struct quant_attn_args *a)
 {
-	if (a->n_pos < 1 || a->n_q < 1 || a->d < 1)
+	if (a->n_pos < 1 || a->n_q < 1 || a->d < 1 || a->n_tok < 0 || a->window < 0)
 		return -1;
 #if QUANT_X86
 	if (level >= QUANT_LEVEL_AVX512 && quant_level_detect() >= QUANT_LEVEL_AVX512 && a->d % 16 == 0) {

@@ -1042,51 +1042,86 @@ static void test_exp(void)
  * (float order only: 1e-5 of the scale of the sums, plus one f16 step of a
  * weight, 2^-10, times |v|, for weights whose rounding a last-bit change
  * of a score can flip). */
-static void test_attn(int n_q, int n_pos, int d, size_t stride_extra)
+static void test_attn(int n_q, int n_pos, int d, size_t stride_extra, int n_tok, int window)
 {
+	const int nt = n_tok > 0 ? n_tok : 1, P = n_pos + nt - 1;
 	size_t stride = (size_t)d * 3 + stride_extra;
-	uint16_t *k = malloc(stride * (size_t)n_pos * 2), *v = malloc(stride * (size_t)n_pos * 2);
-	float *q = malloc(sizeof(float) * (size_t)(n_q * (d + 3)));
-	float *ref = malloc(sizeof(float) * (size_t)(n_q * (d + 5))), *got = malloc(sizeof(float) * (size_t)(n_q * (d + 5)));
-	float *scr = malloc(sizeof(float) * (size_t)(n_q * n_pos));
+	const int64_t qs = d + 3, os = d + 5, qts = qs * n_q + 7, ots = os * n_q + 9;
+	uint16_t *k = malloc(stride * (size_t)P * 2 + 8), *v = malloc(stride * (size_t)P * 2 + 8);
+	float *q = malloc(sizeof(float) * (size_t)(qts * nt));
+	float *ref = malloc(sizeof(float) * (size_t)(ots * nt)), *got = malloc(sizeof(float) * (size_t)(ots * nt));
+	float *scr = malloc(sizeof(float) * (size_t)(nt * n_q * P));
 	if (!k || !v || !q || !ref || !got || !scr)
 		abort();
-	for (size_t i = 0; i < stride * (size_t)n_pos; i++) {
+	for (size_t i = 0; i < stride * (size_t)P + 4; i++) {
 		k[i] = quant_fp32_to_fp16(frand());
 		v[i] = quant_fp32_to_fp16(frand() * 3.0f);
 	}
-	for (int i = 0; i < n_q * (d + 3); i++)
+	for (int64_t i = 0; i < qts * nt; i++)
 		q[i] = frand() * 2.0f;
 	struct quant_attn_args a = {
-		.k = k + 1, .v = v + 2, .stride = stride, .n_pos = n_pos, .d = d, .q = q, .q_stride = d + 3,
-		.n_q = n_q, .scale = 1.0f / sqrtf((float)d), .out = ref, .out_stride = d + 5, .scratch = scr,
+		.k = k + 1, .v = v + 2, .stride = stride, .n_pos = n_pos, .d = d, .q = q, .q_stride = qs,
+		.n_q = n_q, .scale = 1.0f / sqrtf((float)d), .out = ref, .out_stride = os, .scratch = scr,
+		.n_tok = n_tok, .q_tok_stride = qts, .out_tok_stride = ots, .window = window,
 	};
+	for (int64_t i = 0; i < ots * nt; i++)
+		ref[i] = 777.0f;
 	CHECK(quant_attn_f16_at(0, &a) == 0, "attn ref rc");
+	/* the reference against a direct double-precision evaluation */
+	int rbad = 0;
+	for (int r = 0; r < nt; r++) {
+		const int Pr = n_pos + r, first = window > 0 && Pr > window ? Pr - window : 0;
+		for (int i = 0; i < n_q; i++) {
+			const float *qq = q + r * qts + i * qs;
+			double sc[700], mx = -1e300, sum = 0.0;
+			for (int p = first; p < Pr; p++) {
+				double dot = 0.0;
+				for (int c = 0; c < d; c++)
+					dot += (double)quant_fp16_to_fp32(quant_fp32_to_fp16(qq[c])) *
+					       quant_fp16_to_fp32(k[1 + (size_t)p * stride + c]);
+				sc[p - first] = dot * a.scale;
+				mx = sc[p - first] > mx ? sc[p - first] : mx;
+			}
+			for (int p = first; p < Pr; p++)
+				sum += exp(sc[p - first] - mx);
+			for (int c = 0; c < d; c++) {
+				double o = 0.0;
+				for (int p = first; p < Pr; p++)
+					o += exp(sc[p - first] - mx) / sum * quant_fp16_to_fp32(v[2 + (size_t)p * stride + c]);
+				rbad += !(fabs(ref[r * ots + i * os + c] - o) <= 3e-3 * 3.0 + 1e-5);
+			}
+		}
+	}
+	CHECK(rbad == 0, "attn reference n_q=%d n_pos=%d d=%d n_tok=%d window=%d: %d off the exact value", n_q,
+	      n_pos, d, n_tok, window, rbad);
 	for (int lv = 1; lv < levels_available(); lv++) {
-		for (int i = 0; i < n_q * (d + 5); i++)
+		for (int64_t i = 0; i < ots * nt; i++)
 			got[i] = 777.0f;
 		a.out = got;
 		CHECK(quant_attn_f16_at(lv, &a) == 0, "attn rc");
 		int bad = 0, touched = 0;
-		for (int i = 0; i < n_q; i++)
-			for (int c = 0; c < d + 5; c++) {
-				float x = got[i * (d + 5) + c], y = ref[i * (d + 5) + c];
-				if (c >= d)
-					touched += x != 777.0f;
-				else
-					bad += !(fabsf(x - y) <= 3.0f * 0x1p-10f + 1e-5f);
-			}
-		CHECK(bad == 0 && touched == 0, "attn %s n_q=%d n_pos=%d d=%d: %d off, %d outside written",
-		      quant_level_name(lv), n_q, n_pos, d, bad, touched);
+		for (int64_t i = 0; i < ots * nt; i++) {
+			const int64_t within = i % ots;
+			const int in_row = within < os * n_q && within % os < d;
+			if (!in_row)
+				touched += got[i] != 777.0f;
+			else
+				bad += !(fabsf(got[i] - ref[i]) <= 3.0f * 0x1p-10f + 1e-5f);
+		}
+		CHECK(bad == 0 && touched == 0,
+		      "attn %s n_q=%d n_pos=%d d=%d n_tok=%d window=%d: %d off, %d outside written",
+		      quant_level_name(lv), n_q, n_pos, d, n_tok, window, bad, touched);
 		a.out = ref;
 	}
 	/* a one-hot case: one position dominates, out = its value row */
-	memset(k, 0, stride * (size_t)n_pos * 2);
+	memset(k, 0, stride * (size_t)P * 2 + 8);
 	for (int c = 0; c < d; c++)
 		k[1 + (size_t)(n_pos - 1) * stride + c] = quant_fp32_to_fp16(c % 2 ? 4.0f : -4.0f);
 	for (int c = 0; c < d; c++)
 		q[c] = c % 2 ? 8.0f : -8.0f;
 	a.n_q = 1;
+	a.n_tok = 1;
+	a.window = 0;
 	a.scale = 1.0f;
 	for (int lv = 0; lv < levels_available(); lv++) {
 		a.out = got;
@@ -1098,6 +1133,9 @@ static void test_attn(int n_q, int n_pos, int d, size_t stride_extra)
 	}
 	a.n_pos = 0;
 	CHECK(quant_attn_f16_at(0, &a) == -1, "attn n_pos 0");
+	a.n_pos = 1;
+	a.n_tok = -1;
+	CHECK(quant_attn_f16_at(0, &a) == -1, "attn n_tok < 0");
 	free(k);
 	free(v);
 	free(q);
@@ -1161,12 +1199,20 @@ static void test_vec_helpers(void)
 	test_exp();
 	test_sum_squares();
 	test_table_mul();
-	test_attn(1, 1, 64, 0);
-	test_attn(3, 17, 64, 5);
-	test_attn(4, 100, 256, 0);
-	test_attn(2, 33, 48, 1);
-	test_attn(3, 600, 128, 0);
-	test_attn(1, 7, 20, 0);   /* not a multiple of 16: the reference at every level */
+	test_attn(1, 1, 64, 0, 0, 0);
+	test_attn(3, 17, 64, 5, 1, 0);
+	test_attn(4, 100, 256, 0, 0, 0);
+	test_attn(2, 33, 48, 1, 0, 0);
+	test_attn(3, 600, 128, 0, 1, 0);
+	test_attn(1, 7, 20, 0, 1, 0);    /* not a multiple of 16: the reference at every level */
+	test_attn(1, 40, 64, 0, 1, 16);  /* a window */
+	/* several tokens: the shared-block path (8+ rows), causal ranges, windows */
+	test_attn(3, 1, 64, 0, 5, 0);
+	test_attn(4, 20, 256, 3, 9, 0);
+	test_attn(2, 50, 32, 0, 13, 24);
+	test_attn(1, 5, 64, 0, 17, 7);
+	test_attn(1, 1, 64, 0, 3, 0);    /* few rows: token by token */
+	test_attn(3, 30, 20, 0, 4, 0);   /* d not a multiple of 16 */
 }
 
 static void test_bad_args(void)
