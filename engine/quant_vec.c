@@ -344,6 +344,39 @@ __attribute__((target(T512))) static void attn_one_avx512(const struct quant_att
 		attn_heads_avx512(a, i0, a->n_q - i0 < 4 ? a->n_q - i0 : 4);
 }
 
+/* In place: r[m][j] = old r[j][m] (16 x 16 floats). */
+static inline __attribute__((target(T512), always_inline)) void transpose16(__m512 r[16])
+{
+	__m512 t[16], u[16];
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++) {
+		t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+	/* u[4i + k], 128-bit lane L: column 4L + k of rows 4i..4i+3 */
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++) {
+		u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+		u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+		u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+		u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+	}
+	/* t[k] (k < 4): columns k and k + 8 of rows 0..7; t[k + 4]: columns
+	 * k + 4 and k + 12; t[8..15] the same for rows 8..15 */
+#pragma GCC unroll 4
+	for (int k = 0; k < 4; k++) {
+		t[k] = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88);
+		t[k + 4] = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xdd);
+		t[k + 8] = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+		t[k + 12] = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xdd);
+	}
+#pragma GCC unroll 8
+	for (int k = 0; k < 8; k++) {
+		r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+		r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
+	}
+}
+
 /* Several tokens: q.k for 8 query rows (of any tokens) at a time against
  * a block of 16 positions held transposed (kt[c][j] = k of position p0+j,
  * component c), so each FMA gives 16 positions' partial sums of one row
@@ -354,9 +387,7 @@ __attribute__((target(T512))) static void attn_multi_avx512(const struct quant_a
 	const int d = a->d, nc = d / 16, nq = a->n_q, nt = a->n_tok;
 	const int rows = nt * nq, pmax = a->n_pos + nt - 1;
 	const __m512 scale = _mm512_set1_ps(a->scale);
-	float kf[16 * ATTN_KF_MAX], kt[16 * ATTN_KF_MAX];
-	const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-					       _mm512_set1_epi32(d));
+	float kt[16 * ATTN_KF_MAX];
 	int first0 = a->window > 0 && a->n_pos > a->window ? a->n_pos - a->window : 0;
 
 	/* rounded queries into the output rows (kept there until the V pass) */
@@ -370,13 +401,17 @@ __attribute__((target(T512))) static void attn_multi_avx512(const struct quant_a
 		}
 	for (int p0 = first0 & ~15; p0 < pmax; p0 += 16) {
 		const int cnt = pmax - p0 < 16 ? pmax - p0 : 16;
-		for (int j = 0; j < 16; j++) {
-			const uint16_t *k = a->k + (size_t)(p0 + (j < cnt ? j : 0)) * a->stride;
-			for (int c = 0; c < nc; c++)
-				_mm512_storeu_ps(kf + j * d + 16 * c, ld_h(k + 16 * c));
+		/* 16 rows x 16 components at a time, converted and transposed */
+		for (int c = 0; c < nc; c++) {
+			__m512 r[16];
+#pragma GCC unroll 16
+			for (int j = 0; j < 16; j++)
+				r[j] = ld_h(a->k + (size_t)(p0 + (j < cnt ? j : 0)) * a->stride + 16 * c);
+			transpose16(r);
+#pragma GCC unroll 16
+			for (int m = 0; m < 16; m++)
+				_mm512_storeu_ps(kt + 16 * (16 * c + m), r[m]);
 		}
-		for (int c = 0; c < d; c++)
-			_mm512_storeu_ps(kt + 16 * c, _mm512_i32gather_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(c)), kf, 4));
 		for (int r0 = 0; r0 < rows; r0 += 8) {
 			const int nr = rows - r0 < 8 ? rows - r0 : 8;
 			const float *qr[8];
