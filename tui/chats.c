@@ -11,6 +11,10 @@
  * chats_pending() counts it, like the library's own unsaved records.
  *
  * Nothing here draws or prints: the UI shows chats_errmsg().
+ *
+ * Test hook (tests only): while the file named by
+ * $TTYCHAT_TEST_HISTORY_FULL exists, every history write and fsync fails
+ * with ENOSPC, as on a full disk (through the library's injectable I/O).
  */
 #include "config.h"
 
@@ -55,6 +59,9 @@ struct chats {
 	char *qmodel, *qsystem;
 
 	char err[512];
+
+	struct history_io io;     /* the test hook's, when set */
+	char full_flag[PATH_MAX];
 };
 
 static int fail(struct chats *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -70,6 +77,25 @@ static int fail(struct chats *c, int rc, const char *fmt, ...)
 static int lib_fail(struct chats *c, int rc)
 {
 	return fail(c, rc, "%s", history_errmsg(c->h));
+}
+
+static bool disk_full(void *ctx)
+{
+	const struct chats *c = ctx;
+	if (access(c->full_flag, F_OK) != 0)
+		return false;
+	errno = ENOSPC;
+	return true;
+}
+
+static ssize_t full_pwrite(void *ctx, int fd, const void *buf, size_t n, off_t off)
+{
+	return disk_full(ctx) ? -1 : pwrite(fd, buf, n, off);
+}
+
+static int full_fsync(void *ctx, int fd)
+{
+	return disk_full(ctx) ? -1 : fsync(fd);
 }
 
 static int pass_bridge(void *ctx, enum history_pass_purpose why, char *buf, size_t cap)
@@ -96,6 +122,12 @@ int chats_open(const struct chats_opts *o, struct chats **out, char *err, size_t
 		.passphrase = pass_bridge,
 		.pass_ctx = c,
 	};
+	const char *flag = getenv("TTYCHAT_TEST_HISTORY_FULL");
+	if (flag && flag[0] && strlen(flag) < sizeof c->full_flag) {
+		memcpy(c->full_flag, flag, strlen(flag) + 1);
+		c->io = (struct history_io){.ctx = c, .pwrite = full_pwrite, .fsync = full_fsync};
+		ho.io = &c->io;
+	}
 	if (o->test_fast_kdf) {
 		ho.test_kdf_opslimit = crypto_pwhash_OPSLIMIT_MIN;
 		ho.test_kdf_memlimit = crypto_pwhash_MEMLIMIT_MIN;
