@@ -1,9 +1,10 @@
 #!/bin/sh
 # test_tui_chat.sh - the full-screen chat with the real SmolLM2 model, in
 # tmux at 120x40 (sidebar shown): a reply streams while the sidebar shows a
-# non-zero decode speed and context use; Esc stops a reply within a token
-# and the partial reply is kept and marked; /regen replaces it reusing the
-# KV prefix; an idle chat uses no CPU; /quit gives the terminal back.
+# non-zero decode speed, the prompt's figures and context use; Esc stops a
+# reply within a token and the partial reply is kept and marked; /regen
+# replaces it reusing the KV prefix; an idle chat uses no CPU; /quit gives
+# the terminal back.
 
 . "${TTYCHAT_SRCDIR:-.}/tests/test_tui_lib.sh"
 tui_init
@@ -19,6 +20,8 @@ tui_send $S "Write a long story about a dragon who learns to bake bread."
 tui_wait $S 60 'replying, Esc stops'
 tui_wait $S 60 'reply +([3-9]|[1-9][0-9]+) tok'
 tui_screen $S | grep -Eq 'decode +[0-9]*[1-9][0-9]*\.[0-9] tok/s|decode +0\.[1-9]' || fail "no decode speed while streaming"
+tui_screen $S | grep -Eq 'prompt: 0 reused, [1-9][0-9]* new' || fail "no prompt figures while streaming"
+tui_screen $S | grep -Eq 'prefill +[0-9.]+ tok/s' || fail "no prefill speed while streaming"
 tui_keys $S Escape
 tui_wait $S 20 '\[stopped\]'
 tui_ready $S 10

@@ -107,9 +107,15 @@ static int edit_in_editor(int count, int key)
 {
 	(void)count;
 	(void)key;
+	/* the draft is conversation text: a memory-backed folder when there
+	 * is one, so that it never reaches a disk */
 	const char *dir = getenv("XDG_RUNTIME_DIR");
 	struct stat st;
 	if (!dir || dir[0] != '/' || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		dir = NULL;
+	if (!dir && stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0)
+		dir = "/dev/shm";
+	if (!dir)
 		dir = getenv("TMPDIR");
 	if (!dir || dir[0] != '/')
 		dir = "/tmp";

@@ -12,7 +12,8 @@
  * Multi-line input: Alt-Enter and Ctrl-J insert a newline, Enter sends.
  * Bracketed paste is inserted literally (input_insert()).  Ctrl-X Ctrl-E
  * opens $VISUAL/$EDITOR on a private temporary file (in $XDG_RUNTIME_DIR
- * when set: tmpfs, 0600, removed at once after reading).
+ * when set, else /dev/shm: memory, not disk; 0600, removed at once after
+ * reading; /tmp only when neither exists).
  *
  * readline is one per process, so this module is too: its state is the UI
  * root's, reached from readline's callbacks through one static pointer.
