@@ -4,8 +4,9 @@
 # restart (no -m) and the conversation is back with its model, its KV
 # cache restored so that the next turn reuses it; F3 lists, searches,
 # opens, renames, deletes and starts conversations; /regen and /edit come
-# back as they were left; a full disk (test hook) keeps the message and
-# saves it once there is room; no file under the test's directories holds
+# back as they were left; SIGTERM mid-reply saves the partial reply and
+# the KV cache; a full disk (test hook) keeps the message and saves it
+# once there is room; no file under the test's directories holds
 # a message in plaintext.
 
 . "${TTYCHAT_SRCDIR:-.}/tests/test_tui_lib.sh"
@@ -123,7 +124,27 @@ tui_wait $S 20 'conversation "Capital cities"'
 tui_send $S "/quit"
 tui_check_restored $S
 
-# 4. a full disk: the message stays, is said unsaved, and is saved later
+# 4. SIGTERM in the middle of a reply: the partial reply is saved, marked,
+# and the KV cache filed (as on quitting)
+S=term
+tui_start $S 120 40 xterm-256color "$PASS" -- --temp 0 -n 300
+tui_wait $S 60 'loaded SmolLM2'
+tui_ready $S 10
+tui_send $S "Write a long poem about the sea."
+tui_wait $S 60 'reply +([3-9]|[1-9][0-9]+) tok'
+kill -TERM "$(tui_pid $S)"
+tui_check_restored $S
+tui_screen $S | grep -q '^EXIT=143$' || fail "SIGTERM: exit status not 143"
+S=term2
+tui_start $S 120 40 xterm-256color "$PASS" -- --temp 0 -n 8
+tui_wait $S 60 'loaded SmolLM2'
+tui_wait_text $S 10 "Write a long poem about the sea."
+tui_wait $S 10 '\[stopped\]'
+tui_wait $S 30 'KV cache restored: [1-9][0-9]* tokens'
+tui_send $S "/quit"
+tui_check_restored $S
+
+# 5. a full disk: the message stays, is said unsaved, and is saved later
 S=full
 tui_start $S 120 40 xterm-256color "$PASS" TTYCHAT_TEST_HISTORY_FULL=$TMPD/disk-full -- --temp 0 -n 8
 tui_wait $S 60 'loaded SmolLM2'
@@ -144,9 +165,9 @@ tui_wait_text $S 10 "This line meets a full disk."
 tui_send $S "/quit"
 tui_check_restored $S
 
-# 5. no plaintext anywhere the test wrote (the data dir is inside TMPD),
+# 6. no plaintext anywhere the test wrote (the data dir is inside TMPD),
 # nor in files that appeared in /tmp meanwhile
-for m in "$MARK" "$OTHER" "capital of Spain" "full disk"; do
+for m in "$MARK" "$OTHER" "capital of Spain" "full disk" "poem about the sea"; do
 	if grep -rlF -- "$m" "$TMPD" 2>/dev/null | grep -v '\.stty-' | grep -q .; then
 		fail "'$m' is in plaintext in $(grep -rlF -- "$m" "$TMPD" | head -3)"
 	fi

@@ -143,6 +143,7 @@ struct app {
 	struct chats *ch;
 	char hist_off[512];       /* why it is off */
 	char hist_state[96];      /* the sidebar's line */
+	char chat_title[512];     /* the conversation's title, for the sidebar */
 	bool conv_touched;        /* a reply was asked for since the conversation was opened */
 	bool unsaved_warned;      /* leaving with unsaved messages was refused once */
 	double retry_at;          /* next retry of unsaved messages */
@@ -344,7 +345,8 @@ static void hist_update_state(struct app *a)
 		snprintf(a->hist_state, sizeof a->hist_state, "saved, encrypted");
 	if (pending == 0)
 		a->unsaved_warned = false;
-	a->st.chat_title = a->ch ? chats_title(a->ch) : NULL;
+	snprintf(a->chat_title, sizeof a->chat_title, "%s", a->ch ? chats_title(a->ch) : "");
+	a->st.chat_title = a->ch ? a->chat_title : NULL;
 	a->st.chat_state = a->hist_state;
 	a->dirty |= D_SIDE;
 }

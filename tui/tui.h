@@ -8,15 +8,22 @@
  * user quit, EXIT_FAIL (1) when the screen or the engine could not be set
  * up (a message is printed on stderr), 128 + N after signal N.
  *
- * Conversation history is not stored by tui/: a history module plugs in
- * through the hooks below, which are called on the UI thread at the points
- * where a message is committed (the user pressed Enter; a reply finished or
- * was stopped) and where the conversation is rewound (/regen, /edit,
- * /clear, /new).
+ * Conversations are kept in the encrypted history (tui/chats.h): the store
+ * is unlocked at start (tui/unlock.h: the passphrase from the environment
+ * or typed into a box, never from the command line), the conversation held
+ * last is reopened with its model (unless -m names one) and its KV cache
+ * snapshot, every committed message is saved at once, and F3 lists the
+ * others.  When the store cannot be opened the chat works without it and
+ * says so.  The hooks below are called too, on the UI thread, where a
+ * message is committed (the user pressed Enter; a reply finished or was
+ * stopped) and where the conversation is rewound (/regen, /edit) or left
+ * (/new, /clear, another one opened).
  *
- * Test hook (for tests only, documented in ttychat(1) as such):
+ * Test hooks (for tests only, documented in ttychat(1) as such):
  * TTYCHAT_TEST_INJECT, when set, holds C-escaped bytes ("\e[2J\x07") that
- * the first reply begins with, exactly as if the model had produced them.
+ * the first reply begins with, exactly as if the model had produced them;
+ * TTYCHAT_TEST_HISTORY_FULL names a file whose existence makes every
+ * history write fail with ENOSPC (a full disk).
  */
 #ifndef TTYCHAT_TUI_H
 #define TTYCHAT_TUI_H
