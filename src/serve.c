@@ -1235,7 +1235,7 @@ struct server *serve_open(engine *e, const struct serve_opts *o, char *err, size
 	s->lfd = -1;
 	if (!s->o.host)
 		s->o.host = "127.0.0.1";
-	if (s->o.max_queue <= 0)
+	if (s->o.max_queue < 0)
 		s->o.max_queue = 16;
 	if (s->o.max_clients <= 0)
 		s->o.max_clients = 64;

@@ -32,7 +32,7 @@ struct serve_opts {
 	const char *host;          /* address to bind; NULL = "127.0.0.1" */
 	int port;                  /* 0 = any free port (serve_port() tells) */
 	const char *api_key;       /* NULL = no auth; else "Authorization: Bearer KEY" required (copied) */
-	int max_queue;             /* requests waiting behind the running one; 0 = 16 */
+	int max_queue;             /* requests waiting behind the running one (0: none); < 0 = 16 */
 	int max_clients;           /* open connections; 0 = 64 */
 	int slots;                 /* conversation slots (KV caches); 0 = 8 */
 	const char *model_name;    /* the id /v1/models shows */
