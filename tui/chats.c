@@ -252,7 +252,9 @@ int chats_load(struct chats *c, const char *id)
 	/* the conversation as it stands: each message drops the ones it replaces */
 	for (size_t i = 0; i < history_conv_count(hc); i++) {
 		const struct history_msg *m = history_conv_msg(hc, i);
-		if (m->role != HISTORY_ROLE_USER && m->role != HISTORY_ROLE_ASSISTANT)
+		/* system messages and empty texts are not part of the chat
+		 * (the TUI never commits them; drops do not count them) */
+		if ((m->role != HISTORY_ROLE_USER && m->role != HISTORY_ROLE_ASSISTANT) || m->len == 0)
 			continue;
 		size_t d = (m->flags >> CHATS_REPLACES_SHIFT) & CHATS_REPLACES_MAX;
 		c->n_loaded -= d < c->n_loaded ? d : c->n_loaded;

@@ -17,8 +17,9 @@
  * messages it replaces.  /regen appends the new reply replacing the old
  * one (1); /edit appends the edited message replacing the old message and
  * its reply (2).  The record keeps every version; a reader that shows the
- * conversation as it stands applies the drops (chats_load_live() does, so
- * a reopened conversation is exactly what the user last saw).
+ * conversation as it stands applies the drops, counting user and assistant
+ * messages with text only (chats_load() does, so a reopened conversation
+ * is exactly what the user last saw).
  *
  * A new conversation exists only in memory until its first message is
  * committed (then its file is created with the settings it is held with).
@@ -114,8 +115,8 @@ int chats_new(struct chats *c);
  * the current conversation is a new one.  Returns 0 or, as a notice, 1
  * (HISTORY_RECOVERED: a torn last record was dropped; chats_errmsg()). */
 int chats_load(struct chats *c, const char *id);
-/* The conversation as it stands (drops applied), and its settings
- * (strings valid until it is left). */
+/* The conversation as chats_load() read it (drops applied; commits since
+ * then are not listed), and its settings (strings valid until it is left). */
 size_t chats_count(const struct chats *c);
 const struct chats_msg *chats_msg(const struct chats *c, size_t i);
 void chats_settings_of(const struct chats *c, struct chats_settings *s);
