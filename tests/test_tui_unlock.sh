@@ -4,7 +4,8 @@
 # an empty one only after a yes); a wrong one from TTYCHAT_PASSPHRASE_FILE
 # or typed is said plainly and asked again, and changes no file; Esc goes
 # on without history (and says so), the right passphrase opens the last
-# conversation, Ctrl-C quits and gives the terminal back.
+# conversation, Ctrl-C quits and gives the terminal back; a store that
+# cannot be opened leaves a working chat that says history is off.
 
 . "${TTYCHAT_SRCDIR:-.}/tests/test_tui_lib.sh"
 tui_init
@@ -97,4 +98,15 @@ tui_check_restored $S
 tui_screen $S | grep -q '^EXIT=130$' || fail "Ctrl-C at the passphrase: exit status not 130"
 digest >"$TMPD/after"
 cmp -s "$TMPD/before" "$TMPD/after" || fail "quitting at the passphrase changed the store"
+# 5. a store that cannot be opened: the chat works and says history is off
+: >"$TMPD/not-a-dir"
+S=off
+tui_start $S 100 30 xterm-256color XDG_DATA_HOME=$TMPD/not-a-dir/data -- -m "$SMOL" --temp 0 -n 8
+tui_wait $S 30 'history is off: '
+tui_wait $S 60 'loaded SmolLM2'
+tui_ready $S 10
+tui_turn $S 60 "Still chatting without history."
+tui_send $S "/quit"
+tui_check_restored $S
+tui_screen $S | grep -q '^EXIT=0$' || fail "exit status was not 0 without history"
 echo "PASS"
