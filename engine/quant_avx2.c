@@ -30,7 +30,7 @@ static const struct quant_kern k_q4_k = KERN(q4_k, QX(act_q8_k));
 static const struct quant_kern k_q5_k = KERN(q5_k, QX(act_q8_k));
 static const struct quant_kern k_q6_k = KERN(q6_k, QX(act_q8_k));
 static const struct quant_kern k_f32 = { NULL, NULL, QX(dot_f32), NULL, NULL };
-static const struct quant_kern k_f16 = { QX(dequant_f16), NULL, QX(dot_f16), NULL, NULL };
+static const struct quant_kern k_f16 = { QX(dequant_f16), QX(act_f16), QX(dot_f16), NULL, NULL };
 static const struct quant_kern k_bf16 = { NULL, NULL, QX(dot_bf16), NULL, NULL };
 
 const struct quant_kern *quant_kern_avx2(uint32_t type)

@@ -121,6 +121,9 @@ typedef void (*quant_pmul_fn)(const void *packed, size_t group_bytes, int64_t g0
 /* Packed kernels of one level for TYPE; NULL when none. */
 quant_pmul_fn quant_pack_kernel_avx512(uint32_t type);
 
+/* y[i] = float(fp16(x[i])) with F16C (AVX-512 level builds only). */
+void quant_round_f16_avx512(const float *x, float *y, int64_t n);
+
 /* The activation quantiser quant_act_quantize would use at LEVEL. */
 quant_act_fn quant_act_fn_at(int level, uint32_t wtype);
 

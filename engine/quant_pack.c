@@ -464,9 +464,8 @@ int quant_matrix_act_quantize(const struct quant_matrix *m, const float *x, void
 	const int64_t n = m->cols, nb = n / d->blk;
 	uint8_t *row = dst;
 	if (d->act == 2) {
-		float *f = dst;
-		for (int64_t i = 0; i < n; i++)
-			f[i] = quant_fp16_to_fp32(quant_fp32_to_fp16(x[i]));
+		/* packed F16 exists at the AVX-512 level only */
+		quant_round_f16_avx512(x, dst, n);
 		return 0;
 	}
 	int8_t *q = (int8_t *)(row + quant_pack_qs_off(d, n));

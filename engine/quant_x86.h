@@ -603,3 +603,19 @@ QX_API void QX(act_q8_k)(const float *x, void *dst, int64_t n)
 		y[i].d = 1.0f / iscale;
 	}
 }
+
+/* F16 activations: vcvtps2ph rounds to nearest even like
+ * quant_fp32_to_fp16 (and keeps a NaN a quiet NaN with its top payload) */
+QX_API void QX(act_f16)(const float *x, void *dst, int64_t n)
+{
+	uint8_t *p = dst;
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm_storeu_si128((__m128i *)(p + 2 * i),
+				 _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+	for (; i < n; i++) {
+		uint16_t h = quant_fp32_to_fp16(x[i]);
+		memcpy(p + 2 * i, &h, 2);
+	}
+}
+
