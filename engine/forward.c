@@ -216,10 +216,8 @@ static int tune_begin(struct fwd *f, int kind)
 		return 0;
 	__typeof__(f->mats->tune[0]) *tn = &f->mats->tune[kind];
 	int mode;
-	if (!tn->have[0])
-		mode = 0;
-	else if (!tn->have[1])
-		mode = 1;
+	if (tn->have[0] < 2 || tn->have[1] < 2)
+		mode = tn->have[0] > tn->have[1];   /* two samples of each first */
 	else {
 		int best = tn->t[1] < tn->t[0];
 		if (tn->probe_every == 0)
