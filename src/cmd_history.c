@@ -6,6 +6,10 @@
  * terminal, never argv), and prints.  Text from conversations that goes to
  * a terminal has its control characters made visible, so a stored escape
  * sequence cannot drive the user's terminal; to a pipe it is untouched.
+ * show, export and search work on the conversation as it stands (the
+ * rewinds of /regen and /edit applied, history.h); with --all they take
+ * every version and mark the replaced ones.  rm also removes the
+ * conversation's KV snapshots (kvstore.h).
  * Exit status: 0, 1 (I/O error, damaged file, not found), 2 (usage),
  * 5 (wrong passphrase or the key cannot be unlocked).
  */
@@ -25,17 +29,20 @@
 #include "commands.h"
 #include "history.h"
 #include "history_export.h"
+#include "kvstore.h"
 #include "passphrase.h"
 
 static void history_usage(FILE *out)
 {
 	fprintf(out, "usage: ttychat history list [--json]\n"
-		     "       ttychat history show ID\n"
-		     "       ttychat history search TEXT\n"
-		     "       ttychat history export ID [--format md|json]\n"
+		     "       ttychat history show ID [--all]\n"
+		     "       ttychat history search TEXT [--all]\n"
+		     "       ttychat history export ID [--format md|json] [--all]\n"
 		     "       ttychat history rm ID\n"
 		     "       ttychat history passwd [--remove]\n"
-		     "ID is a conversation ID or a prefix of at least 4 digits.\n"
+		     "ID is a conversation ID or a prefix of at least 4 digits.  show, search and\n"
+		     "export see the conversation as it stands; --all adds the versions replaced\n"
+		     "by /regen and /edit, marked as replaced.\n"
 		     "The passphrase comes from TTYCHAT_PASSPHRASE_FD or TTYCHAT_PASSPHRASE_FILE,\n"
 		     "else from the terminal; a new one (passwd) from TTYCHAT_NEW_PASSPHRASE_FD or\n"
 		     "TTYCHAT_NEW_PASSPHRASE_FILE, else from the terminal.\n");
@@ -175,7 +182,7 @@ static int load(struct history *h, const char *id, struct history_conv **c)
 	return rc;
 }
 
-static int do_show(struct history *h, const char *id)
+static int do_show(struct history *h, const char *id, bool all)
 {
 	struct history_conv *c;
 	int rc = load(h, id, &c);
@@ -198,10 +205,12 @@ static int do_show(struct history *h, const char *id)
 	}
 	for (size_t i = 0; i < history_conv_count(c); i++) {
 		const struct history_msg *msg = history_conv_msg(c, i);
+		if (msg->replaced && !all)
+			continue;
 		char t[32];
 		history_format_time(msg->time_ms, 1, t);
-		printf("\n[%s %s%s]\n", msg->role == HISTORY_ROLE_USER ? "user" : msg->role == HISTORY_ROLE_SYSTEM ? "system" : "assistant", t,
-		       msg->flags & HISTORY_MSG_CANCELLED ? ", cancelled" : "");
+		printf("\n[%s %s%s%s]\n", msg->role == HISTORY_ROLE_USER ? "user" : msg->role == HISTORY_ROLE_SYSTEM ? "system" : "assistant", t,
+		       msg->flags & HISTORY_MSG_CANCELLED ? ", cancelled" : "", msg->replaced ? ", replaced" : "");
 		put_safe(msg->text, msg->len, tty, false);
 		putchar('\n');
 	}
@@ -211,23 +220,27 @@ static int do_show(struct history *h, const char *id)
 
 struct search_ctx {
 	const char *needle;
-	bool tty;
+	bool tty, all;
 	size_t hits;
 };
 
 static int on_match(void *ctx, const struct history_conv *c, size_t idx)
 {
 	struct search_ctx *s = ctx;
+	const struct history_msg *m = idx == (size_t)-1 ? NULL : history_conv_msg(c, idx);
+	if (m && m->replaced && !s->all)
+		return 0;
 	s->hits++;
 	printf("%.12s  ", history_conv_id(c));
-	if (idx == (size_t)-1) {
+	if (!m) {
 		fputs("title      ", stdout);
 		put_str(history_conv_title(c), s->tty, true);
 		putchar('\n');
 		return 0;
 	}
-	const struct history_msg *m = history_conv_msg(c, idx);
 	printf("%-9s  ", m->role == HISTORY_ROLE_USER ? "user" : m->role == HISTORY_ROLE_SYSTEM ? "system" : "assistant");
+	if (m->replaced)
+		fputs("(replaced) ", stdout);
 	/* a window of about 70 bytes around the first match */
 	size_t nl = strlen(s->needle), at = 0;
 	for (size_t i = 0; i + nl <= m->len; i++)
@@ -247,9 +260,9 @@ static int on_match(void *ctx, const struct history_conv *c, size_t idx)
 	return 0;
 }
 
-static int do_search(struct history *h, const char *needle)
+static int do_search(struct history *h, const char *needle, bool all)
 {
-	struct search_ctx s = {.needle = needle, .tty = isatty(STDOUT_FILENO)};
+	struct search_ctx s = {.needle = needle, .tty = isatty(STDOUT_FILENO), .all = all};
 	int rc = history_conv_search(h, needle, on_match, &s);
 	if (rc != HISTORY_OK) {
 		fprintf(stderr, "ttychat: %s\n", history_errmsg(h));
@@ -260,7 +273,7 @@ static int do_search(struct history *h, const char *needle)
 	return s.hits ? EXIT_OK : EXIT_FAIL;
 }
 
-static int do_export(struct history *h, const char *id, const char *fmt)
+static int do_export(struct history *h, const char *id, const char *fmt, bool all)
 {
 	enum history_export_format f;
 	if (strcmp(fmt, "md") == 0 || strcmp(fmt, "markdown") == 0)
@@ -275,7 +288,7 @@ static int do_export(struct history *h, const char *id, const char *fmt)
 	int rc = load(h, id, &c);
 	if (rc < 0)
 		return exit_for(rc);
-	int w = history_export(c, f, stdout);
+	int w = history_export_with(c, f, all ? HISTORY_EXPORT_ALL : 0, stdout);
 	history_conv_close(c);
 	if (w != 0 || fflush(stdout) != 0) {
 		fprintf(stderr, "ttychat: writing the export failed\n");
@@ -286,11 +299,19 @@ static int do_export(struct history *h, const char *id, const char *fmt)
 
 static int do_rm(struct history *h, const char *id)
 {
-	int rc = history_delete(h, id);
+	char full[HISTORY_ID_LEN + 1];
+	int rc = history_resolve_id(h, id, full);
+	if (rc == HISTORY_OK)
+		rc = history_delete(h, full);
 	if (rc != HISTORY_OK) {
 		fprintf(stderr, "ttychat: %s\n", history_errmsg(h));
 		return exit_for(rc);
 	}
+	/* its KV snapshots are only a cache, but they derive from the
+	 * conversation: they go with it */
+	char err[256];
+	if (kvstore_remove_conv(h, full, err, sizeof err) < 0)
+		fprintf(stderr, "ttychat: warning: %s\n", err);
 	return EXIT_OK;
 }
 
@@ -338,13 +359,16 @@ int cmd_history(int argc, char **argv)
 		return argc < 2 ? EXIT_USAGE : EXIT_OK;
 	}
 	const char *sub = argv[1];
-	bool json = false, remove = false;
+	bool json = false, remove = false, all = false;
 	const char *fmt = "md", *arg = NULL;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(sub, "list") == 0 && strcmp(argv[i], "--json") == 0)
 			json = true;
 		else if (strcmp(sub, "passwd") == 0 && strcmp(argv[i], "--remove") == 0)
 			remove = true;
+		else if ((strcmp(sub, "show") == 0 || strcmp(sub, "export") == 0 || strcmp(sub, "search") == 0) &&
+			 strcmp(argv[i], "--all") == 0)
+			all = true;
 		else if (strcmp(sub, "export") == 0 && strcmp(argv[i], "--format") == 0 && i + 1 < argc)
 			fmt = argv[++i];
 		else if (strcmp(sub, "export") == 0 && strncmp(argv[i], "--format=", 9) == 0)
@@ -392,11 +416,11 @@ int cmd_history(int argc, char **argv)
 	if (strcmp(sub, "list") == 0)
 		st = do_list(h, json);
 	else if (strcmp(sub, "show") == 0)
-		st = do_show(h, arg);
+		st = do_show(h, arg, all);
 	else if (strcmp(sub, "search") == 0)
-		st = do_search(h, arg);
+		st = do_search(h, arg, all);
 	else if (strcmp(sub, "export") == 0)
-		st = do_export(h, arg, fmt);
+		st = do_export(h, arg, fmt, all);
 	else if (strcmp(sub, "rm") == 0)
 		st = do_rm(h, arg);
 	else if (fresh)

@@ -112,6 +112,11 @@ struct history_conv {
 	size_t n_recs, cap_recs;
 	struct history_msg **msgs;
 	size_t n_msgs, cap_msgs;
+	/* the rewind rule (history.h): indexes into msgs of the counted
+	 * messages (user/assistant with text) that stand, oldest first */
+	size_t *stand;
+	size_t n_stand, cap_stand;
+	size_t n_replaced;
 	const struct history_meta *meta; /* the latest META record's */
 	char title[TITLE_MAX + 1];
 
@@ -820,6 +825,7 @@ static void conv_free(struct history_conv *c)
 		rec_free(c->recs[i]);
 	free(c->recs);
 	free(c->msgs);
+	free(c->stand);
 	if (c->fd >= 0)
 		close(c->fd);
 	if (c->lock_fd >= 0)
@@ -836,7 +842,7 @@ static void update_title(struct history_conv *c)
 		n = strlen(src);
 	} else {
 		for (size_t i = 0; i < c->n_msgs; i++)
-			if (c->msgs[i]->role == HISTORY_ROLE_USER) {
+			if (c->msgs[i]->role == HISTORY_ROLE_USER && !c->msgs[i]->replaced) {
 				src = c->msgs[i]->text;
 				n = c->msgs[i]->len;
 				break;
@@ -877,11 +883,32 @@ static int conv_push(struct history_conv *c, struct rec *r)
 		c->msgs = nm;
 		c->cap_msgs = cap;
 	}
+	bool counted = r->type == REC_MSG && r->msg.len > 0 &&
+		       (r->msg.role == HISTORY_ROLE_USER || r->msg.role == HISTORY_ROLE_ASSISTANT);
+	if (counted && c->n_stand == c->cap_stand) {
+		size_t cap = c->cap_stand ? c->cap_stand * 2 : 16;
+		size_t *ns = realloc(c->stand, cap * sizeof *ns);
+		if (!ns)
+			return HISTORY_E_NOMEM;
+		c->stand = ns;
+		c->cap_stand = cap;
+	}
 	c->recs[c->n_recs++] = r;
-	if (r->type == REC_MSG)
+	if (r->type == REC_MSG) {
+		r->msg.replaced = false;
+		if (counted) {
+			/* a rewind: the latest standing messages give way to this one */
+			size_t d = history_msg_replaces(r->msg.flags);
+			for (; d > 0 && c->n_stand > 0; d--) {
+				c->msgs[c->stand[--c->n_stand]]->replaced = true;
+				c->n_replaced++;
+			}
+			c->stand[c->n_stand++] = c->n_msgs;
+		}
 		c->msgs[c->n_msgs++] = &r->msg;
-	else
+	} else {
 		c->meta = &r->meta;
+	}
 	update_title(c);
 	return HISTORY_OK;
 }
@@ -1450,6 +1477,11 @@ size_t history_conv_count(const struct history_conv *c)
 	return c->n_msgs;
 }
 
+size_t history_conv_count_current(const struct history_conv *c)
+{
+	return c->n_msgs - c->n_replaced;
+}
+
 const struct history_msg *history_conv_msg(const struct history_conv *c, size_t i)
 {
 	return i < c->n_msgs ? c->msgs[i] : NULL;
@@ -1515,7 +1547,7 @@ int history_conv_list(struct history *h, struct history_entry **out, size_t *cou
 			x->model = strdup(c->meta->model ? c->meta->model : "");
 			x->created_ms = history_conv_created(c);
 			x->updated_ms = history_conv_updated(c);
-			x->n_messages = c->n_msgs;
+			x->n_messages = history_conv_count_current(c);
 			conv_free(c);
 		} else {
 			x->title = strdup("");
@@ -1586,6 +1618,13 @@ int history_conv_search(struct history *h, const char *needle, history_match_fn 
 	history_list_free(v, n);
 	h->err[0] = '\0';
 	return HISTORY_OK;
+}
+
+int history_resolve_id(struct history *h, const char *id, char full[HISTORY_ID_LEN + 1])
+{
+	if (!id)
+		return fail(h, HISTORY_E_INVAL, "no conversation ID");
+	return resolve_id(h, id, full);
 }
 
 int history_delete(struct history *h, const char *id)

@@ -10,7 +10,8 @@
  *                        none, stored unprotected
  *     history/ID.tch     one append-only log per conversation
  *     history/ID.lock    empty; flock()ed while a writer has ID open
- *     kv/ ...            blobs written by history_blob_* (the KV caches)
+ *     kv/ ...            blobs written by history_blob_* (the KV caches,
+ *                        kv/<conversation hash>/<model hash>.kv: kvstore.h)
  *
  * docs/history-format.md describes the bytes precisely.  Every record is
  * encrypted and authenticated on its own and chained to the one before it;
@@ -44,6 +45,7 @@
 #ifndef TTYCHAT_HISTORY_H
 #define TTYCHAT_HISTORY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -157,19 +159,46 @@ enum history_role {
 
 #define HISTORY_MSG_CANCELLED 1u /* an assistant reply cut short (Esc) */
 
+/* Rewinds (the TUI's /regen and /edit).  The log is append-only, so a
+ * message that takes the place of earlier ones says so itself: bits 8..15
+ * of its flags hold how many of the conversation's latest *standing*
+ * messages it replaces.  Only user and assistant messages with text
+ * (len > 0) take part: they are the ones counted, and only their count is
+ * applied (a system or empty message is never replaced and its bits 8..15
+ * mean nothing).  A count larger than the messages standing replaces them
+ * all.  /regen writes the new reply with HISTORY_MSG_REPLACES(1) (the old
+ * reply); /edit writes the edited message with HISTORY_MSG_REPLACES(2)
+ * (the old message and its reply).  Every version stays in the file;
+ * history_msg.replaced tells a reader which ones the conversation no
+ * longer holds.  docs/history-format.md gives the rule precisely. */
+#define HISTORY_MSG_REPLACES_SHIFT 8
+#define HISTORY_MSG_REPLACES_MAX 255u
+#define HISTORY_MSG_REPLACES(n) (((unsigned)(n) & HISTORY_MSG_REPLACES_MAX) << HISTORY_MSG_REPLACES_SHIFT)
+
+/* How many latest standing messages a message with FLAGS replaces. */
+static inline unsigned history_msg_replaces(unsigned flags)
+{
+	return (flags >> HISTORY_MSG_REPLACES_SHIFT) & HISTORY_MSG_REPLACES_MAX;
+}
+
 struct history_msg {
 	enum history_role role;
-	unsigned flags;  /* HISTORY_MSG_* */
+	unsigned flags;  /* HISTORY_MSG_* and the replace count, as stored */
 	int64_t time_ms; /* Unix time in milliseconds when committed */
 	const char *text; /* NUL-terminated (may also contain NULs; see len) */
 	size_t len;
+	/* set (by the library, never stored) when a later message replaced
+	 * this one: the conversation as it stands, which is what the TUI
+	 * shows and what a continued conversation sends to the model, skips
+	 * it; readers that list every version mark it */
+	bool replaced;
 };
 
 /* What a conversation was held with.  Strings are copied by the library. */
 struct history_meta {
 	const char *model;         /* model name or path; NULL = unknown */
 	const char *system_prompt; /* NULL = none */
-	const char *title;         /* NULL = derived from the first user message */
+	const char *title;         /* NULL = derived from the first user message that stands */
 	float temperature, top_p, min_p, repeat_penalty; /* < 0: not set */
 	int top_k;                 /* < 0: not set */
 	unsigned context_size;     /* 0: not set */
@@ -215,14 +244,20 @@ int history_conv_close(struct history_conv *c);
 
 const char *history_conv_id(const struct history_conv *c);
 /* The title: the renamed one, else the first line of the first user
- * message (at most 100 bytes, cut at a character boundary), else "". */
+ * message that stands (not replaced; at most 100 bytes, cut at a
+ * character boundary), else "". */
 const char *history_conv_title(const struct history_conv *c);
 const struct history_meta *history_conv_meta(const struct history_conv *c);
 int64_t history_conv_created(const struct history_conv *c);
 int64_t history_conv_updated(const struct history_conv *c);
+/* Every message in the file, replaced versions included. */
 size_t history_conv_count(const struct history_conv *c);
-/* Message I (0-based, in order); NULL past the end.  The pointer and the
- * text stay valid until the conversation is closed. */
+/* The messages of the conversation as it stands (those not replaced). */
+size_t history_conv_count_current(const struct history_conv *c);
+/* Message I (0-based, in file order, replaced versions included: check
+ * ->replaced); NULL past the end.  The pointer and the text stay valid
+ * until the conversation is closed (->replaced may change when a later
+ * append replaces the message). */
 const struct history_msg *history_conv_msg(const struct history_conv *c, size_t i);
 
 /* ---- listing, search, removal ----------------------------------------- */
@@ -232,7 +267,7 @@ struct history_entry {
 	char *title;       /* malloc'd; "" when none */
 	char *model;       /* malloc'd; "" when unknown */
 	int64_t created_ms, updated_ms;
-	size_t n_messages;
+	size_t n_messages; /* as it stands (history_conv_count_current) */
 	int status;        /* HISTORY_OK, HISTORY_RECOVERED or the HISTORY_E_* that made it unreadable */
 	char *error;       /* malloc'd message when status != HISTORY_OK, else NULL */
 };
@@ -244,14 +279,22 @@ void history_list_free(struct history_entry *e, size_t n);
 
 /* Calls FN for every message (and title) containing NEEDLE (ASCII case is
  * ignored), conversation by conversation, most recent first; MSG_INDEX is
- * (size_t)-1 for a title match.  FN returns nonzero to stop.  Unreadable
- * conversations are skipped.  Returns 0 or an error. */
+ * (size_t)-1 for a title match.  Replaced versions are searched too: FN
+ * sees history_conv_msg(c, MSG_INDEX)->replaced and decides (the TUI and
+ * `ttychat history search` skip them unless asked for every version).
+ * FN returns nonzero to stop.  Unreadable conversations are skipped.
+ * Returns 0 or an error. */
 typedef int (*history_match_fn)(void *ctx, const struct history_conv *c, size_t msg_index);
 int history_conv_search(struct history *h, const char *needle, history_match_fn fn, void *ctx);
 
 /* Removes the conversation's file (and its lock file); fails with
- * HISTORY_E_BUSY while another process has it open for writing. */
+ * HISTORY_E_BUSY while another process has it open for writing.  Blobs
+ * filed for it (KV snapshots) are the caller's: see kvstore_remove_conv. */
 int history_delete(struct history *h, const char *id);
+/* The full ID of ID (a full ID or an unambiguous prefix of at least 4 hex
+ * digits) into FULL: HISTORY_OK, HISTORY_E_NOTFOUND, HISTORY_E_AMBIGUOUS
+ * or HISTORY_E_INVAL (message in history_errmsg). */
+int history_resolve_id(struct history *h, const char *id, char full[HISTORY_ID_LEN + 1]);
 
 /* ---- encrypted blobs (KV snapshots and the like) ---------------------- */
 

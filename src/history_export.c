@@ -104,7 +104,7 @@ static int add_clean(cJSON *o, const char *key, const char *s, size_t n)
 	return v ? 0 : -1;
 }
 
-static int export_json(const struct history_conv *c, FILE *out)
+static int export_json(const struct history_conv *c, unsigned flags, FILE *out)
 {
 	const struct history_meta *m = history_conv_meta(c);
 	cJSON *j = cJSON_CreateObject(), *samp = NULL, *msgs = NULL;
@@ -142,6 +142,8 @@ static int export_json(const struct history_conv *c, FILE *out)
 	bad = bad || !(msgs = cJSON_AddArrayToObject(j, "messages"));
 	for (size_t i = 0; !bad && i < history_conv_count(c); i++) {
 		const struct history_msg *msg = history_conv_msg(c, i);
+		if (msg->replaced && !(flags & HISTORY_EXPORT_ALL))
+			continue;
 		cJSON *o = cJSON_CreateObject();
 		bad = !o || !cJSON_AddItemToArray(msgs, o);
 		if (bad) {
@@ -153,7 +155,8 @@ static int export_json(const struct history_conv *c, FILE *out)
 		      add_clean(o, "text", msg->text, msg->len) ||
 		      !cJSON_AddNumberToObject(o, "time_ms", (double)msg->time_ms) ||
 		      !cJSON_AddStringToObject(o, "time", t) ||
-		      !cJSON_AddBoolToObject(o, "cancelled", (msg->flags & HISTORY_MSG_CANCELLED) != 0);
+		      !cJSON_AddBoolToObject(o, "cancelled", (msg->flags & HISTORY_MSG_CANCELLED) != 0) ||
+		      !cJSON_AddBoolToObject(o, "replaced", msg->replaced);
 	}
 	char *s = bad ? NULL : cJSON_Print(j);
 	cJSON_Delete(j);
@@ -166,7 +169,7 @@ static int export_json(const struct history_conv *c, FILE *out)
 	return rc;
 }
 
-static int export_md(const struct history_conv *c, FILE *out)
+static int export_md(const struct history_conv *c, unsigned flags, FILE *out)
 {
 	const struct history_meta *m = history_conv_meta(c);
 	char t1[32], t2[32];
@@ -180,6 +183,8 @@ static int export_md(const struct history_conv *c, FILE *out)
 		fprintf(out, "\n## System prompt\n\n%s\n", m->system_prompt);
 	for (size_t i = 0; i < history_conv_count(c); i++) {
 		const struct history_msg *msg = history_conv_msg(c, i);
+		if (msg->replaced && !(flags & HISTORY_EXPORT_ALL))
+			continue;
 		const char *who = msg->role == HISTORY_ROLE_USER ? "User"
 				  : msg->role == HISTORY_ROLE_ASSISTANT ? "Assistant" : "System";
 		char *text = history_utf8_clean(msg->text, msg->len);
@@ -187,14 +192,19 @@ static int export_md(const struct history_conv *c, FILE *out)
 			errno = ENOMEM;
 			return -1;
 		}
-		fprintf(out, "\n## %s\n\n%s", who, text);
+		fprintf(out, "\n## %s%s\n\n%s", who, msg->replaced ? " (replaced)" : "", text);
 		wipe_free(text);
 		fprintf(out, "%s\n", msg->flags & HISTORY_MSG_CANCELLED ? "\n\n*(reply cancelled)*" : "");
 	}
 	return ferror(out) ? -1 : 0;
 }
 
+int history_export_with(const struct history_conv *c, enum history_export_format f, unsigned flags, FILE *out)
+{
+	return f == HISTORY_EXPORT_JSON ? export_json(c, flags, out) : export_md(c, flags, out);
+}
+
 int history_export(const struct history_conv *c, enum history_export_format f, FILE *out)
 {
-	return f == HISTORY_EXPORT_JSON ? export_json(c, out) : export_md(c, out);
+	return history_export_with(c, f, 0, out);
 }

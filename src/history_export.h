@@ -3,11 +3,17 @@
  * history export` and the TUI).  The output is plaintext by nature: it goes
  * where the caller sends it, never to a file the library chooses.
  *
+ * The conversation is written as it stands (the rewinds of /regen and
+ * /edit applied, history.h), or with HISTORY_EXPORT_ALL every version,
+ * the replaced ones marked ("(replaced)" after the Markdown heading,
+ * "replaced": true in JSON).
+ *
  * JSON: {"id", "title", "model", "system_prompt" (or null), "created_ms",
  * "updated_ms", "created", "updated" (ISO 8601 UTC), "sampling": {only the
  * settings that were set}, "messages": [{"role", "text", "time_ms",
- * "time", "cancelled"}]}.  In both formats, text that is not valid UTF-8
- * (and NUL bytes) is replaced with U+FFFD, so JSON output always parses.
+ * "time", "cancelled", "replaced"}]}.  In both formats, text that is not
+ * valid UTF-8 (and NUL bytes) is replaced with U+FFFD, so JSON output
+ * always parses.
  */
 #ifndef TTYCHAT_HISTORY_EXPORT_H
 #define TTYCHAT_HISTORY_EXPORT_H
@@ -18,8 +24,13 @@
 
 enum history_export_format { HISTORY_EXPORT_MD, HISTORY_EXPORT_JSON };
 
-/* Writes C to OUT.  0, or -1 with errno set (write error, ENOMEM). */
+#define HISTORY_EXPORT_ALL 1u /* every version, replaced ones marked */
+
+/* Writes C to OUT as it stands.  0, or -1 with errno set (write error,
+ * ENOMEM). */
 int history_export(const struct history_conv *c, enum history_export_format f, FILE *out);
+/* The same with HISTORY_EXPORT_* FLAGS. */
+int history_export_with(const struct history_conv *c, enum history_export_format f, unsigned flags, FILE *out);
 
 /* A malloc'd copy of S (N bytes) with invalid UTF-8 and NULs replaced by
  * U+FFFD; NULL when out of memory. */

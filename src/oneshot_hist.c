@@ -9,6 +9,11 @@
  * changed, so a continued conversation does not grow a META record per
  * turn.  The KV cache of a saved conversation is filed through kvstore.h
  * so that the next --continue prefills only the new turn.
+ *
+ * A continued conversation is sent as the TUI shows it: the rewinds of
+ * /regen and /edit applied (history.h, "Rewinds"), system messages and
+ * empty texts left out.  The view is taken once, when the conversation is
+ * opened.
  */
 #include "config.h"
 
@@ -27,6 +32,8 @@ struct oneshot_hist {
 	struct history *h;
 	struct history_conv *c;
 	struct passphrase_src src;
+	size_t *view; /* indexes of the messages as they stand */
+	size_t n_view;
 	bool no_tty;
 	char err[256];
 };
@@ -85,6 +92,19 @@ int oneshot_hist_open(const char *continue_id, bool create, bool no_tty, struct 
 			free(p);
 			return rc == HISTORY_E_NOMEM ? EXIT_FAIL : EXIT_HISTORY;
 		}
+		size_t n = history_conv_count(p->c);
+		p->view = malloc((n ? n : 1) * sizeof *p->view);
+		if (!p->view) {
+			snprintf(err, errlen, "out of memory");
+			oneshot_hist_close(p);
+			return EXIT_FAIL;
+		}
+		for (size_t i = 0; i < n; i++) {
+			const struct history_msg *m = history_conv_msg(p->c, i);
+			if ((m->role == HISTORY_ROLE_USER || m->role == HISTORY_ROLE_ASSISTANT) && m->len > 0 &&
+			    !m->replaced)
+				p->view[p->n_view++] = i;
+		}
 	}
 	*out = p;
 	return 0;
@@ -110,16 +130,13 @@ void oneshot_hist_settings(const struct oneshot_hist *p, struct oneshot_settings
 
 size_t oneshot_hist_count(const struct oneshot_hist *p)
 {
-	return p->c ? history_conv_count(p->c) : 0;
+	return p->n_view;
 }
 
 void oneshot_hist_msg(const struct oneshot_hist *p, size_t i, const char **role, const char **text)
 {
-	const struct history_msg *m = p->c ? history_conv_msg(p->c, i) : NULL;
-	*role = !m ? "user"
-	       : m->role == HISTORY_ROLE_SYSTEM ? "system"
-	       : m->role == HISTORY_ROLE_USER ? "user"
-					      : "assistant";
+	const struct history_msg *m = p->c && i < p->n_view ? history_conv_msg(p->c, p->view[i]) : NULL;
+	*role = m && m->role == HISTORY_ROLE_ASSISTANT ? "assistant" : "user";
 	*text = m ? m->text : "";
 }
 
@@ -207,5 +224,6 @@ void oneshot_hist_close(struct oneshot_hist *p)
 		history_conv_close(p->c);
 	}
 	history_close(p->h);
+	free(p->view);
 	free(p);
 }

@@ -39,7 +39,9 @@ int oneshot_hist_open(const char *continue_id, bool create, bool no_tty, struct 
 		      size_t errlen);
 /* The continued conversation's settings (all unset for a new one). */
 void oneshot_hist_settings(const struct oneshot_hist *h, struct oneshot_settings *s);
-/* Its messages: role "system", "user" or "assistant" and text. */
+/* Its messages as they stand, as the TUI shows them: the rewinds of /regen
+ * and /edit applied (replaced versions left out), system messages and
+ * empty texts left out.  Role "user" or "assistant", and the text. */
 size_t oneshot_hist_count(const struct oneshot_hist *h);
 void oneshot_hist_msg(const struct oneshot_hist *h, size_t i, const char **role, const char **text);
 /* Commits the user's message: creates the conversation with S (or, when

@@ -42,9 +42,9 @@ while [ $t -le "$TURNS" ]; do
 	run1 -p "$(message $t)" --continue "$id" >/dev/null 2>&1 || fail "turn $t"
 	t=$((t + 1))
 done
-ls "$TMPD/a/data/ttychat/kv/"*.kv >/dev/null 2>&1 || fail "no snapshot was filed"
+ls "$TMPD/a/data/ttychat/kv/"*/*.kv >/dev/null 2>&1 || fail "no snapshot was filed"
 cp -a "$TMPD/a" "$TMPD/b"
-rm -f "$TMPD/b/data/ttychat/kv/"*.kv
+rm -rf "$TMPD/b/data/ttychat/kv/"*
 
 for case in a b; do
 	S=$case

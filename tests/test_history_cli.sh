@@ -4,6 +4,9 @@
 # passphrase sources (file, descriptor, none without a terminal), wrong
 # passphrases, passphrase change and removal (real MODERATE Argon2id, a few
 # seconds), permissions under umask 000, no plaintext in the data directory.
+# A conversation with /regen and /edit rewinds: show, export and search see
+# it as it stands (--all: every version, marked), list counts what stands,
+# rm takes its KV snapshots (every model's) with it.
 set -u
 bin=${TTYCHAT_BIN:-./ttychat}
 fixture=${TTYCHAT_BUILDDIR:-.}/tests/test_history_fixture
@@ -111,6 +114,48 @@ expect 0 "rm" -- "$bin" history rm "$id3"
 expect 1 "rm again" -- "$bin" history rm "$id3"
 expect 0 "list after rm" -- "$bin" history list
 [ "$(wc -l <"$tmp/out")" -eq 3 ] && ok || bad "two left: $(cat "$tmp/out")"
+
+# rewinds (docs/history-format.md): as it stands, "Name a colour", "Green,
+# second try", "Name a tasty fruit", "Mango"; "Blue, first try", "Name a
+# fruit" and "Apple" were replaced
+idr=$("$fixture" "$XDG_DATA_HOME/ttychat" "$tmp/pw" rewind) || bad "rewind fixture failed"
+kvfiles() { find "$XDG_DATA_HOME/ttychat/kv" -type f -name '*.kv' 2>/dev/null | wc -l; }
+[ "$(kvfiles)" -eq 2 ] && ok || bad "the fixture filed two KV snapshots: $(kvfiles)"
+expect 0 "show a rewound conversation" -- "$bin" history show "$idr"
+for t in "Name a colour" "Green, second try" "Name a tasty fruit" "Mango" "system note"; do
+	has "$tmp/out" "$t" "show: standing message"
+done
+for t in "Blue, first try" "Name a fruit" "Apple" "replaced"; do
+	hasnt "$tmp/out" "$t" "show: replaced versions left out"
+done
+expect 0 "show --all" -- "$bin" history show "$idr" --all
+for t in "Blue, first try" "Name a fruit" "Apple" "Mango"; do
+	has "$tmp/out" "$t" "show --all: every version"
+done
+[ "$(grep -c ', replaced\]' "$tmp/out")" -eq 3 ] && ok || bad "show --all: three marked replaced: $(cat "$tmp/out")"
+grep -A1 ', replaced\]' "$tmp/out" | grep -q '^Green' && bad "show --all: a standing message marked replaced" || ok
+expect 0 "export json of a rewound conversation" -- "$bin" history export "$idr" --format json
+$py -c 'import json,sys; m=json.load(open(sys.argv[1]))["messages"]; got=[(x["role"],x["text"]) for x in m if x["role"]!="system"]; assert got==[("user","Name a colour"),("assistant","Green, second try"),("user","Name a tasty fruit"),("assistant","Mango")], got; assert not any(x["replaced"] for x in m)' \
+	"$tmp/out" && ok || bad "export json: as it stands: $(cat "$tmp/out")"
+expect 0 "export json --all" -- "$bin" history export "$idr" --format json --all
+$py -c 'import json,sys; m=json.load(open(sys.argv[1]))["messages"]; got=[(x["text"],x["replaced"]) for x in m]; assert got==[("Name a colour",False),("Blue, first try",True),("Green, second try",False),("system note",False),("Name a fruit",True),("Apple",True),("Name a tasty fruit",False),("Mango",False)], got; assert m[5]["cancelled"]' \
+	"$tmp/out" && ok || bad "export json --all: every version, marked: $(cat "$tmp/out")"
+expect 0 "export md" -- "$bin" history export "$idr"
+hasnt "$tmp/out" "Apple" "export md: replaced left out"
+has "$tmp/out" "Mango" "export md: standing"
+expect 0 "export md --all" -- "$bin" history export "$idr" --all
+has "$tmp/out" "## Assistant (replaced)" "export md --all: marked"
+expect 1 "search skips replaced versions" -- "$bin" history search "first try"
+expect 0 "search --all" -- "$bin" history search "first try" --all
+has "$tmp/out" "(replaced)" "search --all: the hit is marked"
+expect 0 "search finds what stands" -- "$bin" history search "second try"
+hasnt "$tmp/out" "(replaced)" "search: a standing hit is not marked"
+expect 0 "list --json counts what stands" -- "$bin" history list --json
+$py -c 'import json,sys; v={e["id"]:e for e in json.load(open(sys.argv[1]))}; assert v[sys.argv[2]]["messages"]==5, v[sys.argv[2]]; assert v[sys.argv[2]]["title"]=="Name a colour"' \
+	"$tmp/out" "$idr" && ok || bad "list: 5 messages stand (4 and the system note): $(cat "$tmp/out")"
+expect 0 "rm a conversation with KV snapshots" -- "$bin" history rm "$(printf %s "$idr" | cut -c1-8)"
+[ "$(kvfiles)" -eq 0 ] && ok || bad "rm left $(kvfiles) KV snapshots"
+[ -z "$(ls -A "$XDG_DATA_HOME/ttychat/kv" 2>/dev/null)" ] && ok || bad "rm left in kv/: $(ls -A "$XDG_DATA_HOME/ttychat/kv")"
 
 # passphrase change, then removal, with a permissive umask
 umask 000

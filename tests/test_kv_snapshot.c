@@ -7,7 +7,8 @@
  * reusing the whole prefix.  Its time to first token is compared with a
  * third engine that re-prefills.  Also: the same reply either way, a
  * snapshot refused by another model, a damaged snapshot ignored, no
- * plaintext token ids on disk, the size budget evicting old snapshots.
+ * plaintext token ids on disk, the size budget evicting old snapshots,
+ * and every snapshot of one conversation removed with it.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -105,6 +106,40 @@ static int file_contains(const char *path, const void *needle, size_t n)
 	return found;
 }
 
+/* The snapshot files under KVDIR (kv/<conversation>/<model>.kv) into OUT,
+ * at most MAX; checks that each folder is 0700. */
+static int list_snaps(const char *kvdir, char (*out)[4400], int max)
+{
+	int n = 0;
+	DIR *d = opendir(kvdir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char sub[4400];
+		struct stat st;
+		snprintf(sub, sizeof sub, "%s/%s", kvdir, de->d_name);
+		if (stat(sub, &st) != 0)
+			continue;
+		CHECK(S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700, "%s: a conversation's folder, 0700 (%o)",
+		      de->d_name, st.st_mode & 0777);
+		DIR *sd = opendir(sub);
+		struct dirent *se;
+		while (sd && (se = readdir(sd))) {
+			if (se->d_name[0] == '.')
+				continue;
+			if (n < max)
+				snprintf(out[n], sizeof out[n], "%.2000s/%.2000s", sub, se->d_name);
+			n++;
+		}
+		if (sd)
+			closedir(sd);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
 int main(void)
 {
 	char smol[4096], gemma[4096];
@@ -159,22 +194,14 @@ int main(void)
 	const int32_t *toks = (const int32_t *)((const char *)ev.blob + 40);
 	char kvdir[4096];
 	snprintf(kvdir, sizeof kvdir, "%s/kv", dir);
-	DIR *d = opendir(kvdir);
-	struct dirent *de;
-	int files = 0, leaks = 0;
-	while (d && (de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		char p[8192];
-		snprintf(p, sizeof p, "%s/%s", kvdir, de->d_name);
-		files++;
-		leaks += file_contains(p, toks + 100, 64);
+	static char snaps[8][4400];
+	int files = list_snaps(kvdir, snaps, 8), leaks = 0;
+	for (int i = 0; i < files && i < 8; i++) {
+		leaks += file_contains(snaps[i], toks + 100, 64);
 		struct stat st;
-		stat(p, &st);
+		stat(snaps[i], &st);
 		CHECK((st.st_mode & 0777) == 0600, "snapshot mode %o", st.st_mode & 0777);
 	}
-	if (d)
-		closedir(d);
 	CHECK(files == 1 && leaks == 0, "%d snapshot files, %d with plaintext", files, leaks);
 	engine_event_clear(&ev);
 	history_close(h);
@@ -231,21 +258,17 @@ int main(void)
 	free(blob);
 
 	/* a damaged file on disk is dropped as a cache miss */
-	d = opendir(kvdir);
-	while (d && (de = readdir(d))) {
-		if (de->d_name[0] == '.')
+	files = list_snaps(kvdir, snaps, 8);
+	for (int i = 0; i < files && i < 8; i++) {
+		FILE *f = fopen(snaps[i], "r+b");
+		if (!f)
 			continue;
-		char p[8192];
-		snprintf(p, sizeof p, "%s/%s", kvdir, de->d_name);
-		FILE *f = fopen(p, "r+b");
 		fseek(f, 200, SEEK_SET);
 		int c = fgetc(f);
 		fseek(f, 200, SEEK_SET);
 		fputc(c ^ 0x40, f);
 		fclose(f);
 	}
-	if (d)
-		closedir(d);
 	rc = kvstore_load(h, "conv-7", model_id, &blob, &blen, err, sizeof err);
 	CHECK(rc == HISTORY_E_NOTFOUND, "damaged snapshot file: rc %d", rc);
 
@@ -264,6 +287,26 @@ int main(void)
 	rc = kvstore_load(h, "conv-103", model_id, &blob, &blen, err, sizeof err);
 	CHECK(rc == 0 && blen == sizeof big && ((unsigned char *)blob)[0] == 3, "newest kept");
 	free(blob);
+
+	/* a conversation's snapshots, of every model, go with it */
+	int before = list_snaps(kvdir, snaps, 8);
+	static const char small[] = "snapshot";
+	CHECK(kvstore_save(h, "conv-200", model_id, small, sizeof small, 0, err, sizeof err) == 0 &&
+		      kvstore_save(h, "conv-200", "another-model", small, sizeof small, 0, err, sizeof err) == 0 &&
+		      kvstore_save(h, "conv-201", "another-model", small, sizeof small, 0, err, sizeof err) == 0,
+	      "three small snapshots: %s", err);
+	CHECK(list_snaps(kvdir, snaps, 8) == before + 3, "filed");
+	rc = kvstore_remove_conv(h, "conv-200", err, sizeof err);
+	CHECK(rc == 2, "both of its snapshots removed: %d (%s)", rc, err);
+	CHECK(list_snaps(kvdir, snaps, 8) == before + 1, "the others stay");
+	rc = kvstore_load(h, "conv-200", "another-model", &blob, &blen, err, sizeof err);
+	CHECK(rc == HISTORY_E_NOTFOUND, "gone: rc %d", rc);
+	rc = kvstore_load(h, "conv-201", "another-model", &blob, &blen, err, sizeof err);
+	CHECK(rc == 0 && blen == sizeof small, "another conversation's kept: rc %d", rc);
+	free(blob);
+	CHECK(kvstore_remove_conv(h, "conv-200", err, sizeof err) == 0, "nothing left to remove");
+	CHECK(kvstore_remove(h, "conv-201", "another-model", err, sizeof err) == 0 &&
+		      list_snaps(kvdir, snaps, 8) == before, "kvstore_remove removes one");
 	history_close(h);
 
 	char cmd[4200];

@@ -95,6 +95,28 @@ static int files_containing(const char *dir, const char *needle)
 	return found;
 }
 
+/* Regular files under DIR, at any depth. */
+static int count_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		char p[8192];
+		snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+		struct stat st;
+		if (lstat(p, &st) != 0)
+			continue;
+		n += S_ISDIR(st.st_mode) ? count_files(p) : S_ISREG(st.st_mode);
+	}
+	closedir(d);
+	return n;
+}
+
 static void settings(struct chats_settings *s, const char *system)
 {
 	chats_settings_init(s);
@@ -227,6 +249,7 @@ static void test_conversation(void)
 	if (n == 2) {
 		CHECK(strcmp(v[0].id, id2) == 0 && strcmp(v[1].id, id) == 0, "most recent first");
 		CHECK(v[0].readable && strcmp(v[0].model, "smollm2") == 0, "model listed");
+		CHECK(v[1].n_messages == 5, "the count is of the messages as they stand (%zu)", v[1].n_messages);
 	}
 	chats_list_free(v, n);
 	CHECK(chats_list(c, "NEEDLE-bravo", &v, &n) == 0 && n == 1, "search finds one (%zu)", n);
@@ -238,6 +261,8 @@ static void test_conversation(void)
 		CHECK(strcmp(v[0].id, id) == 0 && v[0].match && strstr(v[0].match, "reply one"), "with its excerpt");
 	chats_list_free(v, n);
 	CHECK(chats_list(c, "no such text", &v, &n) == 0 && n == 0, "search finds nothing");
+	chats_list_free(v, n);
+	CHECK(chats_list(c, "reply two AGAIN", &v, &n) == 0 && n == 0, "replaced versions are not found (%zu)", n);
 	chats_list_free(v, n);
 	CHECK(chats_rename(c, id, "Alpha talk") == 0, "rename another conversation: %s", chats_errmsg(c));
 	CHECK(chats_rename(c, NULL, "Bravo talk") == 0, "rename the current one");
@@ -255,9 +280,15 @@ static void test_conversation(void)
 	      "snapshot back");
 	free(got);
 	CHECK(chats_kv_load(c, "0100", &got, &gl) != 0, "none for another model");
+	CHECK(chats_kv_save(c, id2, "0100", blob, sizeof blob) == 0, "a snapshot of another model");
+	CHECK(chats_kv_save(c, id, "0100", blob, sizeof blob) == 0, "a snapshot of the other conversation");
+	char kvdir[4400];
+	snprintf(kvdir, sizeof kvdir, "%s/kv", data);
+	CHECK(count_files(kvdir) == 3, "three snapshots filed (%d)", count_files(kvdir));
 
-	/* delete: the current one; its file, snapshot and memory go */
-	CHECK(chats_delete(c, id2, "00ff") == 0, "delete: %s", chats_errmsg(c));
+	/* delete: the current one; its file, snapshots (every model's) and memory go */
+	CHECK(chats_delete(c, id2) == 0, "delete: %s", chats_errmsg(c));
+	CHECK(count_files(kvdir) == 1, "its snapshots went with it, the other's stayed (%d)", count_files(kvdir));
 	CHECK(chats_id(c) == NULL, "deleting the current one makes a new one");
 	char path[4400];
 	snprintf(path, sizeof path, "%s/history/%s.tch", data, id2);
@@ -267,6 +298,21 @@ static void test_conversation(void)
 	CHECK(chats_load(c, id2) == CHATS_E_NOTFOUND, "it cannot be opened");
 	CHECK(chats_load(c, id) == 0, "the other one can");
 	CHECK(chats_kv_save(c, id, "00ff", blob, sizeof blob) == 0, "a snapshot of the other");
+	CHECK(count_files(kvdir) == 2, "two snapshots of the other (%d)", count_files(kvdir));
+	/* delete by prefix, another one than the current: its snapshots go */
+	chats_new(c);
+	CHECK(commit(c, CHATS_USER, "a third, short-lived", false) == 0, "third conversation");
+	char prefix[9];
+	snprintf(prefix, sizeof prefix, "%.8s", chats_id(c) ? chats_id(c) : "");
+	CHECK(chats_kv_save(c, chats_id(c), "00ff", blob, sizeof blob) == 0 &&
+		      chats_kv_save(c, chats_id(c), "0100", blob, sizeof blob) == 0,
+	      "two snapshots of the third");
+	CHECK(chats_load(c, id) == 0, "back to the first");
+	CHECK(count_files(kvdir) == 4, "four snapshots (%d)", count_files(kvdir));
+	CHECK(chats_delete(c, prefix) == 0, "delete by prefix: %s", chats_errmsg(c));
+	CHECK(count_files(kvdir) == 2, "the other's two are left (%d)", count_files(kvdir));
+	CHECK(chats_id(c) && strcmp(chats_id(c), id) == 0, "the current conversation stays");
+	CHECK(chats_delete(c, prefix) == CHATS_E_NOTFOUND, "deleting it again: not found");
 	chats_close(c);
 
 	CHECK(files_containing(tmp, "MARK-ALPHA") == 0, "no message text in any file");

@@ -55,7 +55,7 @@ tui_ready $S 60
 tui_send $S "/quit"
 tui_check_restored $S
 tui_screen $S | grep -q '^EXIT=0$' || fail "exit status was not 0"
-ls "$TUI_DATA/ttychat/kv/"*.kv >/dev/null 2>&1 || fail "no KV snapshot was filed on quitting"
+ls "$TUI_DATA/ttychat/kv/"*/*.kv >/dev/null 2>&1 || fail "no KV snapshot was filed on quitting"
 
 # 2. restart without -m: the conversation, its model and its KV cache
 S=again

@@ -961,7 +961,7 @@ static void delete_conv(struct app *a, const char *id)
 	for (size_t i = 0; i < a->n_exports; i++)
 		if (strcmp(a->exports[i].conv_id, id) == 0)
 			a->exports[i].conv_id[0] = '\0';
-	if (chats_delete(a->ch, id, a->st.have_info ? a->st.info.model_id : NULL) != 0) {
+	if (chats_delete(a->ch, id) != 0) {
 		snprintf(a->cl.note, sizeof a->cl.note, "not deleted: %s", chats_errmsg(a->ch));
 		a->cl.note_bad = true;
 		return;

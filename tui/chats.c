@@ -35,6 +35,10 @@
 #include "history.h"
 #include "kvstore.h"
 
+_Static_assert(CHATS_REPLACES_SHIFT == HISTORY_MSG_REPLACES_SHIFT && CHATS_REPLACES_MAX == HISTORY_MSG_REPLACES_MAX &&
+		       CHATS_CANCELLED == HISTORY_MSG_CANCELLED,
+	       "chats.h's message flags are history.h's");
+
 struct qmsg {
 	enum history_role role;
 	unsigned flags;
@@ -249,15 +253,14 @@ int chats_load(struct chats *c, const char *id)
 	if (notice)
 		fail(c, notice, "%s", history_errmsg(c->h));
 	c->c = hc;
-	/* the conversation as it stands: each message drops the ones it replaces */
+	/* the conversation as it stands: the library applies the rewinds */
 	for (size_t i = 0; i < history_conv_count(hc); i++) {
 		const struct history_msg *m = history_conv_msg(hc, i);
 		/* system messages and empty texts are not part of the chat
 		 * (the TUI never commits them; drops do not count them) */
-		if ((m->role != HISTORY_ROLE_USER && m->role != HISTORY_ROLE_ASSISTANT) || m->len == 0)
+		if ((m->role != HISTORY_ROLE_USER && m->role != HISTORY_ROLE_ASSISTANT) || m->len == 0 ||
+		    m->replaced)
 			continue;
-		size_t d = (m->flags >> CHATS_REPLACES_SHIFT) & CHATS_REPLACES_MAX;
-		c->n_loaded -= d < c->n_loaded ? d : c->n_loaded;
 		if (live_push(c, (enum chats_role)m->role, (m->flags & HISTORY_MSG_CANCELLED) != 0, m->text, m->len)) {
 			drop_current(c);
 			return fail(c, HISTORY_E_NOMEM, "out of memory");
@@ -383,7 +386,7 @@ int chats_commit(struct chats *c, const struct chats_settings *s, enum chats_rol
 		return fail(c, HISTORY_E_INVAL, "bad role");
 	if (c->drop > CHATS_REPLACES_MAX)
 		return fail(c, HISTORY_E_INVAL, "cannot record replacing %zu messages at once", c->drop);
-	unsigned flags = (cancelled ? HISTORY_MSG_CANCELLED : 0u) | (unsigned)c->drop << CHATS_REPLACES_SHIFT;
+	unsigned flags = (cancelled ? HISTORY_MSG_CANCELLED : 0u) | HISTORY_MSG_REPLACES(c->drop);
 	struct history_meta m;
 	meta_from(&m, s);
 	int rc;
@@ -517,6 +520,9 @@ static int on_match(void *ctx, const struct history_conv *hc, size_t k)
 {
 	struct search *s = ctx;
 	const char *id = history_conv_id(hc);
+	const struct history_msg *hit = k != (size_t)-1 ? history_conv_msg(hc, k) : NULL;
+	if (hit && hit->replaced)
+		return 0; /* an earlier version (/regen, /edit): not in the chat any more */
 	if (s->n > 0 && strcmp(s->v[s->n - 1].id, id) == 0)
 		return 0; /* the first match of a conversation is its excerpt */
 	if (s->n == s->cap) {
@@ -537,12 +543,10 @@ static int on_match(void *ctx, const struct history_conv *hc, size_t k)
 	e->model = strdup(m->model ? m->model : "");
 	e->created_ms = history_conv_created(hc);
 	e->updated_ms = history_conv_updated(hc);
-	e->n_messages = history_conv_count(hc);
+	e->n_messages = history_conv_count_current(hc);
 	e->readable = true;
-	if (k != (size_t)-1) {
-		const struct history_msg *msg = history_conv_msg(hc, k);
-		e->match = msg ? excerpt(msg->text, msg->len, s->needle) : NULL;
-	}
+	if (hit)
+		e->match = excerpt(hit->text, hit->len, s->needle);
 	s->n++;
 	if (!e->title || !e->model) {
 		s->oom = true;
@@ -627,21 +631,23 @@ int chats_rename(struct chats *c, const char *id, const char *title)
 	return rc;
 }
 
-int chats_delete(struct chats *c, const char *id, const char *model_id)
+int chats_delete(struct chats *c, const char *id)
 {
 	c->err[0] = '\0';
 	char full[CHATS_ID_LEN + 1];
-	snprintf(full, sizeof full, "%s", id);
+	int rc;
 	if (is_current(c, id)) {
 		snprintf(full, sizeof full, "%s", history_conv_id(c->c));
 		drop_current(c); /* releases the writer lock */
+	} else if ((rc = history_resolve_id(c->h, id, full)) != HISTORY_OK) {
+		return lib_fail(c, rc);
 	}
-	int rc = history_delete(c->h, full);
+	rc = history_delete(c->h, full);
 	if (rc != HISTORY_OK)
 		return lib_fail(c, rc);
+	/* only a cache, but derived from the conversation: every model's goes */
 	char err[256];
-	if (model_id && model_id[0] && strlen(full) == CHATS_ID_LEN)
-		kvstore_remove(c->h, full, model_id, err, sizeof err);
+	kvstore_remove_conv(c->h, full, err, sizeof err);
 	char last[CHATS_ID_LEN + 1];
 	if (chats_last_read(last) == 0 && strcmp(last, full) == 0)
 		chats_last_write("");

@@ -153,9 +153,10 @@ void chats_list_free(struct chats_entry *v, size_t n);
 /* Renames conversation ID (NULL: the current one; "" title returns to the
  * derived one). */
 int chats_rename(struct chats *c, const char *id, const char *title);
-/* Removes conversation ID's file and its KV snapshot for MODEL_ID (may be
- * NULL).  Deleting the current conversation makes a new one current. */
-int chats_delete(struct chats *c, const char *id, const char *model_id);
+/* Removes conversation ID's file (ID: a full ID or a prefix of at least 4
+ * hex digits) and its KV snapshots of every model.  Deleting the current
+ * conversation makes a new one current. */
+int chats_delete(struct chats *c, const char *id);
 
 /* ---- KV cache snapshots ---------------------------------------------------- */
 
