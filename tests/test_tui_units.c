@@ -184,6 +184,10 @@ static void test_models(void)
 	CHECK(models_ctx(512, 8192, 2048) == 512 && models_ctx(0, 8192, 2048) == 4096 &&
 		      models_ctx(0, 1024, 8192) == 1024 && models_ctx(0, 0, 2048) == 2048 && models_ctx(0, 0, 0) == 4096,
 	      "context rule");
+	CHECK(models_entry_ctx(0, 0, false) == 4096 && models_entry_ctx(0, 8192, false) == 4096 &&
+		      models_entry_ctx(0, 0, true) == 0 && models_entry_ctx(0, 8192, true) == 8192 &&
+		      models_entry_ctx(512, 8192, true) == 512,
+	      "context rule of a remote entry: the flag, the entry, else the server's");
 	char b[32];
 	models_fmt_bytes(3u << 20, b, sizeof b);
 	CHECK(strcmp(b, "3.0 MiB") == 0, "fmt MiB: %s", b);
@@ -237,6 +241,37 @@ static void test_models(void)
 		CHECK(found, "SmolLM2 listed, present and fitting in 16 GiB (%zu models)", l.n);
 		models_free(&l);
 	}
+	/* a remote entry is listed as such, never probed as a GGUF file */
+	char md[4200];
+	snprintf(md, sizeof md, "%s/ttychat", tmp);
+	mkdir(md, 0700);
+	snprintf(md, sizeof md, "%s/ttychat/models.d", tmp);
+	mkdir(md, 0700);
+	snprintf(md, sizeof md, "%s/ttychat/models.d/lab.json", tmp);
+	FILE *f = fopen(md, "w");
+	if (f) {
+		fputs("{\"name\": \"lab\", \"remote\": {\"base_url\": \"http://127.0.0.1:9/v1\", \"model\": \"big\"}}\n", f);
+		fclose(f);
+	}
+	CHECK(models_scan(&l, 0, 1ull << 34, err, sizeof err) == 0, "scan with a remote entry: %s", err);
+	const struct model_item *lab = NULL;
+	for (size_t i = 0; i < l.n; i++)
+		if (strcmp(l.v[i].name, "lab") == 0)
+			lab = &l.v[i];
+	CHECK(lab && lab->remote && lab->present && lab->from_models_d, "the remote entry is listed, usable");
+	if (lab) {
+		CHECK(strcmp(lab->arch, "remote") == 0 && lab->fit == FIT_UNKNOWN && lab->n_params == 0 &&
+			      lab->n_ctx == 0,
+		      "nothing probed or estimated: arch %s fit %d ctx %u", lab->arch, lab->fit, lab->n_ctx);
+		CHECK(strcmp(lab->note, "remote: http://127.0.0.1:9/v1 (model big)") == 0, "where: %s", lab->note);
+		CHECK(strncmp(lab->path, "remote:{", 8) == 0, "path is the engine's spec: %.40s", lab->path);
+	}
+	models_free(&l);
+	unlink(md);
+	snprintf(md, sizeof md, "%s/ttychat/models.d", tmp);
+	rmdir(md);
+	snprintf(md, sizeof md, "%s/ttychat", tmp);
+	rmdir(md);
 
 	char buf[256];
 	CHECK(models_last_read(buf, sizeof buf) == -1 && buf[0] == 0, "no last model yet");

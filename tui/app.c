@@ -591,7 +591,8 @@ static void load_spec(struct app *a, const char *spec)
 		notice(a, TR_ERROR, "%s", err);
 		return;
 	}
-	load_model(a, spec, me.path, me.display_name, models_ctx(a->o->n_ctx, me.context_size, 0), &me, true);
+	load_model(a, spec, me.path, me.display_name, models_entry_ctx(a->o->n_ctx, me.context_size, me.remote), &me,
+		   true);
 	config_entry_free(&me);
 }
 
@@ -1480,9 +1481,12 @@ static void draw_picker(struct app *a)
 		int name_w = wd - 4 - fit_w - (wide ? 8 + 7 + 20 + 10 : 0);
 		if (name_w < 8)
 			name_w = 8;
-		if (m->present && wide)
+		if (m->present && wide && !m->remote)
 			snprintf(line, sizeof line, "%s %-*.*s %-7.7s %6s %-19.19s %9s", cur ? "*" : " ", name_w - 2,
 				 name_w - 2, m->display, m->arch, par, m->quant, sz);
+		else if (wide && m->remote)
+			snprintf(line, sizeof line, "%s %-*.*s %-7.7s", cur ? "*" : " ", name_w - 2, name_w - 2, m->display,
+				 m->arch);
 		else
 			snprintf(line, sizeof line, "%s %-*.*s", cur ? "*" : " ", wd - 4 - fit_w - 1, wd - 4 - fit_w - 1,
 				 m->display);
@@ -1492,9 +1496,9 @@ static void draw_picker(struct app *a)
 		wattrset(w, (attr_t)at);
 		for (int k = used; k < wd - 2 - fit_w; k++)
 			waddch(w, ' ');
-		int role = !m->present ? ROLE_BAD : m->fit == FIT_YES ? ROLE_GOOD : m->fit == FIT_TIGHT ? ROLE_WARN
-			 : m->fit == FIT_NO ? ROLE_BAD : ROLE_SIDE;
-		const char *f = m->present ? models_fit_str(m->fit) : "missing";
+		int role = m->remote ? ROLE_SIDE : !m->present ? ROLE_BAD : m->fit == FIT_YES ? ROLE_GOOD
+			 : m->fit == FIT_TIGHT ? ROLE_WARN : m->fit == FIT_NO ? ROLE_BAD : ROLE_SIDE;
+		const char *f = m->remote ? "remote" : m->present ? models_fit_str(m->fit) : "missing";
 		wattrset(w, (attr_t)(a->attrs[role] | (sel ? a->attrs[ROLE_SELECT] : 0)));
 		wprintw(w, " %-*s", fit_w - 1, f);
 		wattrset(w, A_NORMAL);
@@ -1505,10 +1509,14 @@ static void draw_picker(struct app *a)
 		int r = h - 6;
 		char mem[32], kv[32];
 		wmove(w, r++, 2);
-		const char *where = m->path[0] ? m->path : m->name;
+		const char *where = m->remote ? m->note : m->path[0] ? m->path : m->name;
 		tr_put_text(w, where, strlen(where), wd - 4, a->text_flags, a->attrs[ROLE_SIDE], a->attrs[ROLE_CTRL]);
 		wmove(w, r++, 2);
-		if (m->present) {
+		if (m->remote) {
+			static const char served[] = "served by an OpenAI-compatible server: nothing to load here";
+			tr_put_text(w, served, strlen(served), wd - 4, a->text_flags, a->attrs[ROLE_SIDE],
+				    a->attrs[ROLE_CTRL]);
+		} else if (m->present) {
 			models_fmt_params(m->n_params, par, sizeof par);
 			snprintf(line, sizeof line, "%s, %s parameters, %s", m->arch, par, m->quant);
 			tr_put_text(w, line, strlen(line), wd - 4, a->text_flags, a->attrs[ROLE_SIDE],
@@ -1517,7 +1525,7 @@ static void draw_picker(struct app *a)
 			tr_put_text(w, m->note, strlen(m->note), wd - 4, a->text_flags, a->attrs[ROLE_BAD],
 				    a->attrs[ROLE_CTRL]);
 		}
-		if (m->present) {
+		if (m->present && !m->remote) {
 			models_fmt_bytes(m->file_bytes, sz, sizeof sz);
 			models_fmt_bytes(m->kv_bytes, kv, sizeof kv);
 			models_fmt_bytes(m->need_bytes, need, sizeof need);
@@ -2288,7 +2296,7 @@ int tui_run(const struct tui_opts *o)
 		/* the caller applied -m's models.d defaults; the remembered
 		 * model's own replace them (flags given stay) */
 		load_model(a, use_spec, me->path, me->display_name[0] ? me->display_name : me->name,
-			   ctx ? ctx : models_ctx(o->n_ctx, me->context_size, 0), me, have_last);
+			   ctx ? ctx : models_entry_ctx(o->n_ctx, me->context_size, me->remote), me, have_last);
 	} else {
 		a->st.phase = PH_NOMODEL;
 	}

@@ -5,7 +5,8 @@
  * and `-m NAME` can never disagree about where a name points; this file adds
  * what the GGUF header says and the memory estimate.  Headers are read with
  * the hardened GGUF reader, which maps the file but touches only the header
- * pages.
+ * pages.  A remote entry (an OpenAI-compatible server) has no file: it is
+ * listed as "remote" with its server, never probed.
  */
 #include "config.h"
 
@@ -21,8 +22,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "gguf.h"
 #include "catalog.h"
+
+/* "remote: URL (model NAME)" from an engine "remote:{...}" spec. */
+static void remote_where(const char *spec, char *buf, size_t n)
+{
+	cJSON *j = strncmp(spec, "remote:", 7) == 0 ? cJSON_Parse(spec + 7) : NULL;
+	const cJSON *url = cJSON_GetObjectItemCaseSensitive(j, "base_url");
+	const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
+	if (cJSON_IsString(model) && model->valuestring[0])
+		snprintf(buf, n, "remote: %.500s (model %.200s)", cJSON_IsString(url) ? url->valuestring : "?",
+			 model->valuestring);
+	else
+		snprintf(buf, n, "remote: %.700s", cJSON_IsString(url) ? url->valuestring : "?");
+	cJSON_Delete(j);
+}
 
 uint32_t models_ctx(uint32_t ctx_override, uint32_t entry_ctx, uint32_t train_ctx)
 {
@@ -33,6 +50,13 @@ uint32_t models_ctx(uint32_t ctx_override, uint32_t entry_ctx, uint32_t train_ct
 	if (train_ctx > 0)
 		return train_ctx < 4096 ? train_ctx : 4096;
 	return 4096;
+}
+
+uint32_t models_entry_ctx(uint32_t ctx_override, uint32_t entry_ctx, bool remote)
+{
+	if (!remote)
+		return models_ctx(ctx_override, entry_ctx, 0);
+	return ctx_override ? ctx_override : entry_ctx;
 }
 
 enum models_fit models_fit(uint64_t need, uint64_t avail)
@@ -214,6 +238,14 @@ int models_scan(struct model_list *out, uint32_t ctx_override, uint64_t mem_avai
 		snprintf(it.display, sizeof it.display, "%s", ci->e.display_name[0] ? ci->e.display_name : ci->e.name);
 		if (!ci->ok) {
 			snprintf(it.note, sizeof it.note, "%s", ci->error);
+		} else if (ci->e.remote) {
+			/* served elsewhere: nothing here to probe or to fit */
+			snprintf(it.path, sizeof it.path, "%s", ci->e.path);
+			snprintf(it.arch, sizeof it.arch, "remote");
+			remote_where(ci->e.path, it.note, sizeof it.note);
+			it.n_ctx = models_entry_ctx(ctx_override, ci->e.context_size, true);
+			it.remote = true;
+			it.present = true;
 		} else if (!ci->present) {
 			snprintf(it.note, sizeof it.note, "not downloaded: ttychat pull %s", ci->e.name);
 		} else {
@@ -232,7 +264,8 @@ int models_scan(struct model_list *out, uint32_t ctx_override, uint64_t mem_avai
 	}
 	config_list_free(&cl);
 	for (size_t i = 0; i < out->n; i++)
-		out->v[i].fit = out->v[i].present ? models_fit(out->v[i].need_bytes, mem_avail) : FIT_UNKNOWN;
+		out->v[i].fit = out->v[i].present && !out->v[i].remote ? models_fit(out->v[i].need_bytes, mem_avail)
+								       : FIT_UNKNOWN;
 	if (out->n > 1)
 		qsort(out->v, out->n, sizeof out->v[0], cmp_items);
 	return 0;

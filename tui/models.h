@@ -3,7 +3,8 @@
  *
  * The list is the catalogue of catalog.h (every models.d entry, first name
  * wins, and every *.gguf file in the models directory that no entry points
- * at).  For each file present, the
+ * at).  Remote entries are listed as they are (no file to read).  For each
+ * file present, the
  * GGUF header gives architecture, parameter count and quant mix, and the
  * memory needed at the context the model would load with is estimated as
  * weights (file size) + KV cache (f16 K and V for every layer) + a small
@@ -29,8 +30,11 @@ struct model_item {
 	char display[256];
 	char path[4096];
 	bool from_models_d;
-	bool present;              /* the file exists and its header parsed */
-	char note[768];            /* why not present / not readable */
+	bool present;              /* the file exists and its header parsed (remote: true) */
+	bool remote;               /* an OpenAI-compatible server: path is the engine's
+				      "remote:{...}" spec, arch "remote", nothing probed,
+				      fit unknown, note "remote: URL (model NAME)" */
+	char note[768];            /* why not present / not readable; where a remote one runs */
 	char arch[32];
 	char quant[48];            /* e.g. "Q4_K 71% Q6_K 22%" */
 	uint64_t n_params;
@@ -57,6 +61,10 @@ int models_probe(struct model_item *it, uint32_t ctx, char *err, size_t errlen);
 
 /* The context a model loads with, by the rule above. */
 uint32_t models_ctx(uint32_t ctx_override, uint32_t entry_ctx, uint32_t train_ctx);
+/* The context to ask for when loading a models.d entry: models_ctx() for
+ * a local file; for a REMOTE one the -c flag, else the entry's
+ * context_size, else 0 (the server's own). */
+uint32_t models_entry_ctx(uint32_t ctx_override, uint32_t entry_ctx, bool remote);
 /* fits: need <= 80% of available; tight: <= available; else no. */
 enum models_fit models_fit(uint64_t need, uint64_t avail);
 const char *models_fit_str(enum models_fit f);

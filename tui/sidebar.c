@@ -108,9 +108,28 @@ void sidebar_draw(WINDOW *w, const struct tui_status *st, const unsigned long *a
 		}
 		text_lines_free(&nl);
 		if (st->have_info) {
+			/* where it runs: "remote: HOST:PORT" as the engine says, else on this machine */
+			const char *be = st->info.backend[0] ? st->info.backend : "cpu";
+			bool remote = strncmp(be, "remote", 6) == 0;
+			char where[128];
+			snprintf(where, sizeof where, remote ? "%s" : "local, %s", be);
+			struct text_lines wl = {0};
+			if (text_wrap(where, strlen(where), NULL, p.width - 3, p.flags, &wl) == 0) {
+				for (size_t i = 0; i < wl.n && i < 2; i++)
+					line(&p, ROLE_SIDE, "%.*s", (int)(wl.v[i].end - wl.v[i].start),
+					     where + wl.v[i].start);
+			}
+			text_lines_free(&wl);
+			/* what is known: a server may not say its size or quantisation */
 			models_fmt_params(st->info.n_params, a, sizeof a);
-			line(&p, ROLE_SIDE, "%s, %s, %s", st->info.arch, a, st->info.quant);
-			line(&p, ROLE_SIDE, "context %" PRIu32 ", %s", st->info.n_ctx, st->info.template_family);
+			if (!remote)
+				line(&p, ROLE_SIDE, "%s, %s, %s", st->info.arch, a, st->info.quant);
+			else if (st->info.n_params)
+				line(&p, ROLE_SIDE, "%s, %s", a, st->info.quant);
+			if (remote)
+				line(&p, ROLE_SIDE, "context %" PRIu32 ", server-side", st->info.n_ctx);
+			else
+				line(&p, ROLE_SIDE, "context %" PRIu32 ", %s", st->info.n_ctx, st->info.template_family);
 		} else if (st->phase == PH_LOADING) {
 			line(&p, ROLE_SIDE, "loading %3.0f%%", (double)st->progress * 100.0);
 		}
