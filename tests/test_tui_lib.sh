@@ -76,7 +76,7 @@ tui_start() {
 	TUI_DATA=$dirs/data
 	TUI_SESSION=$name
 	$T new-session -d -s "$name" -x "$cols" -y "$rows" \
-		"env -u LC_ALL -u NO_COLOR LANG=C.UTF-8 TERM=$term INPUTRC=/dev/null \
+		"env -u CI -u LC_ALL -u NO_COLOR LANG=C.UTF-8 TERM=$term INPUTRC=/dev/null \
 		XDG_CONFIG_HOME=$dirs/config XDG_STATE_HOME=$dirs/state \
 		XDG_DATA_HOME=$dirs/data TTYCHAT_MODELS_DIR='$TTYCHAT_MODELS_DIR' \
 		TTYCHAT_PASSPHRASE_FILE=$TMPD/no-passphrase $envs \

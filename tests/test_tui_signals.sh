@@ -38,7 +38,7 @@ tui_screen $S | grep -q '^EXIT=139$' || fail "SIGSEGV: exit status not 139"
 S=suspend
 command -v bash >/dev/null 2>&1 || skip "no bash for the job-control part"
 TUI_SESSION=$S
-$T new-session -d -s $S -x 100 -y 30 "env -u LC_ALL -u NO_COLOR LANG=C.UTF-8 TERM=xterm-256color \
+$T new-session -d -s $S -x 100 -y 30 "env -u CI -u LC_ALL -u NO_COLOR LANG=C.UTF-8 TERM=xterm-256color \
 	INPUTRC=/dev/null PS1='$ ' XDG_CONFIG_HOME=$TMPD/$S XDG_STATE_HOME=$TMPD/$S XDG_DATA_HOME=$TMPD/$S \
 	TTYCHAT_PASSPHRASE_FILE=$TMPD/no-passphrase bash --norc --noprofile -i" ||
 	fail "cannot start tmux"
