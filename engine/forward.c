@@ -216,8 +216,10 @@ static int tune_begin(struct fwd *f, int kind)
 		return 0;
 	__typeof__(f->mats->tune[0]) *tn = &f->mats->tune[kind];
 	int mode;
-	if (tn->have[0] < 2 || tn->have[1] < 2)
-		mode = tn->have[0] > tn->have[1];   /* two samples of each first */
+	if (tn->have[0] < 2)
+		mode = 0;   /* all threads first: a warm-up step, then a real one */
+	else if (tn->have[1] < 2)
+		mode = 1;   /* then one step alone */
 	else {
 		int best = tn->t[1] < tn->t[0];
 		if (tn->probe_every == 0)
@@ -233,9 +235,9 @@ static void tune_end(struct fwd *f, int kind, int mode, double seconds_per_token
 	if (pool_size(f->pool) == 1)
 		return;
 	__typeof__(f->mats->tune[0]) *tn = &f->mats->tune[kind];
-	if (tn->have[mode] == 0)
-		tn->t[mode] = seconds_per_token, tn->have[mode] = 1;
-	else if (tn->have[mode] == 1)   /* the first sample paid for warm-up: replace it */
+	if (tn->have[mode] == 0)   /* the very first step pays for warm-up: replaced next time */
+		tn->t[mode] = seconds_per_token, tn->have[mode] = mode == 0 ? 1 : 2;
+	else if (tn->have[mode] == 1)
 		tn->t[mode] = seconds_per_token, tn->have[mode] = 2;
 	else
 		tn->t[mode] = 0.5 * tn->t[mode] + 0.5 * seconds_per_token;

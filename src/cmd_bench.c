@@ -11,8 +11,9 @@
  *          (the engine's prefill batch by default); t/s = P / time.
  *   tg<N>: a fresh KV cache, N tokens evaluated one at a time, as in a
  *          reply; t/s = N / time.
- * Every test runs REPS times after one untimed warm-up pass and reports the
- * mean and sample standard deviation of t/s.  Two more figures come with
+ * Every test runs REPS times after an untimed warm-up (the whole prompt,
+ * four decode steps) and reports the mean and sample standard deviation of
+ * t/s.  Two more figures come with
  * them: time to first token (prefill of the P-token prompt plus the choice
  * of the first token from its logits) and the decode memory traffic in GB/s,
  * counted as the weight bytes one decode step reads (every matrix once, the
@@ -236,9 +237,11 @@ static int bench_threads(struct bench_ctx *c, const struct bench_opts *o, int nt
 		return -1;
 	}
 	int rc = 0;
-	/* warm-up: fault weights in, settle the clocks, as llama-bench does */
+	/* warm-up, as llama-bench does: the whole prompt once (faults the
+	 * weights in, and the forward pass settles its thread count), a few
+	 * decode steps */
 	if (o->n_prompt > 0)
-		rc = run_prefill(&f, &kv, c->tok, o->n_prompt < o->batch ? o->n_prompt : o->batch, o->batch);
+		rc = run_prefill(&f, &kv, c->tok, o->n_prompt, o->batch);
 	if (!rc && o->n_gen > 0) {
 		kv_truncate(&kv, 0);
 		rc = run_decode(&f, &kv, c->tok, o->n_gen < 4 ? o->n_gen : 4);
