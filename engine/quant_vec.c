@@ -19,8 +19,11 @@
  * Attention (one KV head, a group of query heads): scores s_p = (f16(q) .
  * k_p) * scale in float, softmax with the sum of e^(s - max) in double and
  * the weights rounded to f16 before they weight V, as llama.cpp's CPU
- * path does; the AVX-512 version reduces 16 positions' partial dot
- * products at once and converts each K/V row from fp16 once per use.
+ * path does.  AVX-512: one token reduces 16 positions' partial dot
+ * products at once; several tokens multiply 8 query rows against a
+ * transposed block of 16 keys; K/V blocks are converted from fp16 once
+ * for every head that uses them.  AVX2: a dot product per position with
+ * F16C and the vector e^x.
  */
 #include "quant.h"
 
@@ -592,6 +595,79 @@ __attribute__((target(T512))) static void exp_avx512(float *y, const float *x, i
 		y[i] = quant_expf(x[i]);
 }
 
+static inline __attribute__((target(T256), always_inline)) float hsum256(__m256 v)
+{
+	__m128 r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+	r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+	r = _mm_add_ss(r, _mm_movehdup_ps(r));
+	return _mm_cvtss_f32(r);
+}
+
+static inline __attribute__((target(T256), always_inline)) __m256 ld_h8(const uint16_t *p)
+{
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline __attribute__((target(T256), always_inline)) __m256 round_h8(__m256 x)
+{
+	return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* One token, AVX2 + F16C: a dot product per position, the vector e^x,
+ * V rows converted once per head (d a multiple of 8). */
+__attribute__((target(T256))) static void attn_one_avx2(const struct quant_attn_args *a)
+{
+	const int d = a->d, np = a->n_pos;
+	for (int i = 0; i < a->n_q; i++) {
+		const float *q = a->q + (size_t)i * (size_t)a->q_stride;
+		float *out = a->out + (size_t)i * (size_t)a->out_stride;
+		float *s = a->scratch + (size_t)i * (size_t)np;
+		for (int c = 0; c < d; c += 8)
+			_mm256_storeu_ps(out + c, round_h8(_mm256_loadu_ps(q + c)));
+		float mx = -INFINITY;
+		for (int p = 0; p < np; p++) {
+			const uint16_t *k = a->k + (size_t)p * a->stride;
+			__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+			int c = 0;
+			for (; c + 16 <= d; c += 16) {
+				acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(out + c), ld_h8(k + c), acc0);
+				acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(out + c + 8), ld_h8(k + c + 8), acc1);
+			}
+			if (c < d)
+				acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(out + c), ld_h8(k + c), acc0);
+			s[p] = hsum256(_mm256_add_ps(acc0, acc1)) * a->scale;
+			mx = s[p] > mx ? s[p] : mx;
+		}
+		double sum = 0.0;
+		int p = 0;
+		for (; p + 8 <= np; p += 8) {
+			__m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + p), _mm256_set1_ps(mx)));
+			_mm256_storeu_ps(s + p, e);
+		}
+		for (; p < np; p++)
+			s[p] = quant_expf(s[p] - mx);
+		for (p = 0; p < np; p++)
+			sum += s[p];
+		const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+		for (p = 0; p + 8 <= np; p += 8)
+			_mm256_storeu_ps(s + p, round_h8(_mm256_mul_ps(_mm256_loadu_ps(s + p), inv)));
+		for (; p < np; p++)
+			s[p] = f16r(s[p] * (float)(1.0 / sum));
+		for (int c0 = 0; c0 < d; c0 += 32) {
+			const int cn = d - c0 < 32 ? (d - c0) / 8 : 4;
+			__m256 o[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+			for (p = 0; p < np; p++) {
+				const uint16_t *v = a->v + (size_t)p * a->stride + c0;
+				const __m256 w = _mm256_set1_ps(s[p]);
+				for (int c = 0; c < cn; c++)
+					o[c] = _mm256_fmadd_ps(w, ld_h8(v + 8 * c), o[c]);
+			}
+			for (int c = 0; c < cn; c++)
+				_mm256_storeu_ps(out + c0 + 8 * c, o[c]);
+		}
+	}
+}
+
 __attribute__((target(T256))) static void exp_avx2(float *y, const float *x, int64_t n)
 {
 	int64_t i = 0;
@@ -677,6 +753,14 @@ int quant_attn_f16_at(int level, const struct quant_attn_args *a)
 #if QUANT_X86
 	if (level >= QUANT_LEVEL_AVX512 && quant_level_detect() >= QUANT_LEVEL_AVX512 && a->d % 16 == 0) {
 		attn_f16_avx512(a);
+		return 0;
+	}
+	if (level >= QUANT_LEVEL_AVX2 && quant_level_detect() >= QUANT_LEVEL_AVX2 && a->d % 8 == 0) {
+		const int nt = a->n_tok > 0 ? a->n_tok : 1;
+		for (int r = 0; r < nt; r++) {
+			struct quant_attn_args t = attn_token(a, r);
+			attn_one_avx2(&t);
+		}
 		return 0;
 	}
 #endif
