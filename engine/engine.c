@@ -24,6 +24,15 @@
  * the reply from the server.  engine_cancel() also writes a byte to a
  * wake-up pipe so that a remote transfer waiting on the network notices the
  * cancel at once.
+ *
+ * Devices: a load plans the GPU part first (forward_cuda.h: how many
+ * layers fit free VRAM, or none), prepares the CPU part for the other
+ * layers and uploads; out of GPU memory at upload retries with what fits
+ * then, down to the CPU.  What was chosen is info.backend, anything the
+ * user should know (CUDA asked for but unusable, fewer layers) is
+ * info.notice.  A GPU failure later (a kernel or a copy) frees the GPU
+ * part and redoes the step on the CPU with a NOTICE event: the host KV
+ * rows are complete after every step, so nothing is lost.
  */
 #include "engine.h"
 
@@ -42,6 +51,7 @@
 #include <unistd.h>
 
 #include "forward.h"
+#include "forward_cuda.h"
 #include "gguf.h"
 #include "model.h"
 #include "pool.h"
@@ -118,6 +128,8 @@ struct engine {
 	size_t ids_cap;
 	uint64_t model_hash;     /* identity of the loaded file, for snapshots */
 	char model_id[33];
+	char backend[80];        /* info.backend of the loaded model */
+	char notice[256];        /* info.notice */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -491,7 +503,23 @@ static void fill_info(engine *e, struct engine_model_info *info)
 	info->n_vocab = m->hp.n_vocab;
 	snprintf(info->template_family, sizeof info->template_family, "%s", e->family);
 	snprintf(info->model_id, sizeof info->model_id, "%s", e->model_id);
-	snprintf(info->backend, sizeof info->backend, "cpu");
+	snprintf(info->backend, sizeof info->backend, "%s", e->backend[0] ? e->backend : "cpu");
+	snprintf(info->notice, sizeof info->notice, "%s", e->notice);
+}
+
+/* The GPU memory figures of ST (0 on the CPU). */
+static void fill_vram(engine *e, struct engine_stats *st)
+{
+	fwd_cuda_usage(&e->fwd, &st->vram_total, &st->vram_free, &st->vram_ours);
+}
+
+/* Where the model runs (see the top of the file): sets e->fwd, e->backend
+ * and e->notice.  0 or the status of preparing the CPU part. */
+static int setup_forward(engine *e, const struct engine_load_opts *o)
+{
+	struct fwd_device_opts d = {.device = (int)o->device, .gpu_layers = o->gpu_layers, .kv_type = e->kv_type};
+	return fwd_init_device(&e->fwd, &e->model, e->pool, e->n_ctx, MAX_BATCH, &d, e->backend, sizeof e->backend,
+			       e->notice, sizeof e->notice);
 }
 
 /* Text of a special token for the template's bos_token/eos_token. */
@@ -598,7 +626,10 @@ static void do_load(engine *e, struct request *r)
 		emit_error(e, r, ENGINE_E_THREAD, "%s: cannot start %d compute threads", r->path, nt);
 		goto fail;
 	}
-	if (fwd_init(&e->fwd, &e->model, e->pool, n_ctx, MAX_BATCH)) {
+	struct engine_load_opts lo = r->load;
+	if (lo.device != ENGINE_DEVICE_AUTO && lo.device != ENGINE_DEVICE_CPU && lo.device != ENGINE_DEVICE_CUDA)
+		lo.device = ENGINE_DEVICE_AUTO;
+	if (setup_forward(e, &lo)) {
 		emit_error(e, r, ENGINE_E_NOMEM, "%s: out of memory for scratch buffers", r->path);
 		pool_free(e->pool);
 		e->pool = NULL;
@@ -627,6 +658,9 @@ static void do_load(engine *e, struct request *r)
 	}
 	struct engine_event ev = {.type = ENGINE_EV_LOADED, .request = r->id, .progress = 1.0f};
 	fill_info(e, &ev.info);
+	ev.stats.weights_bytes = weights_bytes(&e->model);
+	ev.stats.scratch_bytes = e->fwd.bytes;
+	fill_vram(e, &ev.stats);
 	push_event(e, &ev);
 	return;
 cancel:
@@ -830,6 +864,35 @@ static void do_submit_remote(engine *e, struct request *r)
 	push_event(e, &ev);
 }
 
+/* The GPU failed mid-request: prepare every layer on the CPU, drop the GPU
+ * part and say so.  0, or the status of preparing the CPU part (the
+ * failed GPU part then stays, and every step reports the failure). */
+static int fall_back_to_cpu(engine *e, const struct request *r)
+{
+	struct fwd cpu;
+	int rc = fwd_init(&cpu, &e->model, e->pool, e->n_ctx, MAX_BATCH);
+	if (rc)
+		return rc;
+	struct engine_event ev = {.type = ENGINE_EV_NOTICE, .request = r->id, .conv = r->conv};
+	snprintf(ev.message, sizeof ev.message, "CUDA failed (%.300s); running on the CPU from here on",
+		 fwd_cuda_error(&e->fwd));
+	fwd_free(&e->fwd);
+	e->fwd = cpu;
+	snprintf(e->backend, sizeof e->backend, "cpu");
+	snprintf(e->notice, sizeof e->notice, "%.255s", ev.message);
+	push_event(e, &ev);
+	return 0;
+}
+
+/* fwd_eval(), redone on the CPU when the GPU part failed. */
+static int eval_step(engine *e, const struct request *r, struct kv_cache *kv, const int32_t *ids, int n)
+{
+	int rc = fwd_eval(&e->fwd, kv, ids, n, false);
+	if (rc && fwd_cuda_failed(&e->fwd) && fall_back_to_cpu(e, r) == 0)
+		rc = fwd_eval(&e->fwd, kv, ids, n, false);
+	return rc;
+}
+
 static void do_submit(engine *e, struct request *r)
 {
 	char err[512] = "";
@@ -930,7 +993,7 @@ static void do_submit(engine *e, struct request *r)
 		int nb = (int)((uint32_t)n_prompt - p);
 		if (nb > MAX_BATCH)
 			nb = MAX_BATCH;
-		int rc = fwd_eval(&e->fwd, kv, e->ids + p, nb, false);
+		int rc = eval_step(e, r, kv, e->ids + p, nb);
 		if (rc) {
 			emit_error(e, r, rc, "prefill failed: %s", engine_status_str(rc));
 			return;
@@ -949,6 +1012,7 @@ static void do_submit(engine *e, struct request *r)
 	st.prefill_ms = now_ms() - t_pf;
 	st.prefill_tps = st.prefill_ms > 0 ? st.prompt_computed / (st.prefill_ms / 1e3) : 0;
 	st.ctx_size = e->n_ctx;
+	fill_vram(e, &st);
 
 	/* decode */
 	struct sampler smp;
@@ -1025,7 +1089,7 @@ static void do_submit(engine *e, struct request *r)
 			stop = ENGINE_STOP_CONTEXT;
 			break;
 		}
-		int rc = fwd_eval(&e->fwd, kv, &id, 1, false);
+		int rc = eval_step(e, r, kv, &id, 1);
 		if (rc) {
 			stop = ENGINE_STOP_CONTEXT;
 			break;
@@ -1062,6 +1126,7 @@ static void do_submit(engine *e, struct request *r)
 	st.weights_bytes = weights_bytes(&e->model);
 	st.kv_bytes = total_kv(e);
 	st.scratch_bytes = e->fwd.bytes;
+	fill_vram(e, &st);
 	struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv, .stop = stop,
 				  .stats = st};
 	push_event(e, &ev);
@@ -1134,6 +1199,8 @@ static void do_import(engine *e, struct request *r)
 		why = "not a KV snapshot";
 	else if (get64(b + 8) != gguf_file_size(e->model.gguf) || get64(b + 16) != e->model_hash)
 		why = "snapshot of another model";
+	else if (e->fwd.cpu_first > 0 && get32(b + 32) != e->kv_type)
+		why = "snapshot cache type not usable on the GPU";
 	if (!why) {
 		struct kv_cache probe;
 		uint32_t n = get32(b + 36);

@@ -62,6 +62,15 @@ enum engine_status {
 typedef struct engine engine;
 
 enum engine_kv_type { ENGINE_KV_F16 = 0, ENGINE_KV_Q8_0 = 1 };
+
+/* Where a local model runs.  AUTO: on a CUDA GPU when one is usable, else
+ * on the CPU without a word.  CUDA: the same, but when no GPU can be used
+ * the model still loads, on the CPU, and LOADED carries a one-line notice
+ * (info.notice, "no CUDA device: ...; running on the CPU"): never a
+ * failure.  CPU: never touches the GPU. */
+enum engine_device { ENGINE_DEVICE_AUTO = 0, ENGINE_DEVICE_CPU = 1, ENGINE_DEVICE_CUDA = 2 };
+#define ENGINE_GPU_LAYERS_AUTO 0   /* as many layers as fit free VRAM */
+#define ENGINE_GPU_LAYERS_NONE (-1)
 enum engine_overflow { ENGINE_OVERFLOW_DROP_OLDEST = 0, ENGINE_OVERFLOW_ERROR = 1 };
 
 struct engine_params {
@@ -74,6 +83,15 @@ struct engine_load_opts {
 	enum engine_kv_type kv_type;
 	enum engine_overflow overflow;
 	const char *template_override; /* Jinja text replacing the file's; NULL = file's */
+	enum engine_device device;  /* AUTO (0) by default */
+	/* layers on the GPU, from the first: ENGINE_GPU_LAYERS_AUTO (0, the
+	 * default) = as many as fit free VRAM with a safety margin (512 MiB +
+	 * 5% of the device), the KV cache for n_ctx included; N > 0 = the
+	 * first N (fewer when they do not fit, with a notice);
+	 * ENGINE_GPU_LAYERS_NONE (-1) = none, as device CPU.  (The command
+	 * line's --gpu-layers counts -1 as auto and 0 as none.)  With every
+	 * layer on the GPU the output norm and matrix run there too. */
+	int gpu_layers;
 };
 
 struct engine_sampling {
@@ -113,6 +131,9 @@ enum engine_event_type {
 	ENGINE_EV_UNLOADED,
 	ENGINE_EV_CONV_EXPORT,     /* blob: a conversation's KV cache snapshot */
 	ENGINE_EV_CONV_IMPORT,     /* position: tokens restored (0: snapshot not usable) */
+	ENGINE_EV_NOTICE,          /* message: something the user should know that is not an
+				      error (the GPU failed mid-reply and the engine went on on
+				      the CPU); the request goes on */
 };
 
 enum engine_stop_reason {
@@ -136,6 +157,10 @@ struct engine_stats {
 	uint64_t weights_bytes;    /* mapped weights + repacked copies */
 	uint64_t kv_bytes;         /* all conversations' caches */
 	uint64_t scratch_bytes;
+	/* GPU memory (all 0 on the CPU): the whole device's total and free
+	 * bytes (cudaMemGetInfo) and ttychat's own share (weights, KV cache,
+	 * scratch).  Also filled in the LOADED event's stats. */
+	uint64_t vram_total, vram_free, vram_ours;
 };
 
 struct engine_model_info {
@@ -148,7 +173,11 @@ struct engine_model_info {
 	uint32_t n_layer, n_embd, n_head, n_head_kv, n_vocab;
 	char template_family[32];  /* "jinja" or the fallback used */
 	char model_id[33];         /* hex: file size + hash of the GGUF header; names KV snapshots ("" remote) */
-	char backend[80];          /* where it runs: "cpu", or "remote: HOST[:PORT]" */
+	char backend[80];          /* where it runs: "cpu", "cuda: DEVICE (N/M layers)" (the first N
+				      of M on the GPU, the rest on the CPU), or "remote: HOST[:PORT]" */
+	char notice[256];          /* "" or one line the UIs show: CUDA asked for but not usable
+				      ("no CUDA device: ...; running on the CPU"), fewer GPU
+				      layers than asked, or than the model has */
 };
 
 struct engine_event {

@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "forward_cuda.h"
 #include "gguf.h"
 #include "quant.h"
 
@@ -582,7 +583,8 @@ static int prepare_weights(struct fwd *f)
 		return ENGINE_E_NOMEM;
 	}
 	int n = 0;
-	for (uint32_t il = 0; il < nl; il++) {
+	/* layers below cpu_first run on the GPU: nothing to prepare here */
+	for (uint32_t il = f->cpu_first; il < nl; il++) {
 		const struct layer *l = &m->layers[il];
 		struct fwd_layer_mats *L = &f->mats->L[il];
 		const struct weight *src[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->wqkv, &l->w_gate, &l->w_up, &l->w_down};
@@ -598,12 +600,14 @@ static int prepare_weights(struct fwd *f)
 			all[n++] = dst[i];
 		}
 	}
-	if (quant_matrix_init(&f->mats->output, m->output.type, m->output.data, m->output.row_bytes,
-			      m->output.rows, m->output.cols)) {
-		free(all);
-		return ENGINE_E_FORMAT;
+	if (f->cpu_first < nl) {
+		if (quant_matrix_init(&f->mats->output, m->output.type, m->output.data, m->output.row_bytes,
+				      m->output.rows, m->output.cols)) {
+			free(all);
+			return ENGINE_E_FORMAT;
+		}
+		all[n++] = &f->mats->output;
 	}
-	all[n++] = &f->mats->output;
 	for (uint32_t il = 0; il < nl; il++) {
 		struct fwd_mats *M = f->mats;
 		int b = 0;
@@ -667,8 +671,17 @@ static int prepare_weights(struct fwd *f)
 
 int fwd_init(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int max_batch)
 {
+	return fwd_init_split(f, m, p, n_ctx, max_batch, 0);
+}
+
+int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int max_batch,
+		   uint32_t cpu_first)
+{
 	const struct hparams *hp = &m->hp;
 	memset(f, 0, sizeof *f);
+	if (cpu_first > hp->n_layer)
+		return ENGINE_E_INVAL;
+	f->cpu_first = cpu_first;
 	f->m = m;
 	f->be = &cpu_be;
 	f->pool = p;
@@ -709,7 +722,7 @@ int fwd_init(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int 
 			if (lw[i]->data && act_stride(lw[i]) > f->xact_row_cap)
 				f->xact_row_cap = act_stride(lw[i]);
 	}
-	if (act_stride(&f->mats->output) > f->xact_row_cap)
+	if (f->mats->output.data && act_stride(&f->mats->output) > f->xact_row_cap)
 		f->xact_row_cap = act_stride(&f->mats->output);
 	f->xact = alloc_track(f, MM_MAX_PARTS * B * f->xact_row_cap);
 	f->scores = alloc_track(f, nth * n_ctx * (hp->n_head / hp->n_head_kv) * ATTN_TOKS * sizeof(float));
@@ -726,6 +739,7 @@ int fwd_init(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int 
 
 void fwd_free(struct fwd *f)
 {
+	fwd_cuda_detach(f);
 	free(f->x);
 	free(f->xn);
 	free(f->q);
@@ -912,36 +926,36 @@ static const float *rope_table(struct fwd *f, float base)
 	return NULL;
 }
 
-int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, bool all_logits)
+int fwd_logits_reserve(struct fwd *f, int nl)
+{
+	const size_t V = f->m->hp.n_vocab;
+	if (nl > f->logits_rows) {
+		float *lg = realloc(f->logits, (size_t)nl * V * sizeof(float));
+		if (!lg)
+			return ENGINE_E_NOMEM;
+		f->bytes += (size_t)(nl - f->logits_rows) * V * sizeof(float);
+		f->logits = lg;
+		f->logits_rows = nl;
+	}
+	return 0;
+}
+
+/* Layers l0 .. l1-1 of the batch in j, from xn = attn_norm(x) of layer l0
+ * to the residual stream x after layer l1-1 (and xn = the next layer's
+ * input norm). */
+static void eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t l1)
 {
 	const struct model *m = f->m;
 	const struct hparams *hp = &m->hp;
 	const struct backend *be = f->be;
 	const int64_t E = hp->n_embd, F = hp->n_ff, D = hp->head_dim;
 	const int64_t QD = (int64_t)hp->n_head * D, KD = (int64_t)hp->n_head_kv * D;
-	const uint32_t pos0 = kv->n;
+	struct tok_job j = *jp;
+	const int T = j.T;
+	const uint32_t pos0 = j.pos0;
+	struct kv_cache *kv = j.kv;
 
-	if (T <= 0 || T > f->max_batch)
-		return ENGINE_E_INVAL;
-	if ((uint64_t)pos0 + (uint64_t)T > kv->n_ctx || pos0 + (uint32_t)T > f->n_ctx)
-		return ENGINE_E_CONTEXT;
-	int rc = kv_reserve(kv, pos0 + (uint32_t)T);
-	if (rc)
-		return rc;
-	for (int t = 0; t < T; t++)
-		if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab)
-			return ENGINE_E_INVAL;
-
-	const int tkind = T > 1, tmode = tune_begin(f, tkind);
-	const double t_start = now_s();
-	struct tok_job j = {.f = f, .kv = kv, .pos0 = pos0, .T = T, .tokens = tokens};
-	if (T == 1)
-		rope_task(&j, 0, 1);
-	else
-		pool_run_tasks(f->pool, rope_task, &j, pool_size(f->pool));
-	for_tokens(&j, step_embed);
-
-	for (uint32_t il = 0; il < hp->n_layer; il++) {
+	for (uint32_t il = l0; il < l1; il++) {
 		const struct layer *l = &m->layers[il];
 		const struct fwd_layer_mats *L = &f->mats->L[il];
 		j.il = il;
@@ -991,24 +1005,61 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 		matmul1(f, &L->w_down, f->gate, T, F, f->o, E);
 		for_tokens(&j, step_post_ffn);
 	}
+}
+
+int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, bool all_logits)
+{
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	const int64_t E = hp->n_embd;
+	const uint32_t pos0 = kv->n;
+
+	if (T <= 0 || T > f->max_batch)
+		return ENGINE_E_INVAL;
+	if ((uint64_t)pos0 + (uint64_t)T > kv->n_ctx || pos0 + (uint32_t)T > f->n_ctx)
+		return ENGINE_E_CONTEXT;
+	int rc = kv_reserve(kv, pos0 + (uint32_t)T);
+	if (rc)
+		return rc;
+	for (int t = 0; t < T; t++)
+		if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab)
+			return ENGINE_E_INVAL;
+
+	const int tkind = T > 1, tmode = tune_begin(f, tkind);
+	const double t_start = now_s();
+	struct tok_job j = {.f = f, .kv = kv, .pos0 = pos0, .T = T, .tokens = tokens};
+	const int first = all_logits ? 0 : T - 1;
+	const int nl = T - first;
+	if ((rc = fwd_logits_reserve(f, nl)) != 0)
+		return rc;
+	if (f->cpu_first > 0) {
+		/* layers 0 .. cpu_first-1 on the GPU: x comes back for the
+		 * rest, or (all layers there) the logits do */
+		if ((rc = fwd_cuda_eval(f, kv, tokens, T, all_logits)) != 0)
+			return rc;
+		if (f->cpu_first == hp->n_layer)
+			goto done;
+	}
+	if (T == 1)
+		rope_task(&j, 0, 1);
+	else
+		pool_run_tasks(f->pool, rope_task, &j, pool_size(f->pool));
+	if (f->cpu_first == 0) {
+		for_tokens(&j, step_embed);
+	} else {
+		j.il = f->cpu_first;
+		for_tokens(&j, step_attn_norm);
+	}
+	eval_layers(f, &j, f->cpu_first, hp->n_layer);
+
+	for (int t = first; t < T; t++)
+		f->be->rmsnorm(f->xn + (size_t)(t - first) * (size_t)E, f->x + (size_t)t * (size_t)E,
+			       m->output_norm.data, E, hp->norm_eps);
+	matmul1(f, &f->mats->output, f->xn, nl, E, f->logits, hp->n_vocab);
+done:
 	for (int t = 0; t < T; t++)
 		kv->tokens[pos0 + (uint32_t)t] = tokens[t];
 	kv->n = pos0 + (uint32_t)T;
-
-	const int first = all_logits ? 0 : T - 1;
-	const int nl = T - first;
-	if (nl > f->logits_rows) {
-		float *lg = realloc(f->logits, (size_t)nl * hp->n_vocab * sizeof(float));
-		if (!lg)
-			return ENGINE_E_NOMEM;
-		f->bytes += (size_t)(nl - f->logits_rows) * hp->n_vocab * sizeof(float);
-		f->logits = lg;
-		f->logits_rows = nl;
-	}
-	for (int t = first; t < T; t++)
-		be->rmsnorm(f->xn + (size_t)(t - first) * (size_t)E, f->x + (size_t)t * (size_t)E,
-			    m->output_norm.data, E, hp->norm_eps);
-	matmul1(f, &f->mats->output, f->xn, nl, E, f->logits, hp->n_vocab);
 	tune_end(f, tkind, tmode, (now_s() - t_start) / T);
 	return 0;
 }

@@ -10,6 +10,13 @@
  * A KV cache belongs to one conversation: per layer, K and V rows for each
  * position, [pos][kv_head][head_dim], in F16 or Q8_0, grown on demand up to
  * n_ctx positions, plus the token ids they were computed from.
+ *
+ * With a GPU (forward_cuda.h) the first gpu_layers layers run on the
+ * device: fwd_init_split() prepares CPU weights only for the layers from
+ * cpu_first on, and fwd_eval() hands the device part to fwd_cuda_eval()
+ * before it runs the remaining layers here.  The host KV rows stay the
+ * authoritative copy of every layer (snapshots read them); the device
+ * keeps a mirror of the layers it runs, for the cache it last ran.
  */
 #ifndef TTYCHAT_FORWARD_H
 #define TTYCHAT_FORWARD_H
@@ -31,6 +38,7 @@ struct kv_cache {
 	uint32_t n;         /* positions filled */
 	void **k, **v;      /* [n_layer] arrays of cap rows */
 	int32_t *tokens;    /* [cap] */
+	uint64_t dev_tag;   /* which device mirror holds this cache's GPU layers (0: none) */
 };
 
 /* 0 or a negative engine_status.  No positions are allocated yet. */
@@ -63,11 +71,20 @@ struct fwd {
 	size_t bytes;          /* everything allocated here, packed_bytes included */
 	struct fwd_mats *mats; /* the weights prepared for the kernels (forward.c) */
 	size_t packed_bytes;   /* interleaved copies of weights (extra weight memory) */
+	uint32_t cpu_first;    /* first layer run here; those below run on the GPU */
+	struct fwd_cuda *cuda; /* the GPU part (forward_cuda.c), or NULL */
 };
 
 /* Scratch for batches of up to max_batch tokens and contexts up to n_ctx. */
 int fwd_init(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int max_batch);
+/* The same, preparing CPU weights only for layers cpu_first .. n_layer-1
+ * (and the output matrix only when cpu_first < n_layer): the layers below
+ * must be given to fwd_cuda_attach() before the first fwd_eval(). */
+int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int max_batch,
+		   uint32_t cpu_first);
 void fwd_free(struct fwd *f);
+/* Makes room for n rows of logits in f->logits.  0 or ENGINE_E_NOMEM. */
+int fwd_logits_reserve(struct fwd *f, int n);
 
 /* Runs n tokens at positions kv->n .. kv->n+n-1 (n <= max_batch), appending
  * their K/V to the cache.  Logits of the last token (all_logits: of every
