@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "gguf.h"
 
 #ifndef TTYCHAT_DATADIR
@@ -165,6 +166,24 @@ static void entry_init(struct model_entry *e)
 	e->temperature = e->top_p = e->min_p = e->repeat_penalty = -1;
 	e->top_k = -1;
 	e->kv_type = -1;
+	e->device = -1;
+	e->gpu_layers = -2;
+}
+
+int config_device(const char *name)
+{
+	if (strcmp(name, "auto") == 0)
+		return ENGINE_DEVICE_AUTO;
+	if (strcmp(name, "cpu") == 0)
+		return ENGINE_DEVICE_CPU;
+	if (strcmp(name, "cuda") == 0)
+		return ENGINE_DEVICE_CUDA;
+	return -1;
+}
+
+int config_gpu_layers(int n)
+{
+	return n < 0 ? ENGINE_GPU_LAYERS_AUTO : n == 0 ? ENGINE_GPU_LAYERS_NONE : n;
 }
 
 /* ---- validation ----------------------------------------------------------- */
@@ -396,6 +415,14 @@ static int check_member(struct parse *p, const cJSON *m)
 		if (!cJSON_IsString(m) || (strcmp(m->valuestring, "f16") && strcmp(m->valuestring, "q8_0")))
 			return fail(p, k, "must be \"f16\" or \"q8_0\"");
 		e->kv_type = strcmp(m->valuestring, "q8_0") == 0;
+	} else if (strcmp(k, "device") == 0) {
+		if (!cJSON_IsString(m) || config_device(m->valuestring) < 0)
+			return fail(p, k, "must be \"auto\", \"cpu\" or \"cuda\"");
+		e->device = config_device(m->valuestring);
+	} else if (strcmp(k, "gpu_layers") == 0) {
+		if (get_num(p, m, k, -1, 1 << 20, true, &d))
+			return -1;
+		e->gpu_layers = (int)d;
 	} else if (strcmp(k, "threads") == 0) {
 		if (get_num(p, m, k, 1, 1024, true, &d))
 			return -1;

@@ -52,9 +52,18 @@ struct model_entry {
 	char *template_text;       /* malloc'd Jinja chat template override or NULL */
 	int kv_type;               /* -1 not given, 0 f16, 1 q8_0 */
 	int threads;               /* 0: not given */
+	int device;                /* -1 not given, else an enum engine_device ("auto", "cpu", "cuda") */
+	int gpu_layers;            /* as --gpu-layers: -1 auto, 0 none, N; -2 not given */
 	char warnings[1024];       /* unknown keys and the like, "\n"-separated; "" if none */
 	bool remote;               /* a "remote" entry: path is the engine's remote spec */
 };
+
+/* "auto", "cpu" or "cuda" (--device, models.d "device") as an enum
+ * engine_device, or -1 for anything else. */
+int config_device(const char *name);
+/* A layer count as --gpu-layers and models.d "gpu_layers" give it (-1
+ * auto, 0 none, N > 0) as engine_load_opts.gpu_layers. */
+int config_gpu_layers(int n);
 
 /* "$XDG_DATA_HOME/ttychat/models" or the $TTYCHAT_MODELS_DIR override. */
 int config_models_dir(char *buf, size_t n);

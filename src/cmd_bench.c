@@ -22,6 +22,11 @@
  * one set of rows per count.  The footer gives the load time (mapping and
  * checking the file) and the preparation time (fwd_init: scratch, packing
  * the weights) with the extra memory of the packed copies.
+ *
+ * --device and --gpu-layers place the layers as the engine does
+ * (fwd_init_device, forward_cuda.h): with CUDA asked for and no usable GPU
+ * the benchmark says so on stderr and runs on the CPU.  The backend column
+ * names where the layers ran ("cpu avx2", "cuda 32/32").
  */
 #include "config.h"
 
@@ -42,6 +47,7 @@
 #include "commands.h"
 #include "engine.h"
 #include "forward.h"
+#include "forward_cuda.h"
 #include "gguf.h"
 #include "model.h"
 #include "pool.h"
@@ -56,6 +62,8 @@ struct bench_opts {
 	int threads[BENCH_MAX_THREADS];
 	int n_threads;
 	bool json;
+	int device;                  /* enum engine_device */
+	int gpu_layers;              /* engine_load_opts.gpu_layers */
 };
 
 /* One test's samples and summary. */
@@ -118,13 +126,16 @@ static int parse_threads(const char *s, struct bench_opts *o)
 static void bench_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: ttychat bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [-b BATCH] [--json]\n"
+		"usage: ttychat bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [-b BATCH] [--device DEV]\n"
+		"                     [--gpu-layers N] [--json]\n"
 		"  -m, --model MODEL    model file or models.d name\n"
 		"  -p, --n-prompt N     prompt tokens of the prefill test (default 512; 0 skips it)\n"
 		"  -n, --n-gen N        tokens of the decode test (default 128; 0 skips it)\n"
 		"  -t, --threads LIST   compute threads, e.g. 2 or 1,2 (default: all cores)\n"
 		"  -r, --repetitions N  timed runs per test (default 5)\n"
 		"  -b, --batch N        prefill batch (default %d, the engine's)\n"
+		"      --device DEV     auto (default), cpu or cuda: where the layers run\n"
+		"      --gpu-layers N   layers on the GPU: -1 as many as fit (default), 0 none\n"
 		"      --json           one JSON array instead of the table\n",
 		BENCH_DEFAULT_BATCH);
 }
@@ -207,6 +218,9 @@ struct bench_ctx {
 	double load_ms;
 	double prep_ms;             /* fwd_init of the first thread count */
 	uint64_t packed_bytes;
+	char backend[80];           /* "cpu" or "cuda: NAME (N/M layers)" */
+	uint32_t gpu_layers;
+	bool noticed;               /* the device notice was printed */
 };
 
 static int bench_threads(struct bench_ctx *c, const struct bench_opts *o, int nth,
@@ -221,10 +235,17 @@ static int bench_threads(struct bench_ctx *c, const struct bench_opts *o, int nt
 		return -1;
 	}
 	double tp = now_s();
-	if (fwd_init(&f, &c->m, p, n_ctx, o->batch)) {
+	struct fwd_device_opts d = {.device = o->device, .gpu_layers = o->gpu_layers, .kv_type = GGML_TYPE_F16};
+	char notice[256];
+	if (fwd_init_device(&f, &c->m, p, n_ctx, o->batch, &d, c->backend, sizeof c->backend, notice, sizeof notice)) {
 		snprintf(err, errlen, "out of memory for scratch buffers");
 		pool_free(p);
 		return -1;
+	}
+	c->gpu_layers = f.cpu_first;
+	if (notice[0] && !c->noticed) {
+		fprintf(stderr, "ttychat bench: %s\n", notice);
+		c->noticed = true;
 	}
 	if (c->prep_ms == 0.0) {
 		c->prep_ms = (now_s() - tp) * 1e3;
@@ -305,8 +326,11 @@ static void print_table(const struct bench_ctx *c, const struct bench_result *re
 			snprintf(extra, sizeof extra, "ttft %.1f ± %.1f ms", r->ttft_mean, r->ttft_sd);
 		else
 			snprintf(extra, sizeof extra, "%.1f GB/s", r->gbps);
-		char backend[16];
-		snprintf(backend, sizeof backend, "cpu %s", quant_level_name(quant_level()));
+		char backend[32];
+		if (c->gpu_layers)
+			snprintf(backend, sizeof backend, "cuda %u/%u", c->gpu_layers, c->m.hp.n_layer);
+		else
+			snprintf(backend, sizeof backend, "cpu %s", quant_level_name(quant_level()));
 		/* "±" is two bytes and one column: one more byte of width */
 		printf("| %-24s | %10s | %10s | %-10s | %7d | %8s | %21s | %-*s |\n", model, size, params,
 		       backend, r->threads, r->name, ts, r->n_prompt > 0 ? 23 : 22, extra);
@@ -337,6 +361,8 @@ static int print_json(const struct bench_ctx *c, const struct bench_opts *o,
 		cJSON_AddNumberToObject(t, "model_size", (double)c->size_bytes);
 		cJSON_AddNumberToObject(t, "model_n_params", (double)c->m.n_params);
 		cJSON_AddStringToObject(t, "cpu_level", quant_level_name(quant_level()));
+		cJSON_AddStringToObject(t, "backend", c->backend);
+		cJSON_AddNumberToObject(t, "gpu_layers", c->gpu_layers);
 		cJSON_AddNumberToObject(t, "n_threads", r->threads);
 		cJSON_AddNumberToObject(t, "n_batch", o->batch);
 		cJSON_AddStringToObject(t, "test", r->name);
@@ -369,7 +395,8 @@ static int print_json(const struct bench_ctx *c, const struct bench_opts *o,
 
 int cmd_bench(int argc, char **argv)
 {
-	struct bench_opts o = {.n_prompt = 512, .n_gen = 128, .reps = 5, .batch = BENCH_DEFAULT_BATCH};
+	struct bench_opts o = {.n_prompt = 512, .n_gen = 128, .reps = 5, .batch = BENCH_DEFAULT_BATCH,
+			       .device = ENGINE_DEVICE_AUTO, .gpu_layers = ENGINE_GPU_LAYERS_AUTO};
 	static const struct option longopts[] = {
 		{"model", required_argument, NULL, 'm'},
 		{"n-prompt", required_argument, NULL, 'p'},
@@ -378,6 +405,8 @@ int cmd_bench(int argc, char **argv)
 		{"repetitions", required_argument, NULL, 'r'},
 		{"batch", required_argument, NULL, 'b'},
 		{"json", no_argument, NULL, 'j'},
+		{"device", required_argument, NULL, 'D'},
+		{"gpu-layers", required_argument, NULL, 'G'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -393,6 +422,22 @@ int cmd_bench(int argc, char **argv)
 		case 'r': bad = parse_int(optarg, 1, 1000, &o.reps); break;
 		case 'b': bad = parse_int(optarg, 1, 4096, &o.batch); break;
 		case 'j': o.json = true; break;
+		case 'D':
+			if ((o.device = config_device(optarg)) < 0) {
+				fprintf(stderr, "ttychat bench: --device: '%s' is not auto, cpu or cuda\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'G': {
+			int n = 0;
+			if (parse_int(optarg, -1, 1 << 20, &n)) {
+				fprintf(stderr, "ttychat bench: --gpu-layers: '%s' is not an integer in [-1, %d]\n", optarg,
+					1 << 20);
+				return EXIT_USAGE;
+			}
+			o.gpu_layers = config_gpu_layers(n);
+			break;
+		}
 		case 'h': bench_usage(stdout); return EXIT_OK;
 		default: bench_usage(stderr); return EXIT_USAGE;
 		}

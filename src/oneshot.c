@@ -80,6 +80,8 @@ struct opts {
 	int n_predict;
 	int n_ctx;
 	int n_threads;
+	int device;                /* enum engine_device, -1 not given */
+	int gpu_layers;            /* as --gpu-layers: -1 auto, 0 none, N; -2 not given */
 	bool verbose, raw, save, kv_set, kv_q8;
 	enum out_mode out;
 	struct engine_sampling s;
@@ -255,6 +257,9 @@ void oneshot_usage(FILE *out)
 		"  -c, --ctx-size N         context size in tokens\n"
 		"  -t, --threads N          compute threads (default: all cores)\n"
 		"      --kv-type TYPE       KV cache type: f16 (default) or q8_0\n"
+		"      --device DEV         where the model runs: auto (default: a CUDA GPU when one\n"
+		"                           is usable, else the CPU), cpu, or cuda\n"
+		"      --gpu-layers N       layers on the GPU: -1 as many as fit (default), 0 none\n"
 		"      --json[=final]       JSON lines: one per token, then a summary (final: only that)\n"
 		"      --save               save the exchange in the encrypted history\n"
 		"      --continue ID        add this turn to saved conversation ID (and save it)\n"
@@ -272,7 +277,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	enum {
 		O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_THEME,
-		O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE
+		O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS
 	};
 	static const struct option longopts[] = {
 		{"model", required_argument, NULL, 'm'},
@@ -291,6 +296,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{"presence-penalty", required_argument, NULL, O_PRES},
 		{"frequency-penalty", required_argument, NULL, O_FREQ},
 		{"kv-type", required_argument, NULL, O_KV},
+		{"device", required_argument, NULL, O_DEVICE},
+		{"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
 		{"stop", required_argument, NULL, O_STOP},
 		{"no-template", no_argument, NULL, O_RAW},
 		{"json", optional_argument, NULL, O_JSON},
@@ -373,6 +380,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				return EXIT_USAGE;
 			}
 			o->kv_set = true;
+			break;
+		case O_DEVICE:
+			if ((o->device = config_device(optarg)) < 0) {
+				fprintf(stderr, "ttychat: --device: '%s' is not auto, cpu or cuda\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case O_GPU_LAYERS:
+			if (parse_int(optarg, "--gpu-layers", -1, 1 << 20, &o->gpu_layers))
+				return EXIT_USAGE;
 			break;
 		case O_STOP:
 			if (!optarg[0] || strlen(optarg) > 1024) {
@@ -719,6 +736,9 @@ static void stream_reply(engine *e, int req, enum out_mode out, bool verbose, co
 			if (verbose)
 				fprintf(stderr, "prefill: %3.0f%%\n", ev.progress * 100.0);
 			break;
+		case ENGINE_EV_NOTICE:
+			fprintf(stderr, "ttychat: %s\n", ev.message);
+			break;
 		case ENGINE_EV_DONE:
 			r->stop = ev.stop;
 			r->stats = ev.stats;
@@ -763,6 +783,11 @@ static cJSON *stats_json(const struct engine_stats *s)
 	cJSON_AddNumberToObject(j, "ctx_size", s->ctx_size);
 	cJSON_AddNumberToObject(j, "weights_bytes", (double)s->weights_bytes);
 	cJSON_AddNumberToObject(j, "kv_bytes", (double)s->kv_bytes);
+	if (s->vram_total) {
+		cJSON_AddNumberToObject(j, "vram_total", (double)s->vram_total);
+		cJSON_AddNumberToObject(j, "vram_free", (double)s->vram_free);
+		cJSON_AddNumberToObject(j, "vram_ours", (double)s->vram_ours);
+	}
 	return j;
 }
 
@@ -1043,7 +1068,7 @@ tui:
 					(o->rep_set ? TUI_SET_REP : 0),
 			.max_tokens = o->n_predict, .n_ctx = (uint32_t)(o->n_ctx > 0 ? o->n_ctx : 0),
 			.n_threads = o->n_threads, .kv_q8 = o->kv_q8, .system = o->system ? r->system : NULL,
-			.theme = o->theme};
+			.theme = o->theme, .device = o->device, .gpu_layers = o->gpu_layers};
 		return tui_run(&to);
 	}
 
@@ -1057,7 +1082,12 @@ tui:
 
 	struct engine_load_opts lo = {.n_ctx = (uint32_t)(o->n_ctx > 0 ? o->n_ctx : 0),
 				      .kv_type = o->kv_q8 ? ENGINE_KV_Q8_0 : ENGINE_KV_F16,
-				      .template_override = r->me.template_text};
+				      .template_override = r->me.template_text,
+				      .device = ENGINE_DEVICE_AUTO};
+	/* --device and --gpu-layers, else the models.d entry's */
+	if (o->device >= 0 || r->me.device >= 0)
+		lo.device = (enum engine_device)(o->device >= 0 ? o->device : r->me.device);
+	lo.gpu_layers = config_gpu_layers(o->gpu_layers != -2 ? o->gpu_layers : r->me.gpu_layers);
 	if (!o->n_ctx && r->me.context_size)
 		lo.n_ctx = r->me.context_size < 4096 ? r->me.context_size : 4096;
 	int req = engine_load(r->e, r->me.path, &lo);
@@ -1073,10 +1103,13 @@ tui:
 			return 128 + got_signal;
 		return fail(o, EXIT_MODEL, r->err);
 	}
+	/* CUDA asked for but not usable, or fewer GPU layers: one line */
+	if (info.notice[0])
+		fprintf(stderr, "ttychat: %s\n", info.notice);
 	if (o->verbose)
-		fprintf(stderr, "model: %s (%s, %s, %.0fM params), context %u, template %s\n", info.name, info.arch,
-			info.quant, (double)info.n_params / 1e6, info.n_ctx,
-			r->me.template_text ? "from models.d" : info.template_family);
+		fprintf(stderr, "model: %s (%s, %s, %.0fM params), context %u, template %s, on %s\n", info.name,
+			info.arch, info.quant, (double)info.n_params / 1e6, info.n_ctx,
+			r->me.template_text ? "from models.d" : info.template_family, info.backend);
 
 	struct engine_gen_opts g = {.max_tokens = o->n_predict, .add_generation_prompt = true, .raw = o->raw,
 				    .stop = o->n_stop ? o->stop : NULL};
@@ -1176,6 +1209,7 @@ tui:
 			cJSON_AddStringToObject(m, "path", r->me.path);
 			cJSON_AddStringToObject(m, "arch", info.arch);
 			cJSON_AddStringToObject(m, "quant", info.quant);
+			cJSON_AddStringToObject(m, "backend", info.backend);
 			cJSON_AddItemToObject(j, "stats", stats_json(&rep.stats));
 			if (conv_id)
 				cJSON_AddStringToObject(j, "conversation", conv_id);
@@ -1211,6 +1245,8 @@ int cmd_oneshot(int argc, char **argv)
 	}
 	struct opts *o = &r->o;
 	o->n_predict = -1;
+	o->device = -1;
+	o->gpu_layers = -2;
 	engine_sampling_default(&o->s);
 	/* a fresh seed per run unless --seed fixes one */
 	struct timespec ts;

@@ -561,6 +561,11 @@ static void load_model(struct app *a, const char *spec, const char *path, const 
 		.kv_type = a->o->kv_q8 || (me && me->kv_type == 1) ? ENGINE_KV_Q8_0 : ENGINE_KV_F16,
 		.template_override = me ? me->template_text : NULL,
 	};
+	/* --device and --gpu-layers, else the models.d entry's */
+	const int dev = a->o->device >= 0 ? a->o->device : me ? me->device : -1;
+	if (dev >= 0)
+		lo.device = (enum engine_device)dev;
+	lo.gpu_layers = config_gpu_layers(a->o->gpu_layers != -2 ? a->o->gpu_layers : me ? me->gpu_layers : -1);
 	int r = engine_load(a->eng, path, &lo);
 	if (r <= 0) {
 		notice(a, TR_ERROR, "cannot load %s: %s", display, engine_last_error(a->eng));
@@ -617,11 +622,17 @@ static void on_event(struct app *a, struct engine_event *ev)
 		a->st.weights_bytes = ev->info.file_bytes;
 		a->st.ctx_size = ev->info.n_ctx;
 		a->st.mem_avail = models_mem_available();
+		a->st.vram_total = ev->stats.vram_total;
+		a->st.vram_free = ev->stats.vram_free;
+		a->st.vram_ours = ev->stats.vram_ours;
 		{
 			char p[32];
 			models_fmt_params(ev->info.n_params, p, sizeof p);
-			notice(a, TR_NOTICE, "loaded %s (%s, %s parameters, %s), context %u tokens", a->st.model,
-			       ev->info.arch, p, ev->info.quant, ev->info.n_ctx);
+			notice(a, TR_NOTICE, "loaded %s (%s, %s parameters, %s), context %u tokens, on %s", a->st.model,
+			       ev->info.arch, p, ev->info.quant, ev->info.n_ctx, ev->info.backend);
+			/* CUDA asked for but not usable, or fewer GPU layers (also in the status line) */
+			if (ev->info.notice[0])
+				notice(a, TR_NOTICE, "%s", ev->info.notice);
 		}
 		if (a->load_spec[0]) {
 			char err[256];
@@ -700,6 +711,9 @@ static void on_event(struct app *a, struct engine_event *ev)
 			a->st.have_prompt = true;
 			a->st.weights_bytes = s->weights_bytes;
 			a->st.kv_bytes = s->kv_bytes;
+			a->st.vram_total = s->vram_total;
+			a->st.vram_free = s->vram_free;
+			a->st.vram_ours = s->vram_ours;
 		}
 		a->st.mem_avail = models_mem_available();
 		a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;
@@ -753,6 +767,16 @@ static void on_event(struct app *a, struct engine_event *ev)
 			       ev->position);
 		if (ev->request == a->import_req)
 			a->import_req = 0;
+		break;
+	case ENGINE_EV_NOTICE:
+		/* the GPU failed and the engine went on on the CPU */
+		notice(a, TR_NOTICE, "%s", ev->message);
+		if (a->st.have_info) {
+			snprintf(a->st.info.backend, sizeof a->st.info.backend, "cpu");
+			snprintf(a->st.info.notice, sizeof a->st.info.notice, "%.255s", ev->message);
+			a->st.vram_total = a->st.vram_free = a->st.vram_ours = 0;
+		}
+		a->dirty |= D_SIDE | D_STATUS;
 		break;
 	case ENGINE_EV_UNLOADED:
 		break;

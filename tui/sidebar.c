@@ -164,6 +164,14 @@ void sidebar_draw(WINDOW *w, const struct tui_status *st, const unsigned long *a
 	line(&p, ROLE_SIDE, "weights  %s", st->weights_bytes ? a : "-");
 	line(&p, ROLE_SIDE, "KV cache %s", st->kv_bytes ? b : "-");
 	line(&p, ROLE_SIDE, "free RAM %s", st->mem_avail ? c : "-");
+	if (st->vram_total) {
+		/* the whole device's use, and ttychat's weights + KV + scratch */
+		models_fmt_bytes(st->vram_total > st->vram_free ? st->vram_total - st->vram_free : 0, a, sizeof a);
+		models_fmt_bytes(st->vram_total, b, sizeof b);
+		models_fmt_bytes(st->vram_ours, c, sizeof c);
+		line(&p, ROLE_SIDE, "VRAM %s/%s", a, b);
+		line(&p, ROLE_SIDE, "  (ours %s)", c);
+	}
 
 	title(&p, "Sampling");
 	line(&p, ROLE_SIDE, "temp %.2f  top-k %" PRId32, (double)st->s.temperature, st->s.top_k);
@@ -216,6 +224,10 @@ void statusbar_draw(WINDOW *w, const struct tui_status *st, bool narrow, const u
 		/* most wanted first: a 40-column terminal shows up to the context */
 		snprintf(buf, sizeof buf, " %s | %s | ctx %" PRIu32 "/%" PRIu32 " | %" PRIu32 " tok | %s | free %s", state,
 			 a, st->ctx_used, size, st->gen_tokens, st->model, st->mem_avail ? m : "-");
+	} else if (!st->note && st->phase == PH_IDLE && st->have_info && st->info.notice[0]) {
+		/* a load notice (CUDA asked for but not usable, fewer GPU
+		 * layers) stays beside "ready" */
+		snprintf(buf, sizeof buf, " %s; %.255s", state, st->info.notice);
 	} else {
 		snprintf(buf, sizeof buf, " %s", state);
 	}

@@ -28,6 +28,7 @@ struct tui_status {
 	uint32_t prompt_reused, prompt_computed;
 	bool have_prompt;
 	uint64_t weights_bytes, kv_bytes, mem_avail;
+	uint64_t vram_total, vram_free, vram_ours;  /* GPU memory; all 0 on the CPU */
 	struct engine_sampling s;
 	int32_t max_tokens;
 	const char *note;            /* short state text for the status line, or NULL */

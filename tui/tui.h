@@ -53,6 +53,8 @@ struct tui_opts {
 	uint32_t n_ctx;                  /* -c; 0: models.d context_size capped at 4096, else engine default */
 	int n_threads;                   /* 0: all cores */
 	bool kv_q8;
+	int device;                      /* --device: an enum engine_device, -1 not given */
+	int gpu_layers;                  /* --gpu-layers: -1 auto, 0 none, N; -2 not given */
 	const char *system;              /* --system, or NULL (the model's own then) */
 	const char *theme;               /* --theme, or NULL (settings.json "theme", else default/mono) */
 
