@@ -1286,7 +1286,13 @@ static void open_picker(struct app *a)
 	char err[256];
 	models_free(&a->models);
 	a->st.mem_avail = models_mem_available();
-	if (models_scan(&a->models, a->o->n_ctx, a->st.mem_avail, err, sizeof err) != 0) {
+	/* on a GPU the fit is against its memory: what is free there plus
+	 * what the model being replaced holds (as of the last engine figures;
+	 * a model that does not fit still runs, split with the CPU) */
+	uint64_t avail = a->st.mem_avail;
+	if (a->st.vram_total && a->o->device != ENGINE_DEVICE_CPU)
+		avail = a->st.vram_free + a->st.vram_ours;
+	if (models_scan(&a->models, a->o->n_ctx, avail, err, sizeof err) != 0) {
 		notice(a, TR_ERROR, "%s", err);
 		return;
 	}
