@@ -61,6 +61,9 @@ struct backend {
 	void (*attention)(struct fwd *f, struct kv_cache *kv, uint32_t layer, uint32_t pos0, int T,
 			  uint32_t window);
 	void (*glu)(struct fwd *f, float *gate, const float *up, int64_t n, bool gelu);
+	/* gate_up[0].y = act(gate) * up, from the two products of one input */
+	void (*matmul_glu)(struct fwd *f, const struct mm_part *gate_up, const float *x, int T,
+			   int64_t x_stride, bool gelu);
 };
 
 /* ---- CPU operations ------------------------------------------------------ */
@@ -277,13 +280,59 @@ struct matmul_job {
 	const struct quant_matrix *kind_w[MM_MAX_PARTS];
 	void *kind_buf[MM_MAX_PARTS];
 	size_t kind_xs[MM_MAX_PARTS];
+	/* gate/up products fused with their gated activation (parts[0]
+	 * gate, parts[1] up, same rows): gelu table or NULL for SiLU */
+	bool glu_gate;
+	const float *gelu;
 };
+
+/* Start of task I of N over TOTAL row groups: task sizes fall
+ * geometrically, the last about 1/64 of the first, so the first tasks
+ * claimed stream long contiguous runs of weights and the last ones even
+ * out the threads' finishing times (with equal shares, a thread slowed by
+ * anything idles the other one for up to a share at the end).  Up to 4
+ * tasks split evenly. */
+static int64_t task_start(int64_t total, int i, int n)
+{
+	if (i <= 0)
+		return 0;
+	if (i >= n)
+		return total;
+	if (n <= 4)
+		return total * i / n;
+	const double r = pow(1.0 / 64.0, 1.0 / (n > 1 ? n - 1 : 1));
+	const int64_t g = (int64_t)((double)total * (1.0 - pow(r, i)) / (1.0 - pow(r, n)) + 0.5);
+	return g < total ? g : total;
+}
 
 static void matmul_task(void *ctx, int i, int n)
 {
 	const struct matmul_job *j = ctx;
+	if (j->glu_gate) {
+		/* gate and up over the same rows, then the gated product of
+		 * those rows: no separate pass over gate/up, no extra barrier */
+		const struct mm_part *g = &j->parts[0], *u = &j->parts[1];
+		const int64_t total = j->g_end[0];
+		const int64_t r0 = task_start(total, i, n) * QUANT_ROW_GROUP;
+		int64_t r1 = task_start(total, i + 1, n) * QUANT_ROW_GROUP;
+		if (r1 > g->w->rows)
+			r1 = g->w->rows;
+		if (r0 >= r1)
+			return;
+		quant_matrix_mul(g->w, r0, r1, j->xact[0], j->xs[0], j->T, g->y, g->y_stride);
+		quant_matrix_mul(u->w, r0, r1, j->xact[1], j->xs[1], j->T, u->y, u->y_stride);
+		for (int t = 0; t < j->T; t++) {
+			float *gy = g->y + (size_t)t * (size_t)g->y_stride + r0;
+			const float *uy = u->y + (size_t)t * (size_t)u->y_stride + r0;
+			if (j->gelu)
+				quant_table_mul(gy, uy, r1 - r0, j->gelu, GELU_LO, GELU_HI);
+			else
+				quant_silu_mul(gy, uy, r1 - r0);
+		}
+		return;
+	}
 	const int64_t total = j->g_end[j->n_parts - 1];
-	int64_t g0 = total * i / n, g1 = total * (i + 1) / n;
+	int64_t g0 = task_start(total, i, n), g1 = task_start(total, i + 1, n);
 	int64_t base = 0;
 	for (int k = 0; k < j->n_parts && g0 < g1; k++) {
 		const int64_t end = j->g_end[k];
@@ -316,10 +365,11 @@ static size_t act_stride(const struct quant_matrix *w)
 	return (quant_matrix_act_bytes(w) + 63) & ~(size_t)63;
 }
 
-static void cpu_matmul(struct fwd *f, const struct mm_part *parts, int n_parts, const float *x, int T,
-		       int64_t x_stride)
+static void cpu_matmul_job(struct fwd *f, struct matmul_job *jp)
 {
-	struct matmul_job j = {.parts = parts, .n_parts = n_parts, .T = T, .x = x, .x_stride = x_stride};
+	struct matmul_job j = *jp;
+	const struct mm_part *parts = j.parts;
+	const int n_parts = j.n_parts, T = j.T;
 	int64_t groups = 0;
 	for (int k = 0; k < n_parts; k++) {
 		const struct quant_matrix *w = parts[k].w;
@@ -343,10 +393,33 @@ static void cpu_matmul(struct fwd *f, const struct mm_part *parts, int n_parts, 
 	else
 		pool_run_tasks(f->pool, quantize_task, &j, T * j.n_kinds < 64 ? T * j.n_kinds : 64);
 	/* a few tasks per thread, claimed dynamically, balance the load */
+	if (j.glu_gate)
+		groups = j.g_end[0];
 	int64_t tasks = (int64_t)pool_size(f->pool) * 4;
 	if (tasks > groups)
 		tasks = groups;
 	pool_run_tasks(f->pool, matmul_task, &j, (int)tasks);
+}
+
+static void cpu_matmul(struct fwd *f, const struct mm_part *parts, int n_parts, const float *x, int T,
+		       int64_t x_stride)
+{
+	struct matmul_job j = {.parts = parts, .n_parts = n_parts, .T = T, .x = x, .x_stride = x_stride};
+	cpu_matmul_job(f, &j);
+}
+
+/* gate = act(W_gate x) * (W_up x), one job */
+static void cpu_matmul_glu(struct fwd *f, const struct mm_part *gate_up, const float *x, int T,
+			   int64_t x_stride, bool gelu)
+{
+	struct matmul_job j = {.parts = gate_up, .n_parts = 2, .T = T, .x = x, .x_stride = x_stride,
+			       .glu_gate = gate_up[0].w->rows == gate_up[1].w->rows,
+			       .gelu = gelu ? f->mats->gelu : NULL};
+	cpu_matmul_job(f, &j);
+	if (!j.glu_gate)
+		for (int t = 0; t < T; t++)
+			cpu_glu(f, gate_up[0].y + (size_t)t * (size_t)gate_up[0].y_stride,
+				gate_up[1].y + (size_t)t * (size_t)gate_up[1].y_stride, gate_up[0].w->rows, gelu);
 }
 
 static void matmul1(struct fwd *f, const struct quant_matrix *w, const float *x, int T, int64_t x_stride,
@@ -462,6 +535,7 @@ static const struct backend cpu_be = {
 	.rope = cpu_rope,
 	.attention = cpu_attention,
 	.glu = cpu_glu,
+	.matmul_glu = cpu_matmul_glu,
 };
 
 /* ---- KV cache ------------------------------------------------------------ */
@@ -999,8 +1073,7 @@ static void eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t
 			}
 		} else {
 			const struct mm_part gu[2] = {{&L->w_gate, f->gate, F}, {&L->w_up, f->up, F}};
-			be->matmul(f, gu, 2, f->xn, T, E);
-			be->glu(f, f->gate, f->up, (int64_t)T * F, gelu);
+			be->matmul_glu(f, gu, f->xn, T, E, gelu);
 		}
 		matmul1(f, &L->w_down, f->gate, T, F, f->o, E);
 		for_tokens(&j, step_post_ffn);

@@ -36,7 +36,7 @@
  * Q4_K at 2/3 of the read bandwidth, and in a whole model (many small
  * matrices back to back) distances under 8 KiB measured slower. */
 #ifndef PFD
-#define PFD 8192
+#define PFD 4096
 #endif
 #define PREFETCH(p) _mm_prefetch((const char *)(p) + PFD, _MM_HINT_T0)
 #define API static __attribute__((target(TGT)))
