@@ -439,11 +439,79 @@ INL void tile_f16(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *x
 #define F16_TILE 8
 #endif
 
+/* Prefill: two row groups (32 rows) against NT tokens, 2*NT accumulators.
+ * Each broadcast activation feeds two FMAs and each converted weight
+ * vector NT of them, so the loop is bound by the FMA units rather than by
+ * loads (one group x 8 tokens needs a load per FMA). */
+INL void tile_f16x2(const int NT, const uint8_t *g0p, const uint8_t *g1p, int64_t nb, const uint8_t *x0,
+		    size_t xs, float *y, int64_t ys, __mmask16 mask1)
+{
+	__m512 a0[NT], a1[NT];
+	const float *x[NT];
+#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++) {
+		x[t] = (const float *)(const void *)(x0 + (size_t)t * xs);
+		a0[t] = a1[t] = _mm512_setzero_ps();
+	}
+	for (int64_t b = 0; b < nb; b++) {
+		const uint8_t *Q0 = g0p + (size_t)b * 1024, *Q1 = g1p + (size_t)b * 1024;
+#pragma GCC unroll 4
+		for (int k = 0; k < 32; k++) {
+			__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(Q0 + 32 * k)));
+			__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(Q1 + 32 * k)));
+#pragma GCC unroll 32
+			for (int t = 0; t < NT; t++) {
+				__m512 xv = _mm512_set1_ps(x[t][32 * b + k]);
+				a0[t] = _mm512_fmadd_ps(w0, xv, a0[t]);
+				a1[t] = _mm512_fmadd_ps(w1, xv, a1[t]);
+			}
+		}
+	}
+#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++) {
+		_mm512_storeu_ps(y + t * ys, a0[t]);
+		_mm512_mask_storeu_ps(y + t * ys + QUANT_ROW_GROUP, mask1, a1[t]);
+	}
+}
+
+#ifndef F16X2_TILE
+#define F16X2_TILE 12
+#endif
+
 API void pmul_f16(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t rows, int64_t cols,
 		  const void *xact, size_t xs, int64_t nt, float *y, int64_t ys)
 {
 	const int64_t nb = cols / 32;
-	for (int64_t g = g0; g < g1; g++) {
+	int64_t g = g0;
+	if (nt >= 4) {
+		/* pairs of full groups (the second may be the partial last one) */
+		for (; g + 1 < g1; g += 2) {
+			const uint8_t *grp = (const uint8_t *)packed + (size_t)g * gb;
+			const __mmask16 mask1 = row_mask(g + 1, rows);
+			float *yg = y + g * QUANT_ROW_GROUP;
+			const uint8_t *x = xact;
+			int64_t t = 0;
+#define F16X2_CALL(w) tile_f16x2(w, grp, grp + gb, nb, x + t * xs, xs, yg + t * ys, ys, mask1)
+			for (; t + F16X2_TILE <= nt; t += F16X2_TILE)
+				F16X2_CALL(F16X2_TILE);
+			switch (nt - t) {
+			case 11: F16X2_CALL(11); break;
+			case 10: F16X2_CALL(10); break;
+			case 9: F16X2_CALL(9); break;
+			case 8: F16X2_CALL(8); break;
+			case 7: F16X2_CALL(7); break;
+			case 6: F16X2_CALL(6); break;
+			case 5: F16X2_CALL(5); break;
+			case 4: F16X2_CALL(4); break;
+			case 3: F16X2_CALL(3); break;
+			case 2: F16X2_CALL(2); break;
+			case 1: F16X2_CALL(1); break;
+			default: break;
+			}
+#undef F16X2_CALL
+		}
+	}
+	for (; g < g1; g++) {
 		const uint8_t *grp = (const uint8_t *)packed + (size_t)g * gb;
 		const __mmask16 mask = row_mask(g, rows);
 		float *yg = y + g * QUANT_ROW_GROUP;

@@ -820,7 +820,7 @@ static void test_kernels(void)
 static void test_packed(uint32_t t, int64_t rows, int64_t n)
 {
 	size_t rb = row_bytes(t, n), ws = rb + 2;
-	const int64_t ntok = 15, ys = rows + 3;
+	const int64_t ntok = 27, ys = rows + 3;
 	uint8_t *wbuf = malloc(ws * (size_t)rows + 2), *back = malloc(rb);
 	float *x = malloc(sizeof(float) * (size_t)(n * ntok)), *wf = malloc((size_t)n * 4);
 	float *xq = malloc((size_t)n * 4), *ref = malloc(sizeof(float) * (size_t)(ys * ntok));
@@ -870,7 +870,7 @@ static void test_packed(uint32_t t, int64_t rows, int64_t n)
 			CHECK(quant_matrix_act_quantize(&m, x + k * n, mx + (size_t)k * xs) == 0, "act");
 		/* token counts covering every tile width; a range starting at a
 		 * later group and one ending before the last */
-		static const int64_t nts[] = { 1, 2, 3, 4, 5, 6, 7, 11, 14, 15 };
+		static const int64_t nts[] = { 1, 2, 3, 4, 5, 6, 7, 11, 14, 15, 23, 27 };
 		for (size_t i = 0; i < sizeof nts / sizeof nts[0]; i++) {
 			int64_t nt = nts[i];
 			int64_t r0 = rows > 16 ? 16 : 0, r1 = rows;
