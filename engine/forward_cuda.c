@@ -17,10 +17,16 @@
  * mirrors.  Keeping them in step is a cost, paid for a CPU pass that stays
  * as fast as it is.
  *
- * Decode (T = 1) runs one matrix-vector product per weight; prefill
- * (T > 1) runs the same token by token (a first version: no GEMM on
- * tensor cores yet), each token's residual row in its own slot of a
- * [max_batch][E] device buffer so the host copies happen once per batch.
+ * Decode (T = 1) runs one matrix-vector product per weight.  Prefill
+ * (T > 1) runs as batched work (layer_batch): every weight is dequantised
+ * into f16 tiles and multiplied with the f16 activations of all T tokens
+ * by cuBLAS GemmEx on the tensor cores, the small ops run over T rows, and
+ * attention is the tiled causal prefill kernel.  Where cuBLAS cannot be
+ * loaded, the head size has no prefill kernel, the batch buffers do not
+ * fit or TTYCHAT_CUDA_GEMM=0 (setup_batch says why), prefill runs the
+ * decode sequence token by token instead.  Either way each token's
+ * residual row has its own slot of a [max_batch][E] device buffer, so the
+ * host copies happen once per batch.
  *
  * KV cache: the host cache (struct kv_cache) stays the authoritative copy
  * of every layer.  The device keeps a mirror of the GPU layers (F16, n_ctx
@@ -127,6 +133,17 @@ struct fwd_cuda {
 	size_t stage_bytes;          /* for max_batch tokens */
 	uint64_t tag_clock, bound_tag;
 	uint32_t mirror_n;           /* rows of the bound cache in the mirror */
+	/* prefill (T > 1) as batched work, when cuBLAS and the prefill
+	 * attention kernel are usable (see batch_bytes) */
+	bool gemm;
+	char gemm_why[200];          /* why not ("" when gemm) */
+	struct cuda_buf batch;
+	uint16_t *bx16;              /* [max_batch][max(E, QD, F)] f16 activations */
+	float *bxn, *bq, *bk, *bv, *batt, *bo, *bgate, *bup, *bfused, *blogits;
+	void *tile;                  /* f16 tile of a dequantised weight */
+	size_t tile_bytes;
+	int logit_rows;              /* rows of blogits */
+	char mode[240];              /* fwd_cuda_prefill_mode()'s answer */
 	bool failed;
 	char err[256];
 };
@@ -161,6 +178,37 @@ static uint64_t vec_dev_bytes(const struct vec *v)
 	return v->data ? al((uint64_t)v->n * sizeof(float)) : 0;
 }
 
+/* Budget of the f16 tile a quantised weight is dequantised into for the
+ * prefill GEMM, and the most logit rows computed at once. */
+#define TILE_CAP (32 * MIB)
+#define LOGIT_ROWS 16
+
+static bool has_fused(const struct model *m)
+{
+	return m->hp.arch == ARCH_PHI3 || (m->hp.n_layer > 0 && m->layers[0].wqkv.data);
+}
+
+/* Device bytes of the batched (prefill) buffers: 0 for batches of 1. */
+static uint64_t batch_bytes(const struct model *m, int max_batch, bool output)
+{
+	const struct hparams *hp = &m->hp;
+	if (max_batch <= 1)
+		return 0;
+	const uint64_t B = (uint64_t)max_batch, E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
+	const uint64_t QD = (uint64_t)hp->n_head * hp->head_dim, KD = (uint64_t)hp->n_head_kv * hp->head_dim;
+	uint64_t w16 = E > QD ? E : QD;
+	w16 = w16 > F ? w16 : F;
+	uint64_t b = al(B * w16 * 2) + al(B * E * 4) + al(B * QD * 4) + 2 * al(B * KD * 4) + al(B * QD * 4) +
+		     al(B * E * 4) + 2 * al(B * F * 4) + al(TILE_CAP + (uint64_t)hp->n_ff * 2 + E * 2);
+	if (has_fused(m)) {
+		const uint64_t fw = 2 * F > QD + 2 * KD ? 2 * F : QD + 2 * KD;
+		b += al(B * fw * 4);
+	}
+	if (output)
+		b += al((uint64_t)(max_batch < LOGIT_ROWS ? max_batch : LOGIT_ROWS) * V * 4);
+	return b;
+}
+
 /* Device bytes of the scratch for N layers. */
 static uint64_t scratch_bytes(const struct model *m, uint32_t n_ctx, int max_batch, uint32_t n, bool output)
 {
@@ -192,7 +240,8 @@ static uint64_t layer_bytes(const struct model *m, uint32_t il, uint32_t n_ctx)
 static uint64_t need_bytes(const struct model *m, uint32_t n_ctx, int max_batch, uint32_t n)
 {
 	const bool output = n == m->hp.n_layer;
-	uint64_t b = scratch_bytes(m, n_ctx, max_batch, n, output) + vec_dev_bytes(&m->rope_freqs);
+	uint64_t b = scratch_bytes(m, n_ctx, max_batch, n, output) + batch_bytes(m, max_batch, output) +
+		     vec_dev_bytes(&m->rope_freqs);
 	for (uint32_t il = 0; il < n; il++)
 		b += layer_bytes(m, il, n_ctx);
 	if (output)
@@ -303,6 +352,7 @@ static void fc_free_buffers(struct fwd_cuda *fc)
 	cuda_weight_free(fc->ctx, &fc->output);
 	cuda_buf_free(fc->ctx, &fc->vecs);
 	cuda_buf_free(fc->ctx, &fc->scratch);
+	cuda_buf_free(fc->ctx, &fc->batch);
 }
 
 static void fc_free(struct fwd_cuda *fc)
@@ -398,6 +448,76 @@ static int upload_weight(cuda_ctx *c, struct cuda_weight *dst, const struct weig
 	return cuda_weight_upload(c, dst, w->type, w->rows, w->cols, w->data, w->row_bytes);
 }
 
+/* The batched prefill: cuBLAS, the prefill attention kernel and the
+ * buffers of batch_bytes().  Without any of them (gemm_why says why)
+ * prefill runs token by token; attaching does not fail for it. */
+static void setup_batch(struct fwd_cuda *fc, const struct model *m, int max_batch)
+{
+	const struct hparams *hp = &m->hp;
+	const bool output = fc->n == hp->n_layer;
+	fc->gemm = false;
+	if (max_batch <= 1) {
+		snprintf(fc->gemm_why, sizeof fc->gemm_why, "batches of one token");
+		return;
+	}
+	const char *env = getenv("TTYCHAT_CUDA_GEMM");
+	if (env && strcmp(env, "0") == 0) {
+		snprintf(fc->gemm_why, sizeof fc->gemm_why, "turned off by TTYCHAT_CUDA_GEMM=0");
+		return;
+	}
+	if (!cuda_attn_prefill_supported((int)hp->n_head, (int)hp->n_head_kv, (int)hp->head_dim, GGML_TYPE_F16)) {
+		snprintf(fc->gemm_why, sizeof fc->gemm_why, "no prefill attention kernel for head size %u", hp->head_dim);
+		return;
+	}
+	if (cuda_gemm_available(fc->ctx) != 0) {
+		snprintf(fc->gemm_why, sizeof fc->gemm_why, "%s", cuda_ctx_error(fc->ctx));
+		return;
+	}
+	/* the tile: a TILE_CAP share of the widest weight's rows */
+	size_t tile = 0;
+	for (uint32_t il = 0; il < fc->n; il++) {
+		const struct fc_layer *L = &fc->L[il];
+		const struct cuda_weight *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down};
+		for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+			const size_t t = w[i]->buf.ptr ? cuda_gemm_tile_bytes(w[i], TILE_CAP) : 0;
+			tile = t > tile ? t : tile;
+		}
+	}
+	if (output) {
+		const size_t t = cuda_gemm_tile_bytes(&fc->output, TILE_CAP);
+		tile = t > tile ? t : tile;
+	}
+	const uint64_t B = (uint64_t)max_batch, E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
+	const uint64_t QD = (uint64_t)hp->n_head * hp->head_dim, KD = (uint64_t)hp->n_head_kv * hp->head_dim;
+	uint64_t w16 = E > QD ? E : QD;
+	w16 = w16 > F ? w16 : F;
+	const uint64_t fw = has_fused(m) ? (2 * F > QD + 2 * KD ? 2 * F : QD + 2 * KD) : 0;
+	fc->logit_rows = output ? (max_batch < LOGIT_ROWS ? max_batch : LOGIT_ROWS) : 0;
+	const uint64_t total = al(B * w16 * 2) + al(B * E * 4) + al(B * QD * 4) + 2 * al(B * KD * 4) +
+			       al(B * QD * 4) + al(B * E * 4) + 2 * al(B * F * 4) + al(tile) + al(B * fw * 4) +
+			       al((uint64_t)fc->logit_rows * V * 4);
+	if (cuda_buf_alloc(fc->ctx, &fc->batch, (size_t)total, CUDA_MEM_SCRATCH) != 0) {
+		snprintf(fc->gemm_why, sizeof fc->gemm_why, "%s", cuda_ctx_error(fc->ctx));
+		return;
+	}
+	uint64_t off = 0;
+	fc->bx16 = carve(&fc->batch, &off, B * w16 * 2);
+	fc->bxn = carve(&fc->batch, &off, B * E * 4);
+	fc->bq = carve(&fc->batch, &off, B * QD * 4);
+	fc->bk = carve(&fc->batch, &off, B * KD * 4);
+	fc->bv = carve(&fc->batch, &off, B * KD * 4);
+	fc->batt = carve(&fc->batch, &off, B * QD * 4);
+	fc->bo = carve(&fc->batch, &off, B * E * 4);
+	fc->bgate = carve(&fc->batch, &off, B * F * 4);
+	fc->bup = carve(&fc->batch, &off, B * F * 4);
+	fc->tile = tile ? carve(&fc->batch, &off, tile) : NULL;
+	fc->tile_bytes = tile;
+	fc->bfused = fw ? carve(&fc->batch, &off, B * fw * 4) : NULL;
+	fc->blogits = fc->logit_rows ? carve(&fc->batch, &off, (uint64_t)fc->logit_rows * V * 4) : NULL;
+	fc->gemm_why[0] = '\0';
+	fc->gemm = true;
+}
+
 int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 {
 	const struct model *m = f->m;
@@ -485,6 +605,7 @@ int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 		fc_free(fc);
 		return to_engine_status(rc);
 	}
+	setup_batch(fc, m, f->max_batch);
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	/* tags of different attachments never meet */
@@ -622,6 +743,128 @@ static int layer_step(struct fwd *f, uint32_t il, float *x, uint32_t pos, int t_
 	return 0;
 }
 
+/* x16 = f16(x) for N floats, then y[t] = W x16[t] for T tokens. */
+static int gemm_f32(struct fwd *f, const struct cuda_weight *w, const float *x, int T, float *y)
+{
+	struct fwd_cuda *fc = f->cuda;
+	CK(cuda_f32_to_f16(fc->ctx, fc->bx16, x, (int64_t)T * w->cols));
+	CK(cuda_gemm(fc->ctx, w, fc->bx16, T, y, fc->tile, fc->tile_bytes));
+	return 0;
+}
+
+#define GEMM(w, x, y)                                            \
+	do {                                                     \
+		int rc_ = gemm_f32(f, (w), (x), T, (y));         \
+		if (rc_)                                         \
+			return rc_;                              \
+	} while (0)
+
+/* One layer for the T tokens of the batch (residual rows at fc->x) at
+ * positions pos0 .. pos0+T-1: layer_step's sequence with a GEMM per
+ * weight, the small ops over T rows and the prefill attention kernel. */
+static int layer_batch(struct fwd *f, uint32_t il, uint32_t pos0, int T)
+{
+	struct fwd_cuda *fc = f->cuda;
+	cuda_ctx *c = fc->ctx;
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	const struct layer *l = &m->layers[il];
+	const struct fc_layer *L = &fc->L[il];
+	const int64_t E = hp->n_embd, F = hp->n_ff, D = hp->head_dim;
+	const int64_t QD = (int64_t)hp->n_head * D, KD = (int64_t)hp->n_head_kv * D;
+	float *x = fc->x;
+
+	/* xn = attn_norm(x), [T][E] */
+	CK(cuda_rmsnorm(c, fc->bxn, x, L->attn_norm, T, E, hp->norm_eps));
+	if (L->wqkv.buf.ptr) {
+		/* phi3: [T][QD + 2 KD] split into q, k, v */
+		const size_t fs = (size_t)(QD + 2 * KD) * 4;
+		GEMM(&L->wqkv, fc->bxn, fc->bfused);
+		CK(cuda_copy2d(c, fc->bq, (size_t)QD * 4, fc->bfused, fs, (size_t)QD * 4, (size_t)T));
+		CK(cuda_copy2d(c, fc->bk, (size_t)KD * 4, fc->bfused + QD, fs, (size_t)KD * 4, (size_t)T));
+		CK(cuda_copy2d(c, fc->bv, (size_t)KD * 4, fc->bfused + QD + KD, fs, (size_t)KD * 4, (size_t)T));
+	} else {
+		GEMM(&L->wq, fc->bxn, fc->bq);
+		GEMM(&L->wk, fc->bxn, fc->bk);
+		GEMM(&L->wv, fc->bxn, fc->bv);
+	}
+	if (L->bq)
+		CK(cuda_add_rows(c, fc->bq, L->bq, T, QD));
+	if (L->bk)
+		CK(cuda_add_rows(c, fc->bk, L->bk, T, KD));
+	if (L->bv)
+		CK(cuda_add_rows(c, fc->bv, L->bv, T, KD));
+	if (L->q_norm) {
+		CK(cuda_rmsnorm(c, fc->bq, fc->bq, L->q_norm, (int64_t)T * hp->n_head, D, hp->norm_eps));
+		CK(cuda_rmsnorm(c, fc->bk, fc->bk, L->k_norm, (int64_t)T * hp->n_head_kv, D, hp->norm_eps));
+	}
+	const enum cuda_rope_style rs = hp->rope_style == ROPE_NEOX ? CUDA_ROPE_NEOX : CUDA_ROPE_NORM;
+	CK(cuda_rope(c, fc->bq, T, (int)hp->n_head, (int)D, (int)hp->n_rot, pos0, l->rope_base, hp->rope_scale,
+		     fc->rope_freqs, rs));
+	CK(cuda_rope(c, fc->bk, T, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos0, l->rope_base, hp->rope_scale,
+		     fc->rope_freqs, rs));
+	/* the T new rows into the mirror and the staging rows */
+	uint16_t *sk = fc->stage + ((size_t)il * 2) * (size_t)T * (size_t)KD;
+	uint16_t *sv = fc->stage + ((size_t)il * 2 + 1) * (size_t)T * (size_t)KD;
+	CK(cuda_f32_to_f16(c, (uint16_t *)L->k.ptr + (size_t)pos0 * (size_t)KD, fc->bk, T * KD));
+	CK(cuda_f32_to_f16(c, (uint16_t *)L->v.ptr + (size_t)pos0 * (size_t)KD, fc->bv, T * KD));
+	CK(cuda_f32_to_f16(c, sk, fc->bk, T * KD));
+	CK(cuda_f32_to_f16(c, sv, fc->bv, T * KD));
+	struct cuda_attn_prefill_args a = {
+		.q = fc->bq, .k = L->k.ptr, .v = L->v.ptr, .kv_type = GGML_TYPE_F16,
+		.n_head = (int)hp->n_head, .n_head_kv = (int)hp->n_head_kv, .head_dim = (int)D,
+		.pos0 = pos0, .n_tok = T, .window = l->swa ? hp->n_swa : 0, .scale = hp->attn_scale,
+		.out = fc->batt,
+	};
+	CK(cuda_attn_prefill(c, &a));
+	GEMM(&L->wo, fc->batt, fc->bo);
+	if (L->attn_post_norm)
+		CK(cuda_rmsnorm(c, fc->bo, fc->bo, L->attn_post_norm, T, E, hp->norm_eps));
+	CK(cuda_add(c, x, fc->bo, T * E));
+	CK(cuda_rmsnorm(c, fc->bxn, x, L->ffn_norm, T, E, hp->norm_eps));
+	if (hp->arch == ARCH_PHI3) {
+		/* [T][gate | up] */
+		GEMM(&L->w_up, fc->bxn, fc->bfused);
+		CK(cuda_copy2d(c, fc->bgate, (size_t)F * 4, fc->bfused, (size_t)F * 8, (size_t)F * 4, (size_t)T));
+		CK(cuda_copy2d(c, fc->bup, (size_t)F * 4, fc->bfused + F, (size_t)F * 8, (size_t)F * 4, (size_t)T));
+		CK(cuda_glu(c, fc->bgate, fc->bup, T * F, CUDA_ACT_SILU));
+	} else {
+		GEMM(&L->w_gate, fc->bxn, fc->bgate);
+		GEMM(&L->w_up, fc->bxn, fc->bup);
+		CK(cuda_glu(c, fc->bgate, fc->bup, T * F, hp->arch == ARCH_GEMMA3 ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU));
+	}
+	GEMM(&L->w_down, fc->bgate, fc->bo);
+	if (L->ffn_post_norm)
+		CK(cuda_rmsnorm(c, fc->bo, fc->bo, L->ffn_post_norm, T, E, hp->norm_eps));
+	CK(cuda_add(c, x, fc->bo, T * E));
+	return 0;
+}
+
+/* The logits of tokens FIRST .. T-1 of the batch into f->logits: one
+ * matvec for a single row, GEMMs of up to logit_rows rows otherwise. */
+static int logits_batch(struct fwd *f, int first, int T)
+{
+	struct fwd_cuda *fc = f->cuda;
+	const struct hparams *hp = &f->m->hp;
+	const int64_t E = hp->n_embd, V = hp->n_vocab;
+	if (T - first == 1) {
+		float *x = fc->x + (size_t)first * (size_t)E;
+		CK(cuda_rmsnorm(fc->ctx, fc->xn, x, fc->output_norm, 1, E, hp->norm_eps));
+		CK(cuda_matvec(fc->ctx, &fc->output, fc->xn, fc->logits));
+		CK(cuda_download(fc->ctx, f->logits, fc->logits, (size_t)V * sizeof(float)));
+		return 0;
+	}
+	for (int t0 = first; t0 < T; t0 += fc->logit_rows) {
+		const int n = T - t0 < fc->logit_rows ? T - t0 : fc->logit_rows;
+		CK(cuda_rmsnorm(fc->ctx, fc->bxn, fc->x + (size_t)t0 * (size_t)E, fc->output_norm, n, E, hp->norm_eps));
+		CK(cuda_f32_to_f16(fc->ctx, fc->bx16, fc->bxn, (int64_t)n * E));
+		CK(cuda_gemm(fc->ctx, &fc->output, fc->bx16, n, fc->blogits, fc->tile, fc->tile_bytes));
+		CK(cuda_download(fc->ctx, f->logits + (size_t)(t0 - first) * (size_t)V, fc->blogits,
+				 (size_t)n * (size_t)V * sizeof(float)));
+	}
+	return 0;
+}
+
 int fwd_cuda_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, bool all_logits)
 {
 	struct fwd_cuda *fc = f->cuda;
@@ -650,7 +893,14 @@ int fwd_cuda_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int
 	CK(cuda_upload(fc->ctx, fc->x, f->x, (size_t)T * (size_t)E * sizeof(float)));
 
 	const int first = all_logits ? 0 : T - 1;
-	for (int t = 0; t < T; t++) {
+	if (T > 1 && fc->gemm) {
+		for (uint32_t il = 0; il < fc->n; il++)
+			if ((rc = layer_batch(f, il, pos0, T)) != 0)
+				return rc;
+		if (fc->logits && (rc = logits_batch(f, first, T)) != 0)
+			return rc;
+	}
+	for (int t = 0; t < T && !(T > 1 && fc->gemm); t++) {
 		float *x = fc->x + (size_t)t * (size_t)E;
 		for (uint32_t il = 0; il < fc->n; il++)
 			if ((rc = layer_step(f, il, x, pos0 + (uint32_t)t, t, T)) != 0)
@@ -688,6 +938,17 @@ const char *fwd_cuda_error(const struct fwd *f)
 	return f->cuda ? f->cuda->err : "";
 }
 
+const char *fwd_cuda_prefill_mode(const struct fwd *f)
+{
+	struct fwd_cuda *fc = f->cuda;
+	if (!fc)
+		return "";
+	if (fc->gemm)
+		return "gemm";
+	snprintf(fc->mode, sizeof fc->mode, "token by token (%s)", fc->gemm_why);
+	return fc->mode;
+}
+
 void fwd_cuda_usage(struct fwd *f, uint64_t *total, uint64_t *free_bytes, uint64_t *ours)
 {
 	*total = *free_bytes = *ours = 0;
@@ -710,6 +971,76 @@ void fwd_cuda_plan(const struct model *m, uint32_t n_ctx, int max_batch, uint32_
 	snprintf(p->why, sizeof p->why, "no CUDA device: this ttychat was built without CUDA (configure found no nvcc)");
 }
 
+/* The batched prefill: cuBLAS, the prefill attention kernel and the
+ * buffers of batch_bytes().  Without any of them (gemm_why says why)
+ * prefill runs token by token; attaching does not fail for it. */
+static void setup_batch(struct fwd_cuda *fc, const struct model *m, int max_batch)
+{
+	const struct hparams *hp = &m->hp;
+	const bool output = fc->n == hp->n_layer;
+	fc->gemm = false;
+	if (max_batch <= 1) {
+		snprintf(fc->gemm_why, sizeof fc->gemm_why, "batches of one token");
+		return;
+	}
+	const char *env = getenv("TTYCHAT_CUDA_GEMM");
+	if (env && strcmp(env, "0") == 0) {
+		snprintf(fc->gemm_why, sizeof fc->gemm_why, "turned off by TTYCHAT_CUDA_GEMM=0");
+		return;
+	}
+	if (!cuda_attn_prefill_supported((int)hp->n_head, (int)hp->n_head_kv, (int)hp->head_dim, GGML_TYPE_F16)) {
+		snprintf(fc->gemm_why, sizeof fc->gemm_why, "no prefill attention kernel for head size %u", hp->head_dim);
+		return;
+	}
+	if (cuda_gemm_available(fc->ctx) != 0) {
+		snprintf(fc->gemm_why, sizeof fc->gemm_why, "%s", cuda_ctx_error(fc->ctx));
+		return;
+	}
+	/* the tile: a TILE_CAP share of the widest weight's rows */
+	size_t tile = 0;
+	for (uint32_t il = 0; il < fc->n; il++) {
+		const struct fc_layer *L = &fc->L[il];
+		const struct cuda_weight *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down};
+		for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+			const size_t t = w[i]->buf.ptr ? cuda_gemm_tile_bytes(w[i], TILE_CAP) : 0;
+			tile = t > tile ? t : tile;
+		}
+	}
+	if (output) {
+		const size_t t = cuda_gemm_tile_bytes(&fc->output, TILE_CAP);
+		tile = t > tile ? t : tile;
+	}
+	const uint64_t B = (uint64_t)max_batch, E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
+	const uint64_t QD = (uint64_t)hp->n_head * hp->head_dim, KD = (uint64_t)hp->n_head_kv * hp->head_dim;
+	uint64_t w16 = E > QD ? E : QD;
+	w16 = w16 > F ? w16 : F;
+	const uint64_t fw = has_fused(m) ? (2 * F > QD + 2 * KD ? 2 * F : QD + 2 * KD) : 0;
+	fc->logit_rows = output ? (max_batch < LOGIT_ROWS ? max_batch : LOGIT_ROWS) : 0;
+	const uint64_t total = al(B * w16 * 2) + al(B * E * 4) + al(B * QD * 4) + 2 * al(B * KD * 4) +
+			       al(B * QD * 4) + al(B * E * 4) + 2 * al(B * F * 4) + al(tile) + al(B * fw * 4) +
+			       al((uint64_t)fc->logit_rows * V * 4);
+	if (cuda_buf_alloc(fc->ctx, &fc->batch, (size_t)total, CUDA_MEM_SCRATCH) != 0) {
+		snprintf(fc->gemm_why, sizeof fc->gemm_why, "%s", cuda_ctx_error(fc->ctx));
+		return;
+	}
+	uint64_t off = 0;
+	fc->bx16 = carve(&fc->batch, &off, B * w16 * 2);
+	fc->bxn = carve(&fc->batch, &off, B * E * 4);
+	fc->bq = carve(&fc->batch, &off, B * QD * 4);
+	fc->bk = carve(&fc->batch, &off, B * KD * 4);
+	fc->bv = carve(&fc->batch, &off, B * KD * 4);
+	fc->batt = carve(&fc->batch, &off, B * QD * 4);
+	fc->bo = carve(&fc->batch, &off, B * E * 4);
+	fc->bgate = carve(&fc->batch, &off, B * F * 4);
+	fc->bup = carve(&fc->batch, &off, B * F * 4);
+	fc->tile = tile ? carve(&fc->batch, &off, tile) : NULL;
+	fc->tile_bytes = tile;
+	fc->bfused = fw ? carve(&fc->batch, &off, B * fw * 4) : NULL;
+	fc->blogits = fc->logit_rows ? carve(&fc->batch, &off, (uint64_t)fc->logit_rows * V * 4) : NULL;
+	fc->gemm_why[0] = '\0';
+	fc->gemm = true;
+}
+
 int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 {
 	(void)f;
@@ -721,6 +1052,128 @@ int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 void fwd_cuda_detach(struct fwd *f)
 {
 	f->cuda = NULL;
+}
+
+/* x16 = f16(x) for N floats, then y[t] = W x16[t] for T tokens. */
+static int gemm_f32(struct fwd *f, const struct cuda_weight *w, const float *x, int T, float *y)
+{
+	struct fwd_cuda *fc = f->cuda;
+	CK(cuda_f32_to_f16(fc->ctx, fc->bx16, x, (int64_t)T * w->cols));
+	CK(cuda_gemm(fc->ctx, w, fc->bx16, T, y, fc->tile, fc->tile_bytes));
+	return 0;
+}
+
+#define GEMM(w, x, y)                                            \
+	do {                                                     \
+		int rc_ = gemm_f32(f, (w), (x), T, (y));         \
+		if (rc_)                                         \
+			return rc_;                              \
+	} while (0)
+
+/* One layer for the T tokens of the batch (residual rows at fc->x) at
+ * positions pos0 .. pos0+T-1: layer_step's sequence with a GEMM per
+ * weight, the small ops over T rows and the prefill attention kernel. */
+static int layer_batch(struct fwd *f, uint32_t il, uint32_t pos0, int T)
+{
+	struct fwd_cuda *fc = f->cuda;
+	cuda_ctx *c = fc->ctx;
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	const struct layer *l = &m->layers[il];
+	const struct fc_layer *L = &fc->L[il];
+	const int64_t E = hp->n_embd, F = hp->n_ff, D = hp->head_dim;
+	const int64_t QD = (int64_t)hp->n_head * D, KD = (int64_t)hp->n_head_kv * D;
+	float *x = fc->x;
+
+	/* xn = attn_norm(x), [T][E] */
+	CK(cuda_rmsnorm(c, fc->bxn, x, L->attn_norm, T, E, hp->norm_eps));
+	if (L->wqkv.buf.ptr) {
+		/* phi3: [T][QD + 2 KD] split into q, k, v */
+		const size_t fs = (size_t)(QD + 2 * KD) * 4;
+		GEMM(&L->wqkv, fc->bxn, fc->bfused);
+		CK(cuda_copy2d(c, fc->bq, (size_t)QD * 4, fc->bfused, fs, (size_t)QD * 4, (size_t)T));
+		CK(cuda_copy2d(c, fc->bk, (size_t)KD * 4, fc->bfused + QD, fs, (size_t)KD * 4, (size_t)T));
+		CK(cuda_copy2d(c, fc->bv, (size_t)KD * 4, fc->bfused + QD + KD, fs, (size_t)KD * 4, (size_t)T));
+	} else {
+		GEMM(&L->wq, fc->bxn, fc->bq);
+		GEMM(&L->wk, fc->bxn, fc->bk);
+		GEMM(&L->wv, fc->bxn, fc->bv);
+	}
+	if (L->bq)
+		CK(cuda_add_rows(c, fc->bq, L->bq, T, QD));
+	if (L->bk)
+		CK(cuda_add_rows(c, fc->bk, L->bk, T, KD));
+	if (L->bv)
+		CK(cuda_add_rows(c, fc->bv, L->bv, T, KD));
+	if (L->q_norm) {
+		CK(cuda_rmsnorm(c, fc->bq, fc->bq, L->q_norm, (int64_t)T * hp->n_head, D, hp->norm_eps));
+		CK(cuda_rmsnorm(c, fc->bk, fc->bk, L->k_norm, (int64_t)T * hp->n_head_kv, D, hp->norm_eps));
+	}
+	const enum cuda_rope_style rs = hp->rope_style == ROPE_NEOX ? CUDA_ROPE_NEOX : CUDA_ROPE_NORM;
+	CK(cuda_rope(c, fc->bq, T, (int)hp->n_head, (int)D, (int)hp->n_rot, pos0, l->rope_base, hp->rope_scale,
+		     fc->rope_freqs, rs));
+	CK(cuda_rope(c, fc->bk, T, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos0, l->rope_base, hp->rope_scale,
+		     fc->rope_freqs, rs));
+	/* the T new rows into the mirror and the staging rows */
+	uint16_t *sk = fc->stage + ((size_t)il * 2) * (size_t)T * (size_t)KD;
+	uint16_t *sv = fc->stage + ((size_t)il * 2 + 1) * (size_t)T * (size_t)KD;
+	CK(cuda_f32_to_f16(c, (uint16_t *)L->k.ptr + (size_t)pos0 * (size_t)KD, fc->bk, T * KD));
+	CK(cuda_f32_to_f16(c, (uint16_t *)L->v.ptr + (size_t)pos0 * (size_t)KD, fc->bv, T * KD));
+	CK(cuda_f32_to_f16(c, sk, fc->bk, T * KD));
+	CK(cuda_f32_to_f16(c, sv, fc->bv, T * KD));
+	struct cuda_attn_prefill_args a = {
+		.q = fc->bq, .k = L->k.ptr, .v = L->v.ptr, .kv_type = GGML_TYPE_F16,
+		.n_head = (int)hp->n_head, .n_head_kv = (int)hp->n_head_kv, .head_dim = (int)D,
+		.pos0 = pos0, .n_tok = T, .window = l->swa ? hp->n_swa : 0, .scale = hp->attn_scale,
+		.out = fc->batt,
+	};
+	CK(cuda_attn_prefill(c, &a));
+	GEMM(&L->wo, fc->batt, fc->bo);
+	if (L->attn_post_norm)
+		CK(cuda_rmsnorm(c, fc->bo, fc->bo, L->attn_post_norm, T, E, hp->norm_eps));
+	CK(cuda_add(c, x, fc->bo, T * E));
+	CK(cuda_rmsnorm(c, fc->bxn, x, L->ffn_norm, T, E, hp->norm_eps));
+	if (hp->arch == ARCH_PHI3) {
+		/* [T][gate | up] */
+		GEMM(&L->w_up, fc->bxn, fc->bfused);
+		CK(cuda_copy2d(c, fc->bgate, (size_t)F * 4, fc->bfused, (size_t)F * 8, (size_t)F * 4, (size_t)T));
+		CK(cuda_copy2d(c, fc->bup, (size_t)F * 4, fc->bfused + F, (size_t)F * 8, (size_t)F * 4, (size_t)T));
+		CK(cuda_glu(c, fc->bgate, fc->bup, T * F, CUDA_ACT_SILU));
+	} else {
+		GEMM(&L->w_gate, fc->bxn, fc->bgate);
+		GEMM(&L->w_up, fc->bxn, fc->bup);
+		CK(cuda_glu(c, fc->bgate, fc->bup, T * F, hp->arch == ARCH_GEMMA3 ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU));
+	}
+	GEMM(&L->w_down, fc->bgate, fc->bo);
+	if (L->ffn_post_norm)
+		CK(cuda_rmsnorm(c, fc->bo, fc->bo, L->ffn_post_norm, T, E, hp->norm_eps));
+	CK(cuda_add(c, x, fc->bo, T * E));
+	return 0;
+}
+
+/* The logits of tokens FIRST .. T-1 of the batch into f->logits: one
+ * matvec for a single row, GEMMs of up to logit_rows rows otherwise. */
+static int logits_batch(struct fwd *f, int first, int T)
+{
+	struct fwd_cuda *fc = f->cuda;
+	const struct hparams *hp = &f->m->hp;
+	const int64_t E = hp->n_embd, V = hp->n_vocab;
+	if (T - first == 1) {
+		float *x = fc->x + (size_t)first * (size_t)E;
+		CK(cuda_rmsnorm(fc->ctx, fc->xn, x, fc->output_norm, 1, E, hp->norm_eps));
+		CK(cuda_matvec(fc->ctx, &fc->output, fc->xn, fc->logits));
+		CK(cuda_download(fc->ctx, f->logits, fc->logits, (size_t)V * sizeof(float)));
+		return 0;
+	}
+	for (int t0 = first; t0 < T; t0 += fc->logit_rows) {
+		const int n = T - t0 < fc->logit_rows ? T - t0 : fc->logit_rows;
+		CK(cuda_rmsnorm(fc->ctx, fc->bxn, fc->x + (size_t)t0 * (size_t)E, fc->output_norm, n, E, hp->norm_eps));
+		CK(cuda_f32_to_f16(fc->ctx, fc->bx16, fc->bxn, (int64_t)n * E));
+		CK(cuda_gemm(fc->ctx, &fc->output, fc->bx16, n, fc->blogits, fc->tile, fc->tile_bytes));
+		CK(cuda_download(fc->ctx, f->logits + (size_t)(t0 - first) * (size_t)V, fc->blogits,
+				 (size_t)n * (size_t)V * sizeof(float)));
+	}
+	return 0;
 }
 
 int fwd_cuda_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, bool all_logits)
@@ -739,6 +1192,12 @@ const char *fwd_cuda_error(const struct fwd *f)
 {
 	(void)f;
 	return "built without CUDA";
+}
+
+const char *fwd_cuda_prefill_mode(const struct fwd *f)
+{
+	(void)f;
+	return "";
 }
 
 void fwd_cuda_usage(struct fwd *f, uint64_t *total, uint64_t *free_bytes, uint64_t *ours)

@@ -77,11 +77,15 @@ void fwd_cuda_detach(struct fwd *f);
  * their K/V rows to the device mirror and to the host cache, and leaves
  * the residual stream in f->x, or (all layers on the GPU) the logits in
  * f->logits (of every token with all_logits, else the last).  Does not
- * touch kv->n or kv->tokens.  Prefill runs token by token (a first
- * version: matrix-vector products, no GEMM).  A failure marks the device
+ * touch kv->n or kv->tokens.  Prefill runs as batched GEMMs where cuBLAS
+ * is usable, else token by token (fwd_cuda_prefill_mode()).  A failure
+ * marks the device
  * part failed (fwd_cuda_failed) with its message in fwd_cuda_error(). */
 int fwd_cuda_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, bool all_logits);
 bool fwd_cuda_failed(const struct fwd *f);
+/* How prefill (T > 1) runs: "gemm" (batched, cuBLAS) or "token by token
+ * (REASON)"; "" when nothing is attached. */
+const char *fwd_cuda_prefill_mode(const struct fwd *f);
 const char *fwd_cuda_error(const struct fwd *f);
 
 /* Device memory: the whole device's total and free bytes (cudaMemGetInfo)

@@ -13,7 +13,9 @@
 #   - nvcc said nothing while compiling it (X.o.log is empty: warning-free);
 #   - the object's fat binary holds SASS for each code=sm_XX and PTX for
 #     each code=compute_XX of CUDA_ARCH_FLAGS (read with objcopy and python3,
-#     since the toolkit may come without cuobjdump).
+#     since the toolkit may come without cuobjdump);
+#   - ttychat needs no CUDA library to start (none among its NEEDED
+#     entries: the runtime is static and cuBLAS is loaded with dlopen()).
 # Skips (77) in a build configured without nvcc.
 set -u
 
@@ -128,6 +130,18 @@ for rel in $CUDA_SRCS; do
 		if printf '%s\n' "$images" | grep -qx "ptx $a"; then ok; else bad "$obj has no PTX for $a"; fi
 	done
 done
+
+# 5. the binary starts without a GPU stack: no CUDA library among its
+# dynamic dependencies (the runtime is static, cuBLAS is dlopen()ed)
+bin="$builddir/ttychat"
+if [ -x "$bin" ] && command -v readelf >/dev/null 2>&1; then
+	needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+	if printf '%s\n' "$needed" | grep -Eq '^lib(cuda|cudart|cublas|cublasLt)\.'; then
+		bad "$bin links a CUDA library dynamically:" $needed
+	else
+		ok
+	fi
+fi
 
 echo "CUDA objects: $(echo $CUDA_SRCS | wc -w), SASS: $(echo $sass), PTX: $(echo $ptx)"
 echo "$pass passed, $fail failed"

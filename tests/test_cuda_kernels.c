@@ -25,6 +25,13 @@
  *              |o - ref| <= 1e-5 * sum_p w_p |v_p| + 1e-6; against the CPU
  *              engine's formula (f16-rounded weights) additionally
  *              sum_p |f16(w_p) - w_p| |v_p|, computed per output
+ *   dequant to f16 (prefill)        bit-identical to f16(CPU value)
+ *   gemm (cuBLAS, f16 x f16 -> f32) |y - ref| <= k 2^-23 sum_j |w_j x_j|
+ *              against a double sum of the same f16 operands (k = cols;
+ *              worst case of a truncating f32 sum); tile splits exact
+ *   prefill attention  as decode attention, per token and head, with the
+ *              causal limit and the window
+ *   add_rows, copy2d                 bit-identical
  * Shapes: rows 1, 7, 37, 129, 300; columns 1, 33, 1001 (float types),
  * 32 .. 2080 (32-blocks, 1 to 65 blocks so lanes get 0, 1 or 3 units),
  * 256 .. 4096 (K-quants); heads of 64, 80, 128, 256 dims, groups of 1 to
@@ -590,6 +597,328 @@ static void test_attention(cuda_ctx *c, struct rng *r)
 	test_attn_case(c, r, 14, 2, 64, 0, 70000);   /* hundreds of chunks */
 }
 
+/* ---- prefill: dequantisation to f16, GEMM, bias rows, 2-D copies ------------------------------------- */
+
+/* Every type, odd shapes: the f16 rows are the CPU's f32 values rounded
+ * to nearest even, bit for bit. */
+static void test_dequant_f16(cuda_ctx *c, struct rng *r)
+{
+	static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q4_0,
+					 GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0,
+					 GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
+	for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+		const uint32_t type = types[t];
+		const int64_t bs = ggml_type_block_size(type);
+		const int64_t rows = 37, cols = bs == 1 ? 1001 : bs * (bs == 256 ? 3 : 33);
+		const size_t rb = ggml_row_bytes(type, (uint64_t)cols), stride = rb + 6;
+		uint8_t *w = xmalloc(stride * (size_t)rows);
+		float *deq = xmalloc(sizeof(float) * (size_t)cols);
+		uint16_t *got = xmalloc(2 * (size_t)(rows * cols));
+		struct cuda_weight dw = {0};
+		struct cuda_buf out = {0};
+		make_weight(r, type, rows, cols, w, stride, 1);
+		if (cuda_weight_upload(c, &dw, type, rows, cols, w, stride) != 0 ||
+		    cuda_buf_alloc(c, &out, 2 * (size_t)(rows * cols), CUDA_MEM_SCRATCH) != 0) {
+			CHECK(0, "dequant_f16 %s: %s", ggml_type_name(type), cuda_ctx_error(c));
+			goto next;
+		}
+		const int64_t row0 = 5, nr = rows - 5;
+		int rc = cuda_dequant_f16(c, &dw, row0, nr, out.ptr);
+		CHECK(rc == 0, "cuda_dequant_f16 %s: %s", ggml_type_name(type), cuda_ctx_error(c));
+		if (rc || cuda_sync(c) || cuda_download(c, got, out.ptr, 2 * (size_t)(nr * cols))) {
+			CHECK(rc != 0, "dequant_f16 %s: %s", ggml_type_name(type), cuda_ctx_error(c));
+			goto next;
+		}
+		int bad = 0;
+		for (int64_t i = 0; i < nr; i++) {
+			quant_ops_at(QUANT_LEVEL_SCALAR)->dequant_row(type, w + (size_t)(row0 + i) * stride, deq, cols);
+			for (int64_t j = 0; j < cols; j++) {
+				const uint16_t want = quant_fp32_to_fp16(deq[j]);
+				if (got[i * cols + j] != want) {
+					if (!bad)
+						fprintf(stderr, "  dequant_f16 %s row %lld col %lld: gpu %04x cpu %04x (%.9g)\n",
+							ggml_type_name(type), (long long)(row0 + i), (long long)j,
+							got[i * cols + j], want, (double)deq[j]);
+					bad++;
+				}
+			}
+		}
+		CHECK(bad == 0, "dequant_f16 %s %lldx%lld: %d values off", ggml_type_name(type), (long long)nr,
+		      (long long)cols, bad);
+next:
+		cuda_weight_free(c, &dw);
+		cuda_buf_free(c, &out);
+		free(w);
+		free(deq);
+		free(got);
+	}
+}
+
+/* y = W x for T tokens through cuBLAS, against a double sum over the f16
+ * values the GEMM multiplies (f16(w), f16(x)): |y - ref| <= k 2^-23
+ * sum_j |w_j x_j|, the worst-case bound of an f32 sum of k terms with
+ * truncating (round-toward-zero) accumulation; and the tile split (tiles
+ * of 1, 7 rows or all of them) must not change a bit. */
+static void test_gemm_case(cuda_ctx *c, struct rng *r, uint32_t type, int64_t rows, int64_t cols, int T)
+{
+	const char *tn = ggml_type_name(type);
+	const size_t rb = ggml_row_bytes(type, (uint64_t)cols);
+	uint8_t *w = xmalloc(rb * (size_t)rows);
+	float *wf = xmalloc(sizeof(float) * (size_t)(rows * cols));
+	float *x = xmalloc(sizeof(float) * (size_t)(T * cols));
+	uint16_t *x16 = xmalloc(2 * (size_t)(T * cols));
+	float *y = xmalloc(sizeof(float) * (size_t)(T * rows)), *y1 = xmalloc(sizeof(float) * (size_t)(T * rows));
+	struct cuda_weight dw = {0};
+	struct cuda_buf bx = {0}, by = {0}, bt = {0};
+
+	make_weight(r, type, rows, cols, w, rb, 0);
+	for (int64_t i = 0; i < rows; i++) {
+		quant_ops_at(QUANT_LEVEL_SCALAR)->dequant_row(type, w + (size_t)i * rb, wf + i * cols, cols);
+		for (int64_t j = 0; j < cols; j++)
+			wf[i * cols + j] = f16r(wf[i * cols + j]);
+	}
+	fill_f(r, x, (size_t)(T * cols), -1.0f, 1.0f);
+	for (int64_t i = 0; i < T * cols; i++)
+		x16[i] = quant_fp32_to_fp16(x[i]);
+	const size_t full = cuda_gemm_tile_bytes(&(struct cuda_weight){.type = type, .rows = rows, .cols = cols},
+						 (size_t)1 << 30);
+	if (cuda_weight_upload(c, &dw, type, rows, cols, w, rb) != 0 ||
+	    cuda_buf_alloc(c, &bx, 2 * (size_t)(T * cols), CUDA_MEM_SCRATCH) != 0 ||
+	    cuda_upload(c, bx.ptr, x16, 2 * (size_t)(T * cols)) != 0 || dev_f(c, &by, NULL, (size_t)(T * rows)) ||
+	    (full && cuda_buf_alloc(c, &bt, full, CUDA_MEM_SCRATCH) != 0)) {
+		CHECK(0, "gemm %s: setup: %s", tn, cuda_ctx_error(c));
+		goto out;
+	}
+	const size_t tiles[] = {full, full ? (size_t)cols * 2 : 0, full ? (size_t)cols * 14 : 0};
+	for (int k = 0; k < 3; k++) {
+		int rc = cuda_gemm(c, &dw, bx.ptr, T, by.ptr, full ? bt.ptr : NULL, tiles[k]);
+		CHECK(rc == 0, "cuda_gemm %s %lldx%lld T %d: %s", tn, (long long)rows, (long long)cols, T,
+		      cuda_ctx_error(c));
+		if (rc || get_f(c, k ? y1 : y, &by, (size_t)(T * rows)))
+			goto out;
+		if (k) {
+			CHECK(memcmp(y, y1, sizeof(float) * (size_t)(T * rows)) == 0,
+			      "gemm %s: tiles of %zu bytes change the result", tn, tiles[k]);
+			if (!full)
+				break;
+		}
+	}
+	int bad = 0;
+	double worst = 0.0;
+	for (int t = 0; t < T; t++)
+		for (int64_t i = 0; i < rows; i++) {
+			double s = 0.0, sa = 0.0;
+			for (int64_t j = 0; j < cols; j++) {
+				const double p = (double)wf[i * cols + j] * (double)quant_fp16_to_fp32(x16[t * cols + j]);
+				s += p;
+				sa += fabs(p);
+			}
+			const double got = y[(size_t)t * (size_t)rows + (size_t)i];
+			const double err = fabs(got - s), tol = (double)cols * 0x1p-23 * sa + 1e-30;
+			if (!(err <= tol)) {
+				if (!bad)
+					fprintf(stderr, "  gemm %s token %d row %lld: gpu %.9g ref %.9g (tol %.3g)\n", tn, t,
+						(long long)i, got, s, tol);
+				bad++;
+			}
+			if (sa > 0 && err / sa > worst)
+				worst = err / sa;
+		}
+	CHECK(bad == 0, "gemm %s %lldx%lld T %d: %d values off", tn, (long long)rows, (long long)cols, T, bad);
+	printf("  gemm %-5s %4lld x %-5lld T %-3d max |err|/sum|wx| = %.2e\n", tn, (long long)rows, (long long)cols, T,
+	       worst);
+out:
+	cuda_weight_free(c, &dw);
+	cuda_buf_free(c, &bx);
+	cuda_buf_free(c, &by);
+	cuda_buf_free(c, &bt);
+	free(w);
+	free(wf);
+	free(x);
+	free(x16);
+	free(y);
+	free(y1);
+}
+
+static void test_gemm(cuda_ctx *c, struct rng *r)
+{
+	if (cuda_gemm_available(c) != 0) {
+		printf("  gemm: SKIPPED (%s); the forward pass prefills token by token without it\n", cuda_ctx_error(c));
+		return;
+	}
+	static const struct {
+		uint32_t type;
+		int64_t rows, cols;
+		int T;
+	} cs[] = {
+		{GGML_TYPE_F16, 37, 1001, 7}, {GGML_TYPE_F32, 129, 33, 64}, {GGML_TYPE_BF16, 7, 200, 3},
+		{GGML_TYPE_Q4_0, 300, 2080, 64}, {GGML_TYPE_Q4_1, 37, 96, 5}, {GGML_TYPE_Q5_0, 129, 1056, 17},
+		{GGML_TYPE_Q5_1, 7, 32, 2}, {GGML_TYPE_Q8_0, 300, 4096, 64}, {GGML_TYPE_Q2_K, 37, 768, 9},
+		{GGML_TYPE_Q3_K, 129, 2816, 33}, {GGML_TYPE_Q4_K, 300, 4096, 64}, {GGML_TYPE_Q5_K, 7, 256, 2},
+		{GGML_TYPE_Q6_K, 129, 2048, 64},
+	};
+	for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++)
+		test_gemm_case(c, r, cs[k].type, cs[k].rows, cs[k].cols, cs[k].T);
+}
+
+static void test_batch_ops(cuda_ctx *c, struct rng *r)
+{
+	const int64_t rows = 13, n = 1001;
+	float *y = xmalloc(sizeof(float) * (size_t)(rows * n)), *b = xmalloc(sizeof(float) * (size_t)n);
+	float *got = xmalloc(sizeof(float) * (size_t)(rows * n));
+	struct cuda_buf by = {0}, bb = {0}, bz = {0};
+	fill_f(r, y, (size_t)(rows * n), -1.0f, 1.0f);
+	fill_f(r, b, (size_t)n, -1.0f, 1.0f);
+	if (dev_f(c, &by, y, (size_t)(rows * n)) || dev_f(c, &bb, b, (size_t)n) || dev_f(c, &bz, NULL, (size_t)(rows * n)))
+		goto out;
+	int rc = cuda_add_rows(c, by.ptr, bb.ptr, rows, n);
+	CHECK(rc == 0, "cuda_add_rows: %s", cuda_ctx_error(c));
+	if (rc == 0 && get_f(c, got, &by, (size_t)(rows * n)) == 0) {
+		int bad = 0;
+		for (int64_t i = 0; i < rows * n; i++) {
+			const float e = y[i] + b[i % n];
+			bad += memcmp(&got[i], &e, sizeof e) != 0;
+		}
+		CHECK(bad == 0, "add_rows: %d values off", bad);
+	}
+	/* columns 100 .. 100+37 of every row into a packed [rows][37] */
+	rc = cuda_copy2d(c, bz.ptr, 37 * sizeof(float), (float *)by.ptr + 100, (size_t)n * sizeof(float),
+			 37 * sizeof(float), (size_t)rows);
+	CHECK(rc == 0, "cuda_copy2d: %s", cuda_ctx_error(c));
+	if (rc == 0 && get_f(c, y, &bz, (size_t)(rows * 37)) == 0) {
+		int bad = 0;
+		for (int64_t i = 0; i < rows; i++)
+			bad += memcmp(y + i * 37, got + i * n + 100, 37 * sizeof(float)) != 0;
+		CHECK(bad == 0, "copy2d: %d rows off", bad);
+	}
+out:
+	cuda_buf_free(c, &by);
+	cuda_buf_free(c, &bb);
+	cuda_buf_free(c, &bz);
+	free(y);
+	free(b);
+	free(got);
+}
+
+/* ---- prefill attention ------------------------------------------------------------------------------ */
+
+/* One query row against positions first .. first+n-1 of an F16 cache
+ * (rows of `row` halves, head g at g*D): counts outputs off the exact
+ * softmax (tolerance as the decode test) and off the CPU's formula (with
+ * its f16-rounded weights), and the largest |err| / sum w|v|. */
+static void attn_ref_check(const float *qr, const uint16_t *k, const uint16_t *v, size_t row, int g, int D,
+			   uint32_t first, uint32_t n, float scale, const float *got, int *bad_exact, int *bad_cpu,
+			   double *worst)
+{
+	uint16_t *qh = xmalloc(sizeof(uint16_t) * (size_t)D);
+	double *w = xmalloc(sizeof(double) * n);
+	for (int d = 0; d < D; d++)
+		qh[d] = quant_fp32_to_fp16(qr[d]);
+	float mx = -INFINITY;
+	for (uint32_t p = 0; p < n; p++) {
+		const uint16_t *kr = k + (size_t)(first + p) * row + (size_t)g * (size_t)D;
+		const float s = quant_vec_dot(GGML_TYPE_F16, kr, qh, D) * scale;
+		w[p] = s;
+		mx = s > mx ? s : mx;
+	}
+	double sum = 0.0;
+	for (uint32_t p = 0; p < n; p++) {
+		w[p] = expf((float)w[p] - mx);
+		sum += w[p];
+	}
+	const float inv = (float)(1.0 / sum);
+	for (int d = 0; d < D; d++) {
+		double exact = 0.0, cpu = 0.0, mass = 0.0, round = 0.0;
+		for (uint32_t p = 0; p < n; p++) {
+			const float vv = quant_fp16_to_fp32(v[(size_t)(first + p) * row + (size_t)g * (size_t)D + (size_t)d]);
+			const double we = w[p] / sum;
+			const float wc = f16r((float)w[p] * inv);
+			exact += we * vv;
+			cpu += (double)wc * vv;
+			mass += we * fabs(vv);
+			round += fabs((double)wc - we) * fabs(vv);
+		}
+		const double tol = 1e-5 * mass + 1e-6;
+		*bad_exact += !(fabs(got[d] - exact) <= tol);
+		*bad_cpu += !(fabs(got[d] - cpu) <= tol + round);
+		if (mass > 0 && fabs(got[d] - exact) / mass > *worst)
+			*worst = fabs(got[d] - exact) / mass;
+	}
+	free(qh);
+	free(w);
+}
+
+static void test_prefill_case(cuda_ctx *c, struct rng *r, int H, int G, int D, uint32_t pos0, int T, uint32_t window)
+{
+	const uint32_t P = pos0 + (uint32_t)T;
+	const size_t row = (size_t)G * (size_t)D;
+	uint16_t *k = xmalloc(sizeof(uint16_t) * row * P), *v = xmalloc(sizeof(uint16_t) * row * P);
+	const size_t nq = (size_t)T * (size_t)H * (size_t)D;
+	float *q = xmalloc(sizeof(float) * nq), *o = xmalloc(sizeof(float) * nq);
+	struct cuda_buf bk = {0}, bv = {0}, bq = {0}, bo = {0};
+	const float scale = 1.0f / sqrtf((float)D);
+
+	for (size_t i = 0; i < row * P; i++) {
+		k[i] = quant_fp32_to_fp16(rng_f(r, -1.0f, 1.0f));
+		v[i] = quant_fp32_to_fp16(rng_f(r, -1.0f, 1.0f));
+	}
+	fill_f(r, q, nq, -3.0f, 3.0f);
+	if (cuda_buf_alloc(c, &bk, sizeof(uint16_t) * row * P, CUDA_MEM_KV) ||
+	    cuda_buf_alloc(c, &bv, sizeof(uint16_t) * row * P, CUDA_MEM_KV) ||
+	    cuda_upload(c, bk.ptr, k, sizeof(uint16_t) * row * P) || cuda_upload(c, bv.ptr, v, sizeof(uint16_t) * row * P) ||
+	    dev_f(c, &bq, q, nq) || dev_f(c, &bo, NULL, nq)) {
+		CHECK(0, "prefill attention setup: %s", cuda_ctx_error(c));
+		goto out;
+	}
+	struct cuda_attn_prefill_args a = {
+		.q = bq.ptr, .k = bk.ptr, .v = bv.ptr, .kv_type = GGML_TYPE_F16, .n_head = H, .n_head_kv = G,
+		.head_dim = D, .pos0 = pos0, .n_tok = T, .window = window, .scale = scale, .out = bo.ptr,
+	};
+	int rc = cuda_attn_prefill(c, &a);
+	CHECK(rc == 0, "cuda_attn_prefill H %d G %d D %d T %d: %s", H, G, D, T, cuda_ctx_error(c));
+	if (rc || get_f(c, o, &bo, nq))
+		goto out;
+	int bad_exact = 0, bad_cpu = 0;
+	double worst = 0.0;
+	for (int t = 0; t < T; t++) {
+		const uint32_t pos = pos0 + (uint32_t)t;
+		const uint32_t first = window && pos + 1 > window ? pos + 1 - window : 0;
+		for (int h = 0; h < H; h++) {
+			const size_t off = ((size_t)t * (size_t)H + (size_t)h) * (size_t)D;
+			attn_ref_check(q + off, k, v, row, h / (H / G), D, first, pos + 1 - first, scale, o + off,
+				       &bad_exact, &bad_cpu, &worst);
+		}
+	}
+	CHECK(bad_exact == 0, "prefill attention H %d G %d D %d pos0 %u T %d window %u: %d outputs off the exact softmax",
+	      H, G, D, pos0, T, window, bad_exact);
+	CHECK(bad_cpu == 0, "prefill attention H %d G %d D %d pos0 %u T %d window %u: %d outputs off the CPU formula", H,
+	      G, D, pos0, T, window, bad_cpu);
+	printf("  prefill attention H %2d G %2d D %3d pos0 %5u T %3d window %4u  max |err|/sum w|v| = %.2e\n", H, G, D,
+	       pos0, T, window, worst);
+out:
+	cuda_buf_free(c, &bk);
+	cuda_buf_free(c, &bv);
+	cuda_buf_free(c, &bq);
+	cuda_buf_free(c, &bo);
+	free(k);
+	free(v);
+	free(q);
+	free(o);
+}
+
+static void test_prefill_attention(cuda_ctx *c, struct rng *r)
+{
+	test_prefill_case(c, r, 1, 1, 64, 0, 1, 0);
+	test_prefill_case(c, r, 9, 3, 80, 5, 37, 0);       /* group 3: 5 tokens a block, a partial block */
+	test_prefill_case(c, r, 8, 1, 128, 100, 64, 0);    /* group 8 */
+	test_prefill_case(c, r, 4, 4, 256, 0, 33, 0);      /* no GQA, largest head */
+	test_prefill_case(c, r, 32, 8, 64, 3000, 64, 0);   /* Llama-3.2-1B shape after 3000 positions */
+	test_prefill_case(c, r, 4, 1, 256, 600, 64, 512);  /* gemma3-270m shape, sliding window */
+	test_prefill_case(c, r, 20, 1, 64, 10, 17, 0);     /* a group of 20: two blocks per KV head */
+	test_prefill_case(c, r, 14, 2, 64, 0, 64, 7);      /* window shorter than the batch */
+	test_prefill_case(c, r, 6, 2, 34, 40, 9, 0);       /* head_dim 34 (not a multiple of 4) */
+}
+
 /* ---- argument checks and accounting ---------------------------------------------------------------- */
 
 static void test_errors(cuda_ctx *c)
@@ -689,6 +1018,10 @@ int main(void)
 	test_softmax(c, &r);
 	test_elementwise(c, &r);
 	test_attention(c, &r);
+	test_dequant_f16(c, &r);
+	test_gemm(c, &r);
+	test_batch_ops(c, &r);
+	test_prefill_attention(c, &r);
 
 	cuda_ctx_free(c);
 	return tu_finish();

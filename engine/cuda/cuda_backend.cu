@@ -207,6 +207,7 @@ extern "C" void cuda_ctx_free(cuda_ctx *c)
 		return;
 	if (cudaSetDevice(c->device) == cudaSuccess) {
 		cudaStreamSynchronize(c->stream);
+		cu_blas_release(c);
 		cudaStreamDestroy(c->stream);
 	}
 	free(c);
@@ -535,6 +536,35 @@ extern "C" int cuda_add(cuda_ctx *c, float *y, const float *x, int64_t n)
 	return launched(c, "cuda_add");
 }
 
+extern "C" int cuda_add_rows(cuda_ctx *c, float *y, const float *b, int64_t rows, int64_t n)
+{
+	int rc = enter(c);
+	if (rc)
+		return rc;
+	if (!y || !b || rows <= 0 || rows > MAX_ROWS || n <= 0 || n > MAX_COLS || rows > INT64_MAX / n) {
+		CTX_ERR(c, "cuda_add_rows: bad argument (%lld rows of %lld)", (long long)rows, (long long)n);
+		return CUDA_BE_EINVAL;
+	}
+	cu_launch_add_rows(c->stream, y, b, rows, n);
+	return launched(c, "cuda_add_rows");
+}
+
+extern "C" int cuda_copy2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+			   size_t height)
+{
+	int rc = enter(c);
+	if (rc)
+		return rc;
+	if (width == 0 || height == 0)
+		return CUDA_BE_OK;
+	if (!dst || !src || dpitch < width || spitch < width) {
+		CTX_ERR(c, "cuda_copy2d: bad argument (%zu x %zu, pitches %zu/%zu)", width, height, dpitch, spitch);
+		return CUDA_BE_EINVAL;
+	}
+	cudaError_t e = cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDeviceToDevice, c->stream);
+	return e == cudaSuccess ? 0 : ctx_fail(c, e, "cuda_copy2d");
+}
+
 extern "C" int cuda_f32_to_f16(cuda_ctx *c, void *dst, const float *x, int64_t n)
 {
 	int rc = enter(c);
@@ -616,4 +646,118 @@ extern "C" int cuda_attn_decode(cuda_ctx *c, const struct cuda_attn_args *a)
 	}
 	cu_launch_attn_decode(c->stream, a, chunk);
 	return launched(c, "cuda_attn_decode");
+}
+
+/* ---- batched work ------------------------------------------------------------------------------ */
+
+extern "C" int cuda_gemm_available(cuda_ctx *c)
+{
+	int rc = enter(c);
+	if (rc)
+		return rc;
+	if (cu_blas_ready(c, c->err, sizeof c->err) != 0)
+		return CUDA_BE_EUNSUPPORTED;
+	return CUDA_BE_OK;
+}
+
+extern "C" int cuda_dequant_f16(cuda_ctx *c, const struct cuda_weight *w, int64_t row0, int64_t n_rows, void *dst)
+{
+	int rc = enter(c);
+	if (rc || (rc = check_weight(c, w, "cuda_dequant_f16")))
+		return rc;
+	if (!dst || ((uintptr_t)dst & 15) || row0 < 0 || n_rows <= 0 || row0 > w->rows - n_rows) {
+		CTX_ERR(c, "cuda_dequant_f16: rows %lld..%lld outside 0..%lld or unaligned output", (long long)row0,
+			(long long)(row0 + n_rows), (long long)w->rows);
+		return CUDA_BE_EINVAL;
+	}
+	cu_launch_dequant_f16(c->stream, w->type, (const char *)w->buf.ptr + (size_t)row0 * w->row_bytes, w->row_bytes,
+			      n_rows, w->cols, dst);
+	return launched(c, "cuda_dequant_f16");
+}
+
+extern "C" size_t cuda_gemm_tile_bytes(const struct cuda_weight *w, size_t cap)
+{
+	if (!w || w->cols <= 0 || w->rows <= 0 || w->type == GGML_TYPE_F16)
+		return 0;
+	const size_t row = (size_t)w->cols * 2;
+	size_t rows = cap / row;
+	if (rows < 1)
+		rows = 1;
+	if (rows > (size_t)w->rows)
+		rows = (size_t)w->rows;
+	return rows * row;
+}
+
+extern "C" int cuda_gemm(cuda_ctx *c, const struct cuda_weight *w, const void *x16, int64_t n_tok, float *y,
+			 void *tile, size_t tile_bytes)
+{
+	int rc = enter(c);
+	if (rc || (rc = check_weight(c, w, "cuda_gemm")))
+		return rc;
+	if (!c->blas) {
+		CTX_ERR(c, "cuda_gemm: cuBLAS is not set up (cuda_gemm_available)");
+		return CUDA_BE_EUNSUPPORTED;
+	}
+	if (!x16 || !y || n_tok <= 0 || n_tok > INT32_MAX || w->cols > INT32_MAX || ((uintptr_t)x16 & 15)) {
+		CTX_ERR(c, "cuda_gemm: bad argument (%lld tokens, %lld columns)", (long long)n_tok, (long long)w->cols);
+		return CUDA_BE_EINVAL;
+	}
+	const size_t row = (size_t)w->cols * 2;
+	int64_t tile_rows = w->rows;
+	if (w->type != GGML_TYPE_F16) {
+		if (!tile || ((uintptr_t)tile & 15) || tile_bytes < row) {
+			CTX_ERR(c, "cuda_gemm: a %s weight needs an aligned tile of at least %zu bytes", ggml_type_name(w->type),
+				row);
+			return CUDA_BE_EINVAL;
+		}
+		tile_rows = (int64_t)(tile_bytes / row);
+		if (overlap(tile, tile_bytes, y, (size_t)n_tok * (size_t)w->rows * sizeof(float)) ||
+		    overlap(tile, tile_bytes, x16, (size_t)n_tok * row)) {
+			CTX_ERR(c, "cuda_gemm: the tile overlaps x or y");
+			return CUDA_BE_EINVAL;
+		}
+	}
+	if (overlap(x16, (size_t)n_tok * row, y, (size_t)n_tok * (size_t)w->rows * sizeof(float))) {
+		CTX_ERR(c, "cuda_gemm: y overlaps x");
+		return CUDA_BE_EINVAL;
+	}
+	if (cu_gemm(c, w->type, w->buf.ptr, w->row_bytes, w->rows, w->cols, x16, n_tok, y, tile, tile_rows, c->err,
+		    sizeof c->err) != 0)
+		return CUDA_BE_ERUNTIME;
+	return launched(c, "cuda_gemm");
+}
+
+extern "C" int cuda_attn_prefill_supported(int n_head, int n_head_kv, int head_dim, uint32_t kv_type)
+{
+	return attn_shape_ok(n_head, n_head_kv, head_dim) && head_dim % 2 == 0 && head_dim <= 256 &&
+	       kv_type == GGML_TYPE_F16;
+}
+
+extern "C" int cuda_attn_prefill(cuda_ctx *c, const struct cuda_attn_prefill_args *a)
+{
+	int rc = enter(c);
+	if (rc)
+		return rc;
+	if (!a || !a->q || !a->k || !a->v || !a->out) {
+		CTX_ERR(c, "cuda_attn_prefill: NULL pointer");
+		return CUDA_BE_EINVAL;
+	}
+	if (!cuda_attn_prefill_supported(a->n_head, a->n_head_kv, a->head_dim, a->kv_type)) {
+		CTX_ERR(c, "cuda_attn_prefill: no kernel for %d heads, %d KV heads, head_dim %d, %s cache", a->n_head,
+			a->n_head_kv, a->head_dim, ggml_type_name(a->kv_type));
+		return CUDA_BE_EUNSUPPORTED;
+	}
+	if (a->n_tok <= 0 || (uint32_t)(a->n_tok - 1) > UINT32_MAX - a->pos0 || !isfinite(a->scale) ||
+	    ((uintptr_t)a->k & 3) || ((uintptr_t)a->v & 3) ||
+	    (uint64_t)a->n_tok > (uint64_t)65535 * 16) {
+		CTX_ERR(c, "cuda_attn_prefill: bad argument (%d tokens at %u)", a->n_tok, a->pos0);
+		return CUDA_BE_EINVAL;
+	}
+	const size_t qo = (size_t)a->n_tok * (size_t)a->n_head * (size_t)a->head_dim * sizeof(float);
+	if (overlap(a->q, qo, a->out, qo)) {
+		CTX_ERR(c, "cuda_attn_prefill: out overlaps q");
+		return CUDA_BE_EINVAL;
+	}
+	cu_launch_attn_prefill(c->stream, a);
+	return launched(c, "cuda_attn_prefill");
 }

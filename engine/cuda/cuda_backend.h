@@ -200,6 +200,13 @@ int cuda_softmax(cuda_ctx *c, float *y, const float *x, int64_t rows, int64_t n,
 
 /* y[i] += x[i], 0 <= i < n (residual connections). */
 int cuda_add(cuda_ctx *c, float *y, const float *x, int64_t n);
+/* y[r][i] += b[i] for ROWS rows of N floats (a bias on every token). */
+int cuda_add_rows(cuda_ctx *c, float *y, const float *b, int64_t rows, int64_t n);
+/* Device-to-device copy of HEIGHT rows of WIDTH bytes, row r from
+ * src + r * spitch to dst + r * dpitch (splitting fused [q|k|v] or
+ * [gate|up] rows of a batch).  Queued; the regions must not overlap. */
+int cuda_copy2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+		size_t height);
 
 /* dst[i] = fp16(x[i]) rounded to nearest even (dst: n uint16_t, device):
  * appending K and V rows to an F16 cache. */
@@ -238,6 +245,59 @@ int cuda_attn_decode(cuda_ctx *c, const struct cuda_attn_args *a);
  * (n_head not a multiple of n_head_kv, head_dim 0 or > 1024, or a group
  * of query heads too large for shared memory). */
 size_t cuda_attn_decode_workspace(int n_head, int n_head_kv, int head_dim, uint32_t n_ctx);
+
+/* ---- batched work (prefill) --------------------------------------------------- */
+
+/* 0 when cuda_gemm() can run on this context: cuBLAS (libcublas.so of the
+ * toolkit's major version, or the file $TTYCHAT_CUBLAS names) is loaded
+ * with dlopen() on the first call and bound to the context's stream.
+ * CUDA_BE_EUNSUPPORTED with the reason in cuda_ctx_error() when it cannot
+ * be (no library, too old, no handle); the answer does not change after. */
+int cuda_gemm_available(cuda_ctx *c);
+
+/* Rows row0 .. row0 + n_rows - 1 of W as f16 (n_rows * cols halves at
+ * DST, 16-byte aligned): each value is the CPU's dequantised f32 value
+ * rounded to the nearest f16. */
+int cuda_dequant_f16(cuda_ctx *c, const struct cuda_weight *w, int64_t row0, int64_t n_rows, void *dst);
+
+/* Bytes of f16 tile cuda_gemm() needs at least for W (one row; 0 for an
+ * F16 weight, used in place), and the tile a budget of CAP bytes gives
+ * (whole rows, at least one). */
+size_t cuda_gemm_tile_bytes(const struct cuda_weight *w, size_t cap);
+
+/* y[t][r] = sum_j W[r][j] x16[t][j] for 0 <= t < n_tok: the prefill
+ * product.  x16 holds n_tok rows of w->cols halves (f16 activations,
+ * 16-byte aligned), y n_tok rows of w->rows floats.  W is dequantised
+ * into TILE (tile_bytes, as cuda_gemm_tile_bytes() says; NULL for F16
+ * weights) a tile of rows at a time and each tile multiplied by cuBLAS
+ * GemmEx, f16 x f16 with f32 accumulation, on the tensor cores.
+ * cuda_gemm_available() must have returned 0.  y must not overlap x16 or
+ * the tile. */
+int cuda_gemm(cuda_ctx *c, const struct cuda_weight *w, const void *x16, int64_t n_tok, float *y, void *tile,
+	      size_t tile_bytes);
+
+/* Causal attention of n_tok tokens at positions pos0 .. pos0 + n_tok - 1
+ * whose K/V rows are already in the cache (F16, layout as in
+ * cuda_attn_args): token t sees positions first_t .. pos0 + t, first_t =
+ * pos0 + t + 1 - window when window > 0 and that is positive, else 0.
+ *   q    [n_tok][n_head][head_dim] f32 (rounded to f16 before q.k)
+ *   out  [n_tok][n_head][head_dim] f32; must not overlap q
+ * Tiled over positions with an online softmax (no score matrix); needs
+ * head_dim even and at most 256 (cuda_attn_prefill_supported()). */
+struct cuda_attn_prefill_args {
+	const float *q;
+	const void *k, *v;
+	uint32_t kv_type;         /* GGML_TYPE_F16 */
+	int n_head, n_head_kv, head_dim;
+	uint32_t pos0;
+	int n_tok;
+	uint32_t window;          /* 0: none */
+	float scale;
+	float *out;
+};
+int cuda_attn_prefill(cuda_ctx *c, const struct cuda_attn_prefill_args *a);
+/* 1 when cuda_attn_prefill() handles these head counts and KV type. */
+int cuda_attn_prefill_supported(int n_head, int n_head_kv, int head_dim, uint32_t kv_type);
 
 #ifdef __cplusplus
 }

@@ -32,6 +32,9 @@ struct cuda_ctx {
 	size_t used[CUDA_MEM_KINDS];
 	size_t smem_per_block;
 	char err[256];
+	void *blas;               /* cublasHandle_t on this stream, made on first use */
+	int blas_failed;          /* cuBLAS could not be loaded or set up: blas_err says why */
+	char blas_err[200];
 };
 
 /* ---- device helpers ---------------------------------------------------------- */
@@ -109,7 +112,32 @@ void cu_launch_rope(cudaStream_t s, float *x, int n_tokens, int n_heads, int hea
 void cu_launch_glu(cudaStream_t s, float *gate, const float *up, int64_t n, int gelu);
 void cu_launch_softmax(cudaStream_t s, float *y, const float *x, int64_t rows, int64_t n, float scale);
 void cu_launch_add(cudaStream_t s, float *y, const float *x, int64_t n);
+void cu_launch_add_rows(cudaStream_t s, float *y, const float *b, int64_t rows, int64_t n);
 void cu_launch_f32_to_f16(cudaStream_t s, uint16_t *dst, const float *x, int64_t n);
+
+/* ---- cuda_gemm.cu ------------------------------------------------------------- */
+
+/* 0 when c->blas is usable (cuBLAS loaded, a handle on c's stream), else
+ * -1 with the reason in err (remembered: later calls fail at once). */
+int cu_blas_ready(cuda_ctx *c, char *err, size_t errlen);
+void cu_blas_release(cuda_ctx *c);
+/* Rows of a weight of TYPE as f16 (n_rows * cols halves at y, 16-byte
+ * aligned). */
+void cu_launch_dequant_f16(cudaStream_t s, uint32_t type, const void *w, size_t rb, int64_t n_rows,
+			   int64_t cols, void *y);
+/* y[t][r] = W[r] . x16[t] through tiles of TILE_ROWS rows; cu_blas_ready()
+ * first.  0, or -1 with a message in err. */
+int cu_gemm(cuda_ctx *c, uint32_t type, const void *w, size_t rb, int64_t rows, int64_t cols, const void *x16,
+	    int64_t n_tok, float *y, void *tile, int64_t tile_rows, char *err, size_t errlen);
+
+/* ---- cuda_attn_prefill.cu ------------------------------------------------------- */
+
+/* Query heads per block (hb), tokens per block (bq) and blocks per group
+ * (n_hc) for GROUP query heads per KV head. */
+void cu_attn_prefill_geometry(int group, int *hb, int *bq, int *n_hc);
+/* Dynamic shared memory of the prefill kernel for HEAD_DIM (<= 256). */
+size_t cu_attn_prefill_smem(int head_dim);
+void cu_launch_attn_prefill(cudaStream_t s, const struct cuda_attn_prefill_args *a);
 
 /* ---- launchers (cuda_attn.cu) -------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 /*
  * cuda_ops.cu - the small kernels of a decode step: RMS norm, rotary
- * embedding, gated activations, softmax, residual add, f32 -> f16.
+ * embedding, gated activations, softmax, residual add (and a bias on
+ * every row of a batch), f32 -> f16.
  *
  * Each follows the CPU engine's formula (engine/forward.c) in the same
  * order of float operations, with __fmul_rn/__fadd_rn where nvcc would
@@ -200,6 +201,20 @@ __global__ void k_add(float *y, const float *x, int64_t n)
 void cu_launch_add(cudaStream_t s, float *y, const float *x, int64_t n)
 {
 	k_add<<<ops_grid(n), OPS_THREADS, 0, s>>>(y, x, n);
+}
+
+/* y[r][i] += b[i]: a bias on every row */
+__global__ void k_add_rows(float *y, const float *__restrict__ b, int64_t rows, int64_t n)
+{
+	const int64_t total = rows * n;
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+	     i += (int64_t)gridDim.x * blockDim.x)
+		y[i] += b[i % n];
+}
+
+void cu_launch_add_rows(cudaStream_t s, float *y, const float *b, int64_t rows, int64_t n)
+{
+	k_add_rows<<<ops_grid(rows * n), OPS_THREADS, 0, s>>>(y, b, rows, n);
 }
 
 __global__ void k_f32_to_f16(uint16_t *__restrict__ dst, const float *__restrict__ x, int64_t n)
