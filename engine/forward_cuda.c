@@ -28,6 +28,17 @@
  * residual row has its own slot of a [max_batch][E] device buffer, so the
  * host copies happen once per batch.
  *
+ * Decode steps replay CUDA graphs (decode_graph): the launches of one
+ * step are captured once per context bucket (positions up to 256, 512,
+ * ..., n_ctx) and replayed for every token of the bucket; the position is
+ * the one value that changes, and the kernels that need it (rope, the KV
+ * row stores, attention, whose grid is sized for the bucket and whose
+ * empty chunks drop out in the merge) read it from a device word uploaded
+ * before each replay.  A graph holds only pointers into this attachment's
+ * buffers, so conversations share it (the mirror they bind is the same
+ * memory).  If a capture fails, or with TTYCHAT_CUDA_GRAPHS=0, decode runs
+ * as plain launches.
+ *
  * KV cache: the host cache (struct kv_cache) stays the authoritative copy
  * of every layer.  The device keeps a mirror of the GPU layers (F16, n_ctx
  * positions, allocated at attach so nothing grows mid-conversation) for
@@ -144,6 +155,12 @@ struct fwd_cuda {
 	size_t tile_bytes;
 	int logit_rows;              /* rows of blogits */
 	char mode[240];              /* fwd_cuda_prefill_mode()'s answer */
+	/* decode graphs (decode_graph), one per context bucket */
+	uint32_t *pos_dev;           /* the position a replay reads */
+	cuda_graph *graph[32];
+	bool graph_off, capturing;
+	char graph_why[240];
+	uint32_t kv_type;            /* of the mirror (GGML_TYPE_F16) */
 	bool failed;
 	char err[256];
 };
@@ -221,7 +238,7 @@ static uint64_t scratch_bytes(const struct model *m, uint32_t n_ctx, int max_bat
 		b += al(V * 4);
 	b += al(cuda_attn_decode_workspace((int)hp->n_head, (int)hp->n_head_kv, (int)hp->head_dim, n_ctx));
 	b += al(2 * (uint64_t)n * (uint64_t)max_batch * KD * 2);
-	return b;
+	return b + al(sizeof(uint32_t));
 }
 
 static uint64_t layer_bytes(const struct model *m, uint32_t il, uint32_t n_ctx)
@@ -341,6 +358,10 @@ void fwd_cuda_plan(const struct model *m, uint32_t n_ctx, int max_batch, uint32_
 /* Frees every device buffer (the context stays). */
 static void fc_free_buffers(struct fwd_cuda *fc)
 {
+	for (size_t i = 0; i < sizeof fc->graph / sizeof fc->graph[0]; i++) {
+		cuda_graph_free(fc->ctx, fc->graph[i]);
+		fc->graph[i] = NULL;
+	}
 	for (uint32_t il = 0; fc->L && il < fc->n; il++) {
 		struct fc_layer *L = &fc->L[il];
 		struct cuda_weight *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down};
@@ -541,6 +562,7 @@ int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 		return to_engine_status(rc);
 	}
 	fc->n = n;
+	fc->kv_type = GGML_TYPE_F16;
 	const char *what = "weights";
 	for (uint32_t il = 0; il < n && !rc; il++) {
 		const struct layer *l = &m->layers[il];
@@ -584,6 +606,7 @@ int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 			fc->ws = carve(&fc->scratch, &off, fc->ws_bytes);
 			fc->stage_bytes = 2 * (size_t)n * (size_t)f->max_batch * KD * 2;
 			fc->stage = carve(&fc->scratch, &off, fc->stage_bytes);
+			fc->pos_dev = carve(&fc->scratch, &off, sizeof(uint32_t));
 			fc->stage_host = malloc(fc->stage_bytes);
 			if (!fc->stage_host) {
 				snprintf(why, whylen, "CUDA: out of host memory");
@@ -606,6 +629,11 @@ int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 		return to_engine_status(rc);
 	}
 	setup_batch(fc, m, f->max_batch);
+	const char *genv = getenv("TTYCHAT_CUDA_GRAPHS");
+	if (genv && strcmp(genv, "0") == 0) {
+		fc->graph_off = true;
+		snprintf(fc->graph_why, sizeof fc->graph_why, "turned off by TTYCHAT_CUDA_GRAPHS=0");
+	}
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	/* tags of different attachments never meet */
@@ -622,7 +650,10 @@ static int fc_fail(struct fwd *f, int rc)
 {
 	struct fwd_cuda *fc = f->cuda;
 	const char *msg = cuda_ctx_error(fc->ctx);
-	fc->failed = true;
+	/* a call rejected while capturing fails the capture only: the step
+	 * then runs with plain launches (decode_graph) */
+	if (!fc->capturing)
+		fc->failed = true;
 	if (msg[0])
 		snprintf(fc->err, sizeof fc->err, "%s", msg);
 	else
@@ -665,7 +696,8 @@ static int bind_cache(struct fwd *f, struct kv_cache *kv)
 
 /* One layer for the token whose residual row is X, at position POS, the
  * T_IDX-th of T in this call (its staging slot). */
-static int layer_step(struct fwd *f, uint32_t il, float *x, uint32_t pos, int t_idx, int T)
+static int layer_step(struct fwd *f, uint32_t il, float *x, uint32_t pos, int t_idx, int T, const uint32_t *pos_dev,
+		      uint32_t bucket)
 {
 	struct fwd_cuda *fc = f->cuda;
 	cuda_ctx *c = fc->ctx;
@@ -699,26 +731,43 @@ static int layer_step(struct fwd *f, uint32_t il, float *x, uint32_t pos, int t_
 		CK(cuda_rmsnorm(c, k, k, L->k_norm, hp->n_head_kv, D, hp->norm_eps));
 	}
 	const enum cuda_rope_style rs = hp->rope_style == ROPE_NEOX ? CUDA_ROPE_NEOX : CUDA_ROPE_NORM;
-	CK(cuda_rope(c, q, 1, (int)hp->n_head, (int)D, (int)hp->n_rot, pos, l->rope_base, hp->rope_scale,
-		     fc->rope_freqs, rs));
-	CK(cuda_rope(c, k, 1, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos, l->rope_base, hp->rope_scale,
-		     fc->rope_freqs, rs));
+	if (pos_dev) {
+		/* captured: the position is read from device memory on replay */
+		CK(cuda_rope_dev(c, q, (int)hp->n_head, (int)D, (int)hp->n_rot, pos_dev, l->rope_base, hp->rope_scale,
+				 fc->rope_freqs, rs));
+		CK(cuda_rope_dev(c, k, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos_dev, l->rope_base,
+				 hp->rope_scale, fc->rope_freqs, rs));
+	} else {
+		CK(cuda_rope(c, q, 1, (int)hp->n_head, (int)D, (int)hp->n_rot, pos, l->rope_base, hp->rope_scale,
+			     fc->rope_freqs, rs));
+		CK(cuda_rope(c, k, 1, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos, l->rope_base, hp->rope_scale,
+			     fc->rope_freqs, rs));
+	}
 	/* store_kv: into the mirror and the staging rows that go to the host */
-	uint16_t *sk = fc->stage + (((size_t)il * 2) * (size_t)T + (size_t)t_idx) * (size_t)KD;
-	uint16_t *sv = fc->stage + (((size_t)il * 2 + 1) * (size_t)T + (size_t)t_idx) * (size_t)KD;
-	CK(cuda_f32_to_f16(c, (uint16_t *)L->k.ptr + (size_t)pos * (size_t)KD, k, KD));
-	CK(cuda_f32_to_f16(c, (uint16_t *)L->v.ptr + (size_t)pos * (size_t)KD, v, KD));
-	CK(cuda_f32_to_f16(c, sk, k, KD));
-	CK(cuda_f32_to_f16(c, sv, v, KD));
+	const uint32_t kvt = fc->kv_type;
+	const size_t srow = cuda_kv_row_bytes(kvt, KD);
+	char *sk = (char *)fc->stage + ((size_t)il * 2 * (size_t)T + (size_t)t_idx) * srow;
+	char *sv = (char *)fc->stage + (((size_t)il * 2 + 1) * (size_t)T + (size_t)t_idx) * srow;
+	CK(cuda_kv_store(c, L->k.ptr, kvt, KD, pos, pos_dev, k, 1));
+	CK(cuda_kv_store(c, L->v.ptr, kvt, KD, pos, pos_dev, v, 1));
+	CK(cuda_kv_store(c, sk, kvt, KD, 0, NULL, k, 1));
+	CK(cuda_kv_store(c, sv, kvt, KD, 0, NULL, v, 1));
 	/* attention over the window (gemma3's sliding layers) or everything */
 	const uint32_t window = l->swa ? hp->n_swa : 0;
 	const uint32_t first = window && pos + 1 > window ? pos + 1 - window : 0;
 	struct cuda_attn_args a = {
-		.q = q, .k = L->k.ptr, .v = L->v.ptr, .kv_type = GGML_TYPE_F16,
+		.q = q, .k = L->k.ptr, .v = L->v.ptr, .kv_type = kvt,
 		.n_head = (int)hp->n_head, .n_head_kv = (int)hp->n_head_kv, .head_dim = (int)D,
 		.first = first, .n = pos + 1 - first, .scale = hp->attn_scale, .out = fc->att,
 		.workspace = fc->ws, .workspace_bytes = fc->ws_bytes,
 	};
+	if (pos_dev) {
+		/* the graph serves every position up to its bucket */
+		a.pos_dev = pos_dev;
+		a.window = window;
+		a.first = 0;
+		a.n = window && window < bucket ? window : bucket;
+	}
 	CK(cuda_attn_decode(c, &a));
 	CK(cuda_matvec(c, &L->wo, fc->att, fc->o));
 	/* step_post_attn: post norm (gemma3), residual, ffn norm */
@@ -865,6 +914,79 @@ static int logits_batch(struct fwd *f, int first, int T)
 	return 0;
 }
 
+/* Context buckets of the decode graphs: positions up to 256, 512, ...,
+ * capped at n_ctx; a graph serves every position of its bucket. */
+static uint32_t bucket_of(uint32_t n_pos, uint32_t n_ctx, int *idx)
+{
+	uint32_t b = 256;
+	int i = 8;
+	while (b < n_pos && b < n_ctx && i < 31) {
+		b <<= 1;
+		i++;
+	}
+	*idx = i;
+	return b < n_ctx ? b : n_ctx;
+}
+
+/* The kernels of one decode step at the position in fc->pos_dev, for
+ * capture: every layer and (all layers here) the logits into fc->logits. */
+static int decode_seq(struct fwd *f, uint32_t bucket)
+{
+	struct fwd_cuda *fc = f->cuda;
+	const struct hparams *hp = &f->m->hp;
+	int rc;
+	for (uint32_t il = 0; il < fc->n; il++)
+		if ((rc = layer_step(f, il, fc->x, 0, 0, 1, fc->pos_dev, bucket)) != 0)
+			return rc;
+	if (fc->logits) {
+		CK(cuda_rmsnorm(fc->ctx, fc->xn, fc->x, fc->output_norm, 1, hp->n_embd, hp->norm_eps));
+		CK(cuda_matvec(fc->ctx, &fc->output, fc->xn, fc->logits));
+	}
+	return 0;
+}
+
+/* The decode step (one token at POS, its embedding already in fc->x) as a
+ * replay of the graph of POS's bucket, captured on first use.  *done says
+ * whether it ran; false (and 0) leaves the step to plain launches: graphs
+ * turned off (TTYCHAT_CUDA_GRAPHS=0) or a capture that failed once, which
+ * turns them off for this attachment (graph_why). */
+static int decode_graph(struct fwd *f, uint32_t pos, bool *done)
+{
+	struct fwd_cuda *fc = f->cuda;
+	*done = false;
+	if (fc->graph_off)
+		return 0;
+	int idx;
+	const uint32_t bucket = bucket_of(pos + 1, f->n_ctx, &idx);
+	if (!fc->graph[idx]) {
+		char why[200] = "";
+		int rc = cuda_capture_begin(fc->ctx);
+		if (rc == 0) {
+			fc->capturing = true;
+			const int rs = decode_seq(f, bucket);
+			fc->capturing = false;
+			if (rs)
+				snprintf(why, sizeof why, "%.190s", fc->err);
+			rc = cuda_capture_end(fc->ctx, &fc->graph[idx]);
+			if (rs && !rc)
+				rc = rs;
+		}
+		if (rc) {
+			if (!why[0])
+				snprintf(why, sizeof why, "%.190s", cuda_ctx_error(fc->ctx));
+			cuda_graph_free(fc->ctx, fc->graph[idx]);
+			fc->graph[idx] = NULL;
+			fc->graph_off = true;
+			snprintf(fc->graph_why, sizeof fc->graph_why, "capture failed: %s", why);
+			return 0;
+		}
+	}
+	CK(cuda_upload(fc->ctx, fc->pos_dev, &pos, sizeof pos));
+	CK(cuda_graph_launch(fc->ctx, fc->graph[idx]));
+	*done = true;
+	return 0;
+}
+
 int fwd_cuda_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, bool all_logits)
 {
 	struct fwd_cuda *fc = f->cuda;
@@ -893,6 +1015,9 @@ int fwd_cuda_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int
 	CK(cuda_upload(fc->ctx, fc->x, f->x, (size_t)T * (size_t)E * sizeof(float)));
 
 	const int first = all_logits ? 0 : T - 1;
+	bool done = false;
+	if (T == 1 && (rc = decode_graph(f, pos0, &done)) != 0)
+		return rc;
 	if (T > 1 && fc->gemm) {
 		for (uint32_t il = 0; il < fc->n; il++)
 			if ((rc = layer_batch(f, il, pos0, T)) != 0)
@@ -900,10 +1025,12 @@ int fwd_cuda_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int
 		if (fc->logits && (rc = logits_batch(f, first, T)) != 0)
 			return rc;
 	}
-	for (int t = 0; t < T && !(T > 1 && fc->gemm); t++) {
+	if (done && fc->logits)
+		CK(cuda_download(fc->ctx, f->logits, fc->logits, (size_t)hp->n_vocab * sizeof(float)));
+	for (int t = 0; t < T && !done && !(T > 1 && fc->gemm); t++) {
 		float *x = fc->x + (size_t)t * (size_t)E;
 		for (uint32_t il = 0; il < fc->n; il++)
-			if ((rc = layer_step(f, il, x, pos0 + (uint32_t)t, t, T)) != 0)
+			if ((rc = layer_step(f, il, x, pos0 + (uint32_t)t, t, T, NULL, 0)) != 0)
 				return rc;
 		if (fc->logits && t >= first) {
 			CK(cuda_rmsnorm(fc->ctx, fc->xn, x, fc->output_norm, 1, E, hp->norm_eps));
@@ -938,6 +1065,17 @@ const char *fwd_cuda_error(const struct fwd *f)
 	return f->cuda ? f->cuda->err : "";
 }
 
+const char *fwd_cuda_decode_mode(const struct fwd *f)
+{
+	struct fwd_cuda *fc = f->cuda;
+	if (!fc)
+		return "";
+	if (!fc->graph_off)
+		return "CUDA graphs";
+	snprintf(fc->mode, sizeof fc->mode, "plain launches (%.200s)", fc->graph_why);
+	return fc->mode;
+}
+
 const char *fwd_cuda_prefill_mode(const struct fwd *f)
 {
 	struct fwd_cuda *fc = f->cuda;
@@ -945,7 +1083,7 @@ const char *fwd_cuda_prefill_mode(const struct fwd *f)
 		return "";
 	if (fc->gemm)
 		return "gemm";
-	snprintf(fc->mode, sizeof fc->mode, "token by token (%s)", fc->gemm_why);
+	snprintf(fc->mode, sizeof fc->mode, "token by token (%.200s)", fc->gemm_why);
 	return fc->mode;
 }
 
@@ -971,76 +1109,6 @@ void fwd_cuda_plan(const struct model *m, uint32_t n_ctx, int max_batch, uint32_
 	snprintf(p->why, sizeof p->why, "no CUDA device: this ttychat was built without CUDA (configure found no nvcc)");
 }
 
-/* The batched prefill: cuBLAS, the prefill attention kernel and the
- * buffers of batch_bytes().  Without any of them (gemm_why says why)
- * prefill runs token by token; attaching does not fail for it. */
-static void setup_batch(struct fwd_cuda *fc, const struct model *m, int max_batch)
-{
-	const struct hparams *hp = &m->hp;
-	const bool output = fc->n == hp->n_layer;
-	fc->gemm = false;
-	if (max_batch <= 1) {
-		snprintf(fc->gemm_why, sizeof fc->gemm_why, "batches of one token");
-		return;
-	}
-	const char *env = getenv("TTYCHAT_CUDA_GEMM");
-	if (env && strcmp(env, "0") == 0) {
-		snprintf(fc->gemm_why, sizeof fc->gemm_why, "turned off by TTYCHAT_CUDA_GEMM=0");
-		return;
-	}
-	if (!cuda_attn_prefill_supported((int)hp->n_head, (int)hp->n_head_kv, (int)hp->head_dim, GGML_TYPE_F16)) {
-		snprintf(fc->gemm_why, sizeof fc->gemm_why, "no prefill attention kernel for head size %u", hp->head_dim);
-		return;
-	}
-	if (cuda_gemm_available(fc->ctx) != 0) {
-		snprintf(fc->gemm_why, sizeof fc->gemm_why, "%s", cuda_ctx_error(fc->ctx));
-		return;
-	}
-	/* the tile: a TILE_CAP share of the widest weight's rows */
-	size_t tile = 0;
-	for (uint32_t il = 0; il < fc->n; il++) {
-		const struct fc_layer *L = &fc->L[il];
-		const struct cuda_weight *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down};
-		for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
-			const size_t t = w[i]->buf.ptr ? cuda_gemm_tile_bytes(w[i], TILE_CAP) : 0;
-			tile = t > tile ? t : tile;
-		}
-	}
-	if (output) {
-		const size_t t = cuda_gemm_tile_bytes(&fc->output, TILE_CAP);
-		tile = t > tile ? t : tile;
-	}
-	const uint64_t B = (uint64_t)max_batch, E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
-	const uint64_t QD = (uint64_t)hp->n_head * hp->head_dim, KD = (uint64_t)hp->n_head_kv * hp->head_dim;
-	uint64_t w16 = E > QD ? E : QD;
-	w16 = w16 > F ? w16 : F;
-	const uint64_t fw = has_fused(m) ? (2 * F > QD + 2 * KD ? 2 * F : QD + 2 * KD) : 0;
-	fc->logit_rows = output ? (max_batch < LOGIT_ROWS ? max_batch : LOGIT_ROWS) : 0;
-	const uint64_t total = al(B * w16 * 2) + al(B * E * 4) + al(B * QD * 4) + 2 * al(B * KD * 4) +
-			       al(B * QD * 4) + al(B * E * 4) + 2 * al(B * F * 4) + al(tile) + al(B * fw * 4) +
-			       al((uint64_t)fc->logit_rows * V * 4);
-	if (cuda_buf_alloc(fc->ctx, &fc->batch, (size_t)total, CUDA_MEM_SCRATCH) != 0) {
-		snprintf(fc->gemm_why, sizeof fc->gemm_why, "%s", cuda_ctx_error(fc->ctx));
-		return;
-	}
-	uint64_t off = 0;
-	fc->bx16 = carve(&fc->batch, &off, B * w16 * 2);
-	fc->bxn = carve(&fc->batch, &off, B * E * 4);
-	fc->bq = carve(&fc->batch, &off, B * QD * 4);
-	fc->bk = carve(&fc->batch, &off, B * KD * 4);
-	fc->bv = carve(&fc->batch, &off, B * KD * 4);
-	fc->batt = carve(&fc->batch, &off, B * QD * 4);
-	fc->bo = carve(&fc->batch, &off, B * E * 4);
-	fc->bgate = carve(&fc->batch, &off, B * F * 4);
-	fc->bup = carve(&fc->batch, &off, B * F * 4);
-	fc->tile = tile ? carve(&fc->batch, &off, tile) : NULL;
-	fc->tile_bytes = tile;
-	fc->bfused = fw ? carve(&fc->batch, &off, B * fw * 4) : NULL;
-	fc->blogits = fc->logit_rows ? carve(&fc->batch, &off, (uint64_t)fc->logit_rows * V * 4) : NULL;
-	fc->gemm_why[0] = '\0';
-	fc->gemm = true;
-}
-
 int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 {
 	(void)f;
@@ -1052,128 +1120,6 @@ int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 void fwd_cuda_detach(struct fwd *f)
 {
 	f->cuda = NULL;
-}
-
-/* x16 = f16(x) for N floats, then y[t] = W x16[t] for T tokens. */
-static int gemm_f32(struct fwd *f, const struct cuda_weight *w, const float *x, int T, float *y)
-{
-	struct fwd_cuda *fc = f->cuda;
-	CK(cuda_f32_to_f16(fc->ctx, fc->bx16, x, (int64_t)T * w->cols));
-	CK(cuda_gemm(fc->ctx, w, fc->bx16, T, y, fc->tile, fc->tile_bytes));
-	return 0;
-}
-
-#define GEMM(w, x, y)                                            \
-	do {                                                     \
-		int rc_ = gemm_f32(f, (w), (x), T, (y));         \
-		if (rc_)                                         \
-			return rc_;                              \
-	} while (0)
-
-/* One layer for the T tokens of the batch (residual rows at fc->x) at
- * positions pos0 .. pos0+T-1: layer_step's sequence with a GEMM per
- * weight, the small ops over T rows and the prefill attention kernel. */
-static int layer_batch(struct fwd *f, uint32_t il, uint32_t pos0, int T)
-{
-	struct fwd_cuda *fc = f->cuda;
-	cuda_ctx *c = fc->ctx;
-	const struct model *m = f->m;
-	const struct hparams *hp = &m->hp;
-	const struct layer *l = &m->layers[il];
-	const struct fc_layer *L = &fc->L[il];
-	const int64_t E = hp->n_embd, F = hp->n_ff, D = hp->head_dim;
-	const int64_t QD = (int64_t)hp->n_head * D, KD = (int64_t)hp->n_head_kv * D;
-	float *x = fc->x;
-
-	/* xn = attn_norm(x), [T][E] */
-	CK(cuda_rmsnorm(c, fc->bxn, x, L->attn_norm, T, E, hp->norm_eps));
-	if (L->wqkv.buf.ptr) {
-		/* phi3: [T][QD + 2 KD] split into q, k, v */
-		const size_t fs = (size_t)(QD + 2 * KD) * 4;
-		GEMM(&L->wqkv, fc->bxn, fc->bfused);
-		CK(cuda_copy2d(c, fc->bq, (size_t)QD * 4, fc->bfused, fs, (size_t)QD * 4, (size_t)T));
-		CK(cuda_copy2d(c, fc->bk, (size_t)KD * 4, fc->bfused + QD, fs, (size_t)KD * 4, (size_t)T));
-		CK(cuda_copy2d(c, fc->bv, (size_t)KD * 4, fc->bfused + QD + KD, fs, (size_t)KD * 4, (size_t)T));
-	} else {
-		GEMM(&L->wq, fc->bxn, fc->bq);
-		GEMM(&L->wk, fc->bxn, fc->bk);
-		GEMM(&L->wv, fc->bxn, fc->bv);
-	}
-	if (L->bq)
-		CK(cuda_add_rows(c, fc->bq, L->bq, T, QD));
-	if (L->bk)
-		CK(cuda_add_rows(c, fc->bk, L->bk, T, KD));
-	if (L->bv)
-		CK(cuda_add_rows(c, fc->bv, L->bv, T, KD));
-	if (L->q_norm) {
-		CK(cuda_rmsnorm(c, fc->bq, fc->bq, L->q_norm, (int64_t)T * hp->n_head, D, hp->norm_eps));
-		CK(cuda_rmsnorm(c, fc->bk, fc->bk, L->k_norm, (int64_t)T * hp->n_head_kv, D, hp->norm_eps));
-	}
-	const enum cuda_rope_style rs = hp->rope_style == ROPE_NEOX ? CUDA_ROPE_NEOX : CUDA_ROPE_NORM;
-	CK(cuda_rope(c, fc->bq, T, (int)hp->n_head, (int)D, (int)hp->n_rot, pos0, l->rope_base, hp->rope_scale,
-		     fc->rope_freqs, rs));
-	CK(cuda_rope(c, fc->bk, T, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos0, l->rope_base, hp->rope_scale,
-		     fc->rope_freqs, rs));
-	/* the T new rows into the mirror and the staging rows */
-	uint16_t *sk = fc->stage + ((size_t)il * 2) * (size_t)T * (size_t)KD;
-	uint16_t *sv = fc->stage + ((size_t)il * 2 + 1) * (size_t)T * (size_t)KD;
-	CK(cuda_f32_to_f16(c, (uint16_t *)L->k.ptr + (size_t)pos0 * (size_t)KD, fc->bk, T * KD));
-	CK(cuda_f32_to_f16(c, (uint16_t *)L->v.ptr + (size_t)pos0 * (size_t)KD, fc->bv, T * KD));
-	CK(cuda_f32_to_f16(c, sk, fc->bk, T * KD));
-	CK(cuda_f32_to_f16(c, sv, fc->bv, T * KD));
-	struct cuda_attn_prefill_args a = {
-		.q = fc->bq, .k = L->k.ptr, .v = L->v.ptr, .kv_type = GGML_TYPE_F16,
-		.n_head = (int)hp->n_head, .n_head_kv = (int)hp->n_head_kv, .head_dim = (int)D,
-		.pos0 = pos0, .n_tok = T, .window = l->swa ? hp->n_swa : 0, .scale = hp->attn_scale,
-		.out = fc->batt,
-	};
-	CK(cuda_attn_prefill(c, &a));
-	GEMM(&L->wo, fc->batt, fc->bo);
-	if (L->attn_post_norm)
-		CK(cuda_rmsnorm(c, fc->bo, fc->bo, L->attn_post_norm, T, E, hp->norm_eps));
-	CK(cuda_add(c, x, fc->bo, T * E));
-	CK(cuda_rmsnorm(c, fc->bxn, x, L->ffn_norm, T, E, hp->norm_eps));
-	if (hp->arch == ARCH_PHI3) {
-		/* [T][gate | up] */
-		GEMM(&L->w_up, fc->bxn, fc->bfused);
-		CK(cuda_copy2d(c, fc->bgate, (size_t)F * 4, fc->bfused, (size_t)F * 8, (size_t)F * 4, (size_t)T));
-		CK(cuda_copy2d(c, fc->bup, (size_t)F * 4, fc->bfused + F, (size_t)F * 8, (size_t)F * 4, (size_t)T));
-		CK(cuda_glu(c, fc->bgate, fc->bup, T * F, CUDA_ACT_SILU));
-	} else {
-		GEMM(&L->w_gate, fc->bxn, fc->bgate);
-		GEMM(&L->w_up, fc->bxn, fc->bup);
-		CK(cuda_glu(c, fc->bgate, fc->bup, T * F, hp->arch == ARCH_GEMMA3 ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU));
-	}
-	GEMM(&L->w_down, fc->bgate, fc->bo);
-	if (L->ffn_post_norm)
-		CK(cuda_rmsnorm(c, fc->bo, fc->bo, L->ffn_post_norm, T, E, hp->norm_eps));
-	CK(cuda_add(c, x, fc->bo, T * E));
-	return 0;
-}
-
-/* The logits of tokens FIRST .. T-1 of the batch into f->logits: one
- * matvec for a single row, GEMMs of up to logit_rows rows otherwise. */
-static int logits_batch(struct fwd *f, int first, int T)
-{
-	struct fwd_cuda *fc = f->cuda;
-	const struct hparams *hp = &f->m->hp;
-	const int64_t E = hp->n_embd, V = hp->n_vocab;
-	if (T - first == 1) {
-		float *x = fc->x + (size_t)first * (size_t)E;
-		CK(cuda_rmsnorm(fc->ctx, fc->xn, x, fc->output_norm, 1, E, hp->norm_eps));
-		CK(cuda_matvec(fc->ctx, &fc->output, fc->xn, fc->logits));
-		CK(cuda_download(fc->ctx, f->logits, fc->logits, (size_t)V * sizeof(float)));
-		return 0;
-	}
-	for (int t0 = first; t0 < T; t0 += fc->logit_rows) {
-		const int n = T - t0 < fc->logit_rows ? T - t0 : fc->logit_rows;
-		CK(cuda_rmsnorm(fc->ctx, fc->bxn, fc->x + (size_t)t0 * (size_t)E, fc->output_norm, n, E, hp->norm_eps));
-		CK(cuda_f32_to_f16(fc->ctx, fc->bx16, fc->bxn, (int64_t)n * E));
-		CK(cuda_gemm(fc->ctx, &fc->output, fc->bx16, n, fc->blogits, fc->tile, fc->tile_bytes));
-		CK(cuda_download(fc->ctx, f->logits + (size_t)(t0 - first) * (size_t)V, fc->blogits,
-				 (size_t)n * (size_t)V * sizeof(float)));
-	}
-	return 0;
 }
 
 int fwd_cuda_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, bool all_logits)
@@ -1195,6 +1141,12 @@ const char *fwd_cuda_error(const struct fwd *f)
 }
 
 const char *fwd_cuda_prefill_mode(const struct fwd *f)
+{
+	(void)f;
+	return "";
+}
+
+const char *fwd_cuda_decode_mode(const struct fwd *f)
 {
 	(void)f;
 	return "";

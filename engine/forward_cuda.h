@@ -86,6 +86,10 @@ bool fwd_cuda_failed(const struct fwd *f);
 /* How prefill (T > 1) runs: "gemm" (batched, cuBLAS) or "token by token
  * (REASON)"; "" when nothing is attached. */
 const char *fwd_cuda_prefill_mode(const struct fwd *f);
+/* How a decode step runs: "CUDA graphs" (one replay per token of the
+ * graph of its context bucket) or "plain launches (REASON)"; "" when
+ * nothing is attached.  The answer may change after the first capture. */
+const char *fwd_cuda_decode_mode(const struct fwd *f);
 const char *fwd_cuda_error(const struct fwd *f);
 
 /* Device memory: the whole device's total and free bytes (cudaMemGetInfo)

@@ -22,9 +22,10 @@
  * GPU does not, so the bar there is lower; the figures are to be looked
  * at, the thresholds were set before any run on a device.
  *
- * Each of these runs twice: prefill as batched GEMMs (cuBLAS; the default
- * where it loads: the first line of each run says which mode is in use)
- * and token by token (TTYCHAT_CUDA_GEMM=0).
+ * Each of these runs twice: the default (prefill as batched GEMMs where
+ * cuBLAS loads, decode steps as CUDA graph replays; the first line of
+ * each run says which modes are in use) and plain launches
+ * (TTYCHAT_CUDA_GEMM=0 TTYCHAT_CUDA_GRAPHS=0: prefill token by token).
  *
  * Without a usable device it says why and exits 77 (skip).  Prints
  * "N passed, N failed".
@@ -120,7 +121,7 @@ static int gpu_init(struct fwd *f, const struct model *m, pool *p, int layers, u
 	CHECK(rc == 0, "%s: fwd_init_device rc %d", what, rc);
 	if (rc)
 		return -1;
-	printf("%s: prefill %s\n", what, fwd_cuda_prefill_mode(f));
+	printf("%s: prefill %s; decode %s\n", what, fwd_cuda_prefill_mode(f), fwd_cuda_decode_mode(f));
 	const uint32_t want = layers > 0 ? (uint32_t)layers : m->hp.n_layer;
 	CHECK(f->cpu_first == want && strncmp(backend, "cuda: ", 6) == 0, "%s: %u of %u layers asked, got '%s' (%s)",
 	      what, want, m->hp.n_layer, backend, notice);
@@ -144,6 +145,7 @@ static void set_variant(const char *name, int gemm)
 {
 	variant = name;
 	setenv("TTYCHAT_CUDA_GEMM", gemm ? "1" : "0", 1);
+	setenv("TTYCHAT_CUDA_GRAPHS", gemm ? "1" : "0", 1);
 }
 
 static void run_real(const char *srcdir, const char *file)
@@ -316,7 +318,7 @@ int main(void)
 	set_variant("", 1);
 	run_real(src, SMOLLM2_FILE);
 	run_real(src, GEMMA3_FILE);
-	set_variant(", prefill token by token", 0);
+	set_variant(", token by token, no graphs", 0);
 	run_real(src, SMOLLM2_FILE);
 	run_real(src, GEMMA3_FILE);
 
@@ -338,7 +340,7 @@ int main(void)
 		if (v == 0)
 			set_variant("", 1);
 		else
-			set_variant(", prefill token by token", 0);
+			set_variant(", token by token, no graphs", 0);
 		for (int i = 0; i < n; i++)
 			if (names[i])
 				run_random(dir, names[i]);

@@ -32,6 +32,8 @@
  *   prefill attention  as decode attention, per token and head, with the
  *              causal limit and the window
  *   add_rows, copy2d                 bit-identical
+ *   decode graph replays  rope and KV rows bit-identical to plain
+ *              launches; attention as decode attention
  * Shapes: rows 1, 7, 37, 129, 300; columns 1, 33, 1001 (float types),
  * 32 .. 2080 (32-blocks, 1 to 65 blocks so lanes get 0, 1 or 3 units),
  * 256 .. 4096 (K-quants); heads of 64, 80, 128, 256 dims, groups of 1 to
@@ -919,6 +921,135 @@ static void test_prefill_attention(cuda_ctx *c, struct rng *r)
 	test_prefill_case(c, r, 6, 2, 34, 40, 9, 0);       /* head_dim 34 (not a multiple of 4) */
 }
 
+/* ---- decode graphs: positions from device memory, capture and replay ------------------------------- */
+
+/* One decode step's position-dependent work captured once: a K row and a
+ * V row stored at *pos, rope at *pos, attention over the window ending at
+ * *pos with a grid for BUCKET positions; replayed at several positions
+ * against plain launches (KV rows and rope bit-identical; attention
+ * against the CPU formula with the decode tolerance). */
+static void test_graph_case(cuda_ctx *c, struct rng *r, int H, int G, int D, uint32_t bucket, uint32_t window)
+{
+	const size_t row = (size_t)G * (size_t)D, nq = (size_t)H * (size_t)D;
+	const uint32_t P = bucket + 8;
+	uint16_t *k = xmalloc(sizeof(uint16_t) * row * P), *v = xmalloc(sizeof(uint16_t) * row * P);
+	float *q = xmalloc(sizeof(float) * nq), *qr = xmalloc(sizeof(float) * nq), *o = xmalloc(sizeof(float) * nq);
+	float *kx = xmalloc(sizeof(float) * row), *vx = xmalloc(sizeof(float) * row);
+	float *q1 = xmalloc(sizeof(float) * nq);
+	struct cuda_buf bk = {0}, bv = {0}, bq = {0}, bo = {0}, bw = {0}, bkx = {0}, bvx = {0}, bpos = {0}, bq0 = {0};
+	cuda_graph *g = NULL;
+	const float scale = 1.0f / sqrtf((float)D);
+	const uint32_t n_max = window && window < bucket ? window : bucket;
+	const size_t ws = cuda_attn_decode_workspace(H, G, D, P);
+
+	for (size_t i = 0; i < row * P; i++) {
+		k[i] = quant_fp32_to_fp16(rng_f(r, -1.0f, 1.0f));
+		v[i] = quant_fp32_to_fp16(rng_f(r, -1.0f, 1.0f));
+	}
+	fill_f(r, q, nq, -3.0f, 3.0f);
+	fill_f(r, kx, row, -1.0f, 1.0f);
+	fill_f(r, vx, row, -1.0f, 1.0f);
+	if (cuda_buf_alloc(c, &bk, 2 * row * P, CUDA_MEM_KV) || cuda_buf_alloc(c, &bv, 2 * row * P, CUDA_MEM_KV) ||
+	    cuda_upload(c, bk.ptr, k, 2 * row * P) || cuda_upload(c, bv.ptr, v, 2 * row * P) || dev_f(c, &bq, NULL, nq) ||
+	    dev_f(c, &bq0, q, nq) || dev_f(c, &bo, NULL, nq) || cuda_buf_alloc(c, &bw, ws, CUDA_MEM_SCRATCH) ||
+	    dev_f(c, &bkx, kx, row) || dev_f(c, &bvx, vx, row) || cuda_buf_alloc(c, &bpos, 4, CUDA_MEM_SCRATCH)) {
+		CHECK(0, "graph setup: %s", cuda_ctx_error(c));
+		goto out;
+	}
+	/* q is copied from bq0 inside the graph, then roped in place */
+	struct cuda_attn_args a = {
+		.q = bq.ptr, .k = bk.ptr, .v = bv.ptr, .kv_type = GGML_TYPE_F16, .n_head = H, .n_head_kv = G,
+		.head_dim = D, .first = 0, .n = n_max, .scale = scale, .out = bo.ptr, .workspace = bw.ptr,
+		.workspace_bytes = ws, .pos_dev = bpos.ptr, .window = window,
+	};
+	int rc = cuda_capture_begin(c);
+	CHECK(rc == 0, "cuda_capture_begin: %s", cuda_ctx_error(c));
+	if (rc)
+		goto out;
+	int rs = cuda_copy2d(c, bq.ptr, nq * 4, bq0.ptr, nq * 4, nq * 4, 1);
+	rs = rs ? rs : cuda_rope_dev(c, bq.ptr, H, D, D, bpos.ptr, 10000.0f, 1.0f, NULL, CUDA_ROPE_NEOX);
+	rs = rs ? rs : cuda_kv_store(c, bk.ptr, GGML_TYPE_F16, (int64_t)row, 0, bpos.ptr, bkx.ptr, 1);
+	rs = rs ? rs : cuda_kv_store(c, bv.ptr, GGML_TYPE_F16, (int64_t)row, 0, bpos.ptr, bvx.ptr, 1);
+	rs = rs ? rs : cuda_attn_decode(c, &a);
+	CHECK(rs == 0, "recording the graph: %s", cuda_ctx_error(c));
+	rc = cuda_capture_end(c, &g);
+	CHECK(rc == 0 && g, "cuda_capture_end: %s", cuda_ctx_error(c));
+	if (rc || rs)
+		goto out;
+	const uint32_t positions[] = {0, 1, bucket / 3, window ? window + 3 : bucket / 2, bucket - 1};
+	for (size_t pi = 0; pi < sizeof positions / sizeof positions[0]; pi++) {
+		const uint32_t pos = positions[pi];
+		if (pos >= bucket || cuda_upload(c, bpos.ptr, &pos, 4) || cuda_graph_launch(c, g) || get_f(c, o, &bo, nq) ||
+		    get_f(c, q1, &bq, nq)) {
+			CHECK(pos >= bucket, "graph replay at %u: %s", pos, cuda_ctx_error(c));
+			continue;
+		}
+		/* the reference: the same steps by plain launches on host copies */
+		memcpy(qr, q, sizeof(float) * nq);
+		struct cuda_buf tq = {0};
+		if (dev_f(c, &tq, q, nq))
+			continue;
+		rc = cuda_rope(c, tq.ptr, 1, H, D, D, pos, 10000.0f, 1.0f, NULL, CUDA_ROPE_NEOX);
+		if (rc == 0)
+			get_f(c, qr, &tq, nq);
+		cuda_buf_free(c, &tq);
+		CHECK(rc == 0 && memcmp(qr, q1, sizeof(float) * nq) == 0, "graph at %u: rope differs from cuda_rope", pos);
+		for (size_t i = 0; i < row; i++) {
+			k[(size_t)pos * row + i] = quant_fp32_to_fp16(kx[i]);
+			v[(size_t)pos * row + i] = quant_fp32_to_fp16(vx[i]);
+		}
+		uint16_t *kr = xmalloc(2 * row * (pos + 1));
+		if (cuda_download(c, kr, bk.ptr, 2 * row * (pos + 1)) == 0)
+			CHECK(memcmp(kr, k, 2 * row * (pos + 1)) == 0, "graph at %u: K rows differ", pos);
+		free(kr);
+		const uint32_t first = window && pos + 1 > window ? pos + 1 - window : 0;
+		int bad_exact = 0, bad_cpu = 0;
+		double worst = 0.0;
+		for (int h = 0; h < H; h++)
+			attn_ref_check(q1 + (size_t)h * (size_t)D, k, v, row, h / (H / G), D, first, pos + 1 - first, scale,
+				       o + (size_t)h * (size_t)D, &bad_exact, &bad_cpu, &worst);
+		CHECK(bad_exact == 0 && bad_cpu == 0, "graph H %d G %d D %d bucket %u window %u at %u: %d/%d outputs off", H,
+		      G, D, bucket, window, pos, bad_exact, bad_cpu);
+		printf("  graph replay H %2d G %d D %3d bucket %5u window %4u pos %5u  max |err|/sum w|v| = %.2e\n", H, G, D,
+		       bucket, window, pos, worst);
+	}
+out:
+	cuda_graph_free(c, g);
+	cuda_buf_free(c, &bk);
+	cuda_buf_free(c, &bv);
+	cuda_buf_free(c, &bq);
+	cuda_buf_free(c, &bq0);
+	cuda_buf_free(c, &bo);
+	cuda_buf_free(c, &bw);
+	cuda_buf_free(c, &bkx);
+	cuda_buf_free(c, &bvx);
+	cuda_buf_free(c, &bpos);
+	free(k);
+	free(v);
+	free(q);
+	free(qr);
+	free(o);
+	free(kx);
+	free(vx);
+	free(q1);
+}
+
+static void test_graphs(cuda_ctx *c, struct rng *r)
+{
+	test_graph_case(c, r, 8, 2, 64, 256, 0);
+	test_graph_case(c, r, 32, 8, 64, 4096, 0);   /* many chunks, most empty early on */
+	test_graph_case(c, r, 4, 1, 256, 1024, 512); /* sliding window */
+	/* a rejected call during capture fails the capture, and the stream
+	 * works normally after */
+	cuda_graph *g = NULL;
+	if (cuda_capture_begin(c) == 0) {
+		CHECK(cuda_rmsnorm(c, NULL, NULL, NULL, 1, 1, 0.0f) == CUDA_BE_EINVAL, "NULL rmsnorm accepted");
+		CHECK(cuda_capture_end(c, &g) == 0 || g == NULL, "capture end");
+		cuda_graph_free(c, g);
+	}
+	CHECK(cuda_sync(c) == 0, "stream unusable after a capture: %s", cuda_ctx_error(c));
+}
+
 /* ---- argument checks and accounting ---------------------------------------------------------------- */
 
 static void test_errors(cuda_ctx *c)
@@ -1022,6 +1153,7 @@ int main(void)
 	test_gemm(c, &r);
 	test_batch_ops(c, &r);
 	test_prefill_attention(c, &r);
+	test_graphs(c, &r);
 
 	cuda_ctx_free(c);
 	return tu_finish();

@@ -14,6 +14,12 @@
  * Kernel 2 (k_attn_merge), one block per query head: M = max m_s,
  * out = sum_s o_s exp(m_s - M) / sum_s l_s exp(m_s - M).
  *
+ * In a captured decode step (CUDA graph) the position comes from device
+ * memory (pos_dev): the grid is sized for the longest range of the
+ * graph's context bucket, the range itself is computed in the kernel, and
+ * chunks past its end write m = -inf, l = 0, o = 0, which the merge
+ * weighs by e^-inf = 0.
+ *
  * Shared memory of kernel 1: q [group][head_dim] + scores [group][chunk]
  * + m, l [group] floats, within CU_ATTN_SMEM (48 KiB, the default limit
  * on every supported architecture).  The chunk is at most 256 positions
@@ -81,8 +87,9 @@ uint64_t cu_attn_max_splits(int max_chunk, uint32_t n_ctx, int n_head_kv)
 
 __global__ void __launch_bounds__(ATTN_THREADS)
 k_attn_split(const float *__restrict__ q, const uint16_t *__restrict__ k, const uint16_t *__restrict__ v,
-	     int n_head, int n_head_kv, int head_dim, uint32_t first, uint32_t n, int chunk, float scale,
-	     float *__restrict__ po, float *__restrict__ pm, float *__restrict__ pl)
+	     int n_head, int n_head_kv, int head_dim, uint32_t first, uint32_t n, const uint32_t *__restrict__ pos_dev,
+	     uint32_t window, int chunk, float scale, float *__restrict__ po, float *__restrict__ pm,
+	     float *__restrict__ pl)
 {
 	extern __shared__ float sm[];
 	const int H = n_head, G = n_head_kv, D = head_dim, group = H / G;
@@ -91,7 +98,24 @@ k_attn_split(const float *__restrict__ q, const uint16_t *__restrict__ k, const 
 	float *qs = sm;                          /* [group][D] */
 	float *sc = qs + (size_t)group * D;      /* [group][chunk] */
 	float *stat = sc + (size_t)group * chunk;/* m[group], l[group] */
+	if (pos_dev) {
+		/* a captured decode step: the range follows the position in
+		 * device memory; the grid was sized for the longest range */
+		const uint32_t tot = *pos_dev + 1;
+		first = window && tot > window ? tot - window : 0;
+		n = tot - first;
+	}
 	const uint32_t p0 = (uint32_t)split * (uint32_t)chunk;
+	if (p0 >= n) {
+		/* an empty chunk: weight 0 in the merge (m = -inf, l = 0, o = 0) */
+		for (int idx = tid; idx < group * D; idx += ATTN_THREADS)
+			po[((size_t)split * H + (size_t)g * group + (size_t)(idx / D)) * D + idx % D] = 0.0f;
+		if (tid < group) {
+			pm[(size_t)split * H + (size_t)g * group + (size_t)tid] = -INFINITY;
+			pl[(size_t)split * H + (size_t)g * group + (size_t)tid] = 0.0f;
+		}
+		return;
+	}
 	const int len = (int)min((uint32_t)chunk, n - p0);
 	const size_t row = (size_t)G * (size_t)D; /* elements per position */
 	const size_t base = ((size_t)(first + p0) * (size_t)G + (size_t)g) * (size_t)D;
@@ -209,7 +233,8 @@ void cu_launch_attn_decode(cudaStream_t s, const struct cuda_attn_args *a, int c
 	const dim3 grid1((unsigned)n_split, (unsigned)G);
 
 	k_attn_split<<<grid1, ATTN_THREADS, smem1, s>>>(a->q, (const uint16_t *)a->k, (const uint16_t *)a->v, H, G,
-							 D, a->first, a->n, chunk, a->scale, po, pm, pl);
+							 D, a->first, a->n, a->pos_dev, a->window, chunk, a->scale, po,
+							 pm, pl);
 	k_attn_merge<<<(unsigned)H, ATTN_THREADS, sizeof(float) * (size_t)n_split, s>>>(po, pm, pl, H, D, n_split,
 											 a->out);
 }

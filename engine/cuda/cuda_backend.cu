@@ -476,8 +476,8 @@ extern "C" int cuda_rmsnorm(cuda_ctx *c, float *y, const float *x, const float *
 	return launched(c, "cuda_rmsnorm");
 }
 
-extern "C" int cuda_rope(cuda_ctx *c, float *x, int n_tokens, int n_heads, int head_dim, int n_rot, uint32_t pos0,
-			 float base, float scale, const float *freq_factors, enum cuda_rope_style style)
+static int rope(cuda_ctx *c, float *x, int n_tokens, int n_heads, int head_dim, int n_rot, uint32_t pos0,
+		const uint32_t *pos_dev, float base, float scale, const float *freq_factors, enum cuda_rope_style style)
 {
 	int rc = enter(c);
 	if (rc)
@@ -492,9 +492,52 @@ extern "C" int cuda_rope(cuda_ctx *c, float *x, int n_tokens, int n_heads, int h
 	}
 	/* the same powf as the CPU engine, so theta matches bit for bit */
 	const float theta_scale = powf(base, -2.0f / (float)n_rot);
-	cu_launch_rope(c->stream, x, n_tokens, n_heads, head_dim, n_rot, pos0, theta_scale, scale, freq_factors,
-		       style == CUDA_ROPE_NEOX);
+	cu_launch_rope(c->stream, x, n_tokens, n_heads, head_dim, n_rot, pos0, pos_dev, theta_scale, scale,
+		       freq_factors, style == CUDA_ROPE_NEOX);
 	return launched(c, "cuda_rope");
+}
+
+extern "C" int cuda_rope(cuda_ctx *c, float *x, int n_tokens, int n_heads, int head_dim, int n_rot, uint32_t pos0,
+			 float base, float scale, const float *freq_factors, enum cuda_rope_style style)
+{
+	return rope(c, x, n_tokens, n_heads, head_dim, n_rot, pos0, NULL, base, scale, freq_factors, style);
+}
+
+extern "C" int cuda_rope_dev(cuda_ctx *c, float *x, int n_heads, int head_dim, int n_rot, const uint32_t *pos_dev,
+			     float base, float scale, const float *freq_factors, enum cuda_rope_style style)
+{
+	if (!pos_dev) {
+		c->err[0] = '\0';
+		CTX_ERR(c, "cuda_rope_dev: NULL position");
+		return CUDA_BE_EINVAL;
+	}
+	return rope(c, x, 1, n_heads, head_dim, n_rot, 0, pos_dev, base, scale, freq_factors, style);
+}
+
+extern "C" size_t cuda_kv_row_bytes(uint32_t type, int64_t kd)
+{
+	if (kd <= 0 || kd > MAX_COLS)
+		return 0;
+	if (type == GGML_TYPE_F16)
+		return (size_t)kd * 2;
+	return 0;
+}
+
+extern "C" int cuda_kv_store(cuda_ctx *c, void *cache, uint32_t type, int64_t kd, uint32_t pos, const uint32_t *pos_dev,
+			     const float *x, int n_tok)
+{
+	int rc = enter(c);
+	if (rc)
+		return rc;
+	const size_t rb = cuda_kv_row_bytes(type, kd);
+	if (!cache || !x || n_tok <= 0 || rb == 0 || ((uintptr_t)cache & 1) ||
+	    (!pos_dev && (uint32_t)(n_tok - 1) > UINT32_MAX - pos)) {
+		CTX_ERR(c, "cuda_kv_store: bad argument (%s cache, %lld wide, %d rows at %u)", ggml_type_name(type),
+			(long long)kd, n_tok, pos);
+		return rb == 0 && cache && x ? CUDA_BE_EUNSUPPORTED : CUDA_BE_EINVAL;
+	}
+	cu_launch_kv_store(c->stream, type, cache, kd, pos, pos_dev, x, n_tok);
+	return launched(c, "cuda_kv_store");
 }
 
 extern "C" int cuda_glu(cuda_ctx *c, float *gate, const float *up, int64_t n, enum cuda_act act)
@@ -615,7 +658,8 @@ extern "C" int cuda_attn_decode(cuda_ctx *c, const struct cuda_attn_args *a)
 		CTX_ERR(c, "cuda_attn_decode: KV cache type %s has no CUDA kernel yet", ggml_type_name(a->kv_type));
 		return CUDA_BE_EUNSUPPORTED;
 	}
-	if (!attn_shape_ok(a->n_head, a->n_head_kv, a->head_dim) || a->n == 0 || a->first > UINT32_MAX - a->n ||
+	if (!attn_shape_ok(a->n_head, a->n_head_kv, a->head_dim) || a->n == 0 ||
+	    (a->pos_dev ? a->first != 0 : a->first > UINT32_MAX - a->n) ||
 	    !isfinite(a->scale) || ((uintptr_t)a->k & 1) || ((uintptr_t)a->v & 1)) {
 		CTX_ERR(c, "cuda_attn_decode: bad shape (%d heads, %d KV heads, head_dim %d, positions %u+%u)",
 			a->n_head, a->n_head_kv, a->head_dim, a->first, a->n);
@@ -760,4 +804,84 @@ extern "C" int cuda_attn_prefill(cuda_ctx *c, const struct cuda_attn_prefill_arg
 	}
 	cu_launch_attn_prefill(c->stream, a);
 	return launched(c, "cuda_attn_prefill");
+}
+
+/* ---- CUDA graphs -------------------------------------------------------------------------------------- */
+
+struct cuda_graph {
+	cudaGraphExec_t exec;
+};
+
+extern "C" int cuda_capture_begin(cuda_ctx *c)
+{
+	int rc = enter(c);
+	if (rc)
+		return rc;
+	cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
+	if (e != cudaSuccess) {
+		cudaGetLastError();
+		return ctx_fail(c, e, "cudaStreamBeginCapture");
+	}
+	return CUDA_BE_OK;
+}
+
+extern "C" int cuda_capture_end(cuda_ctx *c, cuda_graph **out)
+{
+	cudaGraph_t g = NULL;
+	char keep[sizeof c->err];
+	/* the message of a call that failed during the capture stays */
+	snprintf(keep, sizeof keep, "%s", c->err);
+	*out = NULL;
+	int rc = enter(c);
+	if (rc)
+		return rc;
+	cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+	if (e != cudaSuccess || !g) {
+		cudaGetLastError();
+		if (g)
+			cudaGraphDestroy(g);
+		if (keep[0])
+			CTX_ERR(c, "capturing a CUDA graph: %s", keep);
+		else
+			ctx_fail(c, e == cudaSuccess ? cudaErrorStreamCaptureInvalidated : e, "cudaStreamEndCapture");
+		return CUDA_BE_ERUNTIME;
+	}
+	cuda_graph *cg = (cuda_graph *)calloc(1, sizeof *cg);
+	if (!cg) {
+		cudaGraphDestroy(g);
+		CTX_ERR(c, "out of host memory");
+		return CUDA_BE_ENOMEM;
+	}
+	e = cudaGraphInstantiate(&cg->exec, g, 0);
+	cudaGraphDestroy(g);
+	if (e != cudaSuccess) {
+		cudaGetLastError();
+		free(cg);
+		return ctx_fail(c, e, "cudaGraphInstantiate");
+	}
+	*out = cg;
+	return CUDA_BE_OK;
+}
+
+extern "C" int cuda_graph_launch(cuda_ctx *c, cuda_graph *g)
+{
+	int rc = enter(c);
+	if (rc)
+		return rc;
+	if (!g) {
+		CTX_ERR(c, "cuda_graph_launch: NULL graph");
+		return CUDA_BE_EINVAL;
+	}
+	cudaError_t e = cudaGraphLaunch(g->exec, c->stream);
+	return e == cudaSuccess ? 0 : ctx_fail(c, e, "cudaGraphLaunch");
+}
+
+extern "C" void cuda_graph_free(cuda_ctx *c, cuda_graph *g)
+{
+	if (!g)
+		return;
+	if (c && enter(c) == 0)
+		cudaStreamSynchronize(c->stream);
+	cudaGraphExecDestroy(g->exec);
+	free(g);
 }

@@ -186,6 +186,12 @@ int cuda_rope(cuda_ctx *c, float *x, int n_tokens, int n_heads, int head_dim, in
 	      uint32_t pos0, float base, float scale, const float *freq_factors,
 	      enum cuda_rope_style style);
 
+/* cuda_rope() for one token whose position is read from device memory
+ * (*pos_dev) when the kernel runs: a decode step captured in a CUDA graph
+ * replays with the position of the token at hand. */
+int cuda_rope_dev(cuda_ctx *c, float *x, int n_heads, int head_dim, int n_rot, const uint32_t *pos_dev,
+		  float base, float scale, const float *freq_factors, enum cuda_rope_style style);
+
 enum cuda_act {
 	CUDA_ACT_SILU = 0,       /* gate = silu(gate) * up */
 	CUDA_ACT_GELU_TANH = 1,  /* gate = gelu_tanh(gate) * up, through f16 as ggml */
@@ -212,6 +218,17 @@ int cuda_copy2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src, size_t s
  * appending K and V rows to an F16 cache. */
 int cuda_f32_to_f16(cuda_ctx *c, void *dst, const float *x, int64_t n);
 
+/* Bytes of one position (all KV heads, kd = n_head_kv * head_dim values)
+ * of a KV cache of TYPE: kd * 2 for F16; 0 for a type without kernels. */
+size_t cuda_kv_row_bytes(uint32_t type, int64_t kd);
+
+/* Appends n_tok K (or V) rows of kd floats (x, [n_tok][kd]) to a cache of
+ * TYPE (F16: rounded to nearest even) at rows pos .. pos + n_tok - 1, or
+ * at row *pos_dev (device memory, read when the kernel runs; n_tok 1) when
+ * pos_dev is not NULL.  Rows are cuda_kv_row_bytes() apart. */
+int cuda_kv_store(cuda_ctx *c, void *cache, uint32_t type, int64_t kd, uint32_t pos, const uint32_t *pos_dev,
+		  const float *x, int n_tok);
+
 /* Decode attention for one token, split along the sequence (flash
  * decoding): one kernel computes, per KV head and chunk of positions,
  * scores, a local softmax and a partial weighted sum of V for the query
@@ -226,7 +243,14 @@ int cuda_f32_to_f16(cuda_ctx *c, void *dst, const float *x, int64_t n);
  * scale * q.k; query head h reads KV head h / (n_head / n_head_kv).
  * WORKSPACE (device) holds at least cuda_attn_decode_workspace(n_head,
  * n_head_kv, head_dim, N) bytes for some N >= n: size it once for the
- * largest context. */
+ * largest context.
+ *
+ * With pos_dev (device memory) the range is read when the kernel runs:
+ * positions first' .. pos, pos = *pos_dev, first' = pos + 1 - window
+ * when window > 0 and that is positive, else 0; then n is the most
+ * positions any such call attends (it sizes the grid: pos + 1 - first'
+ * must not exceed it) and first must be 0.  A decode step captured once
+ * in a CUDA graph replays for every position up to that bound. */
 struct cuda_attn_args {
 	const float *q;
 	const void *k, *v;
@@ -237,6 +261,8 @@ struct cuda_attn_args {
 	float *out;
 	void *workspace;
 	size_t workspace_bytes;
+	const uint32_t *pos_dev;  /* NULL: first and n as given */
+	uint32_t window;          /* with pos_dev: 0 = none */
 };
 int cuda_attn_decode(cuda_ctx *c, const struct cuda_attn_args *a);
 
@@ -245,6 +271,30 @@ int cuda_attn_decode(cuda_ctx *c, const struct cuda_attn_args *a);
  * (n_head not a multiple of n_head_kv, head_dim 0 or > 1024, or a group
  * of query heads too large for shared memory). */
 size_t cuda_attn_decode_workspace(int n_head, int n_head_kv, int head_dim, uint32_t n_ctx);
+
+/* ---- CUDA graphs ----------------------------------------------------------------- */
+
+/* A captured sequence of kernels, replayed with one launch (the decode
+ * step).  Between cuda_capture_begin() and cuda_capture_end() the calls
+ * above queue nothing: they are recorded (their argument checks still
+ * run, and a rejected one makes the capture fail); calls that wait
+ * (cuda_upload, cuda_download, cuda_sync, cuda_buf_free) must not be made.
+ * The graph keeps the pointers and values the calls were given: replay
+ * it only while those buffers live, and pass what changes per replay
+ * through device memory (cuda_rope_dev, cuda_kv_store's and
+ * cuda_attn_args' pos_dev). */
+typedef struct cuda_graph cuda_graph;
+
+/* Starts recording the context's stream (this thread's calls only). */
+int cuda_capture_begin(cuda_ctx *c);
+/* Stops recording and makes the graph: 0 and *out, or a negative status
+ * (*out NULL) when the capture or a call during it failed, with the
+ * message on the context; the stream is back to normal either way. */
+int cuda_capture_end(cuda_ctx *c, cuda_graph **out);
+/* Queues one replay of G on the context's stream. */
+int cuda_graph_launch(cuda_ctx *c, cuda_graph *g);
+/* Frees G after the stream's queued work; NULL is a no-op. */
+void cuda_graph_free(cuda_ctx *c, cuda_graph *g);
 
 /* ---- batched work (prefill) --------------------------------------------------- */
 

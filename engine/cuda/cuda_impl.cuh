@@ -108,12 +108,16 @@ void cu_launch_dequant_rows(cudaStream_t s, uint32_t type, const void *w, size_t
 void cu_launch_rmsnorm(cudaStream_t s, float *y, const float *x, const float *w, int64_t rows,
 		       int64_t n, float eps);
 void cu_launch_rope(cudaStream_t s, float *x, int n_tokens, int n_heads, int head_dim, int n_rot,
-		    uint32_t pos0, float theta_scale, float scale, const float *ff, int neox);
+		    uint32_t pos0, const uint32_t *pos_dev, float theta_scale, float scale, const float *ff, int neox);
 void cu_launch_glu(cudaStream_t s, float *gate, const float *up, int64_t n, int gelu);
 void cu_launch_softmax(cudaStream_t s, float *y, const float *x, int64_t rows, int64_t n, float scale);
 void cu_launch_add(cudaStream_t s, float *y, const float *x, int64_t n);
 void cu_launch_add_rows(cudaStream_t s, float *y, const float *b, int64_t rows, int64_t n);
 void cu_launch_f32_to_f16(cudaStream_t s, uint16_t *dst, const float *x, int64_t n);
+/* n_tok rows of kd floats into a cache of TYPE at row pos (*pos_dev when
+ * pos_dev is not NULL). */
+void cu_launch_kv_store(cudaStream_t s, uint32_t type, void *cache, int64_t kd, uint32_t pos,
+			const uint32_t *pos_dev, const float *x, int n_tok);
 
 /* ---- cuda_gemm.cu ------------------------------------------------------------- */
 

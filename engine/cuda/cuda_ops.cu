@@ -103,8 +103,11 @@ void cu_launch_rmsnorm(cudaStream_t s, float *y, const float *x, const float *w,
 /* ---- RoPE: one thread per rotated pair ------------------------------------------- */
 
 __global__ void k_rope(float *x, int n_tokens, int n_heads, int head_dim, int n_rot, uint32_t pos0,
-		       float theta_scale, float scale, const float *__restrict__ ff, int neox)
+		       const uint32_t *__restrict__ pos_dev, float theta_scale, float scale,
+		       const float *__restrict__ ff, int neox)
 {
+	if (pos_dev)
+		pos0 = *pos_dev;
 	const int half = n_rot / 2;
 	const int64_t total = (int64_t)n_tokens * n_heads * half;
 	for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
@@ -126,11 +129,11 @@ __global__ void k_rope(float *x, int n_tokens, int n_heads, int head_dim, int n_
 }
 
 void cu_launch_rope(cudaStream_t s, float *x, int n_tokens, int n_heads, int head_dim, int n_rot,
-		    uint32_t pos0, float theta_scale, float scale, const float *ff, int neox)
+		    uint32_t pos0, const uint32_t *pos_dev, float theta_scale, float scale, const float *ff, int neox)
 {
 	const int64_t total = (int64_t)n_tokens * n_heads * (n_rot / 2);
-	k_rope<<<ops_grid(total), OPS_THREADS, 0, s>>>(x, n_tokens, n_heads, head_dim, n_rot, pos0, theta_scale,
-							scale, ff, neox);
+	k_rope<<<ops_grid(total), OPS_THREADS, 0, s>>>(x, n_tokens, n_heads, head_dim, n_rot, pos0, pos_dev,
+							theta_scale, scale, ff, neox);
 }
 
 /* ---- gated activations ------------------------------------------------------------- */
@@ -227,4 +230,25 @@ __global__ void k_f32_to_f16(uint16_t *__restrict__ dst, const float *__restrict
 void cu_launch_f32_to_f16(cudaStream_t s, uint16_t *dst, const float *x, int64_t n)
 {
 	k_f32_to_f16<<<ops_grid(n), OPS_THREADS, 0, s>>>(dst, x, n);
+}
+
+/* KV rows: n_tok rows of kd floats into an F16 cache at row pos (or
+ * *pos_dev) */
+__global__ void k_kv_store_f16(uint16_t *__restrict__ cache, int64_t kd, uint32_t pos,
+			       const uint32_t *__restrict__ pos_dev, const float *__restrict__ x, int64_t n)
+{
+	if (pos_dev)
+		pos = *pos_dev;
+	uint16_t *dst = cache + (size_t)pos * (size_t)kd;
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+	     i += (int64_t)gridDim.x * blockDim.x)
+		dst[i] = cu_f2h(x[i]);
+}
+
+void cu_launch_kv_store(cudaStream_t s, uint32_t type, void *cache, int64_t kd, uint32_t pos,
+			const uint32_t *pos_dev, const float *x, int n_tok)
+{
+	const int64_t n = kd * n_tok;
+	if (type == GGML_TYPE_F16)
+		k_kv_store_f16<<<ops_grid(n), OPS_THREADS, 0, s>>>((uint16_t *)cache, kd, pos, pos_dev, x, n);
 }
