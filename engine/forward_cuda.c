@@ -40,15 +40,23 @@
  * as plain launches.
  *
  * KV cache: the host cache (struct kv_cache) stays the authoritative copy
- * of every layer.  The device keeps a mirror of the GPU layers (F16, n_ctx
- * positions, allocated at attach so nothing grows mid-conversation) for
+ * of every layer.  The device keeps a mirror of the GPU layers (the host
+ * cache's type, F16 or Q8_0, in the same row layout; n_ctx positions,
+ * allocated at attach so nothing grows mid-conversation) for
  * the cache it last ran, recognised by kv->dev_tag; another cache is
  * uploaded into the mirror when it is run (a conversation switch costs one
  * copy of its rows).  Each new K/V row is written to the mirror and to a
  * staging buffer that comes down once per fwd_eval(), so the host rows are
  * complete after every call: KV snapshots (engine_conv_export/import),
  * truncation and eviction work unchanged.  The price is host memory for
- * the GPU layers' rows, as on the CPU.
+ * the GPU layers' rows, as on the CPU.  Q8_0 rows are quantised on the
+ * device exactly as the CPU quantises them, so the host rows are the same
+ * bytes either engine would have written.
+ *
+ * The batched prefill, the decode graphs and the Q8_0 KV cache were
+ * written in a session without a GPU (like the rest of this file): they
+ * compile warning-free, and their device tests (make check-cuda) have not
+ * run yet.
  *
  * Unverified on a device in the session that wrote it (no GPU was lent):
  * it compiles warning-free against cuda_backend.h, whose kernels are
@@ -98,7 +106,7 @@ int fwd_init_device(struct fwd *f, const struct model *m, pool *p, uint32_t n_ct
 			return rc;
 		char why[200];
 		uint32_t retry = 0;
-		if (fwd_cuda_attach(f, &retry, why, sizeof why) == 0)
+		if (fwd_cuda_attach(f, o->kv_type, &retry, why, sizeof why) == 0)
 			break;
 		fwd_free(f);
 		if (retry >= n_gpu)
@@ -160,7 +168,7 @@ struct fwd_cuda {
 	cuda_graph *graph[32];
 	bool graph_off, capturing;
 	char graph_why[240];
-	uint32_t kv_type;            /* of the mirror (GGML_TYPE_F16) */
+	uint32_t kv_type;            /* of the mirror: GGML_TYPE_F16 or GGML_TYPE_Q8_0, as the host cache */
 	bool failed;
 	char err[256];
 };
@@ -227,7 +235,8 @@ static uint64_t batch_bytes(const struct model *m, int max_batch, bool output)
 }
 
 /* Device bytes of the scratch for N layers. */
-static uint64_t scratch_bytes(const struct model *m, uint32_t n_ctx, int max_batch, uint32_t n, bool output)
+static uint64_t scratch_bytes(const struct model *m, uint32_t n_ctx, int max_batch, uint32_t n, bool output,
+			      uint64_t kvrow)
 {
 	const struct hparams *hp = &m->hp;
 	const uint64_t E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
@@ -237,15 +246,14 @@ static uint64_t scratch_bytes(const struct model *m, uint32_t n_ctx, int max_bat
 	if (output)
 		b += al(V * 4);
 	b += al(cuda_attn_decode_workspace((int)hp->n_head, (int)hp->n_head_kv, (int)hp->head_dim, n_ctx));
-	b += al(2 * (uint64_t)n * (uint64_t)max_batch * KD * 2);
+	b += al(2 * (uint64_t)n * (uint64_t)max_batch * kvrow);
 	return b + al(sizeof(uint32_t));
 }
 
-static uint64_t layer_bytes(const struct model *m, uint32_t il, uint32_t n_ctx)
+static uint64_t layer_bytes(const struct model *m, uint32_t il, uint32_t n_ctx, uint64_t kvrow)
 {
 	const struct layer *l = &m->layers[il];
-	const uint64_t KD = (uint64_t)m->hp.n_head_kv * m->hp.head_dim;
-	uint64_t b = 2 * al((uint64_t)n_ctx * KD * 2);
+	uint64_t b = 2 * al((uint64_t)n_ctx * kvrow);
 	for (int i = 0; i < N_LAYER_WEIGHTS; i++)
 		b += weight_dev_bytes(layer_weight(l, i));
 	for (int i = 0; i < N_LAYER_VECS; i++)
@@ -254,28 +262,28 @@ static uint64_t layer_bytes(const struct model *m, uint32_t il, uint32_t n_ctx)
 }
 
 /* Device bytes of the first N layers with everything they need. */
-static uint64_t need_bytes(const struct model *m, uint32_t n_ctx, int max_batch, uint32_t n)
+static uint64_t need_bytes(const struct model *m, uint32_t n_ctx, int max_batch, uint32_t n, uint64_t kvrow)
 {
 	const bool output = n == m->hp.n_layer;
-	uint64_t b = scratch_bytes(m, n_ctx, max_batch, n, output) + batch_bytes(m, max_batch, output) +
+	uint64_t b = scratch_bytes(m, n_ctx, max_batch, n, output, kvrow) + batch_bytes(m, max_batch, output) +
 		     vec_dev_bytes(&m->rope_freqs);
 	for (uint32_t il = 0; il < n; il++)
-		b += layer_bytes(m, il, n_ctx);
+		b += layer_bytes(m, il, n_ctx, kvrow);
 	if (output)
 		b += weight_dev_bytes(&m->output) + vec_dev_bytes(&m->output_norm);
 	return b;
 }
 
 /* The most layers (<= cap) whose bytes fit FREE less the margin. */
-static uint32_t fit_layers(const struct model *m, uint32_t n_ctx, int max_batch, uint64_t free_b, uint64_t total,
-			   uint32_t cap, uint64_t *need)
+static uint32_t fit_layers(const struct model *m, uint32_t n_ctx, int max_batch, uint64_t kvrow, uint64_t free_b,
+			   uint64_t total, uint32_t cap, uint64_t *need)
 {
 	const uint64_t margin = 512 * MIB + total / 20;
 	const uint64_t budget = free_b > margin ? free_b - margin : 0;
 	uint32_t n = 0;
 	*need = 0;
 	for (uint32_t k = 1; k <= cap; k++) {
-		const uint64_t b = need_bytes(m, n_ctx, max_batch, k);
+		const uint64_t b = need_bytes(m, n_ctx, max_batch, k, kvrow);
 		if (b > budget)
 			break;
 		n = k;
@@ -305,9 +313,10 @@ void fwd_cuda_plan(const struct model *m, uint32_t n_ctx, int max_batch, uint32_
 	snprintf(p->device, sizeof p->device, "%s", info.name);
 	p->vram_free = info.free_bytes;
 	p->vram_total = info.total_bytes;
-	if (kv_type != GGML_TYPE_F16) {
-		snprintf(p->why, sizeof p->why, "CUDA: the %s KV cache has no CUDA kernel yet (use f16)",
-			 ggml_type_name(kv_type));
+	const uint64_t kvrow = cuda_kv_row_bytes(kv_type, (int64_t)hp->n_head_kv * hp->head_dim);
+	if (kvrow == 0 || (kv_type == GGML_TYPE_Q8_0 && hp->head_dim % 32 != 0)) {
+		snprintf(p->why, sizeof p->why, "CUDA: no kernel for a %s KV cache with head size %u (use f16)",
+			 ggml_type_name(kv_type), hp->head_dim);
 		return;
 	}
 	if (hp->n_rot < 2 || hp->n_rot % 2 || hp->n_rot > hp->head_dim ||
@@ -339,12 +348,12 @@ void fwd_cuda_plan(const struct model *m, uint32_t n_ctx, int max_batch, uint32_
 	if (cap == 0)
 		return;
 	uint64_t need = 0;
-	const uint32_t n = fit_layers(m, n_ctx, max_batch, info.free_bytes, info.total_bytes, cap, &need);
+	const uint32_t n = fit_layers(m, n_ctx, max_batch, kvrow, info.free_bytes, info.total_bytes, cap, &need);
 	if (n < cap) {
 		char fr[32], mg[32], one[32];
 		fmt_gib(fr, sizeof fr, info.free_bytes);
 		fmt_gib(mg, sizeof mg, 512 * MIB + info.total_bytes / 20);
-		fmt_gib(one, sizeof one, need_bytes(m, n_ctx, max_batch, n + 1));
+		fmt_gib(one, sizeof one, need_bytes(m, n_ctx, max_batch, n + 1, kvrow));
 		snprintf(p->why, sizeof p->why, "CUDA: %u of %u layers fit %s of free VRAM (%s kept free; %u need %s)",
 			 n, cap, fr, mg, n + 1, one);
 	}
@@ -486,8 +495,9 @@ static void setup_batch(struct fwd_cuda *fc, const struct model *m, int max_batc
 		snprintf(fc->gemm_why, sizeof fc->gemm_why, "turned off by TTYCHAT_CUDA_GEMM=0");
 		return;
 	}
-	if (!cuda_attn_prefill_supported((int)hp->n_head, (int)hp->n_head_kv, (int)hp->head_dim, GGML_TYPE_F16)) {
-		snprintf(fc->gemm_why, sizeof fc->gemm_why, "no prefill attention kernel for head size %u", hp->head_dim);
+	if (!cuda_attn_prefill_supported((int)hp->n_head, (int)hp->n_head_kv, (int)hp->head_dim, fc->kv_type)) {
+		snprintf(fc->gemm_why, sizeof fc->gemm_why, "no prefill attention kernel for head size %u (%s KV cache)",
+			 hp->head_dim, ggml_type_name(fc->kv_type));
 		return;
 	}
 	if (cuda_gemm_available(fc->ctx) != 0) {
@@ -539,16 +549,22 @@ static void setup_batch(struct fwd_cuda *fc, const struct model *m, int max_batc
 	fc->gemm = true;
 }
 
-int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
+int fwd_cuda_attach(struct fwd *f, uint32_t kv_type, uint32_t *retry, char *why, size_t whylen)
 {
 	const struct model *m = f->m;
 	const struct hparams *hp = &m->hp;
 	const uint32_t n = f->cpu_first;
 	const uint64_t KD = (uint64_t)hp->n_head_kv * hp->head_dim;
+	const uint64_t kvrow = cuda_kv_row_bytes(kv_type, (int64_t)KD);
 	*retry = 0;
 	if (n == 0 || n > hp->n_layer || f->cuda) {
 		snprintf(why, whylen, "CUDA: nothing to attach");
 		return ENGINE_E_INVAL;
+	}
+	if (kvrow == 0 || (kv_type == GGML_TYPE_Q8_0 && hp->head_dim % 32 != 0)) {
+		snprintf(why, whylen, "CUDA: no kernel for a %s KV cache with head size %u", ggml_type_name(kv_type),
+			 hp->head_dim);
+		return ENGINE_E_FORMAT;
 	}
 	struct fwd_cuda *fc = calloc(1, sizeof *fc);
 	if (!fc || !(fc->L = calloc(n, sizeof *fc->L))) {
@@ -562,7 +578,7 @@ int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 		return to_engine_status(rc);
 	}
 	fc->n = n;
-	fc->kv_type = GGML_TYPE_F16;
+	fc->kv_type = kv_type;
 	const char *what = "weights";
 	for (uint32_t il = 0; il < n && !rc; il++) {
 		const struct layer *l = &m->layers[il];
@@ -571,9 +587,9 @@ int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 		for (int i = 0; i < N_LAYER_WEIGHTS && !rc; i++)
 			rc = upload_weight(fc->ctx, dst[i], layer_weight(l, i));
 		if (!rc) {
-			rc = cuda_buf_alloc(fc->ctx, &L->k, (size_t)f->n_ctx * KD * 2, CUDA_MEM_KV);
+			rc = cuda_buf_alloc(fc->ctx, &L->k, (size_t)f->n_ctx * kvrow, CUDA_MEM_KV);
 			if (!rc)
-				rc = cuda_buf_alloc(fc->ctx, &L->v, (size_t)f->n_ctx * KD * 2, CUDA_MEM_KV);
+				rc = cuda_buf_alloc(fc->ctx, &L->v, (size_t)f->n_ctx * kvrow, CUDA_MEM_KV);
 			if (rc)
 				what = "the KV cache";
 		}
@@ -588,7 +604,7 @@ int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 		what = "scratch buffers";
 		const uint64_t E = hp->n_embd, F = hp->n_ff, QD = (uint64_t)hp->n_head * hp->head_dim;
 		const bool output = n == hp->n_layer;
-		rc = cuda_buf_alloc(fc->ctx, &fc->scratch, (size_t)scratch_bytes(m, f->n_ctx, f->max_batch, n, output),
+		rc = cuda_buf_alloc(fc->ctx, &fc->scratch, (size_t)scratch_bytes(m, f->n_ctx, f->max_batch, n, output, kvrow),
 				    CUDA_MEM_SCRATCH);
 		if (!rc) {
 			uint64_t off = 0;
@@ -604,7 +620,7 @@ int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 			fc->ws_bytes = cuda_attn_decode_workspace((int)hp->n_head, (int)hp->n_head_kv, (int)hp->head_dim,
 								  f->n_ctx);
 			fc->ws = carve(&fc->scratch, &off, fc->ws_bytes);
-			fc->stage_bytes = 2 * (size_t)n * (size_t)f->max_batch * KD * 2;
+			fc->stage_bytes = 2 * (size_t)n * (size_t)f->max_batch * kvrow;
 			fc->stage = carve(&fc->scratch, &off, fc->stage_bytes);
 			fc->pos_dev = carve(&fc->scratch, &off, sizeof(uint32_t));
 			fc->stage_host = malloc(fc->stage_bytes);
@@ -623,7 +639,7 @@ int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
 			struct cuda_mem_usage u;
 			uint64_t need = 0;
 			if (cuda_mem_get_usage(fc->ctx, &u) == 0)
-				*retry = fit_layers(m, f->n_ctx, f->max_batch, u.dev_free, u.dev_total, n - 1, &need);
+				*retry = fit_layers(m, f->n_ctx, f->max_batch, kvrow, u.dev_free, u.dev_total, n - 1, &need);
 		}
 		fc_free(fc);
 		return to_engine_status(rc);
@@ -853,14 +869,16 @@ static int layer_batch(struct fwd *f, uint32_t il, uint32_t pos0, int T)
 	CK(cuda_rope(c, fc->bk, T, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos0, l->rope_base, hp->rope_scale,
 		     fc->rope_freqs, rs));
 	/* the T new rows into the mirror and the staging rows */
-	uint16_t *sk = fc->stage + ((size_t)il * 2) * (size_t)T * (size_t)KD;
-	uint16_t *sv = fc->stage + ((size_t)il * 2 + 1) * (size_t)T * (size_t)KD;
-	CK(cuda_f32_to_f16(c, (uint16_t *)L->k.ptr + (size_t)pos0 * (size_t)KD, fc->bk, T * KD));
-	CK(cuda_f32_to_f16(c, (uint16_t *)L->v.ptr + (size_t)pos0 * (size_t)KD, fc->bv, T * KD));
-	CK(cuda_f32_to_f16(c, sk, fc->bk, T * KD));
-	CK(cuda_f32_to_f16(c, sv, fc->bv, T * KD));
+	const uint32_t kvt = fc->kv_type;
+	const size_t srow = cuda_kv_row_bytes(kvt, KD);
+	char *sk = (char *)fc->stage + ((size_t)il * 2) * (size_t)T * srow;
+	char *sv = (char *)fc->stage + ((size_t)il * 2 + 1) * (size_t)T * srow;
+	CK(cuda_kv_store(c, L->k.ptr, kvt, KD, pos0, NULL, fc->bk, T));
+	CK(cuda_kv_store(c, L->v.ptr, kvt, KD, pos0, NULL, fc->bv, T));
+	CK(cuda_kv_store(c, sk, kvt, KD, 0, NULL, fc->bk, T));
+	CK(cuda_kv_store(c, sv, kvt, KD, 0, NULL, fc->bv, T));
 	struct cuda_attn_prefill_args a = {
-		.q = fc->bq, .k = L->k.ptr, .v = L->v.ptr, .kv_type = GGML_TYPE_F16,
+		.q = fc->bq, .k = L->k.ptr, .v = L->v.ptr, .kv_type = kvt,
 		.n_head = (int)hp->n_head, .n_head_kv = (int)hp->n_head_kv, .head_dim = (int)D,
 		.pos0 = pos0, .n_tok = T, .window = l->swa ? hp->n_swa : 0, .scale = hp->attn_scale,
 		.out = fc->batt,
@@ -996,8 +1014,8 @@ int fwd_cuda_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int
 	const uint32_t pos0 = kv->n;
 	if (!fc || fc->failed)
 		return ENGINE_E_INVAL;
-	/* a snapshot of another cache type cannot use the F16 mirror */
-	if (kv->type != GGML_TYPE_F16 || T <= 0 || T > f->max_batch || (uint64_t)pos0 + (uint64_t)T > f->n_ctx)
+	/* a snapshot of another cache type cannot use the mirror */
+	if (kv->type != fc->kv_type || kv->row_bytes != cuda_kv_row_bytes(fc->kv_type, KD) || T <= 0 || T > f->max_batch || (uint64_t)pos0 + (uint64_t)T > f->n_ctx)
 		return ENGINE_E_INVAL;
 	int rc = bind_cache(f, kv);
 	if (rc)
@@ -1042,12 +1060,12 @@ int fwd_cuda_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int
 	if (!fc->logits)
 		CK(cuda_download(fc->ctx, f->x, fc->x, (size_t)T * (size_t)E * sizeof(float)));
 	/* the new rows of the GPU layers into the host cache */
-	const size_t rows = 2 * (size_t)fc->n * (size_t)T * (size_t)KD * 2;
+	const size_t srow = kv->row_bytes, rows = 2 * (size_t)fc->n * (size_t)T * srow;
 	CK(cuda_download(fc->ctx, fc->stage_host, fc->stage, rows));
 	for (uint32_t il = 0; il < fc->n; il++)
 		for (int t = 0; t < T; t++) {
-			const char *sk = (const char *)fc->stage_host + ((((size_t)il * 2) * (size_t)T + (size_t)t) * (size_t)KD) * 2;
-			const char *sv = (const char *)fc->stage_host + ((((size_t)il * 2 + 1) * (size_t)T + (size_t)t) * (size_t)KD) * 2;
+			const char *sk = (const char *)fc->stage_host + (((size_t)il * 2) * (size_t)T + (size_t)t) * srow;
+			const char *sv = (const char *)fc->stage_host + (((size_t)il * 2 + 1) * (size_t)T + (size_t)t) * srow;
 			memcpy((char *)kv->k[il] + (size_t)(pos0 + (uint32_t)t) * kv->row_bytes, sk, kv->row_bytes);
 			memcpy((char *)kv->v[il] + (size_t)(pos0 + (uint32_t)t) * kv->row_bytes, sv, kv->row_bytes);
 		}
@@ -1109,9 +1127,9 @@ void fwd_cuda_plan(const struct model *m, uint32_t n_ctx, int max_batch, uint32_
 	snprintf(p->why, sizeof p->why, "no CUDA device: this ttychat was built without CUDA (configure found no nvcc)");
 }
 
-int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen)
+int fwd_cuda_attach(struct fwd *f, uint32_t kv_type, uint32_t *retry, char *why, size_t whylen)
 {
-	(void)f;
+	(void)f, (void)kv_type;
 	*retry = 0;
 	snprintf(why, whylen, "no CUDA device: this ttychat was built without CUDA");
 	return ENGINE_E_INVAL;

@@ -64,11 +64,13 @@ int fwd_init_device(struct fwd *f, const struct model *m, pool *p, uint32_t n_ct
 		    size_t notice_len);
 
 /* Uploads layers 0 .. f->cpu_first-1 (and the output when f->cpu_first ==
- * n_layer) to device 0, with a KV mirror for n_ctx positions and the
- * scratch of one token.  0, or a negative status with a message in WHY and
+ * n_layer) to device 0, with a KV mirror of KV_TYPE (GGML_TYPE_F16, or
+ * GGML_TYPE_Q8_0 for head sizes that are multiples of 32: the caches
+ * fwd_cuda_eval() then takes) for n_ctx positions and the scratch of a
+ * batch.  0, or a negative status with a message in WHY and
  * everything uploaded freed again; on ENGINE_E_NOMEM *retry holds a layer
  * count that may fit now (0: none). */
-int fwd_cuda_attach(struct fwd *f, uint32_t *retry, char *why, size_t whylen);
+int fwd_cuda_attach(struct fwd *f, uint32_t kv_type, uint32_t *retry, char *why, size_t whylen);
 /* Frees the device part (NULL-safe; fwd_free() calls it). */
 void fwd_cuda_detach(struct fwd *f);
 

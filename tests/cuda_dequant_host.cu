@@ -72,7 +72,9 @@ extern "C" long cuda_host_attn_splits_check(int group, int head_dim, int n_head_
 	for (uint32_t n = 1; n <= n_ctx; n++) {
 		const int c = cu_attn_chunk_for(max_chunk, n, n_head_kv);
 		const uint64_t splits = ((uint64_t)n + (uint64_t)c - 1) / (uint64_t)c;
-		const size_t smem = sizeof(float) * (size_t)group * ((size_t)head_dim + (size_t)c + 2);
+		/* q, scores, m and l, and q's Q8_0 scales (cu_launch_attn_decode) */
+		const size_t smem =
+			sizeof(float) * (size_t)group * ((size_t)head_dim + (size_t)c + 2 + ((size_t)head_dim + 31) / 32);
 		if (c < 32 || c % 32 || c > max_chunk || smem > CU_ATTN_SMEM || splits > bound) {
 			if (!bad)
 				snprintf(msg, msglen, "n %u: chunk %d (max %d), %llu splits (bound %llu), smem %zu", n,

@@ -25,7 +25,9 @@
  * Each of these runs twice: the default (prefill as batched GEMMs where
  * cuBLAS loads, decode steps as CUDA graph replays; the first line of
  * each run says which modes are in use) and plain launches
- * (TTYCHAT_CUDA_GEMM=0 TTYCHAT_CUDA_GRAPHS=0: prefill token by token).
+ * (TTYCHAT_CUDA_GEMM=0 TTYCHAT_CUDA_GRAPHS=0: prefill token by token),
+ * and a third time with a Q8_0 KV cache in both engines (files whose
+ * head size is a multiple of 32).
  *
  * Without a usable device it says why and exits 77 (skip).  Prints
  * "N passed, N failed".
@@ -111,11 +113,17 @@ static int greedy(struct fwd *f, struct kv_cache *kv, int32_t *out, int n, uint3
 	return 0;
 }
 
+/* The variant of the GPU pass under test ("" = the default), named in
+ * every message: set through the environment before each attach. */
+static const char *variant = "";
+/* The KV cache type of both engines in this variant. */
+static uint32_t kvt = GGML_TYPE_F16;
+
 /* The GPU placement of M with LAYERS layers (0: all); 0 when it is on the
  * GPU as asked. */
 static int gpu_init(struct fwd *f, const struct model *m, pool *p, int layers, uint32_t n_ctx, const char *what)
 {
-	struct fwd_device_opts d = {.device = ENGINE_DEVICE_CUDA, .gpu_layers = layers, .kv_type = GGML_TYPE_F16};
+	struct fwd_device_opts d = {.device = ENGINE_DEVICE_CUDA, .gpu_layers = layers, .kv_type = kvt};
 	char backend[80], notice[256];
 	int rc = fwd_init_device(f, m, p, n_ctx, BATCH, &d, backend, sizeof backend, notice, sizeof notice);
 	CHECK(rc == 0, "%s: fwd_init_device rc %d", what, rc);
@@ -137,9 +145,6 @@ static int argmax_row(const float *row, uint32_t V)
 	return sampler_argmax(row, V);
 }
 
-/* The variant of the GPU pass under test ("" = the default), named in
- * every message: set through the environment before each attach. */
-static const char *variant = "";
 
 static void set_variant(const char *name, int gemm)
 {
@@ -179,7 +184,7 @@ static void run_real(const char *srcdir, const char *file)
 	/* the CPU's reference: greedy tokens, teacher-forced logits */
 	int32_t ref[N_TF + 8], seq[N_CTX];
 	struct kv_cache kv;
-	kv_init(&kv, &m.hp, GGML_TYPE_F16, N_CTX);
+	kv_init(&kv, &m.hp, kvt, N_CTX);
 	rc = eval_all(&cpu, &kv, prompt, np, NULL, V);
 	CHECK(rc == 0 && greedy(&cpu, &kv, ref, N_TF + 4, V) == 0, "CPU greedy");
 	kv_free(&kv);
@@ -187,7 +192,7 @@ static void run_real(const char *srcdir, const char *file)
 	memcpy(seq + np, ref, N_TF * sizeof *seq);
 	const int ns = np + N_TF;
 	float *lc = malloc((size_t)ns * V * sizeof(float)), *lgpu = malloc((size_t)ns * V * sizeof(float));
-	kv_init(&kv, &m.hp, GGML_TYPE_F16, N_CTX);
+	kv_init(&kv, &m.hp, kvt, N_CTX);
 	CHECK(lc && lgpu && eval_all(&cpu, &kv, seq, ns, lc, V) == 0, "CPU teacher-forced");
 	kv_free(&kv);
 
@@ -201,7 +206,7 @@ static void run_real(const char *srcdir, const char *file)
 		/* 1. greedy */
 		int32_t got[N_TF + 8];
 		struct kv_cache ka, kb;
-		kv_init(&ka, &m.hp, GGML_TYPE_F16, N_CTX);
+		kv_init(&ka, &m.hp, kvt, N_CTX);
 		rc = eval_all(&gpu, &ka, prompt, np, NULL, V);
 		CHECK(rc == 0 && greedy(&gpu, &ka, got, GREEDY_SAME, V) == 0, "%s: GPU greedy rc %d", what, rc);
 		int same = 0;
@@ -209,7 +214,7 @@ static void run_real(const char *srcdir, const char *file)
 			same++;
 		CHECK(same == GREEDY_SAME, "%s: greedy identical for %d of %d tokens", what, same, GREEDY_SAME);
 		/* 2. teacher-forced, in another cache */
-		kv_init(&kb, &m.hp, GGML_TYPE_F16, N_CTX);
+		kv_init(&kb, &m.hp, kvt, N_CTX);
 		rc = eval_all(&gpu, &kb, seq, ns, lgpu, V);
 		CHECK(rc == 0, "%s: GPU teacher-forced rc %d", what, rc);
 		int agree = 0;
@@ -263,20 +268,25 @@ static void run_random(const char *dir, const char *json)
 	CHECK(rc == 0, "%s: %s", path, err);
 	if (rc)
 		return;
+	if (kvt == GGML_TYPE_Q8_0 && m.hp.head_dim % 32 != 0) {
+		/* the engine keeps such models' caches F16 */
+		model_free(&m);
+		return;
+	}
 	const uint32_t V = m.hp.n_vocab;
 	pool *p = pool_create(2);
 	struct fwd cpu, gpu;
 	float *lc = malloc((size_t)ns * V * sizeof(float)), *lg = malloc((size_t)ns * V * sizeof(float));
 	struct kv_cache kv;
 	CHECK(fwd_init(&cpu, &m, p, 256, BATCH) == 0, "%s: CPU fwd_init", json);
-	kv_init(&kv, &m.hp, GGML_TYPE_F16, 256);
+	kv_init(&kv, &m.hp, kvt, 256);
 	CHECK(lc && lg && eval_all(&cpu, &kv, seq, ns, lc, V) == 0, "%s: CPU eval", json);
 	kv_free(&kv);
 	fwd_free(&cpu);
 	char what[300];
 	snprintf(what, sizeof what, "%s%s", json, variant);
 	if (lc && lg && gpu_init(&gpu, &m, p, 0, 256, what) == 0) {
-		kv_init(&kv, &m.hp, GGML_TYPE_F16, 256);
+		kv_init(&kv, &m.hp, kvt, 256);
 		rc = eval_all(&gpu, &kv, seq, ns, lg, V);
 		CHECK(rc == 0, "%s: GPU eval rc %d", json, rc);
 		int agree = 0;
@@ -321,6 +331,12 @@ int main(void)
 	set_variant(", token by token, no graphs", 0);
 	run_real(src, SMOLLM2_FILE);
 	run_real(src, GEMMA3_FILE);
+	/* a Q8_0 KV cache on both sides */
+	set_variant(", Q8_0 KV", 1);
+	kvt = GGML_TYPE_Q8_0;
+	run_real(src, SMOLLM2_FILE);
+	run_real(src, GEMMA3_FILE);
+	kvt = GGML_TYPE_F16;
 
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s/tests/fixtures/engine/random", src);
@@ -336,11 +352,14 @@ int main(void)
 	if (d)
 		closedir(d);
 	qsort(names, (size_t)n, sizeof names[0], cmp_str);
-	for (int v = 0; v < 2; v++) {
+	for (int v = 0; v < 3; v++) {
 		if (v == 0)
 			set_variant("", 1);
-		else
+		else if (v == 1)
 			set_variant(", token by token, no graphs", 0);
+		else
+			set_variant(", Q8_0 KV", 1);
+		kvt = v == 2 ? GGML_TYPE_Q8_0 : GGML_TYPE_F16;
 		for (int i = 0; i < n; i++)
 			if (names[i])
 				run_random(dir, names[i]);

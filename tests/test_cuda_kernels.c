@@ -34,6 +34,9 @@
  *   add_rows, copy2d                 bit-identical
  *   decode graph replays  rope and KV rows bit-identical to plain
  *              launches; attention as decode attention
+ *   Q8_0 KV    rows stored bit-identical to quant_quantize_row; decode
+ *              and prefill attention as above, against the CPU's scalar
+ *              Q8_0 scores (q quantised to Q8_0, V = d*q)
  * Shapes: rows 1, 7, 37, 129, 300; columns 1, 33, 1001 (float types),
  * 32 .. 2080 (32-blocks, 1 to 65 blocks so lanes get 0, 1 or 3 units),
  * 256 .. 4096 (K-quants); heads of 64, 80, 128, 256 dims, groups of 1 to
@@ -804,22 +807,31 @@ out:
 
 /* ---- prefill attention ------------------------------------------------------------------------------ */
 
-/* One query row against positions first .. first+n-1 of an F16 cache
- * (rows of `row` halves, head g at g*D): counts outputs off the exact
- * softmax (tolerance as the decode test) and off the CPU's formula (with
- * its f16-rounded weights), and the largest |err| / sum w|v|. */
-static void attn_ref_check(const float *qr, const uint16_t *k, const uint16_t *v, size_t row, int g, int D,
-			   uint32_t first, uint32_t n, float scale, const float *got, int *bad_exact, int *bad_cpu,
-			   double *worst)
+/* One query row against positions first .. first+n-1 of a KV cache of
+ * TYPE (rows of row_bytes, the head at byte head_bytes of a row) as the CPU engine
+ * computes it: F16 scores f16(q) . k, Q8_0 scores the scalar Q8_0 dot
+ * product with q quantised to Q8_0 (which the GPU reproduces bit for
+ * bit), V dequantised.  Counts outputs off the exact softmax of those
+ * scores (tolerance as the decode test) and off the CPU's formula (its
+ * f16-rounded weights), and the largest |err| / sum w|v|. */
+static void attn_ref_check_t(uint32_t type, const float *qr, const uint8_t *k, const uint8_t *v, size_t row_bytes,
+			     size_t head_bytes, int D, uint32_t first, uint32_t n, float scale, const float *got,
+			     int *bad_exact, int *bad_cpu, double *worst)
 {
-	uint16_t *qh = xmalloc(sizeof(uint16_t) * (size_t)D);
+	const struct quant_ops *ref = quant_ops_at(QUANT_LEVEL_SCALAR);
+	uint8_t *qa = xmalloc(4 * (size_t)D + 64);
 	double *w = xmalloc(sizeof(double) * n);
-	for (int d = 0; d < D; d++)
-		qh[d] = quant_fp32_to_fp16(qr[d]);
+	float *vv = xmalloc(sizeof(float) * (size_t)n * (size_t)D);
+	if (type == GGML_TYPE_F16)
+		for (int d = 0; d < D; d++)
+			((uint16_t *)qa)[d] = quant_fp32_to_fp16(qr[d]);
+	else
+		ref->act_quantize(GGML_TYPE_Q8_0, qr, qa, D);
 	float mx = -INFINITY;
 	for (uint32_t p = 0; p < n; p++) {
-		const uint16_t *kr = k + (size_t)(first + p) * row + (size_t)g * (size_t)D;
-		const float s = quant_vec_dot(GGML_TYPE_F16, kr, qh, D) * scale;
+		const size_t off = (size_t)(first + p) * row_bytes + head_bytes;
+		const float s = ref->vec_dot(type, k + off, qa, D) * scale;
+		ref->dequant_row(type, v + off, vv + (size_t)p * (size_t)D, D);
 		w[p] = s;
 		mx = s > mx ? s : mx;
 	}
@@ -832,13 +844,13 @@ static void attn_ref_check(const float *qr, const uint16_t *k, const uint16_t *v
 	for (int d = 0; d < D; d++) {
 		double exact = 0.0, cpu = 0.0, mass = 0.0, round = 0.0;
 		for (uint32_t p = 0; p < n; p++) {
-			const float vv = quant_fp16_to_fp32(v[(size_t)(first + p) * row + (size_t)g * (size_t)D + (size_t)d]);
+			const float x = vv[(size_t)p * (size_t)D + (size_t)d];
 			const double we = w[p] / sum;
 			const float wc = f16r((float)w[p] * inv);
-			exact += we * vv;
-			cpu += (double)wc * vv;
-			mass += we * fabs(vv);
-			round += fabs((double)wc - we) * fabs(vv);
+			exact += we * x;
+			cpu += (double)wc * x;
+			mass += we * fabs(x);
+			round += fabs((double)wc - we) * fabs(x);
 		}
 		const double tol = 1e-5 * mass + 1e-6;
 		*bad_exact += !(fabs(got[d] - exact) <= tol);
@@ -846,8 +858,177 @@ static void attn_ref_check(const float *qr, const uint16_t *k, const uint16_t *v
 		if (mass > 0 && fabs(got[d] - exact) / mass > *worst)
 			*worst = fabs(got[d] - exact) / mass;
 	}
-	free(qh);
+	free(qa);
 	free(w);
+	free(vv);
+}
+
+/* The F16 case with caches of `row` halves per position, head g. */
+static void attn_ref_check(const float *qr, const uint16_t *k, const uint16_t *v, size_t row, int g, int D,
+			   uint32_t first, uint32_t n, float scale, const float *got, int *bad_exact, int *bad_cpu,
+			   double *worst)
+{
+	attn_ref_check_t(GGML_TYPE_F16, qr, (const uint8_t *)k, (const uint8_t *)v, row * 2, (size_t)g * (size_t)D * 2, D,
+			 first, n, scale, got, bad_exact, bad_cpu, worst);
+}
+
+/* Random Q8_0 caches of P positions (rows of G heads of D), the first
+ * ZERO positions' first block all zero (amax 0). */
+static void make_q8_cache(struct rng *r, uint8_t *c, uint32_t P, int G, int D)
+{
+	const size_t n = (size_t)G * (size_t)D;
+	float *x = xmalloc(sizeof(float) * n);
+	const size_t rb = n / 32 * 34;
+	for (uint32_t p = 0; p < P; p++) {
+		fill_f(r, x, n, -2.0f, 2.0f);
+		if (p % 7 == 3)
+			memset(x, 0, 32 * sizeof(float));
+		quant_quantize_row(GGML_TYPE_Q8_0, x, c + (size_t)p * rb, (int64_t)n);
+	}
+	free(x);
+}
+
+/* Decode and prefill attention over Q8_0 caches against the CPU. */
+static void test_attn_q8_case(cuda_ctx *c, struct rng *r, int H, int G, int D, uint32_t pos0, int T, uint32_t window)
+{
+	const uint32_t P = pos0 + (uint32_t)T;
+	const size_t rb = (size_t)G * (size_t)D / 32 * 34, hb = (size_t)D / 32 * 34;
+	const size_t nq = (size_t)T * (size_t)H * (size_t)D;
+	uint8_t *k = xmalloc(rb * P), *v = xmalloc(rb * P);
+	float *q = xmalloc(sizeof(float) * nq), *o = xmalloc(sizeof(float) * nq);
+	struct cuda_buf bk = {0}, bv = {0}, bq = {0}, bo = {0}, bw = {0};
+	const float scale = 1.0f / sqrtf((float)D);
+	const size_t ws = cuda_attn_decode_workspace(H, G, D, P);
+	make_q8_cache(r, k, P, G, D);
+	make_q8_cache(r, v, P, G, D);
+	fill_f(r, q, nq, -3.0f, 3.0f);
+	if (cuda_buf_alloc(c, &bk, rb * P, CUDA_MEM_KV) || cuda_buf_alloc(c, &bv, rb * P, CUDA_MEM_KV) ||
+	    cuda_upload(c, bk.ptr, k, rb * P) || cuda_upload(c, bv.ptr, v, rb * P) || dev_f(c, &bq, q, nq) ||
+	    dev_f(c, &bo, NULL, nq) || cuda_buf_alloc(c, &bw, ws, CUDA_MEM_SCRATCH)) {
+		CHECK(0, "Q8_0 attention setup: %s", cuda_ctx_error(c));
+		goto out;
+	}
+	for (int mode = 0; mode < 2; mode++) {
+		/* 0: prefill of the T tokens; 1: decode of the last one */
+		int rc;
+		if (mode == 0) {
+			struct cuda_attn_prefill_args a = {
+				.q = bq.ptr, .k = bk.ptr, .v = bv.ptr, .kv_type = GGML_TYPE_Q8_0, .n_head = H,
+				.n_head_kv = G, .head_dim = D, .pos0 = pos0, .n_tok = T, .window = window,
+				.scale = scale, .out = bo.ptr,
+			};
+			rc = cuda_attn_prefill(c, &a);
+		} else {
+			const uint32_t pos = P - 1, first = window && pos + 1 > window ? pos + 1 - window : 0;
+			struct cuda_attn_args a = {
+				.q = (const float *)bq.ptr + (size_t)(T - 1) * (size_t)H * (size_t)D, .k = bk.ptr,
+				.v = bv.ptr, .kv_type = GGML_TYPE_Q8_0, .n_head = H, .n_head_kv = G, .head_dim = D,
+				.first = first, .n = pos + 1 - first, .scale = scale, .out = bo.ptr,
+				.workspace = bw.ptr, .workspace_bytes = ws,
+			};
+			rc = cuda_attn_decode(c, &a);
+		}
+		CHECK(rc == 0, "Q8_0 %s attention H %d G %d D %d: %s", mode ? "decode" : "prefill", H, G, D,
+		      cuda_ctx_error(c));
+		if (rc || get_f(c, o, &bo, mode ? (size_t)H * (size_t)D : nq))
+			continue;
+		int bad_exact = 0, bad_cpu = 0;
+		double worst = 0.0;
+		for (int t = mode ? T - 1 : 0; t < T; t++) {
+			const uint32_t pos = pos0 + (uint32_t)t;
+			const uint32_t first = window && pos + 1 > window ? pos + 1 - window : 0;
+			for (int h = 0; h < H; h++) {
+				const size_t qo = ((size_t)t * (size_t)H + (size_t)h) * (size_t)D;
+				const size_t oo = mode ? (size_t)h * (size_t)D : qo;
+				attn_ref_check_t(GGML_TYPE_Q8_0, q + qo, k, v, rb, (size_t)(h / (H / G)) * hb, D, first,
+						 pos + 1 - first, scale, o + oo, &bad_exact, &bad_cpu, &worst);
+			}
+		}
+		CHECK(bad_exact == 0 && bad_cpu == 0,
+		      "Q8_0 %s attention H %d G %d D %d pos0 %u T %d window %u: %d off the exact softmax, %d off the CPU",
+		      mode ? "decode" : "prefill", H, G, D, pos0, T, window, bad_exact, bad_cpu);
+		printf("  Q8_0 %-7s attention H %2d G %d D %3d pos0 %5u T %2d window %3u  max |err|/sum w|v| = %.2e\n",
+		       mode ? "decode" : "prefill", H, G, D, pos0, T, window, worst);
+	}
+out:
+	cuda_buf_free(c, &bk);
+	cuda_buf_free(c, &bv);
+	cuda_buf_free(c, &bq);
+	cuda_buf_free(c, &bo);
+	cuda_buf_free(c, &bw);
+	free(k);
+	free(v);
+	free(q);
+	free(o);
+}
+
+/* KV rows stored by cuda_kv_store: Q8_0 bit-identical to the CPU's
+ * quant_quantize_row (blocks of zeros, large and tiny values), F16 to
+ * quant_fp32_to_fp16, at host and device positions. */
+static void test_kv_store(cuda_ctx *c, struct rng *r)
+{
+	static const uint32_t types[] = {GGML_TYPE_F16, GGML_TYPE_Q8_0};
+	const int64_t kd = 320;
+	const int T = 7;
+	const uint32_t pos = 5, P = 16;
+	for (int ti = 0; ti < 2; ti++) {
+		const uint32_t type = types[ti];
+		const size_t rb = cuda_kv_row_bytes(type, kd);
+		float *x = xmalloc(sizeof(float) * (size_t)(T * kd));
+		uint8_t *want = xmalloc(rb * P), *got = xmalloc(rb * P);
+		struct cuda_buf bx = {0}, bc = {0}, bp = {0};
+		fill_f(r, x, (size_t)(T * kd), -1.0f, 1.0f);
+		for (int64_t i = 0; i < T * kd; i++)
+			x[i] = ldexpf(x[i], (int)(rng_u32(r) % 24) - 12);
+		memset(x + 32, 0, 32 * sizeof(float));          /* a block of zeros */
+		x[70] = 1e30f;                                   /* one huge value */
+		memset(want, 0x5A, rb * P);
+		for (int t = 0; t < T; t++)
+			quant_quantize_row(type, x + t * kd, want + (size_t)(pos + (uint32_t)t) * rb, kd);
+		/* the device-position store writes row 14 from x's first row */
+		quant_quantize_row(type, x, want + 14 * rb, kd);
+		const uint32_t p14 = 14;
+		if (rb == 0 || dev_f(c, &bx, x, (size_t)(T * kd)) || cuda_buf_alloc(c, &bc, rb * P, CUDA_MEM_KV) ||
+		    cuda_buf_alloc(c, &bp, 4, CUDA_MEM_SCRATCH) || cuda_upload(c, bp.ptr, &p14, 4)) {
+			CHECK(0, "kv_store %s setup: %s", ggml_type_name(type), cuda_ctx_error(c));
+			goto next;
+		}
+		uint8_t *fill = xmalloc(rb * P);
+		memset(fill, 0x5A, rb * P);
+		cuda_upload(c, bc.ptr, fill, rb * P);
+		free(fill);
+		int rc = cuda_kv_store(c, bc.ptr, type, kd, pos, NULL, bx.ptr, T);
+		if (rc == 0)
+			rc = cuda_kv_store(c, bc.ptr, type, kd, 0, bp.ptr, bx.ptr, 1);
+		CHECK(rc == 0, "cuda_kv_store %s: %s", ggml_type_name(type), cuda_ctx_error(c));
+		if (rc == 0 && cuda_sync(c) == 0 && cuda_download(c, got, bc.ptr, rb * P) == 0) {
+			size_t bad = 0;
+			for (size_t i = 0; i < rb * P; i++)
+				bad += got[i] != want[i];
+			CHECK(bad == 0, "kv_store %s: %zu bytes differ from the CPU's rows", ggml_type_name(type), bad);
+		}
+next:
+		cuda_buf_free(c, &bx);
+		cuda_buf_free(c, &bc);
+		cuda_buf_free(c, &bp);
+		free(x);
+		free(want);
+		free(got);
+	}
+	CHECK(cuda_kv_row_bytes(GGML_TYPE_Q8_0, 48) == 0, "Q8_0 rows of 48 values accepted");
+	CHECK(cuda_kv_row_bytes(GGML_TYPE_Q4_0, 64) == 0, "Q4_0 KV rows accepted");
+}
+
+static void test_attention_q8(cuda_ctx *c, struct rng *r)
+{
+	test_kv_store(c, r);
+	test_attn_q8_case(c, r, 1, 1, 64, 0, 1, 0);
+	test_attn_q8_case(c, r, 9, 3, 64, 5, 37, 0);
+	test_attn_q8_case(c, r, 8, 1, 128, 100, 64, 0);
+	test_attn_q8_case(c, r, 4, 4, 256, 0, 33, 0);
+	test_attn_q8_case(c, r, 32, 8, 64, 3000, 64, 0);
+	test_attn_q8_case(c, r, 4, 1, 256, 600, 64, 512);
+	test_attn_q8_case(c, r, 20, 1, 96, 10, 17, 0);
 }
 
 static void test_prefill_case(cuda_ctx *c, struct rng *r, int H, int G, int D, uint32_t pos0, int T, uint32_t window)
@@ -1091,7 +1272,7 @@ static void test_errors(cuda_ctx *c)
 			.head_dim = 8, .first = 0, .n = 4, .scale = 1.0f, .out = x + 32, .workspace = x + 128,
 			.workspace_bytes = 512,
 		};
-		CHECK(cuda_attn_decode(c, &a) == CUDA_BE_EUNSUPPORTED, "Q8_0 KV accepted");
+		CHECK(cuda_attn_decode(c, &a) == CUDA_BE_EUNSUPPORTED, "Q8_0 KV with head_dim 8 accepted");
 		a.kv_type = GGML_TYPE_F16;
 		a.n_head_kv = 3;
 		CHECK(cuda_attn_decode(c, &a) == CUDA_BE_EINVAL, "3 KV heads for 2 heads accepted");
@@ -1154,6 +1335,7 @@ int main(void)
 	test_batch_ops(c, &r);
 	test_prefill_attention(c, &r);
 	test_graphs(c, &r);
+	test_attention_q8(c, &r);
 
 	cuda_ctx_free(c);
 	return tu_finish();

@@ -1,6 +1,6 @@
 /*
- * cuda_attn.cu - decode attention over an F16 KV cache, split along the
- * sequence (flash decoding).
+ * cuda_attn.cu - decode attention over an F16 or Q8_0 KV cache, split
+ * along the sequence (flash decoding).
  *
  * Kernel 1 (k_attn_split), grid (n_split, n_head_kv): a block takes one KV
  * head g and one chunk of positions and serves every query head of g's
@@ -21,11 +21,17 @@
  * weighs by e^-inf = 0.
  *
  * Shared memory of kernel 1: q [group][head_dim] + scores [group][chunk]
- * + m, l [group] floats, within CU_ATTN_SMEM (48 KiB, the default limit
+ * + m, l [group] + q's Q8_0 scales [group][head_dim / 32] floats, within CU_ATTN_SMEM (48 KiB, the default limit
  * on every supported architecture).  The chunk is at most 256 positions
  * and shrinks for short contexts, so that there are enough blocks (about
  * 256) to fill the device; it never drops below 64 (or the largest size
  * that fits), which bounds the workspace.
+ *
+ * A Q8_0 cache is read as the CPU engine reads it: q is quantised to
+ * Q8_0 per 32 values (cu_q8_lane, the CPU's rounding), each score is the
+ * sum over blocks of (d_k d_q) * (integer dot), block by block in the
+ * CPU's order without fused multiply-adds, so the scores match the CPU's
+ * scalar dot product bit for bit; V values are d * q exactly.
  *
  * Numerics: unlike the CPU engine, the softmax weights are not rounded to
  * f16 before they weight V (they are only known after the merge), so the
@@ -46,7 +52,8 @@ int cu_attn_chunk(int group, int head_dim, size_t smem)
 {
 	if (group < 1 || head_dim < 1)
 		return 0;
-	const size_t avail = smem / sizeof(float), need = (size_t)group * ((size_t)head_dim + 2);
+	const size_t avail = smem / sizeof(float),
+		     need = (size_t)group * ((size_t)head_dim + 2 + ((size_t)head_dim + 31) / 32);
 	if (need >= avail)
 		return 0;
 	size_t c = (avail - need) / (size_t)group;
@@ -85,19 +92,21 @@ uint64_t cu_attn_max_splits(int max_chunk, uint32_t n_ctx, int n_head_kv)
 	return bound < by_min ? bound : by_min;
 }
 
+template <bool Q8>
 __global__ void __launch_bounds__(ATTN_THREADS)
-k_attn_split(const float *__restrict__ q, const uint16_t *__restrict__ k, const uint16_t *__restrict__ v,
-	     int n_head, int n_head_kv, int head_dim, uint32_t first, uint32_t n, const uint32_t *__restrict__ pos_dev,
-	     uint32_t window, int chunk, float scale, float *__restrict__ po, float *__restrict__ pm,
-	     float *__restrict__ pl)
+k_attn_split(const float *__restrict__ q, const uint8_t *__restrict__ k, const uint8_t *__restrict__ v,
+	     size_t row_bytes, size_t head_bytes, int n_head, int n_head_kv, int head_dim, uint32_t first, uint32_t n,
+	     const uint32_t *__restrict__ pos_dev, uint32_t window, int chunk, float scale, float *__restrict__ po,
+	     float *__restrict__ pm, float *__restrict__ pl)
 {
 	extern __shared__ float sm[];
-	const int H = n_head, G = n_head_kv, D = head_dim, group = H / G;
+	const int H = n_head, D = head_dim, group = H / n_head_kv, NB = (D + 31) / 32;
 	const int g = (int)blockIdx.y, split = (int)blockIdx.x;
 	const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid / 32;
-	float *qs = sm;                          /* [group][D] */
+	float *qs = sm;                          /* [group][D] (Q8: the integers) */
 	float *sc = qs + (size_t)group * D;      /* [group][chunk] */
 	float *stat = sc + (size_t)group * chunk;/* m[group], l[group] */
+	float *dq = stat + 2 * group;            /* Q8: [group][NB] scales of q */
 	if (pos_dev) {
 		/* a captured decode step: the range follows the position in
 		 * device memory; the grid was sized for the longest range */
@@ -117,22 +126,45 @@ k_attn_split(const float *__restrict__ q, const uint16_t *__restrict__ k, const 
 		return;
 	}
 	const int len = (int)min((uint32_t)chunk, n - p0);
-	const size_t row = (size_t)G * (size_t)D; /* elements per position */
-	const size_t base = ((size_t)(first + p0) * (size_t)G + (size_t)g) * (size_t)D;
+	const uint8_t *kb = k + (size_t)(first + p0) * row_bytes + (size_t)g * head_bytes;
+	const uint8_t *vb = v + (size_t)(first + p0) * row_bytes + (size_t)g * head_bytes;
 
-	for (int i = tid; i < group * D; i += ATTN_THREADS)
-		qs[i] = cu_f16_round(q[(size_t)g * group * D + i]);
+	if (Q8) {
+		/* q as the CPU quantises it for its Q8_0 dot products */
+		for (int ib = warp; ib < group * NB; ib += ATTN_WARPS) {
+			const int i = ib / NB, b = ib % NB;
+			float d;
+			const int qv = cu_q8_lane(q[((size_t)g * group + i) * D + b * 32 + lane], &d);
+			qs[i * D + b * 32 + lane] = (float)qv;
+			if (lane == 0)
+				dq[ib] = d;
+		}
+	} else {
+		for (int i = tid; i < group * D; i += ATTN_THREADS)
+			qs[i] = cu_f16_round(q[(size_t)g * group * D + i]);
+	}
 	__syncthreads();
 
 	for (int p = warp; p < len; p += ATTN_WARPS) {
-		const uint16_t *kr = k + base + (size_t)p * row;
+		const uint8_t *kr = kb + (size_t)p * row_bytes;
 		for (int i = 0; i < group; i++) {
 			float acc = 0.0f;
-			for (int d = lane; d < D; d += 32)
-				acc += qs[i * D + d] * cu_h2f(kr[d]);
-			acc = cu_warp_sum(acc);
+			if (Q8) {
+				/* block by block in the CPU's order: (dk dq) * isum */
+				for (int b = 0; b < NB; b++) {
+					const int kq = (int)(int8_t)kr[b * 34 + 2 + lane];
+					const int isum = __reduce_add_sync(0xffffffffu, kq * (int)qs[i * D + b * 32 + lane]);
+					acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(cu_ld_h(kr + b * 34), dq[i * NB + b]),
+								     (float)isum));
+				}
+			} else {
+				const uint16_t *kh = (const uint16_t *)kr;
+				for (int d = lane; d < D; d += 32)
+					acc += qs[i * D + d] * cu_h2f(kh[d]);
+				acc = cu_warp_sum(acc);
+			}
 			if (lane == 0)
-				sc[i * chunk + p] = acc * scale;
+				sc[i * chunk + p] = Q8 ? __fmul_rn(acc, scale) : acc * scale;
 		}
 	}
 	__syncthreads();
@@ -158,11 +190,21 @@ k_attn_split(const float *__restrict__ q, const uint16_t *__restrict__ k, const 
 
 	for (int idx = tid; idx < group * D; idx += ATTN_THREADS) {
 		const int i = idx / D, d = idx % D;
-		const uint16_t *vc = v + base + (size_t)d;
 		const float *w = sc + (size_t)i * chunk;
 		float acc = 0.0f;
-		for (int p = 0; p < len; p++)
-			acc += w[p] * cu_h2f(vc[(size_t)p * row]);
+		if (Q8) {
+			/* v = d * q exactly as the CPU dequantises it */
+			const uint8_t *vc = vb + (size_t)(d / 32) * 34;
+			for (int p = 0; p < len; p++) {
+				const uint8_t *blk = vc + (size_t)p * row_bytes;
+				acc += w[p] * __fmul_rn((float)(int8_t)blk[2 + d % 32], cu_ld_h(blk));
+			}
+		} else {
+			const uint16_t *vc = (const uint16_t *)vb + (size_t)d;
+			const size_t row = row_bytes / 2;
+			for (int p = 0; p < len; p++)
+				acc += w[p] * cu_h2f(vc[(size_t)p * row]);
+		}
 		const size_t h = (size_t)g * group + (size_t)i;
 		po[((size_t)split * H + h) * D + d] = acc;
 	}
@@ -229,12 +271,19 @@ void cu_launch_attn_decode(cudaStream_t s, const struct cuda_attn_args *a, int c
 	float *po = (float *)a->workspace;
 	float *pm = po + (size_t)n_split * H * D;
 	float *pl = pm + (size_t)n_split * H;
-	const size_t smem1 = sizeof(float) * ((size_t)group * ((size_t)D + (size_t)chunk + 2));
+	const size_t smem1 = sizeof(float) * ((size_t)group * ((size_t)D + (size_t)chunk + 2 + (size_t)(D + 31) / 32));
 	const dim3 grid1((unsigned)n_split, (unsigned)G);
+	const bool q8 = a->kv_type == GGML_TYPE_Q8_0;
+	const size_t head_bytes = q8 ? (size_t)D / 32 * 34 : (size_t)D * 2, row_bytes = head_bytes * (size_t)G;
 
-	k_attn_split<<<grid1, ATTN_THREADS, smem1, s>>>(a->q, (const uint16_t *)a->k, (const uint16_t *)a->v, H, G,
-							 D, a->first, a->n, a->pos_dev, a->window, chunk, a->scale, po,
-							 pm, pl);
+	if (q8)
+		k_attn_split<true><<<grid1, ATTN_THREADS, smem1, s>>>(
+			a->q, (const uint8_t *)a->k, (const uint8_t *)a->v, row_bytes, head_bytes, H, G, D, a->first, a->n,
+			a->pos_dev, a->window, chunk, a->scale, po, pm, pl);
+	else
+		k_attn_split<false><<<grid1, ATTN_THREADS, smem1, s>>>(
+			a->q, (const uint8_t *)a->k, (const uint8_t *)a->v, row_bytes, head_bytes, H, G, D, a->first, a->n,
+			a->pos_dev, a->window, chunk, a->scale, po, pm, pl);
 	k_attn_merge<<<(unsigned)H, ATTN_THREADS, sizeof(float) * (size_t)n_split, s>>>(po, pm, pl, H, D, n_split,
 											 a->out);
 }

@@ -520,6 +520,8 @@ extern "C" size_t cuda_kv_row_bytes(uint32_t type, int64_t kd)
 		return 0;
 	if (type == GGML_TYPE_F16)
 		return (size_t)kd * 2;
+	if (type == GGML_TYPE_Q8_0 && kd % 32 == 0)
+		return (size_t)kd / 32 * 34;
 	return 0;
 }
 
@@ -654,8 +656,9 @@ extern "C" int cuda_attn_decode(cuda_ctx *c, const struct cuda_attn_args *a)
 		CTX_ERR(c, "cuda_attn_decode: NULL pointer");
 		return CUDA_BE_EINVAL;
 	}
-	if (a->kv_type != GGML_TYPE_F16) {
-		CTX_ERR(c, "cuda_attn_decode: KV cache type %s has no CUDA kernel yet", ggml_type_name(a->kv_type));
+	if (a->kv_type != GGML_TYPE_F16 && !(a->kv_type == GGML_TYPE_Q8_0 && a->head_dim % 32 == 0)) {
+		CTX_ERR(c, "cuda_attn_decode: no kernel for a %s KV cache with head_dim %d", ggml_type_name(a->kv_type),
+			a->head_dim);
 		return CUDA_BE_EUNSUPPORTED;
 	}
 	if (!attn_shape_ok(a->n_head, a->n_head_kv, a->head_dim) || a->n == 0 ||
@@ -774,7 +777,7 @@ extern "C" int cuda_gemm(cuda_ctx *c, const struct cuda_weight *w, const void *x
 extern "C" int cuda_attn_prefill_supported(int n_head, int n_head_kv, int head_dim, uint32_t kv_type)
 {
 	return attn_shape_ok(n_head, n_head_kv, head_dim) && head_dim % 2 == 0 && head_dim <= 256 &&
-	       kv_type == GGML_TYPE_F16;
+	       (kv_type == GGML_TYPE_F16 || (kv_type == GGML_TYPE_Q8_0 && head_dim % 32 == 0));
 }
 
 extern "C" int cuda_attn_prefill(cuda_ctx *c, const struct cuda_attn_prefill_args *a)
@@ -792,7 +795,8 @@ extern "C" int cuda_attn_prefill(cuda_ctx *c, const struct cuda_attn_prefill_arg
 		return CUDA_BE_EUNSUPPORTED;
 	}
 	if (a->n_tok <= 0 || (uint32_t)(a->n_tok - 1) > UINT32_MAX - a->pos0 || !isfinite(a->scale) ||
-	    ((uintptr_t)a->k & 3) || ((uintptr_t)a->v & 3) ||
+	    ((uintptr_t)a->k & 1) || ((uintptr_t)a->v & 1) ||
+	    (a->kv_type == GGML_TYPE_F16 && (((uintptr_t)a->k & 3) || ((uintptr_t)a->v & 3))) ||
 	    (uint64_t)a->n_tok > (uint64_t)65535 * 16) {
 		CTX_ERR(c, "cuda_attn_prefill: bad argument (%d tokens at %u)", a->n_tok, a->pos0);
 		return CUDA_BE_EINVAL;

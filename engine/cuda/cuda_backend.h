@@ -11,8 +11,8 @@
  * Formats are those of the CPU engine (engine/quant.h): a weight is
  * uploaded exactly as stored in the GGUF file (quantised blocks, F16, BF16
  * or F32 rows), and every kernel dequantises on the fly.  Activations are
- * f32.  The KV cache is F16, [pos][kv_head][head_dim] per layer, like
- * struct kv_cache in forward.h.
+ * f32.  The KV cache is F16 or Q8_0, [pos][kv_head][head_dim] per layer,
+ * like struct kv_cache in forward.h.
  *
  * Ownership: a cuda_ctx owns one CUDA stream on one device.  Device memory
  * is allocated through the context (struct cuda_buf, struct cuda_weight),
@@ -219,11 +219,14 @@ int cuda_copy2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src, size_t s
 int cuda_f32_to_f16(cuda_ctx *c, void *dst, const float *x, int64_t n);
 
 /* Bytes of one position (all KV heads, kd = n_head_kv * head_dim values)
- * of a KV cache of TYPE: kd * 2 for F16; 0 for a type without kernels. */
+ * of a KV cache of TYPE: kd * 2 for F16, kd / 32 * 34 for Q8_0 (kd a
+ * multiple of 32; the CPU engine's row layout); 0 for a type without
+ * kernels. */
 size_t cuda_kv_row_bytes(uint32_t type, int64_t kd);
 
 /* Appends n_tok K (or V) rows of kd floats (x, [n_tok][kd]) to a cache of
- * TYPE (F16: rounded to nearest even) at rows pos .. pos + n_tok - 1, or
+ * TYPE (F16: rounded to nearest even; Q8_0: quantised bit for bit as the
+ * CPU's quant_quantize_row) at rows pos .. pos + n_tok - 1, or
  * at row *pos_dev (device memory, read when the kernel runs; n_tok 1) when
  * pos_dev is not NULL.  Rows are cuda_kv_row_bytes() apart. */
 int cuda_kv_store(cuda_ctx *c, void *cache, uint32_t type, int64_t kd, uint32_t pos, const uint32_t *pos_dev,
@@ -236,7 +239,10 @@ int cuda_kv_store(cuda_ctx *c, void *cache, uint32_t type, int64_t kd, uint32_t 
  *
  *   q    [n_head][head_dim] f32 (rounded to f16 before q.k, as on the CPU)
  *   k, v F16 caches: position p, KV head g at element
- *        (p * n_head_kv + g) * head_dim of each
+ *        (p * n_head_kv + g) * head_dim of each; or Q8_0 caches (rows of
+ *        cuda_kv_row_bytes(), head g from block g * head_dim / 32): q is
+ *        then quantised to Q8_0 and each score is the CPU's Q8_0 dot
+ *        product, block by block
  *   out  [n_head][head_dim] f32; must not overlap q
  *
  * attends positions first .. first + n - 1 (n >= 1) with scores
@@ -254,7 +260,7 @@ int cuda_kv_store(cuda_ctx *c, void *cache, uint32_t type, int64_t kd, uint32_t 
 struct cuda_attn_args {
 	const float *q;
 	const void *k, *v;
-	uint32_t kv_type;         /* GGML_TYPE_F16 (the only one for now) */
+	uint32_t kv_type;         /* GGML_TYPE_F16, or GGML_TYPE_Q8_0 (head_dim % 32 == 0) */
 	int n_head, n_head_kv, head_dim;
 	uint32_t first, n;
 	float scale;
@@ -328,7 +334,8 @@ int cuda_gemm(cuda_ctx *c, const struct cuda_weight *w, const void *x16, int64_t
 
 /* Causal attention of n_tok tokens at positions pos0 .. pos0 + n_tok - 1
  * whose K/V rows are already in the cache (F16, layout as in
- * cuda_attn_args): token t sees positions first_t .. pos0 + t, first_t =
+ * cuda_attn_args, Q8_0 read as cuda_attn_decode() reads it): token t sees
+ * positions first_t .. pos0 + t, first_t =
  * pos0 + t + 1 - window when window > 0 and that is positive, else 0.
  *   q    [n_tok][n_head][head_dim] f32 (rounded to f16 before q.k)
  *   out  [n_tok][n_head][head_dim] f32; must not overlap q
@@ -337,7 +344,7 @@ int cuda_gemm(cuda_ctx *c, const struct cuda_weight *w, const void *x16, int64_t
 struct cuda_attn_prefill_args {
 	const float *q;
 	const void *k, *v;
-	uint32_t kv_type;         /* GGML_TYPE_F16 */
+	uint32_t kv_type;         /* GGML_TYPE_F16 or GGML_TYPE_Q8_0 */
 	int n_head, n_head_kv, head_dim;
 	uint32_t pos0;
 	int n_tok;

@@ -94,6 +94,29 @@ __device__ __forceinline__ float cu_warp_max(float v)
 	return v;
 }
 
+/* Q8_0 rounding of v = x * (127 / amax), as the CPU's q8_round (round to
+ * nearest even, clamped). */
+__device__ __forceinline__ int cu_q8_round(float v)
+{
+	if (!(v > -128.5f))
+		return -128;
+	if (v >= 127.5f)
+		return 127;
+	return __float2int_rn(v);
+}
+
+/* Q8_0 quantisation of one 32-value block held one value per lane, as the
+ * CPU's quant_q8_0_quantize_ref: the lane's integer and (every lane) the
+ * block's scale as the f16 the block stores, widened. */
+__device__ __forceinline__ int cu_q8_lane(float x, float *d_out)
+{
+	const float amax = cu_warp_max(fabsf(x));
+	const float d = amax / 127.0f;
+	const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+	*d_out = cu_h2f(cu_f2h(d));
+	return cu_q8_round(__fmul_rn(x, id));
+}
+
 /* ---- launchers (cuda_quant.cu) ------------------------------------------------- */
 
 /* 1 when the quant kernels handle TYPE. */
@@ -139,8 +162,9 @@ int cu_gemm(cuda_ctx *c, uint32_t type, const void *w, size_t rb, int64_t rows, 
 /* Query heads per block (hb), tokens per block (bq) and blocks per group
  * (n_hc) for GROUP query heads per KV head. */
 void cu_attn_prefill_geometry(int group, int *hb, int *bq, int *n_hc);
-/* Dynamic shared memory of the prefill kernel for HEAD_DIM (<= 256). */
-size_t cu_attn_prefill_smem(int head_dim);
+/* Dynamic shared memory of the prefill kernel for HEAD_DIM (<= 256) and
+ * an F16 (q8 0) or Q8_0 (q8 1) cache. */
+size_t cu_attn_prefill_smem(int head_dim, int q8);
 void cu_launch_attn_prefill(cudaStream_t s, const struct cuda_attn_prefill_args *a);
 
 /* ---- launchers (cuda_attn.cu) -------------------------------------------------- */

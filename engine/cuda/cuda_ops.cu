@@ -1,7 +1,7 @@
 /*
  * cuda_ops.cu - the small kernels of a decode step: RMS norm, rotary
  * embedding, gated activations, softmax, residual add (and a bias on
- * every row of a batch), f32 -> f16.
+ * every row of a batch), f32 -> f16, KV rows (F16, Q8_0).
  *
  * Each follows the CPU engine's formula (engine/forward.c) in the same
  * order of float operations, with __fmul_rn/__fadd_rn where nvcc would
@@ -245,10 +245,36 @@ __global__ void k_kv_store_f16(uint16_t *__restrict__ cache, int64_t kd, uint32_
 		dst[i] = cu_f2h(x[i]);
 }
 
+/* Q8_0 rows: one warp per block of 32 values, quantised as the CPU's
+ * quant_quantize_row (cu_q8_lane); rows of kd / 32 blocks of 34 bytes
+ * (f16 d, then 32 int8). */
+__global__ void k_kv_store_q8_0(uint8_t *__restrict__ cache, int64_t kd, uint32_t pos,
+				const uint32_t *__restrict__ pos_dev, const float *__restrict__ x, int64_t n_blocks)
+{
+	if (pos_dev)
+		pos = *pos_dev;
+	uint8_t *dst = cache + (size_t)pos * (size_t)(kd / 32) * 34;
+	const int lane = (int)(threadIdx.x & 31);
+	const int64_t warps = (int64_t)gridDim.x * (blockDim.x / 32);
+	for (int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; b < n_blocks; b += warps) {
+		float d;
+		const int q = cu_q8_lane(x[b * 32 + lane], &d);
+		uint8_t *blk = dst + (size_t)b * 34;
+		blk[2 + lane] = (uint8_t)(int8_t)q;
+		if (lane == 0) {
+			const uint16_t h = cu_f2h(d);
+			blk[0] = (uint8_t)h;
+			blk[1] = (uint8_t)(h >> 8);
+		}
+	}
+}
+
 void cu_launch_kv_store(cudaStream_t s, uint32_t type, void *cache, int64_t kd, uint32_t pos,
 			const uint32_t *pos_dev, const float *x, int n_tok)
 {
 	const int64_t n = kd * n_tok;
 	if (type == GGML_TYPE_F16)
 		k_kv_store_f16<<<ops_grid(n), OPS_THREADS, 0, s>>>((uint16_t *)cache, kd, pos, pos_dev, x, n);
+	else if (type == GGML_TYPE_Q8_0)
+		k_kv_store_q8_0<<<ops_grid(n), OPS_THREADS, 0, s>>>((uint8_t *)cache, kd, pos, pos_dev, x, n / 32);
 }
