@@ -189,6 +189,7 @@ extern "C" int cuda_ctx_create(cuda_ctx **out, int device, char *err, size_t err
 	}
 	c->device = device;
 	c->smem_per_block = info.smem_per_block;
+	c->sm_count = info.sm_count;
 	cudaError_t e = cudaSetDevice(device);
 	if (e == cudaSuccess)
 		e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
@@ -888,4 +889,65 @@ extern "C" void cuda_graph_free(cuda_ctx *c, cuda_graph *g)
 		cudaStreamSynchronize(c->stream);
 	cudaGraphExecDestroy(g->exec);
 	free(g);
+}
+
+/* ---- measuring the device ---------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+	const double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+extern "C" int cuda_membw(cuda_ctx *c, size_t bytes, int reps, double *gbps)
+{
+	int rc = enter(c);
+	if (rc)
+		return rc;
+	bytes &= ~(size_t)15;
+	if (!gbps || reps < 1 || reps > 1000 || bytes < ((size_t)1 << 20) || bytes > SIZE_MAX / 2) {
+		CTX_ERR(c, "cuda_membw: bad argument (%zu bytes, %d reps)", bytes, reps);
+		return CUDA_BE_EINVAL;
+	}
+	struct cuda_buf a = {NULL, 0, CUDA_MEM_SCRATCH}, b = {NULL, 0, CUDA_MEM_SCRATCH};
+	cudaEvent_t e0 = NULL, e1 = NULL;
+	double *t = (double *)calloc((size_t)reps, sizeof *t);
+	if (!t) {
+		CTX_ERR(c, "out of host memory");
+		return CUDA_BE_ENOMEM;
+	}
+	if ((rc = cuda_buf_alloc(c, &a, bytes, CUDA_MEM_SCRATCH)) != 0 ||
+	    (rc = cuda_buf_alloc(c, &b, bytes, CUDA_MEM_SCRATCH)) != 0)
+		goto out;
+	if ((rc = cuda_memzero(c, a.ptr, bytes)) != 0)
+		goto out;
+	cudaError_t e;
+	if ((e = cudaEventCreate(&e0)) != cudaSuccess || (e = cudaEventCreate(&e1)) != cudaSuccess) {
+		rc = ctx_fail(c, e, "cudaEventCreate");
+		goto out;
+	}
+	cu_launch_copy16(c->stream, b.ptr, a.ptr, bytes / 16, c->sm_count); /* warm-up */
+	for (int i = 0; i < reps; i++) {
+		float ms = 0.0f;
+		cudaEventRecord(e0, c->stream);
+		cu_launch_copy16(c->stream, b.ptr, a.ptr, bytes / 16, c->sm_count);
+		cudaEventRecord(e1, c->stream);
+		if ((e = cudaEventSynchronize(e1)) != cudaSuccess || (e = cudaEventElapsedTime(&ms, e0, e1)) != cudaSuccess) {
+			rc = ctx_fail(c, e, "timing the copy kernel");
+			goto out;
+		}
+		t[i] = 2.0 * (double)bytes / ((double)ms * 1e-3) * 1e-9;
+	}
+	qsort(t, (size_t)reps, sizeof *t, cmp_double);
+	*gbps = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+	rc = launched(c, "cuda_membw");
+out:
+	if (e0)
+		cudaEventDestroy(e0);
+	if (e1)
+		cudaEventDestroy(e1);
+	cuda_buf_free(c, &a);
+	cuda_buf_free(c, &b);
+	free(t);
+	return rc;
 }

@@ -356,6 +356,17 @@ int cuda_attn_prefill(cuda_ctx *c, const struct cuda_attn_prefill_args *a);
 /* 1 when cuda_attn_prefill() handles these head counts and KV type. */
 int cuda_attn_prefill_supported(int n_head, int n_head_kv, int head_dim, uint32_t kv_type);
 
+/* ---- measuring the device --------------------------------------------------------- */
+
+/* Device memory bandwidth as a copy kernel sees it: REPS timed copies of
+ * BYTES (rounded down to 16-byte words; at least 1 MiB) from one device
+ * buffer to another (16-byte loads and stores, grid-stride), after one
+ * untimed copy.  Each copy reads and writes BYTES; *gbps gets the median
+ * over the reps of 2 * BYTES / time in GB/s (1e9 bytes).  The buffers
+ * are allocated and freed here (CUDA_MEM_SCRATCH).  0, or a negative
+ * status (CUDA_BE_ENOMEM when 2 * BYTES do not fit). */
+int cuda_membw(cuda_ctx *c, size_t bytes, int reps, double *gbps);
+
 #ifdef __cplusplus
 }
 #endif

@@ -31,6 +31,7 @@ struct cuda_ctx {
 	cudaStream_t stream;
 	size_t used[CUDA_MEM_KINDS];
 	size_t smem_per_block;
+	int sm_count;
 	char err[256];
 	void *blas;               /* cublasHandle_t on this stream, made on first use */
 	int blas_failed;          /* cuBLAS could not be loaded or set up: blas_err says why */
@@ -136,6 +137,8 @@ void cu_launch_glu(cudaStream_t s, float *gate, const float *up, int64_t n, int 
 void cu_launch_softmax(cudaStream_t s, float *y, const float *x, int64_t rows, int64_t n, float scale);
 void cu_launch_add(cudaStream_t s, float *y, const float *x, int64_t n);
 void cu_launch_add_rows(cudaStream_t s, float *y, const float *b, int64_t rows, int64_t n);
+/* dst[i] = src[i] for n16 16-byte words (the bandwidth copy). */
+void cu_launch_copy16(cudaStream_t s, void *dst, const void *src, size_t n16, int sm_count);
 void cu_launch_f32_to_f16(cudaStream_t s, uint16_t *dst, const float *x, int64_t n);
 /* n_tok rows of kd floats into a cache of TYPE at row pos (*pos_dev when
  * pos_dev is not NULL). */

@@ -278,3 +278,18 @@ void cu_launch_kv_store(cudaStream_t s, uint32_t type, void *cache, int64_t kd, 
 	else if (type == GGML_TYPE_Q8_0)
 		k_kv_store_q8_0<<<ops_grid(n), OPS_THREADS, 0, s>>>((uint8_t *)cache, kd, pos, pos_dev, x, n / 32);
 }
+
+/* ---- copy (bandwidth) ------------------------------------------------------------------- */
+
+__global__ void k_copy16(uint4 *__restrict__ dst, const uint4 *__restrict__ src, size_t n)
+{
+	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+		dst[i] = src[i];
+}
+
+void cu_launch_copy16(cudaStream_t s, void *dst, const void *src, size_t n16, int sm_count)
+{
+	/* enough resident blocks to keep every SM's loads in flight */
+	const unsigned grid = (unsigned)(sm_count > 0 ? sm_count * 8 : 1024);
+	k_copy16<<<grid, 512, 0, s>>>((uint4 *)dst, (const uint4 *)src, n16);
+}
