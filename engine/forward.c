@@ -197,10 +197,14 @@ struct fwd_mats {
 	} tune[2];
 };
 
-/* every 16th step runs the other thread count, up to every 256th while it
- * keeps losing by more than a third */
-#define TUNE_PROBE 16
-#define TUNE_PROBE_MAX 256
+/* every 16th one-token step runs the other thread count, up to every
+ * 256th while it keeps losing by more than a third.  A prefill batch run
+ * alone costs far more (tens of milliseconds, and a batch's pool jobs are
+ * long enough that a preempted worker stalls them proportionally less), so
+ * batches try the caller alone only after 64 batches on all threads, and
+ * then at most every 64th (up to every 1024th) batch. */
+#define TUNE_PROBE(kind) ((kind) ? 64u : 16u)
+#define TUNE_PROBE_MAX(kind) ((kind) ? 1024u : 256u)
 
 static double now_s(void)
 {
@@ -223,11 +227,12 @@ static int tune_begin(struct fwd *f, int kind)
 	if (tn->have[0] < 2)
 		mode = 0;   /* all threads first: a warm-up step, then a real one */
 	else if (tn->have[1] < 2)
-		mode = 1;   /* then one step alone */
+		/* then one step alone (batches: only after TUNE_PROBE of them) */
+		mode = kind == 0 || ++tn->steps >= TUNE_PROBE(kind);
 	else {
 		int best = tn->t[1] < tn->t[0];
 		if (tn->probe_every == 0)
-			tn->probe_every = TUNE_PROBE;
+			tn->probe_every = TUNE_PROBE(kind);
 		mode = ++tn->steps % tn->probe_every == 0 ? !best : best;
 	}
 	pool_set_active(f->pool, mode ? 1 : pool_size(f->pool));
@@ -249,9 +254,10 @@ static void tune_end(struct fwd *f, int kind, int mode, double seconds_per_token
 		const double lose = tn->t[mode] / tn->t[!mode];
 		const int best = tn->t[1] < tn->t[0];
 		if (mode != best && lose > 1.33)
-			tn->probe_every = tn->probe_every * 2 < TUNE_PROBE_MAX ? tn->probe_every * 2 : TUNE_PROBE_MAX;
+			tn->probe_every = tn->probe_every * 2 < TUNE_PROBE_MAX(kind) ? tn->probe_every * 2
+										: TUNE_PROBE_MAX(kind);
 		else if (lose <= 1.33)
-			tn->probe_every = TUNE_PROBE;
+			tn->probe_every = TUNE_PROBE(kind);
 	}
 }
 
