@@ -1231,6 +1231,22 @@ static void test_graphs(cuda_ctx *c, struct rng *r)
 	CHECK(cuda_sync(c) == 0, "stream unusable after a capture: %s", cuda_ctx_error(c));
 }
 
+/* ---- the bandwidth copy ---------------------------------------------------------------------------- */
+
+static void test_membw(cuda_ctx *c)
+{
+	double gbps = 0.0;
+	struct cuda_mem_usage u0, u1;
+	CHECK(cuda_mem_get_usage(c, &u0) == 0, "cuda_mem_get_usage: %s", cuda_ctx_error(c));
+	int rc = cuda_membw(c, (size_t)64 << 20, 5, &gbps);
+	CHECK(rc == 0 && gbps > 1.0 && gbps < 1e5, "cuda_membw: rc %d, %.1f GB/s: %s", rc, gbps, cuda_ctx_error(c));
+	printf("  copy kernel, 64 MiB: %.0f GB/s (read + write)\n", gbps);
+	CHECK(cuda_mem_get_usage(c, &u1) == 0 && u1.ours[CUDA_MEM_SCRATCH] == u0.ours[CUDA_MEM_SCRATCH],
+	      "cuda_membw left scratch allocated");
+	CHECK(cuda_membw(c, 1000, 5, &gbps) == CUDA_BE_EINVAL, "cuda_membw of 1000 bytes accepted");
+	CHECK(cuda_membw(c, (size_t)64 << 20, 0, &gbps) == CUDA_BE_EINVAL, "cuda_membw of 0 reps accepted");
+}
+
 /* ---- argument checks and accounting ---------------------------------------------------------------- */
 
 static void test_errors(cuda_ctx *c)
@@ -1336,6 +1352,7 @@ int main(void)
 	test_prefill_attention(c, &r);
 	test_graphs(c, &r);
 	test_attention_q8(c, &r);
+	test_membw(c);
 
 	cuda_ctx_free(c);
 	return tu_finish();
