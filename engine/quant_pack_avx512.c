@@ -292,6 +292,107 @@ INL void tile_q4_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 		_mm512_mask_storeu_ps(y + t * ys, mask, acc[t]);
 }
 
+/* Prefill: two row groups (g and g + 1, gb bytes apart) against NT
+ * tokens, so every broadcast activation load feeds two VPDPBUSD: the
+ * one-group loop above is bound by those loads (one per VPDPBUSD), not by
+ * the multiply-adds.  MASK is the second group's rows. */
+INL void tile_q4_k2(const int NT, const uint8_t *grp, size_t gb, int64_t nb, const uint8_t *x0,
+		   size_t xs, size_t qoff, float *y, int64_t ys, __mmask16 mask)
+{
+	enum { NG = 2 };
+	const size_t unit = 2 * (2048 + 256 + 64);
+	const __m512i m4 = _mm512_set1_epi8(0x0f);
+	struct ak_row a[NT];
+	__m512 acc[NG][NT];
+
+	#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++) {
+		a[t] = ak_row_at(x0 + (size_t)t * xs, nb, qoff);
+		#pragma GCC unroll 2
+		for (int g = 0; g < NG; g++)
+			acc[g][t] = _mm512_setzero_ps();
+	}
+	for (int64_t b = 0; b < nb; b++) {
+		const uint8_t *U = grp + (size_t)(b >> 1) * unit, *Q = U + (b & 1) * 2048;
+		const uint8_t *A = U + 4096 + (b & 1) * 256, *S = U + 4608 + (b & 1) * 64;
+		__m512i isum[NG][NT];
+		#pragma GCC unroll 32
+		for (int t = 0; t < NT; t++)
+			#pragma GCC unroll 2
+			for (int g = 0; g < NG; g++)
+				isum[g][t] = _mm512_setzero_si512();
+		#pragma GCC unroll 32
+		for (int c = 0; c < 4; c++) {
+			__m512i lo[NG][NT], hi[NG][NT];
+			#pragma GCC unroll 32
+			for (int t = 0; t < NT; t++)
+				#pragma GCC unroll 2
+				for (int g = 0; g < NG; g++)
+					lo[g][t] = hi[g][t] = _mm512_setzero_si512();
+			#pragma GCC unroll 32
+			for (int j = 0; j < 8; j++) {
+				__m512i L[NG], H[NG];
+				#pragma GCC unroll 2
+				for (int g = 0; g < NG; g++) {
+					const uint8_t *V = Q + (size_t)g * gb + (size_t)(c * 8 + j) * 64;
+					__m512i v = _mm512_loadu_si512(V);
+					L[g] = _mm512_and_si512(v, m4);
+					H[g] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+				}
+				#pragma GCC unroll 32
+				for (int t = 0; t < NT; t++) {
+					const int8_t *q = a[t].q + 256 * b + 64 * c + 4 * j;
+					const __m512i xl = bcast4(q), xh = bcast4(q + 32);
+					#pragma GCC unroll 2
+					for (int g = 0; g < NG; g++) {
+						lo[g][t] = _mm512_dpbusd_epi32(lo[g][t], L[g], xl);
+						hi[g][t] = _mm512_dpbusd_epi32(hi[g][t], H[g], xh);
+					}
+				}
+			}
+			#pragma GCC unroll 2
+			for (int g = 0; g < NG; g++) {
+				const uint8_t *Ag = A + (size_t)g * gb;
+				__m512i sl = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(Ag + 32 * c)));
+				__m512i sh = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(Ag + 32 * c + 16)));
+				#pragma GCC unroll 32
+				for (int t = 0; t < NT; t++)
+					isum[g][t] = _mm512_add_epi32(isum[g][t],
+								      _mm512_add_epi32(_mm512_mullo_epi32(lo[g][t], sl),
+										       _mm512_mullo_epi32(hi[g][t], sh)));
+			}
+		}
+		#pragma GCC unroll 2
+		for (int g = 0; g < NG; g++) {
+			const uint8_t *Ag = A + (size_t)g * gb, *Sg = S + (size_t)g * gb;
+			__m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)Sg));
+			__m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(Sg + 32)));
+			__m512i mn[4];
+			#pragma GCC unroll 32
+			for (int k = 0; k < 4; k++)
+				mn[k] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(Ag + 128 + 32 * k)));
+			#pragma GCC unroll 32
+			for (int t = 0; t < NT; t++) {
+				__m512i ms = _mm512_setzero_si512();
+				#pragma GCC unroll 32
+				for (int k = 0; k < 4; k++) {
+					int32_t pair;
+					memcpy(&pair, a[t].b32 + 8 * b + 2 * k, 4);
+					ms = _mm512_dpwssd_epi32(ms, mn[k], _mm512_set1_epi32(pair));
+				}
+				__m512 xd = _mm512_set1_ps(a[t].d[b]);
+				acc[g][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, xd), _mm512_cvtepi32_ps(isum[g][t]), acc[g][t]);
+				acc[g][t] = _mm512_fnmadd_ps(_mm512_mul_ps(dm, xd), _mm512_cvtepi32_ps(ms), acc[g][t]);
+			}
+		}
+	}
+	#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++) {
+		_mm512_storeu_ps(y + t * ys, acc[0][t]);
+		_mm512_mask_storeu_ps(y + t * ys + QUANT_ROW_GROUP, mask, acc[1][t]);
+	}
+}
+
 INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *x0, size_t xs,
 		   size_t qoff, float *y, int64_t ys, __mmask16 mask)
 {
@@ -397,10 +498,38 @@ INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 			TILES(W, K_CALL_##tile);                                            \
 		}                                                                                \
 	}
-#define K_CALL_tile_q4_k(w) tile_q4_k(w, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask)
 #define K_CALL_tile_q6_k(w) tile_q6_k(w, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask)
 
-K_KERNEL(pmul_q4_k, tile_q4_k, Q4K_TILE)
+#ifndef Q4K2_TILE
+#define Q4K2_TILE 4
+#endif
+
+API void pmul_q4_k(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t rows, int64_t cols,
+		   const void *xact, size_t xs, int64_t nt, float *y, int64_t ys)
+{
+	const int64_t nb = cols / 256;
+	const size_t qoff = ((size_t)nb * 52 + 63) & ~(size_t)63;
+	int64_t g = g0;
+	if (nt >= 2)
+		for (; g + 1 < g1; g += 2) {   /* pairs of groups (prefill) */
+			const uint8_t *grp = (const uint8_t *)packed + (size_t)g * gb;
+			const __mmask16 mask = row_mask(g + 1, rows);
+			float *yg = y + g * QUANT_ROW_GROUP;
+			const uint8_t *x = xact;
+#define Q4K2_CALL(w) tile_q4_k2(w, grp, gb, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask)
+			TILES(Q4K2_TILE, Q4K2_CALL);
+#undef Q4K2_CALL
+		}
+	for (; g < g1; g++) {
+		const uint8_t *grp = (const uint8_t *)packed + (size_t)g * gb;
+		const __mmask16 mask = row_mask(g, rows);
+		float *yg = y + g * QUANT_ROW_GROUP;
+		const uint8_t *x = xact;
+#define Q4K_CALL(w) tile_q4_k(w, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask)
+		TILES(Q4K_TILE, Q4K_CALL);
+#undef Q4K_CALL
+	}
+}
 K_KERNEL(pmul_q6_k, tile_q6_k, Q6K_TILE)
 
 /* ---- F16 ----------------------------------------------------------------------------------- */
