@@ -61,7 +61,6 @@
 #include "template.h"
 #include "tokenizer.h"
 
-#define MAX_BATCH 64
 
 enum req_type { REQ_LOAD, REQ_UNLOAD, REQ_SUBMIT, REQ_DROP, REQ_EXPORT, REQ_IMPORT, REQ_QUIT };
 
@@ -117,6 +116,7 @@ struct engine {
 	char bos_text[64], eos_text[64];
 	pool *pool;
 	struct fwd fwd;
+	struct fwd_batcher batcher;   /* prefill batch size, tuned by its speed */
 	uint32_t n_ctx;
 	uint32_t kv_type;
 	enum engine_overflow overflow;
@@ -518,7 +518,8 @@ static void fill_vram(engine *e, struct engine_stats *st)
 static int setup_forward(engine *e, const struct engine_load_opts *o)
 {
 	struct fwd_device_opts d = {.device = (int)o->device, .gpu_layers = o->gpu_layers, .kv_type = e->kv_type};
-	return fwd_init_device(&e->fwd, &e->model, e->pool, e->n_ctx, MAX_BATCH, &d, e->backend, sizeof e->backend,
+	e->batcher.cur = 0;   /* a new model: start the batch size over */
+	return fwd_init_device(&e->fwd, &e->model, e->pool, e->n_ctx, FWD_BATCH_MAX, &d, e->backend, sizeof e->backend,
 			       e->notice, sizeof e->notice);
 }
 
@@ -870,7 +871,7 @@ static void do_submit_remote(engine *e, struct request *r)
 static int fall_back_to_cpu(engine *e, const struct request *r)
 {
 	struct fwd cpu;
-	int rc = fwd_init(&cpu, &e->model, e->pool, e->n_ctx, MAX_BATCH);
+	int rc = fwd_init(&cpu, &e->model, e->pool, e->n_ctx, FWD_BATCH_MAX);
 	if (rc)
 		return rc;
 	struct engine_event ev = {.type = ENGINE_EV_NOTICE, .request = r->id, .conv = r->conv};
@@ -990,10 +991,10 @@ static void do_submit(engine *e, struct request *r)
 	/* prefill */
 	const double t_pf = now_ms();
 	for (uint32_t p = keep; p < (uint32_t)n_prompt;) {
-		int nb = (int)((uint32_t)n_prompt - p);
-		if (nb > MAX_BATCH)
-			nb = MAX_BATCH;
+		const int nb = fwd_batch_next(&e->batcher, (int)((uint32_t)n_prompt - p));
+		const double t_b = now_ms();
 		int rc = eval_step(e, r, kv, e->ids + p, nb);
+		fwd_batch_done(&e->batcher, nb, now_ms() - t_b);
 		if (rc) {
 			emit_error(e, r, rc, "prefill failed: %s", engine_status_str(rc));
 			return;
@@ -1005,7 +1006,7 @@ static void do_submit(engine *e, struct request *r)
 			push_event(e, &ev);
 			return;
 		}
-		if (st.prompt_computed > (uint32_t)MAX_BATCH)
+		if (p - keep > (uint32_t)nb || p < (uint32_t)n_prompt)   /* more than one batch */
 			emit_simple(e, r, ENGINE_EV_PREFILL_PROGRESS,
 				    (float)(p - keep) / (float)st.prompt_computed);
 	}

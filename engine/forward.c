@@ -852,6 +852,25 @@ void fwd_free(struct fwd *f)
 	memset(f, 0, sizeof *f);
 }
 
+/* ---- prefill batch sizes -------------------------------------------------- */
+
+int fwd_batch_next(struct fwd_batcher *b, int remaining)
+{
+	if (b->cur < FWD_BATCH_MIN || b->cur > FWD_BATCH_MAX)
+		b->cur = FWD_BATCH_START;
+	return remaining < b->cur ? remaining : b->cur;
+}
+
+void fwd_batch_done(struct fwd_batcher *b, int n, double ms)
+{
+	if (n != b->cur)   /* a prompt's short tail says little */
+		return;
+	if (ms < FWD_BATCH_FAST_MS && b->cur * 2 <= FWD_BATCH_MAX)
+		b->cur *= 2;
+	else if (ms > FWD_BATCH_SLOW_MS && b->cur / 2 >= FWD_BATCH_MIN)
+		b->cur /= 2;
+}
+
 /* ---- the pass ------------------------------------------------------------ */
 
 static void store_kv(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v)

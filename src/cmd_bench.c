@@ -8,7 +8,9 @@
  * what it times is the forward pass alone, on token ids drawn at random
  * (fixed seed) without tokenizer, chat template or event queue in the way.
  *   pp<P>: a fresh KV cache, P prompt tokens evaluated in batches of BATCH
- *          (the engine's prefill batch by default); t/s = P / time.
+ *          tokens, or by default sized as the engine sizes them (struct
+ *          fwd_batcher: doubling while a batch is fast, settled during the
+ *          warm-up run); t/s = P / time.
  *   tg<N>: a fresh KV cache, N tokens evaluated one at a time, as in a
  *          reply; t/s = N / time.
  * Every test runs REPS times after an untimed warm-up (the whole prompt,
@@ -54,7 +56,6 @@
 #include "quant.h"
 
 #define BENCH_MAX_THREADS 8      /* entries in a -t list */
-#define BENCH_DEFAULT_BATCH 64   /* the engine's prefill batch (engine.c) */
 
 struct bench_opts {
 	const char *model;
@@ -75,6 +76,7 @@ struct bench_result {
 	double *ttft_ms;             /* [reps] (pp tests) */
 	int reps;
 	double mean, sd, ttft_mean, ttft_sd, gbps;
+	int batch;                   /* pp tests: the prefill batch (the last, when sized as the engine does) */
 };
 
 static double now_s(void)
@@ -133,11 +135,12 @@ static void bench_usage(FILE *out)
 		"  -n, --n-gen N        tokens of the decode test (default 128; 0 skips it)\n"
 		"  -t, --threads LIST   compute threads, e.g. 2 or 1,2 (default: all cores)\n"
 		"  -r, --repetitions N  timed runs per test (default 5)\n"
-		"  -b, --batch N        prefill batch (default %d, the engine's)\n"
+		"  -b, --batch N        prefill batch (default: sized as the engine does, %d to %d\n"
+		"                       tokens by how fast a batch runs)\n"
 		"      --device DEV     auto (default), cpu or cuda: where the layers run\n"
 		"      --gpu-layers N   layers on the GPU: -1 as many as fit (default), 0 none\n"
 		"      --json           one JSON array instead of the table\n",
-		BENCH_DEFAULT_BATCH);
+		FWD_BATCH_MIN, FWD_BATCH_MAX);
 }
 
 /* Weight bytes one decode step reads. */
@@ -189,14 +192,20 @@ static int argmax(const float *v, uint32_t n)
 	return (int)best;
 }
 
-/* Prefill of n tokens in batches; returns 0 or an engine status. */
-static int run_prefill(struct fwd *f, struct kv_cache *kv, const int32_t *tok, int n, int batch)
+/* Prefill of n tokens in batches of BATCH, or (batch 0) as the engine
+ * sizes them with B; returns 0 or an engine status. */
+static int run_prefill(struct fwd *f, struct kv_cache *kv, const int32_t *tok, int n, int batch,
+		       struct fwd_batcher *b)
 {
-	for (int p = 0; p < n; p += batch) {
-		int nb = n - p < batch ? n - p : batch;
+	for (int p = 0; p < n;) {
+		const int nb = batch > 0 ? (n - p < batch ? n - p : batch) : fwd_batch_next(b, n - p);
+		const double t0 = now_s();
 		int rc = fwd_eval(f, kv, tok + p, nb, false);
 		if (rc)
 			return rc;
+		if (batch == 0)
+			fwd_batch_done(b, nb, (now_s() - t0) * 1e3);
+		p += nb;
 	}
 	return 0;
 }
@@ -237,7 +246,8 @@ static int bench_threads(struct bench_ctx *c, const struct bench_opts *o, int nt
 	double tp = now_s();
 	struct fwd_device_opts d = {.device = o->device, .gpu_layers = o->gpu_layers, .kv_type = GGML_TYPE_F16};
 	char notice[256];
-	if (fwd_init_device(&f, &c->m, p, n_ctx, o->batch, &d, c->backend, sizeof c->backend, notice, sizeof notice)) {
+	struct fwd_batcher batcher = {0};
+	if (fwd_init_device(&f, &c->m, p, n_ctx, o->batch > 0 ? o->batch : FWD_BATCH_MAX, &d, c->backend, sizeof c->backend, notice, sizeof notice)) {
 		snprintf(err, errlen, "out of memory for scratch buffers");
 		pool_free(p);
 		return -1;
@@ -262,7 +272,7 @@ static int bench_threads(struct bench_ctx *c, const struct bench_opts *o, int nt
 	 * weights in, and the forward pass settles its thread count), a few
 	 * decode steps */
 	if (o->n_prompt > 0)
-		rc = run_prefill(&f, &kv, c->tok, o->n_prompt, o->batch);
+		rc = run_prefill(&f, &kv, c->tok, o->n_prompt, o->batch, &batcher);
 	if (!rc && o->n_gen > 0) {
 		kv_truncate(&kv, 0);
 		rc = run_decode(&f, &kv, c->tok, o->n_gen < 4 ? o->n_gen : 4);
@@ -270,12 +280,14 @@ static int bench_threads(struct bench_ctx *c, const struct bench_opts *o, int nt
 	for (int r = 0; !rc && o->n_prompt > 0 && r < o->reps; r++) {
 		kv_truncate(&kv, 0);
 		double t0 = now_s();
-		rc = run_prefill(&f, &kv, c->tok, o->n_prompt, o->batch);
+		rc = run_prefill(&f, &kv, c->tok, o->n_prompt, o->batch, &batcher);
 		(void)argmax(f.logits, c->m.hp.n_vocab);
 		double t1 = now_s();
 		pp->tps[r] = (double)o->n_prompt / (t1 - t0);
 		pp->ttft_ms[r] = (t1 - t0) * 1e3;
 	}
+	if (o->n_prompt > 0)
+		pp->batch = o->batch > 0 ? o->batch : batcher.cur;
 	for (int r = 0; !rc && o->n_gen > 0 && r < o->reps; r++) {
 		kv_truncate(&kv, 0);
 		double t0 = now_s();
@@ -364,7 +376,7 @@ static int print_json(const struct bench_ctx *c, const struct bench_opts *o,
 		cJSON_AddStringToObject(t, "backend", c->backend);
 		cJSON_AddNumberToObject(t, "gpu_layers", c->gpu_layers);
 		cJSON_AddNumberToObject(t, "n_threads", r->threads);
-		cJSON_AddNumberToObject(t, "n_batch", o->batch);
+		cJSON_AddNumberToObject(t, "n_batch", r->batch);
 		cJSON_AddStringToObject(t, "test", r->name);
 		cJSON_AddNumberToObject(t, "n_prompt", r->n_prompt);
 		cJSON_AddNumberToObject(t, "n_gen", r->n_gen);
@@ -395,7 +407,7 @@ static int print_json(const struct bench_ctx *c, const struct bench_opts *o,
 
 int cmd_bench(int argc, char **argv)
 {
-	struct bench_opts o = {.n_prompt = 512, .n_gen = 128, .reps = 5, .batch = BENCH_DEFAULT_BATCH,
+	struct bench_opts o = {.n_prompt = 512, .n_gen = 128, .reps = 5, .batch = 0,
 			       .device = ENGINE_DEVICE_AUTO, .gpu_layers = ENGINE_GPU_LAYERS_AUTO};
 	static const struct option longopts[] = {
 		{"model", required_argument, NULL, 'm'},
@@ -504,6 +516,7 @@ int cmd_bench(int argc, char **argv)
 			goto out;
 		}
 		pp->threads = tg->threads = o.threads[i];
+		tg->batch = 1;   /* decode: one token per step */
 		pp->reps = tg->reps = o.reps;
 		snprintf(pp->name, sizeof pp->name, "pp%d", o.n_prompt);
 		pp->n_prompt = o.n_prompt;
