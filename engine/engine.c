@@ -886,11 +886,32 @@ static int fall_back_to_cpu(engine *e, const struct request *r)
 }
 
 /* fwd_eval(), redone on the CPU when the GPU part failed. */
+struct stop_ctx {
+	engine *e;
+	const struct request *r;
+};
+
+static bool stop_requested(void *ctx)
+{
+	const struct stop_ctx *c = ctx;
+	return cancelled(c->e, c->r);
+}
+
+/* One batch; a cancel during a prefill batch stops it between layers
+ * (ENGINE_E_CANCELLED, nothing appended to the cache). */
 static int eval_step(engine *e, const struct request *r, struct kv_cache *kv, const int32_t *ids, int n)
 {
+	struct stop_ctx sc = {e, r};
+	e->fwd.stop = stop_requested;
+	e->fwd.stop_ctx = &sc;
 	int rc = fwd_eval(&e->fwd, kv, ids, n, false);
-	if (rc && fwd_cuda_failed(&e->fwd) && fall_back_to_cpu(e, r) == 0)
+	if (rc && rc != ENGINE_E_CANCELLED && fwd_cuda_failed(&e->fwd) && fall_back_to_cpu(e, r) == 0) {
+		e->fwd.stop = stop_requested;
+		e->fwd.stop_ctx = &sc;
 		rc = fwd_eval(&e->fwd, kv, ids, n, false);
+	}
+	e->fwd.stop = NULL;
+	e->fwd.stop_ctx = NULL;
 	return rc;
 }
 
@@ -994,13 +1015,15 @@ static void do_submit(engine *e, struct request *r)
 		const int nb = fwd_batch_next(&e->batcher, (int)((uint32_t)n_prompt - p));
 		const double t_b = now_ms();
 		int rc = eval_step(e, r, kv, e->ids + p, nb);
-		fwd_batch_done(&e->batcher, nb, now_ms() - t_b);
-		if (rc) {
+		if (rc && rc != ENGINE_E_CANCELLED) {
 			emit_error(e, r, rc, "prefill failed: %s", engine_status_str(rc));
 			return;
 		}
-		p += (uint32_t)nb;
-		if (cancelled(e, r)) {
+		if (rc == 0) {
+			fwd_batch_done(&e->batcher, nb, now_ms() - t_b);
+			p += (uint32_t)nb;
+		}
+		if (rc == ENGINE_E_CANCELLED || cancelled(e, r)) {
 			struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv,
 						  .stop = ENGINE_STOP_CANCELLED, .stats = st};
 			push_event(e, &ev);

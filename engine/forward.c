@@ -1042,7 +1042,7 @@ int fwd_logits_reserve(struct fwd *f, int nl)
 /* Layers l0 .. l1-1 of the batch in j, from xn = attn_norm(x) of layer l0
  * to the residual stream x after layer l1-1 (and xn = the next layer's
  * input norm). */
-static void eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t l1)
+static int eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t l1)
 {
 	const struct model *m = f->m;
 	const struct hparams *hp = &m->hp;
@@ -1058,6 +1058,8 @@ static void eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t
 		const struct layer *l = &m->layers[il];
 		const struct fwd_layer_mats *L = &f->mats->L[il];
 		j.il = il;
+		if (T > 1 && f->stop && f->stop(f->stop_ctx))
+			return ENGINE_E_CANCELLED;
 
 		j.q = f->q;
 		j.k = f->k;
@@ -1103,6 +1105,7 @@ static void eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t
 		matmul1(f, &L->w_down, f->gate, T, F, f->o, E);
 		for_tokens(&j, step_post_ffn);
 	}
+	return 0;
 }
 
 int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, bool all_logits)
@@ -1148,7 +1151,8 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 		j.il = f->cpu_first;
 		for_tokens(&j, step_attn_norm);
 	}
-	eval_layers(f, &j, f->cpu_first, hp->n_layer);
+	if ((rc = eval_layers(f, &j, f->cpu_first, hp->n_layer)) != 0)
+		return rc;   /* stopped: kv->n is still pos0, the rows written past it unused */
 
 	for (int t = first; t < T; t++)
 		f->be->rmsnorm(f->xn + (size_t)(t - first) * (size_t)E, f->x + (size_t)t * (size_t)E,

@@ -365,6 +365,71 @@ static void run_random(const char *fixture)
 	cJSON_Delete(j);
 }
 
+/* fwd.stop: polled before each layer of a batch; stopping leaves the cache
+ * as it was, and the batch run again gives what an uninterrupted run gives. */
+static int stop_polls, stop_at;
+
+static bool stop_cb(void *ctx)
+{
+	(void)ctx;
+	return ++stop_polls == stop_at;
+}
+
+static void test_stop(const char *fixture)
+{
+	char *text = slurp(fixture);
+	cJSON *j = text ? cJSON_Parse(text) : NULL;
+	free(text);
+	CHECK(j != NULL, "cannot parse %s", fixture);
+	if (!j)
+		return;
+	char dir[4096], path[8192], err[512];
+	snprintf(dir, sizeof dir, "%s", fixture);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	snprintf(path, sizeof path, "%s/%s", slash ? dir : ".", cJSON_GetObjectItem(j, "model_file")->valuestring);
+	cJSON_Delete(j);
+	struct model m;
+	if (model_load(&m, path, NULL, err, sizeof err) != 0) {
+		CHECK(0, "%s: %s", path, err);
+		return;
+	}
+	pool *p = pool_create(2);
+	struct fwd f, g;
+	struct kv_cache kv, kv2;
+	CHECK(fwd_init(&f, &m, p, 64, 16) == 0 && fwd_init(&g, &m, p, 64, 16) == 0, "fwd_init");
+	kv_init(&kv, &m.hp, GGML_TYPE_F16, 64);
+	kv_init(&kv2, &m.hp, GGML_TYPE_F16, 64);
+	int32_t ids[8];
+	for (int i = 0; i < 8; i++)
+		ids[i] = (int32_t)((i * 37 + 5) % (int)m.hp.n_vocab);
+	f.stop = stop_cb;
+	stop_polls = 0;
+	stop_at = 2;
+	int rc = fwd_eval(&f, &kv, ids, 8, false);
+	CHECK(rc == ENGINE_E_CANCELLED && kv.n == 0 && stop_polls == 2,
+	      "stopped at the second layer: rc %d, %u positions kept, %d polls", rc, kv.n, stop_polls);
+	stop_at = -1;
+	stop_polls = 0;
+	rc = fwd_eval(&f, &kv, ids, 8, false);
+	CHECK(rc == 0 && kv.n == 8 && stop_polls == (int)m.hp.n_layer,
+	      "the batch again: rc %d, %u positions, %d polls (one per layer)", rc, kv.n, stop_polls);
+	rc = fwd_eval(&g, &kv2, ids, 8, false);
+	CHECK(rc == 0 && memcmp(f.logits, g.logits, m.hp.n_vocab * sizeof(float)) == 0,
+	      "after a stop, the same logits as a run never stopped");
+	stop_polls = 0;
+	stop_at = 1;
+	rc = fwd_eval(&f, &kv, &ids[0], 1, false);
+	CHECK(rc == 0 && stop_polls == 0, "one-token steps do not poll (rc %d, %d polls)", rc, stop_polls);
+	kv_free(&kv);
+	kv_free(&kv2);
+	fwd_free(&f);
+	fwd_free(&g);
+	pool_free(p);
+	model_free(&m);
+}
+
 int main(int argc, char **argv)
 {
 	char a[4096], b[4096];
@@ -400,6 +465,8 @@ int main(int argc, char **argv)
 			free(names[i]);
 		}
 		CHECK(nn >= 14, "only %d random-model fixtures", nn);
+		snprintf(a, sizeof a, "%s/tests/fixtures/engine/random/llama3-q4_k_m.json", src);
+		test_stop(a);
 		snprintf(a, sizeof a, "%s/tests/fixtures/engine/SmolLM2-135M-Instruct.Q4_1.json", src);
 		snprintf(b, sizeof b, "%s/tests/fixtures/engine/gemma-3-270m-it-Q4_K_M.json", src);
 		run_fixture(a);
