@@ -214,6 +214,32 @@ INL struct ak_row ak_row_at(const uint8_t *row, int64_t nb, size_t qoff)
 	return a;
 }
 
+/* End of Q4_K block b for one row group (aux A, scales S): acc[t] +=
+ * d * xd * isum[t] - dmin * xd * (the mins . the activation's 32-sums). */
+INL void q4k_block_end(const int NT, const uint8_t *A, const uint8_t *S, const struct ak_row *a, int64_t b,
+		       const __m512i *isum, __m512 *acc)
+{
+	__m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)S));
+	__m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(S + 32)));
+	__m512i mn[4];
+	#pragma GCC unroll 32
+	for (int k = 0; k < 4; k++)
+		mn[k] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(A + 128 + 32 * k)));
+	#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++) {
+		__m512i ms = _mm512_setzero_si512();
+		#pragma GCC unroll 32
+		for (int k = 0; k < 4; k++) {
+			int32_t pair;
+			memcpy(&pair, a[t].b32 + 8 * b + 2 * k, 4);
+			ms = _mm512_dpwssd_epi32(ms, mn[k], _mm512_set1_epi32(pair));
+		}
+		__m512 xd = _mm512_set1_ps(a[t].d[b]);
+		acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, xd), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+		acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dm, xd), _mm512_cvtepi32_ps(ms), acc[t]);
+	}
+}
+
 INL void tile_q4_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *x0, size_t xs,
 		   size_t qoff, float *y, int64_t ys, __mmask16 mask)
 {
@@ -267,25 +293,7 @@ INL void tile_q4_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 				isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(lo[t], sl),
 										     _mm512_mullo_epi32(hi[t], sh)));
 		}
-		__m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)S));
-		__m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(S + 32)));
-		__m512i mn[4];
-		#pragma GCC unroll 32
-		for (int k = 0; k < 4; k++)
-			mn[k] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(A + 128 + 32 * k)));
-		#pragma GCC unroll 32
-		for (int t = 0; t < NT; t++) {
-			__m512i ms = _mm512_setzero_si512();
-			#pragma GCC unroll 32
-			for (int k = 0; k < 4; k++) {
-				int32_t pair;
-				memcpy(&pair, a[t].b32 + 8 * b + 2 * k, 4);
-				ms = _mm512_dpwssd_epi32(ms, mn[k], _mm512_set1_epi32(pair));
-			}
-			__m512 xd = _mm512_set1_ps(a[t].d[b]);
-			acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, xd), _mm512_cvtepi32_ps(isum[t]), acc[t]);
-			acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dm, xd), _mm512_cvtepi32_ps(ms), acc[t]);
-		}
+		q4k_block_end(NT, A, S, a, b, isum, acc);
 	}
 	#pragma GCC unroll 32
 	for (int t = 0; t < NT; t++)
@@ -362,29 +370,8 @@ INL void tile_q4_k2(const int NT, const uint8_t *grp, size_t gb, int64_t nb, con
 										       _mm512_mullo_epi32(hi[g][t], sh)));
 			}
 		}
-		#pragma GCC unroll 2
-		for (int g = 0; g < NG; g++) {
-			const uint8_t *Ag = A + (size_t)g * gb, *Sg = S + (size_t)g * gb;
-			__m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)Sg));
-			__m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(Sg + 32)));
-			__m512i mn[4];
-			#pragma GCC unroll 32
-			for (int k = 0; k < 4; k++)
-				mn[k] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(Ag + 128 + 32 * k)));
-			#pragma GCC unroll 32
-			for (int t = 0; t < NT; t++) {
-				__m512i ms = _mm512_setzero_si512();
-				#pragma GCC unroll 32
-				for (int k = 0; k < 4; k++) {
-					int32_t pair;
-					memcpy(&pair, a[t].b32 + 8 * b + 2 * k, 4);
-					ms = _mm512_dpwssd_epi32(ms, mn[k], _mm512_set1_epi32(pair));
-				}
-				__m512 xd = _mm512_set1_ps(a[t].d[b]);
-				acc[g][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, xd), _mm512_cvtepi32_ps(isum[g][t]), acc[g][t]);
-				acc[g][t] = _mm512_fnmadd_ps(_mm512_mul_ps(dm, xd), _mm512_cvtepi32_ps(ms), acc[g][t]);
-			}
-		}
+		q4k_block_end(NT, A, S, a, b, isum[0], acc[0]);
+		q4k_block_end(NT, A + gb, S + gb, a, b, isum[1], acc[1]);
 	}
 	#pragma GCC unroll 32
 	for (int t = 0; t < NT; t++) {

@@ -240,27 +240,38 @@ static void run_fixture(const char *fixture)
  * and a 32-token greedy run.  Tolerance: what llama.cpp itself moves when
  * its KV cache goes from F32 (the reference) to F16 (ours), doubled, plus a
  * small floor; top-1 is compared where llama.cpp's margin exceeds it. */
-static void run_random(const char *fixture)
+/* A random-weight fixture's JSON, its model (in the fixture's folder)
+ * loaded into M; NULL (a failed check) when either cannot be read. */
+static cJSON *random_fixture(const char *fixture, struct model *m)
 {
 	char *text = slurp(fixture);
 	cJSON *j = text ? cJSON_Parse(text) : NULL;
 	free(text);
 	CHECK(j != NULL, "cannot parse %s", fixture);
 	if (!j)
-		return;
+		return NULL;
 	char dir[4096], path[8192], err[512];
 	snprintf(dir, sizeof dir, "%s", fixture);
 	char *slash = strrchr(dir, '/');
 	if (slash)
 		*slash = '\0';
 	snprintf(path, sizeof path, "%s/%s", slash ? dir : ".", cJSON_GetObjectItem(j, "model_file")->valuestring);
-	struct model m;
-	int rc = model_load(&m, path, NULL, err, sizeof err);
+	int rc = model_load(m, path, NULL, err, sizeof err);
 	CHECK(rc == 0, "%s: %s", fixture, err);
 	if (rc) {
 		cJSON_Delete(j);
-		return;
+		return NULL;
 	}
+	return j;
+}
+
+static void run_random(const char *fixture)
+{
+	struct model m;
+	cJSON *j = random_fixture(fixture, &m);
+	if (!j)
+		return;
+	int rc;
 	pool *p = pool_create(2);
 	struct fwd f;
 	fwd_init(&f, &m, p, 256, 64);
@@ -377,24 +388,11 @@ static bool stop_cb(void *ctx)
 
 static void test_stop(const char *fixture)
 {
-	char *text = slurp(fixture);
-	cJSON *j = text ? cJSON_Parse(text) : NULL;
-	free(text);
-	CHECK(j != NULL, "cannot parse %s", fixture);
+	struct model m;
+	cJSON *j = random_fixture(fixture, &m);
 	if (!j)
 		return;
-	char dir[4096], path[8192], err[512];
-	snprintf(dir, sizeof dir, "%s", fixture);
-	char *slash = strrchr(dir, '/');
-	if (slash)
-		*slash = '\0';
-	snprintf(path, sizeof path, "%s/%s", slash ? dir : ".", cJSON_GetObjectItem(j, "model_file")->valuestring);
 	cJSON_Delete(j);
-	struct model m;
-	if (model_load(&m, path, NULL, err, sizeof err) != 0) {
-		CHECK(0, "%s: %s", path, err);
-		return;
-	}
 	pool *p = pool_create(2);
 	struct fwd f, g;
 	struct kv_cache kv, kv2;
