@@ -21,22 +21,13 @@ import subprocess
 import sys
 import tempfile
 
+from checks import check, report
+
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 MODELS = os.environ.get("TTYCHAT_MODELS_DIR", "")
 SMOL = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
 NOTICE = re.compile(r"^ttychat: (no CUDA device: .+|CUDA: .+); running on the CPU$")
-passed = failed = 0
 ENV = {}
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-        sys.stdout.flush()
 
 
 def run(args, timeout=180):
@@ -141,8 +132,7 @@ def main():
         check(rc == 2 and "--gpu-layers" in err, "bench --gpu-layers -3: usage error (%d, %r)" % (rc, err))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

@@ -21,23 +21,14 @@ import sys
 import tempfile
 import time
 
+from checks import check, report
+
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 SRC = os.environ.get("TTYCHAT_SRCDIR", ".")
 MAN = os.path.join(SRC, "man", "ttychat.1")
 BASH_COMP = os.path.join(SRC, "scripts", "completions", "bash", "ttychat")
 ZSH_DIR = os.path.join(SRC, "scripts", "completions", "zsh")
 OPT_RE = re.compile(r"(?<![\w\-])(--[a-z0-9][a-z0-9-]*[a-z0-9]|-[a-zA-Z])(?![\w\-])")
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-        sys.stdout.flush()
 
 
 def opts(text):
@@ -263,8 +254,7 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

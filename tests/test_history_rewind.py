@@ -19,20 +19,11 @@ import sys
 import tempfile
 import threading
 
+from checks import check, report
+
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 BUILD = os.environ.get("TTYCHAT_BUILDDIR", ".")
 FIXTURE = os.path.join(BUILD, "tests", "test_history_fixture")
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-        sys.stdout.flush()
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -146,8 +137,7 @@ def main():
     finally:
         srv.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

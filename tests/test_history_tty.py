@@ -18,19 +18,12 @@ import tempfile
 import termios
 import time
 
+import checks
+from checks import check, report
+
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 BUILD = os.environ.get("TTYCHAT_BUILDDIR", ".")
 FIXTURE = os.path.join(BUILD, "tests", "test_history_fixture")
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
 
 
 def run(args, env, steps, timeout=20.0):
@@ -143,12 +136,11 @@ def main():
         out, st = run(["history", "list"], env, [(b"History passphrase: ", b"better one\n")], timeout=60)
         check(os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0 and b"Sorting" in out, "new passphrase works")
     finally:
-        if not failed:
+        if not checks.failed:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print("files kept in", tmp)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

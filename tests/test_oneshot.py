@@ -21,23 +21,14 @@ import sys
 import tempfile
 import time
 
+from checks import check, report
+
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 SRC = os.environ.get("TTYCHAT_SRCDIR", ".")
 MODELS = os.environ.get("TTYCHAT_MODELS_DIR", "")
 SMOL = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
 GEMMA = os.path.join(MODELS, "gemma-3-270m-it-Q4_K_M.gguf")
-passed = failed = 0
 ENV = {}
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-        sys.stdout.flush()
 
 
 def run(args, stdin=b"", env=None, timeout=120, **kw):
@@ -302,8 +293,7 @@ def main():
             print("note: %s is absent; the Gemma template override is not checked" % GEMMA)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

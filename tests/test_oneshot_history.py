@@ -19,23 +19,14 @@ import subprocess
 import sys
 import tempfile
 
+from checks import check, report
+
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 BUILD = os.environ.get("TTYCHAT_BUILDDIR", ".")
 MODELS = os.environ.get("TTYCHAT_MODELS_DIR", "")
 SMOL = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
 FIXTURE = os.path.join(BUILD, "tests", "test_history_fixture")
-passed = failed = 0
 ENV = {}
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-        sys.stdout.flush()
 
 
 def run(args, env=None, timeout=120):
@@ -180,8 +171,7 @@ def main():
         check(len((export(first) or {}).get("messages", [])) == 4, "nothing was added by the failed runs")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

@@ -23,21 +23,12 @@ import sys
 import tempfile
 import threading
 
+from checks import check, report
+
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 MODELS = os.environ.get("TTYCHAT_MODELS_DIR", "")
 BUILD = os.environ.get("TTYCHAT_BUILDDIR", ".")
 MODEL_FILE = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-        sys.stdout.flush()
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -285,8 +276,7 @@ def main():
     finally:
         srv.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

@@ -27,19 +27,10 @@ import tempfile
 import threading
 import time
 
+from checks import check, report
+
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 KEY = "k-remote-test-7f3a9"
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-        sys.stdout.flush()
 
 
 MODELS = ["fake", "cut", "stall", "malformed", "errevent", "error500", "plain", "nodone", "trunc", "slow"]
@@ -367,8 +358,7 @@ def tests(srv, url, host, tmp):
     rc, out, err, _ = run(["--remote", "ftp://" + host, "-m", "fake", "-p", "hi"])
     check(rc == 2, "--remote ftp:// is a usage error (%d)" % rc)
 
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

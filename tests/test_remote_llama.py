@@ -27,21 +27,12 @@ import tempfile
 import time
 import urllib.request
 
+from checks import check, report
+
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 MODELS = os.environ.get("TTYCHAT_MODELS_DIR", "")
 MODEL_FILE = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
 KEY = "llama-test-key-31c"
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-        sys.stdout.flush()
 
 
 def find_python():
@@ -162,8 +153,7 @@ def main():
     finally:
         stop(srv)
         shutil.rmtree(TMP, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report()
 
 
 def tests(url, port, srv):

@@ -24,22 +24,13 @@ import sys
 import tempfile
 import time
 
+from checks import check, report
+
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 MODELS = os.environ.get("TTYCHAT_MODELS_DIR", "")
 MODEL_FILE = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
 MODEL_ID = os.path.basename(MODEL_FILE)
 KEY = "serve-test-key-9d2e"
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-        sys.stdout.flush()
 
 
 def python_with(module):
@@ -401,8 +392,7 @@ def main():
                 p.kill()
                 p.wait()
         shutil.rmtree(TMP, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":

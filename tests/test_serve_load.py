@@ -24,22 +24,13 @@ import tempfile
 import threading
 import time
 
+from checks import check, report
+
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 MODELS = os.environ.get("TTYCHAT_MODELS_DIR", "")
 MODEL_FILE = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
-passed = failed = 0
 TOPICS = ["cats", "the sea", "mountains", "bread", "trains", "music", "winter", "gardens", "rivers", "stars",
           "bees", "clocks", "maps", "rain", "bridges", "tea"]
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-        sys.stdout.flush()
 
 
 def percentile(v, p):
@@ -203,8 +194,7 @@ def main():
             p.kill()
             p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report()
 
 
 if __name__ == "__main__":
