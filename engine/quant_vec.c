@@ -34,6 +34,18 @@
 
 #define EXP_LO (-87.33654f)
 #define EXP_HI 88.0f
+/* e^x = 2^n e^r, n = round(x log2 e), r = x - n ln 2 with ln 2 split in a
+ * high and a low part, e^r by a degree-7 polynomial: one set of constants
+ * for every level, so the levels give the same bits */
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_LN2_HI (-0.693359375f)
+#define EXP_LN2_LO 2.12194440e-4f
+#define EXP_P0 1.9875691500e-4f
+#define EXP_P1 1.3981999507e-3f
+#define EXP_P2 8.3334519073e-3f
+#define EXP_P3 4.1665795894e-2f
+#define EXP_P4 1.6666665459e-1f
+#define EXP_P5 5.0000001201e-1f
 
 /* ---- scalar reference ------------------------------------------------------ */
 
@@ -43,16 +55,16 @@ float quant_expf(float x)
 		return x != x ? x : 0.0f;   /* NaN stays NaN */
 	if (x > EXP_HI)
 		x = EXP_HI;
-	float n = nearbyintf(x * 1.44269504088896341f);
-	float r = fmaf(n, -0.693359375f, x);
-	r = fmaf(n, 2.12194440e-4f, r);
+	float n = nearbyintf(x * EXP_LOG2E);
+	float r = fmaf(n, EXP_LN2_HI, x);
+	r = fmaf(n, EXP_LN2_LO, r);
 	float z = r * r;
-	float y = 1.9875691500e-4f;
-	y = fmaf(y, r, 1.3981999507e-3f);
-	y = fmaf(y, r, 8.3334519073e-3f);
-	y = fmaf(y, r, 4.1665795894e-2f);
-	y = fmaf(y, r, 1.6666665459e-1f);
-	y = fmaf(y, r, 5.0000001201e-1f);
+	float y = EXP_P0;
+	y = fmaf(y, r, EXP_P1);
+	y = fmaf(y, r, EXP_P2);
+	y = fmaf(y, r, EXP_P3);
+	y = fmaf(y, r, EXP_P4);
+	y = fmaf(y, r, EXP_P5);
 	y = fmaf(y, z, r);
 	y = y + 1.0f;
 	return ldexpf(y, (int)n);
@@ -155,17 +167,17 @@ static inline __attribute__((target(T512), always_inline)) __m512 exp512(__m512 
 {
 	__mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_LO), _CMP_LT_OQ);
 	x = _mm512_min_ps(x, _mm512_set1_ps(EXP_HI));
-	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(EXP_LOG2E)),
 					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), x);
-	r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+	__m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(EXP_LN2_HI), x);
+	r = _mm512_fmadd_ps(n, _mm512_set1_ps(EXP_LN2_LO), r);
 	__m512 z = _mm512_mul_ps(r, r);
-	__m512 y = _mm512_set1_ps(1.9875691500e-4f);
-	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+	__m512 y = _mm512_set1_ps(EXP_P0);
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P1));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P2));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P3));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P4));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P5));
 	y = _mm512_fmadd_ps(y, z, r);
 	y = _mm512_add_ps(y, _mm512_set1_ps(1.0f));
 	y = _mm512_scalef_ps(y, n);
@@ -526,17 +538,17 @@ static inline __attribute__((target(T256), always_inline)) __m256 exp256(__m256 
 	__m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
 	__m256 xc = _mm256_min_ps(x, _mm256_set1_ps(EXP_HI));
 	xc = _mm256_max_ps(xc, _mm256_set1_ps(EXP_LO));
-	__m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(EXP_LOG2E)),
 				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693359375f), xc);
-	r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+	__m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), xc);
+	r = _mm256_fmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
 	__m256 z = _mm256_mul_ps(r, r);
-	__m256 y = _mm256_set1_ps(1.9875691500e-4f);
-	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+	__m256 y = _mm256_set1_ps(EXP_P0);
+	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P1));
+	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P2));
+	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P3));
+	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P4));
+	y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P5));
 	y = _mm256_fmadd_ps(y, z, r);
 	y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
 	/* 2^n for n in [-126, 127]: the exponent field directly */
