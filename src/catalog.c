@@ -80,6 +80,27 @@ int config_config_dir(char *buf, size_t n)
 	return xdg_dir("XDG_CONFIG_HOME", ".config", "", buf, n);
 }
 
+int config_state_file(const char *name, bool make_dirs, char *buf, size_t n)
+{
+	char dir[PATH_MAX];
+	if (xdg_dir("XDG_STATE_HOME", ".local/state", "", dir, sizeof dir) != 0)
+		return -1;
+	if (make_dirs) {
+		for (char *p = dir + 1; *p; p++) {
+			if (*p != '/')
+				continue;
+			*p = '\0';
+			if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+				return -1;
+			*p = '/';
+		}
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+			return -1;
+	}
+	int w = snprintf(buf, n, "%s/%s", dir, name);
+	return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
 /* snprintf that reports truncation instead of hiding it */
 static int fmt_path(char *buf, size_t n, const char *a, const char *b)
 {

@@ -69,6 +69,11 @@ int config_gpu_layers(int n);
 int config_models_dir(char *buf, size_t n);
 /* "$XDG_CONFIG_HOME/ttychat" (default ~/.config/ttychat). */
 int config_config_dir(char *buf, size_t n);
+/* "$XDG_STATE_HOME/ttychat/NAME" (default ~/.local/state/ttychat/NAME);
+ * with MAKE_DIRS the missing directories on the way are made, 0700.  0, or
+ * -1 when there is no home, the path is too long or a directory cannot be
+ * made. */
+int config_state_file(const char *name, bool make_dirs, char *buf, size_t n);
 
 /* Resolves SPEC (path or name) as described above.  A models.d entry whose
  * file is absent is an error that suggests `ttychat pull`. */

@@ -32,6 +32,7 @@
 
 #include <sodium.h>
 
+#include "catalog.h"
 #include "history.h"
 #include "kvstore.h"
 
@@ -679,40 +680,11 @@ int chats_kv_load(struct chats *c, const char *model_id, void **blob, size_t *le
 
 /* ---- the last conversation ----------------------------------------------------- */
 
-static int last_path(char *buf, size_t n, bool make_dirs)
-{
-	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-	char dir[PATH_MAX];
-	int w;
-	if (xdg && xdg[0] == '/')
-		w = snprintf(dir, sizeof dir, "%s/ttychat", xdg);
-	else if (home && home[0])
-		w = snprintf(dir, sizeof dir, "%s/.local/state/ttychat", home);
-	else
-		return -1;
-	if (w < 0 || (size_t)w >= sizeof dir)
-		return -1;
-	if (make_dirs) {
-		for (char *p = dir + 1; *p; p++) {
-			if (*p != '/')
-				continue;
-			*p = '\0';
-			if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-				return -1;
-			*p = '/';
-		}
-		if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-			return -1;
-	}
-	w = snprintf(buf, n, "%s/last-chat", dir);
-	return w < 0 || (size_t)w >= n ? -1 : 0;
-}
-
 int chats_last_read(char id[CHATS_ID_LEN + 1])
 {
 	char path[PATH_MAX], buf[64];
 	id[0] = '\0';
-	if (last_path(path, sizeof path, false) != 0)
+	if (config_state_file("last-chat", false, path, sizeof path) != 0)
 		return -1;
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -732,7 +704,7 @@ int chats_last_read(char id[CHATS_ID_LEN + 1])
 int chats_last_write(const char *id)
 {
 	char path[PATH_MAX];
-	if (last_path(path, sizeof path, true) != 0)
+	if (config_state_file("last-chat", true, path, sizeof path) != 0)
 		return -1;
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)

@@ -278,41 +278,11 @@ void models_free(struct model_list *l)
 	l->n = 0;
 }
 
-static int state_path(char *buf, size_t n, bool make_dirs)
-{
-	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-	char dir[PATH_MAX];
-	int w;
-	if (xdg && xdg[0] == '/')
-		w = snprintf(dir, sizeof dir, "%s/ttychat", xdg);
-	else if (home && home[0])
-		w = snprintf(dir, sizeof dir, "%s/.local/state/ttychat", home);
-	else
-		return -1;
-	if (w < 0 || (size_t)w >= sizeof dir)
-		return -1;
-	if (make_dirs) {
-		/* create each missing component 0700 */
-		for (char *p = dir + 1; *p; p++) {
-			if (*p != '/')
-				continue;
-			*p = '\0';
-			if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-				return -1;
-			*p = '/';
-		}
-		if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-			return -1;
-	}
-	w = snprintf(buf, n, "%s/last-model", dir);
-	return w < 0 || (size_t)w >= n ? -1 : 0;
-}
-
 int models_last_read(char *buf, size_t n)
 {
 	char path[PATH_MAX];
 	buf[0] = '\0';
-	if (state_path(path, sizeof path, false) != 0)
+	if (config_state_file("last-model", false, path, sizeof path) != 0)
 		return -1;
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -331,7 +301,7 @@ int models_last_read(char *buf, size_t n)
 int models_last_write(const char *spec, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
-	if (state_path(path, sizeof path, true) != 0) {
+	if (config_state_file("last-model", true, path, sizeof path) != 0) {
 		snprintf(err, errlen, "cannot make the state directory");
 		return -1;
 	}
