@@ -20,6 +20,7 @@ import tempfile
 import threading
 
 from checks import check, report
+from jsonhttp import JsonHandler
 
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 BUILD = os.environ.get("TTYCHAT_BUILDDIR", ".")
@@ -35,20 +36,7 @@ class Server(http.server.ThreadingHTTPServer):
         self.bodies = []
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def answer(self, status, obj):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class Handler(JsonHandler):
     def do_GET(self):
         if self.path != "/v1/models":
             self.answer(404, {"detail": "Not Found"})

@@ -28,6 +28,7 @@ import threading
 import time
 
 from checks import check, report
+from jsonhttp import JsonHandler
 
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
 KEY = "k-remote-test-7f3a9"
@@ -47,20 +48,7 @@ class Server(http.server.ThreadingHTTPServer):
         self.bodies = []
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def answer(self, status, obj):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class Handler(JsonHandler):
     def authorised(self):
         with self.server.lock:
             self.server.headers_seen.append(dict(self.headers))
