@@ -885,7 +885,8 @@ static int fall_back_to_cpu(engine *e, const struct request *r)
 	return 0;
 }
 
-/* fwd_eval(), redone on the CPU when the GPU part failed. */
+/* What a forward pass polls between the layers of a batch: this
+ * request's cancel. */
 struct stop_ctx {
 	engine *e;
 	const struct request *r;
@@ -897,21 +898,25 @@ static bool stop_requested(void *ctx)
 	return cancelled(c->e, c->r);
 }
 
-/* One batch; a cancel during a prefill batch stops it between layers
- * (ENGINE_E_CANCELLED, nothing appended to the cache). */
+static int eval_stoppable(engine *e, struct stop_ctx *sc, struct kv_cache *kv, const int32_t *ids, int n)
+{
+	e->fwd.stop = stop_requested;
+	e->fwd.stop_ctx = sc;
+	int rc = fwd_eval(&e->fwd, kv, ids, n, false);
+	e->fwd.stop = NULL;
+	e->fwd.stop_ctx = NULL;
+	return rc;
+}
+
+/* One batch, redone on the CPU when the GPU part failed; a cancel during
+ * a prefill batch stops it between layers (ENGINE_E_CANCELLED, nothing
+ * appended to the cache). */
 static int eval_step(engine *e, const struct request *r, struct kv_cache *kv, const int32_t *ids, int n)
 {
 	struct stop_ctx sc = {e, r};
-	e->fwd.stop = stop_requested;
-	e->fwd.stop_ctx = &sc;
-	int rc = fwd_eval(&e->fwd, kv, ids, n, false);
-	if (rc && rc != ENGINE_E_CANCELLED && fwd_cuda_failed(&e->fwd) && fall_back_to_cpu(e, r) == 0) {
-		e->fwd.stop = stop_requested;
-		e->fwd.stop_ctx = &sc;
-		rc = fwd_eval(&e->fwd, kv, ids, n, false);
-	}
-	e->fwd.stop = NULL;
-	e->fwd.stop_ctx = NULL;
+	int rc = eval_stoppable(e, &sc, kv, ids, n);
+	if (rc && rc != ENGINE_E_CANCELLED && fwd_cuda_failed(&e->fwd) && fall_back_to_cpu(e, r) == 0)
+		rc = eval_stoppable(e, &sc, kv, ids, n);
 	return rc;
 }
 

@@ -414,18 +414,14 @@ static void cpu_matmul(struct fwd *f, const struct mm_part *parts, int n_parts, 
 	cpu_matmul_job(f, &j);
 }
 
-/* gate = act(W_gate x) * (W_up x), one job */
+/* gate = act(W_gate x) * (W_up x), one job (model.c gives both matrices
+ * the shape [n_ff][n_embd]) */
 static void cpu_matmul_glu(struct fwd *f, const struct mm_part *gate_up, const float *x, int T,
 			   int64_t x_stride, bool gelu)
 {
 	struct matmul_job j = {.parts = gate_up, .n_parts = 2, .T = T, .x = x, .x_stride = x_stride,
-			       .glu_gate = gate_up[0].w->rows == gate_up[1].w->rows,
-			       .gelu = gelu ? f->mats->gelu : NULL};
+			       .glu_gate = true, .gelu = gelu ? f->mats->gelu : NULL};
 	cpu_matmul_job(f, &j);
-	if (!j.glu_gate)
-		for (int t = 0; t < T; t++)
-			cpu_glu(f, gate_up[0].y + (size_t)t * (size_t)gate_up[0].y_stride,
-				gate_up[1].y + (size_t)t * (size_t)gate_up[1].y_stride, gate_up[0].w->rows, gelu);
 }
 
 static void matmul1(struct fwd *f, const struct quant_matrix *w, const float *x, int T, int64_t x_stride,

@@ -43,7 +43,7 @@
 
 enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
 
-/* Tiles of W tokens, then one of the remaining width; CALL(w) runs a tile
+/* Tiles of W (at most 12) tokens, then one of the remaining width; CALL(w) runs a tile
  * of w tokens starting at token t (a compile-time w, so every tile shape
  * is its own fully unrolled code). */
 #define TILES(W, CALL)                                  \
@@ -52,6 +52,10 @@ enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
 		for (; t + (W) <= nt; t += (W))         \
 			CALL(W);                        \
 		switch (nt - t) {                       \
+		case 11: if ((W) > 11) CALL(11); break; \
+		case 10: if ((W) > 10) CALL(10); break; \
+		case 9: if ((W) > 9) CALL(9); break;    \
+		case 8: if ((W) > 8) CALL(8); break;    \
 		case 7: if ((W) > 7) CALL(7); break;    \
 		case 6: if ((W) > 6) CALL(6); break;    \
 		case 5: if ((W) > 5) CALL(5); break;    \
@@ -606,24 +610,8 @@ API void pmul_f16(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t
 			const __mmask16 mask1 = row_mask(g + 1, rows);
 			float *yg = y + g * QUANT_ROW_GROUP;
 			const uint8_t *x = xact;
-			int64_t t = 0;
 #define F16X2_CALL(w) tile_f16x2(w, grp, grp + gb, nb, x + t * xs, xs, yg + t * ys, ys, mask1)
-			for (; t + F16X2_TILE <= nt; t += F16X2_TILE)
-				F16X2_CALL(F16X2_TILE);
-			switch (nt - t) {
-			case 11: F16X2_CALL(11); break;
-			case 10: F16X2_CALL(10); break;
-			case 9: F16X2_CALL(9); break;
-			case 8: F16X2_CALL(8); break;
-			case 7: F16X2_CALL(7); break;
-			case 6: F16X2_CALL(6); break;
-			case 5: F16X2_CALL(5); break;
-			case 4: F16X2_CALL(4); break;
-			case 3: F16X2_CALL(3); break;
-			case 2: F16X2_CALL(2); break;
-			case 1: F16X2_CALL(1); break;
-			default: break;
-			}
+			TILES(F16X2_TILE, F16X2_CALL);
 #undef F16X2_CALL
 		}
 	}
