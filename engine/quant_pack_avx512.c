@@ -384,11 +384,24 @@ INL void tile_q4_k2(const int NT, const uint8_t *grp, size_t gb, int64_t nb, con
 	}
 }
 
+/* The 6-bit weights (0..63) of the packed vectors at V (ql, ql, qh; see
+ * quant_pack.c): w[c] = 4 bytes per lane of chunk c. */
+INL void q6k_weights(const uint8_t *V, __m512i w[4])
+{
+	const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+	__m512i v0 = _mm512_loadu_si512(V), v1 = _mm512_loadu_si512(V + 64);
+	__m512i hb = _mm512_loadu_si512(V + 128);
+	w[0] = _mm512_ternarylogic_epi32(_mm512_and_si512(v0, m4), _mm512_slli_epi16(hb, 4), m30, 0xf8);
+	w[1] = _mm512_ternarylogic_epi32(_mm512_and_si512(v1, m4), _mm512_slli_epi16(hb, 2), m30, 0xf8);
+	w[2] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v0, 4), m4), hb, m30, 0xf8);
+	w[3] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v1, 4), m4), _mm512_srli_epi16(hb, 2),
+					 m30, 0xf8);
+}
+
 INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *x0, size_t xs,
 		   size_t qoff, float *y, int64_t ys, __mmask16 mask)
 {
 	const size_t unit = 2 * (3072 + 256 + 32);
-	const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
 	struct ak_row a[NT];
 	__m512 acc[NT];
 
@@ -433,14 +446,8 @@ INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 						PREFETCH(V + 64);
 						PREFETCH(V + 128);
 					}
-					__m512i v0 = _mm512_loadu_si512(V), v1 = _mm512_loadu_si512(V + 64);
-					__m512i hb = _mm512_loadu_si512(V + 128);
 					__m512i w[4];
-					w[0] = _mm512_ternarylogic_epi32(_mm512_and_si512(v0, m4), _mm512_slli_epi16(hb, 4), m30, 0xf8);
-					w[1] = _mm512_ternarylogic_epi32(_mm512_and_si512(v1, m4), _mm512_slli_epi16(hb, 2), m30, 0xf8);
-					w[2] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v0, 4), m4), hb, m30, 0xf8);
-					w[3] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v1, 4), m4),
-									 _mm512_srli_epi16(hb, 2), m30, 0xf8);
+					q6k_weights(V, w);
 #pragma GCC unroll 32
 					for (int t = 0; t < NT; t++)
 #pragma GCC unroll 32
@@ -475,21 +482,6 @@ INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 #define Q6K_TILE 3
 #endif
 
-#define K_KERNEL(name, tile, W)                                                                     \
-	API void name(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t rows,        \
-		      int64_t cols, const void *xact, size_t xs, int64_t nt, float *y, int64_t ys) \
-	{                                                                                        \
-		const int64_t nb = cols / 256;                                                   \
-		const size_t qoff = ((size_t)nb * 52 + 63) & ~(size_t)63;                        \
-		for (int64_t g = g0; g < g1; g++) {                                              \
-			const uint8_t *grp = (const uint8_t *)packed + (size_t)g * gb;           \
-			const __mmask16 mask = row_mask(g, rows);                                \
-			float *yg = y + g * QUANT_ROW_GROUP;                                     \
-			const uint8_t *x = xact;                                                 \
-			TILES(W, K_CALL_##tile);                                            \
-		}                                                                                \
-	}
-#define K_CALL_tile_q6_k(w) tile_q6_k(w, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask)
 
 #ifndef Q4K2_TILE
 #define Q4K2_TILE 4
@@ -521,7 +513,164 @@ API void pmul_q4_k(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_
 #undef Q4K_CALL
 	}
 }
-K_KERNEL(pmul_q6_k, tile_q6_k, Q6K_TILE)
+/* ---- Q6_K prefill: unpacked once per row group ------------------------------------ */
+/*
+ * The one-pass kernel above unpacks the 6-bit weights again for every
+ * tile of 3 tokens, starts every sub-block sum of every token from -32 x
+ * its activation sum (a scalar multiply and a broadcast each), and needs
+ * one activation broadcast per VPDPBUSD; on Zen 5 the broadcasts (about
+ * 1.2 a cycle against 2 VPDPBUSD) set its pace at ~225 GMAC/s per thread.
+ * In prefill, two row groups' blocks are unpacked Q6K_CHUNK at a time into
+ * an L1-resident buffer (weights as bytes 0..63, sub-block scales as
+ * int32, the -32 offset folded into int16 scale pairs), which every tile
+ * of 4 tokens then reads: each broadcast feeds two VPDPBUSD, and per
+ * 16-element sub-block and token there is one VPMULLD and one add, plus
+ * one VPDPWSSD per two sub-blocks for the offset.  `make bench-quant`
+ * matmul64: 225 -> 270 GMAC/s per thread.
+ */
+struct q6k_unpacked {
+	__m512i w[16][4];   /* sub-block s, bytes 4j..4j+3 of it: lane r = row r */
+	__m512i sc[16];     /* lane r: scale of sub-block s of row r, int32 */
+	__m512i off[8];     /* lane r: int16 pair -32 x (scale 2k, scale 2k+1) of row r */
+	__m512 d;           /* lane r: row r's block scale */
+};
+
+#ifndef Q6K_CHUNK
+#define Q6K_CHUNK 2
+#endif
+#ifndef Q6K_PTILE
+#define Q6K_PTILE 4
+#endif
+
+INL void q6k_unpack(const uint8_t *grp, int64_t b, struct q6k_unpacked *u)
+{
+	const size_t unit = 2 * (3072 + 256 + 32);
+	const uint8_t *U = grp + (size_t)(b >> 1) * unit, *Q = U + (b & 1) * 3072;
+	const uint8_t *A = U + 6144 + (b & 1) * 256, *S = U + 6656 + (b & 1) * 32;
+#pragma GCC unroll 2
+	for (int h = 0; h < 2; h++)
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++) {
+			__m512i w[4];
+			q6k_weights(Q + (size_t)((h * 8 + j) * 3) * 64, w);
+#pragma GCC unroll 4
+			for (int c = 0; c < 4; c++)
+				u->w[8 * h + 2 * c + (j >> 2)][j & 3] = w[c];
+		}
+#pragma GCC unroll 16
+	for (int s = 0; s < 16; s++)
+		u->sc[s] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(A + 16 * s)));
+#pragma GCC unroll 8
+	for (int k = 0; k < 8; k++) {
+		__m128i lo = _mm_loadu_si128((const __m128i *)(A + 32 * k));
+		__m128i hi = _mm_loadu_si128((const __m128i *)(A + 32 * k + 16));
+		__m256i pr = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+		u->off[k] = _mm512_mullo_epi16(_mm512_cvtepi8_epi16(pr), _mm512_set1_epi16(-32));
+	}
+	u->d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)S));
+}
+
+/* Tokens x0.. (NT of them) against blocks b0..b0+n-1 of two row groups
+ * unpacked in U (the second's blocks at U + Q6K_CHUNK, its rows at y +
+ * 16); adds to y unless FIRST.  MASK is the second group's.  (Two groups
+ * because each activation broadcast then feeds two VPDPBUSD: with one
+ * group the broadcasts, not the multiply-adds, set the pace.) */
+INL void tile_q6k_unpacked(const int NT, const struct q6k_unpacked *U, int n, int64_t b0, const uint8_t *x0,
+			   size_t xs, int64_t nb, size_t qoff, float *y, int64_t ys, __mmask16 mask, int first)
+{
+	struct ak_row a[NT];
+	__m512 acc0[NT], acc1[NT];
+#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++) {
+		a[t] = ak_row_at(x0 + (size_t)t * xs, nb, qoff);
+		acc0[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y + t * ys);
+		acc1[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, y + t * ys + QUANT_ROW_GROUP);
+	}
+	for (int i = 0; i < n; i++) {
+		const int64_t b = b0 + i;
+		const struct q6k_unpacked *u0 = U + i, *u1 = U + Q6K_CHUNK + i;
+		__m512i is0[NT], is1[NT];
+#pragma GCC unroll 32
+		for (int t = 0; t < NT; t++)
+			is0[t] = is1[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+		for (int k = 0; k < 8; k++)
+#pragma GCC unroll 32
+			for (int t = 0; t < NT; t++) {
+				const __m512i bs = bcast4((const int8_t *)(a[t].b16 + 16 * b + 2 * k));
+				is0[t] = _mm512_dpwssd_epi32(is0[t], u0->off[k], bs);
+				is1[t] = _mm512_dpwssd_epi32(is1[t], u1->off[k], bs);
+			}
+#pragma GCC unroll 2
+		for (int sb = 0; sb < 16; sb++) {
+			__m512i s0[NT], s1[NT];
+#pragma GCC unroll 32
+			for (int t = 0; t < NT; t++)
+				s0[t] = s1[t] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+			for (int j = 0; j < 4; j++) {
+				const __m512i w0 = u0->w[sb][j], w1 = u1->w[sb][j];
+#pragma GCC unroll 32
+				for (int t = 0; t < NT; t++) {
+					const __m512i xb = bcast4(a[t].q + 256 * b + 16 * sb + 4 * j);
+					s0[t] = _mm512_dpbusd_epi32(s0[t], w0, xb);
+					s1[t] = _mm512_dpbusd_epi32(s1[t], w1, xb);
+				}
+			}
+#pragma GCC unroll 32
+			for (int t = 0; t < NT; t++) {
+				is0[t] = _mm512_add_epi32(is0[t], _mm512_mullo_epi32(s0[t], u0->sc[sb]));
+				is1[t] = _mm512_add_epi32(is1[t], _mm512_mullo_epi32(s1[t], u1->sc[sb]));
+			}
+		}
+#pragma GCC unroll 32
+		for (int t = 0; t < NT; t++) {
+			const __m512 xd = _mm512_set1_ps(a[t].d[b]);
+			acc0[t] = _mm512_fmadd_ps(_mm512_mul_ps(u0->d, xd), _mm512_cvtepi32_ps(is0[t]), acc0[t]);
+			acc1[t] = _mm512_fmadd_ps(_mm512_mul_ps(u1->d, xd), _mm512_cvtepi32_ps(is1[t]), acc1[t]);
+		}
+	}
+#pragma GCC unroll 32
+	for (int t = 0; t < NT; t++) {
+		_mm512_storeu_ps(y + t * ys, acc0[t]);
+		_mm512_mask_storeu_ps(y + t * ys + QUANT_ROW_GROUP, mask, acc1[t]);
+	}
+}
+
+API void pmul_q6_k(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t rows, int64_t cols,
+		   const void *xact, size_t xs, int64_t nt, float *y, int64_t ys)
+{
+	const int64_t nb = cols / 256;
+	const size_t qoff = ((size_t)nb * 52 + 63) & ~(size_t)63;
+	const uint8_t *x = xact;
+	int64_t g = g0;
+	if (nt >= Q6K_PTILE) {   /* prefill: pairs of groups, unpacked once */
+		struct q6k_unpacked U[2 * Q6K_CHUNK];
+		for (; g + 1 < g1; g += 2) {
+			const uint8_t *grp = (const uint8_t *)packed + (size_t)g * gb;
+			const __mmask16 mask = row_mask(g + 1, rows);
+			float *yg = y + g * QUANT_ROW_GROUP;
+			for (int64_t b0 = 0; b0 < nb; b0 += Q6K_CHUNK) {
+				const int n = nb - b0 < Q6K_CHUNK ? (int)(nb - b0) : Q6K_CHUNK;
+				for (int i = 0; i < n; i++) {
+					q6k_unpack(grp, b0 + i, &U[i]);
+					q6k_unpack(grp + gb, b0 + i, &U[Q6K_CHUNK + i]);
+				}
+#define Q6K_CALL(w) tile_q6k_unpacked(w, U, n, b0, x + t * xs, xs, nb, qoff, yg + t * ys, ys, mask, b0 == 0)
+				TILES(Q6K_PTILE, Q6K_CALL);
+#undef Q6K_CALL
+			}
+		}
+	}
+	for (; g < g1; g++) {   /* decode, and a last odd group */
+		const uint8_t *grp = (const uint8_t *)packed + (size_t)g * gb;
+		const __mmask16 mask = row_mask(g, rows);
+		float *yg = y + g * QUANT_ROW_GROUP;
+#define Q6K_CALL(w) tile_q6_k(w, grp, nb, x + t * xs, xs, qoff, yg + t * ys, ys, mask)
+		TILES(Q6K_TILE, Q6K_CALL);
+#undef Q6K_CALL
+	}
+}
 
 /* ---- F16 ----------------------------------------------------------------------------------- */
 
