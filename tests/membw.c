@@ -1,5 +1,5 @@
 /*
- * membw.c - STREAM-like memory read bandwidth, for scripts/bench-vs-llamacpp.
+ * membw.c - STREAM-like memory read bandwidth, for tests/bench-vs-llamacpp.
  *
  * Reads a buffer far larger than the last-level cache with T threads, each
  * streaming its own contiguous share with wide loads summed into vector
