@@ -17,7 +17,8 @@
  * Loop order: row groups outside, token tiles inside, blocks innermost:
  * a group's weights (16 rows x cols) stay in L1/L2 while the tiles of a
  * prefill batch pass over them; in decode (one token) the weights stream
- * once, in address order.
+ * once, in address order.  (Q6_K prefill puts a chunk of
+ * unpacked blocks between the groups and the tiles; see tile_q6k_unpacked.)
  */
 #include "quant_impl.h"
 
@@ -398,10 +399,21 @@ INL void q6k_weights(const uint8_t *V, __m512i w[4])
 					 m30, 0xf8);
 }
 
+/* Where block b of a Q6_K row group lies: its packed quants Q, int8
+ * sub-block scales A and fp16 scales S (two blocks per unit, see
+ * quant_pack.c). */
+struct q6k_block {
+	const uint8_t *Q, *A, *S;
+};
+INL struct q6k_block q6k_block_at(const uint8_t *grp, int64_t b)
+{
+	const uint8_t *U = grp + (size_t)(b >> 1) * (2 * (3072 + 256 + 32));
+	return (struct q6k_block){U + (b & 1) * 3072, U + 6144 + (b & 1) * 256, U + 6656 + (b & 1) * 32};
+}
+
 INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *x0, size_t xs,
 		   size_t qoff, float *y, int64_t ys, __mmask16 mask)
 {
-	const size_t unit = 2 * (3072 + 256 + 32);
 	struct ak_row a[NT];
 	__m512 acc[NT];
 
@@ -411,8 +423,8 @@ INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 		acc[t] = _mm512_setzero_ps();
 	}
 	for (int64_t b = 0; b < nb; b++) {
-		const uint8_t *U = grp + (size_t)(b >> 1) * unit, *Q = U + (b & 1) * 3072;
-		const uint8_t *A = U + 6144 + (b & 1) * 256, *S = U + 6656 + (b & 1) * 32;
+		const struct q6k_block blk = q6k_block_at(grp, b);
+		const uint8_t *Q = blk.Q, *A = blk.A, *S = blk.S;
 		if (NT == 1) {
 #pragma GCC unroll 4
 			for (int k = 0; k < 4; k++)
@@ -482,7 +494,6 @@ INL void tile_q6_k(const int NT, const uint8_t *grp, int64_t nb, const uint8_t *
 #define Q6K_TILE 3
 #endif
 
-
 #ifndef Q4K2_TILE
 #define Q4K2_TILE 4
 #endif
@@ -544,9 +555,8 @@ struct q6k_unpacked {
 
 INL void q6k_unpack(const uint8_t *grp, int64_t b, struct q6k_unpacked *u)
 {
-	const size_t unit = 2 * (3072 + 256 + 32);
-	const uint8_t *U = grp + (size_t)(b >> 1) * unit, *Q = U + (b & 1) * 3072;
-	const uint8_t *A = U + 6144 + (b & 1) * 256, *S = U + 6656 + (b & 1) * 32;
+	const struct q6k_block blk = q6k_block_at(grp, b);
+	const uint8_t *Q = blk.Q, *A = blk.A, *S = blk.S;
 #pragma GCC unroll 2
 	for (int h = 0; h < 2; h++)
 #pragma GCC unroll 8
