@@ -602,23 +602,27 @@ static int url_basename(const char *url, char *out, size_t n)
 	return 0;
 }
 
-int config_entry_parse(const char *path, struct model_entry *out, char *err, size_t errlen)
+/* Reads PATH (at most MAX bytes) as one JSON object; NULL with ERR (the
+ * file and, for bad JSON, the line and column) on failure.  A missing file
+ * sets errno ENOENT. */
+static cJSON *read_json_object(const char *path, size_t max, char *err, size_t errlen)
 {
-	entry_init(out);
-	snprintf(out->source, sizeof out->source, "%s", path);
 	size_t len = 0;
-	char *text = slurp(path, MODELSD_MAX_BYTES, &len);
+	char *text = slurp(path, max, &len);
 	if (!text) {
-		if (errno == EFBIG)
-			snprintf(err, errlen, "%s: larger than %u bytes", path, MODELSD_MAX_BYTES);
+		int e = errno;
+		if (e == EFBIG)
+			snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
 		else
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
+			snprintf(err, errlen, "%s: %s", path, strerror(e));
+		errno = e;
+		return NULL;
 	}
 	if (strlen(text) != len) {
 		free(text);
 		snprintf(err, errlen, "%s: contains a NUL byte (not a JSON text file)", path);
-		return -1;
+		errno = EINVAL;
+		return NULL;
 	}
 	const char *end = NULL;
 	cJSON *j = cJSON_ParseWithOpts(text, &end, 1);
@@ -636,14 +640,26 @@ int config_entry_parse(const char *path, struct model_entry *out, char *err, siz
 		}
 		snprintf(err, errlen, "%s: line %u, column %u: not valid JSON", path, line, col);
 		free(text);
-		return -1;
+		errno = EINVAL;
+		return NULL;
 	}
 	free(text);
 	if (!cJSON_IsObject(j)) {
 		cJSON_Delete(j);
 		snprintf(err, errlen, "%s: not a JSON object", path);
-		return -1;
+		errno = EINVAL;
+		return NULL;
 	}
+	return j;
+}
+
+int config_entry_parse(const char *path, struct model_entry *out, char *err, size_t errlen)
+{
+	entry_init(out);
+	snprintf(out->source, sizeof out->source, "%s", path);
+	cJSON *j = read_json_object(path, MODELSD_MAX_BYTES, err, errlen);
+	if (!j)
+		return -1;
 	struct parse p = {.path = path, .e = out, .err = err, .errlen = errlen};
 	int rc = 0;
 	for (const cJSON *m = j->child; m && rc == 0; m = m->next) {
@@ -896,21 +912,68 @@ void config_entry_free(struct model_entry *e)
 	e->template_text = NULL;
 }
 
+/* settings.json takes the keys of a models.d entry that are settings
+ * (not what names or finds a file), plus "model" and "theme". */
+static int check_setting(struct parse *p, const cJSON *m, struct config_settings *out)
+{
+	static const char *const entry_keys[] = {"context_size", "sampling", "system_prompt", "kv_type",
+						 "device", "gpu_layers", "threads"};
+	const char *k = m->string;
+	if (strcmp(k, "model") == 0)
+		return get_str(p, m, k, out->model, sizeof out->model, false);
+	if (strcmp(k, "theme") == 0)
+		return get_str(p, m, k, out->theme, sizeof out->theme, false);
+	for (size_t i = 0; i < sizeof entry_keys / sizeof entry_keys[0]; i++)
+		if (strcmp(k, entry_keys[i]) == 0)
+			return check_member(p, m);
+	warn(p, "unknown key '%s' (ignored)", k);
+	return 0;
+}
+
+int config_settings_read(struct config_settings *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof *out);
+	entry_init(&out->d);
+	char dir[PATH_MAX];
+	if (config_config_dir(dir, sizeof dir) != 0 || fmt_path(out->path, sizeof out->path, dir, "settings.json"))
+		return 0; /* no home: nothing to read */
+	cJSON *j = read_json_object(out->path, 1 << 16, err, errlen);
+	if (!j)
+		return errno == ENOENT ? 0 : -1;
+	struct parse p = {.path = out->path, .e = &out->d, .err = err, .errlen = errlen};
+	int rc = 0;
+	for (const cJSON *m = j->child; m && rc == 0; m = m->next) {
+		if (!m->string)
+			continue;
+		for (const cJSON *o = j->child; o != m; o = o->next)
+			if (o->string && strcmp(o->string, m->string) == 0) {
+				rc = fail(&p, m->string, "given twice");
+				break;
+			}
+		if (rc == 0)
+			rc = check_setting(&p, m, out);
+	}
+	cJSON_Delete(j);
+	if (rc != 0)
+		config_settings_free(out);
+	return rc;
+}
+
+void config_settings_free(struct config_settings *s)
+{
+	config_entry_free(&s->d);
+}
+
 void config_settings_model(char *buf, size_t n)
 {
 	snprintf(buf, n, "%s", config_default_model());
-	char dir[PATH_MAX], path[PATH_MAX];
-	if (config_config_dir(dir, sizeof dir) != 0 || fmt_path(path, sizeof path, dir, "settings.json"))
+	struct config_settings s;
+	char err[512];
+	if (config_settings_read(&s, err, sizeof err) != 0)
 		return;
-	char *text = slurp(path, 1 << 16, NULL);
-	if (!text)
-		return;
-	cJSON *j = cJSON_Parse(text);
-	free(text);
-	const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model");
-	if (cJSON_IsString(m) && m->valuestring[0] && strlen(m->valuestring) < n)
-		snprintf(buf, n, "%s", m->valuestring);
-	cJSON_Delete(j);
+	if (s.model[0] && strlen(s.model) < n)
+		snprintf(buf, n, "%s", s.model);
+	config_settings_free(&s);
 }
 
 /* ---- listing ---------------------------------------------------------------- */

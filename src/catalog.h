@@ -86,10 +86,28 @@ int config_find_entry(const char *name, struct model_entry *out, char *err, size
 int config_entry_parse(const char *path, struct model_entry *out, char *err, size_t errlen);
 void config_entry_free(struct model_entry *e);
 
+/* settings.json ($XDG_CONFIG_HOME/ttychat/settings.json): the user's
+ * defaults under every models.d entry.  Keys: "model" (the default model),
+ * "theme", and the settings keys of a models.d entry with the same types
+ * and ranges ("context_size", "sampling", "system_prompt", "kv_type",
+ * "device", "gpu_layers", "threads"), kept in D as an entry's (unset
+ * fields as config_entry_parse() leaves them).  Unknown keys are warnings
+ * in d.warnings. */
+struct config_settings {
+	char path[4096];
+	char model[128 + 4096];    /* "" when not given */
+	char theme[64];
+	struct model_entry d;
+};
+/* 0 (an absent file reads as empty settings), or -1 with a line naming
+ * the file and the key in ERR. */
+int config_settings_read(struct config_settings *out, char *err, size_t errlen);
+void config_settings_free(struct config_settings *s);
+
 /* The built-in default model name: "smollm2". */
 const char *config_default_model(void);
-/* The default model: settings.json's "model" when set and valid, else
- * config_default_model().  Writes it into BUF. */
+/* The default model: settings.json's "model" when set and the file is
+ * valid, else config_default_model().  Writes it into BUF. */
 void config_settings_model(char *buf, size_t n);
 
 /* ---- the whole catalogue (`ttychat models`) ---------------------------- */

@@ -1,5 +1,6 @@
 /*
- * chats.h - the full-screen chat's conversations: the encrypted history
+ * chats.h - the conversations of the full-screen chat and of one-shot mode
+ * (--save, --continue): the encrypted history
  * store (src/history.h), the conversation being held, the list behind F3,
  * and the KV cache snapshots that let a conversation come back without
  * being recomputed (src/kvstore.h).
@@ -37,8 +38,8 @@
  * message was accepted but is not on disk yet, or a negative HISTORY_E_*
  * code with the message in chats_errmsg().
  */
-#ifndef TTYCHAT_TUI_CHATS_H
-#define TTYCHAT_TUI_CHATS_H
+#ifndef TTYCHAT_CHATS_H
+#define TTYCHAT_CHATS_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,0 +1,231 @@
+/*
+ * session.c - the precedence of settings (see session.h).
+ *
+ * Each setting is decided by walking the sources from the strongest down
+ * and taking the first that sets it; the walk records the source in
+ * out->from[] so that tests (and -v) can say where a value came from.  The
+ * sampling fields share one table of offsets so that the five of them are
+ * decided by the same loop.
+ */
+#include "config.h"
+
+#include "session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "chats.h"
+
+#define CTX_DEFAULT_CAP 4096u
+
+void session_flags_init(struct session_flags *f)
+{
+	memset(f, 0, sizeof *f);
+	engine_sampling_default(&f->sampling);
+	f->kv_type = -1;
+	f->device = -1;
+	f->gpu_layers = -2;
+}
+
+const char *session_source_name(enum session_source s)
+{
+	switch (s) {
+	case SESSION_DEFAULT: return "default";
+	case SESSION_SETTINGS: return "settings.json";
+	case SESSION_ENTRY: return "models.d";
+	case SESSION_CONV: return "conversation";
+	case SESSION_FLAG: return "flag";
+	}
+	return "?";
+}
+
+int session_pick_model(const struct session_flags *f, const struct chats_settings *held, const char *last,
+		       const struct config_settings *prefs, char *spec, size_t n, enum session_source *from)
+{
+	const char *pick = config_default_model();
+	enum session_source src = SESSION_DEFAULT;
+	if (f->model && f->model[0])
+		pick = f->model, src = SESSION_FLAG;
+	else if (held && held->model && held->model[0])
+		pick = held->model, src = SESSION_CONV;
+	else if (last && last[0])
+		pick = last, src = SESSION_SETTINGS;
+	else if (prefs && prefs->model[0])
+		pick = prefs->model, src = SESSION_SETTINGS;
+	if (from)
+		*from = src;
+	int w = snprintf(spec, n, "%s", pick);
+	return w >= 0 && (size_t)w < n ? 0 : -1;
+}
+
+/* A float setting of a source: the value, or < 0 when the source leaves it
+ * unset (repeat_penalty: <= 0). */
+static bool float_set(float v, enum session_field k)
+{
+	return k == SESSION_F_REP ? v > 0 : v >= 0;
+}
+
+/* The five sampling fields, as each source keeps them. */
+static void sampling_fields(const struct session_flags *f, const struct chats_settings *held,
+			    const struct model_entry *me, const struct model_entry *pd, struct session_config *out)
+{
+	static const unsigned bit[] = {SESSION_SET_TEMP, SESSION_SET_TOPK, SESSION_SET_TOPP, SESSION_SET_MINP,
+				       SESSION_SET_REP};
+	struct engine_sampling *s = &out->sampling;
+	for (int k = SESSION_F_TEMP; k <= SESSION_F_REP; k++) {
+		/* the value in each source: flag, conversation, entry,
+		 * settings.json (top_k too: a float holds it exactly, it is
+		 * at most 2^24) */
+		float v[4] = {-1, -1, -1, -1};
+		const struct engine_sampling *fs = &f->sampling;
+		switch (k) {
+		case SESSION_F_TEMP:
+			v[0] = fs->temperature, v[1] = held ? held->temperature : -1;
+			v[2] = me ? me->temperature : -1, v[3] = pd ? pd->temperature : -1;
+			break;
+		case SESSION_F_TOPK:
+			v[0] = (float)fs->top_k, v[1] = held ? (float)held->top_k : -1;
+			v[2] = me ? (float)me->top_k : -1, v[3] = pd ? (float)pd->top_k : -1;
+			break;
+		case SESSION_F_TOPP:
+			v[0] = fs->top_p, v[1] = held ? held->top_p : -1;
+			v[2] = me ? me->top_p : -1, v[3] = pd ? pd->top_p : -1;
+			break;
+		case SESSION_F_MINP:
+			v[0] = fs->min_p, v[1] = held ? held->min_p : -1;
+			v[2] = me ? me->min_p : -1, v[3] = pd ? pd->min_p : -1;
+			break;
+		default:
+			v[0] = fs->repeat_penalty, v[1] = held ? held->repeat_penalty : -1;
+			v[2] = me ? me->repeat_penalty : -1, v[3] = pd ? pd->repeat_penalty : -1;
+			break;
+		}
+		static const enum session_source src[4] = {SESSION_FLAG, SESSION_CONV, SESSION_ENTRY,
+							   SESSION_SETTINGS};
+		int i = (f->set & bit[k]) ? 0 : -1;
+		for (int j = 1; i < 0 && j < 4; j++)
+			if (float_set(v[j], (enum session_field)k))
+				i = j;
+		if (i < 0)
+			continue; /* the default stays */
+		out->from[k] = src[i];
+		switch (k) {
+		case SESSION_F_TEMP: s->temperature = v[i]; break;
+		case SESSION_F_TOPK: s->top_k = (int32_t)v[i]; break;
+		case SESSION_F_TOPP: s->top_p = v[i]; break;
+		case SESSION_F_MINP: s->min_p = v[i]; break;
+		default: s->repeat_penalty = v[i]; break;
+		}
+	}
+}
+
+/* The first of the int values set (not equal to its UNSET), with its
+ * source; DEF when none is. */
+static int first_int(const int *v, const enum session_source *src, int n, int unset, int def,
+		     enum session_source *from)
+{
+	for (int i = 0; i < n; i++)
+		if (v[i] != unset) {
+			*from = src[i];
+			return v[i];
+		}
+	*from = SESSION_DEFAULT;
+	return def;
+}
+
+static uint32_t pick_ctx(const struct session_flags *f, const struct chats_settings *held,
+			 const struct model_entry *me, const struct model_entry *pd, enum session_source *from)
+{
+	if (f->n_ctx) {
+		*from = SESSION_FLAG;
+		return f->n_ctx;
+	}
+	if (held && held->context_size >= 16 && held->context_size <= (1u << 24)) {
+		*from = SESSION_CONV;
+		return held->context_size;
+	}
+	const unsigned want = pd && pd->context_size ? pd->context_size : 0;
+	if (me && me->context_size) {
+		*from = SESSION_ENTRY;
+		if (me->remote)
+			return me->context_size;
+		const unsigned cap = want ? want : CTX_DEFAULT_CAP;
+		return me->context_size < cap ? me->context_size : cap;
+	}
+	if (want) {
+		*from = SESSION_SETTINGS;
+		return want;
+	}
+	*from = SESSION_DEFAULT;
+	return 0; /* the engine's: min(training context, 4096) */
+}
+
+/* The system prompt and where it came from; NULL = none. */
+static const char *pick_system(const struct session_flags *f, const struct chats_settings *held,
+			       const struct model_entry *me, const struct model_entry *pd,
+			       enum session_source *from)
+{
+	if (f->system) {
+		*from = SESSION_FLAG;
+		return f->system;
+	}
+	if (held) {
+		*from = SESSION_CONV;
+		return held->system_prompt;
+	}
+	if (!f->raw && me && me->system_prompt) {
+		*from = SESSION_ENTRY;
+		return me->system_prompt;
+	}
+	if (!f->raw && pd && pd->system_prompt) {
+		*from = SESSION_SETTINGS;
+		return pd->system_prompt;
+	}
+	*from = SESSION_DEFAULT;
+	return NULL;
+}
+
+int session_resolve(const struct session_flags *f, const struct chats_settings *held,
+		    const struct model_entry *me, const struct config_settings *prefs, struct session_config *out)
+{
+	memset(out, 0, sizeof *out);
+	const struct model_entry *pd = prefs ? &prefs->d : NULL;
+	engine_sampling_default(&out->sampling);
+	out->sampling.seed = f->sampling.seed;
+	out->sampling.presence_penalty = f->sampling.presence_penalty;
+	out->sampling.frequency_penalty = f->sampling.frequency_penalty;
+	out->sampling.penalty_last_n = f->sampling.penalty_last_n;
+	sampling_fields(f, held, me, pd, out);
+
+	static const enum session_source fep[3] = {SESSION_FLAG, SESSION_ENTRY, SESSION_SETTINGS};
+	const int kv[3] = {f->kv_type, me ? me->kv_type : -1, pd ? pd->kv_type : -1};
+	out->load.kv_type = (enum engine_kv_type)first_int(kv, fep, 3, -1, ENGINE_KV_F16, &out->from[SESSION_F_KV]);
+	const int dev[3] = {f->device, me ? me->device : -1, pd ? pd->device : -1};
+	out->load.device =
+		(enum engine_device)first_int(dev, fep, 3, -1, ENGINE_DEVICE_AUTO, &out->from[SESSION_F_DEVICE]);
+	const int gl[3] = {f->gpu_layers, me ? me->gpu_layers : -2, pd ? pd->gpu_layers : -2};
+	out->load.gpu_layers = config_gpu_layers(first_int(gl, fep, 3, -2, -1, &out->from[SESSION_F_GPU_LAYERS]));
+	const int th[3] = {f->n_threads, me ? me->threads : 0, pd ? pd->threads : 0};
+	out->n_threads = first_int(th, fep, 3, 0, 0, &out->from[SESSION_F_THREADS]);
+	out->load.n_ctx = pick_ctx(f, held, me, pd, &out->from[SESSION_F_CTX]);
+
+	const char *sys = pick_system(f, held, me, pd, &out->from[SESSION_F_SYSTEM]);
+	if (sys && sys[0] && !(out->system = strdup(sys)))
+		goto nomem;
+	if (me && me->template_text && !(out->template_text = strdup(me->template_text)))
+		goto nomem;
+	out->load.template_override = out->template_text;
+	return 0;
+nomem:
+	session_config_free(out);
+	return -1;
+}
+
+void session_config_free(struct session_config *c)
+{
+	free(c->system);
+	free(c->template_text);
+	memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,122 @@
+/*
+ * session.h - what a model is loaded and sampled with, decided one way for
+ * every front end: the full-screen chat, one-shot mode, `serve` and `bench`.
+ *
+ * Five sources can set each setting.  The first that sets it wins:
+ *
+ *   1. the command line (and, in the full-screen chat, what /set changed);
+ *   2. the saved conversation being continued (its META record:
+ *      chats_settings of src/chats.h);
+ *   3. the model's models.d entry (struct model_entry of src/catalog.h);
+ *   4. settings.json (struct config_settings of src/catalog.h);
+ *   5. the built-in defaults (engine_sampling_default(), f16 KV cache,
+ *      device auto, all cores, the engine's context).
+ *
+ * Not every source has every setting:
+ *
+ *   setting        flags  conversation  models.d  settings.json  default
+ *   model            x         x           -           x         smollm2
+ *   sampling (5)     x         x           x           x         engine's
+ *   system prompt    x         x           x           x         none
+ *   context          x         x           x (*)       x         engine's
+ *   kv_type          x         -           x           x         f16
+ *   device           x         -           x           x         auto
+ *   gpu_layers       x         -           x           x         auto
+ *   threads          x         -           x           x         all cores
+ *   template         -         -           x           -         the file's
+ *
+ * (*) a local model's models.d context_size is the most it is loaded with
+ * by default: min(context_size, settings.json's context_size or 4096).  A
+ * remote entry's context_size is the server's and is taken as it is.  A
+ * conversation's context is the one it was held with, so that its KV
+ * cache snapshot fits.
+ * --raw leaves the models.d and settings.json system prompts out (a flag
+ * or a conversation's own still counts).  A conversation's system prompt
+ * is taken even when empty: it was held without one.
+ *
+ * The model itself is chosen before its entry can be read:
+ * session_pick_model() (flags > conversation > the model used last, when
+ * the front end remembers one > settings.json > default); the caller
+ * resolves the spec with config_resolve_model() and then calls
+ * session_resolve() with the entry.
+ *
+ * Pure functions of their arguments: no I/O, no globals; any thread.
+ */
+#ifndef TTYCHAT_SESSION_H
+#define TTYCHAT_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+struct model_entry;      /* src/catalog.h */
+struct config_settings;  /* src/catalog.h */
+struct chats_settings;   /* src/chats.h */
+
+/* Sampling fields a source may set (flags.set). */
+enum {
+	SESSION_SET_TEMP = 1 << 0,
+	SESSION_SET_TOPK = 1 << 1,
+	SESSION_SET_TOPP = 1 << 2,
+	SESSION_SET_MINP = 1 << 3,
+	SESSION_SET_REP = 1 << 4,
+};
+
+/* What the command line said.  Unset: NULL, 0, or the value named. */
+struct session_flags {
+	const char *model;               /* -m (or the remote: spec --remote made) */
+	const char *system;              /* --system's text ("" = none on purpose) */
+	bool raw;                        /* --raw: no configured system prompt */
+	struct engine_sampling sampling; /* the fields marked in SET */
+	unsigned set;                    /* SESSION_SET_* */
+	uint32_t n_ctx;                  /* -c */
+	int n_threads;                   /* -t */
+	int kv_type;                     /* -1, else an enum engine_kv_type */
+	int device;                      /* -1, else an enum engine_device */
+	int gpu_layers;                  /* -2, else as --gpu-layers: -1 auto, 0 none, N */
+};
+void session_flags_init(struct session_flags *f);
+
+/* Where a setting came from. */
+enum session_source {
+	SESSION_DEFAULT = 0,
+	SESSION_SETTINGS,                /* settings.json */
+	SESSION_ENTRY,                   /* models.d */
+	SESSION_CONV,                    /* the saved conversation */
+	SESSION_FLAG,
+};
+const char *session_source_name(enum session_source s);
+
+enum session_field {
+	SESSION_F_TEMP, SESSION_F_TOPK, SESSION_F_TOPP, SESSION_F_MINP, SESSION_F_REP,
+	SESSION_F_SYSTEM, SESSION_F_CTX, SESSION_F_KV, SESSION_F_DEVICE, SESSION_F_GPU_LAYERS,
+	SESSION_F_THREADS, SESSION_F_COUNT
+};
+
+/* The decision: what to load the model with and how to sample. */
+struct session_config {
+	struct engine_load_opts load;    /* template_override points at TEMPLATE */
+	int n_threads;                   /* engine_params.n_threads; 0 all cores */
+	struct engine_sampling sampling; /* seed: the flags' (the caller seeds) */
+	char *system;                    /* malloc'd; NULL = no system prompt */
+	char *template_text;             /* malloc'd models.d override or NULL */
+	enum session_source from[SESSION_F_COUNT];
+};
+
+/* The model spec to load, written into SPEC (N bytes): FLAGS->model, else
+ * the conversation's (HELD may be NULL), else LAST (the model used last;
+ * NULL or "" when none), else settings.json's (PREFS may be NULL), else
+ * config_default_model().  *FROM (may be NULL) says which; LAST counts as
+ * SESSION_SETTINGS.  Returns -1 when the spec does not fit N. */
+int session_pick_model(const struct session_flags *f, const struct chats_settings *held, const char *last,
+		       const struct config_settings *prefs, char *spec, size_t n, enum session_source *from);
+
+/* Decides OUT from the sources (any but F may be NULL).  0, or -1 when out
+ * of memory (OUT is then empty).  Free OUT with session_config_free(). */
+int session_resolve(const struct session_flags *f, const struct chats_settings *held,
+		    const struct model_entry *me, const struct config_settings *prefs, struct session_config *out);
+void session_config_free(struct session_config *c);
+
+#endif
