@@ -94,13 +94,14 @@ void config_entry_free(struct model_entry *e);
  * fields as config_entry_parse() leaves them).  Unknown keys are warnings
  * in d.warnings. */
 struct config_settings {
-	char path[4096];
+	char path[4096];           /* the file read ("" when none) */
 	char model[128 + 4096];    /* "" when not given */
 	char theme[64];
 	struct model_entry d;
 };
 /* 0 (an absent file reads as empty settings), or -1 with a line naming
- * the file and the key in ERR. */
+ * the file and the key in ERR and OUT holding empty settings (nothing of
+ * a bad file is used).  Free OUT with config_settings_free() either way. */
 int config_settings_read(struct config_settings *out, char *err, size_t errlen);
 void config_settings_free(struct config_settings *s);
 

@@ -1,6 +1,6 @@
 /*
- * chats.c - the TUI's conversations on top of the encrypted history (see
- * chats.h).
+ * chats.c - the conversations of the full-screen chat and one-shot mode on
+ * top of the encrypted history (see chats.h).
  *
  * The module keeps three things beside the library's handles: the number
  * of messages of the conversation as it stands (so a rewind knows how many
@@ -52,6 +52,7 @@ struct chats {
 	struct history_conv *c;   /* the current conversation, NULL while new */
 	chats_pass_fn pass;
 	void *pass_ctx;
+	bool remember;            /* keeps last-chat up to date */
 
 	struct chats_msg *live;   /* as loaded by chats_load() */
 	size_t n_loaded, cap_live;
@@ -121,9 +122,10 @@ int chats_open(const struct chats_opts *o, struct chats **out, char *err, size_t
 	}
 	c->pass = o->passphrase;
 	c->pass_ctx = o->pass_ctx;
+	c->remember = !o->no_remember;
 	struct history_opts ho = {
 		.dir = o->dir,
-		.flags = HISTORY_OPEN_CREATE,
+		.flags = o->no_create ? 0 : HISTORY_OPEN_CREATE,
 		.passphrase = pass_bridge,
 		.pass_ctx = c,
 	};
@@ -268,7 +270,9 @@ int chats_load(struct chats *c, const char *id)
 		}
 	}
 	c->n_live = c->n_loaded;
-	chats_last_write(history_conv_id(hc));
+	if (c->remember)
+		if (c->remember)
+		chats_last_write(history_conv_id(hc));
 	return notice;
 }
 
@@ -336,7 +340,8 @@ static int create_from_queue(struct chats *c)
 	if (rc != HISTORY_OK)
 		return lib_fail(c, rc);
 	c->c = hc;
-	chats_last_write(history_conv_id(hc));
+	if (c->remember)
+		chats_last_write(history_conv_id(hc));
 	int last = HISTORY_OK;
 	for (size_t i = 0; i < c->nq; i++) {
 		/* a record the library could not write stays in its memory

@@ -73,10 +73,12 @@ struct chats_opts {
 	chats_pass_fn passphrase;
 	void *pass_ctx;
 	bool test_fast_kdf;              /* tests only: minimal Argon2id cost */
+	bool no_create;                  /* no key file yet: fail instead of making one */
+	bool no_remember;                /* leave last-chat alone (one-shot mode) */
 };
 
 /* Opens the store, creating the key file if there is none (asking for a
- * new passphrase).  A wrong passphrase returns CHATS_E_PASSPHRASE and
+ * new passphrase) unless o->no_create.  A wrong passphrase returns CHATS_E_PASSPHRASE and
  * changes nothing; the caller may try again. */
 int chats_open(const struct chats_opts *o, struct chats **out, char *err, size_t errlen);
 /* Flushes and closes the conversation, then the store. */

@@ -1,15 +1,48 @@
 /*
- * cmd_tui.c - `ttychat keys [--man]`: the full-screen chat's keys and
- * commands, printed from the very tables that drive the chat and its F1
- * help (tui/cmds.c), as plain text or as man(7) source for ttychat(1).
+ * cmd_tui.c - the full-screen chat as a mode of main.c (tui_main: what
+ * must fail before the screen is taken fails here, with one line on
+ * stderr), and `ttychat keys [--man]`: the chat's keys and commands,
+ * printed from the very tables that drive the chat and its F1 help
+ * (tui/cmds.c), as plain text or as man(7) source for ttychat(1).
  */
 #include "config.h"
 
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "catalog.h"
+#include "chatopts.h"
 #include "cmds.h"
 #include "commands.h"
+#include "tui.h"
+
+int tui_main(struct chat_opts *o)
+{
+	static volatile sig_atomic_t no_stop;
+	char *system = NULL, err[4400];
+	int st = chatopts_read_system(o, &no_stop, &system, err, sizeof err);
+	if (st) {
+		fprintf(stderr, "ttychat: %s\n", err);
+		return st;
+	}
+	/* a model named with -m that cannot be found: said before the screen
+	 * is taken (without -m the chat opens anyway, with its picker) */
+	if (o->f.model) {
+		struct model_entry me;
+		if (config_resolve_model(o->f.model, &me, err, sizeof err) != 0) {
+			fprintf(stderr, "ttychat: %s\n", err);
+			free(system);
+			return EXIT_MODEL;
+		}
+		config_entry_free(&me);
+	}
+	struct tui_opts to = {.flags = o->f, .max_tokens = o->n_predict, .theme = o->theme};
+	st = tui_run(&to);
+	free(system);
+	return st;
+}
 
 /* man(7) text: a leading dot or quote would be a request; backslashes
  * are escapes */

@@ -27,14 +27,18 @@ int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
-int cmd_oneshot(int argc, char **argv);
 int cmd_history(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
-/* The chat/one-shot options, for --help. */
-void oneshot_usage(FILE *out);
+
+/* The chat's three modes, after main.c parsed its options (chatopts.h):
+ * the full-screen chat (src/cmd_tui.c), and one-shot with the plain line
+ * chat (src/oneshot.c). */
+struct chat_opts;
+int tui_main(struct chat_opts *o);
+int oneshot_main(struct chat_opts *o);
 
 #endif

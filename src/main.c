@@ -2,15 +2,19 @@
  * main.c - entry point: picks the mode from the first argument.
  *
  * `ttychat SUBCOMMAND ...` runs one of the table's subcommands; anything else
- * (flags, or no argument) is the chat itself: one-shot when a prompt is
- * given, interactive otherwise.  The table below is the single source for
- * the subcommand list in --help.
+ * (flags, or no argument) is the chat itself, in one of its three modes:
+ * the full-screen chat (a terminal on both ends and no prompt), one-shot
+ * (a prompt, or text on stdin), or the plain line chat (a terminal on
+ * stdin only).  The table below is the single source for the subcommand
+ * list in --help.
  */
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "chatopts.h"
 #include "commands.h"
 
 struct command {
@@ -44,9 +48,25 @@ static void usage(FILE *out)
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(out, "  %s %s\n        %s\n", commands[i].name, commands[i].args, commands[i].summary);
 	fprintf(out, "\n");
-	oneshot_usage(out);
+	chatopts_usage(out);
 	fprintf(out, "\nman ttychat: every option and command, the chat's keys, models.d, files,\n"
 		     "environment and examples.\n");
+}
+
+/* The chat itself: its options, then the mode. */
+static int chat(int argc, char **argv)
+{
+	struct chat_opts *o = malloc(sizeof *o);
+	if (!o) {
+		fprintf(stderr, "ttychat: out of memory\n");
+		return EXIT_FAIL;
+	}
+	chatopts_init(o);
+	int status = chatopts_parse(argc, argv, o);
+	if (status < 0)
+		status = chatopts_wants_tui(o) ? tui_main(o) : oneshot_main(o);
+	free(o);
+	return status;
 }
 
 int main(int argc, char **argv)
@@ -64,9 +84,9 @@ int main(int argc, char **argv)
 			return EXIT_OK;
 		}
 	}
-	/* no subcommand: the chat itself (one-shot with -p, else interactive) */
+	/* no subcommand: the chat itself */
 	if (argc < 2 || argv[1][0] == '-')
-		return cmd_oneshot(argc, argv);
+		return chat(argc, argv);
 	fprintf(stderr, "ttychat: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return EXIT_USAGE;

@@ -1,13 +1,15 @@
 /*
  * oneshot.c - `ttychat [-m MODEL] -p TEXT`, the scripted one-shot mode, and
- * the plain line chat.
+ * the plain line chat (a terminal on stdin only).
  *
  * Both drive the engine through engine.h exactly as the TUI does: load,
- * submit the whole conversation, stream TOKEN events.  A one-shot run is a
- * straight line: options -> model entry (models.d defaults, then flags) ->
- * prompt (-p, stdin, or both: stdin goes after the prompt) -> history
- * (only with --save / --continue) -> load -> one reply -> exit status.
- * Each failure kind has its own exit status (commands.h, ttychat(1)).
+ * submit the whole conversation, stream TOKEN events; and both decide the
+ * model's settings through src/session.h as every front end does.  A
+ * one-shot run is a straight line of small steps: the prompt (-p, stdin,
+ * or both: stdin goes after the prompt) -> the history (only with --save /
+ * --continue, through src/chats.h as the TUI keeps it) -> the model and
+ * its settings -> load -> one reply -> exit status.  Each failure kind has
+ * its own exit status (commands.h, ttychat(1)).
  *
  * Output is for pipes first: to a pipe or file only the model's text is
  * written, with terminal control characters removed (--json keeps every
@@ -20,40 +22,36 @@
  * SIGINT (also SIGTERM, SIGHUP) cancels the engine from the handler; the
  * reply stops within one token, what was generated is printed (and saved
  * with --save), and the exit status is 128 + the signal (130 for Ctrl-C).
- * With no prompt and a terminal on both ends, the full-screen chat
- * (tui_run) takes over instead; with a terminal only on stdin, a readline
- * line chat keeps a conversation going.
+ * The full-screen chat is not started from here: main.c picks it
+ * (chatopts_wants_tui()).
  */
 #include "config.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
-#include <math.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <readline/history.h>
 #include <readline/readline.h>
 
 #include "catalog.h"
+#include "chatopts.h"
+#include "chats.h"
 #include "commands.h"
 #include "engine.h"
-#include "oneshot_hist.h"
+#include "history.h"
+#include "passphrase.h"
+#include "session.h"
 #include "text.h"
-#include "tui.h"
 
 #define PROMPT_MAX ((size_t)64 << 20) /* bytes of prompt read from stdin */
-#define SYSTEM_MAX ((size_t)1 << 20)  /* bytes of a --system @FILE */
-#define STOP_MAX 32                   /* --stop strings */
 
 /* signal flags: the only mutable globals (DESIGN: signal handlers only set
  * a flag, or cancel the engine, which is async-signal-safe) */
@@ -66,35 +64,6 @@ static void on_signal(int sig)
 	engine *e = sig_engine;
 	if (e)
 		engine_cancel(e);
-}
-
-enum out_mode { OUT_TEXT, OUT_JSON_LINES, OUT_JSON_FINAL };
-
-struct opts {
-	const char *model;
-	const char *prompt;
-	const char *system;        /* TEXT or @FILE as given */
-	const char *theme;
-	const char *continue_id;
-	const char *remote;        /* --remote URL: -m names the server's model */
-	int n_predict;
-	int n_ctx;
-	int n_threads;
-	int device;                /* enum engine_device, -1 not given */
-	int gpu_layers;            /* as --gpu-layers: -1 auto, 0 none, N; -2 not given */
-	bool verbose, raw, save, kv_set, kv_q8;
-	enum out_mode out;
-	struct engine_sampling s;
-	bool temp_set, topk_set, topp_set, minp_set, rep_set, pres_set, freq_set, seed_set;
-	const char *stop[STOP_MAX + 1];
-	int n_stop;
-};
-
-/* CI=true (or any value but "", "0", "false"): never interactive. */
-static bool in_ci(void)
-{
-	const char *ci = getenv("CI");
-	return ci && ci[0] && strcmp(ci, "0") != 0 && strcmp(ci, "false") != 0;
 }
 
 /* ---- output ---------------------------------------------------------------- */
@@ -167,9 +136,9 @@ static const char *stop_name(enum engine_stop_reason r)
 
 /* An error as the last line of a JSON run (the message also goes to
  * stderr). */
-static void json_error(const struct opts *o, int status, const char *msg, const char *partial)
+static void json_error(const struct chat_opts *o, int status, const char *msg, const char *partial)
 {
-	if (o->out == OUT_TEXT)
+	if (o->out == CHAT_OUT_TEXT)
 		return;
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "type", "error");
@@ -182,371 +151,11 @@ static void json_error(const struct opts *o, int status, const char *msg, const 
 
 /* Prints "ttychat: MSG" on stderr and, in JSON modes, an error object;
  * returns STATUS. */
-static int fail(const struct opts *o, int status, const char *msg)
+static int fail(const struct chat_opts *o, int status, const char *msg)
 {
 	fprintf(stderr, "ttychat: %s\n", msg);
 	json_error(o, status, msg, NULL);
 	return status;
-}
-
-/* ---- options --------------------------------------------------------------- */
-
-static int parse_int(const char *s, const char *flag, long lo, long hi, int *out)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || *end || end == s || v < lo || v > hi) {
-		fprintf(stderr, "ttychat: %s: '%s' is not an integer in [%ld, %ld]\n", flag, s, lo, hi);
-		return -1;
-	}
-	*out = (int)v;
-	return 0;
-}
-
-static int parse_u64(const char *s, const char *flag, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	if (s[0] == '-' || s[0] == '+') {
-		fprintf(stderr, "ttychat: %s: '%s' is not a non-negative integer\n", flag, s);
-		return -1;
-	}
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *end || end == s) {
-		fprintf(stderr, "ttychat: %s: '%s' is not a non-negative integer\n", flag, s);
-		return -1;
-	}
-	*out = (uint64_t)v;
-	return 0;
-}
-
-static int parse_float(const char *s, const char *flag, double lo, double hi, float *out)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || *end || end == s || !(v >= lo && v <= hi)) {
-		fprintf(stderr, "ttychat: %s: '%s' is not a number in [%g, %g]\n", flag, s, lo, hi);
-		return -1;
-	}
-	*out = (float)v;
-	return 0;
-}
-
-void oneshot_usage(FILE *out)
-{
-	fprintf(out,
-		"chat and one-shot options:\n"
-		"  -m, --model MODEL        model file or models.d name (default: settings.json \"model\", else %s)\n"
-		"  -p, --prompt TEXT        prompt; '-' reads it from stdin; stdin that is not a\n"
-		"                           terminal is appended after TEXT (or is the prompt)\n"
-		"      --system TEXT|@FILE  system message (@FILE reads it from FILE)\n"
-		"  -n, --max-tokens N       stop after N tokens (default: until the model ends its turn)\n"
-		"      --temp T             temperature (0 = greedy)\n"
-		"      --top-k K            sample from the K most likely tokens (0 = off)\n"
-		"      --top-p P            nucleus sampling (1 = off)\n"
-		"      --min-p P            drop tokens below P times the best one (0 = off)\n"
-		"      --repeat-penalty R   penalise recently used tokens (1 = off)\n"
-		"      --presence-penalty P, --frequency-penalty F   (0 = off)\n"
-		"      --seed N             sampling seed (default: a fresh one per run)\n"
-		"      --stop STR           stop when the reply contains STR (repeatable)\n"
-		"      --no-template        raw completion: the prompt without the chat template\n"
-		"      --remote URL         an OpenAI-compatible server (-m: its model; API key\n"
-		"                           from $TTYCHAT_API_KEY when set)\n"
-		"  -c, --ctx-size N         context size in tokens\n"
-		"  -t, --threads N          compute threads (default: all cores)\n"
-		"      --kv-type TYPE       KV cache type: f16 (default) or q8_0\n"
-		"      --device DEV         where the model runs: auto (default: a CUDA GPU when one\n"
-		"                           is usable, else the CPU), cpu, or cuda\n"
-		"      --gpu-layers N       layers on the GPU: -1 as many as fit (default), 0 none\n"
-		"      --json[=final]       JSON lines: one per token, then a summary (final: only that)\n"
-		"      --save               save the exchange in the encrypted history\n"
-		"      --continue ID        add this turn to saved conversation ID (and save it)\n"
-		"      --theme NAME         colours of the full-screen chat: default, light, mono, or yours\n"
-		"  -v, --verbose            progress and statistics on stderr\n"
-		"  -h, --help               this help;  --version  the version\n"
-		"exit status: 0 ok, 1 failure, 2 usage, 3 model not found or not loadable,\n"
-		"  4 generation failed, 5 history locked, passphrase wrong or conversation not found,\n"
-		"  6 download failed (pull), 130 interrupted (Ctrl-C)\n",
-		config_default_model());
-}
-
-/* Returns -1 to go on, else the exit status. */
-static int parse_opts(int argc, char **argv, struct opts *o)
-{
-	enum {
-		O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_THEME,
-		O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS
-	};
-	static const struct option longopts[] = {
-		{"model", required_argument, NULL, 'm'},
-		{"prompt", required_argument, NULL, 'p'},
-		{"max-tokens", required_argument, NULL, 'n'},
-		{"ctx-size", required_argument, NULL, 'c'},
-		{"threads", required_argument, NULL, 't'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"system", required_argument, NULL, O_SYSTEM},
-		{"temp", required_argument, NULL, O_TEMP},
-		{"seed", required_argument, NULL, O_SEED},
-		{"top-k", required_argument, NULL, O_TOPK},
-		{"top-p", required_argument, NULL, O_TOPP},
-		{"min-p", required_argument, NULL, O_MINP},
-		{"repeat-penalty", required_argument, NULL, O_REP},
-		{"presence-penalty", required_argument, NULL, O_PRES},
-		{"frequency-penalty", required_argument, NULL, O_FREQ},
-		{"kv-type", required_argument, NULL, O_KV},
-		{"device", required_argument, NULL, O_DEVICE},
-		{"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
-		{"stop", required_argument, NULL, O_STOP},
-		{"no-template", no_argument, NULL, O_RAW},
-		{"json", optional_argument, NULL, O_JSON},
-		{"save", no_argument, NULL, O_SAVE},
-		{"continue", required_argument, NULL, O_CONT},
-		{"theme", required_argument, NULL, O_THEME},
-		{"remote", required_argument, NULL, O_REMOTE},
-		{"help", no_argument, NULL, O_HELP},
-		{"version", no_argument, NULL, O_VERSION},
-		{NULL, 0, NULL, 0},
-	};
-	int c;
-	optind = 1;
-	opterr = 1;
-	while ((c = getopt_long(argc, argv, "m:p:n:c:t:vh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'm': o->model = optarg; break;
-		case 'p': o->prompt = optarg; break;
-		case 'n':
-			if (parse_int(optarg, "--max-tokens", -1, INT_MAX, &o->n_predict))
-				return EXIT_USAGE;
-			break;
-		case 'c':
-			if (parse_int(optarg, "--ctx-size", 16, 1 << 24, &o->n_ctx))
-				return EXIT_USAGE;
-			break;
-		case 't':
-			if (parse_int(optarg, "--threads", 1, 1024, &o->n_threads))
-				return EXIT_USAGE;
-			break;
-		case 'v': o->verbose = true; break;
-		case O_SYSTEM: o->system = optarg; break;
-		case O_TEMP:
-			if (parse_float(optarg, "--temp", 0, 100, &o->s.temperature))
-				return EXIT_USAGE;
-			o->temp_set = true;
-			break;
-		case O_SEED:
-			if (parse_u64(optarg, "--seed", &o->s.seed))
-				return EXIT_USAGE;
-			o->seed_set = true;
-			break;
-		case O_TOPK:
-			if (parse_int(optarg, "--top-k", 0, 1 << 24, &o->s.top_k))
-				return EXIT_USAGE;
-			o->topk_set = true;
-			break;
-		case O_TOPP:
-			if (parse_float(optarg, "--top-p", 0, 1, &o->s.top_p))
-				return EXIT_USAGE;
-			o->topp_set = true;
-			break;
-		case O_MINP:
-			if (parse_float(optarg, "--min-p", 0, 1, &o->s.min_p))
-				return EXIT_USAGE;
-			o->minp_set = true;
-			break;
-		case O_REP:
-			if (parse_float(optarg, "--repeat-penalty", 0.01, 100, &o->s.repeat_penalty))
-				return EXIT_USAGE;
-			o->rep_set = true;
-			break;
-		case O_PRES:
-			if (parse_float(optarg, "--presence-penalty", -10, 10, &o->s.presence_penalty))
-				return EXIT_USAGE;
-			o->pres_set = true;
-			break;
-		case O_FREQ:
-			if (parse_float(optarg, "--frequency-penalty", -10, 10, &o->s.frequency_penalty))
-				return EXIT_USAGE;
-			o->freq_set = true;
-			break;
-		case O_KV:
-			if (strcmp(optarg, "f16") == 0) {
-				o->kv_q8 = false;
-			} else if (strcmp(optarg, "q8_0") == 0) {
-				o->kv_q8 = true;
-			} else {
-				fprintf(stderr, "ttychat: --kv-type: '%s' is not f16 or q8_0\n", optarg);
-				return EXIT_USAGE;
-			}
-			o->kv_set = true;
-			break;
-		case O_DEVICE:
-			if ((o->device = config_device(optarg)) < 0) {
-				fprintf(stderr, "ttychat: --device: '%s' is not auto, cpu or cuda\n", optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		case O_GPU_LAYERS:
-			if (parse_int(optarg, "--gpu-layers", -1, 1 << 20, &o->gpu_layers))
-				return EXIT_USAGE;
-			break;
-		case O_STOP:
-			if (!optarg[0] || strlen(optarg) > 1024) {
-				fprintf(stderr, "ttychat: --stop: the string must have 1 to 1024 bytes\n");
-				return EXIT_USAGE;
-			}
-			if (o->n_stop == STOP_MAX) {
-				fprintf(stderr, "ttychat: --stop: at most %d stop strings\n", STOP_MAX);
-				return EXIT_USAGE;
-			}
-			o->stop[o->n_stop++] = optarg;
-			o->stop[o->n_stop] = NULL;
-			break;
-		case O_RAW: o->raw = true; break;
-		case O_JSON:
-			if (!optarg || strcmp(optarg, "lines") == 0) {
-				o->out = OUT_JSON_LINES;
-			} else if (strcmp(optarg, "final") == 0) {
-				o->out = OUT_JSON_FINAL;
-			} else {
-				fprintf(stderr, "ttychat: --json=%s: use --json or --json=final\n", optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		case O_SAVE: o->save = true; break;
-		case O_CONT:
-			if (strlen(optarg) < 4 || strlen(optarg) > 32 ||
-			    strspn(optarg, "0123456789abcdef") != strlen(optarg)) {
-				fprintf(stderr, "ttychat: --continue: '%s' is not a conversation ID ('ttychat history list' shows them)\n",
-					optarg);
-				return EXIT_USAGE;
-			}
-			o->continue_id = optarg;
-			break;
-		case O_THEME: o->theme = optarg; break;
-		case O_REMOTE:
-			if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) {
-				fprintf(stderr, "ttychat: --remote: '%s' is not an http:// or https:// URL\n", optarg);
-				return EXIT_USAGE;
-			}
-			o->remote = optarg;
-			break;
-		case 'h':
-		case O_HELP:
-			printf("usage: ttychat [-m MODEL] [-p TEXT] [OPTIONS]\n");
-			oneshot_usage(stdout);
-			return EXIT_OK;
-		case O_VERSION:
-			printf("ttychat %s\n", PACKAGE_VERSION);
-			return EXIT_OK;
-		default:
-			fprintf(stderr, "ttychat: try 'ttychat --help'\n");
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "ttychat: unexpected argument '%s' (a prompt goes after -p)\n", argv[optind]);
-		return EXIT_USAGE;
-	}
-	if (o->raw && (o->save || o->continue_id)) {
-		fprintf(stderr, "ttychat: --no-template cannot be combined with --save or --continue\n");
-		return EXIT_USAGE;
-	}
-	return -1;
-}
-
-/* ---- input ----------------------------------------------------------------- */
-
-/* Reads FD to its end (at most MAX bytes) into *OUT (NUL-terminated).
- * 0, or an errno value; EINTR when a signal arrived.  A closed descriptor
- * reads as empty. */
-static int read_fd_all(int fd, size_t max, char **out, size_t *len)
-{
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	if (!buf)
-		return ENOMEM;
-	for (;;) {
-		if (got_signal) {
-			free(buf);
-			return EINTR;
-		}
-		if (n + 1 >= cap) {
-			if (cap > max) {
-				free(buf);
-				return EFBIG;
-			}
-			char *nb = realloc(buf, cap * 2);
-			if (!nb) {
-				free(buf);
-				return ENOMEM;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		ssize_t r = read(fd, buf + n, cap - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 && errno == EBADF)
-			r = 0;
-		if (r < 0) {
-			int e = errno;
-			free(buf);
-			return e;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	*len = n;
-	return 0;
-}
-
-/* The text of --system: TEXT, or the contents of FILE for "@FILE" ("@@"
- * starts a literal "@").  Returns 0 or an exit status. */
-static int load_system(const struct opts *o, char **out)
-{
-	*out = NULL;
-	const char *arg = o->system;
-	if (!arg)
-		return 0;
-	if (arg[0] != '@' || arg[1] == '@') {
-		*out = strdup(arg[0] == '@' ? arg + 1 : arg);
-		return *out ? 0 : fail(o, EXIT_FAIL, "out of memory");
-	}
-	char msg[4200];
-	int fd = open(arg + 1, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-		snprintf(msg, sizeof msg, "--system: cannot read %s: %s", arg + 1,
-			 fd < 0 ? strerror(errno) : "is a folder");
-		if (fd >= 0)
-			close(fd);
-		return fail(o, EXIT_FAIL, msg);
-	}
-	size_t len;
-	int e = read_fd_all(fd, SYSTEM_MAX, out, &len);
-	close(fd);
-	if (e == EINTR)
-		return 128 + got_signal;
-	if (e) {
-		snprintf(msg, sizeof msg, "--system: cannot read %s: %s", arg + 1,
-			 e == EFBIG ? "larger than 1 MiB" : strerror(e));
-		return fail(o, EXIT_FAIL, msg);
-	}
-	if (strlen(*out) != len) {
-		free(*out);
-		*out = NULL;
-		snprintf(msg, sizeof msg, "--system: %s contains NUL bytes (not text)", arg + 1);
-		return fail(o, EXIT_FAIL, msg);
-	}
-	/* a file's last newline is not part of the message */
-	while (len > 0 && ((*out)[len - 1] == '\n' || (*out)[len - 1] == '\r'))
-		(*out)[--len] = '\0';
-	return 0;
 }
 
 /* ---- the conversation ------------------------------------------------------- */
@@ -680,13 +289,13 @@ static void reply_add(struct reply *r, const char *s, size_t n)
 }
 
 /* One piece of the reply: kept, and written in mode OUT. */
-static void emit_piece(struct reply *r, enum out_mode out, bool tty, const char *text, size_t len, int32_t id)
+static void emit_piece(struct reply *r, enum chat_out out, bool tty, const char *text, size_t len, int32_t id)
 {
 	reply_add(r, text, len);
-	if (out == OUT_TEXT) {
+	if (out == CHAT_OUT_TEXT) {
 		put_text(text, len, tty);
 		fflush(stdout);
-	} else if (out == OUT_JSON_LINES) {
+	} else if (out == CHAT_OUT_JSON_LINES) {
 		cJSON *j = cJSON_CreateObject();
 		cJSON_AddStringToObject(j, "type", "token");
 		/* pieces are valid UTF-8; a NUL byte would end the string */
@@ -702,7 +311,7 @@ static void emit_piece(struct reply *r, enum out_mode out, bool tty, const char 
  * object is the caller's).  INJECT (the TTYCHAT_TEST_INJECT test hook, or
  * NULL) goes first, as if the model had produced it.  Returns when the
  * reply is done, failed or stopped. */
-static void stream_reply(engine *e, int req, enum out_mode out, bool verbose, const char *inject,
+static void stream_reply(engine *e, int req, enum chat_out out, bool verbose, const char *inject,
 			 size_t inject_len, struct reply *r)
 {
 	bool tty = isatty(STDOUT_FILENO);
@@ -724,7 +333,7 @@ static void stream_reply(engine *e, int req, enum out_mode out, bool verbose, co
 			break;
 		case ENGINE_EV_CONTEXT_SHIFT:
 			fprintf(stderr, "ttychat: %s\n", ev.message);
-			if (out == OUT_JSON_LINES) {
+			if (out == CHAT_OUT_JSON_LINES) {
 				cJSON *j = cJSON_CreateObject();
 				cJSON_AddStringToObject(j, "type", "context_shift");
 				cJSON_AddNumberToObject(j, "dropped_turns", ev.dropped_turns);
@@ -794,56 +403,200 @@ static cJSON *stats_json(const struct engine_stats *s)
 /* ---- the one-shot run ------------------------------------------------------------ */
 
 struct run {
-	struct opts o;
+	struct chat_opts *o;
+	char *system_flag;     /* --system's text (malloc'd) or NULL */
+	char *stdin_text;
+	char *prompt;          /* the user message (malloc'd); NULL for the line chat */
+	struct chats *hist;    /* --save / --continue */
+	struct passphrase_src pass;
+	char pass_err[256];
+	struct chats_settings held; /* the continued conversation's settings */
+	bool continued;
+	struct config_settings prefs;
+	bool have_prefs;
 	struct model_entry me;
 	bool have_me;
-	char *system;          /* resolved system prompt (malloc'd) or NULL */
-	char *stdin_text;
-	char *prompt;          /* the user message (malloc'd) */
-	struct oneshot_hist *hist;
+	struct session_config cfg;
 	struct convo cv;
 	engine *e;
+	struct engine_model_info info;
 	char err[1024];
 };
 
-static void apply_entry_defaults(struct run *r)
+/* Reads stdin to its end into r->stdin_text.  0 or an exit status; WHAT
+ * names it in messages. */
+static int read_stdin(struct run *r, const char *what)
 {
-	struct opts *o = &r->o;
-	const struct model_entry *me = &r->me;
-	if (!o->temp_set && me->temperature >= 0)
-		o->s.temperature = me->temperature;
-	if (!o->topk_set && me->top_k >= 0)
-		o->s.top_k = me->top_k;
-	if (!o->topp_set && me->top_p >= 0)
-		o->s.top_p = me->top_p;
-	if (!o->minp_set && me->min_p >= 0)
-		o->s.min_p = me->min_p;
-	if (!o->rep_set && me->repeat_penalty > 0)
-		o->s.repeat_penalty = me->repeat_penalty;
-	if (!o->kv_set && me->kv_type >= 0)
-		o->kv_q8 = me->kv_type == 1;
-	if (!o->n_threads && me->threads > 0)
-		o->n_threads = me->threads;
+	char msg[256];
+	size_t len;
+	int e = chatopts_read_fd(STDIN_FILENO, PROMPT_MAX, &got_signal, &r->stdin_text, &len);
+	if (e == EINTR)
+		return 128 + got_signal;
+	if (e) {
+		snprintf(msg, sizeof msg, "cannot read %s: %s", what, e == EFBIG ? "more than 64 MiB" : strerror(e));
+		return fail(r->o, EXIT_FAIL, msg);
+	}
+	if (strlen(r->stdin_text) != len) {
+		snprintf(msg, sizeof msg, "%s contains NUL bytes (not text)", what);
+		return fail(r->o, EXIT_FAIL, msg);
+	}
+	return 0;
 }
 
-/* The model of a continued conversation and its settings, under the flags. */
-static void apply_conv_settings(struct run *r)
+/* The user message: -p TEXT, stdin ("-p -", or a pipe after TEXT or
+ * alone).  Decided before anything slow.  0 with r->prompt, 0 without
+ * one for the line chat (a terminal on stdin), or an exit status. */
+static int read_prompt(struct run *r)
 {
-	struct oneshot_settings m;
-	oneshot_hist_settings(r->hist, &m);
-	struct opts *o = &r->o;
-	if (!o->temp_set && m.temperature >= 0)
-		o->s.temperature = m.temperature, o->temp_set = true;
-	if (!o->topk_set && m.top_k >= 0)
-		o->s.top_k = m.top_k, o->topk_set = true;
-	if (!o->topp_set && m.top_p >= 0)
-		o->s.top_p = m.top_p, o->topp_set = true;
-	if (!o->minp_set && m.min_p >= 0)
-		o->s.min_p = m.min_p, o->minp_set = true;
-	if (!o->rep_set && m.repeat_penalty > 0)
-		o->s.repeat_penalty = m.repeat_penalty, o->rep_set = true;
-	if (!o->n_ctx && m.context_size >= 16 && m.context_size <= (1u << 24))
-		o->n_ctx = (int)m.context_size;
+	const struct chat_opts *o = r->o;
+	int st;
+	if (o->prompt && strcmp(o->prompt, "-") == 0) {
+		if ((st = read_stdin(r, "the prompt from stdin")))
+			return st;
+		if (!r->stdin_text[0])
+			return fail(o, EXIT_USAGE, "-p -: stdin is empty");
+		r->prompt = strdup(r->stdin_text);
+	} else if (!isatty(STDIN_FILENO)) {
+		/* a pipe or file: its text is (or follows) the prompt; a closed
+		 * or /dev/null stdin reads as empty at once */
+		if ((st = read_stdin(r, "stdin")))
+			return st;
+		size_t len = strlen(r->stdin_text);
+		if (o->prompt && len) {
+			size_t a = strlen(o->prompt);
+			if ((r->prompt = malloc(a + len + 3))) {
+				memcpy(r->prompt, o->prompt, a);
+				memcpy(r->prompt + a, "\n\n", 2);
+				memcpy(r->prompt + a + 2, r->stdin_text, len + 1);
+			}
+		} else if (o->prompt || len) {
+			r->prompt = strdup(o->prompt ? o->prompt : r->stdin_text);
+		} else {
+			return fail(o, EXIT_USAGE, "no prompt: give -p TEXT or text on stdin");
+		}
+	} else if (o->prompt) {
+		r->prompt = strdup(o->prompt);
+	} else if (o->out != CHAT_OUT_TEXT || o->save || o->continue_id || o->f.raw || chatopts_in_ci()) {
+		return fail(o, EXIT_USAGE, chatopts_in_ci() ? "no prompt: give -p TEXT or text on stdin (CI is set: no interactive chat)"
+							    : "no prompt: give -p TEXT or text on stdin");
+	} else {
+		return 0; /* the line chat */
+	}
+	return r->prompt ? 0 : fail(o, EXIT_FAIL, "out of memory");
+}
+
+static bool env_set(const char *name)
+{
+	const char *v = getenv(name);
+	return v && v[0];
+}
+
+/* The history's passphrase: passphrase_get(), but in CI never from the
+ * terminal. */
+static int hist_pass(void *ctx, enum chats_pass why, char *buf, size_t cap)
+{
+	struct run *r = ctx;
+	r->pass_err[0] = '\0';
+	if (chatopts_in_ci()) {
+		bool have = env_set("TTYCHAT_PASSPHRASE_FD") || env_set("TTYCHAT_PASSPHRASE_FILE") ||
+			    (why == CHATS_PASS_NEW &&
+			     (env_set("TTYCHAT_NEW_PASSPHRASE_FD") || env_set("TTYCHAT_NEW_PASSPHRASE_FILE")));
+		if (!have) {
+			snprintf(r->pass_err, sizeof r->pass_err,
+				 "the history needs a passphrase and CI is set: give it in TTYCHAT_PASSPHRASE_FILE or TTYCHAT_PASSPHRASE_FD");
+			return -1;
+		}
+	}
+	int rc = passphrase_get(&r->pass, why == CHATS_PASS_NEW ? HISTORY_PASS_NEW : HISTORY_PASS_UNLOCK, buf, cap);
+	if (rc != 0)
+		snprintf(r->pass_err, sizeof r->pass_err, "%s", r->pass.err);
+	return rc;
+}
+
+/* --save / --continue: the store, and the conversation continued.  First
+ * of all, so that a wrong passphrase fails before the model loads. */
+static int open_history(struct run *r)
+{
+	const struct chat_opts *o = r->o;
+	if (!r->prompt || (!o->save && !o->continue_id))
+		return 0;
+	passphrase_src_init(&r->pass);
+	struct chats_opts co = {.passphrase = hist_pass, .pass_ctx = r, .no_create = !o->save, .no_remember = true};
+	char msg[512];
+	int rc = chats_open(&co, &r->hist, msg, sizeof msg);
+	if (got_signal)
+		return 128 + got_signal;
+	if (rc != 0) {
+		snprintf(r->err, sizeof r->err, "history: %s", rc == CHATS_E_CANCELLED && r->pass_err[0] ? r->pass_err : msg);
+		return fail(o, rc == HISTORY_E_NOMEM ? EXIT_FAIL : EXIT_HISTORY, r->err);
+	}
+	if (!o->continue_id)
+		return 0;
+	rc = chats_load(r->hist, o->continue_id);
+	if (rc < 0) {
+		snprintf(r->err, sizeof r->err, "history: %s", chats_errmsg(r->hist));
+		return fail(o, rc == HISTORY_E_NOMEM ? EXIT_FAIL : EXIT_HISTORY, r->err);
+	}
+	r->continued = true;
+	chats_settings_of(r->hist, &r->held);
+	return 0;
+}
+
+/* The model and its settings (src/session.h): flags > the continued
+ * conversation > models.d > settings.json > defaults. */
+static int decide_settings(struct run *r)
+{
+	struct chat_opts *o = r->o;
+	if (config_settings_read(&r->prefs, r->err, sizeof r->err) != 0)
+		return fail(o, EXIT_FAIL, r->err);
+	r->have_prefs = true;
+	if (r->prefs.d.warnings[0] && o->verbose)
+		fprintf(stderr, "ttychat: warning: %s\n", r->prefs.d.warnings);
+	const struct chats_settings *held = r->continued ? &r->held : NULL;
+	char spec[sizeof r->me.path];
+	if (session_pick_model(&o->f, held, NULL, &r->prefs, spec, sizeof spec, NULL) != 0)
+		return fail(o, EXIT_USAGE, "the model name is too long");
+	if (config_resolve_model(spec, &r->me, r->err, sizeof r->err) != 0)
+		return fail(o, EXIT_MODEL, r->err);
+	r->have_me = true;
+	if (r->me.warnings[0] && o->verbose)
+		fprintf(stderr, "ttychat: warning: %s\n", r->me.warnings);
+	if (session_resolve(&o->f, held, &r->me, &r->prefs, &r->cfg) != 0)
+		return fail(o, EXIT_FAIL, "out of memory");
+	return 0;
+}
+
+static int load_model(struct run *r)
+{
+	const struct chat_opts *o = r->o;
+	char msg[4400];
+	struct engine_params ep = {.n_threads = r->cfg.n_threads};
+	r->e = engine_create(&ep, r->err, sizeof r->err);
+	if (!r->e)
+		return fail(o, EXIT_FAIL, r->err);
+	sig_engine = r->e;
+	if (got_signal)
+		return 128 + got_signal;
+	int req = engine_load(r->e, r->me.path, &r->cfg.load);
+	if (req <= 0) {
+		snprintf(msg, sizeof msg, "%s: %s", r->me.path, engine_last_error(r->e));
+		return fail(o, EXIT_MODEL, msg);
+	}
+	if (got_signal)
+		engine_cancel(r->e);
+	if (!wait_loaded(r->e, req, r->me.path, o->verbose, &r->info, r->err, sizeof r->err)) {
+		if (got_signal)
+			return 128 + got_signal;
+		return fail(o, EXIT_MODEL, r->err);
+	}
+	/* CUDA asked for but not usable, or fewer GPU layers: one line */
+	if (r->info.notice[0])
+		fprintf(stderr, "ttychat: %s\n", r->info.notice);
+	if (o->verbose)
+		fprintf(stderr, "model: %s (%s, %s, %.0fM params), context %u, template %s, on %s\n", r->info.name,
+			r->info.arch, r->info.quant, (double)r->info.n_params / 1e6, r->info.n_ctx,
+			r->me.template_text ? "from models.d" : r->info.template_family, r->info.backend);
+	return 0;
 }
 
 /* Builds the messages: system, the saved ones (for --continue), the
@@ -851,13 +604,16 @@ static void apply_conv_settings(struct run *r)
  * are sent as one. */
 static int build_convo(struct run *r)
 {
-	if (r->system && r->system[0] && convo_add(&r->cv, "system", r->system))
+	if (r->cfg.system && convo_add(&r->cv, "system", r->cfg.system))
 		return -1;
-	size_t n = r->hist ? oneshot_hist_count(r->hist) : 0;
+	size_t n = r->continued ? chats_count(r->hist) : 0;
 	for (size_t i = 0; i <= n; i++) {
 		const char *role = "user", *text = r->prompt;
-		if (i < n)
-			oneshot_hist_msg(r->hist, i, &role, &text);
+		if (i < n) {
+			const struct chats_msg *m = chats_msg(r->hist, i);
+			role = m->role == CHATS_ASSISTANT ? "assistant" : "user";
+			text = m->text;
+		}
 		bool merge = r->cv.n > 0 && strcmp(role, "user") == 0 && strcmp(r->cv.m[r->cv.n - 1].role, "user") == 0;
 		if (merge ? convo_extend_last(&r->cv, text) : convo_add(&r->cv, role, text))
 			return -1;
@@ -865,30 +621,157 @@ static int build_convo(struct run *r)
 	return 0;
 }
 
-/* Commits the user message before the reply.  0 or an exit status. */
-static int save_user(struct run *r, uint32_t n_ctx)
+/* Commits a message to the history; 0 or an exit status.  A message the
+ * store keeps in memory for a later retry (a full disk) is a failure here:
+ * one-shot mode has no later. */
+static int save_msg(struct run *r, enum chats_role role, const char *text, size_t len, bool cancelled)
 {
-	if (!r->hist)
-		return 0;
-	struct opts *o = &r->o;
-	struct oneshot_settings m = {
+	const struct engine_sampling *s = &r->cfg.sampling;
+	struct chats_settings m = {
 		.model = r->me.source[0] ? r->me.name : r->me.path,
-		.system_prompt = r->system,
-		.temperature = o->s.temperature,
-		.top_k = o->s.top_k,
-		.top_p = o->s.top_p,
-		.min_p = o->s.min_p,
-		.repeat_penalty = o->s.repeat_penalty,
-		.context_size = n_ctx,
+		.system_prompt = r->cfg.system,
+		.temperature = s->temperature,
+		.top_k = s->top_k,
+		.top_p = s->top_p,
+		.min_p = s->min_p,
+		.repeat_penalty = s->repeat_penalty,
+		.context_size = r->info.n_ctx,
 	};
-	int st = oneshot_hist_user(r->hist, &m, r->prompt, r->err, sizeof r->err);
-	return st ? fail(o, st, r->err) : 0;
+	int rc = chats_commit(r->hist, &m, role, text, len, cancelled);
+	if (rc == 0)
+		return 0;
+	snprintf(r->err, sizeof r->err, "history: cannot save%s: %s", role == CHATS_USER ? "" : " the reply",
+		 chats_errmsg(r->hist));
+	return rc == HISTORY_E_NOMEM ? EXIT_FAIL : EXIT_HISTORY;
+}
+
+/* A continued conversation's KV cache: only the new turn is prefilled. */
+static void kv_restore(struct run *r)
+{
+	void *blob;
+	size_t len;
+	if (!r->continued || chats_kv_load(r->hist, r->info.model_id, &blob, &len) != 0)
+		return;
+	int req = engine_conv_import(r->e, 1, blob, len);
+	free(blob);
+	if (req <= 0)
+		return;
+	struct engine_event ev;
+	wait_answer(r->e, req, &ev);
+	if (r->o->verbose)
+		fprintf(stderr, "KV snapshot: %u tokens restored%s%s\n", ev.position, ev.position ? "" : ": ",
+			ev.position ? "" : ev.message);
+	engine_event_clear(&ev);
+}
+
+/* The KV cache for the next --continue (only a cache: a failure is no
+ * error). */
+static void kv_file(struct run *r)
+{
+	int xr = engine_conv_export(r->e, 1);
+	if (xr <= 0)
+		return;
+	struct engine_event ev;
+	wait_answer(r->e, xr, &ev);
+	if (ev.type == ENGINE_EV_CONV_EXPORT && ev.blob_len &&
+	    chats_kv_save(r->hist, chats_id(r->hist), r->info.model_id, ev.blob, ev.blob_len) != 0 && r->o->verbose)
+		fprintf(stderr, "ttychat: %s\n", chats_errmsg(r->hist));
+	engine_event_clear(&ev);
+}
+
+/* The last line of a JSON run. */
+static void json_summary(struct run *r, const struct reply *rep, bool cancelled, int status)
+{
+	const char *conv_id = r->hist ? chats_id(r->hist) : NULL;
+	if (rep->failed && !cancelled) {
+		json_error(r->o, status, rep->error, rep->text ? rep->text : "");
+		return;
+	}
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "type", "done");
+	cJSON_AddStringToObject(j, "text", rep->text ? rep->text : "");
+	cJSON_AddStringToObject(j, "stop", stop_name(cancelled ? ENGINE_STOP_CANCELLED : rep->stop));
+	cJSON_AddNumberToObject(j, "exit", status);
+	cJSON *m = cJSON_AddObjectToObject(j, "model");
+	cJSON_AddStringToObject(m, "name", r->me.remote ? r->info.name : r->me.name);
+	cJSON_AddStringToObject(m, "path", r->me.path);
+	cJSON_AddStringToObject(m, "arch", r->info.arch);
+	cJSON_AddStringToObject(m, "quant", r->info.quant);
+	cJSON_AddStringToObject(m, "backend", r->info.backend);
+	cJSON_AddItemToObject(j, "stats", stats_json(&rep->stats));
+	if (conv_id)
+		cJSON_AddStringToObject(j, "conversation", conv_id);
+	json_print(j);
+}
+
+/* The reply to the prompt, streamed, saved and summed up. */
+static int one_reply(struct run *r)
+{
+	const struct chat_opts *o = r->o;
+	struct engine_gen_opts g = {.max_tokens = o->n_predict, .add_generation_prompt = true, .raw = o->f.raw,
+				    .stop = o->n_stop ? o->stop : NULL};
+	if (build_convo(r))
+		return fail(o, EXIT_FAIL, "out of memory");
+	int st = r->hist ? save_msg(r, CHATS_USER, r->prompt, strlen(r->prompt), false) : 0;
+	if (st)
+		return fail(o, st, r->err);
+	kv_restore(r);
+
+	int req = engine_submit(r->e, 1, r->cv.m, r->cv.n, &r->cfg.sampling, &g);
+	if (req <= 0) {
+		snprintf(r->err, sizeof r->err, "cannot submit: %s", engine_last_error(r->e));
+		return fail(o, EXIT_GENERATE, r->err);
+	}
+	if (got_signal)
+		engine_cancel(r->e);
+	struct reply rep = {0};
+	const char *inj = getenv("TTYCHAT_TEST_INJECT");
+	size_t inject_len = 0;
+	char *inject = inj && inj[0] ? text_unescape(inj, &inject_len) : NULL;
+	stream_reply(r->e, req, o->out, o->verbose, inject, inject_len, &rep);
+	free(inject);
+	bool cancelled = rep.stop == ENGINE_STOP_CANCELLED || got_signal;
+	int status = EXIT_OK;
+	if (cancelled)
+		status = got_signal ? 128 + got_signal : EXIT_INTERRUPT;
+	else if (rep.failed)
+		status = EXIT_GENERATE;
+	if (rep.oom && status == EXIT_OK)
+		status = EXIT_FAIL;
+
+	if (o->out == CHAT_OUT_TEXT) {
+		if (rep.len > 0 && (isatty(STDOUT_FILENO) || rep.text[rep.len - 1] != '\n'))
+			putchar('\n');
+		fflush(stdout);
+	}
+	if (rep.failed && !cancelled)
+		fprintf(stderr, "ttychat: %s\n", rep.error);
+	else if (o->verbose)
+		print_stats(&rep.stats);
+
+	if (r->hist) {
+		int hs = rep.len ? save_msg(r, CHATS_ASSISTANT, rep.text, rep.len, cancelled) : 0;
+		if (hs) {
+			fprintf(stderr, "ttychat: %s\n", r->err);
+			if (status == EXIT_OK)
+				status = hs;
+		}
+		if (!hs && !rep.failed)
+			kv_file(r);
+	}
+	const char *conv_id = r->hist ? chats_id(r->hist) : NULL;
+	if (conv_id && (o->save || o->verbose) && o->out == CHAT_OUT_TEXT)
+		fprintf(stderr, "ttychat: saved as conversation %s\n", conv_id);
+	if (o->out != CHAT_OUT_TEXT)
+		json_summary(r, &rep, cancelled, status);
+	free(rep.text);
+	return status;
 }
 
 /* The plain line chat (stdin a terminal, stdout not). */
 static int line_chat(struct run *r, const struct engine_gen_opts *g)
 {
-	struct opts *o = &r->o;
+	struct chat_opts *o = r->o;
 	/* stdout is not a terminal: it gets the replies only; the prompt, the
 	 * echo and the notices go to the terminal on stderr */
 	rl_outstream = stderr;
@@ -911,10 +794,10 @@ static int line_chat(struct run *r, const struct engine_gen_opts *g)
 		free(line);
 		if (rc != 0)
 			return fail(o, EXIT_FAIL, "out of memory");
-		int req = engine_submit(r->e, 1, r->cv.m, r->cv.n, &o->s, g);
+		int req = engine_submit(r->e, 1, r->cv.m, r->cv.n, &r->cfg.sampling, g);
 		struct reply rep = {0};
 		if (req > 0)
-			stream_reply(r->e, req, OUT_TEXT, o->verbose, NULL, 0, &rep);
+			stream_reply(r->e, req, CHAT_OUT_TEXT, o->verbose, NULL, 0, &rep);
 		putchar('\n');
 		if (req <= 0 || (rep.failed && rep.stop != ENGINE_STOP_CANCELLED)) {
 			fprintf(stderr, "ttychat: %s\n", req <= 0 ? engine_last_error(r->e) : rep.error);
@@ -937,287 +820,20 @@ static int line_chat(struct run *r, const struct engine_gen_opts *g)
 /* Everything after the options; returns the exit status. */
 static int run(struct run *r)
 {
-	struct opts *o = &r->o;
-	char msg[4400];
-
-	/* the model: -m, else the conversation's (--continue), else settings */
-	char spec[4096];
-	if (o->remote) {
-		/* the engine's remote spec; the key stays in the environment */
-		cJSON *j = cJSON_CreateObject();
-		cJSON_AddStringToObject(j, "base_url", o->remote);
-		if (o->model)
-			cJSON_AddStringToObject(j, "model", o->model);
-		const char *key = getenv("TTYCHAT_API_KEY");
-		if (key && key[0])
-			cJSON_AddStringToObject(j, "api_key_env", "TTYCHAT_API_KEY");
-		char *t = cJSON_PrintUnformatted(j);
-		cJSON_Delete(j);
-		if (!t || snprintf(spec, sizeof spec, "remote:%s", t) >= (int)sizeof spec) {
-			free(t);
-			return fail(o, EXIT_USAGE, "--remote: URL or model name too long");
-		}
-		free(t);
-	} else if (o->model)
-		snprintf(spec, sizeof spec, "%s", o->model);
-	else
-		config_settings_model(spec, sizeof spec);
-
-	/* the prompt: decided before anything slow */
-	bool stdin_tty = isatty(STDIN_FILENO);
-	bool interactive = false;
-	if (o->prompt && strcmp(o->prompt, "-") == 0) {
-		size_t len;
-		int e = read_fd_all(STDIN_FILENO, PROMPT_MAX, &r->stdin_text, &len);
-		if (e == EINTR)
-			return 128 + got_signal;
-		if (e) {
-			snprintf(msg, sizeof msg, "cannot read the prompt from stdin: %s",
-				 e == EFBIG ? "more than 64 MiB" : strerror(e));
-			return fail(o, EXIT_FAIL, msg);
-		}
-		if (strlen(r->stdin_text) != len)
-			return fail(o, EXIT_FAIL, "the prompt on stdin contains NUL bytes (not text)");
-		if (!r->stdin_text[0])
-			return fail(o, EXIT_USAGE, "-p -: stdin is empty");
-		r->prompt = strdup(r->stdin_text);
-	} else if (!stdin_tty) {
-		/* a pipe or file: its text is (or follows) the prompt; a closed
-		 * or /dev/null stdin reads as empty at once */
-		size_t len;
-		int e = read_fd_all(STDIN_FILENO, PROMPT_MAX, &r->stdin_text, &len);
-		if (e == EINTR)
-			return 128 + got_signal;
-		if (e) {
-			snprintf(msg, sizeof msg, "cannot read stdin: %s", e == EFBIG ? "more than 64 MiB" : strerror(e));
-			return fail(o, EXIT_FAIL, msg);
-		}
-		if (strlen(r->stdin_text) != len)
-			return fail(o, EXIT_FAIL, "stdin contains NUL bytes (not text)");
-		if (o->prompt && r->stdin_text[0]) {
-			size_t a = strlen(o->prompt);
-			if (!(r->prompt = malloc(a + len + 3)))
-				return fail(o, EXIT_FAIL, "out of memory");
-			memcpy(r->prompt, o->prompt, a);
-			memcpy(r->prompt + a, "\n\n", 2);
-			memcpy(r->prompt + a + 2, r->stdin_text, len + 1);
-		} else if (o->prompt) {
-			r->prompt = strdup(o->prompt);
-		} else if (r->stdin_text[0]) {
-			r->prompt = strdup(r->stdin_text);
-		} else {
-			return fail(o, EXIT_USAGE, "no prompt: give -p TEXT or text on stdin");
-		}
-	} else if (o->prompt) {
-		r->prompt = strdup(o->prompt);
-	} else if (o->out != OUT_TEXT || o->save || o->continue_id || o->raw || in_ci()) {
-		return fail(o, EXIT_USAGE, in_ci() ? "no prompt: give -p TEXT or text on stdin (CI is set: no interactive chat)"
-						   : "no prompt: give -p TEXT or text on stdin");
-	} else {
-		interactive = true;
-	}
-	if (!interactive && !r->prompt)
-		return fail(o, EXIT_FAIL, "out of memory");
-
-	int st = load_system(o, &r->system);
+	int st = read_prompt(r);
 	if (st)
 		return st;
-
-	/* history first: a wrong passphrase fails before the model loads */
-	if (!interactive && (o->save || o->continue_id)) {
-		st = oneshot_hist_open(o->continue_id, o->save, in_ci(), &r->hist, r->err, sizeof r->err);
-		if (got_signal)
-			return 128 + got_signal;
-		if (st)
-			return fail(o, st, r->err);
-		if (o->continue_id) {
-			struct oneshot_settings m;
-			oneshot_hist_settings(r->hist, &m);
-			apply_conv_settings(r);
-			if (!o->model && !o->remote && m.model && m.model[0])
-				snprintf(spec, sizeof spec, "%s", m.model);
-		}
-	}
-
-	if (config_resolve_model(spec, &r->me, r->err, sizeof r->err) != 0) {
-		/* no model: the full-screen chat still opens (its picker) */
-		if (interactive && isatty(STDOUT_FILENO) && !o->model)
-			goto tui;
-		return fail(o, EXIT_MODEL, r->err);
-	}
-	r->have_me = true;
-	if (r->me.warnings[0] && o->verbose)
-		fprintf(stderr, "ttychat: warning: %s\n", r->me.warnings);
-	apply_entry_defaults(r);
-	if (!r->system && !o->system) {
-		struct oneshot_settings m = {0};
-		if (r->hist)
-			oneshot_hist_settings(r->hist, &m);
-		const char *sys = o->continue_id ? m.system_prompt : o->raw ? NULL : r->me.system_prompt;
-		if (sys && !(r->system = strdup(sys)))
-			return fail(o, EXIT_FAIL, "out of memory");
-	}
-
-tui:
-	/* no prompt, and a terminal on both ends: the full-screen chat */
-	if (interactive && isatty(STDOUT_FILENO)) {
-		struct tui_opts to = {
-			.model_spec = o->remote && r->have_me ? r->me.path : o->model, .model = r->have_me ? &r->me : NULL, .sampling = o->s,
-			.sampling_set = (o->temp_set ? TUI_SET_TEMP : 0) | (o->topk_set ? TUI_SET_TOPK : 0) |
-					(o->topp_set ? TUI_SET_TOPP : 0) | (o->minp_set ? TUI_SET_MINP : 0) |
-					(o->rep_set ? TUI_SET_REP : 0),
-			.max_tokens = o->n_predict, .n_ctx = (uint32_t)(o->n_ctx > 0 ? o->n_ctx : 0),
-			.n_threads = o->n_threads, .kv_q8 = o->kv_q8, .system = o->system ? r->system : NULL,
-			.theme = o->theme, .device = o->device, .gpu_layers = o->gpu_layers};
-		return tui_run(&to);
-	}
-
-	struct engine_params ep = {.n_threads = o->n_threads};
-	r->e = engine_create(&ep, r->err, sizeof r->err);
-	if (!r->e)
-		return fail(o, EXIT_FAIL, r->err);
-	sig_engine = r->e;
-	if (got_signal)
-		return 128 + got_signal;
-
-	struct engine_load_opts lo = {.n_ctx = (uint32_t)(o->n_ctx > 0 ? o->n_ctx : 0),
-				      .kv_type = o->kv_q8 ? ENGINE_KV_Q8_0 : ENGINE_KV_F16,
-				      .template_override = r->me.template_text,
-				      .device = ENGINE_DEVICE_AUTO};
-	/* --device and --gpu-layers, else the models.d entry's */
-	if (o->device >= 0 || r->me.device >= 0)
-		lo.device = (enum engine_device)(o->device >= 0 ? o->device : r->me.device);
-	lo.gpu_layers = config_gpu_layers(o->gpu_layers != -2 ? o->gpu_layers : r->me.gpu_layers);
-	if (!o->n_ctx && r->me.context_size)
-		lo.n_ctx = r->me.context_size < 4096 ? r->me.context_size : 4096;
-	int req = engine_load(r->e, r->me.path, &lo);
-	struct engine_model_info info;
-	if (req <= 0) {
-		snprintf(msg, sizeof msg, "%s: %s", r->me.path, engine_last_error(r->e));
-		return fail(o, EXIT_MODEL, msg);
-	}
-	if (got_signal)
-		engine_cancel(r->e);
-	if (!wait_loaded(r->e, req, r->me.path, o->verbose, &info, r->err, sizeof r->err)) {
-		if (got_signal)
-			return 128 + got_signal;
-		return fail(o, EXIT_MODEL, r->err);
-	}
-	/* CUDA asked for but not usable, or fewer GPU layers: one line */
-	if (info.notice[0])
-		fprintf(stderr, "ttychat: %s\n", info.notice);
-	if (o->verbose)
-		fprintf(stderr, "model: %s (%s, %s, %.0fM params), context %u, template %s, on %s\n", info.name,
-			info.arch, info.quant, (double)info.n_params / 1e6, info.n_ctx,
-			r->me.template_text ? "from models.d" : info.template_family, info.backend);
-
-	struct engine_gen_opts g = {.max_tokens = o->n_predict, .add_generation_prompt = true, .raw = o->raw,
-				    .stop = o->n_stop ? o->stop : NULL};
-	if (interactive) {
-		if (r->system && r->system[0] && convo_add(&r->cv, "system", r->system))
-			return fail(o, EXIT_FAIL, "out of memory");
-		return line_chat(r, &g);
-	}
-	if (build_convo(r))
-		return fail(o, EXIT_FAIL, "out of memory");
-	st = save_user(r, info.n_ctx);
-	if (st)
+	if ((st = chatopts_read_system(r->o, &got_signal, &r->system_flag, r->err, sizeof r->err)))
+		return st > 128 ? st : fail(r->o, st, r->err);
+	if ((st = open_history(r)) || (st = decide_settings(r)) || (st = load_model(r)))
 		return st;
-	/* a saved conversation's KV cache: only the new turn is prefilled */
-	void *blob;
-	size_t blob_len;
-	if (o->continue_id && oneshot_hist_kv_load(r->hist, info.model_id, &blob, &blob_len) == 0) {
-		req = engine_conv_import(r->e, 1, blob, blob_len);
-		free(blob);
-		if (req > 0) {
-			struct engine_event ev;
-			wait_answer(r->e, req, &ev);
-			if (o->verbose)
-				fprintf(stderr, "KV snapshot: %u tokens restored%s%s\n", ev.position,
-					ev.position ? "" : ": ", ev.position ? "" : ev.message);
-			engine_event_clear(&ev);
-		}
-	}
-
-	req = engine_submit(r->e, 1, r->cv.m, r->cv.n, &o->s, &g);
-	if (req <= 0) {
-		snprintf(msg, sizeof msg, "cannot submit: %s", engine_last_error(r->e));
-		return fail(o, EXIT_GENERATE, msg);
-	}
-	if (got_signal)
-		engine_cancel(r->e);
-	struct reply rep = {0};
-	const char *inj = getenv("TTYCHAT_TEST_INJECT");
-	size_t inject_len = 0;
-	char *inject = inj && inj[0] ? text_unescape(inj, &inject_len) : NULL;
-	stream_reply(r->e, req, o->out, o->verbose, inject, inject_len, &rep);
-	free(inject);
-	bool cancelled = rep.stop == ENGINE_STOP_CANCELLED || got_signal;
-	int status = EXIT_OK;
-	if (cancelled)
-		status = got_signal ? 128 + got_signal : EXIT_INTERRUPT;
-	else if (rep.failed)
-		status = EXIT_GENERATE;
-	if (rep.oom && status == EXIT_OK)
-		status = EXIT_FAIL;
-
-	if (o->out == OUT_TEXT) {
-		if (rep.len > 0 && (isatty(STDOUT_FILENO) || rep.text[rep.len - 1] != '\n'))
-			putchar('\n');
-		fflush(stdout);
-	}
-	if (rep.failed && !cancelled)
-		fprintf(stderr, "ttychat: %s\n", rep.error);
-	else if (o->verbose)
-		print_stats(&rep.stats);
-
-	if (r->hist) {
-		int hs = oneshot_hist_reply(r->hist, rep.text, rep.len, cancelled, r->err, sizeof r->err);
-		if (hs) {
-			fprintf(stderr, "ttychat: %s\n", r->err);
-			if (status == EXIT_OK)
-				status = hs;
-		}
-		/* the KV cache for the next --continue (only a cache: a failure
-		 * is no error) */
-		int xr = hs || rep.failed ? -1 : engine_conv_export(r->e, 1);
-		if (xr > 0) {
-			struct engine_event ev;
-			wait_answer(r->e, xr, &ev);
-			if (ev.type == ENGINE_EV_CONV_EXPORT &&
-			    oneshot_hist_kv_save(r->hist, info.model_id, ev.blob, ev.blob_len, r->err, sizeof r->err) &&
-			    o->verbose)
-				fprintf(stderr, "ttychat: %s\n", r->err);
-			engine_event_clear(&ev);
-		}
-	}
-	const char *conv_id = r->hist ? oneshot_hist_id(r->hist) : NULL;
-	if (conv_id && (o->save || o->verbose) && o->out == OUT_TEXT)
-		fprintf(stderr, "ttychat: saved as conversation %s\n", conv_id);
-
-	if (o->out != OUT_TEXT) {
-		if (rep.failed && !cancelled) {
-			json_error(o, status, rep.error, rep.text ? rep.text : "");
-		} else {
-			cJSON *j = cJSON_CreateObject();
-			cJSON_AddStringToObject(j, "type", "done");
-			cJSON_AddStringToObject(j, "text", rep.text ? rep.text : "");
-			cJSON_AddStringToObject(j, "stop", stop_name(cancelled ? ENGINE_STOP_CANCELLED : rep.stop));
-			cJSON_AddNumberToObject(j, "exit", status);
-			cJSON *m = cJSON_AddObjectToObject(j, "model");
-			cJSON_AddStringToObject(m, "name", r->me.remote ? info.name : r->me.name);
-			cJSON_AddStringToObject(m, "path", r->me.path);
-			cJSON_AddStringToObject(m, "arch", info.arch);
-			cJSON_AddStringToObject(m, "quant", info.quant);
-			cJSON_AddStringToObject(m, "backend", info.backend);
-			cJSON_AddItemToObject(j, "stats", stats_json(&rep.stats));
-			if (conv_id)
-				cJSON_AddStringToObject(j, "conversation", conv_id);
-			json_print(j);
-		}
-	}
-	free(rep.text);
-	return status;
+	if (r->prompt)
+		return one_reply(r);
+	struct engine_gen_opts g = {.max_tokens = r->o->n_predict, .add_generation_prompt = true,
+				    .stop = r->o->n_stop ? r->o->stop : NULL};
+	if (r->cfg.system && convo_add(&r->cv, "system", r->cfg.system))
+		return fail(r->o, EXIT_FAIL, "out of memory");
+	return line_chat(r, &g);
 }
 
 /* stdin, stdout and stderr open (on /dev/null if they were closed), so that
@@ -1235,7 +851,7 @@ static void ensure_std_fds(void)
 	}
 }
 
-int cmd_oneshot(int argc, char **argv)
+int oneshot_main(struct chat_opts *o)
 {
 	ensure_std_fds();
 	struct run *r = calloc(1, sizeof *r);
@@ -1243,22 +859,7 @@ int cmd_oneshot(int argc, char **argv)
 		fprintf(stderr, "ttychat: out of memory\n");
 		return EXIT_FAIL;
 	}
-	struct opts *o = &r->o;
-	o->n_predict = -1;
-	o->device = -1;
-	o->gpu_layers = -2;
-	engine_sampling_default(&o->s);
-	/* a fresh seed per run unless --seed fixes one */
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	o->s.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
-
-	int status = parse_opts(argc, argv, o);
-	if (status >= 0) {
-		free(r);
-		return status;
-	}
-
+	r->o = o;
 	got_signal = 0;
 	struct sigaction sa = {.sa_handler = on_signal}, old[3];
 	sigemptyset(&sa.sa_mask); /* no SA_RESTART: a blocked read must stop */
@@ -1266,18 +867,23 @@ int cmd_oneshot(int argc, char **argv)
 	for (int i = 0; i < 3; i++)
 		sigaction(sigs[i], &sa, &old[i]);
 
-	status = run(r);
+	int status = run(r);
 
 	fflush(stdout);
 	sig_engine = NULL;
 	if (r->e)
 		engine_free(r->e);
-	oneshot_hist_close(r->hist);
+	if (r->hist)
+		chats_close(r->hist);
 	convo_free(&r->cv);
-	free(r->system);
+	session_config_free(&r->cfg);
+	if (r->have_me)
+		config_entry_free(&r->me);
+	if (r->have_prefs)
+		config_settings_free(&r->prefs);
+	free(r->system_flag);
 	free(r->stdin_text);
 	free(r->prompt);
-	config_entry_free(&r->me);
 	free(r);
 	for (int i = 0; i < 3; i++)
 		sigaction(sigs[i], &old[i], NULL);

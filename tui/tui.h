@@ -33,29 +33,13 @@
 #include <stdint.h>
 
 #include "engine.h"
-
-struct model_entry; /* src/catalog.h */
-
-enum {
-	TUI_SET_TEMP = 1 << 0, /* the same bits as SET_* in cmds.h */
-	TUI_SET_TOPK = 1 << 1,
-	TUI_SET_TOPP = 1 << 2,
-	TUI_SET_MINP = 1 << 3,
-	TUI_SET_REP = 1 << 4,
-};
+#include "session.h"
 
 struct tui_opts {
-	const char *model_spec;          /* what -m said; NULL: not given (the last used model wins) */
-	const struct model_entry *model; /* resolved by the caller; copied */
-	struct engine_sampling sampling; /* models.d defaults and flags applied */
-	unsigned sampling_set;           /* TUI_SET_* given as flags (kept across model switches) */
+	struct session_flags flags;      /* the command line's settings: the strongest source of
+					    src/session.h (the model, sampling, context, KV type,
+					    device, GPU layers, threads, system prompt) */
 	int32_t max_tokens;              /* <= 0: no limit */
-	uint32_t n_ctx;                  /* -c; 0: models.d context_size capped at 4096, else engine default */
-	int n_threads;                   /* 0: all cores */
-	bool kv_q8;
-	int device;                      /* --device: an enum engine_device, -1 not given */
-	int gpu_layers;                  /* --gpu-layers: -1 auto, 0 none, N; -2 not given */
-	const char *system;              /* --system, or NULL (the model's own then) */
 	const char *theme;               /* --theme, or NULL (settings.json "theme", else default/mono) */
 
 	/* history plug-in points; any may be NULL */

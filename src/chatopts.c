@@ -1,0 +1,431 @@
+/*
+ * chatopts.c - the chat's command line (see chatopts.h).
+ *
+ * One getopt_long() table for the three chat modes; each value is range-
+ * checked here so that a mode never sees a bad one.  --remote turns -m
+ * into the engine's "remote:{...}" spec (the API key stays in the
+ * environment: only the variable's name goes into the spec).
+ */
+#include "config.h"
+
+#include "chatopts.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "commands.h"
+
+#define SYSTEM_MAX ((size_t)1 << 20) /* bytes of a --system @FILE */
+
+bool chatopts_in_ci(void)
+{
+	const char *ci = getenv("CI");
+	return ci && ci[0] && strcmp(ci, "0") != 0 && strcmp(ci, "false") != 0;
+}
+
+void chatopts_init(struct chat_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	session_flags_init(&o->f);
+	o->n_predict = -1;
+	/* a fresh seed per run unless --seed fixes one */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	o->f.sampling.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
+}
+
+bool chatopts_wants_tui(const struct chat_opts *o)
+{
+	return !o->prompt && o->out == CHAT_OUT_TEXT && !o->save && !o->continue_id && !o->f.raw &&
+	       !chatopts_in_ci() && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+}
+
+/* -m, or with --remote the engine's remote spec naming -m as the server's
+ * model.  -1 to go on, else the exit status. */
+static int remote_spec(struct chat_opts *o)
+{
+	o->f.model = o->model_arg;
+	if (!o->remote)
+		return -1;
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "base_url", o->remote);
+	if (o->model_arg)
+		cJSON_AddStringToObject(j, "model", o->model_arg);
+	const char *key = getenv("TTYCHAT_API_KEY");
+	if (key && key[0])
+		cJSON_AddStringToObject(j, "api_key_env", "TTYCHAT_API_KEY");
+	char *t = cJSON_PrintUnformatted(j);
+	cJSON_Delete(j);
+	int w = t ? snprintf(o->remote_spec, sizeof o->remote_spec, "remote:%s", t) : -1;
+	free(t);
+	if (w < 0 || (size_t)w >= sizeof o->remote_spec) {
+		fprintf(stderr, "ttychat: --remote: URL or model name too long\n");
+		return EXIT_USAGE;
+	}
+	o->f.model = o->remote_spec;
+	return -1;
+}
+
+static int parse_int(const char *s, const char *flag, long lo, long hi, int *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < lo || v > hi) {
+		fprintf(stderr, "ttychat: %s: '%s' is not an integer in [%ld, %ld]\n", flag, s, lo, hi);
+		return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+static int parse_u64(const char *s, const char *flag, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (s[0] == '-' || s[0] == '+') {
+		fprintf(stderr, "ttychat: %s: '%s' is not a non-negative integer\n", flag, s);
+		return -1;
+	}
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || end == s) {
+		fprintf(stderr, "ttychat: %s: '%s' is not a non-negative integer\n", flag, s);
+		return -1;
+	}
+	*out = (uint64_t)v;
+	return 0;
+}
+
+static int parse_float(const char *s, const char *flag, double lo, double hi, float *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || *end || end == s || !(v >= lo && v <= hi)) {
+		fprintf(stderr, "ttychat: %s: '%s' is not a number in [%g, %g]\n", flag, s, lo, hi);
+		return -1;
+	}
+	*out = (float)v;
+	return 0;
+}
+
+void chatopts_usage(FILE *out)
+{
+	fprintf(out,
+		"chat and one-shot options:\n"
+		"  -m, --model MODEL        model file or models.d name (default: settings.json \"model\", else %s)\n"
+		"  -p, --prompt TEXT        prompt; '-' reads it from stdin; stdin that is not a\n"
+		"                           terminal is appended after TEXT (or is the prompt)\n"
+		"      --system TEXT|@FILE  system message (@FILE reads it from FILE)\n"
+		"  -n, --max-tokens N       stop after N tokens (default: until the model ends its turn)\n"
+		"      --temp T             temperature (0 = greedy)\n"
+		"      --top-k K            sample from the K most likely tokens (0 = off)\n"
+		"      --top-p P            nucleus sampling (1 = off)\n"
+		"      --min-p P            drop tokens below P times the best one (0 = off)\n"
+		"      --repeat-penalty R   penalise recently used tokens (1 = off)\n"
+		"      --presence-penalty P, --frequency-penalty F   (0 = off)\n"
+		"      --seed N             sampling seed (default: a fresh one per run)\n"
+		"      --stop STR           stop when the reply contains STR (repeatable)\n"
+		"      --no-template        raw completion: the prompt without the chat template\n"
+		"      --remote URL         an OpenAI-compatible server (-m: its model; API key\n"
+		"                           from $TTYCHAT_API_KEY when set)\n"
+		"  -c, --ctx-size N         context size in tokens\n"
+		"  -t, --threads N          compute threads (default: all cores)\n"
+		"      --kv-type TYPE       KV cache type: f16 (default) or q8_0\n"
+		"      --device DEV         where the model runs: auto (default: a CUDA GPU when one\n"
+		"                           is usable, else the CPU), cpu, or cuda\n"
+		"      --gpu-layers N       layers on the GPU: -1 as many as fit (default), 0 none\n"
+		"      --json[=final]       JSON lines: one per token, then a summary (final: only that)\n"
+		"      --save               save the exchange in the encrypted history\n"
+		"      --continue ID        add this turn to saved conversation ID (and save it)\n"
+		"      --theme NAME         colours of the full-screen chat: default, light, mono, or yours\n"
+		"  -v, --verbose            progress and statistics on stderr\n"
+		"  -h, --help               this help;  --version  the version\n"
+		"exit status: 0 ok, 1 failure, 2 usage, 3 model not found or not loadable,\n"
+		"  4 generation failed, 5 history locked, passphrase wrong or conversation not found,\n"
+		"  6 download failed (pull), 130 interrupted (Ctrl-C)\n",
+		config_default_model());
+}
+
+/* Returns -1 to go on, else the exit status. */
+int chatopts_parse(int argc, char **argv, struct chat_opts *o)
+{
+	enum {
+		O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_THEME,
+		O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS
+	};
+	static const struct option longopts[] = {
+		{"model", required_argument, NULL, 'm'},
+		{"prompt", required_argument, NULL, 'p'},
+		{"max-tokens", required_argument, NULL, 'n'},
+		{"ctx-size", required_argument, NULL, 'c'},
+		{"threads", required_argument, NULL, 't'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"system", required_argument, NULL, O_SYSTEM},
+		{"temp", required_argument, NULL, O_TEMP},
+		{"seed", required_argument, NULL, O_SEED},
+		{"top-k", required_argument, NULL, O_TOPK},
+		{"top-p", required_argument, NULL, O_TOPP},
+		{"min-p", required_argument, NULL, O_MINP},
+		{"repeat-penalty", required_argument, NULL, O_REP},
+		{"presence-penalty", required_argument, NULL, O_PRES},
+		{"frequency-penalty", required_argument, NULL, O_FREQ},
+		{"kv-type", required_argument, NULL, O_KV},
+		{"device", required_argument, NULL, O_DEVICE},
+		{"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
+		{"stop", required_argument, NULL, O_STOP},
+		{"no-template", no_argument, NULL, O_RAW},
+		{"json", optional_argument, NULL, O_JSON},
+		{"save", no_argument, NULL, O_SAVE},
+		{"continue", required_argument, NULL, O_CONT},
+		{"theme", required_argument, NULL, O_THEME},
+		{"remote", required_argument, NULL, O_REMOTE},
+		{"help", no_argument, NULL, O_HELP},
+		{"version", no_argument, NULL, O_VERSION},
+		{NULL, 0, NULL, 0},
+	};
+	int c, v;
+	optind = 1;
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "m:p:n:c:t:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm': o->model_arg = optarg; break;
+		case 'p': o->prompt = optarg; break;
+		case 'n':
+			if (parse_int(optarg, "--max-tokens", -1, INT_MAX, &o->n_predict))
+				return EXIT_USAGE;
+			break;
+		case 'c':
+			if (parse_int(optarg, "--ctx-size", 16, 1 << 24, &v))
+				return EXIT_USAGE;
+			o->f.n_ctx = (uint32_t)v;
+			break;
+		case 't':
+			if (parse_int(optarg, "--threads", 1, 1024, &o->f.n_threads))
+				return EXIT_USAGE;
+			break;
+		case 'v': o->verbose = true; break;
+		case O_SYSTEM: o->system_arg = optarg; break;
+		case O_TEMP:
+			if (parse_float(optarg, "--temp", 0, 100, &o->f.sampling.temperature))
+				return EXIT_USAGE;
+			o->f.set |= SESSION_SET_TEMP;
+			break;
+		case O_SEED:
+			if (parse_u64(optarg, "--seed", &o->f.sampling.seed))
+				return EXIT_USAGE;
+			break;
+		case O_TOPK:
+			if (parse_int(optarg, "--top-k", 0, 1 << 24, &v))
+				return EXIT_USAGE;
+			o->f.sampling.top_k = v;
+			o->f.set |= SESSION_SET_TOPK;
+			break;
+		case O_TOPP:
+			if (parse_float(optarg, "--top-p", 0, 1, &o->f.sampling.top_p))
+				return EXIT_USAGE;
+			o->f.set |= SESSION_SET_TOPP;
+			break;
+		case O_MINP:
+			if (parse_float(optarg, "--min-p", 0, 1, &o->f.sampling.min_p))
+				return EXIT_USAGE;
+			o->f.set |= SESSION_SET_MINP;
+			break;
+		case O_REP:
+			if (parse_float(optarg, "--repeat-penalty", 0.01, 100, &o->f.sampling.repeat_penalty))
+				return EXIT_USAGE;
+			o->f.set |= SESSION_SET_REP;
+			break;
+		case O_PRES:
+			if (parse_float(optarg, "--presence-penalty", -10, 10, &o->f.sampling.presence_penalty))
+				return EXIT_USAGE;
+			break;
+		case O_FREQ:
+			if (parse_float(optarg, "--frequency-penalty", -10, 10, &o->f.sampling.frequency_penalty))
+				return EXIT_USAGE;
+			break;
+		case O_KV:
+			if (strcmp(optarg, "f16") == 0) {
+				o->f.kv_type = ENGINE_KV_F16;
+			} else if (strcmp(optarg, "q8_0") == 0) {
+				o->f.kv_type = ENGINE_KV_Q8_0;
+			} else {
+				fprintf(stderr, "ttychat: --kv-type: '%s' is not f16 or q8_0\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case O_DEVICE:
+			if ((o->f.device = config_device(optarg)) < 0) {
+				fprintf(stderr, "ttychat: --device: '%s' is not auto, cpu or cuda\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case O_GPU_LAYERS:
+			if (parse_int(optarg, "--gpu-layers", -1, 1 << 20, &o->f.gpu_layers))
+				return EXIT_USAGE;
+			break;
+		case O_STOP:
+			if (!optarg[0] || strlen(optarg) > 1024) {
+				fprintf(stderr, "ttychat: --stop: the string must have 1 to 1024 bytes\n");
+				return EXIT_USAGE;
+			}
+			if (o->n_stop == CHATOPTS_STOP_MAX) {
+				fprintf(stderr, "ttychat: --stop: at most %d stop strings\n", CHATOPTS_STOP_MAX);
+				return EXIT_USAGE;
+			}
+			o->stop[o->n_stop++] = optarg;
+			o->stop[o->n_stop] = NULL;
+			break;
+		case O_RAW: o->f.raw = true; break;
+		case O_JSON:
+			if (!optarg || strcmp(optarg, "lines") == 0) {
+				o->out = CHAT_OUT_JSON_LINES;
+			} else if (strcmp(optarg, "final") == 0) {
+				o->out = CHAT_OUT_JSON_FINAL;
+			} else {
+				fprintf(stderr, "ttychat: --json=%s: use --json or --json=final\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case O_SAVE: o->save = true; break;
+		case O_CONT:
+			if (strlen(optarg) < 4 || strlen(optarg) > 32 ||
+			    strspn(optarg, "0123456789abcdef") != strlen(optarg)) {
+				fprintf(stderr, "ttychat: --continue: '%s' is not a conversation ID ('ttychat history list' shows them)\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			o->continue_id = optarg;
+			break;
+		case O_THEME: o->theme = optarg; break;
+		case O_REMOTE:
+			if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) {
+				fprintf(stderr, "ttychat: --remote: '%s' is not an http:// or https:// URL\n", optarg);
+				return EXIT_USAGE;
+			}
+			o->remote = optarg;
+			break;
+		case 'h':
+		case O_HELP:
+			printf("usage: ttychat [-m MODEL] [-p TEXT] [OPTIONS]\n");
+			chatopts_usage(stdout);
+			return EXIT_OK;
+		case O_VERSION:
+			printf("ttychat %s\n", PACKAGE_VERSION);
+			return EXIT_OK;
+		default:
+			fprintf(stderr, "ttychat: try 'ttychat --help'\n");
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ttychat: unexpected argument '%s' (a prompt goes after -p)\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (o->f.raw && (o->save || o->continue_id)) {
+		fprintf(stderr, "ttychat: --no-template cannot be combined with --save or --continue\n");
+		return EXIT_USAGE;
+	}
+	return remote_spec(o);
+}
+
+/* ---- input ----------------------------------------------------------------- */
+
+int chatopts_read_fd(int fd, size_t max, volatile sig_atomic_t *stop, char **out, size_t *len)
+{
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap);
+	if (!buf)
+		return ENOMEM;
+	for (;;) {
+		if (*stop) {
+			free(buf);
+			return EINTR;
+		}
+		if (n + 1 >= cap) {
+			if (cap > max) {
+				free(buf);
+				return EFBIG;
+			}
+			char *nb = realloc(buf, cap * 2);
+			if (!nb) {
+				free(buf);
+				return ENOMEM;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t r = read(fd, buf + n, cap - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EBADF)
+			r = 0;
+		if (r < 0) {
+			int e = errno;
+			free(buf);
+			return e;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+
+int chatopts_read_system(struct chat_opts *o, volatile sig_atomic_t *stop, char **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	const char *arg = o->system_arg;
+	if (!arg)
+		return 0;
+	if (arg[0] != '@' || arg[1] == '@') {
+		if (!(*out = strdup(arg[0] == '@' ? arg + 1 : arg))) {
+			snprintf(err, errlen, "out of memory");
+			return EXIT_FAIL;
+		}
+		o->f.system = *out;
+		return 0;
+	}
+	int fd = open(arg + 1, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "--system: cannot read %s: %s", arg + 1, fd < 0 ? strerror(errno) : "is a folder");
+		if (fd >= 0)
+			close(fd);
+		return EXIT_FAIL;
+	}
+	size_t len;
+	int e = chatopts_read_fd(fd, SYSTEM_MAX, stop, out, &len);
+	close(fd);
+	if (e == EINTR)
+		return 128 + (int)*stop;
+	if (e) {
+		snprintf(err, errlen, "--system: cannot read %s: %s", arg + 1, e == EFBIG ? "larger than 1 MiB" : strerror(e));
+		return EXIT_FAIL;
+	}
+	if (strlen(*out) != len) {
+		free(*out);
+		*out = NULL;
+		snprintf(err, errlen, "--system: %s contains NUL bytes (not text)", arg + 1);
+		return EXIT_FAIL;
+	}
+	/* a file's last newline is not part of the message */
+	while (len > 0 && ((*out)[len - 1] == '\n' || (*out)[len - 1] == '\r'))
+		(*out)[--len] = '\0';
+	o->f.system = *out;
+	return 0;
+}
