@@ -2,9 +2,13 @@
  * cmd_serve.c - `ttychat serve`: options, the model, signals; the server
  * itself is serve.c.
  *
- * The model is resolved like the chat's -m (a file, a models.d name, or a
- * remote entry: serve then relays to that server); its models.d sampling
- * defaults become the defaults of requests that leave a field out.  The
+ * The model is chosen and its settings decided as for the chat
+ * (src/session.h: flags > models.d > settings.json > defaults): a file, a
+ * models.d name, or a remote entry (serve then relays to that server); the
+ * entry's context, KV type, device and GPU layers apply to the load, and
+ * its sampling defaults become the defaults of requests that leave a field
+ * out.  A system prompt is the client's to send: the configured ones are
+ * not added.  The
  * listening line goes to stderr as soon as the socket is bound (with
  * --port 0 it tells the port chosen), so a script can wait for it; the
  * model then loads while /health answers 503.  SIGINT and SIGTERM stop
@@ -30,6 +34,7 @@
 #include "commands.h"
 #include "engine.h"
 #include "serve.h"
+#include "session.h"
 
 /* the self-pipe's write end, for the signal handler only */
 static volatile int serve_sig_fd = -1;
@@ -49,7 +54,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: ttychat serve [--host ADDR] [--port N] [-m MODEL] [--api-key-file FILE] [--max-queue N]\n"
-		"                     [--slots N] [-c N] [-t N] [-v]\n"
+		"                     [--slots N] [-c N] [-t N] [--kv-type TYPE] [--device DEV] [--gpu-layers N] [-v]\n"
 		"An OpenAI-compatible HTTP server on the local model: /v1/chat/completions,\n"
 		"/v1/completions, /v1/models, /health.\n"
 		"  --host ADDR          address to listen on (default 127.0.0.1; any other needs --api-key-file)\n"
@@ -60,6 +65,9 @@ static void usage(FILE *out)
 		"  --slots N            conversations whose KV cache is kept for reuse (default 8)\n"
 		"  -c, --ctx-size N     context size in tokens\n"
 		"  -t, --threads N      compute threads (default: all cores)\n"
+		"  --kv-type TYPE       KV cache type: f16 (default) or q8_0\n"
+		"  --device DEV         where the model runs: auto (default), cpu or cuda\n"
+		"  --gpu-layers N       layers on the GPU: -1 as many as fit (default), 0 none\n"
 		"  -v, --verbose        one line per request on stderr (never the content)\n");
 }
 
@@ -122,7 +130,7 @@ static char *read_key(const char *path)
 
 int cmd_serve(int argc, char **argv)
 {
-	enum { O_HOST = 1000, O_PORT, O_KEY, O_QUEUE, O_SLOTS, O_HELP };
+	enum { O_HOST = 1000, O_PORT, O_KEY, O_QUEUE, O_SLOTS, O_HELP, O_KV, O_DEVICE, O_GPU_LAYERS };
 	static const struct option longopts[] = {
 		{"host", required_argument, NULL, O_HOST},
 		{"port", required_argument, NULL, O_PORT},
@@ -132,12 +140,17 @@ int cmd_serve(int argc, char **argv)
 		{"slots", required_argument, NULL, O_SLOTS},
 		{"ctx-size", required_argument, NULL, 'c'},
 		{"threads", required_argument, NULL, 't'},
+		{"kv-type", required_argument, NULL, O_KV},
+		{"device", required_argument, NULL, O_DEVICE},
+		{"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
-	const char *host = "127.0.0.1", *model = NULL, *key_file = NULL;
-	int port = 8080, max_queue = 16, slots = 8, n_ctx = 0, threads = 0;
+	const char *host = "127.0.0.1", *key_file = NULL;
+	int port = 8080, max_queue = 16, slots = 8, n_ctx = 0;
+	struct session_flags f;
+	session_flags_init(&f);
 	bool verbose = false;
 	int c;
 	optind = 1;
@@ -148,7 +161,7 @@ int cmd_serve(int argc, char **argv)
 			if (parse_num(optarg, "--port", 0, 65535, &port))
 				return EXIT_USAGE;
 			break;
-		case 'm': model = optarg; break;
+		case 'm': f.model = optarg; break;
 		case O_KEY: key_file = optarg; break;
 		case O_QUEUE:
 			if (parse_num(optarg, "--max-queue", 0, 100000, &max_queue))
@@ -161,9 +174,27 @@ int cmd_serve(int argc, char **argv)
 		case 'c':
 			if (parse_num(optarg, "--ctx-size", 16, 1 << 24, &n_ctx))
 				return EXIT_USAGE;
+			f.n_ctx = (uint32_t)n_ctx;
 			break;
 		case 't':
-			if (parse_num(optarg, "--threads", 1, 1024, &threads))
+			if (parse_num(optarg, "--threads", 1, 1024, &f.n_threads))
+				return EXIT_USAGE;
+			break;
+		case O_KV:
+			if (strcmp(optarg, "f16") != 0 && strcmp(optarg, "q8_0") != 0) {
+				fprintf(stderr, "ttychat serve: --kv-type: '%s' is not f16 or q8_0\n", optarg);
+				return EXIT_USAGE;
+			}
+			f.kv_type = strcmp(optarg, "q8_0") == 0 ? ENGINE_KV_Q8_0 : ENGINE_KV_F16;
+			break;
+		case O_DEVICE:
+			if ((f.device = config_device(optarg)) < 0) {
+				fprintf(stderr, "ttychat serve: --device: '%s' is not auto, cpu or cuda\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case O_GPU_LAYERS:
+			if (parse_num(optarg, "--gpu-layers", -1, 1 << 20, &f.gpu_layers))
 				return EXIT_USAGE;
 			break;
 		case 'v': verbose = true; break;
@@ -186,30 +217,33 @@ int cmd_serve(int argc, char **argv)
 		return EXIT_USAGE;
 
 	char spec[4096], err[1024];
-	if (model)
-		snprintf(spec, sizeof spec, "%s", model);
-	else
-		config_settings_model(spec, sizeof spec);
+	struct config_settings prefs;
+	if (config_settings_read(&prefs, err, sizeof err) != 0) {
+		fprintf(stderr, "ttychat serve: %s\n", err);
+		config_settings_free(&prefs);
+		free(key);
+		return EXIT_FAIL;
+	}
 	struct model_entry me;
-	if (config_resolve_model(spec, &me, err, sizeof err) != 0) {
+	struct session_config cfg;
+	int rc = session_pick_model(&f, NULL, NULL, &prefs, spec, sizeof spec, NULL);
+	if (rc != 0)
+		snprintf(err, sizeof err, "the model name is too long");
+	else if ((rc = config_resolve_model(spec, &me, err, sizeof err)) == 0 &&
+		 (rc = session_resolve(&f, NULL, &me, &prefs, &cfg)) != 0) {
+		snprintf(err, sizeof err, "out of memory");
+		config_entry_free(&me);
+	}
+	config_settings_free(&prefs);
+	if (rc != 0) {
 		fprintf(stderr, "ttychat serve: %s\n", err);
 		free(key);
 		return EXIT_MODEL;
 	}
 	struct serve_opts so = {.host = host, .port = port, .api_key = key, .max_queue = max_queue, .slots = slots,
 				.model_name = me.name, .log = verbose ? stderr : NULL};
-	/* requests that leave a field out get the entry's defaults */
-	engine_sampling_default(&so.sampling);
-	if (me.temperature >= 0)
-		so.sampling.temperature = me.temperature;
-	if (me.top_k >= 0)
-		so.sampling.top_k = me.top_k;
-	if (me.top_p >= 0)
-		so.sampling.top_p = me.top_p;
-	if (me.min_p >= 0)
-		so.sampling.min_p = me.min_p;
-	if (me.repeat_penalty > 0)
-		so.sampling.repeat_penalty = me.repeat_penalty;
+	/* requests that leave a field out get the decided defaults */
+	so.sampling = cfg.sampling;
 	/* a bare file is served under its base name */
 	const char *slash = strrchr(me.name, '/');
 	if (!me.remote && slash && slash[1])
@@ -235,7 +269,7 @@ int cmd_serve(int argc, char **argv)
 	sigaction(SIGTERM, &sa, &old_term);
 	sigaction(SIGPIPE, &ign, &old_pipe);
 
-	struct engine_params ep = {.n_threads = threads ? threads : me.threads};
+	struct engine_params ep = {.n_threads = cfg.n_threads};
 	e = engine_create(&ep, err, sizeof err);
 	if (!e) {
 		fprintf(stderr, "ttychat serve: %s\n", err);
@@ -248,10 +282,7 @@ int cmd_serve(int argc, char **argv)
 		status = EXIT_FAIL;
 		goto restore;
 	}
-	struct engine_load_opts lo = {.n_ctx = (uint32_t)(n_ctx ? n_ctx : (int)me.context_size),
-				      .kv_type = me.kv_type == 1 ? ENGINE_KV_Q8_0 : ENGINE_KV_F16,
-				      .template_override = me.template_text};
-	int req = engine_load(e, me.path, &lo);
+	int req = engine_load(e, me.path, &cfg.load);
 	if (req <= 0) {
 		fprintf(stderr, "ttychat serve: %s: %s\n", me.display_name, engine_last_error(e));
 		status = EXIT_MODEL;
@@ -285,5 +316,6 @@ out:
 		free(key);
 	}
 	config_entry_free(&me);
+	session_config_free(&cfg);
 	return status;
 }

@@ -283,6 +283,15 @@ def tests(srv, url, host, tmp):
     os.chmod(kf, 0o600)
     rc, out, err, _ = run(["-m", "keyed", "-p", "hi"], key=None)
     check(rc == 0 and out.strip() == "Hello wörld ✓", "key file 0600 works (%d %r %r)" % (rc, out, err))
+    # a remote entry's context_size is the server's: one-shot takes it as it
+    # is, as the full-screen chat does (one-shot capped it at 4096)
+    with open(os.path.join(CONFIG, "ttychat", "models.d", "bigctx.json"), "w") as f:
+        json.dump({"name": "bigctx", "context_size": 32768,
+                   "remote": {"base_url": url, "model": "fake", "api_key_file": kf}}, f)
+    rc, out, err, _ = run(["-m", "bigctx", "-p", "hi", "--json=final"], key=None)
+    last = json_lines(out)[-1] if json_lines(out) else {}
+    check(rc == 0 and last.get("stats", {}).get("ctx_size") == 32768,
+          "a remote entry's context_size is not capped (%d %r)" % (rc, last.get("stats")))
 
     # models.d remote entries in the catalogue; invalid ones named with their key
     with open(os.path.join(CONFIG, "ttychat", "models.d", "badurl.json"), "w") as f:

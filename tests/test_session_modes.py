@@ -1,0 +1,195 @@
+#!/usr/bin/python3
+"""test_session_modes.py - one-shot, `serve` and `bench` decide a model's
+settings the same way (src/session.h), on the real SmolLM2 model.
+
+A models.d entry asks for a context of 8192 and a q8_0 KV cache; a
+settings.json asks for a context of 1024 and a temperature.  Checked:
+  - one-shot and serve load the model with the same context (the entry's
+    8192 capped by settings.json's 1024; serve took the entry's 8192 as it
+    was and ignored the cap before) and the same KV cache size;
+  - -c / --ctx-size beats both, in both modes;
+  - a greedy reply of one-shot with the entry's sampling equals serve's
+    reply to a request that leaves the sampling out;
+  - a bad settings.json is one line naming the file and the key, and exit
+    status 1, in one-shot and in serve; the chat's default model comes
+    from a good one.
+The full-screen chat goes through the same session_resolve() (its tmux
+tests cover the chat itself).
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from checks import check, report
+
+BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
+MODELS = os.environ.get("TTYCHAT_MODELS_DIR", "")
+MODEL_FILE = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
+TMP = None
+
+
+def env():
+    e = dict(os.environ)
+    for v in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+        e.pop(v, None)
+    e["XDG_CONFIG_HOME"] = os.path.join(TMP, "config")
+    e["XDG_DATA_HOME"] = os.path.join(TMP, "data")
+    e["XDG_STATE_HOME"] = os.path.join(TMP, "state")
+    e["CI"] = "true"
+    return e
+
+
+def run(args):
+    p = subprocess.run([BIN] + args, capture_output=True, timeout=300, stdin=subprocess.DEVNULL, env=env())
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def oneshot(args):
+    rc, out, err = run(args + ["--json=final"])
+    lines = [l for l in out.splitlines() if l.strip()]
+    try:
+        return rc, json.loads(lines[-1]) if lines else {}, err
+    except ValueError:
+        return rc, {}, err
+
+
+def request(port, method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        c.request(method, path, body=json.dumps(body).encode() if body is not None else None,
+                  headers={"Content-Type": "application/json"} if body is not None else {})
+        r = c.getresponse()
+        raw = r.read()
+        return r.status, json.loads(raw)
+    except (OSError, ValueError) as e:
+        return None, str(e)
+    finally:
+        c.close()
+
+
+def serve(args):
+    """Starts serve; returns (process, port, stderr path)."""
+    log = os.path.join(TMP, "serve-%d.log" % time.monotonic_ns())
+    lf = open(log, "wb")
+    p = subprocess.Popen([BIN, "serve", "--port", "0"] + args, stdout=lf, stderr=lf, stdin=subprocess.DEVNULL,
+                         env=env())
+    port = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and p.poll() is None and port is None:
+        with open(log, errors="replace") as f:
+            for line in f:
+                if "listening on http://" in line:
+                    port = int(line.split("listening on http://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+        time.sleep(0.05)
+    while port and time.monotonic() < deadline:
+        st, _ = request(port, "GET", "/health")
+        if st == 200:
+            break
+        time.sleep(0.1)
+    return p, port, log
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def serve_ctx(args):
+    """The context serve loaded the model with, and a greedy reply."""
+    p, port, log = serve(args)
+    ctx, text = None, None
+    if port:
+        st, models = request(port, "GET", "/v1/models")
+        if st == 200:
+            ctx = models["data"][0].get("meta", {}).get("n_ctx")
+        st, rep = request(port, "POST", "/v1/chat/completions",
+                          {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 8})
+        if st == 200:
+            text = rep["choices"][0]["message"]["content"]
+    stop(p)
+    return ctx, text, open(log, errors="replace").read()
+
+
+def write(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(obj if isinstance(obj, str) else json.dumps(obj))
+
+
+def main():
+    global TMP
+    if not os.path.exists(BIN):
+        print("SKIP: no ttychat binary at", BIN)
+        return 77
+    if not os.path.exists(MODEL_FILE):
+        print("SKIP: the SmolLM2 model is not in", MODELS, "(scripts/fetch-models)")
+        return 77
+    TMP = tempfile.mkdtemp(prefix="ttychat-session-")
+    try:
+        return tests()
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+def tests():
+    conf = os.path.join(TMP, "config", "ttychat")
+    settings = os.path.join(conf, "settings.json")
+    # the entry is greedy, so the replies of both modes can be compared
+    write(os.path.join(conf, "models.d", "bigsmol.json"),
+          {"name": "bigsmol", "file": MODEL_FILE, "context_size": 8192, "kv_type": "q8_0",
+           "sampling": {"temperature": 0}})
+    write(settings, {"context_size": 1024, "sampling": {"temperature": 0.9}})
+
+    rc, one, err = oneshot(["-m", "bigsmol", "-p", "Name a colour.", "-n", "8"])
+    st = one.get("stats", {})
+    check(rc == 0 and st.get("ctx_size") == 1024, "one-shot: the entry's 8192 capped by settings.json (%d %r %s)" %
+          (rc, st.get("ctx_size"), err.strip()))
+    ctx, text, log = serve_ctx(["-m", "bigsmol"])
+    check(ctx == 1024, "serve: the same context as one-shot (%r; it took the entry's 8192 before) %s" % (ctx, log))
+    check(text is not None and text == one.get("text"),
+          "serve and one-shot give the same greedy reply with the entry's sampling (%r vs %r)" %
+          (text, one.get("text")))
+
+    # the KV cache type of the entry: q8_0 makes the cache smaller than -kv f16
+    rc, f16, _ = oneshot(["-m", "bigsmol", "-p", "Hi", "-n", "1", "--kv-type", "f16"])
+    kv_q8, kv_f16 = st.get("kv_bytes", 0), f16.get("stats", {}).get("kv_bytes", 0)
+    check(rc == 0 and 0 < kv_q8 < kv_f16, "the entry's q8_0 KV cache, --kv-type f16 beats it (%r < %r)" %
+          (kv_q8, kv_f16))
+
+    # -c beats the entry and settings.json, in both modes
+    rc, one, _ = oneshot(["-m", "bigsmol", "-p", "Hi", "-n", "1", "-c", "512"])
+    check(rc == 0 and one.get("stats", {}).get("ctx_size") == 512, "one-shot -c 512 (%r)" % one.get("stats"))
+    ctx, _, log = serve_ctx(["-m", "bigsmol", "-c", "512"])
+    check(ctx == 512, "serve -c 512 (%r)" % ctx)
+
+    # settings.json's "model" is the default model of every mode
+    write(settings, {"model": "bigsmol"})
+    rc, one, err = oneshot(["-p", "Hi", "-n", "1"])
+    check(rc == 0 and one.get("model", {}).get("name") == "bigsmol" and
+          one.get("stats", {}).get("ctx_size") == 4096,
+          "settings.json model, the entry capped at 4096 (%d %r %s)" % (rc, one.get("model"), err.strip()))
+
+    # a bad settings.json: one line naming the file and the key
+    write(settings, {"context_size": "big"})
+    rc, out, err = run(["-m", "bigsmol", "-p", "Hi", "-n", "1"])
+    check(rc == 1 and settings in err and "key 'context_size'" in err and len(err.strip().splitlines()) == 1,
+          "one-shot: a bad settings.json (%d %r)" % (rc, err))
+    rc, out, err = run(["serve", "--port", "0", "-m", "bigsmol"])
+    check(rc == 1 and settings in err and "key 'context_size'" in err, "serve: a bad settings.json (%d %r)" %
+          (rc, err))
+    return report()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
