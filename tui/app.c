@@ -50,8 +50,11 @@
 #include "chatlist.h"
 #include "chats.h"
 #include "cmds.h"
+#include "help.h"
 #include "input.h"
 #include "models.h"
+#include "overlay.h"
+#include "picker.h"
 #include "sidebar.h"
 #include "text.h"
 #include "theme.h"
@@ -79,8 +82,6 @@ enum {
 	D_LAYOUT = 1 << 6,
 	D_ALL = 0x7f,
 };
-
-enum overlay { OV_NONE, OV_HELP, OV_PICKER, OV_CHATS };
 
 struct app {
 	const struct tui_opts *o;
@@ -125,14 +126,8 @@ struct app {
 	bool side_owed;
 	double side_next;
 
-	/* overlays */
-	enum overlay overlay;
-	char **help;
-	size_t help_n;
-	int help_top;
-	struct model_list models;
-	size_t pick;
-	int pick_top;
+	/* the box over the chat (help, picker, conversations), or NULL */
+	struct overlay *over;
 
 	/* bracketed paste */
 	bool pasting;
@@ -154,7 +149,6 @@ struct app {
 		char model_id[33];
 	} exports[MAX_EXPORTS];   /* KV snapshot exports in flight */
 	size_t n_exports;
-	struct chatlist cl;
 };
 
 /* ---- signals: a self-pipe, and the emergency restore --------------------- */
@@ -260,6 +254,29 @@ static void set_preset(struct app *a, const char *text)
 {
 	free(a->preset);
 	a->preset = strdup(text);
+}
+
+/* Closes the box over the chat (if one is open); the screen is laid out
+ * again without it. */
+static void close_overlay(struct app *a)
+{
+	overlay_close(a->over);
+	a->over = NULL;
+	a->dirty |= D_LAYOUT;
+}
+
+/* Opens OV (NULL: out of memory, nothing opens) in place of any other. */
+static void open_overlay(struct app *a, struct overlay *ov)
+{
+	close_overlay(a);
+	a->over = ov;
+}
+
+/* A load ended: the picker that started it has done its job. */
+static void close_picker(struct app *a)
+{
+	if (a->over && a->over->cls == &picker_class)
+		close_overlay(a);
 }
 
 /* ---- the conversation and the engine -------------------------------------- */
@@ -639,10 +656,7 @@ static void on_event(struct app *a, struct engine_event *ev)
 			models_last_write(a->load_spec, err, sizeof err);
 		}
 		a->dirty |= D_ALL & ~D_LAYOUT;
-		if (a->overlay == OV_PICKER) {
-			a->overlay = OV_NONE;
-			a->dirty |= D_LAYOUT;
-		}
+		close_picker(a);
 		/* the open conversation may have a snapshot for this model */
 		import_kv(a);
 		break;
@@ -731,10 +745,7 @@ static void on_event(struct app *a, struct engine_event *ev)
 		if (load) {
 			notice(a, TR_ERROR, "%s", ev->message);
 			a->load_req = 0;
-			if (a->overlay == OV_PICKER) {
-				a->overlay = OV_NONE;
-				a->dirty |= D_LAYOUT;
-			}
+			close_picker(a);
 			a->st.phase = PH_NOMODEL;
 			a->st.have_info = false;
 			if (a->reply >= 0) {
@@ -932,39 +943,13 @@ static bool open_conv(struct app *a, const char *id)
 
 /* ---- the conversation list (F3) ------------------------------------------------ */
 
-static void close_overlay(struct app *a)
-{
-	if (a->overlay == OV_CHATS)
-		chatlist_free(&a->cl);
-	a->overlay = OV_NONE;
-	a->dirty |= D_LAYOUT;
-}
-
-static void chats_refresh(struct app *a, const char *select_id)
-{
-	struct chats_entry *v;
-	size_t n;
-	if (chats_list(a->ch, a->cl.filter, &v, &n) != 0) {
-		snprintf(a->cl.note, sizeof a->cl.note, "%s", chats_errmsg(a->ch));
-		a->cl.note_bad = true;
-		return;
-	}
-	chatlist_set(&a->cl, v, n, select_id);
-	a->dirty |= D_LAYOUT;
-}
-
 static void open_chats(struct app *a, const char *needle)
 {
 	if (!a->ch) {
 		notice(a, TR_NOTICE, "history is off (%s): there are no saved conversations to show", a->hist_off);
 		return;
 	}
-	chatlist_free(&a->cl);
-	memset(&a->cl, 0, sizeof a->cl);
-	snprintf(a->cl.filter, sizeof a->cl.filter, "%s", needle ? needle : "");
-	a->overlay = OV_CHATS;
-	chats_refresh(a, chats_id(a->ch));
-	a->dirty |= D_LAYOUT;
+	open_overlay(a, chatlist_open(a->ch, needle));
 }
 
 static bool is_open(const struct app *a, const char *id)
@@ -973,7 +958,7 @@ static bool is_open(const struct app *a, const char *id)
 	return cur && strcmp(cur, id) == 0;
 }
 
-static void delete_conv(struct app *a, const char *id)
+static void delete_conv(struct app *a, struct chatlist *l, const char *id)
 {
 	const bool cur = is_open(a, id);
 	if (cur && busy(a)) {
@@ -986,11 +971,8 @@ static void delete_conv(struct app *a, const char *id)
 	for (size_t i = 0; i < a->n_exports; i++)
 		if (strcmp(a->exports[i].conv_id, id) == 0)
 			a->exports[i].conv_id[0] = '\0';
-	if (chats_delete(a->ch, id) != 0) {
-		snprintf(a->cl.note, sizeof a->cl.note, "not deleted: %s", chats_errmsg(a->ch));
-		a->cl.note_bad = true;
+	if (chatlist_remove(l, id) != 0)
 		return;
-	}
 	if (cur) {
 		engine_drop_conv(a->eng, a->conv);
 		a->conv++;
@@ -1000,66 +982,36 @@ static void delete_conv(struct app *a, const char *id)
 		clear_view(a);
 		notice(a, TR_NOTICE, "that conversation is deleted; this is a new one");
 	}
-	snprintf(a->cl.note, sizeof a->cl.note, "deleted");
-	a->cl.note_bad = false;
-	chats_refresh(a, NULL);
 	hist_update_state(a);
 }
 
-static void chats_action(struct app *a, enum chatlist_action act)
+/* What the conversation list asks for (CHATLIST_* of chatlist.h). */
+static void chats_action(struct app *a, int act)
 {
-	const struct chats_entry *e = chatlist_selected(&a->cl);
+	struct chatlist *l = chatlist_of(a->over);
+	const struct chats_entry *e = l ? chatlist_selected(l) : NULL;
 	char id[CHATS_ID_LEN + 1] = "";
 	if (e)
 		snprintf(id, sizeof id, "%s", e->id);
 	switch (act) {
-	case CLA_NONE:
-		break;
-	case CLA_CLOSE:
+	case CHATLIST_OPEN:
 		close_overlay(a);
-		break;
-	case CLA_OPEN:
-		if (!e)
-			break;
-		if (!e->readable) {
-			snprintf(a->cl.note, sizeof a->cl.note, "cannot open it: %s", e->error ? e->error : "unreadable");
-			a->cl.note_bad = true;
-			break;
-		}
-		close_overlay(a);
-		if (!is_open(a, id))
+		if (id[0] && !is_open(a, id))
 			open_conv(a, id);
 		break;
-	case CLA_NEW:
+	case CHATLIST_NEW:
 		close_overlay(a);
 		if (reset_conversation(a, false))
 			notice(a, TR_NOTICE, "new conversation");
 		break;
-	case CLA_RENAME:
-		if (!e)
-			break;
-		if (chats_rename(a->ch, id, a->cl.field) < 0) {
-			snprintf(a->cl.note, sizeof a->cl.note, "not renamed: %s", chats_errmsg(a->ch));
-			a->cl.note_bad = true;
-			break;
-		}
-		snprintf(a->cl.note, sizeof a->cl.note, "renamed");
-		a->cl.note_bad = false;
-		chats_refresh(a, id);
+	case CHATLIST_DELETE:
+		if (l && id[0])
+			delete_conv(a, l, id);
+		break;
+	case CHATLIST_RENAMED:
 		hist_update_state(a);
 		break;
-	case CLA_DELETE:
-		if (e)
-			delete_conv(a, id);
-		break;
-	case CLA_SEARCH:
-		snprintf(a->cl.filter, sizeof a->cl.filter, "%s", a->cl.field);
-		a->cl.sel = 0;
-		a->cl.top = 0;
-		chats_refresh(a, NULL);
-		break;
 	}
-	a->dirty |= D_OVER | D_HINT;
 }
 
 /* The last user item, or -1. */
@@ -1229,62 +1181,14 @@ static void on_line(void *ctx, char *line)
 
 /* ---- help and picker ---------------------------------------------------------- */
 
-static void help_add(struct app *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void help_add(struct app *a, const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	char **nh = realloc(a->help, (a->help_n + 1) * sizeof *nh);
-	if (!nh)
-		return;
-	a->help = nh;
-	a->help[a->help_n] = strdup(buf);
-	if (a->help[a->help_n])
-		a->help_n++;
-}
-
-static void free_help(struct app *a)
-{
-	for (size_t i = 0; i < a->help_n; i++)
-		free(a->help[i]);
-	free(a->help);
-	a->help = NULL;
-	a->help_n = 0;
-}
-
 static void open_help(struct app *a)
 {
-	free_help(a);
-	help_add(a, "Keys");
-	for (size_t i = 0; i < tui_n_keys; i++)
-		if (tui_keys[i].name)
-			help_add(a, "  %-18s %s", tui_keys[i].name, tui_keys[i].help);
-	help_add(a, "%s", "");
-	help_add(a, "Commands");
-	for (size_t i = 0; i < tui_n_cmds; i++) {
-		char name[64];
-		snprintf(name, sizeof name, "/%s%s%s", tui_cmds[i].name, tui_cmds[i].args[0] ? " " : "",
-			 tui_cmds[i].args);
-		help_add(a, "  %-18s %s%s%s", name, tui_cmds[i].help, tui_cmds[i].alias ? "; also /" : "",
-			 tui_cmds[i].alias ? tui_cmds[i].alias : "");
-	}
-	help_add(a, "%s", "");
-	help_add(a, "Type a message and press Enter.  Start it with // to send a leading slash.");
-	char set[512];
-	cmds_settings_str(&a->set, set, sizeof set);
-	help_add(a, "Settings: %s", set);
-	a->help_top = 0;
-	a->overlay = OV_HELP;
-	a->dirty |= D_LAYOUT;
+	open_overlay(a, help_open(&a->set));
 }
 
 static void open_picker(struct app *a)
 {
 	char err[256];
-	models_free(&a->models);
 	a->st.mem_avail = models_mem_available();
 	/* on a GPU the fit is against its memory: what is free there plus
 	 * what the model being replaced holds (as of the last engine figures;
@@ -1292,34 +1196,23 @@ static void open_picker(struct app *a)
 	uint64_t avail = a->st.mem_avail;
 	if (a->st.vram_total && a->o->device != ENGINE_DEVICE_CPU)
 		avail = a->st.vram_free + a->st.vram_ours;
-	if (models_scan(&a->models, a->o->n_ctx, avail, err, sizeof err) != 0) {
+	struct overlay *p = picker_open(a->o->n_ctx, avail, &a->st, a->model_path, err, sizeof err);
+	if (!p) {
 		notice(a, TR_ERROR, "%s", err);
 		return;
 	}
-	if (a->models.n == 0) {
-		char dir[4096] = "?";
-		config_models_dir(dir, sizeof dir);
-		notice(a, TR_ERROR, "no models found (models.d entries, or *.gguf files in %s)", dir);
-		return;
-	}
-	a->pick = 0;
-	for (size_t i = 0; i < a->models.n; i++)
-		if (strcmp(a->models.v[i].path, a->model_path) == 0)
-			a->pick = i;
-	a->pick_top = 0;
-	a->overlay = OV_PICKER;
-	a->dirty |= D_LAYOUT;
+	open_overlay(a, p);
 }
 
+/* Enter in the picker: loads the model it shows selected. */
 static void pick_load(struct app *a)
 {
-	if (a->pick >= a->models.n)
+	const struct model_item *m = picker_selected(a->over);
+	if (!m)
 		return;
-	const struct model_item *m = &a->models.v[a->pick];
 	if (!m->present) {
 		notice(a, TR_ERROR, "%s: %s", m->display, m->note[0] ? m->note : "not available");
-		a->overlay = OV_NONE;
-		a->dirty |= D_LAYOUT;
+		close_overlay(a);
 		return;
 	}
 	if (m->from_models_d) {
@@ -1385,65 +1278,33 @@ static void layout(struct app *a)
 		a->too_small = true;
 		return;
 	}
-	if (a->overlay != OV_NONE) {
-		int ow = a->cols - 4 < 110 ? a->cols - 4 : 110;
-		int oh = a->lines - 2;
-		if (a->overlay == OV_PICKER && (int)a->models.n + 9 < oh)
-			oh = (int)a->models.n + 9;
-		if (a->overlay == OV_HELP && (int)a->help_n + 4 < oh)
-			oh = (int)a->help_n + 4;
-		if (a->overlay == OV_CHATS && (int)a->cl.n + 5 < oh)
-			oh = (int)a->cl.n + 5 < 8 ? 8 : (int)a->cl.n + 5;
-		a->w_over = newwin(oh, ow, (a->lines - oh) / 2, (a->cols - ow) / 2);
-	}
+	if (a->over)
+		a->w_over = overlay_window(a->over, a->lines, a->cols);
 	tr_resize(&a->tr, a->cols - sw, th, a->text_flags);
 	a->dirty = D_ALL & ~D_LAYOUT;
 }
 
 static void draw_hint(struct app *a)
 {
-	WINDOW *w = a->w_hint;
-	werase(w);
-	struct {
-		const char *key, *what;
-	} h[8];
-	int n = 0;
-	if (a->overlay == OV_HELP) {
-		h[n++] = (typeof(h[0])){"Up/Down", "scroll"};
-		h[n++] = (typeof(h[0])){"Esc", "close"};
-	} else if (a->overlay == OV_CHATS && (a->cl.mode == CL_SEARCH || a->cl.mode == CL_RENAME)) {
-		h[n++] = (typeof(h[0])){"Enter", a->cl.mode == CL_SEARCH ? "search" : "rename"};
-		h[n++] = (typeof(h[0])){"Esc", "cancel"};
-	} else if (a->overlay == OV_CHATS && a->cl.mode == CL_CONFIRM) {
-		h[n++] = (typeof(h[0])){"y", "delete"};
-		h[n++] = (typeof(h[0])){"n", "keep"};
-	} else if (a->overlay == OV_CHATS) {
-		h[n++] = (typeof(h[0])){"Enter", "open"};
-		h[n++] = (typeof(h[0])){"n", "new"};
-		h[n++] = (typeof(h[0])){"r", "rename"};
-		h[n++] = (typeof(h[0])){"d", "delete"};
-		h[n++] = (typeof(h[0])){"/", "search"};
-		h[n++] = (typeof(h[0])){"Esc", "close"};
-	} else if (a->overlay == OV_PICKER) {
-		h[n++] = (typeof(h[0])){"Up/Down", "choose"};
-		h[n++] = (typeof(h[0])){"Enter", "load"};
-		h[n++] = (typeof(h[0])){"Esc", a->st.phase == PH_LOADING ? "cancel loading" : "close"};
-	} else if (a->editing >= 0) {
-		h[n++] = (typeof(h[0])){"Enter", "resend edited message"};
-		h[n++] = (typeof(h[0])){"Esc", "cancel the edit"};
-	} else {
+	static const struct ov_hint chat[] = {
 		/* one line whether idle or replying: repainting it at each
 		 * turn would cost more bytes than it tells */
-		h[n++] = (typeof(h[0])){"Enter", "send"};
-		h[n++] = (typeof(h[0])){"Esc", "stop"};
-		h[n++] = (typeof(h[0])){"F1", "help"};
-		h[n++] = (typeof(h[0])){"F2", "model"};
-		h[n++] = (typeof(h[0])){"PgUp/PgDn", "scroll"};
-		h[n++] = (typeof(h[0])){"Alt-Enter", "newline"};
-		h[n++] = (typeof(h[0])){"Ctrl-C", "quit"};
+		{"Enter", "send"},   {"Esc", "stop"},		{"F1", "help"},	    {"F2", "model"},
+		{"PgUp/PgDn", "scroll"}, {"Alt-Enter", "newline"}, {"Ctrl-C", "quit"},
+	};
+	static const struct ov_hint edit[] = {{"Enter", "resend edited message"}, {"Esc", "cancel the edit"}};
+	struct ov_hint h[8];
+	size_t n;
+	if (a->over) {
+		n = a->over->cls->hints(a->over, h, sizeof h / sizeof h[0]);
+	} else {
+		n = a->editing >= 0 ? sizeof edit / sizeof edit[0] : sizeof chat / sizeof chat[0];
+		memcpy(h, a->editing >= 0 ? edit : chat, n * sizeof h[0]);
 	}
+	WINDOW *w = a->w_hint;
+	werase(w);
 	int col = 0;
-	for (int i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		int need = (int)strlen(h[i].key) + 1 + (int)strlen(h[i].what) + 2;
 		if (col + need - 2 > a->cols)
 			break;
@@ -1456,125 +1317,6 @@ static void draw_hint(struct app *a)
 		col += need;
 	}
 	wattrset(w, A_NORMAL);
-}
-
-static void draw_box(struct app *a, const char *title)
-{
-	WINDOW *w = a->w_over;
-	werase(w);
-	wattrset(w, (attr_t)a->attrs[ROLE_BORDER]);
-	box(w, 0, 0);
-	wattrset(w, (attr_t)a->attrs[ROLE_TITLE]);
-	mvwprintw(w, 0, 2, " %s ", title);
-	wattrset(w, A_NORMAL);
-}
-
-static void draw_help(struct app *a)
-{
-	WINDOW *w = a->w_over;
-	int h, wd;
-	getmaxyx(w, h, wd);
-	draw_box(a, "Help");
-	int rows = h - 2;
-	if (a->help_top > (int)a->help_n - rows)
-		a->help_top = (int)a->help_n - rows > 0 ? (int)a->help_n - rows : 0;
-	for (int r = 0; r < rows && a->help_top + r < (int)a->help_n; r++) {
-		const char *s = a->help[a->help_top + r];
-		bool heading = s[0] && s[0] != ' ';
-		wmove(w, 1 + r, 2);
-		tr_put_text(w, s, strlen(s), wd - 4, a->text_flags, a->attrs[heading ? ROLE_SIDE_TITLE : ROLE_SIDE],
-			    a->attrs[ROLE_CTRL]);
-	}
-}
-
-static void draw_picker(struct app *a)
-{
-	WINDOW *w = a->w_over;
-	int h, wd;
-	getmaxyx(w, h, wd);
-	draw_box(a, "Models");
-	const int list_h = h - 7 > 1 ? h - 7 : 1;
-	if ((int)a->pick < a->pick_top)
-		a->pick_top = (int)a->pick;
-	if ((int)a->pick >= a->pick_top + list_h)
-		a->pick_top = (int)a->pick - list_h + 1;
-	const bool wide = wd >= 90;
-	char sz[32], need[32], par[32], line[512];
-	for (int r = 0; r < list_h && a->pick_top + r < (int)a->models.n; r++) {
-		const size_t i = (size_t)(a->pick_top + r);
-		const struct model_item *m = &a->models.v[i];
-		const bool sel = i == a->pick;
-		const bool cur = m->path[0] && strcmp(m->path, a->model_path) == 0;
-		models_fmt_bytes(m->file_bytes, sz, sizeof sz);
-		models_fmt_params(m->n_params, par, sizeof par);
-		int fit_w = 13;
-		int name_w = wd - 4 - fit_w - (wide ? 8 + 7 + 20 + 10 : 0);
-		if (name_w < 8)
-			name_w = 8;
-		if (m->present && wide && !m->remote)
-			snprintf(line, sizeof line, "%s %-*.*s %-7.7s %6s %-19.19s %9s", cur ? "*" : " ", name_w - 2,
-				 name_w - 2, m->display, m->arch, par, m->quant, sz);
-		else if (wide && m->remote)
-			snprintf(line, sizeof line, "%s %-*.*s %-7.7s", cur ? "*" : " ", name_w - 2, name_w - 2, m->display,
-				 m->arch);
-		else
-			snprintf(line, sizeof line, "%s %-*.*s", cur ? "*" : " ", wd - 4 - fit_w - 1, wd - 4 - fit_w - 1,
-				 m->display);
-		wmove(w, 1 + r, 1);
-		unsigned long at = a->attrs[sel ? ROLE_SELECT : ROLE_SIDE];
-		int used = tr_put_text(w, line, strlen(line), wd - 2 - fit_w, a->text_flags, at, a->attrs[ROLE_CTRL]);
-		wattrset(w, (attr_t)at);
-		for (int k = used; k < wd - 2 - fit_w; k++)
-			waddch(w, ' ');
-		int role = m->remote ? ROLE_SIDE : !m->present ? ROLE_BAD : m->fit == FIT_YES ? ROLE_GOOD
-			 : m->fit == FIT_TIGHT ? ROLE_WARN : m->fit == FIT_NO ? ROLE_BAD : ROLE_SIDE;
-		const char *f = m->remote ? "remote" : m->present ? models_fit_str(m->fit) : "missing";
-		wattrset(w, (attr_t)(a->attrs[role] | (sel ? a->attrs[ROLE_SELECT] : 0)));
-		wprintw(w, " %-*s", fit_w - 1, f);
-		wattrset(w, A_NORMAL);
-	}
-	/* details of the selected model */
-	if (a->pick < a->models.n) {
-		const struct model_item *m = &a->models.v[a->pick];
-		int r = h - 6;
-		char mem[32], kv[32];
-		wmove(w, r++, 2);
-		const char *where = m->remote ? m->note : m->path[0] ? m->path : m->name;
-		tr_put_text(w, where, strlen(where), wd - 4, a->text_flags, a->attrs[ROLE_SIDE], a->attrs[ROLE_CTRL]);
-		wmove(w, r++, 2);
-		if (m->remote) {
-			static const char served[] = "served by an OpenAI-compatible server: nothing to load here";
-			tr_put_text(w, served, strlen(served), wd - 4, a->text_flags, a->attrs[ROLE_SIDE],
-				    a->attrs[ROLE_CTRL]);
-		} else if (m->present) {
-			models_fmt_params(m->n_params, par, sizeof par);
-			snprintf(line, sizeof line, "%s, %s parameters, %s", m->arch, par, m->quant);
-			tr_put_text(w, line, strlen(line), wd - 4, a->text_flags, a->attrs[ROLE_SIDE],
-				    a->attrs[ROLE_CTRL]);
-		} else {
-			tr_put_text(w, m->note, strlen(m->note), wd - 4, a->text_flags, a->attrs[ROLE_BAD],
-				    a->attrs[ROLE_CTRL]);
-		}
-		if (m->present && !m->remote) {
-			models_fmt_bytes(m->file_bytes, sz, sizeof sz);
-			models_fmt_bytes(m->kv_bytes, kv, sizeof kv);
-			models_fmt_bytes(m->need_bytes, need, sizeof need);
-			models_fmt_bytes(a->st.mem_avail, mem, sizeof mem);
-			snprintf(line, sizeof line, "needs %s (weights %s + KV %s at %u tokens) of %s available: %s", need,
-				 sz, kv, m->n_ctx, a->st.mem_avail ? mem : "?", models_fit_str(m->fit));
-			wmove(w, r, 2);
-			tr_put_text(w, line, strlen(line), wd - 4, a->text_flags, a->attrs[ROLE_SIDE],
-				    a->attrs[ROLE_CTRL]);
-		}
-		r++;
-		if (a->st.phase == PH_LOADING) {
-			snprintf(line, sizeof line, "loading %s: %.0f%%  (Esc cancels)", a->st.model,
-				 (double)a->st.progress * 100.0);
-			wmove(w, r, 2);
-			tr_put_text(w, line, strlen(line), wd - 4, a->text_flags, a->attrs[ROLE_WARN],
-				    a->attrs[ROLE_CTRL]);
-		}
-	}
 }
 
 static void draw_too_small(struct app *a)
@@ -1606,6 +1348,9 @@ static void set_cursor(struct app *a, bool on)
 
 static void draw(struct app *a)
 {
+	/* a box whose content changed size is laid out again */
+	if ((a->dirty & D_OVER) && a->over && a->w_over && overlay_resized(a->over, a->w_over, a->lines, a->cols))
+		a->dirty |= D_LAYOUT;
 	if (a->dirty & D_LAYOUT)
 		layout(a);
 	if (a->too_small) {
@@ -1648,15 +1393,10 @@ static void draw(struct app *a)
 		input_draw(a->w_input, a->text_flags, a->attrs[ROLE_PROMPT], a->attrs[ROLE_INPUT], a->attrs[ROLE_CTRL]);
 		any = true;
 	}
-	if (a->w_over && (any || (a->dirty & D_OVER))) {
+	if (a->w_over && a->over && (any || (a->dirty & D_OVER))) {
 		int cy = -1, cx = 0;
-		if (a->overlay == OV_HELP)
-			draw_help(a);
-		else if (a->overlay == OV_PICKER)
-			draw_picker(a);
-		else if (a->overlay == OV_CHATS)
-			chatlist_draw(a->w_over, &a->cl, a->ch ? chats_id(a->ch) : NULL, a->attrs, a->text_flags, &cy,
-				      &cx);
+		const struct ov_style style = {.attrs = a->attrs, .text_flags = a->text_flags};
+		a->over->cls->draw(a->over, a->w_over, &style, &cy, &cx);
 		touchwin(a->w_over);
 		/* the cursor sits in a text field of the box, if one is edited */
 		set_cursor(a, cy >= 0);
@@ -1783,44 +1523,37 @@ static void do_action(struct app *a, enum tui_act act)
 	}
 }
 
+/* What the picker asks for (PICKER_* of picker.h). */
+static void picker_action(struct app *a, int act)
+{
+	if (act == PICKER_LOAD)
+		pick_load(a);
+	else if (act == PICKER_STOP)
+		engine_cancel(a->eng);
+}
+
+/* Who carries out each box's own actions (numbered by each box alone). */
+static const struct {
+	const struct overlay_class *cls;
+	void (*act)(struct app *a, int act);
+} overlay_actions[] = {
+	{&picker_class, picker_action},
+	{&chatlist_class, chats_action},
+};
+
+/* A key for the open box; what it asks for is done here. */
 static void overlay_key(struct app *a, int k)
 {
-	a->dirty |= D_OVER;
-	if (a->overlay == OV_CHATS) {
-		chats_action(a, chatlist_key(&a->cl, k));
+	a->dirty |= D_OVER | D_HINT;
+	int act = a->over->cls->key(a->over, k);
+	if (act == OV_CLOSE) {
+		close_overlay(a);
 		return;
 	}
-	if (a->overlay == OV_HELP) {
-		int page = a->w_over ? getmaxy(a->w_over) - 3 : 10;
-		if (k == KEY_UP || k == 'k')
-			a->help_top -= a->help_top > 0;
-		else if (k == KEY_DOWN || k == 'j')
-			a->help_top++;
-		else if (k == KEY_PPAGE)
-			a->help_top = a->help_top > page ? a->help_top - page : 0;
-		else if (k == KEY_NPAGE || k == ' ')
-			a->help_top += page;
-		else {
-			a->overlay = OV_NONE;
-			a->dirty |= D_LAYOUT;
-		}
-		return;
-	}
-	/* picker */
-	if (k == KEY_UP || k == 'k') {
-		if (a->pick > 0)
-			a->pick--;
-	} else if (k == KEY_DOWN || k == 'j') {
-		if (a->pick + 1 < a->models.n)
-			a->pick++;
-	} else if (k == '\r' || k == '\n' || k == KEY_ENTER) {
-		pick_load(a);
-	} else if (k == 27 || k == 'q' || k == KEY_F(2) || k == 3) {
-		if (a->st.phase == PH_LOADING && k != 'q' && k != KEY_F(2))
-			engine_cancel(a->eng);
-		else {
-			a->overlay = OV_NONE;
-			a->dirty |= D_LAYOUT;
+	for (size_t i = 0; act >= OV_ACTION && i < sizeof overlay_actions / sizeof overlay_actions[0]; i++) {
+		if (a->over->cls == overlay_actions[i].cls) {
+			overlay_actions[i].act(a, act); /* it may close the box */
+			break;
 		}
 	}
 }
@@ -1845,7 +1578,7 @@ static void handle_key(struct app *a, int k)
 	if (a->pasting) {
 		if (k == KEY_PASTE_END) {
 			a->pasting = false;
-			if (a->overlay == OV_NONE)
+			if (!a->over)
 				input_insert(a->paste, a->paste_len);
 			a->paste_len = 0;
 			a->dirty |= D_INPUT;
@@ -1868,7 +1601,7 @@ static void handle_key(struct app *a, int k)
 			 * it is a key of its own */
 			if (n != ERR)
 				ungetch(n);
-			if (a->overlay != OV_NONE)
+			if (a->over)
 				overlay_key(a, 27);
 			else if (input_searching())
 				input_feed("\033", 1);
@@ -1887,7 +1620,7 @@ static void handle_key(struct app *a, int k)
 			if (got > 0)
 				return;
 		}
-		if (a->overlay != OV_NONE)
+		if (a->over)
 			return;
 		/* Alt-key: Esc then the key's bytes, as readline expects */
 		char buf[16] = "\033";
@@ -1901,13 +1634,8 @@ static void handle_key(struct app *a, int k)
 			do_action(a, ACT_INTERRUPT);
 		return;
 	}
-	if (a->overlay != OV_NONE) {
-		if (k == KEY_F(1) && a->overlay == OV_HELP) {
-			a->overlay = OV_NONE;
-			a->dirty |= D_LAYOUT;
-		} else {
-			overlay_key(a, k);
-		}
+	if (a->over) {
+		overlay_key(a, k);
 		return;
 	}
 	/* during an incremental search every key is the search's */
@@ -2147,9 +1875,8 @@ static void app_free(struct app *a)
 	free(a->preset);
 	free(a->inject);
 	free(a->paste);
-	free_help(a);
-	models_free(&a->models);
-	chatlist_free(&a->cl);
+	overlay_close(a->over);
+	a->over = NULL;
 }
 
 int tui_run(const struct tui_opts *o)

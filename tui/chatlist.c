@@ -7,6 +7,10 @@
  * everything again); Esc clears a search, then closes, as do q and F3.
  * The two text fields (search, rename) take UTF-8 bytes; Backspace removes
  * a whole character, Ctrl-U the whole field.
+ *
+ * chatlist_key() turns a key into an action on the box's own state; the
+ * overlay's key function carries out what needs the history (search,
+ * rename) and passes the rest to the holder.
  */
 #include "config.h"
 
@@ -206,79 +210,59 @@ static void pad(WINDOW *w, int from, int to, unsigned long at)
 		waddch(w, ' ');
 }
 
-void chatlist_draw(WINDOW *w, struct chatlist *l, const char *current_id, const unsigned long *attrs,
-		   unsigned flags, int *cy, int *cx)
+/* The row of entry I at line Y (INNER columns inside the border). */
+static void draw_entry(WINDOW *w, const struct chatlist *l, size_t i, int y, int inner, const char *current_id,
+		       const struct ov_style *st)
 {
-	int h, wd;
-	getmaxyx(w, h, wd);
-	*cy = -1;
-	*cx = 0;
-	werase(w);
-	wattrset(w, (attr_t)attrs[ROLE_BORDER]);
-	box(w, 0, 0);
-	wattrset(w, (attr_t)attrs[ROLE_TITLE]);
-	if (l->filter[0])
-		mvwprintw(w, 0, 2, " Conversations: %zu with \"%.40s\" ", l->n, l->filter);
-	else
-		mvwprintw(w, 0, 2, " Conversations (%zu) ", l->n);
-	wattrset(w, A_NORMAL);
-	const int inner = wd - 4;
-	const int list_h = h - 4 > 1 ? h - 4 : 1; /* rows 1..h-4; h-3 blank; h-2 field/note */
-	int top = l->top;
-	if ((int)l->sel < top)
-		top = (int)l->sel;
-	if ((int)l->sel >= top + list_h)
-		top = (int)l->sel - list_h + 1;
-	l->top = top;
-	if (l->n == 0) {
-		const char *e = l->filter[0] ? "No conversation contains that text." : "No saved conversations yet.";
-		wmove(w, 1, 2);
-		tr_put_text(w, e, strlen(e), inner, flags, attrs[ROLE_SIDE], attrs[ROLE_CTRL]);
-	}
+	const unsigned long *attrs = st->attrs;
+	const unsigned flags = st->text_flags;
 	const int when_w = 17;
-	for (int r = 0; r < list_h && top + r < (int)l->n; r++) {
-		const struct chats_entry *e = &l->v[top + r];
-		const bool sel = (size_t)(top + r) == l->sel;
-		const bool cur = current_id && strcmp(current_id, e->id) == 0;
-		unsigned long at = attrs[sel ? ROLE_SELECT : ROLE_SIDE];
-		wmove(w, 1 + r, 1);
-		wattrset(w, (attr_t)at);
-		waddch(w, cur ? '*' : ' ');
-		waddch(w, ' ');
-		int col = 2;
-		char when[32], info[96];
-		chatlist_fmt_time(e->updated_ms, when, sizeof when);
-		const char *title = e->readable ? (e->title[0] ? e->title : "(untitled)") : "(unreadable)";
-		int title_w = inner - when_w - 1;
-		if (title_w < 8)
-			title_w = inner;
-		const char *extra = !e->readable ? (e->error ? e->error : "")
-				  : e->match ? e->match : NULL;
-		if (!extra && e->model[0]) {
-			const char *slash = strrchr(e->model, '/');
-			snprintf(info, sizeof info, "%s", slash && slash[1] ? slash + 1 : e->model);
-			extra = info;
-		}
-		int used = tr_put_text(w, title, strlen(title), title_w - 2, flags, at, attrs[ROLE_CTRL]);
-		col += used;
-		if (extra && extra[0] && col + 4 < title_w) {
-			wattrset(w, (attr_t)at);
-			waddstr(w, "  ");
-			col += 2;
-			unsigned long ea = sel ? at : attrs[e->readable ? ROLE_NOTICE : ROLE_BAD];
-			col += tr_put_text(w, extra, strlen(extra), title_w - col, flags, ea, attrs[ROLE_CTRL]);
-		}
-		pad(w, col, title_w, at);
-		if (title_w < inner) {
-			wattrset(w, (attr_t)at);
-			wprintw(w, " %*s", when_w, when);
-			col = title_w + 1 + when_w;
-			pad(w, col, inner + 1, at);
-		}
+	const struct chats_entry *e = &l->v[i];
+	const bool sel = i == l->sel;
+	const bool cur = current_id && strcmp(current_id, e->id) == 0;
+	unsigned long at = attrs[sel ? ROLE_SELECT : ROLE_SIDE];
+	wmove(w, y, 1);
+	wattrset(w, (attr_t)at);
+	waddch(w, cur ? '*' : ' ');
+	waddch(w, ' ');
+	int col = 2;
+	char when[32], info[96];
+	chatlist_fmt_time(e->updated_ms, when, sizeof when);
+	const char *title = e->readable ? (e->title[0] ? e->title : "(untitled)") : "(unreadable)";
+	int title_w = inner - when_w - 1;
+	if (title_w < 8)
+		title_w = inner;
+	const char *extra = !e->readable ? (e->error ? e->error : "") : e->match ? e->match : NULL;
+	if (!extra && e->model[0]) {
+		const char *slash = strrchr(e->model, '/');
+		snprintf(info, sizeof info, "%s", slash && slash[1] ? slash + 1 : e->model);
+		extra = info;
 	}
-	wattrset(w, A_NORMAL);
-	/* the field, the question or the note */
-	int fy = h - 2;
+	int used = tr_put_text(w, title, strlen(title), title_w - 2, flags, at, attrs[ROLE_CTRL]);
+	col += used;
+	if (extra && extra[0] && col + 4 < title_w) {
+		wattrset(w, (attr_t)at);
+		waddstr(w, "  ");
+		col += 2;
+		unsigned long ea = sel ? at : attrs[e->readable ? ROLE_NOTICE : ROLE_BAD];
+		col += tr_put_text(w, extra, strlen(extra), title_w - col, flags, ea, attrs[ROLE_CTRL]);
+	}
+	pad(w, col, title_w, at);
+	if (title_w < inner) {
+		wattrset(w, (attr_t)at);
+		wprintw(w, " %*s", when_w, when);
+		col = title_w + 1 + when_w;
+		pad(w, col, inner + 1, at);
+	}
+}
+
+/* The line under the list, at row FY: the field, the question or the
+ * note.  *CY, *CX: the cursor in the field. */
+static void draw_field(WINDOW *w, const struct chatlist *l, int fy, int inner, const struct ov_style *st, int *cy,
+		       int *cx)
+{
+	const unsigned long *attrs = st->attrs;
+	const unsigned flags = st->text_flags;
 	wmove(w, fy, 2);
 	if (l->mode == CL_SEARCH || l->mode == CL_RENAME) {
 		const char *label = l->mode == CL_SEARCH ? "Search: " : "New title: ";
@@ -296,4 +280,170 @@ void chatlist_draw(WINDOW *w, struct chatlist *l, const char *current_id, const 
 			    attrs[ROLE_CTRL]);
 	}
 	wattrset(w, A_NORMAL);
+}
+
+static void cl_draw(struct overlay *ov, WINDOW *w, const struct ov_style *st, int *cy, int *cx)
+{
+	struct chatlist *l = (struct chatlist *)ov;
+	int h, wd;
+	getmaxyx(w, h, wd);
+	*cy = -1;
+	*cx = 0;
+	char title[128];
+	if (l->filter[0])
+		snprintf(title, sizeof title, "Conversations: %zu with \"%.40s\"", l->n, l->filter);
+	else
+		snprintf(title, sizeof title, "Conversations (%zu)", l->n);
+	overlay_frame(w, title, st);
+	const int inner = wd - 4;
+	const int list_h = h - 4 > 1 ? h - 4 : 1; /* rows 1..h-4; h-3 blank; h-2 field/note */
+	int top = l->top;
+	if ((int)l->sel < top)
+		top = (int)l->sel;
+	if ((int)l->sel >= top + list_h)
+		top = (int)l->sel - list_h + 1;
+	l->top = top;
+	if (l->n == 0) {
+		const char *e = l->filter[0] ? "No conversation contains that text." : "No saved conversations yet.";
+		wmove(w, 1, 2);
+		tr_put_text(w, e, strlen(e), inner, st->text_flags, st->attrs[ROLE_SIDE], st->attrs[ROLE_CTRL]);
+	}
+	const char *current_id = chats_id(l->ch);
+	for (int r = 0; r < list_h && top + r < (int)l->n; r++)
+		draw_entry(w, l, (size_t)(top + r), 1 + r, inner, current_id, st);
+	wattrset(w, A_NORMAL);
+	draw_field(w, l, h - 2, inner, st, cy, cx);
+}
+
+static void cl_size(const struct overlay *ov, int lines, int cols, int *h, int *w)
+{
+	const struct chatlist *l = (const struct chatlist *)ov;
+	int want = (int)l->n + 5;
+	overlay_list_size(lines, cols, want < 8 ? 8 : want, h, w);
+}
+
+/* Lists again (with the filter), selecting SELECT_ID when given. */
+static void relist(struct chatlist *l, const char *select_id)
+{
+	struct chats_entry *v;
+	size_t n;
+	if (chats_list(l->ch, l->filter, &v, &n) != 0) {
+		snprintf(l->note, sizeof l->note, "%s", chats_errmsg(l->ch));
+		l->note_bad = true;
+		return;
+	}
+	chatlist_set(l, v, n, select_id);
+}
+
+static void note(struct chatlist *l, bool bad, const char *what, const char *why)
+{
+	snprintf(l->note, sizeof l->note, "%s%s%s", what, why ? ": " : "", why ? why : "");
+	l->note_bad = bad;
+}
+
+static int cl_key(struct overlay *ov, int k)
+{
+	struct chatlist *l = (struct chatlist *)ov;
+	enum chatlist_action act = chatlist_key(l, k);
+	const struct chats_entry *e = chatlist_selected(l);
+	char id[CHATS_ID_LEN + 1] = "";
+	if (e)
+		snprintf(id, sizeof id, "%s", e->id);
+	switch (act) {
+	case CLA_NONE:
+		break;
+	case CLA_CLOSE:
+		return OV_CLOSE;
+	case CLA_OPEN:
+		if (e && !e->readable)
+			note(l, true, "cannot open it", e->error ? e->error : "unreadable");
+		else if (e)
+			return CHATLIST_OPEN;
+		break;
+	case CLA_NEW:
+		return CHATLIST_NEW;
+	case CLA_RENAME:
+		if (!e)
+			break;
+		if (chats_rename(l->ch, id, l->field) < 0) {
+			note(l, true, "not renamed", chats_errmsg(l->ch));
+			break;
+		}
+		note(l, false, "renamed", NULL);
+		relist(l, id);
+		return CHATLIST_RENAMED;
+	case CLA_DELETE:
+		return e ? CHATLIST_DELETE : OV_KEEP;
+	case CLA_SEARCH:
+		snprintf(l->filter, sizeof l->filter, "%s", l->field);
+		l->sel = 0;
+		l->top = 0;
+		relist(l, NULL);
+		break;
+	}
+	return OV_KEEP;
+}
+
+static size_t cl_hints(const struct overlay *ov, struct ov_hint *h, size_t max)
+{
+	const struct chatlist *l = (const struct chatlist *)ov;
+	static const struct ov_hint field[] = {{"Enter", NULL}, {"Esc", "cancel"}};
+	static const struct ov_hint confirm[] = {{"y", "delete"}, {"n", "keep"}};
+	static const struct ov_hint browse[] = {{"Enter", "open"}, {"n", "new"},    {"r", "rename"},
+						{"d", "delete"},  {"/", "search"}, {"Esc", "close"}};
+	const struct ov_hint *src = browse;
+	size_t n = sizeof browse / sizeof browse[0];
+	if (l->mode == CL_SEARCH || l->mode == CL_RENAME)
+		src = field, n = 2;
+	else if (l->mode == CL_CONFIRM)
+		src = confirm, n = 2;
+	n = n < max ? n : max;
+	memcpy(h, src, n * sizeof *h);
+	if (src == field && n > 0)
+		h[0].what = l->mode == CL_SEARCH ? "search" : "rename";
+	return n;
+}
+
+static void cl_free(struct overlay *ov)
+{
+	struct chatlist *l = (struct chatlist *)ov;
+	chatlist_free(l);
+	free(l);
+}
+
+const struct overlay_class chatlist_class = {
+	.name = "chats",
+	.size = cl_size,
+	.draw = cl_draw,
+	.key = cl_key,
+	.hints = cl_hints,
+	.free = cl_free,
+};
+
+struct overlay *chatlist_open(struct chats *ch, const char *needle)
+{
+	struct chatlist *l = calloc(1, sizeof *l);
+	if (!l)
+		return NULL;
+	l->ov.cls = &chatlist_class;
+	l->ch = ch;
+	snprintf(l->filter, sizeof l->filter, "%s", needle ? needle : "");
+	relist(l, chats_id(ch));
+	return &l->ov;
+}
+
+struct chatlist *chatlist_of(struct overlay *ov)
+{
+	return ov && ov->cls == &chatlist_class ? (struct chatlist *)ov : NULL;
+}
+
+int chatlist_remove(struct chatlist *l, const char *id)
+{
+	if (chats_delete(l->ch, id) != 0) {
+		note(l, true, "not deleted", chats_errmsg(l->ch));
+		return -1;
+	}
+	note(l, false, "deleted", NULL);
+	relist(l, NULL);
+	return 0;
 }

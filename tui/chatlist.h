@@ -4,9 +4,15 @@
  * open one, start a new one, rename, delete (after a y/N question) or
  * search them.
  *
- * This module keeps the box's state and turns keys into actions; the main
- * loop carries the actions out with chats.h and refills the list.  UI
- * thread only; no engine, no history calls here.
+ * An overlay (overlay.h).  It lists, searches and renames through the
+ * history handle it is given (chats.h); what touches the open conversation
+ * or the engine comes back to the holder as an action: CHATLIST_OPEN and
+ * CHATLIST_DELETE (of chatlist_selected()), CHATLIST_NEW, and
+ * CHATLIST_RENAMED (a title changed: the sidebar may show it).  UI thread
+ * only.
+ *
+ * chatlist_key() and chatlist_set() are the pure part (keys to actions on
+ * the box's own state), kept public for tests.
  */
 #ifndef TTYCHAT_TUI_CHATLIST_H
 #define TTYCHAT_TUI_CHATLIST_H
@@ -16,6 +22,14 @@
 #include <stddef.h>
 
 #include "chats.h"
+#include "overlay.h"
+
+enum {
+	CHATLIST_OPEN = OV_ACTION, /* open the selected conversation (a readable one) */
+	CHATLIST_NEW,              /* start a new conversation */
+	CHATLIST_DELETE,           /* delete the selected one: the user said yes */
+	CHATLIST_RENAMED,          /* a conversation was renamed */
+};
 
 enum chatlist_mode {
 	CL_BROWSE,  /* moving in the list */
@@ -36,7 +50,11 @@ enum chatlist_action {
 
 #define CHATLIST_FIELD_MAX 400
 
+extern const struct overlay_class chatlist_class;
+
 struct chatlist {
+	struct overlay ov;
+	struct chats *ch;      /* the holder's history; not owned */
 	struct chats_entry *v; /* owned */
 	size_t n;
 	size_t sel;
@@ -49,21 +67,25 @@ struct chatlist {
 	bool note_bad;
 };
 
+/* The box over history CH (which must outlive it), listing the
+ * conversations that contain NEEDLE (NULL: all), the open one selected.
+ * A listing that fails is said in the box.  NULL when out of memory. */
+struct overlay *chatlist_open(struct chats *ch, const char *needle);
+/* OV as a conversation list, or NULL when it is another overlay. */
+struct chatlist *chatlist_of(struct overlay *ov);
+/* The selected entry, or NULL. */
+const struct chats_entry *chatlist_selected(const struct chatlist *l);
+/* Deletes conversation ID from the history and lists again; 0, or -1
+ * with the reason in the box's note. */
+int chatlist_remove(struct chatlist *l, const char *id);
+
 /* Replaces the entries (taking V), keeping the selection on SELECT_ID when
  * given and present. */
 void chatlist_set(struct chatlist *l, struct chats_entry *v, size_t n, const char *select_id);
 void chatlist_free(struct chatlist *l);
-/* The selected entry, or NULL. */
-const struct chats_entry *chatlist_selected(const struct chatlist *l);
-
-/* One key (a curses code or byte).  Returns what to do. */
+/* One key (a curses code or byte) on the box's state.  Returns what the
+ * key asks for. */
 enum chatlist_action chatlist_key(struct chatlist *l, int key);
-
-/* Draws into W (the box, border included) and keeps the scroll position;
- * CURRENT_ID marks the open conversation (may be NULL).  *CY, *CX: where
- * the cursor belongs while a field is edited, else *CY = -1. */
-void chatlist_draw(WINDOW *w, struct chatlist *l, const char *current_id, const unsigned long *attrs,
-		   unsigned text_flags, int *cy, int *cx);
 
 /* "today 14:03", "2024-11-21 14:03" */
 void chatlist_fmt_time(long long ms, char *buf, size_t n);
