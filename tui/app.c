@@ -1296,7 +1296,7 @@ static void draw_hint(struct app *a)
 	struct ov_hint h[8];
 	size_t n;
 	if (a->over) {
-		n = a->over->cls->hints(a->over, h, sizeof h / sizeof h[0]);
+		n = a->over->cls->hints ? a->over->cls->hints(a->over, h, sizeof h / sizeof h[0]) : 0;
 	} else {
 		n = a->editing >= 0 ? sizeof edit / sizeof edit[0] : sizeof chat / sizeof chat[0];
 		memcpy(h, a->editing >= 0 ? edit : chat, n * sizeof h[0]);

@@ -1,7 +1,7 @@
 /*
  * overlay.c - what every box over the chat shares (see overlay.h): its
  * window, centred on the screen, and its frame.  The components live in
- * help.c, picker.c and chatlist.c.
+ * help.c, picker.c, chatlist.c and unlock.c.
  */
 #include "config.h"
 

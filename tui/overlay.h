@@ -1,14 +1,16 @@
 /*
  * overlay.h - the boxes over the chat: one small interface for every one
- * of them (help F1, the model picker F2, the conversation list F3), the
- * way htop's panels and tmux's modes are.
+ * of them (help F1, the model picker F2, the conversation list F3, the
+ * history unlock box), the way htop's panels and tmux's modes are.
  *
  * A component keeps its state in a struct that begins with struct overlay
  * and points at a class of functions.  Its open function allocates it;
  * overlay_close() frees it.  The main loop holds at most one; it asks it
  * for the size of its box when the screen is laid out, hands it every key
  * while it is open, has it draw itself once per loop pass when something
- * changed, and shows its hints on the bottom line.  A key never draws: it changes the component's state and returns
+ * changed, and shows its hints on the bottom line.  (The unlock box is
+ * held by a loop of its own in unlock.c: the history asks for the
+ * passphrase from inside a call, before the chat's loop runs.)  A key never draws: it changes the component's state and returns
  * what the holder must do.
  *
  * What a component cannot do alone (load a model, open a conversation)
@@ -52,7 +54,8 @@ struct overlay_class {
 	void (*draw)(struct overlay *ov, WINDOW *w, const struct ov_style *st, int *cy, int *cx);
 	/* One key (a curses code or a byte): OV_KEEP, OV_CLOSE or an action. */
 	int (*key)(struct overlay *ov, int key);
-	/* Fills at most MAX hints for the bottom line; returns how many. */
+	/* Fills at most MAX hints for the bottom line; returns how many
+	 * (NULL: the box shows its own). */
 	size_t (*hints)(const struct overlay *ov, struct ov_hint *h, size_t max);
 	/* Frees the component, the struct itself included (NULL: not owned). */
 	void (*free)(struct overlay *ov);

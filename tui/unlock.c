@@ -9,7 +9,8 @@
  * poll() over the terminal and the signal self-pipe, and writes each byte
  * into the secure buffer it was given; nothing typed is drawn.  A resize
  * redraws the box; SIGTERM, SIGHUP, SIGINT and SIGQUIT end the prompt and
- * the program.
+ * the program.  The box is an overlay (overlay.h) like the chat's others,
+ * held by that loop of its own instead of the chat's.
  */
 #include "config.h"
 
@@ -29,6 +30,7 @@
 
 #include "chats.h"
 #include "history.h"
+#include "overlay.h"
 #include "passphrase.h"
 #include "text.h"
 #include "theme.h"
@@ -57,6 +59,21 @@ struct box {
 	const char *hints;
 };
 
+/* The box as an overlay (overlay.h), held by run_box() below rather than
+ * by the main loop: history_open() asks for the passphrase from inside a
+ * call, so the answer is waited for here.  With BUF it edits a secret
+ * field (Enter, Esc, Ctrl-C end it); without, it asks y/N. */
+struct ubox {
+	struct overlay ov;
+	const struct box *b;
+	char *buf; /* the library's secure buffer, or NULL */
+	size_t cap, n;
+	unsigned text_flags; /* as drawn: the wrapping depends on them */
+};
+
+/* key() results */
+enum { UB_ENTER = OV_ACTION, UB_SKIP, UB_QUIT, UB_YES, UB_NO };
+
 static bool env_set(const char *name)
 {
 	const char *v = getenv(name);
@@ -73,66 +90,135 @@ static bool env_has(const char *prefix)
 	return env_set(n);
 }
 
-/* Draws the box on a cleared screen, the cursor after the prompt. */
-static void draw(const struct ctx *x, const struct box *b)
+static int box_width(int cols)
 {
-	const unsigned long *at = x->ui->attrs;
-	const unsigned flags = x->ui->text_flags;
-	int lines, cols;
-	getmaxyx(stdscr, lines, cols);
-	werase(stdscr);
 	int w = cols - 4 < 72 ? cols - 4 : 72;
-	if (w < 16)
-		w = cols;
+	return w < 16 ? cols : w;
+}
+
+static void ubox_size(const struct overlay *ov, int lines, int cols, int *h, int *w)
+{
+	const struct ubox *u = (const struct ubox *)ov;
+	const struct box *b = u->b;
+	*w = box_width(cols);
 	struct text_lines body = {0}, note = {0};
-	text_wrap(b->body, strlen(b->body), NULL, w - 4, flags, &body);
+	text_wrap(b->body, strlen(b->body), NULL, *w - 4, u->text_flags, &body);
 	if (b->note && b->note[0])
-		text_wrap(b->note, strlen(b->note), NULL, w - 4, flags, &note);
-	int h = 2 + (int)body.n + (note.n ? 1 + (int)note.n : 0) + (b->prompt ? 2 : 0) + 2;
-	if (h > lines)
-		h = lines;
-	int y0 = (lines - h) / 2, x0 = (cols - w) / 2;
-	WINDOW *win = newwin(h, w, y0 < 0 ? 0 : y0, x0 < 0 ? 0 : x0);
-	if (!win) {
-		text_lines_free(&body);
-		text_lines_free(&note);
-		wnoutrefresh(stdscr);
-		doupdate();
-		return;
-	}
-	wattrset(win, (attr_t)at[ROLE_BORDER]);
-	box(win, 0, 0);
-	wattrset(win, (attr_t)at[ROLE_TITLE]);
-	mvwprintw(win, 0, 2, " %s ", b->title);
-	int r = 1;
-	for (size_t i = 0; i < body.n && r < h - 1; i++, r++) {
+		text_wrap(b->note, strlen(b->note), NULL, *w - 4, u->text_flags, &note);
+	*h = 2 + (int)body.n + (note.n ? 1 + (int)note.n : 0) + (b->prompt ? 2 : 0) + 2;
+	if (*h > lines)
+		*h = lines;
+	text_lines_free(&body);
+	text_lines_free(&note);
+}
+
+/* Wrapped TEXT from row R, while it fits above the bottom border. */
+static int put_wrapped(WINDOW *win, int r, const char *text, int role, const struct ov_style *st)
+{
+	int h, w;
+	getmaxyx(win, h, w);
+	struct text_lines tl = {0};
+	text_wrap(text, strlen(text), NULL, w - 4, st->text_flags, &tl);
+	for (size_t i = 0; i < tl.n && r < h - 1; i++, r++) {
 		wmove(win, r, 2);
-		tr_put_text(win, b->body + body.v[i].start, body.v[i].end - body.v[i].start, w - 4, flags,
-			    at[ROLE_SIDE], at[ROLE_CTRL]);
+		tr_put_text(win, text + tl.v[i].start, tl.v[i].end - tl.v[i].start, w - 4, st->text_flags,
+			    st->attrs[role], st->attrs[ROLE_CTRL]);
 	}
-	if (note.n) {
-		r++;
-		for (size_t i = 0; i < note.n && r < h - 1; i++, r++) {
-			wmove(win, r, 2);
-			tr_put_text(win, b->note + note.v[i].start, note.v[i].end - note.v[i].start, w - 4, flags,
-				    at[ROLE_BAD], at[ROLE_CTRL]);
-		}
-	}
-	int py = -1, px = 0;
+	text_lines_free(&tl);
+	return r;
+}
+
+static void ubox_draw(struct overlay *ov, WINDOW *win, const struct ov_style *st, int *cy, int *cx)
+{
+	const struct box *b = ((const struct ubox *)ov)->b;
+	int h, w;
+	getmaxyx(win, h, w);
+	overlay_frame(win, b->title, st);
+	int r = put_wrapped(win, 1, b->body, ROLE_SIDE, st);
+	if (b->note && b->note[0])
+		r = put_wrapped(win, r + 1, b->note, ROLE_BAD, st);
+	*cy = -1;
+	*cx = 0;
 	if (b->prompt && r + 1 < h - 1) {
 		r++;
 		wmove(win, r, 2);
-		px = 2 + tr_put_text(win, b->prompt, strlen(b->prompt), w - 4, flags, at[ROLE_PROMPT], at[ROLE_CTRL]);
-		py = r;
+		*cx = 2 + tr_put_text(win, b->prompt, strlen(b->prompt), w - 4, st->text_flags, st->attrs[ROLE_PROMPT],
+				      st->attrs[ROLE_CTRL]);
+		*cy = r;
 		r++;
 	}
 	if (r + 1 < h) {
 		wmove(win, h - 2, 2);
-		tr_put_text(win, b->hints, strlen(b->hints), w - 4, flags, at[ROLE_HINT], at[ROLE_CTRL]);
+		tr_put_text(win, b->hints, strlen(b->hints), w - 4, st->text_flags, st->attrs[ROLE_HINT],
+			    st->attrs[ROLE_CTRL]);
 	}
 	wattrset(win, A_NORMAL);
-	text_lines_free(&body);
-	text_lines_free(&note);
+}
+
+/* A key in the secret field: the bytes go to the secure buffer, never to
+ * the screen. */
+static int secret_key(struct ubox *u, int k)
+{
+	if (k == '\r' || k == '\n' || k == KEY_ENTER)
+		return UB_ENTER;
+	if (k == 27)
+		return UB_SKIP;
+	if (k == KEY_BACKSPACE || k == 127 || k == 8) {
+		/* one character: back over UTF-8 continuation bytes */
+		while (u->n > 0 && ((unsigned char)u->buf[u->n - 1] & 0xc0) == 0x80)
+			u->n--;
+		if (u->n > 0)
+			u->n--;
+		u->buf[u->n] = '\0';
+	} else if (k == 21) { /* Ctrl-U */
+		sodium_memzero(u->buf, u->cap);
+		u->n = 0;
+	} else if (k >= 0x20 && k <= 0xff && k != 0x7f && u->n + 1 < u->cap) {
+		u->buf[u->n++] = (char)k;
+		u->buf[u->n] = '\0';
+	}
+	return OV_KEEP;
+}
+
+static int ubox_key(struct overlay *ov, int k)
+{
+	struct ubox *u = (struct ubox *)ov;
+	if (k == 3)
+		return UB_QUIT;
+	if (u->buf)
+		return secret_key(u, k);
+	if (k == 'y' || k == 'Y')
+		return UB_YES;
+	if (k == 'n' || k == 'N' || k == '\r' || k == '\n' || k == KEY_ENTER || k == 27)
+		return UB_NO;
+	return OV_KEEP;
+}
+
+static const struct overlay_class ubox_class = {
+	.name = "unlock",
+	.size = ubox_size,
+	.draw = ubox_draw,
+	.key = ubox_key,
+	.hints = NULL, /* they are inside the box */
+	.free = NULL,  /* held on the stack */
+};
+
+/* Draws the box alone on a cleared screen, the cursor after the prompt. */
+static void show(const struct ctx *x, struct ubox *u)
+{
+	const struct ov_style st = {.attrs = x->ui->attrs, .text_flags = x->ui->text_flags};
+	int lines, cols;
+	getmaxyx(stdscr, lines, cols);
+	werase(stdscr);
+	u->text_flags = st.text_flags;
+	WINDOW *win = overlay_window(&u->ov, lines, cols);
+	if (!win) {
+		wnoutrefresh(stdscr);
+		doupdate();
+		return;
+	}
+	int py, px;
+	ubox_draw(&u->ov, win, &st, &py, &px);
 	wnoutrefresh(stdscr);
 	if (py >= 0) {
 		curs_set(1);
@@ -171,7 +257,7 @@ static bool on_signals(struct ctx *x)
 }
 
 /* Waits for the next key (ERR when a signal ended the prompt). */
-static int next_key(struct ctx *x, const struct box *b)
+static int next_key(struct ctx *x, struct ubox *u)
 {
 	for (;;) {
 		int k = wgetch(stdscr);
@@ -188,7 +274,7 @@ static int next_key(struct ctx *x, const struct box *b)
 		if (p[1].revents & POLLIN) {
 			if (!on_signals(x))
 				return ERR;
-			draw(x, b);
+			show(x, u);
 		}
 		if ((p[0].revents & (POLLHUP | POLLERR)) && !(p[0].revents & POLLIN)) {
 			x->outcome = QUIT;
@@ -198,45 +284,41 @@ static int next_key(struct ctx *x, const struct box *b)
 	}
 }
 
+/* Shows the box and hands it keys until one ends it: what that key asked
+ * for, or -1 when a signal or a lost terminal ended the prompt (outcome
+ * QUIT).  A key only changes the box's state: typing redraws nothing. */
+static int run_box(struct ctx *x, struct ubox *u)
+{
+	show(x, u);
+	for (;;) {
+		int k = next_key(x, u);
+		if (k == ERR)
+			return -1;
+		if (k == KEY_RESIZE) {
+			show(x, u);
+			continue;
+		}
+		int r = ubox_key(&u->ov, k);
+		if (r == UB_QUIT) {
+			x->outcome = QUIT;
+			x->status = 128 + SIGINT;
+		}
+		if (r != OV_KEEP)
+			return r;
+	}
+}
+
 /* Reads a line into BUF (CAP bytes, NUL-terminated) without showing it.
  * 0 on Enter; -1 on Esc (outcome SKIP), Ctrl-C or a signal (QUIT). */
 static int read_secret(struct ctx *x, const struct box *b, char *buf, size_t cap)
 {
-	size_t n = 0;
+	struct ubox u = {.ov.cls = &ubox_class, .b = b, .buf = buf, .cap = cap};
 	buf[0] = '\0';
-	draw(x, b);
-	for (;;) {
-		int k = next_key(x, b);
-		if (k == ERR)
-			break;
-		if (k == '\r' || k == '\n' || k == KEY_ENTER)
-			return 0;
-		if (k == 27) {
-			x->outcome = SKIP;
-			break;
-		}
-		if (k == 3) {
-			x->outcome = QUIT;
-			x->status = 128 + SIGINT;
-			break;
-		}
-		if (k == KEY_BACKSPACE || k == 127 || k == 8) {
-			/* one character: back over UTF-8 continuation bytes */
-			while (n > 0 && ((unsigned char)buf[n - 1] & 0xc0) == 0x80)
-				n--;
-			if (n > 0)
-				n--;
-			buf[n] = '\0';
-		} else if (k == 21) { /* Ctrl-U */
-			sodium_memzero(buf, cap);
-			n = 0;
-		} else if (k == KEY_RESIZE) {
-			draw(x, b);
-		} else if (k >= 0x20 && k <= 0xff && k != 0x7f && n + 1 < cap) {
-			buf[n++] = (char)k;
-			buf[n] = '\0';
-		}
-	}
+	int r = run_box(x, &u);
+	if (r == UB_ENTER)
+		return 0;
+	if (r == UB_SKIP)
+		x->outcome = SKIP;
 	sodium_memzero(buf, cap);
 	return -1;
 }
@@ -244,27 +326,16 @@ static int read_secret(struct ctx *x, const struct box *b, char *buf, size_t cap
 /* A yes/no question: 1 yes, 0 no (the default), -1 quit. */
 static int ask_yes(struct ctx *x, const struct box *b)
 {
-	draw(x, b);
-	for (;;) {
-		int k = next_key(x, b);
-		if (k == ERR)
-			return -1;
-		if (k == 'y' || k == 'Y')
-			return 1;
-		if (k == 'n' || k == 'N' || k == '\r' || k == '\n' || k == KEY_ENTER || k == 27)
-			return 0;
-		if (k == 3) {
-			x->outcome = QUIT;
-			x->status = 128 + SIGINT;
-			return -1;
-		}
-	}
+	struct ubox u = {.ov.cls = &ubox_class, .b = b};
+	int r = run_box(x, &u);
+	return r == UB_YES ? 1 : r == UB_NO ? 0 : -1;
 }
 
 static void show_working(struct ctx *x, const char *what)
 {
 	struct box b = {.title = "History", .body = what, .hints = ""};
-	draw(x, &b);
+	struct ubox u = {.ov.cls = &ubox_class, .b = &b};
+	show(x, &u);
 }
 
 static const char HINTS[] = "Enter: OK   Esc: go on without history   Ctrl-C: quit";
