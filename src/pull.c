@@ -50,6 +50,7 @@ struct xfer {
 	void *ctx;
 	double last_ms;
 	bool cancelled;
+	long http_status;        /* of the last answer */
 };
 
 static double now_ms(void)
@@ -296,6 +297,54 @@ static int finish(struct xfer *x, const struct pull_opts *o, const char *part, s
 	return PULL_OK;
 }
 
+/* What every request of this file has in common: the URL, http(s) only
+ * (redirects too, at most 10), errors as statuses, timeouts, the token. */
+static void setup(CURL *c, const char *url, const char *bearer, char *cerr, long connect_s, long stall_s)
+{
+	curl_easy_setopt(c, CURLOPT_URL, url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+	curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "ttychat/" PACKAGE_VERSION);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, connect_s > 0 ? connect_s : 30L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stall_s > 0 ? stall_s : 60L);
+	if (bearer) {
+		/* libcurl sends it to this host only, never after a redirect to
+		 * another host, port or scheme (CURLOPT_UNRESTRICTED_AUTH stays off) */
+		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+		curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, bearer);
+	}
+}
+
+/* One line for a request that got no answer; says "offline?" where the
+ * network is the likely reason. */
+static void net_message(CURLcode cr, const char *url, const char *cerr, const char *kept, char *err, size_t errlen)
+{
+	const char *why = NULL;
+	switch (cr) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY: why = "cannot resolve the host name; offline?"; break;
+	case CURLE_COULDNT_CONNECT: why = "cannot connect (refused or unreachable); offline?"; break;
+	case CURLE_OPERATION_TIMEDOUT: why = "timed out; offline?"; break;
+	default: break;
+	}
+	const char *detail = cerr[0] ? cerr : curl_easy_strerror(cr);
+	if (why)
+		snprintf(err, errlen, "%s: %s (%s)%s", url, why, detail, kept);
+	else
+		snprintf(err, errlen, "%s: %s%s", url, detail, kept);
+}
+
 /* One request from x->start; returns a status, or 1 when the server said
  * 416 (the part may already be complete). */
 static int transfer(struct xfer *x, const struct pull_opts *o, char *err, size_t errlen)
@@ -312,23 +361,7 @@ static int transfer(struct xfer *x, const struct pull_opts *o, char *err, size_t
 	char cerr[CURL_ERROR_SIZE] = "";
 	char range[64];
 	snprintf(range, sizeof range, "%" PRIu64 "-", x->start);
-	curl_easy_setopt(c, CURLOPT_URL, o->url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-	curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "ttychat/" PACKAGE_VERSION);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, o->connect_timeout_s > 0 ? o->connect_timeout_s : 30L);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, o->stall_timeout_s > 0 ? o->stall_timeout_s : 60L);
+	setup(c, o->url, o->bearer, cerr, o->connect_timeout_s, o->stall_timeout_s);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -343,6 +376,7 @@ static int transfer(struct xfer *x, const struct pull_opts *o, char *err, size_t
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(c);
 	x->c = NULL;
+	x->http_status = status;
 	if (cr == CURLE_OK && !x->began) {
 		/* an empty body: still a response to examine */
 		x->status = status;
@@ -372,7 +406,7 @@ static int transfer(struct xfer *x, const struct pull_opts *o, char *err, size_t
 		snprintf(err, errlen, "%s: the connection was closed after %" PRIu64 " of %" PRIu64 " bytes%s", o->url,
 			 x->off, x->total, kept);
 	else
-		snprintf(err, errlen, "%s: %s%s", o->url, cerr[0] ? cerr : curl_easy_strerror(cr), kept);
+		net_message(cr, o->url, cerr, kept, err, errlen);
 	return PULL_E_NET;
 }
 
@@ -466,6 +500,7 @@ int pull_download(const struct pull_opts *o, struct pull_result *r, char *err, s
 		break;
 	}
 	r->restarted = x.restarted;
+	r->http_status = x.http_status;
 	if (rc == PULL_E_CHECKSUM) {
 		snprintf(err, errlen, "%s: the server has no more bytes after %" PRIu64 " and they do not match the expected SHA-256",
 			 o->url, x.off);
@@ -479,4 +514,134 @@ int pull_download(const struct pull_opts *o, struct pull_result *r, char *err, s
 	close(fd);
 	curl_global_cleanup();
 	return rc;
+}
+
+/* ---- a small answer into memory -------------------------------------------- */
+
+struct fetch {
+	struct pull_body *b;
+	size_t cap, max;
+	bool too_big;
+};
+
+/* The target of rel="next" in a Link header value ("" when none). */
+static void link_next(const char *v, char *out, size_t n)
+{
+	out[0] = '\0';
+	while ((v = strchr(v, '<'))) {
+		const char *end = strchr(v, '>');
+		if (!end)
+			return;
+		size_t params = strcspn(end, ",");
+		const char *rel = strstr(end, "rel=");
+		bool next = rel && rel < end + params &&
+			    (strncmp(rel + 4, "\"next\"", 6) == 0 || strncmp(rel + 4, "next", 4) == 0);
+		if (next && (size_t)(end - v - 1) < n) {
+			memcpy(out, v + 1, (size_t)(end - v - 1));
+			out[end - v - 1] = '\0';
+			return;
+		}
+		v = end + params;
+	}
+}
+
+static size_t fetch_header(char *line, size_t size, size_t n, void *p)
+{
+	struct fetch *f = p;
+	size_t len = size * n;
+	char buf[4096];
+	size_t l = len < sizeof buf - 1 ? len : sizeof buf - 1;
+	memcpy(buf, line, l);
+	buf[l] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (strncmp(buf, "HTTP/", 5) == 0)
+		f->b->next[0] = '\0'; /* a new response head (after a redirect) */
+	else if (strncasecmp(buf, "link:", 5) == 0)
+		link_next(buf + 5, f->b->next, sizeof f->b->next);
+	return len;
+}
+
+static size_t fetch_body(char *data, size_t size, size_t n, void *p)
+{
+	struct fetch *f = p;
+	size_t len = size * n;
+	struct pull_body *b = f->b;
+	if (len > f->max - b->len) {
+		f->too_big = true;
+		return 0;
+	}
+	if (b->len + len + 1 > f->cap) {
+		size_t cap = f->cap ? f->cap : 65536;
+		while (cap < b->len + len + 1)
+			cap *= 2;
+		char *nb = realloc(b->body, cap);
+		if (!nb)
+			return 0;
+		b->body = nb;
+		f->cap = cap;
+	}
+	memcpy(b->body + b->len, data, len);
+	b->len += len;
+	b->body[b->len] = '\0';
+	return len;
+}
+
+int pull_fetch(const char *url, const char *bearer, size_t max, struct pull_body *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof *out);
+	if (!url || (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)) {
+		snprintf(err, errlen, "%s: only http:// and https:// URLs can be fetched", url ? url : "(null)");
+		return PULL_E_INVAL;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(err, errlen, "libcurl failed to start");
+		return PULL_E_IO;
+	}
+	CURL *c = curl_easy_init();
+	if (!c) {
+		curl_global_cleanup();
+		snprintf(err, errlen, "cannot start libcurl");
+		return PULL_E_IO;
+	}
+	char cerr[CURL_ERROR_SIZE] = "";
+	struct fetch f = {.b = out, .max = max};
+	setup(c, url, bearer, cerr, 0, 0);
+	/* an error answer is read too: its body says why */
+	curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, fetch_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &f);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fetch_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
+	curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
+	CURLcode cr = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+	curl_easy_cleanup(c);
+	curl_global_cleanup();
+	int rc = PULL_OK;
+	if (cr != CURLE_OK) {
+		if (f.too_big)
+			snprintf(err, errlen, "%s: the answer is larger than %zu bytes", url, max);
+		else if (cr == CURLE_WRITE_ERROR)
+			snprintf(err, errlen, "%s: out of memory", url);
+		else
+			net_message(cr, url, cerr, "", err, errlen);
+		rc = cr == CURLE_WRITE_ERROR && !f.too_big ? PULL_E_IO : PULL_E_NET;
+	} else if (out->status < 200 || out->status > 299) {
+		snprintf(err, errlen, "%s: the server answered HTTP %ld", url, out->status);
+		rc = PULL_E_HTTP;
+	}
+	if (!out->body && rc != PULL_E_IO && (out->body = malloc(1)))
+		out->body[0] = '\0';
+	if (!out->body) {
+		snprintf(err, errlen, "out of memory");
+		return PULL_E_IO;
+	}
+	return rc;
+}
+
+void pull_body_free(struct pull_body *b)
+{
+	free(b->body);
+	b->body = NULL;
+	b->len = 0;
 }

@@ -13,6 +13,11 @@
  * are followed, redirects included.  An flock() on DEST.part keeps two
  * pulls of the same file from interleaving.
  *
+ * pull_fetch() is the same transport for a small answer kept in memory
+ * (a hub's JSON API, hub.h).  Both send an optional token as
+ * "Authorization: Bearer" to the host of the URL only: libcurl drops it
+ * when a redirect leads to another host, port or scheme (a hub's CDN).
+ *
  * Library code: no printing, no exit; a one-line message goes to ERR.
  * Threads: call from one thread at a time (libcurl's global init).
  */
@@ -47,6 +52,7 @@ struct pull_opts {
 	void *ctx;
 	long connect_timeout_s;     /* 0 = 30 */
 	long stall_timeout_s;       /* no byte for this long fails; 0 = 60 */
+	const char *bearer;         /* access token for the URL's host, or NULL */
 };
 
 struct pull_result {
@@ -54,6 +60,7 @@ struct pull_result {
 	uint64_t bytes;             /* its size */
 	uint64_t resumed_from;      /* bytes that were already in DEST.part (0: fresh) */
 	bool restarted;             /* the server ignored Range; started over */
+	long http_status;           /* of the last answer (0: none came) */
 };
 
 int pull_download(const struct pull_opts *o, struct pull_result *r, char *err, size_t errlen);
@@ -62,5 +69,22 @@ int pull_download(const struct pull_opts *o, struct pull_result *r, char *err, s
  * PROGRESS as above (may be NULL).  PULL_OK, PULL_E_IO or PULL_E_CANCELLED. */
 int pull_sha256_file(const char *path, char out[65], uint64_t *size, pull_progress_fn progress, void *ctx,
 		     char *err, size_t errlen);
+
+/* GET URL into memory (at most MAX bytes of body), with BEARER as above
+ * (may be NULL).  BODY is malloc'd and NUL-terminated (free it), NEXT the
+ * target of a `Link: <URL>; rel="next"` header ("" when none: the API's
+ * next page).  PULL_OK on a 2xx answer; PULL_E_HTTP on another status
+ * (STATUS says which; BODY keeps the answer, ERR a line); PULL_E_NET when
+ * the host cannot be reached (ERR says whether its name did not resolve,
+ * it refused the connection or it timed out) or the answer exceeds MAX;
+ * PULL_E_INVAL for a URL that is not http:// or https://. */
+struct pull_body {
+	char *body;
+	size_t len;
+	long status;
+	char next[2048];
+};
+int pull_fetch(const char *url, const char *bearer, size_t max, struct pull_body *out, char *err, size_t errlen);
+void pull_body_free(struct pull_body *b);
 
 #endif
