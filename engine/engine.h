@@ -242,4 +242,176 @@ void engine_cancel(engine *e);
 const char *engine_status_str(int status);
 const char *engine_last_error(const engine *e);
 
+/* ---- model files, read without loading them -------------------------------
+ * An engine_file is a GGUF file opened for its header: the model picker,
+ * the catalogue and `inspect` show and size a model with it, no engine
+ * needed.  The file is mapped but only the header's pages are read, and it
+ * is validated as the loader validates it (every count, length, offset and
+ * shape checked against the file size and overflow), so every accessor is
+ * safe on a handle engine_file_open() returned.  Strings from the file
+ * point into the mapping: NOT NUL-terminated, valid while the handle is
+ * open, and hostile (escape them before they reach a terminal).
+ * Threads: a handle is immutable after open; any thread may read it, and
+ * engine_file_close() must not race with readers. */
+typedef struct engine_file engine_file;
+
+#define ENGINE_TYPE_COUNT 40       /* tensor type numbers are below this */
+
+/* What the header says, gathered at open. */
+struct engine_file_info {
+	uint32_t gguf_version;
+	uint32_t alignment;
+	uint64_t file_bytes;
+	uint64_t data_offset;      /* where the tensor data starts */
+	uint64_t n_keys, n_tensors;
+	uint64_t n_params;         /* elements of every tensor (UINT64_MAX past 2^64) */
+	uint64_t tensor_bytes;     /* bytes of every tensor */
+	char arch[32];             /* general.architecture when present and shorter than
+				      32 bytes (as stored: may hold control bytes), else "" */
+	char quant[32];            /* general.file_type's name ("Q4_K_M"), else the type holding
+				      most bytes of the matrices, else "?" */
+	char quant_mix[48];        /* the two types holding most matrix bytes with their
+				      shares, "Q4_K 71% Q6_K 22%" ("" when no matrix) */
+	/* the shape, from the "<arch>." keys as the file states them (0 when
+	 * absent or arch is ""): */
+	uint64_t n_ctx_train, n_layer, n_embd, n_head;
+	uint64_t n_head_kv;        /* n_head when absent */
+	uint64_t head_dim_k;       /* attention.key_length, else n_embd / n_head */
+	uint64_t head_dim_v;       /* attention.value_length, else head_dim_k */
+	/* F16 K and V rows of one position over all layers, the KV cache's
+	 * bytes per position of context (0 when a factor is 0 or absurd,
+	 * >= 2^20); times n_ctx it is the cache a load at n_ctx holds */
+	uint64_t kv_bytes_per_pos;
+};
+
+struct engine_tensor_info {
+	const char *name;          /* NOT NUL-terminated: name_len bytes */
+	size_t name_len;
+	uint32_t type;             /* tensor type number, < ENGINE_TYPE_COUNT */
+	const char *type_name;     /* "Q4_K", "F16", ... (static) */
+	uint32_t n_dims;           /* 1..4 */
+	uint64_t ne[4];            /* ne[0] is the row length; unused dimensions are 1 */
+	uint64_t n_elements;
+	uint64_t offset;           /* from the start of the file */
+	uint64_t size;             /* bytes */
+};
+
+/* Opens and validates PATH.  NULL on failure with a one-line message
+ * ("FILE: offset N: problem") in err. */
+engine_file *engine_file_open(const char *path, char *err, size_t errlen);
+void engine_file_close(engine_file *f);  /* NULL is a no-op */
+const char *engine_file_path(const engine_file *f);  /* as given to open */
+const struct engine_file_info *engine_file_info(const engine_file *f);
+
+/* Metadata by key.  Each returns true and stores the value only when KEY
+ * exists with a fitting type; otherwise false, *out untouched.
+ * engine_file_get_uint takes any unsigned or non-negative signed integer
+ * type (files disagree on u32 vs i32). */
+bool engine_file_get_str(const engine_file *f, const char *key, const char **s, size_t *len);
+bool engine_file_get_uint(const engine_file *f, const char *key, uint64_t *out);
+bool engine_file_get_f32(const engine_file *f, const char *key, float *out);
+/* A string array: its length, and element I (false when out of range). */
+bool engine_file_get_strs(const engine_file *f, const char *key, uint64_t *n);
+bool engine_file_get_strs_at(const engine_file *f, const char *key, uint64_t i, const char **s,
+			     size_t *len);
+
+/* Tensor I (0 .. n_tensors-1), in file order: false when out of range. */
+bool engine_file_tensor(const engine_file *f, uint64_t i, struct engine_tensor_info *t);
+
+/* ---- a model's vocabulary, without its weights ----------------------------
+ * What `ttychat tokenize` and `detokenize` need: the tokenizer the engine
+ * builds from the file's tokenizer.ggml.* keys (the same ids as
+ * llama_tokenize), nothing else loaded.  A vocab is immutable: any thread
+ * may encode and look up with it; engine_vocab_free() must not race with
+ * them.  A detokenizer belongs to one thread at a time. */
+typedef struct engine_vocab engine_vocab;
+typedef struct engine_detok engine_detok;
+
+/* NULL on failure with a one-line message in err: the file's ("FILE:
+ * offset N: problem") or "PATH: what the tokenizer lacks". */
+engine_vocab *engine_vocab_open(const char *path, char *err, size_t errlen);
+void engine_vocab_free(engine_vocab *v);  /* NULL is a no-op */
+uint32_t engine_vocab_size(const engine_vocab *v);  /* ids are 0 .. size-1 */
+
+/* Tokenizes text[0..len) (any bytes), appending the ids to the caller's
+ * growable array *ids (capacity *cap; *ids may be NULL with *cap 0; it is
+ * realloc'd as needed and stays the caller's to free(); *n counts the ids
+ * kept).  ADD_SPECIAL adds BOS and EOS where the model asks for them
+ * (llama.cpp's add_special); PARSE_SPECIAL recognises control tokens such
+ * as <|im_start|> written in the text.  0, or with *n unchanged and a
+ * message in err: ENGINE_E_NOMEM, ENGINE_E_INVAL (input too large),
+ * ENGINE_E_FORMAT (the vocabulary cannot encode the text, or its
+ * pre-tokenizer's regex gave up). */
+int engine_vocab_encode(const engine_vocab *v, const char *text, size_t len, bool add_special,
+			bool parse_special, int32_t **ids, size_t *n, size_t *cap, char *err,
+			size_t errlen);
+/* The bytes ID stands for (a control token's text; one byte of a byte
+ * token, so maybe not UTF-8 alone), not NUL-terminated; NULL when ID is
+ * out of range. */
+const char *engine_vocab_piece(const engine_vocab *v, int32_t id, size_t *len);
+
+/* A streaming detokenizer: feed ids as they come, get valid UTF-8 out (a
+ * character split across tokens is held back until complete; invalid
+ * bytes become U+FFFD).  Control tokens are hidden unless SPECIAL; the
+ * space a SentencePiece model puts before the text is taken off again.
+ * The vocab must outlive it.  NULL when out of memory. */
+engine_detok *engine_detok_new(const engine_vocab *v, bool special);
+void engine_detok_free(engine_detok *d);  /* NULL is a no-op */
+/* Feeds ID (out of range: adds nothing) and writes the text it completes
+ * into buf (at most size bytes, never part of a character): the count.
+ * What does not fit comes out first on the next call. */
+size_t engine_detok_feed(engine_detok *d, int32_t id, char *buf, size_t size);
+/* Ends the stream (a held-back partial character becomes U+FFFD) and
+ * writes what is queued, as feed does; call until it returns 0. */
+size_t engine_detok_flush(engine_detok *d, char *buf, size_t size);
+
+/* ---- chat templates, without a model --------------------------------------
+ * What `ttychat template` needs: render a conversation with a Jinja chat
+ * template as transformers does (the engine's own renderer, bounded in
+ * depth, steps, output, memory and time), or with a built-in format, and
+ * fall back to the built-in of the template's family as the chat does.
+ * No global state; any thread. */
+typedef struct engine_chat engine_chat;
+
+/* Parses a JSON array of message objects (Python json semantics, every
+ * byte of the strings kept, NUL included).  Messages with keys besides
+ * role and content, or content neither a string nor null, are rendered
+ * from the JSON as it is, so templates see what transformers would.  0 and
+ * *out, or ENGINE_E_INVAL (bad JSON, a message without a role string) /
+ * ENGINE_E_NOMEM with *out NULL and a message in err.  Free with
+ * engine_chat_free(). */
+int engine_chat_parse(const char *json, engine_chat **out, char *err, size_t errlen);
+void engine_chat_free(engine_chat *c);  /* NULL is a no-op */
+
+struct engine_chat_opts {
+	const char *template_text; /* Jinja text; NULL or "": none */
+	const char *builtin;       /* a built-in format's name: rendered instead of any template */
+	const char *arch;          /* general.architecture (may be NULL): picks the built-in that
+				      stands in for a missing or failing template */
+	bool strict;               /* render template_text or fail: no built-in stands in */
+	bool add_generation_prompt;
+	const char *bos_token;     /* special token texts; NULL: undefined */
+	const char *eos_token;
+	const char *vars_json;     /* a JSON object of extra template variables, or NULL */
+	int64_t now;               /* what strftime_now() formats, seconds since the epoch; 0: now */
+};
+
+#define ENGINE_CHAT_FALLBACK 1     /* engine_chat_render(): a built-in format stood in */
+
+/* Renders C into *out (malloc'd, NUL-terminated; *out_len its length,
+ * OUT_LEN may be NULL).  Returns 0 (the template, or the built-in asked
+ * for, rendered), ENGINE_CHAT_FALLBACK (a built-in stood in; MSG holds a
+ * one-line warning naming why and which), or with *out NULL and "KIND:
+ * message" in MSG (KIND: "template syntax error", "template error",
+ * "bad arguments", ...): ENGINE_E_INVAL (an unknown built-in, bad
+ * vars_json), ENGINE_E_TEMPLATE (no template in strict mode, the template
+ * failed or refused the conversation, a cap was hit), ENGINE_E_NOMEM. */
+int engine_chat_render(const engine_chat *c, const struct engine_chat_opts *o, char **out,
+		       size_t *out_len, char *msg, size_t msglen);
+/* The built-in family of a template and an architecture (either may be
+ * NULL): "chatml", "llama3", ...; "unknown" when neither says. */
+const char *engine_chat_family(const char *template_text, const char *arch);
+/* Whether NAME is a built-in format ("chatml", "llama2", "mistral", ...). */
+bool engine_chat_builtin_known(const char *name);
+
 #endif

@@ -1,0 +1,209 @@
+/*
+ * probe.c - model files read without loading them (engine_file in
+ * engine.h).
+ *
+ * A thin layer over the hardened GGUF reader: engine_file_open() is
+ * gguf_open() plus one pass over the header that gathers what the front
+ * ends show (struct engine_file_info), so the picker, the catalogue and
+ * `inspect` read a model the same way and none of them needs gguf.h.  The
+ * accessors only forward to the reader, whose open already checked every
+ * count, length, offset and shape.  Sums over tensors are bounded by the
+ * file size (bytes) or saturate (elements); the KV figure multiplies only
+ * factors below 2^20 each.
+ */
+#include "engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf.h"
+
+_Static_assert(ENGINE_TYPE_COUNT == GGML_TYPE_COUNT, "engine.h's tensor type bound");
+
+struct engine_file {
+	gguf_file *g;
+	struct engine_file_info info;
+};
+
+/* llama.cpp's general.file_type numbers (the "mostly" quantisation). */
+static const char *ftype_name(uint64_t t)
+{
+	static const char *const names[] = {
+		[0] = "F32", [1] = "F16", [2] = "Q4_0", [3] = "Q4_1", [7] = "Q8_0", [8] = "Q5_0",
+		[9] = "Q5_1", [10] = "Q2_K", [11] = "Q3_K_S", [12] = "Q3_K_M", [13] = "Q3_K_L",
+		[14] = "Q4_K_S", [15] = "Q4_K_M", [16] = "Q5_K_S", [17] = "Q5_K_M", [18] = "Q6_K",
+		[19] = "IQ2_XXS", [20] = "IQ2_XS", [21] = "Q2_K_S", [22] = "IQ3_XS", [23] = "IQ3_XXS",
+		[24] = "IQ1_S", [25] = "IQ4_NL", [26] = "IQ3_S", [27] = "IQ3_M", [28] = "IQ2_S",
+		[29] = "IQ2_M", [30] = "IQ4_XS", [31] = "IQ1_M", [32] = "BF16", [36] = "TQ1_0",
+		[37] = "TQ2_0",
+	};
+	return t < sizeof names / sizeof names[0] ? names[t] : NULL;
+}
+
+/* The type with the most bytes in BY_TYPE (the lowest on ties), or -1. */
+static int top_type(const uint64_t *by_type)
+{
+	int best = -1;
+	for (int t = 0; t < GGML_TYPE_COUNT; t++)
+		if (by_type[t] && (best < 0 || by_type[t] > by_type[best]))
+			best = t;
+	return best;
+}
+
+static uint64_t arch_uint(const gguf_file *g, const char *arch, const char *suffix, bool *found)
+{
+	char key[160];
+	uint64_t v = 0;
+	int w = snprintf(key, sizeof key, "%s.%s", arch, suffix);
+	bool ok = arch[0] && w > 0 && (size_t)w < sizeof key && gguf_get_uint(g, key, &v);
+	if (found)
+		*found = ok;
+	return ok ? v : 0;
+}
+
+static void gather(engine_file *f)
+{
+	const gguf_file *g = f->g;
+	struct engine_file_info *in = &f->info;
+	in->gguf_version = gguf_version(g);
+	in->alignment = gguf_alignment(g);
+	in->file_bytes = gguf_file_size(g);
+	in->data_offset = gguf_data_offset(g);
+	in->n_keys = gguf_n_kv(g);
+	in->n_tensors = gguf_n_tensors(g);
+
+	uint64_t matrix_bytes[GGML_TYPE_COUNT] = {0}, matrices = 0;
+	for (uint64_t i = 0; i < in->n_tensors; i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(g, i);
+		if (__builtin_add_overflow(in->n_params, t->n_elements, &in->n_params))
+			in->n_params = UINT64_MAX;
+		in->tensor_bytes += t->size;
+		if (t->n_dims >= 2) {
+			matrix_bytes[t->type] += t->size;
+			matrices += t->size;
+		}
+	}
+	uint64_t ft;
+	const char *q = gguf_get_uint(g, "general.file_type", &ft) ? ftype_name(ft) : NULL;
+	int best = top_type(matrix_bytes);
+	snprintf(in->quant, sizeof in->quant, "%s", q ? q : best >= 0 ? ggml_type_name((uint32_t)best) : "?");
+	for (int k = 0; k < 2 && best >= 0; k++) {
+		size_t l = strlen(in->quant_mix);
+		snprintf(in->quant_mix + l, sizeof in->quant_mix - l, "%s%s %.0f%%", k ? " " : "",
+			 ggml_type_name((uint32_t)best), 100.0 * (double)matrix_bytes[best] / (double)matrices);
+		matrix_bytes[best] = 0;
+		best = top_type(matrix_bytes);
+	}
+
+	struct gguf_str a;
+	if (gguf_get_str(g, "general.architecture", &a) && a.len < sizeof in->arch) {
+		memcpy(in->arch, a.ptr, a.len);
+		in->arch[a.len] = '\0';
+	}
+	bool found;
+	in->n_ctx_train = arch_uint(g, in->arch, "context_length", NULL);
+	in->n_layer = arch_uint(g, in->arch, "block_count", NULL);
+	in->n_embd = arch_uint(g, in->arch, "embedding_length", NULL);
+	in->n_head = arch_uint(g, in->arch, "attention.head_count", NULL);
+	in->n_head_kv = arch_uint(g, in->arch, "attention.head_count_kv", &found);
+	if (!found)
+		in->n_head_kv = in->n_head;
+	in->head_dim_k = arch_uint(g, in->arch, "attention.key_length", &found);
+	if (!found)
+		in->head_dim_k = in->n_head ? in->n_embd / in->n_head : 0;
+	in->head_dim_v = arch_uint(g, in->arch, "attention.value_length", &found);
+	if (!found)
+		in->head_dim_v = in->head_dim_k;
+	const uint64_t lim = 1u << 20;
+	if (in->n_layer < lim && in->n_head_kv < lim && in->head_dim_k < lim && in->head_dim_v < lim)
+		in->kv_bytes_per_pos = in->n_layer * in->n_head_kv * (in->head_dim_k + in->head_dim_v) * 2;
+}
+
+engine_file *engine_file_open(const char *path, char *err, size_t errlen)
+{
+	engine_file *f = calloc(1, sizeof *f);
+	if (!f) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	f->g = gguf_open(path, err, errlen);
+	if (!f->g) {
+		free(f);
+		return NULL;
+	}
+	gather(f);
+	return f;
+}
+
+void engine_file_close(engine_file *f)
+{
+	if (!f)
+		return;
+	gguf_close(f->g);
+	free(f);
+}
+
+const char *engine_file_path(const engine_file *f)
+{
+	return gguf_path(f->g);
+}
+
+const struct engine_file_info *engine_file_info(const engine_file *f)
+{
+	return &f->info;
+}
+
+bool engine_file_get_str(const engine_file *f, const char *key, const char **s, size_t *len)
+{
+	struct gguf_str v;
+	if (!gguf_get_str(f->g, key, &v))
+		return false;
+	*s = v.ptr;
+	*len = (size_t)v.len;
+	return true;
+}
+
+bool engine_file_get_uint(const engine_file *f, const char *key, uint64_t *out)
+{
+	return gguf_get_uint(f->g, key, out);
+}
+
+bool engine_file_get_f32(const engine_file *f, const char *key, float *out)
+{
+	return gguf_get_f32(f->g, key, out);
+}
+
+bool engine_file_get_strs(const engine_file *f, const char *key, uint64_t *n)
+{
+	return gguf_get_arr_str_n(f->g, key, n);
+}
+
+bool engine_file_get_strs_at(const engine_file *f, const char *key, uint64_t i, const char **s, size_t *len)
+{
+	struct gguf_str v = gguf_arr_str(f->g, key, i);
+	if (!v.ptr)
+		return false;
+	*s = v.ptr;
+	*len = (size_t)v.len;
+	return true;
+}
+
+bool engine_file_tensor(const engine_file *f, uint64_t i, struct engine_tensor_info *t)
+{
+	if (i >= gguf_n_tensors(f->g))
+		return false;
+	const struct gguf_tensor *g = gguf_tensor_at(f->g, i);
+	memset(t, 0, sizeof *t);
+	t->name = g->name.ptr;
+	t->name_len = (size_t)g->name.len;
+	t->type = g->type;
+	t->type_name = ggml_type_name(g->type);
+	t->n_dims = g->n_dims;
+	for (int d = 0; d < GGUF_MAX_DIMS; d++)
+		t->ne[d] = g->ne[d];
+	t->n_elements = g->n_elements;
+	t->offset = gguf_data_offset(f->g) + g->offset;
+	t->size = g->size;
+	return true;
+}

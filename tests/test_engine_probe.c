@@ -1,0 +1,150 @@
+/*
+ * test_engine_probe.c - engine.h's entries for the front ends other than
+ * the chat: chat templates alone (engine_chat), and on the real SmolLM2
+ * model the model-file probe (engine_file), the vocabulary alone
+ * (engine_vocab, engine_detok).  The template checks always run; the
+ * model checks skip (77) when the model is absent.
+ */
+#include "config.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "testutil.h"
+
+static void test_chat(void)
+{
+	char msg[1024], *out = NULL;
+	size_t len = 0;
+	engine_chat *c = NULL;
+
+	CHECK(engine_chat_parse("[{\"content\": \"no role\"}]", &c, msg, sizeof msg) == ENGINE_E_INVAL && !c,
+	      "a message without a role: INVAL");
+	CHECK(engine_chat_parse("[{\"role\": \"user\", \"content\": \"Hi\"}]", &c, msg, sizeof msg) == 0 && c,
+	      "parse: %s", msg);
+	if (!c)
+		return;
+	struct engine_chat_opts o = {.builtin = "chatml", .add_generation_prompt = true};
+	CHECK(engine_chat_render(c, &o, &out, &len, msg, sizeof msg) == 0 && out &&
+		      strcmp(out, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n") == 0 && len == strlen(out),
+	      "chatml: '%s'", out ? out : "(null)");
+	free(out);
+	o.builtin = "nonesuch";
+	CHECK(engine_chat_render(c, &o, &out, &len, msg, sizeof msg) == ENGINE_E_INVAL && !out, "unknown built-in");
+	o = (struct engine_chat_opts){.template_text = "{{ messages[0].content }}", .strict = true};
+	CHECK(engine_chat_render(c, &o, &out, &len, msg, sizeof msg) == 0 && out && strcmp(out, "Hi") == 0,
+	      "strict template: '%s'", out ? out : msg);
+	free(out);
+	o.template_text = "{% if %}";
+	int rc = engine_chat_render(c, &o, &out, &len, msg, sizeof msg);
+	CHECK(rc == ENGINE_E_TEMPLATE && !out && strstr(msg, "syntax error"), "strict, broken: %d '%s'", rc, msg);
+	o.template_text = NULL;
+	CHECK(engine_chat_render(c, &o, &out, &len, msg, sizeof msg) == ENGINE_E_TEMPLATE && !out,
+	      "strict, no template");
+	o = (struct engine_chat_opts){.template_text = "{% if %}", .arch = "gemma3"};
+	rc = engine_chat_render(c, &o, &out, &len, msg, sizeof msg);
+	CHECK(rc == ENGINE_CHAT_FALLBACK && out && strstr(out, "<start_of_turn>user") && strstr(msg, "gemma"),
+	      "fallback to the family's built-in: %d '%s'", rc, msg);
+	free(out);
+	CHECK(strcmp(engine_chat_family(NULL, "gemma3"), "gemma") == 0 &&
+		      strcmp(engine_chat_family("<|im_start|>", NULL), "chatml") == 0 &&
+		      strcmp(engine_chat_family(NULL, NULL), "unknown") == 0,
+	      "families");
+	CHECK(engine_chat_builtin_known("chatml") && !engine_chat_builtin_known("nonesuch"), "builtin_known");
+	engine_chat_free(c);
+}
+
+static void test_file(const char *path)
+{
+	char err[512];
+	CHECK(engine_file_open("/nonexistent/x.gguf", err, sizeof err) == NULL && strstr(err, "/nonexistent/x.gguf"),
+	      "missing file: '%s'", err);
+	engine_file *f = engine_file_open(path, err, sizeof err);
+	CHECK(f != NULL, "open: %s", err);
+	if (!f)
+		return;
+	const struct engine_file_info *in = engine_file_info(f);
+	CHECK(strcmp(engine_file_path(f), path) == 0, "path");
+	CHECK(strcmp(in->arch, "llama") == 0 && strcmp(in->quant, "Q4_1") == 0, "arch %s quant %s", in->arch, in->quant);
+	CHECK(strncmp(in->quant_mix, "Q4_1 ", 5) == 0, "mix '%s'", in->quant_mix);
+	CHECK(in->n_layer == 30 && in->n_embd == 576 && in->n_head == 9 && in->n_head_kv == 3 && in->head_dim_k == 64 &&
+		      in->head_dim_v == 64 && in->n_ctx_train == 8192,
+	      "shape %llu %llu %llu %llu %llu", (unsigned long long)in->n_layer, (unsigned long long)in->n_embd,
+	      (unsigned long long)in->n_head, (unsigned long long)in->n_head_kv, (unsigned long long)in->n_ctx_train);
+	CHECK(in->kv_bytes_per_pos == 30ull * 3 * (64 + 64) * 2, "kv bytes per position %llu",
+	      (unsigned long long)in->kv_bytes_per_pos);
+	CHECK(in->n_params > 100000000 && in->n_params < 200000000, "params %llu", (unsigned long long)in->n_params);
+	uint64_t bytes = 0, n = 0;
+	struct engine_tensor_info t;
+	for (uint64_t i = 0; engine_file_tensor(f, i, &t); i++, n++) {
+		bytes += t.size;
+		if (t.offset < in->data_offset || t.offset + t.size > in->file_bytes || t.type >= ENGINE_TYPE_COUNT)
+			break;
+	}
+	CHECK(n == in->n_tensors && bytes == in->tensor_bytes, "tensors %llu of %llu", (unsigned long long)n,
+	      (unsigned long long)in->n_tensors);
+	const char *s;
+	size_t len;
+	uint64_t v, nt;
+	CHECK(engine_file_get_str(f, "general.architecture", &s, &len) && len == 5 && memcmp(s, "llama", 5) == 0,
+	      "get_str");
+	CHECK(!engine_file_get_str(f, "llama.block_count", &s, &len), "get_str of a number");
+	CHECK(engine_file_get_uint(f, "llama.block_count", &v) && v == 30, "get_uint");
+	CHECK(engine_file_get_strs(f, "tokenizer.ggml.tokens", &nt) && nt == 49152, "string array: %llu",
+	      (unsigned long long)nt);
+	CHECK(engine_file_get_strs_at(f, "tokenizer.ggml.tokens", 0, &s, &len) && len > 0 &&
+		      !engine_file_get_strs_at(f, "tokenizer.ggml.tokens", nt, &s, &len),
+	      "string array elements");
+	engine_file_close(f);
+}
+
+static void test_vocab(const char *path)
+{
+	char err[512];
+	engine_vocab *v = engine_vocab_open(path, err, sizeof err);
+	CHECK(v != NULL, "vocab: %s", err);
+	if (!v)
+		return;
+	CHECK(engine_vocab_size(v) == 49152, "size %u", engine_vocab_size(v));
+	int32_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	const char *text = "Hello, world! <|im_start|>";
+	CHECK(engine_vocab_encode(v, text, strlen(text), true, true, &ids, &n, &cap, err, sizeof err) == 0 && n > 3,
+	      "encode: %s", err);
+	engine_detok *d = engine_detok_new(v, true);
+	char out[256], buf[64];
+	size_t ol = 0, k;
+	for (size_t i = 0; d && i < n; i++) {
+		k = engine_detok_feed(d, ids[i], buf, sizeof buf);
+		memcpy(out + ol, buf, k);
+		ol += k;
+	}
+	while (d && (k = engine_detok_flush(d, buf, sizeof buf)) > 0) {
+		memcpy(out + ol, buf, k);
+		ol += k;
+	}
+	out[ol] = '\0';
+	CHECK(strcmp(out, text) == 0, "round trip: '%s'", out);
+	size_t pl;
+	CHECK(engine_vocab_piece(v, ids[0], &pl) != NULL && engine_vocab_piece(v, -1, &pl) == NULL, "pieces");
+	engine_detok_free(d);
+	free(ids);
+	engine_vocab_free(v);
+}
+
+int main(void)
+{
+	test_chat();
+	char path[4096];
+	if (!tu_model(SMOLLM2_FILE, path, sizeof path)) {
+		if (tu_fail == 0)
+			tu_skip("SmolLM2 model not found (run scripts/fetch-models); the template checks passed");
+		return tu_finish();
+	}
+	test_file(path);
+	test_vocab(path);
+	return tu_finish();
+}
