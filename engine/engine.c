@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "forward.h"
 #include "forward_cuda.h"
 #include "gguf.h"
@@ -62,7 +63,7 @@
 #include "tokenizer.h"
 
 
-enum req_type { REQ_LOAD, REQ_UNLOAD, REQ_SUBMIT, REQ_DROP, REQ_EXPORT, REQ_IMPORT, REQ_QUIT };
+enum req_type { REQ_LOAD, REQ_UNLOAD, REQ_SUBMIT, REQ_DROP, REQ_EXPORT, REQ_IMPORT, REQ_BENCH, REQ_QUIT };
 
 struct request {
 	enum req_type type;
@@ -79,6 +80,7 @@ struct request {
 	char **stop;             /* copied, NULL-terminated */
 	void *blob;              /* REQ_IMPORT: copied snapshot */
 	size_t blob_len;
+	struct engine_bench_opts bench; /* REQ_BENCH */
 	struct request *next;
 };
 
@@ -130,6 +132,7 @@ struct engine {
 	char model_id[33];
 	char backend[80];        /* info.backend of the loaded model */
 	char notice[256];        /* info.notice */
+	double load_ms, prep_ms; /* the load's model_load() and setup_forward(), for bench */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -400,6 +403,21 @@ int engine_conv_import(engine *e, uint64_t conv, const void *blob, size_t len)
 	return post(e, r);
 }
 
+int engine_bench(engine *e, const struct engine_bench_opts *o)
+{
+	if (!o || (o->n_prompt == 0 && o->n_gen == 0) || o->batch > ENGINE_BATCH_MAX) {
+		snprintf(e->last_error, sizeof e->last_error, "engine_bench: no test, or a batch over %d",
+			 ENGINE_BATCH_MAX);
+		return ENGINE_E_INVAL;
+	}
+	struct request *r = calloc(1, sizeof *r);
+	if (!r)
+		return ENGINE_E_NOMEM;
+	r->type = REQ_BENCH;
+	r->bench = *o;
+	return post(e, r);
+}
+
 int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_t n,
 		  const struct engine_sampling *s, const struct engine_gen_opts *g)
 {
@@ -568,7 +586,9 @@ static void do_load(engine *e, struct request *r)
 	}
 
 	const volatile int abort_never = 0;
+	double t0 = now_ms();
 	int rc = model_load(&e->model, r->path, &abort_never, err, sizeof err);
+	e->load_ms = now_ms() - t0;
 	if (rc) {
 		emit_error(e, r, rc, "%s", err);
 		return;
@@ -630,7 +650,10 @@ static void do_load(engine *e, struct request *r)
 	struct engine_load_opts lo = r->load;
 	if (lo.device != ENGINE_DEVICE_AUTO && lo.device != ENGINE_DEVICE_CPU && lo.device != ENGINE_DEVICE_CUDA)
 		lo.device = ENGINE_DEVICE_AUTO;
-	if (setup_forward(e, &lo)) {
+	t0 = now_ms();
+	rc = setup_forward(e, &lo);
+	e->prep_ms = now_ms() - t0;
+	if (rc) {
 		emit_error(e, r, ENGINE_E_NOMEM, "%s: out of memory for scratch buffers", r->path);
 		pool_free(e->pool);
 		e->pool = NULL;
@@ -1164,6 +1187,52 @@ static void do_submit(engine *e, struct request *r)
 	free(reply);
 }
 
+/* ---- worker: benchmark ----------------------------------------------------
+ * bench.c runs the tests; it reaches the worker through these hooks so
+ * that what it times is eval_step(), a reply's own step. */
+
+struct bench_hook {
+	engine *e;
+	const struct request *r;
+};
+
+static int bench_eval(void *ctx, struct kv_cache *kv, const int32_t *ids, int n)
+{
+	const struct bench_hook *h = ctx;
+	return eval_step(h->e, h->r, kv, ids, n);
+}
+
+static bool bench_cancelled(void *ctx)
+{
+	const struct bench_hook *h = ctx;
+	return cancelled(h->e, h->r);
+}
+
+static void do_bench(engine *e, struct request *r)
+{
+	if (!e->loaded) {
+		emit_error(e, r, ENGINE_E_NOMODEL, "%s", e->remote ? "the benchmark needs a local model" : "no model loaded");
+		return;
+	}
+	struct bench_hook h = {e, r};
+	struct bench_env b = {.m = &e->model, .fwd = &e->fwd, .batcher = &e->batcher, .kv_type = e->kv_type,
+			      .n_ctx = e->n_ctx, .load_ms = e->load_ms, .prepare_ms = e->prep_ms,
+			      .eval = bench_eval, .cancelled = bench_cancelled, .ctx = &h};
+	struct engine_bench_run *runs;
+	size_t n_runs;
+	char err[512] = "";
+	int rc = bench_run(&b, &r->bench, &runs, &n_runs, err, sizeof err);
+	if (rc && rc != ENGINE_E_CANCELLED) {
+		free(runs);
+		emit_error(e, r, rc, "%s", err);
+		return;
+	}
+	struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id,
+				  .stop = rc ? ENGINE_STOP_CANCELLED : ENGINE_STOP_EOG,
+				  .blob = runs, .blob_len = n_runs * sizeof *runs};
+	push_event(e, &ev);
+}
+
 /* ---- worker: KV snapshots -------------------------------------------------
  * Layout (little-endian): "TTKV" u32 version=1, u64 file size, u64 header
  * hash, u32 n_layer, u32 kv_dim, u32 cache type, u32 n, int32 tokens[n],
@@ -1304,6 +1373,9 @@ static void *worker_main(void *arg)
 			break;
 		case REQ_IMPORT:
 			do_import(e, r);
+			break;
+		case REQ_BENCH:
+			do_bench(e, r);
 			break;
 		case REQ_DROP:
 			for (size_t i = 0; i < e->n_convs; i++)

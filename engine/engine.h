@@ -242,6 +242,66 @@ void engine_cancel(engine *e);
 const char *engine_status_str(int status);
 const char *engine_last_error(const engine *e);
 
+/* ---- benchmark ------------------------------------------------------------
+ * engine_bench() measures the loaded model the way a chat runs it: in the
+ * worker, through the same forward pass, prefill batcher, thread pool and
+ * device placement as a reply's (the same evaluation step, with its CPU
+ * fallback when the GPU fails), on token ids drawn from SEED, so that no
+ * tokenizer or template is in the way:
+ *   PP: n_prompt tokens prefilled into an empty cache, in batches sized as a
+ *       reply's prefill sizes them (from 64 tokens, doubled up to
+ *       ENGINE_BATCH_MAX while a batch is fast, halved down to
+ *       ENGINE_BATCH_MIN while one is slow) or of BATCH tokens, then the
+ *       first token chosen from the logits (greedy): a time to first token;
+ *   TG: n_gen tokens decoded one at a time into an empty cache.
+ * An untimed warm-up comes first (the whole prompt once, then up to four
+ * decode steps: it faults the weights in and settles the batch size), then
+ * REPS timed runs of PP, then of TG.  The request ends with DONE, whose
+ * blob holds the timed runs, blob_len / sizeof(struct engine_bench_run)
+ * of them in the order they ran (stop EOG; CANCELLED after engine_cancel(),
+ * with the runs done so far), or with ERROR: ENGINE_E_NOMODEL (nothing
+ * loaded, or a remote model), ENGINE_E_CONTEXT (the loaded context holds
+ * fewer than max(n_prompt, n_gen) positions), ENGINE_E_NOMEM, or the
+ * forward pass's status.  NOTICE events may come first (the GPU failed and
+ * the runs went on on the CPU).  The runs use a KV cache of their own,
+ * freed at the end; conversations' caches are left as they were. */
+#define ENGINE_BATCH_MIN 16
+#define ENGINE_BATCH_MAX 256
+
+struct engine_bench_opts {
+	uint32_t n_prompt;         /* tokens of the PP test; 0 skips it */
+	uint32_t n_gen;            /* tokens of the TG test; 0 skips it */
+	uint32_t reps;             /* timed runs of each test; 0 = 1 */
+	uint32_t batch;            /* 0: sized as a reply's prefill; else fixed, <= ENGINE_BATCH_MAX */
+	uint64_t seed;             /* of the token ids (never 0 ids); 0 = a fixed default */
+};
+
+enum engine_bench_test {
+	ENGINE_BENCH_PP = 0,       /* prefill of n_prompt tokens and the choice of the first */
+	ENGINE_BENCH_TG = 1,       /* n_gen tokens decoded one at a time */
+};
+
+/* One timed run, as the DONE event's blob holds them. */
+struct engine_bench_run {
+	enum engine_bench_test test;
+	uint32_t rep;              /* 0 .. reps-1 (the warm-up is not reported) */
+	uint32_t n_tokens;         /* n_prompt or n_gen */
+	double ms;                 /* PP: time to first token; TG: the n_gen steps */
+	uint32_t n_batch;          /* PP: the prefill batch after this run (where the sizing
+				      settled, or the fixed one); TG: 1 */
+	uint32_t gpu_layers;       /* layers that ran on the GPU (0: all on the CPU) */
+	/* the same in every run of a loaded model: */
+	double load_ms;            /* engine_load(): mapping and checking the file */
+	double prepare_ms;         /* engine_load(): scratch, packed weight copies, GPU upload */
+	uint64_t packed_bytes;     /* memory of the packed weight copies */
+	uint64_t decode_bytes;     /* weight bytes one decode step reads */
+	char cpu_level[16];        /* CPU kernels in use: "scalar", "avx2", "avx512", ... */
+};
+
+/* A request id, or ENGINE_E_INVAL (no test, or a batch over
+ * ENGINE_BATCH_MAX) / ENGINE_E_NOMEM. */
+int engine_bench(engine *e, const struct engine_bench_opts *o);
+
 /* ---- model files, read without loading them -------------------------------
  * An engine_file is a GGUF file opened for its header: the model picker,
  * the catalogue and `inspect` show and size a model with it, no engine

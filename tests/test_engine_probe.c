@@ -2,8 +2,10 @@
  * test_engine_probe.c - engine.h's entries for the front ends other than
  * the chat: chat templates alone (engine_chat), and on the real SmolLM2
  * model the model-file probe (engine_file), the vocabulary alone
- * (engine_vocab, engine_detok).  The template checks always run; the
- * model checks skip (77) when the model is absent.
+ * (engine_vocab, engine_detok) and the benchmark request (engine_bench:
+ * its runs in DONE's blob, its errors, and a conversation's cache left as
+ * it was).  The template checks always run; the model checks skip (77)
+ * when the model is absent.
  */
 #include "config.h"
 
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "testutil.h"
@@ -135,6 +138,84 @@ static void test_vocab(const char *path)
 	engine_vocab_free(v);
 }
 
+/* Waits for the end of request REQ: its DONE (0) or ERROR (the code). */
+static int finish(engine *e, int req, struct engine_event *done)
+{
+	struct engine_event ev;
+	for (;;) {
+		if (!engine_event_wait(e, &ev, 120000))
+			return -100;
+		if (ev.request == req && (ev.type == ENGINE_EV_DONE || ev.type == ENGINE_EV_ERROR ||
+					  ev.type == ENGINE_EV_LOADED)) {
+			*done = ev;
+			return ev.type == ENGINE_EV_ERROR ? ev.code : 0;
+		}
+		engine_event_clear(&ev);
+	}
+}
+
+static void test_bench(const char *path)
+{
+	char err[512];
+	struct engine_params ep = {.n_threads = 2};
+	engine *e = engine_create(&ep, err, sizeof err);
+	CHECK(e != NULL, "engine_create: %s", err);
+	if (!e)
+		return;
+	struct engine_event ev;
+	struct engine_bench_opts bo = {.n_prompt = 40, .n_gen = 6, .reps = 2};
+	CHECK(finish(e, engine_bench(e, &bo), &ev) == ENGINE_E_NOMODEL, "bench without a model");
+	engine_event_clear(&ev);
+	struct engine_bench_opts none = {0}, big = {.n_prompt = 8, .batch = ENGINE_BATCH_MAX + 1};
+	CHECK(engine_bench(e, &none) == ENGINE_E_INVAL && engine_bench(e, &big) == ENGINE_E_INVAL, "bad options");
+
+	struct engine_load_opts lo = {.n_ctx = 64, .device = ENGINE_DEVICE_CPU};
+	CHECK(finish(e, engine_load(e, path, &lo), &ev) == 0 && ev.type == ENGINE_EV_LOADED, "load");
+	engine_event_clear(&ev);
+
+	/* a conversation's cache survives a benchmark */
+	struct engine_sampling s;
+	engine_sampling_default(&s);
+	s.temperature = 0;
+	struct engine_gen_opts g = {.max_tokens = 4, .add_generation_prompt = true};
+	struct engine_msg q[] = {{"user", "Name a colour."}};
+	CHECK(finish(e, engine_submit(e, 7, q, 1, &s, &g), &ev) == 0, "turn 1");
+	engine_event_clear(&ev);
+
+	CHECK(finish(e, engine_bench(e, &bo), &ev) == 0 && ev.type == ENGINE_EV_DONE && ev.stop == ENGINE_STOP_EOG,
+	      "bench: %s", ev.message);
+	const struct engine_bench_run *r = ev.blob;
+	size_t n = ev.blob ? ev.blob_len / sizeof *r : 0;
+	CHECK(n == 4, "4 runs, got %zu", n);
+	if (n == 4) {
+		CHECK(r[0].test == ENGINE_BENCH_PP && r[0].rep == 0 && r[1].rep == 1 && r[2].test == ENGINE_BENCH_TG &&
+			      r[3].rep == 1,
+		      "order");
+		CHECK(r[0].n_tokens == 40 && r[2].n_tokens == 6 && r[0].ms > 0 && r[3].ms > 0, "tokens and times");
+		CHECK(r[0].n_batch >= ENGINE_BATCH_MIN && r[0].n_batch <= ENGINE_BATCH_MAX && r[2].n_batch == 1,
+		      "batch %u", r[0].n_batch);
+		CHECK(r[0].gpu_layers == 0 && r[0].cpu_level[0] && r[0].decode_bytes > 0 && r[0].load_ms > 0 &&
+			      r[0].prepare_ms > 0,
+		      "figures");
+	}
+	engine_event_clear(&ev);
+
+	struct engine_bench_opts fixed = {.n_prompt = 20, .reps = 1, .batch = 8};
+	CHECK(finish(e, engine_bench(e, &fixed), &ev) == 0 && ev.blob_len == sizeof *r &&
+		      ((const struct engine_bench_run *)ev.blob)->n_batch == 8,
+	      "fixed batch");
+	engine_event_clear(&ev);
+	struct engine_bench_opts huge = {.n_prompt = 100, .reps = 1};
+	CHECK(finish(e, engine_bench(e, &huge), &ev) == ENGINE_E_CONTEXT, "more than the context: %s", ev.message);
+	engine_event_clear(&ev);
+
+	CHECK(finish(e, engine_submit(e, 7, q, 1, &s, &g), &ev) == 0 && ev.stats.prompt_reused + 1 ==
+										  ev.stats.prompt_tokens,
+	      "the conversation's cache is kept: %u of %u reused", ev.stats.prompt_reused, ev.stats.prompt_tokens);
+	engine_event_clear(&ev);
+	engine_free(e);
+}
+
 int main(void)
 {
 	test_chat();
@@ -146,5 +227,6 @@ int main(void)
 	}
 	test_file(path);
 	test_vocab(path);
+	test_bench(path);
 	return tu_finish();
 }
