@@ -35,7 +35,6 @@
 #include <unistd.h>
 
 #include "engine.h"
-#include "gguf.h"
 
 #ifndef TTYCHAT_DATADIR
 #define TTYCHAT_DATADIR "/usr/local/share/ttychat"
@@ -1097,44 +1096,14 @@ void config_list_free(struct config_list *l)
 	l->n = 0;
 }
 
-/* llama.cpp's general.file_type numbers (the "mostly" quantisation) */
-static const char *ftype_name(uint32_t t)
-{
-	static const char *const names[] = {
-		[0] = "F32", [1] = "F16", [2] = "Q4_0", [3] = "Q4_1", [7] = "Q8_0", [8] = "Q5_0",
-		[9] = "Q5_1", [10] = "Q2_K", [11] = "Q3_K_S", [12] = "Q3_K_M", [13] = "Q3_K_L",
-		[14] = "Q4_K_S", [15] = "Q4_K_M", [16] = "Q5_K_S", [17] = "Q5_K_M", [18] = "Q6_K",
-		[19] = "IQ2_XXS", [20] = "IQ2_XS", [21] = "Q2_K_S", [22] = "IQ3_XS", [23] = "IQ3_XXS",
-		[24] = "IQ1_S", [25] = "IQ4_NL", [26] = "IQ3_S", [27] = "IQ3_M", [28] = "IQ2_S",
-		[29] = "IQ2_M", [30] = "IQ4_XS", [31] = "IQ1_M", [32] = "BF16", [36] = "TQ1_0",
-		[37] = "TQ2_0",
-	};
-	return t < sizeof names / sizeof names[0] ? names[t] : NULL;
-}
-
 int config_probe_model(const char *path, uint64_t *size, char *quant, size_t qn, char *err, size_t errlen)
 {
-	gguf_file *g = gguf_open(path, err, errlen);
-	if (!g)
+	engine_file *f = engine_file_open(path, err, errlen);
+	if (!f)
 		return -1;
-	*size = gguf_file_size(g);
-	uint64_t ft;
-	const char *name = gguf_get_uint(g, "general.file_type", &ft) && ft < 64 ? ftype_name((uint32_t)ft) : NULL;
-	if (!name) {
-		/* the type holding most bytes of the matrices */
-		uint64_t by_type[GGML_TYPE_COUNT] = {0};
-		for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
-			const struct gguf_tensor *t = gguf_tensor_at(g, i);
-			if (t->n_dims >= 2 && t->type < GGML_TYPE_COUNT)
-				by_type[t->type] += t->size;
-		}
-		int best = -1;
-		for (int t = 0; t < GGML_TYPE_COUNT; t++)
-			if (by_type[t] && (best < 0 || by_type[t] > by_type[best]))
-				best = t;
-		name = best >= 0 ? ggml_type_name((uint32_t)best) : "?";
-	}
-	snprintf(quant, qn, "%s", name);
-	gguf_close(g);
+	const struct engine_file_info *in = engine_file_info(f);
+	*size = in->file_bytes;
+	snprintf(quant, qn, "%s", in->quant);
+	engine_file_close(f);
 	return 0;
 }

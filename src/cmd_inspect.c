@@ -1,7 +1,8 @@
 /*
  * cmd_inspect.c - `ttychat inspect FILE [--tensors] [--json]`.
  *
- * Opens a GGUF file with the hardened reader and summarises it: the model's
+ * Opens a GGUF file with the engine's model-file probe (engine_file_open:
+ * the hardened reader, header only) and summarises it: the model's
  * shape (architecture keys such as <arch>.block_count), its tokenizer, the
  * parameter count and the mix of tensor types with their byte totals.  The
  * facts are gathered once into a struct and then rendered either as aligned
@@ -19,7 +20,7 @@
 #include <string.h>
 
 #include "commands.h"
-#include "gguf.h"
+#include "engine.h"
 
 /* An optional unsigned fact. */
 struct opt_u64 {
@@ -27,13 +28,20 @@ struct opt_u64 {
 	uint64_t v;
 };
 
+/* A string from the file: NOT NUL-terminated; ptr NULL when absent. */
+struct fstr {
+	const char *ptr;
+	size_t len;
+};
+
 struct type_mix {
+	const char *name;
 	uint64_t count;
 	uint64_t bytes;
 };
 
 struct inspect_info {
-	struct gguf_str arch, name, tok_model, tok_pre;
+	struct fstr arch, name, tok_model, tok_pre;
 	uint64_t n_params;
 	uint64_t tensor_bytes;
 	struct opt_u64 ctx, embd, layers, heads, heads_kv, vocab, bos, eos, ff;
@@ -41,18 +49,24 @@ struct inspect_info {
 	float rope_base;
 	bool has_template;
 	uint64_t template_len;
-	struct type_mix mix[GGML_TYPE_COUNT];
+	struct type_mix mix[ENGINE_TYPE_COUNT];
 };
 
-static struct opt_u64 get_uint(const gguf_file *f, const char *key)
+static struct opt_u64 get_uint(const engine_file *f, const char *key)
 {
 	struct opt_u64 o = {false, 0};
-	o.ok = gguf_get_uint(f, key, &o.v);
+	o.ok = engine_file_get_uint(f, key, &o.v);
 	return o;
 }
 
+static void get_str(const engine_file *f, const char *key, struct fstr *out)
+{
+	if (!engine_file_get_str(f, key, &out->ptr, &out->len))
+		out->ptr = NULL;
+}
+
 /* "<arch>.<suffix>" fact; absent when the arch name is unusable. */
-static struct opt_u64 get_arch_uint(const gguf_file *f, struct gguf_str arch, const char *suffix)
+static struct opt_u64 get_arch_uint(const engine_file *f, struct fstr arch, const char *suffix)
 {
 	char key[256];
 	struct opt_u64 none = {false, 0};
@@ -62,13 +76,13 @@ static struct opt_u64 get_arch_uint(const gguf_file *f, struct gguf_str arch, co
 	return get_uint(f, key);
 }
 
-static void gather(const gguf_file *f, struct inspect_info *in)
+static void gather(const engine_file *f, struct inspect_info *in)
 {
 	memset(in, 0, sizeof *in);
-	gguf_get_str(f, "general.architecture", &in->arch);
-	gguf_get_str(f, "general.name", &in->name);
-	gguf_get_str(f, "tokenizer.ggml.model", &in->tok_model);
-	gguf_get_str(f, "tokenizer.ggml.pre", &in->tok_pre);
+	get_str(f, "general.architecture", &in->arch);
+	get_str(f, "general.name", &in->name);
+	get_str(f, "tokenizer.ggml.model", &in->tok_model);
+	get_str(f, "tokenizer.ggml.pre", &in->tok_pre);
 	in->ctx = get_arch_uint(f, in->arch, "context_length");
 	in->embd = get_arch_uint(f, in->arch, "embedding_length");
 	in->layers = get_arch_uint(f, in->arch, "block_count");
@@ -78,36 +92,36 @@ static void gather(const gguf_file *f, struct inspect_info *in)
 	if (in->arch.ptr && in->arch.len > 0 && in->arch.len <= 128) {
 		char key[256];
 		snprintf(key, sizeof key, "%.*s.rope.freq_base", (int)in->arch.len, in->arch.ptr);
-		in->has_rope = gguf_get_f32(f, key, &in->rope_base);
+		in->has_rope = engine_file_get_f32(f, key, &in->rope_base);
 	}
-	in->vocab.ok = gguf_get_arr_str_n(f, "tokenizer.ggml.tokens", &in->vocab.v);
+	in->vocab.ok = engine_file_get_strs(f, "tokenizer.ggml.tokens", &in->vocab.v);
 	in->bos = get_uint(f, "tokenizer.ggml.bos_token_id");
 	in->eos = get_uint(f, "tokenizer.ggml.eos_token_id");
-	struct gguf_str tmpl;
-	if (gguf_get_str(f, "tokenizer.chat_template", &tmpl)) {
+	struct fstr tmpl;
+	get_str(f, "tokenizer.chat_template", &tmpl);
+	if (tmpl.ptr) {
 		in->has_template = true;
 		in->template_len = tmpl.len;
 	}
-	for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
-		const struct gguf_tensor *t = gguf_tensor_at(f, i);
-		/* Both sums are bounded by the file size and by 65536 * 2^63
-		 * elements respectively; saturate rather than wrap. */
-		if (__builtin_add_overflow(in->n_params, t->n_elements, &in->n_params))
-			in->n_params = UINT64_MAX;
-		in->tensor_bytes += t->size;
-		in->mix[t->type].count++;
-		in->mix[t->type].bytes += t->size;
+	/* both sums saturate rather than wrap (engine_file_info) */
+	in->n_params = engine_file_info(f)->n_params;
+	in->tensor_bytes = engine_file_info(f)->tensor_bytes;
+	struct engine_tensor_info t;
+	for (uint64_t i = 0; engine_file_tensor(f, i, &t); i++) {
+		in->mix[t.type].name = t.type_name;
+		in->mix[t.type].count++;
+		in->mix[t.type].bytes += t.size;
 	}
 }
 
 /* Prints S with control and non-ASCII-control bytes escaped. */
-static void put_str(FILE *out, struct gguf_str s)
+static void put_str(FILE *out, struct fstr s)
 {
 	if (!s.ptr) {
 		fputs("-", out);
 		return;
 	}
-	for (uint64_t i = 0; i < s.len; i++) {
+	for (size_t i = 0; i < s.len; i++) {
 		unsigned char c = (unsigned char)s.ptr[i];
 		if (c < 0x20 || c == 0x7f)
 			fprintf(out, "\\x%02x", c);
@@ -150,7 +164,7 @@ static void human_bytes(uint64_t n, char *buf, size_t len)
 		snprintf(buf, len, "%" PRIu64 " B", n);
 }
 
-static void shape_text(const struct gguf_tensor *t, char *buf, size_t len)
+static void shape_text(const struct engine_tensor_info *t, char *buf, size_t len)
 {
 	size_t o = 0;
 	buf[0] = '\0';
@@ -162,14 +176,15 @@ static void shape_text(const struct gguf_tensor *t, char *buf, size_t len)
 	}
 }
 
-static void print_text(const gguf_file *f, const struct inspect_info *in, bool tensors)
+static void print_text(const engine_file *f, const struct inspect_info *in, bool tensors)
 {
+	const struct engine_file_info *fi = engine_file_info(f);
 	char a[64], b[64];
-	printf("%-16s %s\n", "file", gguf_path(f));
-	human_bytes(gguf_file_size(f), a, sizeof a);
-	printf("%-16s %" PRIu64 " bytes (%s)\n", "file size", gguf_file_size(f), a);
+	printf("%-16s %s\n", "file", engine_file_path(f));
+	human_bytes(fi->file_bytes, a, sizeof a);
+	printf("%-16s %" PRIu64 " bytes (%s)\n", "file size", fi->file_bytes, a);
 	printf("%-16s GGUF v%" PRIu32 ", %" PRIu64 " keys, %" PRIu64 " tensors, alignment %" PRIu32
-	       "\n", "format", gguf_version(f), gguf_n_kv(f), gguf_n_tensors(f), gguf_alignment(f));
+	       "\n", "format", fi->gguf_version, fi->n_keys, fi->n_tensors, fi->alignment);
 	printf("%-16s ", "architecture");
 	put_str(stdout, in->arch);
 	printf("\n%-16s ", "name");
@@ -205,29 +220,29 @@ static void print_text(const gguf_file *f, const struct inspect_info *in, bool t
 	human_bytes(in->tensor_bytes, a, sizeof a);
 	printf("%-16s %" PRIu64 " bytes (%s)\n", "tensor data", in->tensor_bytes, a);
 	printf("tensor types:\n");
-	for (uint32_t t = 0; t < GGML_TYPE_COUNT; t++) {
+	for (uint32_t t = 0; t < ENGINE_TYPE_COUNT; t++) {
 		if (!in->mix[t].count)
 			continue;
 		human_bytes(in->mix[t].bytes, b, sizeof b);
-		printf("  %-8s %6" PRIu64 " tensors %12" PRIu64 " bytes (%s)\n", ggml_type_name(t),
+		printf("  %-8s %6" PRIu64 " tensors %12" PRIu64 " bytes (%s)\n", in->mix[t].name,
 		       in->mix[t].count, in->mix[t].bytes, b);
 	}
 	if (!tensors)
 		return;
 	printf("tensors:\n");
-	for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
-		const struct gguf_tensor *t = gguf_tensor_at(f, i);
+	struct engine_tensor_info t;
+	for (uint64_t i = 0; engine_file_tensor(f, i, &t); i++) {
 		char shape[128];
-		shape_text(t, shape, sizeof shape);
+		shape_text(&t, shape, sizeof shape);
 		printf("  %5" PRIu64 " ", i);
-		put_str(stdout, t->name);
-		printf("  %s  [%s]  offset %" PRIu64 "  size %" PRIu64 "\n", ggml_type_name(t->type),
-		       shape, gguf_data_offset(f) + t->offset, t->size);
+		put_str(stdout, (struct fstr){t.name, t.name_len});
+		printf("  %s  [%s]  offset %" PRIu64 "  size %" PRIu64 "\n", t.type_name, shape, t.offset,
+		       t.size);
 	}
 }
 
 /* cJSON takes NUL-terminated strings: copy, bounded by the string's size. */
-static cJSON *json_str(struct gguf_str s)
+static cJSON *json_str(struct fstr s)
 {
 	if (!s.ptr)
 		return cJSON_CreateNull();
@@ -247,17 +262,18 @@ static cJSON *json_opt(struct opt_u64 o)
 	return o.ok ? cJSON_CreateNumber((double)o.v) : cJSON_CreateNull();
 }
 
-static cJSON *build_json(const gguf_file *f, const struct inspect_info *in, bool tensors)
+static cJSON *build_json(const engine_file *f, const struct inspect_info *in, bool tensors)
 {
+	const struct engine_file_info *fi = engine_file_info(f);
 	cJSON *root = cJSON_CreateObject();
 	if (!root)
 		return NULL;
-	cJSON_AddStringToObject(root, "file", gguf_path(f));
-	cJSON_AddNumberToObject(root, "file_size", (double)gguf_file_size(f));
-	cJSON_AddNumberToObject(root, "gguf_version", gguf_version(f));
-	cJSON_AddNumberToObject(root, "n_keys", (double)gguf_n_kv(f));
-	cJSON_AddNumberToObject(root, "n_tensors", (double)gguf_n_tensors(f));
-	cJSON_AddNumberToObject(root, "alignment", gguf_alignment(f));
+	cJSON_AddStringToObject(root, "file", engine_file_path(f));
+	cJSON_AddNumberToObject(root, "file_size", (double)fi->file_bytes);
+	cJSON_AddNumberToObject(root, "gguf_version", fi->gguf_version);
+	cJSON_AddNumberToObject(root, "n_keys", (double)fi->n_keys);
+	cJSON_AddNumberToObject(root, "n_tensors", (double)fi->n_tensors);
+	cJSON_AddNumberToObject(root, "alignment", fi->alignment);
 	cJSON_AddItemToObject(root, "architecture", json_str(in->arch));
 	cJSON_AddItemToObject(root, "name", json_str(in->name));
 	cJSON_AddNumberToObject(root, "parameters", (double)in->n_params);
@@ -279,29 +295,29 @@ static cJSON *build_json(const gguf_file *f, const struct inspect_info *in, bool
 	cJSON_AddBoolToObject(root, "chat_template", in->has_template);
 	cJSON_AddNumberToObject(root, "tensor_bytes", (double)in->tensor_bytes);
 	cJSON *mix = cJSON_AddObjectToObject(root, "tensor_types");
-	for (uint32_t t = 0; mix && t < GGML_TYPE_COUNT; t++) {
+	for (uint32_t t = 0; mix && t < ENGINE_TYPE_COUNT; t++) {
 		if (!in->mix[t].count)
 			continue;
-		cJSON *e = cJSON_AddObjectToObject(mix, ggml_type_name(t));
+		cJSON *e = cJSON_AddObjectToObject(mix, in->mix[t].name);
 		cJSON_AddNumberToObject(e, "count", (double)in->mix[t].count);
 		cJSON_AddNumberToObject(e, "bytes", (double)in->mix[t].bytes);
 	}
 	if (!tensors)
 		return root;
 	cJSON *arr = cJSON_AddArrayToObject(root, "tensors");
-	for (uint64_t i = 0; arr && i < gguf_n_tensors(f); i++) {
-		const struct gguf_tensor *t = gguf_tensor_at(f, i);
+	struct engine_tensor_info t;
+	for (uint64_t i = 0; arr && engine_file_tensor(f, i, &t); i++) {
 		cJSON *e = cJSON_CreateObject();
 		if (!e)
 			break;
 		cJSON_AddItemToArray(arr, e);
-		cJSON_AddItemToObject(e, "name", json_str(t->name));
-		cJSON_AddStringToObject(e, "type", ggml_type_name(t->type));
+		cJSON_AddItemToObject(e, "name", json_str((struct fstr){t.name, t.name_len}));
+		cJSON_AddStringToObject(e, "type", t.type_name);
 		cJSON *shape = cJSON_AddArrayToObject(e, "shape");
-		for (uint32_t d = 0; shape && d < t->n_dims; d++)
-			cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->ne[d]));
-		cJSON_AddNumberToObject(e, "offset", (double)(gguf_data_offset(f) + t->offset));
-		cJSON_AddNumberToObject(e, "size", (double)t->size);
+		for (uint32_t d = 0; shape && d < t.n_dims; d++)
+			cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t.ne[d]));
+		cJSON_AddNumberToObject(e, "offset", (double)t.offset);
+		cJSON_AddNumberToObject(e, "size", (double)t.size);
 	}
 	return root;
 }
@@ -336,14 +352,14 @@ int cmd_inspect(int argc, char **argv)
 		return usage_error("no file given", NULL);
 
 	char err[512];
-	gguf_file *f = gguf_open(path, err, sizeof err);
+	engine_file *f = engine_file_open(path, err, sizeof err);
 	if (!f) {
 		fprintf(stderr, "ttychat inspect: %s\n", err);
 		return EXIT_FAIL;
 	}
 	struct inspect_info *in = malloc(sizeof *in);
 	if (!in) {
-		gguf_close(f);
+		engine_file_close(f);
 		fprintf(stderr, "ttychat inspect: out of memory\n");
 		return EXIT_FAIL;
 	}
@@ -364,7 +380,7 @@ int cmd_inspect(int argc, char **argv)
 		print_text(f, in, tensors);
 	}
 	free(in);
-	gguf_close(f);
+	engine_file_close(f);
 	if (fflush(stdout) != 0 && rc == EXIT_OK) {
 		fprintf(stderr, "ttychat inspect: write error on standard output\n");
 		rc = EXIT_FAIL;

@@ -2,14 +2,14 @@
  * cmd_template.c - `ttychat template`: render a conversation with a chat
  * template, the way the chat front ends do before tokenising.
  *
- * The conversation is a JSON array of messages on stdin, read with the
- * template module's own JSON reader (Python json semantics, NUL bytes
- * kept).  Plain messages ({"role": str, "content": str|null}) go to the
- * engine as a message array; anything richer (tool_calls, structured
- * content, extra keys) is handed over verbatim as messages_json so that
- * templates see exactly what transformers would.  The template comes from the model's GGUF
- * (`tokenizer.chat_template`, with bos/eos texts looked up in the
- * vocabulary), from --template FILE, or is a named built-in format.  By
+ * The conversation is a JSON array of messages on stdin, read by the
+ * engine's chat template reader (engine_chat_parse: Python json semantics,
+ * NUL bytes kept; anything richer than role/content is rendered from the
+ * JSON as it is, so templates see exactly what transformers would).  The
+ * template comes from the model's GGUF header (`tokenizer.chat_template`,
+ * with bos/eos texts looked up in the vocabulary; read with the model-file
+ * probe, no weights or tokenizer loaded), from --template FILE, or is a
+ * named built-in format.  By
  * default a failing or missing template falls back to the built-in format
  * of its family with a warning on stderr, as in chat; --strict makes that
  * an error instead (the conformance tests use it).  SOURCE_DATE_EPOCH, when
@@ -25,8 +25,7 @@
 #include <string.h>
 
 #include "commands.h"
-#include "gguf.h"
-#include "template.h"
+#include "engine.h"
 
 #define MAX_TEMPLATE_FILE ((size_t)4 << 20)
 #define MAX_STDIN ((size_t)256 << 20)
@@ -95,27 +94,35 @@ static char *read_file(const char *path, size_t max, size_t *len)
 	return s;
 }
 
-static char *dup_gstr(struct gguf_str s)
+static char *dup_mem(const char *s, size_t len)
 {
-	if (!s.ptr)
-		return NULL;
-	char *p = malloc(s.len + 1);
+	char *p = malloc(len + 1);
 	if (!p)
 		return NULL;
-	memcpy(p, s.ptr, s.len);
-	p[s.len] = 0;
+	memcpy(p, s, len);
+	p[len] = 0;
 	return p;
+}
+
+/* The string under KEY, copied; NULL when absent. */
+static char *file_str(const engine_file *g, const char *key)
+{
+	const char *s;
+	size_t len;
+	return engine_file_get_str(g, key, &s, &len) ? dup_mem(s, len) : NULL;
 }
 
 /* Text of special token KEY_ID ("tokenizer.ggml.bos_token_id"); NULL when
  * the model has none. */
-static char *special_text(const gguf_file *g, const char *key_id)
+static char *special_text(const engine_file *g, const char *key_id)
 {
 	uint64_t id, n;
-	if (!gguf_get_uint(g, key_id, &id) || !gguf_get_arr_str_n(g, "tokenizer.ggml.tokens", &n) ||
-	    id >= n)
+	const char *s;
+	size_t len;
+	if (!engine_file_get_uint(g, key_id, &id) || !engine_file_get_strs(g, "tokenizer.ggml.tokens", &n) ||
+	    id >= n || !engine_file_get_strs_at(g, "tokenizer.ggml.tokens", id, &s, &len))
 		return NULL;
-	return dup_gstr(gguf_arr_str(g, "tokenizer.ggml.tokens", id));
+	return dup_mem(s, len);
 }
 
 int cmd_template(int argc, char **argv)
@@ -157,35 +164,27 @@ int cmd_template(int argc, char **argv)
 		template_usage(stderr);
 		return EXIT_USAGE;
 	}
-	enum tmpl_family fam = TMPL_FAMILY_UNKNOWN;
-	if (builtin) {
-		fam = tmpl_family_from_name(builtin);
-		if (fam == TMPL_FAMILY_UNKNOWN) {
-			fprintf(stderr, "ttychat template: unknown built-in format '%s'\n", builtin);
-			return EXIT_USAGE;
-		}
+	if (builtin && !engine_chat_builtin_known(builtin)) {
+		fprintf(stderr, "ttychat template: unknown built-in format '%s'\n", builtin);
+		return EXIT_USAGE;
 	}
 
 	int status = EXIT_FAIL;
 	char *ttext = NULL, *arch = NULL, *bos = NULL, *eos = NULL, *input = NULL, *out = NULL;
-	gguf_file *g = NULL;
-	struct tmpl_message *msgs = NULL;
-	size_t nmsgs = 0;
-	bool structured = false;
-	char err[512];
+	engine_file *g = NULL;
+	engine_chat *chat = NULL;
+	char err[1024];
 
 	if (model) {
-		g = gguf_open(model, err, sizeof err);
+		g = engine_file_open(model, err, sizeof err);
 		if (!g) {
 			fprintf(stderr, "ttychat template: %s\n", err);
 			status = EXIT_MODEL;
 			goto done;
 		}
-		struct gguf_str s;
-		if (!tfile && gguf_get_str(g, "tokenizer.chat_template", &s))
-			ttext = dup_gstr(s);
-		if (gguf_get_str(g, "general.architecture", &s))
-			arch = dup_gstr(s);
+		if (!tfile)
+			ttext = file_str(g, "tokenizer.chat_template");
+		arch = file_str(g, "general.architecture");
 		bos = special_text(g, "tokenizer.ggml.bos_token_id");
 		eos = special_text(g, "tokenizer.ggml.eos_token_id");
 	}
@@ -202,7 +201,7 @@ int cmd_template(int argc, char **argv)
 		}
 	}
 	if (detect) {
-		printf("%s\n", tmpl_family_name(tmpl_detect_family(ttext, arch)));
+		printf("%s\n", engine_chat_family(ttext, arch));
 		status = EXIT_OK;
 		goto done;
 	}
@@ -213,18 +212,21 @@ int cmd_template(int argc, char **argv)
 		fprintf(stderr, "ttychat template: cannot read stdin: %s\n", strerror(errno));
 		goto done;
 	}
-	if (tmpl_messages_from_json(input, &msgs, &nmsgs, &structured, err, sizeof err) != TMPL_OK) {
+	if (engine_chat_parse(input, &chat, err, sizeof err) != 0) {
 		fprintf(stderr, "ttychat template: stdin: %s\n", err);
 		status = EXIT_USAGE;
 		goto done;
 	}
 
-	struct tmpl_options opt = {
+	struct engine_chat_opts opt = {
+		.template_text = ttext,
+		.builtin = builtin,
+		.arch = arch,
+		.strict = strict,
 		.add_generation_prompt = agp,
 		.bos_token = bos_arg ? bos_arg : bos,
 		.eos_token = eos_arg ? eos_arg : eos,
 		.vars_json = vars,
-		.messages_json = structured ? input : NULL,
 	};
 	const char *epoch = getenv("SOURCE_DATE_EPOCH");
 	if (epoch && *epoch) {
@@ -239,27 +241,17 @@ int cmd_template(int argc, char **argv)
 		opt.now = t;
 	}
 
-	size_t outlen = 0;
-	int rc;
-	if (builtin) {
-		rc = tmpl_render_builtin(fam, msgs, nmsgs, &opt, &out, &outlen, err, sizeof err);
-	} else if (strict) {
-		if (!ttext || !*ttext) {
-			fprintf(stderr, "ttychat template: %s has no chat template\n", model);
-			goto done;
-		}
-		rc = tmpl_render_text(ttext, strlen(ttext), msgs, nmsgs, &opt, &out, &outlen, err,
-				      sizeof err);
-	} else {
-		enum tmpl_family used;
-		rc = tmpl_format_chat(ttext, arch, msgs, nmsgs, &opt, &out, &outlen, &used, err,
-				      sizeof err);
-		if (rc == TMPL_FALLBACK)
-			fprintf(stderr, "ttychat template: warning: %s\n", err);
+	if (!builtin && strict && (!ttext || !*ttext)) {
+		fprintf(stderr, "ttychat template: %s has no chat template\n", model);
+		goto done;
 	}
+	size_t outlen = 0;
+	int rc = engine_chat_render(chat, &opt, &out, &outlen, err, sizeof err);
+	if (rc == ENGINE_CHAT_FALLBACK)
+		fprintf(stderr, "ttychat template: warning: %s\n", err);
 	if (rc < 0) {
-		fprintf(stderr, "ttychat template: %s: %s\n", tmpl_strerror(rc), err);
-		status = rc == TMPL_ERR_ARG ? EXIT_USAGE : EXIT_FAIL;
+		fprintf(stderr, "ttychat template: %s\n", err);
+		status = rc == ENGINE_E_INVAL ? EXIT_USAGE : EXIT_FAIL;
 		goto done;
 	}
 	if (fwrite(out, 1, outlen, stdout) != outlen || fflush(stdout) != 0) {
@@ -269,12 +261,12 @@ int cmd_template(int argc, char **argv)
 	status = EXIT_OK;
 done:
 	free(out);
-	free(msgs);
+	engine_chat_free(chat);
 	free(input);
 	free(ttext);
 	free(arch);
 	free(bos);
 	free(eos);
-	gguf_close(g);
+	engine_file_close(g);
 	return status;
 }

@@ -16,7 +16,8 @@
  * SentencePiece model puts before the text is removed again.
  *
  * -m takes a GGUF path or a model name; model_path() is the one place
- * that turns it into a file.
+ * that turns it into a file.  Only the vocabulary is loaded (engine_vocab
+ * of engine.h), not the weights.
  */
 #include "config.h"
 
@@ -29,8 +30,7 @@
 
 #include "catalog.h"
 #include "commands.h"
-#include "gguf.h"
-#include "tokenizer.h"
+#include "engine.h"
 
 #define MAX_INPUT ((size_t)1 << 30)  /* the tokenizer's own limit */
 
@@ -50,24 +50,18 @@ static int model_path(const char *spec, char *path, size_t len, char *err, size_
 	return 0;
 }
 
-/* Opens the model's tokenizer; prints why not and returns NULL. */
-static tokenizer *open_tokenizer(const char *cmd, const char *spec)
+/* Opens the model's vocabulary; prints why not and returns NULL. */
+static engine_vocab *open_vocab(const char *cmd, const char *spec)
 {
-	char path[4096], err[512];
+	char path[4096], err[4096 + 512];
 	if (model_path(spec, path, sizeof path, err, sizeof err) != 0) {
 		fprintf(stderr, "ttychat %s: %s\n", cmd, err);
 		return NULL;
 	}
-	gguf_file *g = gguf_open(path, err, sizeof err);
-	if (!g) {
+	engine_vocab *v = engine_vocab_open(path, err, sizeof err);
+	if (!v)
 		fprintf(stderr, "ttychat %s: %s\n", cmd, err);
-		return NULL;
-	}
-	tokenizer *tk = tok_load(g, err, sizeof err);
-	gguf_close(g);
-	if (!tk)
-		fprintf(stderr, "ttychat %s: %s: %s\n", cmd, path, err);
-	return tk;
+	return v;
 }
 
 /* Reads all of stdin; NULL (errno set) on a read error or past max. */
@@ -187,8 +181,8 @@ int cmd_tokenize(int argc, char **argv)
 		tokenize_usage(stderr);
 		return EXIT_USAGE;
 	}
-	tokenizer *tk = open_tokenizer("tokenize", model);
-	if (!tk)
+	engine_vocab *v = open_vocab("tokenize", model);
+	if (!v)
 		return EXIT_MODEL;
 
 	int status = EXIT_FAIL;
@@ -200,25 +194,15 @@ int cmd_tokenize(int argc, char **argv)
 		fprintf(stderr, "ttychat tokenize: reading stdin: %s\n", strerror(errno));
 		goto done;
 	}
-	int rc = tok_encode(tk, text, len, !no_bos && tok_add_bos(tk), special, &ids, &n, &cap);
-	if (rc == TOK_OK && !no_bos && tok_add_eos(tk) && tok_eos(tk) >= 0) {
-		int32_t *nb = n < cap ? ids : realloc(ids, (n + 1) * sizeof *ids);
-		if (nb) {
-			ids = nb;
-			cap = n < cap ? cap : n + 1;
-			ids[n++] = tok_eos(tk);
-		} else {
-			rc = TOK_ERR_NOMEM;
-		}
-	}
-	if (rc != TOK_OK) {
-		fprintf(stderr, "ttychat tokenize: %s\n", tok_strerror(rc));
+	char err[256];
+	if (engine_vocab_encode(v, text, len, !no_bos, special, &ids, &n, &cap, err, sizeof err) != 0) {
+		fprintf(stderr, "ttychat tokenize: %s\n", err);
 		goto done;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (pieces) {
 			size_t pl;
-			const char *p = tok_piece(tk, ids[i], &pl);
+			const char *p = engine_vocab_piece(v, ids[i], &pl);
 			printf("%d\t", ids[i]);
 			put_piece(stdout, p, pl);
 			putchar('\n');
@@ -234,7 +218,7 @@ int cmd_tokenize(int argc, char **argv)
 done:
 	free(ids);
 	free(text);
-	tok_free(tk);
+	engine_vocab_free(v);
 	return status;
 }
 
@@ -262,17 +246,15 @@ int cmd_detokenize(int argc, char **argv)
 		detokenize_usage(stderr);
 		return EXIT_USAGE;
 	}
-	tokenizer *tk = open_tokenizer("detokenize", model);
-	if (!tk)
+	engine_vocab *v = open_vocab("detokenize", model);
+	if (!v)
 		return EXIT_MODEL;
-	tok_decoder *d = tok_decoder_new(tk);
+	engine_detok *d = engine_detok_new(v, special);
 	if (!d) {
 		fprintf(stderr, "ttychat detokenize: out of memory\n");
-		tok_free(tk);
+		engine_vocab_free(v);
 		return EXIT_FAIL;
 	}
-	tok_decoder_options(d, (special ? TOK_DECODE_SPECIAL : 0) |
-				       (tok_add_space_prefix(tk) ? TOK_DECODE_STRIP_SPACE : 0));
 
 	int status = EXIT_OK;
 	char word[32], out[4096];
@@ -295,15 +277,15 @@ int cmd_detokenize(int argc, char **argv)
 			word[wl] = 0;
 			char *end;
 			errno = 0;
-			long v = strtol(word, &end, 10);
+			long id = strtol(word, &end, 10);
 			count++;
-			if (*end || errno || v < 0 || v >= (long)tok_n_vocab(tk)) {
+			if (*end || errno || id < 0 || id >= (long)engine_vocab_size(v)) {
 				fprintf(stderr, "ttychat detokenize: id %ld: '%s' is not a token id (0..%u)\n", count,
-					word, tok_n_vocab(tk) - 1);
+					word, engine_vocab_size(v) - 1);
 				status = EXIT_USAGE;
 				break;
 			}
-			k = tok_decoder_feed(d, (int32_t)v, out, sizeof out);
+			k = engine_detok_feed(d, (int32_t)id, out, sizeof out);
 			fwrite(out, 1, k, stdout);
 			wl = 0;
 		}
@@ -314,13 +296,13 @@ int cmd_detokenize(int argc, char **argv)
 		fprintf(stderr, "ttychat detokenize: reading stdin: %s\n", strerror(errno));
 		status = EXIT_FAIL;
 	}
-	while ((k = tok_decoder_flush(d, out, sizeof out)) > 0)
+	while ((k = engine_detok_flush(d, out, sizeof out)) > 0)
 		fwrite(out, 1, k, stdout);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "ttychat detokenize: writing stdout: %s\n", strerror(errno));
 		status = EXIT_FAIL;
 	}
-	tok_decoder_free(d);
-	tok_free(tk);
+	engine_detok_free(d);
+	engine_vocab_free(v);
 	return status;
 }

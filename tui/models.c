@@ -3,10 +3,11 @@
  *
  * Entries come from the catalogue (config_list_models()) so that the picker
  * and `-m NAME` can never disagree about where a name points; this file adds
- * what the GGUF header says and the memory estimate.  Headers are read with
- * the hardened GGUF reader, which maps the file but touches only the header
- * pages.  A remote entry (an OpenAI-compatible server) has no file: it is
- * listed as "remote" with its server, never probed.
+ * what the GGUF header says and the memory estimate.  Headers are read
+ * through the engine's model-file probe (engine_file_open), which maps the
+ * file but touches only the header pages.  A remote entry (an
+ * OpenAI-compatible server) has no file: it is listed as "remote" with its
+ * server, never probed.
  */
 #include "config.h"
 
@@ -24,8 +25,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "gguf.h"
 #include "catalog.h"
+#include "engine.h"
 
 /* "remote: URL (model NAME)" from an engine "remote:{...}" spec. */
 static void remote_where(const char *spec, char *buf, size_t n)
@@ -123,74 +124,25 @@ void models_fmt_params(uint64_t p, char *buf, size_t n)
 		snprintf(buf, n, "%.0fK", d / 1e3);
 }
 
-static bool get_arch_uint(const gguf_file *g, const char *arch, const char *suffix, uint64_t *out)
-{
-	char key[160];
-	int w = snprintf(key, sizeof key, "%s.%s", arch, suffix);
-	return w > 0 && (size_t)w < sizeof key && gguf_get_uint(g, key, out);
-}
-
 int models_probe(struct model_item *it, uint32_t ctx, char *err, size_t errlen)
 {
-	gguf_file *g = gguf_open(it->path, err, errlen);
-	if (!g)
+	engine_file *f = engine_file_open(it->path, err, errlen);
+	if (!f)
 		return -1;
-	it->file_bytes = gguf_file_size(g);
-	struct gguf_str a;
-	if (gguf_get_str(g, "general.architecture", &a) && a.len < sizeof it->arch) {
-		memcpy(it->arch, a.ptr, a.len);
-		it->arch[a.len] = '\0';
-		/* the name is shown on screen: keep it printable */
-		for (char *p = it->arch; *p; p++)
-			if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-				*p = '?';
-	} else {
-		snprintf(it->arch, sizeof it->arch, "?");
-	}
-
-	/* parameters, and bytes per weight type of the matrices */
-	uint64_t by_type[GGML_TYPE_COUNT] = {0}, total = 0;
-	for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
-		const struct gguf_tensor *t = gguf_tensor_at(g, i);
-		it->n_params += t->n_elements;
-		if (t->n_dims >= 2 && t->type < GGML_TYPE_COUNT) {
-			by_type[t->type] += t->size;
-			total += t->size;
-		}
-	}
-	it->quant[0] = '\0';
-	for (int k = 0; k < 2 && total > 0; k++) {
-		int best = -1;
-		for (int ty = 0; ty < GGML_TYPE_COUNT; ty++)
-			if (by_type[ty] && (best < 0 || by_type[ty] > by_type[best]))
-				best = ty;
-		if (best < 0)
-			break;
-		size_t l = strlen(it->quant);
-		snprintf(it->quant + l, sizeof it->quant - l, "%s%s %.0f%%", k ? " " : "", ggml_type_name((uint32_t)best),
-			 100.0 * (double)by_type[best] / (double)total);
-		by_type[best] = 0;
-	}
-
-	/* f16 K and V for every layer at the context it would load with */
-	uint64_t n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, k_len = 0, v_len = 0, train = 0;
-	get_arch_uint(g, it->arch, "block_count", &n_layer);
-	get_arch_uint(g, it->arch, "embedding_length", &n_embd);
-	get_arch_uint(g, it->arch, "attention.head_count", &n_head);
-	if (!get_arch_uint(g, it->arch, "attention.head_count_kv", &n_head_kv))
-		n_head_kv = n_head;
-	get_arch_uint(g, it->arch, "context_length", &train);
-	if (!get_arch_uint(g, it->arch, "attention.key_length", &k_len))
-		k_len = n_head ? n_embd / n_head : 0;
-	if (!get_arch_uint(g, it->arch, "attention.value_length", &v_len))
-		v_len = k_len;
-	gguf_close(g);
+	const struct engine_file_info *in = engine_file_info(f);
+	it->file_bytes = in->file_bytes;
+	it->n_params = in->n_params;
+	snprintf(it->quant, sizeof it->quant, "%s", in->quant_mix);
+	snprintf(it->arch, sizeof it->arch, "%s", in->arch[0] ? in->arch : "?");
+	/* the name is shown on screen: keep it printable */
+	for (char *p = it->arch; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
 	if (it->n_ctx == 0)
-		it->n_ctx = models_ctx(ctx, 0, train > UINT32_MAX ? UINT32_MAX : (uint32_t)train);
-	/* each factor is bounded (layers, heads and lengths by 2^20 here) so
-	 * that the product cannot overflow */
-	if (n_layer < (1u << 20) && n_head_kv < (1u << 20) && k_len < (1u << 20) && v_len < (1u << 20))
-		it->kv_bytes = n_layer * (uint64_t)it->n_ctx * n_head_kv * (k_len + v_len) * 2;
+		it->n_ctx = models_ctx(ctx, 0, in->n_ctx_train > UINT32_MAX ? UINT32_MAX : (uint32_t)in->n_ctx_train);
+	/* f16 K and V for every layer at the context it would load with */
+	it->kv_bytes = in->kv_bytes_per_pos * it->n_ctx;
+	engine_file_close(f);
 	uint64_t scratch = it->file_bytes / 20;
 	if (scratch < ((uint64_t)32 << 20))
 		scratch = (uint64_t)32 << 20;
