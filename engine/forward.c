@@ -1,5 +1,6 @@
 /*
- * forward.c - one forward pass for every architecture, and the CPU backend.
+ * forward.c - the CPU's forward pass for every architecture, and its KV
+ * cache.
  *
  * Shapes (T tokens in a batch, E = n_embd, H = n_head, G = n_head_kv,
  * D = head_dim, F = n_ff, V = n_vocab):
@@ -14,8 +15,12 @@
  * the softmax weights are rounded to f16 before they weight V, and the
  * GELU of gemma goes through f16 as ggml's table does.
  *
- * The backend table holds every operation the pass performs, so another
- * backend (CUDA) swaps the table and keeps this file's pass.
+ * The pass reads the architecture description of struct model and calls
+ * its operations through struct backend, a table with one instance (the
+ * CPU's, cpu_be) that keeps the pass apart from the kernels.  The GPU is
+ * not another instance: forward_cuda.c has its own pass over the same
+ * description, step for step, and fwd_eval() hands it the first
+ * cpu_first layers (forward.h).
  *
  * CPU speed: fwd_init prepares every weight matrix as a struct
  * quant_matrix, packed (16 rows interleaved, quant.h) where the CPU level

@@ -1,11 +1,21 @@
 /*
- * forward.h - the transformer forward pass, its KV cache and its backend
- * table (engine-internal; owned by the engine thread).
+ * forward.h - the transformer forward pass, its KV cache, and how the
+ * layers split between the CPU and a GPU (engine-internal; owned by the
+ * engine thread).
  *
- * The forward pass (forward.c) is written once for every supported
- * architecture as a sequence of operations on activation buffers; the
- * operations come from a struct backend, so a CUDA backend replaces the
- * table, not the pass.  The CPU backend is cpu_backend().
+ * Each architecture is a description, not code of its own: model.c turns
+ * every supported family into one struct model (hyper-parameters, rope
+ * style, sliding window, and per layer the weights it has: biases, per-head
+ * q/k norms, post-norms, fused qkv or gate|up), and the passes read that
+ * description; the only family tests left in them are phi3's fused
+ * matrices and gemma3's GELU.  Each backend has its own pass over it:
+ * fwd_eval() in forward.c runs the CPU's, forward_cuda.c the GPU's
+ * (fwd_cuda_eval), the same steps in the same order (each GPU step names
+ * the CPU step it mirrors; tests/test_cuda_forward compares them).  The
+ * CPU pass calls its operations through a table private to forward.c
+ * (struct backend, whose one instance is the CPU's), which keeps the pass
+ * apart from the kernels; the GPU does not plug into that table (the top
+ * of forward_cuda.c says why).
  *
  * A KV cache belongs to one conversation: per layer, K and V rows for each
  * position, [pos][kv_head][head_dim], in F16 or Q8_0, grown on demand up to
@@ -50,7 +60,7 @@ void kv_truncate(struct kv_cache *kv, uint32_t n);
 size_t kv_bytes(const struct kv_cache *kv);
 void kv_free(struct kv_cache *kv);
 
-struct backend;
+struct backend;   /* forward.c: the CPU pass's operations */
 
 struct fwd {
 	const struct model *m;

@@ -1,6 +1,8 @@
 /*
  * forward_cuda.c - the first layers of the forward pass on the GPU, through
- * the C API of engine/cuda/cuda_backend.h only.
+ * the C API of engine/cuda/cuda_backend.h only: the GPU's own pass over
+ * the architecture description (struct model) that forward.c's CPU pass
+ * also reads (forward.h).
  *
  * Why a second sequence of operations and not a second backend table:
  * forward.c's table (struct backend) works per token on host pointers
