@@ -10,11 +10,12 @@
  * numbers are redrawn at most four times a second), so an idle ttychat
  * uses no CPU.
  *
- * Keys: curses decodes function keys; our own keys come from the table in
- * cmds.c, everything else goes to readline (input.c).  A lone Esc (no byte
- * following within ESCDELAY) stops the reply; Esc followed by a byte is
- * Alt-that-byte.  Bracketed paste is collected and inserted as text, so a
- * pasted block never sends itself line by line.
+ * Keys: curses decodes function keys (tty.c adds pastes and Alt keys); our
+ * own keys come from the table in cmds.c, everything else goes to readline
+ * (input.c).  A lone Esc (no byte following within ESCDELAY) stops the
+ * reply; Esc followed by a byte is Alt-that-byte.  Bracketed paste is
+ * inserted as text, so a pasted block never sends itself line by line.
+ * While a box (overlay.h) is open, every key is the box's.
  *
  * Conversation: the transcript holds every item; the messages sent to the
  * engine are the system prompt plus the user and reply items (notices are
@@ -23,8 +24,9 @@
  * conversation and the engine reuses the KV prefix it already has.
  *
  * The terminal is restored on every exit path: normal quit, SIGTERM and
- * SIGHUP (through the loop), and fatal signals (a handler that restores the
- * saved termios and writes the precomputed reset sequence, then re-raises).
+ * SIGHUP (through the loop), and fatal signals (tty.c: a handler that
+ * restores the saved termios and writes the precomputed reset sequence,
+ * then re-raises).
  */
 #include "config.h"
 
@@ -33,7 +35,6 @@
 #include <cjson/cJSON.h>
 #include <curses.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <langinfo.h>
 #include <locale.h>
 #include <poll.h>
@@ -41,8 +42,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,14 +58,13 @@
 #include "text.h"
 #include "theme.h"
 #include "transcript.h"
+#include "tty.h"
 #include "unlock.h"
 
 #define MIN_COLS 40
 #define MIN_LINES 12
 #define SIDEBAR_MIN_COLS 96
 #define STATS_INTERVAL_MS 250.0
-#define KEY_PASTE_BEGIN (KEY_MAX + 1)
-#define KEY_PASTE_END (KEY_MAX + 2)
 #define MAX_REPLY_BYTES (16u << 20)
 #define HIST_RETRY_MS 10000.0
 #define MAX_EXPORTS 8
@@ -90,7 +88,7 @@ struct app {
 	bool quit;
 
 	/* screen */
-	SCREEN *scr;
+	struct tty tty;
 	int lines, cols;
 	bool too_small, narrow, sidebar_on, use_color, ascii, cursor_on;
 	WINDOW *w_trans, *w_side, *w_status, *w_input, *w_hint, *w_over;
@@ -99,7 +97,6 @@ struct app {
 	struct theme theme;
 	unsigned long attrs[ROLE_COUNT];
 	unsigned text_flags;
-	const char *paste_on, *paste_off;
 
 	/* conversation */
 	struct transcript tr;
@@ -129,11 +126,6 @@ struct app {
 	/* the box over the chat (help, picker, conversations), or NULL */
 	struct overlay *over;
 
-	/* bracketed paste */
-	bool pasting;
-	char *paste;
-	size_t paste_len, paste_cap;
-
 	/* history (chats.h): NULL when it is off */
 	struct chats *ch;
 	char hist_off[512];       /* why it is off */
@@ -150,73 +142,6 @@ struct app {
 	} exports[MAX_EXPORTS];   /* KV snapshot exports in flight */
 	size_t n_exports;
 };
-
-/* ---- signals: a self-pipe, and the emergency restore --------------------- */
-
-static int sig_pipe_wr = -1;
-
-static void on_signal(int sig)
-{
-	int saved = errno;
-	unsigned char b = (unsigned char)sig;
-	ssize_t w = write(sig_pipe_wr, &b, 1);
-	(void)w;
-	errno = saved;
-}
-
-/* What a fatal signal handler needs to give the terminal back. */
-static struct {
-	volatile sig_atomic_t armed;
-	struct termios tio;
-	char reset[256];
-	size_t reset_len;
-} rescue;
-
-static void on_fatal(int sig)
-{
-	if (rescue.armed) {
-		tcsetattr(STDIN_FILENO, TCSANOW, &rescue.tio);
-		ssize_t w = write(STDOUT_FILENO, rescue.reset, rescue.reset_len);
-		(void)w;
-	}
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static void rescue_add(const char *capname)
-{
-	const char *s = tigetstr(capname);
-	if (!s || s == (char *)-1)
-		return;
-	size_t l = strlen(s);
-	if (rescue.reset_len + l < sizeof rescue.reset) {
-		memcpy(rescue.reset + rescue.reset_len, s, l);
-		rescue.reset_len += l;
-	}
-}
-
-static void install_signals(void)
-{
-	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
-	sigemptyset(&sa.sa_mask);
-	const int sigs[] = {SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGTSTP, SIGCONT};
-	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-		sigaction(sigs[i], &sa, NULL);
-	struct sigaction fa = {.sa_handler = on_fatal, .sa_flags = SA_RESETHAND};
-	sigemptyset(&fa.sa_mask);
-	const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
-	for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++)
-		sigaction(fatal[i], &fa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-}
-
-static void restore_signals(void)
-{
-	const int sigs[] = {SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGTSTP, SIGCONT,
-			    SIGSEGV,  SIGBUS,  SIGFPE, SIGILL, SIGABRT};
-	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-		signal(sigs[i], SIG_DFL);
-}
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -1417,37 +1342,9 @@ static void draw(struct app *a)
 
 /* ---- keys ------------------------------------------------------------------------ */
 
-/* putp() goes through stdio, not through curses' own buffer: flush at once
- * so that it lands in order */
-static void put_cap(const char *cap)
-{
-	if (cap) {
-		putp(cap);
-		fflush(stdout);
-	}
-}
-
-static void suspend_screen(struct app *a, bool stop)
-{
-	put_cap(a->paste_off);
-	endwin();
-	if (stop) {
-		signal(SIGTSTP, SIG_DFL);
-		kill(getpid(), SIGTSTP);
-		struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGTSTP, &sa, NULL);
-	}
-}
-
 static void resume_screen(struct app *a)
 {
-	reset_prog_mode();
-	put_cap(a->paste_on);
-	struct winsize ws;
-	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
-		resizeterm(ws.ws_row, ws.ws_col);
-	clearok(curscr, TRUE);
+	tty_resume(&a->tty);
 	a->dirty |= D_ALL;
 }
 
@@ -1455,7 +1352,7 @@ static void on_suspend(void *ctx, bool suspend)
 {
 	struct app *a = ctx;
 	if (suspend)
-		suspend_screen(a, false);
+		tty_suspend(&a->tty, false);
 	else
 		resume_screen(a);
 }
@@ -1515,7 +1412,7 @@ static void do_action(struct app *a, enum tui_act act)
 		a->dirty |= D_ALL & ~D_LAYOUT;
 		break;
 	case ACT_SUSPEND:
-		suspend_screen(a, true);
+		tty_suspend(&a->tty, true);
 		resume_screen(a);
 		break;
 	default:
@@ -1558,73 +1455,36 @@ static void overlay_key(struct app *a, int k)
 	}
 }
 
-static void paste_byte(struct app *a, int k)
+/* A lone Esc: it belongs to the open box, to readline's search, or
+ * stops what is going on. */
+static void esc_key(struct app *a)
 {
-	if (k < 0 || k > 255 || a->paste_len >= (8u << 20))
-		return;
-	if (a->paste_len == a->paste_cap) {
-		size_t nc = a->paste_cap ? a->paste_cap * 2 : 1024;
-		char *np = realloc(a->paste, nc);
-		if (!np)
-			return;
-		a->paste = np;
-		a->paste_cap = nc;
-	}
-	a->paste[a->paste_len++] = (char)k;
+	if (a->over)
+		overlay_key(a, 27);
+	else if (input_searching())
+		input_feed("\033", 1);
+	else
+		do_action(a, ACT_CANCEL);
 }
 
 static void handle_key(struct app *a, int k)
 {
-	if (a->pasting) {
-		if (k == KEY_PASTE_END) {
-			a->pasting = false;
-			if (!a->over)
-				input_insert(a->paste, a->paste_len);
-			a->paste_len = 0;
-			a->dirty |= D_INPUT;
-		} else {
-			paste_byte(a, k);
-		}
+	if (k == TTY_KEY_PASTE) {
+		if (!a->over)
+			input_insert(a->tty.paste, a->tty.paste_len);
+		a->dirty |= D_INPUT;
 		return;
 	}
-	if (k == KEY_PASTE_BEGIN) {
-		a->pasting = true;
-		a->paste_len = 0;
-		return;
-	}
-	if (k == KEY_RESIZE)
-		return; /* SIGWINCH reaches us through the self-pipe */
 	if (k == 27) {
-		int n = wgetch(stdscr);
-		if (n == ERR || n == 27 || n >= KEY_MIN) {
-			/* a lone Esc; a second Esc or a function key right after
-			 * it is a key of its own */
-			if (n != ERR)
-				ungetch(n);
-			if (a->over)
-				overlay_key(a, 27);
-			else if (input_searching())
-				input_feed("\033", 1);
-			else
-				do_action(a, ACT_CANCEL);
-			return;
-		}
-		if (n == '[' || n == 'O') {
-			/* a CSI or SS3 sequence curses did not know (a terminal
-			 * that differs from its TERM): swallow it whole rather
-			 * than type its tail into the input */
-			int c, got = 0;
-			while ((c = wgetch(stdscr)) != ERR && got++ < 32)
-				if (c >= 0x40 && c <= 0x7e && !(n == '[' && got == 1 && c == '['))
-					break;
-			if (got > 0)
-				return;
-		}
+		esc_key(a);
+		return;
+	}
+	if (k & TTY_ALT) {
 		if (a->over)
 			return;
 		/* Alt-key: Esc then the key's bytes, as readline expects */
 		char buf[16] = "\033";
-		size_t l = input_key_bytes(n, buf + 1, sizeof buf - 1);
+		size_t l = input_key_bytes(k & ~TTY_ALT, buf + 1, sizeof buf - 1);
 		input_feed(buf, l + 1);
 		a->dirty |= input_take_dirty() ? D_INPUT : 0;
 		return;
@@ -1655,15 +1515,12 @@ static void handle_key(struct app *a, int k)
 static void on_signal_byte(struct app *a, int sig)
 {
 	switch (sig) {
-	case SIGWINCH: {
-		struct winsize ws;
-		if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
-			resizeterm(ws.ws_row, ws.ws_col);
+	case SIGWINCH:
+		tty_resize();
 		a->dirty |= D_ALL;
 		break;
-	}
 	case SIGTSTP:
-		suspend_screen(a, true);
+		tty_suspend(&a->tty, true);
 		resume_screen(a);
 		break;
 	case SIGCONT:
@@ -1747,7 +1604,7 @@ static void loop(struct app *a, int sig_rd)
 				break;
 			}
 			int k;
-			while (!a->quit && (k = wgetch(stdscr)) != ERR)
+			while (!a->quit && (k = tty_key(&a->tty)) != ERR)
 				handle_key(a, k);
 		}
 	}
@@ -1874,7 +1731,6 @@ static void app_free(struct app *a)
 	free(a->system);
 	free(a->preset);
 	free(a->inject);
-	free(a->paste);
 	overlay_close(a->over);
 	a->over = NULL;
 }
@@ -1927,73 +1783,23 @@ int tui_run(const struct tui_opts *o)
 		return EXIT_FAILURE;
 	}
 	int sp[2];
-	if (pipe(sp) != 0) {
-		fprintf(stderr, "ttychat: cannot create a pipe: %s\n", strerror(errno));
+	if (tty_pipe(sp, err, sizeof err) != 0) {
+		fprintf(stderr, "ttychat: %s\n", err);
 		engine_free(a->eng);
 		app_free(a);
 		return EXIT_FAILURE;
 	}
-	for (int i = 0; i < 2; i++) {
-		fcntl(sp[i], F_SETFL, fcntl(sp[i], F_GETFL) | O_NONBLOCK);
-		fcntl(sp[i], F_SETFD, FD_CLOEXEC);
-	}
-	sig_pipe_wr = sp[1];
 
 	struct input_hooks ih = {.on_line = on_line, .on_suspend = on_suspend, .ctx = a};
 	if (input_init(&ih) != 0) {
 		fprintf(stderr, "ttychat: cannot set up readline\n");
 		goto fail_early;
 	}
-	if (tcgetattr(STDIN_FILENO, &rescue.tio) != 0) {
-		fprintf(stderr, "ttychat: cannot read the terminal settings: %s\n", strerror(errno));
+	if (tty_open(&a->tty, sp[1], err, sizeof err) != 0) {
+		fprintf(stderr, "ttychat: %s\n", err);
 		goto fail_early;
 	}
-	a->scr = newterm(NULL, stdout, stdin);
-	if (!a->scr) {
-		fprintf(stderr, "ttychat: cannot use the terminal (TERM=%s)\n", getenv("TERM") ? getenv("TERM") : "");
-		goto fail_early;
-	}
-	set_term(a->scr);
-	rescue_add("rmkx");
-	rescue_add("sgr0");
-	rescue_add("cnorm");
-	rescue_add("BD");
-	rescue_add("rmcup");
-	rescue.armed = 1;
-	install_signals();
-
-	raw();
-	noecho();
-	nonl();
-	keypad(stdscr, TRUE);
-	nodelay(stdscr, TRUE);
-	meta(stdscr, TRUE);
-	set_escdelay(25);
 	a->cursor_on = true;
-	define_key("\033[200~", KEY_PASTE_BEGIN);
-	define_key("\033[201~", KEY_PASTE_END);
-	/* what common terminals send when TERM names another one */
-	static const struct {
-		const char *seq;
-		int key;
-	} alt_keys[] = {
-		{"\033[1~", KEY_HOME}, {"\033[4~", KEY_END},   {"\033[H", KEY_HOME},  {"\033[F", KEY_END},
-		{"\033OH", KEY_HOME},  {"\033OF", KEY_END},    {"\033[7~", KEY_HOME}, {"\033[8~", KEY_END},
-		{"\033[5~", KEY_PPAGE}, {"\033[6~", KEY_NPAGE}, {"\033[3~", KEY_DC},  {"\033[A", KEY_UP},
-		{"\033[B", KEY_DOWN},  {"\033[C", KEY_RIGHT},  {"\033[D", KEY_LEFT},  {"\033OA", KEY_UP},
-		{"\033OB", KEY_DOWN},  {"\033OC", KEY_RIGHT},  {"\033OD", KEY_LEFT},  {"\033OP", KEY_F(1)},
-		{"\033OQ", KEY_F(2)},  {"\033OR", KEY_F(3)},   {"\033[11~", KEY_F(1)}, {"\033[12~", KEY_F(2)},
-		{"\033[13~", KEY_F(3)}, {"\033[[A", KEY_F(1)}, {"\033[[B", KEY_F(2)}, {"\033[[C", KEY_F(3)},
-	};
-	for (size_t i = 0; i < sizeof alt_keys / sizeof alt_keys[0]; i++)
-		if (key_defined(alt_keys[i].seq) == 0)
-			define_key(alt_keys[i].seq, alt_keys[i].key);
-	const char *be = tigetstr("BE"), *bd = tigetstr("BD");
-	if (be && be != (char *)-1 && bd && bd != (char *)-1) {
-		a->paste_on = be;
-		a->paste_off = bd;
-		put_cap(be);
-	}
 	const char *nc = getenv("NO_COLOR");
 	a->use_color = has_colors() && !(nc && nc[0]);
 	if (a->use_color && start_color() != OK)
@@ -2075,15 +1881,10 @@ int tui_run(const struct tui_opts *o)
 	}
 	char unsaved[600] = "";
 	finish_history(a, unsaved, sizeof unsaved);
-	put_cap(a->paste_off);
 	del_windows(a);
-	endwin();
-	delscreen(a->scr);
-	rescue.armed = 0;
-	restore_signals();
+	tty_close(&a->tty);
 	input_done();
 	engine_free(a->eng);
-	sig_pipe_wr = -1;
 	close(sp[0]);
 	close(sp[1]);
 	app_free(a);
@@ -2094,7 +1895,6 @@ int tui_run(const struct tui_opts *o)
 fail_early:
 	input_done();
 	engine_free(a->eng);
-	sig_pipe_wr = -1;
 	close(sp[0]);
 	close(sp[1]);
 	app_free(a);

@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -35,6 +34,7 @@
 #include "text.h"
 #include "theme.h"
 #include "transcript.h"
+#include "tty.h"
 
 enum outcome { GO, SKIP, QUIT };
 
@@ -242,9 +242,7 @@ static bool on_signals(struct ctx *x)
 	for (ssize_t i = 0; i < n; i++) {
 		int sig = b[i];
 		if (sig == SIGWINCH) {
-			struct winsize ws;
-			if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
-				resizeterm(ws.ws_row, ws.ws_col);
+			tty_resize();
 		} else if (sig == SIGCONT) {
 			clearok(curscr, TRUE);
 		} else if (sig == SIGTERM || sig == SIGHUP || sig == SIGINT || sig == SIGQUIT) {
