@@ -340,10 +340,11 @@ static int print_json(const struct bench_ctx *c, const struct bench_opts *o,
 	return 0;
 }
 
-/* The model and how to load it, decided as for the chat (src/session.h).
- * 0, or an exit status with a message in err. */
-static int decide(const struct bench_opts *o, struct model_entry *me, struct session_config *cfg, char *err,
-		  size_t errlen)
+/* The model (its spec into SPEC, N bytes) and how to load it, decided as
+ * for the chat (src/session.h).  0, or an exit status with a message in
+ * err. */
+static int decide(const struct bench_opts *o, char *spec, size_t n, struct model_entry *me,
+		  struct session_config *cfg, char *err, size_t errlen)
 {
 	struct config_settings prefs;
 	if (config_settings_read(&prefs, err, errlen) != 0)
@@ -353,12 +354,15 @@ static int decide(const struct bench_opts *o, struct model_entry *me, struct ses
 	f.model = o->model;
 	f.device = o->device;
 	f.gpu_layers = o->gpu_layers;
-	char spec[sizeof me->path];
 	int status = 0;
-	if (session_pick_model(&f, NULL, NULL, &prefs, spec, sizeof spec, NULL) != 0) {
+	if (session_pick_model(&f, NULL, NULL, &prefs, spec, n, NULL) != 0) {
 		snprintf(err, errlen, "the model name is too long");
 		status = EXIT_USAGE;
 	} else if (config_resolve_model(spec, me, err, errlen) != 0) {
+		status = EXIT_MODEL;
+	} else if (me->remote) {
+		config_entry_free(me);
+		snprintf(err, errlen, "%s is served by a remote server: the benchmark needs a local model file", spec);
 		status = EXIT_MODEL;
 	} else if (session_resolve(&f, NULL, me, &prefs, cfg) != 0) {
 		config_entry_free(me);
@@ -423,14 +427,15 @@ int cmd_bench(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	char err[4400];
+	char err[4400], spec[sizeof ((struct model_entry *)0)->path];
 	struct model_entry me;
 	struct session_config cfg;
-	int status = decide(&o, &me, &cfg, err, sizeof err);
+	int status = decide(&o, spec, sizeof spec, &me, &cfg, err, sizeof err);
 	if (status) {
 		fprintf(stderr, "ttychat bench: %s\n", err);
 		return status;
 	}
+	o.model = spec;   /* the JSON's model_filename: the spec as given or picked */
 	if (o.n_threads == 0) {
 		long nc = sysconf(_SC_NPROCESSORS_ONLN);
 		o.threads[0] = cfg.n_threads > 0 ? cfg.n_threads : nc > 0 && nc <= 1024 ? (int)nc : 1;
