@@ -13,10 +13,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chatlist.h"
 #include "cmds.h"
+#include "help.h"
 #include "models.h"
 #include "testutil.h"
 #include "theme.h"
+#include "transcript.h"
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -290,10 +293,107 @@ static void test_models(void)
 	rmdir(tmp);
 }
 
+/* The messages a submit sends: system first, notices left out, empty
+ * replies left out, consecutive turns of one role joined. */
+static void test_messages(void)
+{
+	struct transcript t;
+	tr_init(&t);
+	tr_add(&t, TR_NOTICE, "loaded", 6, 0);
+	tr_add(&t, TR_USER, "one", 3, 0);
+	tr_add(&t, TR_ASSISTANT, "", 0, TRF_STOPPED);
+	tr_add(&t, TR_USER, "two", 3, 0);
+	tr_add(&t, TR_ERROR, "oops", 4, 0);
+	tr_add(&t, TR_ASSISTANT, "reply", 5, 0);
+	tr_add(&t, TR_USER, "three", 5, 0);
+	struct tr_msgs m;
+	CHECK(tr_messages(&t, t.n, "be brief", &m) == 0, "messages built");
+	CHECK(m.n == 4, "system + joined user + reply + user (%zu)", m.n);
+	if (m.n == 4) {
+		CHECK(strcmp(m.v[0].role, "system") == 0 && strcmp(m.v[0].content, "be brief") == 0, "system first");
+		CHECK(strcmp(m.v[1].role, "user") == 0 && strcmp(m.v[1].content, "one\n\ntwo") == 0,
+		      "two user turns around an empty reply are joined: '%s'", m.v[1].content);
+		CHECK(strcmp(m.v[2].role, "assistant") == 0 && strcmp(m.v[2].content, "reply") == 0, "the reply");
+		CHECK(strcmp(m.v[3].content, "three") == 0, "the last turn");
+	}
+	tr_msgs_free(&m);
+	CHECK(tr_messages(&t, 2, "", &m) == 0 && m.n == 1 && strcmp(m.v[0].role, "user") == 0,
+	      "no system prompt when empty; UPTO counts items");
+	tr_msgs_free(&m);
+	CHECK(tr_count_msgs(&t, t.n) == 4, "count: user, user, reply, user (%zu)", tr_count_msgs(&t, t.n));
+	CHECK(tr_count_msgs(&t, 3) == 1, "count up to the empty reply");
+	tr_free(&t);
+}
+
+/* The help box scrolls with its keys and closes with any other. */
+static void test_help_box(void)
+{
+	struct tui_settings set = {.wrap_code = true, .ctrl_c_quits = true};
+	engine_sampling_default(&set.s);
+	struct overlay *h = help_open(&set);
+	CHECK(h != NULL, "help opens");
+	if (!h)
+		return;
+	int rows = 0, cols = 0;
+	h->cls->size(h, 100, 200, &rows, &cols);
+	CHECK(rows > (int)tui_n_cmds && rows <= 98 && cols == 110, "help's box: %dx%d", cols, rows);
+	CHECK(h->cls->key(h, KEY_DOWN) == OV_KEEP && h->cls->key(h, ' ') == OV_KEEP && h->cls->key(h, 'k') == OV_KEEP,
+	      "scrolling keeps it open");
+	CHECK(h->cls->key(h, KEY_F(1)) == OV_CLOSE && h->cls->key(h, 27) == OV_CLOSE, "F1 and Esc close it");
+	struct ov_hint hint[8];
+	CHECK(h->cls->hints(h, hint, 8) == 2 && strcmp(hint[1].key, "Esc") == 0, "help's hints");
+	overlay_close(h);
+}
+
+/* The conversation list's keys, on its own state (no history needed). */
+static void test_chatlist_keys(void)
+{
+	struct chatlist l = {0};
+	CHECK(chatlist_key(&l, '\r') == CLA_NONE, "Enter on an empty list does nothing");
+	CHECK(chatlist_key(&l, 'd') == CLA_NONE && l.mode == CL_BROWSE, "nothing to delete");
+	CHECK(chatlist_key(&l, '/') == CLA_NONE && l.mode == CL_SEARCH, "/ starts a search");
+	chatlist_key(&l, 'a');
+	chatlist_key(&l, 0xc3);
+	chatlist_key(&l, 0xa9);
+	CHECK(strcmp(l.field, "a\xc3\xa9") == 0, "the field takes UTF-8 bytes");
+	chatlist_key(&l, KEY_BACKSPACE);
+	CHECK(strcmp(l.field, "a") == 0, "Backspace removes a whole character");
+	CHECK(chatlist_key(&l, '\r') == CLA_SEARCH && l.mode == CL_BROWSE, "Enter runs the search");
+	snprintf(l.filter, sizeof l.filter, "a");
+	CHECK(chatlist_key(&l, 27) == CLA_SEARCH && l.field[0] == 0, "Esc clears a search first");
+	l.filter[0] = 0;
+	CHECK(chatlist_key(&l, 27) == CLA_CLOSE, "then closes");
+	struct chats_entry *v = calloc(2, sizeof *v);
+	if (!v)
+		return;
+	snprintf(v[0].id, sizeof v[0].id, "one");
+	snprintf(v[1].id, sizeof v[1].id, "two");
+	v[0].title = strdup("First");
+	v[1].title = strdup("");
+	v[0].model = strdup("");
+	v[1].model = strdup("");
+	chatlist_set(&l, v, 2, "two");
+	CHECK(l.sel == 1 && strcmp(chatlist_selected(&l)->id, "two") == 0, "the selection follows the id");
+	CHECK(chatlist_key(&l, KEY_UP) == CLA_NONE && l.sel == 0, "Up moves");
+	CHECK(chatlist_key(&l, 'r') == CLA_NONE && l.mode == CL_RENAME && strcmp(l.field, "First") == 0,
+	      "r edits the title");
+	CHECK(chatlist_key(&l, '\r') == CLA_RENAME, "Enter renames");
+	CHECK(chatlist_key(&l, 'd') == CLA_NONE && l.mode == CL_CONFIRM, "d asks first");
+	CHECK(chatlist_key(&l, 'n') == CLA_NONE && l.mode == CL_BROWSE && strcmp(l.note, "not deleted") == 0,
+	      "anything but y keeps it");
+	chatlist_key(&l, 'd');
+	CHECK(chatlist_key(&l, 'y') == CLA_DELETE, "y deletes");
+	CHECK(chatlist_key(&l, '\r') == CLA_OPEN && chatlist_key(&l, 'n') == CLA_NEW, "Enter opens, n starts one");
+	chatlist_free(&l);
+}
+
 int main(void)
 {
 	test_themes();
 	test_cmds();
 	test_models();
+	test_messages();
+	test_help_box();
+	test_chatlist_keys();
 	return tu_finish();
 }

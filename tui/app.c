@@ -204,58 +204,6 @@ static void close_picker(struct app *a)
 		close_overlay(a);
 }
 
-/* ---- the conversation and the engine -------------------------------------- */
-
-/* Builds the messages for a submit: system prompt, then user and reply
- * items with consecutive same-role texts merged.  Strings point into the
- * transcript or into *merged (freed by the caller). */
-static size_t build_msgs(struct app *a, size_t upto, struct engine_msg **out, char ***merged, size_t *n_merged)
-{
-	size_t cap = upto + 2, n = 0;
-	struct engine_msg *m = calloc(cap, sizeof *m);
-	char **mg = calloc(cap, sizeof *mg);
-	size_t nm = 0;
-	if (!m || !mg) {
-		free(m);
-		free(mg);
-		*out = NULL;
-		return 0;
-	}
-	if (a->system && a->system[0])
-		m[n++] = (struct engine_msg){"system", a->system};
-	for (size_t i = 0; i < upto; i++) {
-		const struct tr_item *it = &a->tr.v[i];
-		if ((it->kind != TR_USER && it->kind != TR_ASSISTANT) || it->len == 0)
-			continue;
-		const char *role = it->kind == TR_USER ? "user" : "assistant";
-		if (n > 0 && strcmp(m[n - 1].role, role) == 0) {
-			size_t l1 = strlen(m[n - 1].content);
-			char *j = malloc(l1 + 2 + it->len + 1);
-			if (!j)
-				continue;
-			memcpy(j, m[n - 1].content, l1);
-			memcpy(j + l1, "\n\n", 2);
-			memcpy(j + l1 + 2, it->text, it->len + 1);
-			mg[nm++] = j;
-			m[n - 1].content = j;
-			continue;
-		}
-		m[n++] = (struct engine_msg){role, it->text};
-	}
-	*out = m;
-	*merged = mg;
-	*n_merged = nm;
-	return n;
-}
-
-static size_t count_msgs(const struct app *a, size_t upto)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < upto && i < a->tr.n; i++)
-		n += (a->tr.v[i].kind == TR_USER || a->tr.v[i].kind == TR_ASSISTANT) && a->tr.v[i].len > 0;
-	return n;
-}
-
 /* ---- history ---------------------------------------------------------------- */
 
 /* What the conversation is held with, for its history record. */
@@ -313,7 +261,7 @@ static void commit(struct app *a, const char *role, const char *text, size_t len
 
 static void rewind_to(struct app *a, size_t items_kept)
 {
-	size_t n = count_msgs(a, items_kept);
+	size_t n = tr_count_msgs(&a->tr, items_kept);
 	if (a->o->on_rewind)
 		a->o->on_rewind(a->o->hook_ctx, a->conv, n);
 	if (a->ch)
@@ -379,6 +327,8 @@ static void import_kv(struct app *a)
 		a->import_req = req;
 }
 
+/* ---- the conversation and the engine -------------------------------------- */
+
 static void start_reply(struct app *a)
 {
 	if (a->st.phase == PH_NOMODEL) {
@@ -392,21 +342,15 @@ static void start_reply(struct app *a)
 		return;
 	}
 	snprintf(a->tr.v[i].label, sizeof a->tr.v[i].label, "%s", a->st.model);
-	struct engine_msg *m;
-	char **merged;
-	size_t nm = 0;
-	size_t n = build_msgs(a, upto, &m, &merged, &nm);
-	if (!m) {
+	struct tr_msgs m;
+	if (tr_messages(&a->tr, upto, a->system, &m) != 0) {
 		tr_truncate(&a->tr, (size_t)i);
 		notice(a, TR_ERROR, "out of memory");
 		return;
 	}
 	struct engine_gen_opts g = {.max_tokens = a->set.max_tokens, .add_generation_prompt = true};
-	int req = n ? engine_submit(a->eng, a->conv, m, n, &a->set.s, &g) : ENGINE_E_INVAL;
-	for (size_t k = 0; k < nm; k++)
-		free(merged[k]);
-	free(merged);
-	free(m);
+	int req = m.n ? engine_submit(a->eng, a->conv, m.v, m.n, &a->set.s, &g) : ENGINE_E_INVAL;
+	tr_msgs_free(&m);
 	if (req <= 0) {
 		tr_truncate(&a->tr, (size_t)i);
 		notice(a, TR_ERROR, "cannot send: %s", engine_last_error(a->eng));

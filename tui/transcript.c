@@ -384,3 +384,55 @@ void tr_draw(struct transcript *t, WINDOW *w, const unsigned long *attrs)
 		wattrset(w, A_NORMAL);
 	}
 }
+
+int tr_messages(const struct transcript *t, size_t upto, const char *system, struct tr_msgs *out)
+{
+	size_t cap = upto + 2;
+	*out = (struct tr_msgs){.v = calloc(cap, sizeof *out->v), .merged = calloc(cap, sizeof *out->merged)};
+	if (!out->v || !out->merged) {
+		tr_msgs_free(out);
+		return -1;
+	}
+	struct engine_msg *m = out->v;
+	size_t n = 0;
+	if (system && system[0])
+		m[n++] = (struct engine_msg){"system", system};
+	for (size_t i = 0; i < upto && i < t->n; i++) {
+		const struct tr_item *it = &t->v[i];
+		if ((it->kind != TR_USER && it->kind != TR_ASSISTANT) || it->len == 0)
+			continue;
+		const char *role = it->kind == TR_USER ? "user" : "assistant";
+		if (n > 0 && strcmp(m[n - 1].role, role) == 0) {
+			size_t l1 = strlen(m[n - 1].content);
+			char *j = malloc(l1 + 2 + it->len + 1);
+			if (!j)
+				continue;
+			memcpy(j, m[n - 1].content, l1);
+			memcpy(j + l1, "\n\n", 2);
+			memcpy(j + l1 + 2, it->text, it->len + 1);
+			out->merged[out->n_merged++] = j;
+			m[n - 1].content = j;
+			continue;
+		}
+		m[n++] = (struct engine_msg){role, it->text};
+	}
+	out->n = n;
+	return 0;
+}
+
+void tr_msgs_free(struct tr_msgs *m)
+{
+	for (size_t i = 0; m->merged && i < m->n_merged; i++)
+		free(m->merged[i]);
+	free(m->merged);
+	free(m->v);
+	*m = (struct tr_msgs){0};
+}
+
+size_t tr_count_msgs(const struct transcript *t, size_t upto)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < upto && i < t->n; i++)
+		n += (t->v[i].kind == TR_USER || t->v[i].kind == TR_ASSISTANT) && t->v[i].len > 0;
+	return n;
+}

@@ -24,6 +24,7 @@
 
 #include <curses.h>
 
+#include "engine.h"
 #include "text.h"
 
 enum tr_kind { TR_USER, TR_ASSISTANT, TR_NOTICE, TR_ERROR };
@@ -80,6 +81,24 @@ void tr_layout(struct transcript *t);
 void tr_scroll(struct transcript *t, long delta);
 void tr_scroll_top(struct transcript *t);
 void tr_scroll_bottom(struct transcript *t);
+
+/* The messages a submit sends for items [0, UPTO): SYSTEM first (unless
+ * NULL or empty), then the user and reply items that have text (notices
+ * are not sent), consecutive ones of one role joined by a blank line so
+ * that strict templates always see alternating turns.  The texts point
+ * into the transcript or into MERGED, which the struct owns: it is valid
+ * until the transcript changes or tr_msgs_free(). */
+struct tr_msgs {
+	struct engine_msg *v;
+	size_t n;
+	char **merged;
+	size_t n_merged;
+};
+int tr_messages(const struct transcript *t, size_t upto, const char *system, struct tr_msgs *out);
+void tr_msgs_free(struct tr_msgs *m);
+/* How many messages of items [0, UPTO) a submit would send, SYSTEM aside
+ * and before joining (the history's count of messages). */
+size_t tr_count_msgs(const struct transcript *t, size_t upto);
 
 /* Draws the visible lines into W (the pane's size) with the role
  * attributes ATTRS (see theme.h). */
