@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "hub.h"
 
 #ifndef TTYCHAT_DATADIR
 #define TTYCHAT_DATADIR "/usr/local/share/ttychat"
@@ -862,6 +863,19 @@ int config_resolve_model(const char *spec, struct model_entry *out, char *err, s
 		if (!ok)
 			snprintf(err, errlen, "%.60s...: not a remote model spec", spec);
 		return ok ? 0 : -1;
+	}
+	/* "ORG/REPO:QUANT", "hf:ORG/REPO": the entry `ttychat pull` wrote (hub.h) */
+	struct hub_ref hr;
+	char hname[sizeof out->name];
+	if (!file_exists(spec) && hub_ref_parse(spec, false, &hr) && hub_ref_name(&hr, hname, sizeof hname) == 0) {
+		int rc = config_find_entry(hname, out, err, errlen);
+		if (rc == 0 && !out->remote && !file_exists(out->path)) {
+			config_entry_free(out);
+			rc = 1;
+		}
+		if (rc == 1)
+			snprintf(err, errlen, "%s: not downloaded; run 'ttychat pull %s'", spec, spec);
+		return rc == 0 ? 0 : -1;
 	}
 	if (strchr(spec, '/') || file_exists(spec)) {
 		if (!file_exists(spec)) {

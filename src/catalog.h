@@ -11,6 +11,8 @@
  *   3. a models.d beside the binary or in its parent directory (a build tree)
  * A model SPEC is resolved as:
  *   0. "remote:{...}": a remote model spec (engine.h), taken as it is;
+ *      "ORG/REPO:QUANT" or "hf:ORG/REPO[:QUANT]" that is not a file: the
+ *      entry `ttychat pull` wrote for it (hub.h names it ORG--REPO--QUANT);
  *   1. an existing file path (or anything with a '/');
  *   2. a models.d entry whose "name" is SPEC (NAME.json first, then any
  *      other *.json of that folder, folder by folder);

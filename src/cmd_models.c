@@ -1,7 +1,9 @@
 /*
  * cmd_models.c - `ttychat models` (the models.d catalogue and the loose
  * GGUF files, with size, quantisation and whether each file is present)
- * and `ttychat pull NAME|URL` (a verified, resumable download; pull.h).
+ * and `ttychat pull NAME|URL|ORG/REPO:QUANT` (a verified, resumable
+ * download, pull.h; from a Hugging Face hub through hub.h, which picks the
+ * file and writes the models.d entry that `-m ORG/REPO:QUANT` then finds).
  *
  * Both only print: the catalogue comes from catalog.c and the transfer
  * from pull.c.  The progress bar is drawn on stderr when it is a terminal,
@@ -25,6 +27,7 @@
 
 #include "catalog.h"
 #include "commands.h"
+#include "hub.h"
 #include "pull.h"
 
 static volatile sig_atomic_t pull_sig;
@@ -187,11 +190,15 @@ int cmd_models(int argc, char **argv)
 		config_list_free(&l);
 		return status;
 	}
-	printf("%-16s %-6s %-10s %-7s %-8s %s\n", "NAME", "FROM", "SIZE", "QUANT", "PRESENT", "DESCRIPTION");
+	int nw = 16; /* the NAME column: as wide as the longest name (hub names are long) */
+	for (size_t i = 0; i < l.n; i++)
+		if (strlen(l.v[i].e.name) > (size_t)nw)
+			nw = strlen(l.v[i].e.name) > 60 ? 60 : (int)strlen(l.v[i].e.name);
+	printf("%-*s %-6s %-10s %-7s %-8s %s\n", nw, "NAME", "FROM", "SIZE", "QUANT", "PRESENT", "DESCRIPTION");
 	for (size_t i = 0; i < l.n; i++) {
 		const struct config_item *it = &l.v[i];
 		if (!it->ok) {
-			printf("%-16s %-6s %-10s %-7s %-8s invalid: see the error above\n", it->e.name,
+			printf("%-*s %-6s %-10s %-7s %-8s invalid: see the error above\n", nw, it->e.name,
 			       config_origin_name(it->origin), "-", "-", "-");
 			continue;
 		}
@@ -203,7 +210,7 @@ int cmd_models(int argc, char **argv)
 		char desc[600];
 		snprintf(desc, sizeof desc, "%s%s%s%s", it->e.display_name, it->shadowed ? " (hidden by an earlier entry)" : "",
 			 s.note[0] ? "; " : "", s.note);
-		printf("%-16s %-6s %-10s %-7s %-8s %s\n", it->e.name, config_origin_name(it->origin), size,
+		printf("%-*s %-6s %-10s %-7s %-8s %s\n", nw, it->e.name, config_origin_name(it->origin), size,
 		       s.quant[0] ? s.quant : "?", it->present ? "yes" : it->e.url[0] ? "no (pull)" : "no", desc);
 	}
 	char dir[4096];
@@ -217,9 +224,14 @@ int cmd_models(int argc, char **argv)
 
 static void pull_usage(FILE *out)
 {
-	fprintf(out, "usage: ttychat pull NAME|URL [-o FILE] [--sha256 HEX] [--force] [-q]\n"
+	fprintf(out, "usage: ttychat pull NAME|URL|[hf:]ORG/REPO[:QUANT] [-o FILE] [--sha256 HEX] [--force] [-q]\n"
 		     "  NAME            a models.d entry with \"url\" and \"sha256\"\n"
 		     "  URL             an http:// or https:// address of a GGUF file\n"
+		     "  ORG/REPO:QUANT  a Hugging Face repository's GGUF file of that quant (default\n"
+		     "                  Q4_K_M, else the closest), every part, checked against the\n"
+		     "                  hub's SHA-256, with a models.d entry: -m ORG/REPO:QUANT loads it\n"
+		     "                  (also hf:ORG/REPO[:QUANT], hf.co/ORG/REPO[:QUANT]; HF_TOKEN,\n"
+		     "                  HF_TOKEN_FILE and HF_ENDPOINT as in ttychat(1))\n"
 		     "  -o, --output FILE  where to save it (default: the models directory)\n"
 		     "      --sha256 HEX   the expected SHA-256 (overrides the entry's)\n"
 		     "      --force        download again even if the file is present\n"
@@ -293,6 +305,222 @@ static int pull_exit(int rc)
 	}
 }
 
+/* ---- pull from a Hugging Face hub ------------------------------------------ */
+
+static int hub_exit(int rc)
+{
+	switch (rc) {
+	case HUB_OK: return EXIT_OK;
+	case HUB_E_NOTFOUND:
+	case HUB_E_NOGGUF:
+	case HUB_E_NOQUANT: return EXIT_MODEL;
+	case HUB_E_INVAL: return EXIT_USAGE;
+	case HUB_E_TOKEN:
+	case HUB_E_IO: return EXIT_FAIL;
+	default: return EXIT_DOWNLOAD;
+	}
+}
+
+/* One file of the pick into DEST: kept when present and verified, else
+ * downloaded; a connection lost after some bytes is resumed at once (a
+ * few times).  An exit status. */
+static int hub_fetch_file(const char *url, const char *dest, const struct hub_file *f, const char *token,
+			  const char *label, bool force, bool quiet)
+{
+	char err[1024];
+	struct bar b = {.tty = !quiet && isatty(STDERR_FILENO), .label = "verifying", .t0 = mono_s()};
+	struct stat st;
+	if (!force && stat(dest, &st) == 0) {
+		if (!f->sha256[0]) {
+			if ((uint64_t)st.st_size == f->size) {
+				if (!quiet)
+					fprintf(stderr, "ttychat pull: %s is already present (the hub gives no SHA-256 to check)\n",
+						dest);
+				return EXIT_OK;
+			}
+			fprintf(stderr, "ttychat pull: %s is present but has %lld bytes, not %" PRIu64 "; remove it or use --force\n",
+				dest, (long long)st.st_size, f->size);
+			return EXIT_DOWNLOAD;
+		}
+		char got[65];
+		uint64_t size;
+		int rc = pull_sha256_file(dest, got, &size, draw_bar, &b, err, sizeof err);
+		end_bar(&b);
+		if (rc != PULL_OK) {
+			fprintf(stderr, "ttychat pull: %s\n", err);
+			return pull_exit(rc);
+		}
+		if (strcmp(got, f->sha256) != 0) {
+			fprintf(stderr, "ttychat pull: %s is present but its SHA-256 is %s, not %s; remove it or use --force\n",
+				dest, got, f->sha256);
+			return EXIT_DOWNLOAD;
+		}
+		if (!quiet)
+			fprintf(stderr, "ttychat pull: %s is already present and verified\n", dest);
+		return EXIT_OK;
+	}
+	char part[4200];
+	snprintf(part, sizeof part, "%s.part", dest);
+	struct pull_result res;
+	int rc;
+	for (int attempt = 0;; attempt++) {
+		uint64_t before = stat(part, &st) == 0 ? (uint64_t)st.st_size : 0;
+		b.label = label;
+		b.t0 = mono_s();
+		b.have0 = before;
+		struct pull_opts po = {.url = url, .dest = dest, .sha256 = f->sha256[0] ? f->sha256 : NULL,
+				       .progress = draw_bar, .ctx = &b, .bearer = token};
+		rc = pull_download(&po, &res, err, sizeof err);
+		end_bar(&b);
+		uint64_t after = stat(part, &st) == 0 ? (uint64_t)st.st_size : 0;
+		if (rc != PULL_E_NET || attempt == 4 || after <= before || pull_sig)
+			break;
+		if (!quiet)
+			fprintf(stderr, "ttychat pull: %s; resuming\n", err);
+	}
+	if (rc != PULL_OK) {
+		fprintf(stderr, "ttychat pull: %s\n", err);
+		if (rc == PULL_E_CANCELLED)
+			fprintf(stderr, "ttychat pull: interrupted; the next pull resumes it\n");
+		return pull_exit(rc);
+	}
+	if (res.bytes != f->size) {
+		unlink(dest);
+		fprintf(stderr, "ttychat pull: %s: %" PRIu64 " bytes came, the hub lists %" PRIu64 "; removed\n", url,
+			res.bytes, f->size);
+		return EXIT_DOWNLOAD;
+	}
+	if (!quiet) {
+		char size[32];
+		fmt_bytes(res.bytes, size, sizeof size);
+		fprintf(stderr, "ttychat pull: saved %s (%s%s%s), SHA-256 %s%s\n", dest, size,
+			res.resumed_from && !res.restarted ? ", resumed" : "",
+			res.restarted ? ", restarted: the server does not resume" : "", res.sha256,
+			f->sha256[0] ? " (verified)" : " (not verified: the hub gives no SHA-256 for it)");
+	}
+	return EXIT_OK;
+}
+
+/* `ttychat pull [hf:]ORG/REPO[:QUANT]` */
+static int pull_hub(const struct hub_ref *hr, bool force, bool quiet)
+{
+	char name[128], show[256], endpoint[1024], from[4096], mdir[4096], err[1024];
+	char quant[sizeof hr->quant];
+	snprintf(quant, sizeof quant, "%s", hr->quant);
+	for (char *c = quant; *c; c++)
+		*c = (char)(*c >= 'a' && *c <= 'z' ? *c - 'a' + 'A' : *c);
+	if (quant[0])
+		snprintf(show, sizeof show, "%s/%s:%s", hr->org, hr->repo, quant);
+	else
+		snprintf(show, sizeof show, "hf:%s/%s", hr->org, hr->repo);
+	if (hub_ref_name(hr, name, sizeof name) != 0) {
+		fprintf(stderr, "ttychat pull: %s: too long for a models.d name (100 characters)\n", show);
+		return EXIT_USAGE;
+	}
+	if (hub_endpoint(endpoint, sizeof endpoint, err, sizeof err) != HUB_OK) {
+		fprintf(stderr, "ttychat pull: %s\n", err);
+		return EXIT_USAGE;
+	}
+	if (config_models_dir(mdir, sizeof mdir) != 0) {
+		fprintf(stderr, "ttychat pull: cannot find the models directory (HOME unset?)\n");
+		return EXIT_FAIL;
+	}
+	char *token = NULL;
+	int rc = hub_token_load(&token, from, sizeof from, err, sizeof err);
+	if (rc != HUB_OK) {
+		fprintf(stderr, "ttychat pull: %s\n", err);
+		return hub_exit(rc);
+	}
+	struct sigaction sa = {.sa_handler = on_pull_signal}, old_int, old_term;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+
+	int status = EXIT_OK;
+	struct hub_listing l = {0};
+	struct hub_pick pick;
+	char first[4096] = "", first_url[4096] = "";
+	rc = hub_list(endpoint, hr, token, &l, err, sizeof err);
+	if (rc != HUB_OK) {
+		fprintf(stderr, "ttychat pull: %s\n", err);
+		status = hub_exit(rc);
+		goto out;
+	}
+	rc = hub_pick_file(&l, quant, &pick, err, sizeof err);
+	if (rc != HUB_OK) {
+		fprintf(stderr, "ttychat pull: %s/%s: %s\n", hr->org, hr->repo, err);
+		status = hub_exit(rc);
+		goto out;
+	}
+	if (!quiet) {
+		char size[32];
+		fmt_bytes(pick.bytes, size, sizeof size);
+		fprintf(stderr, "ttychat pull: %s: %s; %s\n", show, pick.why, size);
+	}
+	for (unsigned i = 0; i < pick.nparts && status == EXIT_OK && !pull_sig; i++) {
+		const struct hub_file *f = &l.v[pick.part[i]];
+		char dest[4096], url[4096], label[64];
+		int w = snprintf(dest, sizeof dest, "%s/hf/%s/%s/%s", mdir, hr->org, hr->repo, f->path);
+		if (w < 0 || (size_t)w >= sizeof dest || hub_file_url(endpoint, hr, f->path, url, sizeof url) != 0) {
+			fprintf(stderr, "ttychat pull: %s: path too long\n", f->path);
+			status = EXIT_FAIL;
+			break;
+		}
+		if (i == 0) {
+			snprintf(first, sizeof first, "%s", dest);
+			snprintf(first_url, sizeof first_url, "%s", url);
+		}
+		if (pick.nparts > 1)
+			snprintf(label, sizeof label, "part %u/%u", i + 1, pick.nparts);
+		else
+			snprintf(label, sizeof label, "downloading");
+		status = hub_fetch_file(url, dest, f, token, label, force, quiet);
+	}
+	if (pull_sig && status == EXIT_OK)
+		status = EXIT_INTERRUPT;
+	if (status != EXIT_OK)
+		goto out;
+
+	/* the entry that -m ORG/REPO:QUANT finds */
+	const struct hub_file *f0 = &l.v[pick.part[0]];
+	char display[300], source[2600], entry[4096];
+	snprintf(display, sizeof display, "%s/%s%s%s", hr->org, hr->repo, pick.quant[0] ? ":" : "", pick.quant);
+	if (pick.nparts > 1)
+		snprintf(source, sizeof source, "ttychat pull %s: %s/%s/%s and its other %u parts", show, endpoint, hr->org,
+			 hr->repo, pick.nparts - 1);
+	else
+		snprintf(source, sizeof source, "ttychat pull %s: %s/%s/%s", show, endpoint, hr->org, hr->repo);
+	/* a url lets `ttychat pull NAME` fetch it again: one public, verified file only */
+	bool with_url = pick.nparts == 1 && f0->sha256[0] && !token;
+	struct hub_entry he = {.name = name, .display_name = display, .file = first, .quant = pick.quant,
+			       .sha256 = f0->sha256, .url = with_url ? first_url : NULL, .source = source,
+			       .size = f0->size};
+	rc = hub_write_entry(&he, entry, sizeof entry, err, sizeof err);
+	if (rc != HUB_OK) {
+		fprintf(stderr, "ttychat pull: %s\n", err);
+		status = hub_exit(rc);
+		goto out;
+	}
+	struct model_entry me;
+	if (config_resolve_model(show, &me, err, sizeof err) != 0) {
+		fprintf(stderr, "ttychat pull: wrote %s, but %s does not find it: %s\n", entry, show, err);
+		status = EXIT_FAIL;
+		goto out;
+	}
+	config_entry_free(&me);
+	if (!quiet)
+		fprintf(stderr, "ttychat pull: 'ttychat -m %s' loads it (%s)%s\n", show, entry,
+			pick.nparts > 1 ? "; a split model: all its parts are there" : "");
+out:
+	hub_listing_free(&l);
+	hub_token_free(token);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	if (pull_sig && status == EXIT_OK)
+		status = EXIT_INTERRUPT;
+	return status;
+}
+
 int cmd_pull(int argc, char **argv)
 {
 	const char *output = NULL, *sha = NULL;
@@ -322,6 +550,18 @@ int cmd_pull(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	const char *what = argv[optind];
+	struct hub_ref hr;
+	if (!strstr(what, "://") && hub_ref_parse(what, true, &hr)) {
+		if (output || sha) {
+			fprintf(stderr, "ttychat pull: -o and --sha256 do not apply to a hub repository (%s)\n", what);
+			return EXIT_USAGE;
+		}
+		return pull_hub(&hr, force, quiet);
+	}
+	if (!strstr(what, "://") && (strchr(what, '/') || strncasecmp(what, "hf:", 3) == 0)) {
+		fprintf(stderr, "ttychat pull: %s: not a model name, URL or ORG/REPO[:QUANT] of a hub\n", what);
+		return EXIT_USAGE;
+	}
 	if (sha && (strlen(sha) != 64 || strspn(sha, "0123456789abcdefABCDEF") != 64)) {
 		fprintf(stderr, "ttychat pull: --sha256: '%s' is not 64 hexadecimal digits\n", sha);
 		return EXIT_USAGE;
