@@ -229,7 +229,7 @@ static void pull_usage(FILE *out)
 		     "  URL             an http:// or https:// address of a GGUF file\n"
 		     "  ORG/REPO:QUANT  a Hugging Face repository's GGUF file of that quant (default\n"
 		     "                  Q4_K_M, else the closest), every part, checked against the\n"
-		     "                  hub's SHA-256, with a models.d entry: -m ORG/REPO:QUANT loads it\n"
+		     "                  hub's SHA-256, and a models.d entry: the chat loads it by that name\n"
 		     "                  (also hf:ORG/REPO[:QUANT], hf.co/ORG/REPO[:QUANT]; HF_TOKEN,\n"
 		     "                  HF_TOKEN_FILE and HF_ENDPOINT as in ttychat(1))\n"
 		     "  -o, --output FILE  where to save it (default: the models directory)\n"

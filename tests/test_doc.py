@@ -9,12 +9,15 @@
 3. The FULL-SCREEN CHAT keys and commands are exactly `ttychat keys --man`.
 4. The bash completion offers every option of --help, per command, the
    commands, and model names from models.d; the zsh completion names every
-   option and, when zsh is installed, completes on a real terminal.
+   option and, when zsh is installed, completes on a real terminal; the fish
+   completion gives each command exactly the options of its --help and,
+   when fish is installed, completes (complete -C).
 """
 import os
 import pty
 import re
 import select
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,6 +31,7 @@ SRC = os.environ.get("TTYCHAT_SRCDIR", ".")
 MAN = os.path.join(SRC, "man", "ttychat.1")
 BASH_COMP = os.path.join(SRC, "scripts", "completions", "bash", "ttychat")
 ZSH_DIR = os.path.join(SRC, "scripts", "completions", "zsh")
+FISH_COMP = os.path.join(SRC, "scripts", "completions", "fish", "ttychat.fish")
 OPT_RE = re.compile(r"(?<![\w\-])(--[a-z0-9][a-z0-9-]*[a-z0-9]|-[a-zA-Z])(?![\w\-])")
 
 
@@ -87,6 +91,38 @@ def bash_complete(words, env):
              'COMPREPLY=(); _ttychat; printf "%s\\n" "${COMPREPLY[@]}"'
     p = subprocess.run(["bash", "-c", script, "x", BASH_COMP] + words, capture_output=True, timeout=60, env=env)
     return set(l for l in p.stdout.decode().splitlines() if l)
+
+
+def fish_table(text):
+    """The fish completion's `complete -c ttychat` lines: ({command: options},
+    the commands offered first).  Options without a command are the chat's
+    (key ""); `__ttychat_history SUB` lines count as history's."""
+    opts_of, commands = {}, set()
+    for line in text.splitlines():
+        if not line.startswith("complete -c ttychat"):
+            continue
+        w = shlex.split(line)
+        cond = w[w.index("-n") + 1].split() if "-n" in w else []
+        key = None
+        if cond[:1] == ["__ttychat_chat"]:
+            key = ""
+        elif cond[:1] == ["__ttychat_cmd"]:
+            key = cond[1].rstrip(";")
+        elif cond[:1] == ["__ttychat_history"]:
+            key = "history"
+        elif cond[:1] == ["__fish_is_first_arg"] and "-a" in w:
+            commands.add(w[w.index("-a") + 1])
+        for i, a in enumerate(w[:-1]):
+            if key is not None and a in ("-s", "-l", "-o"):
+                opts_of.setdefault(key, set()).add(("--" if a == "-l" else "-") + w[i + 1])
+    return opts_of, commands
+
+
+def fish_complete(line, env):
+    """The candidates fish offers for LINE (the words before a tab)."""
+    p = subprocess.run(["fish", "--no-config", "-c", 'source "$argv[1]"; complete -C"$argv[2]"', FISH_COMP, line],
+                       capture_output=True, timeout=60, env=env)
+    return set(l.split("\t")[0] for l in p.stdout.decode().splitlines() if l), p.stderr.decode()
 
 
 def zsh_pty(env, typed):
@@ -251,6 +287,25 @@ def main():
             check("compmodel" in shown[3], "zsh: completes a model name: %r" % shown[3][-200:])
         else:
             print("note: zsh is not installed; its completion was only read")
+        fish_opts, fish_cmds = fish_table(open(FISH_COMP, encoding="utf-8").read())
+        check(fish_cmds == set(rows), "fish: commands %r vs --help %r" % (sorted(fish_cmds), sorted(rows)))
+        check(fish_opts.get("") == help_opts, "fish: chat options: missing %r, not in --help %r" % (
+            sorted(help_opts - fish_opts.get("", set())), sorted(fish_opts.get("", set()) - help_opts)))
+        for name in rows:
+            got = fish_opts.get(name, set())
+            check(got == cmd_opts[name], "fish: %s: %r vs --help %r" % (name, sorted(got), sorted(cmd_opts[name])))
+        if shutil.which("fish"):
+            p = subprocess.run(["fish", "--no-config", "-n", FISH_COMP], capture_output=True, timeout=30)
+            check(p.returncode == 0 and not p.stderr, "fish -n: %r" % p.stderr)
+            for line, want in (("ttychat --kv-type ", {"f16", "q8_0"}), ("ttychat pul", {"pull"}),
+                               ("ttychat -m comp", {"compmodel"}), ("ttychat pull comp", {"compmodel"}),
+                               ("ttychat history export --format ", {"md", "json"}),
+                               ("ttychat pull --sh", {"--sha256"})):
+                got, err = fish_complete(line, cenv)
+                check(got == want and not err, "fish: %r completes to %r, got %r %r" % (line, sorted(want),
+                                                                                      sorted(got), err[-200:]))
+        else:
+            print("note: fish is not installed; its completion was only read")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
