@@ -17,6 +17,7 @@
 #include "cmds.h"
 #include "help.h"
 #include "models.h"
+#include "status.h"
 #include "testutil.h"
 #include "theme.h"
 #include "transcript.h"
@@ -387,6 +388,37 @@ static void test_chatlist_keys(void)
 	chatlist_free(&l);
 }
 
+/* The live numbers from a reply's events. */
+static void test_status(void)
+{
+	struct tui_status st = {.phase = PH_IDLE, .have_info = true};
+	status_submit(&st, 1000);
+	CHECK(st.phase == PH_PREFILL && st.ttft_ms < 0 && st.decode_tps < 0 && !st.have_prompt, "submit clears");
+	struct engine_event ev = {.type = ENGINE_EV_TOKEN, .position = 41};
+	ev.stats.prompt_tokens = 40;
+	ev.stats.prompt_reused = 30;
+	ev.stats.prompt_computed = 10;
+	ev.stats.prefill_tps = 500;
+	CHECK(status_token(&st, &ev, 1250), "the first token is the first");
+	CHECK(st.phase == PH_STREAM && st.ttft_ms == 250 && st.ctx_used == 42 && st.have_prompt &&
+		      st.prompt_reused == 30 && st.prefill_tps == 500,
+	      "first token: ttft %.0f, context %u", st.ttft_ms, st.ctx_used);
+	ev.stats.prompt_tokens = 0;
+	CHECK(!status_token(&st, &ev, 1350) && !status_token(&st, &ev, 1450), "later tokens");
+	CHECK(st.gen_tokens == 3 && st.decode_tps == 10, "two tokens in 200 ms after the first: %.1f tok/s",
+	      st.decode_tps);
+	struct engine_stats done = {.ctx_size = 2048, .ctx_used = 44, .gen_tokens = 3, .decode_tps = 12,
+				    .prompt_computed = 0, .ttft_ms = 240};
+	status_done(&st, &done);
+	CHECK(st.phase == PH_IDLE && st.decode_tps == 12 && st.ttft_ms == 240 && st.prefill_tps < 0 &&
+		      st.ctx_size == 2048,
+	      "done: the engine's figures (nothing prefilled: no prefill speed)");
+	st.vram_total = 1;
+	snprintf(st.info.backend, sizeof st.info.backend, "cuda");
+	status_gpu_lost(&st, "CUDA failed");
+	CHECK(strcmp(st.info.backend, "cpu") == 0 && st.vram_total == 0, "the GPU lost");
+}
+
 int main(void)
 {
 	test_themes();
@@ -395,5 +427,6 @@ int main(void)
 	test_messages();
 	test_help_box();
 	test_chatlist_keys();
+	test_status();
 	return tu_finish();
 }

@@ -55,6 +55,7 @@
 #include "overlay.h"
 #include "picker.h"
 #include "sidebar.h"
+#include "status.h"
 #include "text.h"
 #include "theme.h"
 #include "transcript.h"
@@ -118,8 +119,6 @@ struct app {
 	struct tui_status st;
 
 	/* live numbers */
-	double t_submit, t_first, t_last;
-	uint32_t n_tok;
 	bool side_owed;
 	double side_next;
 
@@ -359,15 +358,7 @@ static void start_reply(struct app *a)
 	a->reply = i;
 	a->req = req;
 	a->conv_touched = true;
-	a->t_submit = now_ms();
-	a->t_first = a->t_last = 0;
-	a->n_tok = 0;
-	if (a->st.phase != PH_LOADING) /* a submit during a load waits for it */
-		a->st.phase = PH_PREFILL;
-	a->st.progress = 0;
-	a->st.decode_tps = a->st.prefill_tps = a->st.ttft_ms = -1;
-	a->st.gen_tokens = 0;
-	a->st.have_prompt = false;
+	status_submit(&a->st, now_ms());
 	a->tr.follow = true;
 	a->dirty |= D_TRANS | D_SIDE | D_STATUS | D_HINT;
 	if (a->inject) {
@@ -487,11 +478,111 @@ static void load_spec(struct app *a, const char *spec)
 	config_entry_free(&me);
 }
 
+/* ---- the engine's events ---------------------------------------------------- */
+
+/* The model being loaded is ready. */
+static void ev_loaded(struct app *a, const struct engine_event *ev)
+{
+	status_loaded(&a->st, ev, busy(a));
+	a->st.mem_avail = models_mem_available();
+	char p[32];
+	models_fmt_params(ev->info.n_params, p, sizeof p);
+	notice(a, TR_NOTICE, "loaded %s (%s, %s parameters, %s), context %u tokens, on %s", a->st.model, ev->info.arch,
+	       p, ev->info.quant, ev->info.n_ctx, ev->info.backend);
+	/* CUDA asked for but not usable, or fewer GPU layers (also in the status line) */
+	if (ev->info.notice[0])
+		notice(a, TR_NOTICE, "%s", ev->info.notice);
+	if (a->load_spec[0]) {
+		char err[256];
+		models_last_write(a->load_spec, err, sizeof err);
+	}
+	a->dirty |= D_ALL & ~D_LAYOUT;
+	close_picker(a);
+	/* the open conversation may have a snapshot for this model */
+	import_kv(a);
+}
+
+/* A piece of the reply. */
+static void ev_token(struct app *a, const struct engine_event *ev)
+{
+	if (a->tr.v[a->reply].len + ev->text_len > MAX_REPLY_BYTES) {
+		engine_cancel(a->eng);
+		return;
+	}
+	tr_append(&a->tr, (size_t)a->reply, ev->text, ev->text_len);
+	if (status_token(&a->st, ev, now_ms()))
+		a->dirty |= D_STATUS | D_SIDE | D_HINT;
+	a->side_owed = true;
+	a->dirty |= D_TRANS;
+}
+
+/* The reply ended: it is marked with why and committed. */
+static void ev_done(struct app *a, const struct engine_event *ev)
+{
+	struct tr_item *it = &a->tr.v[a->reply];
+	it->flags &= ~(unsigned)TRF_STREAMING;
+	if (ev->stop == ENGINE_STOP_CANCELLED)
+		it->flags |= TRF_STOPPED;
+	else if (ev->stop == ENGINE_STOP_CONTEXT)
+		it->flags |= TRF_CONTEXT;
+	else if (ev->stop == ENGINE_STOP_LENGTH && a->set.max_tokens > 0)
+		it->flags |= TRF_LENGTH;
+	status_done(&a->st, &ev->stats);
+	a->st.mem_avail = models_mem_available();
+	a->reply = -1;
+	a->side_owed = false;
+	if (it->len)
+		commit(a, "assistant", it->text, it->len, (it->flags & (TRF_STOPPED | TRF_CONTEXT)) != 0);
+	a->dirty |= D_TRANS | D_SIDE | D_STATUS | D_HINT | D_INPUT;
+}
+
+/* The load failed: no model, and a reply that waited for it goes. */
+static void ev_load_failed(struct app *a, const struct engine_event *ev)
+{
+	notice(a, TR_ERROR, "%s", ev->message);
+	a->load_req = 0;
+	close_picker(a);
+	a->st.phase = PH_NOMODEL;
+	a->st.have_info = false;
+	if (a->reply >= 0) {
+		tr_truncate(&a->tr, (size_t)a->reply);
+		a->reply = -1;
+	}
+	a->dirty |= D_ALL & ~D_LAYOUT;
+}
+
+/* The reply failed: what arrived is kept, and saved as a reply cut short. */
+static void ev_reply_failed(struct app *a, const struct engine_event *ev)
+{
+	struct tr_item *it = &a->tr.v[a->reply];
+	size_t at = (size_t)a->reply;
+	a->reply = -1;
+	if (it->len == 0) {
+		tr_truncate(&a->tr, at);
+	} else {
+		it->flags = (it->flags & ~(unsigned)TRF_STREAMING) | TRF_FAILED;
+		commit(a, "assistant", it->text, it->len, true);
+	}
+	notice(a, TR_ERROR, "%s", ev->message);
+	a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;
+	a->dirty |= D_ALL & ~D_LAYOUT;
+}
+
+static void ev_import(struct app *a, const struct engine_event *ev)
+{
+	if (ev->request != a->import_req)
+		return;
+	/* a snapshot that does not fit is only a cache: nothing to say */
+	if (ev->position > 0)
+		notice(a, TR_NOTICE, "KV cache restored: %u tokens of this conversation need no prefill", ev->position);
+	a->import_req = 0;
+}
+
+/* One event: handlers change state and mark what to draw. */
 static void on_event(struct app *a, struct engine_event *ev)
 {
 	const bool mine = ev->request == a->req && a->reply >= 0;
 	const bool load = ev->request == a->load_req;
-	struct tr_item *it = mine ? &a->tr.v[a->reply] : NULL;
 	switch (ev->type) {
 	case ENGINE_EV_LOAD_PROGRESS:
 		if (load) {
@@ -499,163 +590,47 @@ static void on_event(struct app *a, struct engine_event *ev)
 			a->dirty |= D_SIDE | D_STATUS | D_OVER;
 		}
 		break;
-	case ENGINE_EV_LOADED:
-		if (!load)
-			break;
-		a->st.info = ev->info;
-		a->st.have_info = true;
-		a->st.phase = busy(a) ? PH_PREFILL : PH_IDLE;
-		a->st.weights_bytes = ev->info.file_bytes;
-		a->st.ctx_size = ev->info.n_ctx;
-		a->st.mem_avail = models_mem_available();
-		a->st.vram_total = ev->stats.vram_total;
-		a->st.vram_free = ev->stats.vram_free;
-		a->st.vram_ours = ev->stats.vram_ours;
-		{
-			char p[32];
-			models_fmt_params(ev->info.n_params, p, sizeof p);
-			notice(a, TR_NOTICE, "loaded %s (%s, %s parameters, %s), context %u tokens, on %s", a->st.model,
-			       ev->info.arch, p, ev->info.quant, ev->info.n_ctx, ev->info.backend);
-			/* CUDA asked for but not usable, or fewer GPU layers (also in the status line) */
-			if (ev->info.notice[0])
-				notice(a, TR_NOTICE, "%s", ev->info.notice);
-		}
-		if (a->load_spec[0]) {
-			char err[256];
-			models_last_write(a->load_spec, err, sizeof err);
-		}
-		a->dirty |= D_ALL & ~D_LAYOUT;
-		close_picker(a);
-		/* the open conversation may have a snapshot for this model */
-		import_kv(a);
-		break;
 	case ENGINE_EV_PREFILL_PROGRESS:
 		if (mine) {
 			a->st.progress = ev->progress;
 			a->dirty |= D_STATUS;
 		}
 		break;
+	case ENGINE_EV_LOADED:
+		if (load)
+			ev_loaded(a, ev);
+		break;
 	case ENGINE_EV_TOKEN:
-		if (!mine)
-			break;
-		if (it->len + ev->text_len > MAX_REPLY_BYTES) {
-			engine_cancel(a->eng);
-			break;
-		}
-		tr_append(&a->tr, (size_t)a->reply, ev->text, ev->text_len);
-		a->t_last = now_ms();
-		if (a->n_tok++ == 0) {
-			a->t_first = a->t_last;
-			a->st.ttft_ms = a->t_first - a->t_submit;
-			a->st.phase = PH_STREAM;
-			a->dirty |= D_STATUS | D_SIDE | D_HINT;
-		}
-		a->st.gen_tokens = a->n_tok;
-		a->st.ctx_used = ev->position + 1;
-		if (ev->stats.prompt_tokens) {
-			/* the prompt's figures are known from the first token on */
-			const struct engine_stats *s = &ev->stats;
-			a->st.prompt_reused = s->prompt_reused;
-			a->st.prompt_computed = s->prompt_computed;
-			a->st.have_prompt = true;
-			a->st.prefill_tps = s->prompt_computed ? s->prefill_tps : -1;
-			if (s->ttft_ms > 0)
-				a->st.ttft_ms = s->ttft_ms;
-		}
-		if (a->n_tok > 1 && a->t_last > a->t_first)
-			a->st.decode_tps = (a->n_tok - 1) / ((a->t_last - a->t_first) / 1e3);
-		a->side_owed = true;
-		a->dirty |= D_TRANS;
+		if (mine)
+			ev_token(a, ev);
 		break;
 	case ENGINE_EV_CONTEXT_SHIFT:
 		if (mine)
 			notice(a, TR_NOTICE, "%s", ev->message);
 		break;
-	case ENGINE_EV_DONE: {
-		if (!mine)
-			break;
-		const struct engine_stats *s = &ev->stats;
-		it->flags &= ~(unsigned)TRF_STREAMING;
-		if (ev->stop == ENGINE_STOP_CANCELLED)
-			it->flags |= TRF_STOPPED;
-		else if (ev->stop == ENGINE_STOP_CONTEXT)
-			it->flags |= TRF_CONTEXT;
-		else if (ev->stop == ENGINE_STOP_LENGTH && a->set.max_tokens > 0)
-			it->flags |= TRF_LENGTH;
-		if (s->ctx_size) {
-			a->st.prefill_tps = s->prompt_computed ? s->prefill_tps : -1;
-			a->st.decode_tps = s->gen_tokens > 1 ? s->decode_tps : a->st.decode_tps;
-			a->st.ttft_ms = s->gen_tokens ? s->ttft_ms : a->st.ttft_ms;
-			a->st.gen_tokens = s->gen_tokens;
-			a->st.ctx_used = s->ctx_used;
-			a->st.ctx_size = s->ctx_size;
-			a->st.prompt_reused = s->prompt_reused;
-			a->st.prompt_computed = s->prompt_computed;
-			a->st.have_prompt = true;
-			a->st.weights_bytes = s->weights_bytes;
-			a->st.kv_bytes = s->kv_bytes;
-			a->st.vram_total = s->vram_total;
-			a->st.vram_free = s->vram_free;
-			a->st.vram_ours = s->vram_ours;
-		}
-		a->st.mem_avail = models_mem_available();
-		a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;
-		a->reply = -1;
-		a->side_owed = false;
-		if (it->len)
-			commit(a, "assistant", it->text, it->len, (it->flags & (TRF_STOPPED | TRF_CONTEXT)) != 0);
-		a->dirty |= D_TRANS | D_SIDE | D_STATUS | D_HINT | D_INPUT;
+	case ENGINE_EV_DONE:
+		if (mine)
+			ev_done(a, ev);
 		break;
-	}
 	case ENGINE_EV_ERROR:
 		on_export(a, ev); /* a failed export is no longer awaited */
 		if (ev->request == a->import_req)
 			a->import_req = 0;
-		if (load) {
-			notice(a, TR_ERROR, "%s", ev->message);
-			a->load_req = 0;
-			close_picker(a);
-			a->st.phase = PH_NOMODEL;
-			a->st.have_info = false;
-			if (a->reply >= 0) {
-				tr_truncate(&a->tr, (size_t)a->reply);
-				a->reply = -1;
-			}
-			a->dirty |= D_ALL & ~D_LAYOUT;
-		} else if (mine) {
-			size_t at = (size_t)a->reply;
-			a->reply = -1;
-			if (it->len == 0) {
-				tr_truncate(&a->tr, at);
-			} else {
-				/* what arrived is kept, and saved as a reply cut short */
-				it->flags = (it->flags & ~(unsigned)TRF_STREAMING) | TRF_FAILED;
-				commit(a, "assistant", it->text, it->len, true);
-			}
-			notice(a, TR_ERROR, "%s", ev->message);
-			a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;
-			a->dirty |= D_ALL & ~D_LAYOUT;
-		}
+		if (load)
+			ev_load_failed(a, ev);
+		else if (mine)
+			ev_reply_failed(a, ev);
 		break;
 	case ENGINE_EV_CONV_EXPORT:
 		on_export(a, ev);
 		break;
 	case ENGINE_EV_CONV_IMPORT:
-		/* a snapshot that does not fit is only a cache: nothing to say */
-		if (ev->request == a->import_req && ev->position > 0)
-			notice(a, TR_NOTICE, "KV cache restored: %u tokens of this conversation need no prefill",
-			       ev->position);
-		if (ev->request == a->import_req)
-			a->import_req = 0;
+		ev_import(a, ev);
 		break;
 	case ENGINE_EV_NOTICE:
 		/* the GPU failed and the engine went on on the CPU */
 		notice(a, TR_NOTICE, "%s", ev->message);
-		if (a->st.have_info) {
-			snprintf(a->st.info.backend, sizeof a->st.info.backend, "cpu");
-			snprintf(a->st.info.notice, sizeof a->st.info.notice, "%.255s", ev->message);
-			a->st.vram_total = a->st.vram_free = a->st.vram_ours = 0;
-		}
+		status_gpu_lost(&a->st, ev->message);
 		a->dirty |= D_SIDE | D_STATUS;
 		break;
 	case ENGINE_EV_UNLOADED:
