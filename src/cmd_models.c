@@ -375,8 +375,12 @@ static int hub_fetch_file(const char *url, const char *dest, const struct hub_fi
 		uint64_t after = stat(part, &st) == 0 ? (uint64_t)st.st_size : 0;
 		if (rc != PULL_E_NET || attempt == 4 || after <= before || pull_sig)
 			break;
-		if (!quiet)
-			fprintf(stderr, "ttychat pull: %s; resuming\n", err);
+		if (!quiet) {
+			char h[32], t[32];
+			fmt_bytes(after, h, sizeof h);
+			fmt_bytes(f->size, t, sizeof t);
+			fprintf(stderr, "ttychat pull: the connection broke after %s of %s; resuming\n", h, t);
+		}
 	}
 	if (rc != PULL_OK) {
 		fprintf(stderr, "ttychat pull: %s\n", err);

@@ -143,7 +143,9 @@ static bool valid_token(const char *t)
 
 static int token_from_file(const char *path, bool must_exist, char **token, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* a link is followed (to huggingface-cli's token, say): the file it
+	 * reaches is what fstat() checks */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT && !must_exist)
 			return HUB_OK;

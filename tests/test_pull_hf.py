@@ -204,6 +204,16 @@ def blob(seed, n):
     return b"GGUF" + bytes(r.getrandbits(8) for _ in range(n - 4))
 
 
+def hub_name(spec):
+    """The models.d name of a reference, as hub.c makes it."""
+    for p in ("hf:", "hf.co/"):
+        if spec.startswith(p):
+            spec = spec[len(p):]
+    org, rest = spec.split("/", 1)
+    repo, _, quant = rest.partition(":")
+    return "--".join([org, repo] + ([quant.upper()] if quant else []))
+
+
 def main():
     if not os.access(BIN, os.X_OK):
         print("SKIP: %s is not built" % BIN)
@@ -221,6 +231,9 @@ def main():
     hub.repos["acme/split-GGUF"] = Repo({
         "Q4_K_M/split-Q4_K_M-%05d-of-00003.gguf" % (i + 1): split[i] for i in range(3)} | {
         "split-Q8_0.gguf": blob("s8", 9000)})
+    hub.repos["unsloth/x-GGUF"] = Repo({"x-UD-Q4_K_XL.gguf": blob("ud", 3000), "x-Q8_0.gguf": blob("u8", 3000),
+                                        "BF16/x-BF16-00001-of-00002.gguf": blob("b1", 2000),
+                                        "BF16/x-BF16-00002-of-00002.gguf": blob("b2", 2000)})
     big = os.urandom(3 << 20)
     hub.repos["acme/cut-GGUF"] = Repo({"cut-Q4_K_M.gguf": big})
     hub.repos["acme/bad-GGUF"] = Repo({"bad-Q4_K_M.gguf": blob("bad", 20000)}, bad_sha=["bad-Q4_K_M.gguf"])
@@ -305,6 +318,9 @@ def main():
         rc, out, err = run(["-m", "acme/tiny-GGUF:Q8_0", "-p", "hi", "-n", "1"])
         check(rc == 3 and "no such model file" not in err and "not downloaded" not in err,
               "-m ORG/REPO:QUANT finds the entry (a fake file: fails to load, exit 3): %d %r" % (rc, err[-300:]))
+        rc, out, err = run(["-m", "hf:acme/tiny-GGUF", "-p", "hi", "-n", "1"])
+        check(rc == 3 and "no such model file" not in err and "not downloaded" not in err,
+              "-m hf:ORG/REPO finds the entry of the pull without a quant (%d, %r)" % (rc, err[-300:]))
         rc, out, err = run(["-m", "acme/tiny-GGUF:Q6_K", "-p", "hi"])
         check(rc == 3 and "ttychat pull acme/tiny-GGUF:Q6_K" in err,
               "-m ORG/REPO:QUANT not pulled: says which pull to run (%d, %r)" % (rc, err))
@@ -328,6 +344,16 @@ def main():
         check("3 parts" in err, "split: says 3 parts: %r" % err)
         e = entry("acme--split-GGUF--Q4_K_M")
         check(e is not None and e.get("file") == paths[0] and "url" not in e, "split: entry file is part 1: %r" % e)
+
+        # Unsloth's names: UD- quants, a split file in a folder
+        for spec, want in (("hf:unsloth/x-GGUF", "x-UD-Q4_K_XL.gguf"), ("unsloth/x-GGUF:Q4_K_XL", "x-UD-Q4_K_XL.gguf"),
+                           ("unsloth/x-GGUF:bf16", "BF16/x-BF16-00001-of-00002.gguf")):
+            rc, out, err = pull(spec)
+            e = entry(hub_name(spec))
+            check(rc == 0 and e is not None and e.get("file") == local("unsloth/x-GGUF", want),
+                  "%s: takes %s (%d, %r, %r)" % (spec, want, rc, err, e))
+        check(os.path.isfile(local("unsloth/x-GGUF", "BF16/x-BF16-00002-of-00002.gguf")),
+              "the second part of the BF16 split file is there")
 
         # 5. a connection cut mid-file: resumed at once with Range
         hub.log.clear()
