@@ -638,10 +638,7 @@ static void on_event(struct app *a, struct engine_event *ev)
 	}
 }
 
-/* ---- commands ---------------------------------------------------------------- */
-
-static void open_help(struct app *a);
-static void open_picker(struct app *a);
+/* ---- conversations: leaving one, starting one, opening one ------------------------ */
 
 /* Leaves the open conversation: a reply still coming is stopped and saved
  * as cut short, unsaved messages are retried (leaving them behind is
@@ -856,171 +853,6 @@ static void chats_action(struct app *a, int act)
 		hist_update_state(a);
 		break;
 	}
-}
-
-/* The last user item, or -1. */
-static long last_user(const struct app *a)
-{
-	for (size_t i = a->tr.n; i > 0; i--)
-		if (a->tr.v[i - 1].kind == TR_USER)
-			return (long)(i - 1);
-	return -1;
-}
-
-static void run_command(struct app *a, const char *line)
-{
-	const char *args;
-	size_t al;
-	const struct tui_cmd *c = cmds_find(line, &args, &al);
-	if (!c) {
-		size_t nl = strcspn(line, " \t");
-		notice(a, TR_ERROR, "unknown command '%.*s': F1 lists them (start with // to send a slash)",
-		       (int)(nl < 40 ? nl : 40), line);
-		return;
-	}
-	char arg[4096];
-	snprintf(arg, sizeof arg, "%.*s", (int)(al < sizeof arg - 1 ? al : sizeof arg - 1), args);
-	char msg[512];
-	switch (c->act) {
-	case ACT_HELP:
-		open_help(a);
-		break;
-	case ACT_MODEL:
-		if (arg[0])
-			load_spec(a, arg);
-		else
-			open_picker(a);
-		break;
-	case ACT_REGEN: {
-		if (busy(a)) {
-			notice(a, TR_NOTICE, "a reply is still coming: Esc stops it first");
-			break;
-		}
-		long u = last_user(a);
-		if (u < 0) {
-			notice(a, TR_NOTICE, "nothing to regenerate yet");
-			break;
-		}
-		rewind_to(a, (size_t)u + 1);
-		tr_truncate(&a->tr, (size_t)u + 1);
-		start_reply(a);
-		break;
-	}
-	case ACT_EDIT: {
-		if (busy(a)) {
-			notice(a, TR_NOTICE, "a reply is still coming: Esc stops it first");
-			break;
-		}
-		long u = last_user(a);
-		if (u < 0) {
-			notice(a, TR_NOTICE, "no message to edit yet");
-			break;
-		}
-		a->editing = u;
-		set_preset(a, a->tr.v[u].text);
-		a->dirty |= D_STATUS | D_HINT;
-		break;
-	}
-	case ACT_NEW:
-		if (reset_conversation(a, false))
-			notice(a, TR_NOTICE, "new conversation");
-		break;
-	case ACT_CLEAR:
-		if (reset_conversation(a, true))
-			notice(a, TR_NOTICE, "new conversation (system prompt kept)");
-		break;
-	case ACT_CHATS:
-		open_chats(a, arg[0] ? arg : NULL);
-		break;
-	case ACT_RENAME:
-		if (!a->ch) {
-			notice(a, TR_NOTICE, "history is off (%s): nothing to rename", a->hist_off);
-		} else if (!arg[0]) {
-			notice(a, TR_ERROR, "/rename: give the new title");
-		} else if (chats_rename(a->ch, NULL, arg) < 0) {
-			notice(a, TR_ERROR, "not renamed: %s", chats_errmsg(a->ch));
-		} else {
-			notice(a, TR_NOTICE, "renamed to \"%s\"", chats_title(a->ch));
-			hist_update_state(a);
-		}
-		break;
-	case ACT_SYSTEM:
-		free(a->system);
-		a->system = arg[0] ? strdup(arg) : NULL;
-		a->system_user = true;
-		if (arg[0])
-			notice(a, TR_NOTICE, "system prompt: %s", arg);
-		else
-			notice(a, TR_NOTICE, "system prompt cleared");
-		break;
-	case ACT_SET: {
-		bool wrap = a->set.wrap_code;
-		if (cmds_set(&a->set, arg, msg, sizeof msg) == 0)
-			notice(a, TR_NOTICE, "%s", msg);
-		else
-			notice(a, TR_ERROR, "%s", msg);
-		if (wrap != a->set.wrap_code) {
-			a->text_flags = (a->text_flags & ~(unsigned)TEXT_NOWRAP_CODE) |
-					(a->set.wrap_code ? 0 : TEXT_NOWRAP_CODE);
-			tr_resize(&a->tr, a->tr.width, a->tr.height, a->text_flags);
-		}
-		a->dirty |= D_SIDE;
-		break;
-	}
-	case ACT_THEME: {
-		char err[512];
-		struct theme t;
-		if (!arg[0]) {
-			notice(a, TR_NOTICE, "theme: %s", a->theme.name);
-		} else if (theme_load(arg, &t, err, sizeof err) != 0) {
-			notice(a, TR_ERROR, "%s", err);
-		} else {
-			a->theme = t;
-			theme_apply(&a->theme, a->use_color, a->attrs);
-			notice(a, TR_NOTICE, "theme: %s%s", t.name, a->use_color ? "" : " (no colours here)");
-			a->dirty |= D_ALL & ~D_LAYOUT;
-		}
-		break;
-	}
-	case ACT_QUIT:
-		a->quit = true;
-		break;
-	default:
-		break;
-	}
-}
-
-static void on_line(void *ctx, char *line)
-{
-	struct app *a = ctx;
-	a->dirty |= D_INPUT;
-	if (!line) {
-		/* Ctrl-D on an empty line */
-		a->quit = true;
-		return;
-	}
-	if (a->editing >= 0) {
-		long u = a->editing;
-		a->editing = -1;
-		a->dirty |= D_STATUS | D_HINT;
-		if (busy(a) || (size_t)u >= a->tr.n || a->tr.v[u].kind != TR_USER) {
-			notice(a, TR_NOTICE, "cannot edit now");
-		} else if (line[0]) {
-			rewind_to(a, (size_t)u);
-			tr_truncate(&a->tr, (size_t)u);
-			send_message(a, line);
-		}
-		free(line);
-		return;
-	}
-	if (line[0] == '/' && line[1] != '/') {
-		run_command(a, line);
-	} else {
-		const char *text = line[0] == '/' ? line + 1 : line;
-		if (text[strspn(text, " \t\n")])
-			send_message(a, text);
-	}
-	free(line);
 }
 
 /* ---- help and picker ---------------------------------------------------------- */
@@ -1276,67 +1108,278 @@ static void on_suspend(void *ctx, bool suspend)
 		resume_screen(a);
 }
 
-static void do_action(struct app *a, enum tui_act act)
+/* ---- actions: what keys (tui_keys) and slash commands (tui_cmds) do ----------- */
+
+/* ARG is the command's argument ("" for a key or none). */
+typedef void act_fn(struct app *a, const char *arg);
+
+static void act_help(struct app *a, const char *arg)
 {
-	switch (act) {
-	case ACT_HELP:
-		open_help(a);
-		break;
-	case ACT_PICKER:
+	open_help(a);
+}
+
+static void act_picker(struct app *a, const char *arg)
+{
+	open_picker(a);
+}
+
+static void act_model(struct app *a, const char *arg)
+{
+	if (arg[0])
+		load_spec(a, arg);
+	else
 		open_picker(a);
-		break;
-	case ACT_CHATS:
-		open_chats(a, NULL);
-		break;
-	case ACT_SIDEBAR:
-		a->sidebar_on = !a->sidebar_on;
-		a->dirty |= D_LAYOUT;
-		break;
-	case ACT_CANCEL:
-		if (busy(a) || a->st.phase == PH_LOADING) {
-			engine_cancel(a->eng);
-		} else if (a->editing >= 0) {
-			a->editing = -1;
-			input_set("");
-			a->dirty |= D_STATUS | D_HINT | D_INPUT;
-		} else if (!a->tr.follow) {
-			tr_scroll_bottom(&a->tr);
-			a->dirty |= D_TRANS;
-		}
-		break;
-	case ACT_INTERRUPT:
-		if (busy(a) || a->st.phase == PH_LOADING)
-			engine_cancel(a->eng);
-		else if (a->set.ctrl_c_quits)
-			a->quit = true;
-		break;
-	case ACT_PGUP:
-		tr_scroll(&a->tr, -(long)(a->tr.height > 2 ? a->tr.height - 2 : 1));
-		a->dirty |= D_TRANS;
-		break;
-	case ACT_PGDN:
-		tr_scroll(&a->tr, a->tr.height > 2 ? a->tr.height - 2 : 1);
-		a->dirty |= D_TRANS;
-		break;
-	case ACT_TOP:
-		tr_scroll_top(&a->tr);
-		a->dirty |= D_TRANS;
-		break;
-	case ACT_BOTTOM:
+}
+
+static void act_chats(struct app *a, const char *arg)
+{
+	open_chats(a, arg[0] ? arg : NULL);
+}
+
+static void act_sidebar(struct app *a, const char *arg)
+{
+	a->sidebar_on = !a->sidebar_on;
+	a->dirty |= D_LAYOUT;
+}
+
+/* Esc: stops the reply or the load, else cancels /edit, else scrolls back
+ * to the end. */
+static void act_cancel(struct app *a, const char *arg)
+{
+	if (busy(a) || a->st.phase == PH_LOADING) {
+		engine_cancel(a->eng);
+	} else if (a->editing >= 0) {
+		a->editing = -1;
+		input_set("");
+		a->dirty |= D_STATUS | D_HINT | D_INPUT;
+	} else if (!a->tr.follow) {
 		tr_scroll_bottom(&a->tr);
 		a->dirty |= D_TRANS;
-		break;
-	case ACT_REDRAW:
-		clearok(curscr, TRUE);
-		a->dirty |= D_ALL & ~D_LAYOUT;
-		break;
-	case ACT_SUSPEND:
-		tty_suspend(&a->tty, true);
-		resume_screen(a);
-		break;
-	default:
-		break;
 	}
+}
+
+static void act_interrupt(struct app *a, const char *arg)
+{
+	if (busy(a) || a->st.phase == PH_LOADING)
+		engine_cancel(a->eng);
+	else if (a->set.ctrl_c_quits)
+		a->quit = true;
+}
+
+static void act_pgup(struct app *a, const char *arg)
+{
+	tr_scroll(&a->tr, -(long)(a->tr.height > 2 ? a->tr.height - 2 : 1));
+	a->dirty |= D_TRANS;
+}
+
+static void act_pgdn(struct app *a, const char *arg)
+{
+	tr_scroll(&a->tr, a->tr.height > 2 ? a->tr.height - 2 : 1);
+	a->dirty |= D_TRANS;
+}
+
+static void act_top(struct app *a, const char *arg)
+{
+	tr_scroll_top(&a->tr);
+	a->dirty |= D_TRANS;
+}
+
+static void act_bottom(struct app *a, const char *arg)
+{
+	tr_scroll_bottom(&a->tr);
+	a->dirty |= D_TRANS;
+}
+
+static void act_redraw(struct app *a, const char *arg)
+{
+	clearok(curscr, TRUE);
+	a->dirty |= D_ALL & ~D_LAYOUT;
+}
+
+static void act_suspend(struct app *a, const char *arg)
+{
+	tty_suspend(&a->tty, true);
+	resume_screen(a);
+}
+
+static void act_quit(struct app *a, const char *arg)
+{
+	a->quit = true;
+}
+
+/* The last user item, or -1. */
+static long last_user(const struct app *a)
+{
+	for (size_t i = a->tr.n; i > 0; i--)
+		if (a->tr.v[i - 1].kind == TR_USER)
+			return (long)(i - 1);
+	return -1;
+}
+
+static void act_regen(struct app *a, const char *arg)
+{
+	if (busy(a)) {
+		notice(a, TR_NOTICE, "a reply is still coming: Esc stops it first");
+		return;
+	}
+	long u = last_user(a);
+	if (u < 0) {
+		notice(a, TR_NOTICE, "nothing to regenerate yet");
+		return;
+	}
+	rewind_to(a, (size_t)u + 1);
+	tr_truncate(&a->tr, (size_t)u + 1);
+	start_reply(a);
+}
+
+static void act_edit(struct app *a, const char *arg)
+{
+	if (busy(a)) {
+		notice(a, TR_NOTICE, "a reply is still coming: Esc stops it first");
+		return;
+	}
+	long u = last_user(a);
+	if (u < 0) {
+		notice(a, TR_NOTICE, "no message to edit yet");
+		return;
+	}
+	a->editing = u;
+	set_preset(a, a->tr.v[u].text);
+	a->dirty |= D_STATUS | D_HINT;
+}
+
+static void act_new(struct app *a, const char *arg)
+{
+	if (reset_conversation(a, false))
+		notice(a, TR_NOTICE, "new conversation");
+}
+
+static void act_clear(struct app *a, const char *arg)
+{
+	if (reset_conversation(a, true))
+		notice(a, TR_NOTICE, "new conversation (system prompt kept)");
+}
+
+static void act_rename(struct app *a, const char *arg)
+{
+	if (!a->ch) {
+		notice(a, TR_NOTICE, "history is off (%s): nothing to rename", a->hist_off);
+	} else if (!arg[0]) {
+		notice(a, TR_ERROR, "/rename: give the new title");
+	} else if (chats_rename(a->ch, NULL, arg) < 0) {
+		notice(a, TR_ERROR, "not renamed: %s", chats_errmsg(a->ch));
+	} else {
+		notice(a, TR_NOTICE, "renamed to \"%s\"", chats_title(a->ch));
+		hist_update_state(a);
+	}
+}
+
+static void act_system(struct app *a, const char *arg)
+{
+	free(a->system);
+	a->system = arg[0] ? strdup(arg) : NULL;
+	a->system_user = true;
+	if (arg[0])
+		notice(a, TR_NOTICE, "system prompt: %s", arg);
+	else
+		notice(a, TR_NOTICE, "system prompt cleared");
+}
+
+static void act_set(struct app *a, const char *arg)
+{
+	char msg[512];
+	bool wrap = a->set.wrap_code;
+	if (cmds_set(&a->set, arg, msg, sizeof msg) == 0)
+		notice(a, TR_NOTICE, "%s", msg);
+	else
+		notice(a, TR_ERROR, "%s", msg);
+	if (wrap != a->set.wrap_code) {
+		a->text_flags = (a->text_flags & ~(unsigned)TEXT_NOWRAP_CODE) | (a->set.wrap_code ? 0 : TEXT_NOWRAP_CODE);
+		tr_resize(&a->tr, a->tr.width, a->tr.height, a->text_flags);
+	}
+	a->dirty |= D_SIDE;
+}
+
+static void act_theme(struct app *a, const char *arg)
+{
+	char err[512];
+	struct theme t;
+	if (!arg[0]) {
+		notice(a, TR_NOTICE, "theme: %s", a->theme.name);
+	} else if (theme_load(arg, &t, err, sizeof err) != 0) {
+		notice(a, TR_ERROR, "%s", err);
+	} else {
+		a->theme = t;
+		theme_apply(&a->theme, a->use_color, a->attrs);
+		notice(a, TR_NOTICE, "theme: %s%s", t.name, a->use_color ? "" : " (no colours here)");
+		a->dirty |= D_ALL & ~D_LAYOUT;
+	}
+}
+
+/* One handler per enum tui_act (cmds.h): the tables of keys and commands
+ * name the action, this one does it. */
+static act_fn *const act_fns[] = {
+	[ACT_HELP] = act_help, [ACT_PICKER] = act_picker, [ACT_CHATS] = act_chats, [ACT_SIDEBAR] = act_sidebar,
+	[ACT_CANCEL] = act_cancel, [ACT_INTERRUPT] = act_interrupt, [ACT_PGUP] = act_pgup, [ACT_PGDN] = act_pgdn,
+	[ACT_TOP] = act_top, [ACT_BOTTOM] = act_bottom, [ACT_REDRAW] = act_redraw, [ACT_SUSPEND] = act_suspend,
+	[ACT_QUIT] = act_quit, [ACT_MODEL] = act_model, [ACT_REGEN] = act_regen, [ACT_EDIT] = act_edit,
+	[ACT_NEW] = act_new, [ACT_CLEAR] = act_clear, [ACT_SYSTEM] = act_system, [ACT_SET] = act_set,
+	[ACT_THEME] = act_theme, [ACT_RENAME] = act_rename,
+};
+
+static void do_action(struct app *a, enum tui_act act, const char *arg)
+{
+	if ((size_t)act < sizeof act_fns / sizeof act_fns[0] && act_fns[act])
+		act_fns[act](a, arg);
+}
+
+static void run_command(struct app *a, const char *line)
+{
+	const char *args;
+	size_t al;
+	const struct tui_cmd *c = cmds_find(line, &args, &al);
+	if (!c) {
+		size_t nl = strcspn(line, " \t");
+		notice(a, TR_ERROR, "unknown command '%.*s': F1 lists them (start with // to send a slash)",
+		       (int)(nl < 40 ? nl : 40), line);
+		return;
+	}
+	char arg[4096];
+	snprintf(arg, sizeof arg, "%.*s", (int)(al < sizeof arg - 1 ? al : sizeof arg - 1), args);
+	do_action(a, c->act, arg);
+}
+
+static void on_line(void *ctx, char *line)
+{
+	struct app *a = ctx;
+	a->dirty |= D_INPUT;
+	if (!line) {
+		/* Ctrl-D on an empty line */
+		a->quit = true;
+		return;
+	}
+	if (a->editing >= 0) {
+		long u = a->editing;
+		a->editing = -1;
+		a->dirty |= D_STATUS | D_HINT;
+		if (busy(a) || (size_t)u >= a->tr.n || a->tr.v[u].kind != TR_USER) {
+			notice(a, TR_NOTICE, "cannot edit now");
+		} else if (line[0]) {
+			rewind_to(a, (size_t)u);
+			tr_truncate(&a->tr, (size_t)u);
+			send_message(a, line);
+		}
+		free(line);
+		return;
+	}
+	if (line[0] == '/' && line[1] != '/') {
+		run_command(a, line);
+	} else {
+		const char *text = line[0] == '/' ? line + 1 : line;
+		if (text[strspn(text, " \t\n")])
+			send_message(a, text);
+	}
+	free(line);
 }
 
 /* What the picker asks for (PICKER_* of picker.h). */
@@ -1383,7 +1426,7 @@ static void esc_key(struct app *a)
 	else if (input_searching())
 		input_feed("\033", 1);
 	else
-		do_action(a, ACT_CANCEL);
+		do_action(a, ACT_CANCEL, "");
 }
 
 static void handle_key(struct app *a, int k)
@@ -1410,7 +1453,7 @@ static void handle_key(struct app *a, int k)
 	}
 	if (a->too_small) {
 		if (k == 3)
-			do_action(a, ACT_INTERRUPT);
+			do_action(a, ACT_INTERRUPT, "");
 		return;
 	}
 	if (a->over) {
@@ -1420,7 +1463,7 @@ static void handle_key(struct app *a, int k)
 	/* during an incremental search every key is the search's */
 	const struct tui_key *row = input_searching() && k != 3 ? NULL : cmds_key(k, input_empty());
 	if (row && row->act != ACT_NONE) {
-		do_action(a, row->act);
+		do_action(a, row->act, "");
 		return;
 	}
 	char buf[16];
