@@ -85,7 +85,8 @@ static int field_key(struct chatlist *l, int k)
 	return 0;
 }
 
-enum chatlist_action chatlist_key(struct chatlist *l, int k)
+/* A key while a field is edited or the question asked. */
+static enum chatlist_action mode_key(struct chatlist *l, int k)
 {
 	switch (l->mode) {
 	case CL_SEARCH: {
@@ -112,6 +113,13 @@ enum chatlist_action chatlist_key(struct chatlist *l, int k)
 	case CL_BROWSE:
 		break;
 	}
+	return CLA_NONE;
+}
+
+enum chatlist_action chatlist_key(struct chatlist *l, int k)
+{
+	if (l->mode != CL_BROWSE)
+		return mode_key(l, k);
 	l->note[0] = '\0';
 	switch (k) {
 	case KEY_UP:

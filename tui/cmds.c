@@ -122,17 +122,123 @@ void cmds_settings_str(const struct tui_settings *st, char *buf, size_t n)
 		 st->ctrl_c_quits ? "quit" : "stop");
 }
 
-int cmds_set(struct tui_settings *st, const char *args, char *msg, size_t msglen)
+/* ---- /set: one row per setting ---------------------------------------------- */
+
+static int set_temp(struct tui_settings *st, const char *v)
 {
-	char key[32], val[64];
+	double d;
+	if (parse_num(v, 0, 100, &d))
+		return -1;
+	st->s.temperature = (float)d;
+	st->user_set |= SET_TEMP;
+	return 0;
+}
+
+static int set_top_k(struct tui_settings *st, const char *v)
+{
+	double d;
+	if (parse_num(v, 0, 1 << 24, &d) || d != floor(d))
+		return -1;
+	st->s.top_k = (int32_t)d;
+	st->user_set |= SET_TOPK;
+	return 0;
+}
+
+static int set_top_p(struct tui_settings *st, const char *v)
+{
+	double d;
+	if (parse_num(v, 0, 1, &d))
+		return -1;
+	st->s.top_p = (float)d;
+	st->user_set |= SET_TOPP;
+	return 0;
+}
+
+static int set_min_p(struct tui_settings *st, const char *v)
+{
+	double d;
+	if (parse_num(v, 0, 1, &d))
+		return -1;
+	st->s.min_p = (float)d;
+	st->user_set |= SET_MINP;
+	return 0;
+}
+
+static int set_repeat(struct tui_settings *st, const char *v)
+{
+	double d;
+	if (parse_num(v, 0.01, 100, &d))
+		return -1;
+	st->s.repeat_penalty = (float)d;
+	st->user_set |= SET_REP;
+	return 0;
+}
+
+static int set_seed(struct tui_settings *st, const char *v)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || *end || end == v || v[0] == '-')
+		return -1;
+	st->s.seed = n;
+	return 0;
+}
+
+static int set_max_tokens(struct tui_settings *st, const char *v)
+{
+	double d;
+	if (parse_num(v, -1, 1 << 24, &d) || d != floor(d))
+		return -1;
+	st->max_tokens = (int32_t)d;
+	return 0;
+}
+
+/* V is ON or OFF: *B becomes true or false. */
+static int set_bool(bool *b, const char *v, const char *on, const char *off)
+{
+	if (strcmp(v, on) == 0)
+		*b = true;
+	else if (strcmp(v, off) == 0)
+		*b = false;
+	else
+		return -1;
+	return 0;
+}
+
+static int set_wrap_code(struct tui_settings *st, const char *v)
+{
+	return set_bool(&st->wrap_code, v, "on", "off");
+}
+
+static int set_ctrl_c(struct tui_settings *st, const char *v)
+{
+	return set_bool(&st->ctrl_c_quits, v, "quit", "stop");
+}
+
+static const struct {
+	const char *names[3]; /* what /set accepts */
+	int (*apply)(struct tui_settings *st, const char *value); /* 0, or -1: not a valid value */
+} set_rows[] = {
+	{{"temp", "temperature"}, set_temp},
+	{{"top-k", "top_k"}, set_top_k},
+	{{"top-p", "top_p"}, set_top_p},
+	{{"min-p", "min_p"}, set_min_p},
+	{{"repeat-penalty", "repeat_penalty", "rep"}, set_repeat},
+	{{"seed"}, set_seed},
+	{{"max-tokens", "max_tokens"}, set_max_tokens},
+	{{"wrap-code"}, set_wrap_code},
+	{{"ctrl-c"}, set_ctrl_c},
+};
+
+/* ARGS as "KEY VALUE" (blanks around them dropped).  0, or -1 with the
+ * problem in MSG. */
+static int split_set(const char *args, char key[32], char val[64], char *msg, size_t msglen)
+{
 	size_t i = 0, k = 0;
 	while (args[i] && blank(args[i]))
 		i++;
-	if (!args[i]) {
-		cmds_settings_str(st, msg, msglen);
-		return 0;
-	}
-	while (args[i] && !blank(args[i]) && k < sizeof key - 1)
+	while (args[i] && !blank(args[i]) && k < 31)
 		key[k++] = args[i++];
 	key[k] = '\0';
 	if (args[i] && !blank(args[i])) {
@@ -144,71 +250,39 @@ int cmds_set(struct tui_settings *st, const char *args, char *msg, size_t msglen
 	size_t vl = strlen(args + i);
 	while (vl > 0 && blank(args[i + vl - 1]))
 		vl--;
-	if (vl == 0 || vl >= sizeof val) {
+	if (vl == 0 || vl >= 64) {
 		snprintf(msg, msglen, "/set %s: give one value", key);
 		return -1;
 	}
 	memcpy(val, args + i, vl);
 	val[vl] = '\0';
-	double d;
-	if (strcmp(key, "temp") == 0 || strcmp(key, "temperature") == 0) {
-		if (parse_num(val, 0, 100, &d))
-			goto range;
-		st->s.temperature = (float)d;
-		st->user_set |= SET_TEMP;
-	} else if (strcmp(key, "top-k") == 0 || strcmp(key, "top_k") == 0) {
-		if (parse_num(val, 0, 1 << 24, &d) || d != floor(d))
-			goto range;
-		st->s.top_k = (int32_t)d;
-		st->user_set |= SET_TOPK;
-	} else if (strcmp(key, "top-p") == 0 || strcmp(key, "top_p") == 0) {
-		if (parse_num(val, 0, 1, &d))
-			goto range;
-		st->s.top_p = (float)d;
-		st->user_set |= SET_TOPP;
-	} else if (strcmp(key, "min-p") == 0 || strcmp(key, "min_p") == 0) {
-		if (parse_num(val, 0, 1, &d))
-			goto range;
-		st->s.min_p = (float)d;
-		st->user_set |= SET_MINP;
-	} else if (strcmp(key, "repeat-penalty") == 0 || strcmp(key, "repeat_penalty") == 0 ||
-		   strcmp(key, "rep") == 0) {
-		if (parse_num(val, 0.01, 100, &d))
-			goto range;
-		st->s.repeat_penalty = (float)d;
-		st->user_set |= SET_REP;
-	} else if (strcmp(key, "seed") == 0) {
-		char *end;
-		errno = 0;
-		unsigned long long v = strtoull(val, &end, 10);
-		if (errno || *end || end == val || val[0] == '-')
-			goto range;
-		st->s.seed = v;
-	} else if (strcmp(key, "max-tokens") == 0 || strcmp(key, "max_tokens") == 0) {
-		if (parse_num(val, -1, 1 << 24, &d) || d != floor(d))
-			goto range;
-		st->max_tokens = (int32_t)d;
-	} else if (strcmp(key, "wrap-code") == 0) {
-		if (strcmp(val, "on") == 0)
-			st->wrap_code = true;
-		else if (strcmp(val, "off") == 0)
-			st->wrap_code = false;
-		else
-			goto range;
-	} else if (strcmp(key, "ctrl-c") == 0) {
-		if (strcmp(val, "quit") == 0)
-			st->ctrl_c_quits = true;
-		else if (strcmp(val, "stop") == 0)
-			st->ctrl_c_quits = false;
-		else
-			goto range;
-	} else {
-		snprintf(msg, msglen, "/set: unknown setting '%s' (see /help)", key);
-		return -1;
-	}
-	snprintf(msg, msglen, "%s = %s", key, val);
 	return 0;
-range:
-	snprintf(msg, msglen, "/set %s: '%s' is not a valid value", key, val);
+}
+
+int cmds_set(struct tui_settings *st, const char *args, char *msg, size_t msglen)
+{
+	size_t i = 0;
+	while (args[i] && blank(args[i]))
+		i++;
+	if (!args[i]) {
+		cmds_settings_str(st, msg, msglen);
+		return 0;
+	}
+	char key[32], val[64];
+	if (split_set(args, key, val, msg, msglen) != 0)
+		return -1;
+	for (size_t r = 0; r < sizeof set_rows / sizeof set_rows[0]; r++) {
+		for (size_t n = 0; n < 3 && set_rows[r].names[n]; n++) {
+			if (strcmp(key, set_rows[r].names[n]) != 0)
+				continue;
+			if (set_rows[r].apply(st, val) != 0) {
+				snprintf(msg, msglen, "/set %s: '%s' is not a valid value", key, val);
+				return -1;
+			}
+			snprintf(msg, msglen, "%s = %s", key, val);
+			return 0;
+		}
+	}
+	snprintf(msg, msglen, "/set: unknown setting '%s' (see /help)", key);
 	return -1;
 }

@@ -85,6 +85,108 @@ static void bar(struct pen *p, uint32_t used, uint32_t size)
 	p->row++;
 }
 
+/* TEXT on at most MAX_LINES lines. */
+static void wrapped(struct pen *p, const char *text, size_t max_lines)
+{
+	struct text_lines tl = {0};
+	if (text_wrap(text, strlen(text), NULL, p->width - 3, p->flags, &tl) == 0) {
+		for (size_t i = 0; i < tl.n && i < max_lines; i++)
+			line(p, ROLE_SIDE, "%.*s", (int)(tl.v[i].end - tl.v[i].start), text + tl.v[i].start);
+	}
+	text_lines_free(&tl);
+}
+
+static void section_model(struct pen *p, const struct tui_status *st)
+{
+	title(p, "Model");
+	if (st->phase == PH_NOMODEL && !st->have_info) {
+		line(p, ROLE_SIDE, "none (F2 picks one)");
+		return;
+	}
+	wrapped(p, st->model, 2); /* a long name takes two lines */
+	if (!st->have_info) {
+		if (st->phase == PH_LOADING)
+			line(p, ROLE_SIDE, "loading %3.0f%%", (double)st->progress * 100.0);
+		return;
+	}
+	/* where it runs: "remote: HOST:PORT" as the engine says, else on this machine */
+	const char *be = st->info.backend[0] ? st->info.backend : "cpu";
+	bool remote = strncmp(be, "remote", 6) == 0;
+	char where[128], par[64];
+	snprintf(where, sizeof where, remote ? "%s" : "local, %s", be);
+	wrapped(p, where, 2);
+	/* what is known: a server may not say its size or quantisation */
+	models_fmt_params(st->info.n_params, par, sizeof par);
+	if (!remote)
+		line(p, ROLE_SIDE, "%s, %s, %s", st->info.arch, par, st->info.quant);
+	else if (st->info.n_params)
+		line(p, ROLE_SIDE, "%s, %s", par, st->info.quant);
+	if (remote)
+		line(p, ROLE_SIDE, "context %" PRIu32 ", server-side", st->info.n_ctx);
+	else
+		line(p, ROLE_SIDE, "context %" PRIu32 ", %s", st->info.n_ctx, st->info.template_family);
+}
+
+static void section_speed(struct pen *p, const struct tui_status *st)
+{
+	char a[64];
+	title(p, "Speed");
+	fmt_tps(st->prefill_tps, a, sizeof a);
+	line(p, ROLE_SIDE, "prefill  %s", a);
+	fmt_tps(st->decode_tps, a, sizeof a);
+	line(p, ROLE_SIDE, "decode   %s", a);
+	if (st->ttft_ms >= 0)
+		line(p, ROLE_SIDE, "1st tok  %.0f ms", st->ttft_ms);
+	else
+		line(p, ROLE_SIDE, "1st tok  -");
+	line(p, ROLE_SIDE, "reply    %" PRIu32 " tok", st->gen_tokens);
+}
+
+static void section_context(struct pen *p, const struct tui_status *st)
+{
+	title(p, "Context");
+	uint32_t size = st->ctx_size ? st->ctx_size : st->have_info ? st->info.n_ctx : 0;
+	bar(p, st->ctx_used, size);
+	line(p, ROLE_SIDE, "%" PRIu32 " / %" PRIu32 " (%.0f%%)", st->ctx_used, size,
+	     size ? 100.0 * st->ctx_used / size : 0.0);
+	if (st->have_prompt)
+		line(p, ROLE_SIDE, "prompt: %" PRIu32 " reused, %" PRIu32 " new", st->prompt_reused,
+		     st->prompt_computed);
+	else
+		line(p, ROLE_SIDE, "prompt: -");
+}
+
+static void section_memory(struct pen *p, const struct tui_status *st)
+{
+	char a[64], b[64], c[64];
+	title(p, "Memory");
+	models_fmt_bytes(st->weights_bytes, a, sizeof a);
+	models_fmt_bytes(st->kv_bytes, b, sizeof b);
+	models_fmt_bytes(st->mem_avail, c, sizeof c);
+	line(p, ROLE_SIDE, "weights  %s", st->weights_bytes ? a : "-");
+	line(p, ROLE_SIDE, "KV cache %s", st->kv_bytes ? b : "-");
+	line(p, ROLE_SIDE, "free RAM %s", st->mem_avail ? c : "-");
+	if (st->vram_total) {
+		/* the whole device's use, and ttychat's weights + KV + scratch */
+		models_fmt_bytes(st->vram_total > st->vram_free ? st->vram_total - st->vram_free : 0, a, sizeof a);
+		models_fmt_bytes(st->vram_total, b, sizeof b);
+		models_fmt_bytes(st->vram_ours, c, sizeof c);
+		line(p, ROLE_SIDE, "VRAM %s/%s", a, b);
+		line(p, ROLE_SIDE, "  (ours %s)", c);
+	}
+}
+
+static void section_sampling(struct pen *p, const struct tui_status *st)
+{
+	title(p, "Sampling");
+	line(p, ROLE_SIDE, "temp %.2f  top-k %" PRId32, (double)st->s.temperature, st->s.top_k);
+	line(p, ROLE_SIDE, "top-p %.2f  min-p %.2f", (double)st->s.top_p, (double)st->s.min_p);
+	if (st->max_tokens > 0)
+		line(p, ROLE_SIDE, "repeat %.2f  max %" PRId32, (double)st->s.repeat_penalty, st->max_tokens);
+	else
+		line(p, ROLE_SIDE, "repeat %.2f", (double)st->s.repeat_penalty);
+}
+
 void sidebar_draw(WINDOW *w, const struct tui_status *st, const unsigned long *attrs, unsigned text_flags)
 {
 	struct pen p = {.w = w, .attrs = attrs, .flags = text_flags};
@@ -93,94 +195,11 @@ void sidebar_draw(WINDOW *w, const struct tui_status *st, const unsigned long *a
 	wattrset(w, (attr_t)attrs[ROLE_BORDER]);
 	mvwvline(w, 0, 0, ACS_VLINE, p.h);
 	wattrset(w, A_NORMAL);
-	char a[64], b[64], c[64];
-
-	title(&p, "Model");
-	if (st->phase == PH_NOMODEL && !st->have_info) {
-		line(&p, ROLE_SIDE, "none (F2 picks one)");
-	} else {
-		/* a long name takes two lines */
-		struct text_lines nl = {0};
-		size_t ml = strlen(st->model);
-		if (text_wrap(st->model, ml, NULL, p.width - 3, p.flags, &nl) == 0) {
-			for (size_t i = 0; i < nl.n && i < 2; i++)
-				line(&p, ROLE_SIDE, "%.*s", (int)(nl.v[i].end - nl.v[i].start), st->model + nl.v[i].start);
-		}
-		text_lines_free(&nl);
-		if (st->have_info) {
-			/* where it runs: "remote: HOST:PORT" as the engine says, else on this machine */
-			const char *be = st->info.backend[0] ? st->info.backend : "cpu";
-			bool remote = strncmp(be, "remote", 6) == 0;
-			char where[128];
-			snprintf(where, sizeof where, remote ? "%s" : "local, %s", be);
-			struct text_lines wl = {0};
-			if (text_wrap(where, strlen(where), NULL, p.width - 3, p.flags, &wl) == 0) {
-				for (size_t i = 0; i < wl.n && i < 2; i++)
-					line(&p, ROLE_SIDE, "%.*s", (int)(wl.v[i].end - wl.v[i].start),
-					     where + wl.v[i].start);
-			}
-			text_lines_free(&wl);
-			/* what is known: a server may not say its size or quantisation */
-			models_fmt_params(st->info.n_params, a, sizeof a);
-			if (!remote)
-				line(&p, ROLE_SIDE, "%s, %s, %s", st->info.arch, a, st->info.quant);
-			else if (st->info.n_params)
-				line(&p, ROLE_SIDE, "%s, %s", a, st->info.quant);
-			if (remote)
-				line(&p, ROLE_SIDE, "context %" PRIu32 ", server-side", st->info.n_ctx);
-			else
-				line(&p, ROLE_SIDE, "context %" PRIu32 ", %s", st->info.n_ctx, st->info.template_family);
-		} else if (st->phase == PH_LOADING) {
-			line(&p, ROLE_SIDE, "loading %3.0f%%", (double)st->progress * 100.0);
-		}
-	}
-
-	title(&p, "Speed");
-	fmt_tps(st->prefill_tps, a, sizeof a);
-	line(&p, ROLE_SIDE, "prefill  %s", a);
-	fmt_tps(st->decode_tps, a, sizeof a);
-	line(&p, ROLE_SIDE, "decode   %s", a);
-	if (st->ttft_ms >= 0)
-		line(&p, ROLE_SIDE, "1st tok  %.0f ms", st->ttft_ms);
-	else
-		line(&p, ROLE_SIDE, "1st tok  -");
-	line(&p, ROLE_SIDE, "reply    %" PRIu32 " tok", st->gen_tokens);
-
-	title(&p, "Context");
-	uint32_t size = st->ctx_size ? st->ctx_size : st->have_info ? st->info.n_ctx : 0;
-	bar(&p, st->ctx_used, size);
-	line(&p, ROLE_SIDE, "%" PRIu32 " / %" PRIu32 " (%.0f%%)", st->ctx_used, size,
-	     size ? 100.0 * st->ctx_used / size : 0.0);
-	if (st->have_prompt)
-		line(&p, ROLE_SIDE, "prompt: %" PRIu32 " reused, %" PRIu32 " new", st->prompt_reused,
-		     st->prompt_computed);
-	else
-		line(&p, ROLE_SIDE, "prompt: -");
-
-	title(&p, "Memory");
-	models_fmt_bytes(st->weights_bytes, a, sizeof a);
-	models_fmt_bytes(st->kv_bytes, b, sizeof b);
-	models_fmt_bytes(st->mem_avail, c, sizeof c);
-	line(&p, ROLE_SIDE, "weights  %s", st->weights_bytes ? a : "-");
-	line(&p, ROLE_SIDE, "KV cache %s", st->kv_bytes ? b : "-");
-	line(&p, ROLE_SIDE, "free RAM %s", st->mem_avail ? c : "-");
-	if (st->vram_total) {
-		/* the whole device's use, and ttychat's weights + KV + scratch */
-		models_fmt_bytes(st->vram_total > st->vram_free ? st->vram_total - st->vram_free : 0, a, sizeof a);
-		models_fmt_bytes(st->vram_total, b, sizeof b);
-		models_fmt_bytes(st->vram_ours, c, sizeof c);
-		line(&p, ROLE_SIDE, "VRAM %s/%s", a, b);
-		line(&p, ROLE_SIDE, "  (ours %s)", c);
-	}
-
-	title(&p, "Sampling");
-	line(&p, ROLE_SIDE, "temp %.2f  top-k %" PRId32, (double)st->s.temperature, st->s.top_k);
-	line(&p, ROLE_SIDE, "top-p %.2f  min-p %.2f", (double)st->s.top_p, (double)st->s.min_p);
-	if (st->max_tokens > 0)
-		line(&p, ROLE_SIDE, "repeat %.2f  max %" PRId32, (double)st->s.repeat_penalty, st->max_tokens);
-	else
-		line(&p, ROLE_SIDE, "repeat %.2f", (double)st->s.repeat_penalty);
-
+	section_model(&p, st);
+	section_speed(&p, st);
+	section_context(&p, st);
+	section_memory(&p, st);
+	section_sampling(&p, st);
 	if (st->chat_state) {
 		title(&p, "Chat");
 		if (st->chat_title)
