@@ -237,6 +237,113 @@ static bool is_blank(const char *s, const struct text_cluster *c)
 	return c->kind == TC_TAB || (c->kind == TC_PRINT && s[c->off] == ' ');
 }
 
+enum wrap_end { W_ENDED, W_NEWLINE, W_WRAPPED };
+
+/* The rest of a logical line that a cut code line does not show, from R:
+ * W_NEWLINE with *NEXT where the next line starts, or W_ENDED. */
+static enum wrap_end skip_rest(const char *s, size_t len, size_t r, unsigned flags, size_t *next)
+{
+	for (;;) {
+		struct text_cluster d;
+		size_t t = text_cluster_next(s, len, r, flags, &d);
+		if (d.kind == TC_END)
+			return W_ENDED;
+		if (d.kind == TC_NEWLINE) {
+			*next = t;
+			return W_NEWLINE;
+		}
+		r = t;
+	}
+}
+
+/* Past the blanks at P: a wrapped line never starts with the spaces it
+ * broke at. */
+static size_t skip_blanks(const char *s, size_t len, size_t p, unsigned flags)
+{
+	for (;;) {
+		struct text_cluster c;
+		size_t q = text_cluster_next(s, len, p, flags, &c);
+		if (c.kind == TC_END || !is_blank(s, &c))
+			return p;
+		p = q;
+	}
+}
+
+/* One display line from P, at most WIDTH columns: sets LN's end and width
+ * (and TL_TRUNC when NOWRAP cut it) and *NEXT, where the next one starts.
+ * A line breaks after the last blank that fits, else before or after a
+ * double-width character, else where the width runs out. */
+static enum wrap_end wrap_line(const char *s, size_t len, size_t p, int width, unsigned flags, bool nowrap,
+			       struct text_line *ln, size_t *next)
+{
+	int col = 0, brk_col = 0, fit_col = 0;
+	size_t brk_end = SIZE_MAX, brk_resume = 0, fit_pos = p;
+	bool prev_blank = false;
+	enum wrap_end how;
+	for (;;) {
+		struct text_cluster c;
+		size_t q = text_cluster_next(s, len, p, flags, &c);
+		if (c.kind == TC_END || c.kind == TC_NEWLINE) {
+			ln->end = p;
+			*next = q;
+			how = c.kind == TC_END ? W_ENDED : W_NEWLINE;
+			break;
+		}
+		int w = c.kind == TC_TAB ? TEXT_TAB - col % TEXT_TAB : c.width;
+		if (c.kind == TC_TAB && col + w > width && col < width)
+			w = width - col; /* a tab at the edge fills it, no more */
+		const bool blank = is_blank(s, &c);
+		if (col + w > width && col > 0) {
+			how = W_WRAPPED;
+			if (nowrap) {
+				ln->end = fit_pos;
+				col = fit_col;
+				ln->flags |= TL_TRUNC;
+				/* the rest of the logical line is not shown */
+				how = skip_rest(s, len, q, flags, next);
+			} else if (blank) {
+				ln->end = prev_blank ? brk_end : p;
+				if (prev_blank)
+					col = brk_col;
+				*next = p;
+			} else if (brk_end != SIZE_MAX) {
+				ln->end = brk_end;
+				col = brk_col;
+				*next = brk_resume;
+			} else {
+				ln->end = p;
+				*next = p;
+			}
+			break;
+		}
+		if (blank) {
+			if (!prev_blank) {
+				brk_end = p;
+				brk_col = col;
+			}
+			brk_resume = q;
+		} else if (c.width == 2 && col > 0) {
+			brk_end = p;
+			brk_col = col;
+			brk_resume = p;
+		}
+		col += w;
+		p = q;
+		if (c.width == 2 && !blank) {
+			brk_end = p;
+			brk_col = col;
+			brk_resume = p;
+		}
+		prev_blank = blank;
+		if (col <= width - 1) {
+			fit_pos = p;
+			fit_col = col;
+		}
+	}
+	ln->width = col;
+	return how;
+}
+
 int text_wrap(const char *s, size_t len, const struct text_line *resume, int width, unsigned flags,
 	      struct text_lines *out)
 {
@@ -258,109 +365,17 @@ int text_wrap(const char *s, size_t len, const struct text_line *resume, int wid
 		ln.flags = (cont ? TL_CONT : 0) | (open ? TL_OPEN : 0) | (open || fence ? TL_CODE : 0) |
 			   (fence ? TL_FENCE : 0);
 		const bool nowrap = (flags & TEXT_NOWRAP_CODE) && (ln.flags & TL_CODE);
-		size_t p = pos;
-		/* a wrapped line never starts with the spaces it broke at */
-		if (cont && !nowrap) {
-			struct text_cluster c;
-			for (;;) {
-				size_t q = text_cluster_next(s, len, p, flags, &c);
-				if (c.kind == TC_END || !is_blank(s, &c))
-					break;
-				p = q;
-			}
-			ln.start = p;
-		}
-		int col = 0, brk_col = 0, fit_col = 0;
-		size_t brk_end = SIZE_MAX, brk_resume = 0, fit_pos = p, next = 0;
-		bool prev_blank = false;
-		enum { ENDED, NEWLINE, WRAPPED } how;
-		for (;;) {
-			struct text_cluster c;
-			size_t q = text_cluster_next(s, len, p, flags, &c);
-			if (c.kind == TC_END) {
-				ln.end = p;
-				how = ENDED;
-				break;
-			}
-			if (c.kind == TC_NEWLINE) {
-				ln.end = p;
-				next = q;
-				how = NEWLINE;
-				break;
-			}
-			int w = c.kind == TC_TAB ? TEXT_TAB - col % TEXT_TAB : c.width;
-			if (c.kind == TC_TAB && col + w > width && col < width)
-				w = width - col; /* a tab at the edge fills it, no more */
-			const bool blank = is_blank(s, &c);
-			if (col + w > width && col > 0) {
-				if (nowrap) {
-					ln.end = fit_pos;
-					col = fit_col;
-					ln.flags |= TL_TRUNC;
-					/* the rest of the logical line is not shown */
-					how = ENDED;
-					for (size_t r = q;;) {
-						struct text_cluster d;
-						size_t t = text_cluster_next(s, len, r, flags, &d);
-						if (d.kind == TC_END)
-							break;
-						if (d.kind == TC_NEWLINE) {
-							next = t;
-							how = NEWLINE;
-							break;
-						}
-						r = t;
-					}
-				} else if (blank) {
-					ln.end = prev_blank ? brk_end : p;
-					if (prev_blank)
-						col = brk_col;
-					next = p;
-					how = WRAPPED;
-				} else if (brk_end != SIZE_MAX) {
-					ln.end = brk_end;
-					col = brk_col;
-					next = brk_resume;
-					how = WRAPPED;
-				} else {
-					ln.end = p;
-					next = p;
-					how = WRAPPED;
-				}
-				break;
-			}
-			if (blank) {
-				if (!prev_blank) {
-					brk_end = p;
-					brk_col = col;
-				}
-				brk_resume = q;
-			} else if (c.width == 2 && col > 0) {
-				brk_end = p;
-				brk_col = col;
-				brk_resume = p;
-			}
-			col += w;
-			p = q;
-			if (c.width == 2 && !blank) {
-				brk_end = p;
-				brk_col = col;
-				brk_resume = p;
-			}
-			prev_blank = blank;
-			if (col <= width - 1) {
-				fit_pos = p;
-				fit_col = col;
-			}
-		}
-		ln.width = col;
+		if (cont && !nowrap)
+			ln.start = skip_blanks(s, len, pos, flags);
+		size_t next = 0;
+		enum wrap_end how = wrap_line(s, len, ln.start, width, flags, nowrap, &ln, &next);
 		if (lines_push(out, &ln) != 0) {
 			out->n = n0;
 			return -1;
 		}
-		if (how == ENDED)
+		if (how == W_ENDED)
 			return 0;
-		if (how == NEWLINE) {
+		if (how == W_NEWLINE) {
 			if (fence)
 				open = !open;
 			fence = false;
