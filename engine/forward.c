@@ -41,6 +41,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "alloc.h"
 #include "engine.h"
 #include "forward_cuda.h"
 #include "gguf.h"
@@ -143,7 +144,7 @@ static float gelu_f16(float x)
 
 static float *gelu_table(void)
 {
-	float *tab = malloc(65536 * sizeof *tab);
+	float *tab = eng_malloc(65536 * sizeof *tab);
 	if (!tab)
 		return NULL;
 	for (uint32_t h = 0; h < 65536; h++) {
@@ -559,8 +560,8 @@ int kv_init(struct kv_cache *kv, const struct hparams *hp, uint32_t type, uint32
 	if (kv->row_bytes == 0)
 		return ENGINE_E_INVAL;
 	kv->n_ctx = n_ctx;
-	kv->k = calloc(hp->n_layer, sizeof *kv->k);
-	kv->v = calloc(hp->n_layer, sizeof *kv->v);
+	kv->k = eng_calloc(hp->n_layer, sizeof *kv->k);
+	kv->v = eng_calloc(hp->n_layer, sizeof *kv->v);
 	if (!kv->k || !kv->v) {
 		kv_free(kv);
 		return ENGINE_E_NOMEM;
@@ -579,16 +580,16 @@ int kv_reserve(struct kv_cache *kv, uint32_t n)
 		cap = cap > kv->n_ctx / 2 ? kv->n_ctx : cap * 2;
 	if (cap > kv->n_ctx)
 		cap = kv->n_ctx;
-	int32_t *tok = realloc(kv->tokens, (size_t)cap * sizeof *tok);
+	int32_t *tok = eng_realloc(kv->tokens, (size_t)cap * sizeof *tok);
 	if (!tok)
 		return ENGINE_E_NOMEM;
 	kv->tokens = tok;
 	for (uint32_t l = 0; l < kv->n_layer; l++) {
-		void *k = realloc(kv->k[l], (size_t)cap * kv->row_bytes);
+		void *k = eng_realloc(kv->k[l], (size_t)cap * kv->row_bytes);
 		if (!k)
 			return ENGINE_E_NOMEM;
 		kv->k[l] = k;
-		void *v = realloc(kv->v[l], (size_t)cap * kv->row_bytes);
+		void *v = eng_realloc(kv->v[l], (size_t)cap * kv->row_bytes);
 		if (!v)
 			return ENGINE_E_NOMEM;
 		kv->v[l] = v;
@@ -625,7 +626,7 @@ void kv_free(struct kv_cache *kv)
 static void *alloc_track(struct fwd *f, size_t n)
 {
 	f->bytes += n;
-	return malloc(n ? n : 1);
+	return eng_malloc(n ? n : 1);
 }
 
 /* Packing job: the row groups of every packed matrix, split evenly. */
@@ -654,11 +655,11 @@ static int prepare_weights(struct fwd *f)
 {
 	const struct model *m = f->m;
 	const uint32_t nl = m->hp.n_layer;
-	f->mats = calloc(1, sizeof *f->mats);
+	f->mats = eng_calloc(1, sizeof *f->mats);
 	if (!f->mats)
 		return ENGINE_E_NOMEM;
-	f->mats->L = calloc(nl ? nl : 1, sizeof *f->mats->L);
-	struct quant_matrix **all = calloc((size_t)nl * 8 + 1, sizeof *all);
+	f->mats->L = eng_calloc(nl ? nl : 1, sizeof *f->mats->L);
+	struct quant_matrix **all = eng_calloc((size_t)nl * 8 + 1, sizeof *all);
 	if (!f->mats->L || !all) {
 		free(all);
 		return ENGINE_E_NOMEM;
@@ -699,7 +700,7 @@ static int prepare_weights(struct fwd *f)
 	}
 	{
 		size_t rb = (size_t)f->max_batch * (m->hp.n_rot / 2) * 2 * (size_t)f->mats->n_bases * sizeof(float);
-		f->mats->rope = malloc(rb ? rb : 1);
+		f->mats->rope = eng_malloc(rb ? rb : 1);
 		if (!f->mats->rope) {
 			free(all);
 			return ENGINE_E_NOMEM;
@@ -722,7 +723,7 @@ static int prepare_weights(struct fwd *f)
 	if (total > 0) {
 		const size_t huge = 2u << 20;
 		size_t alloc = (total + huge - 1) / huge * huge;
-		if (posix_memalign(&f->mats->arena, huge, alloc) != 0) {
+		if (eng_posix_memalign(&f->mats->arena, huge, alloc) != 0) {
 			f->mats->arena = NULL;
 			free(all);
 			return ENGINE_E_NOMEM;
@@ -1030,7 +1031,7 @@ int fwd_logits_reserve(struct fwd *f, int nl)
 {
 	const size_t V = f->m->hp.n_vocab;
 	if (nl > f->logits_rows) {
-		float *lg = realloc(f->logits, (size_t)nl * V * sizeof(float));
+		float *lg = eng_realloc(f->logits, (size_t)nl * V * sizeof(float));
 		if (!lg)
 			return ENGINE_E_NOMEM;
 		f->bytes += (size_t)(nl - f->logits_rows) * V * sizeof(float);

@@ -31,6 +31,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alloc.h"
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gguf.c reads little-endian GGUF files on little-endian hosts only"
 #endif
@@ -169,6 +171,7 @@ struct cursor {
 	uint64_t pos;
 	char *err;
 	size_t errlen;
+	bool nomem;      /* the failure was for want of memory */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -216,6 +219,13 @@ static bool fail_at(struct cursor *c, uint64_t off, const char *fmt, ...)
 	va_end(ap);
 	set_err(c->err, c->errlen, "%s: offset %" PRIu64 ": %s", c->f->path, off, msg);
 	return false;
+}
+
+/* An allocation failed: MSG (a constant) and errno ENOMEM for the caller. */
+static bool fail_nomem(struct cursor *c, uint64_t off, const char *msg)
+{
+	c->nomem = true;
+	return fail_at(c, off, "%s", msg);
 }
 
 static bool fail_key(struct cursor *c, struct gguf_str key, const char *fmt, ...)
@@ -356,9 +366,11 @@ static bool index_str_array(struct cursor *c, struct gguf_kv *kv, uint64_t at)
 			       " bytes left", n, remaining(c));
 	if (n == 0)
 		return true;
-	kv->str_off = malloc(n * sizeof *kv->str_off);
-	if (!kv->str_off)
+	kv->str_off = eng_malloc(n * sizeof *kv->str_off);
+	if (!kv->str_off) {
+		c->nomem = true;
 		return fail_at(c, at, "out of memory indexing %" PRIu64 " strings", n);
+	}
 	uint64_t start = c->pos;
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t rel = c->pos - start;
@@ -392,7 +404,7 @@ static bool sort_names(const gguf_file *f, uint32_t *idx, uint64_t n, name_fn ge
 		idx[i] = (uint32_t)i;
 	if (n < 2)
 		return true;
-	uint32_t *tmp = malloc(n * sizeof *tmp);
+	uint32_t *tmp = eng_malloc(n * sizeof *tmp);
 	if (!tmp)
 		return false;
 	uint32_t *src = idx, *dst = tmp;
@@ -486,7 +498,7 @@ static bool parse_kv(struct cursor *c)
 		}
 	}
 	if (!sort_names(f, f->kv_sorted, f->n_kv, kv_name))
-		return fail_at(c, c->pos, "out of memory sorting keys");
+		return fail_nomem(c, c->pos, "out of memory sorting keys");
 	for (uint64_t i = 1; i < f->n_kv; i++)
 		if (cmp_str(f->kv[f->kv_sorted[i - 1]].key, f->kv[f->kv_sorted[i]].key) == 0)
 			return fail_key(c, f->kv[f->kv_sorted[i]].key, "duplicate key");
@@ -599,11 +611,11 @@ static bool check_tensor_data(struct cursor *c)
 	/* Sort by offset (reusing the name-sort machinery on offsets would be
 	 * awkward); a simple merge sort of indices. */
 	uint64_t n = f->n_tensors;
-	uint32_t *idx = malloc(n * sizeof *idx), *tmp = malloc(n * sizeof *tmp);
+	uint32_t *idx = eng_malloc(n * sizeof *idx), *tmp = eng_malloc(n * sizeof *tmp);
 	if (!idx || !tmp) {
 		free(idx);
 		free(tmp);
-		return fail_at(c, c->pos, "out of memory checking tensor placement");
+		return fail_nomem(c, c->pos, "out of memory checking tensor placement");
 	}
 	for (uint64_t i = 0; i < n; i++)
 		idx[i] = (uint32_t)i;
@@ -672,17 +684,17 @@ static bool parse(struct cursor *c)
 	if (f->n_tensors > remaining(c) / 33)
 		return fail_at(c, nt_at, "tensor count %" PRIu64 " cannot fit in the file",
 			       f->n_tensors);
-	f->kv = calloc(f->n_kv ? f->n_kv : 1, sizeof *f->kv);
-	f->kv_sorted = calloc(f->n_kv ? f->n_kv : 1, sizeof *f->kv_sorted);
-	f->tensors = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->tensors);
-	f->t_sorted = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->t_sorted);
-	f->t_info_at = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->t_info_at);
+	f->kv = eng_calloc(f->n_kv ? f->n_kv : 1, sizeof *f->kv);
+	f->kv_sorted = eng_calloc(f->n_kv ? f->n_kv : 1, sizeof *f->kv_sorted);
+	f->tensors = eng_calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->tensors);
+	f->t_sorted = eng_calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->t_sorted);
+	f->t_info_at = eng_calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->t_info_at);
 	if (!f->kv || !f->kv_sorted || !f->tensors || !f->t_sorted || !f->t_info_at)
-		return fail_at(c, nt_at, "out of memory");
+		return fail_nomem(c, nt_at, "out of memory");
 	if (!parse_kv(c) || !parse_alignment(c) || !parse_tensor_infos(c))
 		return false;
 	if (!sort_names(f, f->t_sorted, f->n_tensors, tensor_name))
-		return fail_at(c, c->pos, "out of memory sorting tensors");
+		return fail_nomem(c, c->pos, "out of memory sorting tensors");
 	for (uint64_t i = 1; i < f->n_tensors; i++) {
 		uint32_t a = f->t_sorted[i - 1], b = f->t_sorted[i];
 		if (cmp_str(f->tensors[a].name, f->tensors[b].name) == 0)
@@ -716,6 +728,7 @@ static gguf_file *finish_open(gguf_file *f, char *err, size_t errlen)
 	struct cursor c = {.f = f, .pos = 0, .err = err, .errlen = errlen};
 	if (!parse(&c)) {
 		gguf_close(f);
+		errno = c.nomem ? ENOMEM : EINVAL;
 		return NULL;
 	}
 	if (err && errlen)
@@ -728,10 +741,11 @@ gguf_file *gguf_open_memory(const void *buf, size_t len, const char *name, char 
 {
 	if (!name)
 		name = "(memory)";
-	gguf_file *f = calloc(1, sizeof *f);
-	if (!f || !(f->path = strdup(name))) {
+	gguf_file *f = eng_calloc(1, sizeof *f);
+	if (!f || !(f->path = eng_strdup(name))) {
 		free(f);
 		set_err(err, errlen, "%s: out of memory", name);
+		errno = ENOMEM;
 		return NULL;
 	}
 	f->base = buf;
@@ -755,18 +769,21 @@ gguf_file *gguf_open(const char *path, char *err, size_t errlen)
 	if (!S_ISREG(st.st_mode)) {
 		set_err(err, errlen, "%s: not a regular file", path);
 		close(fd);
+		errno = EINVAL;
 		return NULL;
 	}
 	if ((uint64_t)st.st_size > SIZE_MAX) {
 		set_err(err, errlen, "%s: file too large to map", path);
 		close(fd);
+		errno = EINVAL;
 		return NULL;
 	}
-	gguf_file *f = calloc(1, sizeof *f);
-	if (!f || !(f->path = strdup(path))) {
+	gguf_file *f = eng_calloc(1, sizeof *f);
+	if (!f || !(f->path = eng_strdup(path))) {
 		free(f);
 		close(fd);
 		set_err(err, errlen, "%s: out of memory", path);
+		errno = ENOMEM;
 		return NULL;
 	}
 	f->size = (uint64_t)st.st_size;

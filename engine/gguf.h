@@ -118,7 +118,8 @@ struct gguf_tensor {
 typedef struct gguf_file gguf_file;
 
 /* Opens and validates PATH.  Returns NULL on failure with a one-line message
- * in err (always NUL-terminated when errlen > 0). */
+ * in err (always NUL-terminated when errlen > 0) and errno ENOMEM when memory
+ * ran out (else EINVAL for a malformed file, or what open/fstat/mmap said). */
 gguf_file *gguf_open(const char *path, char *err, size_t errlen);
 /* Same, on a caller-owned buffer (fuzzing, tests).  The buffer must outlive
  * the handle; NAME is used in messages. */

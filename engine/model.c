@@ -13,12 +13,14 @@
  */
 #include "model.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "engine.h"
 #include "quant.h"
 
@@ -404,7 +406,7 @@ int model_load(struct model *m, const char *path, const volatile int *abort_flag
 		err[0] = '\0';
 	m->gguf = gguf_open(path, err, errlen);
 	if (!m->gguf)
-		return ENGINE_E_FORMAT;
+		return errno == ENOMEM ? ENGINE_E_NOMEM : ENGINE_E_FORMAT;
 
 	struct gguf_str a;
 	if (!gguf_get_str(m->gguf, "general.architecture", &a)) {
@@ -437,9 +439,9 @@ int model_load(struct model *m, const char *path, const volatile int *abort_flag
 		goto bad;
 	}
 
-	m->layers = calloc(m->hp.n_layer, sizeof *m->layers);
+	m->layers = eng_calloc(m->hp.n_layer, sizeof *m->layers);
 	L.owned_cap = vec_bytes_needed(m->gguf);
-	m->owned_f32 = L.owned_cap ? malloc(L.owned_cap) : NULL;
+	m->owned_f32 = L.owned_cap ? eng_malloc(L.owned_cap) : NULL;
 	if (!m->layers || (L.owned_cap && !m->owned_f32)) {
 		rc = fail(&L, ENGINE_E_NOMEM, "out of memory for the layer table");
 		goto bad;

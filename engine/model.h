@@ -85,7 +85,8 @@ struct model {
 };
 
 /* Opens PATH and fills *m.  Returns 0, or a negative engine_status with a
- * one-line message in err.  abort_flag (may be NULL) is polled. */
+ * one-line message in err (ENGINE_E_NOMEM when memory ran out).  abort_flag
+ * (may be NULL) is polled. */
 int model_load(struct model *m, const char *path, const volatile int *abort_flag,
 	       char *err, size_t errlen);
 void model_free(struct model *m);

@@ -31,10 +31,12 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "unicode.h"
 
 /* ---- the pre-tokenizer table ---- */
@@ -281,9 +283,10 @@ static pretok *pretok_build(const char *name, bool regex_only, char *err, size_t
 		return NULL;
 	}
 
-	pretok *pt = calloc(1, sizeof *pt);
+	pretok *pt = eng_calloc(1, sizeof *pt);
 	if (!pt) {
 		seterr(err, errlen, "out of memory%s%s", "", "");
+		errno = ENOMEM;
 		return NULL;
 	}
 	snprintf(pt->name, sizeof pt->name, "%s", name);
@@ -392,7 +395,7 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem)
 	if (need <= *cap)
 		return true;
 	size_t n = need + need / 4 + 64;
-	void *q = realloc(*p, n * elem);
+	void *q = eng_realloc(*p, n * elem);
 	if (!q)
 		return false;
 	*p = q;
@@ -667,21 +670,21 @@ int pretok_split(const pretok *pt, struct pretok_work *w, const char *text, size
 		return fail(err, errlen, "out of memory");
 	size_t cap = w->cap_cpts;
 	uint32_t *p;
-	if (!(p = realloc(w->off, cap * sizeof *p)))
+	if (!(p = eng_realloc(w->off, cap * sizeof *p)))
 		return fail(err, errlen, "out of memory");
 	w->off = p;
-	if (!(p = realloc(w->seg_a, cap * sizeof *p)))
+	if (!(p = eng_realloc(w->seg_a, cap * sizeof *p)))
 		return fail(err, errlen, "out of memory");
 	w->seg_a = p;
-	if (!(p = realloc(w->seg_b, cap * sizeof *p)))
+	if (!(p = eng_realloc(w->seg_b, cap * sizeof *p)))
 		return fail(err, errlen, "out of memory");
 	w->seg_b = p;
-	uint8_t *fl = realloc(w->flags, cap);
+	uint8_t *fl = eng_realloc(w->flags, cap);
 	if (!fl)
 		return fail(err, errlen, "out of memory");
 	w->flags = fl;
 	/* each word is at least one byte of text: 2 words per byte is ample */
-	if (!(p = realloc(w->words, 2 * cap * sizeof *p)))
+	if (!(p = eng_realloc(w->words, 2 * cap * sizeof *p)))
 		return fail(err, errlen, "out of memory");
 	w->words = p;
 
@@ -709,7 +712,7 @@ int pretok_split(const pretok *pt, struct pretok_work *w, const char *text, size
 	w->text_len = u;
 
 	if (pt->need_collapsed) {
-		unsigned char *cl = realloc(w->collapsed, cap);
+		unsigned char *cl = eng_realloc(w->collapsed, cap);
 		if (!cl)
 			return fail(err, errlen, "out of memory");
 		w->collapsed = cl;

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
+
 void engine_sampling_default(struct engine_sampling *s)
 {
 	memset(s, 0, sizeof *s);
@@ -43,7 +45,7 @@ int sampler_init(struct sampler *s, const struct engine_sampling *p, uint32_t n_
 		s->p.penalty_last_n = 64;
 	s->rng = p->seed;
 	s->n_vocab = n_vocab;
-	s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
+	s->cand = eng_malloc((size_t)n_vocab * sizeof *s->cand);
 	return s->cand ? 0 : ENGINE_E_NOMEM;
 }
 

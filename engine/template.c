@@ -51,6 +51,7 @@
 
 #include <utf8proc.h>
 
+#include "alloc.h"
 #include "template.h"
 
 #define PARSE_MAX_DEPTH 200     /* nesting of expressions and blocks */
@@ -122,7 +123,7 @@ static void *arena_alloc(struct arena *a, struct fail *f, size_t n)
 		    (a->limit && (a->total + cap + sizeof(struct chunk) > a->limit ||
 				  a->total + cap < a->total)))
 			fail_at(f, TMPL_ERR_LIMIT, 0, "memory limit exceeded (%zu bytes)", a->limit);
-		struct chunk *nc = malloc(sizeof(struct chunk) + cap);
+		struct chunk *nc = eng_malloc(sizeof(struct chunk) + cap);
 		if (!nc)
 			fail_at(f, TMPL_ERR_NOMEM, 0, "out of memory");
 		nc->used = 0;
@@ -6875,8 +6876,8 @@ int tmpl_parse(const char *src, size_t len, tmpl **out, char *err, size_t errlen
 		set_err(err, errlen, "template too large");
 		return TMPL_ERR_LIMIT;
 	}
-	struct tmpl *t = calloc(1, sizeof *t);
-	struct parse_job *job = calloc(1, sizeof *job);
+	struct tmpl *t = eng_calloc(1, sizeof *t);
+	struct parse_job *job = eng_calloc(1, sizeof *job);
 	if (!t || !job) {
 		free(t);
 		free(job);
@@ -6988,7 +6989,7 @@ static void render_run(struct render_job *job, const struct tmpl *t,
 	struct sbuf out = {.limit = c->lim.max_output};
 	c->out = &out;
 	exec_body(c, root, &t->body);
-	job->result = malloc(out.len + 1);
+	job->result = eng_malloc(out.len + 1);
 	if (!job->result)
 		fail_at(&c->f, TMPL_ERR_NOMEM, 0, "out of memory");
 	if (out.len)
@@ -7009,7 +7010,7 @@ int tmpl_render(const tmpl *t, const struct tmpl_message *msgs, size_t n,
 		set_err(err, errlen, "tmpl_render: bad arguments");
 		return TMPL_ERR_ARG;
 	}
-	struct render_job *job = calloc(1, sizeof *job);
+	struct render_job *job = eng_calloc(1, sizeof *job);
 	if (!job) {
 		set_err(err, errlen, "out of memory");
 		return TMPL_ERR_NOMEM;
@@ -7163,7 +7164,7 @@ static void bb_put(struct bbuf *b, const char *s, size_t n)
 		size_t cap = b->cap ? b->cap : 256;
 		while (cap < b->len + n + 1)
 			cap *= 2;
-		char *np = realloc(b->p, cap);
+		char *np = eng_realloc(b->p, cap);
 		if (!np) {
 			b->err = TMPL_ERR_NOMEM;
 			return;
@@ -7433,7 +7434,7 @@ int tmpl_render_builtin(enum tmpl_family f, const struct tmpl_message *msgs, siz
 	}
 	if (!b.err && !b.p) {
 		/* nothing written: still hand back an empty string */
-		b.p = calloc(1, 1);
+		b.p = eng_calloc(1, 1);
 		if (!b.p)
 			b.err = TMPL_ERR_NOMEM;
 	}
@@ -7465,7 +7466,8 @@ int tmpl_format_chat(const char *template_text, const char *arch,
 					    out_len, why, sizeof why);
 		if (code == TMPL_OK)
 			return TMPL_OK;
-		if (code == TMPL_ERR_ARG) {
+		if (code == TMPL_ERR_ARG || code == TMPL_ERR_NOMEM) {
+			/* out of memory is no reason to render another format */
 			set_err(err, errlen, why);
 			return code;
 		}
@@ -7515,7 +7517,7 @@ static void msgjson_run(struct msgjson_job *job, const char *json)
 		if (content && content->t == T_STR)
 			bytes = add_or_die(&c->f, bytes, content->u.s->len + 1);
 	}
-	char *block = malloc(bytes);
+	char *block = eng_malloc(bytes);
 	if (!block)
 		fail_at(&c->f, TMPL_ERR_NOMEM, 0, "out of memory");
 	struct tmpl_message *msgs = (struct tmpl_message *)(void *)block;
@@ -7550,7 +7552,7 @@ int tmpl_messages_from_json(const char *json, struct tmpl_message **msgs, size_t
 	}
 	*msgs = NULL;
 	*n = 0;
-	struct msgjson_job *job = calloc(1, sizeof *job);
+	struct msgjson_job *job = eng_calloc(1, sizeof *job);
 	if (!job) {
 		set_err(err, errlen, "out of memory");
 		return TMPL_ERR_NOMEM;

@@ -182,12 +182,14 @@ int tmpl_render_builtin(enum tmpl_family f, const struct tmpl_message *msgs, siz
 
 /* The whole policy in one call, as the chat front ends use it: renders
  * template_text (may be NULL or empty: no template) and, when it is
- * missing or fails for any reason, renders the built-in format of the
- * family detected from template_text and arch.  Returns TMPL_OK when the
- * template itself rendered, TMPL_FALLBACK when a built-in did (err then
- * holds a one-line warning naming the reason and the family), or a negative
- * code when even the built-in failed.  *family_used (may be NULL) receives
- * the built-in family, or TMPL_FAMILY_UNKNOWN when the template was used. */
+ * missing or fails for any reason but bad arguments or out of memory
+ * (TMPL_ERR_ARG, TMPL_ERR_NOMEM: returned as they are), renders the
+ * built-in format of the family detected from template_text and arch.
+ * Returns TMPL_OK when the template itself rendered, TMPL_FALLBACK when a
+ * built-in did (err then holds a one-line warning naming the reason and
+ * the family), or a negative code when even the built-in failed.
+ * *family_used (may be NULL) receives the built-in family, or
+ * TMPL_FAMILY_UNKNOWN when the template was used. */
 int tmpl_format_chat(const char *template_text, const char *arch,
 		     const struct tmpl_message *msgs, size_t n,
 		     const struct tmpl_options *opt, char **out, size_t *out_len,

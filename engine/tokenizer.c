@@ -30,11 +30,13 @@
  */
 #include "tokenizer.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "pretok.h"
 #include "unicode.h"
 
@@ -87,7 +89,7 @@ static void strtab_free(struct strtab *t)
 
 static bool strtab_rehash(struct strtab *t, size_t nslots)
 {
-	uint64_t *slot = calloc(nslots, sizeof *slot);
+	uint64_t *slot = eng_calloc(nslots, sizeof *slot);
 	if (!slot)
 		return false;
 	for (size_t i = 0; i < t->n; i++) {
@@ -134,17 +136,17 @@ static int64_t strtab_intern(struct strtab *t, const char *s, size_t n)
 		return -1;
 	if (t->n + 1 > t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 1024;
-		uint32_t *a = realloc(t->off, cap * sizeof *a);
+		uint32_t *a = eng_realloc(t->off, cap * sizeof *a);
 		if (!a)
 			return -1;
 		t->off = a;
-		if (!(a = realloc(t->len, cap * sizeof *a)))
+		if (!(a = eng_realloc(t->len, cap * sizeof *a)))
 			return -1;
 		t->len = a;
-		if (!(a = realloc(t->hash, cap * sizeof *a)))
+		if (!(a = eng_realloc(t->hash, cap * sizeof *a)))
 			return -1;
 		t->hash = a;
-		int32_t *tk = realloc(t->token, cap * sizeof *tk);
+		int32_t *tk = eng_realloc(t->token, cap * sizeof *tk);
 		if (!tk)
 			return -1;
 		t->token = tk;
@@ -161,7 +163,7 @@ static int64_t strtab_intern(struct strtab *t, const char *s, size_t n)
 		size_t cap = t->arena_cap ? t->arena_cap : 65536;
 		while (cap < t->arena_len + n + 1)
 			cap *= 2;
-		char *a = realloc(t->arena, cap);
+		char *a = eng_realloc(t->arena, cap);
 		if (!a)
 			return -1;
 		t->arena = a;
@@ -313,7 +315,7 @@ static bool reserve_n(void **p, size_t *cap, size_t need, size_t elem)
 	size_t n = *cap ? *cap : 16;
 	while (n < need)
 		n *= 2;
-	void *q = realloc(*p, n * elem);
+	void *q = eng_realloc(*p, n * elem);
 	if (!q)
 		return false;
 	*p = q;
@@ -390,7 +392,7 @@ static bool load_tokens(tokenizer *tk, const gguf_file *f, char *err, size_t err
 		}
 	}
 
-	tk->tok = calloc(n, sizeof *tk->tok);
+	tk->tok = eng_calloc(n, sizeof *tk->tok);
 	if (!tk->tok)
 		goto nomem;
 	for (uint64_t i = 0; i < n; i++) {
@@ -438,6 +440,7 @@ static bool load_tokens(tokenizer *tk, const gguf_file *f, char *err, size_t err
 	return true;
 nomem:
 	seterr(err, errlen, "out of memory loading %llu tokens", (unsigned long long)n);
+	errno = ENOMEM;
 	return false;
 }
 
@@ -468,7 +471,7 @@ static bool load_merges(tokenizer *tk, const gguf_file *f, char *err, size_t err
 	size_t slots = 1024;
 	while (slots < 2 * n)
 		slots *= 2;
-	tk->pairs.e = malloc(slots * sizeof *tk->pairs.e);
+	tk->pairs.e = eng_malloc(slots * sizeof *tk->pairs.e);
 	if (!tk->pairs.e)
 		goto nomem;
 	tk->pairs.mask = slots - 1;
@@ -485,7 +488,7 @@ static bool load_merges(tokenizer *tk, const gguf_file *f, char *err, size_t err
 		size_t l1 = (size_t)(sp - s.ptr), l2 = (size_t)s.len - l1 - 1;
 		if (l1 + l2 > cap) {
 			cap = 2 * (l1 + l2) + 16;
-			char *nb = realloc(buf, cap);
+			char *nb = eng_realloc(buf, cap);
 			if (!nb) {
 				free(buf);
 				goto nomem;
@@ -530,6 +533,7 @@ static bool load_merges(tokenizer *tk, const gguf_file *f, char *err, size_t err
 	return true;
 nomem:
 	seterr(err, errlen, "out of memory loading %llu merges", (unsigned long long)n);
+	errno = ENOMEM;
 	return false;
 }
 
@@ -731,7 +735,7 @@ static bool piece_room(char **out, size_t *cap, size_t len, size_t extra)
 	size_t n = *cap;
 	while (n < len + extra)
 		n *= 2;
-	char *p = realloc(*out, n);
+	char *p = eng_realloc(*out, n);
 	if (!p)
 		return false;
 	*out = p;
@@ -749,7 +753,7 @@ static bool make_pieces(tokenizer *tk)
 	memset(unmap, 0xff, sizeof unmap);
 	for (unsigned b = 0; b < 256; b++)
 		unmap[map[b]] = (int16_t)b;
-	char *out = malloc(cap);
+	char *out = eng_malloc(cap);
 	if (!out)
 		return false;
 	for (int32_t id = 0; id < tk->n_vocab; id++) {
@@ -842,7 +846,7 @@ static bool build_trie(tokenizer *tk)
 	size_t cap = 1024;
 	for (int i = 0; i < 256; i++)
 		tk->root[i] = -1;
-	tk->trie = malloc(cap * sizeof *tk->trie);
+	tk->trie = eng_malloc(cap * sizeof *tk->trie);
 	if (!tk->trie)
 		return false;
 	int32_t *parent = NULL;
@@ -860,7 +864,7 @@ static bool build_trie(tokenizer *tk)
 			if (next < 0) {
 				if (tk->n_trie == cap) {
 					cap *= 2;
-					struct trie_node *t = realloc(tk->trie, cap * sizeof *t);
+					struct trie_node *t = eng_realloc(tk->trie, cap * sizeof *t);
 					if (!t)
 						goto nomem;
 					tk->trie = t;
@@ -975,7 +979,9 @@ tokenizer *tok_load_opts(const gguf_file *f, const struct tok_load_opts *opts, c
 
 	if (err && errlen)
 		err[0] = 0;
+	errno = 0;   /* the failures for want of memory set ENOMEM */
 	if (!copy_str(f, "tokenizer.ggml.model", model, sizeof model)) {
+		errno = EINVAL;
 		seterr(err, errlen, "no tokenizer: tokenizer.ggml.model is missing");
 		return NULL;
 	}
@@ -984,9 +990,10 @@ tokenizer *tok_load_opts(const gguf_file *f, const struct tok_load_opts *opts, c
 	else
 		copy_str(f, "tokenizer.ggml.pre", pre, sizeof pre);
 
-	tokenizer *tk = calloc(1, sizeof *tk);
+	tokenizer *tk = eng_calloc(1, sizeof *tk);
 	if (!tk) {
 		seterr(err, errlen, "out of memory");
+		errno = ENOMEM;
 		return NULL;
 	}
 	for (int i = 0; i < TOK_ROLE_COUNT; i++)
@@ -1041,6 +1048,7 @@ tokenizer *tok_load_opts(const gguf_file *f, const struct tok_load_opts *opts, c
 		load_spm_bytes(tk);
 		if (!load_spm_inner(tk)) {
 			seterr(err, errlen, "out of memory");
+			errno = ENOMEM;
 			goto fail;
 		}
 	}
@@ -1048,6 +1056,7 @@ tokenizer *tok_load_opts(const gguf_file *f, const struct tok_load_opts *opts, c
 	adjust_attrs(tk);
 	if (!build_trie(tk) || !make_pieces(tk)) {
 		seterr(err, errlen, "out of memory");
+		errno = ENOMEM;
 		goto fail;
 	}
 	name_attrs(tk, f, tk->pre ? pretok_name(tk->pre) : "");
@@ -1055,9 +1064,12 @@ tokenizer *tok_load_opts(const gguf_file *f, const struct tok_load_opts *opts, c
 		if (tk->tok[id].attr & (TOK_ATTR_LSTRIP | TOK_ATTR_RSTRIP))
 			tk->has_strip = true;
 	return tk;
-fail:
+fail: {
+	const int why = errno == ENOMEM ? ENOMEM : EINVAL;
 	tok_free(tk);
+	errno = why;
 	return NULL;
+}
 }
 
 tokenizer *tok_load(const gguf_file *f, char *err, size_t errlen)
@@ -1633,7 +1645,7 @@ static int partition(const tokenizer *tk, struct enc_work *w, const char *text, 
 	if (!w->n_hot)
 		return TOK_OK;
 
-	w->claimed = calloc(n, 1);
+	w->claimed = eng_calloc(n, 1);
 	if (!w->claimed)
 		return TOK_ERR_NOMEM;
 	unsigned char *cl = w->claimed;
@@ -1776,19 +1788,20 @@ struct tok_decoder {
 	unsigned char *in;      /* hold + the next piece */
 	char *q;                /* validated text not yet handed out */
 	size_t q_off, q_len, q_cap;
+	bool nomem;             /* text was lost: the queue could not grow */
 };
 
 tok_decoder *tok_decoder_new(const tokenizer *tk)
 {
-	tok_decoder *d = calloc(1, sizeof *d);
+	tok_decoder *d = eng_calloc(1, sizeof *d);
 	if (!d)
 		return NULL;
 	d->tk = tk;
 	d->first = true;
 	/* every input byte becomes at most 3 output bytes (U+FFFD) */
 	d->q_cap = 3 * (tk->max_piece + sizeof d->hold) + 16;
-	d->q = malloc(d->q_cap);
-	d->in = malloc(tk->max_piece + sizeof d->hold);
+	d->q = eng_malloc(d->q_cap);
+	d->in = eng_malloc(tk->max_piece + sizeof d->hold);
 	if (!d->q || !d->in) {
 		tok_decoder_free(d);
 		return NULL;
@@ -1812,6 +1825,7 @@ void tok_decoder_options(tok_decoder *d, unsigned flags)
 
 void tok_decoder_reset(tok_decoder *d)
 {
+	d->nomem = false;
 	d->n_hold = 0;
 	d->q_off = d->q_len = 0;
 	d->first = true;
@@ -1832,9 +1846,11 @@ static bool queue_room(tok_decoder *d, size_t extra)
 			return true;
 	}
 	size_t cap = 2 * (d->q_len + extra);
-	char *q = realloc(d->q, cap);
-	if (!q)
+	char *q = eng_realloc(d->q, cap);
+	if (!q) {
+		d->nomem = true;
 		return false;
+	}
 	d->q = q;
 	d->q_cap = cap;
 	return true;
@@ -1900,6 +1916,11 @@ size_t tok_decoder_feed(tok_decoder *d, int32_t id, char *buf, size_t size)
 		}
 	}
 	return drain(d, buf, size);
+}
+
+bool tok_decoder_nomem(const tok_decoder *d)
+{
+	return d->nomem;
 }
 
 size_t tok_decoder_flush(tok_decoder *d, char *buf, size_t size)

@@ -86,7 +86,8 @@ struct tok_load_opts {
 /* Builds the tokenizer of GGUF file F.  Returns NULL with a one-line
  * message in err (always NUL-terminated when errlen > 0) when metadata is
  * missing or malformed, the tokenizer model or the pre-tokenizer is
- * unknown, or memory runs out. */
+ * unknown, or memory runs out; errno is then ENOMEM when memory ran out,
+ * else EINVAL. */
 tokenizer *tok_load(const gguf_file *f, char *err, size_t errlen);
 /* The same with options (OPTS may be NULL). */
 tokenizer *tok_load_opts(const gguf_file *f, const struct tok_load_opts *opts, char *err, size_t errlen);
@@ -172,5 +173,8 @@ size_t tok_decoder_feed(tok_decoder *d, int32_t id, char *buf, size_t size);
 size_t tok_decoder_flush(tok_decoder *d, char *buf, size_t size);
 /* Drops held-back and queued text and starts a new stream. */
 void tok_decoder_reset(tok_decoder *d);
+/* True once text was lost because the queue could not grow (out of
+ * memory); tok_decoder_reset() clears it. */
+bool tok_decoder_nomem(const tok_decoder *d);
 
 #endif
