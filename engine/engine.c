@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "bench.h"
 #include "forward.h"
 #include "forward_cuda.h"
@@ -81,6 +82,7 @@ struct request {
 	void *blob;              /* REQ_IMPORT: copied snapshot */
 	size_t blob_len;
 	struct engine_bench_opts bench; /* REQ_BENCH */
+	struct event_node *end;  /* the node reserved for the event that ends it */
 	struct request *next;
 };
 
@@ -108,8 +110,10 @@ struct engine {
 	int next_id;
 	char last_error[512];
 	struct engine_params params;
+	struct request quit;     /* engine_free()'s: stopping needs no memory */
 
 	/* worker-owned from here on */
+	struct event_node *end;  /* the running request's reserved node, until its end goes out */
 	struct remote *remote;   /* a remote model is loaded (then !loaded) */
 	bool loaded;
 	struct model model;
@@ -146,7 +150,7 @@ static double now_ms(void)
 
 static char *dupstr(const char *s)
 {
-	return s ? strdup(s) : NULL;
+	return s ? eng_strdup(s) : NULL;
 }
 
 const char *engine_status_str(int status)
@@ -174,13 +178,33 @@ const char *engine_last_error(const engine *e)
 	return e->last_error;
 }
 
-/* ---- event queue --------------------------------------------------------- */
+/* ---- event queue ---------------------------------------------------------
+ * No request loses its end for want of memory.  post() gives every request
+ * one event node before it is queued (the caller gets ENGINE_E_NOMEM at
+ * once when even that fails); while the worker runs the request the node
+ * waits in e->end, and the first event that ends a request (LOADED,
+ * UNLOADED, DONE, ERROR, CONV_EXPORT, CONV_IMPORT) goes out in it.  The
+ * other events take a fresh node each, and when none can be had
+ * push_event() says so and its caller decides: progress is dropped (the
+ * next progress or the end supersedes it), a reply's text stays with the
+ * worker and goes out with the next piece (or the reply ends in an ERROR
+ * that says it was cut), a CONTEXT_SHIFT or NOTICE ends the request with
+ * ENGINE_E_NOMEM before anything changes. */
 
-static void push_event(engine *e, const struct engine_event *ev)
+static bool ends_request(enum engine_event_type t)
 {
-	struct event_node *n = malloc(sizeof *n);
-	if (!n)
-		return; /* dropping an event beats crashing; DONE/ERROR are small */
+	return t == ENGINE_EV_LOADED || t == ENGINE_EV_UNLOADED || t == ENGINE_EV_DONE || t == ENGINE_EV_ERROR ||
+	       t == ENGINE_EV_CONV_EXPORT || t == ENGINE_EV_CONV_IMPORT;
+}
+
+static struct event_node *node_new(void)
+{
+	return eng_malloc(sizeof(struct event_node));
+}
+
+/* Queues EV in node N (both now the queue's). */
+static void push_node(engine *e, struct event_node *n, const struct engine_event *ev)
+{
 	n->ev = *ev;
 	n->next = NULL;
 	pthread_mutex_lock(&e->mu);
@@ -200,10 +224,29 @@ static void push_event(engine *e, const struct engine_event *ev)
 	}
 }
 
+/* Queues EV (its payload now the queue's); false, payload untouched, when
+ * no node could be had.  Worker thread only. */
+static bool push_event(engine *e, const struct engine_event *ev)
+{
+	struct event_node *n = NULL;
+	if (ends_request(ev->type)) {
+		n = e->end;
+		e->end = NULL;
+	}
+	if (!n)
+		n = node_new();
+	if (!n)
+		return false;
+	push_node(e, n, ev);
+	return true;
+}
+
+/* A progress event (dropped when out of memory: the next one or the end
+ * supersedes it) or UNLOADED (never lost). */
 static void emit_simple(engine *e, const struct request *r, enum engine_event_type t, float progress)
 {
 	struct engine_event ev = {.type = t, .request = r->id, .conv = r->conv, .progress = progress};
-	push_event(e, &ev);
+	(void)push_event(e, &ev);
 }
 
 static void emit_error(engine *e, const struct request *r, int code, const char *fmt, ...)
@@ -293,11 +336,26 @@ static void free_request(struct request *r)
 		free(r->stop[i]);
 	free(r->stop);
 	free(r->blob);
+	free(r->end);
 	free(r);
 }
 
+/* A request refused for want of memory. */
+static int refuse_nomem(engine *e)
+{
+	snprintf(e->last_error, sizeof e->last_error, "out of memory for a request");
+	return ENGINE_E_NOMEM;
+}
+
+/* Queues R with its end event's node (see the event queue above); R is
+ * the engine's either way. */
 static int post(engine *e, struct request *r)
 {
+	r->end = node_new();
+	if (!r->end) {
+		free_request(r);
+		return refuse_nomem(e);
+	}
 	pthread_mutex_lock(&e->mu);
 	/* the worker may free R as soon as the lock is released */
 	int id = r->id = ++e->next_id;
@@ -344,11 +402,11 @@ int engine_load(engine *e, const char *path, const struct engine_load_opts *o)
 		snprintf(e->last_error, sizeof e->last_error, "engine_load: no path");
 		return ENGINE_E_INVAL;
 	}
-	struct request *r = calloc(1, sizeof *r);
+	struct request *r = eng_calloc(1, sizeof *r);
 	if (!r)
-		return ENGINE_E_NOMEM;
+		return refuse_nomem(e);
 	r->type = REQ_LOAD;
-	r->path = strdup(path);
+	r->path = eng_strdup(path);
 	if (o) {
 		r->load = *o;
 		r->template_override = dupstr(o->template_override);
@@ -356,7 +414,7 @@ int engine_load(engine *e, const char *path, const struct engine_load_opts *o)
 	}
 	if (!r->path || (o && o->template_override && !r->template_override)) {
 		free_request(r);
-		return ENGINE_E_NOMEM;
+		return refuse_nomem(e);
 	}
 	return post(e, r);
 }
@@ -364,9 +422,9 @@ int engine_load(engine *e, const char *path, const struct engine_load_opts *o)
 /* A request that carries nothing but its type and conversation. */
 static int post_simple(engine *e, enum req_type type, uint64_t conv)
 {
-	struct request *r = calloc(1, sizeof *r);
+	struct request *r = eng_calloc(1, sizeof *r);
 	if (!r)
-		return ENGINE_E_NOMEM;
+		return refuse_nomem(e);
 	r->type = type;
 	r->conv = conv;
 	return post(e, r);
@@ -391,10 +449,10 @@ int engine_conv_import(engine *e, uint64_t conv, const void *blob, size_t len)
 {
 	if (!blob || len == 0)
 		return ENGINE_E_INVAL;
-	struct request *r = calloc(1, sizeof *r);
-	if (!r || !(r->blob = malloc(len))) {
+	struct request *r = eng_calloc(1, sizeof *r);
+	if (!r || !(r->blob = eng_malloc(len))) {
 		free(r);
-		return ENGINE_E_NOMEM;
+		return refuse_nomem(e);
 	}
 	memcpy(r->blob, blob, len);
 	r->blob_len = len;
@@ -410,7 +468,7 @@ int engine_bench(engine *e, const struct engine_bench_opts *o)
 			 ENGINE_BATCH_MAX);
 		return ENGINE_E_INVAL;
 	}
-	struct request *r = calloc(1, sizeof *r);
+	struct request *r = eng_calloc(1, sizeof *r);
 	if (!r)
 		return ENGINE_E_NOMEM;
 	r->type = REQ_BENCH;
@@ -425,9 +483,9 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
 		snprintf(e->last_error, sizeof e->last_error, "engine_submit: no messages");
 		return ENGINE_E_INVAL;
 	}
-	struct request *r = calloc(1, sizeof *r);
+	struct request *r = eng_calloc(1, sizeof *r);
 	if (!r)
-		return ENGINE_E_NOMEM;
+		return refuse_nomem(e);
 	r->type = REQ_SUBMIT;
 	r->conv = conv;
 	if (s)
@@ -439,13 +497,13 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
 	else
 		r->gen.add_generation_prompt = true;
 	r->gen.stop = NULL;
-	r->msgs = calloc(n, sizeof *r->msgs);
+	r->msgs = eng_calloc(n, sizeof *r->msgs);
 	if (!r->msgs)
 		goto nomem;
 	r->n_msgs = n;
 	for (size_t i = 0; i < n; i++) {
-		r->msgs[i].role = strdup(msgs[i].role ? msgs[i].role : "user");
-		r->msgs[i].content = strdup(msgs[i].content ? msgs[i].content : "");
+		r->msgs[i].role = eng_strdup(msgs[i].role ? msgs[i].role : "user");
+		r->msgs[i].content = eng_strdup(msgs[i].content ? msgs[i].content : "");
 		if (!r->msgs[i].role || !r->msgs[i].content)
 			goto nomem;
 	}
@@ -453,17 +511,17 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
 		size_t ns = 0;
 		while (g->stop[ns])
 			ns++;
-		r->stop = calloc(ns + 1, sizeof *r->stop);
+		r->stop = eng_calloc(ns + 1, sizeof *r->stop);
 		if (!r->stop)
 			goto nomem;
 		for (size_t i = 0; i < ns; i++)
-			if (!(r->stop[i] = strdup(g->stop[i])))
+			if (!(r->stop[i] = eng_strdup(g->stop[i])))
 				goto nomem;
 	}
 	return post(e, r);
 nomem:
 	free_request(r);
-	return ENGINE_E_NOMEM;
+	return refuse_nomem(e);
 }
 
 /* ---- worker: model lifetime ---------------------------------------------- */
@@ -599,8 +657,12 @@ static void do_load(engine *e, struct request *r)
 
 	e->tok = tok_load(e->model.gguf, err, sizeof err);
 	if (!e->tok) {
+		rc = errno == ENOMEM ? ENGINE_E_NOMEM : ENGINE_E_FORMAT;
 		model_free(&e->model);
-		emit_error(e, r, ENGINE_E_FORMAT, "%s", err);
+		if (rc == ENGINE_E_NOMEM)
+			emit_error(e, r, rc, "%s: tokenizer: %s", r->path, err);
+		else
+			emit_error(e, r, rc, "%s", err);
 		return;
 	}
 	if (tok_n_vocab(e->tok) > e->model.hp.n_vocab) {
@@ -616,14 +678,20 @@ static void do_load(engine *e, struct request *r)
 
 	const char *tt = r->template_override;
 	struct gguf_str ts;
+	bool have_tmpl = tt != NULL;
 	if (!tt && gguf_get_str(e->model.gguf, "tokenizer.chat_template", &ts)) {
-		e->tmpl_text = malloc(ts.len + 1);
+		have_tmpl = true;
+		e->tmpl_text = eng_malloc(ts.len + 1);
 		if (e->tmpl_text) {
 			memcpy(e->tmpl_text, ts.ptr, ts.len);
 			e->tmpl_text[ts.len] = '\0';
 		}
 	} else if (tt) {
-		e->tmpl_text = strdup(tt);
+		e->tmpl_text = eng_strdup(tt);
+	}
+	if (have_tmpl && !e->tmpl_text) {
+		emit_error(e, r, ENGINE_E_NOMEM, "%s: out of memory for the chat template", r->path);
+		goto fail;
 	}
 	snprintf(e->family, sizeof e->family, "%s",
 		 e->tmpl_text ? "jinja" : tmpl_family_name(tmpl_detect_family(NULL, e->model.arch_name)));
@@ -654,7 +722,9 @@ static void do_load(engine *e, struct request *r)
 	rc = setup_forward(e, &lo);
 	e->prep_ms = now_ms() - t0;
 	if (rc) {
-		emit_error(e, r, ENGINE_E_NOMEM, "%s: out of memory for scratch buffers", r->path);
+		emit_error(e, r, rc, "%s: %s", r->path,
+			   rc == ENGINE_E_NOMEM ? "out of memory for the weights and scratch buffers"
+						: engine_status_str(rc));
 		pool_free(e->pool);
 		e->pool = NULL;
 		goto fail;
@@ -724,7 +794,7 @@ static struct conv *get_conv(engine *e, uint64_t id)
 			e->convs[i].last_used = ++e->use_clock;
 			return &e->convs[i];
 		}
-	struct conv *c = realloc(e->convs, (e->n_convs + 1) * sizeof *c);
+	struct conv *c = eng_realloc(e->convs, (e->n_convs + 1) * sizeof *c);
 	if (!c)
 		return NULL;
 	e->convs = c;
@@ -764,7 +834,7 @@ static int render_prompt(engine *e, const struct request *r, size_t first_msg, c
 		size_t total = 0;
 		for (size_t i = first_msg; i < n; i++)
 			total += strlen(r->msgs[i].content);
-		char *s = malloc(total + 1);
+		char *s = eng_malloc(total + 1);
 		if (!s)
 			return ENGINE_E_NOMEM;
 		size_t o = 0;
@@ -779,7 +849,7 @@ static int render_prompt(engine *e, const struct request *r, size_t first_msg, c
 		return 0;
 	}
 	/* keep a leading system message when older turns are dropped */
-	struct tmpl_message *tm = calloc(n, sizeof *tm);
+	struct tmpl_message *tm = eng_calloc(n, sizeof *tm);
 	if (!tm)
 		return ENGINE_E_NOMEM;
 	size_t k = 0;
@@ -796,7 +866,7 @@ static int render_prompt(engine *e, const struct request *r, size_t first_msg, c
 	int rc = tmpl_format_chat(e->tmpl_text, e->model.arch_name, tm, k, &opt, out, len, &fam, err, errlen);
 	free(tm);
 	if (rc < 0)
-		return ENGINE_E_TEMPLATE;
+		return rc == TMPL_ERR_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_TEMPLATE;
 	if (rc == TMPL_FALLBACK)
 		snprintf(e->family, sizeof e->family, "%s", tmpl_family_name(fam));
 	return 0;
@@ -834,35 +904,71 @@ static size_t stop_holdback(char *const *stop, const char *text, size_t len)
 }
 
 /* A TOKEN event; ST (may be NULL) carries the prompt figures known so far,
- * so a UI can show prefill speed and cache reuse while the reply streams. */
-static void emit_text(engine *e, const struct request *r, const char *s, size_t n, int32_t tok, uint32_t pos,
+ * so a UI can show prefill speed and cache reuse while the reply streams.
+ * False when out of memory: the caller keeps the text and sends it with
+ * the next piece. */
+static bool emit_text(engine *e, const struct request *r, const char *s, size_t n, int32_t tok, uint32_t pos,
 		      const struct engine_stats *st)
 {
 	if (n == 0)
-		return;
+		return true;
 	struct engine_event ev = {.type = ENGINE_EV_TOKEN, .request = r->id, .conv = r->conv, .token = tok,
 				  .position = pos};
 	if (st)
 		ev.stats = *st;
-	ev.text = malloc(n + 1);
+	ev.text = eng_malloc(n + 1);
 	if (!ev.text)
-		return;
+		return false;
 	memcpy(ev.text, s, n);
 	ev.text[n] = '\0';
 	ev.text_len = n;
-	push_event(e, &ev);
+	if (!push_event(e, &ev)) {
+		free(ev.text);
+		return false;
+	}
+	return true;
 }
 
+/* A remote reply's text: what could not go out waits in held and goes
+ * with the next piece; lost when even that buffer cannot grow. */
 struct remote_sink {
 	engine *e;
 	const struct request *r;
 	uint32_t n;
+	char *held;
+	size_t held_len, held_cap;
+	bool lost;
 };
+
+static bool sink_flush(struct remote_sink *k)
+{
+	if (!emit_text(k->e, k->r, k->held, k->held_len, -1, k->n, NULL))
+		return false;
+	k->held_len = 0;
+	return true;
+}
 
 static void remote_text(void *ctx, const char *text, size_t len)
 {
 	struct remote_sink *k = ctx;
-	emit_text(k->e, k->r, text, len, -1, ++k->n, NULL);
+	k->n++;
+	if (k->lost)
+		return;
+	if (k->held_len == 0 && emit_text(k->e, k->r, text, len, -1, k->n, NULL))
+		return;
+	if (len > k->held_cap - k->held_len) {
+		size_t cap = 2 * (k->held_len + len) + 64;
+		char *h = eng_realloc(k->held, cap);
+		if (!h) {
+			k->lost = true;
+			return;
+		}
+		k->held = h;
+		k->held_cap = cap;
+	}
+	memcpy(k->held + k->held_len, text, len);
+	k->held_len += len;
+	(void)sink_flush(k);
 }
 
 static void do_submit_remote(engine *e, struct request *r)
@@ -880,8 +986,14 @@ static void do_submit_remote(engine *e, struct request *r)
 	}
 	int rc = remote_chat(e->remote, &c, r->msgs, r->n_msgs, &r->sampling, &r->gen, r->stop, remote_text, &k, &st,
 			     &stop, err, sizeof err);
+	bool delivered = !k.lost && (k.held_len == 0 || sink_flush(&k));
+	free(k.held);
 	if (rc) {
 		emit_error(e, r, rc, "%s", err);
+		return;
+	}
+	if (!delivered) {
+		emit_error(e, r, ENGINE_E_NOMEM, "out of memory: the rest of the reply could not be delivered");
 		return;
 	}
 	struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv, .stop = stop, .stats = st};
@@ -894,9 +1006,14 @@ static void do_submit_remote(engine *e, struct request *r)
 static int fall_back_to_cpu(engine *e, const struct request *r)
 {
 	struct fwd cpu;
+	struct event_node *n = node_new();   /* the NOTICE must go out once the GPU part is gone */
+	if (!n)
+		return ENGINE_E_NOMEM;
 	int rc = fwd_init(&cpu, &e->model, e->pool, e->n_ctx, FWD_BATCH_MAX);
-	if (rc)
+	if (rc) {
+		free(n);
 		return rc;
+	}
 	struct engine_event ev = {.type = ENGINE_EV_NOTICE, .request = r->id, .conv = r->conv};
 	snprintf(ev.message, sizeof ev.message, "CUDA failed (%.300s); running on the CPU from here on",
 		 fwd_cuda_error(&e->fwd));
@@ -904,7 +1021,7 @@ static int fall_back_to_cpu(engine *e, const struct request *r)
 	e->fwd = cpu;
 	snprintf(e->backend, sizeof e->backend, "cpu");
 	snprintf(e->notice, sizeof e->notice, "%.255s", ev.message);
-	push_event(e, &ev);
+	push_node(e, n, &ev);
 	return 0;
 }
 
@@ -940,6 +1057,156 @@ static int eval_step(engine *e, const struct request *r, struct kv_cache *kv, co
 	int rc = eval_stoppable(e, &sc, kv, ids, n);
 	if (rc && rc != ENGINE_E_CANCELLED && fwd_cuda_failed(&e->fwd) && fall_back_to_cpu(e, r) == 0)
 		rc = eval_stoppable(e, &sc, kv, ids, n);
+	return rc;
+}
+
+/* A reply's text so far; sent: how much of it went out in TOKEN events. */
+struct reply {
+	char *text;
+	size_t len, cap, sent;
+};
+
+static bool reply_append(struct reply *b, const char *s, size_t n)
+{
+	if (n >= b->cap - b->len) {
+		size_t cap = b->cap;
+		while (n >= cap - b->len)
+			cap *= 2;
+		char *t = eng_realloc(b->text, cap);
+		if (!t)
+			return false;
+		b->text = t;
+		b->cap = cap;
+	}
+	memcpy(b->text + b->len, s, n);
+	b->len += n;
+	b->text[b->len] = '\0';
+	return true;
+}
+
+/* Sends what is ready of the reply; what cannot go out for want of memory
+ * stays and goes with the next piece. */
+static void reply_send(engine *e, const struct request *r, struct reply *b, size_t ready, int32_t tok,
+		       uint32_t pos, const struct engine_stats *st)
+{
+	if (ready > b->sent && emit_text(e, r, b->text + b->sent, ready - b->sent, tok, pos, st))
+		b->sent = ready;
+}
+
+/* Samples and evaluates the reply token by token after the prefill,
+ * streaming TOKEN events, and fills the decode figures of ST.  Returns the
+ * stop reason, or a negative status with a message in ERR when the reply
+ * cannot go on: out of memory (sampler, reply, decoder, KV cache, text that
+ * cannot be delivered) or a failed step. */
+static int decode(engine *e, const struct request *r, struct kv_cache *kv, struct engine_stats *st,
+		  double t_start, char *err, size_t errlen)
+{
+	struct sampler smp;
+	struct reply b = {.cap = 256};
+	tok_decoder *dec = NULL;
+	uint32_t n_gen = 0;
+	int stop = ENGINE_STOP_LENGTH;
+	int rc = sampler_init(&smp, &r->sampling, e->model.hp.n_vocab);
+	if (rc) {
+		snprintf(err, errlen, "out of memory for the sampler");
+		return rc;
+	}
+	dec = tok_decoder_new(e->tok);
+	b.text = eng_malloc(b.cap);
+	if (!dec || !b.text) {
+		rc = ENGINE_E_NOMEM;
+		snprintf(err, errlen, "out of memory for the reply");
+		goto out;
+	}
+	b.text[0] = '\0';
+	const double t_dec = now_ms();
+	for (;;) {
+		if (cancelled(e, r)) {
+			stop = ENGINE_STOP_CANCELLED;
+			break;
+		}
+		int32_t id = sampler_sample(&smp, e->fwd.logits, kv->tokens, kv->n);
+		if (tok_is_eog(e->tok, id)) {
+			stop = ENGINE_STOP_EOG;
+			break;
+		}
+		n_gen++;
+		if (n_gen == 1)
+			st->ttft_ms = now_ms() - t_start;
+		char piece[256];
+		size_t pl = tok_decoder_feed(dec, id, piece, sizeof piece);
+		if (tok_decoder_nomem(dec) || !reply_append(&b, piece, pl)) {
+			rc = ENGINE_E_NOMEM;
+			snprintf(err, errlen, "out of memory for the reply after %u tokens", n_gen);
+			goto out;
+		}
+
+		/* stop strings: cut at the first match; hold back a possible
+		 * start of one */
+		bool hit = false;
+		for (size_t s = 0; r->stop && r->stop[s]; s++) {
+			char *m = r->stop[s][0] ? strstr(b.text + (b.sent > 64 ? b.sent - 64 : 0), r->stop[s]) : NULL;
+			if (m) {
+				b.len = (size_t)(m - b.text);
+				hit = true;
+			}
+		}
+		reply_send(e, r, &b, hit ? b.len : b.len - stop_holdback(r->stop, b.text, b.len), id, kv->n, st);
+		if (hit) {
+			stop = ENGINE_STOP_STRING;
+			break;
+		}
+		if (r->gen.max_tokens > 0 && n_gen >= (uint32_t)r->gen.max_tokens) {
+			stop = ENGINE_STOP_LENGTH;
+			break;
+		}
+		if (kv->n >= e->n_ctx) {
+			stop = ENGINE_STOP_CONTEXT;
+			break;
+		}
+		rc = eval_step(e, r, kv, &id, 1);
+		if (rc == ENGINE_E_CONTEXT || rc == ENGINE_E_CANCELLED) {
+			stop = rc == ENGINE_E_CONTEXT ? ENGINE_STOP_CONTEXT : ENGINE_STOP_CANCELLED;
+			break;
+		}
+		if (rc) {
+			snprintf(err, errlen, "%s after %u tokens",
+				 rc == ENGINE_E_NOMEM ? "out of memory for the KV cache" : engine_status_str(rc), n_gen);
+			goto out;
+		}
+	}
+	/* flush what the decoder and the stop-string check held back */
+	if (stop != ENGINE_STOP_STRING) {
+		char tail[64];
+		size_t tl;
+		while ((tl = tok_decoder_flush(dec, tail, sizeof tail)) > 0)
+			if (!reply_append(&b, tail, tl))
+				break;
+		if (tl > 0 || tok_decoder_nomem(dec)) {
+			rc = ENGINE_E_NOMEM;
+			snprintf(err, errlen, "out of memory for the end of the reply");
+			goto out;
+		}
+		reply_send(e, r, &b, b.len, -1, kv->n, st);
+	}
+	if (b.sent < b.len) {
+		rc = ENGINE_E_NOMEM;
+		snprintf(err, errlen, "out of memory: the last %zu bytes of the reply could not be delivered",
+			 b.len - b.sent);
+		goto out;
+	}
+	st->decode_ms = now_ms() - t_dec;
+	st->gen_tokens = n_gen;
+	if (n_gen == 0)
+		st->ttft_ms = now_ms() - t_start;
+	/* the first token comes from the prefill logits: decode speed counts
+	 * the forward passes made during decoding */
+	st->decode_tps = st->decode_ms > 0 && n_gen > 1 ? (n_gen - 1) / (st->decode_ms / 1e3) : 0;
+	rc = stop;
+out:
+	sampler_free(&smp);
+	tok_decoder_free(dec);
+	free(b.text);
 	return rc;
 }
 
@@ -980,6 +1247,10 @@ static void do_submit(engine *e, struct request *r)
 		}
 		n_prompt = tokenize_prompt(e, text, len);
 		free(text);
+		if (n_prompt == TOK_ERR_NOMEM) {
+			emit_error(e, r, ENGINE_E_NOMEM, "out of memory tokenizing the prompt");
+			return;
+		}
 		if (n_prompt < 0) {
 			emit_error(e, r, ENGINE_E_INVAL, "cannot tokenize the prompt");
 			return;
@@ -1010,7 +1281,11 @@ static void do_submit(engine *e, struct request *r)
 		snprintf(ev.message, sizeof ev.message,
 			 "context full: dropped the %u oldest message%s to fit %u tokens", dropped,
 			 dropped == 1 ? "" : "s", e->n_ctx);
-		push_event(e, &ev);
+		if (!push_event(e, &ev)) {
+			emit_error(e, r, ENGINE_E_NOMEM, "out of memory (dropping %u old messages to fit the context)",
+				   dropped);
+			return;
+		}
 	}
 
 	struct conv *c = get_conv(e, r->conv);
@@ -1066,125 +1341,22 @@ static void do_submit(engine *e, struct request *r)
 	st.ctx_size = e->n_ctx;
 	fill_vram(e, &st);
 
-	/* decode */
-	struct sampler smp;
-	if (sampler_init(&smp, &r->sampling, e->model.hp.n_vocab)) {
-		emit_error(e, r, ENGINE_E_NOMEM, "out of memory for the sampler");
+	int stop = decode(e, r, kv, &st, t_start, err, sizeof err);
+	if (stop < 0) {
+		/* the TOKENs already sent are the partial reply */
+		emit_error(e, r, stop, "%s", err);
 		return;
 	}
-	tok_decoder *dec = tok_decoder_new(e->tok);
-	size_t cap = 256, len = 0, sent = 0;
-	char *reply = malloc(cap);
-	if (!dec || !reply) {
-		sampler_free(&smp);
-		tok_decoder_free(dec);
-		free(reply);
-		emit_error(e, r, ENGINE_E_NOMEM, "out of memory for the reply");
-		return;
-	}
-	enum engine_stop_reason stop = ENGINE_STOP_LENGTH;
-	const double t_dec = now_ms();
-	uint32_t n_gen = 0;
-	for (;;) {
-		if (cancelled(e, r)) {
-			stop = ENGINE_STOP_CANCELLED;
-			break;
-		}
-		int32_t id = sampler_sample(&smp, e->fwd.logits, kv->tokens, kv->n);
-		if (tok_is_eog(e->tok, id)) {
-			stop = ENGINE_STOP_EOG;
-			break;
-		}
-		n_gen++;
-		if (n_gen == 1)
-			st.ttft_ms = now_ms() - t_start;
-		char piece[256];
-		size_t pl = tok_decoder_feed(dec, id, piece, sizeof piece);
-		if (len + pl + 1 > cap) {
-			while (len + pl + 1 > cap)
-				cap *= 2;
-			char *nr = realloc(reply, cap);
-			if (!nr) {
-				stop = ENGINE_STOP_LENGTH;
-				break;
-			}
-			reply = nr;
-		}
-		memcpy(reply + len, piece, pl);
-		len += pl;
-		reply[len] = '\0';
-
-		/* stop strings: cut at the first match; hold back a possible
-		 * start of one */
-		bool hit = false;
-		for (size_t s = 0; r->stop && r->stop[s]; s++) {
-			char *m = r->stop[s][0] ? strstr(reply + (sent > 64 ? sent - 64 : 0), r->stop[s]) : NULL;
-			if (m) {
-				len = (size_t)(m - reply);
-				hit = true;
-			}
-		}
-		size_t ready = hit ? len : len - stop_holdback(r->stop, reply, len);
-		if (ready > sent) {
-			emit_text(e, r, reply + sent, ready - sent, id, kv->n, &st);
-			sent = ready;
-		}
-		if (hit) {
-			stop = ENGINE_STOP_STRING;
-			break;
-		}
-		if (r->gen.max_tokens > 0 && n_gen >= (uint32_t)r->gen.max_tokens) {
-			stop = ENGINE_STOP_LENGTH;
-			break;
-		}
-		if (kv->n >= e->n_ctx) {
-			stop = ENGINE_STOP_CONTEXT;
-			break;
-		}
-		int rc = eval_step(e, r, kv, &id, 1);
-		if (rc) {
-			stop = ENGINE_STOP_CONTEXT;
-			break;
-		}
-	}
-	/* flush what the decoder and the stop-string check held back */
-	if (stop != ENGINE_STOP_STRING) {
-		char tail[64];
-		size_t tl;
-		while ((tl = tok_decoder_flush(dec, tail, sizeof tail)) > 0) {
-			if (len + tl + 1 > cap) {
-				char *nr = realloc(reply, len + tl + 1);
-				if (!nr)
-					break;
-				reply = nr;
-				cap = len + tl + 1;
-			}
-			memcpy(reply + len, tail, tl);
-			len += tl;
-		}
-		if (len > sent)
-			emit_text(e, r, reply + sent, len - sent, -1, kv->n, &st);
-	}
-	st.decode_ms = now_ms() - t_dec;
-	st.gen_tokens = n_gen;
-	if (n_gen == 0)
-		st.ttft_ms = now_ms() - t_start;
 	st.prefill_tps = st.prefill_ms > 0 ? st.prompt_computed / (st.prefill_ms / 1e3) : 0;
-	/* the first token comes from the prefill logits: decode speed counts
-	 * the forward passes made during decoding */
-	st.decode_tps = st.decode_ms > 0 && n_gen > 1 ? (n_gen - 1) / (st.decode_ms / 1e3) : 0;
 	st.ctx_used = kv->n;
 	st.ctx_size = e->n_ctx;
 	st.weights_bytes = weights_bytes(&e->model);
 	st.kv_bytes = total_kv(e);
 	st.scratch_bytes = e->fwd.bytes;
 	fill_vram(e, &st);
-	struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv, .stop = stop,
-				  .stats = st};
+	struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv,
+				  .stop = (enum engine_stop_reason)stop, .stats = st};
 	push_event(e, &ev);
-	sampler_free(&smp);
-	tok_decoder_free(dec);
-	free(reply);
 }
 
 /* ---- worker: benchmark ----------------------------------------------------
@@ -1257,7 +1429,7 @@ static void do_export(engine *e, struct request *r)
 		const struct kv_cache *kv = &c->kv;
 		size_t rows = (size_t)kv->n * kv->row_bytes;
 		size_t len = SNAP_HEADER + (size_t)kv->n * 4 + 2 * (size_t)kv->n_layer * rows;
-		unsigned char *b = malloc(len);
+		unsigned char *b = eng_malloc(len);
 		if (!b) {
 			emit_error(e, r, ENGINE_E_NOMEM, "out of memory for a KV snapshot of %zu bytes", len);
 			return;
@@ -1291,6 +1463,7 @@ static void do_import(engine *e, struct request *r)
 	struct engine_event ev = {.type = ENGINE_EV_CONV_IMPORT, .request = r->id, .conv = r->conv};
 	const unsigned char *b = r->blob;
 	const char *why = NULL;
+	bool nomem = false;
 	if (!e->loaded)
 		why = "no model loaded";
 	else if (r->blob_len < SNAP_HEADER || get32(b) != SNAP_MAGIC || get32(b + 4) != 1)
@@ -1302,8 +1475,10 @@ static void do_import(engine *e, struct request *r)
 	if (!why) {
 		struct kv_cache probe;
 		uint32_t n = get32(b + 36);
-		if (kv_init(&probe, &e->model.hp, get32(b + 32), e->n_ctx) != 0) {
-			why = "snapshot cache type not usable";
+		int rc = kv_init(&probe, &e->model.hp, get32(b + 32), e->n_ctx);
+		if (rc != 0) {
+			nomem = rc == ENGINE_E_NOMEM;
+			why = nomem ? "out of memory" : "snapshot cache type not usable";
 		} else {
 			size_t rows = (size_t)n * probe.row_bytes;
 			if (get32(b + 24) != probe.n_layer || get32(b + 28) != probe.kv_dim || n == 0 ||
@@ -1311,6 +1486,7 @@ static void do_import(engine *e, struct request *r)
 				why = "snapshot shape does not match the model";
 			} else if (kv_reserve(&probe, n) != 0) {
 				why = "out of memory";
+				nomem = true;
 			} else {
 				const unsigned char *in = b + SNAP_HEADER;
 				memcpy(probe.tokens, in, (size_t)n * 4);
@@ -1330,6 +1506,7 @@ static void do_import(engine *e, struct request *r)
 				struct conv *c = get_conv(e, r->conv);
 				if (!c) {
 					why = "out of memory";
+					nomem = true;
 				} else {
 					kv_free(&c->kv);
 					c->kv = probe;
@@ -1340,6 +1517,10 @@ static void do_import(engine *e, struct request *r)
 			if (why)
 				kv_free(&probe);
 		}
+	}
+	if (nomem) {
+		emit_error(e, r, ENGINE_E_NOMEM, "KV snapshot not restored: out of memory");
+		return;
 	}
 	if (why)
 		snprintf(ev.message, sizeof ev.message, "KV snapshot not restored: %s", why);
@@ -1353,9 +1534,10 @@ static void *worker_main(void *arg)
 	engine *e = arg;
 	for (;;) {
 		struct request *r = take(e);
+		e->end = r->end;   /* the request's end goes out in it */
+		r->end = NULL;
 		switch (r->type) {
-		case REQ_QUIT:
-			free_request(r);
+		case REQ_QUIT:   /* e->quit, not to be freed */
 			unload_model(e);
 			return NULL;
 		case REQ_LOAD:
@@ -1385,13 +1567,15 @@ static void *worker_main(void *arg)
 				}
 			break;
 		}
+		free(e->end);   /* a request with no end event (DROP) */
+		e->end = NULL;
 		free_request(r);
 	}
 }
 
 engine *engine_create(const struct engine_params *p, char *err, size_t errlen)
 {
-	engine *e = calloc(1, sizeof *e);
+	engine *e = eng_calloc(1, sizeof *e);
 	if (!e) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -1447,19 +1631,17 @@ void engine_free(engine *e)
 	if (!e)
 		return;
 	engine_cancel(e);
-	struct request *q = calloc(1, sizeof *q);
-	if (q) {
-		q->type = REQ_QUIT;
-		/* jump the queue: everything else is stale now */
-		pthread_mutex_lock(&e->mu);
-		q->next = e->req_head;
-		e->req_head = q;
-		if (!e->req_tail)
-			e->req_tail = q;
-		pthread_cond_signal(&e->cv);
-		pthread_mutex_unlock(&e->mu);
-		pthread_join(e->thread, NULL);
-	}
+	struct request *q = &e->quit;
+	q->type = REQ_QUIT;
+	/* jump the queue: everything else is stale now */
+	pthread_mutex_lock(&e->mu);
+	q->next = e->req_head;
+	e->req_head = q;
+	if (!e->req_tail)
+		e->req_tail = q;
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+	pthread_join(e->thread, NULL);
 	for (struct request *r = e->req_head; r;) {
 		struct request *n = r->next;
 		free_request(r);

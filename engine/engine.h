@@ -22,6 +22,15 @@
  * on success and a negative enum engine_status on failure; the message of
  * the last failure is in engine_last_error().
  *
+ * Every request but engine_drop_conv() ends in one event that is never
+ * lost, out of memory included: LOADED, UNLOADED, DONE, CONV_EXPORT or
+ * CONV_IMPORT, or ERROR (its room is set aside when the request is queued;
+ * a request that cannot have it returns ENGINE_E_NOMEM at once).  Memory
+ * running out during a request is an ERROR with ENGINE_E_NOMEM, never a
+ * stop: the TOKENs delivered before it are the partial reply, and the
+ * engine takes the next request as usual.  TOKEN text that cannot be
+ * queued goes out with the next piece; a progress event may be dropped.
+ *
  * Remote models: engine_load() with a path "remote:" followed by a JSON
  * object ({"base_url": "http://host:8080/v1", "model": "NAME", "api_key_env":
  * "VAR" or "api_key_file": "FILE", "headers": {...}, "timeout_s": N, ...};
@@ -230,8 +239,8 @@ int engine_drop_conv(engine *e, uint64_t conv);
  * engine_conv_import() copies BLOB and answers with CONV_IMPORT, position =
  * tokens restored, or 0 with a message when the snapshot belongs to another
  * model or is malformed (it is only a cache: the next submit then simply
- * prefills).  The blob is plain data: callers encrypt it before it touches
- * the disk. */
+ * prefills).  Out of memory is an ERROR (ENGINE_E_NOMEM) for either.  The
+ * blob is plain data: callers encrypt it before it touches the disk. */
 int engine_conv_export(engine *e, uint64_t conv);
 int engine_conv_import(engine *e, uint64_t conv, const void *blob, size_t len);
 
