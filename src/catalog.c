@@ -951,8 +951,11 @@ int config_settings_read(struct config_settings *out, char *err, size_t errlen)
 	if (config_config_dir(dir, sizeof dir) != 0 || fmt_path(out->path, sizeof out->path, dir, "settings.json"))
 		return 0; /* no home: nothing to read */
 	cJSON *j = read_json_object(out->path, 1 << 16, err, errlen);
-	if (!j)
-		return errno == ENOENT ? 0 : -1;
+	if (!j) {
+		int e = errno;
+		out->path[0] = '\0';
+		return e == ENOENT ? 0 : -1;
+	}
 	struct parse p = {.path = out->path, .e = &out->d, .err = err, .errlen = errlen};
 	int rc = 0;
 	for (const cJSON *m = j->child; m && rc == 0; m = m->next) {
@@ -967,8 +970,11 @@ int config_settings_read(struct config_settings *out, char *err, size_t errlen)
 			rc = check_setting(&p, m, out);
 	}
 	cJSON_Delete(j);
-	if (rc != 0)
+	if (rc != 0) { /* empty settings, as documented */
 		config_settings_free(out);
+		memset(out, 0, sizeof *out);
+		entry_init(&out->d);
+	}
 	return rc;
 }
 

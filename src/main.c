@@ -33,7 +33,7 @@ static const struct command commands[] = {
 	{"detokenize", cmd_detokenize, "-m MODEL [--special]", "print the text of token ids on stdin"},
 	{"keys", cmd_keys, "[--man]", "the full-screen chat's keys and commands (--man: as man(7) text)"},
 	{"models", cmd_models, "[--json] [--names]", "list the models.d entries and model files"},
-	{"pull", cmd_pull, "NAME|URL [-o FILE] [--sha256 HEX] [--force] [-q]", "download a model (resumable, checksum verified)"},
+	{"pull", cmd_pull, "NAME|URL|ORG/REPO:QUANT [-o FILE] [--sha256 HEX] [--force] [-q]", "download a model or a Hugging Face repository's quant (resumable, checksum verified)"},
 	{"serve", cmd_serve, "[--host ADDR] [--port N] [-m MODEL] [--api-key-file FILE] [--max-queue N]", "an OpenAI-compatible HTTP server on the local model"},
 	/* more commands */
 };
