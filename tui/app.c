@@ -1,5 +1,6 @@
 /*
- * app.c - the TUI's main loop and state (see tui.h).
+ * app.c - the TUI's main loop, its layout and drawing, and the state of
+ * the open conversation: its model and its history (see tui.h, app.h).
  *
  * One poll() waits on three things: the terminal, the engine's event fd and
  * a self-pipe that signal handlers write one byte to (SIGWINCH, SIGTERM,
@@ -11,17 +12,13 @@
  * uses no CPU.
  *
  * Keys: curses decodes function keys (tty.c adds pastes and Alt keys); our
- * own keys come from the table in cmds.c, everything else goes to readline
- * (input.c).  A lone Esc (no byte following within ESCDELAY) stops the
- * reply; Esc followed by a byte is Alt-that-byte.  Bracketed paste is
- * inserted as text, so a pasted block never sends itself line by line.
- * While a box (overlay.h) is open, every key is the box's.
- *
- * Conversation: the transcript holds every item; the messages sent to the
- * engine are the system prompt plus the user and reply items (notices are
- * not sent), with consecutive messages of one role merged so that strict
- * templates always see alternating turns.  Each submit sends the whole
- * conversation and the engine reuses the KV prefix it already has.
+ * own keys come from the table in cmds.c and do what actions.c says,
+ * everything else goes to readline (input.c), whose lines actions.c takes
+ * too.  A lone Esc (no byte following within ESCDELAY) stops the reply;
+ * Esc followed by a byte is Alt-that-byte.  Bracketed paste is inserted as
+ * text, so a pasted block never sends itself line by line.  While a box
+ * (overlay.h: help, picker, conversations) is open, every key is the
+ * box's, and what it asks for is done here.  Engine events go to reply.c.
  *
  * The terminal is restored on every exit path: normal quit, SIGTERM and
  * SIGHUP (through the loop), and fatal signals (tty.c: a handler that
@@ -31,6 +28,7 @@
 #include "config.h"
 
 #include "tui.h"
+#include "app.h"
 
 #include <cjson/cJSON.h>
 #include <curses.h>
@@ -66,93 +64,12 @@
 #define MIN_LINES 12
 #define SIDEBAR_MIN_COLS 96
 #define STATS_INTERVAL_MS 250.0
-#define MAX_REPLY_BYTES (16u << 20)
 #define HIST_RETRY_MS 10000.0
-#define MAX_EXPORTS 8
 #define EXIT_SAVE_WAIT_MS 30000
-
-enum {
-	D_TRANS = 1 << 0,
-	D_SIDE = 1 << 1,
-	D_STATUS = 1 << 2,
-	D_INPUT = 1 << 3,
-	D_HINT = 1 << 4,
-	D_OVER = 1 << 5,
-	D_LAYOUT = 1 << 6,
-	D_ALL = 0x7f,
-};
-
-struct app {
-	const struct tui_opts *o;
-	engine *eng;
-	int status;
-	bool quit;
-
-	/* screen */
-	struct tty tty;
-	int lines, cols;
-	bool too_small, narrow, sidebar_on, use_color, ascii, cursor_on;
-	WINDOW *w_trans, *w_side, *w_status, *w_input, *w_hint, *w_over;
-	int input_h;
-	unsigned dirty;
-	struct theme theme;
-	unsigned long attrs[ROLE_COUNT];
-	unsigned text_flags;
-
-	/* conversation */
-	struct transcript tr;
-	uint64_t conv;
-	char *system;             /* the system prompt in use, or NULL */
-	bool system_user;         /* set by --system or /system (not the model's) */
-	long reply;               /* index of the streaming reply, or -1 */
-	int req;                  /* its request id */
-	long editing;             /* user item being edited with /edit, or -1 */
-	char *preset;             /* text for the input line once readline is done */
-	char *inject;             /* TTYCHAT_TEST_INJECT bytes, used once */
-	size_t inject_len;
-
-	/* model */
-	int load_req;
-	char load_spec[4096];     /* what to remember as the last model */
-	char model_path[4096];
-	struct tui_settings set;
-	struct tui_status st;
-
-	/* live numbers */
-	bool side_owed;
-	double side_next;
-
-	/* the box over the chat (help, picker, conversations), or NULL */
-	struct overlay *over;
-
-	/* history (chats.h): NULL when it is off */
-	struct chats *ch;
-	char hist_off[512];       /* why it is off */
-	char hist_state[96];      /* the sidebar's line */
-	char chat_title[512];     /* the conversation's title, for the sidebar */
-	bool conv_touched;        /* a reply was asked for since the conversation was opened */
-	bool unsaved_warned;      /* leaving with unsaved messages was refused once */
-	double retry_at;          /* next retry of unsaved messages */
-	int import_req;           /* the KV snapshot import in flight */
-	struct {
-		int req;
-		char conv_id[CHATS_ID_LEN + 1];
-		char model_id[33];
-	} exports[MAX_EXPORTS];   /* KV snapshot exports in flight */
-	size_t n_exports;
-};
 
 /* ---- small helpers --------------------------------------------------------- */
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void notice(struct app *a, enum tr_kind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void notice(struct app *a, enum tr_kind kind, const char *fmt, ...)
+void notice(struct app *a, enum tr_kind kind, const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
@@ -169,12 +86,7 @@ static void notice(struct app *a, enum tr_kind kind, const char *fmt, ...)
 	a->dirty |= D_TRANS;
 }
 
-static bool busy(const struct app *a)
-{
-	return a->reply >= 0;
-}
-
-static void set_preset(struct app *a, const char *text)
+void set_preset(struct app *a, const char *text)
 {
 	free(a->preset);
 	a->preset = strdup(text);
@@ -197,7 +109,7 @@ static void open_overlay(struct app *a, struct overlay *ov)
 }
 
 /* A load ended: the picker that started it has done its job. */
-static void close_picker(struct app *a)
+void close_picker(struct app *a)
 {
 	if (a->over && a->over->cls == &picker_class)
 		close_overlay(a);
@@ -220,7 +132,7 @@ static void hist_settings(const struct app *a, struct chats_settings *s)
 }
 
 /* The sidebar's "Chat" lines. */
-static void hist_update_state(struct app *a)
+void hist_update_state(struct app *a)
 {
 	size_t pending = a->ch ? chats_pending(a->ch) : 0;
 	a->st.chat_bad = !a->ch || pending > 0;
@@ -240,7 +152,7 @@ static void hist_update_state(struct app *a)
 	a->dirty |= D_SIDE;
 }
 
-static void commit(struct app *a, const char *role, const char *text, size_t len, bool partial)
+void commit(struct app *a, const char *role, const char *text, size_t len, bool partial)
 {
 	if (a->o->on_commit)
 		a->o->on_commit(a->o->hook_ctx, a->conv, role, text, partial);
@@ -258,7 +170,7 @@ static void commit(struct app *a, const char *role, const char *text, size_t len
 	hist_update_state(a);
 }
 
-static void rewind_to(struct app *a, size_t items_kept)
+void rewind_to(struct app *a, size_t items_kept)
 {
 	size_t n = tr_count_msgs(&a->tr, items_kept);
 	if (a->o->on_rewind)
@@ -297,7 +209,7 @@ static void export_kv(struct app *a)
 }
 
 /* A CONV_EXPORT answer: file the snapshot. */
-static void on_export(struct app *a, const struct engine_event *ev)
+void on_export(struct app *a, const struct engine_event *ev)
 {
 	for (size_t i = 0; i < a->n_exports; i++) {
 		if (a->exports[i].req != ev->request)
@@ -313,7 +225,7 @@ static void on_export(struct app *a, const struct engine_event *ev)
 
 /* Restores the open conversation's KV snapshot for the loaded model, if
  * there is one, before the next submit (requests run in order). */
-static void import_kv(struct app *a)
+void import_kv(struct app *a)
 {
 	void *blob;
 	size_t len;
@@ -326,67 +238,6 @@ static void import_kv(struct app *a)
 		a->import_req = req;
 }
 
-/* ---- the conversation and the engine -------------------------------------- */
-
-static void start_reply(struct app *a)
-{
-	if (a->st.phase == PH_NOMODEL) {
-		notice(a, TR_ERROR, "no model is loaded: F2 picks one");
-		return;
-	}
-	size_t upto = a->tr.n;
-	long i = tr_add(&a->tr, TR_ASSISTANT, "", 0, TRF_STREAMING);
-	if (i < 0) {
-		notice(a, TR_ERROR, "out of memory");
-		return;
-	}
-	snprintf(a->tr.v[i].label, sizeof a->tr.v[i].label, "%s", a->st.model);
-	struct tr_msgs m;
-	if (tr_messages(&a->tr, upto, a->system, &m) != 0) {
-		tr_truncate(&a->tr, (size_t)i);
-		notice(a, TR_ERROR, "out of memory");
-		return;
-	}
-	struct engine_gen_opts g = {.max_tokens = a->set.max_tokens, .add_generation_prompt = true};
-	int req = m.n ? engine_submit(a->eng, a->conv, m.v, m.n, &a->set.s, &g) : ENGINE_E_INVAL;
-	tr_msgs_free(&m);
-	if (req <= 0) {
-		tr_truncate(&a->tr, (size_t)i);
-		notice(a, TR_ERROR, "cannot send: %s", engine_last_error(a->eng));
-		return;
-	}
-	a->reply = i;
-	a->req = req;
-	a->conv_touched = true;
-	status_submit(&a->st, now_ms());
-	a->tr.follow = true;
-	a->dirty |= D_TRANS | D_SIDE | D_STATUS | D_HINT;
-	if (a->inject) {
-		tr_append(&a->tr, (size_t)i, a->inject, a->inject_len);
-		free(a->inject);
-		a->inject = NULL;
-	}
-}
-
-static void send_message(struct app *a, const char *text)
-{
-	if (busy(a)) {
-		notice(a, TR_NOTICE, "a reply is still coming: Esc stops it (your text is back in the input)");
-		set_preset(a, text);
-		return;
-	}
-	if (a->st.phase == PH_NOMODEL) {
-		notice(a, TR_ERROR, "no model is loaded: F2 picks one (your text is back in the input)");
-		set_preset(a, text);
-		return;
-	}
-	if (tr_add(&a->tr, TR_USER, text, strlen(text), 0) < 0) {
-		notice(a, TR_ERROR, "out of memory");
-		return;
-	}
-	commit(a, "user", text, strlen(text), false);
-	start_reply(a);
-}
 
 static void apply_entry_defaults(struct app *a, const struct model_entry *me)
 {
@@ -478,165 +329,6 @@ static void load_spec(struct app *a, const char *spec)
 	config_entry_free(&me);
 }
 
-/* ---- the engine's events ---------------------------------------------------- */
-
-/* The model being loaded is ready. */
-static void ev_loaded(struct app *a, const struct engine_event *ev)
-{
-	status_loaded(&a->st, ev, busy(a));
-	a->st.mem_avail = models_mem_available();
-	char p[32];
-	models_fmt_params(ev->info.n_params, p, sizeof p);
-	notice(a, TR_NOTICE, "loaded %s (%s, %s parameters, %s), context %u tokens, on %s", a->st.model, ev->info.arch,
-	       p, ev->info.quant, ev->info.n_ctx, ev->info.backend);
-	/* CUDA asked for but not usable, or fewer GPU layers (also in the status line) */
-	if (ev->info.notice[0])
-		notice(a, TR_NOTICE, "%s", ev->info.notice);
-	if (a->load_spec[0]) {
-		char err[256];
-		models_last_write(a->load_spec, err, sizeof err);
-	}
-	a->dirty |= D_ALL & ~D_LAYOUT;
-	close_picker(a);
-	/* the open conversation may have a snapshot for this model */
-	import_kv(a);
-}
-
-/* A piece of the reply. */
-static void ev_token(struct app *a, const struct engine_event *ev)
-{
-	if (a->tr.v[a->reply].len + ev->text_len > MAX_REPLY_BYTES) {
-		engine_cancel(a->eng);
-		return;
-	}
-	tr_append(&a->tr, (size_t)a->reply, ev->text, ev->text_len);
-	if (status_token(&a->st, ev, now_ms()))
-		a->dirty |= D_STATUS | D_SIDE | D_HINT;
-	a->side_owed = true;
-	a->dirty |= D_TRANS;
-}
-
-/* The reply ended: it is marked with why and committed. */
-static void ev_done(struct app *a, const struct engine_event *ev)
-{
-	struct tr_item *it = &a->tr.v[a->reply];
-	it->flags &= ~(unsigned)TRF_STREAMING;
-	if (ev->stop == ENGINE_STOP_CANCELLED)
-		it->flags |= TRF_STOPPED;
-	else if (ev->stop == ENGINE_STOP_CONTEXT)
-		it->flags |= TRF_CONTEXT;
-	else if (ev->stop == ENGINE_STOP_LENGTH && a->set.max_tokens > 0)
-		it->flags |= TRF_LENGTH;
-	status_done(&a->st, &ev->stats);
-	a->st.mem_avail = models_mem_available();
-	a->reply = -1;
-	a->side_owed = false;
-	if (it->len)
-		commit(a, "assistant", it->text, it->len, (it->flags & (TRF_STOPPED | TRF_CONTEXT)) != 0);
-	a->dirty |= D_TRANS | D_SIDE | D_STATUS | D_HINT | D_INPUT;
-}
-
-/* The load failed: no model, and a reply that waited for it goes. */
-static void ev_load_failed(struct app *a, const struct engine_event *ev)
-{
-	notice(a, TR_ERROR, "%s", ev->message);
-	a->load_req = 0;
-	close_picker(a);
-	a->st.phase = PH_NOMODEL;
-	a->st.have_info = false;
-	if (a->reply >= 0) {
-		tr_truncate(&a->tr, (size_t)a->reply);
-		a->reply = -1;
-	}
-	a->dirty |= D_ALL & ~D_LAYOUT;
-}
-
-/* The reply failed: what arrived is kept, and saved as a reply cut short. */
-static void ev_reply_failed(struct app *a, const struct engine_event *ev)
-{
-	struct tr_item *it = &a->tr.v[a->reply];
-	size_t at = (size_t)a->reply;
-	a->reply = -1;
-	if (it->len == 0) {
-		tr_truncate(&a->tr, at);
-	} else {
-		it->flags = (it->flags & ~(unsigned)TRF_STREAMING) | TRF_FAILED;
-		commit(a, "assistant", it->text, it->len, true);
-	}
-	notice(a, TR_ERROR, "%s", ev->message);
-	a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;
-	a->dirty |= D_ALL & ~D_LAYOUT;
-}
-
-static void ev_import(struct app *a, const struct engine_event *ev)
-{
-	if (ev->request != a->import_req)
-		return;
-	/* a snapshot that does not fit is only a cache: nothing to say */
-	if (ev->position > 0)
-		notice(a, TR_NOTICE, "KV cache restored: %u tokens of this conversation need no prefill", ev->position);
-	a->import_req = 0;
-}
-
-/* One event: handlers change state and mark what to draw. */
-static void on_event(struct app *a, struct engine_event *ev)
-{
-	const bool mine = ev->request == a->req && a->reply >= 0;
-	const bool load = ev->request == a->load_req;
-	switch (ev->type) {
-	case ENGINE_EV_LOAD_PROGRESS:
-		if (load) {
-			a->st.progress = ev->progress;
-			a->dirty |= D_SIDE | D_STATUS | D_OVER;
-		}
-		break;
-	case ENGINE_EV_PREFILL_PROGRESS:
-		if (mine) {
-			a->st.progress = ev->progress;
-			a->dirty |= D_STATUS;
-		}
-		break;
-	case ENGINE_EV_LOADED:
-		if (load)
-			ev_loaded(a, ev);
-		break;
-	case ENGINE_EV_TOKEN:
-		if (mine)
-			ev_token(a, ev);
-		break;
-	case ENGINE_EV_CONTEXT_SHIFT:
-		if (mine)
-			notice(a, TR_NOTICE, "%s", ev->message);
-		break;
-	case ENGINE_EV_DONE:
-		if (mine)
-			ev_done(a, ev);
-		break;
-	case ENGINE_EV_ERROR:
-		on_export(a, ev); /* a failed export is no longer awaited */
-		if (ev->request == a->import_req)
-			a->import_req = 0;
-		if (load)
-			ev_load_failed(a, ev);
-		else if (mine)
-			ev_reply_failed(a, ev);
-		break;
-	case ENGINE_EV_CONV_EXPORT:
-		on_export(a, ev);
-		break;
-	case ENGINE_EV_CONV_IMPORT:
-		ev_import(a, ev);
-		break;
-	case ENGINE_EV_NOTICE:
-		/* the GPU failed and the engine went on on the CPU */
-		notice(a, TR_NOTICE, "%s", ev->message);
-		status_gpu_lost(&a->st, ev->message);
-		a->dirty |= D_SIDE | D_STATUS;
-		break;
-	case ENGINE_EV_UNLOADED:
-		break;
-	}
-}
 
 /* ---- conversations: leaving one, starting one, opening one ------------------------ */
 
@@ -782,9 +474,20 @@ static bool open_conv(struct app *a, const char *id)
 	return true;
 }
 
+/* For actions.c (load_spec() and reset_conversation() are static). */
+void app_load_spec(struct app *a, const char *spec)
+{
+	load_spec(a, spec);
+}
+
+bool app_reset_conversation(struct app *a, bool keep_system)
+{
+	return reset_conversation(a, keep_system);
+}
+
 /* ---- the conversation list (F3) ------------------------------------------------ */
 
-static void open_chats(struct app *a, const char *needle)
+void open_chats(struct app *a, const char *needle)
 {
 	if (!a->ch) {
 		notice(a, TR_NOTICE, "history is off (%s): there are no saved conversations to show", a->hist_off);
@@ -857,12 +560,12 @@ static void chats_action(struct app *a, int act)
 
 /* ---- help and picker ---------------------------------------------------------- */
 
-static void open_help(struct app *a)
+void open_help(struct app *a)
 {
 	open_overlay(a, help_open(&a->set));
 }
 
-static void open_picker(struct app *a)
+void open_picker(struct app *a)
 {
 	char err[256];
 	a->st.mem_avail = models_mem_available();
@@ -1093,7 +796,7 @@ static void draw(struct app *a)
 
 /* ---- keys ------------------------------------------------------------------------ */
 
-static void resume_screen(struct app *a)
+void resume_screen(struct app *a)
 {
 	tty_resume(&a->tty);
 	a->dirty |= D_ALL;
@@ -1108,279 +811,6 @@ static void on_suspend(void *ctx, bool suspend)
 		resume_screen(a);
 }
 
-/* ---- actions: what keys (tui_keys) and slash commands (tui_cmds) do ----------- */
-
-/* ARG is the command's argument ("" for a key or none). */
-typedef void act_fn(struct app *a, const char *arg);
-
-static void act_help(struct app *a, const char *arg)
-{
-	open_help(a);
-}
-
-static void act_picker(struct app *a, const char *arg)
-{
-	open_picker(a);
-}
-
-static void act_model(struct app *a, const char *arg)
-{
-	if (arg[0])
-		load_spec(a, arg);
-	else
-		open_picker(a);
-}
-
-static void act_chats(struct app *a, const char *arg)
-{
-	open_chats(a, arg[0] ? arg : NULL);
-}
-
-static void act_sidebar(struct app *a, const char *arg)
-{
-	a->sidebar_on = !a->sidebar_on;
-	a->dirty |= D_LAYOUT;
-}
-
-/* Esc: stops the reply or the load, else cancels /edit, else scrolls back
- * to the end. */
-static void act_cancel(struct app *a, const char *arg)
-{
-	if (busy(a) || a->st.phase == PH_LOADING) {
-		engine_cancel(a->eng);
-	} else if (a->editing >= 0) {
-		a->editing = -1;
-		input_set("");
-		a->dirty |= D_STATUS | D_HINT | D_INPUT;
-	} else if (!a->tr.follow) {
-		tr_scroll_bottom(&a->tr);
-		a->dirty |= D_TRANS;
-	}
-}
-
-static void act_interrupt(struct app *a, const char *arg)
-{
-	if (busy(a) || a->st.phase == PH_LOADING)
-		engine_cancel(a->eng);
-	else if (a->set.ctrl_c_quits)
-		a->quit = true;
-}
-
-static void act_pgup(struct app *a, const char *arg)
-{
-	tr_scroll(&a->tr, -(long)(a->tr.height > 2 ? a->tr.height - 2 : 1));
-	a->dirty |= D_TRANS;
-}
-
-static void act_pgdn(struct app *a, const char *arg)
-{
-	tr_scroll(&a->tr, a->tr.height > 2 ? a->tr.height - 2 : 1);
-	a->dirty |= D_TRANS;
-}
-
-static void act_top(struct app *a, const char *arg)
-{
-	tr_scroll_top(&a->tr);
-	a->dirty |= D_TRANS;
-}
-
-static void act_bottom(struct app *a, const char *arg)
-{
-	tr_scroll_bottom(&a->tr);
-	a->dirty |= D_TRANS;
-}
-
-static void act_redraw(struct app *a, const char *arg)
-{
-	clearok(curscr, TRUE);
-	a->dirty |= D_ALL & ~D_LAYOUT;
-}
-
-static void act_suspend(struct app *a, const char *arg)
-{
-	tty_suspend(&a->tty, true);
-	resume_screen(a);
-}
-
-static void act_quit(struct app *a, const char *arg)
-{
-	a->quit = true;
-}
-
-/* The last user item, or -1. */
-static long last_user(const struct app *a)
-{
-	for (size_t i = a->tr.n; i > 0; i--)
-		if (a->tr.v[i - 1].kind == TR_USER)
-			return (long)(i - 1);
-	return -1;
-}
-
-static void act_regen(struct app *a, const char *arg)
-{
-	if (busy(a)) {
-		notice(a, TR_NOTICE, "a reply is still coming: Esc stops it first");
-		return;
-	}
-	long u = last_user(a);
-	if (u < 0) {
-		notice(a, TR_NOTICE, "nothing to regenerate yet");
-		return;
-	}
-	rewind_to(a, (size_t)u + 1);
-	tr_truncate(&a->tr, (size_t)u + 1);
-	start_reply(a);
-}
-
-static void act_edit(struct app *a, const char *arg)
-{
-	if (busy(a)) {
-		notice(a, TR_NOTICE, "a reply is still coming: Esc stops it first");
-		return;
-	}
-	long u = last_user(a);
-	if (u < 0) {
-		notice(a, TR_NOTICE, "no message to edit yet");
-		return;
-	}
-	a->editing = u;
-	set_preset(a, a->tr.v[u].text);
-	a->dirty |= D_STATUS | D_HINT;
-}
-
-static void act_new(struct app *a, const char *arg)
-{
-	if (reset_conversation(a, false))
-		notice(a, TR_NOTICE, "new conversation");
-}
-
-static void act_clear(struct app *a, const char *arg)
-{
-	if (reset_conversation(a, true))
-		notice(a, TR_NOTICE, "new conversation (system prompt kept)");
-}
-
-static void act_rename(struct app *a, const char *arg)
-{
-	if (!a->ch) {
-		notice(a, TR_NOTICE, "history is off (%s): nothing to rename", a->hist_off);
-	} else if (!arg[0]) {
-		notice(a, TR_ERROR, "/rename: give the new title");
-	} else if (chats_rename(a->ch, NULL, arg) < 0) {
-		notice(a, TR_ERROR, "not renamed: %s", chats_errmsg(a->ch));
-	} else {
-		notice(a, TR_NOTICE, "renamed to \"%s\"", chats_title(a->ch));
-		hist_update_state(a);
-	}
-}
-
-static void act_system(struct app *a, const char *arg)
-{
-	free(a->system);
-	a->system = arg[0] ? strdup(arg) : NULL;
-	a->system_user = true;
-	if (arg[0])
-		notice(a, TR_NOTICE, "system prompt: %s", arg);
-	else
-		notice(a, TR_NOTICE, "system prompt cleared");
-}
-
-static void act_set(struct app *a, const char *arg)
-{
-	char msg[512];
-	bool wrap = a->set.wrap_code;
-	if (cmds_set(&a->set, arg, msg, sizeof msg) == 0)
-		notice(a, TR_NOTICE, "%s", msg);
-	else
-		notice(a, TR_ERROR, "%s", msg);
-	if (wrap != a->set.wrap_code) {
-		a->text_flags = (a->text_flags & ~(unsigned)TEXT_NOWRAP_CODE) | (a->set.wrap_code ? 0 : TEXT_NOWRAP_CODE);
-		tr_resize(&a->tr, a->tr.width, a->tr.height, a->text_flags);
-	}
-	a->dirty |= D_SIDE;
-}
-
-static void act_theme(struct app *a, const char *arg)
-{
-	char err[512];
-	struct theme t;
-	if (!arg[0]) {
-		notice(a, TR_NOTICE, "theme: %s", a->theme.name);
-	} else if (theme_load(arg, &t, err, sizeof err) != 0) {
-		notice(a, TR_ERROR, "%s", err);
-	} else {
-		a->theme = t;
-		theme_apply(&a->theme, a->use_color, a->attrs);
-		notice(a, TR_NOTICE, "theme: %s%s", t.name, a->use_color ? "" : " (no colours here)");
-		a->dirty |= D_ALL & ~D_LAYOUT;
-	}
-}
-
-/* One handler per enum tui_act (cmds.h): the tables of keys and commands
- * name the action, this one does it. */
-static act_fn *const act_fns[] = {
-	[ACT_HELP] = act_help, [ACT_PICKER] = act_picker, [ACT_CHATS] = act_chats, [ACT_SIDEBAR] = act_sidebar,
-	[ACT_CANCEL] = act_cancel, [ACT_INTERRUPT] = act_interrupt, [ACT_PGUP] = act_pgup, [ACT_PGDN] = act_pgdn,
-	[ACT_TOP] = act_top, [ACT_BOTTOM] = act_bottom, [ACT_REDRAW] = act_redraw, [ACT_SUSPEND] = act_suspend,
-	[ACT_QUIT] = act_quit, [ACT_MODEL] = act_model, [ACT_REGEN] = act_regen, [ACT_EDIT] = act_edit,
-	[ACT_NEW] = act_new, [ACT_CLEAR] = act_clear, [ACT_SYSTEM] = act_system, [ACT_SET] = act_set,
-	[ACT_THEME] = act_theme, [ACT_RENAME] = act_rename,
-};
-
-static void do_action(struct app *a, enum tui_act act, const char *arg)
-{
-	if ((size_t)act < sizeof act_fns / sizeof act_fns[0] && act_fns[act])
-		act_fns[act](a, arg);
-}
-
-static void run_command(struct app *a, const char *line)
-{
-	const char *args;
-	size_t al;
-	const struct tui_cmd *c = cmds_find(line, &args, &al);
-	if (!c) {
-		size_t nl = strcspn(line, " \t");
-		notice(a, TR_ERROR, "unknown command '%.*s': F1 lists them (start with // to send a slash)",
-		       (int)(nl < 40 ? nl : 40), line);
-		return;
-	}
-	char arg[4096];
-	snprintf(arg, sizeof arg, "%.*s", (int)(al < sizeof arg - 1 ? al : sizeof arg - 1), args);
-	do_action(a, c->act, arg);
-}
-
-static void on_line(void *ctx, char *line)
-{
-	struct app *a = ctx;
-	a->dirty |= D_INPUT;
-	if (!line) {
-		/* Ctrl-D on an empty line */
-		a->quit = true;
-		return;
-	}
-	if (a->editing >= 0) {
-		long u = a->editing;
-		a->editing = -1;
-		a->dirty |= D_STATUS | D_HINT;
-		if (busy(a) || (size_t)u >= a->tr.n || a->tr.v[u].kind != TR_USER) {
-			notice(a, TR_NOTICE, "cannot edit now");
-		} else if (line[0]) {
-			rewind_to(a, (size_t)u);
-			tr_truncate(&a->tr, (size_t)u);
-			send_message(a, line);
-		}
-		free(line);
-		return;
-	}
-	if (line[0] == '/' && line[1] != '/') {
-		run_command(a, line);
-	} else {
-		const char *text = line[0] == '/' ? line + 1 : line;
-		if (text[strspn(text, " \t\n")])
-			send_message(a, text);
-	}
-	free(line);
-}
 
 /* What the picker asks for (PICKER_* of picker.h). */
 static void picker_action(struct app *a, int act)
@@ -1426,7 +856,7 @@ static void esc_key(struct app *a)
 	else if (input_searching())
 		input_feed("\033", 1);
 	else
-		do_action(a, ACT_CANCEL, "");
+		actions_do(a, ACT_CANCEL, "");
 }
 
 static void handle_key(struct app *a, int k)
@@ -1453,7 +883,7 @@ static void handle_key(struct app *a, int k)
 	}
 	if (a->too_small) {
 		if (k == 3)
-			do_action(a, ACT_INTERRUPT, "");
+			actions_do(a, ACT_INTERRUPT, "");
 		return;
 	}
 	if (a->over) {
@@ -1463,7 +893,7 @@ static void handle_key(struct app *a, int k)
 	/* during an incremental search every key is the search's */
 	const struct tui_key *row = input_searching() && k != 3 ? NULL : cmds_key(k, input_empty());
 	if (row && row->act != ACT_NONE) {
-		do_action(a, row->act, "");
+		actions_do(a, row->act, "");
 		return;
 	}
 	char buf[16];
@@ -1555,7 +985,7 @@ static void loop(struct app *a, int sig_rd)
 		if (p[1].revents & POLLIN) {
 			struct engine_event ev;
 			while (engine_event_next(a->eng, &ev)) {
-				on_event(a, &ev);
+				reply_on_event(a, &ev);
 				engine_event_clear(&ev);
 			}
 		}
@@ -1752,7 +1182,7 @@ int tui_run(const struct tui_opts *o)
 		return EXIT_FAILURE;
 	}
 
-	struct input_hooks ih = {.on_line = on_line, .on_suspend = on_suspend, .ctx = a};
+	struct input_hooks ih = {.on_line = actions_on_line, .on_suspend = on_suspend, .ctx = a};
 	if (input_init(&ih) != 0) {
 		fprintf(stderr, "ttychat: cannot set up readline\n");
 		goto fail_early;
