@@ -364,7 +364,7 @@ static int decide(const struct bench_opts *o, char *spec, size_t n, struct model
 		config_entry_free(me);
 		snprintf(err, errlen, "%s is served by a remote server: the benchmark needs a local model file", spec);
 		status = EXIT_MODEL;
-	} else if (session_resolve(&f, NULL, me, &prefs, cfg) != 0) {
+	} else if (session_resolve(&f, NULL, me, &prefs, NULL, cfg) != 0) {
 		config_entry_free(me);
 		snprintf(err, errlen, "out of memory");
 		status = EXIT_FAIL;

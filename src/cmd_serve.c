@@ -128,6 +128,35 @@ static char *read_key(const char *path)
 	return key;
 }
 
+/* The model and its settings (src/session.h): flags > models.d >
+ * settings.json > the file's sampling advice > defaults.  0, or an exit
+ * status with the message in ERR. */
+static int decide(const struct session_flags *f, struct model_entry *me, struct session_config *cfg, char *err,
+		  size_t errlen)
+{
+	struct config_settings prefs;
+	if (config_settings_read(&prefs, err, errlen) != 0) {
+		config_settings_free(&prefs);
+		return EXIT_FAIL;
+	}
+	char spec[4096];
+	int rc = session_pick_model(f, NULL, NULL, &prefs, spec, sizeof spec, NULL);
+	if (rc != 0)
+		snprintf(err, errlen, "the model name is too long");
+	else
+		rc = config_resolve_model(spec, me, err, errlen);
+	if (rc == 0) {
+		struct session_file advice;
+		session_file_read(me->path, &advice);
+		if ((rc = session_resolve(f, NULL, me, &prefs, &advice, cfg)) != 0) {
+			snprintf(err, errlen, "out of memory");
+			config_entry_free(me);
+		}
+	}
+	config_settings_free(&prefs);
+	return rc ? EXIT_MODEL : 0;
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	enum { O_HOST = 1000, O_PORT, O_KEY, O_QUEUE, O_SLOTS, O_HELP, O_KV, O_DEVICE, O_GPU_LAYERS };
@@ -216,29 +245,14 @@ int cmd_serve(int argc, char **argv)
 	if (key_file && !(key = read_key(key_file)))
 		return EXIT_USAGE;
 
-	char spec[4096], err[1024];
-	struct config_settings prefs;
-	if (config_settings_read(&prefs, err, sizeof err) != 0) {
-		fprintf(stderr, "ttychat serve: %s\n", err);
-		config_settings_free(&prefs);
-		free(key);
-		return EXIT_FAIL;
-	}
+	char err[1024];
 	struct model_entry me;
 	struct session_config cfg;
-	int rc = session_pick_model(&f, NULL, NULL, &prefs, spec, sizeof spec, NULL);
-	if (rc != 0)
-		snprintf(err, sizeof err, "the model name is too long");
-	else if ((rc = config_resolve_model(spec, &me, err, sizeof err)) == 0 &&
-		 (rc = session_resolve(&f, NULL, &me, &prefs, &cfg)) != 0) {
-		snprintf(err, sizeof err, "out of memory");
-		config_entry_free(&me);
-	}
-	config_settings_free(&prefs);
+	int rc = decide(&f, &me, &cfg, err, sizeof err);
 	if (rc != 0) {
 		fprintf(stderr, "ttychat serve: %s\n", err);
 		free(key);
-		return EXIT_MODEL;
+		return rc;
 	}
 	struct serve_opts so = {.host = host, .port = port, .api_key = key, .max_queue = max_queue, .slots = slots,
 				.model_name = me.name, .log = verbose ? stderr : NULL};

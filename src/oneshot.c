@@ -561,8 +561,16 @@ static int decide_settings(struct run *r)
 	r->have_me = true;
 	if (r->me.warnings[0] && o->verbose)
 		fprintf(stderr, "ttychat: warning: %s\n", r->me.warnings);
-	if (session_resolve(&o->f, held, &r->me, &r->prefs, &r->cfg) != 0)
+	struct session_file advice;
+	session_file_read(r->me.path, &advice);
+	if (session_resolve(&o->f, held, &r->me, &r->prefs, &advice, &r->cfg) != 0)
 		return fail(o, EXIT_FAIL, "out of memory");
+	unsigned advised = session_fields_of(&r->cfg, SESSION_FILE);
+	if (advised && o->verbose) {
+		char names[64];
+		session_fields_str(advised, names, sizeof names);
+		fprintf(stderr, "ttychat: sampling as the model file advises: %s\n", names);
+	}
 	return 0;
 }
 

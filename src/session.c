@@ -33,6 +33,7 @@ const char *session_source_name(enum session_source s)
 {
 	switch (s) {
 	case SESSION_DEFAULT: return "default";
+	case SESSION_FILE: return "model file";
 	case SESSION_SETTINGS: return "settings.json";
 	case SESSION_ENTRY: return "models.d";
 	case SESSION_CONV: return "conversation";
@@ -69,43 +70,49 @@ static bool float_set(float v, enum session_field k)
 
 /* The five sampling fields, as each source keeps them. */
 static void sampling_fields(const struct session_flags *f, const struct chats_settings *held,
-			    const struct model_entry *me, const struct model_entry *pd, struct session_config *out)
+			    const struct model_entry *me, const struct model_entry *pd,
+			    const struct session_file *fl, struct session_config *out)
 {
 	static const unsigned bit[] = {SESSION_SET_TEMP, SESSION_SET_TOPK, SESSION_SET_TOPP, SESSION_SET_MINP,
 				       SESSION_SET_REP};
 	struct engine_sampling *s = &out->sampling;
 	for (int k = SESSION_F_TEMP; k <= SESSION_F_REP; k++) {
 		/* the value in each source: flag, conversation, entry,
-		 * settings.json (top_k too: a float holds it exactly, it is
-		 * at most 2^24) */
-		float v[4] = {-1, -1, -1, -1};
+		 * settings.json, file (top_k too: a float holds it exactly,
+		 * it is at most 2^24) */
+		float v[5] = {-1, -1, -1, -1, -1};
 		const struct engine_sampling *fs = &f->sampling;
 		switch (k) {
 		case SESSION_F_TEMP:
 			v[0] = fs->temperature, v[1] = held ? held->temperature : -1;
 			v[2] = me ? me->temperature : -1, v[3] = pd ? pd->temperature : -1;
+			v[4] = fl ? fl->temperature : -1;
 			break;
 		case SESSION_F_TOPK:
 			v[0] = (float)fs->top_k, v[1] = held ? (float)held->top_k : -1;
 			v[2] = me ? (float)me->top_k : -1, v[3] = pd ? (float)pd->top_k : -1;
+			v[4] = fl ? (float)fl->top_k : -1;
 			break;
 		case SESSION_F_TOPP:
 			v[0] = fs->top_p, v[1] = held ? held->top_p : -1;
 			v[2] = me ? me->top_p : -1, v[3] = pd ? pd->top_p : -1;
+			v[4] = fl ? fl->top_p : -1;
 			break;
 		case SESSION_F_MINP:
 			v[0] = fs->min_p, v[1] = held ? held->min_p : -1;
 			v[2] = me ? me->min_p : -1, v[3] = pd ? pd->min_p : -1;
+			v[4] = fl ? fl->min_p : -1;
 			break;
 		default:
 			v[0] = fs->repeat_penalty, v[1] = held ? held->repeat_penalty : -1;
 			v[2] = me ? me->repeat_penalty : -1, v[3] = pd ? pd->repeat_penalty : -1;
+			v[4] = fl ? fl->repeat_penalty : -1;
 			break;
 		}
-		static const enum session_source src[4] = {SESSION_FLAG, SESSION_CONV, SESSION_ENTRY,
-							   SESSION_SETTINGS};
+		static const enum session_source src[5] = {SESSION_FLAG, SESSION_CONV, SESSION_ENTRY,
+							   SESSION_SETTINGS, SESSION_FILE};
 		int i = (f->set & bit[k]) ? 0 : -1;
-		for (int j = 1; i < 0 && j < 4; j++)
+		for (int j = 1; i < 0 && j < 5; j++)
 			if (float_set(v[j], (enum session_field)k))
 				i = j;
 		if (i < 0)
@@ -188,7 +195,8 @@ static const char *pick_system(const struct session_flags *f, const struct chats
 }
 
 int session_resolve(const struct session_flags *f, const struct chats_settings *held,
-		    const struct model_entry *me, const struct config_settings *prefs, struct session_config *out)
+		    const struct model_entry *me, const struct config_settings *prefs,
+		    const struct session_file *file, struct session_config *out)
 {
 	memset(out, 0, sizeof *out);
 	const struct model_entry *pd = prefs ? &prefs->d : NULL;
@@ -197,7 +205,9 @@ int session_resolve(const struct session_flags *f, const struct chats_settings *
 	out->sampling.presence_penalty = f->sampling.presence_penalty;
 	out->sampling.frequency_penalty = f->sampling.frequency_penalty;
 	out->sampling.penalty_last_n = f->sampling.penalty_last_n;
-	sampling_fields(f, held, me, pd, out);
+	sampling_fields(f, held, me, pd, file, out);
+	if (file && file->penalty_last_n >= 0)
+		out->sampling.penalty_last_n = file->penalty_last_n;
 
 	static const enum session_source fep[3] = {SESSION_FLAG, SESSION_ENTRY, SESSION_SETTINGS};
 	const int kv[3] = {f->kv_type, me ? me->kv_type : -1, pd ? pd->kv_type : -1};
@@ -221,6 +231,81 @@ int session_resolve(const struct session_flags *f, const struct chats_settings *
 nomem:
 	session_config_free(out);
 	return -1;
+}
+
+_Static_assert(SESSION_SET_TEMP == 1 << SESSION_F_TEMP && SESSION_SET_TOPK == 1 << SESSION_F_TOPK &&
+		       SESSION_SET_TOPP == 1 << SESSION_F_TOPP && SESSION_SET_MINP == 1 << SESSION_F_MINP &&
+		       SESSION_SET_REP == 1 << SESSION_F_REP,
+	       "a sampling field's SESSION_SET_ bit is 1 << its SESSION_F_ index");
+
+unsigned session_fields_of(const struct session_config *c, enum session_source src)
+{
+	unsigned bits = 0;
+	for (int k = SESSION_F_TEMP; k <= SESSION_F_REP; k++)
+		if (c->from[k] == src)
+			bits |= 1u << k;
+	return bits;
+}
+
+void session_fields_str(unsigned bits, char *buf, size_t n)
+{
+	static const char *const names[] = {"temp", "top-k", "top-p", "min-p", "repeat"};
+	size_t used = 0;
+	if (n)
+		buf[0] = '\0';
+	for (int k = SESSION_F_TEMP; k <= SESSION_F_REP; k++) {
+		if (!(bits & (1u << k)))
+			continue;
+		int w = snprintf(buf + used, n - used, "%s%s", used ? ", " : "", names[k]);
+		if (w < 0 || (size_t)w >= n - used)
+			return;
+		used += (size_t)w;
+	}
+}
+
+void session_file_init(struct session_file *s)
+{
+	s->temperature = s->top_p = s->min_p = s->repeat_penalty = -1;
+	s->top_k = s->penalty_last_n = -1;
+}
+
+/* One float key into *OUT when it lies in [LO, HI]. */
+static int file_f32(const engine_file *g, const char *key, float lo, float hi, float *out)
+{
+	float v;
+	if (!engine_file_get_f32(g, key, &v) || !(v >= lo && v <= hi))
+		return 0;
+	*out = v;
+	return 1;
+}
+
+static int file_int(const engine_file *g, const char *key, uint64_t hi, int *out)
+{
+	uint64_t v;
+	if (!engine_file_get_uint(g, key, &v) || v > hi)
+		return 0;
+	*out = (int)v;
+	return 1;
+}
+
+int session_file_read(const char *path, struct session_file *s)
+{
+	session_file_init(s);
+	if (!path || strncmp(path, "remote:", 7) == 0)
+		return 0;
+	char err[256];
+	engine_file *g = engine_file_open(path, err, sizeof err);
+	if (!g)
+		return 0;
+	/* the ranges of the command line's flags */
+	int n = file_f32(g, "general.sampling.temp", 0, 100, &s->temperature) +
+		file_int(g, "general.sampling.top_k", 1 << 24, &s->top_k) +
+		file_f32(g, "general.sampling.top_p", 0, 1, &s->top_p) +
+		file_f32(g, "general.sampling.min_p", 0, 1, &s->min_p) +
+		file_f32(g, "general.sampling.penalty_repeat", 0.01f, 100, &s->repeat_penalty) +
+		file_int(g, "general.sampling.penalty_last_n", 1 << 20, &s->penalty_last_n);
+	engine_file_close(g);
+	return n;
 }
 
 void session_config_free(struct session_config *c)

@@ -2,28 +2,35 @@
  * session.h - what a model is loaded and sampled with, decided one way for
  * every front end: the full-screen chat, one-shot mode, `serve` and `bench`.
  *
- * Five sources can set each setting.  The first that sets it wins:
+ * Six sources can set a setting.  The first that sets it wins:
  *
  *   1. the command line (and, in the full-screen chat, what /set changed);
  *   2. the saved conversation being continued (its META record:
  *      chats_settings of src/chats.h);
  *   3. the model's models.d entry (struct model_entry of src/catalog.h);
  *   4. settings.json (struct config_settings of src/catalog.h);
- *   5. the built-in defaults (engine_sampling_default(), f16 KV cache,
+ *   5. the model file's own advice: its general.sampling.* keys (temp,
+ *      top_k, top_p, min_p, penalty_repeat, penalty_last_n, as llama.cpp
+ *      reads them), struct session_file below;
+ *   6. the built-in defaults (engine_sampling_default(), f16 KV cache,
  *      device auto, all cores, the engine's context).
+ * The file's advice comes after settings.json because both are defaults
+ * and settings.json is the user's: a temperature the user set there
+ * holds for every model.
  *
  * Not every source has every setting:
  *
- *   setting        flags  conversation  models.d  settings.json  default
- *   model            x         x           -           x         smollm2
- *   sampling (5)     x         x           x           x         engine's
- *   system prompt    x         x           x           x         none
- *   context          x         x           x (*)       x         engine's
- *   kv_type          x         -           x           x         f16
- *   device           x         -           x           x         auto
- *   gpu_layers       x         -           x           x         auto
- *   threads          x         -           x           x         all cores
- *   template         -         -           x           -         the file's
+ *   setting        flags  conversation  models.d  settings.json  file  default
+ *   model            x         x           -           x          -    smollm2
+ *   sampling (5)     x         x           x           x          x    engine's
+ *   penalty window   -         -           -           -          x    engine's
+ *   system prompt    x         x           x           x          -    none
+ *   context          x         x           x (*)       x          -    engine's
+ *   kv_type          x         -           x           x          -    f16
+ *   device           x         -           x           x          -    auto
+ *   gpu_layers       x         -           x           x          -    auto
+ *   threads          x         -           x           x          -    all cores
+ *   template         -         -           x           -          -    the file's
  *
  * (*) a local model's models.d context_size is the most it is loaded with
  * by default: min(context_size, settings.json's context_size or 4096).  A
@@ -40,7 +47,8 @@
  * resolves the spec with config_resolve_model() and then calls
  * session_resolve() with the entry.
  *
- * Pure functions of their arguments: no I/O, no globals; any thread.
+ * Pure functions of their arguments (but session_file_read(), which reads
+ * a GGUF header): no globals; any thread.
  */
 #ifndef TTYCHAT_SESSION_H
 #define TTYCHAT_SESSION_H
@@ -82,6 +90,7 @@ void session_flags_init(struct session_flags *f);
 /* Where a setting came from. */
 enum session_source {
 	SESSION_DEFAULT = 0,
+	SESSION_FILE,                    /* the model file's general.sampling.* */
 	SESSION_SETTINGS,                /* settings.json */
 	SESSION_ENTRY,                   /* models.d */
 	SESSION_CONV,                    /* the saved conversation */
@@ -94,6 +103,19 @@ enum session_field {
 	SESSION_F_SYSTEM, SESSION_F_CTX, SESSION_F_KV, SESSION_F_DEVICE, SESSION_F_GPU_LAYERS,
 	SESSION_F_THREADS, SESSION_F_COUNT
 };
+
+/* The sampling a model file advises (general.sampling.*); negative =
+ * not given. */
+struct session_file {
+	float temperature, top_p, min_p, repeat_penalty;
+	int top_k;
+	int penalty_last_n;
+};
+void session_file_init(struct session_file *s);
+/* Reads the advice from the GGUF header of PATH (a model file; a remote
+ * spec or a file that cannot be read leaves all unset; values out of
+ * range are left out).  Returns how many it found. */
+int session_file_read(const char *path, struct session_file *s);
 
 /* The decision: what to load the model with and how to sample. */
 struct session_config {
@@ -116,7 +138,13 @@ int session_pick_model(const struct session_flags *f, const struct chats_setting
 /* Decides OUT from the sources (any but F may be NULL).  0, or -1 when out
  * of memory (OUT is then empty).  Free OUT with session_config_free(). */
 int session_resolve(const struct session_flags *f, const struct chats_settings *held,
-		    const struct model_entry *me, const struct config_settings *prefs, struct session_config *out);
+		    const struct model_entry *me, const struct config_settings *prefs,
+		    const struct session_file *file, struct session_config *out);
+/* The sampling fields whose value came from SRC, as SESSION_SET_* bits
+ * (bit k is field k of enum session_field). */
+unsigned session_fields_of(const struct session_config *c, enum session_source src);
+/* BITS as "temp, top-k" in BUF of N bytes ("" when none). */
+void session_fields_str(unsigned bits, char *buf, size_t n);
 void session_config_free(struct session_config *c);
 
 #endif

@@ -52,6 +52,8 @@ struct srcs {
 	bool have_me;
 	struct config_settings prefs;
 	bool have_prefs;
+	struct session_file file;
+	bool have_file;
 };
 
 static void srcs_init(struct srcs *s)
@@ -61,28 +63,31 @@ static void srcs_init(struct srcs *s)
 	chats_settings_init(&s->held);
 	entry_blank(&s->me);
 	entry_blank(&s->prefs.d);
+	session_file_init(&s->file);
 }
 
 static void resolve(struct srcs *s, struct session_config *c)
 {
 	int rc = session_resolve(&s->f, s->have_held ? &s->held : NULL, s->have_me ? &s->me : NULL,
-				 s->have_prefs ? &s->prefs : NULL, c);
+				 s->have_prefs ? &s->prefs : NULL, s->have_file ? &s->file : NULL, c);
 	CHECK(rc == 0, "session_resolve: %d", rc);
 }
 
-/* Sets sampling field K to V in source LEVEL (0 flag .. 3 settings.json). */
+/* Sets sampling field K to V in source LEVEL (0 flag .. 3 settings.json,
+ * 4 the model file). */
 static void set_sampling(struct srcs *s, int level, int k, float v)
 {
 	static const unsigned bit[] = {SESSION_SET_TEMP, SESSION_SET_TOPK, SESSION_SET_TOPP, SESSION_SET_MINP,
 				       SESSION_SET_REP};
-	float *fp[4][5] = {
+	float *fp[5][5] = {
 		{&s->f.sampling.temperature, NULL, &s->f.sampling.top_p, &s->f.sampling.min_p,
 		 &s->f.sampling.repeat_penalty},
 		{&s->held.temperature, NULL, &s->held.top_p, &s->held.min_p, &s->held.repeat_penalty},
 		{&s->me.temperature, NULL, &s->me.top_p, &s->me.min_p, &s->me.repeat_penalty},
 		{&s->prefs.d.temperature, NULL, &s->prefs.d.top_p, &s->prefs.d.min_p, &s->prefs.d.repeat_penalty},
+		{&s->file.temperature, NULL, &s->file.top_p, &s->file.min_p, &s->file.repeat_penalty},
 	};
-	int *ip[4] = {NULL, &s->held.top_k, &s->me.top_k, &s->prefs.d.top_k};
+	int *ip[5] = {NULL, &s->held.top_k, &s->me.top_k, &s->prefs.d.top_k, &s->file.top_k};
 	if (k == 1) {
 		if (level == 0)
 			s->f.sampling.top_k = (int32_t)v;
@@ -96,6 +101,7 @@ static void set_sampling(struct srcs *s, int level, int k, float v)
 	s->have_held |= level == 1;
 	s->have_me |= level == 2;
 	s->have_prefs |= level == 3;
+	s->have_file |= level == 4;
 }
 
 static float get_sampling(const struct session_config *c, int k)
@@ -113,7 +119,8 @@ static float get_sampling(const struct session_config *c, int k)
  * value of its own: the strongest wins. */
 static void test_sampling(void)
 {
-	static const enum session_source src[4] = {SESSION_FLAG, SESSION_CONV, SESSION_ENTRY, SESSION_SETTINGS};
+	static const enum session_source src[5] = {SESSION_FLAG, SESSION_CONV, SESSION_ENTRY, SESSION_SETTINGS,
+						   SESSION_FILE};
 	static const char *const name[5] = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty"};
 	struct engine_sampling d;
 	engine_sampling_default(&d);
@@ -127,7 +134,7 @@ static void test_sampling(void)
 													    : d.repeat_penalty;
 		CHECK(near(get_sampling(&c, k), dv) && c.from[k] == SESSION_DEFAULT, "%s default", name[k]);
 		session_config_free(&c);
-		for (int weakest = 0; weakest < 4; weakest++) {
+		for (int weakest = 0; weakest < 5; weakest++) {
 			/* sources weakest..0 set, each with its own value: level
 			 * L sets 0.1 * (L + 1) (top_k: 10 * (L + 1)) */
 			srcs_init(&s);
@@ -437,7 +444,7 @@ static void test_settings_file(void)
 		struct session_flags f;
 		session_flags_init(&f);
 		struct session_config c;
-		CHECK(session_resolve(&f, NULL, NULL, &p, &c) == 0, "resolve");
+		CHECK(session_resolve(&f, NULL, NULL, &p, NULL, &c) == 0, "resolve");
 		CHECK(c.load.n_ctx == 2048 && near(c.sampling.temperature, 0.2f) && c.sampling.top_k == 12 &&
 			      c.load.kv_type == ENGINE_KV_Q8_0 && c.load.device == ENGINE_DEVICE_CPU &&
 			      c.load.gpu_layers == ENGINE_GPU_LAYERS_NONE && c.n_threads == 1 && c.system &&
@@ -480,6 +487,113 @@ static void test_settings_file(void)
 	rmdir(dir);
 }
 
+/* A GGUF header with no tensors: general.architecture and the keys given
+ * (F32 type 6, I32 type 5, U32 type 4). */
+struct kv {
+	const char *key;
+	uint32_t type;
+	double v;
+};
+
+static void put(FILE *f, const void *p, size_t n)
+{
+	fwrite(p, 1, n, f);
+}
+
+static int write_gguf(const char *path, const struct kv *kv, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return -1;
+	uint32_t ver = 3;
+	uint64_t nt = 0, nkv = n + 1, len;
+	put(f, "GGUF", 4);
+	put(f, &ver, 4);
+	put(f, &nt, 8);
+	put(f, &nkv, 8);
+	const char *ak = "general.architecture", *av = "llama";
+	uint32_t str = 8;
+	len = strlen(ak);
+	put(f, &len, 8);
+	put(f, ak, len);
+	put(f, &str, 4);
+	len = strlen(av);
+	put(f, &len, 8);
+	put(f, av, len);
+	for (size_t i = 0; i < n; i++) {
+		len = strlen(kv[i].key);
+		put(f, &len, 8);
+		put(f, kv[i].key, len);
+		put(f, &kv[i].type, 4);
+		if (kv[i].type == 6) {
+			float x = (float)kv[i].v;
+			put(f, &x, 4);
+		} else {
+			int32_t x = (int32_t)kv[i].v;
+			put(f, &x, 4);
+		}
+	}
+	return fclose(f);
+}
+
+/* The model file's advice: read from its header, under settings.json. */
+static void test_file_advice(void)
+{
+	char path[] = "/tmp/ttychat-advice-XXXXXX.gguf";
+	int fd = mkstemps(path, 5);
+	CHECK(fd >= 0, "mkstemps");
+	if (fd < 0)
+		return;
+	close(fd);
+	const struct kv kv[] = {
+		{"general.sampling.temp", 6, 0.6},         {"general.sampling.top_k", 5, 20},
+		{"general.sampling.top_p", 6, 0.95},       {"general.sampling.min_p", 6, 0.0},
+		{"general.sampling.penalty_repeat", 6, 1.1}, {"general.sampling.penalty_last_n", 5, 128},
+	};
+	struct session_file fl;
+	CHECK(write_gguf(path, kv, 6) == 0, "write %s", path);
+	int n = session_file_read(path, &fl);
+	CHECK(n == 6 && near(fl.temperature, 0.6f) && fl.top_k == 20 && near(fl.top_p, 0.95f) && near(fl.min_p, 0) &&
+		      near(fl.repeat_penalty, 1.1f) && fl.penalty_last_n == 128,
+	      "general.sampling.* read (%d keys)", n);
+	/* out of range, or of another type: left out */
+	const struct kv bad[] = {{"general.sampling.temp", 6, -3}, {"general.sampling.top_p", 6, 7},
+				 {"general.sampling.top_k", 5, -1}};
+	write_gguf(path, bad, 3);
+	n = session_file_read(path, &fl);
+	CHECK(n == 0 && fl.temperature < 0 && fl.top_p < 0 && fl.top_k < 0, "bad advice left out (%d)", n);
+	CHECK(session_file_read("/nonexistent/x.gguf", &fl) == 0 && fl.temperature < 0, "no file: no advice");
+	CHECK(session_file_read("remote:{\"base_url\": \"http://h/v1\"}", &fl) == 0, "remote: no advice");
+
+	/* the file's advice under settings.json and the entry, over the
+	 * default; the penalty window comes from the file only */
+	struct srcs s;
+	struct session_config c;
+	srcs_init(&s);
+	s.have_file = true;
+	s.file.temperature = 0.6f;
+	s.file.top_k = 20;
+	s.file.penalty_last_n = 128;
+	resolve(&s, &c);
+	CHECK(near(c.sampling.temperature, 0.6f) && c.from[SESSION_F_TEMP] == SESSION_FILE && c.sampling.top_k == 20 &&
+		      c.sampling.penalty_last_n == 128,
+	      "the file's advice over the defaults");
+	char names[64];
+	session_fields_str(session_fields_of(&c, SESSION_FILE), names, sizeof names);
+	CHECK(strcmp(names, "temp, top-k") == 0, "fields from the file: '%s'", names);
+	session_config_free(&c);
+	s.have_prefs = true;
+	s.prefs.d.temperature = 0.3f;
+	resolve(&s, &c);
+	CHECK(near(c.sampling.temperature, 0.3f) && c.from[SESSION_F_TEMP] == SESSION_SETTINGS &&
+		      c.from[SESSION_F_TOPK] == SESSION_FILE,
+	      "settings.json's temperature beats the file's; its top-k stays");
+	session_fields_str(session_fields_of(&c, SESSION_FILE), names, sizeof names);
+	CHECK(strcmp(names, "top-k") == 0, "fields from the file: '%s'", names);
+	session_config_free(&c);
+	unlink(path);
+}
+
 int main(void)
 {
 	test_sampling();
@@ -488,5 +602,6 @@ int main(void)
 	test_system();
 	test_pick_model();
 	test_settings_file();
+	test_file_advice();
 	return tu_finish();
 }

@@ -12,13 +12,16 @@ settings.json asks for a context of 1024 and a temperature.  Checked:
     reply to a request that leaves the sampling out;
   - a bad settings.json is one line naming the file and the key, and exit
     status 1, in one-shot and in serve; the chat's default model comes
-    from a good one.
+    from a good one;
+  - a model file's general.sampling.* advice (a copy of SmolLM2 with the
+    keys added) is taken under settings.json, and said with -v.
 The full-screen chat goes through the same session_resolve() (its tmux
 tests cover the chat itself).
 """
 import http.client
 import json
 import os
+import struct
 import shutil
 import signal
 import subprocess
@@ -121,6 +124,28 @@ def serve_ctx(args):
     return ctx, text, open(log, errors="replace").read()
 
 
+def with_advice(src, dst, advice):
+    """Copies the GGUF file SRC to DST with general.sampling.* keys added
+    first in its metadata.  The added bytes are padded (with a
+    general.comment string) to a multiple of the data alignment (32, as
+    SmolLM2's file has it), so the tensor data only moves as a whole."""
+    def kv(key, typ, payload):
+        k = key.encode()
+        return struct.pack("<Q", len(k)) + k + struct.pack("<I", typ) + payload
+    extra = b"".join(kv("general.sampling." + k, 6 if isinstance(v, float) else 5,
+                        struct.pack("<f", v) if isinstance(v, float) else struct.pack("<i", v))
+                     for k, v in advice.items())
+    base = len(extra) + len(kv("general.comment", 8, struct.pack("<Q", 0)))
+    pad = (-base) % 32
+    extra += kv("general.comment", 8, struct.pack("<Q", pad) + b"x" * pad)
+    n_extra = len(advice) + 1
+    with open(src, "rb") as f, open(dst, "wb") as g:
+        head = f.read(24)
+        magic, ver, n_t, n_kv = struct.unpack("<4sIQQ", head)
+        g.write(struct.pack("<4sIQQ", magic, ver, n_t, n_kv + n_extra) + extra)
+        shutil.copyfileobj(f, g, 1 << 20)
+
+
 def write(path, obj):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -179,6 +204,20 @@ def tests():
     check(rc == 0 and one.get("model", {}).get("name") == "bigsmol" and
           one.get("stats", {}).get("ctx_size") == 4096,
           "settings.json model, the entry capped at 4096 (%d %r %s)" % (rc, one.get("model"), err.strip()))
+
+    # a model file's sampling advice: taken under settings.json, said with -v
+    advised = os.path.join(TMP, "advised.gguf")
+    with_advice(MODEL_FILE, advised, {"temp": 0.0, "top_k": 1})
+    write(settings, {})
+    rc, out, err = run(["-m", advised, "-p", "Name a colour.", "-n", "8", "-v"])
+    check(rc == 0 and "sampling as the model file advises: temp, top-k" in err,
+          "one-shot -v names the file's advice (%d %r)" % (rc, err[-300:]))
+    rc2, out2, _ = run(["-m", advised, "-p", "Name a colour.", "-n", "8"])
+    check(rc2 == 0 and out2 == out, "the advised greedy sampling gives the same reply twice (%r %r)" % (out, out2))
+    write(settings, {"sampling": {"temperature": 0.7}})
+    rc, out, err = run(["-m", advised, "-p", "Hi", "-n", "1", "-v"])
+    check(rc == 0 and "advises: top-k" in err and "temp" not in err.split("advises:")[-1].splitlines()[0],
+          "settings.json's temperature beats the file's (%r)" % err[-300:])
 
     # a bad settings.json: one line naming the file and the key
     write(settings, {"context_size": "big"})

@@ -185,6 +185,8 @@ static void section_sampling(struct pen *p, const struct tui_status *st)
 		line(p, ROLE_SIDE, "repeat %.2f  max %" PRId32, (double)st->s.repeat_penalty, st->max_tokens);
 	else
 		line(p, ROLE_SIDE, "repeat %.2f", (double)st->s.repeat_penalty);
+	if (st->advice[0])
+		line(p, ROLE_SIDE, "model's: %s", st->advice);
 }
 
 void sidebar_draw(WINDOW *w, const struct tui_status *st, const unsigned long *attrs, unsigned text_flags)

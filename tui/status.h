@@ -32,6 +32,7 @@ struct tui_status {
 	uint64_t weights_bytes, kv_bytes, mem_avail;
 	uint64_t vram_total, vram_free, vram_ours;  /* GPU memory; all 0 on the CPU */
 	struct engine_sampling s;
+	char advice[64];             /* sampling fields the model file advised ("temp, top-p"), "" none */
 	int32_t max_tokens;
 	const char *note;            /* short state text for the status line, or NULL */
 	const char *chat_title;      /* the conversation's title ("" new), or NULL */
