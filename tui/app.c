@@ -238,7 +238,6 @@ void import_kv(struct app *a)
 		a->import_req = req;
 }
 
-
 static void apply_entry_defaults(struct app *a, const struct model_entry *me)
 {
 	struct engine_sampling d;
@@ -328,7 +327,6 @@ static void load_spec(struct app *a, const char *spec)
 		   true);
 	config_entry_free(&me);
 }
-
 
 /* ---- conversations: leaving one, starting one, opening one ------------------------ */
 
@@ -810,7 +808,6 @@ static void on_suspend(void *ctx, bool suspend)
 	else
 		resume_screen(a);
 }
-
 
 /* What the picker asks for (PICKER_* of picker.h). */
 static void picker_action(struct app *a, int act)
