@@ -169,6 +169,18 @@ static uint32_t pick_ctx(const struct session_flags *f, const struct chats_setti
 	return 0; /* the engine's: min(training context, 4096) */
 }
 
+uint32_t session_context(const struct session_flags *f, const struct model_entry *me,
+			 const struct config_settings *prefs, uint32_t n_ctx_train)
+{
+	enum session_source from;
+	uint32_t n = pick_ctx(f, NULL, me, prefs ? &prefs->d : NULL, &from);
+	if (n || (me && me->remote))
+		return n; /* a remote model without one: the server's */
+	if (n_ctx_train)
+		return n_ctx_train < CTX_DEFAULT_CAP ? n_ctx_train : CTX_DEFAULT_CAP;
+	return CTX_DEFAULT_CAP;
+}
+
 /* The system prompt and where it came from; NULL = none. */
 static const char *pick_system(const struct session_flags *f, const struct chats_settings *held,
 			       const struct model_entry *me, const struct model_entry *pd,

@@ -147,4 +147,11 @@ unsigned session_fields_of(const struct session_config *c, enum session_source s
 void session_fields_str(unsigned bits, char *buf, size_t n);
 void session_config_free(struct session_config *c);
 
+/* The context session_resolve() loads a model with when no conversation
+ * holds one, as the model picker shows it before loading: the engine's
+ * default (min(training context, 4096)) made explicit from N_CTX_TRAIN (0
+ * when unknown: 4096); 0 for a remote model the server decides. */
+uint32_t session_context(const struct session_flags *f, const struct model_entry *me,
+			 const struct config_settings *prefs, uint32_t n_ctx_train);
+
 #endif

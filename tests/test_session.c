@@ -311,6 +311,23 @@ static void test_context(void)
 	resolve(&s, &c);
 	CHECK(c.load.n_ctx == 512 && c.from[SESSION_F_CTX] == SESSION_FLAG, "-c beats all: %u", c.load.n_ctx);
 	session_config_free(&c);
+
+	/* the picker's figure: the same rule, the engine's default explicit */
+	srcs_init(&s);
+	CHECK(session_context(&s.f, NULL, NULL, 2048) == 2048 && session_context(&s.f, NULL, NULL, 32768) == 4096 &&
+		      session_context(&s.f, NULL, NULL, 0) == 4096,
+	      "picker: a bare file loads with min(training context, 4096)");
+	s.me.context_size = 8192;
+	CHECK(session_context(&s.f, &s.me, NULL, 2048) == 4096, "picker: entry capped");
+	s.me.remote = true;
+	CHECK(session_context(&s.f, &s.me, NULL, 0) == 8192, "picker: remote entry as it is");
+	s.me.context_size = 0;
+	CHECK(session_context(&s.f, &s.me, NULL, 0) == 0, "picker: remote without one: the server's");
+	s.prefs.d.context_size = 1024;
+	s.me.remote = false;
+	CHECK(session_context(&s.f, NULL, &s.prefs, 2048) == 1024, "picker: settings.json's");
+	s.f.n_ctx = 300;
+	CHECK(session_context(&s.f, &s.me, &s.prefs, 2048) == 300, "picker: -c");
 }
 
 static void test_system(void)

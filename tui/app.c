@@ -30,7 +30,6 @@
 #include "tui.h"
 #include "app.h"
 
-#include <cjson/cJSON.h>
 #include <curses.h>
 #include <errno.h>
 #include <langinfo.h>
@@ -52,6 +51,7 @@
 #include "models.h"
 #include "overlay.h"
 #include "picker.h"
+#include "session.h"
 #include "sidebar.h"
 #include "status.h"
 #include "text.h"
@@ -238,41 +238,49 @@ void import_kv(struct app *a)
 		a->import_req = req;
 }
 
-static void apply_entry_defaults(struct app *a, const struct model_entry *me)
+/* The command line's settings, with what /set, /system and a reopened
+ * conversation chose since: the strongest source of src/session.h. */
+static void app_flags(const struct app *a, struct session_flags *f)
 {
-	struct engine_sampling d;
-	engine_sampling_default(&d);
-	if (me) {
-		if (me->temperature >= 0)
-			d.temperature = me->temperature;
-		if (me->top_k >= 0)
-			d.top_k = me->top_k;
-		if (me->top_p >= 0)
-			d.top_p = me->top_p;
-		if (me->min_p >= 0)
-			d.min_p = me->min_p;
-		if (me->repeat_penalty > 0)
-			d.repeat_penalty = me->repeat_penalty;
-	}
-	unsigned keep = a->set.user_set;
-	struct engine_sampling *s = &a->set.s;
-	if (!(keep & SET_TEMP))
-		s->temperature = d.temperature;
-	if (!(keep & SET_TOPK))
-		s->top_k = d.top_k;
-	if (!(keep & SET_TOPP))
-		s->top_p = d.top_p;
-	if (!(keep & SET_MINP))
-		s->min_p = d.min_p;
-	if (!(keep & SET_REP))
-		s->repeat_penalty = d.repeat_penalty;
-	if (!a->system_user) {
-		free(a->system);
-		a->system = me && me->system_prompt ? strdup(me->system_prompt) : NULL;
-	}
+	*f = a->o->flags;
+	f->sampling = a->set.s;
+	f->set = a->set.user_set;
+	f->system = a->system_user ? (a->system ? a->system : "") : NULL;
 }
 
-/* Starts loading a model; ME (may be NULL for a bare file) gives defaults. */
+/* The settings for model ME (NULL: a file without a models.d entry; its
+ * file's advice is a->advice), as every front end decides them; 0, or -1
+ * when out of memory. */
+static int app_resolve(struct app *a, const struct model_entry *me, struct session_config *c)
+{
+	struct session_flags f;
+	app_flags(a, &f);
+	if (session_resolve(&f, NULL, me, &a->prefs, &a->advice, c) == 0)
+		return 0;
+	notice(a, TR_ERROR, "out of memory");
+	return -1;
+}
+
+/* The model's sampling defaults and system prompt, under what the user
+ * chose. */
+static void apply_entry_defaults(struct app *a, const struct model_entry *me)
+{
+	struct session_config c;
+	if (app_resolve(a, me, &c) != 0)
+		return;
+	a->set.s = c.sampling;
+	if (!a->system_user) {
+		free(a->system);
+		a->system = c.system ? strdup(c.system) : NULL;
+	}
+	/* the sidebar names what the model file advised */
+	a->advice_set = session_fields_of(&c, SESSION_FILE);
+	session_config_free(&c);
+}
+
+/* Starts loading a model; ME (may be NULL for a bare file) gives defaults.
+ * CTX: the context to load it with (a reopened conversation's), or 0 for
+ * the one src/session.h decides. */
 static void load_model(struct app *a, const char *spec, const char *path, const char *display, uint32_t ctx,
 		       const struct model_entry *me, bool apply_defaults)
 {
@@ -282,18 +290,15 @@ static void load_model(struct app *a, const char *spec, const char *path, const 
 	 * (requests run in order), then freed */
 	export_kv(a);
 	engine_drop_conv(a->eng, a->conv);
-	/* a models.d entry may carry a chat template and a KV cache type */
-	struct engine_load_opts lo = {
-		.n_ctx = ctx,
-		.kv_type = a->o->kv_q8 || (me && me->kv_type == 1) ? ENGINE_KV_Q8_0 : ENGINE_KV_F16,
-		.template_override = me ? me->template_text : NULL,
-	};
-	/* --device and --gpu-layers, else the models.d entry's */
-	const int dev = a->o->device >= 0 ? a->o->device : me ? me->device : -1;
-	if (dev >= 0)
-		lo.device = (enum engine_device)dev;
-	lo.gpu_layers = config_gpu_layers(a->o->gpu_layers != -2 ? a->o->gpu_layers : me ? me->gpu_layers : -1);
-	int r = engine_load(a->eng, path, &lo);
+	/* context, KV type, device, GPU layers, template: src/session.h */
+	session_file_read(path, &a->advice);
+	struct session_config c;
+	if (app_resolve(a, me, &c) != 0)
+		return;
+	if (ctx && !a->o->flags.n_ctx)
+		c.load.n_ctx = ctx;
+	int r = engine_load(a->eng, path, &c.load);
+	session_config_free(&c);
 	if (r <= 0) {
 		notice(a, TR_ERROR, "cannot load %s: %s", display, engine_last_error(a->eng));
 		return;
@@ -323,8 +328,7 @@ static void load_spec(struct app *a, const char *spec)
 		notice(a, TR_ERROR, "%s", err);
 		return;
 	}
-	load_model(a, spec, me.path, me.display_name, models_entry_ctx(a->o->n_ctx, me.context_size, me.remote), &me,
-		   true);
+	load_model(a, spec, me.path, me.display_name, 0, &me, true);
 	config_entry_free(&me);
 }
 
@@ -390,16 +394,21 @@ static bool reset_conversation(struct app *a, bool keep_system)
 		chats_new(a->ch);
 	clear_view(a);
 	if (!keep_system) {
-		a->system_user = a->o->system != NULL;
+		const char *flag = a->o->flags.system;
+		a->system_user = flag != NULL;
 		free(a->system);
-		a->system = a->o->system ? strdup(a->o->system) : NULL;
+		a->system = flag && flag[0] ? strdup(flag) : NULL;
 		if (!a->system_user) {
 			struct model_entry me;
 			char err[256];
-			if (a->load_spec[0] && config_resolve_model(a->load_spec, &me, err, sizeof err) == 0) {
-				a->system = me.system_prompt ? strdup(me.system_prompt) : NULL;
-				config_entry_free(&me);
+			bool have = a->load_spec[0] && config_resolve_model(a->load_spec, &me, err, sizeof err) == 0;
+			struct session_config c;
+			if (app_resolve(a, have ? &me : NULL, &c) == 0) {
+				a->system = c.system ? strdup(c.system) : NULL;
+				session_config_free(&c);
 			}
+			if (have)
+				config_entry_free(&me);
 		}
 	}
 	hist_update_state(a);
@@ -424,22 +433,22 @@ static void show_loaded(struct app *a)
 		if (k >= 0 && !user)
 			snprintf(a->tr.v[k].label, sizeof a->tr.v[k].label, "%s", label);
 	}
-	if (!a->o->system) {
+	if (!a->o->flags.system) {
 		free(a->system);
 		a->system = s.system_prompt && s.system_prompt[0] ? strdup(s.system_prompt) : NULL;
 		a->system_user = true;
 	}
-	const unsigned given = a->o->sampling_set;
+	const unsigned given = a->o->flags.set;
 	struct engine_sampling *e = &a->set.s;
-	if (s.temperature >= 0 && !(given & TUI_SET_TEMP))
+	if (s.temperature >= 0 && !(given & SESSION_SET_TEMP))
 		e->temperature = s.temperature, a->set.user_set |= SET_TEMP;
-	if (s.top_k >= 0 && !(given & TUI_SET_TOPK))
+	if (s.top_k >= 0 && !(given & SESSION_SET_TOPK))
 		e->top_k = s.top_k, a->set.user_set |= SET_TOPK;
-	if (s.top_p >= 0 && !(given & TUI_SET_TOPP))
+	if (s.top_p >= 0 && !(given & SESSION_SET_TOPP))
 		e->top_p = s.top_p, a->set.user_set |= SET_TOPP;
-	if (s.min_p >= 0 && !(given & TUI_SET_MINP))
+	if (s.min_p >= 0 && !(given & SESSION_SET_MINP))
 		e->min_p = s.min_p, a->set.user_set |= SET_MINP;
-	if (s.repeat_penalty > 0 && !(given & TUI_SET_REP))
+	if (s.repeat_penalty > 0 && !(given & SESSION_SET_REP))
 		e->repeat_penalty = s.repeat_penalty, a->set.user_set |= SET_REP;
 	notice(a, TR_NOTICE, "conversation \"%s\": %zu message%s (F3 lists the others, /new starts one)",
 	       chats_title(a->ch), n, n == 1 ? "" : "s");
@@ -571,9 +580,9 @@ void open_picker(struct app *a)
 	 * what the model being replaced holds (as of the last engine figures;
 	 * a model that does not fit still runs, split with the CPU) */
 	uint64_t avail = a->st.mem_avail;
-	if (a->st.vram_total && a->o->device != ENGINE_DEVICE_CPU)
+	if (a->st.vram_total && a->o->flags.device != ENGINE_DEVICE_CPU)
 		avail = a->st.vram_free + a->st.vram_ours;
-	struct overlay *p = picker_open(a->o->n_ctx, avail, &a->st, a->model_path, err, sizeof err);
+	struct overlay *p = picker_open(a->o->flags.n_ctx, avail, &a->st, a->model_path, err, sizeof err);
 	if (!p) {
 		notice(a, TR_ERROR, "%s", err);
 		return;
@@ -723,6 +732,14 @@ static void set_cursor(struct app *a, bool on)
 		leaveok(a->w_input, !on);
 }
 
+
+/* The sampling fields the model file advised that the user has not set
+ * since, for the sidebar. */
+static void advice_note(struct app *a)
+{
+	session_fields_str(a->advice_set & ~a->set.user_set, a->st.advice, sizeof a->st.advice);
+}
+
 static void draw(struct app *a)
 {
 	/* a box whose content changed size is laid out again */
@@ -750,6 +767,7 @@ static void draw(struct app *a)
 	}
 	a->st.s = a->set.s;
 	a->st.max_tokens = a->set.max_tokens;
+	advice_note(a);
 	if ((a->dirty & D_SIDE) && a->w_side) {
 		sidebar_draw(a->w_side, &a->st, a->attrs, a->text_flags);
 		wnoutrefresh(a->w_side);
@@ -1083,37 +1101,6 @@ static void finish_history(struct app *a, char *msg, size_t msglen)
 }
 
 /* settings.json's "theme", if any */
-static void settings_theme(char *buf, size_t n)
-{
-	buf[0] = '\0';
-	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-	char path[4096];
-	int w;
-	if (xdg && xdg[0] == '/')
-		w = snprintf(path, sizeof path, "%s/ttychat/settings.json", xdg);
-	else if (home && home[0])
-		w = snprintf(path, sizeof path, "%s/.config/ttychat/settings.json", home);
-	else
-		return;
-	if (w < 0 || (size_t)w >= sizeof path)
-		return;
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return;
-	char *text = malloc(65537);
-	size_t len = text ? fread(text, 1, 65536, f) : 0;
-	fclose(f);
-	if (!text)
-		return;
-	text[len] = '\0';
-	cJSON *j = cJSON_Parse(text);
-	free(text);
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "theme");
-	if (cJSON_IsString(t))
-		snprintf(buf, n, "%s", t->valuestring);
-	cJSON_Delete(j);
-}
-
 static void app_free(struct app *a)
 {
 	tr_free(&a->tr);
@@ -1122,21 +1109,49 @@ static void app_free(struct app *a)
 	free(a->inject);
 	overlay_close(a->over);
 	a->over = NULL;
+	config_settings_free(&a->prefs);
 }
 
-int tui_run(const struct tui_opts *o)
+/* The model at start (src/session.h): -m, else the reopened conversation's
+ * (HELD, NULL when none; with the context it was held with, so that its KV
+ * cache fits), else the one used last, else settings.json's, else the
+ * default.  One that cannot be found gives way to the next. */
+static void load_first_model(struct app *a, const struct chats_settings *held)
 {
-	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
-		fprintf(stderr, "ttychat: the full-screen chat needs a terminal on stdin and stdout\n");
-		return EXIT_FAILURE;
+	char lastbuf[4096], spec[4096], err[1024];
+	const char *last = models_last_read(lastbuf, sizeof lastbuf) == 0 ? lastbuf : NULL;
+	struct model_entry me;
+	enum session_source from = SESSION_DEFAULT;
+	bool ok = false;
+	for (int step = 0; step < 3 && !ok; step++) {
+		const struct chats_settings *h = step == 0 && held && held->model && held->model[0] ? held : NULL;
+		if (step > 0 && from != SESSION_CONV && from != SESSION_SETTINGS)
+			break; /* the flag's or the default's failed: nothing weaker is left */
+		if (session_pick_model(&a->o->flags, h, step < 2 ? last : NULL, &a->prefs, spec, sizeof spec, &from))
+			break;
+		ok = config_resolve_model(spec, &me, err, sizeof err) == 0;
+		if (!ok && from == SESSION_CONV)
+			notice(a, TR_NOTICE, "this conversation's model is not available (%s)", err);
 	}
+	if (!ok) {
+		a->st.phase = PH_NOMODEL;
+		return;
+	}
+	uint32_t ctx = 0;
+	if (from == SESSION_CONV && held->context_size >= 16 && held->context_size <= (1u << 24))
+		ctx = held->context_size;
+	load_model(a, spec, me.path, me.display_name[0] ? me.display_name : me.name, ctx, &me, true);
+	config_entry_free(&me);
+}
+
+/* The UI root before anything is set up: the command line's settings, the
+ * locale's character set. */
+static void app_init(struct app *a, const struct tui_opts *o)
+{
 	setlocale(LC_ALL, "");
 	setlocale(LC_NUMERIC, "C");
 	const char *cs = nl_langinfo(CODESET);
 	bool utf8 = cs && (strcmp(cs, "UTF-8") == 0 || strcmp(cs, "utf8") == 0);
-
-	static struct app app; /* the UI root */
-	struct app *a = &app;
 	memset(a, 0, sizeof *a);
 	a->o = o;
 	a->reply = -1;
@@ -1144,49 +1159,37 @@ int tui_run(const struct tui_opts *o)
 	a->conv = 1;
 	a->sidebar_on = true;
 	a->ascii = !utf8;
-	a->set.s = o->sampling;
+	a->set.s = o->flags.sampling;
 	a->set.max_tokens = o->max_tokens;
 	a->set.wrap_code = true;
 	a->set.ctrl_c_quits = true;
-	a->set.user_set = o->sampling_set;
+	a->set.user_set = o->flags.set;
 	a->text_flags = a->ascii ? TEXT_ASCII : 0;
 	a->st.prefill_tps = a->st.decode_tps = a->st.ttft_ms = -1;
 	a->st.s = a->set.s;
 	tr_init(&a->tr);
-	if (o->system) {
-		a->system = strdup(o->system);
+	if (o->flags.system) {
+		a->system = o->flags.system[0] ? strdup(o->flags.system) : NULL;
 		a->system_user = true;
-	} else if (o->model && o->model->system_prompt) {
-		a->system = strdup(o->model->system_prompt);
 	}
 	const char *inj = getenv("TTYCHAT_TEST_INJECT");
 	if (inj && inj[0])
 		a->inject = text_unescape(inj, &a->inject_len);
+}
 
+/* Readline, the terminal and the colours; SIG_WR is the signal pipe's
+ * end for the handlers.  0, or -1 with the reason printed. */
+static int open_screen(struct app *a, int sig_wr)
+{
 	char err[1024];
-	struct engine_params ep = {.n_threads = o->n_threads};
-	a->eng = engine_create(&ep, err, sizeof err);
-	if (!a->eng) {
-		fprintf(stderr, "ttychat: %s\n", err);
-		app_free(a);
-		return EXIT_FAILURE;
-	}
-	int sp[2];
-	if (tty_pipe(sp, err, sizeof err) != 0) {
-		fprintf(stderr, "ttychat: %s\n", err);
-		engine_free(a->eng);
-		app_free(a);
-		return EXIT_FAILURE;
-	}
-
 	struct input_hooks ih = {.on_line = actions_on_line, .on_suspend = on_suspend, .ctx = a};
 	if (input_init(&ih) != 0) {
 		fprintf(stderr, "ttychat: cannot set up readline\n");
-		goto fail_early;
+		return -1;
 	}
-	if (tty_open(&a->tty, sp[1], err, sizeof err) != 0) {
+	if (tty_open(&a->tty, sig_wr, err, sizeof err) != 0) {
 		fprintf(stderr, "ttychat: %s\n", err);
-		goto fail_early;
+		return -1;
 	}
 	a->cursor_on = true;
 	const char *nc = getenv("NO_COLOR");
@@ -1194,73 +1197,21 @@ int tui_run(const struct tui_opts *o)
 	if (a->use_color && start_color() != OK)
 		a->use_color = false;
 	char tname[128];
-	if (o->theme)
-		snprintf(tname, sizeof tname, "%s", o->theme);
-	else
-		settings_theme(tname, sizeof tname);
+	snprintf(tname, sizeof tname, "%.120s", a->o->theme ? a->o->theme : a->prefs.theme);
 	if (!tname[0])
 		snprintf(tname, sizeof tname, "%s", a->use_color ? "default" : "mono");
 	if (theme_load(tname, &a->theme, err, sizeof err) != 0)
 		notice(a, TR_ERROR, "%s", err);
 	theme_apply(&a->theme, a->use_color, a->attrs);
 	notice(a, TR_NOTICE, "ttychat: type a message and press Enter; F1 help, F2 models, F3 conversations, Ctrl-C quits");
+	return 0;
+}
 
-	/* the history first: the conversation reopened decides the model */
-	struct chats_settings held;
-	chats_settings_init(&held);
-	start_history(a, sp[0]);
-	if (a->ch && chats_id(a->ch))
-		chats_settings_of(a->ch, &held);
-
-	/* the model: -m, else the reopened conversation's, else the one used
-	 * last, else the default */
-	struct model_entry last;
-	char spec[4096];
-	const struct model_entry *me = o->model;
-	const char *use_spec = o->model_spec ? o->model_spec : me ? me->name : "";
-	bool have_last = false;
-	uint32_t ctx = 0;
-	if (!o->model_spec && held.model && held.model[0]) {
-		if (config_resolve_model(held.model, &last, err, sizeof err) == 0) {
-			have_last = true;
-			snprintf(spec, sizeof spec, "%s", held.model);
-			/* the context it was held with, so its KV cache fits */
-			if (!o->n_ctx && held.context_size >= 16 && held.context_size <= (1u << 24))
-				ctx = held.context_size;
-		} else {
-			notice(a, TR_NOTICE, "this conversation's model is not available (%s)", err);
-		}
-	}
-	if (!have_last && !o->model_spec && models_last_read(spec, sizeof spec) == 0 &&
-	    config_resolve_model(spec, &last, err, sizeof err) == 0)
-		have_last = true;
-	if (have_last) {
-		me = &last;
-		use_spec = spec;
-		if (!o->system && !a->system_user) {
-			free(a->system);
-			a->system = last.system_prompt ? strdup(last.system_prompt) : NULL;
-		}
-	}
-	if (a->quit) {
-		/* asked to quit at the passphrase */
-	} else if (me) {
-		/* the caller applied -m's models.d defaults; the remembered
-		 * model's own replace them (flags given stay) */
-		load_model(a, use_spec, me->path, me->display_name[0] ? me->display_name : me->name,
-			   ctx ? ctx : models_entry_ctx(o->n_ctx, me->context_size, me->remote), me, have_last);
-	} else {
-		a->st.phase = PH_NOMODEL;
-	}
-	if (have_last)
-		config_entry_free(&last);
-	a->st.mem_avail = models_mem_available();
-	a->dirty = D_ALL;
-
-	loop(a, sp[0]);
-
-	/* what is complete is committed; a reply still coming is stopped and
-	 * kept as partial */
+/* On the way out: what is complete is committed (a reply still coming is
+ * stopped and kept as partial), the history saved, the terminal given
+ * back.  Returns the exit status. */
+static int close_app(struct app *a, int sp[2])
+{
 	if (busy(a)) {
 		engine_cancel(a->eng);
 		struct tr_item *it = &a->tr.v[a->reply];
@@ -1280,6 +1231,58 @@ int tui_run(const struct tui_opts *o)
 	if (unsaved[0])
 		fprintf(stderr, "ttychat: %s\n", unsaved);
 	return a->status;
+}
+
+int tui_run(const struct tui_opts *o)
+{
+	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+		fprintf(stderr, "ttychat: the full-screen chat needs a terminal on stdin and stdout\n");
+		return EXIT_FAILURE;
+	}
+	static struct app app; /* the UI root */
+	struct app *a = &app;
+	app_init(a, o);
+	/* settings.json: a bad one is said once the screen is up */
+	char prefs_err[1024] = "";
+	if (config_settings_read(&a->prefs, prefs_err, sizeof prefs_err) == 0)
+		prefs_err[0] = '\0';
+
+	char err[1024];
+	struct engine_params ep = {.n_threads = o->flags.n_threads ? o->flags.n_threads : a->prefs.d.threads};
+	a->eng = engine_create(&ep, err, sizeof err);
+	if (!a->eng) {
+		fprintf(stderr, "ttychat: %s\n", err);
+		app_free(a);
+		return EXIT_FAILURE;
+	}
+	int sp[2];
+	if (tty_pipe(sp, err, sizeof err) != 0) {
+		fprintf(stderr, "ttychat: %s\n", err);
+		engine_free(a->eng);
+		app_free(a);
+		return EXIT_FAILURE;
+	}
+	if (open_screen(a, sp[1]) != 0)
+		goto fail_early;
+	if (prefs_err[0])
+		notice(a, TR_ERROR, "%s (its settings are not used)", prefs_err);
+	else if (a->prefs.d.warnings[0])
+		notice(a, TR_NOTICE, "%s", a->prefs.d.warnings);
+
+	/* the history first: the conversation reopened decides the model */
+	struct chats_settings held;
+	chats_settings_init(&held);
+	start_history(a, sp[0]);
+	if (a->ch && chats_id(a->ch))
+		chats_settings_of(a->ch, &held);
+
+	if (!a->quit)
+		load_first_model(a, a->ch && chats_id(a->ch) ? &held : NULL);
+	a->st.mem_avail = models_mem_available();
+	a->dirty = D_ALL;
+
+	loop(a, sp[0]);
+	return close_app(a, sp);
 
 fail_early:
 	input_done();
