@@ -17,6 +17,7 @@
 #include "cmds.h"
 #include "help.h"
 #include "models.h"
+#include "session.h"
 #include "status.h"
 #include "testutil.h"
 #include "theme.h"
@@ -185,13 +186,6 @@ static void test_models(void)
 		      models_fit(1000, 1000) == FIT_TIGHT && models_fit(1001, 1000) == FIT_NO &&
 		      models_fit(5, 0) == FIT_UNKNOWN,
 	      "fit thresholds");
-	CHECK(models_ctx(512, 8192, 2048) == 512 && models_ctx(0, 8192, 2048) == 4096 &&
-		      models_ctx(0, 1024, 8192) == 1024 && models_ctx(0, 0, 2048) == 2048 && models_ctx(0, 0, 0) == 4096,
-	      "context rule");
-	CHECK(models_entry_ctx(0, 0, false) == 4096 && models_entry_ctx(0, 8192, false) == 4096 &&
-		      models_entry_ctx(0, 0, true) == 0 && models_entry_ctx(0, 8192, true) == 8192 &&
-		      models_entry_ctx(512, 8192, true) == 512,
-	      "context rule of a remote entry: the flag, the entry, else the server's");
 	char b[32];
 	models_fmt_bytes(3u << 20, b, sizeof b);
 	CHECK(strcmp(b, "3.0 MiB") == 0, "fmt MiB: %s", b);
@@ -204,7 +198,10 @@ static void test_models(void)
 		struct model_item it = {0};
 		char err[256];
 		snprintf(it.path, sizeof it.path, "%.4000s", path);
-		CHECK(models_probe(&it, 2048, err, sizeof err) == 0, "probe smollm2: %s", err);
+		struct session_flags f;
+		session_flags_init(&f);
+		f.n_ctx = 2048;
+		CHECK(models_probe(&it, &f, NULL, NULL, err, sizeof err) == 0, "probe smollm2: %s", err);
 		CHECK(strcmp(it.arch, "llama") == 0, "arch %s", it.arch);
 		CHECK(it.n_params > 130000000 && it.n_params < 140000000, "params %llu", (unsigned long long)it.n_params);
 		CHECK(strncmp(it.quant, "Q4_1", 4) == 0, "quant mix %s", it.quant);
@@ -219,7 +216,9 @@ static void test_models(void)
 		struct model_item it = {0};
 		char err[256];
 		snprintf(it.path, sizeof it.path, "%.4000s", path);
-		CHECK(models_probe(&it, 0, err, sizeof err) == 0, "probe gemma: %s", err);
+		struct session_flags f;
+		session_flags_init(&f);
+		CHECK(models_probe(&it, &f, NULL, NULL, err, sizeof err) == 0, "probe gemma: %s", err);
 		CHECK(strcmp(it.arch, "gemma3") == 0 && it.n_ctx == 4096, "gemma arch %s ctx %u", it.arch, it.n_ctx);
 		CHECK(it.n_params > 260000000 && it.n_params < 280000000, "gemma params %llu",
 		      (unsigned long long)it.n_params);
@@ -227,7 +226,9 @@ static void test_models(void)
 	struct model_item bad = {0};
 	char err[256];
 	snprintf(bad.path, sizeof bad.path, "/nonexistent/x.gguf");
-	CHECK(models_probe(&bad, 0, err, sizeof err) == -1 && !bad.present, "missing file");
+	struct session_flags nf;
+	session_flags_init(&nf);
+	CHECK(models_probe(&bad, &nf, NULL, NULL, err, sizeof err) == -1 && !bad.present, "missing file");
 
 	/* the scan sees the models directory's files */
 	char tmp[] = "/tmp/ttychat-tui-units-XXXXXX";

@@ -64,8 +64,6 @@
 #define MIN_LINES 12
 #define SIDEBAR_MIN_COLS 96
 #define STATS_INTERVAL_MS 250.0
-#define HIST_RETRY_MS 10000.0
-#define EXIT_SAVE_WAIT_MS 30000
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -113,129 +111,6 @@ void close_picker(struct app *a)
 {
 	if (a->over && a->over->cls == &picker_class)
 		close_overlay(a);
-}
-
-/* ---- history ---------------------------------------------------------------- */
-
-/* What the conversation is held with, for its history record. */
-static void hist_settings(const struct app *a, struct chats_settings *s)
-{
-	chats_settings_init(s);
-	s->model = a->load_spec[0] ? a->load_spec : a->model_path[0] ? a->model_path : NULL;
-	s->system_prompt = a->system;
-	s->temperature = a->set.s.temperature;
-	s->top_p = a->set.s.top_p;
-	s->min_p = a->set.s.min_p;
-	s->repeat_penalty = a->set.s.repeat_penalty;
-	s->top_k = a->set.s.top_k;
-	s->context_size = a->st.ctx_size ? a->st.ctx_size : a->st.have_info ? a->st.info.n_ctx : 0;
-}
-
-/* The sidebar's "Chat" lines. */
-void hist_update_state(struct app *a)
-{
-	size_t pending = a->ch ? chats_pending(a->ch) : 0;
-	a->st.chat_bad = !a->ch || pending > 0;
-	if (!a->ch)
-		snprintf(a->hist_state, sizeof a->hist_state, "history off");
-	else if (pending)
-		snprintf(a->hist_state, sizeof a->hist_state, "%zu unsaved, retrying", pending);
-	else if (!chats_id(a->ch))
-		snprintf(a->hist_state, sizeof a->hist_state, "new: saved once you send");
-	else
-		snprintf(a->hist_state, sizeof a->hist_state, "saved, encrypted");
-	if (pending == 0)
-		a->unsaved_warned = false;
-	snprintf(a->chat_title, sizeof a->chat_title, "%s", a->ch ? chats_title(a->ch) : "");
-	a->st.chat_title = a->ch ? a->chat_title : NULL;
-	a->st.chat_state = a->hist_state;
-	a->dirty |= D_SIDE;
-}
-
-void commit(struct app *a, const char *role, const char *text, size_t len, bool partial)
-{
-	if (a->o->on_commit)
-		a->o->on_commit(a->o->hook_ctx, a->conv, role, text, partial);
-	if (!a->ch)
-		return;
-	struct chats_settings s;
-	hist_settings(a, &s);
-	int rc = chats_commit(a->ch, &s, strcmp(role, "user") == 0 ? CHATS_USER : CHATS_ASSISTANT, text, len, partial);
-	if (rc == CHATS_UNSAVED) {
-		notice(a, TR_ERROR, "history: not saved yet: %s (kept in memory, retrying)", chats_errmsg(a->ch));
-		a->retry_at = now_ms() + HIST_RETRY_MS;
-	} else if (rc < 0) {
-		notice(a, TR_ERROR, "history: %s", chats_errmsg(a->ch));
-	}
-	hist_update_state(a);
-}
-
-void rewind_to(struct app *a, size_t items_kept)
-{
-	size_t n = tr_count_msgs(&a->tr, items_kept);
-	if (a->o->on_rewind)
-		a->o->on_rewind(a->o->hook_ctx, a->conv, n);
-	if (a->ch)
-		chats_rewind(a->ch, n);
-}
-
-/* Retries unsaved messages when it is time. */
-static void hist_retry(struct app *a)
-{
-	if (!a->ch || chats_pending(a->ch) == 0 || now_ms() < a->retry_at)
-		return;
-	if (chats_flush(a->ch) == 0 && chats_pending(a->ch) == 0)
-		notice(a, TR_NOTICE, "history: the unsaved messages are saved now");
-	else
-		a->retry_at = now_ms() + HIST_RETRY_MS;
-	hist_update_state(a);
-}
-
-/* Asks the engine for the conversation's KV cache, to file it when the
- * answer comes (only when it changed since it was opened). */
-static void export_kv(struct app *a)
-{
-	const char *id = a->ch ? chats_id(a->ch) : NULL;
-	if (!id || !a->conv_touched || !a->st.have_info || !a->st.info.model_id[0] || a->n_exports >= MAX_EXPORTS)
-		return;
-	int req = engine_conv_export(a->eng, a->conv);
-	if (req <= 0)
-		return;
-	a->exports[a->n_exports].req = req;
-	snprintf(a->exports[a->n_exports].conv_id, sizeof a->exports[0].conv_id, "%s", id);
-	snprintf(a->exports[a->n_exports].model_id, sizeof a->exports[0].model_id, "%s", a->st.info.model_id);
-	a->n_exports++;
-	a->conv_touched = false;
-}
-
-/* A CONV_EXPORT answer: file the snapshot. */
-void on_export(struct app *a, const struct engine_event *ev)
-{
-	for (size_t i = 0; i < a->n_exports; i++) {
-		if (a->exports[i].req != ev->request)
-			continue;
-		if (a->ch && a->exports[i].conv_id[0] && ev->type == ENGINE_EV_CONV_EXPORT && ev->blob && ev->blob_len &&
-		    chats_kv_save(a->ch, a->exports[i].conv_id, a->exports[i].model_id, ev->blob, ev->blob_len) != 0 &&
-		    !a->quit)
-			notice(a, TR_NOTICE, "%s", chats_errmsg(a->ch));
-		a->exports[i] = a->exports[--a->n_exports];
-		return;
-	}
-}
-
-/* Restores the open conversation's KV snapshot for the loaded model, if
- * there is one, before the next submit (requests run in order). */
-void import_kv(struct app *a)
-{
-	void *blob;
-	size_t len;
-	if (!a->ch || !chats_id(a->ch) || !a->st.have_info || !a->st.info.model_id[0] || busy(a) ||
-	    chats_kv_load(a->ch, a->st.info.model_id, &blob, &len) != 0)
-		return;
-	int req = engine_conv_import(a->eng, a->conv, blob, len);
-	free(blob);
-	if (req > 0)
-		a->import_req = req;
 }
 
 /* The command line's settings, with what /set, /system and a reopened
@@ -288,7 +163,7 @@ static void load_model(struct app *a, const char *spec, const char *path, const 
 		engine_cancel(a->eng);
 	/* the conversation's cache in the model being left is filed first
 	 * (requests run in order), then freed */
-	export_kv(a);
+	convo_export_kv(a);
 	engine_drop_conv(a->eng, a->conv);
 	/* context, KV type, device, GPU layers, template: src/session.h */
 	session_file_read(path, &a->advice);
@@ -320,7 +195,7 @@ static void load_model(struct app *a, const char *spec, const char *path, const 
 	a->dirty |= D_SIDE | D_STATUS | D_HINT;
 }
 
-static void load_spec(struct app *a, const char *spec)
+void app_load_spec(struct app *a, const char *spec)
 {
 	struct model_entry me;
 	char err[1024];
@@ -334,65 +209,14 @@ static void load_spec(struct app *a, const char *spec)
 
 /* ---- conversations: leaving one, starting one, opening one ------------------------ */
 
-/* Leaves the open conversation: a reply still coming is stopped and saved
- * as cut short, unsaved messages are retried (leaving them behind is
- * refused once, with a warning), and the KV cache is filed.  False when
- * refused. */
-static bool leave_conv(struct app *a)
-{
-	if (busy(a)) {
-		engine_cancel(a->eng);
-		struct tr_item *it = &a->tr.v[a->reply];
-		it->flags = (it->flags & ~(unsigned)TRF_STREAMING) | TRF_STOPPED;
-		a->reply = -1;
-		if (it->len)
-			commit(a, "assistant", it->text, it->len, true);
-		if (a->st.phase != PH_LOADING)
-			a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;
-	}
-	if (a->ch && chats_pending(a->ch)) {
-		chats_flush(a->ch);
-		size_t left = chats_pending(a->ch);
-		if (left && !a->unsaved_warned) {
-			a->unsaved_warned = true;
-			notice(a, TR_ERROR,
-			       "history: %zu message%s of this conversation %s not saved yet (%s); do it again to "
-			       "leave %s unsaved",
-			       left, left == 1 ? "" : "s", left == 1 ? "is" : "are", chats_errmsg(a->ch),
-			       left == 1 ? "it" : "them");
-			hist_update_state(a);
-			return false;
-		}
-	}
-	export_kv(a);
-	if (a->o->on_rewind)
-		a->o->on_rewind(a->o->hook_ctx, a->conv, 0);
-	engine_drop_conv(a->eng, a->conv);
-	a->conv++;
-	a->editing = -1;
-	a->import_req = 0;
-	a->conv_touched = false;
-	return true;
-}
-
-/* The transcript and the numbers of a conversation that starts empty. */
-static void clear_view(struct app *a)
-{
-	tr_truncate(&a->tr, 0);
-	a->st.ctx_used = 0;
-	a->st.have_prompt = false;
-	a->tr.follow = true;
-	a->dirty |= D_ALL & ~D_LAYOUT;
-}
-
 /* /new (and /clear, which keeps the system prompt).  False when refused. */
-static bool reset_conversation(struct app *a, bool keep_system)
+bool app_reset_conversation(struct app *a, bool keep_system)
 {
-	if (!leave_conv(a))
+	if (!convo_leave(a))
 		return false;
 	if (a->ch)
 		chats_new(a->ch);
-	clear_view(a);
+	convo_clear_view(a);
 	if (!keep_system) {
 		const char *flag = a->o->flags.system;
 		a->system_user = flag != NULL;
@@ -413,83 +237,6 @@ static bool reset_conversation(struct app *a, bool keep_system)
 	}
 	hist_update_state(a);
 	return true;
-}
-
-/* Shows the conversation chats_load() opened and takes its settings
- * (flags given on the command line stay). */
-static void show_loaded(struct app *a)
-{
-	struct chats_settings s;
-	chats_settings_of(a->ch, &s);
-	char label[128];
-	const char *slash = s.model ? strrchr(s.model, '/') : NULL;
-	snprintf(label, sizeof label, "%s", slash && slash[1] ? slash + 1 : s.model ? s.model : a->st.model);
-	size_t n = chats_count(a->ch);
-	for (size_t i = 0; i < n; i++) {
-		const struct chats_msg *m = chats_msg(a->ch, i);
-		bool user = m->role == CHATS_USER;
-		long k = tr_add(&a->tr, user ? TR_USER : TR_ASSISTANT, m->text, m->len,
-				!user && m->cancelled ? TRF_STOPPED : 0);
-		if (k >= 0 && !user)
-			snprintf(a->tr.v[k].label, sizeof a->tr.v[k].label, "%s", label);
-	}
-	if (!a->o->flags.system) {
-		free(a->system);
-		a->system = s.system_prompt && s.system_prompt[0] ? strdup(s.system_prompt) : NULL;
-		a->system_user = true;
-	}
-	const unsigned given = a->o->flags.set;
-	struct engine_sampling *e = &a->set.s;
-	if (s.temperature >= 0 && !(given & SESSION_SET_TEMP))
-		e->temperature = s.temperature, a->set.user_set |= SET_TEMP;
-	if (s.top_k >= 0 && !(given & SESSION_SET_TOPK))
-		e->top_k = s.top_k, a->set.user_set |= SET_TOPK;
-	if (s.top_p >= 0 && !(given & SESSION_SET_TOPP))
-		e->top_p = s.top_p, a->set.user_set |= SET_TOPP;
-	if (s.min_p >= 0 && !(given & SESSION_SET_MINP))
-		e->min_p = s.min_p, a->set.user_set |= SET_MINP;
-	if (s.repeat_penalty > 0 && !(given & SESSION_SET_REP))
-		e->repeat_penalty = s.repeat_penalty, a->set.user_set |= SET_REP;
-	notice(a, TR_NOTICE, "conversation \"%s\": %zu message%s (F3 lists the others, /new starts one)",
-	       chats_title(a->ch), n, n == 1 ? "" : "s");
-	a->tr.follow = true;
-	a->dirty |= D_ALL & ~D_LAYOUT;
-}
-
-/* Opens saved conversation ID in place of the current one. */
-static bool open_conv(struct app *a, const char *id)
-{
-	if (!a->ch || !leave_conv(a))
-		return false;
-	clear_view(a);
-	int rc = chats_load(a->ch, id);
-	if (rc < 0) {
-		notice(a, TR_ERROR, "cannot open the conversation: %s", chats_errmsg(a->ch));
-		chats_new(a->ch);
-		hist_update_state(a);
-		return false;
-	}
-	if (rc > 0)
-		notice(a, TR_NOTICE, "history: %s", chats_errmsg(a->ch));
-	show_loaded(a);
-	struct chats_settings s;
-	chats_settings_of(a->ch, &s);
-	if (s.model && a->load_spec[0] && strcmp(s.model, a->load_spec) != 0)
-		notice(a, TR_NOTICE, "it was held with %s; it goes on with %s (F2 switches)", s.model, a->st.model);
-	import_kv(a);
-	hist_update_state(a);
-	return true;
-}
-
-/* For actions.c (load_spec() and reset_conversation() are static). */
-void app_load_spec(struct app *a, const char *spec)
-{
-	load_spec(a, spec);
-}
-
-bool app_reset_conversation(struct app *a, bool keep_system)
-{
-	return reset_conversation(a, keep_system);
 }
 
 /* ---- the conversation list (F3) ------------------------------------------------ */
@@ -530,7 +277,7 @@ static void delete_conv(struct app *a, struct chatlist *l, const char *id)
 		a->editing = -1;
 		a->conv_touched = false;
 		a->import_req = 0;
-		clear_view(a);
+		convo_clear_view(a);
 		notice(a, TR_NOTICE, "that conversation is deleted; this is a new one");
 	}
 	hist_update_state(a);
@@ -548,11 +295,11 @@ static void chats_action(struct app *a, int act)
 	case CHATLIST_OPEN:
 		close_overlay(a);
 		if (id[0] && !is_open(a, id))
-			open_conv(a, id);
+			convo_open(a, id);
 		break;
 	case CHATLIST_NEW:
 		close_overlay(a);
-		if (reset_conversation(a, false))
+		if (app_reset_conversation(a, false))
 			notice(a, TR_NOTICE, "new conversation");
 		break;
 	case CHATLIST_DELETE:
@@ -965,7 +712,7 @@ static void loop(struct app *a, int sig_rd)
 				a->dirty |= D_LAYOUT;
 		}
 		update_side(a);
-		hist_retry(a);
+		convo_retry(a);
 		draw(a);
 		int timeout = -1;
 		if (a->side_owed) {
@@ -1017,90 +764,6 @@ static void loop(struct app *a, int sig_rd)
 	}
 }
 
-/* Opens the history (asking for the passphrase) and reopens the
- * conversation held last. */
-static void start_history(struct app *a, int sig_fd)
-{
-	struct unlock_ui ui = {.sig_fd = sig_fd, .attrs = a->attrs, .text_flags = a->text_flags};
-	char why[512];
-	int status = 0;
-	switch (unlock_history(&ui, &a->ch, &status, why, sizeof why)) {
-	case UNLOCK_QUIT:
-		a->quit = true;
-		a->status = status;
-		return;
-	case UNLOCK_OFF:
-		snprintf(a->hist_off, sizeof a->hist_off, "%s", why);
-		notice(a, TR_ERROR, "history is off: %s. Nothing of this chat is saved.", why);
-		hist_update_state(a);
-		return;
-	case UNLOCK_OPEN:
-		break;
-	}
-	char id[CHATS_ID_LEN + 1] = "";
-	if (chats_last_read(id) != 0) {
-		/* nothing remembered: the most recent conversation, if any */
-		struct chats_entry *v;
-		size_t n;
-		if (chats_list(a->ch, NULL, &v, &n) == 0) {
-			for (size_t i = 0; i < n && !id[0]; i++)
-				if (v[i].readable)
-					snprintf(id, sizeof id, "%s", v[i].id);
-			chats_list_free(v, n);
-		}
-	}
-	if (id[0]) {
-		int rc = chats_load(a->ch, id);
-		if (rc >= 0) {
-			if (rc > 0)
-				notice(a, TR_NOTICE, "history: %s", chats_errmsg(a->ch));
-			show_loaded(a);
-		} else if (rc == CHATS_E_BUSY) {
-			notice(a, TR_NOTICE, "the last conversation is open in another ttychat: this is a new one");
-		} else if (rc != CHATS_E_NOTFOUND) {
-			notice(a, TR_ERROR, "cannot reopen the last conversation: %s", chats_errmsg(a->ch));
-		}
-		if (rc < 0)
-			chats_new(a->ch);
-	}
-	hist_update_state(a);
-}
-
-/* On the way out: unsaved messages get a last try (what is still unsaved
- * is said in MSG for after the screen is gone), and the KV cache of the
- * open conversation is filed, waiting for the engine's answers. */
-static void finish_history(struct app *a, char *msg, size_t msglen)
-{
-	if (!a->ch)
-		return;
-	if (!a->too_small && a->w_status) {
-		a->st.note = "saving...";
-		statusbar_draw(a->w_status, &a->st, a->narrow, a->attrs, a->text_flags);
-		wnoutrefresh(a->w_status);
-		doupdate();
-	}
-	if (chats_pending(a->ch))
-		chats_flush(a->ch);
-	size_t left = chats_pending(a->ch);
-	if (left)
-		snprintf(msg, msglen, "history: %zu message%s could not be saved: %s", left, left == 1 ? "" : "s",
-			 chats_errmsg(a->ch));
-	export_kv(a);
-	const double deadline = now_ms() + EXIT_SAVE_WAIT_MS;
-	while (a->n_exports > 0) {
-		double ms = deadline - now_ms();
-		struct engine_event ev;
-		if (ms <= 0 || !engine_event_wait(a->eng, &ev, (int)ms))
-			break;
-		if (ev.type == ENGINE_EV_CONV_EXPORT || ev.type == ENGINE_EV_ERROR)
-			on_export(a, &ev);
-		engine_event_clear(&ev);
-	}
-	chats_close(a->ch);
-	a->ch = NULL;
-}
-
-/* settings.json's "theme", if any */
 static void app_free(struct app *a)
 {
 	tr_free(&a->tr);
@@ -1220,7 +883,7 @@ static int close_app(struct app *a, int sp[2])
 			commit(a, "assistant", it->text, it->len, true);
 	}
 	char unsaved[600] = "";
-	finish_history(a, unsaved, sizeof unsaved);
+	convo_finish_history(a, unsaved, sizeof unsaved);
 	del_windows(a);
 	tty_close(&a->tty);
 	input_done();
@@ -1272,7 +935,7 @@ int tui_run(const struct tui_opts *o)
 	/* the history first: the conversation reopened decides the model */
 	struct chats_settings held;
 	chats_settings_init(&held);
-	start_history(a, sp[0]);
+	convo_start_history(a, sp[0]);
 	if (a->ch && chats_id(a->ch))
 		chats_settings_of(a->ch, &held);
 

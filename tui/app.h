@@ -144,6 +144,27 @@ void hist_update_state(struct app *a);
 void import_kv(struct app *a);
 /* A KV export answered (CONV_EXPORT or ERROR): the snapshot is filed. */
 void on_export(struct app *a, const struct engine_event *ev);
+/* ---- convo.c ---- */
+
+/* Retries unsaved messages when it is time. */
+void convo_retry(struct app *a);
+/* Asks the engine for the conversation's KV cache, filed when it comes
+ * (only when it changed since it was opened). */
+void convo_export_kv(struct app *a);
+/* Leaves the open conversation (a reply still coming is stopped and
+ * saved, unsaved messages retried, the KV cache filed); false when
+ * refused (unsaved messages, said once). */
+bool convo_leave(struct app *a);
+/* The transcript and the numbers of a conversation that starts empty. */
+void convo_clear_view(struct app *a);
+/* Opens saved conversation ID in place of the current one. */
+bool convo_open(struct app *a, const char *id);
+/* Opens the history (asking for the passphrase on SIG_FD's terms) and
+ * reopens the conversation held last. */
+void convo_start_history(struct app *a, int sig_fd);
+/* On the way out: the last save; what is still unsaved is said in MSG. */
+void convo_finish_history(struct app *a, char *msg, size_t msglen);
+
 /* "/model NAME": loads a models.d entry or a file. */
 void app_load_spec(struct app *a, const char *spec);
 /* /new (and /clear, KEEP_SYSTEM): false when refused. */

@@ -27,6 +27,7 @@
 
 #include "catalog.h"
 #include "engine.h"
+#include "session.h"
 
 /* "remote: URL (model NAME)" from an engine "remote:{...}" spec. */
 static void remote_where(const char *spec, char *buf, size_t n)
@@ -40,24 +41,6 @@ static void remote_where(const char *spec, char *buf, size_t n)
 	else
 		snprintf(buf, n, "remote: %.700s", cJSON_IsString(url) ? url->valuestring : "?");
 	cJSON_Delete(j);
-}
-
-uint32_t models_ctx(uint32_t ctx_override, uint32_t entry_ctx, uint32_t train_ctx)
-{
-	if (ctx_override > 0)
-		return ctx_override;
-	if (entry_ctx > 0)
-		return entry_ctx < 4096 ? entry_ctx : 4096;
-	if (train_ctx > 0)
-		return train_ctx < 4096 ? train_ctx : 4096;
-	return 4096;
-}
-
-uint32_t models_entry_ctx(uint32_t ctx_override, uint32_t entry_ctx, bool remote)
-{
-	if (!remote)
-		return models_ctx(ctx_override, entry_ctx, 0);
-	return ctx_override ? ctx_override : entry_ctx;
 }
 
 enum models_fit models_fit(uint64_t need, uint64_t avail)
@@ -124,7 +107,8 @@ void models_fmt_params(uint64_t p, char *buf, size_t n)
 		snprintf(buf, n, "%.0fK", d / 1e3);
 }
 
-int models_probe(struct model_item *it, uint32_t ctx, char *err, size_t errlen)
+int models_probe(struct model_item *it, const struct session_flags *fl, const struct model_entry *me,
+		 const struct config_settings *prefs, char *err, size_t errlen)
 {
 	engine_file *f = engine_file_open(it->path, err, errlen);
 	if (!f)
@@ -138,8 +122,8 @@ int models_probe(struct model_item *it, uint32_t ctx, char *err, size_t errlen)
 	for (char *p = it->arch; *p; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
 			*p = '?';
-	if (it->n_ctx == 0)
-		it->n_ctx = models_ctx(ctx, 0, in->n_ctx_train > UINT32_MAX ? UINT32_MAX : (uint32_t)in->n_ctx_train);
+	/* the context it would load with: the rule every front end follows */
+	it->n_ctx = session_context(fl, me, prefs, in->n_ctx_train > UINT32_MAX ? UINT32_MAX : (uint32_t)in->n_ctx_train);
 	/* f16 K and V for every layer at the context it would load with */
 	it->kv_bytes = in->kv_bytes_per_pos * it->n_ctx;
 	engine_file_close(f);
@@ -180,6 +164,12 @@ int models_scan(struct model_list *out, uint32_t ctx_override, uint64_t mem_avai
 	struct config_list cl;
 	if (config_list_models(&cl, err, errlen) != 0)
 		return -1;
+	struct session_flags f;
+	session_flags_init(&f);
+	f.n_ctx = ctx_override;
+	struct config_settings prefs;
+	char perr[512];
+	config_settings_read(&prefs, perr, sizeof perr); /* a bad one reads as empty, as in the chat */
 	size_t cap = 0;
 	for (size_t i = 0; i < cl.n; i++) {
 		const struct config_item *ci = &cl.v[i];
@@ -195,7 +185,7 @@ int models_scan(struct model_list *out, uint32_t ctx_override, uint64_t mem_avai
 			snprintf(it.path, sizeof it.path, "%s", ci->e.path);
 			snprintf(it.arch, sizeof it.arch, "remote");
 			remote_where(ci->e.path, it.note, sizeof it.note);
-			it.n_ctx = models_entry_ctx(ctx_override, ci->e.context_size, true);
+			it.n_ctx = session_context(&f, &ci->e, &prefs, 0);
 			it.remote = true;
 			it.present = true;
 		} else if (!ci->present) {
@@ -203,18 +193,19 @@ int models_scan(struct model_list *out, uint32_t ctx_override, uint64_t mem_avai
 		} else {
 			char msg[512];
 			snprintf(it.path, sizeof it.path, "%s", ci->e.path);
-			it.n_ctx = it.from_models_d ? models_ctx(ctx_override, ci->e.context_size, 0) : 0;
-			if (models_probe(&it, ctx_override, msg, sizeof msg) != 0)
+			if (models_probe(&it, &f, it.from_models_d ? &ci->e : NULL, &prefs, msg, sizeof msg) != 0)
 				snprintf(it.note, sizeof it.note, "%s", msg);
 		}
 		if (push_item(out, &cap, &it) != 0) {
 			snprintf(err, errlen, "out of memory listing models");
 			config_list_free(&cl);
+			config_settings_free(&prefs);
 			models_free(out);
 			return -1;
 		}
 	}
 	config_list_free(&cl);
+	config_settings_free(&prefs);
 	for (size_t i = 0; i < out->n; i++)
 		out->v[i].fit = out->v[i].present && !out->v[i].remote ? models_fit(out->v[i].need_bytes, mem_avail)
 								       : FIT_UNKNOWN;

@@ -56,15 +56,16 @@ struct model_list {
 int models_scan(struct model_list *out, uint32_t ctx_override, uint64_t mem_avail, char *err, size_t errlen);
 void models_free(struct model_list *l);
 
-/* Reads one GGUF's facts into IT (path set by the caller). */
-int models_probe(struct model_item *it, uint32_t ctx, char *err, size_t errlen);
+/* Reads one GGUF's facts into IT (path set by the caller), with the
+ * context it would load with and the KV cache that takes, decided as the
+ * chat decides them (session_context() of src/session.h: the flags F, its
+ * models.d entry ME and settings.json PREFS, each may be NULL but F). */
+struct session_flags;
+struct model_entry;
+struct config_settings;
+int models_probe(struct model_item *it, const struct session_flags *f, const struct model_entry *me,
+		 const struct config_settings *prefs, char *err, size_t errlen);
 
-/* The context a model loads with, by the rule above. */
-uint32_t models_ctx(uint32_t ctx_override, uint32_t entry_ctx, uint32_t train_ctx);
-/* The context to ask for when loading a models.d entry: models_ctx() for
- * a local file; for a REMOTE one the -c flag, else the entry's
- * context_size, else 0 (the server's own). */
-uint32_t models_entry_ctx(uint32_t ctx_override, uint32_t entry_ctx, bool remote);
 /* fits: need <= 80% of available; tight: <= available; else no. */
 enum models_fit models_fit(uint64_t need, uint64_t avail);
 const char *models_fit_str(enum models_fit f);
