@@ -1,6 +1,7 @@
 /*
- * app.c - the TUI's main loop, its layout and drawing, and the state of
- * the open conversation: its model and its history (see tui.h, app.h).
+ * app.c - the TUI's main loop, its layout and drawing, and the model the
+ * open conversation runs on (see tui.h, app.h); the conversation's
+ * history is convo.c's, a reply reply.c's, what keys do actions.c's.
  *
  * One poll() waits on three things: the terminal, the engine's event fd and
  * a self-pipe that signal handlers write one byte to (SIGWINCH, SIGTERM,
