@@ -157,7 +157,15 @@ static int decide(const struct session_flags *f, struct model_entry *me, struct 
 	return rc ? EXIT_MODEL : 0;
 }
 
-int cmd_serve(int argc, char **argv)
+struct serve_args {
+	const char *host, *key_file;
+	int port, max_queue, slots;
+	bool verbose;
+	struct session_flags f;
+};
+
+/* -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct serve_args *a)
 {
 	enum { O_HOST = 1000, O_PORT, O_KEY, O_QUEUE, O_SLOTS, O_HELP, O_KV, O_DEVICE, O_GPU_LAYERS };
 	static const struct option longopts[] = {
@@ -176,37 +184,34 @@ int cmd_serve(int argc, char **argv)
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
-	const char *host = "127.0.0.1", *key_file = NULL;
-	int port = 8080, max_queue = 16, slots = 8, n_ctx = 0;
-	struct session_flags f;
-	session_flags_init(&f);
-	bool verbose = false;
-	int c;
+	*a = (struct serve_args){.host = "127.0.0.1", .port = 8080, .max_queue = 16, .slots = 8};
+	session_flags_init(&a->f);
+	int c, n;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:c:t:vh", longopts, NULL)) != -1) {
 		switch (c) {
-		case O_HOST: host = optarg; break;
+		case O_HOST: a->host = optarg; break;
 		case O_PORT:
-			if (parse_num(optarg, "--port", 0, 65535, &port))
+			if (parse_num(optarg, "--port", 0, 65535, &a->port))
 				return EXIT_USAGE;
 			break;
-		case 'm': f.model = optarg; break;
-		case O_KEY: key_file = optarg; break;
+		case 'm': a->f.model = optarg; break;
+		case O_KEY: a->key_file = optarg; break;
 		case O_QUEUE:
-			if (parse_num(optarg, "--max-queue", 0, 100000, &max_queue))
+			if (parse_num(optarg, "--max-queue", 0, 100000, &a->max_queue))
 				return EXIT_USAGE;
 			break;
 		case O_SLOTS:
-			if (parse_num(optarg, "--slots", 1, 1024, &slots))
+			if (parse_num(optarg, "--slots", 1, 1024, &a->slots))
 				return EXIT_USAGE;
 			break;
 		case 'c':
-			if (parse_num(optarg, "--ctx-size", 16, 1 << 24, &n_ctx))
+			if (parse_num(optarg, "--ctx-size", 16, 1 << 24, &n))
 				return EXIT_USAGE;
-			f.n_ctx = (uint32_t)n_ctx;
+			a->f.n_ctx = (uint32_t)n;
 			break;
 		case 't':
-			if (parse_num(optarg, "--threads", 1, 1024, &f.n_threads))
+			if (parse_num(optarg, "--threads", 1, 1024, &a->f.n_threads))
 				return EXIT_USAGE;
 			break;
 		case O_KV:
@@ -214,19 +219,19 @@ int cmd_serve(int argc, char **argv)
 				fprintf(stderr, "ttychat serve: --kv-type: '%s' is not f16 or q8_0\n", optarg);
 				return EXIT_USAGE;
 			}
-			f.kv_type = strcmp(optarg, "q8_0") == 0 ? ENGINE_KV_Q8_0 : ENGINE_KV_F16;
+			a->f.kv_type = strcmp(optarg, "q8_0") == 0 ? ENGINE_KV_Q8_0 : ENGINE_KV_F16;
 			break;
 		case O_DEVICE:
-			if ((f.device = config_device(optarg)) < 0) {
+			if ((a->f.device = config_device(optarg)) < 0) {
 				fprintf(stderr, "ttychat serve: --device: '%s' is not auto, cpu or cuda\n", optarg);
 				return EXIT_USAGE;
 			}
 			break;
 		case O_GPU_LAYERS:
-			if (parse_num(optarg, "--gpu-layers", -1, 1 << 20, &f.gpu_layers))
+			if (parse_num(optarg, "--gpu-layers", -1, 1 << 20, &a->f.gpu_layers))
 				return EXIT_USAGE;
 			break;
-		case 'v': verbose = true; break;
+		case 'v': a->verbose = true; break;
 		case 'h':
 		case O_HELP: usage(stdout); return EXIT_OK;
 		default: fprintf(stderr, "ttychat serve: try 'ttychat serve --help'\n"); return EXIT_USAGE;
@@ -236,33 +241,19 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "ttychat serve: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (!loopback(host) && !key_file) {
+	if (!loopback(a->host) && !a->key_file) {
 		fprintf(stderr, "ttychat serve: --host %s is not a loopback address: give --api-key-file FILE so that "
-				"only clients with the key are served\n", host);
+				"only clients with the key are served\n", a->host);
 		return EXIT_USAGE;
 	}
-	char *key = NULL;
-	if (key_file && !(key = read_key(key_file)))
-		return EXIT_USAGE;
+	return -1;
+}
 
+/* Binds, loads and serves until a signal; the exit status. */
+static int run_server(const struct serve_args *a, const struct serve_opts *so, const struct model_entry *me,
+		      const struct session_config *cfg)
+{
 	char err[1024];
-	struct model_entry me;
-	struct session_config cfg;
-	int rc = decide(&f, &me, &cfg, err, sizeof err);
-	if (rc != 0) {
-		fprintf(stderr, "ttychat serve: %s\n", err);
-		free(key);
-		return rc;
-	}
-	struct serve_opts so = {.host = host, .port = port, .api_key = key, .max_queue = max_queue, .slots = slots,
-				.model_name = me.name, .log = verbose ? stderr : NULL};
-	/* requests that leave a field out get the decided defaults */
-	so.sampling = cfg.sampling;
-	/* a bare file is served under its base name */
-	const char *slash = strrchr(me.name, '/');
-	if (!me.remote && slash && slash[1])
-		so.model_name = slash + 1;
-
 	int status = EXIT_OK;
 	int sp[2] = {-1, -1};
 	engine *e = NULL;
@@ -271,8 +262,7 @@ int cmd_serve(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	if (pipe(sp) != 0) {
 		fprintf(stderr, "ttychat serve: cannot create a pipe: %s\n", strerror(errno));
-		status = EXIT_FAIL;
-		goto out;
+		return EXIT_FAIL;
 	}
 	for (int i = 0; i < 2; i++) {
 		fcntl(sp[i], F_SETFL, fcntl(sp[i], F_GETFL) | O_NONBLOCK);
@@ -283,45 +273,65 @@ int cmd_serve(int argc, char **argv)
 	sigaction(SIGTERM, &sa, &old_term);
 	sigaction(SIGPIPE, &ign, &old_pipe);
 
-	struct engine_params ep = {.n_threads = cfg.n_threads};
-	e = engine_create(&ep, err, sizeof err);
-	if (!e) {
+	struct engine_params ep = {.n_threads = cfg->n_threads};
+	int req = 0;
+	if (!(e = engine_create(&ep, err, sizeof err)) || !(srv = serve_open(e, so, err, sizeof err))) {
 		fprintf(stderr, "ttychat serve: %s\n", err);
 		status = EXIT_FAIL;
-		goto restore;
-	}
-	srv = serve_open(e, &so, err, sizeof err);
-	if (!srv) {
-		fprintf(stderr, "ttychat serve: %s\n", err);
-		status = EXIT_FAIL;
-		goto restore;
-	}
-	int req = engine_load(e, me.path, &cfg.load);
-	if (req <= 0) {
-		fprintf(stderr, "ttychat serve: %s: %s\n", me.display_name, engine_last_error(e));
+	} else if ((req = engine_load(e, me->path, &cfg->load)) <= 0) {
+		fprintf(stderr, "ttychat serve: %s: %s\n", me->display_name, engine_last_error(e));
 		status = EXIT_MODEL;
-		goto restore;
+	} else {
+		const char *h = a->host;
+		fprintf(stderr, "ttychat serve: listening on http://%s%s%s:%d/v1 (model %s)%s\n", strchr(h, ':') ? "[" : "",
+			h, strchr(h, ':') ? "]" : "", serve_port(srv), so->model_name, so->api_key ? ", API key required" : "");
+		fflush(stderr);
+		if (serve_run(srv, req, sp[0], err, sizeof err) != 0) {
+			fprintf(stderr, "ttychat serve: %s\n", err);
+			status = EXIT_MODEL;
+		} else if (a->verbose) {
+			fprintf(stderr, "ttychat serve: stopped\n");
+		}
 	}
-	fprintf(stderr, "ttychat serve: listening on http://%s%s%s:%d/v1 (model %s)%s\n", strchr(host, ':') ? "[" : "",
-		host, strchr(host, ':') ? "]" : "", serve_port(srv), so.model_name, key ? ", API key required" : "");
-	fflush(stderr);
-	if (serve_run(srv, req, sp[0], err, sizeof err) != 0) {
-		fprintf(stderr, "ttychat serve: %s\n", err);
-		status = EXIT_MODEL;
-	} else if (verbose) {
-		fprintf(stderr, "ttychat serve: stopped\n");
-	}
-restore:
 	serve_close(srv);
 	engine_free(e);
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 	sigaction(SIGPIPE, &old_pipe, NULL);
 	serve_sig_fd = -1;
-out:
-	if (sp[0] >= 0) {
-		close(sp[0]);
-		close(sp[1]);
+	close(sp[0]);
+	close(sp[1]);
+	return status;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	struct serve_args a;
+	int status = parse_args(argc, argv, &a);
+	if (status >= 0)
+		return status;
+	char *key = NULL;
+	if (a.key_file && !(key = read_key(a.key_file)))
+		return EXIT_USAGE;
+
+	char err[1024];
+	struct model_entry me;
+	struct session_config cfg;
+	status = decide(&a.f, &me, &cfg, err, sizeof err);
+	if (status == 0) {
+		struct serve_opts so = {.host = a.host, .port = a.port, .api_key = key, .max_queue = a.max_queue,
+					.slots = a.slots, .model_name = me.name, .log = a.verbose ? stderr : NULL};
+		/* requests that leave a field out get the decided defaults */
+		so.sampling = cfg.sampling;
+		/* a bare file is served under its base name */
+		const char *slash = strrchr(me.name, '/');
+		if (!me.remote && slash && slash[1])
+			so.model_name = slash + 1;
+		status = run_server(&a, &so, &me, &cfg);
+		config_entry_free(&me);
+		session_config_free(&cfg);
+	} else {
+		fprintf(stderr, "ttychat serve: %s\n", err);
 	}
 	if (key) {
 		volatile char *k = key;
@@ -329,7 +339,5 @@ out:
 			k[i] = 0;
 		free(key);
 	}
-	config_entry_free(&me);
-	session_config_free(&cfg);
 	return status;
 }

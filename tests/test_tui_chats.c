@@ -1,6 +1,6 @@
 /*
  * test_tui_chats.c - the TUI's conversations over the encrypted history
- * (tui/chats.c), without a screen: passphrases (new, wrong: nothing
+ * (src/chats.c), without a screen: passphrases (new, wrong: nothing
  * changes), commits with /regen and /edit rewinds read back as the
  * conversation stands, settings records, the list, search, rename and
  * delete, the remembered last conversation, KV snapshots, a full disk

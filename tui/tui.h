@@ -8,7 +8,7 @@
  * user quit, EXIT_FAIL (1) when the screen or the engine could not be set
  * up (a message is printed on stderr), 128 + N after signal N.
  *
- * Conversations are kept in the encrypted history (tui/chats.h): the store
+ * Conversations are kept in the encrypted history (src/chats.h): the store
  * is unlocked at start (tui/unlock.h: the passphrase from the environment
  * or typed into a box, never from the command line), the conversation held
  * last is reopened with its model (unless -m names one) and its KV cache
