@@ -653,6 +653,28 @@ static cJSON *read_json_object(const char *path, size_t max, char *err, size_t e
 	return j;
 }
 
+/* Calls FN on each member of object J, in order, after checking that its
+ * key was not given before; stops at the first failure (0 or -1). */
+static int each_member(struct parse *p, const cJSON *j, int (*fn)(struct parse *, const cJSON *, void *), void *ctx)
+{
+	for (const cJSON *m = j->child; m; m = m->next) {
+		if (!m->string)
+			continue;
+		for (const cJSON *o = j->child; o != m; o = o->next)
+			if (o->string && strcmp(o->string, m->string) == 0)
+				return fail(p, m->string, "given twice");
+		if (fn(p, m, ctx) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int check_member_cb(struct parse *p, const cJSON *m, void *ctx)
+{
+	(void)ctx;
+	return check_member(p, m);
+}
+
 int config_entry_parse(const char *path, struct model_entry *out, char *err, size_t errlen)
 {
 	entry_init(out);
@@ -661,18 +683,7 @@ int config_entry_parse(const char *path, struct model_entry *out, char *err, siz
 	if (!j)
 		return -1;
 	struct parse p = {.path = path, .e = out, .err = err, .errlen = errlen};
-	int rc = 0;
-	for (const cJSON *m = j->child; m && rc == 0; m = m->next) {
-		if (!m->string)
-			continue;
-		for (const cJSON *o = j->child; o != m; o = o->next)
-			if (o->string && strcmp(o->string, m->string) == 0) {
-				rc = fail(&p, m->string, "given twice");
-				break;
-			}
-		if (rc == 0)
-			rc = check_member(&p, m);
-	}
+	int rc = each_member(&p, j, check_member_cb, NULL);
 	/* the template file, read now that the folder is known */
 	if (rc == 0 && p.template_file) {
 		if (p.have_template) {
@@ -943,6 +954,11 @@ static int check_setting(struct parse *p, const cJSON *m, struct config_settings
 	return 0;
 }
 
+static int check_setting_cb(struct parse *p, const cJSON *m, void *ctx)
+{
+	return check_setting(p, m, ctx);
+}
+
 int config_settings_read(struct config_settings *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof *out);
@@ -957,18 +973,7 @@ int config_settings_read(struct config_settings *out, char *err, size_t errlen)
 		return e == ENOENT ? 0 : -1;
 	}
 	struct parse p = {.path = out->path, .e = &out->d, .err = err, .errlen = errlen};
-	int rc = 0;
-	for (const cJSON *m = j->child; m && rc == 0; m = m->next) {
-		if (!m->string)
-			continue;
-		for (const cJSON *o = j->child; o != m; o = o->next)
-			if (o->string && strcmp(o->string, m->string) == 0) {
-				rc = fail(&p, m->string, "given twice");
-				break;
-			}
-		if (rc == 0)
-			rc = check_setting(&p, m, out);
-	}
+	int rc = each_member(&p, j, check_setting_cb, out);
 	cJSON_Delete(j);
 	if (rc != 0) { /* empty settings, as documented */
 		config_settings_free(out);

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 
+import serveproc
 from checks import check, report
 
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
@@ -56,60 +57,11 @@ def base_env():
 
 def start_serve(args):
     """Starts `ttychat serve ARGS --port 0`; returns (process, port, log path)."""
-    log = os.path.join(TMP, "serve-%d.log" % time.monotonic_ns())
-    lf = open(log, "wb")
-    p = subprocess.Popen([BIN, "serve", "--port", "0"] + args, stdout=lf, stderr=lf, stdin=subprocess.DEVNULL,
-                         env=base_env())
-    port = None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and p.poll() is None and port is None:
-        with open(log, errors="replace") as f:
-            for line in f:
-                if "listening on http://" in line:
-                    port = int(line.split("listening on http://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-        time.sleep(0.05)
-    while port and time.monotonic() < deadline:
-        st, _, _ = request(port, "GET", "/health")
-        if st == 200:
-            break
-        time.sleep(0.1)
-    return p, port, log
+    return serveproc.start(BIN, args, base_env(), TMP)
 
 
-def stop_serve(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
-def request(port, method, path, body=None, key=None, conn=None, timeout=120):
-    own = conn is None
-    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    headers = {}
-    if key:
-        headers["Authorization"] = "Bearer " + key
-    data = None
-    if body is not None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    try:
-        c.request(method, path, body=data, headers=headers)
-        r = c.getresponse()
-        raw = r.read()
-        hdrs = dict(r.getheaders())
-    except OSError as e:
-        return None, {}, str(e)
-    finally:
-        if own:
-            c.close()
-    try:
-        return r.status, hdrs, json.loads(raw)
-    except ValueError:
-        return r.status, hdrs, raw.decode(errors="replace")
+stop_serve = serveproc.stop
+request = serveproc.request
 
 
 def sse_events(raw):

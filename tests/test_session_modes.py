@@ -18,17 +18,15 @@ settings.json asks for a context of 1024 and a temperature.  Checked:
 The full-screen chat goes through the same session_resolve() (its tmux
 tests cover the chat itself).
 """
-import http.client
 import json
 import os
 import struct
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
+import serveproc
 from checks import check, report
 
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
@@ -62,65 +60,20 @@ def oneshot(args):
         return rc, {}, err
 
 
-def request(port, method, path, body=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        c.request(method, path, body=json.dumps(body).encode() if body is not None else None,
-                  headers={"Content-Type": "application/json"} if body is not None else {})
-        r = c.getresponse()
-        raw = r.read()
-        return r.status, json.loads(raw)
-    except (OSError, ValueError) as e:
-        return None, str(e)
-    finally:
-        c.close()
-
-
-def serve(args):
-    """Starts serve; returns (process, port, stderr path)."""
-    log = os.path.join(TMP, "serve-%d.log" % time.monotonic_ns())
-    lf = open(log, "wb")
-    p = subprocess.Popen([BIN, "serve", "--port", "0"] + args, stdout=lf, stderr=lf, stdin=subprocess.DEVNULL,
-                         env=env())
-    port = None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and p.poll() is None and port is None:
-        with open(log, errors="replace") as f:
-            for line in f:
-                if "listening on http://" in line:
-                    port = int(line.split("listening on http://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-        time.sleep(0.05)
-    while port and time.monotonic() < deadline:
-        st, _ = request(port, "GET", "/health")
-        if st == 200:
-            break
-        time.sleep(0.1)
-    return p, port, log
-
-
-def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
 def serve_ctx(args):
     """The context serve loaded the model with, and a greedy reply."""
-    p, port, log = serve(args)
+    p, port, log = serveproc.start(BIN, args, env(), TMP)
     ctx, text = None, None
     if port:
-        st, models = request(port, "GET", "/v1/models")
+        st, _, models = serveproc.request(port, "GET", "/v1/models")
         if st == 200:
             ctx = models["data"][0].get("meta", {}).get("n_ctx")
-        st, rep = request(port, "POST", "/v1/chat/completions",
-                          {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 8})
+        st, _, rep = serveproc.request(port, "POST", "/v1/chat/completions",
+                                       {"messages": [{"role": "user", "content": "Name a colour."}],
+                                        "max_tokens": 8})
         if st == 200:
             text = rep["choices"][0]["message"]["content"]
-    stop(p)
+    serveproc.stop(p)
     return ctx, text, open(log, errors="replace").read()
 
 
