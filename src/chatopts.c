@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,176 +158,189 @@ void chatopts_usage(FILE *out)
 		config_default_model());
 }
 
+enum {
+	O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_THEME,
+	O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS
+};
+
+static const struct option longopts[] = {
+	{"model", required_argument, NULL, 'm'},
+	{"prompt", required_argument, NULL, 'p'},
+	{"max-tokens", required_argument, NULL, 'n'},
+	{"ctx-size", required_argument, NULL, 'c'},
+	{"threads", required_argument, NULL, 't'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"system", required_argument, NULL, O_SYSTEM},
+	{"temp", required_argument, NULL, O_TEMP},
+	{"seed", required_argument, NULL, O_SEED},
+	{"top-k", required_argument, NULL, O_TOPK},
+	{"top-p", required_argument, NULL, O_TOPP},
+	{"min-p", required_argument, NULL, O_MINP},
+	{"repeat-penalty", required_argument, NULL, O_REP},
+	{"presence-penalty", required_argument, NULL, O_PRES},
+	{"frequency-penalty", required_argument, NULL, O_FREQ},
+	{"kv-type", required_argument, NULL, O_KV},
+	{"device", required_argument, NULL, O_DEVICE},
+	{"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
+	{"stop", required_argument, NULL, O_STOP},
+	{"no-template", no_argument, NULL, O_RAW},
+	{"json", optional_argument, NULL, O_JSON},
+	{"save", no_argument, NULL, O_SAVE},
+	{"continue", required_argument, NULL, O_CONT},
+	{"theme", required_argument, NULL, O_THEME},
+	{"remote", required_argument, NULL, O_REMOTE},
+	{"help", no_argument, NULL, O_HELP},
+	{"version", no_argument, NULL, O_VERSION},
+	{NULL, 0, NULL, 0},
+};
+
+/* The numeric options: where each goes, its range, and the sampling field
+ * it marks as given. */
+enum num_kind { NUM_INT, NUM_U32, NUM_FLOAT, NUM_U64 };
+static const struct numopt {
+	int code;
+	const char *flag;
+	enum num_kind kind;
+	size_t off;
+	double lo, hi;
+	unsigned set;
+} numopts[] = {
+	{'n', "--max-tokens", NUM_INT, offsetof(struct chat_opts, n_predict), -1, INT_MAX, 0},
+	{'c', "--ctx-size", NUM_U32, offsetof(struct chat_opts, f.n_ctx), 16, 1 << 24, 0},
+	{'t', "--threads", NUM_INT, offsetof(struct chat_opts, f.n_threads), 1, 1024, 0},
+	{O_GPU_LAYERS, "--gpu-layers", NUM_INT, offsetof(struct chat_opts, f.gpu_layers), -1, 1 << 20, 0},
+	{O_SEED, "--seed", NUM_U64, offsetof(struct chat_opts, f.sampling.seed), 0, 0, 0},
+	{O_TEMP, "--temp", NUM_FLOAT, offsetof(struct chat_opts, f.sampling.temperature), 0, 100, SESSION_SET_TEMP},
+	{O_TOPK, "--top-k", NUM_INT, offsetof(struct chat_opts, f.sampling.top_k), 0, 1 << 24, SESSION_SET_TOPK},
+	{O_TOPP, "--top-p", NUM_FLOAT, offsetof(struct chat_opts, f.sampling.top_p), 0, 1, SESSION_SET_TOPP},
+	{O_MINP, "--min-p", NUM_FLOAT, offsetof(struct chat_opts, f.sampling.min_p), 0, 1, SESSION_SET_MINP},
+	{O_REP, "--repeat-penalty", NUM_FLOAT, offsetof(struct chat_opts, f.sampling.repeat_penalty), 0.01, 100,
+	 SESSION_SET_REP},
+	{O_PRES, "--presence-penalty", NUM_FLOAT, offsetof(struct chat_opts, f.sampling.presence_penalty), -10, 10, 0},
+	{O_FREQ, "--frequency-penalty", NUM_FLOAT, offsetof(struct chat_opts, f.sampling.frequency_penalty), -10, 10,
+	 0},
+};
+
+/* Option C's number into its field: 1 when C is one, 0 when not, -1 on a
+ * bad value (said on stderr). */
+static int parse_numopt(struct chat_opts *o, int c, const char *arg)
+{
+	for (size_t i = 0; i < sizeof numopts / sizeof numopts[0]; i++) {
+		const struct numopt *n = &numopts[i];
+		if (n->code != c)
+			continue;
+		char *field = (char *)o + n->off;
+		int v;
+		switch (n->kind) {
+		case NUM_INT:
+			if (parse_int(arg, n->flag, (long)n->lo, (long)n->hi, &v))
+				return -1;
+			memcpy(field, &v, sizeof v);
+			break;
+		case NUM_U32:
+			if (parse_int(arg, n->flag, (long)n->lo, (long)n->hi, &v))
+				return -1;
+			*(uint32_t *)(void *)field = (uint32_t)v;
+			break;
+		case NUM_FLOAT:
+			if (parse_float(arg, n->flag, n->lo, n->hi, (float *)(void *)field))
+				return -1;
+			break;
+		case NUM_U64:
+			if (parse_u64(arg, n->flag, (uint64_t *)(void *)field))
+				return -1;
+			break;
+		}
+		o->f.set |= n->set;
+		return 1;
+	}
+	return 0;
+}
+
+/* One option that is not a number: -1 to go on, else the exit status. */
+static int parse_other(struct chat_opts *o, int c, const char *arg)
+{
+	switch (c) {
+	case 'm': o->model_arg = arg; break;
+	case 'p': o->prompt = arg; break;
+	case 'v': o->verbose = true; break;
+	case O_SYSTEM: o->system_arg = arg; break;
+	case O_KV:
+		if (strcmp(arg, "f16") != 0 && strcmp(arg, "q8_0") != 0) {
+			fprintf(stderr, "ttychat: --kv-type: '%s' is not f16 or q8_0\n", arg);
+			return EXIT_USAGE;
+		}
+		o->f.kv_type = strcmp(arg, "q8_0") == 0 ? ENGINE_KV_Q8_0 : ENGINE_KV_F16;
+		break;
+	case O_DEVICE:
+		if ((o->f.device = config_device(arg)) < 0) {
+			fprintf(stderr, "ttychat: --device: '%s' is not auto, cpu or cuda\n", arg);
+			return EXIT_USAGE;
+		}
+		break;
+	case O_STOP:
+		if (!arg[0] || strlen(arg) > 1024) {
+			fprintf(stderr, "ttychat: --stop: the string must have 1 to 1024 bytes\n");
+			return EXIT_USAGE;
+		}
+		if (o->n_stop == CHATOPTS_STOP_MAX) {
+			fprintf(stderr, "ttychat: --stop: at most %d stop strings\n", CHATOPTS_STOP_MAX);
+			return EXIT_USAGE;
+		}
+		o->stop[o->n_stop++] = arg;
+		o->stop[o->n_stop] = NULL;
+		break;
+	case O_RAW: o->f.raw = true; break;
+	case O_JSON:
+		if (!arg || strcmp(arg, "lines") == 0) {
+			o->out = CHAT_OUT_JSON_LINES;
+		} else if (strcmp(arg, "final") == 0) {
+			o->out = CHAT_OUT_JSON_FINAL;
+		} else {
+			fprintf(stderr, "ttychat: --json=%s: use --json or --json=final\n", arg);
+			return EXIT_USAGE;
+		}
+		break;
+	case O_SAVE: o->save = true; break;
+	case O_CONT:
+		if (strlen(arg) < 4 || strlen(arg) > 32 || strspn(arg, "0123456789abcdef") != strlen(arg)) {
+			fprintf(stderr, "ttychat: --continue: '%s' is not a conversation ID ('ttychat history list' shows them)\n",
+				arg);
+			return EXIT_USAGE;
+		}
+		o->continue_id = arg;
+		break;
+	case O_THEME: o->theme = arg; break;
+	case O_REMOTE:
+		if (strncmp(arg, "http://", 7) != 0 && strncmp(arg, "https://", 8) != 0) {
+			fprintf(stderr, "ttychat: --remote: '%s' is not an http:// or https:// URL\n", arg);
+			return EXIT_USAGE;
+		}
+		o->remote = arg;
+		break;
+	case 'h':
+	case O_HELP:
+		printf("usage: ttychat [-m MODEL] [-p TEXT] [OPTIONS]\n");
+		chatopts_usage(stdout);
+		return EXIT_OK;
+	case O_VERSION: printf("ttychat %s\n", PACKAGE_VERSION); return EXIT_OK;
+	default: fprintf(stderr, "ttychat: try 'ttychat --help'\n"); return EXIT_USAGE;
+	}
+	return -1;
+}
+
 /* Returns -1 to go on, else the exit status. */
 int chatopts_parse(int argc, char **argv, struct chat_opts *o)
 {
-	enum {
-		O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_THEME,
-		O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS
-	};
-	static const struct option longopts[] = {
-		{"model", required_argument, NULL, 'm'},
-		{"prompt", required_argument, NULL, 'p'},
-		{"max-tokens", required_argument, NULL, 'n'},
-		{"ctx-size", required_argument, NULL, 'c'},
-		{"threads", required_argument, NULL, 't'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"system", required_argument, NULL, O_SYSTEM},
-		{"temp", required_argument, NULL, O_TEMP},
-		{"seed", required_argument, NULL, O_SEED},
-		{"top-k", required_argument, NULL, O_TOPK},
-		{"top-p", required_argument, NULL, O_TOPP},
-		{"min-p", required_argument, NULL, O_MINP},
-		{"repeat-penalty", required_argument, NULL, O_REP},
-		{"presence-penalty", required_argument, NULL, O_PRES},
-		{"frequency-penalty", required_argument, NULL, O_FREQ},
-		{"kv-type", required_argument, NULL, O_KV},
-		{"device", required_argument, NULL, O_DEVICE},
-		{"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
-		{"stop", required_argument, NULL, O_STOP},
-		{"no-template", no_argument, NULL, O_RAW},
-		{"json", optional_argument, NULL, O_JSON},
-		{"save", no_argument, NULL, O_SAVE},
-		{"continue", required_argument, NULL, O_CONT},
-		{"theme", required_argument, NULL, O_THEME},
-		{"remote", required_argument, NULL, O_REMOTE},
-		{"help", no_argument, NULL, O_HELP},
-		{"version", no_argument, NULL, O_VERSION},
-		{NULL, 0, NULL, 0},
-	};
-	int c, v;
+	int c;
 	optind = 1;
 	opterr = 1;
 	while ((c = getopt_long(argc, argv, "m:p:n:c:t:vh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'm': o->model_arg = optarg; break;
-		case 'p': o->prompt = optarg; break;
-		case 'n':
-			if (parse_int(optarg, "--max-tokens", -1, INT_MAX, &o->n_predict))
-				return EXIT_USAGE;
-			break;
-		case 'c':
-			if (parse_int(optarg, "--ctx-size", 16, 1 << 24, &v))
-				return EXIT_USAGE;
-			o->f.n_ctx = (uint32_t)v;
-			break;
-		case 't':
-			if (parse_int(optarg, "--threads", 1, 1024, &o->f.n_threads))
-				return EXIT_USAGE;
-			break;
-		case 'v': o->verbose = true; break;
-		case O_SYSTEM: o->system_arg = optarg; break;
-		case O_TEMP:
-			if (parse_float(optarg, "--temp", 0, 100, &o->f.sampling.temperature))
-				return EXIT_USAGE;
-			o->f.set |= SESSION_SET_TEMP;
-			break;
-		case O_SEED:
-			if (parse_u64(optarg, "--seed", &o->f.sampling.seed))
-				return EXIT_USAGE;
-			break;
-		case O_TOPK:
-			if (parse_int(optarg, "--top-k", 0, 1 << 24, &v))
-				return EXIT_USAGE;
-			o->f.sampling.top_k = v;
-			o->f.set |= SESSION_SET_TOPK;
-			break;
-		case O_TOPP:
-			if (parse_float(optarg, "--top-p", 0, 1, &o->f.sampling.top_p))
-				return EXIT_USAGE;
-			o->f.set |= SESSION_SET_TOPP;
-			break;
-		case O_MINP:
-			if (parse_float(optarg, "--min-p", 0, 1, &o->f.sampling.min_p))
-				return EXIT_USAGE;
-			o->f.set |= SESSION_SET_MINP;
-			break;
-		case O_REP:
-			if (parse_float(optarg, "--repeat-penalty", 0.01, 100, &o->f.sampling.repeat_penalty))
-				return EXIT_USAGE;
-			o->f.set |= SESSION_SET_REP;
-			break;
-		case O_PRES:
-			if (parse_float(optarg, "--presence-penalty", -10, 10, &o->f.sampling.presence_penalty))
-				return EXIT_USAGE;
-			break;
-		case O_FREQ:
-			if (parse_float(optarg, "--frequency-penalty", -10, 10, &o->f.sampling.frequency_penalty))
-				return EXIT_USAGE;
-			break;
-		case O_KV:
-			if (strcmp(optarg, "f16") == 0) {
-				o->f.kv_type = ENGINE_KV_F16;
-			} else if (strcmp(optarg, "q8_0") == 0) {
-				o->f.kv_type = ENGINE_KV_Q8_0;
-			} else {
-				fprintf(stderr, "ttychat: --kv-type: '%s' is not f16 or q8_0\n", optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		case O_DEVICE:
-			if ((o->f.device = config_device(optarg)) < 0) {
-				fprintf(stderr, "ttychat: --device: '%s' is not auto, cpu or cuda\n", optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		case O_GPU_LAYERS:
-			if (parse_int(optarg, "--gpu-layers", -1, 1 << 20, &o->f.gpu_layers))
-				return EXIT_USAGE;
-			break;
-		case O_STOP:
-			if (!optarg[0] || strlen(optarg) > 1024) {
-				fprintf(stderr, "ttychat: --stop: the string must have 1 to 1024 bytes\n");
-				return EXIT_USAGE;
-			}
-			if (o->n_stop == CHATOPTS_STOP_MAX) {
-				fprintf(stderr, "ttychat: --stop: at most %d stop strings\n", CHATOPTS_STOP_MAX);
-				return EXIT_USAGE;
-			}
-			o->stop[o->n_stop++] = optarg;
-			o->stop[o->n_stop] = NULL;
-			break;
-		case O_RAW: o->f.raw = true; break;
-		case O_JSON:
-			if (!optarg || strcmp(optarg, "lines") == 0) {
-				o->out = CHAT_OUT_JSON_LINES;
-			} else if (strcmp(optarg, "final") == 0) {
-				o->out = CHAT_OUT_JSON_FINAL;
-			} else {
-				fprintf(stderr, "ttychat: --json=%s: use --json or --json=final\n", optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		case O_SAVE: o->save = true; break;
-		case O_CONT:
-			if (strlen(optarg) < 4 || strlen(optarg) > 32 ||
-			    strspn(optarg, "0123456789abcdef") != strlen(optarg)) {
-				fprintf(stderr, "ttychat: --continue: '%s' is not a conversation ID ('ttychat history list' shows them)\n",
-					optarg);
-				return EXIT_USAGE;
-			}
-			o->continue_id = optarg;
-			break;
-		case O_THEME: o->theme = optarg; break;
-		case O_REMOTE:
-			if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) {
-				fprintf(stderr, "ttychat: --remote: '%s' is not an http:// or https:// URL\n", optarg);
-				return EXIT_USAGE;
-			}
-			o->remote = optarg;
-			break;
-		case 'h':
-		case O_HELP:
-			printf("usage: ttychat [-m MODEL] [-p TEXT] [OPTIONS]\n");
-			chatopts_usage(stdout);
-			return EXIT_OK;
-		case O_VERSION:
-			printf("ttychat %s\n", PACKAGE_VERSION);
-			return EXIT_OK;
-		default:
-			fprintf(stderr, "ttychat: try 'ttychat --help'\n");
+		int st = parse_numopt(o, c, optarg);
+		if (st < 0)
 			return EXIT_USAGE;
-		}
+		if (st == 0 && (st = parse_other(o, c, optarg)) >= 0)
+			return st;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "ttychat: unexpected argument '%s' (a prompt goes after -p)\n", argv[optind]);
