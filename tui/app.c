@@ -860,6 +860,7 @@ static int open_screen(struct app *a, int sig_wr)
 	a->use_color = has_colors() && !(nc && nc[0]);
 	if (a->use_color && start_color() != OK)
 		a->use_color = false;
+	a->tr.plain = !a->use_color;
 	char tname[128];
 	snprintf(tname, sizeof tname, "%.120s", a->o->theme ? a->o->theme : a->prefs.theme);
 	if (!tname[0])

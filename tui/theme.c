@@ -59,7 +59,16 @@ static const char theme_default_text[] =
 	"good              114/green      default\n"
 	"warn              221/yellow     default\n"
 	"bad               203/red        default   bold\n"
-	"new-below         16/black       221/yellow bold\n";
+	"new-below         16/black       221/yellow bold\n"
+	"heading           153/bright-white default   bold\n"
+	"md-mark           110/blue       default\n"
+	"link              74/cyan        default   underline\n"
+	"code-keyword      176/magenta    236/default bold\n"
+	"code-string       150/green      236/default\n"
+	"code-comment      245/bright-black 236/default\n"
+	"code-number       180/yellow     236/default\n"
+	"diff-add          114/green      236/default\n"
+	"diff-del          210/red        236/default\n";
 
 static const char theme_light_text[] =
 	"# ttychat theme \"light\": for terminals with a light background.\n"
@@ -88,7 +97,16 @@ static const char theme_light_text[] =
 	"good              28/green       default\n"
 	"warn              130/yellow     default   bold\n"
 	"bad               160/red        default   bold\n"
-	"new-below         255/white      25/blue   bold\n";
+	"new-below         255/white      25/blue   bold\n"
+	"heading           18/blue        default   bold\n"
+	"md-mark           25/blue        default\n"
+	"link              25/blue        default   underline\n"
+	"code-keyword      90/magenta     254/default bold\n"
+	"code-string       28/green       254/default\n"
+	"code-comment      244/default    254/default\n"
+	"code-number       130/red        254/default\n"
+	"diff-add          28/green       254/default\n"
+	"diff-del          160/red        254/default\n";
 
 static const char theme_mono_text[] =
 	"# ttychat theme \"mono\": attributes only, no colour.  Used when NO_COLOR is\n"
@@ -118,7 +136,16 @@ static const char theme_mono_text[] =
 	"good              default        default\n"
 	"warn              default        default   bold\n"
 	"bad               default        default   bold reverse\n"
-	"new-below         default        default   bold reverse\n";
+	"new-below         default        default   bold reverse\n"
+	"heading           default        default   bold\n"
+	"md-mark           default        default   bold\n"
+	"link              default        default   underline\n"
+	"code-keyword      default        default   bold\n"
+	"code-string       default        default\n"
+	"code-comment      default        default   dim\n"
+	"code-number       default        default\n"
+	"diff-add          default        default   bold\n"
+	"diff-del          default        default   dim\n";
 
 static const char *const role_names[ROLE_COUNT] = {
 	[ROLE_TEXT] = "text",
@@ -146,6 +173,15 @@ static const char *const role_names[ROLE_COUNT] = {
 	[ROLE_WARN] = "warn",
 	[ROLE_BAD] = "bad",
 	[ROLE_NEW_BELOW] = "new-below",
+	[ROLE_HEADING] = "heading",
+	[ROLE_MD_MARK] = "md-mark",
+	[ROLE_LINK] = "link",
+	[ROLE_CODE_KW] = "code-keyword",
+	[ROLE_CODE_STR] = "code-string",
+	[ROLE_CODE_COMMENT] = "code-comment",
+	[ROLE_CODE_NUM] = "code-number",
+	[ROLE_DIFF_ADD] = "diff-add",
+	[ROLE_DIFF_DEL] = "diff-del",
 };
 
 static const char *const color_names[8] = {"black", "red", "green", "yellow", "blue", "magenta", "cyan", "white"};

@@ -33,7 +33,7 @@ enum role {
 	ROLE_USER,        /* the user's text */
 	ROLE_USER_HEAD,   /* "You" above a user turn */
 	ROLE_BOT_HEAD,    /* the model's name above a reply */
-	ROLE_CODE,        /* fenced code blocks */
+	ROLE_CODE,        /* code blocks and inline code */
 	ROLE_NOTICE,      /* notices in the transcript (model loaded, context shift) */
 	ROLE_ERROR,       /* errors in the transcript */
 	ROLE_CTRL,        /* placeholders for control characters and bad UTF-8 */
@@ -54,6 +54,15 @@ enum role {
 	ROLE_WARN,        /* "tight" */
 	ROLE_BAD,         /* "does not fit" */
 	ROLE_NEW_BELOW,   /* the "new output below" marker */
+	ROLE_HEADING,     /* Markdown headings in a reply */
+	ROLE_MD_MARK,     /* list markers, quote bars, table rules */
+	ROLE_LINK,        /* the URL shown after a link's text */
+	ROLE_CODE_KW,     /* code blocks: keywords */
+	ROLE_CODE_STR,    /* code blocks: strings */
+	ROLE_CODE_COMMENT,/* code blocks: comments */
+	ROLE_CODE_NUM,    /* code blocks: numbers */
+	ROLE_DIFF_ADD,    /* code blocks: a diff's added lines */
+	ROLE_DIFF_DEL,    /* code blocks: a diff's removed lines */
 	ROLE_COUNT
 };
 

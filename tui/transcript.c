@@ -35,6 +35,7 @@ static void item_free(struct tr_item *it)
 {
 	free(it->text);
 	text_lines_free(&it->lines);
+	md_doc_free(&it->md);
 }
 
 void tr_free(struct transcript *t)
@@ -133,8 +134,33 @@ static size_t shown_len(const struct tr_item *it)
 	return n;
 }
 
-static void item_wrap(struct tr_item *it, int width, unsigned flags)
+/* A reply's body goes through the Markdown layout instead. */
+static void item_layout_md(struct tr_item *it, int width, unsigned flags, bool plain)
 {
+	unsigned mf = (flags & TEXT_ASCII ? MD_ASCII : 0) | (flags & TEXT_NOWRAP_CODE ? MD_NOWRAP : 0) |
+		      (plain ? MD_PLAIN : 0);
+	size_t target = shown_len(it);
+	if (it->md.nln && target == it->wrapped_len && it->wrap_w == width && it->md.flags == mf)
+		return;
+	if (md_doc_update(&it->md, it->text, target, width, mf) != 0)
+		target = 0; /* out of memory: show the header only, retry later */
+	it->wrap_w = width;
+	it->wrap_flags = flags;
+	it->wrapped_len = target;
+}
+
+/* Display lines of the body. */
+static size_t body_rows(const struct tr_item *it)
+{
+	return it->kind == TR_ASSISTANT ? it->md.nln : it->lines.n;
+}
+
+static void item_wrap(struct tr_item *it, int width, unsigned flags, bool plain)
+{
+	if (it->kind == TR_ASSISTANT) {
+		item_layout_md(it, width, flags, plain);
+		return;
+	}
 	size_t target = shown_len(it);
 	if (it->wrap_w != width || it->wrap_flags != flags || target < it->wrapped_len) {
 		it->lines.n = 0;
@@ -166,12 +192,12 @@ static bool has_mark(const struct tr_item *it)
 {
 	return it->kind == TR_ASSISTANT &&
 	       ((it->flags & (TRF_STOPPED | TRF_CONTEXT | TRF_LENGTH | TRF_FAILED)) ||
-		(!(it->flags & TRF_STREAMING) && it->lines.n == 0));
+		(!(it->flags & TRF_STREAMING) && body_rows(it) == 0));
 }
 
 static size_t item_rows(const struct tr_item *it)
 {
-	return (has_header(it) ? 1 : 0) + it->lines.n + (has_mark(it) ? 1 : 0) + 1;
+	return (has_header(it) ? 1 : 0) + body_rows(it) + (has_mark(it) ? 1 : 0) + 1;
 }
 
 void tr_layout(struct transcript *t)
@@ -179,7 +205,7 @@ void tr_layout(struct transcript *t)
 	const int w = t->width - TR_INDENT;
 	size_t total = 0;
 	for (size_t i = 0; i < t->n; i++) {
-		item_wrap(&t->v[i], w, t->text_flags);
+		item_wrap(&t->v[i], w, t->text_flags, t->plain);
 		total += item_rows(&t->v[i]);
 	}
 	const size_t h = (size_t)t->height;
@@ -303,6 +329,42 @@ static void fill(WINDOW *w, int n, unsigned long attr)
 	wattrset(w, A_NORMAL);
 }
 
+static unsigned long md_attr(const unsigned long *attrs, const struct md_span *sp)
+{
+	unsigned long a = attrs[sp->role < ROLE_COUNT ? sp->role : ROLE_TEXT];
+	if (sp->attr & MDA_BOLD)
+		a |= A_BOLD;
+	if (sp->attr & MDA_ITALIC)
+		a |= A_ITALIC;
+	if (sp->attr & MDA_UNDER)
+		a |= A_UNDERLINE;
+	if (sp->attr & MDA_DIM)
+		a |= A_DIM;
+	return a;
+}
+
+/* One line of a reply's Markdown layout: its spans side by side. */
+static void draw_md_line(struct transcript *t, WINDOW *w, int row, const struct md_doc *d, const struct md_line *ln,
+			 const unsigned long *attrs)
+{
+	const int maxw = t->width - TR_INDENT;
+	int used = 0;
+	wmove(w, row, TR_INDENT);
+	for (uint32_t i = 0; i < ln->nsp && used < maxw; i++) {
+		const struct md_span *sp = &d->sp[ln->sp + i];
+		used += tr_put_text(w, d->buf + sp->off, sp->len, maxw - used, t->text_flags, md_attr(attrs, sp),
+				    attrs[ROLE_CTRL]);
+	}
+	if (ln->flags & MDL_TRUNC) {
+		wmove(w, row, t->width - 1);
+		wattrset(w, (attr_t)attrs[ROLE_MARK]);
+		waddch(w, '>');
+		wattrset(w, A_NORMAL);
+	} else if ((ln->flags & MDL_CODE) && used < maxw) {
+		fill(w, maxw - used, attrs[ROLE_CODE]);
+	}
+}
+
 static void draw_line(struct transcript *t, WINDOW *w, int row, const struct tr_item *it, size_t k,
 		      const unsigned long *attrs)
 {
@@ -317,7 +379,11 @@ static void draw_line(struct transcript *t, WINDOW *w, int row, const struct tr_
 		}
 		k--;
 	}
-	if (k < it->lines.n) {
+	if (it->kind == TR_ASSISTANT && k < it->md.nln) {
+		draw_md_line(t, w, row, &it->md, &it->md.ln[k], attrs);
+		return;
+	}
+	if (it->kind != TR_ASSISTANT && k < it->lines.n) {
 		const struct text_line *ln = &it->lines.v[k];
 		int role = it->kind == TR_USER ? ROLE_USER : it->kind == TR_ASSISTANT ? ROLE_TEXT
 			 : it->kind == TR_NOTICE ? ROLE_NOTICE : ROLE_ERROR;
@@ -343,7 +409,7 @@ static void draw_line(struct transcript *t, WINDOW *w, int row, const struct tr_
 		}
 		return;
 	}
-	k -= it->lines.n;
+	k -= body_rows(it);
 	if (k == 0 && has_mark(it)) {
 		const char *m = it->flags & TRF_STOPPED ? "[stopped]"
 			      : it->flags & TRF_CONTEXT ? "[context full]"

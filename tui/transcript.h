@@ -5,8 +5,9 @@
  * An item is one user message, one reply, or a notice.  Its text is kept
  * exactly as it was typed or generated (that is what goes back to the
  * engine, so the KV prefix matches); what is drawn is the sanitised,
- * wrapped view from text.h, cached per item for the current width.  A
- * reply that is still streaming re-wraps only its last line per append.
+ * wrapped view from text.h (user text, notices) or the Markdown layout
+ * from md.h (replies), cached per item for the current width.  A reply
+ * that is still streaming re-lays out only its last block per append.
  *
  * Scrolling: `follow` keeps the end in view.  When new lines push past the
  * bottom, the view jumps by a third of the pane rather than one line at a
@@ -25,6 +26,7 @@
 #include <curses.h>
 
 #include "engine.h"
+#include "md.h"
 #include "text.h"
 
 enum tr_kind { TR_USER, TR_ASSISTANT, TR_NOTICE, TR_ERROR };
@@ -46,6 +48,7 @@ struct tr_item {
 	unsigned flags;
 	char label[128];          /* header of a reply: the model's name */
 	struct text_lines lines;  /* wrapped body, valid when wrap_w > 0 */
+	struct md_doc md;         /* a reply's body: its Markdown laid out (md.h) */
 	int wrap_w;
 	unsigned wrap_flags;
 	size_t wrapped_len;       /* bytes of text the lines cover */
@@ -56,6 +59,7 @@ struct transcript {
 	size_t n, cap;
 	int width, height;        /* of the pane */
 	unsigned text_flags;      /* TEXT_ASCII, TEXT_NOWRAP_CODE */
+	bool plain;               /* no colours: replies keep their Markdown markers */
 	size_t top;               /* first display line shown */
 	bool follow;              /* keep the end in view */
 	bool unseen;              /* new lines arrived below the view */
