@@ -89,6 +89,7 @@ static void test_blocks(void)
 	GOLDEN("3) x\n4) y", 40, A, "3) x\n4) y\n");
 	GOLDEN("- [x] done\n- [ ] todo", 40, A, "- [x] done\n- [ ] todo\n");
 	GOLDEN("> quoted text that wraps", 12, A, "> quoted\n> text that\n> wraps\n");
+	GOLDEN("line one\nline two", 40, A, "line one\nline two\n");
 	GOLDEN("> a\n>\n> b", 40, A, "> a\n>\n> b\n");
 	GOLDEN("> - x\n> - y", 40, A, "> - x\n> - y\n");
 	GOLDEN("para\n\n---\n\nafter", 10, A, "para\n\n----------\n\nafter\n");

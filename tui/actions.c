@@ -224,6 +224,50 @@ static void act_theme(struct app *a, const char *arg)
 	}
 }
 
+/* Whether OSC 52 must go through tmux's passthrough: inside tmux, when
+ * its set-clipboard option does not take OSC 52 from programs itself. */
+static bool tmux_needs_wrap(void)
+{
+	if (!getenv("TMUX"))
+		return false;
+	FILE *p = popen("tmux show-options -gv set-clipboard 2>/dev/null", "r");
+	if (!p)
+		return false;
+	char v[32] = "";
+	bool got = fgets(v, sizeof v, p) != NULL;
+	pclose(p);
+	return got && strncmp(v, "on", 2) != 0;
+}
+
+static void act_copy(struct app *a, const char *arg)
+{
+	const bool code = strcmp(arg, "code") == 0;
+	if (arg[0] && !code) {
+		notice(a, TR_ERROR, "/copy: say /copy for the last reply or /copy code for its last code block");
+		return;
+	}
+	const struct tr_item *it = NULL;
+	for (size_t i = a->tr.n; i-- > 0 && !it;)
+		if (a->tr.v[i].kind == TR_ASSISTANT && a->tr.v[i].len > 0)
+			it = &a->tr.v[i];
+	if (!it) {
+		notice(a, TR_ERROR, "/copy: no reply to copy yet");
+		return;
+	}
+	size_t n = it->len;
+	char *block = code ? md_last_code(it->text, it->len, &n) : NULL;
+	if (code && !block) {
+		notice(a, TR_ERROR, "/copy code: the last reply has no code block");
+		return;
+	}
+	if (tty_osc52(code ? block : it->text, n, tmux_needs_wrap()) != 0)
+		notice(a, TR_ERROR, "/copy: could not write to the terminal");
+	else
+		notice(a, TR_NOTICE, "copied %s (%zu bytes) to the clipboard (OSC 52: the terminal must allow it)",
+		       code ? "the last code block" : "the last reply", n);
+	free(block);
+}
+
 /* One handler per enum tui_act (cmds.h): the tables of keys and commands
  * name the action, this one does it. */
 static act_fn *const act_fns[] = {
@@ -232,7 +276,7 @@ static act_fn *const act_fns[] = {
 	[ACT_TOP] = act_top, [ACT_BOTTOM] = act_bottom, [ACT_REDRAW] = act_redraw, [ACT_SUSPEND] = act_suspend,
 	[ACT_QUIT] = act_quit, [ACT_MODEL] = act_model, [ACT_REGEN] = act_regen, [ACT_EDIT] = act_edit,
 	[ACT_NEW] = act_new, [ACT_CLEAR] = act_clear, [ACT_SYSTEM] = act_system, [ACT_SET] = act_set,
-	[ACT_THEME] = act_theme, [ACT_RENAME] = act_rename,
+	[ACT_THEME] = act_theme, [ACT_RENAME] = act_rename, [ACT_COPY] = act_copy,
 };
 
 void actions_do(struct app *a, enum tui_act act, const char *arg)

@@ -53,6 +53,7 @@ const struct tui_cmd tui_cmds[] = {
 	{"set", NULL, "[KEY VALUE]", "temp, top-k, top-p, min-p, repeat-penalty, seed, max-tokens, wrap-code on|off, "
 				      "ctrl-c quit|stop; no argument lists them",
 	 ACT_SET},
+	{"copy", NULL, "[code]", "copy the last reply (or its last code block) to the clipboard (OSC 52)", ACT_COPY},
 	{"theme", NULL, "NAME", "switch the colour theme (default, light, mono, or yours)", ACT_THEME},
 	{"quit", "exit", "", "quit", ACT_QUIT},
 };

@@ -43,6 +43,7 @@ enum tui_act {
 	ACT_SET,
 	ACT_THEME,
 	ACT_RENAME,
+	ACT_COPY,
 };
 
 enum {

@@ -778,7 +778,9 @@ static int on_text(MD_TEXTTYPE type, const MD_CHAR *s, MD_SIZE n, void *u)
 	switch (type) {
 	case MD_TEXT_NULLCHAR: put_text(c, "\xef\xbf\xbd", 3); break;
 	case MD_TEXT_BR: put_text(c, "\n", 1); break;
-	case MD_TEXT_SOFTBR: put_text(c, " ", 1); break;
+	/* a reply's single newlines are the model's line breaks (verse,
+	 * addresses, short lines): kept, as chat front ends do */
+	case MD_TEXT_SOFTBR: put_text(c, c->kind == L_CELL ? " " : "\n", 1); break;
 	case MD_TEXT_ENTITY: put_entity(c, s, n); break;
 	default: put_text(c, s, n); break;
 	}
@@ -810,7 +812,18 @@ static void render_chunk(struct md_doc *d, const char *s, size_t n, bool first)
 		.text = on_text,
 	};
 	const size_t b0 = d->blen, s0 = d->nsp, l0 = d->nln;
-	if (n > 0 && (md_parse(s, (MD_SIZE)n, &p, &c) != 0 || c.oom)) {
+	/* md4c 0.4.8 (Debian 12) reads past its buffers on a link destination
+	 * cut by the end of the input ("[a](h"), which is what a reply looks
+	 * like between two tokens: it always gets a text ending in a newline */
+	char *copy = NULL;
+	if (n > 0 && s[n - 1] != '\n' && n < UINT32_MAX - 1 && (copy = malloc(n + 1)) != NULL) {
+		memcpy(copy, s, n);
+		copy[n++] = '\n';
+		s = copy;
+	}
+	if (n > 0 && (!copy && s[n - 1] != '\n')) {
+		c.oom = true;
+	} else if (n > 0 && (md_parse(s, (MD_SIZE)n, &p, &c) != 0 || c.oom)) {
 		/* md4c gave up on this text, or called back with sizes we could
 		 * not hold (md4c 0.4.8 over-reads on some cut links): show the
 		 * chunk as it came */
@@ -826,6 +839,7 @@ static void render_chunk(struct md_doc *d, const char *s, size_t n, bool first)
 		leaf_put(&c, s, n, ROLE_TEXT, 0);
 	}
 	flush_leaf(&c);
+	free(copy);
 	free_cells(&c);
 	free(c.cells);
 	free(c.leaf.t);
@@ -991,7 +1005,13 @@ char *md_last_code(const char *s, size_t len, size_t *outlen)
 		.leave_span = grab_span,
 		.text = grab_text,
 	};
-	md_parse(s, (MD_SIZE)len, &p, &g);
+	char *copy = len < UINT32_MAX - 1 ? malloc(len + 1) : NULL; /* newline-terminated: see render_chunk() */
+	if (!copy)
+		return NULL;
+	memcpy(copy, s, len);
+	copy[len] = '\n';
+	md_parse(copy, (MD_SIZE)(len + 1), &p, &g);
+	free(copy);
 	free(g.t);
 	if (g.oom) {
 		free(g.last);

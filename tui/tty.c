@@ -15,6 +15,7 @@
 #include "tty.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -289,4 +290,54 @@ int tty_key(struct tty *t)
 			return k;
 		}
 	}
+}
+
+/* ---- clipboard ------------------------------------------------------------------- */
+
+static size_t base64(const unsigned char *s, size_t n, char *out)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0;
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)s[i] << 16 | (i + 1 < n ? (unsigned)s[i + 1] << 8 : 0) | (i + 2 < n ? s[i + 2] : 0);
+		out[o++] = tab[v >> 18 & 63];
+		out[o++] = tab[v >> 12 & 63];
+		out[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < n ? tab[v & 63] : '=';
+	}
+	return o;
+}
+
+int tty_osc52(const char *s, size_t n, bool tmux_wrap)
+{
+	if (n > (SIZE_MAX - 64) / 4 * 3 - 3)
+		return -1;
+	size_t cap = (n + 2) / 3 * 4 + 64;
+	char *seq = malloc(cap);
+	if (!seq)
+		return -1;
+	size_t o = 0;
+	/* inside a passthrough, tmux wants every ESC doubled */
+	const char *head = tmux_wrap ? "\033Ptmux;\033\033]52;c;" : "\033]52;c;";
+	memcpy(seq, head, strlen(head));
+	o += strlen(head);
+	o += base64((const unsigned char *)s, n, seq + o);
+	seq[o++] = '\a';
+	if (tmux_wrap) {
+		memcpy(seq + o, "\033\\", 2);
+		o += 2;
+	}
+	int rc = 0;
+	for (size_t w = 0; w < o;) {
+		ssize_t k = write(STDOUT_FILENO, seq + w, o - w);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			rc = -1;
+			break;
+		}
+		w += (size_t)k;
+	}
+	free(seq);
+	return rc;
 }

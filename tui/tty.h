@@ -60,4 +60,12 @@ void tty_resume(struct tty *t);
 /* After SIGWINCH: curses learns the terminal's new size. */
 void tty_resize(void);
 
+/* Puts S[0..N) on the terminal's clipboard with OSC 52 (ESC ] 52 ; c ;
+ * BASE64 BEL), written straight to the terminal: call it between two
+ * doupdate() calls (it moves no cursor, so curses' idea of the screen
+ * stays right).  TMUX_WRAP: inside tmux whose set-clipboard is off, wrap
+ * it as a DCS passthrough so that tmux hands it to the outer terminal.
+ * 0, or -1 when memory runs out or the write fails. */
+int tty_osc52(const char *s, size_t n, bool tmux_wrap);
+
 #endif
