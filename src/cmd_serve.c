@@ -23,6 +23,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +56,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: ttychat serve [--host ADDR] [--port N] [-m MODEL] [--api-key-file FILE] [--max-queue N]\n"
-		"                     [--slots N] [-c N] [-t N] [--kv-type TYPE] [--device DEV] [--gpu-layers N] [-v]\n"
+		"                     [--max-conns N] [--slots N] [-c N] [-t N] [--kv-type TYPE] [--device DEV] [--gpu-layers N] [-v]\n"
 		"An OpenAI-compatible HTTP server on the local model: /v1/chat/completions,\n"
 		"/v1/completions, /v1/models, /health.\n"
 		"  --host ADDR          address to listen on (default 127.0.0.1; any other needs --api-key-file)\n"
@@ -62,6 +64,7 @@ static void usage(FILE *out)
 		"  -m, --model MODEL    model file or models.d name (default: as for the chat)\n"
 		"  --api-key-file FILE  require \"Authorization: Bearer KEY\", KEY being the file's first line\n"
 		"  --max-queue N        requests that may wait behind the running one (default 16; more: 429)\n"
+		"  --max-conns N        open connections (default 64; when full, idle ones are closed first)\n"
 		"  --slots N            conversations whose KV cache is kept for reuse (default 8)\n"
 		"  -c, --ctx-size N     context size in tokens\n"
 		"  -t, --threads N      compute threads (default: all cores)\n"
@@ -84,9 +87,32 @@ static int parse_num(const char *s, const char *flag, long lo, long hi, int *out
 	return 0;
 }
 
-static bool loopback(const char *host)
+/* Whether every address HOST resolves to is a loopback one (127.0.0.0/8,
+ * ::1): a name is judged by where it leads, never by its spelling.  WHY
+ * gets a note when it does not resolve. */
+static bool loopback(const char *host, char *why, size_t whylen)
 {
-	return strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 || strncmp(host, "127.", 4) == 0;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+	int rc = getaddrinfo(host, NULL, &hints, &res);
+	why[0] = '\0';
+	if (rc != 0) {
+		snprintf(why, whylen, " (it does not resolve: %s)", gai_strerror(rc));
+		return false;
+	}
+	bool ok = res != NULL;
+	for (const struct addrinfo *a = res; a; a = a->ai_next) {
+		if (a->ai_family == AF_INET) {
+			uint32_t ip = ntohl(((const struct sockaddr_in *)(const void *)a->ai_addr)->sin_addr.s_addr);
+			ok = ok && (ip >> 24) == 127;
+		} else if (a->ai_family == AF_INET6) {
+			const struct in6_addr *x = &((const struct sockaddr_in6 *)(const void *)a->ai_addr)->sin6_addr;
+			ok = ok && (IN6_IS_ADDR_LOOPBACK(x) || (IN6_IS_ADDR_V4MAPPED(x) && x->s6_addr[12] == 127));
+		} else {
+			ok = false;
+		}
+	}
+	freeaddrinfo(res);
+	return ok;
 }
 
 /* The key: the file's first line, blanks trimmed.  The file must be 0600
@@ -159,7 +185,7 @@ static int decide(const struct session_flags *f, struct model_entry *me, struct 
 
 struct serve_args {
 	const char *host, *key_file;
-	int port, max_queue, slots;
+	int port, max_queue, slots, max_conns;
 	bool verbose;
 	struct session_flags f;
 };
@@ -167,7 +193,7 @@ struct serve_args {
 /* -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, struct serve_args *a)
 {
-	enum { O_HOST = 1000, O_PORT, O_KEY, O_QUEUE, O_SLOTS, O_HELP, O_KV, O_DEVICE, O_GPU_LAYERS };
+	enum { O_HOST = 1000, O_PORT, O_KEY, O_QUEUE, O_SLOTS, O_HELP, O_KV, O_DEVICE, O_GPU_LAYERS, O_CONNS };
 	static const struct option longopts[] = {
 		{"host", required_argument, NULL, O_HOST},
 		{"port", required_argument, NULL, O_PORT},
@@ -175,6 +201,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		{"api-key-file", required_argument, NULL, O_KEY},
 		{"max-queue", required_argument, NULL, O_QUEUE},
 		{"slots", required_argument, NULL, O_SLOTS},
+		{"max-conns", required_argument, NULL, O_CONNS},
 		{"ctx-size", required_argument, NULL, 'c'},
 		{"threads", required_argument, NULL, 't'},
 		{"kv-type", required_argument, NULL, O_KV},
@@ -184,7 +211,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
-	*a = (struct serve_args){.host = "127.0.0.1", .port = 8080, .max_queue = 16, .slots = 8};
+	*a = (struct serve_args){.host = "127.0.0.1", .port = 8080, .max_queue = 16, .slots = 8, .max_conns = 64};
 	session_flags_init(&a->f);
 	int c, n;
 	optind = 1;
@@ -203,6 +230,10 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 			break;
 		case O_SLOTS:
 			if (parse_num(optarg, "--slots", 1, 1024, &a->slots))
+				return EXIT_USAGE;
+			break;
+		case O_CONNS:
+			if (parse_num(optarg, "--max-conns", 1, 100000, &a->max_conns))
 				return EXIT_USAGE;
 			break;
 		case 'c':
@@ -241,9 +272,10 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		fprintf(stderr, "ttychat serve: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (!loopback(a->host) && !a->key_file) {
-		fprintf(stderr, "ttychat serve: --host %s is not a loopback address: give --api-key-file FILE so that "
-				"only clients with the key are served\n", a->host);
+	char why[256];
+	if (!a->key_file && !loopback(a->host, why, sizeof why)) {
+		fprintf(stderr, "ttychat serve: --host %s is not a loopback address%s: give --api-key-file FILE so that "
+				"only clients with the key are served\n", a->host, why);
 		return EXIT_USAGE;
 	}
 	return -1;
@@ -320,9 +352,14 @@ int cmd_serve(int argc, char **argv)
 	status = decide(&a.f, &me, &cfg, err, sizeof err);
 	if (status == 0) {
 		struct serve_opts so = {.host = a.host, .port = a.port, .api_key = key, .max_queue = a.max_queue,
-					.slots = a.slots, .model_name = me.name, .log = a.verbose ? stderr : NULL};
+					.slots = a.slots, .max_clients = a.max_conns, .model_name = me.name, .log = a.verbose ? stderr : NULL};
 		/* requests that leave a field out get the decided defaults */
 		so.sampling = cfg.sampling;
+		/* for the tests: a head timeout shorter than the 10 s default */
+		const char *ht = getenv("TTYCHAT_SERVE_HEAD_TIMEOUT_MS");
+		long htv = ht ? strtol(ht, NULL, 10) : 0;
+		if (htv > 0 && htv <= 3600000)
+			so.head_timeout_ms = (int)htv;
 		/* a bare file is served under its base name */
 		const char *slash = strrchr(me.name, '/');
 		if (!me.remote && slash && slash[1])

@@ -51,7 +51,12 @@
 #define OUT_MAX (16u << 20)
 #define MSGS_MAX 10000
 #define STOPS_MAX 16
-#define HEAD_TIMEOUT_MS 30000
+#define BODY_TIMEOUT_MS 30000   /* silence allowed while a body comes */
+#define HEAD_TIMEOUT_MS 10000   /* a whole request head, however it trickles */
+#define IN_CAP (HEAD_MAX + BODY_MAX + (256u << 10)) /* unparsed input kept; one whole request fits */
+#define OUT_HIGH (256u << 10)   /* answers waiting for a client before we stop parsing its requests */
+#define READ_PER_PASS (256u << 10)
+#define PARSE_PER_PASS 16
 #define IDLE_TIMEOUT_MS 120000
 
 enum job_kind { JOB_CHAT, JOB_COMPLETION };
@@ -80,10 +85,14 @@ struct conn {
 	int fd;
 	char peer[64];
 	char *in;
-	size_t in_len, in_cap;
+	size_t in_off, in_len, in_cap; /* requests are parsed from in + in_off */
 	char *out;
 	size_t out_len, out_off, out_cap;
 	bool keep_alive, close_after;
+	bool eof;                  /* the client half-closed: answer what it sent, then close */
+	bool head_done;            /* the current request's head is complete, its body is coming */
+	bool continued;            /* "100 Continue" sent for the current request */
+	double t_head;             /* the current request's first byte */
 	bool busy;                 /* a job of this connection is queued or running */
 	struct job *job;
 	double t_last;             /* last byte in, or the end of the last answer */
@@ -114,6 +123,7 @@ struct server {
 	struct slot *slots;
 	uint64_t clock;
 	unsigned long long next_id;
+	bool more;                 /* a connection has parsed requests left over from the last pass */
 	char err[512];
 };
 
@@ -237,8 +247,14 @@ static void out_flush(struct conn *c)
 		}
 		c->out_off += (size_t)w;
 	}
-	if (c->out_off == c->out_len)
+	if (c->out_off == c->out_len) {
 		c->out_off = c->out_len = 0;
+	} else if (c->out_off > c->out_len / 2) {
+		/* a slow reader of pipelined answers: keep the buffer from creeping to OUT_MAX */
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
 }
 
 static const char *status_text(int st)
@@ -594,7 +610,7 @@ static void job_finish(struct server *s, struct job *j, int code, const char *ms
 	if (c) {
 		c->busy = false;
 		c->job = NULL;
-		c->t_last = now_ms();
+		c->t_last = c->t_head = now_ms(); /* a request pipelined behind it starts its clock now */
 	}
 	double t = now_ms();
 	logf_(s, "%s %s %s: %s, %u prompt tokens (%u reused), %u generated, queued %.0f ms, first token %.0f ms, total %.0f ms",
@@ -693,10 +709,31 @@ static char *content_text(const cJSON *c, char *err, size_t errlen)
 	return out;
 }
 
+/* Whether a JSON text has "\u0000" inside a string: cJSON would cut the
+ * string there, silently. */
+static bool json_has_nul(const char *p, size_t n)
+{
+	bool in_str = false;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '"') {
+			in_str = !in_str;
+		} else if (in_str && p[i] == '\\' && i + 1 < n) {
+			if (p[i + 1] == 'u' && i + 5 < n && memcmp(p + i + 2, "0000", 4) == 0)
+				return true;
+			i++; /* the escaped character */
+		}
+	}
+	return false;
+}
+
 /* Builds a job from a request body; NULL with ERR (a 400) or *NOMEM. */
 static struct job *job_parse(struct server *s, enum job_kind kind, const char *body, size_t len, char *err,
 			     size_t errlen)
 {
+	if (json_has_nul(body, len)) {
+		snprintf(err, errlen, "a JSON string holds \\u0000 (a NUL character), which is not supported");
+		return NULL;
+	}
 	cJSON *root = cJSON_ParseWithLength(body, len);
 	if (!cJSON_IsObject(root)) {
 		cJSON_Delete(root);
@@ -787,7 +824,7 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 		goto bad;
 	const char *mt = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens") ? "max_completion_tokens"
 											   : "max_tokens";
-	if ((rc = get_number(root, mt, 0, 1 << 24, true, &d, err, errlen)) < 0)
+	if ((rc = get_number(root, mt, 1, 1 << 24, true, &d, err, errlen)) < 0)
 		goto bad;
 	if (rc)
 		j->g.max_tokens = (int32_t)d;
@@ -898,7 +935,6 @@ static void answer_models(struct server *s, struct conn *c)
 struct request {
 	char method[16];
 	char path[256];
-	const char *auth;
 	size_t head_len, body_len;
 };
 
@@ -922,11 +958,6 @@ static void route(struct server *s, struct conn *c, const struct request *q, con
 	bool known = strcmp(p, "/models") == 0 || strcmp(p, "/chat/completions") == 0 || strcmp(p, "/completions") == 0;
 	if (!known) {
 		send_error(c, 404, "invalid_request_error", NULL, NULL, "no endpoint %s %.100s", q->method, q->path);
-		return;
-	}
-	if (!auth_ok(s, q->auth)) {
-		send_error(c, 401, "authentication_error", "invalid_api_key", "WWW-Authenticate: Bearer\r\n",
-			   "invalid or missing API key (Authorization: Bearer KEY)");
 		return;
 	}
 	if (strcmp(p, "/models") == 0) {
@@ -972,68 +1003,69 @@ static void route(struct server *s, struct conn *c, const struct request *q, con
 }
 
 /* Value of header NAME in the head H (NUL-terminated lines joined by
- * "\r\n"), or NULL; copies at most N-1 bytes. */
-static const char *header(const char *h, const char *name, char *buf, size_t n)
+ * "\r\n"), or NULL; copies at most N-1 bytes.  With BUF NULL: how many
+ * times it occurs, as a non-NULL answer's address is of no use then. */
+static const char *header_find(const char *h, const char *name, char *buf, size_t n, int *count)
 {
 	size_t nl = strlen(name);
+	const char *found = NULL;
 	for (const char *l = strstr(h, "\r\n"); l && l[2]; l = strstr(l + 2, "\r\n")) {
 		const char *k = l + 2;
-		if (strncasecmp(k, name, nl) == 0 && k[nl] == ':') {
-			const char *v = k + nl + 1;
-			v += strspn(v, " \t");
-			size_t vl = strcspn(v, "\r\n");
-			while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-				vl--;
-			if (vl >= n)
-				vl = n - 1;
-			memcpy(buf, v, vl);
-			buf[vl] = '\0';
-			return buf;
-		}
+		if (strncasecmp(k, name, nl) != 0 || k[nl] != ':')
+			continue;
+		if (count)
+			++*count;
+		if (found)
+			continue;
+		const char *v = k + nl + 1;
+		v += strspn(v, " \t");
+		size_t vl = strcspn(v, "\r\n");
+		while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+			vl--;
+		if (vl >= n)
+			vl = n - 1;
+		memcpy(buf, v, vl);
+		buf[vl] = '\0';
+		found = buf;
 	}
-	return NULL;
+	return found;
 }
 
-/* Parses what C has read: answers a complete request and consumes it.
- * Returns true when it did (more may follow). */
-static bool parse_one(struct server *s, struct conn *c)
+static const char *header(const char *h, const char *name, char *buf, size_t n)
 {
-	if (c->busy || c->dead || c->close_after)
-		return false;
-	/* normalise: find the end of the head */
-	char *end = c->in_len ? memmem(c->in, c->in_len, "\r\n\r\n", 4) : NULL;
-	if (!end) {
-		if (c->in_len > HEAD_MAX) {
-			c->close_after = true;
-			send_error(c, 431, "invalid_request_error", NULL, NULL, "request head larger than %u bytes", HEAD_MAX);
-		}
-		return false;
-	}
-	size_t head_len = (size_t)(end - c->in) + 4;
-	if (head_len > HEAD_MAX) {
-		c->close_after = true;
-		send_error(c, 431, "invalid_request_error", NULL, NULL, "request head larger than %u bytes", HEAD_MAX);
-		return false;
-	}
-	char *head = strndup(c->in, head_len - 2); /* keeps one "\r\n" after the last line */
-	if (!head) {
-		c->dead = true;
-		return false;
-	}
-	struct request q = {.head_len = head_len};
-	char version[16] = "";
-	char hb[600];
-	int ok = sscanf(head, "%15s %255s %15s", q.method, q.path, version) == 3;
-	if (!ok || head[0] == ' ' || (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0)) {
-		free(head);
-		c->close_after = true;
-		if (ok && strncmp(version, "HTTP/", 5) == 0)
-			send_error(c, 505, "invalid_request_error", NULL, NULL, "HTTP/1.1 only");
-		else
-			send_error(c, 400, "invalid_request_error", NULL, NULL, "malformed request line");
-		return false;
-	}
-	char *qm = strchr(q.path, '?');
+	return header_find(h, name, buf, n, NULL);
+}
+
+/* Whether PATH is an endpoint that needs the key (all but /health). */
+static bool needs_key(const char *path)
+{
+	const char *p = strncmp(path, "/v1/", 4) == 0 ? path + 3 : path;
+	return strcmp(p, "/models") == 0 || strcmp(p, "/chat/completions") == 0 || strcmp(p, "/completions") == 0;
+}
+
+/* An error that ends the connection once answered; false. */
+static bool reject(struct conn *c, int st, const char *msg)
+{
+	c->close_after = true;
+	send_error(c, st, "invalid_request_error", NULL, NULL, "%s", msg);
+	return false;
+}
+
+enum head_result { HEAD_BAD = -1, HEAD_OK, HEAD_NO_KEY };
+
+/* The request line and the headers that matter, from HEAD into Q; HEAD_BAD
+ * when answered with an error.  The key is checked here, before any body
+ * is waited for. */
+static enum head_result parse_head(struct server *s, struct conn *c, const char *head, struct request *q,
+				   bool *expect)
+{
+	char version[16] = "", hb[600];
+	int ok = sscanf(head, "%15s %255s %15s", q->method, q->path, version) == 3;
+	if (!ok || head[0] == ' ' || (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0))
+		return reject(c, ok && strncmp(version, "HTTP/", 5) == 0 ? 505 : 400,
+			      ok && strncmp(version, "HTTP/", 5) == 0 ? "HTTP/1.1 only" : "malformed request line")
+			       ? HEAD_OK : HEAD_BAD;
+	char *qm = strchr(q->path, '?');
 	if (qm)
 		*qm = '\0';
 	bool http10 = strcmp(version, "HTTP/1.0") == 0;
@@ -1041,55 +1073,106 @@ static bool parse_one(struct server *s, struct conn *c)
 	c->keep_alive = conn_h ? strcasecmp(conn_h, "close") != 0 && (!http10 || strcasecmp(conn_h, "keep-alive") == 0)
 			       : !http10;
 	if (header(head, "Transfer-Encoding", hb, sizeof hb) && strcasecmp(hb, "identity") != 0) {
-		free(head);
 		c->close_after = true;
 		send_error(c, 411, "invalid_request_error", NULL, NULL, "chunked request bodies are not supported; send Content-Length");
-		return false;
+		return HEAD_BAD;
 	}
-	size_t body_len = 0;
-	if (header(head, "Content-Length", hb, sizeof hb)) {
+	int n_len = 0;
+	header_find(head, "Content-Length", hb, sizeof hb, &n_len);
+	if (n_len > 1) /* RFC 9112 6.3: a request smuggling hazard */
+		return reject(c, 400, "more than one Content-Length") ? HEAD_OK : HEAD_BAD;
+	if (n_len == 1) {
 		char *e;
 		errno = 0;
 		unsigned long long v = strtoull(hb, &e, 10);
-		if (errno || *e || e == hb || hb[0] == '-' || hb[0] == '+') {
-			free(head);
-			c->close_after = true;
-			send_error(c, 400, "invalid_request_error", NULL, NULL, "bad Content-Length");
-			return false;
-		}
+		if (errno || *e || e == hb || hb[0] == '-' || hb[0] == '+')
+			return reject(c, 400, "bad Content-Length") ? HEAD_OK : HEAD_BAD;
 		if (v > BODY_MAX) {
-			free(head);
 			c->close_after = true;
 			send_error(c, 413, "invalid_request_error", NULL, NULL, "request body larger than %u bytes", BODY_MAX);
-			return false;
+			return HEAD_BAD;
 		}
-		body_len = (size_t)v;
+		q->body_len = (size_t)v;
 	}
-	q.body_len = body_len;
-	if (c->in_len < head_len + body_len) {
-		/* the body is still coming; a client that waits for 100 is told */
-		if (header(head, "Expect", hb, sizeof hb) && strcasecmp(hb, "100-continue") == 0 && c->in_len == head_len &&
-		    c->out_len == 0)
-			out_fmt(c, "HTTP/1.1 100 Continue\r\n\r\n");
-		free(head);
+	*expect = header(head, "Expect", hb, sizeof hb) && strcasecmp(hb, "100-continue") == 0;
+	if (!needs_key(q->path))
+		return HEAD_OK;
+	char auth[600];
+	bool good = auth_ok(s, header(head, "Authorization", auth, sizeof auth));
+	memset(auth, 0, sizeof auth);
+	return good ? HEAD_OK : HEAD_NO_KEY;
+}
+
+/* Drops N parsed bytes; the next request's clock starts. */
+static void conn_consume(struct conn *c, size_t n)
+{
+	c->in_off += n;
+	c->head_done = c->continued = false;
+	if (c->in_off == c->in_len)
+		c->in_off = c->in_len = 0;
+	else
+		c->t_head = now_ms();
+}
+
+/* Parses what C has read: answers a complete request and consumes it.
+ * Returns true when it did (more may follow).  Input is consumed by moving
+ * an offset, so a long pipeline costs linear time; a client that does not
+ * read its answers is not parsed further until they drain. */
+static bool parse_one(struct server *s, struct conn *c)
+{
+	if (c->busy || c->dead || c->close_after || c->out_len - c->out_off > OUT_HIGH)
+		return false;
+	const char *in = c->in + c->in_off;
+	size_t avail = c->in_len - c->in_off, scan = avail < HEAD_MAX + 4 ? avail : HEAD_MAX + 4;
+	const char *end = scan ? memmem(in, scan, "\r\n\r\n", 4) : NULL;
+	if (!end || (size_t)(end - in) + 4 > HEAD_MAX) {
+		if (avail > HEAD_MAX) {
+			c->close_after = true;
+			send_error(c, 431, "invalid_request_error", NULL, NULL, "request head larger than %u bytes", HEAD_MAX);
+		}
 		return false;
 	}
-	char auth[600];
-	q.auth = header(head, "Authorization", auth, sizeof auth);
-	char *body = malloc(body_len + 1);
-	if (!body) {
-		free(head);
+	struct request q = {.head_len = (size_t)(end - in) + 4};
+	if (memchr(in, '\0', q.head_len))
+		return reject(c, 400, "a NUL byte in the request head");
+	char *head = strndup(in, q.head_len - 2); /* keeps one "\r\n" after the last line */
+	if (!head) {
 		c->dead = true;
 		return false;
 	}
-	memcpy(body, c->in + head_len, body_len);
-	body[body_len] = '\0';
-	memmove(c->in, c->in + head_len + body_len, c->in_len - head_len - body_len);
-	c->in_len -= head_len + body_len;
-	route(s, c, &q, body);
-	memset(auth, 0, sizeof auth);
-	free(body);
+	bool expect = false;
+	enum head_result hr = parse_head(s, c, head, &q, &expect);
 	free(head);
+	bool whole = avail >= q.head_len + q.body_len;
+	if (hr == HEAD_BAD)
+		return false;
+	if (hr == HEAD_NO_KEY) {
+		if (whole)
+			conn_consume(c, q.head_len + q.body_len);
+		else
+			c->close_after = true; /* its body is not worth waiting for */
+		send_error(c, 401, "authentication_error", "invalid_api_key", "WWW-Authenticate: Bearer\r\n",
+			   "invalid or missing API key (Authorization: Bearer KEY)");
+		return whole;
+	}
+	if (!whole) {
+		c->head_done = true;
+		if (expect && !c->continued && avail == q.head_len) {
+			out_fmt(c, "HTTP/1.1 100 Continue\r\n\r\n");
+			c->continued = true;
+		}
+		return false;
+	}
+	char *body = malloc(q.body_len + 1);
+	if (!body) {
+		c->dead = true;
+		return false;
+	}
+	memcpy(body, in + q.head_len, q.body_len);
+	body[q.body_len] = '\0';
+	conn_consume(c, q.head_len + q.body_len);
+	route(s, c, &q, body);
+	free(body);
 	return true;
 }
 
@@ -1107,36 +1190,89 @@ static void conn_close(struct server *s, size_t i)
 	s->conns[i] = s->conns[--s->n_conns];
 }
 
-static void conn_read(struct server *s, struct conn *c)
+/* Whether C's input is worth reading now: not once it half-closed, nor
+ * while its unparsed input or unread answers are at their bounds (the
+ * socket then pushes back on the client). */
+static bool conn_wants_read(const struct conn *c)
 {
-	for (;;) {
-		if (c->in_len + 65536 > c->in_cap) {
-			if (c->in_cap > 2 * (HEAD_MAX + BODY_MAX)) {
-				/* a pipelining client far ahead of us */
-				c->dead = true;
-				return;
-			}
-			size_t nc = c->in_cap ? c->in_cap * 2 : 65536 * 2;
-			char *ni = realloc(c->in, nc);
+	return !c->eof && !c->dead && !c->close_after && c->in_len - c->in_off < IN_CAP - (64u << 10) &&
+	       c->out_len - c->out_off <= OUT_HIGH;
+}
+
+/* Reads up to READ_PER_PASS, so that one client never holds the loop. */
+static void conn_read(struct conn *c)
+{
+	if (c->in_off > 0) { /* compact once per read, never once per request */
+		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+		c->in_len -= c->in_off;
+		c->in_off = 0;
+	}
+	size_t got = 0;
+	while (got < READ_PER_PASS && conn_wants_read(c)) {
+		if (c->in_len + (64u << 10) > c->in_cap) {
+			size_t nc = c->in_cap ? c->in_cap * 2 : (128u << 10);
+			char *ni = realloc(c->in, nc < IN_CAP ? nc : IN_CAP);
 			if (!ni) {
 				c->dead = true;
 				return;
 			}
 			c->in = ni;
-			c->in_cap = nc;
+			c->in_cap = nc < IN_CAP ? nc : IN_CAP;
 		}
-		ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+		size_t room = c->in_cap - c->in_len;
+		if (room > READ_PER_PASS - got)
+			room = READ_PER_PASS - got;
+		ssize_t r = recv(c->fd, c->in + c->in_len, room, 0);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
-		if (r <= 0) {
+		if (r == 0) {
+			c->eof = true; /* perhaps only a half-close: what it sent still gets its answer */
+			return;
+		}
+		if (r < 0) {
 			c->dead = true;
 			return;
 		}
+		if (c->in_len == c->in_off)
+			c->t_head = now_ms();
 		c->in_len += (size_t)r;
+		got += (size_t)r;
 		c->t_last = now_ms();
 	}
+}
+
+/* With every slot taken: closes the keep-alive connection idle longest,
+ * else the one whose request head has been trickling in longest.  False
+ * when every connection is at work. */
+static bool conn_evict(struct server *s)
+{
+	size_t best = SIZE_MAX;
+	bool best_idle = false;
+	for (size_t i = 0; i < s->n_conns; i++) {
+		struct conn *c = s->conns[i];
+		if (c->busy || c->out_len > c->out_off || c->head_done)
+			continue;
+		bool idle = c->in_len == c->in_off;
+		double t = idle ? c->t_last : c->t_head;
+		if (best == SIZE_MAX || (idle && !best_idle) ||
+		    (idle == best_idle && t < (best_idle ? s->conns[best]->t_last : s->conns[best]->t_head))) {
+			best = i;
+			best_idle = idle;
+		}
+	}
+	if (best == SIZE_MAX)
+		return false;
+	struct conn *c = s->conns[best];
+	if (!best_idle) {
+		c->close_after = true;
+		send_error(c, 408, "invalid_request_error", NULL, NULL, "request not complete in time");
+		out_flush(c);
+	}
+	logf_(s, "%s: closed to make room (%s)", c->peer, best_idle ? "idle" : "slow request head");
+	conn_close(s, best);
+	return true;
 }
 
 static void accept_all(struct server *s)
@@ -1155,11 +1291,11 @@ static void accept_all(struct server *s)
 			continue;
 		}
 		c->fd = fd;
-		c->t_last = now_ms();
+		c->t_last = c->t_head = now_ms();
 		char host[INET6_ADDRSTRLEN] = "?", port[8] = "";
 		getnameinfo((struct sockaddr *)&sa, sl, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
 		snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
-		if (s->n_conns >= (size_t)s->o.max_clients) {
+		if (s->n_conns >= (size_t)s->o.max_clients && !conn_evict(s)) {
 			/* over the limit: one answer, then the door */
 			c->close_after = true;
 			send_error(c, 503, "unavailable", NULL, "Retry-After: 1\r\n",
@@ -1239,6 +1375,8 @@ struct server *serve_open(engine *e, const struct serve_opts *o, char *err, size
 		s->o.max_queue = 16;
 	if (s->o.max_clients <= 0)
 		s->o.max_clients = 64;
+	if (s->o.head_timeout_ms <= 0)
+		s->o.head_timeout_ms = HEAD_TIMEOUT_MS;
 	if (s->o.slots <= 0)
 		s->o.slots = 8;
 	if (!s->o.model_name)
@@ -1298,6 +1436,83 @@ int serve_port(const struct server *s)
 	return s->port;
 }
 
+/* One pass over connection C after poll(): read, parse a bounded number of
+ * requests, write, time out.  False when C is to be closed. */
+static bool conn_step(struct server *s, struct conn *c, double t)
+{
+	short re = c->revents;
+	c->revents = 0;
+	if ((re & (POLLIN | POLLHUP | POLLERR)) && conn_wants_read(c))
+		conn_read(c);
+	else if ((re & (POLLHUP | POLLERR)) && !(re & POLLIN))
+		c->dead = true;
+	int k = 0;
+	while (k < PARSE_PER_PASS && parse_one(s, c))
+		k++;
+	if (k == PARSE_PER_PASS)
+		s->more = true; /* the rest on the next pass, after everyone else */
+	out_flush(c);
+	bool idle = !c->busy && c->out_len == 0;
+	size_t pending = c->in_len - c->in_off;
+	bool late = c->head_done ? t - c->t_last > BODY_TIMEOUT_MS : t - c->t_head > s->o.head_timeout_ms;
+	if (idle && pending > 0 && late && !c->close_after) {
+		c->close_after = true;
+		send_error(c, 408, "invalid_request_error", NULL, NULL, "request not complete in time");
+		out_flush(c);
+		c->dead = true;
+	}
+	if (idle && pending == 0 && t - c->t_last > IDLE_TIMEOUT_MS)
+		c->dead = true;
+	if (idle && (c->close_after || c->eof))
+		c->dead = true; /* after a half-close, nothing more can come */
+	return !c->dead;
+}
+
+/* At a stop: every open answer gets a proper end (a stream its [DONE] and
+ * last chunk, a waiting request a 503), written for at most a second. */
+static void serve_drain(struct server *s)
+{
+	if (s->running) {
+		struct job *j = s->running;
+		s->running = NULL;
+		engine_cancel(s->e);
+		job_finish(s, j, ENGINE_E_CANCELLED, "the server is shutting down", NULL, ENGINE_STOP_CANCELLED);
+	}
+	while (s->q_head) {
+		struct job *j = s->q_head;
+		s->q_head = j->next;
+		s->n_queued--;
+		job_finish(s, j, ENGINE_E_CANCELLED, "the server is shutting down", NULL, ENGINE_STOP_CANCELLED);
+	}
+	s->q_tail = NULL;
+	double end = now_ms() + 1000;
+	for (;;) {
+		struct pollfd pf[64];
+		nfds_t n = 0;
+		for (size_t i = 0; i < s->n_conns && n < 64; i++) {
+			out_flush(s->conns[i]);
+			if (!s->conns[i]->dead && s->conns[i]->out_len > s->conns[i]->out_off)
+				pf[n++] = (struct pollfd){.fd = s->conns[i]->fd, .events = POLLOUT};
+		}
+		double left = end - now_ms();
+		if (n == 0 || left <= 0 || poll(pf, n, (int)left) <= 0)
+			break;
+	}
+}
+
+/* Fills PF[3...] for the connections; how many. */
+static size_t poll_conns(struct server *s, struct pollfd *pf)
+{
+	for (size_t i = 0; i < s->n_conns; i++) {
+		struct conn *c = s->conns[i];
+		short ev = conn_wants_read(c) ? POLLIN : 0;
+		if (c->out_len > c->out_off)
+			ev |= POLLOUT;
+		pf[3 + i] = (struct pollfd){.fd = c->fd, .events = ev};
+	}
+	return s->n_conns;
+}
+
 int serve_run(struct server *s, int load_req, int stop_fd, char *err, size_t errlen)
 {
 	struct pollfd *pf = NULL;
@@ -1318,15 +1533,9 @@ int serve_run(struct server *s, int load_req, int stop_fd, char *err, size_t err
 		pf[0] = (struct pollfd){.fd = stop_fd, .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = engine_event_fd(s->e), .events = POLLIN};
 		pf[2] = (struct pollfd){.fd = s->lfd, .events = POLLIN};
-		size_t polled = s->n_conns;
-		for (size_t i = 0; i < s->n_conns; i++) {
-			struct conn *c = s->conns[i];
-			short ev = POLLIN;
-			if (c->out_len > c->out_off)
-				ev |= POLLOUT;
-			pf[3 + i] = (struct pollfd){.fd = c->fd, .events = ev};
-		}
-		int n = poll(pf, 3 + polled, 1000);
+		size_t polled = poll_conns(s, pf);
+		int n = poll(pf, 3 + polled, s->more ? 0 : 1000);
+		s->more = false;
 		if (n < 0 && errno != EINTR) {
 			snprintf(err, errlen, "poll: %s", strerror(errno));
 			status = -1;
@@ -1334,8 +1543,10 @@ int serve_run(struct server *s, int load_req, int stop_fd, char *err, size_t err
 		}
 		for (size_t i = 0; i < polled; i++)
 			s->conns[i]->revents = n > 0 ? pf[3 + i].revents : 0;
-		if (n > 0 && (pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
+		if (n > 0 && (pf[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+			serve_drain(s);
 			break;
+		}
 		if (n > 0 && (pf[1].revents & POLLIN) && on_engine(s, load_req, err, errlen) != 0) {
 			status = -1;
 			break;
@@ -1344,30 +1555,10 @@ int serve_run(struct server *s, int load_req, int stop_fd, char *err, size_t err
 			accept_all(s);
 		double t = now_ms();
 		for (size_t i = 0; i < s->n_conns;) {
-			struct conn *c = s->conns[i];
-			short re = c->revents;
-			c->revents = 0;
-			if (re & (POLLIN | POLLHUP | POLLERR))
-				conn_read(s, c);
-			while (parse_one(s, c))
-				;
-			out_flush(c);
-			bool idle = !c->busy && c->out_len == 0;
-			if (idle && c->in_len > 0 && t - c->t_last > HEAD_TIMEOUT_MS) {
-				c->close_after = true;
-				send_error(c, 408, "invalid_request_error", NULL, NULL, "request not complete in time");
-				out_flush(c);
-				c->dead = true;
-			}
-			if (idle && c->in_len == 0 && t - c->t_last > IDLE_TIMEOUT_MS)
-				c->dead = true;
-			if (idle && c->close_after)
-				c->dead = true;
-			if (c->dead) {
+			if (!conn_step(s, s->conns[i], t))
 				conn_close(s, i);
-				continue;
-			}
-			i++;
+			else
+				i++;
 		}
 		if (s->running == NULL)
 			dispatch(s);

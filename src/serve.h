@@ -33,7 +33,8 @@ struct serve_opts {
 	int port;                  /* 0 = any free port (serve_port() tells) */
 	const char *api_key;       /* NULL = no auth; else "Authorization: Bearer KEY" required (copied) */
 	int max_queue;             /* requests waiting behind the running one (0: none); < 0 = 16 */
-	int max_clients;           /* open connections; 0 = 64 */
+	int max_clients;           /* open connections; 0 = 64 (idle ones are closed first when more come) */
+	int head_timeout_ms;       /* a request head must be complete this soon after its first byte; 0 = 10 s */
 	int slots;                 /* conversation slots (KV caches); 0 = 8 */
 	const char *model_name;    /* the id /v1/models shows */
 	struct engine_sampling sampling; /* defaults for fields a request leaves out */

@@ -146,6 +146,7 @@ complete -c ttychat -n '__ttychat_cmd serve' -l port -x -d port
 complete -c ttychat -n '__ttychat_cmd serve' -s m -l model -r -F -a '(__ttychat_models)' -d model
 complete -c ttychat -n '__ttychat_cmd serve' -l api-key-file -r -F -d 'file holding the API key'
 complete -c ttychat -n '__ttychat_cmd serve' -l max-queue -x -d 'requests that may wait'
+complete -c ttychat -n '__ttychat_cmd serve' -l max-conns -x -d 'open connections'
 complete -c ttychat -n '__ttychat_cmd serve' -l slots -x -d 'conversations with a kept KV cache'
 complete -c ttychat -n '__ttychat_cmd serve' -s c -l ctx-size -x -d 'context size'
 complete -c ttychat -n '__ttychat_cmd serve' -s t -l threads -x -d 'compute threads'
