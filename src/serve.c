@@ -124,6 +124,7 @@ struct server {
 	uint64_t clock;
 	unsigned long long next_id;
 	bool more;                 /* a connection has parsed requests left over from the last pass */
+	double accept_paused;      /* out of descriptors: the listening socket rests until then */
 	char err[512];
 };
 
@@ -1281,6 +1282,14 @@ static void accept_all(struct server *s)
 		struct sockaddr_storage sa;
 		socklen_t sl = sizeof sa;
 		int fd = accept4(s->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+			if (s->n_conns > 0 && conn_evict(s))
+				continue;
+			/* the pending connection stays readable: rest rather than spin */
+			s->accept_paused = now_ms() + 250;
+			logf_(s, "out of file descriptors: not accepting for 250 ms");
+			return;
+		}
 		if (fd < 0)
 			return;
 		int one = 1;
@@ -1532,9 +1541,10 @@ int serve_run(struct server *s, int load_req, int stop_fd, char *err, size_t err
 		}
 		pf[0] = (struct pollfd){.fd = stop_fd, .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = engine_event_fd(s->e), .events = POLLIN};
-		pf[2] = (struct pollfd){.fd = s->lfd, .events = POLLIN};
+		bool resting = now_ms() < s->accept_paused;
+		pf[2] = (struct pollfd){.fd = s->lfd, .events = resting ? 0 : POLLIN};
 		size_t polled = poll_conns(s, pf);
-		int n = poll(pf, 3 + polled, s->more ? 0 : 1000);
+		int n = poll(pf, 3 + polled, s->more ? 0 : resting ? 250 : 1000);
 		s->more = false;
 		if (n < 0 && errno != EINTR) {
 			snprintf(err, errlen, "poll: %s", strerror(errno));

@@ -9,9 +9,11 @@ gets its answer; "max_tokens": 0 and "\\u0000" in a message get 400;
 head is complete; one socket pipelining 16 MB of requests does not stall
 another client; eight slowloris sockets on --max-conns 8 do not lock a
 normal client out, and a head that trickles in is timed out in total; a
-SIGTERM ends an open stream with [DONE] and the last chunk.
+running out of file descriptors does not spin a core; a SIGTERM ends
+an open stream with [DONE] and the last chunk.
 """
 import json
+import resource
 import os
 import shutil
 import socket
@@ -190,6 +192,34 @@ def tests_slowloris(port):
           % (took, got[:30]))
 
 
+def cpu_s(pid):
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tests_fds(p, port):
+    """Out of file descriptors, with every connection mid-request: the
+    accept loop rests instead of spinning a core."""
+    n_fds = len(os.listdir("/proc/%d/fd" % p.pid))
+    old = resource.prlimit(p.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (n_fds + 3, old[1]))
+    socks = []
+    for i in range(6):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(post(b"/v1/chat/completions", b"x" * 1000)[:-1000])  # a head, its body never comes
+        socks.append(s)
+    time.sleep(0.5)
+    c0, t0 = cpu_s(p.pid), time.monotonic()
+    time.sleep(2)
+    used = (cpu_s(p.pid) - c0) / (time.monotonic() - t0)
+    for s in socks:
+        s.close()
+    resource.prlimit(p.pid, resource.RLIMIT_NOFILE, old)
+    time.sleep(0.5)
+    st, ms = health_ms(port)
+    check(used < 0.3 and st == 200, "out of file descriptors: %.0f%% of a core, then /health %s" % (used * 100, st))
+
+
 def tests_sigterm(p, port):
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     body = {"messages": [{"role": "user", "content": "Count from 1 to 500, one number a line."}],
@@ -242,6 +272,7 @@ def main():
         tests_small(port)
         tests_flood(port)
         tests_slowloris(port)
+        tests_fds(p, port)
         tests_sigterm(p, port)
     finally:
         for p in procs:
