@@ -19,6 +19,15 @@
  * through a per-connection buffer written when the socket is writable; a
  * client that stops reading while its buffer passes 16 MiB is dropped.
  *
+ * Hostile clients: input is parsed from an offset (a long pipeline costs
+ * linear time) and bounded per connection (a connection is not read past
+ * 8 MiB unparsed or 256 KiB of unread answers, nor more than 16 requests
+ * or 256 KiB taken from it per pass), so one client cannot hold the loop.
+ * A request head must be complete within a total time (not per byte); when
+ * every connection slot is taken, the longest idle keep-alive connection,
+ * else the slowest head, is closed to make room; the key is checked as
+ * soon as the head is complete.
+ *
  * KV reuse: a job takes, at the moment it is submitted, the conversation
  * slot whose recorded messages share the longest prefix with its own (in
  * bytes; raw completions only match raw slots), else an empty or the least

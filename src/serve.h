@@ -6,8 +6,8 @@
  * server-sent events, or not), GET /v1/models, GET /health (the /v1 prefix
  * is optional).  Requests run one at a time on the engine, in arrival
  * order, from a bounded queue: a request that finds the queue full gets
- * 429, one that arrives while the model loads or with too many connections
- * open gets 503 (both with Retry-After).  Each request is mapped to one of
+ * 429, one that arrives while the model loads, or with every connection
+ * at work and none idle to close, gets 503 (both with Retry-After).  Each request is mapped to one of
  * a few conversation slots (the engine's KV caches) by the longest common
  * prefix of its messages, so a client that resends its growing chat only
  * has its new turn prefilled.
