@@ -289,7 +289,7 @@ static void wrap_leaf(struct ctx *c, const struct leaf *l, unsigned lflags)
 	size_t r = 0;
 	if ((lflags & MDL_CODE) && (c->flags & MD_NOWRAP)) {
 		for (size_t p = 0; p <= l->n;) {
-			const char *nl = memchr(l->t + p, '\n', l->n - p);
+			const char *nl = p < l->n ? memchr(l->t + p, '\n', l->n - p) : NULL;
 			size_t e = nl ? (size_t)(nl - l->t) : l->n;
 			size_t cut = cut_at(l->t + p, e - p, w, c->tflags);
 			open_line(c, lflags | (p + cut < e ? MDL_TRUNC : 0), false);
