@@ -988,18 +988,6 @@ void config_settings_free(struct config_settings *s)
 	config_entry_free(&s->d);
 }
 
-void config_settings_model(char *buf, size_t n)
-{
-	snprintf(buf, n, "%s", config_default_model());
-	struct config_settings s;
-	char err[512];
-	if (config_settings_read(&s, err, sizeof err) != 0)
-		return;
-	if (s.model[0] && strlen(s.model) < n)
-		snprintf(buf, n, "%s", s.model);
-	config_settings_free(&s);
-}
-
 /* ---- listing ---------------------------------------------------------------- */
 
 const char *config_origin_name(enum config_origin o)

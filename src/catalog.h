@@ -109,9 +109,6 @@ void config_settings_free(struct config_settings *s);
 
 /* The built-in default model name: "smollm2". */
 const char *config_default_model(void);
-/* The default model: settings.json's "model" when set and the file is
- * valid, else config_default_model().  Writes it into BUF. */
-void config_settings_model(char *buf, size_t n);
 
 /* ---- the whole catalogue (`ttychat models`) ---------------------------- */
 

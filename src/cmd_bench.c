@@ -340,37 +340,27 @@ static int print_json(const struct bench_ctx *c, const struct bench_opts *o,
 	return 0;
 }
 
-/* The model (its spec into SPEC, N bytes) and how to load it, decided as
- * for the chat (src/session.h).  0, or an exit status with a message in
- * err. */
-static int decide(const struct bench_opts *o, char *spec, size_t n, struct model_entry *me,
-		  struct session_config *cfg, char *err, size_t errlen)
+/* The model and how to load it, decided as for the chat
+ * (src/session.h).  0, or an exit status with a message in ERR. */
+static int decide(const struct bench_opts *o, struct session_decision *d, char *err, size_t errlen)
 {
-	struct config_settings prefs;
-	if (config_settings_read(&prefs, err, errlen) != 0)
-		return EXIT_FAIL;
+	static const int status[] = {
+		[SESSION_E_SETTINGS] = EXIT_FAIL, [SESSION_E_NAME] = EXIT_USAGE,
+		[SESSION_E_MODEL] = EXIT_MODEL, [SESSION_E_NOMEM] = EXIT_FAIL,
+	};
 	struct session_flags f;
 	session_flags_init(&f);
 	f.model = o->model;
 	f.device = o->device;
 	f.gpu_layers = o->gpu_layers;
-	int status = 0;
-	if (session_pick_model(&f, NULL, NULL, &prefs, spec, n, NULL) != 0) {
-		snprintf(err, errlen, "the model name is too long");
-		status = EXIT_USAGE;
-	} else if (config_resolve_model(spec, me, err, errlen) != 0) {
-		status = EXIT_MODEL;
-	} else if (me->remote) {
-		config_entry_free(me);
-		snprintf(err, errlen, "%s is served by a remote server: the benchmark needs a local model file", spec);
-		status = EXIT_MODEL;
-	} else if (session_resolve(&f, NULL, me, &prefs, NULL, cfg) != 0) {
-		config_entry_free(me);
-		snprintf(err, errlen, "out of memory");
-		status = EXIT_FAIL;
+	int st = session_decide(&f, NULL, d, err, errlen);
+	if (st != SESSION_DECIDED)
+		return status[st];
+	if (d->me.remote) {
+		snprintf(err, errlen, "%s is served by a remote server: the benchmark needs a local model file", d->spec);
+		return EXIT_MODEL;
 	}
-	config_settings_free(&prefs);
-	return status;
+	return 0;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -427,22 +417,22 @@ int cmd_bench(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	char err[4400], spec[sizeof ((struct model_entry *)0)->path];
-	struct model_entry me;
-	struct session_config cfg;
-	int status = decide(&o, spec, sizeof spec, &me, &cfg, err, sizeof err);
+	char err[4400];
+	struct session_decision d;
+	int status = decide(&o, &d, err, sizeof err);
 	if (status) {
 		fprintf(stderr, "ttychat bench: %s\n", err);
+		session_decision_free(&d);
 		return status;
 	}
-	o.model = spec;   /* the JSON's model_filename: the spec as given or picked */
+	o.model = d.spec; /* the JSON's model_filename: the spec as given or picked */
 	if (o.n_threads == 0) {
 		long nc = sysconf(_SC_NPROCESSORS_ONLN);
-		o.threads[0] = cfg.n_threads > 0 ? cfg.n_threads : nc > 0 && nc <= 1024 ? (int)nc : 1;
+		o.threads[0] = d.cfg.n_threads > 0 ? d.cfg.n_threads : nc > 0 && nc <= 1024 ? (int)nc : 1;
 		o.n_threads = 1;
 	}
 	/* the context the tests need, whatever a chat would hold */
-	struct engine_load_opts lo = cfg.load;
+	struct engine_load_opts lo = d.cfg.load;
 	lo.n_ctx = (uint32_t)(o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen) + 1;
 
 	struct bench_ctx c;
@@ -464,7 +454,7 @@ int cmd_bench(int argc, char **argv)
 		tg->tps = pp->ttft_ms + o.reps;
 		tg->ttft_ms = tg->tps + o.reps;
 		pp->reps = tg->reps = o.reps;
-		status = bench_threads(&c, &o, me.path, &lo, o.threads[i], pp, tg, err, sizeof err);
+		status = bench_threads(&c, &o, d.me.path, &lo, o.threads[i], pp, tg, err, sizeof err);
 		if (status) {
 			fprintf(stderr, "ttychat bench: %s\n", err);
 			goto out;
@@ -480,7 +470,7 @@ int cmd_bench(int argc, char **argv)
 		mean_sd(tg->tps, o.reps, &tg->mean, &tg->sd);
 		tg->gbps = tg->mean * (double)c.last.decode_bytes * 1e-9;
 	}
-	engine_file *f = engine_file_open(me.path, err, sizeof err);
+	engine_file *f = engine_file_open(d.me.path, err, sizeof err);
 	if (!f) {
 		fprintf(stderr, "ttychat bench: %s\n", err);
 		status = EXIT_MODEL;
@@ -503,7 +493,6 @@ int cmd_bench(int argc, char **argv)
 out:
 	free(samples);
 	free(res);
-	session_config_free(&cfg);
-	config_entry_free(&me);
+	session_decision_free(&d);
 	return status;
 }

@@ -3,13 +3,13 @@
  * itself is serve.c.
  *
  * The model is chosen and its settings decided as for the chat
- * (src/session.h: flags > models.d > settings.json > defaults): a file, a
+ * (src/session.h: flags > models.d > settings.json > the file's sampling
+ * advice > defaults): a file, a
  * models.d name, or a remote entry (serve then relays to that server); the
  * entry's context, KV type, device and GPU layers apply to the load, and
  * its sampling defaults become the defaults of requests that leave a field
  * out.  A system prompt is the client's to send: the configured ones are
- * not added.  The
- * listening line goes to stderr as soon as the socket is bound (with
+ * not added.  The listening line goes to stderr as soon as the socket is bound (with
  * --port 0 it tells the port chosen), so a script can wait for it; the
  * model then loads while /health answers 503.  SIGINT and SIGTERM stop
  * the server through a self-pipe; the exit status is 0 then.
@@ -152,35 +152,6 @@ static char *read_key(const char *path)
 	if (!ok)
 		fprintf(stderr, "ttychat serve: --api-key-file %s: no key on its first line\n", path);
 	return key;
-}
-
-/* The model and its settings (src/session.h): flags > models.d >
- * settings.json > the file's sampling advice > defaults.  0, or an exit
- * status with the message in ERR. */
-static int decide(const struct session_flags *f, struct model_entry *me, struct session_config *cfg, char *err,
-		  size_t errlen)
-{
-	struct config_settings prefs;
-	if (config_settings_read(&prefs, err, errlen) != 0) {
-		config_settings_free(&prefs);
-		return EXIT_FAIL;
-	}
-	char spec[4096];
-	int rc = session_pick_model(f, NULL, NULL, &prefs, spec, sizeof spec, NULL);
-	if (rc != 0)
-		snprintf(err, errlen, "the model name is too long");
-	else
-		rc = config_resolve_model(spec, me, err, errlen);
-	if (rc == 0) {
-		struct session_file advice;
-		session_file_read(me->path, &advice);
-		if ((rc = session_resolve(f, NULL, me, &prefs, &advice, cfg)) != 0) {
-			snprintf(err, errlen, "out of memory");
-			config_entry_free(me);
-		}
-	}
-	config_settings_free(&prefs);
-	return rc ? EXIT_MODEL : 0;
 }
 
 struct serve_args {
@@ -346,30 +317,31 @@ int cmd_serve(int argc, char **argv)
 	if (a.key_file && !(key = read_key(a.key_file)))
 		return EXIT_USAGE;
 
+	/* the model and its settings as the chat decides them (src/session.h) */
 	char err[1024];
-	struct model_entry me;
-	struct session_config cfg;
-	status = decide(&a.f, &me, &cfg, err, sizeof err);
-	if (status == 0) {
+	struct session_decision d;
+	status = session_decide(&a.f, NULL, &d, err, sizeof err);
+	if (status == SESSION_DECIDED) {
+		const struct model_entry *me = &d.me;
 		struct serve_opts so = {.host = a.host, .port = a.port, .api_key = key, .max_queue = a.max_queue,
-					.slots = a.slots, .max_clients = a.max_conns, .model_name = me.name, .log = a.verbose ? stderr : NULL};
+					.slots = a.slots, .max_clients = a.max_conns, .model_name = me->name, .log = a.verbose ? stderr : NULL};
 		/* requests that leave a field out get the decided defaults */
-		so.sampling = cfg.sampling;
+		so.sampling = d.cfg.sampling;
 		/* for the tests: a head timeout shorter than the 10 s default */
 		const char *ht = getenv("TTYCHAT_SERVE_HEAD_TIMEOUT_MS");
 		long htv = ht ? strtol(ht, NULL, 10) : 0;
 		if (htv > 0 && htv <= 3600000)
 			so.head_timeout_ms = (int)htv;
 		/* a bare file is served under its base name */
-		const char *slash = strrchr(me.name, '/');
-		if (!me.remote && slash && slash[1])
+		const char *slash = strrchr(me->name, '/');
+		if (!me->remote && slash && slash[1])
 			so.model_name = slash + 1;
-		status = run_server(&a, &so, &me, &cfg);
-		config_entry_free(&me);
-		session_config_free(&cfg);
+		status = run_server(&a, &so, me, &d.cfg);
 	} else {
 		fprintf(stderr, "ttychat serve: %s\n", err);
+		status = status == SESSION_E_SETTINGS ? EXIT_FAIL : EXIT_MODEL;
 	}
+	session_decision_free(&d);
 	if (key) {
 		volatile char *k = key;
 		for (size_t i = 0; k[i]; i++)

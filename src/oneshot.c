@@ -412,11 +412,7 @@ struct run {
 	char pass_err[256];
 	struct chats_settings held; /* the continued conversation's settings */
 	bool continued;
-	struct config_settings prefs;
-	bool have_prefs;
-	struct model_entry me;
-	bool have_me;
-	struct session_config cfg;
+	struct session_decision d; /* settings.json, the model's entry, the settings */
 	struct convo cv;
 	engine *e;
 	struct engine_model_info info;
@@ -546,26 +542,19 @@ static int open_history(struct run *r)
  * conversation > models.d > settings.json > defaults. */
 static int decide_settings(struct run *r)
 {
+	static const int status[] = {
+		[SESSION_E_SETTINGS] = EXIT_FAIL, [SESSION_E_NAME] = EXIT_USAGE,
+		[SESSION_E_MODEL] = EXIT_MODEL, [SESSION_E_NOMEM] = EXIT_FAIL,
+	};
 	struct chat_opts *o = r->o;
-	if (config_settings_read(&r->prefs, r->err, sizeof r->err) != 0)
-		return fail(o, EXIT_FAIL, r->err);
-	r->have_prefs = true;
-	if (r->prefs.d.warnings[0] && o->verbose)
-		fprintf(stderr, "ttychat: warning: %s\n", r->prefs.d.warnings);
-	const struct chats_settings *held = r->continued ? &r->held : NULL;
-	char spec[sizeof r->me.path];
-	if (session_pick_model(&o->f, held, NULL, &r->prefs, spec, sizeof spec, NULL) != 0)
-		return fail(o, EXIT_USAGE, "the model name is too long");
-	if (config_resolve_model(spec, &r->me, r->err, sizeof r->err) != 0)
-		return fail(o, EXIT_MODEL, r->err);
-	r->have_me = true;
-	if (r->me.warnings[0] && o->verbose)
-		fprintf(stderr, "ttychat: warning: %s\n", r->me.warnings);
-	struct session_file advice;
-	session_file_read(r->me.path, &advice);
-	if (session_resolve(&o->f, held, &r->me, &r->prefs, &advice, &r->cfg) != 0)
-		return fail(o, EXIT_FAIL, "out of memory");
-	unsigned advised = session_fields_of(&r->cfg, SESSION_FILE);
+	int st = session_decide(&o->f, r->continued ? &r->held : NULL, &r->d, r->err, sizeof r->err);
+	if (r->d.prefs.d.warnings[0] && o->verbose)
+		fprintf(stderr, "ttychat: warning: %s\n", r->d.prefs.d.warnings);
+	if (r->d.have_me && r->d.me.warnings[0] && o->verbose)
+		fprintf(stderr, "ttychat: warning: %s\n", r->d.me.warnings);
+	if (st != SESSION_DECIDED)
+		return fail(o, status[st], r->err);
+	unsigned advised = session_fields_of(&r->d.cfg, SESSION_FILE);
 	if (advised && o->verbose) {
 		char names[64];
 		session_fields_str(advised, names, sizeof names);
@@ -578,21 +567,21 @@ static int load_model(struct run *r)
 {
 	const struct chat_opts *o = r->o;
 	char msg[4400];
-	struct engine_params ep = {.n_threads = r->cfg.n_threads};
+	struct engine_params ep = {.n_threads = r->d.cfg.n_threads};
 	r->e = engine_create(&ep, r->err, sizeof r->err);
 	if (!r->e)
 		return fail(o, EXIT_FAIL, r->err);
 	sig_engine = r->e;
 	if (got_signal)
 		return 128 + got_signal;
-	int req = engine_load(r->e, r->me.path, &r->cfg.load);
+	int req = engine_load(r->e, r->d.me.path, &r->d.cfg.load);
 	if (req <= 0) {
-		snprintf(msg, sizeof msg, "%s: %s", r->me.path, engine_last_error(r->e));
+		snprintf(msg, sizeof msg, "%s: %s", r->d.me.path, engine_last_error(r->e));
 		return fail(o, EXIT_MODEL, msg);
 	}
 	if (got_signal)
 		engine_cancel(r->e);
-	if (!wait_loaded(r->e, req, r->me.path, o->verbose, &r->info, r->err, sizeof r->err)) {
+	if (!wait_loaded(r->e, req, r->d.me.path, o->verbose, &r->info, r->err, sizeof r->err)) {
 		if (got_signal)
 			return 128 + got_signal;
 		return fail(o, EXIT_MODEL, r->err);
@@ -603,7 +592,7 @@ static int load_model(struct run *r)
 	if (o->verbose)
 		fprintf(stderr, "model: %s (%s, %s, %.0fM params), context %u, template %s, on %s\n", r->info.name,
 			r->info.arch, r->info.quant, (double)r->info.n_params / 1e6, r->info.n_ctx,
-			r->me.template_text ? "from models.d" : r->info.template_family, r->info.backend);
+			r->d.me.template_text ? "from models.d" : r->info.template_family, r->info.backend);
 	return 0;
 }
 
@@ -612,7 +601,7 @@ static int load_model(struct run *r)
  * are sent as one. */
 static int build_convo(struct run *r)
 {
-	if (r->cfg.system && convo_add(&r->cv, "system", r->cfg.system))
+	if (r->d.cfg.system && convo_add(&r->cv, "system", r->d.cfg.system))
 		return -1;
 	size_t n = r->continued ? chats_count(r->hist) : 0;
 	for (size_t i = 0; i <= n; i++) {
@@ -634,10 +623,10 @@ static int build_convo(struct run *r)
  * one-shot mode has no later. */
 static int save_msg(struct run *r, enum chats_role role, const char *text, size_t len, bool cancelled)
 {
-	const struct engine_sampling *s = &r->cfg.sampling;
+	const struct engine_sampling *s = &r->d.cfg.sampling;
 	struct chats_settings m = {
-		.model = r->me.source[0] ? r->me.name : r->me.path,
-		.system_prompt = r->cfg.system,
+		.model = r->d.me.source[0] ? r->d.me.name : r->d.me.path,
+		.system_prompt = r->d.cfg.system,
 		.temperature = s->temperature,
 		.top_k = s->top_k,
 		.top_p = s->top_p,
@@ -701,8 +690,8 @@ static void json_summary(struct run *r, const struct reply *rep, bool cancelled,
 	cJSON_AddStringToObject(j, "stop", stop_name(cancelled ? ENGINE_STOP_CANCELLED : rep->stop));
 	cJSON_AddNumberToObject(j, "exit", status);
 	cJSON *m = cJSON_AddObjectToObject(j, "model");
-	cJSON_AddStringToObject(m, "name", r->me.remote ? r->info.name : r->me.name);
-	cJSON_AddStringToObject(m, "path", r->me.path);
+	cJSON_AddStringToObject(m, "name", r->d.me.remote ? r->info.name : r->d.me.name);
+	cJSON_AddStringToObject(m, "path", r->d.me.path);
 	cJSON_AddStringToObject(m, "arch", r->info.arch);
 	cJSON_AddStringToObject(m, "quant", r->info.quant);
 	cJSON_AddStringToObject(m, "backend", r->info.backend);
@@ -725,7 +714,7 @@ static int one_reply(struct run *r)
 		return fail(o, st, r->err);
 	kv_restore(r);
 
-	int req = engine_submit(r->e, 1, r->cv.m, r->cv.n, &r->cfg.sampling, &g);
+	int req = engine_submit(r->e, 1, r->cv.m, r->cv.n, &r->d.cfg.sampling, &g);
 	if (req <= 0) {
 		snprintf(r->err, sizeof r->err, "cannot submit: %s", engine_last_error(r->e));
 		return fail(o, EXIT_GENERATE, r->err);
@@ -786,7 +775,7 @@ static int line_chat(struct run *r, const struct engine_gen_opts *g)
 	if (!isatty(STDERR_FILENO))
 		rl_variable_bind("enable-bracketed-paste", "off");
 	fprintf(stderr, "ttychat: chatting with %s. Ctrl-D or Ctrl-C at the prompt quits; Ctrl-C during a reply stops it.\n",
-		r->me.display_name);
+		r->d.me.display_name);
 	int status = EXIT_OK;
 	for (;;) {
 		got_signal = 0;
@@ -802,7 +791,7 @@ static int line_chat(struct run *r, const struct engine_gen_opts *g)
 		free(line);
 		if (rc != 0)
 			return fail(o, EXIT_FAIL, "out of memory");
-		int req = engine_submit(r->e, 1, r->cv.m, r->cv.n, &r->cfg.sampling, g);
+		int req = engine_submit(r->e, 1, r->cv.m, r->cv.n, &r->d.cfg.sampling, g);
 		struct reply rep = {0};
 		if (req > 0)
 			stream_reply(r->e, req, CHAT_OUT_TEXT, o->verbose, NULL, 0, &rep);
@@ -839,7 +828,7 @@ static int run(struct run *r)
 		return one_reply(r);
 	struct engine_gen_opts g = {.max_tokens = r->o->n_predict, .add_generation_prompt = true,
 				    .stop = r->o->n_stop ? r->o->stop : NULL};
-	if (r->cfg.system && convo_add(&r->cv, "system", r->cfg.system))
+	if (r->d.cfg.system && convo_add(&r->cv, "system", r->d.cfg.system))
 		return fail(r->o, EXIT_FAIL, "out of memory");
 	return line_chat(r, &g);
 }
@@ -884,11 +873,7 @@ int oneshot_main(struct chat_opts *o)
 	if (r->hist)
 		chats_close(r->hist);
 	convo_free(&r->cv);
-	session_config_free(&r->cfg);
-	if (r->have_me)
-		config_entry_free(&r->me);
-	if (r->have_prefs)
-		config_settings_free(&r->prefs);
+	session_decision_free(&r->d);
 	free(r->system_flag);
 	free(r->stdin_text);
 	free(r->prompt);

@@ -169,6 +169,37 @@ static uint32_t pick_ctx(const struct session_flags *f, const struct chats_setti
 	return 0; /* the engine's: min(training context, 4096) */
 }
 
+int session_decide(const struct session_flags *f, const struct chats_settings *held, struct session_decision *d,
+		   char *err, size_t errlen)
+{
+	memset(d, 0, sizeof *d);
+	if (config_settings_read(&d->prefs, err, errlen) != 0)
+		return SESSION_E_SETTINGS;
+	if (session_pick_model(f, held, NULL, &d->prefs, d->spec, sizeof d->spec, NULL) != 0) {
+		snprintf(err, errlen, "the model name is too long");
+		return SESSION_E_NAME;
+	}
+	if (config_resolve_model(d->spec, &d->me, err, errlen) != 0)
+		return SESSION_E_MODEL;
+	d->have_me = true;
+	struct session_file advice;
+	session_file_read(d->me.path, &advice);
+	if (session_resolve(f, held, &d->me, &d->prefs, &advice, &d->cfg) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return SESSION_E_NOMEM;
+	}
+	return SESSION_DECIDED;
+}
+
+void session_decision_free(struct session_decision *d)
+{
+	config_settings_free(&d->prefs);
+	if (d->have_me)
+		config_entry_free(&d->me);
+	session_config_free(&d->cfg);
+	memset(d, 0, sizeof *d);
+}
+
 uint32_t session_context(const struct session_flags *f, const struct model_entry *me,
 			 const struct config_settings *prefs, uint32_t n_ctx_train)
 {

@@ -48,7 +48,8 @@
  * session_resolve() with the entry.
  *
  * Pure functions of their arguments (but session_file_read(), which reads
- * a GGUF header): no globals; any thread.
+ * a GGUF header, and session_decide(), which reads settings.json and
+ * models.d too): no globals; any thread.
  */
 #ifndef TTYCHAT_SESSION_H
 #define TTYCHAT_SESSION_H
@@ -57,10 +58,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "catalog.h"
 #include "engine.h"
 
-struct model_entry;      /* src/catalog.h */
-struct config_settings;  /* src/catalog.h */
 struct chats_settings;   /* src/chats.h */
 
 /* Sampling fields a source may set (flags.set). */
@@ -146,6 +146,34 @@ unsigned session_fields_of(const struct session_config *c, enum session_source s
 /* BITS as "temp, top-k" in BUF of N bytes ("" when none). */
 void session_fields_str(unsigned bits, char *buf, size_t n);
 void session_config_free(struct session_config *c);
+
+/* What session_decide() read and decided. */
+struct session_decision {
+	char spec[4096];                 /* the model as picked: a models.d name, a path or remote: */
+	struct config_settings prefs;    /* settings.json (empty when none or unreadable) */
+	struct model_entry me;           /* the model's entry, when have_me */
+	bool have_me;
+	struct session_config cfg;       /* valid when session_decide() returned 0 */
+};
+
+enum session_decide_status {
+	SESSION_DECIDED = 0,
+	SESSION_E_SETTINGS,              /* settings.json is bad */
+	SESSION_E_NAME,                  /* the model spec does not fit */
+	SESSION_E_MODEL,                 /* config_resolve_model() failed */
+	SESSION_E_NOMEM,
+};
+
+/* The whole decision as a command-line front end makes it: settings.json
+ * read, the model picked (session_pick_model() with no model used last)
+ * and resolved, its file's sampling advice read, then session_resolve().
+ * HELD may be NULL.  Returns an enum session_decide_status, with the
+ * message in ERR when not SESSION_DECIDED; D holds what was read so far
+ * either way (d->prefs.d.warnings, d->me.warnings) and is freed with
+ * session_decision_free(). */
+int session_decide(const struct session_flags *f, const struct chats_settings *held, struct session_decision *d,
+		   char *err, size_t errlen);
+void session_decision_free(struct session_decision *d);
 
 /* The context session_resolve() loads a model with when no conversation
  * holds one, as the model picker shows it before loading: the engine's

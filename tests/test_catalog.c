@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "session.h"
 #include "testutil.h"
 
 static char dir[256], md[600];
@@ -236,16 +237,23 @@ int main(void)
 
 	/* settings.json */
 	char buf[256];
-	config_settings_model(buf, sizeof buf);
+	struct config_settings cs;
+	struct session_flags sf;
+	session_flags_init(&sf);
+	CHECK(config_settings_read(&cs, err, sizeof err) == 0, "no settings.json: %s", err);
+	session_pick_model(&sf, NULL, NULL, &cs, buf, sizeof buf, NULL);
 	CHECK(strcmp(buf, "smollm2") == 0, "default model without settings: %s", buf);
+	config_settings_free(&cs);
 	snprintf(path, sizeof path, "%s/ttychat/settings.json", conf);
 	f = fopen(path, "w");
 	if (f) {
 		fputs("{\"model\": \"oddname\", \"theme\": \"mono\"}", f);
 		fclose(f);
 	}
-	config_settings_model(buf, sizeof buf);
+	CHECK(config_settings_read(&cs, err, sizeof err) == 0, "settings.json: %s", err);
+	session_pick_model(&sf, NULL, NULL, &cs, buf, sizeof buf, NULL);
 	CHECK(strcmp(buf, "oddname") == 0, "settings.json model: %s", buf);
+	config_settings_free(&cs);
 
 	/* mutations of the full entry never crash and never half-succeed */
 	char src[2048];

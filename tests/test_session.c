@@ -429,81 +429,6 @@ static int write_file(const char *path, const char *text)
 	return fclose(f);
 }
 
-/* settings.json through config_settings_read(), then into the resolver. */
-static void test_settings_file(void)
-{
-	char tmpl[] = "/tmp/ttychat-session-XXXXXX";
-	char *dir = mkdtemp(tmpl);
-	CHECK(dir != NULL, "mkdtemp");
-	if (!dir)
-		return;
-	setenv("XDG_CONFIG_HOME", dir, 1);
-	char sub[512], path[600], err[1024];
-	snprintf(sub, sizeof sub, "%s/ttychat", dir);
-	mkdir(sub, 0700);
-	snprintf(path, sizeof path, "%s/settings.json", sub);
-
-	struct config_settings p;
-	CHECK(config_settings_read(&p, err, sizeof err) == 0 && !p.model[0] && p.d.context_size == 0,
-	      "no settings.json: empty settings");
-	config_settings_free(&p);
-
-	write_file(path, "{\"model\": \"gemma3-270m\", \"theme\": \"mono\", \"context_size\": 2048,"
-			 " \"sampling\": {\"temperature\": 0.2, \"top_k\": 12}, \"kv_type\": \"q8_0\","
-			 " \"device\": \"cpu\", \"gpu_layers\": 0, \"threads\": 1, \"system_prompt\": \"be terse\","
-			 " \"colour\": 1}");
-	int rc = config_settings_read(&p, err, sizeof err);
-	CHECK(rc == 0, "settings.json read: %s", rc ? err : "");
-	if (rc == 0) {
-		CHECK(strcmp(p.model, "gemma3-270m") == 0 && strcmp(p.theme, "mono") == 0, "model and theme");
-		CHECK(strstr(p.d.warnings, "colour") != NULL && strstr(p.d.warnings, path) != NULL,
-		      "an unknown key is a warning naming the file: %s", p.d.warnings);
-		struct session_flags f;
-		session_flags_init(&f);
-		struct session_config c;
-		CHECK(session_resolve(&f, NULL, NULL, &p, NULL, &c) == 0, "resolve");
-		CHECK(c.load.n_ctx == 2048 && near(c.sampling.temperature, 0.2f) && c.sampling.top_k == 12 &&
-			      c.load.kv_type == ENGINE_KV_Q8_0 && c.load.device == ENGINE_DEVICE_CPU &&
-			      c.load.gpu_layers == ENGINE_GPU_LAYERS_NONE && c.n_threads == 1 && c.system &&
-			      strcmp(c.system, "be terse") == 0,
-		      "settings.json's defaults reach the decision");
-		session_config_free(&c);
-		char buf[128];
-		config_settings_model(buf, sizeof buf);
-		CHECK(strcmp(buf, "gemma3-270m") == 0, "config_settings_model: %s", buf);
-		config_settings_free(&p);
-	}
-	/* bad values: one line naming the file and the key */
-	static const struct {
-		const char *text, *key;
-	} bad[] = {
-		{"{\"context_size\": 3}", "context_size"},
-		{"{\"sampling\": {\"top_p\": 7}}", "sampling.top_p"},
-		{"{\"kv_type\": \"q4\"}", "kv_type"},
-		{"{\"device\": \"tpu\"}", "device"},
-		{"{\"model\": 5}", "model"},
-		{"{\"threads\": 2, \"threads\": 3}", "threads"},
-	};
-	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		write_file(path, bad[i].text);
-		err[0] = '\0';
-		rc = config_settings_read(&p, err, sizeof err);
-		char want[64];
-		snprintf(want, sizeof want, "key '%s'", bad[i].key);
-		CHECK(rc == -1 && strstr(err, path) && strstr(err, want) && !strchr(err, '\n'),
-		      "bad settings.json %s: %s", bad[i].text, err);
-	}
-	write_file(path, "{\"model\": ");
-	rc = config_settings_read(&p, err, sizeof err);
-	CHECK(rc == -1 && strstr(err, path) && strstr(err, "not valid JSON"), "broken JSON: %s", err);
-	char buf[128];
-	config_settings_model(buf, sizeof buf);
-	CHECK(strcmp(buf, config_default_model()) == 0, "a broken settings.json leaves the default model");
-	unlink(path);
-	rmdir(sub);
-	rmdir(dir);
-}
-
 /* A GGUF header with no tensors: general.architecture and the keys given
  * (F32 type 6, I32 type 5, U32 type 4). */
 struct kv {
@@ -551,6 +476,110 @@ static int write_gguf(const char *path, const struct kv *kv, size_t n)
 		}
 	}
 	return fclose(f);
+}
+
+/* settings.json through config_settings_read(), then into the resolver. */
+static void test_settings_file(void)
+{
+	char tmpl[] = "/tmp/ttychat-session-XXXXXX";
+	char *dir = mkdtemp(tmpl);
+	CHECK(dir != NULL, "mkdtemp");
+	if (!dir)
+		return;
+	setenv("XDG_CONFIG_HOME", dir, 1);
+	char sub[512], path[600], err[1024];
+	snprintf(sub, sizeof sub, "%s/ttychat", dir);
+	mkdir(sub, 0700);
+	snprintf(path, sizeof path, "%s/settings.json", sub);
+
+	struct config_settings p;
+	CHECK(config_settings_read(&p, err, sizeof err) == 0 && !p.model[0] && p.d.context_size == 0,
+	      "no settings.json: empty settings");
+	config_settings_free(&p);
+
+	write_file(path, "{\"model\": \"gemma3-270m\", \"theme\": \"mono\", \"context_size\": 2048,"
+			 " \"sampling\": {\"temperature\": 0.2, \"top_k\": 12}, \"kv_type\": \"q8_0\","
+			 " \"device\": \"cpu\", \"gpu_layers\": 0, \"threads\": 1, \"system_prompt\": \"be terse\","
+			 " \"colour\": 1}");
+	int rc = config_settings_read(&p, err, sizeof err);
+	CHECK(rc == 0, "settings.json read: %s", rc ? err : "");
+	if (rc == 0) {
+		CHECK(strcmp(p.model, "gemma3-270m") == 0 && strcmp(p.theme, "mono") == 0, "model and theme");
+		CHECK(strstr(p.d.warnings, "colour") != NULL && strstr(p.d.warnings, path) != NULL,
+		      "an unknown key is a warning naming the file: %s", p.d.warnings);
+		struct session_flags f;
+		session_flags_init(&f);
+		struct session_config c;
+		CHECK(session_resolve(&f, NULL, NULL, &p, NULL, &c) == 0, "resolve");
+		CHECK(c.load.n_ctx == 2048 && near(c.sampling.temperature, 0.2f) && c.sampling.top_k == 12 &&
+			      c.load.kv_type == ENGINE_KV_Q8_0 && c.load.device == ENGINE_DEVICE_CPU &&
+			      c.load.gpu_layers == ENGINE_GPU_LAYERS_NONE && c.n_threads == 1 && c.system &&
+			      strcmp(c.system, "be terse") == 0,
+		      "settings.json's defaults reach the decision");
+		session_config_free(&c);
+		char buf[128];
+		session_pick_model(&f, NULL, NULL, &p, buf, sizeof buf, NULL);
+		CHECK(strcmp(buf, "gemma3-270m") == 0, "settings.json's model picked: %s", buf);
+		config_settings_free(&p);
+	}
+	/* bad values: one line naming the file and the key */
+	static const struct {
+		const char *text, *key;
+	} bad[] = {
+		{"{\"context_size\": 3}", "context_size"},
+		{"{\"sampling\": {\"top_p\": 7}}", "sampling.top_p"},
+		{"{\"kv_type\": \"q4\"}", "kv_type"},
+		{"{\"device\": \"tpu\"}", "device"},
+		{"{\"model\": 5}", "model"},
+		{"{\"threads\": 2, \"threads\": 3}", "threads"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		write_file(path, bad[i].text);
+		err[0] = '\0';
+		rc = config_settings_read(&p, err, sizeof err);
+		char want[64];
+		snprintf(want, sizeof want, "key '%s'", bad[i].key);
+		CHECK(rc == -1 && strstr(err, path) && strstr(err, want) && !strchr(err, '\n'),
+		      "bad settings.json %s: %s", bad[i].text, err);
+	}
+	write_file(path, "{\"model\": ");
+	rc = config_settings_read(&p, err, sizeof err);
+	CHECK(rc == -1 && strstr(err, path) && strstr(err, "not valid JSON"), "broken JSON: %s", err);
+	char buf[128];
+	struct session_flags nf;
+	session_flags_init(&nf);
+	session_pick_model(&nf, NULL, NULL, &p, buf, sizeof buf, NULL);
+	CHECK(strcmp(buf, config_default_model()) == 0, "a broken settings.json leaves the default model");
+
+	/* the whole decision of the command-line front ends */
+	struct session_flags f;
+	session_flags_init(&f);
+	struct session_decision d;
+	f.model = "/nonexistent/model.gguf";
+	CHECK(session_decide(&f, NULL, &d, err, sizeof err) == SESSION_E_SETTINGS && strstr(err, path),
+	      "session_decide: a bad settings.json first (%s)", err);
+	session_decision_free(&d);
+	write_file(path, "{\"sampling\": {\"top_k\": 9}}");
+	CHECK(session_decide(&f, NULL, &d, err, sizeof err) == SESSION_E_MODEL && !d.have_me &&
+		      strstr(err, "/nonexistent/model.gguf"),
+	      "session_decide: a model that is not there (%s)", err);
+	session_decision_free(&d);
+	char model[] = "/tmp/ttychat-decide-XXXXXX.gguf";
+	int fd = mkstemps(model, 5);
+	close(fd);
+	const struct kv adv[] = {{"general.sampling.temp", 6, 0.25}, {"general.sampling.top_k", 5, 3}};
+	write_gguf(model, adv, 2);
+	f.model = model;
+	int st = session_decide(&f, NULL, &d, err, sizeof err);
+	CHECK(st == SESSION_DECIDED && d.have_me && strcmp(d.spec, model) == 0 &&
+		      near(d.cfg.sampling.temperature, 0.25f) && d.cfg.from[SESSION_F_TEMP] == SESSION_FILE &&
+		      d.cfg.sampling.top_k == 9 && d.cfg.from[SESSION_F_TOPK] == SESSION_SETTINGS,
+	      "session_decide: settings.json over the file's advice (%d %s)", st, st ? err : "");
+	session_decision_free(&d);
+	unlink(model);
+	unlink(path);
+	rmdir(sub);
+	rmdir(dir);
 }
 
 /* The model file's advice: read from its header, under settings.json. */
