@@ -137,28 +137,24 @@ static int app_resolve(struct app *a, const struct model_entry *me, struct sessi
 	return -1;
 }
 
-/* The model's sampling defaults and system prompt, under what the user
- * chose. */
-static void apply_entry_defaults(struct app *a, const struct model_entry *me)
+/* The model's sampling defaults and system prompt as C decided them,
+ * under what the user chose. */
+static void apply_defaults(struct app *a, const struct session_config *c)
 {
-	struct session_config c;
-	if (app_resolve(a, me, &c) != 0)
-		return;
-	a->set.s = c.sampling;
+	a->set.s = c->sampling;
 	if (!a->system_user) {
 		free(a->system);
-		a->system = c.system ? strdup(c.system) : NULL;
+		a->system = c->system ? strdup(c->system) : NULL;
 	}
 	/* the sidebar names what the model file advised */
-	a->advice_set = session_fields_of(&c, SESSION_FILE);
-	session_config_free(&c);
+	a->advice_set = session_fields_of(c, SESSION_FILE);
 }
 
 /* Starts loading a model; ME (may be NULL for a bare file) gives defaults.
  * CTX: the context to load it with (a reopened conversation's), or 0 for
  * the one src/session.h decides. */
 static void load_model(struct app *a, const char *spec, const char *path, const char *display, uint32_t ctx,
-		       const struct model_entry *me, bool apply_defaults)
+		       const struct model_entry *me)
 {
 	if (busy(a) || a->st.phase == PH_LOADING)
 		engine_cancel(a->eng);
@@ -174,8 +170,8 @@ static void load_model(struct app *a, const char *spec, const char *path, const 
 	if (ctx && !a->o->flags.n_ctx)
 		c.load.n_ctx = ctx;
 	int r = engine_load(a->eng, path, &c.load);
-	session_config_free(&c);
 	if (r <= 0) {
+		session_config_free(&c);
 		notice(a, TR_ERROR, "cannot load %s: %s", display, engine_last_error(a->eng));
 		return;
 	}
@@ -191,8 +187,8 @@ static void load_model(struct app *a, const char *spec, const char *path, const 
 	a->st.ctx_used = 0;
 	a->st.ctx_size = 0;
 	a->st.kv_bytes = 0;
-	if (apply_defaults)
-		apply_entry_defaults(a, me);
+	apply_defaults(a, &c);
+	session_config_free(&c);
 	a->dirty |= D_SIDE | D_STATUS | D_HINT;
 }
 
@@ -204,7 +200,7 @@ void app_load_spec(struct app *a, const char *spec)
 		notice(a, TR_ERROR, "%s", err);
 		return;
 	}
-	load_model(a, spec, me.path, me.display_name, 0, &me, true);
+	load_model(a, spec, me.path, me.display_name, 0, &me);
 	config_entry_free(&me);
 }
 
@@ -353,13 +349,13 @@ static void pick_load(struct app *a)
 		struct model_entry me;
 		char err[1024];
 		if (config_resolve_model(m->name, &me, err, sizeof err) == 0) {
-			load_model(a, m->name, me.path, me.display_name, m->n_ctx, &me, true);
+			load_model(a, m->name, me.path, me.display_name, 0, &me);
 			config_entry_free(&me);
 		} else {
 			notice(a, TR_ERROR, "%s", err);
 		}
 	} else {
-		load_model(a, m->path, m->path, m->display, m->n_ctx, NULL, true);
+		load_model(a, m->path, m->path, m->display, 0, NULL);
 	}
 	a->dirty |= D_OVER;
 }
@@ -786,16 +782,21 @@ static void load_first_model(struct app *a, const struct chats_settings *held)
 	const char *last = models_last_read(lastbuf, sizeof lastbuf) == 0 ? lastbuf : NULL;
 	struct model_entry me;
 	enum session_source from = SESSION_DEFAULT;
+	const struct chats_settings *h = held && held->model && held->model[0] ? held : NULL;
 	bool ok = false;
-	for (int step = 0; step < 3 && !ok; step++) {
-		const struct chats_settings *h = step == 0 && held && held->model && held->model[0] ? held : NULL;
-		if (step > 0 && from != SESSION_CONV && from != SESSION_SETTINGS)
-			break; /* the flag's or the default's failed: nothing weaker is left */
-		if (session_pick_model(&a->o->flags, h, step < 2 ? last : NULL, &a->prefs, spec, sizeof spec, &from))
-			break;
+	/* a source whose model cannot be found gives way to the weaker ones */
+	while (!ok && session_pick_model(&a->o->flags, h, last, &a->prefs, spec, sizeof spec, &from) == 0) {
 		ok = config_resolve_model(spec, &me, err, sizeof err) == 0;
-		if (!ok && from == SESSION_CONV)
+		if (ok)
+			break;
+		if (from == SESSION_CONV) {
 			notice(a, TR_NOTICE, "this conversation's model is not available (%s)", err);
+			h = NULL;
+		} else if (last && strcmp(spec, last) == 0) {
+			last = NULL;
+		} else {
+			break; /* the flag's, settings.json's or the default's: nothing weaker is tried */
+		}
 	}
 	if (!ok) {
 		a->st.phase = PH_NOMODEL;
@@ -804,7 +805,7 @@ static void load_first_model(struct app *a, const struct chats_settings *held)
 	uint32_t ctx = 0;
 	if (from == SESSION_CONV && held->context_size >= 16 && held->context_size <= (1u << 24))
 		ctx = held->context_size;
-	load_model(a, spec, me.path, me.display_name[0] ? me.display_name : me.name, ctx, &me, true);
+	load_model(a, spec, me.path, me.display_name[0] ? me.display_name : me.name, ctx, &me);
 	config_entry_free(&me);
 }
 
