@@ -52,7 +52,12 @@ def raw(port, data, seconds=5, shut=False, want=None):
     s.sendall(data)
     if shut:
         s.shutdown(socket.SHUT_WR)
-    got = b""
+    return recv_for(s, b"", seconds, want)
+
+
+def recv_for(s, got, seconds, want=None):
+    """Adds to GOT what socket S receives within SECONDS, until the peer
+    closes or WANT arrives; closes S and returns GOT."""
     s.settimeout(0.3)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not (want and want in got):
@@ -234,18 +239,7 @@ def tests_sigterm(p, port):
         except socket.timeout:
             pass
     p.terminate()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            chunk = s.recv(65536)
-        except socket.timeout:
-            continue
-        except OSError:
-            break
-        if not chunk:
-            break
-        got += chunk
-    s.close()
+    got = recv_for(s, got, 10)
     rc = p.wait(10)
     check(rc == 0 and b"data: [DONE]" in got and got.endswith(b"\r\n0\r\n\r\n"),
           "SIGTERM mid-stream: [DONE] and the last chunk, exit 0 (%s, %r)" % (rc, got[-40:]))
