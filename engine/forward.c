@@ -86,18 +86,48 @@ static void cpu_rmsnorm(float *y, const float *x, const float *w, int64_t n, flo
 			y[i] = x[i] * scale;
 }
 
-/* cos and sin of the n_rot/2 rope angles of position POS: theta advances
- * by repeated multiplication as in ggml, divided by the optional per-pair
- * frequency factors */
-static void rope_angles(float *cs, float *sn, int n_rot, uint32_t pos, float base, float scale,
-			const float *ff)
+/* One rope: the base and position scale of a layer, with the model's YaRN
+ * parameters and frequency factors (ggml's rope_ext). */
+struct rope_cfg {
+	float base, freq_scale, ext_factor, mscale;
+	float corr[2];        /* YaRN correction dims */
+	const float *ff;      /* per-pair frequency divisors, or NULL */
+};
+
+/* ggml_rope_yarn_corr_dims: the dims whose wavelength spans BETA_FAST and
+ * BETA_SLOW rotations over the original context. */
+static void rope_corr_dims(struct rope_cfg *c, int n_rot, uint32_t n_ctx_orig, float beta_fast,
+			   float beta_slow)
 {
-	const float theta_scale = powf(base, -2.0f / (float)n_rot);
-	float theta = (float)pos * scale;
+	const float two_pi = 2.0f * (float)M_PI;
+	const float lo = (float)n_rot * logf((float)n_ctx_orig / (beta_fast * two_pi)) / (2.0f * logf(c->base));
+	const float hi = (float)n_rot * logf((float)n_ctx_orig / (beta_slow * two_pi)) / (2.0f * logf(c->base));
+	c->corr[0] = fmaxf(0.0f, floorf(lo));
+	c->corr[1] = fminf((float)(n_rot - 1), ceilf(hi));
+}
+
+/* cos and sin of the n_rot/2 rope angles of position POS, as ggml's rope
+ * cache: theta advances by repeated multiplication, is divided by the
+ * frequency factor, scaled, and with YaRN mixed with the unscaled angle by
+ * a ramp over the correction dims; both are multiplied by the attention
+ * factor (with YaRN's 1 + 0.1 ln(1/scale) on top). */
+static void rope_angles(float *cs, float *sn, int n_rot, uint32_t pos, const struct rope_cfg *c)
+{
+	const float theta_scale = powf(c->base, -2.0f / (float)n_rot);
+	float mscale = c->mscale;
+	if (c->ext_factor != 0.0f)
+		mscale *= 1.0f + 0.1f * logf(1.0f / c->freq_scale);
+	float theta = (float)pos;
 	for (int i = 0; i < n_rot / 2; i++) {
-		const float t = ff ? theta / ff[i] : theta;
-		cs[i] = cosf(t);
-		sn[i] = sinf(t);
+		const float extrap = c->ff ? theta / c->ff[i] : theta;
+		float t = c->freq_scale * extrap;
+		if (c->ext_factor != 0.0f) {
+			const float y = ((float)i - c->corr[0]) / fmaxf(0.001f, c->corr[1] - c->corr[0]);
+			const float mix = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * c->ext_factor;
+			t = t * (1.0f - mix) + extrap * mix;
+		}
+		cs[i] = cosf(t) * mscale;
+		sn[i] = sinf(t) * mscale;
 		theta *= theta_scale;
 	}
 }
@@ -189,9 +219,9 @@ struct fwd_mats {
 	void *arena;                /* every packed copy, in the order the pass reads them */
 	size_t arena_bytes;
 	float *gelu;                /* GELU over every fp16 input (gemma) */
-	/* rope angles of the batch's positions, per distinct rope base:
-	 * [base][t][cos n_rot/2 | sin n_rot/2] */
-	float rope_base[FWD_MAX_BASES];
+	/* rope angles of the batch's positions, per distinct rope of the
+	 * layers (base and scale): [rope][t][cos n_rot/2 | sin n_rot/2] */
+	struct rope_cfg ropes[FWD_MAX_BASES];
 	int n_bases;
 	float *rope;
 	/* thread-count tuning, [0] one-token steps, [1] batches: seconds per
@@ -650,6 +680,27 @@ static void pack_task(void *ctx, int i, int n)
 		base += ng;
 	}
 }
+/* Registers the rope of layer L (its base and scale, the model's YaRN
+ * parameters and the factors for this context) unless one like it is
+ * already there. */
+static void add_rope(struct fwd *f, const struct layer *l)
+{
+	struct fwd_mats *M = f->mats;
+	const struct hparams *hp = &f->m->hp;
+	for (int b = 0; b < M->n_bases; b++)
+		if (M->ropes[b].base == l->rope_base && M->ropes[b].freq_scale == l->rope_scale)
+			return;
+	if (M->n_bases == FWD_MAX_BASES)
+		return;
+	struct rope_cfg *c = &M->ropes[M->n_bases++];
+	c->base = l->rope_base;
+	c->freq_scale = l->rope_scale;
+	c->ext_factor = hp->rope_ext_factor;
+	c->mscale = hp->rope_mscale;
+	c->ff = model_rope_factors(f->m, f->n_ctx);
+	rope_corr_dims(c, (int)hp->n_rot, hp->n_ctx_orig, hp->yarn_beta_fast, hp->yarn_beta_slow);
+}
+
 
 static int prepare_weights(struct fwd *f)
 {
@@ -690,14 +741,8 @@ static int prepare_weights(struct fwd *f)
 		}
 		all[n++] = &f->mats->output;
 	}
-	for (uint32_t il = 0; il < nl; il++) {
-		struct fwd_mats *M = f->mats;
-		int b = 0;
-		while (b < M->n_bases && M->rope_base[b] != m->layers[il].rope_base)
-			b++;
-		if (b == M->n_bases && b < FWD_MAX_BASES)
-			M->rope_base[M->n_bases++] = m->layers[il].rope_base;
-	}
+	for (uint32_t il = 0; il < nl; il++)
+		add_rope(f, &m->layers[il]);
 	{
 		size_t rb = (size_t)f->max_batch * (m->hp.n_rot / 2) * 2 * (size_t)f->mats->n_bases * sizeof(float);
 		f->mats->rope = eng_malloc(rb ? rb : 1);
@@ -1014,17 +1059,25 @@ static void rope_task(void *ctx, int i, int n)
 	for (int r = rows * i / n; r < rows * (i + 1) / n; r++) {
 		const int b = r / j->T, t = r % j->T;
 		float *cs = f->mats->rope + ((size_t)b * (size_t)f->max_batch + (size_t)t) * hp->n_rot;
-		rope_angles(cs, cs + hp->n_rot / 2, (int)hp->n_rot, j->pos0 + (uint32_t)t, f->mats->rope_base[b],
-			    hp->rope_scale, f->m->rope_freqs.data);
+		rope_angles(cs, cs + hp->n_rot / 2, (int)hp->n_rot, j->pos0 + (uint32_t)t, &f->mats->ropes[b]);
 	}
 }
 
-static const float *rope_table(struct fwd *f, float base)
+static const float *rope_table(struct fwd *f, const struct layer *l)
 {
 	for (int b = 0; b < f->mats->n_bases; b++)
-		if (f->mats->rope_base[b] == base)
+		if (f->mats->ropes[b].base == l->rope_base && f->mats->ropes[b].freq_scale == l->rope_scale)
 			return f->mats->rope + (size_t)b * (size_t)f->max_batch * f->m->hp.n_rot;
 	return NULL;
+}
+
+/* logits = cap * tanh(logits / cap), as ggml: scaled by 1/cap, tanh, scaled
+ * by cap (gemma's final_logit_softcapping) */
+static void softcap(float *x, size_t n, float cap)
+{
+	const float inv = 1.0f / cap;
+	for (size_t i = 0; i < n; i++)
+		x[i] = tanhf(x[i] * inv) * cap;
 }
 
 int fwd_logits_reserve(struct fwd *f, int nl)
@@ -1078,7 +1131,7 @@ static int eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t 
 			const struct mm_part qkv[3] = {{&L->wq, j.q, QD}, {&L->wk, j.k, KD}, {&L->wv, j.v, KD}};
 			be->matmul(f, qkv, 3, f->xn, T, E);
 		}
-		j.cs = rope_table(f, l->rope_base);
+		j.cs = rope_table(f, l);
 		if (l->wqkv.data && T > 1) {
 			/* the dense q rows overlap other tokens' fused rows: in order */
 			j.step = step_qk;
@@ -1161,6 +1214,8 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 			       m->output_norm.data, E, hp->norm_eps);
 	matmul1(f, &f->mats->output, f->xn, nl, E, f->logits, hp->n_vocab);
 done:
+	if (hp->final_softcap > 0.0f)
+		softcap(f->logits, (size_t)nl * hp->n_vocab, hp->final_softcap);
 	for (int t = 0; t < T; t++)
 		kv->tokens[pos0 + (uint32_t)t] = tokens[t];
 	kv->n = pos0 + (uint32_t)T;

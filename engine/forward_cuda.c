@@ -315,6 +315,10 @@ void fwd_cuda_plan(const struct model *m, uint32_t n_ctx, int max_batch, uint32_
 	snprintf(p->device, sizeof p->device, "%s", info.name);
 	p->vram_free = info.free_bytes;
 	p->vram_total = info.total_bytes;
+	if (hp->rope_ext_factor != 0.0f || hp->rope_mscale != 1.0f || m->rope_long.data) {
+		snprintf(p->why, sizeof p->why, "CUDA: the GPU rope has no YaRN, attention factor or longrope yet");
+		return;
+	}
 	const uint64_t kvrow = cuda_kv_row_bytes(kv_type, (int64_t)hp->n_head_kv * hp->head_dim);
 	if (kvrow == 0 || (kv_type == GGML_TYPE_Q8_0 && hp->head_dim % 32 != 0)) {
 		snprintf(p->why, sizeof p->why, "CUDA: no kernel for a %s KV cache with head size %u (use f16)",
@@ -751,14 +755,14 @@ static int layer_step(struct fwd *f, uint32_t il, float *x, uint32_t pos, int t_
 	const enum cuda_rope_style rs = hp->rope_style == ROPE_NEOX ? CUDA_ROPE_NEOX : CUDA_ROPE_NORM;
 	if (pos_dev) {
 		/* captured: the position is read from device memory on replay */
-		CK(cuda_rope_dev(c, q, (int)hp->n_head, (int)D, (int)hp->n_rot, pos_dev, l->rope_base, hp->rope_scale,
+		CK(cuda_rope_dev(c, q, (int)hp->n_head, (int)D, (int)hp->n_rot, pos_dev, l->rope_base, l->rope_scale,
 				 fc->rope_freqs, rs));
 		CK(cuda_rope_dev(c, k, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos_dev, l->rope_base,
-				 hp->rope_scale, fc->rope_freqs, rs));
+				 l->rope_scale, fc->rope_freqs, rs));
 	} else {
-		CK(cuda_rope(c, q, 1, (int)hp->n_head, (int)D, (int)hp->n_rot, pos, l->rope_base, hp->rope_scale,
+		CK(cuda_rope(c, q, 1, (int)hp->n_head, (int)D, (int)hp->n_rot, pos, l->rope_base, l->rope_scale,
 			     fc->rope_freqs, rs));
-		CK(cuda_rope(c, k, 1, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos, l->rope_base, hp->rope_scale,
+		CK(cuda_rope(c, k, 1, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos, l->rope_base, l->rope_scale,
 			     fc->rope_freqs, rs));
 	}
 	/* store_kv: into the mirror and the staging rows that go to the host */
@@ -866,9 +870,9 @@ static int layer_batch(struct fwd *f, uint32_t il, uint32_t pos0, int T)
 		CK(cuda_rmsnorm(c, fc->bk, fc->bk, L->k_norm, (int64_t)T * hp->n_head_kv, D, hp->norm_eps));
 	}
 	const enum cuda_rope_style rs = hp->rope_style == ROPE_NEOX ? CUDA_ROPE_NEOX : CUDA_ROPE_NORM;
-	CK(cuda_rope(c, fc->bq, T, (int)hp->n_head, (int)D, (int)hp->n_rot, pos0, l->rope_base, hp->rope_scale,
+	CK(cuda_rope(c, fc->bq, T, (int)hp->n_head, (int)D, (int)hp->n_rot, pos0, l->rope_base, l->rope_scale,
 		     fc->rope_freqs, rs));
-	CK(cuda_rope(c, fc->bk, T, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos0, l->rope_base, hp->rope_scale,
+	CK(cuda_rope(c, fc->bk, T, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, pos0, l->rope_base, l->rope_scale,
 		     fc->rope_freqs, rs));
 	/* the T new rows into the mirror and the staging rows */
 	const uint32_t kvt = fc->kv_type;

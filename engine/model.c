@@ -35,6 +35,15 @@ static const struct {
 	{"gemma3", ARCH_GEMMA3},
 };
 
+const float *model_rope_factors(const struct model *m, uint32_t n_ctx)
+{
+	if (m->rope_freqs.data)
+		return m->rope_freqs.data;
+	if (m->rope_long.data && n_ctx > m->hp.n_ctx_orig)
+		return m->rope_long.data;
+	return m->rope_short.data;
+}
+
 const char *arch_name(enum arch a)
 {
 	for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
@@ -231,6 +240,83 @@ static const char *dominant_type(const gguf_file *f)
 	return ggml_type_name(best);
 }
 
+/* YaRN's attention scale for a context extended FACTOR times. */
+static float yarn_mscale(float factor, float m)
+{
+	return factor <= 1.0f ? 1.0f : 0.1f * m * logf(factor) + 1.0f;
+}
+
+static bool arch_key_present(struct loader *L, const char *suffix)
+{
+	char key[128];
+	snprintf(key, sizeof key, "%s.%s", L->m->arch_name, suffix);
+	return gguf_find_key(L->m->gguf, key) >= 0;
+}
+
+/* rope.scaling.type as llama.cpp names it; an absent key means linear. */
+static int rope_scaling_type(struct loader *L, int *type)
+{
+	static const char *const names[] = {"none", "linear", "yarn", "longrope"};
+	char key[128];
+	struct gguf_str st;
+	*type = 1;
+	snprintf(key, sizeof key, "%s.rope.scaling.type", L->m->arch_name);
+	if (!gguf_get_str(L->m->gguf, key, &st))
+		return arch_key_present(L, "rope.scaling.type")
+			       ? fail(L, ENGINE_E_FORMAT, "key '%s': not a string", key)
+			       : 0;
+	for (int i = 0; i < 4; i++)
+		if (gguf_str_eq(st, names[i])) {
+			*type = i;
+			return 0;
+		}
+	return fail(L, ENGINE_E_FORMAT, "key '%s': rope scaling '%.*s' is not supported", key, (int)st.len,
+		    st.ptr);
+}
+
+/* Base, position scale and YaRN parameters, as llama.cpp derives its
+ * context's rope parameters from the file (llama_context's constructor):
+ * the attention factor of YaRN is folded in here, except the factor
+ * 1 + 0.1 ln(1/scale) that ggml's rope applies itself (forward.c). */
+static int load_rope(struct loader *L)
+{
+	struct hparams *hp = &L->m->hp;
+	int type, rc;
+	float factor = 0.0f, attn_factor = 1.0f, ext = -1.0f, log_mul = 0.0f;
+
+	hp->rope_base = 10000.0f;
+	hp->n_ctx_orig = hp->n_ctx_train;
+	hp->yarn_beta_fast = 32.0f;
+	hp->yarn_beta_slow = 1.0f;
+	hp->rope_mscale = 1.0f;
+	if ((rc = opt_f32(L, "rope.freq_base", &hp->rope_base, 1.0f, 1e12f)) ||
+	    (rc = rope_scaling_type(L, &type)) ||
+	    (rc = opt_f32(L, "rope.scaling.factor", &factor, 0.0f, 1e6f)) ||
+	    (!arch_key_present(L, "rope.scaling.factor") &&
+	     (rc = opt_f32(L, "rope.scale_linear", &factor, 0.0f, 1e6f))) ||
+	    (rc = opt_f32(L, "rope.scaling.attn_factor", &attn_factor, 0.0f, 1e3f)) ||
+	    (rc = opt_u32(L, "rope.scaling.original_context_length", &hp->n_ctx_orig, 1, 1u << 24)) ||
+	    (rc = opt_f32(L, "rope.scaling.yarn_beta_fast", &hp->yarn_beta_fast, 0.0f, 1e6f)) ||
+	    (rc = opt_f32(L, "rope.scaling.yarn_beta_slow", &hp->yarn_beta_slow, 0.0f, 1e6f)) ||
+	    (rc = opt_f32(L, "rope.scaling.yarn_ext_factor", &ext, 0.0f, 1e3f)) ||
+	    (rc = opt_f32(L, "rope.scaling.yarn_attn_factor", &hp->rope_mscale, 0.0f, 1e3f)) ||
+	    (rc = opt_f32(L, "rope.scaling.yarn_log_multiplier", &log_mul, 0.0f, 1e3f)))
+		return rc;
+	hp->rope_base_swa = hp->rope_base;
+	hp->rope_scale = (factor == 0.0f || type == 0) ? 1.0f : 1.0f / factor;
+	if (ext < 0.0f)
+		ext = type == 2 ? 1.0f : 0.0f;
+	hp->rope_ext_factor = ext;
+	if (ext != 0.0f) {
+		const float f = 1.0f / hp->rope_scale;
+		hp->rope_mscale = log_mul != 0.0f ? yarn_mscale(f, 1.0f) / yarn_mscale(f, log_mul)
+						  : yarn_mscale(f, 1.0f);
+		hp->rope_mscale *= 1.0f / (1.0f + 0.1f * logf(f));
+	}
+	hp->rope_mscale *= attn_factor;
+	return 0;
+}
+
 static int load_hparams(struct loader *L)
 {
 	struct model *m = L->m;
@@ -269,26 +355,8 @@ static int load_hparams(struct loader *L)
 	hp->n_ctx_train = 2048;
 	if ((rc = opt_u32(L, "context_length", &hp->n_ctx_train, 1, 1u << 24)))
 		return rc;
-	hp->rope_base = 10000.0f;
-	if ((rc = opt_f32(L, "rope.freq_base", &hp->rope_base, 1.0f, 1e12f)))
+	if ((rc = load_rope(L)))
 		return rc;
-	hp->rope_base_swa = hp->rope_base;
-	hp->rope_scale = 1.0f;
-	float factor = 0.0f;
-	if ((rc = opt_f32(L, "rope.scaling.factor", &factor, 0.0f, 1e6f)))
-		return rc;
-	{
-		char key[128];
-		struct gguf_str st;
-		snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch_name);
-		if (gguf_get_str(m->gguf, key, &st) && factor > 0.0f) {
-			if (gguf_str_eq(st, "linear"))
-				hp->rope_scale = 1.0f / factor;
-			else if (!gguf_str_eq(st, "none") && !gguf_str_eq(st, "yarn"))
-				return fail(L, ENGINE_E_FORMAT, "key '%s': rope scaling '%.*s' is not supported",
-					    key, (int)st.len, st.ptr);
-		}
-	}
 	hp->norm_eps = 1e-5f;
 	if ((rc = opt_f32(L, "attention.layer_norm_rms_epsilon", &hp->norm_eps, 0.0f, 1.0f)))
 		return rc;
@@ -313,6 +381,12 @@ static int load_hparams(struct loader *L)
 		hp->n_swa = 0;
 		if ((rc = opt_u32(L, "attention.sliding_window", &hp->n_swa, 0, 1u << 24)))
 			return rc;
+		if ((rc = opt_f32(L, "final_logit_softcapping", &hp->final_softcap, 0.0f, 1e6f)))
+			return rc;
+		/* llama.cpp's rule: the 27B (62 layers) scales queries by
+		 * 1/sqrt(n_embd / n_head), the others by 1/sqrt(head_dim) */
+		if (hp->n_layer == 62)
+			hp->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
 		break;
 	}
 
@@ -324,6 +398,56 @@ static int load_hparams(struct loader *L)
 		return fail(L, ENGINE_E_FORMAT, "tensor 'token_embd.weight' has shape [%llu, %llu], expected [%u, n_vocab]",
 			    (unsigned long long)te->ne[0], (unsigned long long)te->ne[1], hp->n_embd);
 	hp->n_vocab = (uint32_t)te->ne[1];
+	return 0;
+}
+
+/* Which layers attend through the sliding window (gemma3): the file's
+ * attention.sliding_window_pattern, a period N (layer i slides unless
+ * i % N == N - 1; 0: all slide) or one bool per layer; default period 6. */
+static int load_swa_pattern(struct loader *L, bool swa[1024])
+{
+	const struct hparams *hp = &L->m->hp;
+	char key[128];
+	uint64_t n;
+	const void *data;
+	uint32_t period = 6;
+	int rc;
+
+	snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", L->m->arch_name);
+	if (gguf_get_arr(L->m->gguf, key, GGUF_VT_BOOL, &n, &data)) {
+		if (n != hp->n_layer)
+			return fail(L, ENGINE_E_FORMAT, "key '%s': %llu entries for %u layers", key,
+				    (unsigned long long)n, hp->n_layer);
+		for (uint32_t i = 0; i < hp->n_layer; i++)
+			swa[i] = ((const uint8_t *)data)[i] != 0;
+		return 0;
+	}
+	if (hp->arch == ARCH_GEMMA3 && (rc = opt_u32(L, "attention.sliding_window_pattern", &period, 0, 1024)))
+		return rc;
+	for (uint32_t i = 0; i < hp->n_layer; i++)
+		swa[i] = period == 0 || i % period < period - 1;
+	return 0;
+}
+
+/* Keys llama.cpp reads for every architecture that would change the
+ * computation in ways not implemented here: refused unless neutral. */
+static int refuse_unimplemented(struct loader *L)
+{
+	const struct hparams *hp = &L->m->hp;
+	uint32_t n_expert = 0, k_swa = hp->head_dim, v_swa = hp->head_dim, rot_swa = hp->n_rot;
+	int rc;
+
+	if ((rc = opt_u32(L, "expert_count", &n_expert, 0, 1u << 16)) ||
+	    (rc = opt_u32(L, "attention.key_length_swa", &k_swa, 1, 1024)) ||
+	    (rc = opt_u32(L, "attention.value_length_swa", &v_swa, 1, 1024)) ||
+	    (rc = opt_u32(L, "rope.dimension_count_swa", &rot_swa, 2, 1024)))
+		return rc;
+	if (n_expert > 0)
+		return fail(L, ENGINE_E_FORMAT, "key '%s.expert_count': %u experts (mixtures of experts are not supported for this architecture)",
+			    L->m->arch_name, n_expert);
+	if (k_swa != hp->head_dim || v_swa != hp->head_dim || rot_swa != hp->n_rot)
+		return fail(L, ENGINE_E_FORMAT, "keys '%s.attention.*_length_swa' / 'rope.dimension_count_swa': sliding-window layers with other head sizes are not supported",
+			    L->m->arch_name);
 	return 0;
 }
 
@@ -344,11 +468,19 @@ static int load_tensors(struct loader *L)
 		m->output = m->tok_embd; /* tied */
 	if ((rc = get_vec(L, &m->rope_freqs, "rope_freqs.weight", -1, hp->n_rot / 2, false)))
 		return rc;
+	if (hp->arch == ARCH_PHI3 &&
+	    ((rc = get_vec(L, &m->rope_long, "rope_factors_long.weight", -1, hp->n_rot / 2, false)) ||
+	     (rc = get_vec(L, &m->rope_short, "rope_factors_short.weight", -1, hp->n_rot / 2, false))))
+		return rc;
+	bool swa_pattern[1024];
+	if ((rc = load_swa_pattern(L, swa_pattern)))
+		return rc;
 
 	for (uint32_t i = 0; i < hp->n_layer; i++) {
 		struct layer *l = &m->layers[i];
 		int il = (int)i;
 		l->rope_base = hp->rope_base;
+		l->rope_scale = hp->rope_scale;
 		if ((rc = get_vec(L, &l->attn_norm, "blk.%d.attn_norm.weight", il, E, true)) ||
 		    (rc = get_vec(L, &l->ffn_norm, "blk.%d.ffn_norm.weight", il, E, true)) ||
 		    (rc = get_weight(L, &l->wo, "blk.%d.attn_output.weight", il, QD, E, true)) ||
@@ -385,11 +517,13 @@ static int load_tensors(struct loader *L)
 			if ((rc = get_vec(L, &l->attn_post_norm, "blk.%d.post_attention_norm.weight", il, E, true)) ||
 			    (rc = get_vec(L, &l->ffn_post_norm, "blk.%d.post_ffw_norm.weight", il, E, true)))
 				return rc;
-			/* every sixth layer attends globally; the others use a
-			 * sliding window and the local rope base */
-			l->swa = hp->n_swa > 0 && (i % 6) < 5;
-			if (l->swa)
+			/* sliding-window layers use the local rope base and no
+			 * position scale (llama.cpp's rope_freq_scale_train_swa) */
+			l->swa = hp->n_swa > 0 && swa_pattern[i];
+			if (l->swa) {
 				l->rope_base = hp->rope_base_swa;
+				l->rope_scale = 1.0f;
+			}
 		}
 	}
 	return 0;
@@ -432,7 +566,7 @@ int model_load(struct model *m, const char *path, const volatile int *abort_flag
 		snprintf(m->name, sizeof m->name, "%.*s", (int)(nm.len > 127 ? 127 : nm.len), nm.ptr);
 	snprintf(m->quant, sizeof m->quant, "%s", dominant_type(m->gguf));
 
-	if ((rc = load_hparams(&L)))
+	if ((rc = load_hparams(&L)) || (rc = refuse_unimplemented(&L)))
 		goto bad;
 	if (abort_flag && *abort_flag) {
 		rc = fail(&L, ENGINE_E_CANCELLED, "loading cancelled");

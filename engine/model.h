@@ -52,6 +52,7 @@ struct layer {
 	struct weight w_gate, w_up, w_down; /* phi3: w_up holds gate|up (2*n_ff rows) */
 	bool swa;                    /* sliding-window layer (gemma3) */
 	float rope_base;
+	float rope_scale;            /* position scale of this layer (gemma3: 1 on SWA layers) */
 };
 
 struct hparams {
@@ -61,7 +62,16 @@ struct hparams {
 	uint32_t n_ctx_train;
 	uint32_t n_swa;              /* sliding window (0: none) */
 	float rope_base, rope_base_swa;
-	float rope_scale;            /* linear position scale (1: none) */
+	float rope_scale;            /* position scale, 1/rope.scaling.factor (1: none) */
+	/* YaRN (ggml's rope_yarn): ext_factor 1 mixes extrapolated and
+	 * interpolated angles over the dims between the correction dims of
+	 * beta_fast and beta_slow at n_ctx_orig; cos and sin are multiplied by
+	 * rope_mscale (attention factor), so q.k by its square. */
+	float rope_ext_factor;       /* 0: no YaRN ramp */
+	float rope_mscale;           /* 1: none */
+	float yarn_beta_fast, yarn_beta_slow;
+	uint32_t n_ctx_orig;         /* rope.scaling.original_context_length */
+	float final_softcap;         /* logits = cap * tanh(logits / cap); 0: none */
 	float norm_eps;
 	float attn_scale;            /* multiplies q.k */
 	float embd_scale;            /* multiplies token embeddings (gemma: sqrt(n_embd)) */
@@ -75,6 +85,7 @@ struct model {
 	struct weight tok_embd, output;  /* output may alias tok_embd (tied) */
 	struct vec output_norm;
 	struct vec rope_freqs;           /* optional per-dim frequency factors */
+	struct vec rope_long, rope_short; /* longrope factors (phi3): long past n_ctx_orig */
 	struct layer *layers;
 	float *owned_f32;                /* converted small vectors */
 	size_t owned_f32_bytes;
@@ -92,5 +103,10 @@ int model_load(struct model *m, const char *path, const volatile int *abort_flag
 void model_free(struct model *m);
 
 const char *arch_name(enum arch a);
+
+/* The per-pair frequency factors the rope of a context of N_CTX positions
+ * divides by (rope_freqs, else longrope's long factors when n_ctx exceeds
+ * the original context, else its short ones), or NULL. */
+const float *model_rope_factors(const struct model *m, uint32_t n_ctx);
 
 #endif

@@ -197,6 +197,35 @@ MODELS = collections.OrderedDict([
 	("gemma3-f16", (dict(arch="gemma3", tied=True, rope_base=1000000.0, eps=1e-6, ctx=4096,
 		n_embd=64, n_ff=128, n_head=4, n_head_kv=1, n_layer=6, key_length=32,
 		sliding_window=8), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	# rope scaling as files carry it (issue 16): YaRN on llama and qwen3
+	# with an original context below the 40-token sequence's reach
+	("llama3-yarn-f16", (dict(LLAMA3, rope_scaling=("yarn", 4.0, 64), **SMALL),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("qwen3-yarn-f16", (dict(arch="qwen3", tied=True, rope_base=1000000.0, eps=1e-6, ctx=4096,
+		key_length=48, rope_scaling=("yarn", 2.0, 32), **SMALL),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	# phi3 longrope: long factors when the context (256) exceeds the
+	# original context, short ones otherwise; attention factor 1.19
+	("phi3-longrope-f16", (dict(arch="phi3", tied=False, rope_base=10000.0, eps=1e-5, ctx=4096,
+		n_embd=128, n_ff=256, n_head=4, n_head_kv=4, n_layer=2,
+		rope_scaling=("longrope", None, 64), attn_factor=1.19, longrope=True),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("phi3-shortrope-f16", (dict(arch="phi3", tied=False, rope_base=10000.0, eps=1e-5, ctx=4096,
+		n_embd=128, n_ff=256, n_head=4, n_head_kv=4, n_layer=2,
+		rope_scaling=("longrope", None, 1024), attn_factor=1.19, longrope=True),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	# gemma3 4B+ style: a linear factor on the global layers only, an
+	# explicit per-layer window pattern and final logit soft-capping
+	("gemma3-scaled-f16", (dict(arch="gemma3", tied=True, rope_base=1000000.0, eps=1e-6, ctx=4096,
+		n_embd=64, n_ff=128, n_head=4, n_head_kv=1, n_layer=6, key_length=32,
+		sliding_window=8, rope_scaling=("linear", 8.0, None),
+		swa_pattern=[True, False, True, True, True, False], softcap=30.0),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	# 62 layers: llama.cpp's Gemma 3 27B rule scales queries by
+	# 1/sqrt(n_embd/n_head) (16 here) instead of 1/sqrt(head_dim) (32)
+	("gemma3-62l-f16", (dict(arch="gemma3", tied=True, rope_base=1000000.0, eps=1e-6, ctx=4096,
+		n_embd=32, n_ff=32, n_head=2, n_head_kv=1, n_layer=62, key_length=32,
+		sliding_window=8), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
 ])
 
 FILE_TYPE_F32 = 0
@@ -263,6 +292,10 @@ def make_weights(cfg, rng):
 		if arch == "gemma3":
 			t[p + "post_ffw_norm.weight"] = norm(E, 3.0)
 	t["output_norm.weight"] = norm(E)
+	if cfg.get("longrope"):
+		# per-pair divisors: long ones stretch the low frequencies
+		t["rope_factors_long.weight"] = (1.0 + rng.uniform(0.0, 8.0, D // 2)).astype(np.float32)
+		t["rope_factors_short.weight"] = (1.0 + rng.uniform(0.0, 0.5, D // 2)).astype(np.float32)
 	if not cfg["tied"]:
 		t["output.weight"] = rng.normal(0.0, out_std, (N_VOCAB, E)).astype(np.float32)
 	return t
@@ -293,6 +326,19 @@ def write_f32(path, cfg, tensors):
 		w.add_rope_freq_base(cfg["rope_base"])
 	if "sliding_window" in cfg:
 		w.add_sliding_window(cfg["sliding_window"])
+	if "rope_scaling" in cfg:
+		kind, factor, orig = cfg["rope_scaling"]
+		w.add_rope_scaling_type(gguf.RopeScalingType(kind))
+		if factor is not None:
+			w.add_rope_scaling_factor(factor)
+		if orig is not None:
+			w.add_rope_scaling_orig_ctx_len(orig)
+	if "attn_factor" in cfg:
+		w.add_rope_scaling_attn_factors(cfg["attn_factor"])
+	if "swa_pattern" in cfg:
+		w.add_sliding_window_pattern(cfg["swa_pattern"])
+	if "softcap" in cfg:
+		w.add_final_logit_softcapping(cfg["softcap"])
 	add_tokenizer(w)
 	for tname, arr in tensors.items():
 		w.add_tensor(tname, arr)

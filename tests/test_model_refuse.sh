@@ -2,7 +2,9 @@
 # Models the engine must refuse with one clear line (and exit status 3)
 # before any large allocation: unsupported architecture, zero heads, heads
 # not a multiple of KV heads, missing tensors, shapes that disagree with the
-# hyper-parameters, a truncated file.  The files are rewritten from a
+# hyper-parameters, a truncated file, metadata that changes the computation
+# in a way the engine does not implement (a rope scaling type, experts,
+# other head sizes on sliding-window layers).  The files are rewritten from a
 # committed random-weight model with the PyPI gguf package (skip without it).
 set -u
 : "${TTYCHAT_BIN:?}" "${TTYCHAT_SRCDIR:?}"
@@ -18,7 +20,7 @@ from gguf import GGUFReader, GGUFWriter, GGUFValueType
 src, out = sys.argv[1], sys.argv[2]
 r = GGUFReader(src)
 
-def write(name, kv_patch=None, drop_tensor=None, arch=None):
+def write(name, kv_patch=None, drop_tensor=None, arch=None, extra=None):
     a = arch or "llama"
     w = GGUFWriter(f"{out}/{name}.gguf", a)
     for k, f in r.fields.items():
@@ -35,6 +37,8 @@ def write(name, kv_patch=None, drop_tensor=None, arch=None):
             w.add_string(nk, v)
         else:
             w.add_key_value(nk, v, t)
+    for k, (v, vt) in (extra or {}).items():
+        w.add_key_value(k, v, vt)
     for t in r.tensors:
         if t.name == drop_tensor:
             continue
@@ -47,6 +51,10 @@ write("zeroheads", kv_patch={"llama.attention.head_count": 0})
 write("gqa", kv_patch={"llama.attention.head_count": 3, "llama.attention.head_count_kv": 2})
 write("missing", drop_tensor="blk.1.ffn_up.weight")
 write("shape", kv_patch={"llama.feed_forward_length": 200})
+write("ropetype", extra={"llama.rope.scaling.type": ("dynamic", GGUFValueType.STRING),
+                          "llama.rope.scaling.factor": (2.0, GGUFValueType.FLOAT32)})
+write("experts", extra={"llama.expert_count": (8, GGUFValueType.UINT32)})
+write("swahead", extra={"llama.attention.key_length_swa": (16, GGUFValueType.UINT32)})
 write("ok")
 PYEOF
 head -c 3000 "$src" > "$tmp/truncated.gguf"
@@ -69,6 +77,9 @@ check zeroheads "head_count': 0 outside"
 check gqa "not a multiple"
 check missing "blk.1.ffn_up.weight' is missing"
 check shape "ffn_.*shape"
+check ropetype "rope.scaling.type': rope scaling 'dynamic' is not supported"
+check experts "expert_count': 8 experts"
+check swahead "_length_swa"
 check truncated "truncated\|past the end\|beyond"
 # the unmodified copy loads and answers
 if "$TTYCHAT_BIN" -m "$tmp/ok.gguf" -p hi -n 4 --temp 0 >"$tmp/out" 2>"$tmp/err"; then
