@@ -163,6 +163,11 @@ struct gguf_file {
 	struct gguf_tensor *tensors;
 	uint32_t *t_sorted;     /* indices of tensors sorted by name */
 	uint64_t *t_info_at;    /* file offset of each tensor info (messages) */
+	/* split model (gguf_open_model): the other parts, whose tensors were
+	 * appended to this handle's tables */
+	struct gguf_file **parts;
+	uint32_t n_parts;
+	uint64_t total_size;    /* bytes of every part (0: just this one) */
 };
 
 /* Parse state: a cursor over the mapping plus the caller's error buffer. */
@@ -708,6 +713,9 @@ void gguf_close(gguf_file *f)
 {
 	if (!f)
 		return;
+	for (uint32_t i = 0; i < f->n_parts; i++)
+		gguf_close(f->parts[i]);
+	free(f->parts);
 	if (f->kv)
 		for (uint64_t i = 0; i < f->n_kv; i++)
 			free(f->kv[i].str_off);
@@ -808,7 +816,11 @@ gguf_file *gguf_open(const char *path, char *err, size_t errlen)
 
 void gguf_prefetch(const gguf_file *f)
 {
-	if (!f || !f->mapped || f->data_offset >= f->size)
+	if (!f)
+		return;
+	for (uint32_t i = 0; i < f->n_parts; i++)
+		gguf_prefetch(f->parts[i]);
+	if (!f->mapped || f->data_offset >= f->size)
 		return;
 	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
 	uintptr_t start = (uintptr_t)(f->base + f->data_offset) & ~(page - 1);
@@ -830,6 +842,8 @@ uint32_t gguf_version(const gguf_file *f)
 
 uint64_t gguf_file_size(const gguf_file *f)
 {
+	if (f->total_size)
+		return f->total_size;
 	return f->size;
 }
 
@@ -1126,4 +1140,137 @@ bool gguf_str_eq(struct gguf_str s, const char *c)
 		return s.ptr == NULL;
 	size_t n = strlen(c);
 	return s.len == n && (n == 0 || memcmp(s.ptr, c, n) == 0);
+}
+
+/* ---- split models (llama.cpp's gguf-split) ------------------------------ */
+/*
+ * A model split by llama-gguf-split is PREFIX-00001-of-0000N.gguf ...
+ * PREFIX-0000N-of-0000N.gguf: every part is a whole GGUF file carrying
+ * split.no (0-based), split.count and, in the first, split.tensors.count
+ * and the model's metadata; each part's tensor data is its own.
+ */
+
+static bool split_keys(const gguf_file *f, uint32_t *no, uint32_t *count)
+{
+	uint64_t v;
+	*no = 0;
+	*count = 1;
+	if (!gguf_get_uint(f, "split.count", &v))
+		return false;
+	*count = (uint32_t)(v > 0xffff ? 0xffff : v);
+	if (gguf_get_uint(f, "split.no", &v))
+		*no = (uint32_t)(v > 0xffff ? 0xffff : v);
+	return true;
+}
+
+/* PATH's prefix when it ends in "-NNNNN-of-MMMMM.gguf" for part NO of COUNT. */
+static bool split_prefix(const char *path, uint32_t no, uint32_t count, char *prefix, size_t len)
+{
+	char tail[64];
+	snprintf(tail, sizeof tail, "-%05u-of-%05u.gguf", no + 1, count);
+	size_t n = strlen(path), t = strlen(tail);
+	if (n <= t || strcmp(path + n - t, tail) != 0 || n - t >= len)
+		return false;
+	memcpy(prefix, path, n - t);
+	prefix[n - t] = '\0';
+	return true;
+}
+
+/* Appends the tensors of the parts to F's tables and re-sorts them. */
+static bool merge_parts(gguf_file *f, char *err, size_t errlen)
+{
+	uint64_t total = f->n_tensors;
+	for (uint32_t i = 0; i < f->n_parts; i++)
+		total += f->parts[i]->n_tensors;
+	struct gguf_tensor *t = eng_realloc(f->tensors, total * sizeof *t);
+	if (t)
+		f->tensors = t;
+	uint32_t *srt = t ? eng_realloc(f->t_sorted, total * sizeof *srt) : NULL;
+	if (srt)
+		f->t_sorted = srt;
+	if (!t || !srt) {
+		set_err(err, errlen, "%s: out of memory", f->path);
+		errno = ENOMEM;
+		return false;
+	}
+	uint64_t n = f->n_tensors;
+	for (uint32_t i = 0; i < f->n_parts; i++)
+		for (uint64_t j = 0; j < f->parts[i]->n_tensors; j++)
+			f->tensors[n++] = f->parts[i]->tensors[j];
+	f->n_tensors = total;
+	if (!sort_names(f, f->t_sorted, total, tensor_name)) {
+		set_err(err, errlen, "%s: out of memory", f->path);
+		errno = ENOMEM;
+		return false;
+	}
+	for (uint64_t i = 1; i < total; i++) {
+		struct gguf_str a = f->tensors[f->t_sorted[i - 1]].name, b = f->tensors[f->t_sorted[i]].name;
+		if (cmp_str(a, b) == 0) {
+			char name[80];
+			sanitize(b, name, sizeof name);
+			set_err(err, errlen, "%s: tensor '%s' is in two parts of the split model", f->path, name);
+			errno = EINVAL;
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Opens parts 2..COUNT beside the first part F. */
+static bool open_parts(gguf_file *f, const char *prefix, uint32_t count, char *err, size_t errlen)
+{
+	f->parts = eng_calloc(count, sizeof *f->parts);
+	if (!f->parts) {
+		set_err(err, errlen, "%s: out of memory", f->path);
+		errno = ENOMEM;
+		return false;
+	}
+	f->total_size = f->size;
+	for (uint32_t i = 1; i < count; i++) {
+		char path[4160], perr[512];
+		uint32_t no, cnt;
+		snprintf(path, sizeof path, "%s-%05u-of-%05u.gguf", prefix, i + 1, count);
+		gguf_file *p = gguf_open(path, perr, sizeof perr);
+		if (!p) {
+			set_err(err, errlen, "%s: part %u of %u of this split model: %s", f->path, i + 1, count,
+				perr);
+			return false;
+		}
+		f->parts[f->n_parts++] = p;
+		f->total_size += p->size;
+		if (!split_keys(p, &no, &cnt) || no != i || cnt != count) {
+			set_err(err, errlen, "%s: %s is not part %u of %u of this model (its split keys say %u of %u)",
+				f->path, path, i + 1, count, no + 1, cnt);
+			errno = EINVAL;
+			return false;
+		}
+	}
+	return true;
+}
+
+gguf_file *gguf_open_model(const char *path, char *err, size_t errlen)
+{
+	gguf_file *f = gguf_open(path, err, errlen);
+	uint32_t no, count;
+	if (!f || !split_keys(f, &no, &count) || count <= 1)
+		return f;
+	char prefix[4096];
+	uint64_t want;
+	if (no != 0) {
+		set_err(err, errlen, "%s: part %u of %u of a split model: open the first part instead", path,
+			no + 1, count);
+		errno = EINVAL;
+	} else if (!split_prefix(path, no, count, prefix, sizeof prefix)) {
+		set_err(err, errlen, "%s: first of %u parts, but not named PREFIX-00001-of-%05u.gguf, so the other parts cannot be found",
+			path, count, count);
+		errno = EINVAL;
+	} else if (open_parts(f, prefix, count, err, errlen) && merge_parts(f, err, errlen)) {
+		if (!gguf_get_uint(f, "split.tensors.count", &want) || want == f->n_tensors)
+			return f;
+		set_err(err, errlen, "%s: the parts hold %llu tensors, split.tensors.count says %llu", path,
+			(unsigned long long)f->n_tensors, (unsigned long long)want);
+		errno = EINVAL;
+	}
+	gguf_close(f);
+	return NULL;
 }

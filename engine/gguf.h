@@ -126,6 +126,14 @@ gguf_file *gguf_open(const char *path, char *err, size_t errlen);
 gguf_file *gguf_open_memory(const void *buf, size_t len, const char *name,
 			    char *err, size_t errlen);
 void gguf_close(gguf_file *f);
+/* gguf_open for a model: when PATH is the first part of a model split by
+ * llama-gguf-split (split.count > 1; named PREFIX-00001-of-0000N.gguf), the
+ * other parts are opened beside it and their tensors join this handle's
+ * (gguf_find_tensor, gguf_tensor_at see every part; gguf_file_size is the
+ * size of all parts; metadata is the first part's).  A missing or
+ * mismatched part, or a later part given instead of the first, is a
+ * one-line error. */
+gguf_file *gguf_open_model(const char *path, char *err, size_t errlen);
 /* Asks the kernel to start reading the whole data section in the
  * background (madvise WILLNEED); a hint only, no effect on memory handles.
  * Call it when the weights are about to be used, not for inspection. */

@@ -538,7 +538,7 @@ int model_load(struct model *m, const char *path, const volatile int *abort_flag
 	memset(m, 0, sizeof *m);
 	if (errlen)
 		err[0] = '\0';
-	m->gguf = gguf_open(path, err, errlen);
+	m->gguf = gguf_open_model(path, err, errlen);
 	if (!m->gguf)
 		return errno == ENOMEM ? ENGINE_E_NOMEM : ENGINE_E_FORMAT;
 

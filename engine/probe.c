@@ -127,7 +127,7 @@ engine_file *engine_file_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: out of memory", path);
 		return NULL;
 	}
-	f->g = gguf_open(path, err, errlen);
+	f->g = gguf_open_model(path, err, errlen);
 	if (!f->g) {
 		free(f);
 		return NULL;
