@@ -633,6 +633,44 @@ static void do_load_remote(engine *e, struct request *r)
 	push_event(e, &ev);
 }
 
+static void fmt_mib(uint64_t b, char *buf, size_t n)
+{
+	if (b >= ((uint64_t)10 << 30))
+		snprintf(buf, n, "%.1f GiB", (double)b / (double)(1u << 30));
+	else
+		snprintf(buf, n, "%.0f MiB", (double)b / (double)(1u << 20));
+}
+
+/* Refuses (an error event, true) a model that runs on the CPU and cannot
+ * fit the memory this process can take, before anything large is
+ * touched: the numbers in one line, instead of an OOM kill later. */
+static bool refuse_too_big(engine *e, struct request *r)
+{
+	const struct model *m = &e->model;
+	if (r->load.device != ENGINE_DEVICE_CPU && r->load.gpu_layers != ENGINE_GPU_LAYERS_NONE) {
+		struct fwd_cuda_plan plan;
+		fwd_cuda_plan(m, e->n_ctx, FWD_BATCH_MAX, e->kv_type, r->load.gpu_layers > 0 ? r->load.gpu_layers : 0,
+			      &plan);
+		if (plan.n_layers > 0)
+			return false;   /* the GPU part changes the sum: not judged here */
+	}
+	const uint64_t kv = (uint64_t)ggml_row_bytes(e->kv_type, (uint64_t)m->hp.n_head_kv * m->hp.head_dim) * 2 *
+			    m->hp.n_layer * e->n_ctx;
+	const uint64_t w = weights_bytes(m), need = engine_mem_need(w, kv), avail = engine_mem_available();
+	if (avail == 0 || need <= avail)
+		return false;
+	char sn[32], sw[32], sk[32], ss[32], sa[32];
+	fmt_mib(need, sn, sizeof sn);
+	fmt_mib(w, sw, sizeof sw);
+	fmt_mib(kv, sk, sizeof sk);
+	fmt_mib(engine_mem_scratch(w), ss, sizeof ss);
+	fmt_mib(avail, sa, sizeof sa);
+	emit_error(e, r, ENGINE_E_NOMEM,
+		   "%s: needs %s of memory (weights %s + KV cache %s for %u tokens + scratch %s), %s available: try a smaller quant or context (--ctx-size)",
+		   r->path, sn, sw, sk, e->n_ctx, ss, sa);
+	return true;
+}
+
 static void do_load(engine *e, struct request *r)
 {
 	char err[512];
@@ -706,6 +744,8 @@ static void do_load(engine *e, struct request *r)
 	if (e->kv_type == GGML_TYPE_Q8_0 && e->model.hp.head_dim % 32 != 0)
 		e->kv_type = GGML_TYPE_F16;
 	e->overflow = r->load.overflow;
+	if (refuse_too_big(e, r))
+		goto fail;
 
 	int nt = e->params.n_threads > 0 ? e->params.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (nt < 1)

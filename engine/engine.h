@@ -483,4 +483,19 @@ const char *engine_chat_family(const char *template_text, const char *arch);
 /* Whether NAME is a built-in format ("chatml", "llama2", "mistral", ...). */
 bool engine_chat_builtin_known(const char *name);
 
+/* ---- memory (memory.c) ------------------------------------------------------ */
+
+/* One accounting for the model picker's fit estimate and the load's
+ * refusal of a model that cannot fit.  Bytes a model needs in RAM: its
+ * weights (tensor bytes of the file; read in place, or packed with the
+ * mapped pages given back: one copy either way), its KV cache at the
+ * context it loads with, and scratch (engine_mem_scratch: 5% of the
+ * weights, at least 32 MiB). */
+uint64_t engine_mem_need(uint64_t weight_bytes, uint64_t kv_bytes);
+uint64_t engine_mem_scratch(uint64_t weight_bytes);
+/* Bytes this process can still take: MemAvailable, lowered to the room
+ * under its cgroup's memory limit and to TTYCHAT_MEM_LIMIT (bytes, or
+ * with a K/M/G suffix) when set; 0 when unknown. */
+uint64_t engine_mem_available(void);
+
 #endif

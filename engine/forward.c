@@ -664,6 +664,7 @@ struct pack_job {
 	struct quant_matrix **mats;
 	int n;
 	int64_t total;     /* row groups of all of them */
+	const gguf_file *g; /* the mapping the original rows are in */
 };
 
 static void pack_task(void *ctx, int i, int n)
@@ -674,12 +675,21 @@ static void pack_task(void *ctx, int i, int n)
 		int64_t ng = (j->mats[k]->rows + QUANT_ROW_GROUP - 1) / QUANT_ROW_GROUP;
 		if (g0 < base + ng) {
 			int64_t b = g1 < base + ng ? g1 : base + ng;
-			quant_matrix_pack_rows(j->mats[k], (g0 - base) * QUANT_ROW_GROUP, (b - base) * QUANT_ROW_GROUP);
+			const struct quant_matrix *q = j->mats[k];
+			const int64_t r0 = (g0 - base) * QUANT_ROW_GROUP, r1 = (b - base) * QUANT_ROW_GROUP;
+			quant_matrix_pack_rows(j->mats[k], r0, r1);
+			/* one copy of the weights: the packed rows are what the
+			 * kernels read, so their mapped pages go back to the page
+			 * cache (a later read, e.g. an embedding row of a tied
+			 * output, faults them in again) */
+			gguf_release(j->g, (const char *)q->data + (size_t)r0 * q->row_bytes,
+				     (size_t)((r1 < q->rows ? r1 : q->rows) - r0) * q->row_bytes);
 			g0 = b;
 		}
 		base += ng;
 	}
 }
+
 /* Registers the rope of layer L (its base and scale, the model's YaRN
  * parameters and the factors for this context) unless one like it is
  * already there. */
@@ -764,7 +774,7 @@ static int prepare_weights(struct fwd *f)
 	size_t total = 0;
 	for (int k = 0; k < n; k++)
 		total += (quant_matrix_pack_bytes(all[k]) + 63) & ~(size_t)63;
-	struct pack_job j = {.mats = all, .n = 0};
+	struct pack_job j = {.mats = all, .n = 0, .g = m->gguf};
 	if (total > 0) {
 		const size_t huge = 2u << 20;
 		size_t alloc = (total + huge - 1) / huge * huge;

@@ -828,6 +828,21 @@ void gguf_prefetch(const gguf_file *f)
 	madvise((void *)start, end - start, MADV_WILLNEED);
 }
 
+void gguf_release(const gguf_file *f, const void *p, size_t n)
+{
+	if (!f || n == 0)
+		return;
+	for (uint32_t i = 0; i < f->n_parts; i++)
+		gguf_release(f->parts[i], p, n);
+	const uint8_t *a = p, *b = a + n;
+	if (!f->mapped || a < f->base || b > f->base + f->size)
+		return;
+	const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	const uintptr_t lo = ((uintptr_t)a + page - 1) & ~(page - 1), hi = (uintptr_t)b & ~(page - 1);
+	if (hi > lo)
+		madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* ---- accessors --------------------------------------------------------- */
 
 const char *gguf_path(const gguf_file *f)

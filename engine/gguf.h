@@ -139,6 +139,13 @@ gguf_file *gguf_open_model(const char *path, char *err, size_t errlen);
  * Call it when the weights are about to be used, not for inspection. */
 void gguf_prefetch(const gguf_file *f);
 
+/* Drops the resident pages of the N mapped bytes at P (whole pages inside
+ * the range, in whichever part of F holds it): the memory goes back to
+ * the page cache, and a later read of those bytes faults them in again
+ * from the file.  For weights copied elsewhere (packed).  No effect on
+ * memory that is not F's mapping. */
+void gguf_release(const gguf_file *f, const void *p, size_t n);
+
 const char *gguf_path(const gguf_file *f);
 uint32_t gguf_version(const gguf_file *f);
 uint64_t gguf_file_size(const gguf_file *f);

@@ -696,6 +696,58 @@ static void test_open_paths(const struct wbuf *ref)
 	CHECK(f == NULL);
 }
 
+/* Resident pages of this process (/proc/self/statm); -1 when unknown. */
+static long resident_pages(void)
+{
+	FILE *fp = fopen("/proc/self/statm", "r");
+	long size = 0, res = -1;
+	if (fp) {
+		if (fscanf(fp, "%ld %ld", &size, &res) != 2)
+			res = -1;
+		fclose(fp);
+	}
+	return res;
+}
+
+/* gguf_release drops the resident pages of mapped tensor data (and a later
+ * read faults the same bytes in again); memory that is not a mapping is
+ * left alone. */
+static void test_release(const struct wbuf *ref)
+{
+	const char *src = getenv("TTYCHAT_SRCDIR");
+	char path[4096], err[512];
+	snprintf(path, sizeof path, "%s/tests/fixtures/engine/random/llama3-f16.gguf", src ? src : ".");
+	gguf_file *f = gguf_open(path, err, sizeof err);
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	const struct gguf_tensor *t = gguf_find_tensor(f, "token_embd.weight");
+	CHECK(t && t->size >= 64 * 1024);
+	if (t && t->size >= 64 * 1024) {
+		const long page = sysconf(_SC_PAGESIZE);
+		unsigned sum = 0, again = 0;
+		for (uint64_t i = 0; i < t->size; i++)
+			sum += ((const uint8_t *)t->data)[i];
+		long before = resident_pages();
+		gguf_release(f, t->data, t->size);
+		long after = resident_pages();
+		CHECK(before > 0 && before - after >= (long)(t->size / (uint64_t)page) - 2);
+		for (uint64_t i = 0; i < t->size; i++)
+			again += ((const uint8_t *)t->data)[i];
+		CHECK(again == sum);
+	}
+	gguf_close(f);
+	/* a caller-owned buffer is not a mapping: untouched */
+	f = gguf_open_memory(ref->p, ref->len, "mem", err, sizeof err);
+	CHECK(f != NULL);
+	if (f) {
+		const struct gguf_tensor *t1 = gguf_find_tensor(f, "t1");
+		gguf_release(f, t1->data, t1->size);
+		CHECK(((const uint8_t *)t1->data)[35] == 35);
+		gguf_close(f);
+	}
+}
+
 /* ---- part three: real models ---- */
 
 struct model_facts {
@@ -796,6 +848,7 @@ int main(void)
 	test_accepted_variants(&ref, &m);
 	test_malformed(&ref, &m);
 	test_open_paths(&ref);
+	test_release(&ref);
 
 	const char *dir = getenv("TTYCHAT_MODELS_DIR");
 	if (dir && *dir) {

@@ -4,7 +4,7 @@
 # not a multiple of KV heads, missing tensors, shapes that disagree with the
 # hyper-parameters, a truncated file, metadata that changes the computation
 # in a way the engine does not implement (a rope scaling type, experts,
-# other head sizes on sliding-window layers).  The files are rewritten from a
+# other head sizes on sliding-window layers), a model too big for the memory.  The files are rewritten from a
 # committed random-weight model with the PyPI gguf package (skip without it).
 set -u
 : "${TTYCHAT_BIN:?}" "${TTYCHAT_SRCDIR:?}"
@@ -81,6 +81,16 @@ check ropetype "rope.scaling.type': rope scaling 'dynamic' is not supported"
 check experts "expert_count': 8 experts"
 check swahead "_length_swa"
 check truncated "truncated\|past the end\|beyond"
+# a model that cannot fit the memory this process may take (here a limit
+# of 16 MiB, as a cgroup would set it) is refused with the numbers
+TTYCHAT_MEM_LIMIT=16M "$TTYCHAT_BIN" -m "$tmp/ok.gguf" -p hi -n 1 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 3 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "needs [0-9]* MiB of memory (weights .* KV cache .*), 16 MiB available" "$tmp/err"; then
+	pass=$((pass + 1))
+else
+	fail=$((fail + 1))
+	echo "FAIL memory: rc=$rc: $(cat "$tmp/err")"
+fi
 # the unmodified copy loads and answers
 if "$TTYCHAT_BIN" -m "$tmp/ok.gguf" -p hi -n 4 --temp 0 >"$tmp/out" 2>"$tmp/err"; then
 	pass=$((pass + 1))

@@ -66,20 +66,7 @@ const char *models_fit_str(enum models_fit f)
 
 uint64_t models_mem_available(void)
 {
-	FILE *f = fopen("/proc/meminfo", "r");
-	if (!f)
-		return 0;
-	char line[256];
-	uint64_t kb = 0;
-	while (fgets(line, sizeof line, f)) {
-		unsigned long long v;
-		if (sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
-			kb = v;
-			break;
-		}
-	}
-	fclose(f);
-	return kb > UINT64_MAX / 1024 ? 0 : kb * 1024;
+	return engine_mem_available();
 }
 
 void models_fmt_bytes(uint64_t b, char *buf, size_t n)
@@ -126,11 +113,10 @@ int models_probe(struct model_item *it, const struct session_flags *fl, const st
 	it->n_ctx = session_context(fl, me, prefs, in->n_ctx_train > UINT32_MAX ? UINT32_MAX : (uint32_t)in->n_ctx_train);
 	/* f16 K and V for every layer at the context it would load with */
 	it->kv_bytes = in->kv_bytes_per_pos * it->n_ctx;
+	/* the load's own accounting (engine_mem_need), which refuses what
+	 * does not fit */
+	it->need_bytes = engine_mem_need(in->tensor_bytes ? in->tensor_bytes : it->file_bytes, it->kv_bytes);
 	engine_file_close(f);
-	uint64_t scratch = it->file_bytes / 20;
-	if (scratch < ((uint64_t)32 << 20))
-		scratch = (uint64_t)32 << 20;
-	it->need_bytes = it->file_bytes + it->kv_bytes + scratch;
 	it->present = true;
 	return 0;
 }
