@@ -564,6 +564,59 @@ static void test_handmade(void)
 	}
 }
 
+/* grid i-quants by hand: grid rows are facts of the format (iq2xxs_grid[0]
+ * = all 8s, iq3s_grid[0] = all 1s, iq3s_grid[256] = 7 5 9 5, iq1s_grid[0]
+ * = all -1); the dot products against a Q8_K row of ones over the first
+ * eight elements at every level */
+static void test_handmade_iq(void)
+{
+	uint8_t b[110];
+	float out[256];
+	struct quant_block_q8_k y;
+
+	memset(&y, 0, sizeof y);
+	y.d = 1.0f;
+	memset(y.qs, 1, 8);
+	y.bsums[0] = 8;
+
+	memset(b, 0, sizeof b);
+	put_half(b, 1.0f);
+	b[6] = 0x01;   /* sub-block 0: group 0 sign index 1 = bits 0 and 7 */
+	b[9] = 0x30;   /* scale 3: d * 3.5 * 0.25 */
+	quant_dequant_row(GGML_TYPE_IQ2_XXS, b, out, 256);
+	CHECK(out[0] == -7.0f && out[1] == 7.0f && out[7] == -7.0f && out[8] == 7.0f && out[32] == 1.0f,
+	      "IQ2_XXS by hand: %g %g %g %g %g", out[0], out[1], out[7], out[8], out[32]);
+	for (int lv = 0; lv < levels_available(); lv++)
+		CHECK(quant_ops_at(lv)->vec_dot(GGML_TYPE_IQ2_XXS, b, &y, 256) == 28.0f, "IQ2_XXS dot %s",
+		      quant_level_name(lv));
+
+	memset(b, 0, sizeof b);
+	put_half(b, 0.5f);
+	b[66] = 0x01;    /* qh of sub-block 0: ninth index bit of its first 4 */
+	b[74] = 0x02;    /* signs: element 1 */
+	b[106] = 0x21;   /* sub-block 0 scale 1 (ls 3), sub-block 1 scale 2 (ls 5) */
+	quant_dequant_row(GGML_TYPE_IQ3_S, b, out, 256);
+	CHECK(out[0] == 10.5f && out[1] == -7.5f && out[2] == 13.5f && out[3] == 7.5f &&
+	      out[4] == 1.5f && out[32] == 2.5f && out[64] == 0.5f,
+	      "IQ3_S by hand: %g %g %g %g %g %g", out[0], out[1], out[2], out[3], out[4], out[32]);
+	for (int lv = 0; lv < levels_available(); lv++)
+		CHECK(quant_ops_at(lv)->vec_dot(GGML_TYPE_IQ3_S, b, &y, 256) == 30.0f, "IQ3_S dot %s",
+		      quant_level_name(lv));
+
+	/* IQ1_M: d = 0.25 = fp16 0x3400 in the top nibbles of the scale words */
+	memset(b, 0, sizeof b);
+	b[48] = 0x02;    /* sub-block 0: first half scale 2 (ls 5), second 0 (ls 1) */
+	b[53] = 0x40;
+	b[55] = 0x30;
+	b[32] = 0x08;    /* qh: group 0 shifted by -1/8, group 1 by +1/8 */
+	quant_dequant_row(GGML_TYPE_IQ1_M, b, out, 256);
+	CHECK(out[0] == -1.40625f && out[8] == -1.09375f && out[16] == -0.21875f,
+	      "IQ1_M by hand: %g %g %g", out[0], out[8], out[16]);
+	for (int lv = 0; lv < levels_available(); lv++)
+		CHECK(quant_ops_at(lv)->vec_dot(GGML_TYPE_IQ1_M, b, &y, 256) == -11.25f, "IQ1_M dot %s",
+		      quant_level_name(lv));
+}
+
 /* ---- activation quantisation ---------------------------------------------------- */
 
 static void test_activations(void)
@@ -1329,6 +1382,7 @@ int main(void)
 	test_fixtures(srcdir);
 	test_llama(srcdir);
 	test_handmade();
+	test_handmade_iq();
 	test_activations();
 	test_kernels();
 	test_packed_all();
