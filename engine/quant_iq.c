@@ -236,6 +236,8 @@ size_t quant_iq_block_bytes(uint32_t type)
  * delta) where grid + delta is q / 8, exact. */
 static void dequant_block(uint32_t type, const struct iq_block *k, float *dst)
 {
+	int iq1 = type == GGML_TYPE_IQ1_S || type == GGML_TYPE_IQ1_M;
+
 	for (int s = 0; s < 16; s++) {
 		float ls = (float)k->ls[s], db;
 		switch (type) {
@@ -243,7 +245,6 @@ static void dequant_block(uint32_t type, const struct iq_block *k, float *dst)
 		case GGML_TYPE_IQ3_S: case GGML_TYPE_IQ1_S: case GGML_TYPE_IQ1_M: db = k->d * ls; break;
 		default: db = k->d * (ls * 0.5f) * 0.25f; break;
 		}
-		int iq1 = type == GGML_TYPE_IQ1_S || type == GGML_TYPE_IQ1_M;
 		for (int j = 16 * s; j < 16 * s + 16; j++)
 			dst[j] = iq1 ? db * ((float)k->q[j] * 0.125f) : db * (float)k->q[j];
 	}

@@ -25,18 +25,30 @@
 	case GGML_TYPE_IQ3_XXS: case GGML_TYPE_IQ3_S: case GGML_TYPE_IQ1_S:     \
 	case GGML_TYPE_IQ1_M:
 
-/* Block layouts (256 weights each, little-endian, packed).  "d" is an fp16
- * scale; IQ1_M spreads its fp16 scale over the top nibbles of scales[]. */
-struct quant_block_iq2_xxs { uint16_t d; uint8_t qs[64]; };   /* per 32: 4 idx bytes, u32 signs+scale */
-struct quant_block_iq2_xs { uint16_t d; uint8_t qs[64]; uint8_t scales[8]; };  /* u16: idx 9 | sign 7 */
-struct quant_block_iq2_s { uint16_t d; uint8_t qs[32]; uint8_t signs[32]; uint8_t qh[8]; uint8_t scales[8]; };
-struct quant_block_iq3_xxs { uint16_t d; uint8_t qs[64]; uint8_t sas[32]; }; /* sas: u32 signs+scale */
-struct quant_block_iq3_s {
-	uint16_t d;
-	uint8_t qs[64], qh[8], signs[32], scales[4];
-};
-struct quant_block_iq1_s { uint16_t d; uint8_t qs[32]; uint8_t qh[16]; };    /* qh: u16 per 32 */
-struct quant_block_iq1_m { uint8_t qs[32]; uint8_t qh[16]; uint8_t scales[8]; };
+/* Block layouts: 256 weights each, little-endian, packed; "d" is the fp16
+ * block scale.  Per sub-block ib of 32 weights (groups of 8 weights l):
+ *   IQ2_XXS qs[8ib..+3] grid indexes, u32 at qs[8ib+4]: four 7-bit sign
+ *           indexes (quant_iq_ksigns), scale in bits 28..31
+ *   IQ2_XS  u16 at qs[8ib+2l]: 9-bit grid index | 7-bit sign index << 9;
+ *           scales[ib]: low nibble weights 0..15, high 16..31
+ *   IQ2_S   qs[4ib+l] | 2 bits of qh[ib] << 8 index; signs[4ib+l] plain
+ *           sign bits; scales as IQ2_XS
+ *   IQ3_XXS qs[8ib..+7] grid indexes (4 weights each); u32 sas[4ib..]
+ *           as IQ2_XXS's second word
+ *   IQ3_S   qs[8ib+m] | bit m of qh[ib] << 8 index (4 weights each);
+ *           signs[4ib+l]; nibble ib%2 of scales[ib/2]
+ *   IQ1_S   u16 at qh[2ib]: 4 x 3 index bits over qs[4ib+l], 3-bit scale
+ *           at 12, delta sign at 15
+ *   IQ1_M   qh[2ib + l/2] nibble l%2: 3 index bits and the delta sign;
+ *           two 3-bit scales per sub-block in the u16 scale words, whose
+ *           top nibbles hold the fp16 block scale */
+struct quant_block_iq2_xxs { uint16_t d; uint8_t qs[64]; };
+struct quant_block_iq2_xs { uint16_t d; uint8_t qs[64], scales[8]; };
+struct quant_block_iq2_s { uint16_t d; uint8_t qs[32], signs[32], qh[8], scales[8]; };
+struct quant_block_iq3_xxs { uint16_t d; uint8_t qs[64], sas[32]; };
+struct quant_block_iq3_s { uint16_t d; uint8_t qs[64], qh[8], signs[32], scales[4]; };
+struct quant_block_iq1_s { uint16_t d; uint8_t qs[32], qh[16]; };
+struct quant_block_iq1_m { uint8_t qs[32], qh[16], scales[8]; };
 
 /* Grids (row i: byte j is element j of lattice point i) and the sign table
  * (7 stored sign bits -> 8, the eighth making the count of minus signs

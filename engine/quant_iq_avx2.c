@@ -77,7 +77,7 @@ IQ_FN __m256i iq_grid32(const uint32_t *g, const uint32_t idx[8])
 
 IQ_FN struct iq_sub iq2_xxs_sub(const uint8_t *b, int ib)
 {
-	const uint8_t *idx = b + 2 + 8 * ib;
+	const uint8_t *idx = ((const struct quant_block_iq2_xxs *)b)->qs + 8 * ib;
 	uint32_t aux = rd32(idx + 4);
 	struct iq_sub s = {
 		iq_grid64(quant_iq2xxs_grid, idx[0], idx[1], idx[2], idx[3]),
@@ -88,8 +88,9 @@ IQ_FN struct iq_sub iq2_xxs_sub(const uint8_t *b, int ib)
 
 IQ_FN struct iq_sub iq2_xs_sub(const uint8_t *b, int ib)
 {
-	const uint8_t *q = b + 2 + 8 * ib;
-	uint32_t v0 = rd16(q), v1 = rd16(q + 2), v2 = rd16(q + 4), v3 = rd16(q + 6), sc = b[66 + ib];
+	const struct quant_block_iq2_xs *w = (const void *)b;
+	const uint8_t *q = w->qs + 8 * ib;
+	uint32_t v0 = rd16(q), v1 = rd16(q + 2), v2 = rd16(q + 4), v3 = rd16(q + 6), sc = w->scales[ib];
 	uint32_t sw = iq_ksigns4((v0 >> 9) | (v1 >> 9) << 7 | (v2 >> 9) << 14 | (v3 >> 9) << 21);
 	struct iq_sub s = {
 		iq_grid64(quant_iq2xs_grid, v0 & 511, v1 & 511, v2 & 511, v3 & 511),
@@ -100,20 +101,22 @@ IQ_FN struct iq_sub iq2_xs_sub(const uint8_t *b, int ib)
 
 IQ_FN struct iq_sub iq2_s_sub(const uint8_t *b, int ib)
 {
-	const uint8_t *qs = b + 2 + 4 * ib;
-	uint32_t qh = b[66 + ib], sc = b[74 + ib];
+	const struct quant_block_iq2_s *w = (const void *)b;
+	const uint8_t *qs = w->qs + 4 * ib;
+	uint32_t qh = w->qh[ib], sc = w->scales[ib];
 	struct iq_sub s = {
 		iq_grid64(quant_iq2s_grid, qs[0] | (qh & 3) << 8, qs[1] | (qh >> 2 & 3) << 8,
 			  qs[2] | (qh >> 4 & 3) << 8, qs[3] | (qh >> 6 & 3) << 8),
-		iq_signs(rd32(b + 34 + 4 * ib)), iq_ls(sc & 15, sc >> 4),
+		iq_signs(rd32(w->signs + 4 * ib)), iq_ls(sc & 15, sc >> 4),
 	};
 	return s;
 }
 
 IQ_FN struct iq_sub iq3_xxs_sub(const uint8_t *b, int ib)
 {
-	const uint8_t *qs = b + 2 + 8 * ib;
-	uint32_t aux = rd32(b + 66 + 4 * ib), idx[8];
+	const struct quant_block_iq3_xxs *w = (const void *)b;
+	const uint8_t *qs = w->qs + 8 * ib;
+	uint32_t aux = rd32(w->sas + 4 * ib), idx[8];
 	for (int m = 0; m < 8; m++)
 		idx[m] = qs[m];
 	struct iq_sub s = {
@@ -124,12 +127,13 @@ IQ_FN struct iq_sub iq3_xxs_sub(const uint8_t *b, int ib)
 
 IQ_FN struct iq_sub iq3_s_sub(const uint8_t *b, int ib)
 {
-	const uint8_t *qs = b + 2 + 8 * ib;
-	uint32_t qh = b[66 + ib], sc = (uint32_t)(b[106 + ib / 2] >> (4 * (ib % 2))) & 15, idx[8];
+	const struct quant_block_iq3_s *w = (const void *)b;
+	const uint8_t *qs = w->qs + 8 * ib;
+	uint32_t qh = w->qh[ib], sc = (uint32_t)(w->scales[ib / 2] >> (4 * (ib % 2))) & 15, idx[8];
 	for (int m = 0; m < 8; m++)
 		idx[m] = qs[m] | (qh >> m & 1) << 8;
 	struct iq_sub s = {
-		iq_grid32(quant_iq3s_grid, idx), iq_signs(rd32(b + 74 + 4 * ib)), iq_ls(sc, sc),
+		iq_grid32(quant_iq3s_grid, idx), iq_signs(rd32(w->signs + 4 * ib)), iq_ls(sc, sc),
 	};
 	return s;
 }
@@ -144,8 +148,9 @@ IQ_FN struct iq_sub iq1_sub(__m256i grid, __m256i delta, __m256i ls)
 
 IQ_FN struct iq_sub iq1_s_sub(const uint8_t *b, int ib)
 {
-	const uint8_t *qs = b + 2 + 4 * ib;
-	uint32_t qh = rd16(b + 34 + 2 * ib), s = qh >> 12 & 7;
+	const struct quant_block_iq1_s *w = (const void *)b;
+	const uint8_t *qs = w->qs + 4 * ib;
+	uint32_t qh = rd16(w->qh + 2 * ib), s = qh >> 12 & 7;
 	__m256i grid = iq_grid64(quant_iq1s_grid, qs[0] | (qh & 7) << 8, qs[1] | (qh >> 3 & 7) << 8,
 				 qs[2] | (qh >> 6 & 7) << 8, qs[3] | (qh >> 9 & 7) << 8);
 	return iq1_sub(grid, _mm256_set1_epi8(qh & 0x8000 ? -1 : 1), iq_ls(s, s));
@@ -158,9 +163,10 @@ IQ_FN long long iq1_delta8(uint32_t h)
 
 IQ_FN struct iq_sub iq1_m_sub(const uint8_t *b, int ib)
 {
-	const uint8_t *qs = b + 4 * ib;
-	uint32_t h0 = b[32 + 2 * ib], h1 = b[33 + 2 * ib];
-	uint32_t sc = rd16(b + 48 + 2 * (ib / 2)) >> (6 * (ib % 2));
+	const struct quant_block_iq1_m *w = (const void *)b;
+	const uint8_t *qs = w->qs + 4 * ib;
+	uint32_t h0 = w->qh[2 * ib], h1 = w->qh[2 * ib + 1];
+	uint32_t sc = rd16(w->scales + 2 * (ib / 2)) >> (6 * (ib % 2));
 	__m256i grid = iq_grid64(quant_iq1s_grid, qs[0] | (h0 & 7) << 8, qs[1] | (h0 >> 4 & 7) << 8,
 				 qs[2] | (h1 & 7) << 8, qs[3] | (h1 >> 4 & 7) << 8);
 	__m256i delta = _mm256_set_epi64x(iq1_delta8(h1 >> 4), iq1_delta8(h1), iq1_delta8(h0 >> 4),
@@ -186,9 +192,11 @@ IQ_FN float iq_d(uint32_t type, const uint8_t *b)
 {
 	uint32_t h = rd16(b);
 
-	if (type == GGML_TYPE_IQ1_M)
-		h = rd16(b + 48) >> 12 | (rd16(b + 50) >> 8 & 0xf0) | (rd16(b + 52) >> 4 & 0xf00) |
-		    (rd16(b + 54) & 0xf000);
+	if (type == GGML_TYPE_IQ1_M) {
+		const uint8_t *sc = ((const struct quant_block_iq1_m *)b)->scales;
+		h = rd16(sc) >> 12 | (rd16(sc + 2) >> 8 & 0xf0) | (rd16(sc + 4) >> 4 & 0xf00) |
+		    (rd16(sc + 6) & 0xf000);
+	}
 	return _cvtsh_ss((unsigned short)h);
 }
 
