@@ -27,6 +27,7 @@
 
 #include "gguf.h"
 #include "quant_impl.h"
+#include "quant_iq.h"
 
 #if QUANT_X86
 #include <cpuid.h>
@@ -769,6 +770,7 @@ const struct quant_kern *quant_kern_scalar(uint32_t type)
 	case GGML_TYPE_Q4_K: return &k_q4_k;
 	case GGML_TYPE_Q5_K: return &k_q5_k;
 	case GGML_TYPE_Q6_K: return &k_q6_k;
+	QUANT_IQ_CASES return quant_iq_kern_scalar(type);
 	default: return NULL;
 	}
 }
@@ -797,6 +799,8 @@ uint32_t quant_act_type(uint32_t wtype)
 	case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K:
 	case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
 		return GGML_TYPE_Q8_K;
+	QUANT_IQ_CASES
+		return GGML_TYPE_Q8_K;
 	default:
 		return GGML_TYPE_COUNT;
 	}
@@ -814,6 +818,8 @@ static int64_t blk_elems(uint32_t type)
 		return 32;
 	case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K:
 	case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K: case GGML_TYPE_Q8_K:
+		return 256;
+	QUANT_IQ_CASES
 		return 256;
 	default:
 		return 0;
@@ -835,6 +841,7 @@ static size_t blk_bytes(uint32_t type)
 	case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K:
 	case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
 		return kblock_bytes(type);
+	QUANT_IQ_CASES return quant_iq_block_bytes(type);
 	default: return 0;
 	}
 }

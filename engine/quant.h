@@ -5,8 +5,10 @@
  *
  * Types are the ggml numbers of enum ggml_type (engine/gguf.h).  Supported
  * weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
- * Q4_K, Q5_K, Q6_K.  Q8_1 and Q8_K exist as activation formats (and can be
- * dequantised).
+ * Q4_K, Q5_K, Q6_K.
+ * Grid-based i-quants (quant_iq.c): IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
+ * IQ1_S, IQ1_M.
+ * Q8_1 and Q8_K exist as activation formats (and can be dequantised).
  *
  * Numerics follow llama.cpp's CPU backend so that greedy generations agree
  * token for token: activations are quantised once per row into the weight
@@ -109,8 +111,8 @@ int quant_supported(uint32_t type);
 int quant_dequant_supported(uint32_t type);
 /* The activation type llama.cpp pairs with weight type WTYPE ("vec_dot
  * type"): Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the
- * K-quants, F16 for F16, BF16 for BF16, F32 for F32.  GGML_TYPE_COUNT for an
- * unsupported WTYPE. */
+ * K-quants and the grid i-quants, F16 for F16, BF16 for BF16, F32 for F32.
+ * GGML_TYPE_COUNT for an unsupported WTYPE. */
 uint32_t quant_act_type(uint32_t wtype);
 
 /* ---- rows -------------------------------------------------------------------- */

@@ -36,6 +36,30 @@ HALF_FIELDS = {
 BLOCKS = {T.Q4_0: 8, T.Q4_1: 8, T.Q5_0: 8, T.Q5_1: 8, T.Q8_0: 8,
           T.Q2_K: 3, T.Q3_K: 3, T.Q4_K: 3, T.Q5_K: 3, T.Q6_K: 3}
 
+# grid-based i-quants (engine/quant_iq.c): every byte pattern is a valid
+# block once the fp16 scale is finite.  IQ1_M has no scale field: its fp16
+# scale is the top nibbles of the four little-endian u16 at bytes 48..55
+# (IQ1M_SCALE_WORDS), set by set_half().
+IQ1M_SCALE_WORDS = 48
+HALF_FIELDS.update({
+    T.IQ2_XXS: [0], T.IQ2_XS: [0], T.IQ2_S: [0], T.IQ3_XXS: [0], T.IQ3_S: [0],
+    T.IQ1_S: [0], T.IQ1_M: [IQ1M_SCALE_WORDS],
+})
+BLOCKS.update({T.IQ2_XXS: 3, T.IQ2_XS: 3, T.IQ2_S: 3, T.IQ3_XXS: 3, T.IQ3_S: 3,
+               T.IQ1_S: 3, T.IQ1_M: 3})
+
+
+def set_half(raw, qtype, off, halves):
+    """Stores one fp16 value per block (row of raw) at byte offset off."""
+    bits = halves.astype(np.float16).view(np.uint16)
+    if qtype != T.IQ1_M:
+        raw[:, off:off + 2] = bits.view(np.uint8).reshape(-1, 2)
+        return
+    for k in range(4):  # nibble k of the half -> top nibble of scale word k
+        hi = off + 2 * k + 1
+        nib = ((bits >> (4 * k)) & 0xF).astype(np.uint8)
+        raw[:, hi] = (raw[:, hi] & 0x0F) | (nib << 4)
+
 
 def random_halves(rng, k):
     """Scales spanning normal and subnormal fp16 values, both signs."""
@@ -49,7 +73,7 @@ def quant_record(rng, qtype):
     nb = BLOCKS[qtype]
     raw = rng.integers(0, 256, size=(nb, block_bytes), dtype=np.uint8)
     for off in HALF_FIELDS[qtype]:
-        raw[:, off:off + 2] = random_halves(rng, nb).view(np.uint8).reshape(nb, 2)
+        set_half(raw, qtype, off, random_halves(rng, nb))
     data = raw.reshape(-1)
     want = dequantize(data, qtype).astype(np.float32).reshape(-1)
     assert want.size == nb * block_elems
@@ -144,8 +168,7 @@ def quant_record_bytes(rng, qtype, nb):
     block_bytes = GGML_QUANT_SIZES[qtype][1]
     raw = rng.integers(0, 256, size=(nb, block_bytes), dtype=np.uint8)
     for off in HALF_FIELDS[qtype]:
-        scale = rng.uniform(0.001, 0.02, size=nb).astype(np.float16)
-        raw[:, off:off + 2] = scale.view(np.uint8).reshape(nb, 2)
+        set_half(raw, qtype, off, rng.uniform(0.001, 0.02, size=nb))
     return raw.reshape(-1)
 
 

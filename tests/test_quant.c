@@ -80,6 +80,8 @@ static uint32_t t_blk(uint32_t t)
 	case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16: return 1;
 	case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K:
 	case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K: case GGML_TYPE_Q8_K: return 256;
+	case GGML_TYPE_IQ2_XXS: case GGML_TYPE_IQ2_XS: case GGML_TYPE_IQ2_S: case GGML_TYPE_IQ3_XXS:
+	case GGML_TYPE_IQ3_S: case GGML_TYPE_IQ1_S: case GGML_TYPE_IQ1_M: return 256;
 	default: return 32;
 	}
 }
@@ -101,6 +103,13 @@ static size_t t_bytes(uint32_t t)
 	case GGML_TYPE_Q5_K: return 176;
 	case GGML_TYPE_Q6_K: return 210;
 	case GGML_TYPE_Q8_K: return 292;
+	case GGML_TYPE_IQ2_XXS: return 66;
+	case GGML_TYPE_IQ2_XS: return 74;
+	case GGML_TYPE_IQ2_S: return 82;
+	case GGML_TYPE_IQ3_XXS: return 98;
+	case GGML_TYPE_IQ3_S: return 110;
+	case GGML_TYPE_IQ1_S: return 50;
+	case GGML_TYPE_IQ1_M: return 56;
 	default: return 0;
 	}
 }
@@ -113,6 +122,9 @@ static const char *tname(uint32_t t)
 		[GGML_TYPE_Q8_0] = "Q8_0", [GGML_TYPE_Q8_1] = "Q8_1", [GGML_TYPE_Q2_K] = "Q2_K",
 		[GGML_TYPE_Q3_K] = "Q3_K", [GGML_TYPE_Q4_K] = "Q4_K", [GGML_TYPE_Q5_K] = "Q5_K",
 		[GGML_TYPE_Q6_K] = "Q6_K", [GGML_TYPE_Q8_K] = "Q8_K", [GGML_TYPE_BF16] = "BF16",
+		[GGML_TYPE_IQ2_XXS] = "IQ2_XXS", [GGML_TYPE_IQ2_XS] = "IQ2_XS", [GGML_TYPE_IQ2_S] = "IQ2_S",
+		[GGML_TYPE_IQ3_XXS] = "IQ3_XXS", [GGML_TYPE_IQ3_S] = "IQ3_S", [GGML_TYPE_IQ1_S] = "IQ1_S",
+		[GGML_TYPE_IQ1_M] = "IQ1_M",
 	};
 	return t < sizeof names / sizeof names[0] && names[t] ? names[t] : "?";
 }
@@ -126,6 +138,8 @@ static const uint32_t weight_types[] = {
 	GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
 	GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
 	GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+	GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ3_S,
+	GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M,
 };
 #define N_WTYPES (sizeof weight_types / sizeof weight_types[0])
 
@@ -133,6 +147,15 @@ static void put_half(uint8_t *p, float f)
 {
 	uint16_t h = quant_fp32_to_fp16(f);
 	memcpy(p, &h, 2);
+}
+
+/* IQ1_M keeps its fp16 scale in the top nibbles of the four u16 scale
+ * words at bytes 48..55 */
+static void put_iq1m_scale(uint8_t *blk, float f)
+{
+	uint16_t h = quant_fp32_to_fp16(f);
+	for (int k = 0; k < 4; k++)
+		blk[48 + 2 * k + 1] = (uint8_t)((blk[48 + 2 * k + 1] & 0x0f) | ((h >> (4 * k)) & 0xf) << 4);
 }
 
 /* Random but well-formed weights: random quant bytes, scales of a sane
@@ -164,6 +187,11 @@ static void random_weights(uint32_t t, uint8_t *dst, int64_t n)
 			put_half(p + 2, s * 0.1f);
 			break;
 		case GGML_TYPE_Q6_K: put_half(p + 208, s * 0.05f); break;
+		case GGML_TYPE_IQ2_XXS: case GGML_TYPE_IQ2_XS: case GGML_TYPE_IQ2_S:
+		case GGML_TYPE_IQ3_XXS: case GGML_TYPE_IQ3_S: case GGML_TYPE_IQ1_S:
+			put_half(p, s * 0.1f);
+			break;
+		case GGML_TYPE_IQ1_M: put_iq1m_scale(p, s * 0.1f); break;
 		}
 	}
 }
@@ -343,7 +371,7 @@ static void test_fixtures(const char *srcdir)
 		free(copy);
 		seen++;
 	}
-	CHECK(seen == 13 && off == len, "fixture file fully read (%d records)", seen);
+	CHECK(seen == (int)N_WTYPES && off == len, "fixture file fully read (%d records)", seen);
 	free(buf);
 }
 
@@ -403,7 +431,7 @@ static void test_llama(const char *srcdir)
 		free(act);
 		seen++;
 	}
-	CHECK(seen == 26 && off == len, "llama fixture fully read (%d records)", seen);
+	CHECK(seen == 2 * (int)N_WTYPES && off == len, "llama fixture fully read (%d records)", seen);
 	free(buf);
 }
 
@@ -534,6 +562,59 @@ static void test_handmade(void)
 		quant_dequant_row(GGML_TYPE_Q8_K, &b, out, 256);
 		CHECK(out[7] == -25.0f, "Q8_K by hand");
 	}
+}
+
+/* grid i-quants by hand: grid rows are facts of the format (iq2xxs_grid[0]
+ * = all 8s, iq3s_grid[0] = all 1s, iq3s_grid[256] = 7 5 9 5, iq1s_grid[0]
+ * = all -1); the dot products against a Q8_K row of ones over the first
+ * eight elements at every level */
+static void test_handmade_iq(void)
+{
+	uint8_t b[110];
+	float out[256];
+	struct quant_block_q8_k y;
+
+	memset(&y, 0, sizeof y);
+	y.d = 1.0f;
+	memset(y.qs, 1, 8);
+	y.bsums[0] = 8;
+
+	memset(b, 0, sizeof b);
+	put_half(b, 1.0f);
+	b[6] = 0x01;   /* sub-block 0: group 0 sign index 1 = bits 0 and 7 */
+	b[9] = 0x30;   /* scale 3: d * 3.5 * 0.25 */
+	quant_dequant_row(GGML_TYPE_IQ2_XXS, b, out, 256);
+	CHECK(out[0] == -7.0f && out[1] == 7.0f && out[7] == -7.0f && out[8] == 7.0f && out[32] == 1.0f,
+	      "IQ2_XXS by hand: %g %g %g %g %g", out[0], out[1], out[7], out[8], out[32]);
+	for (int lv = 0; lv < levels_available(); lv++)
+		CHECK(quant_ops_at(lv)->vec_dot(GGML_TYPE_IQ2_XXS, b, &y, 256) == 28.0f, "IQ2_XXS dot %s",
+		      quant_level_name(lv));
+
+	memset(b, 0, sizeof b);
+	put_half(b, 0.5f);
+	b[66] = 0x01;    /* qh of sub-block 0: ninth index bit of its first 4 */
+	b[74] = 0x02;    /* signs: element 1 */
+	b[106] = 0x21;   /* sub-block 0 scale 1 (ls 3), sub-block 1 scale 2 (ls 5) */
+	quant_dequant_row(GGML_TYPE_IQ3_S, b, out, 256);
+	CHECK(out[0] == 10.5f && out[1] == -7.5f && out[2] == 13.5f && out[3] == 7.5f &&
+	      out[4] == 1.5f && out[32] == 2.5f && out[64] == 0.5f,
+	      "IQ3_S by hand: %g %g %g %g %g %g", out[0], out[1], out[2], out[3], out[4], out[32]);
+	for (int lv = 0; lv < levels_available(); lv++)
+		CHECK(quant_ops_at(lv)->vec_dot(GGML_TYPE_IQ3_S, b, &y, 256) == 30.0f, "IQ3_S dot %s",
+		      quant_level_name(lv));
+
+	/* IQ1_M: d = 0.25 = fp16 0x3400 in the top nibbles of the scale words */
+	memset(b, 0, sizeof b);
+	b[48] = 0x02;    /* sub-block 0: first half scale 2 (ls 5), second 0 (ls 1) */
+	b[53] = 0x40;
+	b[55] = 0x30;
+	b[32] = 0x08;    /* qh: group 0 shifted by -1/8, group 1 by +1/8 */
+	quant_dequant_row(GGML_TYPE_IQ1_M, b, out, 256);
+	CHECK(out[0] == -1.40625f && out[8] == -1.09375f && out[16] == -0.21875f,
+	      "IQ1_M by hand: %g %g %g", out[0], out[8], out[16]);
+	for (int lv = 0; lv < levels_available(); lv++)
+		CHECK(quant_ops_at(lv)->vec_dot(GGML_TYPE_IQ1_M, b, &y, 256) == -11.25f, "IQ1_M dot %s",
+		      quant_level_name(lv));
 }
 
 /* ---- activation quantisation ---------------------------------------------------- */
@@ -813,6 +894,18 @@ static void test_kernels(void)
 
 /* ---- packed matrices ----------------------------------------------------------------- */
 
+/* the types quant.h lists as packed at the AVX-512 level */
+static int packed_at_avx512(uint32_t t)
+{
+	switch (t) {
+	case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
+	case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_K: case GGML_TYPE_Q6_K: case GGML_TYPE_F16:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 /* One matrix of rows x n at every level: packing is lossless (the blocks
  * read back byte for byte), and quant_matrix_mul over row ranges and token
  * counts that exercise every tile shape matches the scalar vec_dot of the
@@ -847,8 +940,7 @@ static void test_packed(uint32_t t, int64_t rows, int64_t n)
 		CHECK(quant_matrix_init(&m, t, w, ws, rows, n) == 0, "%s matrix init", tname(t));
 		m.level = lv;
 		CHECK(quant_matrix_pack(&m) == 0, "%s pack", tname(t));
-		if (lv == QUANT_LEVEL_AVX512 && t != GGML_TYPE_F32 && t != GGML_TYPE_BF16 &&
-		    t != GGML_TYPE_Q2_K && t != GGML_TYPE_Q3_K && t != GGML_TYPE_Q5_K)
+		if (lv == QUANT_LEVEL_AVX512 && packed_at_avx512(t))
 			CHECK(m.packed != NULL && m.packed_bytes >= rb * (size_t)rows,
 			      "%s is packed at avx512", tname(t));
 		if (m.packed) {
@@ -1222,7 +1314,7 @@ static void test_bad_args(void)
 
 	CHECK(quant_dequant_row(GGML_TYPE_Q4_0, b, f, 33) == -1, "dequant n not a block multiple");
 	CHECK(quant_dequant_row(GGML_TYPE_Q4_0, b, f, 0) == -1, "dequant n = 0");
-	CHECK(quant_dequant_row(GGML_TYPE_IQ2_XXS, b, f, 256) == -1, "dequant unsupported type");
+	CHECK(quant_dequant_row(GGML_TYPE_I8, b, f, 256) == -1, "dequant unsupported type");
 	CHECK(quant_dequant_row(999, b, f, 32) == -1, "dequant unknown type");
 	CHECK(quant_act_row_bytes(GGML_TYPE_Q4_K, 128) == 0, "K-quant needs 256");
 	CHECK(quant_act_row_bytes(GGML_TYPE_Q4_1, 64) == 72, "Q8_1 row bytes");
@@ -1252,7 +1344,7 @@ static void test_bad_args(void)
 	int n_sup = 0;
 	for (uint32_t t = 0; t < GGML_TYPE_COUNT; t++)
 		n_sup += quant_supported(t);
-	CHECK(n_sup == 13, "13 weight types supported (%d)", n_sup);
+	CHECK(n_sup == (int)N_WTYPES, "%d weight types supported (%d)", (int)N_WTYPES, n_sup);
 }
 
 /* TTYCHAT_CPU=scalar lowers the level; checked in a child so this
@@ -1290,6 +1382,7 @@ int main(void)
 	test_fixtures(srcdir);
 	test_llama(srcdir);
 	test_handmade();
+	test_handmade_iq();
 	test_activations();
 	test_kernels();
 	test_packed_all();
