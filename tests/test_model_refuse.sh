@@ -4,8 +4,9 @@
 # not a multiple of KV heads, missing tensors, shapes that disagree with the
 # hyper-parameters, a truncated file, metadata that changes the computation
 # in a way the engine does not implement (a rope scaling type, experts,
-# other head sizes on sliding-window layers), a model too big for the memory.  The files are rewritten from a
-# committed random-weight model with the PyPI gguf package (skip without it).
+# other head sizes on sliding-window layers), a model too big for the
+# memory.  The files are rewritten from a committed random-weight model
+# with the PyPI gguf package (tests/ggufcopy.py; skip without it).
 set -u
 : "${TTYCHAT_BIN:?}" "${TTYCHAT_SRCDIR:?}"
 PY=python3
@@ -15,36 +16,20 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 $PY - "$src" "$tmp" <<'PYEOF' || { echo "FAIL: cannot write test files"; exit 1; }
-import sys, gguf
+import os, sys
+sys.path.insert(0, os.path.join(os.environ["TTYCHAT_SRCDIR"], "tests"))
 from gguf import GGUFReader, GGUFWriter, GGUFValueType
+from ggufcopy import copy_kv, copy_tensors, finish
 src, out = sys.argv[1], sys.argv[2]
 r = GGUFReader(src)
 
 def write(name, kv_patch=None, drop_tensor=None, arch=None, extra=None):
-    a = arch or "llama"
-    w = GGUFWriter(f"{out}/{name}.gguf", a)
-    for k, f in r.fields.items():
-        if k.startswith("GGUF.") or k == "general.architecture":
-            continue
-        nk = k.replace("llama.", a + ".", 1) if k.startswith("llama.") else k
-        t = f.types[0]
-        if kv_patch and nk in kv_patch:
-            w.add_uint32(nk, kv_patch[nk]); continue
-        v = f.contents()
-        if t == GGUFValueType.ARRAY:
-            w.add_array(nk, v)
-        elif t == GGUFValueType.STRING:
-            w.add_string(nk, v)
-        else:
-            w.add_key_value(nk, v, t)
+    w = GGUFWriter(f"{out}/{name}.gguf", arch or "llama")
+    copy_kv(r, w, arch or "llama", kv_patch)
     for k, (v, vt) in (extra or {}).items():
         w.add_key_value(k, v, vt)
-    for t in r.tensors:
-        if t.name == drop_tensor:
-            continue
-        shape = list(reversed([int(x) for x in t.shape]))
-        w.add_tensor(t.name, t.data.reshape(shape), raw_dtype=t.tensor_type)
-    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    copy_tensors(r, w, lambda n: n != drop_tensor)
+    finish(w)
 
 write("arch", arch="mamba")
 write("zeroheads", kv_patch={"llama.attention.head_count": 0})

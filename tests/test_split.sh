@@ -6,7 +6,7 @@
 # split, a later part given instead of the first, or a first part that is
 # not named by the pattern is one clear line and exit status 3.  The parts
 # are written from a committed random-weight model with the PyPI gguf
-# package (skip without it).
+# package (tests/ggufcopy.py; skip without it).
 set -u
 : "${TTYCHAT_BIN:?}" "${TTYCHAT_SRCDIR:?}"
 PY=python3
@@ -17,22 +17,11 @@ trap 'rm -rf "$tmp"' EXIT
 
 $PY - "$src" "$tmp" <<'PYEOF' || { echo "FAIL: cannot write test files"; exit 1; }
 import os, sys
+sys.path.insert(0, os.path.join(os.environ["TTYCHAT_SRCDIR"], "tests"))
 from gguf import GGUFReader, GGUFWriter, GGUFValueType
+from ggufcopy import copy_kv, copy_tensors, finish
 src, out = sys.argv[1], sys.argv[2]
 r = GGUFReader(src)
-
-def copy_kv(w):
-    for k, f in r.fields.items():
-        if k.startswith("GGUF.") or k == "general.architecture":
-            continue
-        t = f.types[0]
-        v = f.contents()
-        if t == GGUFValueType.ARRAY:
-            w.add_array(k, v)
-        elif t == GGUFValueType.STRING:
-            w.add_string(k, v)
-        else:
-            w.add_key_value(k, v, t)
 
 def split(prefix, groups, count=None, nos=None, skip=()):
     count = count or len(groups)
@@ -40,17 +29,14 @@ def split(prefix, groups, count=None, nos=None, skip=()):
     for i, names in enumerate(groups):
         if i in skip:
             continue
-        path = "%s-%05d-of-%05d.gguf" % (prefix, i + 1, count)
-        w = GGUFWriter(path, "llama")
+        w = GGUFWriter("%s-%05d-of-%05d.gguf" % (prefix, i + 1, count), "llama")
         if i == 0:
-            copy_kv(w)
+            copy_kv(r, w)
             w.add_key_value("split.tensors.count", ntens, GGUFValueType.INT32)
         w.add_key_value("split.no", (nos or {}).get(i, i), GGUFValueType.UINT16)
         w.add_key_value("split.count", count, GGUFValueType.UINT16)
-        for t in r.tensors:
-            if t.name in names:
-                w.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)
-        w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+        copy_tensors(r, w, lambda n: n in names)
+        finish(w)
 
 names = [t.name for t in r.tensors]
 thirds = [names[:5], names[5:14], names[14:]]
