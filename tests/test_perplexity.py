@@ -11,7 +11,8 @@ least 95% of the rows; the same for Gemma 3, the model that adds BOS
 (within 3%: see gemma_vs_llama).  llama-cpp-python runs in a subprocess under the
 Python that has it (TTYCHAT_PYTHON, else `python3` on PATH); where none
 does, those checks are skipped with a note.  Then the logits file read
-back: its layout and size, a round trip through --kl-divergence on the
+back: its layout and size, llama-perplexity's PPL and each tool reading
+the other's logits file (where tests/bench-vs-llamacpp built llama.cpp), a round trip through --kl-divergence on the
 same model (KLD about 0, the same top token everywhere), another SmolLM2
 quant in the models folder when there is one, and the bad inputs: a
 missing text, a text too short, bad numbers, a base file truncated, not a
@@ -267,6 +268,33 @@ def interrupt(tmp, text):
     check(not os.path.exists(base), "the incomplete logits file is removed")
 
 
+def llama_perplexity_files(tmp, text, base, ppl):
+    """llama.cpp's own tool, where tests/bench-vs-llamacpp built it: its PPL
+    and each side reading the other's logits file."""
+    cache = os.environ.get("TTYCHAT_BENCH_CACHE", os.path.expanduser("~/.cache/ttychat-bench"))
+    tool = os.path.join(cache, "llama-build", "bin", "llama-perplexity")
+    if not os.access(tool, os.X_OK):
+        print("note: no %s: the comparison with llama-perplexity is skipped" % tool)
+        return
+    theirs = os.path.join(tmp, "llama.bin")
+    p = subprocess.run([tool, "-m", SMOL, "-f", text, "-c", str(CTX), "--chunks", str(CHUNKS), "-t", "2",
+                        "--kl-divergence-base", theirs], capture_output=True, timeout=900)
+    lp, _ = ppl_of(p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace"))
+    print("llama-perplexity: PPL = %s" % lp)
+    check(p.returncode == 0 and lp is not None and abs(lp - ppl) / lp < 0.01,
+          "PPL within 1%% of llama-perplexity's: %s vs %s" % (ppl, lp))
+    if lp is None:
+        return
+    rc, out, err = run(["-m", SMOL, "--kl-divergence-base", theirs, "--kl-divergence", "-t", "2"])
+    b = stat(out, "Mean PPL(base)")
+    check(rc == 0 and b is not None and abs(b - lp) / lp < 1e-4, "ttychat reads llama-perplexity's file: %s" % b)
+    p = subprocess.run([tool, "-m", SMOL, "-c", str(CTX), "-t", "2", "--kl-divergence-base", base,
+                        "--kl-divergence"], capture_output=True, timeout=900)
+    b = stat(p.stdout.decode(errors="replace"), "Mean PPL(base)")
+    check(p.returncode == 0 and b is not None and abs(b - ppl) / ppl < 1e-4,
+          "llama-perplexity reads ttychat's file: %s" % b)
+
+
 def gemma_vs_llama(tmp, text):
     """Gemma adds BOS: each chunk's first token is replaced by it.  The
     engine's Gemma 3 Q4_K_M pass is 1-2% off llama.cpp's in perplexity
@@ -315,6 +343,7 @@ def main():
         check_file(base)
         check_against_llama(SMOL, text, base, ppl)
         gemma_vs_llama(tmp, text)
+        llama_perplexity_files(tmp, text, base, ppl)
         q = check_round_trip(base)
         check_other_quant(base, q or ppl)
         bad_base_files(tmp, base)
