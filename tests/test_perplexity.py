@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""test_perplexity.py - `ttychat perplexity` on the real SmolLM2.
+"""test_perplexity.py - `ttychat perplexity` on the real SmolLM2 and Gemma 3.
 
 The text is the tree's README.md and man page, scored at -c 128 over four
 chunks.  The perplexity must be within 1% of one computed by
@@ -8,17 +8,19 @@ empty cache, the mean negative log-likelihood of the second halves, in
 numpy), and the most likely token of each row ttychat saved with
 --kl-divergence-base must agree with llama-cpp-python's argmax in at
 least 95% of the rows; the same for Gemma 3, the model that adds BOS
-(within 3%: see gemma_vs_llama).  llama-cpp-python runs in a subprocess under the
-Python that has it (TTYCHAT_PYTHON, else `python3` on PATH); where none
-does, those checks are skipped with a note.  Then the logits file read
-back: its layout and size, llama-perplexity's PPL and each tool reading
-the other's logits file (where tests/bench-vs-llamacpp built llama.cpp), a round trip through --kl-divergence on the
-same model (KLD about 0, the same top token everywhere), another SmolLM2
-quant in the models folder when there is one, and the bad inputs: a
-missing text, a text too short, bad numbers, a base file truncated, not a
-logits file, holding tokens outside the vocabulary, or made with another
-context or vocabulary; each one line naming the file, non-zero exit.
-Ctrl-C mid-run: exit 130, the incomplete logits file removed.
+(against llama.cpp's flash-attention pass, 90%: see gemma_vs_llama).
+llama-cpp-python runs in a subprocess under the Python that has it
+(TTYCHAT_PYTHON, else `python3` on PATH); where none does, those checks
+are skipped with a note.  Where tests/bench-vs-llamacpp built llama.cpp,
+llama-perplexity's own PPL, and each tool reading the other's logits
+file.  Then the logits file: its layout and size, a round trip through
+--kl-divergence on the same model (KLD about 0, the same top token
+everywhere), another SmolLM2 quant in the models folder when there is
+one, and the bad inputs: a missing text, a text too short, bad numbers, a
+base file truncated, not a logits file, holding tokens outside the
+vocabulary, or made with another context or vocabulary; each one line
+naming the file, non-zero exit.  Ctrl-C mid-run: exit 130, the incomplete
+logits file removed.
 """
 import glob
 import json
@@ -48,12 +50,12 @@ ORACLE = r'''
 import json, sys
 import numpy as np
 import llama_cpp
-model, text_path, n_ctx, chunks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model, text_path, n_ctx, chunks, fa = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
 text = open(text_path, "rb").read()
 if text.endswith(b"\n"):
     text = text[:-1]
 llm = llama_cpp.Llama(model_path=model, n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, n_threads=2,
-                      flash_attn=False, verbose=False)
+                      flash_attn=fa, verbose=False)
 vocab = llama_cpp.llama_model_get_vocab(llm.model)
 add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
 bos = llama_cpp.llama_vocab_bos(vocab)
@@ -140,12 +142,13 @@ def one_error(rc, err, want_rc, *words):
     return ok, "rc %d, stderr %r" % (rc, err[-400:])
 
 
-def check_against_llama(model, text, base, ours_ppl, tolerance=0.01):
+def check_against_llama(model, text, base, ours_ppl, flash_attn=False, min_agree=0.95):
     py = oracle_python()
     if not py:
         print("note: no Python with llama_cpp and numpy: the llama-cpp-python comparison is skipped")
         return
-    p = subprocess.run([py, "-c", ORACLE, model, text, str(CTX), str(CHUNKS)], capture_output=True, timeout=900)
+    p = subprocess.run([py, "-c", ORACLE, model, text, str(CTX), str(CHUNKS), "1" if flash_attn else "0"],
+                       capture_output=True, timeout=900)
     check(p.returncode == 0, "llama-cpp-python ran: %s" % p.stderr.decode(errors="replace")[-600:])
     if p.returncode != 0:
         return
@@ -154,15 +157,15 @@ def check_against_llama(model, text, base, ours_ppl, tolerance=0.01):
     check(tokens == ref["tokens"][:n_chunk * n_ctx], "the same tokens as llama.cpp's tokenizer")
     check(n_vocab == ref["n_vocab"], "n_vocab %d, llama.cpp %d" % (n_vocab, ref["n_vocab"]))
     rel = abs(ours_ppl - ref["ppl"]) / ref["ppl"]
-    print("%s" % os.path.basename(model))
+    print("%s, flash attention %s" % (os.path.basename(model), "on" if flash_attn else "off"))
     print("PPL: ttychat %.4f, llama-cpp-python %.4f (%.3f%% apart)" % (ours_ppl, ref["ppl"], 100 * rel))
-    check(rel < tolerance, "PPL within %g%% of llama-cpp-python's: %.4f vs %.4f" % (100 * tolerance, ours_ppl, ref["ppl"]))
+    check(rel < 0.01, "PPL within 1%% of llama-cpp-python's: %.4f vs %.4f" % (ours_ppl, ref["ppl"]))
     ours = base_argmax(base)
     same = sum(1 for a, b in zip(ours, ref["argmax"]) if a == b)
     agree = same / max(1, len(ref["argmax"]))
     print("top-1 agreement with llama-cpp-python: %d/%d = %.2f%%" % (same, len(ref["argmax"]), 100 * agree))
     check(len(ours) == len(ref["argmax"]), "as many rows as llama-cpp-python's")
-    check(agree >= 0.95, "top-1 agreement %.2f%% >= 95%%" % (100 * agree))
+    check(agree >= min_agree, "top-1 agreement %.2f%% >= %g%%" % (100 * agree, 100 * min_agree))
 
 
 def check_file(base):
@@ -296,11 +299,15 @@ def llama_perplexity_files(tmp, text, base, ppl):
 
 
 def gemma_vs_llama(tmp, text):
-    """Gemma adds BOS: each chunk's first token is replaced by it.  The
-    engine's Gemma 3 Q4_K_M pass is 1-2% off llama.cpp's in perplexity
-    already on the first chunk (which starts with BOS anyway), so the bound
-    is 3%; leaving BOS out of the later chunks gives 3.5 times the
-    perplexity on this text."""
+    """Gemma adds BOS: each chunk's first token is replaced by it (leaving
+    it out gives 3.5 times the perplexity on this text).  Compared with
+    llama.cpp's flash-attention pass, llama-perplexity's default on the
+    CPU: the engine rounds queries to f16 as that pass does, and Gemma 3
+    is sensitive to it (llama.cpp's own PPL here moves 1.4% between
+    flash attention on and off; SmolLM2 0.06%).  Its two passes agree on
+    the top token in only 94.8% of these rows (SmolLM2 95.2%), so the
+    bound on top-1 agreement is 90% here: a row off by one position or a
+    wrong first token falls far below it."""
     if not os.path.exists(GEMMA):
         print("note: %s is absent: the BOS case is not compared" % GEMMA)
         return
@@ -310,7 +317,7 @@ def gemma_vs_llama(tmp, text):
     ppl, unc = ppl_of(out)
     check(rc == 0 and ppl is not None, "gemma perplexity ran: rc %d %s" % (rc, err[-400:]))
     if ppl is not None:
-        check_against_llama(GEMMA, text, base, ppl, tolerance=0.03)
+        check_against_llama(GEMMA, text, base, ppl, flash_attn=True, min_agree=0.90)
 
 
 def main():
