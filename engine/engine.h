@@ -311,6 +311,55 @@ struct engine_bench_run {
  * ENGINE_BATCH_MAX) / ENGINE_E_NOMEM. */
 int engine_bench(engine *e, const struct engine_bench_opts *o);
 
+/* ---- an evaluator: the logits of token sequences, no engine thread --------
+ * What `ttychat perplexity` needs: a local model loaded on the caller's
+ * thread as engine_load() loads it (the same forward pass, compute thread
+ * pool and device placement; load opts' n_ctx, kv_type, device and
+ * gpu_layers count, the rest is ignored), and token sequences evaluated
+ * each from an empty KV cache of the handle's own, with the logits of
+ * every position.  No tokenizer, template or sampler is in the way: the
+ * caller brings ids (engine_vocab_encode() makes them) and reads logits.
+ * Each call blocks until done.  Threads: a handle belongs to one thread
+ * at a time, except engine_evaluator_cancel(), which any thread or a
+ * signal handler may call. */
+typedef struct engine_evaluator engine_evaluator;
+
+struct engine_evaluator_info {
+	uint32_t n_vocab;          /* logits per row: the vocabulary's tokens (llama_vocab_n_tokens) */
+	uint32_t n_ctx;            /* the longest sequence a run takes */
+	uint32_t n_ctx_train;
+	int32_t bos;               /* the BOS id, -1 when the vocabulary has none */
+	bool add_bos;              /* the model wants BOS in front of a text (llama_vocab_get_add_bos) */
+	bool add_eos;              /* ... and EOS after it */
+	char backend[80];          /* as engine_model_info's */
+	char notice[256];          /* "" or one line: CUDA asked for but unusable, fewer GPU layers,
+				      or the GPU failed during a run and the runs went on on the CPU */
+};
+
+/* Loads the model at PATH (a file: no remote models) with O's n_ctx (>= 2,
+ * required), kv_type, device and gpu_layers on N_THREADS compute threads
+ * (0: every core).  NULL on failure with a one-line message naming PATH in
+ * err. */
+engine_evaluator *engine_evaluator_open(const char *path, const struct engine_load_opts *o, int n_threads,
+					char *err, size_t errlen);
+void engine_evaluator_close(engine_evaluator *ev);  /* NULL is a no-op */
+const struct engine_evaluator_info *engine_evaluator_info(const engine_evaluator *ev);
+
+/* Evaluates IDS[0..n) (0 < n <= n_ctx, each id < n_vocab) from an empty
+ * cache, in forward passes of at most BATCH tokens (0: ENGINE_BATCH_MAX;
+ * at most ENGINE_BATCH_MAX), and writes the logits of positions FIRST ..
+ * n-1 to OUT: (n - first) rows of n_vocab floats, row r predicting the
+ * token after position first + r.  A GPU failure redoes the sequence on
+ * the CPU (info's notice says so).  0, or with a message in err:
+ * ENGINE_E_INVAL (bad arguments), ENGINE_E_CANCELLED (after
+ * engine_evaluator_cancel(); OUT incomplete), ENGINE_E_NOMEM, or the
+ * forward pass's status. */
+int engine_evaluator_run(engine_evaluator *ev, const int32_t *ids, uint32_t n, uint32_t first, uint32_t batch,
+			 float *out, char *err, size_t errlen);
+/* Stops the running evaluation within one layer, and every later one at
+ * once (ENGINE_E_CANCELLED).  Async-signal-safe. */
+void engine_evaluator_cancel(engine_evaluator *ev);
+
 /* ---- model files, read without loading them -------------------------------
  * An engine_file is a GGUF file opened for its header: the model picker,
  * the catalogue and `inspect` show and size a model with it, no engine

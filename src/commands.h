@@ -33,6 +33,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 /* The chat's three modes, after main.c parsed its options (chatopts.h):
  * the full-screen chat (src/cmd_tui.c), and one-shot with the plain line

@@ -35,6 +35,7 @@ static const struct command commands[] = {
 	{"models", cmd_models, "[--json] [--names]", "list the models.d entries and model files"},
 	{"pull", cmd_pull, "NAME|URL|ORG/REPO:QUANT [-o FILE] [--sha256 HEX] [--force] [-q]", "download a model or a Hugging Face repository's quant (resumable, checksum verified)"},
 	{"serve", cmd_serve, "[--host ADDR] [--port N] [-m MODEL] [--api-key-file FILE] [--max-queue N]", "an OpenAI-compatible HTTP server on the local model"},
+	{"perplexity", cmd_perplexity, "-m MODEL -f TEXT [-c N] [-b N] [--chunks N] [-t T] [--kl-divergence-base FILE [--kl-divergence]]", "perplexity of a text and KL divergence from a base model, llama-perplexity style"},
 	/* more commands */
 };
 

@@ -26,7 +26,7 @@ end
 # no command given: the chat's options
 function __ttychat_chat
     set -l w (commandline -opc)
-    not contains -- "$w[2]" inspect template history bench tokenize detokenize keys models pull serve
+    not contains -- "$w[2]" inspect template history bench perplexity tokenize detokenize keys models pull serve
 end
 
 # the command is $argv[1]
@@ -48,6 +48,7 @@ complete -c ttychat -n '__fish_is_first_arg' -a inspect -d 'describe a GGUF mode
 complete -c ttychat -n '__fish_is_first_arg' -a template -d "render a chat with a model's template"
 complete -c ttychat -n '__fish_is_first_arg' -a history -d 'browse, export or remove saved chats'
 complete -c ttychat -n '__fish_is_first_arg' -a bench -d 'prefill and decode speed'
+complete -c ttychat -n '__fish_is_first_arg' -a perplexity -d 'perplexity and KL divergence'
 complete -c ttychat -n '__fish_is_first_arg' -a tokenize -d 'print the token ids of stdin'
 complete -c ttychat -n '__fish_is_first_arg' -a detokenize -d 'print the text of token ids on stdin'
 complete -c ttychat -n '__fish_is_first_arg' -a keys -d "the full-screen chat's keys and commands"
@@ -119,6 +120,15 @@ complete -c ttychat -n '__ttychat_cmd bench' -s b -l batch -x -d 'prefill batch'
 complete -c ttychat -n '__ttychat_cmd bench' -l device -x -a 'auto cpu cuda' -d 'where the layers run'
 complete -c ttychat -n '__ttychat_cmd bench' -l gpu-layers -x -d 'layers on the GPU'
 complete -c ttychat -n '__ttychat_cmd bench' -l json -d 'JSON output'
+# perplexity
+complete -c ttychat -n '__ttychat_cmd perplexity' -s m -l model -r -F -a '(__ttychat_models)' -d model
+complete -c ttychat -n '__ttychat_cmd perplexity' -s f -l file -r -F -d 'text to score'
+complete -c ttychat -n '__ttychat_cmd perplexity' -s c -l ctx-size -x -d 'tokens per chunk'
+complete -c ttychat -n '__ttychat_cmd perplexity' -s b -l batch -x -d 'tokens per forward pass'
+complete -c ttychat -n '__ttychat_cmd perplexity' -l chunks -x -d 'chunks to score'
+complete -c ttychat -n '__ttychat_cmd perplexity' -s t -l threads -x -d threads
+complete -c ttychat -n '__ttychat_cmd perplexity' -l kl-divergence-base -r -F -d 'logits file'
+complete -c ttychat -n '__ttychat_cmd perplexity' -l kl-divergence -d 'compare with the logits file'
 
 # tokenize, detokenize
 complete -c ttychat -n '__ttychat_cmd tokenize' -s m -r -F -a '(__ttychat_models)' -d model
