@@ -52,7 +52,19 @@ pass=0 fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
-# the whole file and its split give the same greedy text
+# the whole file and its split give the same logits: the split's full
+# distributions against the whole file's (ttychat perplexity's logits
+# file) differ by nothing, and the greedy text is the same
+text="$TTYCHAT_SRCDIR/README.md"
+"$TTYCHAT_BIN" perplexity -m "$src" -f "$text" -c 64 --chunks 2 -t 2 --kl-divergence-base "$tmp/base" \
+	>"$tmp/ppl1" 2>"$tmp/err1" || bad "whole: $(cat "$tmp/err1")"
+"$TTYCHAT_BIN" perplexity -m "$tmp/good-00001-of-00003.gguf" --kl-divergence-base "$tmp/base" --kl-divergence -t 2 \
+	>"$tmp/ppl2" 2>"$tmp/err2" || bad "split: $(cat "$tmp/err2")"
+if grep -Eq 'Same top p: *100\.000' "$tmp/ppl2" && grep -Eq 'Maximum KLD: *-?0\.0000' "$tmp/ppl2"; then
+	ok
+else
+	bad "split logits differ: $(grep -E 'KLD|Same top' "$tmp/ppl2" | tr '\n' ' ')"
+fi
 "$TTYCHAT_BIN" -m "$src" -p "Once upon a time" -n 24 --temp 0 >"$tmp/whole" 2>"$tmp/err1" || bad "whole: $(cat "$tmp/err1")"
 "$TTYCHAT_BIN" -m "$tmp/good-00001-of-00003.gguf" -p "Once upon a time" -n 24 --temp 0 >"$tmp/split" 2>"$tmp/err2" ||
 	bad "split: $(cat "$tmp/err2")"
