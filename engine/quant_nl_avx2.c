@@ -1,11 +1,12 @@
 /*
- * quant_nl_avx2.c - AVX2 + FMA + F16C kernels of IQ4_NL, IQ4_XS, MXFP4,
- * TQ1_0 and TQ2_0 (the other formats of quant_nl.c stay scalar).
+ * quant_nl_avx2.c - AVX2 + FMA + F16C kernels of the formats of quant_nl.c
+ * (IQ4_NL, IQ4_XS, MXFP4, NVFP4, TQ1_0, TQ2_0, Q1_0, Q2_0).
  *
  * Same scheme as quant_x86.h, with its own per-function target attribute
  * so the rest of the build stays plain x86-64: one "step" per type adds a
  * block's product to a float vector accumulator, the block's integer sums
- * exact and then one FMA with its float scale.  dot runs four accumulators
+ * exact and then one FMA with its float scale (NVFP4, Q1_0, Q2_0: one per
+ * Q8_0 activation block, whose scales differ).  dot runs four accumulators
  * over consecutive blocks; matmul takes four tokens against one weight row
  * so the unpacking of each weight block is shared (the compiler inlines
  * the step four times).  The AVX-512 level has no entries for these types
@@ -17,11 +18,13 @@
  *   activations by the |a| / sign(b, a) trick of quant_x86.h.
  *   IQ4_XS: the 6-bit sub-block scales multiply the 16-bit pair sums
  *   (VPMADDWD), so a block's integer sum stays exact.
- *   TQ2_0, TQ1_0: the codes t in 0..2 (value t - 1) are multiplied
- *   unsigned x signed, and sum(y) over the block (from the Q8_K bsums) is
- *   subtracted.  A TQ1_0 trit l of byte b is ((b * 3^l mod 256) * 3) >> 8:
- *   VPMULLW by 3^l per 16-bit lane, VPMULHUW by 3 with the byte moved to
- *   the top of its lane.
+ *   NVFP4: the same table lookup, a scale per 16 elements (128-bit half).
+ *   Q1_0: the bits become +-1 bytes that flip the activations' signs.
+ *   TQ2_0, TQ1_0, Q2_0: the codes t (value t - 1) are multiplied
+ *   unsigned x signed, and sum(y) is subtracted (TQ*: over the block, from
+ *   the Q8_K bsums; Q2_0: per Q8_0 block, from the bytes).  A TQ1_0 trit l
+ *   of byte b is ((b * 3^l mod 256) * 3) >> 8: VPMULLW by 3^l per 16-bit
+ *   lane, VPMULHUW by 3 with the byte moved to the top of its lane.
  */
 #include "quant_impl.h"
 
@@ -177,9 +180,80 @@ NL_FN void step_tq1_0(const struct quant_block_tq1_0 *w, const struct quant_bloc
 	*acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), *acc);
 }
 
+/* NVFP4: a block is two Q8_0 blocks; the 16 bytes of Q8_0 block k hold
+ * sub-blocks 2k (bytes 0..7: elements 0..7 low nibbles, 8..15 high) and
+ * 2k + 1, each with its own scale: one per 128-bit half of the sums. */
+NL_FN void step_nvfp4(const struct quant_block_nvfp4 *w, const struct quant_block_q8_0 *x,
+		      __m256 *acc)
+{
+	const __m256i lut = nl_lut(quant_kvalues_fp4);
+	const __m128i m4 = _mm_set1_epi8(0x0f);
+	for (int k = 0; k < 2; k++) {
+		__m128i t = _mm_loadu_si128((const __m128i *)(w->qs + 16 * k));
+		__m128i lo = _mm_and_si128(t, m4), hi = _mm_and_si128(_mm_srli_epi16(t, 4), m4);
+		__m256i idx = _mm256_set_m128i(_mm_unpackhi_epi64(lo, hi), _mm_unpacklo_epi64(lo, hi));
+		__m256i v = _mm256_shuffle_epi8(lut, idx);
+		__m256i p = _mm256_madd_epi16(nl_pairs_ss(v, nl_y(x[k].qs)), _mm256_set1_epi16(1));
+		float dy = _cvtsh_ss(x[k].d);
+		__m256 d = _mm256_set_m128(_mm_set1_ps(dy * quant_ue4m3_half(w->d[2 * k + 1])),
+					   _mm_set1_ps(dy * quant_ue4m3_half(w->d[2 * k])));
+		*acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), *acc);
+	}
+}
+
+/* 32 bits -> 32 bytes: +1 where bit e of the little-endian word is set,
+ * else -1 */
+NL_FN __m256i nl_signs(const uint8_t *p)
+{
+	uint32_t u;
+	memcpy(&u, p, 4);
+	const __m256i sel = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+					      0x0101010101010101LL, 0);
+	const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+	__m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u), sel);
+	__m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+	return _mm256_sub_epi8(_mm256_and_si256(set, _mm256_set1_epi8(2)), _mm256_set1_epi8(1));
+}
+
+/* Q1_0: a block is four Q8_0 blocks; sum(+-y) via VPSIGNB */
+NL_FN void step_q1_0(const struct quant_block_q1_0 *w, const struct quant_block_q8_0 *x,
+		     __m256 *acc)
+{
+	float dw = _cvtsh_ss(w->d);
+	for (int k = 0; k < 4; k++) {
+		__m256i sy = _mm256_sign_epi8(nl_y(x[k].qs), nl_signs(w->qs + 4 * k));
+		__m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), sy),
+					      _mm256_set1_epi16(1));
+		*acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * _cvtsh_ss(x[k].d)), _mm256_cvtepi32_ps(p), *acc);
+	}
+}
+
+/* Q2_0: a block is two Q8_0 blocks; the codes of 8 bytes (element 4b + t
+ * is bits 2t.. of byte b) interleaved into element order by two rounds of
+ * unpacking, then sum(c * y) - sum(y). */
+NL_FN void step_q2_0(const struct quant_block_q2_0 *w, const struct quant_block_q8_0 *x,
+		     __m256 *acc)
+{
+	const __m128i m3 = _mm_set1_epi8(3);
+	float dw = _cvtsh_ss(w->d);
+	for (int k = 0; k < 2; k++) {
+		__m128i v = _mm_loadl_epi64((const __m128i *)(w->qs + 8 * k));
+		__m128i c0 = _mm_and_si128(v, m3), c1 = _mm_and_si128(_mm_srli_epi16(v, 2), m3);
+		__m128i c2 = _mm_and_si128(_mm_srli_epi16(v, 4), m3), c3 = _mm_and_si128(_mm_srli_epi16(v, 6), m3);
+		__m128i c01 = _mm_unpacklo_epi8(c0, c1), c23 = _mm_unpacklo_epi8(c2, c3);
+		__m256i c = _mm256_set_m128i(_mm_unpackhi_epi16(c01, c23), _mm_unpacklo_epi16(c01, c23));
+		__m256i y = nl_y(x[k].qs);
+		__m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(c, y),
+					       _mm256_maddubs_epi16(_mm256_set1_epi8(1), y));
+		__m256i p = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+		*acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * _cvtsh_ss(x[k].d)), _mm256_cvtepi32_ps(p), *acc);
+	}
+}
+
 /* ---- dot and matmul from a step ------------------------------------------------- */
 
-#define NL_KERNELS(sfx, WBT, YBT, QKB)                                                      \
+/* NY: activation blocks per weight block */
+#define NL_KERNELS(sfx, WBT, YBT, QKB, NY)                                                  \
 	NL_API float dot_##sfx(const void *w, const void *x, int64_t n)                     \
 	{                                                                                   \
 		const WBT *a = w;                                                           \
@@ -187,13 +261,13 @@ NL_FN void step_tq1_0(const struct quant_block_tq1_0 *w, const struct quant_bloc
 		__m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;                 \
 		int64_t nb = n / (QKB), i = 0;                                              \
 		for (; i + 4 <= nb; i += 4) {                                               \
-			step_##sfx(&a[i], &b[i], &c0);                                      \
-			step_##sfx(&a[i + 1], &b[i + 1], &c1);                              \
-			step_##sfx(&a[i + 2], &b[i + 2], &c2);                              \
-			step_##sfx(&a[i + 3], &b[i + 3], &c3);                              \
+			step_##sfx(&a[i], &b[(NY) * i], &c0);                               \
+			step_##sfx(&a[i + 1], &b[(NY) * (i + 1)], &c1);                     \
+			step_##sfx(&a[i + 2], &b[(NY) * (i + 2)], &c2);                     \
+			step_##sfx(&a[i + 3], &b[(NY) * (i + 3)], &c3);                     \
 		}                                                                           \
 		for (; i < nb; i++)                                                         \
-			step_##sfx(&a[i], &b[i], &c0);                                      \
+			step_##sfx(&a[i], &b[(NY) * i], &c0);                               \
 		return nl_hsum(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3))); \
 	}                                                                                   \
 	NL_API void rows4_##sfx(const void *w, size_t ws, int64_t r0, int64_t r1,           \
@@ -207,10 +281,10 @@ NL_FN void step_tq1_0(const struct quant_block_tq1_0 *w, const struct quant_bloc
 			const WBT *a = (const WBT *)((const char *)w + (size_t)r * ws);     \
 			__m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;         \
 			for (int64_t i = 0; i < n / (QKB); i++) {                           \
-				step_##sfx(&a[i], &b0[i], &c0);                             \
-				step_##sfx(&a[i], &b1[i], &c1);                             \
-				step_##sfx(&a[i], &b2[i], &c2);                             \
-				step_##sfx(&a[i], &b3[i], &c3);                             \
+				step_##sfx(&a[i], &b0[(NY) * i], &c0);                      \
+				step_##sfx(&a[i], &b1[(NY) * i], &c1);                      \
+				step_##sfx(&a[i], &b2[(NY) * i], &c2);                      \
+				step_##sfx(&a[i], &b3[(NY) * i], &c3);                      \
 			}                                                                   \
 			y[r] = nl_hsum(c0);                                                 \
 			y[ys + r] = nl_hsum(c1);                                            \
@@ -249,27 +323,46 @@ static void nl_matmul(nl_rows4_fn rows4, quant_dot_fn dot, const void *w, size_t
 	}
 }
 
-NL_KERNELS(iq4_nl, struct quant_block_iq4_nl, struct quant_block_q8_0, 32)
-NL_KERNELS(mxfp4, struct quant_block_mxfp4, struct quant_block_q8_0, 32)
-NL_KERNELS(iq4_xs, struct quant_block_iq4_xs, struct quant_block_q8_k, 256)
-NL_KERNELS(tq2_0, struct quant_block_tq2_0, struct quant_block_q8_k, 256)
-NL_KERNELS(tq1_0, struct quant_block_tq1_0, struct quant_block_q8_k, 256)
+NL_KERNELS(iq4_nl, struct quant_block_iq4_nl, struct quant_block_q8_0, 32, 1)
+NL_KERNELS(mxfp4, struct quant_block_mxfp4, struct quant_block_q8_0, 32, 1)
+NL_KERNELS(nvfp4, struct quant_block_nvfp4, struct quant_block_q8_0, 64, 2)
+NL_KERNELS(q1_0, struct quant_block_q1_0, struct quant_block_q8_0, 128, 4)
+NL_KERNELS(q2_0, struct quant_block_q2_0, struct quant_block_q8_0, 64, 2)
+NL_KERNELS(iq4_xs, struct quant_block_iq4_xs, struct quant_block_q8_k, 256, 1)
+NL_KERNELS(tq2_0, struct quant_block_tq2_0, struct quant_block_q8_k, 256, 1)
+NL_KERNELS(tq1_0, struct quant_block_tq1_0, struct quant_block_q8_k, 256, 1)
 
-/* The activation quantisers stay the scalar ones here: quant_avx2.c's
- * Q8_0/Q8_K quantisers are static to it, and the bytes are the same. */
-#define KERN(sfx) { NULL, NULL, dot_##sfx, NULL, matmul_##sfx }
+/* Activations: quant_avx2.c's Q8_0 and Q8_K quantisers (static there),
+ * reached through its table. */
+static void act_q8_0(const float *x, void *dst, int64_t n)
+{
+	quant_kern_avx2(GGML_TYPE_Q8_0)->act(x, dst, n);
+}
 
-static const struct quant_kern k_iq4_nl = KERN(iq4_nl);
-static const struct quant_kern k_mxfp4 = KERN(mxfp4);
-static const struct quant_kern k_iq4_xs = KERN(iq4_xs);
-static const struct quant_kern k_tq2_0 = KERN(tq2_0);
-static const struct quant_kern k_tq1_0 = KERN(tq1_0);
+static void act_q8_k(const float *x, void *dst, int64_t n)
+{
+	quant_kern_avx2(GGML_TYPE_Q4_K)->act(x, dst, n);
+}
+
+#define KERN(sfx, act) { NULL, act, dot_##sfx, NULL, matmul_##sfx }
+
+static const struct quant_kern k_iq4_nl = KERN(iq4_nl, act_q8_0);
+static const struct quant_kern k_mxfp4 = KERN(mxfp4, act_q8_0);
+static const struct quant_kern k_nvfp4 = KERN(nvfp4, act_q8_0);
+static const struct quant_kern k_q1_0 = KERN(q1_0, act_q8_0);
+static const struct quant_kern k_q2_0 = KERN(q2_0, act_q8_0);
+static const struct quant_kern k_iq4_xs = KERN(iq4_xs, act_q8_k);
+static const struct quant_kern k_tq2_0 = KERN(tq2_0, act_q8_k);
+static const struct quant_kern k_tq1_0 = KERN(tq1_0, act_q8_k);
 
 const struct quant_kern *quant_kern_nl_avx2(uint32_t type)
 {
 	switch (type) {
 	case GGML_TYPE_IQ4_NL: return &k_iq4_nl;
 	case GGML_TYPE_MXFP4: return &k_mxfp4;
+	case GGML_TYPE_NVFP4: return &k_nvfp4;
+	case GGML_TYPE_Q1_0: return &k_q1_0;
+	case GGML_TYPE_Q2_0: return &k_q2_0;
 	case GGML_TYPE_IQ4_XS: return &k_iq4_xs;
 	case GGML_TYPE_TQ2_0: return &k_tq2_0;
 	case GGML_TYPE_TQ1_0: return &k_tq1_0;
