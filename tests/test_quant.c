@@ -1,7 +1,8 @@
 /*
  * test_quant.c - tests of engine/quant: conversions, dequantisation
- * against the PyPI gguf package's values (tests/fixtures/quant-dequant.bin,
- * made by scripts/gen-quant-fixtures.py) and hand-made blocks, activation
+ * against the PyPI gguf package's values (llama.cpp's own for Q1_0/Q2_0;
+ * tests/fixtures/quant-dequant.bin, made by scripts/gen-quant-fixtures.py)
+ * and hand-made blocks, activation
  * quantisation rules, llama.cpp's own activation bytes and dot products
  * (tests/fixtures/quant-llama.bin), and every CPU level's dot/matvec/matmul
  * against the
