@@ -373,7 +373,7 @@ void engine_evaluator_cancel(engine_evaluator *ev);
  * engine_file_close() must not race with readers. */
 typedef struct engine_file engine_file;
 
-#define ENGINE_TYPE_COUNT 40       /* tensor type numbers are below this */
+#define ENGINE_TYPE_COUNT 43       /* tensor type numbers are below this */
 
 /* What the header says, gathered at open. */
 struct engine_file_info {

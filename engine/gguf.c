@@ -83,6 +83,9 @@ static const struct type_info type_table[GGML_TYPE_COUNT] = {
 	[GGML_TYPE_TQ1_0] = {"TQ1_0", 256, 54},
 	[GGML_TYPE_TQ2_0] = {"TQ2_0", 256, 66},
 	[GGML_TYPE_MXFP4] = {"MXFP4", 32, 17},
+	[GGML_TYPE_NVFP4] = {"NVFP4", 64, 36},
+	[GGML_TYPE_Q1_0] = {"Q1_0", 128, 18},
+	[GGML_TYPE_Q2_0] = {"Q2_0", 64, 18},
 };
 
 uint32_t ggml_type_block_size(uint32_t type)

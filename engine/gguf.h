@@ -59,7 +59,10 @@ enum ggml_type {
 	GGML_TYPE_TQ2_0 = 35,
 	/* 36-38 (IQ4_NL_4_4 ...) were removed from the format */
 	GGML_TYPE_MXFP4 = 39,
-	GGML_TYPE_COUNT = 40,
+	GGML_TYPE_NVFP4 = 40,
+	GGML_TYPE_Q1_0 = 41,
+	GGML_TYPE_Q2_0 = 42,
+	GGML_TYPE_COUNT = 43,
 };
 
 /* Elements per block and bytes per block of a tensor type; both 0 for a

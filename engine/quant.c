@@ -771,6 +771,7 @@ const struct quant_kern *quant_kern_scalar(uint32_t type)
 	case GGML_TYPE_Q5_K: return &k_q5_k;
 	case GGML_TYPE_Q6_K: return &k_q6_k;
 	QUANT_IQ_CASES return quant_iq_kern_scalar(type);
+	QUANT_NL_CASES: return quant_kern_nl_scalar(type);
 	default: return NULL;
 	}
 }
@@ -801,6 +802,8 @@ uint32_t quant_act_type(uint32_t wtype)
 		return GGML_TYPE_Q8_K;
 	QUANT_IQ_CASES
 		return GGML_TYPE_Q8_K;
+	QUANT_NL_CASES:
+		return quant_nl_act_type(wtype);
 	default:
 		return GGML_TYPE_COUNT;
 	}
@@ -821,6 +824,8 @@ static int64_t blk_elems(uint32_t type)
 		return 256;
 	QUANT_IQ_CASES
 		return 256;
+	QUANT_NL_CASES:
+		return quant_nl_blk_elems(type);
 	default:
 		return 0;
 	}
@@ -842,6 +847,7 @@ static size_t blk_bytes(uint32_t type)
 	case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
 		return kblock_bytes(type);
 	QUANT_IQ_CASES return quant_iq_block_bytes(type);
+	QUANT_NL_CASES: return quant_nl_blk_bytes(type);
 	default: return 0;
 	}
 }

@@ -5,9 +5,10 @@
  *
  * Types are the ggml numbers of enum ggml_type (engine/gguf.h).  Supported
  * weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
- * Q4_K, Q5_K, Q6_K.
- * Grid-based i-quants (quant_iq.c): IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
- * IQ1_S, IQ1_M.
+ * Q4_K, Q5_K, Q6_K,
+ * IQ4_NL, IQ4_XS, MXFP4, NVFP4, TQ1_0, TQ2_0, Q1_0, Q2_0 (quant_nl.c), and
+ * the grid-based i-quants (quant_iq.c): IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
+ * IQ3_S, IQ1_S, IQ1_M.
  * Q8_1 and Q8_K exist as activation formats (and can be dequantised).
  *
  * Numerics follow llama.cpp's CPU backend so that greedy generations agree
@@ -33,7 +34,8 @@
  * K-quants), pointers are valid for the rows they cover, row ranges are
  * inside the tensor.  Every row and buffer must be 2-byte aligned (4-byte
  * for F32 data and Q8_K activation rows), as GGUF tensor data always is;
- * no larger alignment is needed.  Functions returning int return 0 on
+ * no larger alignment is needed (MXFP4 and NVFP4 rows, all bytes, need
+ * none: MXFP4's 17-byte blocks make odd row lengths).  Functions returning int return 0 on
  * success and -1, writing nothing, when the type is not supported or n is
  * not a positive multiple of the block size.
  *
@@ -86,6 +88,25 @@ struct quant_block_q5_k { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; 
 struct quant_block_q6_k { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
 struct quant_block_q8_k { float d; int8_t qs[256]; int16_t bsums[16]; };
 
+/* The non-linear and ternary/binary formats (quant_nl.c).  Value of element
+ * j, q its stored code:
+ *   IQ4_NL  d * K[q], K the 16 IQ4_NL levels (-127 .. 113), 4-bit q
+ *   IQ4_XS  d * (ls - 32) * K[q], ls a 6-bit scale per 32 elements
+ *   MXFP4   2^(e - 128) * F[q], F the E2M1 values doubled (0 .. +-12)
+ *   NVFP4   ue4m3(d[k]) / 2 * F[q], one E4M3 scale per 16 elements
+ *   TQ1_0   d * (t - 1), t a trit, five per byte (base-3 fixed point)
+ *   TQ2_0   d * (q - 1), 2-bit q
+ *   Q1_0    +d or -d by one bit
+ *   Q2_0    d * (q - 1), 2-bit q */
+struct quant_block_iq4_nl { uint16_t d; uint8_t qs[16]; };
+struct quant_block_iq4_xs { uint16_t d, scales_h; uint8_t scales_l[4]; uint8_t qs[128]; };
+struct quant_block_mxfp4 { uint8_t e; uint8_t qs[16]; };
+struct quant_block_nvfp4 { uint8_t d[4]; uint8_t qs[32]; };
+struct quant_block_tq1_0 { uint8_t qs[48]; uint8_t qh[4]; uint16_t d; };
+struct quant_block_tq2_0 { uint8_t qs[64]; uint16_t d; };
+struct quant_block_q1_0 { uint16_t d; uint8_t qs[16]; };
+struct quant_block_q2_0 { uint16_t d; uint8_t qs[16]; };
+
 /* ---- CPU levels ------------------------------------------------------------ */
 
 enum quant_level {
@@ -111,7 +132,8 @@ int quant_supported(uint32_t type);
 int quant_dequant_supported(uint32_t type);
 /* The activation type llama.cpp pairs with weight type WTYPE ("vec_dot
  * type"): Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the
- * K-quants and the grid i-quants, F16 for F16, BF16 for BF16, F32 for F32.
+ * K-quants and the grid i-quants, F16 for F16, BF16 for BF16, F32 for F32;
+ * Q8_0 for IQ4_NL/MXFP4/NVFP4/Q1_0/Q2_0, Q8_K for IQ4_XS/TQ1_0/TQ2_0.
  * GGML_TYPE_COUNT for an unsupported WTYPE. */
 uint32_t quant_act_type(uint32_t wtype);
 

@@ -51,6 +51,7 @@ const struct quant_kern *quant_kern_avx2(uint32_t type)
 	case GGML_TYPE_Q5_K: return &k_q5_k;
 	case GGML_TYPE_Q6_K: return &k_q6_k;
 	QUANT_IQ_CASES return quant_iq_kern_avx2(type);
+	QUANT_NL_CASES: return quant_kern_nl_avx2(type);
 	default: return NULL;
 	}
 }

@@ -59,6 +59,26 @@ void quant_matmul_by_matvec(quant_matvec_fn mv, const void *w, size_t ws, int64_
 			    int64_t r1, const void *x, size_t xs, int64_t nt, int64_t n,
 			    float *y, int64_t ys);
 
+/* ---- non-linear, ternary and binary formats (quant_nl.c, quant_nl_avx2.c) ------- */
+
+/* The weight types of quant_nl.c, as case labels for the dispatch switches. */
+#define QUANT_NL_CASES                                                                  \
+	case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS: case GGML_TYPE_MXFP4:             \
+	case GGML_TYPE_NVFP4: case GGML_TYPE_TQ1_0: case GGML_TYPE_TQ2_0:               \
+	case GGML_TYPE_Q1_0: case GGML_TYPE_Q2_0
+
+/* Kernel tables, activation type, block elements and bytes of those types
+ * (NULL, GGML_TYPE_COUNT, 0 for any other). */
+const struct quant_kern *quant_kern_nl_scalar(uint32_t type);
+const struct quant_kern *quant_kern_nl_avx2(uint32_t type);
+uint32_t quant_nl_act_type(uint32_t wtype);
+int64_t quant_nl_blk_elems(uint32_t type);
+size_t quant_nl_blk_bytes(uint32_t type);
+/* MXFP4's E8M0 scale 2^(e-127) and NVFP4's UE4M3 scale, both halved
+ * (their E2M1 table is doubled), exactly as llama.cpp decodes them. */
+float quant_e8m0_half(uint8_t e);
+float quant_ue4m3_half(uint8_t d);
+
 /* ---- packed matrices (quant_pack.c) ------------------------------------------ */
 /*
  * A packed matrix is a sequence of row groups of QUANT_ROW_GROUP rows;

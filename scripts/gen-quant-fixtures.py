@@ -7,7 +7,9 @@ outputs are committed, so `make check` never needs any of them.
 
 quant-dequant.bin: random blocks of each ggml type with the values the
 `gguf` package's dequantisers give for them, an oracle independent of our C
-code.  Little-endian:
+code (for the types the package cannot dequantise, Q1_0 and Q2_0,
+llama.cpp's own to_float from llama-cpp-python's libggml-base).
+Little-endian:
     "TTQF" u32 version=1 u32 n_records
     per record: u32 type, u32 n_elements, u32 n_bytes,
                 n_bytes of blocks, n_elements float32 expected values
@@ -59,6 +61,47 @@ def set_half(raw, qtype, off, halves):
         hi = off + 2 * k + 1
         nib = ((bits >> (4 * k)) & 0xF).astype(np.uint8)
         raw[:, hi] = (raw[:, hi] & 0x0F) | (nib << 4)
+# The non-linear, ternary and binary types (engine/quant_nl.c), by ggml
+# number since the PyPI gguf package lacks some:
+#   number: (name, block elements, block bytes, fp16 scale offsets, blocks)
+NL_TYPES = {
+    20: ("IQ4_NL", 32, 18, [0], 8),
+    23: ("IQ4_XS", 256, 136, [0], 3),
+    39: ("MXFP4", 32, 17, [], 8),
+    40: ("NVFP4", 64, 36, [], 5),
+    34: ("TQ1_0", 256, 54, [52], 3),
+    35: ("TQ2_0", 256, 66, [64], 3),
+    41: ("Q1_0", 128, 18, [0], 5),
+    42: ("Q2_0", 64, 18, [0], 5),
+}
+# dequantised by llama.cpp's to_float rather than the gguf package
+NL_GGML_ORACLE = {41, 42}
+
+
+def type_sizes(qtype):
+    if int(qtype) in NL_TYPES:
+        return NL_TYPES[int(qtype)][1:3]
+    return GGML_QUANT_SIZES[qtype]
+
+
+def half_fields(qtype):
+    if int(qtype) in NL_TYPES:
+        return NL_TYPES[int(qtype)][3]
+    return HALF_FIELDS[qtype]
+
+
+def nl_scale_bytes(rng, qtype, raw, small):
+    """MXFP4's E8M0 and NVFP4's UE4M3 scale bytes.  SMALL: scales near the
+    fp16 ones of the other types (0.001 .. 0.02); else a wide range, kept
+    where every product stays finite (E8M0 up to 250: 12 * 2^122)."""
+    nb = raw.shape[0]
+    if int(qtype) == 39:
+        e = rng.integers(117, 122, nb) if small else rng.integers(0, 251, nb)
+        if not small:
+            e[:5] = [0, 1, 2, 127, 250][:nb]
+        raw[:, 0] = e
+    elif int(qtype) == 40 and small:
+        raw[:, :4] = (rng.integers(1, 4, (nb, 4)) << 3) | rng.integers(0, 8, (nb, 4))
 
 
 def random_halves(rng, k):
@@ -69,15 +112,53 @@ def random_halves(rng, k):
 
 
 def quant_record(rng, qtype):
-    block_elems, block_bytes = GGML_QUANT_SIZES[qtype]
-    nb = BLOCKS[qtype]
+    block_elems, block_bytes = type_sizes(qtype)
+    nb = NL_TYPES[qtype][4] if qtype in NL_TYPES else BLOCKS[qtype]
     raw = rng.integers(0, 256, size=(nb, block_bytes), dtype=np.uint8)
-    for off in HALF_FIELDS[qtype]:
+    for off in half_fields(qtype):
         set_half(raw, qtype, off, random_halves(rng, nb))
+    nl_scale_bytes(rng, qtype, raw, False)
     data = raw.reshape(-1)
-    want = dequantize(data, qtype).astype(np.float32).reshape(-1)
-    assert want.size == nb * block_elems
+    if qtype in NL_GGML_ORACLE:
+        want = ggml_to_float(qtype, data, nb * block_elems)
+    else:
+        want = dequantize(data, T(qtype)).astype(np.float32).reshape(-1)
+    assert want.size == nb * block_elems and np.all(np.isfinite(want))
     return qtype, want.size, data.tobytes(), want
+
+
+def ggml_libs():
+    import ctypes
+    import os
+
+    import llama_cpp
+
+    lib = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    base = ctypes.CDLL(os.path.join(lib, "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
+    cpu = ctypes.CDLL(os.path.join(lib, "libggml-cpu.so"), mode=ctypes.RTLD_GLOBAL)
+    return base, cpu
+
+
+def ggml_to_float(qtype, data, n):
+    """llama.cpp's own dequantiser (ggml_get_type_traits(type)->to_float)."""
+    import ctypes
+
+    base, _ = ggml_libs()
+
+    class Traits(ctypes.Structure):
+        _fields_ = [("type_name", ctypes.c_char_p), ("blck_size", ctypes.c_int64),
+                    ("blck_size_interleave", ctypes.c_int64), ("type_size", ctypes.c_size_t),
+                    ("is_quantized", ctypes.c_bool), ("to_float", ctypes.c_void_p),
+                    ("from_float_ref", ctypes.c_void_p)]
+
+    base.ggml_get_type_traits.restype = ctypes.POINTER(Traits)
+    tr = base.ggml_get_type_traits(int(qtype)).contents
+    assert (tr.blck_size, tr.type_size) == type_sizes(qtype), tr.type_name
+    to_float_t = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    data = np.ascontiguousarray(data)
+    out = np.zeros(n, dtype=np.float32)
+    to_float_t(tr.to_float)(data.ctypes.data, out.ctypes.data, n)
+    return out
 
 
 def f16_record(rng):
@@ -108,13 +189,8 @@ def f32_record(rng):
 def llama_records(rng):
     """(wtype, n, x, w bytes, act bytes, dot) from llama.cpp's CPU kernels."""
     import ctypes
-    import os
 
-    import llama_cpp
-
-    lib = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
-    ctypes.CDLL(os.path.join(lib, "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
-    cpu = ctypes.CDLL(os.path.join(lib, "libggml-cpu.so"), mode=ctypes.RTLD_GLOBAL)
+    _, cpu = ggml_libs()
     cpu.ggml_cpu_init()
 
     class Traits(ctypes.Structure):
@@ -128,6 +204,7 @@ def llama_records(rng):
                                  ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     out = []
     wtypes = [T.F32, T.F16, T.BF16] + list(BLOCKS)
+    wtypes += list(NL_TYPES)
     for wt in wtypes:
         traits = cpu.ggml_get_type_traits_cpu(int(wt)).contents
         at = traits.vec_dot_type
@@ -138,8 +215,8 @@ def llama_records(rng):
             if trial == 1:
                 # exact ties for the rounding rule: amax 127 makes the multiplier 1
                 x[:8] = [127.0, 2.5, 3.5, -2.5, 0.5, -1.5, 126.5, -0.5]
-            if wt in BLOCKS:
-                w = quant_record_bytes(rng, wt, n // GGML_QUANT_SIZES[wt][0])
+            if wt in BLOCKS or wt in NL_TYPES:
+                w = quant_record_bytes(rng, wt, n // type_sizes(wt)[0])
             elif wt == T.F16:
                 w = rng.standard_normal(n).astype(np.float16).view(np.uint8)
             elif wt == T.BF16:
@@ -160,15 +237,17 @@ def llama_records(rng):
             s = ctypes.c_float()
             vec_dot_t(traits.vec_dot)(n, ctypes.byref(s), 0, w.ctypes.data, 0,
                                       act.ctypes.data, 0, 1)
+            assert np.isfinite(s.value)
             out.append((wt, n, x, w.tobytes(), act.tobytes(), s.value))
     return out
 
 
 def quant_record_bytes(rng, qtype, nb):
-    block_bytes = GGML_QUANT_SIZES[qtype][1]
+    block_bytes = type_sizes(qtype)[1]
     raw = rng.integers(0, 256, size=(nb, block_bytes), dtype=np.uint8)
-    for off in HALF_FIELDS[qtype]:
+    for off in half_fields(qtype):
         set_half(raw, qtype, off, rng.uniform(0.001, 0.02, size=nb))
+    nl_scale_bytes(rng, qtype, raw, True)
     return raw.reshape(-1)
 
 
@@ -178,6 +257,7 @@ def main():
     rng = np.random.default_rng(20240611)
     records = [f32_record(rng), f16_record(rng), bf16_record(rng)]
     records += [quant_record(rng, t) for t in BLOCKS]
+    records += [quant_record(rng, t) for t in NL_TYPES]
     with open(out, "wb") as f:
         f.write(b"TTQF" + struct.pack("<II", 1, len(records)))
         for qtype, n, data, want in records:

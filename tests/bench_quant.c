@@ -43,6 +43,14 @@ static const struct {
 	{ GGML_TYPE_Q4_K, "Q4_K", 256, 144, { 0, 2 } },
 	{ GGML_TYPE_Q5_K, "Q5_K", 256, 176, { 0, 2 } },
 	{ GGML_TYPE_Q6_K, "Q6_K", 256, 210, { 208, -1 } },
+	{ GGML_TYPE_IQ4_NL, "IQ4_NL", 32, 18, { 0, -1 } },
+	{ GGML_TYPE_IQ4_XS, "IQ4_XS", 256, 136, { 0, -1 } },
+	{ GGML_TYPE_MXFP4, "MXFP4", 32, 17, { -1, -1 } },
+	{ GGML_TYPE_NVFP4, "NVFP4", 64, 36, { -1, -1 } },
+	{ GGML_TYPE_TQ1_0, "TQ1_0", 256, 54, { 52, -1 } },
+	{ GGML_TYPE_TQ2_0, "TQ2_0", 256, 66, { 64, -1 } },
+	{ GGML_TYPE_Q1_0, "Q1_0", 128, 18, { 0, -1 } },
+	{ GGML_TYPE_Q2_0, "Q2_0", 64, 18, { 0, -1 } },
 };
 
 static double now(void)

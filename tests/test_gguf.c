@@ -480,14 +480,15 @@ static void test_types(void)
 		{GGML_TYPE_IQ1_M, 256, 56, "IQ1_M"},  {GGML_TYPE_I8, 1, 1, "I8"},
 		{GGML_TYPE_I64, 1, 8, "I64"},         {GGML_TYPE_F64, 1, 8, "F64"},
 		{GGML_TYPE_TQ1_0, 256, 54, "TQ1_0"},  {GGML_TYPE_TQ2_0, 256, 66, "TQ2_0"},
-		{GGML_TYPE_MXFP4, 32, 17, "MXFP4"},
+		{GGML_TYPE_MXFP4, 32, 17, "MXFP4"},   {GGML_TYPE_NVFP4, 64, 36, "NVFP4"},
+		{GGML_TYPE_Q1_0, 128, 18, "Q1_0"},    {GGML_TYPE_Q2_0, 64, 18, "Q2_0"},
 	};
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
 		CHECK(ggml_type_block_size(known[i].t) == known[i].bs);
 		CHECK(ggml_type_block_bytes(known[i].t) == known[i].bb);
 		CHECK(strcmp(ggml_type_name(known[i].t), known[i].name) == 0);
 	}
-	static const uint32_t unknown[] = {4, 5, 31, 32, 33, 36, 37, 38, 40, 1000, UINT32_MAX};
+	static const uint32_t unknown[] = {4, 5, 31, 32, 33, 36, 37, 38, 43, 1000, UINT32_MAX};
 	for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
 		CHECK(ggml_type_block_size(unknown[i]) == 0);
 		CHECK(ggml_type_block_bytes(unknown[i]) == 0);
@@ -583,7 +584,7 @@ static void test_malformed(const struct wbuf *ref, const struct marks *m)
 
 	reject_u32(ref, "tensor type 4", m->t0_type, 4, "unknown tensor type");
 	reject_u32(ref, "tensor type 31", m->t0_type, 31, "unknown tensor type");
-	reject_u32(ref, "tensor type 40", m->t1_type, GGML_TYPE_COUNT, "unknown tensor type");
+	reject_u32(ref, "tensor type 43", m->t1_type, GGML_TYPE_COUNT, "unknown tensor type");
 	reject_u32(ref, "tensor type 2^32-1", m->t1_type, UINT32_MAX, "unknown tensor type");
 	reject_u64(ref, "row not multiple of block", m->t1_ne0, 48, "multiple");
 	reject_u32(ref, "Q4_K row of 64", m->t1_type, GGML_TYPE_Q4_K, "multiple");

@@ -1,7 +1,8 @@
 /*
  * test_quant.c - tests of engine/quant: conversions, dequantisation
- * against the PyPI gguf package's values (tests/fixtures/quant-dequant.bin,
- * made by scripts/gen-quant-fixtures.py) and hand-made blocks, activation
+ * against the PyPI gguf package's values (llama.cpp's own for Q1_0/Q2_0;
+ * tests/fixtures/quant-dequant.bin, made by scripts/gen-quant-fixtures.py)
+ * and hand-made blocks, activation
  * quantisation rules, llama.cpp's own activation bytes and dot products
  * (tests/fixtures/quant-llama.bin), and every CPU level's dot/matvec/matmul
  * against the
@@ -82,6 +83,9 @@ static uint32_t t_blk(uint32_t t)
 	case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K: case GGML_TYPE_Q8_K: return 256;
 	case GGML_TYPE_IQ2_XXS: case GGML_TYPE_IQ2_XS: case GGML_TYPE_IQ2_S: case GGML_TYPE_IQ3_XXS:
 	case GGML_TYPE_IQ3_S: case GGML_TYPE_IQ1_S: case GGML_TYPE_IQ1_M: return 256;
+	case GGML_TYPE_IQ4_XS: case GGML_TYPE_TQ1_0: case GGML_TYPE_TQ2_0: return 256;
+	case GGML_TYPE_NVFP4: case GGML_TYPE_Q2_0: return 64;
+	case GGML_TYPE_Q1_0: return 128;
 	default: return 32;
 	}
 }
@@ -110,6 +114,14 @@ static size_t t_bytes(uint32_t t)
 	case GGML_TYPE_IQ3_S: return 110;
 	case GGML_TYPE_IQ1_S: return 50;
 	case GGML_TYPE_IQ1_M: return 56;
+	case GGML_TYPE_IQ4_NL: return 18;
+	case GGML_TYPE_IQ4_XS: return 136;
+	case GGML_TYPE_MXFP4: return 17;
+	case GGML_TYPE_NVFP4: return 36;
+	case GGML_TYPE_TQ1_0: return 54;
+	case GGML_TYPE_TQ2_0: return 66;
+	case GGML_TYPE_Q1_0: return 18;
+	case GGML_TYPE_Q2_0: return 18;
 	default: return 0;
 	}
 }
@@ -125,6 +137,9 @@ static const char *tname(uint32_t t)
 		[GGML_TYPE_IQ2_XXS] = "IQ2_XXS", [GGML_TYPE_IQ2_XS] = "IQ2_XS", [GGML_TYPE_IQ2_S] = "IQ2_S",
 		[GGML_TYPE_IQ3_XXS] = "IQ3_XXS", [GGML_TYPE_IQ3_S] = "IQ3_S", [GGML_TYPE_IQ1_S] = "IQ1_S",
 		[GGML_TYPE_IQ1_M] = "IQ1_M",
+		[GGML_TYPE_IQ4_NL] = "IQ4_NL", [GGML_TYPE_IQ4_XS] = "IQ4_XS", [GGML_TYPE_MXFP4] = "MXFP4",
+		[GGML_TYPE_NVFP4] = "NVFP4", [GGML_TYPE_TQ1_0] = "TQ1_0", [GGML_TYPE_TQ2_0] = "TQ2_0",
+		[GGML_TYPE_Q1_0] = "Q1_0", [GGML_TYPE_Q2_0] = "Q2_0",
 	};
 	return t < sizeof names / sizeof names[0] && names[t] ? names[t] : "?";
 }
@@ -140,6 +155,8 @@ static const uint32_t weight_types[] = {
 	GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
 	GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ3_S,
 	GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M,
+	GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_MXFP4, GGML_TYPE_NVFP4,
+	GGML_TYPE_TQ1_0, GGML_TYPE_TQ2_0, GGML_TYPE_Q1_0, GGML_TYPE_Q2_0,
 };
 #define N_WTYPES (sizeof weight_types / sizeof weight_types[0])
 
@@ -192,6 +209,16 @@ static void random_weights(uint32_t t, uint8_t *dst, int64_t n)
 			put_half(p, s * 0.1f);
 			break;
 		case GGML_TYPE_IQ1_M: put_iq1m_scale(p, s * 0.1f); break;
+		case GGML_TYPE_IQ4_NL: put_half(p, s * 0.1f); break;
+		case GGML_TYPE_IQ4_XS: put_half(p, s * 0.005f); break;
+		case GGML_TYPE_MXFP4: p[0] = (uint8_t)(117 + rnd() % 5); break;  /* 2^-11 .. 2^-7 */
+		case GGML_TYPE_NVFP4:   /* E4M3 scales with exponents 1..3 */
+			for (int k = 0; k < 4; k++)
+				p[k] = (uint8_t)(((1 + rnd() % 3) << 3) | (rnd() & 7));
+			break;
+		case GGML_TYPE_TQ1_0: put_half(p + 52, s); break;
+		case GGML_TYPE_TQ2_0: put_half(p + 64, s); break;
+		case GGML_TYPE_Q1_0: case GGML_TYPE_Q2_0: put_half(p, s); break;
 		}
 	}
 }
@@ -324,10 +351,20 @@ static uint32_t rd32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+/* Every weight type has records in a fixture file (SEEN: records per type). */
+static int all_types_seen(const int *seen)
+{
+	for (size_t k = 0; k < N_WTYPES; k++)
+		if (!seen[weight_types[k]])
+			return 0;
+	return 1;
+}
+
 static void test_fixtures(const char *srcdir)
 {
 	char path[4096];
 	size_t len = 0;
+	int by_type[GGML_TYPE_COUNT] = {0};
 
 	snprintf(path, sizeof path, "%s/tests/fixtures/quant-dequant.bin", srcdir);
 	uint8_t *buf = read_file(path, &len);
@@ -369,9 +406,12 @@ static void test_fixtures(const char *srcdir)
 		free(want);
 		free(got);
 		free(copy);
+		if (type < GGML_TYPE_COUNT)
+			by_type[type]++;
 		seen++;
 	}
-	CHECK(seen == (int)N_WTYPES && off == len, "fixture file fully read (%d records)", seen);
+	CHECK(seen == (int)nrec && off == len, "fixture file fully read (%d records)", seen);
+	CHECK(all_types_seen(by_type), "every weight type in %s", path);
 	free(buf);
 }
 
@@ -381,6 +421,7 @@ static void test_llama(const char *srcdir)
 {
 	char path[4096];
 	size_t len = 0;
+	int by_type[GGML_TYPE_COUNT] = {0};
 
 	snprintf(path, sizeof path, "%s/tests/fixtures/quant-llama.bin", srcdir);
 	uint8_t *buf = read_file(path, &len);
@@ -429,9 +470,12 @@ static void test_llama(const char *srcdir)
 		free(w);
 		free(ref);
 		free(act);
+		if (wt < GGML_TYPE_COUNT)
+			by_type[wt]++;
 		seen++;
 	}
-	CHECK(seen == 2 * (int)N_WTYPES && off == len, "llama fixture fully read (%d records)", seen);
+	CHECK(seen == (int)nrec && off == len, "llama fixture fully read (%d records)", seen);
+	CHECK(all_types_seen(by_type), "every weight type in %s", path);
 	free(buf);
 }
 
@@ -618,6 +662,101 @@ static void test_handmade_iq(void)
 }
 
 /* ---- activation quantisation ---------------------------------------------------- */
+
+/* quant_nl.c's formats: blocks worked out on paper (levels, scale
+ * decoding including subnormal and special scale bytes, element order) */
+static void test_handmade_nl(void)
+{
+	float out[256];
+
+	{
+		struct quant_block_iq4_nl b = {0};
+		b.d = quant_fp32_to_fp16(0.5f);
+		b.qs[0] = 0x0f;   /* elem 0: level 15, elem 16: level 0 */
+		b.qs[1] = 0x78;
+		quant_dequant_row(GGML_TYPE_IQ4_NL, &b, out, 32);
+		CHECK(out[0] == 56.5f && out[16] == -63.5f && out[1] == 0.5f && out[17] == -5.0f,
+		      "IQ4_NL by hand");
+	}
+	{
+		struct quant_block_iq4_xs b = {0};
+		b.d = quant_fp32_to_fp16(1.0f);
+		b.scales_l[0] = 0x21;                         /* sub-blocks 0, 1: low bits 1, 2 */
+		b.scales_h = (uint16_t)(2 | 1 << 2 | 3 << 14); /* high bits 2, 1; sub-block 7: 3 */
+		b.qs[0] = 0x8f;
+		quant_dequant_row(GGML_TYPE_IQ4_XS, &b, out, 256);
+		/* scales 33, 18, 0 .. 0, 48 minus 32 */
+		CHECK(out[0] == 113.0f && out[16] == 1.0f && out[1] == -127.0f && out[32] == 1778.0f &&
+		      out[64] == 4064.0f && out[255] == -2032.0f, "IQ4_XS by hand");
+	}
+	{
+		struct quant_block_mxfp4 b[3] = {{0}};
+		b[0].e = 128;      /* 2^0 */
+		b[0].qs[0] = 0x97; /* elem 0: 12 (E2M1 6.0 doubled), elem 16: -1 */
+		b[1].e = 0;        /* 2^-128 and 2^-127: subnormal */
+		b[1].qs[0] = 0x01;
+		b[2].e = 1;
+		b[2].qs[0] = 0x07;
+		quant_dequant_row(GGML_TYPE_MXFP4, b, out, 96);
+		CHECK(out[0] == 12.0f && out[16] == -1.0f && out[1] == 0.0f && out[32] == 0x1p-128f &&
+		      out[64] == 12.0f * 0x1p-127f, "MXFP4 by hand");
+	}
+	{
+		struct quant_block_nvfp4 b = {0};
+		b.d[0] = 0x38;     /* E4M3 1.0, halved */
+		b.d[1] = 0x01;     /* subnormal 2^-9, halved */
+		b.d[2] = 0x7f;     /* decodes to 0 */
+		b.d[3] = 0x7e;     /* 448, halved */
+		b.qs[0] = 0x7f;    /* elem 0: -12, elem 8: 12 */
+		b.qs[8] = 0x01;
+		b.qs[16] = 0x77;
+		b.qs[24] = 0x05;
+		quant_dequant_row(GGML_TYPE_NVFP4, &b, out, 64);
+		CHECK(out[0] == -6.0f && out[8] == 6.0f && out[16] == 0x1p-10f && out[24] == 0.0f &&
+		      out[32] == 0.0f && out[40] == 0.0f && out[48] == 1344.0f, "NVFP4 by hand");
+	}
+	{
+		/* 188 holds the trits 2, 0, 1, 2, 1 (values +1, -1, 0, +1, 0) */
+		struct quant_block_tq1_0 b = {0};
+		memset(b.qs, 128, sizeof b.qs);   /* 128: every trit 1 (value 0) */
+		memset(b.qh, 128, sizeof b.qh);
+		b.qs[0] = b.qs[32] = b.qh[0] = 188;
+		b.d = quant_fp32_to_fp16(1.0f);
+		quant_dequant_row(GGML_TYPE_TQ1_0, &b, out, 256);
+		CHECK(out[0] == 1.0f && out[32] == -1.0f && out[64] == 0.0f && out[96] == 1.0f &&
+		      out[128] == 0.0f && out[160] == 1.0f && out[176] == -1.0f && out[208] == 1.0f &&
+		      out[240] == 1.0f && out[244] == -1.0f && out[252] == 1.0f && out[1] == 0.0f &&
+		      out[255] == 0.0f, "TQ1_0 by hand");
+	}
+	{
+		struct quant_block_tq2_0 b;
+		memset(b.qs, 0x55, sizeof b.qs);   /* every code 1: value 0 */
+		b.qs[0] = 0xe4;                     /* codes 0, 1, 2, 3 in elems 0, 32, 64, 96 */
+		b.qs[37] = 0x56;
+		b.d = quant_fp32_to_fp16(2.0f);
+		quant_dequant_row(GGML_TYPE_TQ2_0, &b, out, 256);
+		CHECK(out[0] == -2.0f && out[32] == 0.0f && out[64] == 2.0f && out[96] == 4.0f &&
+		      out[133] == 2.0f && out[1] == 0.0f, "TQ2_0 by hand");
+	}
+	{
+		struct quant_block_q1_0 b = {0};
+		b.d = quant_fp32_to_fp16(0.25f);
+		b.qs[0] = 0x01;
+		b.qs[15] = 0x80;
+		quant_dequant_row(GGML_TYPE_Q1_0, &b, out, 128);
+		CHECK(out[0] == 0.25f && out[1] == -0.25f && out[127] == 0.25f && out[120] == -0.25f,
+		      "Q1_0 by hand");
+	}
+	{
+		struct quant_block_q2_0 b = {0};
+		b.d = quant_fp32_to_fp16(3.0f);
+		b.qs[0] = 0xe4;
+		b.qs[15] = 0x40;
+		quant_dequant_row(GGML_TYPE_Q2_0, &b, out, 64);
+		CHECK(out[0] == -3.0f && out[1] == 0.0f && out[2] == 3.0f && out[3] == 6.0f &&
+		      out[63] == 0.0f && out[60] == -3.0f, "Q2_0 by hand");
+	}
+}
 
 static void test_activations(void)
 {
@@ -881,8 +1020,13 @@ static void test_kernels(void)
 		uint32_t t = weight_types[k];
 		static const int64_t n32[] = { 32, 96, 224, 576 }, n256[] = { 256, 768, 1280 };
 		static const int64_t nflt[] = { 1, 7, 33, 100, 257, 576 };
+		static const int64_t n64[] = { 64, 192, 448, 960 }, n128[] = { 128, 384, 640 };
 		const int64_t *ns = t_blk(t) == 1 ? nflt : t_blk(t) == 32 ? n32 : n256;
 		size_t nn = t_blk(t) == 1 ? 6 : t_blk(t) == 32 ? 4 : 3;
+		if (t_blk(t) == 64 || t_blk(t) == 128) {
+			ns = t_blk(t) == 64 ? n64 : n128;
+			nn = t_blk(t) == 64 ? 4 : 3;
+		}
 		for (size_t i = 0; i < nn; i++)
 			test_dot(t, ns[i]);
 		test_mat(t, 1, ns[0], 1);
@@ -1051,10 +1195,16 @@ static void test_packed_all(void)
 	for (size_t k = 0; k < N_WTYPES; k++) {
 		uint32_t t = weight_types[k];
 		int64_t n = t_blk(t) == 256 ? 512 : t_blk(t) == 32 ? 96 : 64;
-		test_packed(t, 1, t_blk(t) == 256 ? 256 : 32);
+		int64_t n_one = t_blk(t) == 256 ? 256 : 32, n_big = t_blk(t) == 256 ? 768 : 576;
+		if (t_blk(t) == 64 || t_blk(t) == 128) {   /* 3, 1 and 5 blocks */
+			n = 3 * t_blk(t);
+			n_one = t_blk(t);
+			n_big = 5 * t_blk(t);
+		}
+		test_packed(t, 1, n_one);
 		test_packed(t, 16, n);
 		test_packed(t, 45, n);
-		test_packed(t, 37, t_blk(t) == 256 ? 768 : 576);
+		test_packed(t, 37, n_big);
 	}
 }
 
@@ -1320,7 +1470,12 @@ static void test_bad_args(void)
 	CHECK(quant_act_row_bytes(GGML_TYPE_Q4_1, 64) == 72, "Q8_1 row bytes");
 	CHECK(quant_act_row_bytes(GGML_TYPE_F16, 3) == 6, "F16 row bytes");
 	CHECK(quant_act_row_bytes(GGML_TYPE_Q8_1, 32) == 0, "Q8_1 is not a weight type");
-	CHECK(isnan(quant_vec_dot(GGML_TYPE_TQ1_0, b, b, 256)), "dot of unsupported type is NaN");
+	CHECK(isnan(quant_vec_dot(GGML_TYPE_I8, b, b, 256)), "dot of unsupported type is NaN");
+	CHECK(isnan(quant_vec_dot(GGML_TYPE_COUNT, b, b, 256)), "dot of an unknown type is NaN");
+	CHECK(quant_act_row_bytes(GGML_TYPE_Q1_0, 64) == 0 && quant_act_row_bytes(GGML_TYPE_Q1_0, 128) == 136,
+	      "Q1_0 rows are whole 128-element blocks of Q8_0 activations");
+	CHECK(quant_act_row_bytes(GGML_TYPE_IQ4_XS, 256) == 292 && quant_act_row_bytes(GGML_TYPE_MXFP4, 32) == 34,
+	      "IQ4_XS takes Q8_K, MXFP4 Q8_0");
 	CHECK(quant_matvec(GGML_TYPE_Q8_0, b, 34, 2, 1, b, 32, f) == -1, "matvec empty range reversed");
 	CHECK(quant_matvec(GGML_TYPE_Q8_0, b, 34, 1, 1, b, 32, f) == 0, "matvec empty range ok");
 	CHECK(quant_act_quantize(GGML_TYPE_Q6_K, f, b, 64) == -1, "act n too small");
@@ -1345,6 +1500,10 @@ static void test_bad_args(void)
 	for (uint32_t t = 0; t < GGML_TYPE_COUNT; t++)
 		n_sup += quant_supported(t);
 	CHECK(n_sup == (int)N_WTYPES, "%d weight types supported (%d)", (int)N_WTYPES, n_sup);
+	for (size_t k = 0; k < N_WTYPES; k++)
+		CHECK(t_blk(weight_types[k]) == ggml_type_block_size(weight_types[k]) &&
+		      t_bytes(weight_types[k]) == ggml_type_block_bytes(weight_types[k]),
+		      "%s block geometry as gguf.c's table", tname(weight_types[k]));
 }
 
 /* TTYCHAT_CPU=scalar lowers the level; checked in a child so this
@@ -1383,6 +1542,7 @@ int main(void)
 	test_llama(srcdir);
 	test_handmade();
 	test_handmade_iq();
+	test_handmade_nl();
 	test_activations();
 	test_kernels();
 	test_packed_all();
