@@ -761,6 +761,19 @@ static bool has_suffix(const char *s, const char *suf)
 	return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+/* NAME is a later part of a model split by gguf-split ("...-00002-of-00003.gguf"):
+ * its first part stands for the whole model in listings. */
+static bool later_split_part(const char *name)
+{
+	size_t n = strlen(name);
+	unsigned k, total;
+	char tail[32];
+	if (n < 20 || sscanf(name + n - 20, "-%5u-of-%5u.gguf", &k, &total) != 2)
+		return false;
+	snprintf(tail, sizeof tail, "-%05u-of-%05u.gguf", k, total);
+	return strcmp(name + n - 20, tail) == 0 && k > 1 && k <= total;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -1061,7 +1074,7 @@ int config_list_models(struct config_list *out, char *err, size_t errlen)
 	struct dirent *de;
 	size_t count = 0;
 	while (dir && (de = readdir(dir)) && count < MODELSD_MAX_FILES) {
-		if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".gguf"))
+		if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".gguf") || later_split_part(de->d_name))
 			continue;
 		count++;
 		memset(it, 0, sizeof *it);

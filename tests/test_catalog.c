@@ -202,6 +202,14 @@ int main(void)
 	f = fopen(path, "w");
 	if (f)
 		fclose(f);
+	/* a model split in two: listed by its first part only */
+	for (int part = 1; part <= 2; part++) {
+		char sp[2200];
+		snprintf(sp, sizeof sp, "%s/big-%05d-of-00002.gguf", models, part);
+		FILE *g = fopen(sp, "w");
+		if (g)
+			fclose(g);
+	}
 	rc = config_resolve_model("loose.gguf", &e, err, sizeof err);
 	CHECK(rc == 0 && e.temperature < 0 && e.top_k < 0 && e.kv_type < 0 && !e.source[0],
 	      "a file in the models dir: found, with nothing set (%s)", rc ? err : "");
@@ -215,6 +223,7 @@ int main(void)
 	rc = config_list_models(&l, err, sizeof err);
 	CHECK(rc == 0, "list: %s", err);
 	int seen_broken = 0, seen_loose = 0, seen_full = 0, other_smollm2 = 0, seen_shadowed = 0;
+	int split_first = 0, split_later = 0;
 	for (size_t i = 0; rc == 0 && i < l.n; i++) {
 		const struct config_item *it = &l.v[i];
 		if (strcmp(it->e.name, "broken") == 0)
@@ -223,6 +232,8 @@ int main(void)
 			seen_loose = it->ok && it->origin == CONFIG_LOOSE && it->present;
 		if (strcmp(it->e.name, "full") == 0)
 			seen_full = it->ok && it->origin == CONFIG_USER && !it->present;
+		split_first += strcmp(it->e.name, "big-00001-of-00002.gguf") == 0;
+		split_later += strcmp(it->e.name, "big-00002-of-00002.gguf") == 0;
 		if (it->ok && strcmp(it->e.name, "smollm2") == 0 && it->origin != CONFIG_USER) {
 			other_smollm2++;
 			seen_shadowed += it->shadowed;
@@ -230,6 +241,8 @@ int main(void)
 	}
 	CHECK(seen_broken && seen_loose && seen_full, "list: broken %d loose %d full %d", seen_broken, seen_loose,
 	      seen_full);
+	CHECK(split_first == 1 && split_later == 0, "list: a split model by its first part (%d, %d)", split_first,
+	      split_later);
 	/* a shipped smollm2 (installed, or beside the binary) is hidden */
 	CHECK(seen_shadowed == other_smollm2, "list: the shipped smollm2 is hidden by the user's");
 	if (rc == 0)
