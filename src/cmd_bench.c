@@ -344,23 +344,12 @@ static int print_json(const struct bench_ctx *c, const struct bench_opts *o,
  * (src/session.h).  0, or an exit status with a message in ERR. */
 static int decide(const struct bench_opts *o, struct session_decision *d, char *err, size_t errlen)
 {
-	static const int status[] = {
-		[SESSION_E_SETTINGS] = EXIT_FAIL, [SESSION_E_NAME] = EXIT_USAGE,
-		[SESSION_E_MODEL] = EXIT_MODEL, [SESSION_E_NOMEM] = EXIT_FAIL,
-	};
 	struct session_flags f;
 	session_flags_init(&f);
 	f.model = o->model;
 	f.device = o->device;
 	f.gpu_layers = o->gpu_layers;
-	int st = session_decide(&f, NULL, d, err, errlen);
-	if (st != SESSION_DECIDED)
-		return status[st];
-	if (d->me.remote) {
-		snprintf(err, errlen, "%s is served by a remote server: the benchmark needs a local model file", d->spec);
-		return EXIT_MODEL;
-	}
-	return 0;
+	return session_decide_local(&f, d, "the benchmark", err, errlen);
 }
 
 int cmd_bench(int argc, char **argv)

@@ -217,22 +217,11 @@ static int tokenize_text(const char *model, const char *path, int32_t **ids, siz
  * with a message. */
 static int decide(const struct ppl_opts *o, struct session_decision *d, char *err, size_t errlen)
 {
-	static const int status[] = {
-		[SESSION_E_SETTINGS] = EXIT_FAIL, [SESSION_E_NAME] = EXIT_USAGE,
-		[SESSION_E_MODEL] = EXIT_MODEL, [SESSION_E_NOMEM] = EXIT_FAIL,
-	};
 	struct session_flags f;
 	session_flags_init(&f);
 	f.model = o->model;
 	f.n_threads = o->threads;
-	int st = session_decide(&f, NULL, d, err, errlen);
-	if (st != SESSION_DECIDED)
-		return status[st];
-	if (d->me.remote) {
-		snprintf(err, errlen, "%s is served by a remote server: perplexity needs a local model file", d->spec);
-		return EXIT_MODEL;
-	}
-	return 0;
+	return session_decide_local(&f, d, "perplexity", err, errlen);
 }
 
 static double now_s(void)

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "commands.h"
 #include "chats.h"
 
 #define CTX_DEFAULT_CAP 4096u
@@ -356,4 +357,21 @@ void session_config_free(struct session_config *c)
 	free(c->system);
 	free(c->template_text);
 	memset(c, 0, sizeof *c);
+}
+
+int session_decide_local(const struct session_flags *f, struct session_decision *d, const char *what,
+			 char *err, size_t errlen)
+{
+	static const int status[] = {
+		[SESSION_E_SETTINGS] = EXIT_FAIL, [SESSION_E_NAME] = EXIT_USAGE,
+		[SESSION_E_MODEL] = EXIT_MODEL, [SESSION_E_NOMEM] = EXIT_FAIL,
+	};
+	int st = session_decide(f, NULL, d, err, errlen);
+	if (st != SESSION_DECIDED)
+		return status[st];
+	if (d->me.remote) {
+		snprintf(err, errlen, "%s is served by a remote server: %s needs a local model file", d->spec, what);
+		return EXIT_MODEL;
+	}
+	return 0;
 }

@@ -174,6 +174,11 @@ enum session_decide_status {
 int session_decide(const struct session_flags *f, const struct chats_settings *held, struct session_decision *d,
 		   char *err, size_t errlen);
 void session_decision_free(struct session_decision *d);
+/* session_decide() for a command that needs a local model file (bench,
+ * perplexity): 0, or the process exit status (commands.h) with the message
+ * in ERR; a remote model is refused with WHAT ("the benchmark") named. */
+int session_decide_local(const struct session_flags *f, struct session_decision *d, const char *what,
+			 char *err, size_t errlen);
 
 /* The context session_resolve() loads a model with when no conversation
  * holds one, as the model picker shows it before loading: the engine's
