@@ -690,6 +690,15 @@ static void pack_task(void *ctx, int i, int n)
 	}
 }
 
+/* Index of the rope of layer L (its base and scale) among M's, or -1. */
+static int find_rope(const struct fwd_mats *M, const struct layer *l)
+{
+	for (int b = 0; b < M->n_bases; b++)
+		if (M->ropes[b].base == l->rope_base && M->ropes[b].freq_scale == l->rope_scale)
+			return b;
+	return -1;
+}
+
 /* Registers the rope of layer L (its base and scale, the model's YaRN
  * parameters and the factors for this context) unless one like it is
  * already there. */
@@ -697,10 +706,7 @@ static void add_rope(struct fwd *f, const struct layer *l)
 {
 	struct fwd_mats *M = f->mats;
 	const struct hparams *hp = &f->m->hp;
-	for (int b = 0; b < M->n_bases; b++)
-		if (M->ropes[b].base == l->rope_base && M->ropes[b].freq_scale == l->rope_scale)
-			return;
-	if (M->n_bases == FWD_MAX_BASES)
+	if (find_rope(M, l) >= 0 || M->n_bases == FWD_MAX_BASES)
 		return;
 	struct rope_cfg *c = &M->ropes[M->n_bases++];
 	c->base = l->rope_base;
@@ -1075,10 +1081,8 @@ static void rope_task(void *ctx, int i, int n)
 
 static const float *rope_table(struct fwd *f, const struct layer *l)
 {
-	for (int b = 0; b < f->mats->n_bases; b++)
-		if (f->mats->ropes[b].base == l->rope_base && f->mats->ropes[b].freq_scale == l->rope_scale)
-			return f->mats->rope + (size_t)b * (size_t)f->max_batch * f->m->hp.n_rot;
-	return NULL;
+	const int b = find_rope(f->mats, l);
+	return b < 0 ? NULL : f->mats->rope + (size_t)b * (size_t)f->max_batch * f->m->hp.n_rot;
 }
 
 /* logits = cap * tanh(logits / cap), as ggml: scaled by 1/cap, tanh, scaled
