@@ -53,6 +53,13 @@ static uint64_t decode_bytes(const struct model *m)
 		for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
 			if (lw[i]->data)
 				b += (uint64_t)lw[i]->rows * lw[i]->row_bytes;
+		/* a mixture reads its router and the chosen experts' rows */
+		const struct weight *ew[] = {&l->gate_exps, &l->up_exps, &l->down_exps};
+		if (l->ffn == FFN_MOE) {
+			b += (uint64_t)l->ffn_gate_inp.rows * l->ffn_gate_inp.row_bytes;
+			for (size_t i = 0; i < 3; i++)
+				b += (uint64_t)m->hp.n_expert_used * (uint64_t)ew[i]->rows * ew[i]->row_bytes;
+		}
 	}
 	b += (uint64_t)m->output.rows * m->output.row_bytes;
 	if (m->output.data != m->tok_embd.data)

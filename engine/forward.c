@@ -15,7 +15,9 @@
  * the softmax weights are rounded to f16 before they weight V, and the
  * GELU of gemma goes through f16 as ggml's table does.
  *
- * The pass reads the architecture description of struct model and calls
+ * A layer is attention then one feed-forward block chosen by the layer's
+ * ffn kind (dense, fused gate|up, mixture of experts: moe_ffn below);
+ * the pass reads the architecture description of struct model and calls
  * its operations through struct backend, a table with one instance (the
  * CPU's, cpu_be) that keeps the pass apart from the kernels.  The GPU is
  * not another instance: forward_cuda.c has its own pass over the same
@@ -211,11 +213,15 @@ static void glu_task(void *ctx, int i, int n)
  * kernels have a packed layout for its type (see quant.h). */
 struct fwd_layer_mats {
 	struct quant_matrix wq, wk, wv, wo, wqkv, w_gate, w_up, w_down;
+	/* FFN_MOE: the router, and each expert's matrices ([n_expert]) */
+	struct quant_matrix router;
+	struct quant_matrix *gate_e, *up_e, *down_e;
 };
 
 struct fwd_mats {
 	struct fwd_layer_mats *L;   /* [n_layer] */
 	struct quant_matrix output;
+	struct fwd_moe *moe;        /* scratch of the MoE block, or NULL */
 	void *arena;                /* every packed copy, in the order the pass reads them */
 	size_t arena_bytes;
 	float *gelu;                /* GELU over every fp16 input (gemma) */
@@ -465,6 +471,306 @@ static void matmul1(struct fwd *f, const struct quant_matrix *w, const float *x,
 {
 	struct mm_part p = {w, y, y_stride};
 	f->be->matmul(f, &p, 1, x, T, x_stride);
+}
+
+/* ---- mixture of experts ----------------------------------------------------- */
+
+/*
+ * One MoE feed-forward block over a batch of T tokens, from xn (NE experts,
+ * K chosen per token, FE the experts' width):
+ *   logits [T][NE] = router . xn, probabilities by softmax or sigmoid, the
+ *     K largest chosen (in falling order), their weights renormalised and
+ *     scaled as the family says (model.h);
+ *   the T*K (token, slot) pairs sorted by expert into R rows, expert e's at
+ *     rows row0[e] .. row0[e] + cnt[e] - 1;
+ *   h [R][FE] = act(gate_e . x) * (up_e . x), one pool job over the row
+ *     groups of every chosen expert, then y [R][E] = down_e . h, another:
+ *     decode reads the K chosen experts' rows once, and a prefill batch
+ *     reads each expert once for all the tokens that chose it, through the
+ *     same (packed) kernels as a dense matrix;
+ *   o[t] = y[t,0] w[t,0] + y[t,1] w[t,1] + ..., summed in slot order as
+ *     ggml adds its views.
+ */
+static void *alloc_track(struct fwd *f, size_t n);
+
+struct fwd_moe {
+	uint32_t NE, K, FE;
+	float *logits;          /* [B][NE] */
+	int32_t *sel;           /* [B][K] chosen experts */
+	float *w;               /* [B][K] their weights */
+	int32_t *row;           /* [B][K] sorted row of each (token, slot) */
+	int32_t *tok;           /* [R] token of each sorted row */
+	int32_t *cnt, *row0;    /* [NE] */
+	int32_t *act;           /* [NE] experts with rows, in order */
+	int64_t *g_end;         /* [NE] cumulative row groups of the chosen experts */
+	void *xa_g, *xa_u, *ha; /* quantised inputs of gate, up (or NULL: xa_g) and down */
+	size_t xs_g, xs_u, hs;
+	float *h, *u;           /* [R][FE] */
+	float *y;               /* [R][E] */
+};
+
+struct moe_job {
+	struct fwd *f;
+	const struct fwd_layer_mats *L;
+	struct fwd_moe *M;
+	const void *xa_u;       /* up's input: M->xa_g when gate's quantisation serves it */
+	size_t xs_u;
+	int n_act;
+	int R;
+	int64_t total;          /* row groups of this phase */
+	int phase;              /* 0 gate/up, 1 down */
+	const float *xn;
+	const float *gelu;
+};
+
+static void moe_quantize_task(void *ctx, int i, int n)
+{
+	const struct moe_job *j = ctx;
+	struct fwd_moe *M = j->M;
+	const int64_t E = j->f->m->hp.n_embd;
+	for (int r = j->R * i / n; r < j->R * (i + 1) / n; r++) {
+		if (j->phase == 0) {
+			const float *x = j->xn + (size_t)M->tok[r] * (size_t)E;
+			quant_matrix_act_quantize(&j->L->gate_e[0], x, (char *)M->xa_g + (size_t)r * M->xs_g);
+			if (j->xa_u != M->xa_g)
+				quant_matrix_act_quantize(&j->L->up_e[0], x, (char *)M->xa_u + (size_t)r * M->xs_u);
+		} else {
+			quant_matrix_act_quantize(&j->L->down_e[0], M->h + (size_t)r * M->FE,
+						  (char *)M->ha + (size_t)r * M->hs);
+		}
+	}
+}
+
+static void moe_task(void *ctx, int i, int n)
+{
+	const struct moe_job *j = ctx;
+	struct fwd_moe *M = j->M;
+	const int64_t E = j->f->m->hp.n_embd, FE = M->FE;
+	int64_t g0 = task_start(j->total, i, n), g1 = task_start(j->total, i + 1, n), base = 0;
+	for (int a = 0; a < j->n_act && g0 < g1; a++) {
+		const int64_t end = M->g_end[a];
+		if (g0 < end) {
+			const int e = M->act[a], r0w = M->row0[e], cnt = M->cnt[e];
+			const int64_t b = g1 < end ? g1 : end;
+			int64_t r0 = (g0 - base) * QUANT_ROW_GROUP, r1 = (b - base) * QUANT_ROW_GROUP;
+			if (j->phase == 0) {
+				if (r1 > FE)
+					r1 = FE;
+				float *h = M->h + (size_t)r0w * (size_t)FE, *u = M->u + (size_t)r0w * (size_t)FE;
+				quant_matrix_mul(&j->L->gate_e[e], r0, r1, (const char *)M->xa_g + (size_t)r0w * M->xs_g,
+						 M->xs_g, cnt, h, FE);
+				quant_matrix_mul(&j->L->up_e[e], r0, r1, (const char *)j->xa_u + (size_t)r0w * j->xs_u,
+						 j->xs_u, cnt, u, FE);
+				for (int t = 0; t < cnt; t++) {
+					float *hy = h + (size_t)t * (size_t)FE + r0;
+					const float *uy = u + (size_t)t * (size_t)FE + r0;
+					if (j->gelu)
+						quant_table_mul(hy, uy, r1 - r0, j->gelu, GELU_LO, GELU_HI);
+					else
+						quant_silu_mul(hy, uy, r1 - r0);
+				}
+			} else {
+				if (r1 > E)
+					r1 = E;
+				quant_matrix_mul(&j->L->down_e[e], r0, r1, (const char *)M->ha + (size_t)r0w * M->hs,
+						 M->hs, cnt, M->y + (size_t)r0w * (size_t)E, E);
+			}
+			g0 = b;
+		}
+		base = end;
+	}
+}
+
+/* The experts' weights of token T from its router logits lg[NE]. */
+static void moe_route(const struct hparams *hp, float *lg, int32_t *sel, float *w)
+{
+	const uint32_t NE = hp->n_expert, K = hp->n_expert_used;
+	if (hp->moe_gating == MOE_SOFTMAX) {
+		/* ggml_soft_max: exp(x - max), the sum in double */
+		float mx = -INFINITY;
+		for (uint32_t e = 0; e < NE; e++)
+			mx = lg[e] > mx ? lg[e] : mx;
+		double sum = 0.0;
+		for (uint32_t e = 0; e < NE; e++) {
+			lg[e] = expf(lg[e] - mx);
+			sum += (double)lg[e];
+		}
+		const float inv = (float)(1.0 / sum);
+		for (uint32_t e = 0; e < NE; e++)
+			lg[e] *= inv;
+	} else {
+		for (uint32_t e = 0; e < NE; e++)
+			lg[e] = 1.0f / (1.0f + expf(-lg[e]));
+	}
+	/* the K largest, largest first (lowest index on ties) */
+	for (uint32_t k = 0; k < K; k++) {
+		int32_t best = -1;
+		for (uint32_t e = 0; e < NE; e++) {
+			bool taken = false;
+			for (uint32_t q = 0; q < k; q++)
+				taken |= sel[q] == (int32_t)e;
+			if (!taken && (best < 0 || lg[e] > lg[best]))
+				best = (int32_t)e;
+		}
+		sel[k] = best;
+		w[k] = lg[best];
+	}
+	if (hp->moe_norm_w) {
+		double sum = 0.0;
+		for (uint32_t k = 0; k < K; k++)
+			sum += (double)w[k];
+		float s = (float)sum;
+		if (s < 6.103515625e-5f)
+			s = 6.103515625e-5f;
+		for (uint32_t k = 0; k < K; k++)
+			w[k] /= s;
+	}
+	if (hp->moe_w_scale != 1.0f)
+		for (uint32_t k = 0; k < K; k++)
+			w[k] *= hp->moe_w_scale;
+}
+
+/* o = the MoE block of layer IL over the T rows of xn. */
+static void moe_ffn(struct fwd *f, uint32_t il, int T)
+{
+	const struct hparams *hp = &f->m->hp;
+	const struct fwd_layer_mats *L = &f->mats->L[il];
+	struct fwd_moe *M = f->mats->moe;
+	const uint32_t NE = M->NE, K = M->K;
+	const int64_t E = hp->n_embd;
+
+	matmul1(f, &L->router, f->xn, T, E, M->logits, NE);
+	memset(M->cnt, 0, NE * sizeof *M->cnt);
+	for (int t = 0; t < T; t++) {
+		moe_route(hp, M->logits + (size_t)t * NE, M->sel + (size_t)t * K, M->w + (size_t)t * K);
+		for (uint32_t k = 0; k < K; k++)
+			M->cnt[M->sel[(size_t)t * K + k]]++;
+	}
+	struct moe_job j = {.f = f, .L = L, .M = M, .R = T * (int)K, .xn = f->xn,
+			    .gelu = hp->act == ACT_GELU ? f->mats->gelu : NULL, .xa_u = M->xa_u, .xs_u = M->xs_u};
+	if (quant_matrix_act_kind(&L->gate_e[0]) == quant_matrix_act_kind(&L->up_e[0])) {
+		j.xa_u = M->xa_g;
+		j.xs_u = M->xs_g;
+	}
+	int32_t next = 0;
+	for (uint32_t e = 0; e < NE; e++) {
+		M->row0[e] = next;
+		if (M->cnt[e] > 0)
+			M->act[j.n_act++] = (int32_t)e;
+		next += M->cnt[e];
+	}
+	/* rows in (expert, token) order: fill each expert's range in turn */
+	memset(M->cnt, 0, NE * sizeof *M->cnt);
+	for (int t = 0; t < T; t++)
+		for (uint32_t k = 0; k < K; k++) {
+			const int32_t e = M->sel[(size_t)t * K + k], r = M->row0[e] + M->cnt[e]++;
+			M->row[(size_t)t * K + k] = r;
+			M->tok[r] = t;
+		}
+	const int64_t tasks_max = (int64_t)pool_size(f->pool) * 4;
+	for (int phase = 0; phase < 2; phase++) {
+		const int64_t rows = phase == 0 ? (int64_t)M->FE : E;
+		j.phase = phase;
+		j.total = 0;
+		for (int a = 0; a < j.n_act; a++) {
+			j.total += (rows + QUANT_ROW_GROUP - 1) / QUANT_ROW_GROUP;
+			M->g_end[a] = j.total;
+		}
+		if (j.R <= 16)
+			moe_quantize_task(&j, 0, 1);
+		else
+			pool_run_tasks(f->pool, moe_quantize_task, &j, j.R < 64 ? j.R : 64);
+		pool_run_tasks(f->pool, moe_task, &j, (int)(tasks_max < j.total ? tasks_max : j.total));
+	}
+	for (int t = 0; t < T; t++) {
+		float *o = f->o + (size_t)t * (size_t)E;
+		const float *w = M->w + (size_t)t * K;
+		const int32_t *row = M->row + (size_t)t * K;
+		const float *y0 = M->y + (size_t)row[0] * (size_t)E;
+		for (int64_t i = 0; i < E; i++)
+			o[i] = y0[i] * w[0];
+		for (uint32_t k = 1; k < K; k++) {
+			const float *y = M->y + (size_t)row[k] * (size_t)E;
+			for (int64_t i = 0; i < E; i++)
+				o[i] += y[i] * w[k];
+		}
+	}
+}
+
+/* The MoE block's scratch for batches of up to f->max_batch tokens. */
+static int moe_init(struct fwd *f)
+{
+	const struct hparams *hp = &f->m->hp;
+	const struct fwd_layer_mats *L = NULL;
+	for (uint32_t il = f->cpu_first; il < hp->n_layer && !L; il++)
+		if (f->mats->L[il].gate_e)
+			L = &f->mats->L[il];
+	if (!L)
+		return 0;
+	struct fwd_moe *M = eng_calloc(1, sizeof *M);
+	if (!M)
+		return ENGINE_E_NOMEM;
+	f->mats->moe = M;
+	const size_t B = (size_t)f->max_batch, NE = hp->n_expert, K = hp->n_expert_used;
+	const size_t R = B * K, FE = hp->n_ff_exp, E = hp->n_embd;
+	M->NE = (uint32_t)NE;
+	M->K = (uint32_t)K;
+	M->FE = (uint32_t)FE;
+	/* every expert of every layer has the types of layer L's first (the
+	 * strides below must hold for all of them) */
+	M->xs_g = act_stride(&L->gate_e[0]);
+	M->xs_u = act_stride(&L->up_e[0]);
+	M->hs = act_stride(&L->down_e[0]);
+	for (uint32_t il = f->cpu_first; il < hp->n_layer; il++) {
+		const struct fwd_layer_mats *Li = &f->mats->L[il];
+		if (Li->gate_e && (act_stride(&Li->gate_e[0]) > M->xs_g || act_stride(&Li->up_e[0]) > M->xs_u ||
+				   act_stride(&Li->down_e[0]) > M->hs)) {
+			M->xs_g = M->xs_g > act_stride(&Li->gate_e[0]) ? M->xs_g : act_stride(&Li->gate_e[0]);
+			M->xs_u = M->xs_u > act_stride(&Li->up_e[0]) ? M->xs_u : act_stride(&Li->up_e[0]);
+			M->hs = M->hs > act_stride(&Li->down_e[0]) ? M->hs : act_stride(&Li->down_e[0]);
+		}
+	}
+	M->logits = alloc_track(f, B * NE * sizeof(float));
+	M->sel = alloc_track(f, R * sizeof(int32_t));
+	M->w = alloc_track(f, R * sizeof(float));
+	M->row = alloc_track(f, R * sizeof(int32_t));
+	M->tok = alloc_track(f, R * sizeof(int32_t));
+	M->cnt = alloc_track(f, NE * sizeof(int32_t));
+	M->row0 = alloc_track(f, NE * sizeof(int32_t));
+	M->act = alloc_track(f, NE * sizeof(int32_t));
+	M->g_end = alloc_track(f, NE * sizeof(int64_t));
+	M->xa_g = alloc_track(f, R * M->xs_g);
+	M->xa_u = alloc_track(f, R * M->xs_u);
+	M->ha = alloc_track(f, R * M->hs);
+	M->h = alloc_track(f, R * FE * sizeof(float));
+	M->u = alloc_track(f, R * FE * sizeof(float));
+	M->y = alloc_track(f, R * E * sizeof(float));
+	if (!M->logits || !M->sel || !M->w || !M->row || !M->tok || !M->cnt || !M->row0 || !M->act ||
+	    !M->g_end || !M->xa_g || !M->xa_u || !M->ha || !M->h || !M->u || !M->y)
+		return ENGINE_E_NOMEM;
+	return 0;
+}
+
+static void moe_free(struct fwd_moe *M)
+{
+	if (!M)
+		return;
+	free(M->logits);
+	free(M->sel);
+	free(M->w);
+	free(M->row);
+	free(M->tok);
+	free(M->cnt);
+	free(M->row0);
+	free(M->act);
+	free(M->g_end);
+	free(M->xa_g);
+	free(M->xa_u);
+	free(M->ha);
+	free(M->h);
+	free(M->u);
+	free(M->y);
+	free(M);
 }
 
 /* tokens per attention work item of a batch */
@@ -726,7 +1032,8 @@ static int prepare_weights(struct fwd *f)
 	if (!f->mats)
 		return ENGINE_E_NOMEM;
 	f->mats->L = eng_calloc(nl ? nl : 1, sizeof *f->mats->L);
-	struct quant_matrix **all = eng_calloc((size_t)nl * 8 + 1, sizeof *all);
+	const size_t per_layer = 9 + 3 * (size_t)m->hp.n_expert;
+	struct quant_matrix **all = eng_calloc((size_t)nl * per_layer + 1, sizeof *all);
 	if (!f->mats->L || !all) {
 		free(all);
 		return ENGINE_E_NOMEM;
@@ -736,8 +1043,10 @@ static int prepare_weights(struct fwd *f)
 	for (uint32_t il = f->cpu_first; il < nl; il++) {
 		const struct layer *l = &m->layers[il];
 		struct fwd_layer_mats *L = &f->mats->L[il];
-		const struct weight *src[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->wqkv, &l->w_gate, &l->w_up, &l->w_down};
-		struct quant_matrix *dst[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down};
+		const struct weight *src[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->wqkv, &l->w_gate, &l->w_up, &l->w_down,
+					      &l->ffn_gate_inp};
+		struct quant_matrix *dst[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down,
+					      &L->router};
 		for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
 			if (!src[i]->data)
 				continue;
@@ -748,6 +1057,29 @@ static int prepare_weights(struct fwd *f)
 			}
 			all[n++] = dst[i];
 		}
+		if (l->ffn != FFN_MOE)
+			continue;
+		/* one matrix per expert, in the file's order: a batch reads
+		 * each chosen expert's three matrices once */
+		const struct weight *ew[3] = {&l->gate_exps, &l->up_exps, &l->down_exps};
+		struct quant_matrix **ed[3] = {&L->gate_e, &L->up_e, &L->down_e};
+		for (int k = 0; k < 3; k++) {
+			*ed[k] = eng_calloc(ew[k]->n_mat, sizeof **ed[k]);
+			if (!*ed[k]) {
+				free(all);
+				return ENGINE_E_NOMEM;
+			}
+		}
+		for (uint32_t e = 0; e < m->hp.n_expert; e++)
+			for (int k = 0; k < 3; k++) {
+				const struct weight *w = ew[k];
+				const char *data = (const char *)w->data + (size_t)e * (size_t)w->rows * w->row_bytes;
+				if (quant_matrix_init(&(*ed[k])[e], w->type, data, w->row_bytes, w->rows, w->cols)) {
+					free(all);
+					return ENGINE_E_FORMAT;
+				}
+				all[n++] = &(*ed[k])[e];
+			}
 	}
 	if (f->cpu_first < nl) {
 		if (quant_matrix_init(&f->mats->output, m->output.type, m->output.data, m->output.row_bytes,
@@ -768,7 +1100,7 @@ static int prepare_weights(struct fwd *f)
 		}
 		f->bytes += rb;
 	}
-	if (m->hp.arch == ARCH_GEMMA3) {
+	if (m->hp.act == ACT_GELU) {
 		f->mats->gelu = gelu_table();
 		if (!f->mats->gelu) {
 			free(all);
@@ -850,6 +1182,8 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 	f->logits = alloc_track(f, hp->n_vocab * sizeof(float));
 	f->logits_rows = 1;
 	int rc = prepare_weights(f);
+	if (!rc)
+		rc = moe_init(f);
 	if (rc) {
 		fwd_free(f);
 		return rc;
@@ -860,7 +1194,7 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 	for (uint32_t il = 0; il < hp->n_layer; il++) {
 		const struct quant_matrix *lw[] = {&f->mats->L[il].wq, &f->mats->L[il].wk, &f->mats->L[il].wv,
 						   &f->mats->L[il].wo, &f->mats->L[il].wqkv, &f->mats->L[il].w_gate,
-						   &f->mats->L[il].w_up, &f->mats->L[il].w_down};
+						   &f->mats->L[il].w_up, &f->mats->L[il].w_down, &f->mats->L[il].router};
 		for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
 			if (lw[i]->data && act_stride(lw[i]) > f->xact_row_cap)
 				f->xact_row_cap = act_stride(lw[i]);
@@ -901,11 +1235,19 @@ void fwd_free(struct fwd *f)
 	if (f->mats) {
 		for (uint32_t il = 0; f->mats->L && il < f->m->hp.n_layer; il++) {
 			struct fwd_layer_mats *L = &f->mats->L[il];
-			struct quant_matrix *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down};
+			struct quant_matrix *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down,
+						     &L->router};
 			for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
 				quant_matrix_free(lw[i]);
+			struct quant_matrix *ex[] = {L->gate_e, L->up_e, L->down_e};
+			for (int k = 0; k < 3; k++) {
+				for (uint32_t e = 0; ex[k] && e < f->m->hp.n_expert; e++)
+					quant_matrix_free(&ex[k][e]);
+				free(ex[k]);
+			}
 		}
 		quant_matrix_free(&f->mats->output);
+		moe_free(f->mats->moe);
 		free(f->mats->arena);
 		free(f->mats->gelu);
 		free(f->mats->rope);
@@ -1158,8 +1500,9 @@ static int eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t 
 		matmul1(f, &L->wo, f->att, T, QD, f->o, E);
 		for_tokens(&j, step_post_attn);
 
-		const bool gelu = hp->arch == ARCH_GEMMA3;
-		if (hp->arch == ARCH_PHI3) {
+		const bool gelu = hp->act == ACT_GELU;
+		switch (l->ffn) {
+		case FFN_FUSED:
 			/* fused [gate|up] rows */
 			matmul1(f, &L->w_up, f->xn, T, E, f->gate, 2 * F);
 			for (int t = 0; t < T; t++) {
@@ -1167,11 +1510,18 @@ static int eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t 
 				be->glu(f, g, g + F, F, false);
 				memmove(f->gate + (size_t)t * (size_t)F, g, (size_t)F * sizeof(float));
 			}
-		} else {
+			matmul1(f, &L->w_down, f->gate, T, F, f->o, E);
+			break;
+		case FFN_DENSE: {
 			const struct mm_part gu[2] = {{&L->w_gate, f->gate, F}, {&L->w_up, f->up, F}};
 			be->matmul_glu(f, gu, f->xn, T, E, gelu);
+			matmul1(f, &L->w_down, f->gate, T, F, f->o, E);
+			break;
 		}
-		matmul1(f, &L->w_down, f->gate, T, F, f->o, E);
+		case FFN_MOE:
+			moe_ffn(f, il, T);
+			break;
+		}
 		for_tokens(&j, step_post_ffn);
 	}
 	return 0;

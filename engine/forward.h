@@ -3,12 +3,13 @@
  * layers split between the CPU and a GPU (engine-internal; owned by the
  * engine thread).
  *
- * Each architecture is a description, not code of its own: model.c turns
- * every supported family into one struct model (hyper-parameters, rope
- * style, sliding window, and per layer the weights it has: biases, per-head
- * q/k norms, post-norms, fused qkv or gate|up), and the passes read that
- * description; the only family tests left in them are phi3's fused
- * matrices and gemma3's GELU.  Each backend has its own pass over it:
+ * Each architecture is a description, not code of its own: model.c's
+ * table of families (which blocks a family's layers hold) turns every
+ * supported file into one struct model (hyper-parameters, rope style,
+ * sliding window, and per layer the weights it has: biases, per-head q/k
+ * norms, post-norms, fused qkv, and its feed-forward block: dense, fused
+ * gate|up, or a routed mixture of experts), and the passes compose a layer
+ * from those blocks; no pass tests a family's name.  Each backend has its own pass over it:
  * fwd_eval() in forward.c runs the CPU's, forward_cuda.c the GPU's
  * (fwd_cuda_eval), the same steps in the same order (each GPU step names
  * the CPU step it mirrors; tests/test_cuda_forward compares them).  The

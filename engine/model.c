@@ -24,15 +24,34 @@
 #include "engine.h"
 #include "quant.h"
 
-static const struct {
+/* What each family's layers hold, as flags: load_hparams() and
+ * load_tensors() read this table, never the family's name, so a family
+ * made of known blocks is one row here (and its template, tokenizer and
+ * tests).  The forward pass reads the result, struct model. */
+enum {
+	AF_QKV_BIAS = 1 << 0,   /* attn_q/k/v.bias (qwen2) */
+	AF_QK_NORM = 1 << 1,    /* per-head attn_q_norm / attn_k_norm */
+	AF_FUSED = 1 << 2,      /* attn_qkv (optional) and ffn_up holding gate|up (phi3) */
+	AF_GEMMA = 1 << 3,      /* post-norms, embeddings * sqrt(n_embd), GELU, sliding
+				 * window and its rope base, logit soft-capping */
+	AF_LONGROPE = 1 << 4,   /* rope_factors_long / _short */
+	AF_MOE = 1 << 5,        /* every layer's FFN a mixture of experts */
+};
+
+static const struct arch_desc {
 	const char *name;
 	enum arch arch;
+	enum rope_style rope;
+	unsigned flags;
+	enum moe_gating gating;  /* AF_MOE */
+	bool norm_w;             /* AF_MOE: renormalise the chosen weights */
 } arch_table[] = {
-	{"llama", ARCH_LLAMA},
-	{"qwen2", ARCH_QWEN2},
-	{"qwen3", ARCH_QWEN3},
-	{"phi3", ARCH_PHI3},
-	{"gemma3", ARCH_GEMMA3},
+	{"llama", ARCH_LLAMA, ROPE_NORM, 0, 0, false},
+	{"qwen2", ARCH_QWEN2, ROPE_NEOX, AF_QKV_BIAS, 0, false},
+	{"qwen3", ARCH_QWEN3, ROPE_NEOX, AF_QK_NORM, 0, false},
+	{"phi3", ARCH_PHI3, ROPE_NEOX, AF_FUSED | AF_LONGROPE, 0, false},
+	{"gemma3", ARCH_GEMMA3, ROPE_NEOX, AF_QK_NORM | AF_GEMMA, 0, false},
+	{"qwen3moe", ARCH_QWEN3MOE, ROPE_NEOX, AF_QK_NORM | AF_MOE, MOE_SOFTMAX, true},
 };
 
 const float *model_rope_factors(const struct model *m, uint32_t n_ctx)
@@ -57,6 +76,8 @@ struct loader {
 	char *err;
 	size_t errlen;
 	const char *path;
+	const struct arch_desc *desc;
+	uint8_t *seen;      /* [n_tensors]: looked up by the loader (all must be) */
 	/* small f32 vectors converted from F16/BF16 go here */
 	size_t owned_used, owned_cap;
 };
@@ -138,7 +159,10 @@ static const struct gguf_tensor *find(struct loader *L, const char *fmt, int il)
 		snprintf(name, sizeof name, fmt, il);
 	else
 		snprintf(name, sizeof name, "%s", fmt);
-	return gguf_find_tensor(L->m->gguf, name);
+	const struct gguf_tensor *t = gguf_find_tensor(L->m->gguf, name);
+	if (t)
+		L->seen[t - gguf_tensor_at(L->m->gguf, 0)] = 1;
+	return t;
 }
 
 static void tensor_name(char *buf, size_t n, const char *fmt, int il)
@@ -175,6 +199,36 @@ static int get_weight(struct loader *L, struct weight *w, const char *fmt, int i
 	w->rows = rows;
 	w->cols = cols;
 	w->row_bytes = ggml_row_bytes(t->type, (uint64_t)cols);
+	w->n_mat = 1;
+	L->m->n_params += t->n_elements;
+	return 0;
+}
+
+/* A stack of N 2-D weights (ne = [cols, rows, n]): the experts of a
+ * mixture. */
+static int get_weight3(struct loader *L, struct weight *w, const char *fmt, int il, int64_t cols,
+		       int64_t rows, uint32_t n)
+{
+	char name[96];
+	tensor_name(name, sizeof name, fmt, il);
+	const struct gguf_tensor *t = find(L, fmt, il);
+	memset(w, 0, sizeof *w);
+	if (!t)
+		return fail(L, ENGINE_E_FORMAT, "tensor '%s' is missing", name);
+	if (t->n_dims != 3 || (int64_t)t->ne[0] != cols || (int64_t)t->ne[1] != rows || t->ne[2] != n)
+		return fail(L, ENGINE_E_FORMAT,
+			    "tensor '%s' has shape [%llu, %llu, %llu], expected [%lld, %lld, %u]", name,
+			    (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+			    (unsigned long long)t->ne[2], (long long)cols, (long long)rows, n);
+	if (!quant_supported(t->type))
+		return fail(L, ENGINE_E_FORMAT, "tensor '%s' has type %s, which ttychat cannot compute with",
+			    name, ggml_type_name(t->type));
+	w->data = t->data;
+	w->type = t->type;
+	w->rows = rows;
+	w->cols = cols;
+	w->row_bytes = ggml_row_bytes(t->type, (uint64_t)cols);
+	w->n_mat = n;
 	L->m->n_params += t->n_elements;
 	return 0;
 }
@@ -317,6 +371,39 @@ static int load_rope(struct loader *L)
 	return 0;
 }
 
+/* The mixture of experts of an AF_MOE family: expert counts and the
+ * experts' FFN width (llama.cpp falls back to n_ff / n_expert_used when
+ * expert_feed_forward_length is absent), gating as the table says, and the
+ * optional expert_weights_scale. */
+static int load_moe(struct loader *L)
+{
+	struct hparams *hp = &L->m->hp;
+	int rc;
+
+	hp->moe_w_scale = 1.0f;
+	if (!(L->desc->flags & AF_MOE))
+		return 0;
+	if ((rc = need_u32(L, "expert_count", &hp->n_expert, 1, 4096)) ||
+	    (rc = need_u32(L, "expert_used_count", &hp->n_expert_used, 1, hp->n_expert)))
+		return rc;
+	if (hp->n_expert_used > 64)
+		return fail(L, ENGINE_E_FORMAT, "key '%s.expert_used_count': %u experts per token (at most 64 are supported)",
+			    L->m->arch_name, hp->n_expert_used);
+	hp->n_ff_exp = hp->n_ff / hp->n_expert_used;
+	if ((rc = opt_u32(L, "expert_feed_forward_length", &hp->n_ff_exp, 1, 1u << 20)))
+		return rc;
+	if (hp->n_ff_exp == 0)
+		return fail(L, ENGINE_E_FORMAT, "key '%s.expert_feed_forward_length': missing", L->m->arch_name);
+	hp->moe_gating = L->desc->gating;
+	hp->moe_norm_w = L->desc->norm_w;
+	float scale = 0.0f;
+	if ((rc = opt_f32(L, "expert_weights_scale", &scale, 0.0f, 1e6f)))
+		return rc;
+	if (scale != 0.0f)
+		hp->moe_w_scale = scale;
+	return 0;
+}
+
 static int load_hparams(struct loader *L)
 {
 	struct model *m = L->m;
@@ -362,18 +449,11 @@ static int load_hparams(struct loader *L)
 		return rc;
 	hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
 	hp->embd_scale = 1.0f;
-	hp->rope_style = ROPE_NORM;
+	hp->rope_style = L->desc->rope;
+	hp->act = ACT_SILU;
 
-	switch (hp->arch) {
-	case ARCH_LLAMA:
-		break;
-	case ARCH_QWEN2:
-	case ARCH_QWEN3:
-	case ARCH_PHI3:
-		hp->rope_style = ROPE_NEOX;
-		break;
-	case ARCH_GEMMA3:
-		hp->rope_style = ROPE_NEOX;
+	if (L->desc->flags & AF_GEMMA) {
+		hp->act = ACT_GELU;
 		hp->embd_scale = sqrtf((float)hp->n_embd);
 		hp->rope_base_swa = 10000.0f;
 		if ((rc = opt_f32(L, "rope.freq_base_swa", &hp->rope_base_swa, 1.0f, 1e12f)))
@@ -387,8 +467,9 @@ static int load_hparams(struct loader *L)
 		 * 1/sqrt(n_embd / n_head), the others by 1/sqrt(head_dim) */
 		if (hp->n_layer == 62)
 			hp->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
-		break;
 	}
+	if ((rc = load_moe(L)))
+		return rc;
 
 	/* the vocabulary size comes from the embedding matrix */
 	const struct gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
@@ -422,7 +503,7 @@ static int load_swa_pattern(struct loader *L, bool swa[1024])
 			swa[i] = ((const uint8_t *)data)[i] != 0;
 		return 0;
 	}
-	if (hp->arch == ARCH_GEMMA3 && (rc = opt_u32(L, "attention.sliding_window_pattern", &period, 0, 1024)))
+	if ((L->desc->flags & AF_GEMMA) && (rc = opt_u32(L, "attention.sliding_window_pattern", &period, 0, 1024)))
 		return rc;
 	for (uint32_t i = 0; i < hp->n_layer; i++)
 		swa[i] = period == 0 || i % period < period - 1;
@@ -442,7 +523,7 @@ static int refuse_unimplemented(struct loader *L)
 	    (rc = opt_u32(L, "attention.value_length_swa", &v_swa, 1, 1024)) ||
 	    (rc = opt_u32(L, "rope.dimension_count_swa", &rot_swa, 2, 1024)))
 		return rc;
-	if (n_expert > 0)
+	if (n_expert > 0 && !(L->desc->flags & AF_MOE))
 		return fail(L, ENGINE_E_FORMAT, "key '%s.expert_count': %u experts (mixtures of experts are not supported for this architecture)",
 			    L->m->arch_name, n_expert);
 	if (k_swa != hp->head_dim || v_swa != hp->head_dim || rot_swa != hp->n_rot)
@@ -468,7 +549,7 @@ static int load_tensors(struct loader *L)
 		m->output = m->tok_embd; /* tied */
 	if ((rc = get_vec(L, &m->rope_freqs, "rope_freqs.weight", -1, hp->n_rot / 2, false)))
 		return rc;
-	if (hp->arch == ARCH_PHI3 &&
+	if ((L->desc->flags & AF_LONGROPE) &&
 	    ((rc = get_vec(L, &m->rope_long, "rope_factors_long.weight", -1, hp->n_rot / 2, false)) ||
 	     (rc = get_vec(L, &m->rope_short, "rope_factors_short.weight", -1, hp->n_rot / 2, false))))
 		return rc;
@@ -483,17 +564,28 @@ static int load_tensors(struct loader *L)
 		l->rope_scale = hp->rope_scale;
 		if ((rc = get_vec(L, &l->attn_norm, "blk.%d.attn_norm.weight", il, E, true)) ||
 		    (rc = get_vec(L, &l->ffn_norm, "blk.%d.ffn_norm.weight", il, E, true)) ||
-		    (rc = get_weight(L, &l->wo, "blk.%d.attn_output.weight", il, QD, E, true)) ||
-		    (rc = get_weight(L, &l->w_down, "blk.%d.ffn_down.weight", il, F, E, true)))
+		    (rc = get_weight(L, &l->wo, "blk.%d.attn_output.weight", il, QD, E, true)))
 			return rc;
-		if (hp->arch == ARCH_PHI3) {
-			if ((rc = get_weight(L, &l->wqkv, "blk.%d.attn_qkv.weight", il, E, QD + 2 * KD, false)))
+		if (L->desc->flags & AF_FUSED) {
+			l->ffn = FFN_FUSED;
+			if ((rc = get_weight(L, &l->wqkv, "blk.%d.attn_qkv.weight", il, E, QD + 2 * KD, false)) ||
+			    (rc = get_weight(L, &l->w_up, "blk.%d.ffn_up.weight", il, E, 2 * F, true)) ||
+			    (rc = get_weight(L, &l->w_down, "blk.%d.ffn_down.weight", il, F, E, true)))
 				return rc;
-			if ((rc = get_weight(L, &l->w_up, "blk.%d.ffn_up.weight", il, E, 2 * F, true)))
+		} else if (L->desc->flags & AF_MOE) {
+			const int64_t FE = hp->n_ff_exp;
+			const uint32_t NE = hp->n_expert;
+			l->ffn = FFN_MOE;
+			if ((rc = get_weight(L, &l->ffn_gate_inp, "blk.%d.ffn_gate_inp.weight", il, E, NE, true)) ||
+			    (rc = get_weight3(L, &l->gate_exps, "blk.%d.ffn_gate_exps.weight", il, E, FE, NE)) ||
+			    (rc = get_weight3(L, &l->up_exps, "blk.%d.ffn_up_exps.weight", il, E, FE, NE)) ||
+			    (rc = get_weight3(L, &l->down_exps, "blk.%d.ffn_down_exps.weight", il, FE, E, NE)))
 				return rc;
 		} else {
+			l->ffn = FFN_DENSE;
 			if ((rc = get_weight(L, &l->w_gate, "blk.%d.ffn_gate.weight", il, E, F, true)) ||
-			    (rc = get_weight(L, &l->w_up, "blk.%d.ffn_up.weight", il, E, F, true)))
+			    (rc = get_weight(L, &l->w_up, "blk.%d.ffn_up.weight", il, E, F, true)) ||
+			    (rc = get_weight(L, &l->w_down, "blk.%d.ffn_down.weight", il, F, E, true)))
 				return rc;
 		}
 		if (!l->wqkv.data) {
@@ -502,18 +594,18 @@ static int load_tensors(struct loader *L)
 			    (rc = get_weight(L, &l->wv, "blk.%d.attn_v.weight", il, E, KD, true)))
 				return rc;
 		}
-		if (hp->arch == ARCH_QWEN2) {
+		if (L->desc->flags & AF_QKV_BIAS) {
 			if ((rc = get_vec(L, &l->bq, "blk.%d.attn_q.bias", il, QD, true)) ||
 			    (rc = get_vec(L, &l->bk, "blk.%d.attn_k.bias", il, KD, true)) ||
 			    (rc = get_vec(L, &l->bv, "blk.%d.attn_v.bias", il, KD, true)))
 				return rc;
 		}
-		if (hp->arch == ARCH_QWEN3 || hp->arch == ARCH_GEMMA3) {
+		if (L->desc->flags & AF_QK_NORM) {
 			if ((rc = get_vec(L, &l->q_norm, "blk.%d.attn_q_norm.weight", il, hp->head_dim, true)) ||
 			    (rc = get_vec(L, &l->k_norm, "blk.%d.attn_k_norm.weight", il, hp->head_dim, true)))
 				return rc;
 		}
-		if (hp->arch == ARCH_GEMMA3) {
+		if (L->desc->flags & AF_GEMMA) {
 			if ((rc = get_vec(L, &l->attn_post_norm, "blk.%d.post_attention_norm.weight", il, E, true)) ||
 			    (rc = get_vec(L, &l->ffn_post_norm, "blk.%d.post_ffw_norm.weight", il, E, true)))
 				return rc;
@@ -525,6 +617,13 @@ static int load_tensors(struct loader *L)
 				l->rope_scale = 1.0f;
 			}
 		}
+	}
+	/* a tensor nothing reads would change the maths if read: refused */
+	for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(m->gguf, i);
+		if (!L->seen[i])
+			return fail(L, ENGINE_E_FORMAT, "tensor '%.*s' is not part of the %s architecture as ttychat knows it (refused rather than ignored)",
+				    (int)(t->name.len > 80 ? 80 : t->name.len), t->name.ptr, m->arch_name);
 	}
 	return 0;
 }
@@ -547,19 +646,19 @@ int model_load(struct model *m, const char *path, const volatile int *abort_flag
 		rc = fail(&L, ENGINE_E_FORMAT, "key 'general.architecture': missing");
 		goto bad;
 	}
-	bool known = false;
-	for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++) {
-		if (gguf_str_eq(a, arch_table[i].name)) {
-			m->hp.arch = arch_table[i].arch;
-			known = true;
-		}
-	}
-	if (!known) {
-		rc = fail(&L, ENGINE_E_FORMAT,
-			  "architecture '%.*s' is not supported (supported: llama, qwen2, qwen3, phi3, gemma3)",
-			  (int)(a.len > 64 ? 64 : a.len), a.ptr);
+	for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+		if (gguf_str_eq(a, arch_table[i].name))
+			L.desc = &arch_table[i];
+	if (!L.desc) {
+		char list[256] = "";
+		for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+				 arch_table[i].name);
+		rc = fail(&L, ENGINE_E_FORMAT, "architecture '%.*s' is not supported (supported: %s)",
+			  (int)(a.len > 64 ? 64 : a.len), a.ptr, list);
 		goto bad;
 	}
+	m->hp.arch = L.desc->arch;
 	snprintf(m->arch_name, sizeof m->arch_name, "%.*s", (int)a.len, a.ptr);
 	struct gguf_str nm;
 	if (gguf_get_str(m->gguf, "general.name", &nm))
@@ -581,10 +680,17 @@ int model_load(struct model *m, const char *path, const volatile int *abort_flag
 		goto bad;
 	}
 	m->owned_f32_bytes = L.owned_cap;
+	L.seen = eng_calloc(gguf_n_tensors(m->gguf) + 1, 1);
+	if (!L.seen) {
+		rc = fail(&L, ENGINE_E_NOMEM, "out of memory for the tensor table");
+		goto bad;
+	}
 	if ((rc = load_tensors(&L)))
 		goto bad;
+	free(L.seen);
 	return 0;
 bad:
+	free(L.seen);
 	model_free(m);
 	return rc;
 }

@@ -22,19 +22,37 @@ enum arch {
 	ARCH_QWEN3,
 	ARCH_PHI3,
 	ARCH_GEMMA3,
+	ARCH_QWEN3MOE,
 };
+
+/* The feed-forward block of a layer. */
+enum ffn_kind {
+	FFN_DENSE,      /* down(act(gate x) * up x) */
+	FFN_FUSED,      /* phi3: one matrix of [gate | up] rows */
+	FFN_MOE,        /* a routed mixture of experts (struct layer's moe) */
+};
+
+enum ffn_act { ACT_SILU, ACT_GELU };
+
+/* How a mixture of experts weighs its experts (llama.cpp's
+ * llama_expert_gating_func_type): probabilities from the router logits by
+ * softmax or sigmoid, the top n_expert_used of them chosen. */
+enum moe_gating { MOE_SOFTMAX, MOE_SIGMOID };
 
 enum rope_style {
 	ROPE_NORM, /* rotate adjacent pairs (x0,x1),(x2,x3)...: llama */
 	ROPE_NEOX, /* rotate (x_i, x_{i+d/2}): qwen, phi3, gemma */
 };
 
-/* A 2-D weight: rows of `cols` elements, each row_bytes long. */
+/* A 2-D weight: rows of `cols` elements, each row_bytes long.  A stack of
+ * experts' matrices (a 3-D tensor) is n_mat such matrices one after the
+ * other, matrix e at data + e * rows * row_bytes. */
 struct weight {
 	const void *data;
 	uint32_t type;
 	int64_t rows, cols;
 	size_t row_bytes;
+	uint32_t n_mat;      /* 1, or the experts in a 3-D tensor */
 };
 
 /* A 1-D f32 vector (norm weights, biases), converted at load if stored as
@@ -50,6 +68,10 @@ struct layer {
 	struct weight wq, wk, wv, wo, wqkv;  /* wqkv: phi3 fused */
 	struct vec bq, bk, bv;       /* qwen2 */
 	struct weight w_gate, w_up, w_down; /* phi3: w_up holds gate|up (2*n_ff rows) */
+	enum ffn_kind ffn;
+	/* FFN_MOE: router [n_expert][n_embd], experts' gate/up [n_ff_exp][n_embd]
+	 * and down [n_embd][n_ff_exp] each, stacked n_expert deep */
+	struct weight ffn_gate_inp, gate_exps, up_exps, down_exps;
 	bool swa;                    /* sliding-window layer (gemma3) */
 	float rope_base;
 	float rope_scale;            /* position scale of this layer (gemma3: 1 on SWA layers) */
@@ -75,6 +97,12 @@ struct hparams {
 	float norm_eps;
 	float attn_scale;            /* multiplies q.k */
 	float embd_scale;            /* multiplies token embeddings (gemma: sqrt(n_embd)) */
+	enum ffn_act act;            /* the gate's activation */
+	/* mixture of experts (0 experts: none) */
+	uint32_t n_expert, n_expert_used, n_ff_exp;
+	enum moe_gating moe_gating;
+	bool moe_norm_w;             /* renormalise the chosen weights to sum 1 */
+	float moe_w_scale;           /* then multiply them (1: none) */
 	enum rope_style rope_style;
 	enum arch arch;
 };

@@ -18,6 +18,8 @@ architectures and tensor types the engine must support, all deterministic
   qwen2-f16         q/k/v biases, tied, theta 1e6.
   qwen3-f16         q_norm/k_norm, key_length 48 != n_embd/n_head (32).
   phi3-f16          fused attn_qkv, fused ffn_up (gate rows then up rows).
+  qwen3moe-*        mixture of experts: qwen3's attention, a softmax router
+                    choosing 4 of 16 (F16) or 2 of 8 (Q4_K_M) experts.
   gemma3-f16        6 layers (5 sliding-window + 1 global, default pattern 6),
                     sliding_window 8, rope theta 1e6 global / 10000 local
                     (local base not in the file, as in the real Gemma 3 GGUF),
@@ -226,6 +228,15 @@ MODELS = collections.OrderedDict([
 	("gemma3-62l-f16", (dict(arch="gemma3", tied=True, rope_base=1000000.0, eps=1e-6, ctx=4096,
 		n_embd=32, n_ff=32, n_head=2, n_head_kv=1, n_layer=62, key_length=32,
 		sliding_window=8), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	# mixtures of experts (issue 17): Qwen3-30B-A3B's block (q/k norms,
+	# softmax router, top-k renormalised), 16 experts of which 4 are used;
+	# the Q4_K_M file mixes K-quant types across the experts' matrices
+	("qwen3moe-f16", (dict(arch="qwen3moe", tied=False, rope_base=1000000.0, eps=1e-6, ctx=4096,
+		key_length=32, n_expert=16, n_expert_used=4, n_ff_exp=64, **SMALL),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("qwen3moe-q4_k_m", (dict(arch="qwen3moe", tied=False, rope_base=1000000.0, eps=1e-6, ctx=4096,
+		n_expert=8, n_expert_used=2, n_ff_exp=256, **KQ),
+		("quant", F.LLAMA_FTYPE_MOSTLY_Q4_K_M, False))),
 ])
 
 FILE_TYPE_F32 = 0
@@ -273,7 +284,7 @@ def make_weights(cfg, rng):
 			t[p + "attn_q.bias"] = bias(H * D)
 			t[p + "attn_k.bias"] = bias(HKV * D)
 			t[p + "attn_v.bias"] = bias(HKV * D)
-		if arch in ("qwen3", "gemma3"):
+		if arch in ("qwen3", "gemma3", "qwen3moe"):
 			t[p + "attn_q_norm.weight"] = norm(D)
 			t[p + "attn_k_norm.weight"] = norm(D)
 		# gain 2 on the projections back into the residual stream keeps
@@ -285,10 +296,20 @@ def make_weights(cfg, rng):
 		t[p + "ffn_norm.weight"] = norm(E)
 		if arch == "phi3":
 			t[p + "ffn_up.weight"] = lin(2 * FF, E)
+		elif "n_expert" in cfg:
+			NE, FE = cfg["n_expert"], cfg["n_ff_exp"]
+			# router logits with std ~4: clear choices, as trained
+			# routers make them (a near tie flips an expert under any
+			# rounding, llama.cpp's own F16 KV cache included)
+			t[p + "ffn_gate_inp.weight"] = lin(NE, E, 4.0)
+			t[p + "ffn_gate_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
+			t[p + "ffn_up_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
+			t[p + "ffn_down_exps.weight"] = np.stack([lin(E, FE, 2.0) for _ in range(NE)])
 		else:
 			t[p + "ffn_gate.weight"] = lin(FF, E)
 			t[p + "ffn_up.weight"] = lin(FF, E)
-		t[p + "ffn_down.weight"] = lin(E, FF, 2.0)
+		if "n_expert" not in cfg:
+			t[p + "ffn_down.weight"] = lin(E, FF, 2.0)
 		if arch == "gemma3":
 			t[p + "post_ffw_norm.weight"] = norm(E, 3.0)
 	t["output_norm.weight"] = norm(E)
@@ -339,6 +360,10 @@ def write_f32(path, cfg, tensors):
 		w.add_sliding_window_pattern(cfg["swa_pattern"])
 	if "softcap" in cfg:
 		w.add_final_logit_softcapping(cfg["softcap"])
+	if "n_expert" in cfg:
+		w.add_expert_count(cfg["n_expert"])
+		w.add_expert_used_count(cfg["n_expert_used"])
+		w.add_expert_feed_forward_length(cfg["n_ff_exp"])
 	add_tokenizer(w)
 	for tname, arr in tensors.items():
 		w.add_tensor(tname, arr)
