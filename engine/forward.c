@@ -512,6 +512,7 @@ struct fwd_moe {
 struct moe_job {
 	struct fwd *f;
 	const struct fwd_layer_mats *L;
+	const struct layer *l;
 	struct fwd_moe *M;
 	const void *xa_u;       /* up's input: M->xa_g when gate's quantisation serves it */
 	size_t xs_u;
@@ -522,6 +523,17 @@ struct moe_job {
 	const float *xn;
 	const float *gelu;
 };
+
+/* gpt-oss's gated unit, as ggml_swiglu_oai (alpha 1.702, limit 7) */
+static void swiglu_oai(float *g, const float *u, int64_t n)
+{
+	const float alpha = 1.702f, limit = 7.0f;
+	for (int64_t i = 0; i < n; i++) {
+		const float x = g[i] < limit ? g[i] : limit;
+		const float y = u[i] < -limit ? -limit : u[i] > limit ? limit : u[i];
+		g[i] = x / (1.0f + expf(alpha * (-x))) * (y + 1.0f);
+	}
+}
 
 static void moe_quantize_task(void *ctx, int i, int n)
 {
@@ -561,10 +573,21 @@ static void moe_task(void *ctx, int i, int n)
 						 M->xs_g, cnt, h, FE);
 				quant_matrix_mul(&j->L->up_e[e], r0, r1, (const char *)j->xa_u + (size_t)r0w * j->xs_u,
 						 j->xs_u, cnt, u, FE);
+				const struct layer *l = j->l;
 				for (int t = 0; t < cnt; t++) {
 					float *hy = h + (size_t)t * (size_t)FE + r0;
-					const float *uy = u + (size_t)t * (size_t)FE + r0;
-					if (j->gelu)
+					float *uy = u + (size_t)t * (size_t)FE + r0;
+					if (l->gate_exps_b.data) {
+						const float *gb = l->gate_exps_b.data + (size_t)e * (size_t)FE + r0;
+						const float *ub = l->up_exps_b.data + (size_t)e * (size_t)FE + r0;
+						for (int64_t r = 0; r < r1 - r0; r++) {
+							hy[r] += gb[r];
+							uy[r] += ub[r];
+						}
+					}
+					if (j->f->m->hp.act == ACT_SWIGLU_OAI)
+						swiglu_oai(hy, uy, r1 - r0);
+					else if (j->gelu)
 						quant_table_mul(hy, uy, r1 - r0, j->gelu, GELU_LO, GELU_HI);
 					else
 						quant_silu_mul(hy, uy, r1 - r0);
@@ -572,8 +595,15 @@ static void moe_task(void *ctx, int i, int n)
 			} else {
 				if (r1 > E)
 					r1 = E;
+				float *y = M->y + (size_t)r0w * (size_t)E;
 				quant_matrix_mul(&j->L->down_e[e], r0, r1, (const char *)M->ha + (size_t)r0w * M->hs,
-						 M->hs, cnt, M->y + (size_t)r0w * (size_t)E, E);
+						 M->hs, cnt, y, E);
+				if (j->l->down_exps_b.data) {
+					const float *db = j->l->down_exps_b.data + (size_t)e * (size_t)E;
+					for (int t = 0; t < cnt; t++)
+						for (int64_t r = r0; r < r1; r++)
+							y[(size_t)t * (size_t)E + r] += db[r];
+				}
 			}
 			g0 = b;
 		}
@@ -581,10 +611,14 @@ static void moe_task(void *ctx, int i, int n)
 	}
 }
 
-/* The experts' weights of token T from its router logits lg[NE]. */
-static void moe_route(const struct hparams *hp, float *lg, int32_t *sel, float *w)
+/* The experts of a token and their weights, from its router logits lg[NE]
+ * (and the router's bias, or NULL). */
+static void moe_route(const struct hparams *hp, float *lg, const float *bias, int32_t *sel, float *w)
 {
 	const uint32_t NE = hp->n_expert, K = hp->n_expert_used;
+	if (bias)
+		for (uint32_t e = 0; e < NE; e++)
+			lg[e] += bias[e];
 	if (hp->moe_gating == MOE_SOFTMAX) {
 		/* ggml_soft_max: exp(x - max), the sum in double */
 		float mx = -INFINITY;
@@ -598,7 +632,7 @@ static void moe_route(const struct hparams *hp, float *lg, int32_t *sel, float *
 		const float inv = (float)(1.0 / sum);
 		for (uint32_t e = 0; e < NE; e++)
 			lg[e] *= inv;
-	} else {
+	} else if (hp->moe_gating == MOE_SIGMOID) {
 		for (uint32_t e = 0; e < NE; e++)
 			lg[e] = 1.0f / (1.0f + expf(-lg[e]));
 	}
@@ -614,6 +648,18 @@ static void moe_route(const struct hparams *hp, float *lg, int32_t *sel, float *
 		}
 		sel[k] = best;
 		w[k] = lg[best];
+	}
+	if (hp->moe_gating == MOE_SOFTMAX_WEIGHT) {
+		/* softmax over the chosen logits */
+		float mx = w[0];
+		double sum = 0.0;
+		for (uint32_t k = 0; k < K; k++) {
+			w[k] = expf(w[k] - mx);
+			sum += (double)w[k];
+		}
+		const float inv = (float)(1.0 / sum);
+		for (uint32_t k = 0; k < K; k++)
+			w[k] *= inv;
 	}
 	if (hp->moe_norm_w) {
 		double sum = 0.0;
@@ -642,11 +688,12 @@ static void moe_ffn(struct fwd *f, uint32_t il, int T)
 	matmul1(f, &L->router, f->xn, T, E, M->logits, NE);
 	memset(M->cnt, 0, NE * sizeof *M->cnt);
 	for (int t = 0; t < T; t++) {
-		moe_route(hp, M->logits + (size_t)t * NE, M->sel + (size_t)t * K, M->w + (size_t)t * K);
+		moe_route(hp, M->logits + (size_t)t * NE, f->m->layers[il].router_b.data, M->sel + (size_t)t * K,
+			  M->w + (size_t)t * K);
 		for (uint32_t k = 0; k < K; k++)
 			M->cnt[M->sel[(size_t)t * K + k]]++;
 	}
-	struct moe_job j = {.f = f, .L = L, .M = M, .R = T * (int)K, .xn = f->xn,
+	struct moe_job j = {.f = f, .L = L, .l = &f->m->layers[il], .M = M, .R = T * (int)K, .xn = f->xn,
 			    .gelu = hp->act == ACT_GELU ? f->mats->gelu : NULL, .xa_u = M->xa_u, .xs_u = M->xs_u};
 	if (quant_matrix_act_kind(&L->gate_e[0]) == quant_matrix_act_kind(&L->up_e[0])) {
 		j.xa_u = M->xa_g;
@@ -798,6 +845,7 @@ static void attn_task(void *ctx, int ith, int nth)
 	void *qq = (char *)f->qq + (size_t)ith * qq_bytes;
 	const char *kbase = kv->k[j->layer], *vbase = kv->v[j->layer];
 	const size_t head_bytes = kv->row_bytes / (size_t)G;
+	const float *sinks = f->m->layers[j->layer].sinks.data;   /* [H] or NULL */
 
 	if (kv->type == GGML_TYPE_F16) {
 		/* work items of (KV head, up to ATTN_TOKS tokens): the group's
@@ -824,6 +872,7 @@ static void attn_task(void *ctx, int ith, int nth)
 				.q_tok_stride = H * D,
 				.out_tok_stride = H * D,
 				.window = (int)j->window,
+				.sinks = sinks ? sinks + g * group : NULL,
 			};
 			quant_attn_f16(&a);
 		}
@@ -847,12 +896,17 @@ static void attn_task(void *ctx, int ith, int nth)
 			scores[p] = s;
 			mx = s > mx ? s : mx;
 		}
+		/* a sink joins the softmax as a logit with no value */
+		if (sinks)
+			mx = sinks[h] > mx ? sinks[h] : mx;
 		double sum = 0.0;
 		for (uint32_t p = first; p <= pos; p++) {
 			const float e = expf(scores[p] - mx);
 			scores[p] = e;
 			sum += e;
 		}
+		if (sinks)
+			sum += (double)expf(sinks[h] - mx);
 		const float inv = (float)(1.0 / sum);
 		memset(out, 0, (size_t)D * sizeof(float));
 		for (uint32_t p = first; p <= pos; p++) {
@@ -1368,6 +1422,7 @@ static void step_post_attn(const struct tok_job *j, int t)
 	const struct layer *l = &f->m->layers[j->il];
 	const int64_t E = hp->n_embd;
 	float *o = f->o + (size_t)t * (size_t)E, *x = f->x + (size_t)t * (size_t)E;
+	add_bias1(o, &l->bo);
 	if (l->attn_post_norm.data)
 		f->be->rmsnorm(o, o, l->attn_post_norm.data, E, hp->norm_eps);
 	for (int64_t i = 0; i < E; i++)

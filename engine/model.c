@@ -29,13 +29,17 @@
  * made of known blocks is one row here (and its template, tokenizer and
  * tests).  The forward pass reads the result, struct model. */
 enum {
-	AF_QKV_BIAS = 1 << 0,   /* attn_q/k/v.bias (qwen2) */
+	AF_QKV_BIAS = 1 << 0,   /* attn_q/k/v.bias required (qwen2; optional for all) */
 	AF_QK_NORM = 1 << 1,    /* per-head attn_q_norm / attn_k_norm */
 	AF_FUSED = 1 << 2,      /* attn_qkv (optional) and ffn_up holding gate|up (phi3) */
 	AF_GEMMA = 1 << 3,      /* post-norms, embeddings * sqrt(n_embd), GELU, sliding
 				 * window and its rope base, logit soft-capping */
 	AF_LONGROPE = 1 << 4,   /* rope_factors_long / _short */
 	AF_MOE = 1 << 5,        /* every layer's FFN a mixture of experts */
+	AF_OSS = 1 << 6,        /* gpt-oss: attention output bias, attention sinks, the
+				 * FFN norm stored as post_attention_norm, biases on the
+				 * router and experts, sliding window on every other layer
+				 * sharing the global rope */
 };
 
 static const struct arch_desc {
@@ -43,15 +47,17 @@ static const struct arch_desc {
 	enum arch arch;
 	enum rope_style rope;
 	unsigned flags;
+	enum ffn_act act;
 	enum moe_gating gating;  /* AF_MOE */
 	bool norm_w;             /* AF_MOE: renormalise the chosen weights */
 } arch_table[] = {
-	{"llama", ARCH_LLAMA, ROPE_NORM, 0, 0, false},
-	{"qwen2", ARCH_QWEN2, ROPE_NEOX, AF_QKV_BIAS, 0, false},
-	{"qwen3", ARCH_QWEN3, ROPE_NEOX, AF_QK_NORM, 0, false},
-	{"phi3", ARCH_PHI3, ROPE_NEOX, AF_FUSED | AF_LONGROPE, 0, false},
-	{"gemma3", ARCH_GEMMA3, ROPE_NEOX, AF_QK_NORM | AF_GEMMA, 0, false},
-	{"qwen3moe", ARCH_QWEN3MOE, ROPE_NEOX, AF_QK_NORM | AF_MOE, MOE_SOFTMAX, true},
+	{"llama", ARCH_LLAMA, ROPE_NORM, 0, ACT_SILU, 0, false},
+	{"qwen2", ARCH_QWEN2, ROPE_NEOX, AF_QKV_BIAS, ACT_SILU, 0, false},
+	{"qwen3", ARCH_QWEN3, ROPE_NEOX, AF_QK_NORM, ACT_SILU, 0, false},
+	{"phi3", ARCH_PHI3, ROPE_NEOX, AF_FUSED | AF_LONGROPE, ACT_SILU, 0, false},
+	{"gemma3", ARCH_GEMMA3, ROPE_NEOX, AF_QK_NORM | AF_GEMMA, ACT_GELU, 0, false},
+	{"qwen3moe", ARCH_QWEN3MOE, ROPE_NEOX, AF_QK_NORM | AF_MOE, ACT_SILU, MOE_SOFTMAX, true},
+	{"gpt-oss", ARCH_GPT_OSS, ROPE_NEOX, AF_MOE | AF_OSS, ACT_SWIGLU_OAI, MOE_SOFTMAX_WEIGHT, false},
 };
 
 const float *model_rope_factors(const struct model *m, uint32_t n_ctx)
@@ -239,13 +245,18 @@ static size_t vec_bytes_needed(const gguf_file *f)
 	size_t total = 0;
 	for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
 		const struct gguf_tensor *t = gguf_tensor_at(f, i);
-		if (t->n_dims == 1 && t->type != GGML_TYPE_F32)
-			total += t->ne[0] * sizeof(float);
+		/* vectors, and the 2-D bias tables of experts */
+		const bool bias = t->name.len > 5 && memcmp(t->name.ptr + t->name.len - 5, ".bias", 5) == 0;
+		if ((t->n_dims == 1 || (t->n_dims == 2 && bias)) && t->type != GGML_TYPE_F32)
+			total += t->n_elements * sizeof(float);
 	}
 	return total;
 }
 
-static int get_vec(struct loader *L, struct vec *v, const char *fmt, int il, int64_t n, bool required)
+/* A vector of n0 (rows == 0) or a [rows][n0] table of them, e.g. the
+ * experts' biases, as f32. */
+static int get_vec2(struct loader *L, struct vec *v, const char *fmt, int il, int64_t n0, int64_t rows,
+		    bool required)
 {
 	char name[96];
 	tensor_name(name, sizeof name, fmt, il);
@@ -256,9 +267,15 @@ static int get_vec(struct loader *L, struct vec *v, const char *fmt, int il, int
 			return fail(L, ENGINE_E_FORMAT, "tensor '%s' is missing", name);
 		return 0;
 	}
-	if (t->n_dims != 1 || (int64_t)t->ne[0] != n)
+	const int64_t n = rows ? n0 * rows : n0;
+	if (t->n_dims != (rows ? 2u : 1u) || (int64_t)t->ne[0] != n0 || (rows && (int64_t)t->ne[1] != rows)) {
+		if (rows)
+			return fail(L, ENGINE_E_FORMAT, "tensor '%s' has shape [%llu, %llu], expected [%lld, %lld]", name,
+				    (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (long long)n0,
+				    (long long)rows);
 		return fail(L, ENGINE_E_FORMAT, "tensor '%s' has %llu elements in %u dims, expected %lld",
 			    name, (unsigned long long)t->n_elements, t->n_dims, (long long)n);
+	}
 	L->m->n_params += t->n_elements;
 	if (t->type == GGML_TYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
 		v->data = t->data;
@@ -277,6 +294,11 @@ static int get_vec(struct loader *L, struct vec *v, const char *fmt, int il, int
 	v->data = dst;
 	v->n = n;
 	return 0;
+}
+
+static int get_vec(struct loader *L, struct vec *v, const char *fmt, int il, int64_t n, bool required)
+{
+	return get_vec2(L, v, fmt, il, n, 0, required);
 }
 
 static const char *dominant_type(const gguf_file *f)
@@ -373,8 +395,7 @@ static int load_rope(struct loader *L)
 
 /* The mixture of experts of an AF_MOE family: expert counts and the
  * experts' FFN width (llama.cpp falls back to n_ff / n_expert_used when
- * expert_feed_forward_length is absent), gating as the table says, and the
- * optional expert_weights_scale. */
+ * expert_feed_forward_length is absent), gating as the table says. */
 static int load_moe(struct loader *L)
 {
 	struct hparams *hp = &L->m->hp;
@@ -396,11 +417,8 @@ static int load_moe(struct loader *L)
 		return fail(L, ENGINE_E_FORMAT, "key '%s.expert_feed_forward_length': missing", L->m->arch_name);
 	hp->moe_gating = L->desc->gating;
 	hp->moe_norm_w = L->desc->norm_w;
-	float scale = 0.0f;
-	if ((rc = opt_f32(L, "expert_weights_scale", &scale, 0.0f, 1e6f)))
-		return rc;
-	if (scale != 0.0f)
-		hp->moe_w_scale = scale;
+	/* expert_weights_scale: none of the families here reads it (llama.cpp
+	 * neither, for them); a family that does sets moe_w_scale here */
 	return 0;
 }
 
@@ -450,10 +468,16 @@ static int load_hparams(struct loader *L)
 	hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
 	hp->embd_scale = 1.0f;
 	hp->rope_style = L->desc->rope;
-	hp->act = ACT_SILU;
+	hp->act = L->desc->act;
 
+	if (L->desc->flags & AF_OSS) {
+		/* every other layer slides over attention.sliding_window
+		 * positions, with the global rope unless rope.freq_base_swa */
+		if ((rc = need_u32(L, "attention.sliding_window", &hp->n_swa, 1, 1u << 24)) ||
+		    (rc = opt_f32(L, "rope.freq_base_swa", &hp->rope_base_swa, 1.0f, 1e12f)))
+			return rc;
+	}
 	if (L->desc->flags & AF_GEMMA) {
-		hp->act = ACT_GELU;
 		hp->embd_scale = sqrtf((float)hp->n_embd);
 		hp->rope_base_swa = 10000.0f;
 		if ((rc = opt_f32(L, "rope.freq_base_swa", &hp->rope_base_swa, 1.0f, 1e12f)))
@@ -503,7 +527,10 @@ static int load_swa_pattern(struct loader *L, bool swa[1024])
 			swa[i] = ((const uint8_t *)data)[i] != 0;
 		return 0;
 	}
-	if ((L->desc->flags & AF_GEMMA) && (rc = opt_u32(L, "attention.sliding_window_pattern", &period, 0, 1024)))
+	if (L->desc->flags & AF_OSS)
+		period = 2;
+	if ((L->desc->flags & (AF_GEMMA | AF_OSS)) &&
+	    (rc = opt_u32(L, "attention.sliding_window_pattern", &period, 0, 1024)))
 		return rc;
 	for (uint32_t i = 0; i < hp->n_layer; i++)
 		swa[i] = period == 0 || i % period < period - 1;
@@ -562,10 +589,25 @@ static int load_tensors(struct loader *L)
 		int il = (int)i;
 		l->rope_base = hp->rope_base;
 		l->rope_scale = hp->rope_scale;
+		const bool oss = L->desc->flags & AF_OSS;
 		if ((rc = get_vec(L, &l->attn_norm, "blk.%d.attn_norm.weight", il, E, true)) ||
-		    (rc = get_vec(L, &l->ffn_norm, "blk.%d.ffn_norm.weight", il, E, true)) ||
+		    (rc = get_vec(L, &l->ffn_norm, oss ? "blk.%d.post_attention_norm.weight" : "blk.%d.ffn_norm.weight",
+				  il, E, true)) ||
 		    (rc = get_weight(L, &l->wo, "blk.%d.attn_output.weight", il, QD, E, true)))
 			return rc;
+		if (oss) {
+			const int64_t NE = hp->n_expert, FE = hp->n_ff_exp;
+			if ((rc = get_vec(L, &l->bo, "blk.%d.attn_output.bias", il, E, true)) ||
+			    (rc = get_vec(L, &l->sinks, "blk.%d.attn_sinks.weight", il, hp->n_head, true)) ||
+			    (rc = get_vec(L, &l->router_b, "blk.%d.ffn_gate_inp.bias", il, NE, true)) ||
+			    (rc = get_vec2(L, &l->gate_exps_b, "blk.%d.ffn_gate_exps.bias", il, FE, NE, true)) ||
+			    (rc = get_vec2(L, &l->up_exps_b, "blk.%d.ffn_up_exps.bias", il, FE, NE, true)) ||
+			    (rc = get_vec2(L, &l->down_exps_b, "blk.%d.ffn_down_exps.bias", il, E, NE, true)))
+				return rc;
+			l->swa = swa_pattern[i];
+			if (l->swa)
+				l->rope_base = hp->rope_base_swa;
+		}
 		if (L->desc->flags & AF_FUSED) {
 			l->ffn = FFN_FUSED;
 			if ((rc = get_weight(L, &l->wqkv, "blk.%d.attn_qkv.weight", il, E, QD + 2 * KD, false)) ||
@@ -594,10 +636,13 @@ static int load_tensors(struct loader *L)
 			    (rc = get_weight(L, &l->wv, "blk.%d.attn_v.weight", il, E, KD, true)))
 				return rc;
 		}
-		if (L->desc->flags & AF_QKV_BIAS) {
-			if ((rc = get_vec(L, &l->bq, "blk.%d.attn_q.bias", il, QD, true)) ||
-			    (rc = get_vec(L, &l->bk, "blk.%d.attn_k.bias", il, KD, true)) ||
-			    (rc = get_vec(L, &l->bv, "blk.%d.attn_v.bias", il, KD, true)))
+		if (!l->wqkv.data) {
+			/* q/k/v biases: any family may carry them (llama.cpp
+			 * reads them where present); qwen2 must */
+			const bool need = L->desc->flags & AF_QKV_BIAS;
+			if ((rc = get_vec(L, &l->bq, "blk.%d.attn_q.bias", il, QD, need)) ||
+			    (rc = get_vec(L, &l->bk, "blk.%d.attn_k.bias", il, KD, need)) ||
+			    (rc = get_vec(L, &l->bv, "blk.%d.attn_v.bias", il, KD, need)))
 				return rc;
 		}
 		if (L->desc->flags & AF_QK_NORM) {

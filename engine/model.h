@@ -23,6 +23,7 @@ enum arch {
 	ARCH_PHI3,
 	ARCH_GEMMA3,
 	ARCH_QWEN3MOE,
+	ARCH_GPT_OSS,
 };
 
 /* The feed-forward block of a layer. */
@@ -32,12 +33,21 @@ enum ffn_kind {
 	FFN_MOE,        /* a routed mixture of experts (struct layer's moe) */
 };
 
-enum ffn_act { ACT_SILU, ACT_GELU };
+enum ffn_act {
+	ACT_SILU,       /* silu(gate) * up */
+	ACT_GELU,       /* gelu(gate) * up (tanh form, through f16 as ggml) */
+	ACT_SWIGLU_OAI, /* gpt-oss: g = min(gate, 7), u = clamp(up, -7, 7),
+			 * g * sigmoid(1.702 g) * (u + 1) */
+};
 
 /* How a mixture of experts weighs its experts (llama.cpp's
  * llama_expert_gating_func_type): probabilities from the router logits by
  * softmax or sigmoid, the top n_expert_used of them chosen. */
-enum moe_gating { MOE_SOFTMAX, MOE_SIGMOID };
+enum moe_gating {
+	MOE_SOFTMAX,        /* softmax over all experts, the top K chosen */
+	MOE_SIGMOID,        /* sigmoid of each, the top K chosen */
+	MOE_SOFTMAX_WEIGHT, /* the top K logits chosen, softmax over those (gpt-oss) */
+};
 
 enum rope_style {
 	ROPE_NORM, /* rotate adjacent pairs (x0,x1),(x2,x3)...: llama */
@@ -72,6 +82,11 @@ struct layer {
 	/* FFN_MOE: router [n_expert][n_embd], experts' gate/up [n_ff_exp][n_embd]
 	 * and down [n_embd][n_ff_exp] each, stacked n_expert deep */
 	struct weight ffn_gate_inp, gate_exps, up_exps, down_exps;
+	/* optional biases: router [n_expert], experts' gate/up [n_expert][n_ff_exp]
+	 * and down [n_expert][n_embd] (gpt-oss) */
+	struct vec router_b, gate_exps_b, up_exps_b, down_exps_b;
+	struct vec bo;               /* attention output bias (gpt-oss) */
+	struct vec sinks;            /* per query head, a logit in every softmax (gpt-oss) */
 	bool swa;                    /* sliding-window layer (gemma3) */
 	float rope_base;
 	float rope_scale;            /* position scale of this layer (gemma3: 1 on SWA layers) */

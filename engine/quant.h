@@ -335,7 +335,9 @@ void quant_table_mul_at(int level, float *g, const float *u, int64_t n, const fl
  *   w_p  = f16(e^(s_p - max s) / sum_p e^(s_p - max s)), the sum in double
  *   out  = sum_p w_p v_p, in float
  * which is llama.cpp's CPU computation up to the order of float additions.
- * Position p's key starts at k + p * stride halves, its value at v + p *
+ * With sinks (one logit per query row i, or NULL), max s also covers
+ * sinks[i] and the sum adds e^(sinks[i] - max s), as ggml's soft_max with
+ * sinks (gpt-oss).  Position p's key starts at k + p * stride halves, its value at v + p *
  * stride.  Query row i of token r is at q + r * q_tok_stride + i *
  * q_stride, its output at out + r * out_tok_stride + i * out_stride.
  * scratch holds n_tok * n_q * (n_pos + n_tok - 1) floats.  d is any
@@ -357,6 +359,7 @@ struct quant_attn_args {
 	int n_tok;
 	int64_t q_tok_stride, out_tok_stride;
 	int window;
+	const float *sinks;
 };
 int quant_attn_f16(const struct quant_attn_args *a);
 int quant_attn_f16_at(int level, const struct quant_attn_args *a);

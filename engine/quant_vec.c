@@ -114,11 +114,15 @@ static void attn_one_ref(const struct quant_attn_args *a)
 			s[p] = dot * a->scale;
 			mx = s[p] > mx ? s[p] : mx;
 		}
+		if (a->sinks)
+			mx = a->sinks[i] > mx ? a->sinks[i] : mx;
 		double sum = 0.0;
 		for (int p = 0; p < a->n_pos; p++) {
 			s[p] = quant_expf(s[p] - mx);
 			sum += s[p];
 		}
+		if (a->sinks)
+			sum += (double)expf(a->sinks[i] - mx);
 		const float inv = (float)(1.0 / sum);
 		memset(out, 0, (size_t)d * sizeof *out);
 		for (int p = 0; p < a->n_pos; p++) {
@@ -227,9 +231,13 @@ static inline __attribute__((target(T512), always_inline)) __m512 ld_h(const uin
 #define ATTN_KF_MAX 256   /* head sizes up to this stage K rows as floats */
 
 /* Softmax of one head's scores in place: s = f16(e^(s - max) / sum). */
-static inline __attribute__((target(T512), always_inline)) void softmax_f16w(float *s, int np, __m512 vmax)
+static inline __attribute__((target(T512), always_inline)) void softmax_f16w(float *s, int np, __m512 vmax,
+										   const float *sink)
 {
-	const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+	float mxs = _mm512_reduce_max_ps(vmax);
+	if (sink)
+		mxs = *sink > mxs ? *sink : mxs;
+	const __m512 mx = _mm512_set1_ps(mxs);
 	__m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
 	for (int p0 = 0; p0 < np; p0 += 16) {
 		const int cnt = np - p0 < 16 ? np - p0 : 16;
@@ -241,7 +249,9 @@ static inline __attribute__((target(T512), always_inline)) void softmax_f16w(flo
 		sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm256_castpd_ps(
 			_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
 	}
-	const double sum = _mm512_reduce_add_pd(_mm512_add_pd(sum0, sum1));
+	double sum = _mm512_reduce_add_pd(_mm512_add_pd(sum0, sum1));
+	if (sink)
+		sum += (double)expf(*sink - mxs);
 	const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
 	for (int p0 = 0; p0 < np; p0 += 16) {
 		const int cnt = np - p0 < 16 ? np - p0 : 16;
@@ -312,7 +322,8 @@ __attribute__((target(T512))) static void attn_heads_avx512(const struct quant_a
 	}
 	#pragma GCC unroll 16
 	for (int i = 0; i < nh; i++)
-		softmax_f16w(a->scratch + (size_t)(i0 + i) * (size_t)np, np, vmax[i]);
+		softmax_f16w(a->scratch + (size_t)(i0 + i) * (size_t)np, np, vmax[i],
+			     a->sinks ? a->sinks + i0 + i : NULL);
 	/* out_i = sum_p w_ip v_p: 4 chunks of 16 values at a time, each V chunk
 	 * converted once for the nh heads */
 	const float *w[4] = {NULL, NULL, NULL, NULL};
@@ -476,7 +487,7 @@ __attribute__((target(T512))) static void attn_multi_avx512(const struct quant_a
 				vmax = _mm512_mask_max_ps(vmax, (__mmask16)((1u << c) - 1), vmax,
 							  _mm512_maskz_loadu_ps((__mmask16)((1u << c) - 1), s + p));
 			}
-			softmax_f16w(s, np, vmax);
+			softmax_f16w(s, np, vmax, a->sinks ? a->sinks + i : NULL);
 		}
 		/* out rows of this token = sum_p w p v_p (4 heads x 4 chunks at a time) */
 		for (int i0 = 0; i0 < nq; i0 += 4) {
@@ -650,6 +661,8 @@ __attribute__((target(T256))) static void attn_one_avx2(const struct quant_attn_
 			s[p] = hsum256(_mm256_add_ps(acc0, acc1)) * a->scale;
 			mx = s[p] > mx ? s[p] : mx;
 		}
+		if (a->sinks)
+			mx = a->sinks[i] > mx ? a->sinks[i] : mx;
 		double sum = 0.0;
 		int p = 0;
 		for (; p + 8 <= np; p += 8) {
@@ -660,6 +673,8 @@ __attribute__((target(T256))) static void attn_one_avx2(const struct quant_attn_
 			s[p] = quant_expf(s[p] - mx);
 		for (p = 0; p < np; p++)
 			sum += s[p];
+		if (a->sinks)
+			sum += (double)expf(a->sinks[i] - mx);
 		const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
 		for (p = 0; p + 8 <= np; p += 8)
 			_mm256_storeu_ps(s + p, round_h8(_mm256_mul_ps(_mm256_loadu_ps(s + p), inv)));

@@ -20,6 +20,10 @@ architectures and tensor types the engine must support, all deterministic
   phi3-f16          fused attn_qkv, fused ffn_up (gate rows then up rows).
   qwen3moe-*        mixture of experts: qwen3's attention, a softmax router
                     choosing 4 of 16 (F16) or 2 of 8 (Q4_K_M) experts.
+  gpt-oss-*         gpt-oss: biases, attention sinks, sliding window 8 on
+                    even layers, YaRN x32 from 64 positions, 4 of 8 experts
+                    (softmax over the chosen), clamped SwiGLU; F16 and the
+                    MXFP4-experts mix.
   gemma3-f16        6 layers (5 sliding-window + 1 global, default pattern 6),
                     sliding_window 8, rope theta 1e6 global / 10000 local
                     (local base not in the file, as in the real Gemma 3 GGUF),
@@ -169,6 +173,10 @@ KQ = dict(n_embd=256, n_ff=512, n_head=4, n_head_kv=2, n_layer=2)
 SMALL = dict(n_embd=128, n_ff=384, n_head=4, n_head_kv=2, n_layer=2)
 
 LLAMA3 = dict(arch="llama", tied=False, rope_base=500000.0, eps=1e-5, ctx=8192)
+GPT_OSS = dict(arch="gpt-oss", tied=False, rope_base=150000.0, eps=1e-5, ctx=4096,
+	n_embd=128, n_ff=256, n_head=4, n_head_kv=2, n_layer=4, key_length=64,
+	sliding_window=8, rope_scaling=("yarn", 32.0, 64),
+	n_expert=8, n_expert_used=4, n_ff_exp=64)
 
 # name -> (config, output kind).  kind: ("f32",) written directly;
 # ("quant", llama_ftype, pure) quantised from the F32 master by llama.cpp.
@@ -237,6 +245,12 @@ MODELS = collections.OrderedDict([
 	("qwen3moe-q4_k_m", (dict(arch="qwen3moe", tied=False, rope_base=1000000.0, eps=1e-6, ctx=4096,
 		n_expert=8, n_expert_used=2, n_ff_exp=256, **KQ),
 		("quant", F.LLAMA_FTYPE_MOSTLY_Q4_K_M, False))),
+	# gpt-oss-20b's block: biases everywhere, attention sinks, a sliding
+	# window (8 here, 128 in the file) on every other layer, YaRN, the
+	# router's softmax over the chosen logits, the clamped SwiGLU; F16 and
+	# the MXFP4 expert file every gpt-oss download is
+	("gpt-oss-f16", (dict(GPT_OSS), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("gpt-oss-mxfp4", (dict(GPT_OSS), ("quant", F.LLAMA_FTYPE_MOSTLY_MXFP4_MOE, False))),
 ])
 
 FILE_TYPE_F32 = 0
@@ -280,7 +294,7 @@ def make_weights(cfg, rng):
 			t[p + "attn_q.weight"] = lin(H * D, E)
 			t[p + "attn_k.weight"] = lin(HKV * D, E)
 			t[p + "attn_v.weight"] = lin(HKV * D, E)
-		if arch == "qwen2":
+		if arch in ("qwen2", "gpt-oss"):
 			t[p + "attn_q.bias"] = bias(H * D)
 			t[p + "attn_k.bias"] = bias(HKV * D)
 			t[p + "attn_v.bias"] = bias(HKV * D)
@@ -293,7 +307,14 @@ def make_weights(cfg, rng):
 		t[p + "attn_output.weight"] = lin(E, H * D, 2.0)
 		if arch == "gemma3":
 			t[p + "post_attention_norm.weight"] = norm(E, 3.0)
-		t[p + "ffn_norm.weight"] = norm(E)
+		if arch == "gpt-oss":
+			t[p + "attn_output.bias"] = bias(E)
+			# sinks around the scores' scale: some heads give them most
+			# of the weight, some little
+			t[p + "attn_sinks.weight"] = rng.normal(0.0, 2.0, H).astype(np.float32)
+			t[p + "post_attention_norm.weight"] = norm(E)
+		else:
+			t[p + "ffn_norm.weight"] = norm(E)
 		if arch == "phi3":
 			t[p + "ffn_up.weight"] = lin(2 * FF, E)
 		elif "n_expert" in cfg:
@@ -305,6 +326,11 @@ def make_weights(cfg, rng):
 			t[p + "ffn_gate_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
 			t[p + "ffn_up_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
 			t[p + "ffn_down_exps.weight"] = np.stack([lin(E, FE, 2.0) for _ in range(NE)])
+			if arch == "gpt-oss":
+				t[p + "ffn_gate_inp.bias"] = bias(NE)
+				t[p + "ffn_gate_exps.bias"] = rng.normal(0.0, 0.1, (NE, FE)).astype(np.float32)
+				t[p + "ffn_up_exps.bias"] = rng.normal(0.0, 0.1, (NE, FE)).astype(np.float32)
+				t[p + "ffn_down_exps.bias"] = rng.normal(0.0, 0.1, (NE, E)).astype(np.float32)
 		else:
 			t[p + "ffn_gate.weight"] = lin(FF, E)
 			t[p + "ffn_up.weight"] = lin(FF, E)

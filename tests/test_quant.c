@@ -1280,11 +1280,18 @@ static void test_exp(void)
 		}
 }
 
+static void test_attn_sinks(int n_q, int n_pos, int d, size_t stride_extra, int n_tok, int window, bool sinks);
+
+static void test_attn(int n_q, int n_pos, int d, size_t stride_extra, int n_tok, int window)
+{
+	test_attn_sinks(n_q, n_pos, d, stride_extra, n_tok, window, false);
+}
+
 /* Attention over a random F16 cache: every level against the reference
  * (float order only: 1e-5 of the scale of the sums, plus one f16 step of a
  * weight, 2^-10, times |v|, for weights whose rounding a last-bit change
  * of a score can flip). */
-static void test_attn(int n_q, int n_pos, int d, size_t stride_extra, int n_tok, int window)
+static void test_attn_sinks(int n_q, int n_pos, int d, size_t stride_extra, int n_tok, int window, bool sinks)
 {
 	const int nt = n_tok > 0 ? n_tok : 1, P = n_pos + nt - 1;
 	size_t stride = (size_t)d * 3 + stride_extra;
@@ -1306,6 +1313,12 @@ static void test_attn(int n_q, int n_pos, int d, size_t stride_extra, int n_tok,
 		.n_q = n_q, .scale = 1.0f / sqrtf((float)d), .out = ref, .out_stride = os, .scratch = scr,
 		.n_tok = n_tok, .q_tok_stride = qts, .out_tok_stride = ots, .window = window,
 	};
+	/* gpt-oss's sinks: a logit per query row in every softmax, some
+	 * above every score (most of the weight to the sink), some below */
+	float sk[64];
+	for (int i = 0; i < n_q && i < 64; i++)
+		sk[i] = i % 2 ? frand() * 2.0f : 3.0f + frand();
+	a.sinks = sinks ? sk : NULL;
 	for (int64_t i = 0; i < ots * nt; i++)
 		ref[i] = 777.0f;
 	CHECK(quant_attn_f16_at(0, &a) == 0, "attn ref rc");
@@ -1324,8 +1337,12 @@ static void test_attn(int n_q, int n_pos, int d, size_t stride_extra, int n_tok,
 				sc[p - first] = dot * a.scale;
 				mx = sc[p - first] > mx ? sc[p - first] : mx;
 			}
+			if (sinks)
+				mx = sk[i] > mx ? sk[i] : mx;
 			for (int p = first; p < Pr; p++)
 				sum += exp(sc[p - first] - mx);
+			if (sinks)
+				sum += exp(sk[i] - mx);
 			for (int c = 0; c < d; c++) {
 				double o = 0.0;
 				for (int p = first; p < Pr; p++)
@@ -1334,8 +1351,8 @@ static void test_attn(int n_q, int n_pos, int d, size_t stride_extra, int n_tok,
 			}
 		}
 	}
-	CHECK(rbad == 0, "attn reference n_q=%d n_pos=%d d=%d n_tok=%d window=%d: %d off the exact value", n_q,
-	      n_pos, d, n_tok, window, rbad);
+	CHECK(rbad == 0, "attn reference n_q=%d n_pos=%d d=%d n_tok=%d window=%d sinks=%d: %d off the exact value", n_q,
+	      n_pos, d, n_tok, window, sinks, rbad);
 	for (int lv = 1; lv < levels_available(); lv++) {
 		for (int64_t i = 0; i < ots * nt; i++)
 			got[i] = 777.0f;
@@ -1351,8 +1368,8 @@ static void test_attn(int n_q, int n_pos, int d, size_t stride_extra, int n_tok,
 				bad += !(fabsf(got[i] - ref[i]) <= 3.0f * 0x1p-10f + 1e-5f);
 		}
 		CHECK(bad == 0 && touched == 0,
-		      "attn %s n_q=%d n_pos=%d d=%d n_tok=%d window=%d: %d off, %d outside written",
-		      quant_level_name(lv), n_q, n_pos, d, n_tok, window, bad, touched);
+		      "attn %s n_q=%d n_pos=%d d=%d n_tok=%d window=%d sinks=%d: %d off, %d outside written",
+		      quant_level_name(lv), n_q, n_pos, d, n_tok, window, sinks, bad, touched);
 		a.out = ref;
 	}
 	/* a one-hot case: one position dominates, out = its value row */
@@ -1365,6 +1382,7 @@ static void test_attn(int n_q, int n_pos, int d, size_t stride_extra, int n_tok,
 	a.n_tok = 1;
 	a.window = 0;
 	a.scale = 1.0f;
+	a.sinks = NULL;
 	for (int lv = 0; lv < levels_available(); lv++) {
 		a.out = got;
 		quant_attn_f16_at(lv, &a);
@@ -1455,6 +1473,13 @@ static void test_vec_helpers(void)
 	test_attn(1, 5, 64, 0, 17, 7);
 	test_attn(1, 1, 64, 0, 3, 0);    /* few rows: token by token */
 	test_attn(3, 30, 20, 0, 4, 0);   /* d not a multiple of 16 */
+	/* attention sinks (gpt-oss), through each path */
+	test_attn_sinks(1, 1, 64, 0, 0, 0, true);
+	test_attn_sinks(3, 17, 64, 5, 1, 0, true);
+	test_attn_sinks(8, 40, 64, 0, 1, 16, true);
+	test_attn_sinks(4, 20, 64, 3, 9, 0, true);
+	test_attn_sinks(2, 50, 32, 0, 13, 24, true);
+	test_attn_sinks(3, 30, 20, 0, 4, 0, true);
 }
 
 static void test_bad_args(void)
