@@ -216,6 +216,7 @@ struct fwd_layer_mats {
 	/* FFN_MOE: the router, and each expert's matrices ([n_expert]) */
 	struct quant_matrix router;
 	struct quant_matrix *gate_e, *up_e, *down_e;
+	struct quant_matrix sh_gate, sh_up, sh_down;   /* a shared expert (granitemoe) */
 };
 
 struct fwd_mats {
@@ -507,6 +508,7 @@ struct fwd_moe {
 	size_t xs_g, xs_u, hs;
 	float *h, *u;           /* [R][FE] */
 	float *y;               /* [R][E] */
+	float *sh_out;          /* [B][E] the shared expert's output */
 };
 
 struct moe_job {
@@ -792,8 +794,9 @@ static int moe_init(struct fwd *f)
 	M->h = alloc_track(f, R * FE * sizeof(float));
 	M->u = alloc_track(f, R * FE * sizeof(float));
 	M->y = alloc_track(f, R * E * sizeof(float));
+	M->sh_out = alloc_track(f, B * E * sizeof(float));
 	if (!M->logits || !M->sel || !M->w || !M->row || !M->tok || !M->cnt || !M->row0 || !M->act ||
-	    !M->g_end || !M->xa_g || !M->xa_u || !M->ha || !M->h || !M->u || !M->y)
+	    !M->g_end || !M->xa_g || !M->xa_u || !M->ha || !M->h || !M->u || !M->y || !M->sh_out)
 		return ENGINE_E_NOMEM;
 	return 0;
 }
@@ -817,6 +820,7 @@ static void moe_free(struct fwd_moe *M)
 	free(M->h);
 	free(M->u);
 	free(M->y);
+	free(M->sh_out);
 	free(M);
 }
 
@@ -1086,7 +1090,7 @@ static int prepare_weights(struct fwd *f)
 	if (!f->mats)
 		return ENGINE_E_NOMEM;
 	f->mats->L = eng_calloc(nl ? nl : 1, sizeof *f->mats->L);
-	const size_t per_layer = 9 + 3 * (size_t)m->hp.n_expert;
+	const size_t per_layer = 12 + 3 * (size_t)m->hp.n_expert;
 	struct quant_matrix **all = eng_calloc((size_t)nl * per_layer + 1, sizeof *all);
 	if (!f->mats->L || !all) {
 		free(all);
@@ -1098,9 +1102,9 @@ static int prepare_weights(struct fwd *f)
 		const struct layer *l = &m->layers[il];
 		struct fwd_layer_mats *L = &f->mats->L[il];
 		const struct weight *src[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->wqkv, &l->w_gate, &l->w_up, &l->w_down,
-					      &l->ffn_gate_inp};
+					      &l->ffn_gate_inp, &l->gate_shexp, &l->up_shexp, &l->down_shexp};
 		struct quant_matrix *dst[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down,
-					      &L->router};
+					      &L->router, &L->sh_gate, &L->sh_up, &L->sh_down};
 		for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
 			if (!src[i]->data)
 				continue;
@@ -1219,7 +1223,7 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 	const size_t B = (size_t)max_batch;
 	const size_t E = hp->n_embd, QD = (size_t)hp->n_head * hp->head_dim;
 	const size_t KD = (size_t)hp->n_head_kv * hp->head_dim;
-	const size_t F = hp->n_ff, D = hp->head_dim;
+	const size_t F = hp->n_ff > hp->n_ff_shexp ? hp->n_ff : hp->n_ff_shexp, D = hp->head_dim;
 	const size_t nth = (size_t)pool_size(p);
 	size_t widest = E > QD ? E : QD;
 	widest = widest > F ? widest : F;
@@ -1248,7 +1252,8 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 	for (uint32_t il = 0; il < hp->n_layer; il++) {
 		const struct quant_matrix *lw[] = {&f->mats->L[il].wq, &f->mats->L[il].wk, &f->mats->L[il].wv,
 						   &f->mats->L[il].wo, &f->mats->L[il].wqkv, &f->mats->L[il].w_gate,
-						   &f->mats->L[il].w_up, &f->mats->L[il].w_down, &f->mats->L[il].router};
+						   &f->mats->L[il].w_up, &f->mats->L[il].w_down, &f->mats->L[il].router,
+						   &f->mats->L[il].sh_down};
 		for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
 			if (lw[i]->data && act_stride(lw[i]) > f->xact_row_cap)
 				f->xact_row_cap = act_stride(lw[i]);
@@ -1290,7 +1295,7 @@ void fwd_free(struct fwd *f)
 		for (uint32_t il = 0; f->mats->L && il < f->m->hp.n_layer; il++) {
 			struct fwd_layer_mats *L = &f->mats->L[il];
 			struct quant_matrix *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down,
-						     &L->router};
+						     &L->router, &L->sh_gate, &L->sh_up, &L->sh_down};
 			for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
 				quant_matrix_free(lw[i]);
 			struct quant_matrix *ex[] = {L->gate_e, L->up_e, L->down_e};
@@ -1404,9 +1409,18 @@ static void step_qk(const struct tok_job *j, int t)
 		for (uint32_t h = 0; h < hp->n_head_kv; h++)
 			f->be->rmsnorm(kt + h * D, kt + h * D, l->k_norm.data, D, hp->norm_eps);
 	}
-	const float *cs = j->cs + (size_t)t * hp->n_rot, *sn = cs + hp->n_rot / 2;
-	f->be->rope(qt, (int)hp->n_head, (int)D, (int)hp->n_rot, cs, sn, hp->rope_style);
-	f->be->rope(kt, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, cs, sn, hp->rope_style);
+	if (!l->no_rope) {
+		const float *cs = j->cs + (size_t)t * hp->n_rot, *sn = cs + hp->n_rot / 2;
+		f->be->rope(qt, (int)hp->n_head, (int)D, (int)hp->n_rot, cs, sn, hp->rope_style);
+		f->be->rope(kt, (int)hp->n_head_kv, (int)D, (int)hp->n_rot, cs, sn, hp->rope_style);
+	}
+	if (hp->attn_temp_scale != 0.0f) {
+		/* mistral3's temperature, by position (llama_graph's attn_temp) */
+		const double p = (double)(j->pos0 + (uint32_t)t);
+		const float sc = (float)(log(floor(p / (double)hp->n_ctx_orig) + 1.0) * hp->attn_temp_scale + 1.0);
+		for (int64_t i = 0; i < QD; i++)
+			qt[i] *= sc;
+	}
 	store_kv(j->kv, j->il, j->pos0 + (uint32_t)t, kt, vt);
 	/* the attention reads q densely from f->q (a fused qkv row holds it
 	 * first, so the move never overwrites a later token's row) */
@@ -1425,6 +1439,9 @@ static void step_post_attn(const struct tok_job *j, int t)
 	add_bias1(o, &l->bo);
 	if (l->attn_post_norm.data)
 		f->be->rmsnorm(o, o, l->attn_post_norm.data, E, hp->norm_eps);
+	if (hp->res_scale != 0.0f)
+		for (int64_t i = 0; i < E; i++)
+			o[i] *= hp->res_scale;
 	for (int64_t i = 0; i < E; i++)
 		x[i] += o[i];
 	f->be->rmsnorm(f->xn + (size_t)t * (size_t)E, x, l->ffn_norm.data, E, hp->norm_eps);
@@ -1440,6 +1457,9 @@ static void step_post_ffn(const struct tok_job *j, int t)
 	float *o = f->o + (size_t)t * (size_t)E, *x = f->x + (size_t)t * (size_t)E;
 	if (l->ffn_post_norm.data)
 		f->be->rmsnorm(o, o, l->ffn_post_norm.data, E, hp->norm_eps);
+	if (hp->res_scale != 0.0f)
+		for (int64_t i = 0; i < E; i++)
+			o[i] *= hp->res_scale;
 	for (int64_t i = 0; i < E; i++)
 		x[i] += o[i];
 	if (j->il + 1 < hp->n_layer)
@@ -1575,6 +1595,16 @@ static int eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t 
 		}
 		case FFN_MOE:
 			moe_ffn(f, il, T);
+			if (L->sh_gate.data) {
+				/* the shared expert, added to the routed ones' sum */
+				const int64_t FS = hp->n_ff_shexp;
+				float *sh = f->mats->moe->sh_out;
+				const struct mm_part gu[2] = {{&L->sh_gate, f->gate, FS}, {&L->sh_up, f->up, FS}};
+				be->matmul_glu(f, gu, f->xn, T, E, gelu);
+				matmul1(f, &L->sh_down, f->gate, T, FS, sh, E);
+				for (size_t i = 0; i < (size_t)T * (size_t)E; i++)
+					f->o[i] += sh[i];
+			}
 			break;
 		}
 		for_tokens(&j, step_post_ffn);
@@ -1632,6 +1662,11 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 		f->be->rmsnorm(f->xn + (size_t)(t - first) * (size_t)E, f->x + (size_t)t * (size_t)E,
 			       m->output_norm.data, E, hp->norm_eps);
 	matmul1(f, &f->mats->output, f->xn, nl, E, f->logits, hp->n_vocab);
+	if (hp->logit_scale != 0.0f) {
+		const float inv = 1.0f / hp->logit_scale;
+		for (size_t i = 0; i < (size_t)nl * hp->n_vocab; i++)
+			f->logits[i] *= inv;
+	}
 done:
 	if (hp->final_softcap > 0.0f)
 		softcap(f->logits, (size_t)nl * hp->n_vocab, hp->final_softcap);

@@ -40,6 +40,11 @@ enum {
 				 * FFN norm stored as post_attention_norm, biases on the
 				 * router and experts, sliding window on every other layer
 				 * sharing the global rope */
+	AF_NOPE4 = 1 << 7,      /* every 4th layer without rope (smollm3) */
+	AF_GRANITE = 1 << 8,    /* logit, residual, embedding and attention scales;
+				 * rope.scaling.finetuned false: no rope at all */
+	AF_ATTN_TEMP = 1 << 9,  /* attention.temperature_scale (mistral3) */
+	AF_OUT_BIAS = 1 << 10,  /* an optional attention output bias */
 };
 
 static const struct arch_desc {
@@ -58,6 +63,10 @@ static const struct arch_desc {
 	{"gemma3", ARCH_GEMMA3, ROPE_NEOX, AF_QK_NORM | AF_GEMMA, ACT_GELU, 0, false},
 	{"qwen3moe", ARCH_QWEN3MOE, ROPE_NEOX, AF_QK_NORM | AF_MOE, ACT_SILU, MOE_SOFTMAX, true},
 	{"gpt-oss", ARCH_GPT_OSS, ROPE_NEOX, AF_MOE | AF_OSS, ACT_SWIGLU_OAI, MOE_SOFTMAX_WEIGHT, false},
+	{"smollm3", ARCH_SMOLLM3, ROPE_NORM, AF_NOPE4, ACT_SILU, 0, false},
+	{"granite", ARCH_GRANITE, ROPE_NORM, AF_GRANITE | AF_OUT_BIAS, ACT_SILU, 0, false},
+	{"granitemoe", ARCH_GRANITEMOE, ROPE_NORM, AF_GRANITE | AF_OUT_BIAS | AF_MOE, ACT_SILU, MOE_SOFTMAX, true},
+	{"mistral3", ARCH_MISTRAL3, ROPE_NORM, AF_ATTN_TEMP | AF_OUT_BIAS, ACT_SILU, 0, false},
 };
 
 const float *model_rope_factors(const struct model *m, uint32_t n_ctx)
@@ -84,6 +93,7 @@ struct loader {
 	const char *path;
 	const struct arch_desc *desc;
 	uint8_t *seen;      /* [n_tensors]: looked up by the loader (all must be) */
+	bool rope_off;      /* granite with rope.scaling.finetuned false */
 	/* small f32 vectors converted from F16/BF16 go here */
 	size_t owned_used, owned_cap;
 };
@@ -144,6 +154,16 @@ static int need_u32(struct loader *L, const char *suffix, uint32_t *out, uint32_
 static int opt_u32(struct loader *L, const char *suffix, uint32_t *out, uint32_t lo, uint32_t hi)
 {
 	return read_u32(L, suffix, out, lo, hi, false);
+}
+
+static int opt_f32(struct loader *L, const char *suffix, float *out, float lo, float hi);
+
+static int need_f32(struct loader *L, const char *suffix, float *out, float lo, float hi)
+{
+	float v;
+	if (!get_arch_f32(L, suffix, &v))
+		return fail(L, ENGINE_E_FORMAT, "key '%s.%s': missing or not a number", L->m->arch_name, suffix);
+	return opt_f32(L, suffix, out, lo, hi);
 }
 
 static int opt_f32(struct loader *L, const char *suffix, float *out, float lo, float hi)
@@ -411,12 +431,20 @@ static int load_moe(struct loader *L)
 		return fail(L, ENGINE_E_FORMAT, "key '%s.expert_used_count': %u experts per token (at most 64 are supported)",
 			    L->m->arch_name, hp->n_expert_used);
 	hp->n_ff_exp = hp->n_ff / hp->n_expert_used;
-	if ((rc = opt_u32(L, "expert_feed_forward_length", &hp->n_ff_exp, 1, 1u << 20)))
+	/* granitemoe's experts are feed_forward_length wide (llama.cpp reads
+	 * no other key for it) */
+	if (L->desc->flags & AF_GRANITE)
+		hp->n_ff_exp = hp->n_ff;
+	else if ((rc = opt_u32(L, "expert_feed_forward_length", &hp->n_ff_exp, 1, 1u << 20)))
 		return rc;
 	if (hp->n_ff_exp == 0)
 		return fail(L, ENGINE_E_FORMAT, "key '%s.expert_feed_forward_length': missing", L->m->arch_name);
 	hp->moe_gating = L->desc->gating;
 	hp->moe_norm_w = L->desc->norm_w;
+	/* a shared expert beside the routed ones (granitemoe) */
+	if ((L->desc->flags & AF_GRANITE) &&
+	    (rc = opt_u32(L, "expert_shared_feed_forward_length", &hp->n_ff_shexp, 0, 1u << 20)))
+		return rc;
 	/* expert_weights_scale: none of the families here reads it (llama.cpp
 	 * neither, for them); a family that does sets moe_w_scale here */
 	return 0;
@@ -492,6 +520,29 @@ static int load_hparams(struct loader *L)
 		if (hp->n_layer == 62)
 			hp->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
 	}
+	if (L->desc->flags & AF_GRANITE) {
+		float scale = 0.0f, kq = 0.0f;
+		bool ft = true;
+		char key[128];
+		if ((rc = need_f32(L, "logit_scale", &hp->logit_scale, 1e-6f, 1e6f)) ||
+		    (rc = opt_f32(L, "residual_scale", &hp->res_scale, 0.0f, 1e6f)) ||
+		    (rc = opt_f32(L, "embedding_scale", &scale, 0.0f, 1e6f)) ||
+		    (rc = opt_f32(L, "attention.scale", &kq, 0.0f, 1e6f)))
+			return rc;
+		/* 0 means "not set" for each of them, as in llama.cpp */
+		if (scale != 0.0f)
+			hp->embd_scale = scale;
+		if (kq != 0.0f)
+			hp->attn_scale = kq;
+		/* rope.scaling.finetuned (a bool) switches rope off */
+		snprintf(key, sizeof key, "%s.rope.scaling.finetuned", L->m->arch_name);
+		if (gguf_find_key(L->m->gguf, key) >= 0 && !gguf_get_bool(L->m->gguf, key, &ft))
+			return fail(L, ENGINE_E_FORMAT, "key '%s': not a bool", key);
+		L->rope_off = !ft;
+	}
+	if ((L->desc->flags & AF_ATTN_TEMP) &&
+	    (rc = opt_f32(L, "attention.temperature_scale", &hp->attn_temp_scale, 0.0f, 1e6f)))
+		return rc;
 	if ((rc = load_moe(L)))
 		return rc;
 
@@ -594,6 +645,15 @@ static int load_tensors(struct loader *L)
 		    (rc = get_vec(L, &l->ffn_norm, oss ? "blk.%d.post_attention_norm.weight" : "blk.%d.ffn_norm.weight",
 				  il, E, true)) ||
 		    (rc = get_weight(L, &l->wo, "blk.%d.attn_output.weight", il, QD, E, true)))
+			return rc;
+		l->no_rope = L->rope_off || ((L->desc->flags & AF_NOPE4) && (i + 1) % 4 == 0);
+		if ((L->desc->flags & AF_OUT_BIAS) &&
+		    (rc = get_vec(L, &l->bo, "blk.%d.attn_output.bias", il, E, false)))
+			return rc;
+		if (hp->n_ff_shexp > 0 &&
+		    ((rc = get_weight(L, &l->gate_shexp, "blk.%d.ffn_gate_shexp.weight", il, E, hp->n_ff_shexp, true)) ||
+		     (rc = get_weight(L, &l->up_shexp, "blk.%d.ffn_up_shexp.weight", il, E, hp->n_ff_shexp, true)) ||
+		     (rc = get_weight(L, &l->down_shexp, "blk.%d.ffn_down_shexp.weight", il, hp->n_ff_shexp, E, true))))
 			return rc;
 		if (oss) {
 			const int64_t NE = hp->n_expert, FE = hp->n_ff_exp;

@@ -24,6 +24,10 @@ enum arch {
 	ARCH_GEMMA3,
 	ARCH_QWEN3MOE,
 	ARCH_GPT_OSS,
+	ARCH_SMOLLM3,
+	ARCH_GRANITE,
+	ARCH_GRANITEMOE,
+	ARCH_MISTRAL3,
 };
 
 /* The feed-forward block of a layer. */
@@ -88,6 +92,9 @@ struct layer {
 	struct vec bo;               /* attention output bias (gpt-oss) */
 	struct vec sinks;            /* per query head, a logit in every softmax (gpt-oss) */
 	bool swa;                    /* sliding-window layer (gemma3) */
+	bool no_rope;                /* q and k unrotated (smollm3's every 4th layer) */
+	/* granitemoe's shared expert, run beside the routed ones */
+	struct weight gate_shexp, up_shexp, down_shexp;
 	float rope_base;
 	float rope_scale;            /* position scale of this layer (gemma3: 1 on SWA layers) */
 };
@@ -112,6 +119,13 @@ struct hparams {
 	float norm_eps;
 	float attn_scale;            /* multiplies q.k */
 	float embd_scale;            /* multiplies token embeddings (gemma: sqrt(n_embd)) */
+	float res_scale;             /* multiplies attention and FFN outputs before the
+				      * residual add (granite; 0: none) */
+	float logit_scale;           /* logits multiplied by 1/logit_scale (granite; 0: none) */
+	/* mistral3's attention temperature: q of position p multiplied by
+	 * 1 + attn_temp_scale * ln(floor(p / n_ctx_orig) + 1) (0: none) */
+	float attn_temp_scale;
+	uint32_t n_ff_shexp;         /* shared expert width (0: none) */
 	enum ffn_act act;            /* the gate's activation */
 	/* mixture of experts (0 experts: none) */
 	uint32_t n_expert, n_expert_used, n_ff_exp;

@@ -20,6 +20,10 @@ architectures and tensor types the engine must support, all deterministic
   phi3-f16          fused attn_qkv, fused ffn_up (gate rows then up rows).
   qwen3moe-*        mixture of experts: qwen3's attention, a softmax router
                     choosing 4 of 16 (F16) or 2 of 8 (Q4_K_M) experts.
+  smollm3-f16       every 4th layer without rope.
+  granite-f16       granite's embedding, residual, attention and logit scales;
+  granitemoe-f16    the same with 2 of 8 experts and a shared expert.
+  mistral3-f16      YaRN and the attention temperature of Ministral 3.
   gpt-oss-*         gpt-oss: biases, attention sinks, sliding window 8 on
                     even layers, YaRN x32 from 64 positions, 4 of 8 experts
                     (softmax over the chosen), clamped SwiGLU; F16 and the
@@ -251,6 +255,25 @@ MODELS = collections.OrderedDict([
 	# the MXFP4 expert file every gpt-oss download is
 	("gpt-oss-f16", (dict(GPT_OSS), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
 	("gpt-oss-mxfp4", (dict(GPT_OSS), ("quant", F.LLAMA_FTYPE_MOSTLY_MXFP4_MOE, False))),
+	# dense families of 2025 that are llama with a twist: smollm3 leaves
+	# every 4th layer unrotated (4 layers here: the last), granite scales
+	# embeddings, residual branches, attention and logits, mistral3
+	# (Ministral 3) raises the attention temperature with the position
+	# past the original context and uses YaRN
+	("smollm3-f16", (dict(arch="smollm3", tied=True, rope_base=5000000.0, eps=1e-6, ctx=4096,
+		n_embd=128, n_ff=384, n_head=4, n_head_kv=2, n_layer=4),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("granite-f16", (dict(arch="granite", tied=True, rope_base=10000.0, eps=1e-5, ctx=4096,
+		granite=dict(logit=4.0, residual=0.7, embedding=1.5, attention=0.0625),
+		**SMALL), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("granitemoe-f16", (dict(arch="granitemoe", tied=True, rope_base=10000.0, eps=1e-5, ctx=4096,
+		granite=dict(logit=4.0, residual=0.7, embedding=1.5, attention=0.0625),
+		n_embd=128, n_ff=128, n_head=4, n_head_kv=2, n_layer=2,
+		n_expert=8, n_expert_used=2, n_ff_exp=128, n_ff_shexp=96),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("mistral3-f16", (dict(arch="mistral3", tied=False, rope_base=1000000.0, eps=1e-5, ctx=4096,
+		rope_scaling=("yarn", 16.0, 16), attn_temp=0.1, **SMALL),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
 ])
 
 FILE_TYPE_F32 = 0
@@ -326,6 +349,11 @@ def make_weights(cfg, rng):
 			t[p + "ffn_gate_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
 			t[p + "ffn_up_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
 			t[p + "ffn_down_exps.weight"] = np.stack([lin(E, FE, 2.0) for _ in range(NE)])
+			if "n_ff_shexp" in cfg:
+				FS = cfg["n_ff_shexp"]
+				t[p + "ffn_gate_shexp.weight"] = lin(FS, E)
+				t[p + "ffn_up_shexp.weight"] = lin(FS, E)
+				t[p + "ffn_down_shexp.weight"] = lin(E, FS, 2.0)
 			if arch == "gpt-oss":
 				t[p + "ffn_gate_inp.bias"] = bias(NE)
 				t[p + "ffn_gate_exps.bias"] = rng.normal(0.0, 0.1, (NE, FE)).astype(np.float32)
@@ -386,6 +414,16 @@ def write_f32(path, cfg, tensors):
 		w.add_sliding_window_pattern(cfg["swa_pattern"])
 	if "softcap" in cfg:
 		w.add_final_logit_softcapping(cfg["softcap"])
+	if "granite" in cfg:
+		g = cfg["granite"]
+		w.add_logit_scale(g["logit"])
+		w.add_residual_scale(g["residual"])
+		w.add_embedding_scale(g["embedding"])
+		w.add_attention_scale(g["attention"])
+	if "attn_temp" in cfg:
+		w.add_attn_temperature_scale(cfg["attn_temp"])
+	if "n_ff_shexp" in cfg:
+		w.add_expert_shared_feed_forward_length(cfg["n_ff_shexp"])
 	if "n_expert" in cfg:
 		w.add_expert_count(cfg["n_expert"])
 		w.add_expert_used_count(cfg["n_expert_used"])
