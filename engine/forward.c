@@ -94,6 +94,7 @@ struct rope_cfg {
 	float base, freq_scale, ext_factor, mscale;
 	float corr[2];        /* YaRN correction dims */
 	const float *ff;      /* per-pair frequency divisors, or NULL */
+	const uint8_t *still; /* per pair: 1 = position 0 (imrope's fourth axis), or NULL */
 };
 
 /* ggml_rope_yarn_corr_dims: the dims whose wavelength spans BETA_FAST and
@@ -128,8 +129,13 @@ static void rope_angles(float *cs, float *sn, int n_rot, uint32_t pos, const str
 			const float mix = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * c->ext_factor;
 			t = t * (1.0f - mix) + extrap * mix;
 		}
-		cs[i] = cosf(t) * mscale;
-		sn[i] = sinf(t) * mscale;
+		if (c->still && c->still[i]) {
+			cs[i] = mscale;   /* cos 0, sin 0 */
+			sn[i] = 0.0f;
+		} else {
+			cs[i] = cosf(t) * mscale;
+			sn[i] = sinf(t) * mscale;
+		}
 		theta *= theta_scale;
 	}
 }
@@ -230,6 +236,7 @@ struct fwd_mats {
 	 * layers (base and scale): [rope][t][cos n_rot/2 | sin n_rot/2] */
 	struct rope_cfg ropes[FWD_MAX_BASES];
 	int n_bases;
+	uint8_t still[256];         /* imrope: the pairs of the fourth axis (ggml's mrope cache) */
 	float *rope;
 	/* thread-count tuning, [0] one-token steps, [1] batches: seconds per
 	 * token with all threads (t[0]) and with the caller alone (t[1]) */
@@ -1078,6 +1085,7 @@ static void add_rope(struct fwd *f, const struct layer *l)
 	c->ext_factor = hp->rope_ext_factor;
 	c->mscale = hp->rope_mscale;
 	c->ff = model_rope_factors(f->m, f->n_ctx);
+	c->still = hp->imrope ? M->still : NULL;
 	rope_corr_dims(c, (int)hp->n_rot, hp->n_ctx_orig, hp->yarn_beta_fast, hp->yarn_beta_slow);
 }
 
@@ -1146,6 +1154,20 @@ static int prepare_weights(struct fwd *f)
 			return ENGINE_E_FORMAT;
 		}
 		all[n++] = &f->mats->output;
+	}
+	if (m->hp.imrope) {
+		/* ggml_mrope_cache_init, interleaved: pair i's sector s = i mod
+		 * the sections' total takes h if s % 3 == 1 and s < 3 h, w if
+		 * s % 3 == 2 and s < 3 w, t if s % 3 == 0 and s < 3 t, else
+		 * the fourth axis */
+		const int32_t *sec = m->hp.rope_sections;
+		const int total = sec[0] + sec[1] + sec[2] + sec[3];
+		for (uint32_t i = 0; i < m->hp.n_rot / 2 && i < 256; i++) {
+			const int s = (int)i % total;
+			const bool txyz = (s % 3 == 1 && s < 3 * sec[1]) || (s % 3 == 2 && s < 3 * sec[2]) ||
+					  (s % 3 == 0 && s < 3 * sec[0]);
+			f->mats->still[i] = !txyz;
+		}
 	}
 	for (uint32_t il = 0; il < nl; il++)
 		add_rope(f, &m->layers[il]);

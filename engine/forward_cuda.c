@@ -319,12 +319,12 @@ void fwd_cuda_plan(const struct model *m, uint32_t n_ctx, int max_batch, uint32_
 		snprintf(p->why, sizeof p->why, "CUDA: no mixture-of-experts kernels yet");
 		return;
 	}
-	bool plain = hp->res_scale == 0.0f && hp->logit_scale == 0.0f && hp->attn_temp_scale == 0.0f;
+	bool plain = hp->res_scale == 0.0f && hp->logit_scale == 0.0f && hp->attn_temp_scale == 0.0f && !hp->imrope;
 	for (uint32_t il = 0; il < hp->n_layer; il++)
 		plain = plain && !m->layers[il].no_rope && !m->layers[il].bo.data && !m->layers[il].sinks.data;
 	if (!plain) {
 		snprintf(p->why, sizeof p->why,
-			 "CUDA: no kernels yet for this family's residual/logit scales, temperature, unrotated layers or output bias");
+			 "CUDA: no kernels yet for this family's residual/logit scales, temperature, rope sections, unrotated layers or output bias");
 		return;
 	}
 	if (hp->rope_ext_factor != 0.0f || hp->rope_mscale != 1.0f || m->rope_long.data) {

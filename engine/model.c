@@ -45,6 +45,7 @@ enum {
 				 * rope.scaling.finetuned false: no rope at all */
 	AF_ATTN_TEMP = 1 << 9,  /* attention.temperature_scale (mistral3) */
 	AF_OUT_BIAS = 1 << 10,  /* an optional attention output bias */
+	AF_IMROPE = 1 << 11,    /* Qwen3-VL's rope sections (text: see hparams.imrope) */
 };
 
 static const struct arch_desc {
@@ -67,6 +68,8 @@ static const struct arch_desc {
 	{"granite", ARCH_GRANITE, ROPE_NORM, AF_GRANITE | AF_OUT_BIAS, ACT_SILU, 0, false},
 	{"granitemoe", ARCH_GRANITEMOE, ROPE_NORM, AF_GRANITE | AF_OUT_BIAS | AF_MOE, ACT_SILU, MOE_SOFTMAX, true},
 	{"mistral3", ARCH_MISTRAL3, ROPE_NORM, AF_ATTN_TEMP | AF_OUT_BIAS, ACT_SILU, 0, false},
+	{"qwen3vl", ARCH_QWEN3VL, ROPE_NEOX, AF_QK_NORM | AF_IMROPE, ACT_SILU, 0, false},
+	{"qwen3vlmoe", ARCH_QWEN3VLMOE, ROPE_NEOX, AF_QK_NORM | AF_IMROPE | AF_MOE, ACT_SILU, MOE_SOFTMAX, true},
 };
 
 const float *model_rope_factors(const struct model *m, uint32_t n_ctx)
@@ -539,6 +542,32 @@ static int load_hparams(struct loader *L)
 		if (gguf_find_key(L->m->gguf, key) >= 0 && !gguf_get_bool(L->m->gguf, key, &ft))
 			return fail(L, ENGINE_E_FORMAT, "key '%s': not a bool", key);
 		L->rope_off = !ft;
+	}
+	if (L->desc->flags & AF_IMROPE) {
+		char key[128];
+		uint64_t n;
+		const void *data;
+		snprintf(key, sizeof key, "%s.rope.dimension_sections", L->m->arch_name);
+		if (!gguf_get_arr(L->m->gguf, key, GGUF_VT_INT32, &n, &data) || n < 3 || n > 4)
+			return fail(L, ENGINE_E_FORMAT, "key '%s': missing or not 3-4 integers", key);
+		int64_t total = 0;
+		for (uint64_t i = 0; i < n; i++) {
+			int32_t v;
+			memcpy(&v, (const char *)data + i * 4, 4);
+			if (v < 0 || v > 1024)
+				return fail(L, ENGINE_E_FORMAT, "key '%s': section %d out of range", key, v);
+			hp->rope_sections[i] = v;
+			total += v;
+		}
+		if (total == 0 || total > hp->head_dim)
+			return fail(L, ENGINE_E_FORMAT, "key '%s': %lld sections for a head of %u", key,
+				    (long long)total, hp->head_dim);
+		hp->imrope = true;
+		/* deepstack layers add the vision tower's features to image
+		 * positions only; a text token's are zero (llama.cpp pads them) */
+		uint32_t deepstack = 0;
+		if ((rc = opt_u32(L, "n_deepstack_layers", &deepstack, 0, 1024)))
+			return rc;
 	}
 	if ((L->desc->flags & AF_ATTN_TEMP) &&
 	    (rc = opt_f32(L, "attention.temperature_scale", &hp->attn_temp_scale, 0.0f, 1e6f)))

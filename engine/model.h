@@ -28,6 +28,8 @@ enum arch {
 	ARCH_GRANITE,
 	ARCH_GRANITEMOE,
 	ARCH_MISTRAL3,
+	ARCH_QWEN3VL,
+	ARCH_QWEN3VLMOE,
 };
 
 /* The feed-forward block of a layer. */
@@ -126,6 +128,12 @@ struct hparams {
 	 * 1 + attn_temp_scale * ln(floor(p / n_ctx_orig) + 1) (0: none) */
 	float attn_temp_scale;
 	uint32_t n_ff_shexp;         /* shared expert width (0: none) */
+	/* Qwen3-VL's interleaved multi-axis rope (rope.dimension_sections):
+	 * text tokens have the same position on its t, h and w axes and 0 on
+	 * the fourth, so a pair the interleave gives that axis stays unrotated
+	 * (only scaled by YaRN's factor); the others rotate as NEOX */
+	bool imrope;
+	int32_t rope_sections[4];
 	enum ffn_act act;            /* the gate's activation */
 	/* mixture of experts (0 experts: none) */
 	uint32_t n_expert, n_expert_used, n_ff_exp;

@@ -23,6 +23,7 @@ architectures and tensor types the engine must support, all deterministic
   smollm3-f16       every 4th layer without rope.
   granite-f16       granite's embedding, residual, attention and logit scales;
   granitemoe-f16    the same with 2 of 8 experts and a shared expert.
+  qwen3vl*-f16      Qwen3-VL's text model: interleaved rope sections.
   mistral3-f16      YaRN and the attention temperature of Ministral 3.
   gpt-oss-*         gpt-oss: biases, attention sinks, sliding window 8 on
                     even layers, YaRN x32 from 64 positions, 4 of 8 experts
@@ -271,6 +272,18 @@ MODELS = collections.OrderedDict([
 		n_embd=128, n_ff=128, n_head=4, n_head_kv=2, n_layer=2,
 		n_expert=8, n_expert_used=2, n_ff_exp=128, n_ff_shexp=96),
 		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	# Qwen3-VL as a text model: qwen3 (and qwen3moe) with interleaved
+	# rope sections, the real file's proportions (24:20:20 of 64 pairs
+	# there, 12:10:10 of 32 here: the last pair stays unrotated), and
+	# deepstack layers that add nothing to text; rope base 100 so that the
+	# low-frequency pairs the fourth axis takes would turn visibly
+	("qwen3vl-f16", (dict(arch="qwen3vl", tied=True, rope_base=100.0, eps=1e-6, ctx=4096,
+		key_length=64, rope_sections=[12, 10, 10, 0], deepstack=2, **SMALL),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("qwen3vlmoe-f16", (dict(arch="qwen3vlmoe", tied=False, rope_base=100.0, eps=1e-6, ctx=4096,
+		key_length=64, rope_sections=[12, 10, 10, 0], deepstack=2,
+		n_expert=8, n_expert_used=2, n_ff_exp=64, **SMALL),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
 	("mistral3-f16", (dict(arch="mistral3", tied=False, rope_base=1000000.0, eps=1e-5, ctx=4096,
 		rope_scaling=("yarn", 16.0, 16), attn_temp=0.1, **SMALL),
 		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
@@ -321,7 +334,7 @@ def make_weights(cfg, rng):
 			t[p + "attn_q.bias"] = bias(H * D)
 			t[p + "attn_k.bias"] = bias(HKV * D)
 			t[p + "attn_v.bias"] = bias(HKV * D)
-		if arch in ("qwen3", "gemma3", "qwen3moe"):
+		if arch in ("qwen3", "gemma3", "qwen3moe", "qwen3vl", "qwen3vlmoe"):
 			t[p + "attn_q_norm.weight"] = norm(D)
 			t[p + "attn_k_norm.weight"] = norm(D)
 		# gain 2 on the projections back into the residual stream keeps
@@ -420,6 +433,10 @@ def write_f32(path, cfg, tensors):
 		w.add_residual_scale(g["residual"])
 		w.add_embedding_scale(g["embedding"])
 		w.add_attention_scale(g["attention"])
+	if "rope_sections" in cfg:
+		w.add_rope_dimension_sections(cfg["rope_sections"])
+	if "deepstack" in cfg:
+		w.add_num_deepstack_layers(cfg["deepstack"])
 	if "attn_temp" in cfg:
 		w.add_attn_temperature_scale(cfg["attn_temp"])
 	if "n_ff_shexp" in cfg:
