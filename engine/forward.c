@@ -504,6 +504,7 @@ static void *alloc_track(struct fwd *f, size_t n);
 struct fwd_moe {
 	uint32_t NE, K, FE;
 	float *logits;          /* [B][NE] */
+	float *choose;          /* [NE] the scores the experts are chosen by */
 	int32_t *sel;           /* [B][K] chosen experts */
 	float *w;               /* [B][K] their weights */
 	int32_t *row;           /* [B][K] sorted row of each (token, slot) */
@@ -621,8 +622,13 @@ static void moe_task(void *ctx, int i, int n)
 }
 
 /* The experts of a token and their weights, from its router logits lg[NE]
- * (and the router's bias, or NULL). */
-static void moe_route(const struct hparams *hp, float *lg, const float *bias, int32_t *sel, float *w)
+ * (and the router's bias, or NULL; the selection bias, or NULL), as
+ * llama.cpp's build_moe_ffn: probabilities p by the gating function; the
+ * choice on p + selection bias, within the n_group_used groups whose two
+ * best choices sum highest when the experts come in groups; the weights
+ * from p. */
+static void moe_route(const struct hparams *hp, float *lg, const float *bias, const float *sel_bias,
+		      float *choose, int32_t *sel, float *w)
 {
 	const uint32_t NE = hp->n_expert, K = hp->n_expert_used;
 	if (bias)
@@ -645,6 +651,36 @@ static void moe_route(const struct hparams *hp, float *lg, const float *bias, in
 		for (uint32_t e = 0; e < NE; e++)
 			lg[e] = 1.0f / (1.0f + expf(-lg[e]));
 	}
+	for (uint32_t e = 0; e < NE; e++)
+		choose[e] = sel_bias ? lg[e] + sel_bias[e] : lg[e];
+	if (hp->n_expert_groups > 1) {
+		const uint32_t G = hp->n_expert_groups, per = NE / G;
+		float score[256];
+		bool keep[256];
+		for (uint32_t g = 0; g < G && g < 256; g++) {
+			float a = -INFINITY, b = -INFINITY;
+			for (uint32_t e = g * per; e < (g + 1) * per; e++) {
+				if (choose[e] > a) {
+					b = a;
+					a = choose[e];
+				} else if (choose[e] > b) {
+					b = choose[e];
+				}
+			}
+			score[g] = a + b;
+			keep[g] = false;
+		}
+		for (uint32_t n = 0; n < hp->n_group_used; n++) {
+			int best = -1;
+			for (uint32_t g = 0; g < G && g < 256; g++)
+				if (!keep[g] && (best < 0 || score[g] > score[best]))
+					best = (int)g;
+			keep[best] = true;
+		}
+		for (uint32_t e = 0; e < NE; e++)
+			if (!keep[e / per])
+				choose[e] = -INFINITY;
+	}
 	/* the K largest, largest first (lowest index on ties) */
 	for (uint32_t k = 0; k < K; k++) {
 		int32_t best = -1;
@@ -652,7 +688,7 @@ static void moe_route(const struct hparams *hp, float *lg, const float *bias, in
 			bool taken = false;
 			for (uint32_t q = 0; q < k; q++)
 				taken |= sel[q] == (int32_t)e;
-			if (!taken && (best < 0 || lg[e] > lg[best]))
+			if (!taken && (best < 0 || choose[e] > choose[best]))
 				best = (int32_t)e;
 		}
 		sel[k] = best;
@@ -697,8 +733,8 @@ static void moe_ffn(struct fwd *f, uint32_t il, int T)
 	matmul1(f, &L->router, f->xn, T, E, M->logits, NE);
 	memset(M->cnt, 0, NE * sizeof *M->cnt);
 	for (int t = 0; t < T; t++) {
-		moe_route(hp, M->logits + (size_t)t * NE, f->m->layers[il].router_b.data, M->sel + (size_t)t * K,
-			  M->w + (size_t)t * K);
+		moe_route(hp, M->logits + (size_t)t * NE, f->m->layers[il].router_b.data,
+			  f->m->layers[il].exp_probs_b.data, M->choose, M->sel + (size_t)t * K, M->w + (size_t)t * K);
 		for (uint32_t k = 0; k < K; k++)
 			M->cnt[M->sel[(size_t)t * K + k]]++;
 	}
@@ -787,6 +823,7 @@ static int moe_init(struct fwd *f)
 		}
 	}
 	M->logits = alloc_track(f, B * NE * sizeof(float));
+	M->choose = alloc_track(f, NE * sizeof(float));
 	M->sel = alloc_track(f, R * sizeof(int32_t));
 	M->w = alloc_track(f, R * sizeof(float));
 	M->row = alloc_track(f, R * sizeof(int32_t));
@@ -802,7 +839,7 @@ static int moe_init(struct fwd *f)
 	M->u = alloc_track(f, R * FE * sizeof(float));
 	M->y = alloc_track(f, R * E * sizeof(float));
 	M->sh_out = alloc_track(f, B * E * sizeof(float));
-	if (!M->logits || !M->sel || !M->w || !M->row || !M->tok || !M->cnt || !M->row0 || !M->act ||
+	if (!M->logits || !M->choose || !M->sel || !M->w || !M->row || !M->tok || !M->cnt || !M->row0 || !M->act ||
 	    !M->g_end || !M->xa_g || !M->xa_u || !M->ha || !M->h || !M->u || !M->y || !M->sh_out)
 		return ENGINE_E_NOMEM;
 	return 0;
@@ -813,6 +850,7 @@ static void moe_free(struct fwd_moe *M)
 	if (!M)
 		return;
 	free(M->logits);
+	free(M->choose);
 	free(M->sel);
 	free(M->w);
 	free(M->row);

@@ -36,16 +36,19 @@ enum {
 				 * window and its rope base, logit soft-capping */
 	AF_LONGROPE = 1 << 4,   /* rope_factors_long / _short */
 	AF_MOE = 1 << 5,        /* every layer's FFN a mixture of experts */
-	AF_OSS = 1 << 6,        /* gpt-oss: attention output bias, attention sinks, the
-				 * FFN norm stored as post_attention_norm, biases on the
-				 * router and experts, sliding window on every other layer
-				 * sharing the global rope */
+	AF_OSS = 1 << 6,        /* gpt-oss: attention output bias, attention sinks,
+				 * biases on the router and experts, sliding window on
+				 * every other layer sharing the global rope */
 	AF_NOPE4 = 1 << 7,      /* every 4th layer without rope (smollm3) */
 	AF_GRANITE = 1 << 8,    /* logit, residual, embedding and attention scales;
 				 * rope.scaling.finetuned false: no rope at all */
 	AF_ATTN_TEMP = 1 << 9,  /* attention.temperature_scale (mistral3) */
 	AF_OUT_BIAS = 1 << 10,  /* an optional attention output bias */
 	AF_IMROPE = 1 << 11,    /* Qwen3-VL's rope sections (text: see hparams.imrope) */
+	AF_MOE_KEYS = 1 << 12,  /* routing from the file: expert_gating_func,
+				 * expert_weights_norm / _scale, shared experts by count,
+				 * leading dense layers, a selection bias (glm4moe) */
+	AF_POST_ATTN_NORM = 1 << 13, /* the FFN norm stored as post_attention_norm */
 };
 
 static const struct arch_desc {
@@ -63,13 +66,14 @@ static const struct arch_desc {
 	{"phi3", ARCH_PHI3, ROPE_NEOX, AF_FUSED | AF_LONGROPE, ACT_SILU, 0, false},
 	{"gemma3", ARCH_GEMMA3, ROPE_NEOX, AF_QK_NORM | AF_GEMMA, ACT_GELU, 0, false},
 	{"qwen3moe", ARCH_QWEN3MOE, ROPE_NEOX, AF_QK_NORM | AF_MOE, ACT_SILU, MOE_SOFTMAX, true},
-	{"gpt-oss", ARCH_GPT_OSS, ROPE_NEOX, AF_MOE | AF_OSS, ACT_SWIGLU_OAI, MOE_SOFTMAX_WEIGHT, false},
+	{"gpt-oss", ARCH_GPT_OSS, ROPE_NEOX, AF_MOE | AF_OSS | AF_POST_ATTN_NORM, ACT_SWIGLU_OAI, MOE_SOFTMAX_WEIGHT, false},
 	{"smollm3", ARCH_SMOLLM3, ROPE_NORM, AF_NOPE4, ACT_SILU, 0, false},
 	{"granite", ARCH_GRANITE, ROPE_NORM, AF_GRANITE | AF_OUT_BIAS, ACT_SILU, 0, false},
 	{"granitemoe", ARCH_GRANITEMOE, ROPE_NORM, AF_GRANITE | AF_OUT_BIAS | AF_MOE, ACT_SILU, MOE_SOFTMAX, true},
 	{"mistral3", ARCH_MISTRAL3, ROPE_NORM, AF_ATTN_TEMP | AF_OUT_BIAS, ACT_SILU, 0, false},
 	{"qwen3vl", ARCH_QWEN3VL, ROPE_NEOX, AF_QK_NORM | AF_IMROPE, ACT_SILU, 0, false},
 	{"qwen3vlmoe", ARCH_QWEN3VLMOE, ROPE_NEOX, AF_QK_NORM | AF_IMROPE | AF_MOE, ACT_SILU, MOE_SOFTMAX, true},
+	{"glm4moe", ARCH_GLM4MOE, ROPE_NEOX, AF_MOE | AF_MOE_KEYS | AF_POST_ATTN_NORM, ACT_SILU, MOE_SIGMOID, false},
 };
 
 const float *model_rope_factors(const struct model *m, uint32_t n_ctx)
@@ -97,6 +101,7 @@ struct loader {
 	const struct arch_desc *desc;
 	uint8_t *seen;      /* [n_tensors]: looked up by the loader (all must be) */
 	bool rope_off;      /* granite with rope.scaling.finetuned false */
+	uint32_t n_layer_all; /* block_count: n_layer plus the nextn blocks */
 	/* small f32 vectors converted from F16/BF16 go here */
 	size_t owned_used, owned_cap;
 };
@@ -448,8 +453,46 @@ static int load_moe(struct loader *L)
 	if ((L->desc->flags & AF_GRANITE) &&
 	    (rc = opt_u32(L, "expert_shared_feed_forward_length", &hp->n_ff_shexp, 0, 1u << 20)))
 		return rc;
-	/* expert_weights_scale: none of the families here reads it (llama.cpp
-	 * neither, for them); a family that does sets moe_w_scale here */
+	/* expert groups: llama.cpp reads these for every family */
+	if ((rc = opt_u32(L, "expert_group_count", &hp->n_expert_groups, 0, hp->n_expert)) ||
+	    (rc = opt_u32(L, "expert_group_used_count", &hp->n_group_used, 0, hp->n_expert)))
+		return rc;
+	if (hp->n_expert_groups > 1 &&
+	    (hp->n_expert_groups > 256 || hp->n_expert % hp->n_expert_groups != 0 || hp->n_group_used == 0 ||
+	     hp->n_group_used > hp->n_expert_groups ||
+	     hp->n_group_used * (hp->n_expert / hp->n_expert_groups) < hp->n_expert_used ||
+	     hp->n_expert / hp->n_expert_groups < 2))
+		return fail(L, ENGINE_E_FORMAT, "keys '%s.expert_group_*': %u groups, %u used, of %u experts (%u chosen) do not fit",
+			    L->m->arch_name, hp->n_expert_groups, hp->n_group_used, hp->n_expert, hp->n_expert_used);
+	if (L->desc->flags & AF_MOE_KEYS) {
+		uint32_t func = 0, n_shared = 0;
+		bool norm = hp->moe_norm_w;
+		float scale = 0.0f;
+		char key[128];
+		if ((rc = opt_u32(L, "expert_gating_func", &func, 0, 3)) ||
+		    (rc = opt_u32(L, "expert_shared_count", &n_shared, 0, 64)) ||
+		    (rc = opt_u32(L, "leading_dense_block_count", &hp->n_dense_lead, 0, hp->n_layer)) ||
+		    (rc = opt_f32(L, "expert_weights_scale", &scale, 0.0f, 1e6f)))
+			return rc;
+		snprintf(key, sizeof key, "%s.expert_weights_norm", L->m->arch_name);
+		if (gguf_find_key(L->m->gguf, key) >= 0 && !gguf_get_bool(L->m->gguf, key, &norm))
+			return fail(L, ENGINE_E_FORMAT, "key '%s': not a bool", key);
+		hp->moe_norm_w = norm;
+		if (scale != 0.0f)
+			hp->moe_w_scale = scale;
+		/* llama_expert_gating_func_type: 0 none (the family's), 1 softmax,
+		 * 2 sigmoid, 3 softmax over the chosen */
+		if (func == 1)
+			hp->moe_gating = MOE_SOFTMAX;
+		else if (func == 2)
+			hp->moe_gating = MOE_SIGMOID;
+		else if (func == 3)
+			hp->moe_gating = MOE_SOFTMAX_WEIGHT;
+		hp->n_ff_shexp = hp->n_ff_exp * n_shared;
+	}
+	/* expert_weights_scale, _norm, the gating function: the families
+	 * that read them (AF_MOE_KEYS) below; llama.cpp ignores them for the
+	 * others */
 	return 0;
 }
 
@@ -464,6 +507,14 @@ static int load_hparams(struct loader *L)
 	    (rc = need_u32(L, "attention.head_count", &hp->n_head, 1, 1024)) ||
 	    (rc = need_u32(L, "feed_forward_length", &hp->n_ff, 1, 1u << 20)))
 		return rc;
+	/* the last nextn_predict_layers blocks predict further tokens
+	 * (multi-token prediction): not part of the pass, their tensors
+	 * skipped, as llama.cpp does without a draft context */
+	uint32_t nextn = 0;
+	if ((rc = opt_u32(L, "nextn_predict_layers", &nextn, 0, hp->n_layer - 1)))
+		return rc;
+	L->n_layer_all = hp->n_layer;
+	hp->n_layer -= nextn;
 	hp->n_head_kv = hp->n_head;
 	if ((rc = opt_u32(L, "attention.head_count_kv", &hp->n_head_kv, 1, 1024)))
 		return rc;
@@ -670,19 +721,15 @@ static int load_tensors(struct loader *L)
 		l->rope_base = hp->rope_base;
 		l->rope_scale = hp->rope_scale;
 		const bool oss = L->desc->flags & AF_OSS;
+		const bool pan = L->desc->flags & AF_POST_ATTN_NORM;
 		if ((rc = get_vec(L, &l->attn_norm, "blk.%d.attn_norm.weight", il, E, true)) ||
-		    (rc = get_vec(L, &l->ffn_norm, oss ? "blk.%d.post_attention_norm.weight" : "blk.%d.ffn_norm.weight",
+		    (rc = get_vec(L, &l->ffn_norm, pan ? "blk.%d.post_attention_norm.weight" : "blk.%d.ffn_norm.weight",
 				  il, E, true)) ||
 		    (rc = get_weight(L, &l->wo, "blk.%d.attn_output.weight", il, QD, E, true)))
 			return rc;
 		l->no_rope = L->rope_off || ((L->desc->flags & AF_NOPE4) && (i + 1) % 4 == 0);
 		if ((L->desc->flags & AF_OUT_BIAS) &&
 		    (rc = get_vec(L, &l->bo, "blk.%d.attn_output.bias", il, E, false)))
-			return rc;
-		if (hp->n_ff_shexp > 0 &&
-		    ((rc = get_weight(L, &l->gate_shexp, "blk.%d.ffn_gate_shexp.weight", il, E, hp->n_ff_shexp, true)) ||
-		     (rc = get_weight(L, &l->up_shexp, "blk.%d.ffn_up_shexp.weight", il, E, hp->n_ff_shexp, true)) ||
-		     (rc = get_weight(L, &l->down_shexp, "blk.%d.ffn_down_shexp.weight", il, hp->n_ff_shexp, E, true))))
 			return rc;
 		if (oss) {
 			const int64_t NE = hp->n_expert, FE = hp->n_ff_exp;
@@ -703,7 +750,7 @@ static int load_tensors(struct loader *L)
 			    (rc = get_weight(L, &l->w_up, "blk.%d.ffn_up.weight", il, E, 2 * F, true)) ||
 			    (rc = get_weight(L, &l->w_down, "blk.%d.ffn_down.weight", il, F, E, true)))
 				return rc;
-		} else if (L->desc->flags & AF_MOE) {
+		} else if ((L->desc->flags & AF_MOE) && i >= hp->n_dense_lead) {
 			const int64_t FE = hp->n_ff_exp;
 			const uint32_t NE = hp->n_expert;
 			l->ffn = FFN_MOE;
@@ -712,6 +759,9 @@ static int load_tensors(struct loader *L)
 			    (rc = get_weight3(L, &l->up_exps, "blk.%d.ffn_up_exps.weight", il, E, FE, NE)) ||
 			    (rc = get_weight3(L, &l->down_exps, "blk.%d.ffn_down_exps.weight", il, FE, E, NE)))
 				return rc;
+			if ((L->desc->flags & AF_MOE_KEYS) &&
+			    (rc = get_vec(L, &l->exp_probs_b, "blk.%d.exp_probs_b.bias", il, NE, false)))
+				return rc;
 		} else {
 			l->ffn = FFN_DENSE;
 			if ((rc = get_weight(L, &l->w_gate, "blk.%d.ffn_gate.weight", il, E, F, true)) ||
@@ -719,6 +769,11 @@ static int load_tensors(struct loader *L)
 			    (rc = get_weight(L, &l->w_down, "blk.%d.ffn_down.weight", il, F, E, true)))
 				return rc;
 		}
+		if (hp->n_ff_shexp > 0 && l->ffn == FFN_MOE &&
+		    ((rc = get_weight(L, &l->gate_shexp, "blk.%d.ffn_gate_shexp.weight", il, E, hp->n_ff_shexp, true)) ||
+		     (rc = get_weight(L, &l->up_shexp, "blk.%d.ffn_up_shexp.weight", il, E, hp->n_ff_shexp, true)) ||
+		     (rc = get_weight(L, &l->down_shexp, "blk.%d.ffn_down_shexp.weight", il, hp->n_ff_shexp, E, true))))
+			return rc;
 		if (!l->wqkv.data) {
 			if ((rc = get_weight(L, &l->wq, "blk.%d.attn_q.weight", il, E, QD, true)) ||
 			    (rc = get_weight(L, &l->wk, "blk.%d.attn_k.weight", il, E, KD, true)) ||
@@ -734,10 +789,14 @@ static int load_tensors(struct loader *L)
 			    (rc = get_vec(L, &l->bv, "blk.%d.attn_v.bias", il, KD, need)))
 				return rc;
 		}
-		if (L->desc->flags & AF_QK_NORM) {
-			if ((rc = get_vec(L, &l->q_norm, "blk.%d.attn_q_norm.weight", il, hp->head_dim, true)) ||
-			    (rc = get_vec(L, &l->k_norm, "blk.%d.attn_k_norm.weight", il, hp->head_dim, true)))
+		if (L->desc->flags & (AF_QK_NORM | AF_MOE_KEYS)) {
+			/* required where the table says, optional for glm4moe */
+			const bool need = L->desc->flags & AF_QK_NORM;
+			if ((rc = get_vec(L, &l->q_norm, "blk.%d.attn_q_norm.weight", il, hp->head_dim, need)) ||
+			    (rc = get_vec(L, &l->k_norm, "blk.%d.attn_k_norm.weight", il, hp->head_dim, need)))
 				return rc;
+			if (!l->q_norm.data != !l->k_norm.data)
+				return fail(L, ENGINE_E_FORMAT, "layer %d has only one of attn_q_norm and attn_k_norm", il);
 		}
 		if (L->desc->flags & AF_GEMMA) {
 			if ((rc = get_vec(L, &l->attn_post_norm, "blk.%d.post_attention_norm.weight", il, E, true)) ||
@@ -751,6 +810,16 @@ static int load_tensors(struct loader *L)
 				l->rope_scale = 1.0f;
 			}
 		}
+	}
+	/* the nextn blocks' tensors are skipped, not read */
+	for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(m->gguf, i);
+		unsigned b;
+		int len = 0;
+		char nm[32];
+		snprintf(nm, sizeof nm, "%.*s", (int)(t->name.len < 31 ? t->name.len : 31), t->name.ptr);
+		if (sscanf(nm, "blk.%u.%n", &b, &len) == 1 && len > 0 && b >= hp->n_layer && b < L->n_layer_all)
+			L->seen[i] = 1;
 	}
 	/* a tensor nothing reads would change the maths if read: refused */
 	for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {

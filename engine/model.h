@@ -30,6 +30,7 @@ enum arch {
 	ARCH_MISTRAL3,
 	ARCH_QWEN3VL,
 	ARCH_QWEN3VLMOE,
+	ARCH_GLM4MOE,
 };
 
 /* The feed-forward block of a layer. */
@@ -91,6 +92,7 @@ struct layer {
 	/* optional biases: router [n_expert], experts' gate/up [n_expert][n_ff_exp]
 	 * and down [n_expert][n_embd] (gpt-oss) */
 	struct vec router_b, gate_exps_b, up_exps_b, down_exps_b;
+	struct vec exp_probs_b;      /* added to the probabilities to choose, not to weigh (glm4moe) */
 	struct vec bo;               /* attention output bias (gpt-oss) */
 	struct vec sinks;            /* per query head, a logit in every softmax (gpt-oss) */
 	bool swa;                    /* sliding-window layer (gemma3) */
@@ -138,6 +140,8 @@ struct hparams {
 	/* mixture of experts (0 experts: none) */
 	uint32_t n_expert, n_expert_used, n_ff_exp;
 	enum moe_gating moe_gating;
+	uint32_t n_expert_groups, n_group_used;  /* choose among the best groups only (0: no groups) */
+	uint32_t n_dense_lead;       /* leading layers with a dense FFN (glm4moe) */
 	bool moe_norm_w;             /* renormalise the chosen weights to sum 1 */
 	float moe_w_scale;           /* then multiply them (1: none) */
 	enum rope_style rope_style;

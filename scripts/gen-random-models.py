@@ -24,6 +24,7 @@ architectures and tensor types the engine must support, all deterministic
   granite-f16       granite's embedding, residual, attention and logit scales;
   granitemoe-f16    the same with 2 of 8 experts and a shared expert.
   qwen3vl*-f16      Qwen3-VL's text model: interleaved rope sections.
+  glm4moe-f16       GLM-4.5's block, DeepSeek-V3's grouped sigmoid routing.
   mistral3-f16      YaRN and the attention temperature of Ministral 3.
   gpt-oss-*         gpt-oss: biases, attention sinks, sliding window 8 on
                     even layers, YaRN x32 from 64 positions, 4 of 8 experts
@@ -284,6 +285,16 @@ MODELS = collections.OrderedDict([
 		key_length=64, rope_sections=[12, 10, 10, 0], deepstack=2,
 		n_expert=8, n_expert_used=2, n_ff_exp=64, **SMALL),
 		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	# GLM-4.5-Air's block with DeepSeek-V3's routing: q/k/v biases, a
+	# partial rope (32 of 64 dims), a leading dense layer, a sigmoid
+	# router with a selection bias choosing 4 of 16 experts inside the 2
+	# best of 4 groups, renormalised and scaled by 2.5, a shared expert,
+	# and a multi-token-prediction block that the pass skips
+	("glm4moe-f16", (dict(arch="glm4moe", tied=False, rope_base=1000000.0, eps=1e-5, ctx=4096,
+		n_embd=128, n_ff=256, n_head=4, n_head_kv=2, n_layer=3, key_length=64, rope_dims=32,
+		n_expert=16, n_expert_used=4, n_ff_exp=64, glm=dict(shared=1, dense_lead=1, groups=4,
+		groups_used=2, scale=2.5, nextn=1)),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
 	("mistral3-f16", (dict(arch="mistral3", tied=False, rope_base=1000000.0, eps=1e-5, ctx=4096,
 		rope_scaling=("yarn", 16.0, 16), attn_temp=0.1, **SMALL),
 		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
@@ -321,7 +332,8 @@ def make_weights(cfg, rng):
 		t["token_embd.weight"] = rng.normal(0.0, out_std, (N_VOCAB, E)).astype(np.float32)
 	else:
 		t["token_embd.weight"] = rng.normal(0.0, 1.0, (N_VOCAB, E)).astype(np.float32)
-	for il in range(cfg["n_layer"]):
+	glm = cfg.get("glm")
+	for il in range(cfg["n_layer"] + (glm["nextn"] if glm else 0)):
 		p = "blk.%d." % il
 		t[p + "attn_norm.weight"] = norm(E)
 		if arch == "phi3":
@@ -330,7 +342,7 @@ def make_weights(cfg, rng):
 			t[p + "attn_q.weight"] = lin(H * D, E)
 			t[p + "attn_k.weight"] = lin(HKV * D, E)
 			t[p + "attn_v.weight"] = lin(HKV * D, E)
-		if arch in ("qwen2", "gpt-oss"):
+		if arch in ("qwen2", "gpt-oss", "glm4moe"):
 			t[p + "attn_q.bias"] = bias(H * D)
 			t[p + "attn_k.bias"] = bias(HKV * D)
 			t[p + "attn_v.bias"] = bias(HKV * D)
@@ -343,7 +355,9 @@ def make_weights(cfg, rng):
 		t[p + "attn_output.weight"] = lin(E, H * D, 2.0)
 		if arch == "gemma3":
 			t[p + "post_attention_norm.weight"] = norm(E, 3.0)
-		if arch == "gpt-oss":
+		if arch == "glm4moe":
+			t[p + "post_attention_norm.weight"] = norm(E)
+		elif arch == "gpt-oss":
 			t[p + "attn_output.bias"] = bias(E)
 			# sinks around the scores' scale: some heads give them most
 			# of the weight, some little
@@ -353,6 +367,10 @@ def make_weights(cfg, rng):
 			t[p + "ffn_norm.weight"] = norm(E)
 		if arch == "phi3":
 			t[p + "ffn_up.weight"] = lin(2 * FF, E)
+		elif glm and il < glm["dense_lead"]:
+			t[p + "ffn_gate.weight"] = lin(FF, E)
+			t[p + "ffn_up.weight"] = lin(FF, E)
+			t[p + "ffn_down.weight"] = lin(E, FF, 2.0)
 		elif "n_expert" in cfg:
 			NE, FE = cfg["n_expert"], cfg["n_ff_exp"]
 			# router logits with std ~4: clear choices, as trained
@@ -362,6 +380,16 @@ def make_weights(cfg, rng):
 			t[p + "ffn_gate_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
 			t[p + "ffn_up_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
 			t[p + "ffn_down_exps.weight"] = np.stack([lin(E, FE, 2.0) for _ in range(NE)])
+			if glm:
+				t[p + "exp_probs_b.bias"] = rng.normal(0.0, 0.3, NE).astype(np.float32)
+				FS = FE * glm["shared"]
+				t[p + "ffn_gate_shexp.weight"] = lin(FS, E)
+				t[p + "ffn_up_shexp.weight"] = lin(FS, E)
+				t[p + "ffn_down_shexp.weight"] = lin(E, FS, 2.0)
+			if glm and il >= cfg["n_layer"]:
+				t[p + "nextn.eh_proj.weight"] = lin(E, 2 * E)
+				t[p + "nextn.enorm.weight"] = norm(E)
+				t[p + "nextn.hnorm.weight"] = norm(E)
 			if "n_ff_shexp" in cfg:
 				FS = cfg["n_ff_shexp"]
 				t[p + "ffn_gate_shexp.weight"] = lin(FS, E)
@@ -399,7 +427,7 @@ def write_f32(path, cfg, tensors):
 	w.add_vocab_size(N_VOCAB)
 	w.add_context_length(cfg["ctx"])
 	w.add_embedding_length(cfg["n_embd"])
-	w.add_block_count(cfg["n_layer"])
+	w.add_block_count(cfg["n_layer"] + (cfg["glm"]["nextn"] if "glm" in cfg else 0))
 	w.add_feed_forward_length(cfg["n_ff"])
 	w.add_head_count(cfg["n_head"])
 	w.add_head_count_kv(cfg["n_head_kv"])
@@ -433,6 +461,18 @@ def write_f32(path, cfg, tensors):
 		w.add_residual_scale(g["residual"])
 		w.add_embedding_scale(g["embedding"])
 		w.add_attention_scale(g["attention"])
+	if "glm" in cfg:
+		g = cfg["glm"]
+		w.add_expert_shared_count(g["shared"])
+		w.add_leading_dense_block_count(g["dense_lead"])
+		w.add_expert_group_count(g["groups"])
+		w.add_expert_group_used_count(g["groups_used"])
+		w.add_expert_weights_scale(g["scale"])
+		w.add_expert_weights_norm(True)
+		w.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID)
+		w.add_nextn_predict_layers(g["nextn"])
+	if "rope_dims" in cfg:
+		w.add_rope_dimension_count(cfg["rope_dims"])
 	if "rope_sections" in cfg:
 		w.add_rope_dimension_sections(cfg["rope_sections"])
 	if "deepstack" in cfg:
