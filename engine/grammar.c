@@ -19,10 +19,12 @@
 #include "grammar.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "engine.h"
 
 #define TRIE_MAX_DEPTH 256u
 #define NONE UINT32_MAX
@@ -770,4 +772,62 @@ int64_t grammar_mask(grammar *m, float *logits)
 		if (!m->allowed[i])
 			logits[i] = -INFINITY;
 	return m->n_allowed;
+}
+
+/* ---- engine.h's model-free calls ---- */
+
+static int32_t any_token(void *ctx, const char *text, size_t len)
+{
+	(void)ctx, (void)text, (void)len;
+	return 0;
+}
+
+int engine_grammar_check(const char *text, size_t len, char *err, size_t errlen)
+{
+	struct gbnf *g;
+	int rc = gbnf_parse(text, len, any_token, NULL, 0, &g, err, errlen);
+	gbnf_free(g);
+	return rc == GBNF_OK ? 0 : rc == GBNF_E_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_INVAL;
+}
+
+int engine_grammar_match(const char *text, size_t len, const char *s, size_t n, char *err, size_t errlen)
+{
+	struct gbnf *g;
+	int rc = gbnf_parse(text, len, any_token, NULL, 0, &g, err, errlen);
+	if (rc)
+		return rc == GBNF_E_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_INVAL;
+	for (uint32_t i = 0; i < g->n_syms; i++)
+		if (g->syms[i].kind == GBNF_TOKEN || g->syms[i].kind == GBNF_TOKEN_NOT) {
+			snprintf(err, errlen, "the grammar names tokens: text alone cannot be checked against it");
+			gbnf_free(g);
+			return ENGINE_E_INVAL;
+		}
+	grammar *m = grammar_new(g, NULL, &rc);
+	if (!m) {
+		gbnf_free(g);
+		snprintf(err, errlen, "%s", rc == GRAMMAR_E_NOMEM ? "out of memory" : "the grammar is too ambiguous");
+		return rc == GRAMMAR_E_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_INVAL;
+	}
+	/* byte by byte, to say where the text stops matching */
+	size_t i = 0;
+	rc = GRAMMAR_OK;
+	for (; i < n && rc == GRAMMAR_OK; i++)
+		rc = grammar_accept_text(m, s + i, 1);
+	int ans;
+	if (rc == GRAMMAR_E_NOMEM) {
+		snprintf(err, errlen, "out of memory");
+		ans = ENGINE_E_NOMEM;
+	} else if (rc) {
+		snprintf(err, errlen, "%s at byte %zu", rc == GRAMMAR_E_LIMIT ? "the parse grew past its limits" : "no match",
+			 i - 1);
+		ans = 0;
+	} else if (!grammar_can_end(m)) {
+		snprintf(err, errlen, "the text ends before the grammar is complete");
+		ans = 0;
+	} else {
+		ans = 1;
+	}
+	grammar_free(m);
+	gbnf_free(g);
+	return ans;
 }

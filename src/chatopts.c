@@ -27,6 +27,7 @@
 #include "commands.h"
 
 #define SYSTEM_MAX ((size_t)1 << 20) /* bytes of a --system @FILE */
+#define GRAMMAR_MAX ((size_t)4 << 20) /* bytes of a --grammar FILE */
 
 bool chatopts_in_ci(void)
 {
@@ -47,7 +48,7 @@ void chatopts_init(struct chat_opts *o)
 
 bool chatopts_wants_tui(const struct chat_opts *o)
 {
-	return !o->prompt && o->out == CHAT_OUT_TEXT && !o->save && !o->continue_id && !o->f.raw &&
+	return !o->prompt && o->out == CHAT_OUT_TEXT && !o->save && !o->continue_id && !o->f.raw && !o->grammar_file &&
 	       !chatopts_in_ci() && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 }
 
@@ -137,6 +138,8 @@ void chatopts_usage(FILE *out)
 		"      --presence-penalty P, --frequency-penalty F   (0 = off)\n"
 		"      --seed N             sampling seed (default: a fresh one per run)\n"
 		"      --stop STR           stop when the reply contains STR (repeatable)\n"
+		"      --grammar FILE       constrain the reply to a GBNF grammar (llama.cpp's\n"
+		"                           notation); exit 4 unless the reply completes it\n"
 		"      --no-template        raw completion: the prompt without the chat template\n"
 		"      --remote URL         an OpenAI-compatible server (-m: its model; API key\n"
 		"                           from $TTYCHAT_API_KEY when set)\n"
@@ -160,7 +163,7 @@ void chatopts_usage(FILE *out)
 
 enum {
 	O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_THEME,
-	O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS
+	O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS, O_GRAMMAR
 };
 
 static const struct option longopts[] = {
@@ -183,6 +186,7 @@ static const struct option longopts[] = {
 	{"device", required_argument, NULL, O_DEVICE},
 	{"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
 	{"stop", required_argument, NULL, O_STOP},
+	{"grammar", required_argument, NULL, O_GRAMMAR},
 	{"no-template", no_argument, NULL, O_RAW},
 	{"json", optional_argument, NULL, O_JSON},
 	{"save", no_argument, NULL, O_SAVE},
@@ -290,6 +294,7 @@ static int parse_other(struct chat_opts *o, int c, const char *arg)
 		o->stop[o->n_stop++] = arg;
 		o->stop[o->n_stop] = NULL;
 		break;
+	case O_GRAMMAR: o->grammar_file = arg; break;
 	case O_RAW: o->f.raw = true; break;
 	case O_JSON:
 		if (!arg || strcmp(arg, "lines") == 0) {
@@ -346,6 +351,10 @@ int chatopts_parse(int argc, char **argv, struct chat_opts *o)
 		fprintf(stderr, "ttychat: unexpected argument '%s' (a prompt goes after -p)\n", argv[optind]);
 		return EXIT_USAGE;
 	}
+	if (o->grammar_file && o->remote) {
+		fprintf(stderr, "ttychat: --grammar needs a local model: a remote server's reply cannot be constrained\n");
+		return EXIT_USAGE;
+	}
 	if (o->f.raw && (o->save || o->continue_id)) {
 		fprintf(stderr, "ttychat: --no-template cannot be combined with --save or --continue\n");
 		return EXIT_USAGE;
@@ -399,6 +408,41 @@ int chatopts_read_fd(int fd, size_t max, volatile sig_atomic_t *stop, char **out
 	return 0;
 }
 
+int chatopts_read_grammar(const struct chat_opts *o, volatile sig_atomic_t *stop, char **out, char *err,
+			  size_t errlen)
+{
+	*out = NULL;
+	const char *path = o->grammar_file;
+	if (!path)
+		return 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "--grammar: cannot read %s: %s", path, fd < 0 ? strerror(errno) : "is a folder");
+		if (fd >= 0)
+			close(fd);
+		return EXIT_FAIL;
+	}
+	size_t len;
+	int e = chatopts_read_fd(fd, GRAMMAR_MAX, stop, out, &len);
+	close(fd);
+	if (e == EINTR)
+		return 128 + (int)*stop;
+	if (e) {
+		snprintf(err, errlen, "--grammar: cannot read %s: %s", path, e == EFBIG ? "larger than 4 MiB" : strerror(e));
+		return EXIT_FAIL;
+	}
+	char msg[512] = "";
+	int rc = strlen(*out) != len ? ENGINE_E_INVAL : engine_grammar_check(*out, len, msg, sizeof msg);
+	if (rc) {
+		snprintf(err, errlen, "--grammar %s: %s", path,
+			 strlen(*out) != len ? "contains NUL bytes (not text)" : rc == ENGINE_E_NOMEM ? "out of memory" : msg);
+		free(*out);
+		*out = NULL;
+		return EXIT_FAIL;
+	}
+	return 0;
+}
 
 int chatopts_read_system(struct chat_opts *o, volatile sig_atomic_t *stop, char **out, char *err, size_t errlen)
 {

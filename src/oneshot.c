@@ -405,6 +405,7 @@ static cJSON *stats_json(const struct engine_stats *s)
 struct run {
 	struct chat_opts *o;
 	char *system_flag;     /* --system's text (malloc'd) or NULL */
+	char *grammar;         /* --grammar's text (malloc'd) or NULL */
 	char *stdin_text;
 	char *prompt;          /* the user message (malloc'd); NULL for the line chat */
 	struct chats *hist;    /* --save / --continue */
@@ -701,12 +702,30 @@ static void json_summary(struct run *r, const struct reply *rep, bool cancelled,
 	json_print(j);
 }
 
+/* Whether a reply under --grammar completed it: the model ended its turn
+ * where the grammar allowed it, and the text is a sentence of it (checked
+ * again apart from the engine, unless the grammar names tokens, which text
+ * cannot show).  False with the reason in ERR. */
+static bool grammar_complete(const struct run *r, const struct reply *rep, char *err, size_t errlen)
+{
+	if (rep->stop != ENGINE_STOP_EOG) {
+		snprintf(err, errlen, "the reply stopped (%s) before the grammar was complete", stop_name(rep->stop));
+		return false;
+	}
+	char why[512] = "";
+	int m = engine_grammar_match(r->grammar, strlen(r->grammar), rep->text ? rep->text : "", rep->len, why,
+				     sizeof why);
+	if (m == 0)
+		snprintf(err, errlen, "the reply does not match the grammar: %s", why);
+	return m != 0;
+}
+
 /* The reply to the prompt, streamed, saved and summed up. */
 static int one_reply(struct run *r)
 {
 	const struct chat_opts *o = r->o;
 	struct engine_gen_opts g = {.max_tokens = o->n_predict, .add_generation_prompt = true, .raw = o->f.raw,
-				    .stop = o->n_stop ? o->stop : NULL};
+				    .stop = o->n_stop ? o->stop : NULL, .grammar = r->grammar};
 	if (build_convo(r))
 		return fail(o, EXIT_FAIL, "out of memory");
 	int st = r->hist ? save_msg(r, CHATS_USER, r->prompt, strlen(r->prompt), false) : 0;
@@ -735,6 +754,9 @@ static int one_reply(struct run *r)
 		status = EXIT_GENERATE;
 	if (rep.oom && status == EXIT_OK)
 		status = EXIT_FAIL;
+	char gerr[600] = "";
+	if (r->grammar && status == EXIT_OK && !grammar_complete(r, &rep, gerr, sizeof gerr))
+		status = EXIT_GENERATE;
 
 	if (o->out == CHAT_OUT_TEXT) {
 		if (rep.len > 0 && (isatty(STDOUT_FILENO) || rep.text[rep.len - 1] != '\n'))
@@ -743,6 +765,8 @@ static int one_reply(struct run *r)
 	}
 	if (rep.failed && !cancelled)
 		fprintf(stderr, "ttychat: %s\n", rep.error);
+	else if (gerr[0])
+		fprintf(stderr, "ttychat: --grammar: %s\n", gerr);
 	else if (o->verbose)
 		print_stats(&rep.stats);
 
@@ -822,12 +846,14 @@ static int run(struct run *r)
 		return st;
 	if ((st = chatopts_read_system(r->o, &got_signal, &r->system_flag, r->err, sizeof r->err)))
 		return st > 128 ? st : fail(r->o, st, r->err);
+	if ((st = chatopts_read_grammar(r->o, &got_signal, &r->grammar, r->err, sizeof r->err)))
+		return st > 128 ? st : fail(r->o, st, r->err);
 	if ((st = open_history(r)) || (st = decide_settings(r)) || (st = load_model(r)))
 		return st;
 	if (r->prompt)
 		return one_reply(r);
 	struct engine_gen_opts g = {.max_tokens = r->o->n_predict, .add_generation_prompt = true,
-				    .stop = r->o->n_stop ? r->o->stop : NULL};
+				    .stop = r->o->n_stop ? r->o->stop : NULL, .grammar = r->grammar};
 	if (r->d.cfg.system && convo_add(&r->cv, "system", r->d.cfg.system))
 		return fail(r->o, EXIT_FAIL, "out of memory");
 	return line_chat(r, &g);
@@ -875,6 +901,7 @@ int oneshot_main(struct chat_opts *o)
 	convo_free(&r->cv);
 	session_decision_free(&r->d);
 	free(r->system_flag);
+	free(r->grammar);
 	free(r->stdin_text);
 	free(r->prompt);
 	free(r);
