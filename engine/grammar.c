@@ -28,6 +28,10 @@
 
 #define TRIE_MAX_DEPTH 256u
 #define NONE UINT32_MAX
+#define DEAD (UINT32_MAX - 1)
+#define MAX_STATES 8192u        /* past this, the next mask starts the automaton afresh */
+#define MAX_MEMO (1u << 19)
+#define MASK_CACHE 4
 
 struct stk {
 	uint32_t off, len;
@@ -74,8 +78,20 @@ struct grammar {
 	struct sset cur;
 	struct partial pc;
 	struct sset tmp[3];
-	struct sset *lvl;        /* trie walk: one set per depth */
-	uint32_t n_lvl;
+	/* the lazy automaton grammar_mask() walks with: stack sets interned
+	 * as states (canonical order), and a memo (state, character) -> state */
+	struct sset *states;
+	uint32_t n_states, cap_states;
+	uint32_t *state_ht;      /* state id + 1; 0 free */
+	uint32_t state_htcap;
+	uint32_t *ascii;         /* per state, 128 next states for ASCII (NONE: not yet known) */
+	size_t cap_ascii;        /* in states */
+	uint64_t *memo_key;      /* (state << 21 | cp) + 1; 0 free */
+	uint32_t *memo_val;      /* next state, or DEAD */
+	uint32_t memo_cap, memo_n;
+	/* masks of recent states: the allowed tokens, by state */
+	struct mask_cache { uint32_t state; int64_t n_allowed; uint8_t *allowed; uint64_t used; } mc[MASK_CACHE];
+	uint64_t mc_clock;
 	/* expansion work list: stacks in a flat buffer, LIFO */
 	uint32_t *wdata;
 	size_t wnd, wcap;
@@ -153,7 +169,7 @@ static int sset_add(struct sset *s, const uint32_t *v, uint32_t len)
 	uint32_t h = stack_hash(v, len) & (s->htcap - 1);
 	for (; s->ht[h]; h = (h + 1) & (s->htcap - 1)) {
 		const struct stk *o = &s->st[s->ht[h] - 1];
-		if (o->len == len && memcmp(s->data + o->off, v, len * sizeof *v) == 0)
+		if (o->len == len && (!len || memcmp(s->data + o->off, v, len * sizeof *v) == 0))
 			return GRAMMAR_OK;
 	}
 	if (s->n >= GRAMMAR_MAX_STACKS)
@@ -199,7 +215,8 @@ static int work_push(grammar *m, const uint32_t *base, uint32_t blen, uint32_t e
 	    !grow_buf((void **)&m->wst, &cst, (size_t)m->wn + 1, sizeof *m->wst))
 		return GRAMMAR_E_NOMEM;
 	m->wstcap = (uint32_t)cst;
-	memcpy(m->wdata + m->wnd, base, blen * sizeof *base);
+	if (blen)
+		memcpy(m->wdata + m->wnd, base, blen * sizeof *base);
 	if (extra != NONE)
 		m->wdata[m->wnd + blen] = extra;
 	m->wst[m->wn++] = (struct stk){(uint32_t)m->wnd, len};
@@ -223,7 +240,8 @@ static int expand(grammar *m, struct sset *out, const uint32_t *v, uint32_t len)
 			rc = GRAMMAR_E_NOMEM;
 			break;
 		}
-		memcpy(m->one, m->wdata + w.off, w.len * sizeof *m->one);
+		if (w.len)
+			memcpy(m->one, m->wdata + w.off, w.len * sizeof *m->one);
 		m->wnd = w.off;
 		uint32_t n = w.len;
 		while (n && g->syms[m->one[n - 1]].kind == GBNF_END)
@@ -444,29 +462,83 @@ uint32_t grammar_vocab_size(const grammar_vocab *v)
 	return v ? v->n : 0;
 }
 
-static bool trie_insert(grammar_vocab *v, size_t *cap, uint32_t id)
+/* qsort context: the vocabulary being sorted (qsort has no context
+ * argument; a file-scope pointer would be global state, so the pieces are
+ * sorted as (pointer, length, id) records instead) */
+struct piece_ref {
+	const char *p;
+	uint32_t len, id;
+};
+
+static int piece_cmp(const void *a, const void *b)
 {
-	uint32_t at = 0;
-	for (uint32_t i = 0; i < v->len[id]; i++) {
-		uint8_t b = (uint8_t)v->piece[id][i];
-		uint32_t c = v->node[at].child, prev = NONE;
-		while (c != NONE && v->node[c].byte < b)
-			prev = c, c = v->node[c].sibling;
-		if (c == NONE || v->node[c].byte != b) {
-			if (!grow_buf((void **)&v->node, cap, (size_t)v->n_nodes + 1, sizeof *v->node))
-				return false;
-			uint32_t k = v->n_nodes++;
-			v->node[k] = (struct tnode){NONE, c, NONE, b};
-			if (prev == NONE)
-				v->node[at].child = k;
-			else
-				v->node[prev].sibling = k;
-			c = k;
-		}
-		at = c;
+	const struct piece_ref *x = a, *y = b;
+	uint32_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(x->p, y->p, n);
+	if (c)
+		return c;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Builds the trie from the text tokens in byte order: each token shares
+ * the longest common prefix with the one before and adds its remaining
+ * bytes as a new path, so nodes are laid out in depth-first order (the
+ * order grammar_mask() visits them) and siblings come sorted. */
+static bool trie_build(grammar_vocab *v, const uint32_t *ids, uint32_t n_ids)
+{
+	struct piece_ref *r = eng_malloc((n_ids ? n_ids : 1) * sizeof *r);
+	if (!r)
+		return false;
+	size_t total = 1;
+	for (uint32_t i = 0; i < n_ids; i++) {
+		r[i] = (struct piece_ref){v->piece[ids[i]], v->len[ids[i]], ids[i]};
+		total += r[i].len;
 	}
-	v->next_tok[id] = v->node[at].tok;
-	v->node[at].tok = id;
+	qsort(r, n_ids, sizeof *r, piece_cmp);
+	v->node = eng_malloc(total * sizeof *v->node);
+	if (!v->node) {
+		free(r);
+		return false;
+	}
+	v->node[0] = (struct tnode){NONE, NONE, NONE, 0};
+	v->n_nodes = 1;
+	/* path[d]: the node at depth d of the previous token; last[d]: the
+	 * last child of path[d] */
+	uint32_t path[TRIE_MAX_DEPTH + 1], last[TRIE_MAX_DEPTH + 1];
+	uint32_t depth = 0;
+	path[0] = 0;
+	last[0] = NONE;
+	const struct piece_ref *prev = NULL;
+	for (uint32_t i = 0; i < n_ids; i++) {
+		uint32_t l = 0;
+		if (prev)
+			while (l < prev->len && l < r[i].len && prev->p[l] == r[i].p[l])
+				l++;
+		depth = l;
+		for (uint32_t k = l; k < r[i].len; k++) {
+			uint32_t nd = v->n_nodes++;
+			v->node[nd] = (struct tnode){NONE, NONE, NONE, (uint8_t)r[i].p[k]};
+			if (last[k] == NONE)
+				v->node[path[k]].child = nd;
+			else
+				v->node[last[k]].sibling = nd;
+			last[k] = nd;
+			path[k + 1] = nd;
+			last[k + 1] = NONE;
+			depth = k + 1;
+		}
+		/* tokens with equal bytes chain on one node, lowest id first */
+		uint32_t at = path[depth];
+		uint32_t *tail = &v->node[at].tok;
+		while (*tail != NONE)
+			tail = &v->next_tok[*tail];
+		*tail = r[i].id;
+		v->next_tok[r[i].id] = NONE;
+		prev = &r[i];
+	}
+	free(r);
 	return true;
 }
 
@@ -483,12 +555,10 @@ grammar_vocab *grammar_vocab_new(uint32_t n, const char *const *piece, const uin
 	v->next_tok = eng_malloc(nn * sizeof *v->next_tok);
 	v->eog = eng_malloc(nn * sizeof *v->eog);
 	v->long_tok = eng_malloc(nn * sizeof *v->long_tok);
-	size_t cap = 0;
-	if (!v->piece || !v->len || !v->kind || !v->next_tok || !v->eog || !v->long_tok ||
-	    !grow_buf((void **)&v->node, &cap, 1024, sizeof *v->node))
+	uint32_t *in_trie = eng_malloc(nn * sizeof *in_trie);
+	uint32_t n_trie = 0;
+	if (!v->piece || !v->len || !v->kind || !v->next_tok || !v->eog || !v->long_tok || !in_trie)
 		goto fail;
-	v->node[0] = (struct tnode){NONE, NONE, NONE, 0};
-	v->n_nodes = 1;
 	for (uint32_t i = 0; i < n; i++) {
 		v->len[i] = len[i];
 		v->kind[i] = kind[i];
@@ -503,11 +573,15 @@ grammar_vocab *grammar_vocab_new(uint32_t n, const char *const *piece, const uin
 			continue;
 		else if (len[i] > TRIE_MAX_DEPTH)
 			v->long_tok[v->n_long++] = i;
-		else if (!trie_insert(v, &cap, i))
-			goto fail;
+		else
+			in_trie[n_trie++] = i;
 	}
+	if (!trie_build(v, in_trie, n_trie))
+		goto fail;
+	free(in_trie);
 	return v;
 fail:
+	free(in_trie);
 	grammar_vocab_free(v);
 	return NULL;
 }
@@ -546,9 +620,15 @@ void grammar_free(grammar *m)
 	sset_free(&m->cur);
 	for (int i = 0; i < 3; i++)
 		sset_free(&m->tmp[i]);
-	for (uint32_t i = 0; m->lvl && i < m->n_lvl; i++)
-		sset_free(&m->lvl[i]);
-	free(m->lvl);
+	for (uint32_t i = 0; i < m->n_states; i++)
+		sset_free(&m->states[i]);
+	free(m->states);
+	free(m->state_ht);
+	free(m->ascii);
+	free(m->memo_key);
+	free(m->memo_val);
+	for (int i = 0; i < MASK_CACHE; i++)
+		free(m->mc[i].allowed);
 	free(m->wdata);
 	free(m->wst);
 	free(m->one);
@@ -568,11 +648,9 @@ grammar *grammar_new(const struct gbnf *g, const grammar_vocab *vocab, int *rc)
 	}
 	m->g = g;
 	m->v = vocab;
-	/* one set per trie depth, allocated once: the walk holds pointers
-	 * into this array */
-	m->n_lvl = TRIE_MAX_DEPTH + 1;
-	if (vocab && (!(m->allowed = eng_malloc(vocab->n ? vocab->n : 1)) ||
-		      !(m->lvl = eng_calloc(m->n_lvl, sizeof *m->lvl)))) {
+	for (int i = 0; i < MASK_CACHE; i++)
+		m->mc[i].state = NONE;
+	if (vocab && !(m->allowed = eng_malloc(vocab->n ? vocab->n : 1))) {
 		*rc = GRAMMAR_E_NOMEM;
 		grammar_free(m);
 		return NULL;
@@ -705,32 +783,228 @@ static void allow(grammar *m, uint32_t id)
 	}
 }
 
-/* Depth-first over the trie below NODE from state (S, P). */
-static int walk(grammar *m, uint32_t node, uint32_t depth, const struct sset *s, struct partial p)
+/* ---- the lazy automaton ---- */
+
+static int stk_cmp(const struct sset *s, const struct stk *a, const struct stk *b)
+{
+	if (a->len != b->len)
+		return a->len < b->len ? -1 : 1;
+	return a->len ? memcmp(s->data + a->off, s->data + b->off, a->len * sizeof *s->data) : 0;
+}
+
+/* Puts the stacks of S in canonical order (insertion sort: sets are small)
+ * and returns the set's hash. */
+static uint64_t canon(struct sset *s)
+{
+	for (uint32_t i = 1; i < s->n; i++) {
+		struct stk x = s->st[i];
+		uint32_t j = i;
+		while (j > 0 && stk_cmp(s, &s->st[j - 1], &x) > 0) {
+			s->st[j] = s->st[j - 1];
+			j--;
+		}
+		s->st[j] = x;
+	}
+	/* the dedup table indexes stacks by position: reindex */
+	if (s->ht) {
+		memset(s->ht, 0, s->htcap * sizeof *s->ht);
+		for (uint32_t i = 0; i < s->n; i++) {
+			uint32_t k = stack_hash(s->data + s->st[i].off, s->st[i].len) & (s->htcap - 1);
+			while (s->ht[k])
+				k = (k + 1) & (s->htcap - 1);
+			s->ht[k] = i + 1;
+		}
+	}
+	uint64_t h = 1469598103934665603ull ^ s->n;
+	for (uint32_t i = 0; i < s->n; i++) {
+		h = (h ^ s->st[i].len) * 1099511628211ull;
+		for (uint32_t k = 0; k < s->st[i].len; k++)
+			h = (h ^ s->data[s->st[i].off + k]) * 1099511628211ull;
+	}
+	return h;
+}
+
+static bool same_set(const struct sset *a, const struct sset *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (uint32_t i = 0; i < a->n; i++)
+		if (a->st[i].len != b->st[i].len ||
+		    (a->st[i].len && memcmp(a->data + a->st[i].off, b->data + b->st[i].off, a->st[i].len * sizeof *a->data)))
+			return false;
+	return true;
+}
+
+static void automaton_reset(grammar *m)
+{
+	for (uint32_t i = 0; i < m->n_states; i++)
+		sset_free(&m->states[i]);
+	m->n_states = 0;
+	if (m->state_ht)
+		memset(m->state_ht, 0, m->state_htcap * sizeof *m->state_ht);
+	if (m->memo_key)
+		memset(m->memo_key, 0, m->memo_cap * sizeof *m->memo_key);
+	m->memo_n = 0;
+	for (int i = 0; i < MASK_CACHE; i++)
+		m->mc[i].state = NONE;
+}
+
+/* The state of set S (put in canonical order): its id, DEAD when S is
+ * empty, NONE when out of memory.  A walk may pass MAX_STATES (it creates
+ * at most a state per trie node it visits); grammar_mask() resets the
+ * automaton before the next walk. */
+static uint32_t intern(grammar *m, struct sset *s)
+{
+	if (!s->n)
+		return DEAD;
+	uint64_t h = canon(s);
+	if ((uint64_t)(m->n_states + 1) * 2 > m->state_htcap) {
+		if (m->state_htcap >= (1u << 30))
+			return NONE;
+		uint32_t cap = m->state_htcap ? m->state_htcap * 2 : 256;
+		uint32_t *ht = eng_calloc(cap, sizeof *ht);
+		if (!ht)
+			return NONE;
+		for (uint32_t i = 0; i < m->n_states; i++) {
+			uint64_t hi = canon(&m->states[i]);
+			uint32_t k = (uint32_t)hi & (cap - 1);
+			while (ht[k])
+				k = (k + 1) & (cap - 1);
+			ht[k] = i + 1;
+		}
+		free(m->state_ht);
+		m->state_ht = ht;
+		m->state_htcap = cap;
+	}
+	uint32_t k = (uint32_t)h & (m->state_htcap - 1);
+	for (; m->state_ht[k]; k = (k + 1) & (m->state_htcap - 1))
+		if (same_set(&m->states[m->state_ht[k] - 1], s))
+			return m->state_ht[k] - 1;
+	size_t cap = m->cap_states;
+	if (!grow_buf((void **)&m->states, &cap, (size_t)m->n_states + 1, sizeof *m->states))
+		return NONE;
+	m->cap_states = (uint32_t)cap;
+	if (!grow_buf((void **)&m->ascii, &m->cap_ascii, (size_t)m->n_states + 1, 128 * sizeof *m->ascii))
+		return NONE;
+	memset(m->ascii + (size_t)m->n_states * 128, 0xff, 128 * sizeof *m->ascii);
+	struct sset *t = &m->states[m->n_states];
+	memset(t, 0, sizeof *t);
+	/* a plain copy keeps the canonical order (sset_copy would too, but
+	 * builds a hash table the state never needs) */
+	t->data = eng_malloc((s->nd ? s->nd : 1) * sizeof *t->data);
+	t->st = eng_malloc((size_t)s->n * sizeof *t->st);
+	if (!t->data || !t->st) {
+		sset_free(t);
+		return NONE;
+	}
+	uint32_t off = 0;
+	for (uint32_t i = 0; i < s->n; i++) {
+		if (s->st[i].len)
+			memcpy(t->data + off, s->data + s->st[i].off, s->st[i].len * sizeof *t->data);
+		t->st[i] = (struct stk){off, s->st[i].len};
+		off += s->st[i].len;
+	}
+	t->nd = off;
+	t->n = t->cap = s->n;
+	t->capd = off ? off : 1;
+	m->state_ht[k] = ++m->n_states;
+	return m->n_states - 1;
+}
+
+/* The state after character CP from state ID: memoised.  DEAD when no
+ * stack takes CP; NONE when out of memory or states; a negative error
+ * in *rc. */
+static uint32_t step(grammar *m, uint32_t id, uint32_t cp, int *rc)
+{
+	if (cp < 128) {
+		uint32_t a = m->ascii[(size_t)id * 128 + cp];
+		if (a == NONE) {
+			*rc = advance_cp(m, &m->states[id], cp, &m->tmp[0]);
+			if (*rc)
+				return NONE;
+			/* intern() may move the table; NONE (no room) stays "not
+			 * yet known" */
+			a = intern(m, &m->tmp[0]);
+			m->ascii[(size_t)id * 128 + cp] = a;
+		}
+		return a;
+	}
+	uint64_t key = ((uint64_t)id << 21 | cp) + 1;
+	uint32_t k = 0;
+	if (m->memo_cap) {
+		k = (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 32) & (m->memo_cap - 1);
+		for (; m->memo_key[k]; k = (k + 1) & (m->memo_cap - 1))
+			if (m->memo_key[k] == key)
+				return m->memo_val[k];
+	}
+	*rc = advance_cp(m, &m->states[id], cp, &m->tmp[0]);
+	if (*rc)
+		return NONE;
+	uint32_t next = intern(m, &m->tmp[0]);
+	if (next == NONE)
+		return NONE;
+	if ((uint64_t)(m->memo_n + 1) * 2 > m->memo_cap) {
+		if (m->memo_cap >= MAX_MEMO)
+			return next; /* full: answers go unremembered */
+		uint32_t cap = m->memo_cap ? m->memo_cap * 2 : 4096;
+		uint64_t *nk = eng_calloc(cap, sizeof *nk);
+		uint32_t *nv = eng_malloc(cap * sizeof *nv);
+		if (!nk || !nv) {
+			free(nk);
+			free(nv);
+			return next;
+		}
+		for (uint32_t i = 0; i < m->memo_cap; i++) {
+			if (!m->memo_key[i])
+				continue;
+			uint32_t j = (uint32_t)((m->memo_key[i] * 0x9e3779b97f4a7c15ull) >> 32) & (cap - 1);
+			while (nk[j])
+				j = (j + 1) & (cap - 1);
+			nk[j] = m->memo_key[i];
+			nv[j] = m->memo_val[i];
+		}
+		free(m->memo_key);
+		free(m->memo_val);
+		m->memo_key = nk;
+		m->memo_val = nv;
+		m->memo_cap = cap;
+		k = (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 32) & (cap - 1);
+		while (m->memo_key[k])
+			k = (k + 1) & (cap - 1);
+	}
+	m->memo_key[k] = key;
+	m->memo_val[k] = next;
+	m->memo_n++;
+	return next;
+}
+
+/* Depth-first over the trie below NODE from state ID with pending P. */
+static int walk(grammar *m, uint32_t node, uint32_t id, struct partial p)
 {
 	const grammar_vocab *v = m->v;
 	for (uint32_t c = v->node[node].child; c != NONE; c = v->node[c].sibling) {
 		struct partial q = p;
-		const struct sset *ns = s;
+		uint32_t nid = id;
 		int u = utf8_step(&q, v->node[c].byte);
 		if (u < 0)
 			continue;
 		if (u == 1) {
-			struct sset *out = &m->lvl[depth];
-			int rc = advance_cp(m, s, q.v, out);
+			int rc = 0;
+			nid = step(m, id, q.v, &rc);
 			if (rc)
 				return rc;
-			if (!out->n)
+			if (nid == NONE)
+				return GRAMMAR_E_NOMEM;
+			if (nid == DEAD)
 				continue;
-			ns = out;
 			q.need = 0;
-		} else if (!partial_viable(m->g, s, &q)) {
+		} else if (!partial_viable(m->g, &m->states[id], &q)) {
 			continue;
 		}
 		for (uint32_t t = v->node[c].tok; t != NONE; t = v->next_tok[t])
 			allow(m, t);
 		if (v->node[c].child != NONE) {
-			int rc = walk(m, c, depth + 1, ns, q);
+			int rc = walk(m, c, nid, q);
 			if (rc)
 				return rc;
 		}
@@ -738,11 +1012,42 @@ static int walk(grammar *m, uint32_t node, uint32_t depth, const struct sset *s,
 	return GRAMMAR_OK;
 }
 
+/* Applies the allowed set to LOGITS. */
+static int64_t apply_mask(grammar *m, float *logits)
+{
+	for (uint32_t i = 0; i < m->v->n; i++)
+		if (!m->allowed[i])
+			logits[i] = -INFINITY;
+	return m->n_allowed;
+}
+
 int64_t grammar_mask(grammar *m, float *logits)
 {
 	const grammar_vocab *v = m->v;
 	if (!v)
 		return GRAMMAR_E_RANGE;
+	if (m->n_states >= MAX_STATES || m->memo_n * 2 >= MAX_MEMO)
+		automaton_reset(m);
+	uint32_t id = m->cur.n ? intern(m, &m->cur) : DEAD;
+	if (id == NONE) {
+		automaton_reset(m);
+		if ((id = intern(m, &m->cur)) == NONE)
+			return GRAMMAR_E_NOMEM;
+	}
+	struct mask_cache *slot = NULL;
+	if (id != DEAD && !m->pc.need) {
+		for (int i = 0; i < MASK_CACHE; i++)
+			if (m->mc[i].state == id) {
+				m->mc[i].used = ++m->mc_clock;
+				memcpy(m->allowed, m->mc[i].allowed, v->n);
+				m->n_allowed = m->mc[i].n_allowed;
+				return apply_mask(m, logits);
+			}
+		slot = &m->mc[0];
+		for (int i = 1; i < MASK_CACHE; i++)
+			if (m->mc[i].used < slot->used)
+				slot = &m->mc[i];
+	}
 	memset(m->allowed, 0, v->n);
 	m->n_allowed = 0;
 	if (grammar_can_end(m))
@@ -757,21 +1062,28 @@ int64_t grammar_mask(grammar *m, float *logits)
 			if (s->kind == GBNF_TOKEN && s->arg < v->n)
 				allow(m, s->arg);
 			else if (s->kind == GBNF_TOKEN_NOT)
-				for (uint32_t id = 0; id < v->n; id++)
-					if (id != s->arg && v->kind[id] != GRAMMAR_TOK_EOG)
-						allow(m, id);
+				for (uint32_t k = 0; k < v->n; k++)
+					if (k != s->arg && v->kind[k] != GRAMMAR_TOK_EOG)
+						allow(m, k);
 		}
 	}
-	int rc = walk(m, 0, 0, &m->cur, m->pc);
-	if (rc)
-		return rc;
+	if (id != DEAD) {
+		int rc = walk(m, 0, id, m->pc);
+		if (rc)
+			return rc;
+	}
 	for (uint32_t i = 0; i < v->n_long; i++)
 		if (!m->allowed[v->long_tok[i]] && grammar_token_ok(m, (int32_t)v->long_tok[i]))
 			allow(m, v->long_tok[i]);
-	for (uint32_t i = 0; i < v->n; i++)
-		if (!m->allowed[i])
-			logits[i] = -INFINITY;
-	return m->n_allowed;
+	/* states are ids into the automaton, which a reset renumbers: only
+	 * cache while the walk did not outgrow it */
+	if (slot && m->n_states < MAX_STATES && (slot->allowed || (slot->allowed = eng_malloc(v->n ? v->n : 1)))) {
+		memcpy(slot->allowed, m->allowed, v->n);
+		slot->n_allowed = m->n_allowed;
+		slot->state = id;
+		slot->used = ++m->mc_clock;
+	}
+	return apply_mask(m, logits);
 }
 
 /* ---- engine.h's model-free calls ---- */

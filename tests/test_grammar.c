@@ -28,7 +28,9 @@
 #include <string.h>
 
 #include "gbnf.h"
+#include "gguf.h"
 #include "grammar.h"
+#include "tokenizer.h"
 #include "testutil.h"
 
 static struct gbnf *parse(const char *text, char *err, size_t errlen)
@@ -391,6 +393,30 @@ static void check_limits(const grammar_vocab *gv)
 	grammar_free(m);
 	gbnf_free(g);
 
+	/* a counting grammar: every position is a new state of the mask's
+	 * automaton, so it outgrows its limit and starts afresh, and the
+	 * masks stay right */
+	g = parse("root ::= [a-c]{0,9990} \"!\"\n", NULL, 0);
+	m = grammar_new(g, gv, NULL);
+	uint32_t nv = grammar_vocab_size(gv);
+	float *logits = malloc(nv * sizeof *logits);
+	int bad = 0;
+	for (int i = 0; i < 3300 && m; i++) {
+		for (uint32_t k = 0; k < nv; k++)
+			logits[k] = 0;
+		int64_t na = grammar_mask(m, logits);
+		bad += na <= 0;
+		if (i % 500 == 0 || i > 3290)
+			for (uint32_t k = 0; k < nv; k++)
+				bad += grammar_token_ok(m, (int32_t)k) != (logits[k] == 0);
+		bad += grammar_accept_text(m, "abc", 3) != GRAMMAR_OK;
+	}
+	CHECK(bad == 0, "counting grammar past the automaton's limit: %d wrong", bad);
+	CHECK(m && grammar_accept_text(m, "!", 1) == GRAMMAR_OK && grammar_can_end(m), "9900 letters then !");
+	free(logits);
+	grammar_free(m);
+	gbnf_free(g);
+
 	/* big repetition counts parse and match without deep recursion */
 	g = parse("root ::= \"a\"{0,10000} \"b\"\n", NULL, 0);
 	CHECK(g, "{0,10000}");
@@ -400,6 +426,112 @@ static void check_limits(const grammar_vocab *gv)
 	CHECK(g && sentence(g, s, 10001) == 1 && sentence(g, s + 1, 10000) == 1, "10000 a then b");
 	free(s);
 	gbnf_free(g);
+}
+
+/* ---- real vocabularies (../shared/testdata/vocab) ---- */
+
+/* Tokenizes a JSON text with vocabulary FILE and walks its tokens through
+ * the JSON grammar: each is allowed by the mask and by the one-token
+ * check, and the mask equals the one-token checks on a stride of the
+ * vocabulary.  Then random walks over the allowed tokens end in sentences. */
+static void check_real_vocab(const char *file)
+{
+	const char *dir = getenv("TTYCHAT_TESTDATA");
+	char path[4096];
+	snprintf(path, sizeof path, "%s/vocab/%s", dir && dir[0] ? dir : "../shared/testdata", file);
+	char err[256];
+	gguf_file *f = gguf_open(path, err, sizeof err);
+	if (!f) {
+		printf("skipping %s: %s\n", file, err);
+		return;
+	}
+	tokenizer *tk = tok_load(f, err, sizeof err);
+	gguf_close(f);
+	CHECK(tk, "%s: %s", file, err);
+	if (!tk)
+		return;
+	grammar_vocab *gv = grammar_vocab_from_tok(tk);
+	CHECK(gv && grammar_vocab_size(gv) == tok_n_vocab(tk), "%s: vocab", file);
+	/* SPM pieces carry the word's leading space: allow one */
+	char gtext[2048];
+	snprintf(gtext, sizeof gtext, "root ::= \" \"? object\n%s", strchr(json_gbnf, '\n') + 1);
+	struct gbnf *g = parse(gtext, err, sizeof err);
+	CHECK(g, "%s: grammar: %s", file, err);
+	const char *json = "{\"name\": \"Zo\u00e9 \u65e5\u672c \U0001F600\", \"n\": [1, -2.5e3, true, null], "
+			   "\"s\": \"a\\nb\\u00e9\"}";
+	int32_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	CHECK(tok_encode(tk, json, strlen(json), false, false, &ids, &n, &cap) == TOK_OK, "%s: encode", file);
+	uint32_t nv = tok_n_vocab(tk);
+	float *logits = malloc(nv * sizeof *logits);
+	if (g && gv && logits) {
+		grammar *m = grammar_new(g, gv, NULL);
+		int mism = 0;
+		for (size_t i = 0; i < n; i++) {
+			for (uint32_t k = 0; k < nv; k++)
+				logits[k] = 0;
+			int64_t na = grammar_mask(m, logits);
+			CHECK(na > 0 && logits[ids[i]] == 0, "%s: token %zu (%d) masked", file, i, ids[i]);
+			CHECK(grammar_token_ok(m, ids[i]), "%s: token %zu (%d) refused", file, i, ids[i]);
+			for (uint32_t k = (uint32_t)i % 7; k < nv; k += 7)
+				mism += grammar_token_ok(m, (int32_t)k) != (logits[k] == 0);
+			CHECK(grammar_accept_token(m, ids[i]) == GRAMMAR_OK, "%s: accept %zu", file, i);
+		}
+		CHECK(mism == 0, "%s: %d mask/check mismatches", file, mism);
+		CHECK(grammar_can_end(m) && grammar_token_ok(m, tok_eos(tk)), "%s: the end of the object", file);
+		grammar_free(m);
+
+		/* random walks: biased towards short tokens so they can end */
+		int ended = 0, bad = 0;
+		for (int w = 0; w < 12; w++) {
+			m = grammar_new(g, gv, NULL);
+			char text[4096];
+			size_t tl = 0;
+			for (int step = 0; step < 150 && m; step++) {
+				for (uint32_t k = 0; k < nv; k++)
+					logits[k] = 0;
+				if (grammar_mask(m, logits) <= 0) {
+					CHECK(0, "%s: dead end", file);
+					break;
+				}
+				uint32_t pick = 0, count = 0;
+				for (uint32_t k = 0; k < nv; k++)
+					if (logits[k] == 0 && rnd(++count) == 0)
+						pick = k;
+				/* after 60 steps prefer ending: closers and the end */
+				if (step > 60 && grammar_can_end(m))
+					pick = (uint32_t)tok_eos(tk);
+				if (step > 60)
+					for (const char *c = "\"]}"; *c && !grammar_can_end(m); c++) {
+						int32_t id = tok_find(tk, c, 1);
+						if (id >= 0 && logits[id] == 0) {
+							pick = (uint32_t)id;
+							break;
+						}
+					}
+				if (tok_is_eog(tk, (int32_t)pick)) {
+					ended++;
+					bad += sentence(g, text, tl) != 1;
+					break;
+				}
+				CHECK(grammar_accept_token(m, (int32_t)pick) == GRAMMAR_OK, "%s: walk accept", file);
+				size_t pl;
+				const char *pc = tok_piece(tk, (int32_t)pick, &pl);
+				if (tl + pl < sizeof text) {
+					memcpy(text + tl, pc, pl);
+					tl += pl;
+				}
+			}
+			grammar_free(m);
+		}
+		CHECK(bad == 0, "%s: %d walks ended outside the grammar", file, bad);
+		printf("%s: %zu tokens of JSON followed; %d of 12 random walks ended\n", file, n, ended);
+	}
+	free(logits);
+	free(ids);
+	gbnf_free(g);
+	grammar_vocab_free(gv);
+	tok_free(tk);
 }
 
 /* ---- llama.cpp's grammars ---- */
@@ -479,6 +611,8 @@ int main(void)
 		check_limits(gv);
 		check_llamacpp(&v, gv);
 	}
+	check_real_vocab("ggml-vocab-llama-spm.gguf");
+	check_real_vocab("ggml-vocab-gpt-2.gguf");
 	grammar_vocab_free(gv);
 	free_vocab(&v);
 	return tu_finish();
