@@ -247,6 +247,13 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
  * tokens (text alone cannot show a token), ENGINE_E_NOMEM. */
 int engine_grammar_check(const char *grammar, size_t len, char *err, size_t errlen);
 int engine_grammar_match(const char *grammar, size_t len, const char *text, size_t tlen, char *err, size_t errlen);
+/* JSON Schema to a GBNF grammar for engine_gen_opts.grammar: every reply
+ * the grammar allows is a JSON value valid under the schema.  0 with *out
+ * (malloc'd, the caller frees), or ENGINE_E_INVAL with the reason in err
+ * (not JSON; a keyword or a form it cannot honour, named with its place:
+ * "at /properties/tags: keyword 'uniqueItems' is not supported") or
+ * ENGINE_E_NOMEM.  Any thread; no model needed. */
+int engine_json_schema_grammar(const char *schema, size_t len, char **out, char *err, size_t errlen);
 /* Forgets a conversation's KV cache. */
 int engine_drop_conv(engine *e, uint64_t conv);
 

@@ -405,7 +405,7 @@ static cJSON *stats_json(const struct engine_stats *s)
 struct run {
 	struct chat_opts *o;
 	char *system_flag;     /* --system's text (malloc'd) or NULL */
-	char *grammar;         /* --grammar's text (malloc'd) or NULL */
+	char *grammar;         /* --grammar's text, or --json-schema's grammar (malloc'd), or NULL */
 	char *stdin_text;
 	char *prompt;          /* the user message (malloc'd); NULL for the line chat */
 	struct chats *hist;    /* --save / --continue */
@@ -766,7 +766,7 @@ static int one_reply(struct run *r)
 	if (rep.failed && !cancelled)
 		fprintf(stderr, "ttychat: %s\n", rep.error);
 	else if (gerr[0])
-		fprintf(stderr, "ttychat: --grammar: %s\n", gerr);
+		fprintf(stderr, "ttychat: %s: %s\n", o->grammar_file ? "--grammar" : "--json-schema", gerr);
 	else if (o->verbose)
 		print_stats(&rep.stats);
 
