@@ -15,6 +15,13 @@
    grammars/json.gbnf when TTYCHAT_LLAMACPP_SRC is set, else the same
    grammar written here) gives replies that json.loads() accepts, greedy
    and sampled.
+5. --json-schema: a corpus of schemas (objects with required and optional
+   properties, integer ranges, enums, patterns, formats, arrays with
+   bounds, anyOf, recursive $ref) over random-weight models at
+   temperature 1 and many seeds, and the real models: every reply that
+   ends is valid under its schema (Python's jsonschema package; json.loads
+   alone where it is not installed).  An unsupported keyword is refused
+   with its name before the model loads.
 """
 import json
 import os
@@ -160,6 +167,90 @@ def real_models(tmp):
     return found
 
 
+SCHEMAS = [
+    {"type": "object",
+     "properties": {"name": {"type": "string", "maxLength": 10}, "age": {"type": "integer", "minimum": 0, "maximum": 120},
+                    "tags": {"type": "array", "items": {"enum": ["a", "b", "c"]}, "maxItems": 3},
+                    "kind": {"const": "cat"}},
+     "required": ["name", "age"], "additionalProperties": False},
+    {"type": "array", "items": {"type": "integer", "minimum": -50, "exclusiveMaximum": 50}, "minItems": 1, "maxItems": 4},
+    {"type": "object",
+     "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}-[0-9]{2,3}(x|yz)?$"},
+                    "when": {"type": "string", "format": "date"},
+                    "id": {"type": "string", "format": "uuid"},
+                    "ok": {"type": ["boolean", "null"]}},
+     "required": ["code", "when", "ok"]},
+    {"anyOf": [{"type": "integer", "minimum": 100, "maximum": 100000}, {"type": "string", "minLength": 1, "maxLength": 3},
+               {"type": "null"}]},
+    {"$defs": {"t": {"type": "object", "properties": {"v": {"type": "integer", "maximum": 9},
+                                                       "kid": {"anyOf": [{"$ref": "#/$defs/t"}, {"type": "null"}]}},
+                     "required": ["v", "kid"]}},
+     "$ref": "#/$defs/t"},
+    {"type": "object", "properties": {"a": {"type": "number", "minimum": 0}, "b": {"type": "boolean"}},
+     "additionalProperties": False},
+]
+
+
+def validator():
+    try:
+        import jsonschema
+        return lambda doc, schema: jsonschema.validate(doc, schema) is None
+    except ImportError:
+        print("no jsonschema package: replies are only parsed")
+        return lambda doc, schema: True
+
+
+def schemas(tmp):
+    valid = validator()
+    paths = []
+    for i, sc in enumerate(SCHEMAS):
+        p = os.path.join(tmp, "schema%d.json" % i)
+        with open(p, "w") as f:
+            json.dump(sc, f)
+        paths.append(p)
+    # refused before the model loads
+    bad = os.path.join(tmp, "bad-schema.json")
+    with open(bad, "w") as f:
+        json.dump({"type": "object", "properties": {"xs": {"type": "array", "uniqueItems": True}}}, f)
+    rc, out, err = run(["-m", "/nonexistent/model.gguf", "-p", "x", "--json-schema", bad])
+    check(rc == 1 and "uniqueItems" in err and "/properties/xs" in err and "bad-schema.json" in err,
+          "unsupported keyword: rc %d, %r" % (rc, err))
+    rc, out, err = run(["-m", "x", "-p", "x", "--json-schema", bad, "--grammar", bad])
+    check(rc == 2, "--grammar with --json-schema: rc %d" % rc)
+
+    def one(model, schema_i, extra, what):
+        rc, out, err = run(["-m", model, "-p", "Reply with JSON.", "--json-schema", paths[schema_i], "--json=final"]
+                           + extra)
+        d = final(out)
+        if rc == 4 and d and d["stop"] in ("length", "context"):
+            return False
+        try:
+            ok = rc == 0 and d["stop"] == "eog" and valid(json.loads(d["text"]), SCHEMAS[schema_i])
+        except Exception as e:  # jsonschema.ValidationError, ValueError, TypeError
+            ok = False
+            err += " / " + str(e)[:300]
+        check(ok, "%s schema %d: rc %d, %r, %r" % (what, schema_i, rc, d and d["text"][:300], err[-300:]))
+        return True
+
+    ended = total = 0
+    for name in ["llama3-f16", "qwen2-f16", "gemma3-f16"]:
+        model = os.path.join(RANDOM, name + ".gguf")
+        if not os.path.exists(model):
+            continue
+        for i in range(len(SCHEMAS)):
+            for seed in range(1, 4):
+                total += 1
+                ended += one(model, i, ["--temp", "1", "--seed", str(seed), "-n", "400"], "%s seed %d" % (name, seed))
+    print("schemas on random models: %d of %d replies ended (all valid)" % (ended, total))
+    check(total == 0 or ended >= total * 3 // 4, "too few replies ended: %d of %d" % (ended, total))
+    for name in ["qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "SmolLM2-135M-Instruct.Q4_1.gguf"]:
+        model = os.path.join(MODELS, name)
+        if not MODELS or not os.path.exists(model):
+            continue
+        for i in (0, 2, 4):
+            one(model, i, ["-t", "2", "--temp", "1", "--seed", "7", "-n", "200"], name)
+
+
 def main():
     model = os.path.join(RANDOM, "llama3-f16.gguf")
     if not os.path.exists(BIN) or not os.path.exists(model):
@@ -169,6 +260,7 @@ def main():
         refusals(tmp, model)
         random_models(tmp)
         real_models(tmp)
+        schemas(tmp)
     return report()
 
 
