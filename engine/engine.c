@@ -1178,9 +1178,12 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, gramm
 		int32_t id;
 		if (gm) {
 			int grc = 0;
+			const double t_g = now_ms();
 			id = sampler_sample_grammar(&smp, gm, e->fwd.logits, kv->tokens, kv->n, &grc);
 			if (id >= 0)
 				grc = grammar_accept_token(gm, id);
+			st->grammar_ms += now_ms() - t_g;
+			st->grammar_masks = smp.n_masks;
 			if (id < 0 || grc) {
 				rc = grc == GRAMMAR_E_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_INVAL;
 				snprintf(err, errlen, "grammar: %s after %u tokens",
@@ -1312,7 +1315,7 @@ fail:
 	return ENGINE_E_NOMEM;
 }
 
-static void submit_local(engine *e, struct request *r, grammar *gm, double t_start);
+static void submit_local(engine *e, struct request *r, grammar *gm, double t_start, double setup_ms);
 
 static void do_submit(engine *e, struct request *r)
 {
@@ -1338,16 +1341,16 @@ static void do_submit(engine *e, struct request *r)
 			return;
 		}
 	}
-	submit_local(e, r, gm, t_start);
+	submit_local(e, r, gm, t_start, gm ? now_ms() - t_start : 0);
 	grammar_free(gm);
 	gbnf_free(g);
 }
 
 /* A local model's reply: prompt, prefill, decode (under GM when set). */
-static void submit_local(engine *e, struct request *r, grammar *gm, double t_start)
+static void submit_local(engine *e, struct request *r, grammar *gm, double t_start, double setup_ms)
 {
 	char err[512] = "";
-	struct engine_stats st = {0};
+	struct engine_stats st = {.grammar_setup_ms = setup_ms};
 
 	if (cancelled(e, r)) {
 		struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv,

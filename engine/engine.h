@@ -178,6 +178,13 @@ struct engine_stats {
 	 * bytes (cudaMemGetInfo) and ttychat's own share (weights, KV cache,
 	 * scratch).  Also filled in the LOADED event's stats. */
 	uint64_t vram_total, vram_free, vram_ours;
+	/* With engine_gen_opts.grammar (else 0): compiling it (and, on the
+	 * model's first grammar, indexing its vocabulary; counted in ttft_ms),
+	 * the time the decode loop spent checking and masking tokens (part of
+	 * decode_ms), and the steps whose first pick the grammar refused,
+	 * which needed the whole vocabulary masked. */
+	double grammar_setup_ms, grammar_ms;
+	uint32_t grammar_masks;
 };
 
 struct engine_model_info {

@@ -86,6 +86,13 @@ struct grammar {
 	uint32_t state_htcap;
 	uint32_t *ascii;         /* per state, 128 next states for ASCII (NONE: not yet known) */
 	size_t cap_ascii;        /* in states */
+	/* beyond ASCII: (state, which stacks take the character) -> state,
+	 * since that set alone decides the next state; most characters of a
+	 * vocabulary share a few such sets */
+	uint32_t *sig_id;        /* state + 1; 0 free */
+	uint64_t *sig_mask;
+	uint32_t *sig_val;
+	uint32_t sig_cap, sig_n;
 	uint64_t *memo_key;      /* (state << 21 | cp) + 1; 0 free */
 	uint32_t *memo_val;      /* next state, or DEAD */
 	uint32_t memo_cap, memo_n;
@@ -625,6 +632,9 @@ void grammar_free(grammar *m)
 	free(m->states);
 	free(m->state_ht);
 	free(m->ascii);
+	free(m->sig_id);
+	free(m->sig_mask);
+	free(m->sig_val);
 	free(m->memo_key);
 	free(m->memo_val);
 	for (int i = 0; i < MASK_CACHE; i++)
@@ -845,6 +855,9 @@ static void automaton_reset(grammar *m)
 	if (m->memo_key)
 		memset(m->memo_key, 0, m->memo_cap * sizeof *m->memo_key);
 	m->memo_n = 0;
+	if (m->sig_id)
+		memset(m->sig_id, 0, m->sig_cap * sizeof *m->sig_id);
+	m->sig_n = 0;
 	for (int i = 0; i < MASK_CACHE; i++)
 		m->mc[i].state = NONE;
 }
@@ -911,6 +924,78 @@ static uint32_t intern(grammar *m, struct sset *s)
 	return m->n_states - 1;
 }
 
+static uint64_t sig_hash(uint32_t id, uint64_t mask)
+{
+	return (mask ^ ((uint64_t)id << 32 | id)) * 0x9e3779b97f4a7c15ull;
+}
+
+/* step() for a state of at most 64 stacks: keyed by the set of stacks
+ * whose top class takes CP. */
+static uint32_t step_sig(grammar *m, uint32_t id, uint32_t cp, int *rc)
+{
+	const struct sset *st = &m->states[id];
+	uint64_t mask = 0;
+	for (uint32_t i = 0; i < st->n; i++) {
+		uint32_t t = top_of(st, i);
+		if (t != NONE && m->g->syms[t].kind == GBNF_CLASS && gbnf_class_has(m->g, m->g->syms[t].arg, cp))
+			mask |= 1ull << i;
+	}
+	if (!mask)
+		return DEAD;
+	uint32_t k = 0;
+	if (m->sig_cap) {
+		k = (uint32_t)(sig_hash(id, mask) >> 32) & (m->sig_cap - 1);
+		for (; m->sig_id[k]; k = (k + 1) & (m->sig_cap - 1))
+			if (m->sig_id[k] == id + 1 && m->sig_mask[k] == mask)
+				return m->sig_val[k];
+	}
+	*rc = advance_cp(m, st, cp, &m->tmp[0]);
+	if (*rc)
+		return NONE;
+	uint32_t next = intern(m, &m->tmp[0]);
+	if (next == NONE)
+		return NONE;
+	if ((uint64_t)(m->sig_n + 1) * 2 > m->sig_cap) {
+		if (m->sig_cap >= MAX_MEMO)
+			return next;
+		uint32_t cap = m->sig_cap ? m->sig_cap * 2 : 1024;
+		uint32_t *ni = eng_calloc(cap, sizeof *ni);
+		uint64_t *nm = eng_malloc(cap * sizeof *nm);
+		uint32_t *nv = eng_malloc(cap * sizeof *nv);
+		if (!ni || !nm || !nv) {
+			free(ni);
+			free(nm);
+			free(nv);
+			return next;
+		}
+		for (uint32_t i = 0; i < m->sig_cap; i++) {
+			if (!m->sig_id[i])
+				continue;
+			uint32_t j = (uint32_t)(sig_hash(m->sig_id[i] - 1, m->sig_mask[i]) >> 32) & (cap - 1);
+			while (ni[j])
+				j = (j + 1) & (cap - 1);
+			ni[j] = m->sig_id[i];
+			nm[j] = m->sig_mask[i];
+			nv[j] = m->sig_val[i];
+		}
+		free(m->sig_id);
+		free(m->sig_mask);
+		free(m->sig_val);
+		m->sig_id = ni;
+		m->sig_mask = nm;
+		m->sig_val = nv;
+		m->sig_cap = cap;
+		k = (uint32_t)(sig_hash(id, mask) >> 32) & (cap - 1);
+		while (m->sig_id[k])
+			k = (k + 1) & (cap - 1);
+	}
+	m->sig_id[k] = id + 1;
+	m->sig_mask[k] = mask;
+	m->sig_val[k] = next;
+	m->sig_n++;
+	return next;
+}
+
 /* The state after character CP from state ID: memoised.  DEAD when no
  * stack takes CP; NONE when out of memory or states; a negative error
  * in *rc. */
@@ -929,6 +1014,9 @@ static uint32_t step(grammar *m, uint32_t id, uint32_t cp, int *rc)
 		}
 		return a;
 	}
+	const struct sset *st = &m->states[id];
+	if (st->n <= 64)
+		return step_sig(m, id, cp, rc);
 	uint64_t key = ((uint64_t)id << 21 | cp) + 1;
 	uint32_t k = 0;
 	if (m->memo_cap) {
@@ -1026,7 +1114,7 @@ int64_t grammar_mask(grammar *m, float *logits)
 	const grammar_vocab *v = m->v;
 	if (!v)
 		return GRAMMAR_E_RANGE;
-	if (m->n_states >= MAX_STATES || m->memo_n * 2 >= MAX_MEMO)
+	if (m->n_states >= MAX_STATES || m->memo_n * 2 >= MAX_MEMO || m->sig_n * 2 >= MAX_MEMO)
 		automaton_reset(m);
 	uint32_t id = m->cur.n ? intern(m, &m->cur) : DEAD;
 	if (id == NONE) {

@@ -205,6 +205,7 @@ int32_t sampler_sample_grammar(struct sampler *s, grammar *g, float *logits, con
 	int32_t id = pick(s, logits);
 	if (grammar_token_ok(g, id))
 		return id;
+	s->n_masks++;
 	int64_t n = grammar_mask(g, logits);
 	if (n <= 0) {
 		*grc = (int)n;

@@ -22,6 +22,7 @@ struct sampler {
 	uint32_t n_vocab;
 	/* scratch: candidates sorted by logit */
 	struct cand { float logit; int32_t id; } *cand;
+	uint32_t n_masks;   /* sampler_sample_grammar() steps that masked the vocabulary */
 };
 
 int sampler_init(struct sampler *s, const struct engine_sampling *p, uint32_t n_vocab);

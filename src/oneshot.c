@@ -374,6 +374,10 @@ static void print_stats(const struct engine_stats *s)
 		"first token %.0f ms | context %u/%u]\n",
 		s->prompt_tokens, s->prompt_reused, s->prompt_computed, s->prefill_tps, s->gen_tokens, s->decode_tps,
 		s->ttft_ms, s->ctx_used, s->ctx_size);
+	if (s->grammar_setup_ms > 0)
+		fprintf(stderr, "[grammar: %.1f ms to compile | %.1f ms of %.0f ms decoding (%.1f%%) | vocabulary masked %u times]\n",
+			s->grammar_setup_ms, s->grammar_ms, s->decode_ms,
+			s->decode_ms > 0 ? 100.0 * s->grammar_ms / s->decode_ms : 0.0, s->grammar_masks);
 }
 
 static cJSON *stats_json(const struct engine_stats *s)
@@ -392,6 +396,11 @@ static cJSON *stats_json(const struct engine_stats *s)
 	cJSON_AddNumberToObject(j, "ctx_size", s->ctx_size);
 	cJSON_AddNumberToObject(j, "weights_bytes", (double)s->weights_bytes);
 	cJSON_AddNumberToObject(j, "kv_bytes", (double)s->kv_bytes);
+	if (s->grammar_setup_ms > 0) {
+		cJSON_AddNumberToObject(j, "grammar_setup_ms", s->grammar_setup_ms);
+		cJSON_AddNumberToObject(j, "grammar_ms", s->grammar_ms);
+		cJSON_AddNumberToObject(j, "grammar_masks", s->grammar_masks);
+	}
 	if (s->vram_total) {
 		cJSON_AddNumberToObject(j, "vram_total", (double)s->vram_total);
 		cJSON_AddNumberToObject(j, "vram_free", (double)s->vram_free);
@@ -763,12 +772,14 @@ static int one_reply(struct run *r)
 			putchar('\n');
 		fflush(stdout);
 	}
-	if (rep.failed && !cancelled)
+	if (rep.failed && !cancelled) {
 		fprintf(stderr, "ttychat: %s\n", rep.error);
-	else if (gerr[0])
-		fprintf(stderr, "ttychat: %s: %s\n", o->grammar_file ? "--grammar" : "--json-schema", gerr);
-	else if (o->verbose)
-		print_stats(&rep.stats);
+	} else {
+		if (gerr[0])
+			fprintf(stderr, "ttychat: %s: %s\n", o->grammar_file ? "--grammar" : "--json-schema", gerr);
+		if (o->verbose)
+			print_stats(&rep.stats);
+	}
 
 	if (r->hist) {
 		int hs = rep.len ? save_msg(r, CHATS_ASSISTANT, rep.text, rep.len, cancelled) : 0;
