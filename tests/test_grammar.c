@@ -30,6 +30,7 @@
 #include "gbnf.h"
 #include "gguf.h"
 #include "grammar.h"
+#include "sampler.h"
 #include "tokenizer.h"
 #include "testutil.h"
 
@@ -428,6 +429,106 @@ static void check_limits(const grammar_vocab *gv)
 	gbnf_free(g);
 }
 
+/* ---- the sampler under a grammar ---- */
+
+/* sampler_sample_grammar() over random logits, at several temperatures
+ * and truncations: the token it returns is always one the grammar
+ * allows; greedy picks the best allowed token; a dead end says so. */
+static void check_sampler(const struct vocab *v, const grammar_vocab *gv)
+{
+	char err[256];
+	struct gbnf *g = parse(json_gbnf, err, sizeof err);
+	float *logits = malloc(v->n * sizeof *logits), *copy = malloc(v->n * sizeof *copy);
+	static const struct { float temp; int top_k; float top_p, min_p; } cfg[] = {
+		{0, 0, 1, 0}, {1, 0, 1, 0}, {1, 40, 0.95f, 0.05f}, {2, 5, 1, 0}, {0.7f, 0, 0.5f, 0.2f},
+	};
+	int bad = 0, greedy_bad = 0, masked = 0, steps = 0;
+	for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
+		struct engine_sampling p;
+		engine_sampling_default(&p);
+		p.temperature = cfg[c].temp;
+		p.top_k = cfg[c].top_k;
+		p.top_p = cfg[c].top_p;
+		p.min_p = cfg[c].min_p;
+		p.seed = 42 + c;
+		struct sampler smp;
+		CHECK(sampler_init(&smp, &p, v->n) == 0, "sampler_init");
+		grammar *m = grammar_new(g, gv, NULL);
+		for (int step = 0; step < 200 && m; step++) {
+			for (uint32_t i = 0; i < v->n; i++)
+				logits[i] = copy[i] = (float)rnd(1000) / 100.0f;
+			int grc = 0;
+			int32_t id = sampler_sample_grammar(&smp, m, logits, NULL, 0, &grc);
+			steps++;
+			if (id < 0) {
+				CHECK(0, "sampler: dead end (%d)", grc);
+				break;
+			}
+			bad += !grammar_token_ok(m, id);
+			if (cfg[c].temp <= 0) {
+				/* the best allowed token (lowest id on ties) */
+				int32_t best = -1;
+				for (uint32_t i = 0; i < v->n; i++)
+					if (grammar_token_ok(m, (int32_t)i) && (best < 0 || copy[i] > copy[best]))
+						best = (int32_t)i;
+				greedy_bad += id != best;
+			}
+			if (v->kind[id] == GRAMMAR_TOK_EOG) {
+				grammar_free(m);
+				m = grammar_new(g, gv, NULL);
+				continue;
+			}
+			CHECK(grammar_accept_token(m, id) == GRAMMAR_OK, "sampler: accept");
+		}
+		masked += (int)smp.n_masks;
+		grammar_free(m);
+		sampler_free(&smp);
+	}
+	CHECK(bad == 0, "sampler returned %d tokens the grammar refuses", bad);
+	CHECK(greedy_bad == 0, "greedy missed the best allowed token %d times", greedy_bad);
+	CHECK(masked > 0, "the mask path was never taken");
+	printf("sampler: %d steps, %d masked, all allowed\n", steps, masked);
+
+	/* a grammar no token can continue: "\x01" is in no piece but the
+	 * single byte, which the vocab has; take a code point none has */
+	struct gbnf *g2 = parse("root ::= \"\\U0010FFFF\"\n", err, sizeof err);
+	grammar *m = grammar_new(g2, gv, NULL);
+	struct engine_sampling p;
+	engine_sampling_default(&p);
+	struct sampler smp;
+	sampler_init(&smp, &p, v->n);
+	for (uint32_t i = 0; i < v->n; i++)
+		logits[i] = 0;
+	int grc = 1;
+	/* U+10FFFF is \xf4\x8f\xbf\xbf: the lone bytes can spell it */
+	int32_t id = sampler_sample_grammar(&smp, m, logits, NULL, 0, &grc);
+	CHECK(id >= 0 && v->len[id] == 1 && (uint8_t)v->piece[id][0] == 0xf4, "a 4-byte character from byte tokens");
+	grammar_free(m);
+	gbnf_free(g2);
+	g2 = parse("root ::= \"a\" | \"\\x00\"\n", err, sizeof err);
+	m = grammar_new(g2, gv, NULL);
+	CHECK(grammar_accept_text(m, "a", 1) == GRAMMAR_OK && grammar_must_end(m), "must end");
+	for (uint32_t i = 0; i < v->n; i++)
+		logits[i] = 0;
+	id = sampler_sample_grammar(&smp, m, logits, NULL, 0, &grc);
+	CHECK(id >= 0 && v->kind[id] == GRAMMAR_TOK_EOG, "only the end is left: %d", id);
+	grammar_free(m);
+	gbnf_free(g2);
+	/* a dead end: NUL is in no token */
+	g2 = parse("root ::= \"\\x00\"\n", err, sizeof err);
+	m = grammar_new(g2, gv, NULL);
+	for (uint32_t i = 0; i < v->n; i++)
+		logits[i] = 0;
+	id = sampler_sample_grammar(&smp, m, logits, NULL, 0, &grc);
+	CHECK(id == -1 && grc == 0, "a dead end: %d %d", id, grc);
+	grammar_free(m);
+	gbnf_free(g2);
+	sampler_free(&smp);
+	free(logits);
+	free(copy);
+	gbnf_free(g);
+}
+
 /* ---- real vocabularies (../shared/testdata/vocab) ---- */
 
 /* Tokenizes a JSON text with vocabulary FILE and walks its tokens through
@@ -609,6 +710,7 @@ int main(void)
 		check_walks(&v, gv);
 		check_tokens(&v, gv);
 		check_limits(gv);
+		check_sampler(&v, gv);
 		check_llamacpp(&v, gv);
 	}
 	check_real_vocab("ggml-vocab-llama-spm.gguf");
