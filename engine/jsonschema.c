@@ -25,6 +25,7 @@
 
 #include "alloc.h"
 #include "engine.h"
+#include "gbnf.h"
 
 #define MAX_DEPTH 64
 #define MAX_OUT ((size_t)8 << 20)
@@ -1193,6 +1194,22 @@ int jsonschema_to_gbnf(const char *text, size_t len, char **out, char *err, size
 		if (g.oom || c->rules.oom) {
 			snprintf(err, errlen, "out of memory (or a grammar over %zu MiB)", MAX_OUT >> 20);
 			rc = JSONSCHEMA_E_NOMEM;
+		} else {
+			/* what we wrote must compile; the one way it cannot is a
+			 * $ref cycle that reaches itself before any value */
+			struct gbnf *gg = NULL;
+			char gerr[256];
+			int prc = gbnf_parse(g.s, g.n, NULL, NULL, 0, &gg, gerr, sizeof gerr);
+			gbnf_free(gg);
+			if (prc == GBNF_E_NOMEM) {
+				snprintf(err, errlen, "out of memory");
+				rc = JSONSCHEMA_E_NOMEM;
+			} else if (prc) {
+				snprintf(err, errlen, "%s", strstr(gerr, "left-recursive")
+								 ? "a $ref cycle reaches the same schema before any value is written"
+								 : gerr);
+				rc = JSONSCHEMA_E_SCHEMA;
+			}
 		}
 	} else {
 		rc = c->rc ? c->rc : JSONSCHEMA_E_NOMEM;

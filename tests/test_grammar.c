@@ -429,6 +429,57 @@ static void check_limits(const grammar_vocab *gv)
 	gbnf_free(g);
 }
 
+/* ---- hostile grammar texts ---- */
+
+/* Mutations of a real grammar (bytes flipped, deleted, duplicated, cut):
+ * each either compiles or is refused with a message; what compiles
+ * matches text and masks without crashing (the sanitizer build checks
+ * the memory). */
+static void check_mutations(const grammar_vocab *gv)
+{
+	size_t base = strlen(json_gbnf);
+	char *buf = malloc(base * 2 + 16);
+	float *logits = malloc(grammar_vocab_size(gv) * sizeof *logits);
+	int compiled = 0, refused = 0, silent = 0;
+	static const char bytes[] = "()[]{}|*+?\"\\-^.:=# \n\t<>!x09a";
+	for (int it = 0; it < 3000; it++) {
+		memcpy(buf, json_gbnf, base);
+		size_t n = base;
+		for (int k = 0, nm = 1 + (int)rnd(4); k < nm; k++) {
+			size_t at = rnd((uint32_t)n);
+			switch (rnd(4)) {
+			case 0: buf[at] = bytes[rnd(sizeof bytes - 1)]; break;
+			case 1: memmove(buf + at, buf + at + 1, n - at - 1); n--; break;
+			case 2: memmove(buf + at + 1, buf + at, n - at); buf[at] = bytes[rnd(sizeof bytes - 1)]; n++; break;
+			case 3: n = at + 1; break;
+			}
+		}
+		char err[256] = "";
+		struct gbnf *g = NULL;
+		int rc = gbnf_parse(buf, n, NULL, NULL, 0, &g, err, sizeof err);
+		if (rc) {
+			refused++;
+			silent += !err[0];
+			continue;
+		}
+		compiled++;
+		grammar *m = grammar_new(g, gv, NULL);
+		if (m) {
+			(void)grammar_accept_text(m, "{\"a\": [1, \"x\"]}", 15);
+			for (uint32_t i = 0; i < grammar_vocab_size(gv); i++)
+				logits[i] = 0;
+			(void)grammar_mask(m, logits);
+			grammar_free(m);
+		}
+		gbnf_free(g);
+	}
+	CHECK(silent == 0, "%d refusals without a message", silent);
+	CHECK(compiled > 0 && refused > 0, "mutations: %d compiled, %d refused", compiled, refused);
+	printf("mutated grammars: %d compiled, %d refused\n", compiled, refused);
+	free(buf);
+	free(logits);
+}
+
 /* ---- the sampler under a grammar ---- */
 
 /* sampler_sample_grammar() over random logits, at several temperatures
@@ -711,6 +762,7 @@ int main(void)
 		check_tokens(&v, gv);
 		check_limits(gv);
 		check_sampler(&v, gv);
+		check_mutations(gv);
 		check_llamacpp(&v, gv);
 	}
 	check_real_vocab("ggml-vocab-llama-spm.gguf");

@@ -144,6 +144,8 @@ static void check_refusals(void)
 		{"{\"type\":", "not valid JSON"},
 		{"{\"type\":\"integer\",\"minimum\":1e30}", "18 digits"},
 		{"{\"anyOf\":[]}", "non-empty array"},
+		{"{\"anyOf\":[{\"type\":\"null\"},{\"$ref\":\"#\"}]}", "$ref cycle"},
+		{"{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":\"#/$defs/a\"}},\"$ref\":\"#/$defs/a\"}", "$ref cycle"},
 		{"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"if\":{}}}}}",
 		 "at /properties/a/items: keyword 'if'"},
 	};
@@ -154,6 +156,119 @@ static void check_refusals(void)
 		CHECK(strstr(err, bad[i].want), "%s: message '%s' lacks '%s'", bad[i].schema, err, bad[i].want);
 		free(g);
 	}
+}
+
+/* Mutations of a schema: each is refused with a message or converted
+ * into a grammar that compiles (a grammar we write that does not compile
+ * is our bug). */
+static void check_mutations(void)
+{
+	const char *base = cases[22].schema; /* the recursive $defs one */
+	size_t bl = strlen(base);
+	char *buf = malloc(bl * 2 + 16);
+	static const char bytes[] = "{}[]\",:0129-.^$()|*+?\\ abtnx";
+	uint64_t rng = 77;
+	int ok = 0, refused = 0, broken = 0, silent = 0;
+	for (int it = 0; it < 4000; it++) {
+		memcpy(buf, base, bl);
+		size_t n = bl;
+		for (int k = 0; k < 1 + (int)(rng % 3); k++) {
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			size_t at = (size_t)(rng >> 33) % n;
+			char b = bytes[(rng >> 20) % (sizeof bytes - 1)];
+			switch ((rng >> 10) % 3) {
+			case 0: buf[at] = b; break;
+			case 1: memmove(buf + at, buf + at + 1, n - at - 1); n--; break;
+			case 2: memmove(buf + at + 1, buf + at, n - at); buf[at] = b; n++; break;
+			}
+		}
+		char *g = NULL, err[512] = "";
+		int rc = engine_json_schema_grammar(buf, n, &g, err, sizeof err);
+		if (rc) {
+			refused++;
+			silent += !err[0];
+			continue;
+		}
+		ok++;
+		char gerr[512];
+		if (engine_grammar_check(g, strlen(g), gerr, sizeof gerr) != 0) {
+			if (broken++ < 3)
+				fprintf(stderr, "schema %.*s\ngave a grammar that does not compile: %s\n", (int)n, buf, gerr);
+		}
+		free(g);
+	}
+	CHECK(broken == 0, "%d converted schemas gave grammars that do not compile", broken);
+	CHECK(silent == 0, "%d refusals without a message", silent);
+	printf("mutated schemas: %d converted, %d refused\n", ok, refused);
+	free(buf);
+}
+
+/* Random schemas built from the keywords this converter knows, with
+ * ordinary and odd values: each converts into a grammar that compiles or
+ * is refused with a message. */
+static uint64_t rs = 99;
+static unsigned rr(unsigned n)
+{
+	rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+	return (unsigned)(rs >> 33) % n;
+}
+
+static void rand_schema(char *out, size_t cap, int depth)
+{
+	static const char *const leaf[] = {
+		"{\"type\":\"string\"}", "{\"type\":\"integer\",\"minimum\":-3,\"maximum\":1200}",
+		"{\"type\":\"integer\",\"exclusiveMinimum\":0}", "{\"type\":\"number\"}", "{\"type\":\"boolean\"}",
+		"{\"type\":\"null\"}", "{\"enum\":[1,\"a\",null,[],{}]}", "{\"const\":{\"k\":\"\\u00e9\\\"\"}}",
+		"{\"type\":\"string\",\"pattern\":\"^(a|b[0-9]{2,})*[^x]?\\\\.$\"}", "{\"type\":\"string\",\"format\":\"time\"}",
+		"{\"type\":\"string\",\"minLength\":3,\"maxLength\":3}", "{\"type\":[\"integer\",\"string\",\"null\"]}",
+		"true", "{}", "{\"type\":\"integer\",\"minimum\":-99999999999,\"maximum\":-99999999990}",
+		"{\"type\":\"string\",\"pattern\":\"^[\\\\w.-]+@[a-z]+$\"}", "{\"$ref\":\"#\"}",
+		"{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", "{\"type\":\"array\",\"minItems\":-1}",
+		"{\"type\":\"string\",\"pattern\":\"^[\\\"]$\"}",
+	};
+	if (depth > 3 || rr(3) == 0) {
+		snprintf(out, cap, "%s", leaf[rr(sizeof leaf / sizeof *leaf)]);
+		return;
+	}
+	char a[2048], b[2048];
+	rand_schema(a, sizeof a, depth + 1);
+	rand_schema(b, sizeof b, depth + 1);
+	switch (rr(5)) {
+	case 0:
+		snprintf(out, cap, "{\"type\":\"object\",\"properties\":{\"p\":%s,\"q r\":%s},\"required\":[%s]%s}", a, b,
+			 rr(2) ? "\"q r\"" : "", rr(2) ? ",\"additionalProperties\":false" : "");
+		break;
+	case 1:
+		snprintf(out, cap, "{\"type\":\"array\",\"items\":%s,\"minItems\":%u,\"maxItems\":%u}", a, rr(3), 1 + rr(4));
+		break;
+	case 2: snprintf(out, cap, "{\"anyOf\":[%s,%s]}", a, b); break;
+	case 3: snprintf(out, cap, "{\"type\":\"array\",\"prefixItems\":[%s,%s],\"items\":false}", a, b); break;
+	case 4: snprintf(out, cap, "{\"$defs\":{\"d\":%s},\"type\":\"object\",\"properties\":{\"x\":{\"$ref\":\"#/$defs/d\"}}}", a); break;
+	}
+}
+
+static void check_random_schemas(void)
+{
+	int ok = 0, refused = 0, broken = 0, silent = 0;
+	static char sch[1 << 16];
+	for (int it = 0; it < 1500; it++) {
+		rand_schema(sch, sizeof sch, 0);
+		char *g = NULL, err[512] = "", gerr[512] = "";
+		int rc = engine_json_schema_grammar(sch, strlen(sch), &g, err, sizeof err);
+		if (rc) {
+			refused++;
+			silent += !err[0];
+			continue;
+		}
+		ok++;
+		if (engine_grammar_check(g, strlen(g), gerr, sizeof gerr) != 0 && broken++ < 3)
+			fprintf(stderr, "schema %s\ngave a grammar that does not compile: %s\n", sch, gerr);
+		free(g);
+	}
+	CHECK(broken == 0, "%d converted schemas gave grammars that do not compile", broken);
+	CHECK(silent == 0, "%d refusals without a message", silent);
+	CHECK(ok > 100, "only %d random schemas converted", ok);
+	printf("random schemas: %d converted, %d refused\n", ok, refused);
 }
 
 int main(void)
@@ -181,5 +296,7 @@ int main(void)
 	}
 	check_ranges();
 	check_refusals();
+	check_mutations();
+	check_random_schemas();
 	return tu_finish();
 }
