@@ -59,6 +59,8 @@
 #include "pool.h"
 #include "quant.h"
 #include "remote.h"
+#include "gbnf.h"
+#include "grammar.h"
 #include "sampler.h"
 #include "template.h"
 #include "tokenizer.h"
@@ -79,6 +81,7 @@ struct request {
 	struct engine_sampling sampling;
 	struct engine_gen_opts gen;
 	char **stop;             /* copied, NULL-terminated */
+	char *grammar;           /* copied GBNF, or NULL */
 	void *blob;              /* REQ_IMPORT: copied snapshot */
 	size_t blob_len;
 	struct engine_bench_opts bench; /* REQ_BENCH */
@@ -118,6 +121,7 @@ struct engine {
 	bool loaded;
 	struct model model;
 	tokenizer *tok;
+	grammar_vocab *gvocab;   /* the tokenizer's trie for grammars, built on first use */
 	char *tmpl_text;
 	char bos_text[64], eos_text[64];
 	pool *pool;
@@ -335,6 +339,7 @@ static void free_request(struct request *r)
 	for (size_t i = 0; r->stop && r->stop[i]; i++)
 		free(r->stop[i]);
 	free(r->stop);
+	free(r->grammar);
 	free(r->blob);
 	free(r->end);
 	free(r);
@@ -497,6 +502,9 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
 	else
 		r->gen.add_generation_prompt = true;
 	r->gen.stop = NULL;
+	r->gen.grammar = NULL;
+	if (g && g->grammar && !(r->grammar = eng_strdup(g->grammar)))
+		goto nomem;
 	r->msgs = eng_calloc(n, sizeof *r->msgs);
 	if (!r->msgs)
 		goto nomem;
@@ -545,6 +553,8 @@ static void unload_model(engine *e)
 	fwd_free(&e->fwd);
 	pool_free(e->pool);
 	e->pool = NULL;
+	grammar_vocab_free(e->gvocab);
+	e->gvocab = NULL;
 	tok_free(e->tok);
 	e->tok = NULL;
 	free(e->tmpl_text);
@@ -1138,7 +1148,7 @@ static void reply_send(engine *e, const struct request *r, struct reply *b, size
  * stop reason, or a negative status with a message in ERR when the reply
  * cannot go on: out of memory (sampler, reply, decoder, KV cache, text that
  * cannot be delivered) or a failed step. */
-static int decode(engine *e, const struct request *r, struct kv_cache *kv, struct engine_stats *st,
+static int decode(engine *e, const struct request *r, struct kv_cache *kv, grammar *gm, struct engine_stats *st,
 		  double t_start, char *err, size_t errlen)
 {
 	struct sampler smp;
@@ -1165,7 +1175,27 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 			stop = ENGINE_STOP_CANCELLED;
 			break;
 		}
-		int32_t id = sampler_sample(&smp, e->fwd.logits, kv->tokens, kv->n);
+		int32_t id;
+		if (gm) {
+			int grc = 0;
+			const double t_g = now_ms();
+			id = sampler_sample_grammar(&smp, gm, e->fwd.logits, kv->tokens, kv->n, &grc);
+			if (id >= 0)
+				grc = grammar_accept_token(gm, id);
+			st->grammar_ms += now_ms() - t_g;
+			st->grammar_masks = smp.n_masks;
+			if (id < 0 || grc) {
+				rc = grc == GRAMMAR_E_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_INVAL;
+				snprintf(err, errlen, "grammar: %s after %u tokens",
+					 grc == GRAMMAR_E_NOMEM	   ? "out of memory"
+					 : grc == GRAMMAR_E_LIMIT ? "the parse grew past its limits (too ambiguous or too deeply nested)"
+								  : "no token of the vocabulary can continue the text",
+					 n_gen);
+				goto out;
+			}
+		} else {
+			id = sampler_sample(&smp, e->fwd.logits, kv->tokens, kv->n);
+		}
 		if (tok_is_eog(e->tok, id)) {
 			stop = ENGINE_STOP_EOG;
 			break;
@@ -1250,20 +1280,78 @@ out:
 	return rc;
 }
 
+static int32_t grammar_token_lookup(void *ctx, const char *text, size_t len)
+{
+	return tok_find(ctx, text, len);
+}
+
+/* Compiles the request's grammar against the loaded vocabulary (building
+ * the vocabulary's trie on first use).  ENGINE_E_INVAL with the parser's
+ * message, or ENGINE_E_NOMEM. */
+static int compile_grammar(engine *e, const char *text, struct gbnf **g, grammar **gm, char *err, size_t errlen)
+{
+	int rc = gbnf_parse(text, strlen(text), grammar_token_lookup, e->tok, tok_n_vocab(e->tok), g, err, errlen);
+	if (rc)
+		return rc == GBNF_E_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_INVAL;
+	if (!e->gvocab && !(e->gvocab = grammar_vocab_from_tok(e->tok))) {
+		snprintf(err, errlen, "out of memory for the vocabulary's trie");
+		goto fail;
+	}
+	int grc;
+	if (!(*gm = grammar_new(*g, e->gvocab, &grc))) {
+		snprintf(err, errlen, "%s", grc == GRAMMAR_E_LIMIT ? "the start of the grammar is too ambiguous"
+								  : "out of memory");
+		if (grc == GRAMMAR_E_LIMIT) {
+			gbnf_free(*g);
+			*g = NULL;
+			return ENGINE_E_INVAL;
+		}
+		goto fail;
+	}
+	return 0;
+fail:
+	gbnf_free(*g);
+	*g = NULL;
+	return ENGINE_E_NOMEM;
+}
+
+static void submit_local(engine *e, struct request *r, grammar *gm, double t_start, double setup_ms);
+
 static void do_submit(engine *e, struct request *r)
 {
-	char err[512] = "";
-	struct engine_stats st = {0};
-	const double t_start = now_ms();
-
 	if (e->remote) {
-		do_submit_remote(e, r);
+		if (r->grammar)
+			emit_error(e, r, ENGINE_E_INVAL, "grammar: a remote model cannot be constrained by a grammar");
+		else
+			do_submit_remote(e, r);
 		return;
 	}
 	if (!e->loaded) {
 		emit_error(e, r, ENGINE_E_NOMODEL, "no model loaded");
 		return;
 	}
+	const double t_start = now_ms(); /* compiling the grammar counts in the time to first token */
+	struct gbnf *g = NULL;
+	grammar *gm = NULL;
+	if (r->grammar) {
+		char err[512] = "";
+		int rc = compile_grammar(e, r->grammar, &g, &gm, err, sizeof err);
+		if (rc) {
+			emit_error(e, r, rc, "grammar: %s", err);
+			return;
+		}
+	}
+	submit_local(e, r, gm, t_start, gm ? now_ms() - t_start : 0);
+	grammar_free(gm);
+	gbnf_free(g);
+}
+
+/* A local model's reply: prompt, prefill, decode (under GM when set). */
+static void submit_local(engine *e, struct request *r, grammar *gm, double t_start, double setup_ms)
+{
+	char err[512] = "";
+	struct engine_stats st = {.grammar_setup_ms = setup_ms};
+
 	if (cancelled(e, r)) {
 		struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv,
 					  .stop = ENGINE_STOP_CANCELLED};
@@ -1381,7 +1469,7 @@ static void do_submit(engine *e, struct request *r)
 	st.ctx_size = e->n_ctx;
 	fill_vram(e, &st);
 
-	int stop = decode(e, r, kv, &st, t_start, err, sizeof err);
+	int stop = decode(e, r, kv, gm, &st, t_start, err, sizeof err);
 	if (stop < 0) {
 		/* the TOKENs already sent are the partial reply */
 		emit_error(e, r, stop, "%s", err);

@@ -127,6 +127,14 @@ struct engine_gen_opts {
 	bool raw;                  /* no template: messages' contents concatenated */
 	bool add_generation_prompt;/* normally true */
 	const char *const *stop;   /* NULL-terminated stop strings, or NULL */
+	/* GBNF grammar (llama.cpp's notation, `root` the start), copied: every
+	 * token of the reply keeps it a prefix of a sentence, and the reply
+	 * ends (ENGINE_STOP_EOG) only where the sentence is complete.  NULL:
+	 * free text.  A grammar that does not compile is an ERROR
+	 * (ENGINE_E_INVAL, "grammar: line N: ...") before any prefill; a
+	 * remote model refuses it (ENGINE_E_INVAL); a reply that reaches a
+	 * point where no token is allowed ends with ENGINE_E_INVAL. */
+	const char *grammar;
 };
 
 enum engine_event_type {
@@ -170,6 +178,13 @@ struct engine_stats {
 	 * bytes (cudaMemGetInfo) and ttychat's own share (weights, KV cache,
 	 * scratch).  Also filled in the LOADED event's stats. */
 	uint64_t vram_total, vram_free, vram_ours;
+	/* With engine_gen_opts.grammar (else 0): compiling it (and, on the
+	 * model's first grammar, indexing its vocabulary; counted in ttft_ms),
+	 * the time the decode loop spent checking and masking tokens (part of
+	 * decode_ms), and the steps whose first pick the grammar refused,
+	 * which needed the whole vocabulary masked. */
+	double grammar_setup_ms, grammar_ms;
+	uint32_t grammar_masks;
 };
 
 struct engine_model_info {
@@ -229,6 +244,23 @@ int engine_load(engine *e, const char *path, const struct engine_load_opts *o);
 int engine_unload(engine *e);
 int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_t n,
 		  const struct engine_sampling *s, const struct engine_gen_opts *g);
+/* GBNF grammars (engine_gen_opts.grammar) without a model; any thread.
+ * engine_grammar_check(): 0 when grammar[0..len) compiles, else
+ * ENGINE_E_INVAL with "line N: ..." in err, or ENGINE_E_NOMEM.  Token
+ * texts (<think>) are taken on trust: only a loaded vocabulary resolves
+ * them.  engine_grammar_match(): 1 when text[0..tlen) is a complete
+ * sentence of the grammar, 0 when not (err says where it stops
+ * matching), ENGINE_E_INVAL when the grammar does not compile or names
+ * tokens (text alone cannot show a token), ENGINE_E_NOMEM. */
+int engine_grammar_check(const char *grammar, size_t len, char *err, size_t errlen);
+int engine_grammar_match(const char *grammar, size_t len, const char *text, size_t tlen, char *err, size_t errlen);
+/* JSON Schema to a GBNF grammar for engine_gen_opts.grammar: every reply
+ * the grammar allows is a JSON value valid under the schema.  0 with *out
+ * (malloc'd, the caller frees), or ENGINE_E_INVAL with the reason in err
+ * (not JSON; a keyword or a form it cannot honour, named with its place:
+ * "at /properties/tags: keyword 'uniqueItems' is not supported") or
+ * ENGINE_E_NOMEM.  Any thread; no model needed. */
+int engine_json_schema_grammar(const char *schema, size_t len, char **out, char *err, size_t errlen);
 /* Forgets a conversation's KV cache. */
 int engine_drop_conv(engine *e, uint64_t conv);
 

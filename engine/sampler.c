@@ -135,10 +135,11 @@ static void select_top(struct cand *c, uint32_t n, uint32_t k)
 	}
 }
 
-int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *hist, uint32_t n_hist)
+/* The chain after the penalties.  Masked logits (-INFINITY) never win
+ * while any finite one is left. */
+static int32_t pick(struct sampler *s, const float *logits)
 {
 	const struct engine_sampling *p = &s->p;
-	apply_penalties(s, logits, hist, n_hist);
 	if (p->temperature <= 0.0f)
 		return sampler_argmax(logits, s->n_vocab);
 
@@ -152,6 +153,8 @@ int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *hist, ui
 		n = (uint32_t)p->top_k;
 	}
 	qsort(s->cand, n, sizeof *s->cand, cand_cmp);
+	while (n > 1 && s->cand[n - 1].logit == -INFINITY)
+		n--;
 
 	/* probabilities at temperature 1 decide top-p and min-p */
 	const float mx = s->cand[0].logit;
@@ -186,4 +189,27 @@ int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *hist, ui
 			return s->cand[i].id;
 	}
 	return s->cand[n - 1].id;
+}
+
+int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *hist, uint32_t n_hist)
+{
+	apply_penalties(s, logits, hist, n_hist);
+	return pick(s, logits);
+}
+
+int32_t sampler_sample_grammar(struct sampler *s, grammar *g, float *logits, const int32_t *hist, uint32_t n_hist,
+			       int *grc)
+{
+	*grc = 0;
+	apply_penalties(s, logits, hist, n_hist);
+	int32_t id = pick(s, logits);
+	if (grammar_token_ok(g, id))
+		return id;
+	s->n_masks++;
+	int64_t n = grammar_mask(g, logits);
+	if (n <= 0) {
+		*grc = (int)n;
+		return -1;
+	}
+	return pick(s, logits);
 }

@@ -27,6 +27,7 @@
 #include "commands.h"
 
 #define SYSTEM_MAX ((size_t)1 << 20) /* bytes of a --system @FILE */
+#define GRAMMAR_MAX ((size_t)4 << 20) /* bytes of a --grammar FILE */
 
 bool chatopts_in_ci(void)
 {
@@ -47,7 +48,7 @@ void chatopts_init(struct chat_opts *o)
 
 bool chatopts_wants_tui(const struct chat_opts *o)
 {
-	return !o->prompt && o->out == CHAT_OUT_TEXT && !o->save && !o->continue_id && !o->f.raw &&
+	return !o->prompt && o->out == CHAT_OUT_TEXT && !o->save && !o->continue_id && !o->f.raw && !o->grammar_file && !o->schema_file &&
 	       !chatopts_in_ci() && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 }
 
@@ -137,6 +138,9 @@ void chatopts_usage(FILE *out)
 		"      --presence-penalty P, --frequency-penalty F   (0 = off)\n"
 		"      --seed N             sampling seed (default: a fresh one per run)\n"
 		"      --stop STR           stop when the reply contains STR (repeatable)\n"
+		"      --grammar FILE       constrain the reply to a GBNF grammar (llama.cpp's\n"
+		"                           notation); exit 4 unless the reply completes it\n"
+		"      --json-schema FILE   constrain the reply to JSON valid under a JSON Schema\n"
 		"      --no-template        raw completion: the prompt without the chat template\n"
 		"      --remote URL         an OpenAI-compatible server (-m: its model; API key\n"
 		"                           from $TTYCHAT_API_KEY when set)\n"
@@ -160,7 +164,8 @@ void chatopts_usage(FILE *out)
 
 enum {
 	O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_THEME,
-	O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS
+	O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS, O_GRAMMAR,
+	O_SCHEMA
 };
 
 static const struct option longopts[] = {
@@ -183,6 +188,8 @@ static const struct option longopts[] = {
 	{"device", required_argument, NULL, O_DEVICE},
 	{"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
 	{"stop", required_argument, NULL, O_STOP},
+	{"grammar", required_argument, NULL, O_GRAMMAR},
+	{"json-schema", required_argument, NULL, O_SCHEMA},
 	{"no-template", no_argument, NULL, O_RAW},
 	{"json", optional_argument, NULL, O_JSON},
 	{"save", no_argument, NULL, O_SAVE},
@@ -290,6 +297,8 @@ static int parse_other(struct chat_opts *o, int c, const char *arg)
 		o->stop[o->n_stop++] = arg;
 		o->stop[o->n_stop] = NULL;
 		break;
+	case O_GRAMMAR: o->grammar_file = arg; break;
+	case O_SCHEMA: o->schema_file = arg; break;
 	case O_RAW: o->f.raw = true; break;
 	case O_JSON:
 		if (!arg || strcmp(arg, "lines") == 0) {
@@ -346,6 +355,15 @@ int chatopts_parse(int argc, char **argv, struct chat_opts *o)
 		fprintf(stderr, "ttychat: unexpected argument '%s' (a prompt goes after -p)\n", argv[optind]);
 		return EXIT_USAGE;
 	}
+	if ((o->grammar_file || o->schema_file) && o->remote) {
+		fprintf(stderr, "ttychat: %s needs a local model: a remote server's reply cannot be constrained\n",
+			o->grammar_file ? "--grammar" : "--json-schema");
+		return EXIT_USAGE;
+	}
+	if (o->grammar_file && o->schema_file) {
+		fprintf(stderr, "ttychat: --grammar and --json-schema cannot be combined\n");
+		return EXIT_USAGE;
+	}
 	if (o->f.raw && (o->save || o->continue_id)) {
 		fprintf(stderr, "ttychat: --no-template cannot be combined with --save or --continue\n");
 		return EXIT_USAGE;
@@ -399,6 +417,58 @@ int chatopts_read_fd(int fd, size_t max, volatile sig_atomic_t *stop, char **out
 	return 0;
 }
 
+int chatopts_read_grammar(const struct chat_opts *o, volatile sig_atomic_t *stop, char **out, char *err,
+			  size_t errlen)
+{
+	*out = NULL;
+	const char *path = o->grammar_file ? o->grammar_file : o->schema_file;
+	const char *flag = o->grammar_file ? "--grammar" : "--json-schema";
+	if (!path)
+		return 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: cannot read %s: %s", flag, path, fd < 0 ? strerror(errno) : "is a folder");
+		if (fd >= 0)
+			close(fd);
+		return EXIT_FAIL;
+	}
+	char *text = NULL;
+	size_t len;
+	int e = chatopts_read_fd(fd, GRAMMAR_MAX, stop, &text, &len);
+	close(fd);
+	if (e == EINTR)
+		return 128 + (int)*stop;
+	if (e) {
+		snprintf(err, errlen, "%s: cannot read %s: %s", flag, path, e == EFBIG ? "larger than 4 MiB" : strerror(e));
+		return EXIT_FAIL;
+	}
+	char msg[512] = "";
+	int rc;
+	if (strlen(text) != len) {
+		rc = ENGINE_E_INVAL;
+		snprintf(msg, sizeof msg, "contains NUL bytes (not text)");
+	} else if (o->schema_file) {
+		rc = engine_json_schema_grammar(text, len, out, msg, sizeof msg);
+		if (!rc && (rc = engine_grammar_check(*out, strlen(*out), msg, sizeof msg)))
+			/* a grammar we wrote that does not compile is our bug */
+			snprintf(msg + strlen(msg), sizeof msg - strlen(msg), " (in the grammar made from it)");
+	} else {
+		rc = engine_grammar_check(text, len, msg, sizeof msg);
+		if (!rc) {
+			*out = text;
+			text = NULL;
+		}
+	}
+	free(text);
+	if (rc) {
+		snprintf(err, errlen, "%s %s: %s", flag, path, rc == ENGINE_E_NOMEM ? "out of memory" : msg);
+		free(*out);
+		*out = NULL;
+		return EXIT_FAIL;
+	}
+	return 0;
+}
 
 int chatopts_read_system(struct chat_opts *o, volatile sig_atomic_t *stop, char **out, char *err, size_t errlen)
 {

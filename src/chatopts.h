@@ -36,6 +36,8 @@ struct chat_opts {
 	const char *theme;
 	const char *continue_id;
 	const char *remote;        /* --remote URL */
+	const char *grammar_file;  /* --grammar FILE */
+	const char *schema_file;   /* --json-schema FILE */
 	int n_predict;             /* -n; -1 no limit */
 	bool verbose, save;
 	enum chat_out out;
@@ -61,6 +63,12 @@ bool chatopts_in_ci(void);
  * NUL-terminated).  0, or an errno value: EFBIG past MAX, EINTR when *STOP
  * became nonzero (a signal).  A closed descriptor reads as empty. */
 int chatopts_read_fd(int fd, size_t max, volatile sig_atomic_t *stop, char **out, size_t *len);
+/* Reads --grammar FILE, or --json-schema FILE turned into a grammar, into
+ * *OUT (malloc'd; NULL when neither is given) and checks that it
+ * compiles.  0, or an exit status with the message in ERR ("--grammar
+ * FILE: line 3: ...", "--json-schema FILE: at /properties/x: ..."). */
+int chatopts_read_grammar(const struct chat_opts *o, volatile sig_atomic_t *stop, char **out, char *err,
+			  size_t errlen);
 /* Resolves --system (TEXT, "@FILE" for a file's contents, "@@" for a
  * literal "@") into *OUT (malloc'd; NULL when not given) and points
  * o->f.system at it.  0, or an exit status with the message in ERR. */

@@ -374,6 +374,10 @@ static void print_stats(const struct engine_stats *s)
 		"first token %.0f ms | context %u/%u]\n",
 		s->prompt_tokens, s->prompt_reused, s->prompt_computed, s->prefill_tps, s->gen_tokens, s->decode_tps,
 		s->ttft_ms, s->ctx_used, s->ctx_size);
+	if (s->grammar_setup_ms > 0)
+		fprintf(stderr, "[grammar: %.1f ms to compile | %.1f ms of %.0f ms decoding (%.1f%%) | vocabulary masked %u times]\n",
+			s->grammar_setup_ms, s->grammar_ms, s->decode_ms,
+			s->decode_ms > 0 ? 100.0 * s->grammar_ms / s->decode_ms : 0.0, s->grammar_masks);
 }
 
 static cJSON *stats_json(const struct engine_stats *s)
@@ -392,6 +396,11 @@ static cJSON *stats_json(const struct engine_stats *s)
 	cJSON_AddNumberToObject(j, "ctx_size", s->ctx_size);
 	cJSON_AddNumberToObject(j, "weights_bytes", (double)s->weights_bytes);
 	cJSON_AddNumberToObject(j, "kv_bytes", (double)s->kv_bytes);
+	if (s->grammar_setup_ms > 0) {
+		cJSON_AddNumberToObject(j, "grammar_setup_ms", s->grammar_setup_ms);
+		cJSON_AddNumberToObject(j, "grammar_ms", s->grammar_ms);
+		cJSON_AddNumberToObject(j, "grammar_masks", s->grammar_masks);
+	}
 	if (s->vram_total) {
 		cJSON_AddNumberToObject(j, "vram_total", (double)s->vram_total);
 		cJSON_AddNumberToObject(j, "vram_free", (double)s->vram_free);
@@ -405,6 +414,7 @@ static cJSON *stats_json(const struct engine_stats *s)
 struct run {
 	struct chat_opts *o;
 	char *system_flag;     /* --system's text (malloc'd) or NULL */
+	char *grammar;         /* --grammar's text, or --json-schema's grammar (malloc'd), or NULL */
 	char *stdin_text;
 	char *prompt;          /* the user message (malloc'd); NULL for the line chat */
 	struct chats *hist;    /* --save / --continue */
@@ -701,12 +711,30 @@ static void json_summary(struct run *r, const struct reply *rep, bool cancelled,
 	json_print(j);
 }
 
+/* Whether a reply under --grammar completed it: the model ended its turn
+ * where the grammar allowed it, and the text is a sentence of it (checked
+ * again apart from the engine, unless the grammar names tokens, which text
+ * cannot show).  False with the reason in ERR. */
+static bool grammar_complete(const struct run *r, const struct reply *rep, char *err, size_t errlen)
+{
+	if (rep->stop != ENGINE_STOP_EOG) {
+		snprintf(err, errlen, "the reply stopped (%s) before the grammar was complete", stop_name(rep->stop));
+		return false;
+	}
+	char why[512] = "";
+	int m = engine_grammar_match(r->grammar, strlen(r->grammar), rep->text ? rep->text : "", rep->len, why,
+				     sizeof why);
+	if (m == 0)
+		snprintf(err, errlen, "the reply does not match the grammar: %s", why);
+	return m != 0;
+}
+
 /* The reply to the prompt, streamed, saved and summed up. */
 static int one_reply(struct run *r)
 {
 	const struct chat_opts *o = r->o;
 	struct engine_gen_opts g = {.max_tokens = o->n_predict, .add_generation_prompt = true, .raw = o->f.raw,
-				    .stop = o->n_stop ? o->stop : NULL};
+				    .stop = o->n_stop ? o->stop : NULL, .grammar = r->grammar};
 	if (build_convo(r))
 		return fail(o, EXIT_FAIL, "out of memory");
 	int st = r->hist ? save_msg(r, CHATS_USER, r->prompt, strlen(r->prompt), false) : 0;
@@ -735,16 +763,23 @@ static int one_reply(struct run *r)
 		status = EXIT_GENERATE;
 	if (rep.oom && status == EXIT_OK)
 		status = EXIT_FAIL;
+	char gerr[600] = "";
+	if (r->grammar && status == EXIT_OK && !grammar_complete(r, &rep, gerr, sizeof gerr))
+		status = EXIT_GENERATE;
 
 	if (o->out == CHAT_OUT_TEXT) {
 		if (rep.len > 0 && (isatty(STDOUT_FILENO) || rep.text[rep.len - 1] != '\n'))
 			putchar('\n');
 		fflush(stdout);
 	}
-	if (rep.failed && !cancelled)
+	if (rep.failed && !cancelled) {
 		fprintf(stderr, "ttychat: %s\n", rep.error);
-	else if (o->verbose)
-		print_stats(&rep.stats);
+	} else {
+		if (gerr[0])
+			fprintf(stderr, "ttychat: %s: %s\n", o->grammar_file ? "--grammar" : "--json-schema", gerr);
+		if (o->verbose)
+			print_stats(&rep.stats);
+	}
 
 	if (r->hist) {
 		int hs = rep.len ? save_msg(r, CHATS_ASSISTANT, rep.text, rep.len, cancelled) : 0;
@@ -822,12 +857,14 @@ static int run(struct run *r)
 		return st;
 	if ((st = chatopts_read_system(r->o, &got_signal, &r->system_flag, r->err, sizeof r->err)))
 		return st > 128 ? st : fail(r->o, st, r->err);
+	if ((st = chatopts_read_grammar(r->o, &got_signal, &r->grammar, r->err, sizeof r->err)))
+		return st > 128 ? st : fail(r->o, st, r->err);
 	if ((st = open_history(r)) || (st = decide_settings(r)) || (st = load_model(r)))
 		return st;
 	if (r->prompt)
 		return one_reply(r);
 	struct engine_gen_opts g = {.max_tokens = r->o->n_predict, .add_generation_prompt = true,
-				    .stop = r->o->n_stop ? r->o->stop : NULL};
+				    .stop = r->o->n_stop ? r->o->stop : NULL, .grammar = r->grammar};
 	if (r->d.cfg.system && convo_add(&r->cv, "system", r->d.cfg.system))
 		return fail(r->o, EXIT_FAIL, "out of memory");
 	return line_chat(r, &g);
@@ -875,6 +912,7 @@ int oneshot_main(struct chat_opts *o)
 	convo_free(&r->cv);
 	session_decision_free(&r->d);
 	free(r->system_flag);
+	free(r->grammar);
 	free(r->stdin_text);
 	free(r->prompt);
 	free(r);

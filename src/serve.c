@@ -79,6 +79,7 @@ struct job {
 	struct engine_sampling s;
 	struct engine_gen_opts g;
 	char *stops[STOPS_MAX + 1];
+	char *grammar;             /* GBNF from 'grammar' or 'response_format', or NULL */
 	int req;                   /* engine request id once submitted */
 	int slot;
 	char id[48];
@@ -199,6 +200,7 @@ static void job_free(struct job *j)
 	msgs_free(j->msgs, j->n_msgs);
 	for (int i = 0; j->stops[i]; i++)
 		free(j->stops[i]);
+	free(j->grammar);
 	free(j->text);
 	free(j);
 }
@@ -736,6 +738,72 @@ static bool json_has_nul(const char *p, size_t n)
 	return false;
 }
 
+/* The reply's constraint: 'grammar' (GBNF, llama.cpp's server field) or
+ * 'response_format' ({"type": "text" | "json_object" | "json_schema",
+ * "json_schema": {"schema": ...}}), compiled here so that a bad one is a
+ * 400 before the job queues.  0, -1 with ERR (a 400), 1 out of memory. */
+static int job_grammar(struct job *j, const cJSON *root, char *err, size_t errlen)
+{
+	const cJSON *g = cJSON_GetObjectItemCaseSensitive(root, "grammar");
+	const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+	char msg[512] = "";
+	if (g && !cJSON_IsNull(g)) {
+		if (!cJSON_IsString(g)) {
+			snprintf(err, errlen, "'grammar' must be a string (a GBNF grammar)");
+			return -1;
+		}
+		if (rf && !cJSON_IsNull(rf)) {
+			snprintf(err, errlen, "'grammar' and 'response_format' cannot be combined");
+			return -1;
+		}
+		int rc = engine_grammar_check(g->valuestring, strlen(g->valuestring), msg, sizeof msg);
+		if (rc == ENGINE_E_NOMEM)
+			return 1;
+		if (rc) {
+			snprintf(err, errlen, "grammar: %s", msg);
+			return -1;
+		}
+		if (!(j->grammar = strdup(g->valuestring)))
+			return 1;
+	} else if (rf && !cJSON_IsNull(rf)) {
+		const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
+		if (!cJSON_IsObject(rf) || !cJSON_IsString(type)) {
+			snprintf(err, errlen, "'response_format' must be an object with a 'type'");
+			return -1;
+		}
+		char *schema = NULL;
+		if (!strcmp(type->valuestring, "text")) {
+			return 0;
+		} else if (!strcmp(type->valuestring, "json_object")) {
+			schema = strdup("{\"type\":\"object\"}");
+		} else if (!strcmp(type->valuestring, "json_schema")) {
+			const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+			const cJSON *sc = cJSON_GetObjectItemCaseSensitive(js, "schema");
+			if (!cJSON_IsObject(sc) && !cJSON_IsBool(sc)) {
+				snprintf(err, errlen, "response_format json_schema needs 'json_schema': {\"schema\": {...}}");
+				return -1;
+			}
+			schema = cJSON_PrintUnformatted(sc);
+		} else {
+			snprintf(err, errlen, "response_format type '%.40s' is not text, json_object or json_schema",
+				 type->valuestring);
+			return -1;
+		}
+		if (!schema)
+			return 1;
+		int rc = engine_json_schema_grammar(schema, strlen(schema), &j->grammar, msg, sizeof msg);
+		free(schema);
+		if (rc == ENGINE_E_NOMEM)
+			return 1;
+		if (rc) {
+			snprintf(err, errlen, "response_format: the schema cannot be honoured: %s", msg);
+			return -1;
+		}
+	}
+	j->g.grammar = j->grammar;
+	return 0;
+}
+
 /* Builds a job from a request body; NULL with ERR (a 400) or *NOMEM. */
 static struct job *job_parse(struct server *s, enum job_kind kind, const char *body, size_t len, char *err,
 			     size_t errlen)
@@ -889,6 +957,10 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 		snprintf(err, errlen, "'stop' must be a string or a list of strings");
 		goto bad;
 	}
+	if ((rc = job_grammar(j, root, err, errlen)) < 0)
+		goto bad;
+	if (rc > 0)
+		goto nomem;
 	cJSON_Delete(root);
 	return j;
 nomem:

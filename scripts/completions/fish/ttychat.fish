@@ -70,6 +70,8 @@ complete -c ttychat -n __ttychat_chat -l presence-penalty -x -d 'presence penalt
 complete -c ttychat -n __ttychat_chat -l frequency-penalty -x -d 'frequency penalty'
 complete -c ttychat -n __ttychat_chat -l seed -x -d 'sampling seed'
 complete -c ttychat -n __ttychat_chat -l stop -x -d 'stop string (repeatable)'
+complete -c ttychat -n __ttychat_chat -l grammar -r -F -d 'GBNF grammar the reply must follow'
+complete -c ttychat -n __ttychat_chat -l json-schema -r -F -d 'JSON Schema the reply must be valid under'
 complete -c ttychat -n __ttychat_chat -l no-template -d 'raw completion'
 complete -c ttychat -n __ttychat_chat -l remote -x -d 'OpenAI-compatible server URL'
 complete -c ttychat -n __ttychat_chat -s c -l ctx-size -x -d 'context size'
