@@ -10,6 +10,17 @@
  *
  * Tensor names and metadata keys follow the GGUF conventions of llama.cpp
  * ("blk.N.attn_q.weight", "<arch>.attention.head_count", ...).
+ *
+ * Families are rows of arch_table: a name, the rope style, the gated
+ * activation, the router's gating and a set of AF_ flags naming the blocks
+ * and rules the family's layers use (biases, per-head norms, post-norms,
+ * sliding windows, mixture of experts, granite's scales, ...).  A family
+ * made of known blocks is one row; a new kind of block is a flag here, a
+ * field in struct layer or struct hparams, and a step of the pass that
+ * reads it.  Every tensor of the file must be read by some block: one that
+ * is not would change the computation if llama.cpp read it, so the file is
+ * refused naming it (the blocks of multi-token prediction are the one
+ * known exception: skipped, as llama.cpp skips them).
  */
 #include "model.h"
 
