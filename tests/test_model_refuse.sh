@@ -4,7 +4,8 @@
 # not a multiple of KV heads, missing tensors, shapes that disagree with the
 # hyper-parameters, a truncated file, metadata that changes the computation
 # in a way the engine does not implement (a rope scaling type, experts,
-# other head sizes on sliding-window layers), a model too big for the
+# other head sizes on sliding-window layers), a tensor no block of the
+# family reads, inconsistent expert counts, a model too big for the
 # memory.  The files are rewritten from a committed random-weight model
 # with the PyPI gguf package (tests/ggufcopy.py; skip without it).
 set -u
@@ -23,12 +24,15 @@ from ggufcopy import copy_kv, copy_tensors, finish
 src, out = sys.argv[1], sys.argv[2]
 r = GGUFReader(src)
 
-def write(name, kv_patch=None, drop_tensor=None, arch=None, extra=None):
+def write(name, kv_patch=None, drop_tensor=None, arch=None, extra=None, add_tensor=None):
     w = GGUFWriter(f"{out}/{name}.gguf", arch or "llama")
     copy_kv(r, w, arch or "llama", kv_patch)
     for k, (v, vt) in (extra or {}).items():
         w.add_key_value(k, v, vt)
     copy_tensors(r, w, lambda n: n != drop_tensor)
+    if add_tensor:
+        import numpy as np
+        w.add_tensor(add_tensor[0], np.zeros(add_tensor[1], dtype=np.float32))
     finish(w)
 
 write("arch", arch="mamba")
@@ -40,6 +44,11 @@ write("ropetype", extra={"llama.rope.scaling.type": ("dynamic", GGUFValueType.ST
                           "llama.rope.scaling.factor": (2.0, GGUFValueType.FLOAT32)})
 write("experts", extra={"llama.expert_count": (8, GGUFValueType.UINT32)})
 write("swahead", extra={"llama.attention.key_length_swa": (16, GGUFValueType.UINT32)})
+# a tensor llama's blocks do not read (an output bias): refused, not ignored
+write("extratensor", add_tensor=("blk.0.attn_output.bias", 128))
+# a mixture with more experts per token than experts
+write("moeused", arch="qwen3moe", extra={"qwen3moe.expert_count": (4, GGUFValueType.UINT32),
+                                          "qwen3moe.expert_used_count": (8, GGUFValueType.UINT32)})
 write("ok")
 PYEOF
 head -c 3000 "$src" > "$tmp/truncated.gguf"
@@ -57,7 +66,7 @@ check() { # name expected-text
 		echo "FAIL $1: rc=$rc lines=$lines: $(cat "$tmp/err")"
 	fi
 }
-check arch "architecture 'mamba' is not supported"
+check arch "architecture 'mamba' is not supported (supported: llama, .*qwen3moe.*gpt-oss"
 check zeroheads "head_count': 0 outside"
 check gqa "not a multiple"
 check missing "blk.1.ffn_up.weight' is missing"
@@ -65,6 +74,8 @@ check shape "ffn_.*shape"
 check ropetype "rope.scaling.type': rope scaling 'dynamic' is not supported"
 check experts "expert_count': 8 experts"
 check swahead "_length_swa"
+check extratensor "tensor 'blk.0.attn_output.bias' is not part of the llama architecture"
+check moeused "expert_used_count': 8 outside \[1, 4\]"
 check truncated "truncated\|past the end\|beyond"
 # a model that cannot fit the memory this process may take (here a limit
 # of 16 MiB, as a cgroup would set it) is refused with the numbers
