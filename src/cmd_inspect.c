@@ -45,6 +45,8 @@ struct inspect_info {
 	uint64_t n_params;
 	uint64_t tensor_bytes;
 	struct opt_u64 ctx, embd, layers, heads, heads_kv, vocab, bos, eos, ff;
+	struct opt_u64 experts, experts_used, ff_exp;
+	uint64_t n_active;             /* parameters one token reads (mixtures: the chosen experts') */
 	bool has_rope;
 	float rope_base;
 	bool has_template;
@@ -89,6 +91,9 @@ static void gather(const engine_file *f, struct inspect_info *in)
 	in->ff = get_arch_uint(f, in->arch, "feed_forward_length");
 	in->heads = get_arch_uint(f, in->arch, "attention.head_count");
 	in->heads_kv = get_arch_uint(f, in->arch, "attention.head_count_kv");
+	in->experts = get_arch_uint(f, in->arch, "expert_count");
+	in->experts_used = get_arch_uint(f, in->arch, "expert_used_count");
+	in->ff_exp = get_arch_uint(f, in->arch, "expert_feed_forward_length");
 	if (in->arch.ptr && in->arch.len > 0 && in->arch.len <= 128) {
 		char key[256];
 		snprintf(key, sizeof key, "%.*s.rope.freq_base", (int)in->arch.len, in->arch.ptr);
@@ -107,10 +112,19 @@ static void gather(const engine_file *f, struct inspect_info *in)
 	in->n_params = engine_file_info(f)->n_params;
 	in->tensor_bytes = engine_file_info(f)->tensor_bytes;
 	struct engine_tensor_info t;
+	const bool moe = in->experts.ok && in->experts.v > 0 && in->experts_used.ok &&
+			 in->experts_used.v <= in->experts.v;
 	for (uint64_t i = 0; engine_file_tensor(f, i, &t); i++) {
 		in->mix[t.type].name = t.type_name;
 		in->mix[t.type].count++;
 		in->mix[t.type].bytes += t.size;
+		/* a stack of experts' matrices ("..._exps.weight"): a token
+		 * reads experts_used of its expert_count matrices */
+		const bool exps = t.name_len > 12 && memmem(t.name, t.name_len, "_exps.", 6) != NULL;
+		uint64_t n = t.n_elements;
+		if (moe && exps)
+			n = n / in->experts.v * in->experts_used.v;
+		in->n_active = in->n_active + n < in->n_active ? UINT64_MAX : in->n_active + n;
 	}
 }
 
@@ -194,6 +208,15 @@ static void print_text(const engine_file *f, const struct inspect_info *in, bool
 	put_opt(stdout, "context length", in->ctx);
 	put_opt(stdout, "embedding size", in->embd);
 	put_opt(stdout, "feed-forward", in->ff);
+	if (in->experts.ok && in->experts.v > 0) {
+		printf("%-16s %" PRIu64, "experts", in->experts.v);
+		if (in->experts_used.ok)
+			printf(", %" PRIu64 " per token", in->experts_used.v);
+		if (in->ff_exp.ok)
+			printf(", %" PRIu64 " wide", in->ff_exp.v);
+		human_count(in->n_active, b, sizeof b);
+		printf("\n%-16s %" PRIu64 " (%s) per token\n", "active params", in->n_active, b);
+	}
 	put_opt(stdout, "layers", in->layers);
 	put_opt(stdout, "heads", in->heads);
 	put_opt(stdout, "KV heads", in->heads_kv);
@@ -280,6 +303,9 @@ static cJSON *build_json(const engine_file *f, const struct inspect_info *in, bo
 	cJSON_AddItemToObject(root, "context_length", json_opt(in->ctx));
 	cJSON_AddItemToObject(root, "embedding_length", json_opt(in->embd));
 	cJSON_AddItemToObject(root, "feed_forward_length", json_opt(in->ff));
+	cJSON_AddItemToObject(root, "expert_count", json_opt(in->experts));
+	cJSON_AddItemToObject(root, "expert_used_count", json_opt(in->experts_used));
+	cJSON_AddNumberToObject(root, "active_parameters", (double)in->n_active);
 	cJSON_AddItemToObject(root, "block_count", json_opt(in->layers));
 	cJSON_AddItemToObject(root, "head_count", json_opt(in->heads));
 	cJSON_AddItemToObject(root, "head_count_kv", json_opt(in->heads_kv));

@@ -51,6 +51,35 @@ expect_error "missing file" "$tmp/does-not-exist.gguf" "No such file"
 "$BIN" inspect "$tmp/magic.gguf" --bogus >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "unknown flag: exit status should be 2"
 
+# ---- a mixture of experts (a committed random-weight file; always) ----
+# the experts line, and the parameters one token reads: every tensor but
+# the stacks of experts, whose chosen share (4 of 16) counts
+moe="${TTYCHAT_SRCDIR:-.}/tests/fixtures/engine/random/qwen3moe-f16.gguf"
+if [ -f "$moe" ]; then
+	if "$BIN" inspect "$moe" >"$tmp/moe.txt" 2>&1 && grep -q '^experts  *16, 4 per token, 64 wide$' "$tmp/moe.txt"; then
+		ok
+	else
+		bad "moe text: $(head -c 400 "$tmp/moe.txt")"
+	fi
+	if "$BIN" inspect --json --tensors "$moe" >"$tmp/moe.json" 2>&1 && $PY - "$tmp/moe.json" <<'PYEOF'; then
+import json, sys
+j = json.load(open(sys.argv[1]))
+n = 1
+active = 0
+for t in j["tensors"]:
+    e = 1
+    for d in t["shape"]:
+        e *= d
+    active += e * 4 // 16 if "_exps." in t["name"] else e
+assert j["expert_count"] == 16 and j["expert_used_count"] == 4, j
+assert j["active_parameters"] == active < j["parameters"], (j["active_parameters"], active)
+PYEOF
+		ok
+	else
+		bad "moe json: $(head -c 400 "$tmp/moe.json")"
+	fi
+fi
+
 # ---- real models ----
 # check_model FILE ARCH N_TENSORS LAYERS VOCAB BOS EOS CTX EMBD HEADS KVHEADS TEMPLATE
 n_models=0
