@@ -820,6 +820,7 @@ static void app_init(struct app *a, const struct tui_opts *o)
 	memset(a, 0, sizeof *a);
 	a->o = o;
 	a->reply = -1;
+	a->think = -1;
 	a->editing = -1;
 	a->conv = 1;
 	a->sidebar_on = true;

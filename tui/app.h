@@ -68,6 +68,9 @@ struct app {
 	bool system_user;         /* set by --system or /system (not the model's) */
 	long reply;               /* index of the streaming reply, or -1 */
 	int req;                  /* its request id */
+	long think;               /* index of its reasoning item (just above it), or -1 */
+	uint32_t think_n;         /* reasoning pieces so far (DONE gives the exact count) */
+	double think_t0, think_t1;/* first and last reasoning piece (ms) */
 	long editing;             /* user item being edited with /edit, or -1 */
 	char *preset;             /* text for the input line once readline is done */
 	char *inject;             /* TTYCHAT_TEST_INJECT bytes, used once */

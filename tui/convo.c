@@ -156,6 +156,9 @@ bool convo_leave(struct app *a)
 		engine_cancel(a->eng);
 		struct tr_item *it = &a->tr.v[a->reply];
 		it->flags = (it->flags & ~(unsigned)TRF_STREAMING) | TRF_STOPPED;
+		if (a->think >= 0)
+			a->tr.v[a->think].flags &= ~(unsigned)TRF_STREAMING;
+		a->think = -1;
 		a->reply = -1;
 		if (it->len)
 			commit(a, "assistant", it->text, it->len, true);
