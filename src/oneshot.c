@@ -487,6 +487,7 @@ struct run {
 	struct passphrase_src pass;
 	char pass_err[256];
 	struct chats_settings held; /* the continued conversation's settings */
+	struct engine_gen_opts g;  /* the reply's options (thinking settings are saved from it) */
 	bool continued;
 	struct session_decision d; /* settings.json, the model's entry, the settings */
 	struct convo cv;
@@ -697,7 +698,8 @@ static int build_convo(struct run *r)
 /* Commits a message to the history; 0 or an exit status.  A message the
  * store keeps in memory for a later retry (a full disk) is a failure here:
  * one-shot mode has no later. */
-static int save_msg(struct run *r, enum chats_role role, const char *text, size_t len, bool cancelled)
+static int save_msg(struct run *r, enum chats_role role, const char *text, size_t len, const char *reasoning,
+		    size_t rlen, bool cancelled)
 {
 	const struct engine_sampling *s = &r->d.cfg.sampling;
 	struct chats_settings m = {
@@ -709,8 +711,11 @@ static int save_msg(struct run *r, enum chats_role role, const char *text, size_
 		.min_p = s->min_p,
 		.repeat_penalty = s->repeat_penalty,
 		.context_size = r->info.n_ctx,
+		.think = (int)r->g.think,
+		.reasoning_effort = r->g.reasoning_effort,
+		.reasoning_budget = r->g.reasoning_budget > 0 ? (unsigned)r->g.reasoning_budget : 0,
 	};
-	int rc = chats_commit(r->hist, &m, role, text, len, cancelled);
+	int rc = chats_commit_reasoned(r->hist, &m, role, text, len, reasoning, rlen, cancelled);
 	if (rc == 0)
 		return 0;
 	snprintf(r->err, sizeof r->err, "history: cannot save%s: %s", role == CHATS_USER ? "" : " the reply",
@@ -795,9 +800,20 @@ static int one_reply(struct run *r)
 	const struct chat_opts *o = r->o;
 	struct engine_gen_opts g;
 	gen_opts(o, &g);
+	if (r->continued) {
+		/* thinking as the conversation was held, unless the flags say */
+		const struct chats_settings *h = &r->held;
+		if (!o->think && (h->think == ENGINE_THINK_ON || h->think == ENGINE_THINK_OFF))
+			g.think = (enum engine_think)h->think;
+		if (!o->reasoning_effort && h->reasoning_effort && h->reasoning_effort[0])
+			g.reasoning_effort = h->reasoning_effort;
+		if (!o->reasoning_budget && h->reasoning_budget && h->reasoning_budget <= (1u << 24))
+			g.reasoning_budget = (int32_t)h->reasoning_budget;
+	}
+	r->g = g;
 	if (build_convo(r))
 		return fail(o, EXIT_FAIL, "out of memory");
-	int st = r->hist ? save_msg(r, CHATS_USER, r->prompt, strlen(r->prompt), false) : 0;
+	int st = r->hist ? save_msg(r, CHATS_USER, r->prompt, strlen(r->prompt), NULL, 0, false) : 0;
 	if (st)
 		return fail(o, st, r->err);
 	kv_restore(r);
@@ -835,7 +851,7 @@ static int one_reply(struct run *r)
 		print_stats(&rep.stats);
 
 	if (r->hist) {
-		int hs = rep.len ? save_msg(r, CHATS_ASSISTANT, rep.text, rep.len, cancelled) : 0;
+		int hs = rep.len ? save_msg(r, CHATS_ASSISTANT, rep.text, rep.len, rep.think, rep.think_len, cancelled) : 0;
 		if (hs) {
 			fprintf(stderr, "ttychat: %s\n", r->err);
 			if (status == EXIT_OK)

@@ -108,6 +108,37 @@ def main():
         rc, out, _ = run(base + ["-n", "8", "--think", "on"])
         check(rc == 0 and out.strip() == b"", "stdout stays empty while the model only thinks: %r" % out[:60])
 
+        # --save keeps the reasoning apart from the answer, and the thinking
+        # settings with the conversation; --continue goes on with them
+        pw = os.path.join(tmp, "pw")
+        with open(pw, "w") as f:
+            f.write("correct horse\n")
+        ENV["TTYCHAT_PASSPHRASE_FILE"] = pw
+        rc, objs, err = json_lines(base + ["-n", "16", "--reasoning-budget", "4", "--reasoning-effort", "low",
+                                           "--save"])
+        done = objs[-1] if objs else {}
+        cid = done.get("conversation")
+        check(rc == 0 and cid, "--save: a conversation (%r)" % err)
+        rc, out, err = run(["history", "export", cid or "none", "--format", "json"])
+        conv = json.loads(out) if rc == 0 else {}
+        msgs = conv.get("messages", [])
+        check(len(msgs) == 2 and msgs[1].get("text") == done.get("content") and
+              msgs[1].get("reasoning") == done.get("reasoning") and "reasoning" not in msgs[0],
+              "history: the answer and its reasoning apart (%r)" % msgs[-1:])
+        samp = conv.get("sampling", {})
+        check(samp.get("reasoning_budget") == 4 and samp.get("reasoning_effort") == "low",
+              "history: the thinking settings are saved (%r)" % samp)
+        rc, out, err = run(["history", "show", cid or "none"])
+        check(rc == 0 and "(reasoning)" in out.decode() and "(answer)" in out.decode(),
+              "history show marks reasoning and answer")
+        rc, objs, err = json_lines(["-m", "thinker", "-p", "And 3+3?", "--temp", "0", "--ignore-eos", "-t", "2",
+                                    "-n", "10", "--continue", cid or "none"])
+        done = objs[-1] if objs else {}
+        check(rc == 0 and done.get("stats", {}).get("reasoning_tokens") == 4 and
+              done.get("stats", {}).get("reasoning_end") == "budget",
+              "--continue goes on with the saved budget (%r %r)" % (done.get("stats"), err))
+        del ENV["TTYCHAT_PASSPHRASE_FILE"]
+
         # usage errors
         for bad in (["--think", "maybe"], ["--reasoning-effort", "max"], ["--reasoning-budget", "-1"],
                     ["--reasoning-budget", "x"]):

@@ -6,7 +6,9 @@
 # reasoning at N tokens: the reasoning is drawn under its own header with
 # the count and folded once the answer starts; F6 unfolds and folds it;
 # the sidebar counts reasoning and answer tokens apart; /think off renders
-# the block closed (no reasoning at all); bad values are one error line.
+# the block closed (no reasoning at all); bad values are one error line;
+# reopened, the conversation shows its saved reasoning folded and keeps
+# its thinking settings.
 
 . "${TTYCHAT_SRCDIR:-.}/tests/test_tui_lib.sh"
 tui_init
@@ -55,4 +57,19 @@ tui_screen $S | grep -Eq 'reply +20 tok' || fail "the sidebar does not show a pl
 tui_send $S "/quit"
 tui_check_restored $S
 tui_screen $S | grep -q '^EXIT=0$' || fail "exit status was not 0"
+
+# the conversation reopens with its reasoning (folded, saved apart from
+# the answer) and the thinking settings it was held with
+TUI_DIRS=$S
+S2=again
+tui_start $S2 120 40 xterm-256color -- -m thinker --temp 0 -n 20 -t 2
+tui_wait $S2 60 'loaded thinker'
+tui_wait $S2 10 'Reasoning: [0-9]+ bytes \(F6 unfolds\)'
+tui_screen $S2 | grep -q 'Considering the limited time' && fail "the reopened reasoning is not folded"
+tui_keys $S2 F6
+tui_wait $S2 5 'Considering the limited time'
+tui_send $S2 "/think"
+tui_wait $S2 5 'thinking: off, effort high, budget 6'
+tui_send $S2 "/quit"
+tui_check_restored $S2
 echo "ok"

@@ -139,6 +139,9 @@ void close_picker(struct app *a);
 void resume_screen(struct app *a);
 /* ROLE's message is committed: the hooks of tui.h, then the history. */
 void commit(struct app *a, const char *role, const char *text, size_t len, bool partial);
+/* The same with a reply's reasoning, saved apart (NULL, 0: none). */
+void commit_reasoned(struct app *a, const char *role, const char *text, size_t len, const char *reasoning,
+		     size_t rlen, bool partial);
 /* The conversation goes back to its first ITEMS_KEPT transcript items. */
 void rewind_to(struct app *a, size_t items_kept);
 /* The sidebar's lines about the conversation and its history. */

@@ -206,11 +206,13 @@ static void ev_done(struct app *a, const struct engine_event *ev)
 		a->tr.v[a->think].flags |= TRF_STREAMING; /* relabel with the final figures */
 		think_end(a, it->len > 0, w < sizeof why / sizeof why[0] ? why[w] : "");
 	}
-	a->think = -1;
+	const struct tr_item *th = a->think >= 0 ? &a->tr.v[a->think] : NULL;
 	a->reply = -1;
 	a->side_owed = false;
 	if (it->len)
-		commit(a, "assistant", it->text, it->len, (it->flags & (TRF_STOPPED | TRF_CONTEXT)) != 0);
+		commit_reasoned(a, "assistant", it->text, it->len, th ? th->text : NULL, th ? th->len : 0,
+				(it->flags & (TRF_STOPPED | TRF_CONTEXT)) != 0);
+	a->think = -1;
 	a->dirty |= D_TRANS | D_SIDE | D_STATUS | D_HINT | D_INPUT;
 }
 
@@ -235,7 +237,8 @@ static void ev_reply_failed(struct app *a, const struct engine_event *ev)
 {
 	struct tr_item *it = &a->tr.v[a->reply];
 	size_t at = (size_t)a->reply;
-	if (a->think >= 0)
+	const struct tr_item *th = a->think >= 0 ? &a->tr.v[a->think] : NULL;
+	if (th)
 		think_end(a, false, ", cut short");
 	a->think = -1;
 	a->reply = -1;
@@ -243,7 +246,7 @@ static void ev_reply_failed(struct app *a, const struct engine_event *ev)
 		tr_truncate(&a->tr, at);
 	} else {
 		it->flags = (it->flags & ~(unsigned)TRF_STREAMING) | TRF_FAILED;
-		commit(a, "assistant", it->text, it->len, true);
+		commit_reasoned(a, "assistant", it->text, it->len, th ? th->text : NULL, th ? th->len : 0, true);
 	}
 	notice(a, TR_ERROR, "%s", ev->message);
 	a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;
