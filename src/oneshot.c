@@ -800,6 +800,16 @@ static int one_reply(struct run *r)
 	const struct chat_opts *o = r->o;
 	struct engine_gen_opts g;
 	gen_opts(o, &g);
+	if (r->d.have_me) {
+		/* the models.d entry's thinking defaults (the conversation and the flags override them) */
+		const struct model_entry *me = &r->d.me;
+		if (!o->think && me->think)
+			g.think = (enum engine_think)me->think;
+		if (!o->reasoning_effort && me->reasoning_effort[0])
+			g.reasoning_effort = me->reasoning_effort;
+		if (!o->reasoning_budget && me->reasoning_budget > 0)
+			g.reasoning_budget = me->reasoning_budget;
+	}
 	if (r->continued) {
 		/* thinking as the conversation was held, unless the flags say */
 		const struct chats_settings *h = &r->held;

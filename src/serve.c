@@ -813,6 +813,9 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 	j->s = s->o.sampling;
 	j->g.add_generation_prompt = true;
 	j->g.raw = kind == JOB_COMPLETION;
+	j->g.think = (enum engine_think)s->o.think;
+	j->g.reasoning_effort = s->o.reasoning_effort;
+	j->g.reasoning_budget = s->o.reasoning_budget;
 	j->t_arrive = now_ms();
 	j->created = (long long)time(NULL);
 	snprintf(j->id, sizeof j->id, "%s-%llu", kind == JOB_CHAT ? "chatcmpl" : "cmpl", ++s->next_id);
@@ -945,6 +948,12 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 		if (!(j->kwargs = cJSON_PrintUnformatted(v)))
 			goto nomem;
 		j->g.template_vars = j->kwargs;
+		/* the request's own switch wins over the server's default */
+		if (cJSON_GetObjectItemCaseSensitive(v, "enable_thinking"))
+			j->g.think = ENGINE_THINK_DEFAULT;
+		if (cJSON_GetObjectItemCaseSensitive(v, "reasoning_effort") &&
+		    !cJSON_GetObjectItemCaseSensitive(root, "reasoning_effort"))
+			j->g.reasoning_effort = NULL;
 	}
 	if ((rc = get_number(root, "reasoning_budget", 0, 1 << 24, true, &d, err, errlen)) < 0)
 		goto bad;

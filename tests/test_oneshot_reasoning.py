@@ -64,6 +64,9 @@ def main():
             ENV.pop(k, None)
         with open(os.path.join(md, "thinker.json"), "w") as f:
             json.dump({"name": "thinker", "file": FIXTURE, "template": THINK_TMPL, "context_size": 1024}, f)
+        with open(os.path.join(md, "budgeted.json"), "w") as f:
+            json.dump({"name": "budgeted", "file": FIXTURE, "template": THINK_TMPL, "context_size": 1024,
+                       "reasoning_budget": 3, "think": "on"}, f)
         base = ["-m", "thinker", "-p", "What is 2+2?", "--temp", "0", "--ignore-eos", "-t", "2"]
 
         # --json: every token line says its part; the summary keeps them apart
@@ -138,6 +141,16 @@ def main():
               done.get("stats", {}).get("reasoning_end") == "budget",
               "--continue goes on with the saved budget (%r %r)" % (done.get("stats"), err))
         del ENV["TTYCHAT_PASSPHRASE_FILE"]
+
+        # models.d defaults, under the flags
+        rc, objs, err = json_lines(["-m", "budgeted", "-p", "Hi", "--temp", "0", "--ignore-eos", "-t", "2", "-n", "10"])
+        st = objs[-1].get("stats", {}) if objs else {}
+        check(rc == 0 and st.get("reasoning_tokens") == 3 and st.get("reasoning_end") == "budget",
+              "models.d reasoning_budget 3: %r" % st)
+        rc, objs, err = json_lines(["-m", "budgeted", "-p", "Hi", "--temp", "0", "--ignore-eos", "-t", "2", "-n", "10",
+                                    "--reasoning-budget", "5"])
+        st = objs[-1].get("stats", {}) if objs else {}
+        check(rc == 0 and st.get("reasoning_tokens") == 5, "the flag over models.d: %r" % st)
 
         # usage errors
         for bad in (["--think", "maybe"], ["--reasoning-effort", "max"], ["--reasoning-budget", "-1"],

@@ -100,6 +100,9 @@ def main():
         os.makedirs(md)
         with open(os.path.join(md, "thinker.json"), "w") as f:
             json.dump({"name": "thinker", "file": FIXTURE, "template": THINK_TMPL, "context_size": 1024}, f)
+        with open(os.path.join(md, "budgeted.json"), "w") as f:
+            json.dump({"name": "budgeted", "file": FIXTURE, "template": THINK_TMPL, "context_size": 1024,
+                       "reasoning_budget": 3}, f)
         env = dict(os.environ, XDG_CONFIG_HOME=os.path.join(tmp, "config"), XDG_DATA_HOME=os.path.join(tmp, "data"),
                    CI="true")
         for v in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
@@ -140,6 +143,19 @@ def main():
             st, _, body = serveproc.request(port, "POST", "/v1/chat/completions", dict(REQ, **bad))
             check(st == 400 and body.get("error", {}).get("type") == "invalid_request_error",
                   "%r: 400 (%s %r)" % (bad, st, body))
+
+        # models.d's reasoning_budget for requests that leave it out
+        serveproc.stop(p)
+        p, port, log = serveproc.start(BIN, ["-m", "budgeted", "-t", "2"], env, tmp)
+        req = {k: v for k, v in REQ.items() if k != "reasoning_budget"}
+        st, _, body = serveproc.request(port, "POST", "/v1/chat/completions", req)
+        check(st == 200 and body["usage"]["completion_tokens_details"]["reasoning_tokens"] == 3,
+              "models.d reasoning_budget 3 (%s %r)" % (st, body.get("usage") if isinstance(body, dict) else body))
+        st, _, body = serveproc.request(port, "POST", "/v1/chat/completions", REQ)
+        check(st == 200 and body["usage"]["completion_tokens_details"]["reasoning_tokens"] == 5,
+              "the request's budget over models.d")
+        serveproc.stop(p)
+        p, port, log = serveproc.start(BIN, ["-m", "thinker", "-t", "2"], env, tmp)
 
         py = python_with("openai")
         if py:

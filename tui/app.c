@@ -189,6 +189,12 @@ static void load_model(struct app *a, const char *spec, const char *path, const 
 	a->st.kv_bytes = 0;
 	apply_defaults(a, &c);
 	session_config_free(&c);
+	if (me && !a->set.think_set) {
+		/* the models.d entry's thinking defaults */
+		a->set.think = (enum engine_think)me->think;
+		snprintf(a->set.effort, sizeof a->set.effort, "%s", me->reasoning_effort);
+		a->set.budget = me->reasoning_budget;
+	}
 	a->dirty |= D_SIDE | D_STATUS | D_HINT;
 }
 

@@ -324,6 +324,7 @@ int cmds_think(struct tui_settings *st, const char *args, char *msg, size_t msgl
 		snprintf(msg, msglen, "/think: '%.40s' is not on, off, low, medium, high or default", args);
 		return -1;
 	}
+	st->think_set = true;
 	cmds_think_str(st, now, sizeof now);
 	snprintf(msg, msglen, "thinking: %s", now);
 	return 0;
@@ -341,6 +342,8 @@ int cmds_budget(struct tui_settings *st, const char *args, char *msg, size_t msg
 		snprintf(msg, msglen, "/budget: '%.40s' is not a number of tokens (1 to 16777216) or off", args);
 		return -1;
 	}
+	if (args[0])
+		st->think_set = true;
 	if (st->budget > 0)
 		snprintf(msg, msglen, "reasoning budget: %" PRId32 " tokens", st->budget);
 	else

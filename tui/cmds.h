@@ -100,6 +100,8 @@ struct tui_settings {
 	enum engine_think think;
 	char effort[8];            /* reasoning_effort: "low", "medium", "high"; "" template's */
 	int32_t budget;            /* reasoning tokens; <= 0: no limit */
+	bool think_set;            /* chosen (/think, /budget, a reopened conversation): models.d
+				      defaults leave them */
 };
 
 /* Applies "/set KEY VALUE" (ARGS is "KEY VALUE").  Returns 0 with a short

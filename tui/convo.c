@@ -258,6 +258,8 @@ static void show_loaded(struct app *a)
 	if (strcmp(a->set.effort, "low") && strcmp(a->set.effort, "medium") && strcmp(a->set.effort, "high"))
 		a->set.effort[0] = '\0';
 	a->set.budget = s.reasoning_budget <= (1u << 24) ? (int32_t)s.reasoning_budget : 0;
+	if (s.think || s.reasoning_budget || a->set.effort[0])
+		a->set.think_set = true;
 	notice(a, TR_NOTICE, "conversation \"%s\": %zu message%s (F3 lists the others, /new starts one)",
 	       chats_title(a->ch), n, n == 1 ? "" : "s");
 	a->tr.follow = true;
