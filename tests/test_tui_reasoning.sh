@@ -8,7 +8,8 @@
 # the sidebar counts reasoning and answer tokens apart; /think off renders
 # the block closed (no reasoning at all); bad values are one error line;
 # reopened, the conversation shows its saved reasoning folded and keeps
-# its thinking settings.
+# its thinking settings.  Then the real SmolLM2 under a template that
+# opens <think>: F5 mid-stream closes the reasoning and it answers.
 
 . "${TTYCHAT_SRCDIR:-.}/tests/test_tui_lib.sh"
 tui_init
@@ -72,4 +73,25 @@ tui_send $S2 "/think"
 tui_wait $S2 5 'thinking: off, effort high, budget 6'
 tui_send $S2 "/quit"
 tui_check_restored $S2
+
+# F5 mid-stream: the real SmolLM2 with a template that opens <think> writes
+# inside the block until F5 closes it, then answers
+unset TUI_DIRS
+S3=answer
+mkdir -p "$TMPD/$S3/config/ttychat/models.d"
+cat >"$TMPD/$S3/config/ttychat/models.d/smolthink.json" <<JSON
+{"name": "smolthink", "file": "$SMOL",
+ "template": "{%- for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}"}
+JSON
+tui_start $S3 120 40 xterm-256color -- -m smolthink --temp 0 -n 80 -t 2
+tui_wait $S3 60 'loaded smolthink'
+tui_ready $S3 10
+tui_send $S3 "Write a very long story about a dragon who learns to bake bread."
+tui_wait $S3 60 'Thinking\.\.\. ([2-9]|[1-9][0-9]+) tokens'
+tui_keys $S3 F5
+tui_wait $S3 60 'Reasoning: [0-9]+ tokens, [0-9.]+ s, closed by F5'
+tui_ready $S3 60
+tui_screen $S3 | grep -Eq 'answer +[1-9][0-9]* tok' || fail "no answer after F5"
+tui_send $S3 "/quit"
+tui_check_restored $S3
 echo "ok"
