@@ -85,6 +85,7 @@ struct request {
 	char **stop;             /* copied, NULL-terminated */
 	char *vars_json;         /* REQ_SUBMIT: template variables (think, effort, kwargs), or NULL */
 	char *wrapup;            /* REQ_SUBMIT: the wrap-up phrase, copied ("" none) */
+	char *effort;            /* REQ_SUBMIT: reasoning_effort, copied (gen.reasoning_effort points here) */
 	void *blob;              /* REQ_IMPORT: copied snapshot */
 	size_t blob_len;
 	struct engine_bench_opts bench; /* REQ_BENCH */
@@ -347,6 +348,7 @@ static void free_request(struct request *r)
 	free(r->stop);
 	free(r->vars_json);
 	free(r->wrapup);
+	free(r->effort);
 	free(r->blob);
 	free(r->end);
 	free(r);
@@ -559,6 +561,11 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
 		}
 		if (!(r->wrapup = eng_strdup(g->reasoning_wrapup ? g->reasoning_wrapup : ENGINE_WRAPUP_DEFAULT)))
 			goto nomem;
+		if (g->reasoning_effort && !(r->effort = eng_strdup(g->reasoning_effort)))
+			goto nomem;
+		/* a remote model sends them on (chat_template_kwargs, reasoning_effort) */
+		r->gen.template_vars = r->vars_json;
+		r->gen.reasoning_effort = r->effort;
 	}
 	r->msgs = eng_calloc(n, sizeof *r->msgs);
 	if (!r->msgs)
@@ -1075,24 +1082,31 @@ struct remote_sink {
 	uint32_t n;
 	char *held;
 	size_t held_len, held_cap;
+	enum engine_part held_part;
 	bool lost;
 };
 
 static bool sink_flush(struct remote_sink *k)
 {
-	if (!emit_text(k->e, k->r, k->held, k->held_len, -1, k->n, NULL, ENGINE_PART_ANSWER))
+	if (!emit_text(k->e, k->r, k->held, k->held_len, -1, k->n, NULL, k->held_part))
 		return false;
 	k->held_len = 0;
 	return true;
 }
 
-static void remote_text(void *ctx, const char *text, size_t len)
+static void remote_text(void *ctx, const char *text, size_t len, bool reasoning)
 {
 	struct remote_sink *k = ctx;
+	const enum engine_part part = reasoning ? ENGINE_PART_REASONING : ENGINE_PART_ANSWER;
 	k->n++;
 	if (k->lost)
 		return;
-	if (k->held_len == 0 && emit_text(k->e, k->r, text, len, -1, k->n, NULL, ENGINE_PART_ANSWER))
+	if (k->held_len && k->held_part != part && !sink_flush(k)) {
+		k->lost = true; /* the parts cannot be kept apart in order */
+		return;
+	}
+	k->held_part = part;
+	if (k->held_len == 0 && emit_text(k->e, k->r, text, len, -1, k->n, NULL, part))
 		return;
 	if (len > k->held_cap - k->held_len) {
 		size_t cap = 2 * (k->held_len + len) + 64;

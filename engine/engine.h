@@ -300,7 +300,10 @@ void engine_answer_now(engine *e);
  * they and channel headers never appear in TOKEN text.  A template that
  * opens the block in the generation prompt starts the reply inside it.
  * Raw prompts (gen.raw) of a model whose template has no format use
- * <think> tags.  Each TOKEN says its part; one sampled token may give two
+ * <think> tags.  A remote model's server splits it itself: its deltas'
+ * reasoning_content (or reasoning) become REASONING TOKENs, and the
+ * template variables go to it as chat_template_kwargs (reasoning_effort
+ * also as itself); budget and answer-now are local-only.  Each TOKEN says its part; one sampled token may give two
  * TOKENs (the end of the reasoning and the start of the answer).  Stop
  * strings are matched in the answer only.  A budget, engine_answer_now()
  * or a loop (a span of up to 256 tokens three times over, at least 64

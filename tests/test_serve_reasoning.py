@@ -157,6 +157,28 @@ def main():
         serveproc.stop(p)
         p, port, log = serveproc.start(BIN, ["-m", "thinker", "-t", "2"], env, tmp)
 
+        # ttychat's remote backend against it: the parts arrive apart, and
+        # --think off travels as chat_template_kwargs
+        def remote(extra):
+            r = subprocess.run([BIN, "--remote", "http://127.0.0.1:%d/v1" % port, "-m", "thinker", "-p",
+                                "What is 2+2?", "--temp", "0", "-n", "12", "--json"] + extra,
+                               capture_output=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+            try:
+                objs = [json.loads(l) for l in r.stdout.decode().splitlines()]
+            except ValueError:
+                objs = []
+            return r.returncode, objs, r.stderr.decode(errors="replace")
+        rc, objs, err = remote([])
+        parts = [o.get("part") for o in objs if o.get("type") == "token"]
+        done = objs[-1] if objs else {}
+        check(rc == 0 and "reasoning" in parts and done.get("reasoning") and
+              "".join(o["text"] for o in objs if o.get("part") == "reasoning") == done.get("reasoning"),
+              "remote: reasoning TOKENs from reasoning_content (%r %r)" % (parts[:5], err[-300:]))
+        rc, objs, err = remote(["--think", "off"])
+        done = objs[-1] if objs else {}
+        check(rc == 0 and done.get("reasoning") == "" and done.get("content"),
+              "remote: --think off reaches the server's template (%r)" % done.get("reasoning"))
+
         py = python_with("openai")
         if py:
             r = subprocess.run([py, "-c", OPENAI, "http://127.0.0.1:%d/v1" % port], capture_output=True,
