@@ -287,8 +287,9 @@ void engine_cancel(engine *e);
 
 /* Closes the running reply's reasoning now, as a budget would (the wrap-up
  * phrase, then the family's end of the block), so the model answers.  No
- * effect when the reply is not inside reasoning.  Async-signal-safe; any
- * thread. */
+ * effect when the reply is not inside reasoning; a call while no reply
+ * runs is forgotten (the next reply does not see it).  Async-signal-safe;
+ * any thread. */
 void engine_answer_now(engine *e);
 
 /* ---- Reasoning ------------------------------------------------------------
@@ -303,14 +304,16 @@ void engine_answer_now(engine *e);
  * <think> tags.  A remote model's server splits it itself: its deltas'
  * reasoning_content (or reasoning) become REASONING TOKENs, and the
  * template variables go to it as chat_template_kwargs (reasoning_effort
- * also as itself); budget and answer-now are local-only.  Each TOKEN says its part; one sampled token may give two
- * TOKENs (the end of the reasoning and the start of the answer).  Stop
+ * also as itself); budget and answer-now are local-only.  Each TOKEN
+ * says its part; one sampled token may give two TOKENs (the end of the
+ * reasoning and the start of the answer).  Stop
  * strings are matched in the answer only.  A budget, engine_answer_now()
  * or a loop (a span of up to 256 tokens three times over, at least 64
  * tokens) closes the block: the wrap-up phrase goes out as reasoning
  * (token -1), the family's closing text is fed to the model, and sampling
  * goes on in the answer.  DONE's stats count the reasoning tokens and say
- * how the reasoning ended. */
+ * how the reasoning ended.  engine_submit() refuses template_vars that
+ * are not a JSON object (ENGINE_E_INVAL). */
 
 const char *engine_status_str(int status);
 const char *engine_last_error(const engine *e);
