@@ -38,6 +38,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -50,6 +51,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "alloc.h"
 #include "bench.h"
 #include "forward.h"
@@ -58,6 +61,7 @@
 #include "model.h"
 #include "pool.h"
 #include "quant.h"
+#include "reasoning.h"
 #include "remote.h"
 #include "gbnf.h"
 #include "grammar.h"
@@ -82,6 +86,9 @@ struct request {
 	struct engine_gen_opts gen;
 	char **stop;             /* copied, NULL-terminated */
 	char *grammar;           /* copied GBNF, or NULL */
+	char *vars_json;         /* REQ_SUBMIT: template variables (think, effort, kwargs), or NULL */
+	char *wrapup;            /* REQ_SUBMIT: the wrap-up phrase, copied ("" none) */
+	char *effort;            /* REQ_SUBMIT: reasoning_effort, copied (gen.reasoning_effort points here) */
 	void *blob;              /* REQ_IMPORT: copied snapshot */
 	size_t blob_len;
 	struct engine_bench_opts bench; /* REQ_BENCH */
@@ -109,6 +116,7 @@ struct engine {
 	struct event_node *ev_head, *ev_tail;
 	int pipe_rd, pipe_wr;
 	atomic_uint epoch;
+	atomic_uint answer_now;  /* engine_answer_now() bumps it; a reply compares with its start */
 	int wake_rd, wake_wr;    /* engine_cancel() writes a byte: wakes remote transfers */
 	int next_id;
 	char last_error[512];
@@ -131,6 +139,9 @@ struct engine {
 	uint32_t kv_type;
 	enum engine_overflow overflow;
 	char family[32];
+	enum reasoning_format rfmt;   /* the template's (REASONING_NONE: the model does not think) */
+	unsigned rmask;               /* the markers that are vocabulary tokens */
+	int32_t rmarker_ids[REASONING_MAX_MARKERS]; /* their ids (-1: matched in text) */
 	struct conv *convs;
 	size_t n_convs;
 	uint64_t use_clock;
@@ -340,6 +351,9 @@ static void free_request(struct request *r)
 		free(r->stop[i]);
 	free(r->stop);
 	free(r->grammar);
+	free(r->vars_json);
+	free(r->wrapup);
+	free(r->effort);
 	free(r->blob);
 	free(r->end);
 	free(r);
@@ -391,6 +405,11 @@ static struct request *take(engine *e)
 static bool cancelled(engine *e, const struct request *r)
 {
 	return atomic_load_explicit(&e->epoch, memory_order_relaxed) != r->epoch;
+}
+
+void engine_answer_now(engine *e)
+{
+	atomic_fetch_add(&e->answer_now, 1);
 }
 
 void engine_cancel(engine *e)
@@ -481,6 +500,40 @@ int engine_bench(engine *e, const struct engine_bench_opts *o)
 	return post(e, r);
 }
 
+/* The template variables of G as one JSON object (*out NULL when there
+ * are none): its template_vars, with enable_thinking and reasoning_effort
+ * set over them. */
+static int build_vars(engine *e, const struct engine_gen_opts *g, char **out)
+{
+	*out = NULL;
+	if (!g->template_vars && g->think == ENGINE_THINK_DEFAULT && !g->reasoning_effort)
+		return 0;
+	cJSON *o = g->template_vars ? cJSON_Parse(g->template_vars) : cJSON_CreateObject();
+	if (g->template_vars && !cJSON_IsObject(o)) {
+		cJSON_Delete(o);
+		snprintf(e->last_error, sizeof e->last_error, "engine_submit: template variables are not a JSON object");
+		return ENGINE_E_INVAL;
+	}
+	if (!o)
+		return refuse_nomem(e);
+	bool ok = true;
+	if (g->think != ENGINE_THINK_DEFAULT) {
+		cJSON_DeleteItemFromObjectCaseSensitive(o, "enable_thinking");
+		ok = cJSON_AddBoolToObject(o, "enable_thinking", g->think == ENGINE_THINK_ON) != NULL;
+	}
+	if (ok && g->reasoning_effort) {
+		cJSON_DeleteItemFromObjectCaseSensitive(o, "reasoning_effort");
+		ok = cJSON_AddStringToObject(o, "reasoning_effort", g->reasoning_effort) != NULL;
+	}
+	char *txt = ok ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	if (!txt)
+		return refuse_nomem(e);
+	*out = eng_strdup(txt);
+	cJSON_free(txt);
+	return *out ? 0 : refuse_nomem(e);
+}
+
 int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_t n,
 		  const struct engine_sampling *s, const struct engine_gen_opts *g)
 {
@@ -505,6 +558,23 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
 	r->gen.grammar = NULL;
 	if (g && g->grammar && !(r->grammar = eng_strdup(g->grammar)))
 		goto nomem;
+	r->gen.reasoning_effort = NULL;
+	r->gen.template_vars = NULL;
+	r->gen.reasoning_wrapup = NULL;
+	if (g) {
+		int rc = build_vars(e, g, &r->vars_json);
+		if (rc) {
+			free_request(r);
+			return rc;
+		}
+		if (!(r->wrapup = eng_strdup(g->reasoning_wrapup ? g->reasoning_wrapup : ENGINE_WRAPUP_DEFAULT)))
+			goto nomem;
+		if (g->reasoning_effort && !(r->effort = eng_strdup(g->reasoning_effort)))
+			goto nomem;
+		/* a remote model sends them on (chat_template_kwargs, reasoning_effort) */
+		r->gen.template_vars = r->vars_json;
+		r->gen.reasoning_effort = r->effort;
+	}
 	r->msgs = eng_calloc(n, sizeof *r->msgs);
 	if (!r->msgs)
 		goto nomem;
@@ -559,6 +629,7 @@ static void unload_model(engine *e)
 	e->tok = NULL;
 	free(e->tmpl_text);
 	e->tmpl_text = NULL;
+	e->rfmt = REASONING_NONE;
 	model_free(&e->model);
 	e->loaded = false;
 }
@@ -588,6 +659,7 @@ static void fill_info(engine *e, struct engine_model_info *info)
 	info->n_head_kv = m->hp.n_head_kv;
 	info->n_vocab = m->hp.n_vocab;
 	snprintf(info->template_family, sizeof info->template_family, "%s", e->family);
+	snprintf(info->reasoning, sizeof info->reasoning, "%s", reasoning_format_name(e->rfmt));
 	snprintf(info->model_id, sizeof info->model_id, "%s", e->model_id);
 	snprintf(info->backend, sizeof info->backend, "%s", e->backend[0] ? e->backend : "cpu");
 	snprintf(info->notice, sizeof info->notice, "%s", e->notice);
@@ -620,6 +692,23 @@ static void token_text(const tokenizer *t, int32_t id, char *buf, size_t n)
 	if (p && len < n) {
 		memcpy(buf, p, len);
 		buf[len] = '\0';
+	}
+}
+
+/* The reasoning format of the loaded model: its template's, else <think>
+ * tags when the vocabulary has them as tokens; and which markers are
+ * tokens. */
+static void setup_reasoning(engine *e)
+{
+	e->rfmt = reasoning_detect(e->tmpl_text);
+	if (e->rfmt == REASONING_NONE && tok_find(e->tok, "<think>", 7) >= 0 && tok_find(e->tok, "</think>", 8) >= 0)
+		e->rfmt = REASONING_THINK;
+	e->rmask = 0;
+	for (unsigned i = 0; i < REASONING_MAX_MARKERS; i++) {
+		const char *m = reasoning_marker(e->rfmt, i);
+		e->rmarker_ids[i] = m ? tok_find(e->tok, m, strlen(m)) : -1;
+		if (e->rmarker_ids[i] >= 0)
+			e->rmask |= 1u << i;
 	}
 }
 
@@ -743,6 +832,7 @@ static void do_load(engine *e, struct request *r)
 	}
 	snprintf(e->family, sizeof e->family, "%s",
 		 e->tmpl_text ? "jinja" : tmpl_family_name(tmpl_detect_family(NULL, e->model.arch_name)));
+	setup_reasoning(e);
 
 	uint32_t n_ctx = r->load.n_ctx;
 	if (n_ctx == 0)
@@ -876,10 +966,14 @@ static void enforce_budget(engine *e, uint64_t keep)
 
 /* ---- worker: one reply --------------------------------------------------- */
 
+/* Renders the conversation from message FIRST_MSG on into *out; *gen_at
+ * is where the generation prompt starts in it (0 when unknown or raw): the
+ * text the reasoning parser reads to learn how the reply starts. */
 static int render_prompt(engine *e, const struct request *r, size_t first_msg, char **out, size_t *len,
-			 char *err, size_t errlen)
+			 size_t *gen_at, char *err, size_t errlen)
 {
 	size_t n = r->n_msgs;
+	*gen_at = 0;
 	if (r->gen.raw) {
 		size_t total = 0;
 		for (size_t i = first_msg; i < n; i++)
@@ -911,9 +1005,20 @@ static int render_prompt(engine *e, const struct request *r, size_t first_msg, c
 		.add_generation_prompt = r->gen.add_generation_prompt,
 		.bos_token = e->bos_text,
 		.eos_token = e->eos_text,
+		.vars_json = r->vars_json,
 	};
 	enum tmpl_family fam = TMPL_FAMILY_UNKNOWN;
 	int rc = tmpl_format_chat(e->tmpl_text, e->model.arch_name, tm, k, &opt, out, len, &fam, err, errlen);
+	if (rc >= 0 && e->rfmt != REASONING_NONE && opt.add_generation_prompt) {
+		/* the same without the generation prompt: what it adds is the tail */
+		char *base = NULL, e2[256];
+		size_t bl = 0;
+		opt.add_generation_prompt = false;
+		if (tmpl_format_chat(e->tmpl_text, e->model.arch_name, tm, k, &opt, &base, &bl, NULL, e2, sizeof e2) >= 0 &&
+		    bl <= *len && memcmp(base, *out, bl) == 0)
+			*gen_at = bl;
+		free(base);
+	}
 	free(tm);
 	if (rc < 0)
 		return rc == TMPL_ERR_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_TEMPLATE;
@@ -958,12 +1063,12 @@ static size_t stop_holdback(char *const *stop, const char *text, size_t len)
  * False when out of memory: the caller keeps the text and sends it with
  * the next piece. */
 static bool emit_text(engine *e, const struct request *r, const char *s, size_t n, int32_t tok, uint32_t pos,
-		      const struct engine_stats *st)
+		      const struct engine_stats *st, enum engine_part part)
 {
 	if (n == 0)
 		return true;
 	struct engine_event ev = {.type = ENGINE_EV_TOKEN, .request = r->id, .conv = r->conv, .token = tok,
-				  .position = pos};
+				  .position = pos, .part = part};
 	if (st)
 		ev.stats = *st;
 	ev.text = eng_malloc(n + 1);
@@ -987,24 +1092,31 @@ struct remote_sink {
 	uint32_t n;
 	char *held;
 	size_t held_len, held_cap;
+	enum engine_part held_part;
 	bool lost;
 };
 
 static bool sink_flush(struct remote_sink *k)
 {
-	if (!emit_text(k->e, k->r, k->held, k->held_len, -1, k->n, NULL))
+	if (!emit_text(k->e, k->r, k->held, k->held_len, -1, k->n, NULL, k->held_part))
 		return false;
 	k->held_len = 0;
 	return true;
 }
 
-static void remote_text(void *ctx, const char *text, size_t len)
+static void remote_text(void *ctx, const char *text, size_t len, bool reasoning)
 {
 	struct remote_sink *k = ctx;
+	const enum engine_part part = reasoning ? ENGINE_PART_REASONING : ENGINE_PART_ANSWER;
 	k->n++;
 	if (k->lost)
 		return;
-	if (k->held_len == 0 && emit_text(k->e, k->r, text, len, -1, k->n, NULL))
+	if (k->held_len && k->held_part != part && !sink_flush(k)) {
+		k->lost = true; /* the parts cannot be kept apart in order */
+		return;
+	}
+	k->held_part = part;
+	if (k->held_len == 0 && emit_text(k->e, k->r, text, len, -1, k->n, NULL, part))
 		return;
 	if (len > k->held_cap - k->held_len) {
 		size_t cap = 2 * (k->held_len + len) + 64;
@@ -1137,46 +1249,169 @@ static bool reply_append(struct reply *b, const char *s, size_t n)
 /* Sends what is ready of the reply; what cannot go out for want of memory
  * stays and goes with the next piece. */
 static void reply_send(engine *e, const struct request *r, struct reply *b, size_t ready, int32_t tok,
-		       uint32_t pos, const struct engine_stats *st)
+		       uint32_t pos, const struct engine_stats *st, enum engine_part part)
 {
-	if (ready > b->sent && emit_text(e, r, b->text + b->sent, ready - b->sent, tok, pos, st))
+	if (ready > b->sent && emit_text(e, r, b->text + b->sent, ready - b->sent, tok, pos, st, part))
 		b->sent = ready;
 }
 
+/* One reply being decoded: the answer (stop strings are matched in it,
+ * a possible start of one held back) and the reasoning (sent as it
+ * comes), fed by the reasoning parser. */
+struct gen {
+	engine *e;
+	const struct request *r;
+	const struct engine_stats *st;
+	struct reply ans, think;
+	int32_t tok;               /* the token being delivered (-1: the engine's text) */
+	uint32_t pos;
+	bool nomem;
+};
+
+/* The answer's text that may go out: all of it but a possible start of a
+ * stop string. */
+static size_t answer_ready(const struct gen *g)
+{
+	return g->ans.len - stop_holdback(g->r->stop, g->ans.text, g->ans.len);
+}
+
+/* The parser's output.  What the other part holds goes out first, so
+ * the TOKENs keep the order of the text. */
+static void gen_emit(void *ctx, enum reasoning_part part, const char *s, size_t n)
+{
+	struct gen *g = ctx;
+	if (part == REASONING_THOUGHT) {
+		reply_send(g->e, g->r, &g->ans, answer_ready(g), g->tok, g->pos, g->st, ENGINE_PART_ANSWER);
+		if (!reply_append(&g->think, s, n))
+			g->nomem = true;
+	} else {
+		reply_send(g->e, g->r, &g->think, g->think.len, g->tok, g->pos, g->st, ENGINE_PART_REASONING);
+		if (!reply_append(&g->ans, s, n))
+			g->nomem = true;
+	}
+}
+
+/* Ends the reasoning from outside (a budget, answer now, a loop, think
+ * off): the wrap-up phrase goes out as reasoning, then PENDING (the
+ * sampled token not yet in the cache, or -1), the phrase and the family's
+ * closing text are fed to the model.  0, or a status with a message. */
+static int close_reasoning(engine *e, const struct request *r, struct kv_cache *kv, struct reasoning *rs,
+			   struct gen *g, const char *phrase, int32_t pending, int32_t **ids, size_t *cap,
+			   char *err, size_t errlen)
+{
+	reasoning_force_answer(rs, gen_emit, g);
+	if (phrase && *phrase && !reply_append(&g->think, phrase, strlen(phrase))) {
+		snprintf(err, errlen, "out of memory for the reply");
+		return ENGINE_E_NOMEM;
+	}
+	g->tok = -1;
+	reply_send(e, r, &g->think, g->think.len, -1, kv->n, g->st, ENGINE_PART_REASONING);
+	size_t n = 0;
+	if (pending >= 0) {
+		if (*cap < 1) {
+			int32_t *t = eng_realloc(*ids, 16 * sizeof **ids);
+			if (!t)
+				goto nomem;
+			*ids = t;
+			*cap = 16;
+		}
+		(*ids)[n++] = pending;
+	}
+	const char *close = reasoning_close_text(rs->fmt);
+	if ((phrase && *phrase && tok_encode(e->tok, phrase, strlen(phrase), false, false, ids, &n, cap) < 0) ||
+	    tok_encode(e->tok, close, strlen(close), false, true, ids, &n, cap) < 0)
+		goto nomem;
+	if (kv->n + n > e->n_ctx)
+		return ENGINE_E_CONTEXT;
+	for (size_t i = 0; i < n;) {
+		int nb = n - i > ENGINE_BATCH_MAX ? ENGINE_BATCH_MAX : (int)(n - i);
+		int rc = eval_step(e, r, kv, *ids + i, nb);
+		if (rc) {
+			if (rc != ENGINE_E_CONTEXT && rc != ENGINE_E_CANCELLED)
+				snprintf(err, errlen, "closing the reasoning: %s", engine_status_str(rc));
+			return rc;
+		}
+		i += (size_t)nb;
+	}
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory closing the reasoning");
+	return ENGINE_E_NOMEM;
+}
+
 /* Samples and evaluates the reply token by token after the prefill,
- * streaming TOKEN events, and fills the decode figures of ST.  Returns the
- * stop reason, or a negative status with a message in ERR when the reply
- * cannot go on: out of memory (sampler, reply, decoder, KV cache, text that
- * cannot be delivered) or a failed step. */
-static int decode(engine *e, const struct request *r, struct kv_cache *kv, grammar *gm, struct engine_stats *st,
-		  double t_start, char *err, size_t errlen)
+ * streaming TOKEN events split by RS into reasoning and answer, and fills
+ * the decode figures of ST.  GM (or NULL) constrains the answer: the
+ * reasoning of a thinking model is free, the grammar applies from the
+ * first token after it.  Returns the stop reason, or a negative status
+ * with a message in ERR when the reply cannot go on: out of memory
+ * (sampler, reply, decoder, KV cache, text that cannot be delivered) or a
+ * failed step. */
+static int decode(engine *e, const struct request *r, struct kv_cache *kv, struct reasoning *rs, grammar *gm,
+		  struct engine_stats *st, double t_start, char *err, size_t errlen)
 {
 	struct sampler smp;
-	struct reply b = {.cap = 256};
+	struct gen g = {.e = e, .r = r, .st = st, .ans = {.cap = 256}, .think = {.cap = 256}};
+	struct reasoning_loop loop;
 	tok_decoder *dec = NULL;
-	uint32_t n_gen = 0;
+	int32_t *eog = NULL, *forced = NULL;
+	size_t n_eog = 0, forced_cap = 0;
+	uint32_t n_gen = 0, n_think = 0;
+	const unsigned answer_now = atomic_load(&e->answer_now);
+	/* think OFF closes any block at once; else the budget, or none (-1) */
+	const int64_t budget = r->gen.think == ENGINE_THINK_OFF ? 0
+			       : r->gen.reasoning_budget > 0 ? r->gen.reasoning_budget : -1;
 	int stop = ENGINE_STOP_LENGTH;
 	int rc = sampler_init(&smp, &r->sampling, e->model.hp.n_vocab);
 	if (rc) {
 		snprintf(err, errlen, "out of memory for the sampler");
 		return rc;
 	}
+	reasoning_loop_init(&loop);
 	dec = tok_decoder_new(e->tok);
-	b.text = eng_malloc(b.cap);
-	if (!dec || !b.text) {
+	g.ans.text = eng_malloc(g.ans.cap);
+	g.think.text = eng_malloc(g.think.cap);
+	if (!dec || !g.ans.text || !g.think.text) {
 		rc = ENGINE_E_NOMEM;
 		snprintf(err, errlen, "out of memory for the reply");
 		goto out;
 	}
-	b.text[0] = '\0';
+	g.ans.text[0] = g.think.text[0] = '\0';
+	if (r->gen.ignore_eos) {
+		uint32_t nv = tok_n_vocab(e->tok);
+		for (uint32_t i = 0; i < nv; i++)
+			if (tok_is_eog(e->tok, (int32_t)i)) {
+				int32_t *t = eng_realloc(eog, (n_eog + 1) * sizeof *eog);
+				if (!t) {
+					rc = ENGINE_E_NOMEM;
+					snprintf(err, errlen, "out of memory for the reply");
+					goto out;
+				}
+				eog = t;
+				eog[n_eog++] = (int32_t)i;
+			}
+	}
 	const double t_dec = now_ms();
+	if (budget == 0 && reasoning_thinking(rs)) {
+		/* the generation prompt opened a block and thinking is off */
+		rc = close_reasoning(e, r, kv, rs, &g, NULL, -1, &forced, &forced_cap, err, errlen);
+		if (rc == ENGINE_E_CONTEXT || rc == ENGINE_E_CANCELLED) {
+			stop = rc == ENGINE_E_CONTEXT ? ENGINE_STOP_CONTEXT : ENGINE_STOP_CANCELLED;
+			goto done;
+		}
+		if (rc)
+			goto out;
+		st->reasoning_end = ENGINE_REASONING_END_OFF;
+	}
 	for (;;) {
 		if (cancelled(e, r)) {
 			stop = ENGINE_STOP_CANCELLED;
 			break;
 		}
+		for (size_t i = 0; i < n_eog; i++)
+			e->fwd.logits[eog[i]] = -INFINITY;
 		int32_t id;
-		if (gm) {
+		if (gm && !reasoning_thinking(rs)) {
 			int grc = 0;
 			const double t_g = now_ms();
 			id = sampler_sample_grammar(&smp, gm, e->fwd.logits, kv->tokens, kv->n, &grc);
@@ -1203,25 +1438,47 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, gramm
 		n_gen++;
 		if (n_gen == 1)
 			st->ttft_ms = now_ms() - t_start;
+		g.tok = id;
+		g.pos = kv->n;
+		bool was_thinking = reasoning_thinking(rs);
+		int marker = -1;
+		for (unsigned i = 0; i < REASONING_MAX_MARKERS && rs->fmt != REASONING_NONE; i++)
+			if (id == e->rmarker_ids[i] && (rs->token_mask >> i & 1))
+				marker = (int)i;
 		char piece[256];
-		size_t pl = tok_decoder_feed(dec, id, piece, sizeof piece);
-		if (tok_decoder_nomem(dec) || !reply_append(&b, piece, pl)) {
+		size_t pl;
+		if (marker >= 0) {
+			/* a marker token: what the decoder holds goes before it */
+			while ((pl = tok_decoder_flush(dec, piece, sizeof piece)) > 0)
+				reasoning_feed(rs, piece, pl, false, gen_emit, &g);
+			const char *m = reasoning_marker(rs->fmt, (unsigned)marker);
+			reasoning_feed(rs, m, strlen(m), true, gen_emit, &g);
+		} else {
+			pl = tok_decoder_feed(dec, id, piece, sizeof piece);
+			reasoning_feed(rs, piece, pl, false, gen_emit, &g);
+		}
+		if (tok_decoder_nomem(dec) || g.nomem) {
 			rc = ENGINE_E_NOMEM;
 			snprintf(err, errlen, "out of memory for the reply after %u tokens", n_gen);
 			goto out;
 		}
+		bool thinking = reasoning_thinking(rs);
+		if (was_thinking || thinking)
+			n_think++;
 
-		/* stop strings: cut at the first match; hold back a possible
-		 * start of one */
+		/* stop strings: cut the answer at the first match; hold back a
+		 * possible start of one */
 		bool hit = false;
+		struct reply *b = &g.ans;
 		for (size_t s = 0; r->stop && r->stop[s]; s++) {
-			char *m = r->stop[s][0] ? strstr(b.text + (b.sent > 64 ? b.sent - 64 : 0), r->stop[s]) : NULL;
+			char *m = r->stop[s][0] ? strstr(b->text + (b->sent > 64 ? b->sent - 64 : 0), r->stop[s]) : NULL;
 			if (m) {
-				b.len = (size_t)(m - b.text);
+				b->len = (size_t)(m - b->text);
 				hit = true;
 			}
 		}
-		reply_send(e, r, &b, hit ? b.len : b.len - stop_holdback(r->stop, b.text, b.len), id, kv->n, st);
+		reply_send(e, r, &g.think, g.think.len, id, kv->n, st, ENGINE_PART_REASONING);
+		reply_send(e, r, b, hit ? b->len : answer_ready(&g), id, kv->n, st, ENGINE_PART_ANSWER);
 		if (hit) {
 			stop = ENGINE_STOP_STRING;
 			break;
@@ -1234,39 +1491,66 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, gramm
 			stop = ENGINE_STOP_CONTEXT;
 			break;
 		}
-		rc = eval_step(e, r, kv, &id, 1);
+		/* the reasoning ends here when a budget, answer now or a loop says so */
+		enum engine_reasoning_end why = ENGINE_REASONING_END_MODEL;
+		uint32_t period = thinking ? reasoning_loop_add(&loop, id) : 0;
+		if (thinking && budget >= 0 && n_think >= budget)
+			why = budget == 0 ? ENGINE_REASONING_END_OFF : ENGINE_REASONING_END_BUDGET;
+		else if (thinking && atomic_load(&e->answer_now) != answer_now)
+			why = ENGINE_REASONING_END_NOW;
+		else if (period) {
+			why = ENGINE_REASONING_END_LOOP;
+			struct engine_event ev = {.type = ENGINE_EV_NOTICE, .request = r->id, .conv = r->conv};
+			snprintf(ev.message, sizeof ev.message,
+				 "the reasoning repeated the same %u tokens three times: closed it after %u tokens",
+				 period, n_think);
+			push_event(e, &ev);
+		}
+		if (why != ENGINE_REASONING_END_MODEL) {
+			st->reasoning_end = why;
+			rc = close_reasoning(e, r, kv, rs, &g, why == ENGINE_REASONING_END_OFF ? NULL : r->wrapup, id,
+					     &forced, &forced_cap, err, errlen);
+		} else {
+			rc = eval_step(e, r, kv, &id, 1);
+		}
 		if (rc == ENGINE_E_CONTEXT || rc == ENGINE_E_CANCELLED) {
 			stop = rc == ENGINE_E_CONTEXT ? ENGINE_STOP_CONTEXT : ENGINE_STOP_CANCELLED;
 			break;
 		}
 		if (rc) {
-			snprintf(err, errlen, "%s after %u tokens",
-				 rc == ENGINE_E_NOMEM ? "out of memory for the KV cache" : engine_status_str(rc), n_gen);
+			if (why == ENGINE_REASONING_END_MODEL || !err[0])
+				snprintf(err, errlen, "%s after %u tokens",
+					 rc == ENGINE_E_NOMEM ? "out of memory for the KV cache" : engine_status_str(rc),
+					 n_gen);
 			goto out;
 		}
 	}
-	/* flush what the decoder and the stop-string check held back */
+done:
+	/* flush what the decoder, the parser and the stop-string check held back */
 	if (stop != ENGINE_STOP_STRING) {
 		char tail[64];
 		size_t tl;
+		g.tok = -1;
 		while ((tl = tok_decoder_flush(dec, tail, sizeof tail)) > 0)
-			if (!reply_append(&b, tail, tl))
-				break;
-		if (tl > 0 || tok_decoder_nomem(dec)) {
+			reasoning_feed(rs, tail, tl, false, gen_emit, &g);
+		reasoning_flush(rs, gen_emit, &g);
+		if (g.nomem || tok_decoder_nomem(dec)) {
 			rc = ENGINE_E_NOMEM;
 			snprintf(err, errlen, "out of memory for the end of the reply");
 			goto out;
 		}
-		reply_send(e, r, &b, b.len, -1, kv->n, st);
+		reply_send(e, r, &g.think, g.think.len, -1, kv->n, st, ENGINE_PART_REASONING);
+		reply_send(e, r, &g.ans, g.ans.len, -1, kv->n, st, ENGINE_PART_ANSWER);
 	}
-	if (b.sent < b.len) {
+	if (g.ans.sent < g.ans.len || g.think.sent < g.think.len) {
 		rc = ENGINE_E_NOMEM;
 		snprintf(err, errlen, "out of memory: the last %zu bytes of the reply could not be delivered",
-			 b.len - b.sent);
+			 g.ans.len - g.ans.sent + g.think.len - g.think.sent);
 		goto out;
 	}
 	st->decode_ms = now_ms() - t_dec;
 	st->gen_tokens = n_gen;
+	st->reasoning_tokens = n_think;
 	if (n_gen == 0)
 		st->ttft_ms = now_ms() - t_start;
 	/* the first token comes from the prefill logits: decode speed counts
@@ -1276,7 +1560,10 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, gramm
 out:
 	sampler_free(&smp);
 	tok_decoder_free(dec);
-	free(b.text);
+	free(g.ans.text);
+	free(g.think.text);
+	free(eog);
+	free(forced);
 	return rc;
 }
 
@@ -1365,14 +1652,19 @@ static void submit_local(engine *e, struct request *r, grammar *gm, double t_sta
 	size_t first = 0;
 	uint32_t dropped = 0;
 	int64_t n_prompt;
+	/* raw prompts of a model whose template says nothing use <think> tags */
+	struct reasoning rs;
+	enum reasoning_format rf = e->rfmt == REASONING_NONE && r->gen.raw ? REASONING_THINK : e->rfmt;
+	reasoning_init(&rs, rf, rf == e->rfmt ? e->rmask : 0);
 	for (;;) {
 		char *text = NULL;
-		size_t len = 0;
-		int rc = render_prompt(e, r, first, &text, &len, err, sizeof err);
+		size_t len = 0, gen_at = 0;
+		int rc = render_prompt(e, r, first, &text, &len, &gen_at, err, sizeof err);
 		if (rc) {
 			emit_error(e, r, rc, "chat template: %s", err[0] ? err : engine_status_str(rc));
 			return;
 		}
+		reasoning_begin(&rs, text + gen_at, len - gen_at);
 		n_prompt = tokenize_prompt(e, text, len);
 		free(text);
 		if (n_prompt == TOK_ERR_NOMEM) {
@@ -1469,7 +1761,7 @@ static void submit_local(engine *e, struct request *r, grammar *gm, double t_sta
 	st.ctx_size = e->n_ctx;
 	fill_vram(e, &st);
 
-	int stop = decode(e, r, kv, gm, &st, t_start, err, sizeof err);
+	int stop = decode(e, r, kv, &rs, gm, &st, t_start, err, sizeof err);
 	if (stop < 0) {
 		/* the TOKENs already sent are the partial reply */
 		emit_error(e, r, stop, "%s", err);

@@ -122,11 +122,17 @@ struct engine_msg {
 	const char *content;       /* UTF-8 */
 };
 
+/* Thinking: DEFAULT leaves enable_thinking undefined (the template's own
+ * default, as transformers renders it); ON and OFF set it true or false.
+ * OFF also closes any reasoning block the model opens at once (a budget of
+ * 0), for templates that cannot switch thinking off. */
+enum engine_think { ENGINE_THINK_DEFAULT = 0, ENGINE_THINK_ON = 1, ENGINE_THINK_OFF = 2 };
+
 struct engine_gen_opts {
 	int32_t max_tokens;        /* <= 0: until end of generation or context */
 	bool raw;                  /* no template: messages' contents concatenated */
 	bool add_generation_prompt;/* normally true */
-	const char *const *stop;   /* NULL-terminated stop strings, or NULL */
+	const char *const *stop;   /* NULL-terminated stop strings, or NULL; matched in the answer */
 	/* GBNF grammar (llama.cpp's notation, `root` the start), copied: every
 	 * token of the reply keeps it a prefix of a sentence, and the reply
 	 * ends (ENGINE_STOP_EOG) only where the sentence is complete.  NULL:
@@ -135,7 +141,21 @@ struct engine_gen_opts {
 	 * remote model refuses it (ENGINE_E_INVAL); a reply that reaches a
 	 * point where no token is allowed ends with ENGINE_E_INVAL. */
 	const char *grammar;
+	/* ---- thinking models (see "Reasoning" below) ---- */
+	enum engine_think think;
+	const char *reasoning_effort; /* template variable reasoning_effort ("low", "medium",
+					 "high"), or NULL: undefined */
+	const char *template_vars; /* a JSON object of more template variables (an API's
+				      chat_template_kwargs), or NULL; think and reasoning_effort
+				      override its members of those names */
+	int32_t reasoning_budget;  /* > 0: reasoning tokens before the block is closed; <= 0: none */
+	const char *reasoning_wrapup; /* written into the reasoning before a budget or
+					 engine_answer_now() closes it; NULL: ENGINE_WRAPUP_DEFAULT,
+					 "": nothing */
+	bool ignore_eos;           /* the model's end-of-turn tokens are never sampled (tests,
+				      benchmarks): the reply ends at max_tokens or a stop */
 };
+#define ENGINE_WRAPUP_DEFAULT "\n\nConsidering the limited time, I have to give the answer based on the thinking so far.\n"
 
 enum engine_event_type {
 	ENGINE_EV_LOAD_PROGRESS,   /* progress 0..1 */
@@ -153,6 +173,18 @@ enum engine_event_type {
 				      the CPU); the request goes on */
 };
 
+/* Which part of the reply a TOKEN is (see "Reasoning" below). */
+enum engine_part { ENGINE_PART_ANSWER = 0, ENGINE_PART_REASONING = 1 };
+
+/* Why the reasoning block ended, when the model did not end it itself. */
+enum engine_reasoning_end {
+	ENGINE_REASONING_END_MODEL = 0, /* the model closed it, or there was none */
+	ENGINE_REASONING_END_BUDGET,    /* reasoning_budget tokens */
+	ENGINE_REASONING_END_NOW,       /* engine_answer_now() */
+	ENGINE_REASONING_END_LOOP,      /* the same span repeated (a NOTICE says so) */
+	ENGINE_REASONING_END_OFF,       /* think OFF and the model opened a block */
+};
+
 enum engine_stop_reason {
 	ENGINE_STOP_EOG = 0,       /* the model ended its turn */
 	ENGINE_STOP_LENGTH,        /* max_tokens reached */
@@ -166,6 +198,8 @@ struct engine_stats {
 	uint32_t prompt_reused;    /* of those, found in the KV cache */
 	uint32_t prompt_computed;  /* of those, prefilled now */
 	uint32_t gen_tokens;
+	uint32_t reasoning_tokens; /* of gen_tokens, those sampled inside the reasoning */
+	enum engine_reasoning_end reasoning_end;
 	double prefill_tps;        /* computed prompt tokens per second */
 	double decode_tps;
 	double ttft_ms;            /* submit to first token */
@@ -196,6 +230,8 @@ struct engine_model_info {
 	uint32_t n_ctx_train, n_ctx;
 	uint32_t n_layer, n_embd, n_head, n_head_kv, n_vocab;
 	char template_family[32];  /* "jinja" or the fallback used */
+	char reasoning[16];        /* how replies mark reasoning: "think", "bracket", "gemma4",
+				      "harmony"; "" when the model does not think */
 	char model_id[33];         /* hex: file size + hash of the GGUF header; names KV snapshots ("" remote) */
 	char backend[80];          /* where it runs: "cpu", "cuda: DEVICE (N/M layers)" (the first N
 				      of M on the GPU, the rest on the CPU), or "remote: HOST[:PORT]" */
@@ -211,7 +247,8 @@ struct engine_event {
 	float progress;
 	char *text;                /* TOKEN: piece; owned by the event */
 	size_t text_len;
-	int32_t token;             /* TOKEN: the id */
+	int32_t token;             /* TOKEN: the id (-1: text the engine wrote, a wrap-up phrase) */
+	enum engine_part part;     /* TOKEN: reasoning or answer */
 	uint32_t position;
 	uint32_t dropped_turns;
 	enum engine_stop_reason stop;
@@ -279,6 +316,36 @@ int engine_conv_import(engine *e, uint64_t conv, const void *blob, size_t len);
 /* Stops the running generation or load within one token and drops queued
  * submits.  Async-signal-safe. */
 void engine_cancel(engine *e);
+
+/* Closes the running reply's reasoning now, as a budget would (the wrap-up
+ * phrase, then the family's end of the block), so the model answers.  No
+ * effect when the reply is not inside reasoning; a call while no reply
+ * runs is forgotten (the next reply does not see it).  Async-signal-safe;
+ * any thread. */
+void engine_answer_now(engine *e);
+
+/* ---- Reasoning ------------------------------------------------------------
+ * A thinking model's reply is split into reasoning and answer by the
+ * format its chat template writes (info.reasoning): <think>...</think>,
+ * [THINK]...[/THINK], Gemma 4's thought channel, gpt-oss harmony channels
+ * (analysis is reasoning; final and commentary are answer).  Markers are
+ * matched as the vocabulary's tokens when it has them, else in the text;
+ * they and channel headers never appear in TOKEN text.  A template that
+ * opens the block in the generation prompt starts the reply inside it.
+ * Raw prompts (gen.raw) of a model whose template has no format use
+ * <think> tags.  A remote model's server splits it itself: its deltas'
+ * reasoning_content (or reasoning) become REASONING TOKENs, and the
+ * template variables go to it as chat_template_kwargs (reasoning_effort
+ * also as itself); budget and answer-now are local-only.  Each TOKEN
+ * says its part; one sampled token may give two TOKENs (the end of the
+ * reasoning and the start of the answer).  Stop
+ * strings are matched in the answer only.  A budget, engine_answer_now()
+ * or a loop (a span of up to 256 tokens three times over, at least 64
+ * tokens) closes the block: the wrap-up phrase goes out as reasoning
+ * (token -1), the family's closing text is fed to the model, and sampling
+ * goes on in the answer.  DONE's stats count the reasoning tokens and say
+ * how the reasoning ended.  engine_submit() refuses template_vars that
+ * are not a JSON object (ENGINE_E_INVAL). */
 
 const char *engine_status_str(int status);
 const char *engine_last_error(const engine *e);

@@ -430,6 +430,7 @@ struct xfer {
 	void *ctx;
 	unsigned char hold[4];    /* start of a UTF-8 character split across pieces */
 	size_t hold_len;
+	bool hold_reasoning;      /* ... of the reasoning, else of the answer */
 	uint32_t pieces;
 	double t_start, t_first, t_last;
 	enum engine_stop_reason stop;
@@ -497,9 +498,13 @@ static int utf8_len(const unsigned char *s, size_t n)
 	return len;
 }
 
-/* Delivers a piece of reply text through the UTF-8 filter. */
-static void emit(struct xfer *x, const char *s, size_t n, bool final)
+/* Delivers a piece of reply text (of the reasoning or the answer) through
+ * the UTF-8 filter. */
+static void emit(struct xfer *x, const char *s, size_t n, bool final, bool reasoning)
 {
+	if (x->hold_len && x->hold_reasoning != reasoning)
+		emit(x, "", 0, true, x->hold_reasoning); /* a part cut mid-character ends */
+	x->hold_reasoning = reasoning;
 	size_t total = x->hold_len + n;
 	if (total == 0)
 		return;
@@ -538,7 +543,7 @@ static void emit(struct xfer *x, const char *s, size_t n, bool final)
 			x->t_first = t;
 		x->t_last = t;
 		x->pieces++;
-		x->on_text(x->ctx, (const char *)out, o);
+		x->on_text(x->ctx, (const char *)out, o, reasoning);
 	}
 	free(in);
 	free(out);
@@ -604,7 +609,7 @@ static void take_chunk(struct xfer *x, const cJSON *j, bool streamed)
 			xfer_fail(x, ENGINE_E_SERVER, "malformed event from the server (a choice is not an object)");
 			return;
 		}
-		const cJSON *text;
+		const cJSON *text, *think = NULL;
 		if (x->raw) {
 			text = cJSON_GetObjectItemCaseSensitive(c0, "text");
 		} else {
@@ -615,13 +620,18 @@ static void take_chunk(struct xfer *x, const cJSON *j, bool streamed)
 				return;
 			}
 			text = cJSON_GetObjectItemCaseSensitive(d, "content");
+			think = cJSON_GetObjectItemCaseSensitive(d, "reasoning_content");
+			if (!cJSON_IsString(think))
+				think = cJSON_GetObjectItemCaseSensitive(d, "reasoning");
 		}
+		if (cJSON_IsString(think) && think->valuestring[0])
+			emit(x, think->valuestring, strlen(think->valuestring), false, true);
 		if (text && !cJSON_IsString(text) && !cJSON_IsNull(text)) {
 			xfer_fail(x, ENGINE_E_SERVER, "malformed event from the server (the text is not a string)");
 			return;
 		}
 		if (cJSON_IsString(text) && text->valuestring[0])
-			emit(x, text->valuestring, strlen(text->valuestring), false);
+			emit(x, text->valuestring, strlen(text->valuestring), false, false);
 		const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c0, "finish_reason");
 		if (cJSON_IsString(fr)) {
 			x->finished = true;
@@ -1124,6 +1134,15 @@ static char *request_body(struct remote *rm, const struct engine_msg *msgs, size
 			cJSON_AddItemToArray(arr, m);
 		}
 	}
+	/* thinking: the template variables (enable_thinking, reasoning_effort
+	 * and the caller's) as chat_template_kwargs, the effort on its own too */
+	cJSON *kw = g->template_vars ? cJSON_Parse(g->template_vars) : NULL;
+	if (cJSON_IsObject(kw) && kw->child && !g->raw)
+		cJSON_AddItemToObject(j, "chat_template_kwargs", kw);
+	else
+		cJSON_Delete(kw);
+	if (g->reasoning_effort && !g->raw)
+		cJSON_AddStringToObject(j, "reasoning_effort", g->reasoning_effort);
 	cJSON_AddBoolToObject(j, "stream", 1);
 	cJSON *so = cJSON_AddObjectToObject(j, "stream_options");
 	cJSON_AddBoolToObject(so, "include_usage", 1);
@@ -1238,7 +1257,7 @@ int remote_chat(struct remote *rm, const struct remote_cancel *c, const struct e
 			 x.pieces ? "; partial reply kept" : "");
 		result = ENGINE_E_NETWORK;
 	}
-	emit(&x, NULL, 0, true);
+	emit(&x, NULL, 0, true, x.hold_reasoning);
 	fill_stats(&x, rm, st);
 	if (result == ENGINE_E_CANCELLED) {
 		*stop_out = ENGINE_STOP_CANCELLED;

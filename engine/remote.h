@@ -50,8 +50,10 @@ struct remote_cancel {
 	int wake_fd;
 };
 
-/* Receives each piece of the reply (valid UTF-8, never empty). */
-typedef void (*remote_text_fn)(void *ctx, const char *text, size_t len);
+/* Receives each piece of the reply (valid UTF-8, never empty); REASONING:
+ * the server sent it as reasoning ("reasoning_content" or "reasoning" of
+ * the delta, as llama-server, vLLM and DeepSeek's API do). */
+typedef void (*remote_text_fn)(void *ctx, const char *text, size_t len, bool reasoning);
 
 /* Parses SPEC (the JSON text after "remote:") and reads the API key.
  * N_CTX (0: none) is the context size the caller asked for.  NULL with a

@@ -1488,11 +1488,14 @@ struct jparse {
 	const char *s;
 	size_t n, i;
 	int depth;
+	bool runtime;              /* from_json: bad JSON is the template's error */
 };
 
 __attribute__((noreturn))
 static void jp_fail(struct jparse *p, const char *msg)
 {
+	if (p->runtime)
+		rt_fail(p->c, "%s: offset %zu: %s", p->what, p->i, msg);
 	fail_at(&p->c->f, TMPL_ERR_ARG, 0, "%s: offset %zu: %s", p->what, p->i, msg);
 }
 
@@ -1979,6 +1982,14 @@ struct token {
 	double f;
 };
 
+/* An unknown filter or test outside any conditional: a syntax error once
+ * the parse ends, unless a conditional expression turns out to hold it. */
+struct unknown_name {
+	int line;
+	const struct str *name;
+	bool test;
+};
+
 struct parser {
 	struct fail *f;
 	struct mem m;
@@ -1987,6 +1998,13 @@ struct parser {
 	size_t pos;
 	int depth;
 	int loop_depth;
+	/* Jinja's "soft" frames: inside an if (its tests and bodies) or a
+	 * conditional expression an unknown filter or test fails only when
+	 * evaluated; for, macro, filter, with and set blocks open a frame that
+	 * is not soft again */
+	bool soft;
+	struct unknown_name *unk;
+	uint32_t n_unk, unk_cap;
 	/* lexer state */
 	const char *src;
 	size_t n;
@@ -2585,11 +2603,15 @@ enum filter_id {
 	F_SAFE, F_SELECT, F_SELECTATTR, F_SLICE, F_SORT, F_STRING, F_STRIPTAGS, F_SUM,
 	F_TITLE, F_TOJSON, F_TRIM, F_TRUNCATE, F_UNIQUE, F_UPPER, F_URLENCODE, F_URLIZE,
 	F_WORDCOUNT, F_WORDWRAP, F_XMLATTR,
+	F_FROM_JSON,
 	F_COUNT_
 };
 
-/* Every filter Jinja knows, so that an unknown name is a syntax error (as
- * in Jinja) while a known one we do not implement fails only if reached. */
+/* Every filter Jinja knows, so that an unknown name is an error as in
+ * Jinja (a syntax error outside conditionals, else when evaluated) while a
+ * known one we do not implement fails only if reached; and from_json,
+ * which llama.cpp's template engine adds and DeepSeek-V3.2 / V4 templates
+ * use (json.loads). */
 static const char *const filter_names[F_COUNT_] = {
 	"abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort",
 	"e", "escape", "filesizeformat", "first", "float", "forceescape", "format", "groupby",
@@ -2598,6 +2620,7 @@ static const char *const filter_names[F_COUNT_] = {
 	"safe", "select", "selectattr", "slice", "sort", "string", "striptags", "sum",
 	"title", "tojson", "trim", "truncate", "unique", "upper", "urlencode", "urlize",
 	"wordcount", "wordwrap", "xmlattr",
+	"from_json",
 };
 
 enum test_id {
@@ -2812,6 +2835,21 @@ static void parse_call_args(struct parser *p, struct expr *e)
 	e->nkw = kwv.n;
 }
 
+static void note_unknown(struct parser *p, int line, const struct str *name, bool test)
+{
+	if (p->soft)
+		return;
+	if (p->n_unk == p->unk_cap) {
+		uint32_t nc = p->unk_cap ? 2 * p->unk_cap : 8;
+		struct unknown_name *nu = mem_array(p->m, nc, sizeof *nu);
+		if (p->n_unk)
+			memcpy(nu, p->unk, p->n_unk * sizeof *nu);
+		p->unk = nu;
+		p->unk_cap = nc;
+	}
+	p->unk[p->n_unk++] = (struct unknown_name){line, name, test};
+}
+
 static struct expr *parse_filter(struct parser *p, struct expr *node, bool start_inline)
 {
 	while (is_op(p, OP_PIPE) || start_inline) {
@@ -2822,8 +2860,10 @@ static struct expr *parse_filter(struct parser *p, struct expr *node, bool start
 		if (is_op(p, OP_DOT))
 			syn_fail(p, line, "No filter named '%.60s.%s'", name->s, "...");
 		int fid = name_index(filter_names, F_COUNT_, name);
-		if (fid < 0)
-			syn_fail(p, line, "No filter named '%.60s'.", name->s);
+		if (fid < 0) {
+			note_unknown(p, line, name, false);
+			fid = F_COUNT_;   /* fails if evaluated */
+		}
 		struct expr *e = enew(p, E_FILTER, line);
 		e->name = name;
 		e->fid = (uint16_t)fid;
@@ -2849,8 +2889,10 @@ static struct expr *parse_test(struct parser *p, struct expr *node)
 	if (is_op(p, OP_DOT))
 		syn_fail(p, line, "No test named '%.60s...'", name->s);
 	int tid = name_index(test_names, X_COUNT_, name);
-	if (tid < 0)
-		syn_fail(p, line, "No test named '%.60s'.", name->s);
+	if (tid < 0) {
+		note_unknown(p, line, name, true);
+		tid = X_COUNT_;   /* fails if evaluated */
+	}
 	struct expr *e = enew(p, E_TEST, line);
 	e->name = name;
 	e->fid = (uint16_t)tid;
@@ -3254,10 +3296,16 @@ static struct expr *parse_or(struct parser *p)
 static struct expr *parse_condexpr(struct parser *p)
 {
 	deeper(p);
+	const uint32_t mark = p->n_unk;
+	const bool soft = p->soft;
 	struct expr *e1 = parse_or(p);
 	while (is_name(p, "if")) {
 		int line = cur(p)->line;
 		advance(p);
+		/* the whole conditional expression is soft, its first operand too */
+		if (p->n_unk > mark)
+			p->n_unk = mark;
+		p->soft = true;
 		struct expr *e = enew(p, E_COND, line);
 		e->a = e1;
 		e->b = parse_or(p);
@@ -3267,6 +3315,7 @@ static struct expr *parse_condexpr(struct parser *p)
 		}
 		e1 = e;
 	}
+	p->soft = soft;
 	p->depth--;
 	return e1;
 }
@@ -3389,6 +3438,8 @@ static struct stmt *parse_if(struct parser *p, int line)
 {
 	static const char *const ends[] = {"elif", "else", "endif"};
 	struct stmt *s = snew(p, S_IF, line);
+	const bool soft = p->soft;
+	p->soft = true;
 	s->e = parse_tuple(p, false, false, NULL, false);
 	header_end(p);
 	struct str *end = body_until(p, &s->body, ends, 3);
@@ -3399,6 +3450,7 @@ static struct stmt *parse_if(struct parser *p, int line)
 		s->else_body.v = mem_array(p->m, 1, sizeof *s->else_body.v);
 		s->else_body.v[0] = inner;
 		s->else_body.n = 1;
+		p->soft = soft;
 		return s;   /* the inner if consumed endif */
 	}
 	if (str_eqc(end, "else")) {
@@ -3406,6 +3458,7 @@ static struct stmt *parse_if(struct parser *p, int line)
 		header_end(p);
 		body_until(p, &s->else_body, ends2, 1);
 	}
+	p->soft = soft;
 	return s;
 }
 
@@ -3419,6 +3472,7 @@ static struct stmt *parse_statement(struct parser *p)
 	deeper(p);
 	advance(p);
 	struct stmt *s;
+	const bool soft = p->soft;
 	if (str_eqc(tag, "if")) {
 		s = parse_if(p, line);
 	} else if (str_eqc(tag, "for")) {
@@ -3430,6 +3484,7 @@ static struct stmt *parse_statement(struct parser *p)
 			unexpected(p, "'in'");
 		advance(p);
 		s->e = parse_tuple(p, false, false, "recursive", false);
+		p->soft = false;   /* the loop's own frame: its test and bodies */
 		if (is_name(p, "if")) {
 			advance(p);
 			s->cond = parse_expression(p, true);
@@ -3455,6 +3510,7 @@ static struct stmt *parse_statement(struct parser *p)
 			static const char *const ends[] = {"endset"};
 			s = snew(p, S_SETBLOCK, line);
 			s->tgt = tg;
+			p->soft = false;
 			s->filter = parse_filter(p, NULL, false);
 			header_end(p);
 			body_until(p, &s->body, ends, 1);
@@ -3489,6 +3545,7 @@ static struct stmt *parse_statement(struct parser *p)
 			s->params[i] = names.v[i]->name;
 		s->defaults = defs.v;
 		header_end(p);
+		p->soft = false;
 		int saved = p->loop_depth;
 		p->loop_depth = 0;
 		body_until(p, &s->body, ends, 1);
@@ -3496,6 +3553,7 @@ static struct stmt *parse_statement(struct parser *p)
 	} else if (str_eqc(tag, "filter")) {
 		static const char *const ends[] = {"endfilter"};
 		s = snew(p, S_FILTER, line);
+		p->soft = false;
 		s->filter = parse_filter(p, NULL, true);
 		header_end(p);
 		body_until(p, &s->body, ends, 1);
@@ -3524,6 +3582,7 @@ static struct stmt *parse_statement(struct parser *p)
 		s->wv = vals.v;
 		s->nw = vals.n;
 		header_end(p);
+		p->soft = false;
 		body_until(p, &s->body, ends, 1);
 	} else if (str_eqc(tag, "break") || str_eqc(tag, "continue")) {
 		if (!p->loop_depth)
@@ -3541,6 +3600,7 @@ static struct stmt *parse_statement(struct parser *p)
 	} else {
 		syn_fail(p, line, "Encountered unknown or unsupported tag '%.60s'.", tag->s);
 	}
+	p->soft = soft;
 	p->depth--;
 	return s;
 }
@@ -5943,6 +6003,19 @@ static value apply_filter(struct rctx *c, int fid, const value *in, const struct
 		return v_str(jinja_title(c, py_str(c, in)));
 	case F_TOJSON:
 		return f_tojson(c, in, ca);
+	case F_FROM_JSON: {
+		bind_args(c, "from_json", ca, NULL, 0, a);
+		if (in->t == T_UNDEF)
+			undef_fail(c, in);
+		if (in->t != T_STR)
+			rt_fail(c, "from_json: the JSON object must be str, not %s", type_name(in));
+		struct jparse jp = {.c = c, .what = "from_json", .s = in->u.s->s, .n = in->u.s->len, .runtime = true};
+		value v = jp_value(&jp);
+		jp_ws(&jp);
+		if (jp.i != jp.n)
+			jp_fail(&jp, "trailing data");
+		return v;
+	}
 	case F_TRIM: {
 		static const char *const p[] = {"chars"};
 		bind_args(c, "trim", ca, p, 1, a);
@@ -6495,6 +6568,8 @@ static value eval_filter(struct rctx *c, struct frame *fr, const struct expr *e,
 	eval_args(c, fr, e, &ca);
 	int saved = c->line;
 	c->line = e->line;
+	if (e->fid == F_COUNT_)
+		rt_fail(c, "No filter named '%.60s' found.", e->name->s);
 	value r = apply_filter(c, e->fid, &in, &ca);
 	c->line = saved;
 	leave(c);
@@ -6569,6 +6644,8 @@ static value eval(struct rctx *c, struct frame *fr, const struct expr *e)
 		struct callargs ca;
 		eval_args(c, fr, e, &ca);
 		c->line = e->line;
+		if (e->fid == X_COUNT_)
+			rt_fail(c, "No test named '%.60s' found.", e->name->s);
 		r = v_bool(apply_test(c, e->fid, &a, &ca));
 		break;
 	}
@@ -6896,6 +6973,9 @@ int tmpl_parse(const char *src, size_t len, tmpl **out, char *err, size_t errlen
 		t->body = parse_body(p, NULL, 0);
 		if (cur(p)->type != TK_EOF)
 			unexpected(p, NULL);
+		if (p->n_unk)
+			syn_fail(p, p->unk[0].line, "No %s named '%.60s'.", p->unk[0].test ? "test" : "filter",
+				 p->unk[0].name->s);
 		code = TMPL_OK;
 	} else {
 		code = job->f.code;

@@ -6,7 +6,8 @@
  * Hugging Face transformers does (a sandboxed, immutable Jinja environment
  * with trim_blocks and lstrip_blocks on, the loop-control extension, the
  * globals raise_exception() and strftime_now(), and a tojson filter that
- * keeps non-ASCII characters), so that the prompt fed to the model is byte
+ * keeps non-ASCII characters; plus llama.cpp's from_json filter, which
+ * DeepSeek-V3.2 and V4 templates use), so that the prompt fed to the model is byte
  * for byte the one the model was trained on.
  *
  * Templates are hostile input.  Parsing bounds nesting depth; rendering
@@ -40,8 +41,11 @@ enum tmpl_status {
 	TMPL_OK = 0,
 	TMPL_FALLBACK = 1,        /* tmpl_format_chat only: rendered with a built-in
 				     format; err holds the warning saying why */
-	TMPL_ERR_SYNTAX = -1,     /* the template does not parse (or uses an
-				     unknown filter/test, as Jinja rejects) */
+	TMPL_ERR_SYNTAX = -1,     /* the template does not parse, or uses an
+				     unknown filter/test outside any if or
+				     conditional expression (as Jinja rejects;
+				     inside one it is a runtime error only when
+				     evaluated) */
 	TMPL_ERR_RUNTIME = -2,    /* type error, undefined value used, unsupported
 				     feature reached while rendering */
 	TMPL_ERR_RAISED = -3,     /* the template called raise_exception(msg);

@@ -411,6 +411,19 @@ static int check_member(struct parse *p, const cJSON *m)
 		for (char *c = e->sha256; *c; c++)
 			if (*c >= 'A' && *c <= 'F')
 				*c = (char)(*c - 'A' + 'a');
+	} else if (strcmp(k, "think") == 0) {
+		if (!cJSON_IsString(m) || (strcmp(m->valuestring, "on") && strcmp(m->valuestring, "off")))
+			return fail(p, k, "must be \"on\" or \"off\"");
+		e->think = strcmp(m->valuestring, "on") == 0 ? 1 : 2;
+	} else if (strcmp(k, "reasoning_effort") == 0) {
+		if (!cJSON_IsString(m) ||
+		    (strcmp(m->valuestring, "low") && strcmp(m->valuestring, "medium") && strcmp(m->valuestring, "high")))
+			return fail(p, k, "must be \"low\", \"medium\" or \"high\"");
+		snprintf(e->reasoning_effort, sizeof e->reasoning_effort, "%s", m->valuestring);
+	} else if (strcmp(k, "reasoning_budget") == 0) {
+		if (get_num(p, m, k, 1, 1 << 24, true, &d))
+			return -1;
+		e->reasoning_budget = (int)d;
 	} else if (strcmp(k, "context_size") == 0) {
 		if (get_num(p, m, k, 16, 1 << 24, true, &d))
 			return -1;

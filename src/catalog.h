@@ -56,6 +56,10 @@ struct model_entry {
 	int threads;               /* 0: not given */
 	int device;                /* -1 not given, else an enum engine_device ("auto", "cpu", "cuda") */
 	int gpu_layers;            /* as --gpu-layers: -1 auto, 0 none, N; -2 not given */
+	/* thinking models: defaults of --think, --reasoning-effort, --reasoning-budget */
+	int think;                 /* 0 not given, else an enum engine_think (1 on, 2 off) */
+	char reasoning_effort[8];  /* "low", "medium", "high"; "" not given */
+	int reasoning_budget;      /* tokens; 0 not given */
 	char warnings[1024];       /* unknown keys and the like, "\n"-separated; "" if none */
 	bool remote;               /* a "remote" entry: path is the engine's remote spec */
 };

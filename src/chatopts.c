@@ -142,6 +142,12 @@ void chatopts_usage(FILE *out)
 		"                           notation); exit 4 unless the reply completes it\n"
 		"      --json-schema FILE   constrain the reply to JSON valid under a JSON Schema\n"
 		"      --no-template        raw completion: the prompt without the chat template\n"
+		"      --think on|off       thinking models: think before answering, or not\n"
+		"                           (default: as the model's template does)\n"
+		"      --reasoning-effort low|medium|high   how hard a thinking model thinks\n"
+		"      --reasoning-budget N close the reasoning after N tokens and answer (0 = no limit)\n"
+		"      --show-reasoning     write the reasoning to stderr (stdout has only the answer)\n"
+		"      --ignore-eos         never end the turn: stop at -n or a --stop string\n"
 		"      --remote URL         an OpenAI-compatible server (-m: its model; API key\n"
 		"                           from $TTYCHAT_API_KEY when set)\n"
 		"  -c, --ctx-size N         context size in tokens\n"
@@ -165,7 +171,7 @@ void chatopts_usage(FILE *out)
 enum {
 	O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_THEME,
 	O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS, O_GRAMMAR,
-	O_SCHEMA
+	O_SCHEMA, O_THINK, O_EFFORT, O_BUDGET, O_SHOW_REASONING, O_IGNORE_EOS
 };
 
 static const struct option longopts[] = {
@@ -191,6 +197,11 @@ static const struct option longopts[] = {
 	{"grammar", required_argument, NULL, O_GRAMMAR},
 	{"json-schema", required_argument, NULL, O_SCHEMA},
 	{"no-template", no_argument, NULL, O_RAW},
+	{"think", required_argument, NULL, O_THINK},
+	{"reasoning-effort", required_argument, NULL, O_EFFORT},
+	{"reasoning-budget", required_argument, NULL, O_BUDGET},
+	{"show-reasoning", no_argument, NULL, O_SHOW_REASONING},
+	{"ignore-eos", no_argument, NULL, O_IGNORE_EOS},
 	{"json", optional_argument, NULL, O_JSON},
 	{"save", no_argument, NULL, O_SAVE},
 	{"continue", required_argument, NULL, O_CONT},
@@ -213,6 +224,7 @@ static const struct numopt {
 	unsigned set;
 } numopts[] = {
 	{'n', "--max-tokens", NUM_INT, offsetof(struct chat_opts, n_predict), -1, INT_MAX, 0},
+	{O_BUDGET, "--reasoning-budget", NUM_INT, offsetof(struct chat_opts, reasoning_budget), 0, INT_MAX, 0},
 	{'c', "--ctx-size", NUM_U32, offsetof(struct chat_opts, f.n_ctx), 16, 1 << 24, 0},
 	{'t', "--threads", NUM_INT, offsetof(struct chat_opts, f.n_threads), 1, 1024, 0},
 	{O_GPU_LAYERS, "--gpu-layers", NUM_INT, offsetof(struct chat_opts, f.gpu_layers), -1, 1 << 20, 0},
@@ -300,6 +312,22 @@ static int parse_other(struct chat_opts *o, int c, const char *arg)
 	case O_GRAMMAR: o->grammar_file = arg; break;
 	case O_SCHEMA: o->schema_file = arg; break;
 	case O_RAW: o->f.raw = true; break;
+	case O_THINK:
+		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
+			fprintf(stderr, "ttychat: --think: '%s' is not on or off\n", arg);
+			return EXIT_USAGE;
+		}
+		o->think = strcmp(arg, "on") == 0 ? ENGINE_THINK_ON : ENGINE_THINK_OFF;
+		break;
+	case O_EFFORT:
+		if (strcmp(arg, "low") != 0 && strcmp(arg, "medium") != 0 && strcmp(arg, "high") != 0) {
+			fprintf(stderr, "ttychat: --reasoning-effort: '%s' is not low, medium or high\n", arg);
+			return EXIT_USAGE;
+		}
+		o->reasoning_effort = arg;
+		break;
+	case O_SHOW_REASONING: o->show_reasoning = true; break;
+	case O_IGNORE_EOS: o->ignore_eos = true; break;
 	case O_JSON:
 		if (!arg || strcmp(arg, "lines") == 0) {
 			o->out = CHAT_OUT_JSON_LINES;

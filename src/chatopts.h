@@ -43,6 +43,12 @@ struct chat_opts {
 	enum chat_out out;
 	const char *stop[CHATOPTS_STOP_MAX + 1]; /* NULL-terminated */
 	int n_stop;
+	/* thinking models: --think, --reasoning-effort, --reasoning-budget
+	 * (0 = none), --show-reasoning (to stderr), --ignore-eos */
+	int think;                 /* enum engine_think */
+	const char *reasoning_effort;
+	int reasoning_budget;
+	bool show_reasoning, ignore_eos;
 	char remote_spec[4096];
 };
 

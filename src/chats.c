@@ -45,6 +45,8 @@ struct qmsg {
 	unsigned flags;
 	char *text;
 	size_t len;
+	char *reasoning;           /* NULL: none */
+	size_t rlen;
 };
 
 struct chats {
@@ -62,7 +64,7 @@ struct chats {
 	struct qmsg *q;           /* committed before the file could be created */
 	size_t nq, capq;
 	struct history_meta qmeta; /* the settings to create it with (strings owned) */
-	char *qmodel, *qsystem;
+	char *qmodel, *qsystem, *qeffort;
 
 	char err[512];
 
@@ -153,6 +155,10 @@ static void queue_clear(struct chats *c)
 	for (size_t i = 0; i < c->nq; i++) {
 		sodium_memzero(c->q[i].text, c->q[i].len);
 		free(c->q[i].text);
+		if (c->q[i].reasoning) {
+			sodium_memzero(c->q[i].reasoning, c->q[i].rlen);
+			free(c->q[i].reasoning);
+		}
 	}
 	c->nq = 0;
 	free(c->qmodel);
@@ -160,7 +166,8 @@ static void queue_clear(struct chats *c)
 		sodium_memzero(c->qsystem, strlen(c->qsystem));
 		free(c->qsystem);
 	}
-	c->qmodel = c->qsystem = NULL;
+	free(c->qeffort);
+	c->qmodel = c->qsystem = c->qeffort = NULL;
 }
 
 /* Forgets the current conversation (its handle and the views of it). */
@@ -231,7 +238,8 @@ int chats_new(struct chats *c)
 	return 0;
 }
 
-static int live_push(struct chats *c, enum chats_role role, bool cancelled, const char *text, size_t len)
+static int live_push(struct chats *c, enum chats_role role, bool cancelled, const char *text, size_t len,
+		     const char *reasoning, size_t rlen)
 {
 	if (c->n_loaded == c->cap_live) {
 		size_t nc = c->cap_live ? c->cap_live * 2 : 32;
@@ -241,7 +249,8 @@ static int live_push(struct chats *c, enum chats_role role, bool cancelled, cons
 		c->live = nl;
 		c->cap_live = nc;
 	}
-	c->live[c->n_loaded++] = (struct chats_msg){.role = role, .cancelled = cancelled, .text = text, .len = len};
+	c->live[c->n_loaded++] = (struct chats_msg){.role = role, .cancelled = cancelled, .text = text, .len = len,
+						    .reasoning = reasoning, .reasoning_len = rlen};
 	return 0;
 }
 
@@ -264,7 +273,8 @@ int chats_load(struct chats *c, const char *id)
 		if ((m->role != HISTORY_ROLE_USER && m->role != HISTORY_ROLE_ASSISTANT) || m->len == 0 ||
 		    m->replaced)
 			continue;
-		if (live_push(c, (enum chats_role)m->role, (m->flags & HISTORY_MSG_CANCELLED) != 0, m->text, m->len)) {
+		if (live_push(c, (enum chats_role)m->role, (m->flags & HISTORY_MSG_CANCELLED) != 0, m->text, m->len,
+			      m->reasoning, m->reasoning_len)) {
 			drop_current(c);
 			return fail(c, HISTORY_E_NOMEM, "out of memory");
 		}
@@ -297,6 +307,9 @@ static void meta_from(struct history_meta *m, const struct chats_settings *s)
 	m->repeat_penalty = s->repeat_penalty;
 	m->top_k = s->top_k;
 	m->context_size = s->context_size;
+	m->think = s->think == 1 || s->think == 2 ? s->think : 0;
+	m->reasoning_effort = s->reasoning_effort && s->reasoning_effort[0] ? s->reasoning_effort : NULL;
+	m->reasoning_budget = s->reasoning_budget;
 }
 
 void chats_settings_of(const struct chats *c, struct chats_settings *s)
@@ -313,6 +326,9 @@ void chats_settings_of(const struct chats *c, struct chats_settings *s)
 	s->repeat_penalty = m->repeat_penalty;
 	s->top_k = m->top_k;
 	s->context_size = m->context_size;
+	s->think = m->think;
+	s->reasoning_effort = m->reasoning_effort;
+	s->reasoning_budget = m->reasoning_budget;
 }
 
 static bool same_str(const char *a, const char *b)
@@ -324,7 +340,9 @@ static bool same_meta(const struct history_meta *a, const struct history_meta *b
 {
 	return same_str(a->model, b->model) && same_str(a->system_prompt, b->system_prompt) &&
 	       a->temperature == b->temperature && a->top_p == b->top_p && a->min_p == b->min_p &&
-	       a->repeat_penalty == b->repeat_penalty && a->top_k == b->top_k && a->context_size == b->context_size;
+	       a->repeat_penalty == b->repeat_penalty && a->top_k == b->top_k && a->context_size == b->context_size &&
+	       a->think == b->think && same_str(a->reasoning_effort, b->reasoning_effort) &&
+	       a->reasoning_budget == b->reasoning_budget;
 }
 
 static bool write_error(int rc)
@@ -346,7 +364,8 @@ static int create_from_queue(struct chats *c)
 	for (size_t i = 0; i < c->nq; i++) {
 		/* a record the library could not write stays in its memory
 		 * and is retried there: the rest follow it */
-		rc = history_append(hc, c->q[i].role, c->q[i].text, c->q[i].len, c->q[i].flags);
+		rc = history_append_reasoned(hc, c->q[i].role, c->q[i].text, c->q[i].len, c->q[i].reasoning,
+					     c->q[i].rlen, c->q[i].flags);
 		if (rc != HISTORY_OK)
 			last = lib_fail(c, rc);
 	}
@@ -355,17 +374,20 @@ static int create_from_queue(struct chats *c)
 }
 
 static int queue_push(struct chats *c, const struct history_meta *m, enum history_role role, const char *text,
-		      size_t len, unsigned flags)
+		      size_t len, const char *reasoning, size_t rlen, unsigned flags)
 {
 	if (c->nq == 0) {
 		/* the settings the file will be created with */
 		free(c->qmodel);
 		free(c->qsystem);
+		free(c->qeffort);
 		c->qmodel = m->model ? strdup(m->model) : NULL;
 		c->qsystem = m->system_prompt ? strdup(m->system_prompt) : NULL;
+		c->qeffort = m->reasoning_effort ? strdup(m->reasoning_effort) : NULL;
 		c->qmeta = *m;
 		c->qmeta.model = c->qmodel;
 		c->qmeta.system_prompt = c->qsystem;
+		c->qmeta.reasoning_effort = c->qeffort;
 	}
 	if (c->nq == c->capq) {
 		size_t nc = c->capq ? c->capq * 2 : 8;
@@ -376,16 +398,30 @@ static int queue_push(struct chats *c, const struct history_meta *m, enum histor
 		c->capq = nc;
 	}
 	char *t = malloc(len + 1);
-	if (!t)
+	char *rt = rlen ? malloc(rlen + 1) : NULL;
+	if (!t || (rlen && !rt)) {
+		free(t);
+		free(rt);
 		return -1;
+	}
 	memcpy(t, text, len);
 	t[len] = '\0';
-	c->q[c->nq++] = (struct qmsg){.role = role, .flags = flags, .text = t, .len = len};
+	if (rlen) {
+		memcpy(rt, reasoning, rlen);
+		rt[rlen] = '\0';
+	}
+	c->q[c->nq++] = (struct qmsg){.role = role, .flags = flags, .text = t, .len = len, .reasoning = rt, .rlen = rlen};
 	return 0;
 }
 
 int chats_commit(struct chats *c, const struct chats_settings *s, enum chats_role role, const char *text,
 		 size_t len, bool cancelled)
+{
+	return chats_commit_reasoned(c, s, role, text, len, NULL, 0, cancelled);
+}
+
+int chats_commit_reasoned(struct chats *c, const struct chats_settings *s, enum chats_role role, const char *text,
+			  size_t len, const char *reasoning, size_t rlen, bool cancelled)
 {
 	c->err[0] = '\0';
 	if (role != CHATS_USER && role != CHATS_ASSISTANT)
@@ -399,7 +435,7 @@ int chats_commit(struct chats *c, const struct chats_settings *s, enum chats_rol
 	if (!c->c) {
 		/* the first message creates the file (or waits in the queue
 		 * with the ones before it until it can be created) */
-		if (queue_push(c, &m, (enum history_role)role, text, len, flags) != 0)
+		if (queue_push(c, &m, (enum history_role)role, text, len, reasoning, rlen, flags) != 0)
 			return fail(c, HISTORY_E_NOMEM, "out of memory");
 		c->drop = 0;
 		c->n_live++;
@@ -414,7 +450,7 @@ int chats_commit(struct chats *c, const struct chats_settings *s, enum chats_rol
 		if (rc != HISTORY_OK && !write_error(rc))
 			return lib_fail(c, rc);
 	}
-	rc = history_append(c->c, (enum history_role)role, text, len, flags);
+	rc = history_append_reasoned(c->c, (enum history_role)role, text, len, reasoning, rlen, flags);
 	if (rc != HISTORY_OK && !write_error(rc))
 		return lib_fail(c, rc);
 	c->drop = 0;

@@ -94,6 +94,10 @@ struct chats_settings {
 	float temperature, top_p, min_p, repeat_penalty; /* < 0: not set */
 	int top_k;                  /* < 0: not set */
 	unsigned context_size;      /* 0: not set */
+	/* thinking models (/think, /budget): 0 / NULL = not set */
+	int think;                  /* 1 on, 2 off (enum engine_think) */
+	const char *reasoning_effort;
+	unsigned reasoning_budget;
 };
 void chats_settings_init(struct chats_settings *s);
 
@@ -104,6 +108,8 @@ struct chats_msg {
 	bool cancelled;
 	const char *text;           /* valid until the conversation is left */
 	size_t len;
+	const char *reasoning;      /* a reply's reasoning, apart; NULL (len 0) when none */
+	size_t reasoning_len;
 };
 
 /* ---- the current conversation ------------------------------------------ */
@@ -129,6 +135,10 @@ void chats_settings_of(const struct chats *c, struct chats_settings *s);
  * or an error (then the message is not in the history). */
 int chats_commit(struct chats *c, const struct chats_settings *s, enum chats_role role, const char *text,
 		 size_t len, bool cancelled);
+/* The same for a reply with its reasoning apart (REASONING of RLEN bytes;
+ * NULL or 0: none). */
+int chats_commit_reasoned(struct chats *c, const struct chats_settings *s, enum chats_role role, const char *text,
+			  size_t len, const char *reasoning, size_t rlen, bool cancelled);
 /* The transcript now keeps only its first N_KEPT messages: the next
  * commit replaces the rest. */
 void chats_rewind(struct chats *c, size_t n_kept);

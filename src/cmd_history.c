@@ -211,6 +211,12 @@ static int do_show(struct history *h, const char *id, bool all)
 		history_format_time(msg->time_ms, 1, t);
 		printf("\n[%s %s%s%s]\n", msg->role == HISTORY_ROLE_USER ? "user" : msg->role == HISTORY_ROLE_SYSTEM ? "system" : "assistant", t,
 		       msg->flags & HISTORY_MSG_CANCELLED ? ", cancelled" : "", msg->replaced ? ", replaced" : "");
+		if (msg->reasoning_len) {
+			/* a thinking model's reasoning, apart from its answer */
+			fputs("(reasoning)\n", stdout);
+			put_safe(msg->reasoning, msg->reasoning_len, tty, false);
+			fputs("\n(answer)\n", stdout);
+		}
 		put_safe(msg->text, msg->len, tty, false);
 		putchar('\n');
 	}

@@ -327,6 +327,11 @@ int cmd_serve(int argc, char **argv)
 					.slots = a.slots, .max_clients = a.max_conns, .model_name = me->name, .log = a.verbose ? stderr : NULL};
 		/* requests that leave a field out get the decided defaults */
 		so.sampling = d.cfg.sampling;
+		if (d.have_me) {
+			so.think = me->think;
+			so.reasoning_effort = me->reasoning_effort[0] ? me->reasoning_effort : NULL;
+			so.reasoning_budget = me->reasoning_budget;
+		}
 		/* for the tests: a head timeout shorter than the 10 s default */
 		const char *ht = getenv("TTYCHAT_SERVE_HEAD_TIMEOUT_MS");
 		long htv = ht ? strtol(ht, NULL, 10) : 0;

@@ -82,6 +82,7 @@ _Static_assert(crypto_kdf_CONTEXTBYTES == sizeof HK_CONTEXT - 1, "kdf context");
 enum { REC_META = 1, REC_MSG = 2 };
 enum {
 	F_TEXT = 1,
+	F_REASONING = 2,          /* MSG: an assistant reply's reasoning */
 	F_TITLE = 1,
 	F_MODEL = 2,
 	F_SYSTEM = 3,
@@ -91,6 +92,9 @@ enum {
 	F_REPEAT_PENALTY = 19,
 	F_TOP_K = 20,
 	F_CONTEXT = 21,
+	F_THINK = 22,             /* u32: 1 on, 2 off */
+	F_EFFORT = 23,            /* reasoning effort (UTF-8) */
+	F_BUDGET = 24,            /* reasoning budget, u32 tokens */
 };
 
 /* One record in memory, in file order. */
@@ -541,6 +545,8 @@ static int rec_encode(const struct rec *r, struct buf *b)
 	buf_add(b, head, sizeof head);
 	if (r->type == REC_MSG) {
 		buf_field(b, F_TEXT, r->msg.text, r->msg.len);
+		if (r->msg.reasoning_len)
+			buf_field(b, F_REASONING, r->msg.reasoning, r->msg.reasoning_len);
 	} else {
 		const struct history_meta *m = &r->meta;
 		buf_str(b, F_TITLE, m->title);
@@ -559,6 +565,17 @@ static int rec_encode(const struct rec *r, struct buf *b)
 			unsigned char p[4];
 			put32(p, m->context_size);
 			buf_field(b, F_CONTEXT, p, 4);
+		}
+		if (m->think > 0) {
+			unsigned char p[4];
+			put32(p, (uint32_t)m->think);
+			buf_field(b, F_THINK, p, 4);
+		}
+		buf_str(b, F_EFFORT, m->reasoning_effort);
+		if (m->reasoning_budget) {
+			unsigned char p[4];
+			put32(p, m->reasoning_budget);
+			buf_field(b, F_BUDGET, p, 4);
 		}
 	}
 	/* ISO/IEC 7816-4 padding to a multiple of PAD_BLOCK: hides exact lengths */
@@ -580,9 +597,13 @@ static void rec_free(struct rec *r)
 		sodium_memzero((void *)r->msg.text, r->msg.len);
 		free((void *)r->msg.text);
 	}
+	if (r->type == REC_MSG && r->msg.reasoning) {
+		sodium_memzero((void *)r->msg.reasoning, r->msg.reasoning_len);
+		free((void *)r->msg.reasoning);
+	}
 	if (r->type == REC_META) {
-		const char *s[] = {r->meta.model, r->meta.system_prompt, r->meta.title};
-		for (int i = 0; i < 3; i++)
+		const char *s[] = {r->meta.model, r->meta.system_prompt, r->meta.title, r->meta.reasoning_effort};
+		for (int i = 0; i < 4; i++)
 			if (s[i]) {
 				sodium_memzero((void *)s[i], strlen(s[i]));
 				free((void *)s[i]);
@@ -671,6 +692,15 @@ static struct rec *rec_decode(const unsigned char *p, size_t n, bool *oom)
 				r->msg.len = len;
 				if (!r->msg.text)
 					*oom = bad = true;
+			} else if (tag == F_REASONING) {
+				if (len > MAX_TEXT || p[1] != HISTORY_ROLE_ASSISTANT) {
+					bad = true;
+					break;
+				}
+				r->msg.reasoning = dup_field(v, len);
+				r->msg.reasoning_len = len;
+				if (!r->msg.reasoning)
+					*oom = bad = true;
 			}
 			continue; /* unknown tags: written by a newer version */
 		}
@@ -679,12 +709,15 @@ static struct rec *rec_decode(const unsigned char *p, size_t n, bool *oom)
 		case F_TITLE: sp = (char **)&r->meta.title; break;
 		case F_MODEL: sp = (char **)&r->meta.model; break;
 		case F_SYSTEM: sp = (char **)&r->meta.system_prompt; break;
+		case F_EFFORT: sp = (char **)&r->meta.reasoning_effort; break;
 		case F_TEMPERATURE:
 		case F_TOP_P:
 		case F_MIN_P:
 		case F_REPEAT_PENALTY:
 		case F_TOP_K:
 		case F_CONTEXT:
+		case F_THINK:
+		case F_BUDGET:
 			if (len != 4) {
 				bad = true;
 				break;
@@ -699,6 +732,10 @@ static struct rec *rec_decode(const unsigned char *p, size_t n, bool *oom)
 				r->meta.repeat_penalty = get_f32(v);
 			else if (tag == F_TOP_K)
 				r->meta.top_k = get32(v) > INT32_MAX ? -1 : (int)get32(v);
+			else if (tag == F_THINK)
+				r->meta.think = get32(v) == 1 || get32(v) == 2 ? (int)get32(v) : 0;
+			else if (tag == F_BUDGET)
+				r->meta.reasoning_budget = get32(v) <= (1u << 24) ? get32(v) : 0;
 			else
 				r->meta.context_size = get32(v);
 			break;
@@ -929,8 +966,8 @@ static int conv_push(struct history_conv *c, struct rec *r)
 static struct rec *meta_rec(const struct history_meta *m)
 {
 	size_t total = 0;
-	const char *s[] = {m->model, m->system_prompt, m->title};
-	for (int i = 0; i < 3; i++)
+	const char *s[] = {m->model, m->system_prompt, m->title, m->reasoning_effort};
+	for (int i = 0; i < 4; i++)
 		total += s[i] ? strnlen(s[i], MAX_TEXT + 1) : 0;
 	if (total > MAX_TEXT)
 		return NULL;
@@ -943,8 +980,10 @@ static struct rec *meta_rec(const struct history_meta *m)
 	r->meta.model = xstrdup(m->model);
 	r->meta.system_prompt = xstrdup(m->system_prompt);
 	r->meta.title = m->title && m->title[0] ? strdup(m->title) : NULL;
+	r->meta.reasoning_effort = m->reasoning_effort && m->reasoning_effort[0] ? strdup(m->reasoning_effort) : NULL;
 	if ((m->model && !r->meta.model) || (m->system_prompt && !r->meta.system_prompt) ||
-	    (m->title && m->title[0] && !r->meta.title)) {
+	    (m->title && m->title[0] && !r->meta.title) ||
+	    (m->reasoning_effort && m->reasoning_effort[0] && !r->meta.reasoning_effort)) {
 		rec_free(r);
 		return NULL;
 	}
@@ -1385,26 +1424,41 @@ int history_conv_load(struct history *h, const char *id, unsigned flags, struct 
 int history_append(struct history_conv *c, enum history_role role, const char *text, size_t len,
 		   unsigned flags)
 {
+	return history_append_reasoned(c, role, text, len, NULL, 0, flags);
+}
+
+int history_append_reasoned(struct history_conv *c, enum history_role role, const char *text, size_t len,
+			    const char *reasoning, size_t rlen, unsigned flags)
+{
 	struct history *h = c->h;
 	if (c->lock_fd < 0)
 		return fail(h, HISTORY_E_READONLY, "conversation %s was opened read-only", c->id);
 	if (role < HISTORY_ROLE_SYSTEM || role > HISTORY_ROLE_ASSISTANT || (len && !text) || flags > 0xffff)
 		return fail(h, HISTORY_E_INVAL, "bad message role or flags");
-	if (len > MAX_TEXT)
-		return fail(h, HISTORY_E_INVAL, "message too long (%zu bytes; at most %u)", len, MAX_TEXT);
+	if (len > MAX_TEXT || rlen > MAX_TEXT || len + rlen > MAX_TEXT)
+		return fail(h, HISTORY_E_INVAL, "message too long (%zu bytes; at most %u)", len + rlen, MAX_TEXT);
+	if (rlen && (!reasoning || role != HISTORY_ROLE_ASSISTANT))
+		return fail(h, HISTORY_E_INVAL, "only an assistant reply has reasoning");
 	struct rec *r = calloc(1, sizeof *r);
 	char *t = malloc(len + 1);
-	if (!r || !t) {
+	char *rt = rlen ? malloc(rlen + 1) : NULL;
+	if (!r || !t || (rlen && !rt)) {
 		free(r);
 		free(t);
+		free(rt);
 		return fail(h, HISTORY_E_NOMEM, "out of memory");
 	}
 	if (len)
 		memcpy(t, text, len);
 	t[len] = '\0';
+	if (rlen) {
+		memcpy(rt, reasoning, rlen);
+		rt[rlen] = '\0';
+	}
 	r->type = REC_MSG;
 	r->time_ms = now_ms();
-	r->msg = (struct history_msg){.role = role, .flags = flags, .time_ms = r->time_ms, .text = t, .len = len};
+	r->msg = (struct history_msg){.role = role, .flags = flags, .time_ms = r->time_ms, .text = t, .len = len,
+				      .reasoning = rt, .reasoning_len = rlen};
 	if (conv_push(c, r) != HISTORY_OK) {
 		rec_free(r);
 		return fail(h, HISTORY_E_NOMEM, "out of memory");

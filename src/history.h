@@ -187,6 +187,10 @@ struct history_msg {
 	int64_t time_ms; /* Unix time in milliseconds when committed */
 	const char *text; /* NUL-terminated (may also contain NULs; see len) */
 	size_t len;
+	/* an assistant reply's reasoning (a thinking model's), kept apart from
+	 * its text; NULL (len 0) when none.  Readers that predate it skip it. */
+	const char *reasoning;
+	size_t reasoning_len;
 	/* set (by the library, never stored) when a later message replaced
 	 * this one: the conversation as it stands, which is what the TUI
 	 * shows and what a continued conversation sends to the model, skips
@@ -202,6 +206,10 @@ struct history_meta {
 	float temperature, top_p, min_p, repeat_penalty; /* < 0: not set */
 	int top_k;                 /* < 0: not set */
 	unsigned context_size;     /* 0: not set */
+	/* thinking models (/think, /budget): 0 = not set */
+	int think;                 /* 1 on, 2 off (enum engine_think) */
+	const char *reasoning_effort; /* NULL = not set */
+	unsigned reasoning_budget; /* tokens */
 };
 
 /* Fills M with "nothing set". */
@@ -227,6 +235,10 @@ int history_conv_load(struct history *h, const char *id, unsigned flags, struct 
  * through history_conv_msg) and retried by the next append or flush. */
 int history_append(struct history_conv *c, enum history_role role, const char *text, size_t len,
 		   unsigned flags);
+/* The same, for an assistant reply with its reasoning apart (REASONING of
+ * RLEN bytes; NULL or 0: none). */
+int history_append_reasoned(struct history_conv *c, enum history_role role, const char *text, size_t len,
+			    const char *reasoning, size_t rlen, unsigned flags);
 /* Retries whatever is pending.  0 when nothing is pending afterwards. */
 int history_conv_flush(struct history_conv *c);
 /* Records in memory that are not yet known to be on disk. */

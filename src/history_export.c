@@ -138,6 +138,12 @@ static int export_json(const struct history_conv *c, unsigned flags, FILE *out)
 			bad = bad || !cJSON_AddNumberToObject(samp, "top_k", m->top_k);
 		if (m->context_size)
 			bad = bad || !cJSON_AddNumberToObject(samp, "context_size", m->context_size);
+		if (m->think == 1 || m->think == 2)
+			bad = bad || !cJSON_AddStringToObject(samp, "think", m->think == 1 ? "on" : "off");
+		if (m->reasoning_effort)
+			bad = bad || add_clean(samp, "reasoning_effort", m->reasoning_effort, strlen(m->reasoning_effort));
+		if (m->reasoning_budget)
+			bad = bad || !cJSON_AddNumberToObject(samp, "reasoning_budget", m->reasoning_budget);
 	}
 	bad = bad || !(msgs = cJSON_AddArrayToObject(j, "messages"));
 	for (size_t i = 0; !bad && i < history_conv_count(c); i++) {
@@ -157,6 +163,8 @@ static int export_json(const struct history_conv *c, unsigned flags, FILE *out)
 		      !cJSON_AddStringToObject(o, "time", t) ||
 		      !cJSON_AddBoolToObject(o, "cancelled", (msg->flags & HISTORY_MSG_CANCELLED) != 0) ||
 		      !cJSON_AddBoolToObject(o, "replaced", msg->replaced);
+		if (!bad && msg->reasoning_len)
+			bad = add_clean(o, "reasoning", msg->reasoning, msg->reasoning_len) != 0;
 	}
 	char *s = bad ? NULL : cJSON_Print(j);
 	cJSON_Delete(j);
@@ -192,7 +200,22 @@ static int export_md(const struct history_conv *c, unsigned flags, FILE *out)
 			errno = ENOMEM;
 			return -1;
 		}
-		fprintf(out, "\n## %s%s\n\n%s", who, msg->replaced ? " (replaced)" : "", text);
+		if (msg->reasoning_len) {
+			char *r = history_utf8_clean(msg->reasoning, msg->reasoning_len);
+			if (!r) {
+				wipe_free(text);
+				errno = ENOMEM;
+				return -1;
+			}
+			/* the reasoning as a quote above the answer */
+			fprintf(out, "\n## %s%s\n\n> *Reasoning:* ", who, msg->replaced ? " (replaced)" : "");
+			for (const char *p = r; *p; p++)
+				fputs(*p == '\n' ? "\n> " : (char[2]){*p, 0}, out);
+			fprintf(out, "\n\n%s", text);
+			wipe_free(r);
+		} else {
+			fprintf(out, "\n## %s%s\n\n%s", who, msg->replaced ? " (replaced)" : "", text);
+		}
 		wipe_free(text);
 		fprintf(out, "%s\n", msg->flags & HISTORY_MSG_CANCELLED ? "\n\n*(reply cancelled)*" : "");
 	}

@@ -73,30 +73,35 @@ static void on_signal(int sig)
  * piped output never carries escape sequences.  Pieces are whole UTF-8
  * characters (the engine guarantees it), so a C1 control never straddles
  * two calls. */
-static void put_text(const char *s, size_t n, bool tty)
+static void put_text_to(FILE *f, const char *s, size_t n, bool tty)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c == '\n' || c == '\t') {
-			putchar(c);
+			putc(c, f);
 		} else if (c < 0x20 || c == 0x7f) {
 			if (tty) {
 				/* U+2400 block: "control pictures" */
 				unsigned cp = c == 0x7f ? 0x2421 : 0x2400 + c;
-				putchar((int)(0xe0 | (cp >> 12)));
-				putchar((int)(0x80 | ((cp >> 6) & 0x3f)));
-				putchar((int)(0x80 | (cp & 0x3f)));
+				putc((int)(0xe0 | (cp >> 12)), f);
+				putc((int)(0x80 | ((cp >> 6) & 0x3f)), f);
+				putc((int)(0x80 | (cp & 0x3f)), f);
 			}
 		} else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
 			   (unsigned char)s[i + 1] < 0xa0) {
 			/* C1 controls (U+0080..U+009F) */
 			if (tty)
-				fputs("\xef\xbf\xbd", stdout);
+				fputs("\xef\xbf\xbd", f);
 			i++;
 		} else {
-			putchar(c);
+			putc(c, f);
 		}
 	}
+}
+
+static void put_text(const char *s, size_t n, bool tty)
+{
+	put_text_to(stdout, s, n, tty);
 }
 
 /* One JSON line.  cJSON escapes C0 controls; DEL and the C1 controls
@@ -120,6 +125,46 @@ static void json_print(cJSON *o)
 	}
 	free(t);
 	cJSON_Delete(o);
+}
+
+/* Why the reasoning ended, for the summary ("" when the model ended it). */
+static const char *reasoning_end_name(enum engine_reasoning_end r)
+{
+	switch (r) {
+	case ENGINE_REASONING_END_MODEL: return "";
+	case ENGINE_REASONING_END_BUDGET: return "budget";
+	case ENGINE_REASONING_END_NOW: return "answer-now";
+	case ENGINE_REASONING_END_LOOP: return "loop";
+	case ENGINE_REASONING_END_OFF: return "think-off";
+	}
+	return "?";
+}
+
+/* Model text S[0..N) as the string KEY of J: a NUL byte (cJSON strings
+ * end at one) becomes U+FFFD, so that every piece and the summary keep
+ * the same characters. */
+static void json_add_text(cJSON *j, const char *key, const char *s, size_t n)
+{
+	size_t nul = 0;
+	for (size_t i = 0; i < n; i++)
+		nul += s[i] == '\0';
+	char *t = malloc(n + 2 * nul + 1);
+	if (!t) {
+		cJSON_AddStringToObject(j, key, "");
+		return;
+	}
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\0') {
+			memcpy(t + o, "\xef\xbf\xbd", 3);
+			o += 3;
+		} else {
+			t[o++] = s[i];
+		}
+	}
+	t[o] = '\0';
+	cJSON_AddStringToObject(j, key, t);
+	free(t);
 }
 
 static const char *stop_name(enum engine_stop_reason r)
@@ -257,9 +302,13 @@ static void wait_answer(engine *e, int req, struct engine_event *out)
 	}
 }
 
+/* The answer (text) and, apart, the reasoning (think). */
 struct reply {
 	char *text;
 	size_t len, cap;
+	char *think;
+	size_t think_len, think_cap;
+	bool shown_split;          /* --show-reasoning: the newline after it went out */
 	bool oom;
 	enum engine_stop_reason stop;
 	struct engine_stats stats;
@@ -267,41 +316,61 @@ struct reply {
 	char error[512];
 };
 
-static void reply_add(struct reply *r, const char *s, size_t n)
+static void buf_add(struct reply *r, char **text, size_t *len, size_t *cap, const char *s, size_t n)
 {
 	if (r->oom)
 		return;
-	if (r->len + n + 1 > r->cap) {
-		size_t nc = r->cap ? r->cap : 1024;
-		while (nc < r->len + n + 1)
+	if (*len + n + 1 > *cap) {
+		size_t nc = *cap ? *cap : 1024;
+		while (nc < *len + n + 1)
 			nc *= 2;
-		char *nt = realloc(r->text, nc);
+		char *nt = realloc(*text, nc);
 		if (!nt) {
 			r->oom = true;
 			return;
 		}
-		r->text = nt;
-		r->cap = nc;
+		*text = nt;
+		*cap = nc;
 	}
-	memcpy(r->text + r->len, s, n);
-	r->len += n;
-	r->text[r->len] = '\0';
+	memcpy(*text + *len, s, n);
+	*len += n;
+	(*text)[*len] = '\0';
 }
 
-/* One piece of the reply: kept, and written in mode OUT. */
-static void emit_piece(struct reply *r, enum chat_out out, bool tty, const char *text, size_t len, int32_t id)
+static void reply_add(struct reply *r, const char *s, size_t n)
 {
-	reply_add(r, text, len);
+	buf_add(r, &r->text, &r->len, &r->cap, s, n);
+}
+
+/* One piece of the reply: kept, and written in mode OUT.  Reasoning goes
+ * to stderr with SHOW, never to stdout's text. */
+static void emit_piece(struct reply *r, enum chat_out out, bool tty, const char *text, size_t len, int32_t id,
+		       enum engine_part part, bool show)
+{
+	if (part == ENGINE_PART_REASONING) {
+		buf_add(r, &r->think, &r->think_len, &r->think_cap, text, len);
+		if (show) {
+			put_text_to(stderr, text, len, isatty(STDERR_FILENO));
+			fflush(stderr);
+		}
+	} else {
+		reply_add(r, text, len);
+	}
 	if (out == CHAT_OUT_TEXT) {
-		put_text(text, len, tty);
-		fflush(stdout);
+		if (part == ENGINE_PART_ANSWER) {
+			if (show && r->think_len && !r->shown_split) {
+				/* the reasoning on stderr ends before the answer starts */
+				fputc('\n', stderr);
+				r->shown_split = true;
+			}
+			put_text(text, len, tty);
+			fflush(stdout);
+		}
 	} else if (out == CHAT_OUT_JSON_LINES) {
 		cJSON *j = cJSON_CreateObject();
 		cJSON_AddStringToObject(j, "type", "token");
-		/* pieces are valid UTF-8; a NUL byte would end the string */
-		char *piece = strndup(text, len);
-		cJSON_AddStringToObject(j, "text", piece ? piece : "");
-		free(piece);
+		cJSON_AddStringToObject(j, "part", part == ENGINE_PART_REASONING ? "reasoning" : "answer");
+		json_add_text(j, "text", text, len);
 		cJSON_AddNumberToObject(j, "id", id);
 		json_print(j);
 	}
@@ -311,7 +380,7 @@ static void emit_piece(struct reply *r, enum chat_out out, bool tty, const char 
  * object is the caller's).  INJECT (the TTYCHAT_TEST_INJECT test hook, or
  * NULL) goes first, as if the model had produced it.  Returns when the
  * reply is done, failed or stopped. */
-static void stream_reply(engine *e, int req, enum chat_out out, bool verbose, const char *inject,
+static void stream_reply(engine *e, int req, enum chat_out out, bool verbose, bool show, const char *inject,
 			 size_t inject_len, struct reply *r)
 {
 	bool tty = isatty(STDOUT_FILENO);
@@ -319,7 +388,7 @@ static void stream_reply(engine *e, int req, enum chat_out out, bool verbose, co
 	r->stop = ENGINE_STOP_EOG;
 	reply_add(r, "", 0);
 	if (inject && inject_len)
-		emit_piece(r, out, tty, inject, inject_len, -1);
+		emit_piece(r, out, tty, inject, inject_len, -1, ENGINE_PART_ANSWER, show);
 	for (;;) {
 		if (!engine_event_wait(e, &ev, -1))
 			continue;
@@ -329,7 +398,7 @@ static void stream_reply(engine *e, int req, enum chat_out out, bool verbose, co
 		}
 		switch (ev.type) {
 		case ENGINE_EV_TOKEN:
-			emit_piece(r, out, tty, ev.text, ev.text_len, ev.token);
+			emit_piece(r, out, tty, ev.text, ev.text_len, ev.token, ev.part, show);
 			break;
 		case ENGINE_EV_CONTEXT_SHIFT:
 			fprintf(stderr, "ttychat: %s\n", ev.message);
@@ -378,6 +447,10 @@ static void print_stats(const struct engine_stats *s)
 		fprintf(stderr, "[grammar: %.1f ms to compile | %.1f ms of %.0f ms decoding (%.1f%%) | vocabulary masked %u times]\n",
 			s->grammar_setup_ms, s->grammar_ms, s->decode_ms,
 			s->decode_ms > 0 ? 100.0 * s->grammar_ms / s->decode_ms : 0.0, s->grammar_masks);
+	if (s->reasoning_tokens)
+		fprintf(stderr, "[reasoning %u tokens, answer %u tokens%s%s]\n", s->reasoning_tokens,
+			s->gen_tokens - s->reasoning_tokens, s->reasoning_end ? ", reasoning ended by " : "",
+			reasoning_end_name(s->reasoning_end));
 }
 
 static cJSON *stats_json(const struct engine_stats *s)
@@ -387,6 +460,9 @@ static cJSON *stats_json(const struct engine_stats *s)
 	cJSON_AddNumberToObject(j, "prompt_reused", s->prompt_reused);
 	cJSON_AddNumberToObject(j, "prompt_computed", s->prompt_computed);
 	cJSON_AddNumberToObject(j, "gen_tokens", s->gen_tokens);
+	cJSON_AddNumberToObject(j, "reasoning_tokens", s->reasoning_tokens);
+	if (s->reasoning_end)
+		cJSON_AddStringToObject(j, "reasoning_end", reasoning_end_name(s->reasoning_end));
 	cJSON_AddNumberToObject(j, "prefill_tps", s->prefill_tps);
 	cJSON_AddNumberToObject(j, "decode_tps", s->decode_tps);
 	cJSON_AddNumberToObject(j, "ttft_ms", s->ttft_ms);
@@ -421,6 +497,7 @@ struct run {
 	struct passphrase_src pass;
 	char pass_err[256];
 	struct chats_settings held; /* the continued conversation's settings */
+	struct engine_gen_opts g;  /* the reply's options (thinking settings are saved from it) */
 	bool continued;
 	struct session_decision d; /* settings.json, the model's entry, the settings */
 	struct convo cv;
@@ -631,7 +708,8 @@ static int build_convo(struct run *r)
 /* Commits a message to the history; 0 or an exit status.  A message the
  * store keeps in memory for a later retry (a full disk) is a failure here:
  * one-shot mode has no later. */
-static int save_msg(struct run *r, enum chats_role role, const char *text, size_t len, bool cancelled)
+static int save_msg(struct run *r, enum chats_role role, const char *text, size_t len, const char *reasoning,
+		    size_t rlen, bool cancelled)
 {
 	const struct engine_sampling *s = &r->d.cfg.sampling;
 	struct chats_settings m = {
@@ -643,8 +721,11 @@ static int save_msg(struct run *r, enum chats_role role, const char *text, size_
 		.min_p = s->min_p,
 		.repeat_penalty = s->repeat_penalty,
 		.context_size = r->info.n_ctx,
+		.think = (int)r->g.think,
+		.reasoning_effort = r->g.reasoning_effort,
+		.reasoning_budget = r->g.reasoning_budget > 0 ? (unsigned)r->g.reasoning_budget : 0,
 	};
-	int rc = chats_commit(r->hist, &m, role, text, len, cancelled);
+	int rc = chats_commit_reasoned(r->hist, &m, role, text, len, reasoning, rlen, cancelled);
 	if (rc == 0)
 		return 0;
 	snprintf(r->err, sizeof r->err, "history: cannot save%s: %s", role == CHATS_USER ? "" : " the reply",
@@ -686,6 +767,15 @@ static void kv_file(struct run *r)
 	engine_event_clear(&ev);
 }
 
+/* The generation options of the flags. */
+static void gen_opts(const struct chat_opts *o, struct engine_gen_opts *g)
+{
+	*g = (struct engine_gen_opts){.max_tokens = o->n_predict, .add_generation_prompt = true, .raw = o->f.raw,
+				      .stop = o->n_stop ? o->stop : NULL, .think = (enum engine_think)o->think,
+				      .reasoning_effort = o->reasoning_effort,
+				      .reasoning_budget = o->reasoning_budget, .ignore_eos = o->ignore_eos};
+}
+
 /* The last line of a JSON run. */
 static void json_summary(struct run *r, const struct reply *rep, bool cancelled, int status)
 {
@@ -696,7 +786,10 @@ static void json_summary(struct run *r, const struct reply *rep, bool cancelled,
 	}
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "type", "done");
-	cJSON_AddStringToObject(j, "text", rep->text ? rep->text : "");
+	json_add_text(j, "text", rep->text, rep->len);
+	/* the answer and the reasoning apart ("text" is the answer too) */
+	json_add_text(j, "content", rep->text, rep->len);
+	json_add_text(j, "reasoning", rep->think, rep->think_len);
 	cJSON_AddStringToObject(j, "stop", stop_name(cancelled ? ENGINE_STOP_CANCELLED : rep->stop));
 	cJSON_AddNumberToObject(j, "exit", status);
 	cJSON *m = cJSON_AddObjectToObject(j, "model");
@@ -733,11 +826,33 @@ static bool grammar_complete(const struct run *r, const struct reply *rep, char 
 static int one_reply(struct run *r)
 {
 	const struct chat_opts *o = r->o;
-	struct engine_gen_opts g = {.max_tokens = o->n_predict, .add_generation_prompt = true, .raw = o->f.raw,
-				    .stop = o->n_stop ? o->stop : NULL, .grammar = r->grammar};
+	struct engine_gen_opts g;
+	gen_opts(o, &g);
+	g.grammar = r->grammar;
+	if (r->d.have_me) {
+		/* the models.d entry's thinking defaults (the conversation and the flags override them) */
+		const struct model_entry *me = &r->d.me;
+		if (!o->think && me->think)
+			g.think = (enum engine_think)me->think;
+		if (!o->reasoning_effort && me->reasoning_effort[0])
+			g.reasoning_effort = me->reasoning_effort;
+		if (!o->reasoning_budget && me->reasoning_budget > 0)
+			g.reasoning_budget = me->reasoning_budget;
+	}
+	if (r->continued) {
+		/* thinking as the conversation was held, unless the flags say */
+		const struct chats_settings *h = &r->held;
+		if (!o->think && (h->think == ENGINE_THINK_ON || h->think == ENGINE_THINK_OFF))
+			g.think = (enum engine_think)h->think;
+		if (!o->reasoning_effort && h->reasoning_effort && h->reasoning_effort[0])
+			g.reasoning_effort = h->reasoning_effort;
+		if (!o->reasoning_budget && h->reasoning_budget && h->reasoning_budget <= (1u << 24))
+			g.reasoning_budget = (int32_t)h->reasoning_budget;
+	}
+	r->g = g;
 	if (build_convo(r))
 		return fail(o, EXIT_FAIL, "out of memory");
-	int st = r->hist ? save_msg(r, CHATS_USER, r->prompt, strlen(r->prompt), false) : 0;
+	int st = r->hist ? save_msg(r, CHATS_USER, r->prompt, strlen(r->prompt), NULL, 0, false) : 0;
 	if (st)
 		return fail(o, st, r->err);
 	kv_restore(r);
@@ -753,7 +868,7 @@ static int one_reply(struct run *r)
 	const char *inj = getenv("TTYCHAT_TEST_INJECT");
 	size_t inject_len = 0;
 	char *inject = inj && inj[0] ? text_unescape(inj, &inject_len) : NULL;
-	stream_reply(r->e, req, o->out, o->verbose, inject, inject_len, &rep);
+	stream_reply(r->e, req, o->out, o->verbose, o->show_reasoning, inject, inject_len, &rep);
 	free(inject);
 	bool cancelled = rep.stop == ENGINE_STOP_CANCELLED || got_signal;
 	int status = EXIT_OK;
@@ -782,7 +897,7 @@ static int one_reply(struct run *r)
 	}
 
 	if (r->hist) {
-		int hs = rep.len ? save_msg(r, CHATS_ASSISTANT, rep.text, rep.len, cancelled) : 0;
+		int hs = rep.len ? save_msg(r, CHATS_ASSISTANT, rep.text, rep.len, rep.think, rep.think_len, cancelled) : 0;
 		if (hs) {
 			fprintf(stderr, "ttychat: %s\n", r->err);
 			if (status == EXIT_OK)
@@ -797,6 +912,7 @@ static int one_reply(struct run *r)
 	if (o->out != CHAT_OUT_TEXT)
 		json_summary(r, &rep, cancelled, status);
 	free(rep.text);
+	free(rep.think);
 	return status;
 }
 
@@ -829,11 +945,12 @@ static int line_chat(struct run *r, const struct engine_gen_opts *g)
 		int req = engine_submit(r->e, 1, r->cv.m, r->cv.n, &r->d.cfg.sampling, g);
 		struct reply rep = {0};
 		if (req > 0)
-			stream_reply(r->e, req, CHAT_OUT_TEXT, o->verbose, NULL, 0, &rep);
+			stream_reply(r->e, req, CHAT_OUT_TEXT, o->verbose, o->show_reasoning, NULL, 0, &rep);
 		putchar('\n');
 		if (req <= 0 || (rep.failed && rep.stop != ENGINE_STOP_CANCELLED)) {
 			fprintf(stderr, "ttychat: %s\n", req <= 0 ? engine_last_error(r->e) : rep.error);
 			free(rep.text);
+			free(rep.think);
 			status = EXIT_GENERATE;
 			break;
 		}
@@ -843,6 +960,7 @@ static int line_chat(struct run *r, const struct engine_gen_opts *g)
 			fprintf(stderr, "[stopped]\n");
 		rc = convo_add(&r->cv, "assistant", rep.text ? rep.text : "");
 		free(rep.text);
+		free(rep.think);
 		if (rc != 0)
 			return fail(o, EXIT_FAIL, "out of memory");
 	}
@@ -863,8 +981,10 @@ static int run(struct run *r)
 		return st;
 	if (r->prompt)
 		return one_reply(r);
-	struct engine_gen_opts g = {.max_tokens = r->o->n_predict, .add_generation_prompt = true,
-				    .stop = r->o->n_stop ? r->o->stop : NULL, .grammar = r->grammar};
+	struct engine_gen_opts g;
+	gen_opts(r->o, &g);
+	g.grammar = r->grammar;
+	g.raw = false;
 	if (r->d.cfg.system && convo_add(&r->cv, "system", r->d.cfg.system))
 		return fail(r->o, EXIT_FAIL, "out of memory");
 	return line_chat(r, &g);

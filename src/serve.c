@@ -84,8 +84,12 @@ struct job {
 	int slot;
 	char id[48];
 	long long created;
-	char *text;                /* the reply so far */
+	char *text;                /* the reply so far: the answer */
 	size_t len, cap;
+	char *think;               /* ... and a thinking model's reasoning, apart */
+	size_t think_len, think_cap;
+	char *effort;              /* reasoning_effort, chat_template_kwargs (JSON): owned */
+	char *kwargs;
 	bool head_sent;
 	double t_arrive, t_submit, t_first;
 	struct job *next;
@@ -202,6 +206,9 @@ static void job_free(struct job *j)
 		free(j->stops[i]);
 	free(j->grammar);
 	free(j->text);
+	free(j->think);
+	free(j->effort);
+	free(j->kwargs);
 	free(j);
 }
 
@@ -470,6 +477,9 @@ static cJSON *usage_obj(const struct engine_stats *st)
 	cJSON_AddNumberToObject(u, "prompt_tokens", st->prompt_tokens);
 	cJSON_AddNumberToObject(u, "completion_tokens", st->gen_tokens);
 	cJSON_AddNumberToObject(u, "total_tokens", (double)st->prompt_tokens + st->gen_tokens);
+	/* OpenAI's place for the reasoning's share of completion_tokens */
+	cJSON *d = cJSON_AddObjectToObject(u, "completion_tokens_details");
+	cJSON_AddNumberToObject(d, "reasoning_tokens", st->reasoning_tokens);
 	return u;
 }
 
@@ -502,8 +512,10 @@ static cJSON *chunk_obj(struct server *s, const struct job *j)
 	return o;
 }
 
-/* A streamed piece (TEXT) or the end (FINISH != NULL). */
-static cJSON *stream_choice(const struct job *j, const char *text, const char *finish, bool first)
+/* A streamed piece (TEXT: answer, or reasoning when THINK) or the end
+ * (FINISH != NULL).  Reasoning goes in "reasoning_content", as
+ * llama-server, vLLM and DeepSeek's API send it. */
+static cJSON *stream_choice(const struct job *j, const char *text, bool think, const char *finish, bool first)
 {
 	cJSON *c = cJSON_CreateObject();
 	cJSON_AddNumberToObject(c, "index", 0);
@@ -512,9 +524,11 @@ static cJSON *stream_choice(const struct job *j, const char *text, const char *f
 		if (first)
 			cJSON_AddStringToObject(d, "role", "assistant");
 		if (text)
-			cJSON_AddStringToObject(d, "content", text);
+			cJSON_AddStringToObject(d, think ? "reasoning_content" : "content", text);
 	} else {
-		cJSON_AddStringToObject(c, "text", text ? text : "");
+		cJSON_AddStringToObject(c, "text", text && !think ? text : "");
+		if (text && think)
+			cJSON_AddStringToObject(c, "reasoning_content", text);
 		cJSON_AddNullToObject(c, "logprobs");
 	}
 	if (finish)
@@ -532,34 +546,69 @@ static void stream_head(struct job *j)
 	send_head(j->c, 200, "text/event-stream", -1, NULL);
 }
 
-static void job_token(struct server *s, struct job *j, const char *text, size_t n)
+static void job_append(struct server *s, struct job *j, const char *text, size_t n, bool think);
+
+/* TEXT[0..N) with each NUL byte as U+FFFD (JSON strings here end at a
+ * NUL): malloc'd and NUL-terminated, its length in *OUT_N; NULL when out
+ * of memory. */
+static char *text_nul_safe(const char *text, size_t n, size_t *out_n)
 {
-	if (j->len + n + 1 > j->cap) {
-		size_t nc = j->cap ? j->cap : 1024;
-		while (nc < j->len + n + 1)
+	size_t nul = 0;
+	for (size_t i = 0; i < n; i++)
+		nul += text[i] == '\0';
+	char *t = malloc(n + 2 * nul + 1);
+	if (!t)
+		return NULL;
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (text[i] == '\0') {
+			memcpy(t + o, "\xef\xbf\xbd", 3);
+			o += 3;
+		} else {
+			t[o++] = text[i];
+		}
+	}
+	t[o] = '\0';
+	*out_n = o;
+	return t;
+}
+
+static void job_token(struct server *s, struct job *j, const char *text0, size_t n0, bool think)
+{
+	size_t n;
+	char *text = text_nul_safe(text0, n0, &n);
+	if (!text)
+		return;
+	job_append(s, j, text, n, think);
+	free(text);
+}
+
+static void job_append(struct server *s, struct job *j, const char *text, size_t n, bool think)
+{
+	char **buf = think ? &j->think : &j->text;
+	size_t *len = think ? &j->think_len : &j->len, *cap = think ? &j->think_cap : &j->cap;
+	if (*len + n + 1 > *cap) {
+		size_t nc = *cap ? *cap : 1024;
+		while (nc < *len + n + 1)
 			nc *= 2;
-		char *nt = realloc(j->text, nc);
+		char *nt = realloc(*buf, nc);
 		if (!nt)
 			return;
-		j->text = nt;
-		j->cap = nc;
+		*buf = nt;
+		*cap = nc;
 	}
-	memcpy(j->text + j->len, text, n);
-	j->len += n;
-	j->text[j->len] = '\0';
+	memcpy(*buf + *len, text, n);
+	*len += n;
+	(*buf)[*len] = '\0';
 	if (j->t_first == 0)
 		j->t_first = now_ms();
 	if (!j->stream || !j->c)
 		return;
 	bool first = !j->head_sent;
 	stream_head(j);
-	char *piece = strndup(text, n);
-	if (!piece)
-		return;
 	cJSON *o = chunk_obj(s, j);
 	cJSON *arr = cJSON_AddArrayToObject(o, "choices");
-	cJSON_AddItemToArray(arr, stream_choice(j, piece, NULL, first));
-	free(piece);
+	cJSON_AddItemToArray(arr, stream_choice(j, text, think, NULL, first));
 	send_event(j->c, o);
 }
 
@@ -584,7 +633,7 @@ static void job_finish(struct server *s, struct job *j, int code, const char *ms
 			stream_head(j);
 			cJSON *o = chunk_obj(s, j);
 			cJSON *arr = cJSON_AddArrayToObject(o, "choices");
-			cJSON_AddItemToArray(arr, stream_choice(j, NULL, finish_name(stop), first));
+			cJSON_AddItemToArray(arr, stream_choice(j, NULL, false, finish_name(stop), first));
 			cJSON_AddItemToObject(o, "timings", timings_obj(st));
 			send_event(c, o);
 			if (j->include_usage) {
@@ -608,8 +657,12 @@ static void job_finish(struct server *s, struct job *j, int code, const char *ms
 				cJSON *m = cJSON_AddObjectToObject(ch, "message");
 				cJSON_AddStringToObject(m, "role", "assistant");
 				cJSON_AddStringToObject(m, "content", j->text ? j->text : "");
+				if (j->think_len)
+					cJSON_AddStringToObject(m, "reasoning_content", j->think);
 			} else {
 				cJSON_AddStringToObject(ch, "text", j->text ? j->text : "");
+				if (j->think_len)
+					cJSON_AddStringToObject(ch, "reasoning_content", j->think);
 				cJSON_AddNullToObject(ch, "logprobs");
 			}
 			cJSON_AddStringToObject(ch, "finish_reason", finish_name(stop));
@@ -828,6 +881,9 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 	j->s = s->o.sampling;
 	j->g.add_generation_prompt = true;
 	j->g.raw = kind == JOB_COMPLETION;
+	j->g.think = (enum engine_think)s->o.think;
+	j->g.reasoning_effort = s->o.reasoning_effort;
+	j->g.reasoning_budget = s->o.reasoning_budget;
 	j->t_arrive = now_ms();
 	j->created = (long long)time(NULL);
 	snprintf(j->id, sizeof j->id, "%s-%llu", kind == JOB_CHAT ? "chatcmpl" : "cmpl", ++s->next_id);
@@ -939,6 +995,44 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 		goto bad;
 	if (rc)
 		j->s.seed = (uint64_t)(long long)d;
+	/* thinking models: the template variables that switch it, a budget */
+	v = cJSON_GetObjectItemCaseSensitive(root, "reasoning_effort");
+	if (v && !cJSON_IsNull(v)) {
+		if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) > 16 ||
+		    strspn(v->valuestring, "abcdefghijklmnopqrstuvwxyz") != strlen(v->valuestring)) {
+			snprintf(err, errlen, "'reasoning_effort' must be a word such as low, medium or high");
+			goto bad;
+		}
+		if (!(j->effort = strdup(v->valuestring)))
+			goto nomem;
+		j->g.reasoning_effort = j->effort;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "chat_template_kwargs");
+	if (v && !cJSON_IsNull(v)) {
+		if (!cJSON_IsObject(v)) {
+			snprintf(err, errlen, "'chat_template_kwargs' must be an object");
+			goto bad;
+		}
+		if (!(j->kwargs = cJSON_PrintUnformatted(v)))
+			goto nomem;
+		j->g.template_vars = j->kwargs;
+		/* the request's own switch wins over the server's default */
+		if (cJSON_GetObjectItemCaseSensitive(v, "enable_thinking"))
+			j->g.think = ENGINE_THINK_DEFAULT;
+		if (cJSON_GetObjectItemCaseSensitive(v, "reasoning_effort") &&
+		    !cJSON_GetObjectItemCaseSensitive(root, "reasoning_effort"))
+			j->g.reasoning_effort = NULL;
+	}
+	if ((rc = get_number(root, "reasoning_budget", 0, 1 << 24, true, &d, err, errlen)) < 0)
+		goto bad;
+	if (rc)
+		j->g.reasoning_budget = (int32_t)d;
+	v = cJSON_GetObjectItemCaseSensitive(root, "ignore_eos");
+	if (v && !cJSON_IsBool(v) && !cJSON_IsNull(v)) {
+		snprintf(err, errlen, "'ignore_eos' must be true or false");
+		goto bad;
+	}
+	j->g.ignore_eos = cJSON_IsTrue(v);
 	v = cJSON_GetObjectItemCaseSensitive(root, "stop");
 	if (cJSON_IsString(v)) {
 		if (v->valuestring[0] && !(j->stops[0] = strdup(v->valuestring)))
@@ -1432,7 +1526,7 @@ static int on_engine(struct server *s, int load_req, char *err, size_t errlen)
 		} else if (s->running && ev.request == s->running->req) {
 			struct job *j = s->running;
 			if (ev.type == ENGINE_EV_TOKEN) {
-				job_token(s, j, ev.text, ev.text_len);
+				job_token(s, j, ev.text, ev.text_len, ev.part == ENGINE_PART_REASONING);
 			} else if (ev.type == ENGINE_EV_DONE || ev.type == ENGINE_EV_ERROR) {
 				s->running = NULL;
 				if (ev.type == ENGINE_EV_DONE)

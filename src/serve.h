@@ -38,6 +38,12 @@ struct serve_opts {
 	int slots;                 /* conversation slots (KV caches); 0 = 8 */
 	const char *model_name;    /* the id /v1/models shows */
 	struct engine_sampling sampling; /* defaults for fields a request leaves out */
+	/* thinking defaults (models.d) for requests that leave them out: enum
+	 * engine_think, reasoning_effort (NULL none; must outlive the server),
+	 * a budget (<= 0 none) */
+	int think;
+	const char *reasoning_effort;
+	int32_t reasoning_budget;
 	FILE *log;                 /* one line per request (no content), or NULL */
 };
 

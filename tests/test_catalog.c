@@ -84,7 +84,8 @@ int main(void)
 			 " \"context_size\": 2048, \"sampling\": {\"temperature\": 0.7, \"top_k\": 20, \"top_p\": 0.9,\n"
 			 " \"min_p\": 0.1, \"repeat_penalty\": 1.2}, \"system_prompt\": \"be\\nbrief\", \"kv_type\": \"q8_0\",\n"
 			 " \"threads\": 3, \"size\": 12345, \"quant\": \"Q4_K_M\", \"template\": \"{{ x }}\",\n"
-			 " \"source\": \"a test\", \"comment\": \"hello\"}\n");
+			 " \"source\": \"a test\", \"comment\": \"hello\", \"think\": \"on\", \"reasoning_effort\": \"high\",\n"
+			 " \"reasoning_budget\": 512}\n");
 	struct model_entry e;
 	char err[1024];
 	int rc = parse("full.json", &e, err, sizeof err);
@@ -103,6 +104,8 @@ int main(void)
 		      "sampling");
 		CHECK(e.system_prompt && strcmp(e.system_prompt, "be\nbrief") == 0, "system prompt");
 		CHECK(e.template_text && strcmp(e.template_text, "{{ x }}") == 0, "inline template");
+		CHECK(e.think == 1 && strcmp(e.reasoning_effort, "high") == 0 && e.reasoning_budget == 512,
+		      "thinking defaults");
 		CHECK(strcmp(e.quant, "Q4_K_M") == 0 && e.warnings[0] == '\0', "quant, no warnings: %s", e.warnings);
 		config_entry_free(&e);
 	}
@@ -114,7 +117,8 @@ int main(void)
 	CHECK(rc == 0, "minimal entry: %s", err);
 	if (rc == 0) {
 		CHECK(strstr(e.path, "/models/model-Q8_0.gguf") && e.temperature < 0 && e.top_k < 0 &&
-			      e.kv_type == -1 && e.threads == 0 && !e.system_prompt && !e.template_text &&
+			      e.kv_type == -1 && e.threads == 0 && !e.system_prompt && !e.template_text && !e.think &&
+			      !e.reasoning_effort[0] && !e.reasoning_budget &&
 			      strcmp(e.display_name, "min") == 0,
 		      "defaults: %s", e.path);
 		config_entry_free(&e);
@@ -148,6 +152,9 @@ int main(void)
 	bad("b5.json", "{\"name\": \"b5\", \"file\": \"x\", \"sampling\": []}", "key 'sampling'");
 	bad("b6.json", "{\"name\": \"b6\", \"file\": \"x\", \"kv_type\": \"q4\"}", "key 'kv_type'");
 	bad("b7.json", "{\"name\": \"b7\", \"file\": \"x\", \"threads\": 0}", "key 'threads'");
+	bad("b7t.json", "{\"name\": \"b7t\", \"file\": \"x\", \"think\": true}", "key 'think'");
+	bad("b7e.json", "{\"name\": \"b7e\", \"file\": \"x\", \"reasoning_effort\": \"max\"}", "key 'reasoning_effort'");
+	bad("b7b.json", "{\"name\": \"b7b\", \"file\": \"x\", \"reasoning_budget\": 0}", "key 'reasoning_budget'");
 	bad("b8.json", "{\"name\": \"b8\", \"url\": \"https://h/f.gguf\"}", "key 'sha256'");
 	bad("b9.json", "{\"name\": \"b9\", \"url\": \"ftp://h/f.gguf\", \"sha256\": \"00\"}", "key 'url'");
 	bad("b10.json", "{\"name\": \"b10\", \"file\": \"x\", \"sha256\": \"xyz\"}", "key 'sha256'");

@@ -207,6 +207,68 @@ static int count_match(void *ctx, const struct history_conv *c, size_t i)
 	return 0;
 }
 
+/* A reply's reasoning kept apart from its text, and the thinking
+ * settings (/think, /budget) in the metadata; both survive a reload; a
+ * user message cannot carry reasoning; exports show it. */
+static void test_reasoning(void)
+{
+	const char *dir = subdir("reasoning");
+	struct history *h = must_open(dir, "correct horse", HISTORY_OPEN_CREATE);
+	if (!h)
+		return;
+	struct history_meta m;
+	history_meta_init(&m);
+	m.model = "qwen3";
+	m.think = 1;
+	m.reasoning_effort = "high";
+	m.reasoning_budget = 512;
+	struct history_conv *c;
+	CHECK(history_conv_create(h, &m, &c) == HISTORY_OK, "create: %s", history_errmsg(h));
+	static const char think[] = "The user asks 2+2.\0Four.";
+	CHECK(history_append(c, HISTORY_ROLE_USER, "What is 2+2?", 12, 0) == HISTORY_OK, "user");
+	CHECK(history_append_reasoned(c, HISTORY_ROLE_ASSISTANT, "4", 1, think, sizeof think - 1, 0) == HISTORY_OK,
+	      "reply with reasoning: %s", history_errmsg(h));
+	CHECK(history_append_reasoned(c, HISTORY_ROLE_USER, "x", 1, "y", 1, 0) == HISTORY_E_INVAL,
+	      "a user message has no reasoning");
+	CHECK(history_append_reasoned(c, HISTORY_ROLE_ASSISTANT, "plain", 5, NULL, 0, 0) == HISTORY_OK, "no reasoning");
+	char id[HISTORY_ID_LEN + 1];
+	memcpy(id, history_conv_id(c), sizeof id);
+	history_conv_close(c);
+	history_close(h);
+
+	h = must_open(dir, "correct horse", 0);
+	if (!h)
+		return;
+	CHECK(history_conv_load(h, id, 0, &c) == HISTORY_OK, "load: %s", history_errmsg(h));
+	if (!c) {
+		history_close(h);
+		return;
+	}
+	const struct history_meta *lm = history_conv_meta(c);
+	CHECK(lm->think == 1 && lm->reasoning_effort && strcmp(lm->reasoning_effort, "high") == 0 &&
+		      lm->reasoning_budget == 512,
+	      "thinking settings kept: %d %s %u", lm->think, lm->reasoning_effort ? lm->reasoning_effort : "-",
+	      lm->reasoning_budget);
+	const struct history_msg *r = history_conv_count(c) == 3 ? history_conv_msg(c, 1) : NULL;
+	CHECK(r && r->len == 1 && r->text[0] == '4' && r->reasoning_len == sizeof think - 1 &&
+		      memcmp(r->reasoning, think, sizeof think - 1) == 0,
+	      "the reply and its reasoning apart");
+	const struct history_msg *p = history_conv_count(c) == 3 ? history_conv_msg(c, 2) : NULL;
+	CHECK(p && !p->reasoning && p->reasoning_len == 0, "a reply without reasoning has none");
+	char *buf = NULL;
+	size_t blen = 0;
+	FILE *f = open_memstream(&buf, &blen);
+	CHECK(f && history_export(c, HISTORY_EXPORT_JSON, f) == 0, "export");
+	if (f)
+		fclose(f);
+	CHECK(buf && strstr(buf, "\"reasoning\":\t\"The user asks 2+2.") && strstr(buf, "\"text\":\t\"4\"") &&
+		      strstr(buf, "\"reasoning_budget\":\t512"),
+	      "the JSON export has the reasoning apart: %s", buf ? buf : "");
+	free(buf);
+	history_conv_close(c);
+	history_close(h);
+}
+
 static void test_roundtrip(void)
 {
 	const char *dir = subdir("rt");
@@ -1203,6 +1265,7 @@ int main(void)
 		return 99;
 	}
 	test_roundtrip();
+	test_reasoning();
 	test_passphrases();
 	test_permissions();
 	test_tamper();

@@ -136,6 +136,21 @@ static void test_errors(void)
 	expect_code("{{ range(200000)|length }}", &o, TMPL_ERR_RUNTIME, "Range too big");
 	expect_code("{{ 9223372036854775807 + 1 }}", &o, TMPL_ERR_RUNTIME, "overflow");
 	expect_code("{{ x|pprint }}", &o, TMPL_ERR_RUNTIME, "not supported");
+	/* Jinja's laziness: an unknown filter or test inside an if or a
+	 * conditional expression fails only when evaluated */
+	expect_code("{% if true %}{{ 1|from_yaml }}{% endif %}", &o, TMPL_ERR_RUNTIME, "No filter named 'from_yaml' found");
+	expect_code("{% if 1 is odd_ish %}{% endif %}", &o, TMPL_ERR_RUNTIME, "No test named 'odd_ish' found");
+	expect_code("{% if false %}{% for i in l %}{{ i|nope }}{% endfor %}{% endif %}", &o, TMPL_ERR_SYNTAX,
+		    "No filter named 'nope'");
+	expect_code("{{ ('[1,' | from_json) }}", &o, TMPL_ERR_RUNTIME, "from_json");
+	char *lz = NULL;
+	char lerr[256];
+	CHECK(render("{% if false %}{{ x|from_yaml }}{% elif false and x is nosuch %}{% endif %}"
+		     "{{ 1|nope if false else 'a' }}{{ ('{\"k\": [1, \"v\"]}'|from_json).k[1] }}",
+		     &o, &lz, lerr, sizeof lerr) == TMPL_OK &&
+		      lz && strcmp(lz, "av") == 0,
+	      "lazy unknown names, from_json: %s", lz ? lz : lerr);
+	free(lz);
 
 	struct tmpl_options bad = o;
 	bad.vars_json = "{\"tools\": [1, 2";

@@ -40,6 +40,11 @@ EPOCH = 1721995200  # 26 Jul 2024 12:00 UTC, fixed for strftime_now
 BIN = os.environ.get("TTYCHAT_BIN", "")
 TESTDATA = os.environ.get("TTYCHAT_TESTDATA", "")
 MODELS = os.environ.get("TTYCHAT_MODELS_DIR", "")
+# The llama.cpp tree vendored by llama-cpp-python 0.3.36 (the project's
+# oracle): its models/templates hold the chat templates of the thinking
+# families, rendered here with the variables that switch thinking.
+LLAMACPP = os.environ.get("TTYCHAT_LLAMACPP_DIR",
+                          "/work/oracle/llama_cpp_python-0.3.36/vendor/llama.cpp")
 
 passed = 0
 failed = 0
@@ -87,6 +92,9 @@ def make_env():
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = strftime_now
+    # llama.cpp's template engine adds from_json (json.loads); the
+    # DeepSeek-V3.2 and V4 templates parse tool-call arguments with it
+    env.filters["from_json"] = json.loads
     return env
 
 
@@ -597,6 +605,36 @@ FEATURES = [
 ]
 
 # Templates that must fail to parse in both.
+# Jinja's laziness about unknown filters and tests: inside an if (its
+# tests and bodies) or a conditional expression the name fails only when
+# evaluated; for, macro, filter, with and set blocks are strict again.
+LAZY = [
+    "{% if false %}{{ x | no_such_filter }}{% endif %}ok",
+    "{% if t %}{{ 'a' | no_such_filter }}{% endif %}ok",
+    "{% if false %}a{% elif false %}{{ 1 | nope }}{% else %}b{{ 2 if true else 3 | nope2 }}{% endif %}",
+    "{{ 'a' | no_such_filter if false else 'b' }}|{{ 'c' if true else 'd' | nope }}",
+    "{{ 'a' | no_such_filter if true else 'b' }}",
+    "{% set y = 1 | nope if false else 2 %}{{ y }}",
+    "{% if false %}{% set y = 1 | nope %}{% endif %}ok",
+    "{% if x is no_such_test %}a{% endif %}b",
+    "{% if false %}{% if x is no_such_test %}a{% endif %}{% endif %}b",
+    "{% if false %}{% for i in [1] | nope %}{% endfor %}{% endif %}ok",
+    "{% if false %}{% for i in [1] %}{{ i | nope }}{% endfor %}{% endif %}ok",
+    "{% if false %}{% macro m() %}{{ 1 | nope }}{% endmacro %}{% endif %}ok",
+    "{% if false %}{% set b %}{{ 1 | nope }}{% endset %}{% endif %}ok",
+    "{% if false %}{% filter nope %}x{% endfilter %}{% endif %}ok",
+    "{% if false %}{% with a = 1 | nope %}{% endwith %}{% endif %}ok",
+    "{% if false %}{% with a = 1 %}{{ a | nope }}{% endwith %}{% endif %}ok",
+    "{{ (1 | nope) if false }}ok",
+    "{% for m in messages %}{% if m.role == 'nobody' %}{{ m | nope }}{% endif %}{% endfor %}ok",
+    # from_json
+    "{{ '{\"a\": [1, 2.5, \"x\", null, true, {\"b\": \"\\u00e9\"}]}' | from_json | tojson }}",
+    "{% set o = '{\"name\": \"f\", \"k\": 1}' | from_json %}{% for k, v in o.items() %}{{ k }}={{ v }};{% endfor %}",
+    "{{ ('[1, 2' | from_json) }}",
+    "{{ 1 | from_json }}",
+    "{{ '\"s\"' | from_json }}|{{ ' 12 ' | from_json + 1 }}",
+]
+
 SYNTAX_ERRORS = [
     "{% if x %}unclosed",
     "{{ 1 + }}",
@@ -733,7 +771,7 @@ def features(env, tmpdir):
     """Every FEATURES/SYNTAX_ERRORS snippet through both engines."""
     path = os.path.join(tmpdir, "feature.jinja")
     n_before = passed, failed
-    for i, src in enumerate(FEATURES + SYNTAX_ERRORS):
+    for i, src in enumerate(FEATURES + LAZY + SYNTAX_ERRORS):
         with open(path, "w", encoding="utf-8", newline="") as f:
             f.write(src)
         label = "feature[%d] %r" % (i, src[:60])
@@ -741,6 +779,46 @@ def features(env, tmpdir):
                 PLAIN["multi"], True, "<s>", "</s>", FEATURE_VARS, env)
     print("%-48s %4d passed, %d failed" % ("feature corpus", passed - n_before[0],
                                             failed - n_before[1]))
+
+
+THINKING_TEMPLATES = [
+    "Qwen-Qwen3-0.6B", "Qwen3.5-4B", "Qwen-QwQ-32B", "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B",
+    "deepseek-ai-DeepSeek-R1-Distill-Llama-8B", "deepseek-ai-DeepSeek-V3.1", "deepseek-ai-DeepSeek-V3.2",
+    "deepseek-ai-DeepSeek-V4", "openai-gpt-oss-120b", "google-gemma-4-31B-it",
+    "mistralai-Ministral-3-14B-Reasoning-2512", "HuggingFaceTB-SmolLM3-3B", "GLM-4.6", "GLM-4.7-Flash",
+    "MiniMax-M2", "Kimi-K2-Thinking", "NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "ByteDance-Seed-OSS",
+]
+THINKING_VARS = [{}, {"enable_thinking": True}, {"enable_thinking": False},
+                 {"reasoning_effort": "low"}, {"reasoning_effort": "high", "enable_thinking": True}]
+THINKING_CONVS = [
+    PLAIN["multi"],
+    [m(U, "hi"), m(A, "<think>\nThe user greets.\n</think>\n\nHello!"), m(U, "again")],
+    [m(U, "hi"), dict(role=A, content="Hello!", reasoning_content="The user greets."), m(U, "again")],
+]
+
+
+def thinking(env):
+    """The thinking families' templates with enable_thinking and
+    reasoning_effort, past reasoning in the content or apart."""
+    tdir = os.path.join(LLAMACPP, "models", "templates")
+    if not os.path.isdir(tdir):
+        print("note: no llama.cpp templates in %r (TTYCHAT_LLAMACPP_DIR)" % tdir)
+        return
+    for name in THINKING_TEMPLATES:
+        path = os.path.join(tdir, name + ".jinja")
+        if not os.path.exists(path):
+            fail("%s: missing from %s" % (name, tdir))
+            continue
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+        before = passed, failed
+        for ci, conv in enumerate(THINKING_CONVS):
+            for v in THINKING_VARS:
+                for agp in ((True, False) if not v else (True,)):
+                    compare("%s conv%d %s agp=%s" % (name, ci, json.dumps(v), agp), source,
+                            ["--template", path, "--bos", "<s>", "--eos", "</s>"], conv, agp, "<s>", "</s>",
+                            v, env)
+        print("%-48s %4d passed, %d failed" % ("thinking " + name, passed - before[0], failed - before[1]))
 
 
 def main():
@@ -751,6 +829,7 @@ def main():
     ran = False
     with tempfile.TemporaryDirectory() as tmpdir:
         features(env, tmpdir)
+    thinking(env)
 
     templates = sorted(glob.glob(os.path.join(TESTDATA, "templates", "*.jinja"))) if TESTDATA else []
     if not templates:

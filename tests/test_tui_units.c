@@ -295,6 +295,37 @@ static void test_models(void)
 	rmdir(tmp);
 }
 
+/* /think and /budget, and the keys F5 and F6. */
+static void test_think_cmds(void)
+{
+	struct tui_settings st = {0};
+	char msg[256];
+	CHECK(cmds_think(&st, "", msg, sizeof msg) == 0 && strstr(msg, "model default"), "/think: %s", msg);
+	CHECK(cmds_think(&st, "high", msg, sizeof msg) == 0 && st.think == ENGINE_THINK_ON &&
+		      strcmp(st.effort, "high") == 0 && strcmp(msg, "thinking: on, effort high") == 0,
+	      "/think high: %s", msg);
+	CHECK(cmds_think(&st, "off", msg, sizeof msg) == 0 && st.think == ENGINE_THINK_OFF, "/think off");
+	CHECK(cmds_think(&st, "sideways", msg, sizeof msg) == -1 && st.think == ENGINE_THINK_OFF &&
+		      strstr(msg, "'sideways'"),
+	      "/think sideways: %s", msg);
+	CHECK(cmds_think(&st, "default", msg, sizeof msg) == 0 && st.think == ENGINE_THINK_DEFAULT && !st.effort[0],
+	      "/think default");
+	CHECK(cmds_budget(&st, "512", msg, sizeof msg) == 0 && st.budget == 512 && strstr(msg, "512 tokens"),
+	      "/budget 512: %s", msg);
+	static const char *const bad[] = {"0", "-3", "1.5", "x", "99999999999", "16777217"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		CHECK(cmds_budget(&st, bad[i], msg, sizeof msg) == -1 && st.budget == 512, "/budget %s refused", bad[i]);
+	CHECK(cmds_budget(&st, "off", msg, sizeof msg) == 0 && st.budget == 0 && strstr(msg, "none"), "/budget off");
+	const struct tui_key *k5 = cmds_key(KEY_F(5), false), *k6 = cmds_key(KEY_F(6), true);
+	CHECK(k5 && k5->act == ACT_ANSWER_NOW && k6 && k6->act == ACT_FOLD, "F5 answers now, F6 folds");
+	const char *args;
+	size_t al;
+	const struct tui_cmd *c = cmds_find("/budget 64", &args, &al);
+	CHECK(c && c->act == ACT_BUDGET && al == 2, "/budget is a command");
+	c = cmds_find("/think on", &args, &al);
+	CHECK(c && c->act == ACT_THINK, "/think is a command");
+}
+
 /* The messages a submit sends: system first, notices left out, empty
  * replies left out, consecutive turns of one role joined. */
 static void test_messages(void)
@@ -424,6 +455,7 @@ int main(void)
 {
 	test_themes();
 	test_cmds();
+	test_think_cmds();
 	test_models();
 	test_messages();
 	test_help_box();

@@ -208,6 +208,59 @@ static void act_set(struct app *a, const char *arg)
 	a->dirty |= D_SIDE;
 }
 
+/* F5: a thinking model stops thinking and answers. */
+static void act_answer_now(struct app *a, const char *arg)
+{
+	if (busy(a) && a->think >= 0 && (a->tr.v[a->think].flags & TRF_STREAMING))
+		engine_answer_now(a->eng);
+}
+
+/* F6: every reply's reasoning folded to its header, or all unfolded. */
+static void act_fold(struct app *a, const char *arg)
+{
+	bool any_folded = false;
+	for (size_t i = 0; i < a->tr.n; i++)
+		if (a->tr.v[i].kind == TR_REASONING && (a->tr.v[i].flags & TRF_FOLDED))
+			any_folded = true;
+	for (size_t i = 0; i < a->tr.n; i++) {
+		struct tr_item *it = &a->tr.v[i];
+		if (it->kind != TR_REASONING || (it->flags & TRF_STREAMING))
+			continue;
+		if (any_folded)
+			it->flags &= ~(unsigned)TRF_FOLDED;
+		else
+			it->flags |= TRF_FOLDED;
+		/* the header's hint follows the fold */
+		char *hint = strstr(it->label, " (F6 unfolds)");
+		if (hint)
+			*hint = '\0';
+		else if (!any_folded && strlen(it->label) + 14 < sizeof it->label)
+			strcat(it->label, " (F6 unfolds)");
+	}
+	a->dirty |= D_TRANS;
+}
+
+static void act_think(struct app *a, const char *arg)
+{
+	char msg[256];
+	if (cmds_think(&a->set, arg, msg, sizeof msg) == 0)
+		notice(a, TR_NOTICE, "%s%s", msg,
+		       a->st.have_info && !a->st.info.reasoning[0] ? " (this model's template does not think)" : "");
+	else
+		notice(a, TR_ERROR, "%s", msg);
+	a->dirty |= D_SIDE;
+}
+
+static void act_budget(struct app *a, const char *arg)
+{
+	char msg[256];
+	if (cmds_budget(&a->set, arg, msg, sizeof msg) == 0)
+		notice(a, TR_NOTICE, "%s", msg);
+	else
+		notice(a, TR_ERROR, "%s", msg);
+	a->dirty |= D_SIDE;
+}
+
 static void act_theme(struct app *a, const char *arg)
 {
 	char err[512];
@@ -277,6 +330,7 @@ static act_fn *const act_fns[] = {
 	[ACT_QUIT] = act_quit, [ACT_MODEL] = act_model, [ACT_REGEN] = act_regen, [ACT_EDIT] = act_edit,
 	[ACT_NEW] = act_new, [ACT_CLEAR] = act_clear, [ACT_SYSTEM] = act_system, [ACT_SET] = act_set,
 	[ACT_THEME] = act_theme, [ACT_RENAME] = act_rename, [ACT_COPY] = act_copy,
+	[ACT_ANSWER_NOW] = act_answer_now, [ACT_FOLD] = act_fold, [ACT_THINK] = act_think, [ACT_BUDGET] = act_budget,
 };
 
 void actions_do(struct app *a, enum tui_act act, const char *arg)

@@ -189,6 +189,12 @@ static void load_model(struct app *a, const char *spec, const char *path, const 
 	a->st.kv_bytes = 0;
 	apply_defaults(a, &c);
 	session_config_free(&c);
+	if (me && !a->set.think_set) {
+		/* the models.d entry's thinking defaults */
+		a->set.think = (enum engine_think)me->think;
+		snprintf(a->set.effort, sizeof a->set.effort, "%s", me->reasoning_effort);
+		a->set.budget = me->reasoning_budget;
+	}
 	a->dirty |= D_SIDE | D_STATUS | D_HINT;
 }
 
@@ -820,6 +826,7 @@ static void app_init(struct app *a, const struct tui_opts *o)
 	memset(a, 0, sizeof *a);
 	a->o = o;
 	a->reply = -1;
+	a->think = -1;
 	a->editing = -1;
 	a->conv = 1;
 	a->sidebar_on = true;

@@ -68,6 +68,9 @@ struct app {
 	bool system_user;         /* set by --system or /system (not the model's) */
 	long reply;               /* index of the streaming reply, or -1 */
 	int req;                  /* its request id */
+	long think;               /* index of its reasoning item (just above it), or -1 */
+	uint32_t think_n;         /* reasoning pieces so far (DONE gives the exact count) */
+	double think_t0, think_t1;/* first and last reasoning piece (ms) */
 	long editing;             /* user item being edited with /edit, or -1 */
 	char *preset;             /* text for the input line once readline is done */
 	char *inject;             /* TTYCHAT_TEST_INJECT bytes, used once */
@@ -136,6 +139,9 @@ void close_picker(struct app *a);
 void resume_screen(struct app *a);
 /* ROLE's message is committed: the hooks of tui.h, then the history. */
 void commit(struct app *a, const char *role, const char *text, size_t len, bool partial);
+/* The same with a reply's reasoning, saved apart (NULL, 0: none). */
+void commit_reasoned(struct app *a, const char *role, const char *text, size_t len, const char *reasoning,
+		     size_t rlen, bool partial);
 /* The conversation goes back to its first ITEMS_KEPT transcript items. */
 void rewind_to(struct app *a, size_t items_kept);
 /* The sidebar's lines about the conversation and its history. */

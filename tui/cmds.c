@@ -32,6 +32,8 @@ const struct tui_key tui_keys[] = {
 	{KEY_END, NULL, NULL, ACT_BOTTOM, KEYF_EMPTY},
 	{12, "Ctrl-L", "redraw the screen", ACT_REDRAW, 0},
 	{26, "Ctrl-Z", "suspend (fg resumes)", ACT_SUSPEND, 0},
+	{KEY_F(5), "F5", "thinking models: stop thinking and answer now", ACT_ANSWER_NOW, 0},
+	{KEY_F(6), "F6", "fold or unfold the reasoning of every reply", ACT_FOLD, 0},
 	{0, "Up, Down", "previous / next input (history)", ACT_NONE, 0},
 	{0, "Ctrl-R", "search the input history", ACT_NONE, 0},
 	{0, "Ctrl-X Ctrl-E", "edit the input in $VISUAL / $EDITOR", ACT_NONE, 0},
@@ -53,6 +55,8 @@ const struct tui_cmd tui_cmds[] = {
 	{"set", NULL, "[KEY VALUE]", "temp, top-k, top-p, min-p, repeat-penalty, seed, max-tokens, wrap-code on|off, "
 				      "ctrl-c quit|stop; no argument lists them",
 	 ACT_SET},
+	{"think", NULL, "on|off|low|medium|high|default", "thinking models: think or not, and how hard", ACT_THINK},
+	{"budget", NULL, "N|off", "close the reasoning after N tokens so the model answers", ACT_BUDGET},
 	{"copy", NULL, "[code]", "copy the last reply (or its last code block) to the clipboard (OSC 52)", ACT_COPY},
 	{"theme", NULL, "NAME", "switch the colour theme (default, light, mono, or yours)", ACT_THEME},
 	{"quit", "exit", "", "quit", ACT_QUIT},
@@ -286,4 +290,63 @@ int cmds_set(struct tui_settings *st, const char *args, char *msg, size_t msglen
 	}
 	snprintf(msg, msglen, "/set: unknown setting '%s' (see /help)", key);
 	return -1;
+}
+
+void cmds_think_str(const struct tui_settings *st, char *buf, size_t n)
+{
+	char b[32] = "";
+	if (st->budget > 0)
+		snprintf(b, sizeof b, ", budget %" PRId32, st->budget);
+	snprintf(buf, n, "%s%s%s%s",
+		 st->think == ENGINE_THINK_ON ? "on" : st->think == ENGINE_THINK_OFF ? "off" : "model default",
+		 st->effort[0] ? ", effort " : "", st->effort, b);
+}
+
+int cmds_think(struct tui_settings *st, const char *args, char *msg, size_t msglen)
+{
+	char now[64];
+	if (!args[0]) {
+		cmds_think_str(st, now, sizeof now);
+		snprintf(msg, msglen, "thinking: %s", now);
+		return 0;
+	}
+	if (strcmp(args, "on") == 0) {
+		st->think = ENGINE_THINK_ON;
+	} else if (strcmp(args, "off") == 0) {
+		st->think = ENGINE_THINK_OFF;
+	} else if (strcmp(args, "default") == 0) {
+		st->think = ENGINE_THINK_DEFAULT;
+		st->effort[0] = '\0';
+	} else if (strcmp(args, "low") == 0 || strcmp(args, "medium") == 0 || strcmp(args, "high") == 0) {
+		st->think = ENGINE_THINK_ON;
+		snprintf(st->effort, sizeof st->effort, "%s", args);
+	} else {
+		snprintf(msg, msglen, "/think: '%.40s' is not on, off, low, medium, high or default", args);
+		return -1;
+	}
+	st->think_set = true;
+	cmds_think_str(st, now, sizeof now);
+	snprintf(msg, msglen, "thinking: %s", now);
+	return 0;
+}
+
+int cmds_budget(struct tui_settings *st, const char *args, char *msg, size_t msglen)
+{
+	double d;
+	if (!args[0]) {
+	} else if (strcmp(args, "off") == 0) {
+		st->budget = 0;
+	} else if (parse_num(args, 1, 1 << 24, &d) == 0 && d == (double)(int32_t)d) {
+		st->budget = (int32_t)d;
+	} else {
+		snprintf(msg, msglen, "/budget: '%.40s' is not a number of tokens (1 to 16777216) or off", args);
+		return -1;
+	}
+	if (args[0])
+		st->think_set = true;
+	if (st->budget > 0)
+		snprintf(msg, msglen, "reasoning budget: %" PRId32 " tokens", st->budget);
+	else
+		snprintf(msg, msglen, "reasoning budget: none");
+	return 0;
 }

@@ -32,6 +32,8 @@ enum tui_act {
 	ACT_BOTTOM,
 	ACT_REDRAW,
 	ACT_SUSPEND,
+	ACT_ANSWER_NOW, /* a thinking model: close its reasoning now */
+	ACT_FOLD,       /* fold or unfold every reply's reasoning */
 	/* commands */
 	ACT_QUIT,
 	ACT_MODEL,
@@ -44,6 +46,8 @@ enum tui_act {
 	ACT_THEME,
 	ACT_RENAME,
 	ACT_COPY,
+	ACT_THINK,
+	ACT_BUDGET,
 };
 
 enum {
@@ -92,12 +96,26 @@ struct tui_settings {
 	bool wrap_code;            /* wrap long lines in code blocks */
 	bool ctrl_c_quits;         /* Ctrl-C at an idle prompt quits */
 	unsigned user_set;         /* SET_* the user chose (model defaults leave them) */
+	/* thinking models (/think, /budget) */
+	enum engine_think think;
+	char effort[8];            /* reasoning_effort: "low", "medium", "high"; "" template's */
+	int32_t budget;            /* reasoning tokens; <= 0: no limit */
+	bool think_set;            /* chosen (/think, /budget, a reopened conversation): models.d
+				      defaults leave them */
 };
 
 /* Applies "/set KEY VALUE" (ARGS is "KEY VALUE").  Returns 0 with a short
  * confirmation in MSG, or -1 with the problem in MSG.  Empty ARGS lists
  * the settings in MSG and returns 0. */
 int cmds_set(struct tui_settings *st, const char *args, char *msg, size_t msglen);
+/* Applies "/think on|off|low|medium|high|default" (low, medium and high
+ * also turn thinking on) and "/budget N|off".  0 with a confirmation in
+ * MSG, or -1 with the problem in MSG; empty ARGS says the current value. */
+int cmds_think(struct tui_settings *st, const char *args, char *msg, size_t msglen);
+int cmds_budget(struct tui_settings *st, const char *args, char *msg, size_t msglen);
+/* The thinking settings in a few words ("on, effort high, budget 512"). */
+void cmds_think_str(const struct tui_settings *st, char *buf, size_t n);
+
 /* One line describing the settings. */
 void cmds_settings_str(const struct tui_settings *st, char *buf, size_t n);
 

@@ -37,6 +37,9 @@ static void hist_settings(const struct app *a, struct chats_settings *s)
 	s->repeat_penalty = a->set.s.repeat_penalty;
 	s->top_k = a->set.s.top_k;
 	s->context_size = a->st.ctx_size ? a->st.ctx_size : a->st.have_info ? a->st.info.n_ctx : 0;
+	s->think = (int)a->set.think;
+	s->reasoning_effort = a->set.effort[0] ? a->set.effort : NULL;
+	s->reasoning_budget = a->set.budget > 0 ? (unsigned)a->set.budget : 0;
 }
 
 /* The sidebar's "Chat" lines. */
@@ -62,13 +65,20 @@ void hist_update_state(struct app *a)
 
 void commit(struct app *a, const char *role, const char *text, size_t len, bool partial)
 {
+	commit_reasoned(a, role, text, len, NULL, 0, partial);
+}
+
+void commit_reasoned(struct app *a, const char *role, const char *text, size_t len, const char *reasoning,
+		     size_t rlen, bool partial)
+{
 	if (a->o->on_commit)
 		a->o->on_commit(a->o->hook_ctx, a->conv, role, text, partial);
 	if (!a->ch)
 		return;
 	struct chats_settings s;
 	hist_settings(a, &s);
-	int rc = chats_commit(a->ch, &s, strcmp(role, "user") == 0 ? CHATS_USER : CHATS_ASSISTANT, text, len, partial);
+	int rc = chats_commit_reasoned(a->ch, &s, strcmp(role, "user") == 0 ? CHATS_USER : CHATS_ASSISTANT, text, len,
+				       reasoning, rlen, partial);
 	if (rc == CHATS_UNSAVED) {
 		notice(a, TR_ERROR, "history: not saved yet: %s (kept in memory, retrying)", chats_errmsg(a->ch));
 		a->retry_at = now_ms() + HIST_RETRY_MS;
@@ -156,6 +166,9 @@ bool convo_leave(struct app *a)
 		engine_cancel(a->eng);
 		struct tr_item *it = &a->tr.v[a->reply];
 		it->flags = (it->flags & ~(unsigned)TRF_STREAMING) | TRF_STOPPED;
+		if (a->think >= 0)
+			a->tr.v[a->think].flags &= ~(unsigned)TRF_STREAMING;
+		a->think = -1;
 		a->reply = -1;
 		if (it->len)
 			commit(a, "assistant", it->text, it->len, true);
@@ -210,6 +223,13 @@ static void show_loaded(struct app *a)
 	for (size_t i = 0; i < n; i++) {
 		const struct chats_msg *m = chats_msg(a->ch, i);
 		bool user = m->role == CHATS_USER;
+		if (!user && m->reasoning_len) {
+			/* the reply's reasoning, folded above it */
+			long r = tr_add(&a->tr, TR_REASONING, m->reasoning, m->reasoning_len, TRF_FOLDED);
+			if (r >= 0)
+				snprintf(a->tr.v[r].label, sizeof a->tr.v[r].label, "Reasoning: %zu bytes (F6 unfolds)",
+					 m->reasoning_len);
+		}
 		long k = tr_add(&a->tr, user ? TR_USER : TR_ASSISTANT, m->text, m->len,
 				!user && m->cancelled ? TRF_STOPPED : 0);
 		if (k >= 0 && !user)
@@ -232,6 +252,14 @@ static void show_loaded(struct app *a)
 		e->min_p = s.min_p, a->set.user_set |= SET_MINP;
 	if (s.repeat_penalty > 0 && !(given & SESSION_SET_REP))
 		e->repeat_penalty = s.repeat_penalty, a->set.user_set |= SET_REP;
+	/* /think and /budget as the conversation was held */
+	a->set.think = s.think == 1 || s.think == 2 ? (enum engine_think)s.think : ENGINE_THINK_DEFAULT;
+	snprintf(a->set.effort, sizeof a->set.effort, "%s", s.reasoning_effort ? s.reasoning_effort : "");
+	if (strcmp(a->set.effort, "low") && strcmp(a->set.effort, "medium") && strcmp(a->set.effort, "high"))
+		a->set.effort[0] = '\0';
+	a->set.budget = s.reasoning_budget <= (1u << 24) ? (int32_t)s.reasoning_budget : 0;
+	if (s.think || s.reasoning_budget || a->set.effort[0])
+		a->set.think_set = true;
 	notice(a, TR_NOTICE, "conversation \"%s\": %zu message%s (F3 lists the others, /new starts one)",
 	       chats_title(a->ch), n, n == 1 ? "" : "s");
 	a->tr.follow = true;

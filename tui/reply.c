@@ -10,6 +10,12 @@
  * event of an older request is dropped.  A reply is committed to the
  * history when it ends, however it ends; one that failed keeps what
  * arrived, marked.
+ *
+ * A thinking model's reasoning (TOKENs of part REASONING) goes into an
+ * item of its own just above the reply, dim under a header that counts
+ * its tokens and time while it grows; it folds to that header when the
+ * answer starts (F6 unfolds every one).  It is neither sent back to the
+ * model (templates drop past reasoning anyway) nor saved.
  */
 #include "config.h"
 
@@ -42,7 +48,9 @@ void reply_start(struct app *a)
 		notice(a, TR_ERROR, "out of memory");
 		return;
 	}
-	struct engine_gen_opts g = {.max_tokens = a->set.max_tokens, .add_generation_prompt = true};
+	struct engine_gen_opts g = {.max_tokens = a->set.max_tokens, .add_generation_prompt = true,
+				    .think = a->set.think, .reasoning_effort = a->set.effort[0] ? a->set.effort : NULL,
+				    .reasoning_budget = a->set.budget};
 	int req = m.n ? engine_submit(a->eng, a->conv, m.v, m.n, &a->set.s, &g) : ENGINE_E_INVAL;
 	tr_msgs_free(&m);
 	if (req <= 0) {
@@ -52,6 +60,9 @@ void reply_start(struct app *a)
 	}
 	a->reply = i;
 	a->req = req;
+	a->think = -1;
+	a->think_n = 0;
+	a->st.think_budget = a->set.think == ENGINE_THINK_OFF ? 0 : a->set.budget;
 	a->conv_touched = true;
 	status_submit(&a->st, now_ms());
 	a->tr.follow = true;
@@ -105,14 +116,66 @@ static void ev_loaded(struct app *a, const struct engine_event *ev)
 	import_kv(a);
 }
 
-/* A piece of the reply. */
-static void ev_token(struct app *a, const struct engine_event *ev)
+/* The reasoning item's header: its size and time, live while it grows. */
+static void think_label(struct app *a, const char *why)
 {
-	if (a->tr.v[a->reply].len + ev->text_len > MAX_REPLY_BYTES) {
+	struct tr_item *it = &a->tr.v[a->think];
+	double s = (a->think_t1 - a->think_t0) / 1e3;
+	if (it->flags & TRF_STREAMING)
+		snprintf(it->label, sizeof it->label, "Thinking... %u tokens, %.0f s (F5: answer now)", a->think_n, s);
+	else
+		snprintf(it->label, sizeof it->label, "Reasoning: %u tokens, %.1f s%s%s", a->think_n, s, why,
+			 it->flags & TRF_FOLDED ? " (F6 unfolds)" : "");
+}
+
+/* The reasoning stopped growing: the answer started, or the reply ended. */
+static void think_end(struct app *a, bool fold, const char *why)
+{
+	struct tr_item *it = &a->tr.v[a->think];
+	if (!(it->flags & TRF_STREAMING))
+		return;
+	it->flags &= ~(unsigned)TRF_STREAMING;
+	if (fold)
+		it->flags |= TRF_FOLDED;
+	think_label(a, why);
+}
+
+/* A piece of reasoning: into the item above the reply (made at the first). */
+static void ev_think(struct app *a, const struct engine_event *ev)
+{
+	if (a->think < 0) {
+		long i = tr_insert(&a->tr, (size_t)a->reply, TR_REASONING, "", 0, TRF_STREAMING);
+		if (i < 0)
+			return;
+		a->think = i;
+		a->reply = i + 1;
+		a->think_t0 = now_ms();
+	}
+	if (a->tr.v[a->think].len + ev->text_len > MAX_REPLY_BYTES) {
 		engine_cancel(a->eng);
 		return;
 	}
-	tr_append(&a->tr, (size_t)a->reply, ev->text, ev->text_len);
+	tr_append(&a->tr, (size_t)a->think, ev->text, ev->text_len);
+	if (ev->token >= 0)
+		a->think_n++;
+	a->think_t1 = now_ms();
+	think_label(a, "");
+}
+
+/* A piece of the reply. */
+static void ev_token(struct app *a, const struct engine_event *ev)
+{
+	if (ev->part == ENGINE_PART_REASONING) {
+		ev_think(a, ev);
+	} else {
+		if (a->tr.v[a->reply].len + ev->text_len > MAX_REPLY_BYTES) {
+			engine_cancel(a->eng);
+			return;
+		}
+		if (a->think >= 0)
+			think_end(a, true, "");
+		tr_append(&a->tr, (size_t)a->reply, ev->text, ev->text_len);
+	}
 	if (status_token(&a->st, ev, now_ms()))
 		a->dirty |= D_STATUS | D_SIDE | D_HINT;
 	a->side_owed = true;
@@ -132,10 +195,24 @@ static void ev_done(struct app *a, const struct engine_event *ev)
 		it->flags |= TRF_LENGTH;
 	status_done(&a->st, &ev->stats);
 	a->st.mem_avail = models_mem_available();
+	if (a->think >= 0) {
+		static const char *const why[] = {
+			[ENGINE_REASONING_END_MODEL] = "", [ENGINE_REASONING_END_BUDGET] = ", closed by the budget",
+			[ENGINE_REASONING_END_NOW] = ", closed by F5", [ENGINE_REASONING_END_LOOP] = ", closed: it looped",
+			[ENGINE_REASONING_END_OFF] = ", closed: thinking is off"};
+		unsigned w = (unsigned)ev->stats.reasoning_end;
+		if (ev->stats.reasoning_tokens)
+			a->think_n = ev->stats.reasoning_tokens;
+		a->tr.v[a->think].flags |= TRF_STREAMING; /* relabel with the final figures */
+		think_end(a, it->len > 0, w < sizeof why / sizeof why[0] ? why[w] : "");
+	}
+	const struct tr_item *th = a->think >= 0 ? &a->tr.v[a->think] : NULL;
 	a->reply = -1;
 	a->side_owed = false;
 	if (it->len)
-		commit(a, "assistant", it->text, it->len, (it->flags & (TRF_STOPPED | TRF_CONTEXT)) != 0);
+		commit_reasoned(a, "assistant", it->text, it->len, th ? th->text : NULL, th ? th->len : 0,
+				(it->flags & (TRF_STOPPED | TRF_CONTEXT)) != 0);
+	a->think = -1;
 	a->dirty |= D_TRANS | D_SIDE | D_STATUS | D_HINT | D_INPUT;
 }
 
@@ -148,8 +225,9 @@ static void ev_load_failed(struct app *a, const struct engine_event *ev)
 	a->st.phase = PH_NOMODEL;
 	a->st.have_info = false;
 	if (a->reply >= 0) {
-		tr_truncate(&a->tr, (size_t)a->reply);
+		tr_truncate(&a->tr, (size_t)(a->think >= 0 ? a->think : a->reply));
 		a->reply = -1;
+		a->think = -1;
 	}
 	a->dirty |= D_ALL & ~D_LAYOUT;
 }
@@ -159,12 +237,16 @@ static void ev_reply_failed(struct app *a, const struct engine_event *ev)
 {
 	struct tr_item *it = &a->tr.v[a->reply];
 	size_t at = (size_t)a->reply;
+	const struct tr_item *th = a->think >= 0 ? &a->tr.v[a->think] : NULL;
+	if (th)
+		think_end(a, false, ", cut short");
+	a->think = -1;
 	a->reply = -1;
 	if (it->len == 0) {
 		tr_truncate(&a->tr, at);
 	} else {
 		it->flags = (it->flags & ~(unsigned)TRF_STREAMING) | TRF_FAILED;
-		commit(a, "assistant", it->text, it->len, true);
+		commit_reasoned(a, "assistant", it->text, it->len, th ? th->text : NULL, th ? th->len : 0, true);
 	}
 	notice(a, TR_ERROR, "%s", ev->message);
 	a->st.phase = a->st.have_info ? PH_IDLE : PH_NOMODEL;

@@ -139,7 +139,16 @@ static void section_speed(struct pen *p, const struct tui_status *st)
 		line(p, ROLE_SIDE, "1st tok  %.0f ms", st->ttft_ms);
 	else
 		line(p, ROLE_SIDE, "1st tok  -");
-	line(p, ROLE_SIDE, "reply    %" PRIu32 " tok", st->gen_tokens);
+	if (st->think_tokens) {
+		/* a thinking model: reasoning and answer apart, the budget as a bar */
+		line(p, ROLE_SIDE, "reason   %" PRIu32 " tok", st->think_tokens);
+		if (st->think_budget > 0)
+			bar(p, st->think_tokens, (uint32_t)st->think_budget);
+		line(p, ROLE_SIDE, "answer   %" PRIu32 " tok",
+		     st->gen_tokens > st->think_tokens ? st->gen_tokens - st->think_tokens : 0);
+	} else {
+		line(p, ROLE_SIDE, "reply    %" PRIu32 " tok", st->gen_tokens);
+	}
 }
 
 static void section_context(struct pen *p, const struct tui_status *st)

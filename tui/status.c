@@ -35,6 +35,7 @@ void status_submit(struct tui_status *st, double now)
 	st->progress = 0;
 	st->decode_tps = st->prefill_tps = st->ttft_ms = -1;
 	st->gen_tokens = 0;
+	st->think_tokens = 0;
 	st->have_prompt = false;
 }
 
@@ -48,6 +49,8 @@ bool status_token(struct tui_status *st, const struct engine_event *ev, double n
 		st->phase = PH_STREAM;
 	}
 	st->gen_tokens = st->n_tok;
+	if (ev->part == ENGINE_PART_REASONING && ev->token >= 0)
+		st->think_tokens++;
 	st->ctx_used = ev->position + 1;
 	if (ev->stats.prompt_tokens) {
 		/* the prompt's figures are known from the first token on */
@@ -71,6 +74,7 @@ void status_done(struct tui_status *st, const struct engine_stats *s)
 		st->decode_tps = s->gen_tokens > 1 ? s->decode_tps : st->decode_tps;
 		st->ttft_ms = s->gen_tokens ? s->ttft_ms : st->ttft_ms;
 		st->gen_tokens = s->gen_tokens;
+		st->think_tokens = s->reasoning_tokens;
 		st->ctx_used = s->ctx_used;
 		st->ctx_size = s->ctx_size;
 		st->prompt_reused = s->prompt_reused;

@@ -26,6 +26,8 @@ struct tui_status {
 	/* speeds of the current or last reply; < 0 when not known yet */
 	double prefill_tps, decode_tps, ttft_ms;
 	uint32_t gen_tokens;
+	uint32_t think_tokens;       /* of gen_tokens, a thinking model's reasoning */
+	int32_t think_budget;        /* the reply's reasoning budget (<= 0 none), for the sidebar's bar */
 	uint32_t ctx_used, ctx_size;
 	uint32_t prompt_reused, prompt_computed;
 	bool have_prompt;

@@ -152,6 +152,8 @@ static void item_layout_md(struct tr_item *it, int width, unsigned flags, bool p
 /* Display lines of the body. */
 static size_t body_rows(const struct tr_item *it)
 {
+	if (it->kind == TR_REASONING && (it->flags & TRF_FOLDED))
+		return 0;
 	return it->kind == TR_ASSISTANT ? it->md.nln : it->lines.n;
 }
 
@@ -185,7 +187,7 @@ static void item_wrap(struct tr_item *it, int width, unsigned flags, bool plain)
 
 static bool has_header(const struct tr_item *it)
 {
-	return it->kind == TR_USER || it->kind == TR_ASSISTANT;
+	return it->kind == TR_USER || it->kind == TR_ASSISTANT || it->kind == TR_REASONING;
 }
 
 static bool has_mark(const struct tr_item *it)
@@ -373,8 +375,11 @@ static void draw_line(struct transcript *t, WINDOW *w, int row, const struct tr_
 	if (has_header(it)) {
 		if (k == 0) {
 			const char *h = it->kind == TR_USER ? "You" : it->label[0] ? it->label : "Assistant";
-			tr_put_text(w, h, strlen(h), width, t->text_flags,
-				    attrs[it->kind == TR_USER ? ROLE_USER_HEAD : ROLE_BOT_HEAD], attrs[ROLE_CTRL]);
+			int role = it->kind == TR_USER ? ROLE_USER_HEAD : it->kind == TR_REASONING ? ROLE_MARK : ROLE_BOT_HEAD;
+			if (it->kind == TR_REASONING)
+				wmove(w, row, TR_INDENT);
+			tr_put_text(w, h, strlen(h), width - (it->kind == TR_REASONING ? TR_INDENT : 0), t->text_flags,
+				    attrs[role], attrs[ROLE_CTRL]);
 			return;
 		}
 		k--;
@@ -386,7 +391,7 @@ static void draw_line(struct transcript *t, WINDOW *w, int row, const struct tr_
 	if (it->kind != TR_ASSISTANT && k < it->lines.n) {
 		const struct text_line *ln = &it->lines.v[k];
 		int role = it->kind == TR_USER ? ROLE_USER : it->kind == TR_ASSISTANT ? ROLE_TEXT
-			 : it->kind == TR_NOTICE ? ROLE_NOTICE : ROLE_ERROR;
+			 : it->kind == TR_NOTICE || it->kind == TR_REASONING ? ROLE_NOTICE : ROLE_ERROR;
 		if ((ln->flags & TL_CODE) && (it->kind == TR_USER || it->kind == TR_ASSISTANT))
 			role = ROLE_CODE;
 		if (k == 0 && (it->kind == TR_NOTICE || it->kind == TR_ERROR)) {

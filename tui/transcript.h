@@ -29,7 +29,10 @@
 #include "md.h"
 #include "text.h"
 
-enum tr_kind { TR_USER, TR_ASSISTANT, TR_NOTICE, TR_ERROR };
+/* TR_REASONING: a thinking model's reasoning, just above its reply:
+ * drawn dim under a header (the label: token count and time), folded to
+ * that header (TRF_FOLDED); never sent back to the model, never saved. */
+enum tr_kind { TR_USER, TR_ASSISTANT, TR_NOTICE, TR_ERROR, TR_REASONING };
 
 enum {
 	TRF_STREAMING = 1 << 0, /* a reply still arriving */
@@ -37,6 +40,7 @@ enum {
 	TRF_CONTEXT = 1 << 2,   /* cut short by a full context */
 	TRF_LENGTH = 1 << 3,    /* cut at max-tokens */
 	TRF_FAILED = 1 << 4,    /* the engine reported an error */
+	TRF_FOLDED = 1 << 5,    /* reasoning shown as its header only */
 };
 
 #define TR_INDENT 2 /* body text is indented under its header */
