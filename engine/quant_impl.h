@@ -140,6 +140,7 @@ typedef void (*quant_pmul_fn)(const void *packed, size_t group_bytes, int64_t g0
 			      float *y, int64_t ys);
 /* Packed kernels of one level for TYPE; NULL when none. */
 quant_pmul_fn quant_pack_kernel_avx512(uint32_t type);
+quant_pmul_fn quant_pack_kernel_avx2(uint32_t type);
 
 /* y[i] = float(fp16(x[i])) with F16C (AVX-512 level builds only). */
 void quant_round_f16_avx512(const float *x, float *y, int64_t n);
