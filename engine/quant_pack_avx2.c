@@ -49,6 +49,8 @@
 #define TGT "avx2,fma,f16c"
 #define INL static inline __attribute__((target(TGT), always_inline))
 #define API static __attribute__((target(TGT)))
+/* the decode kernels: one call per row group, kept out of line */
+#define DEC static __attribute__((target(TGT), noinline))
 
 #define G QUANT_ROW_GROUP
 
@@ -74,6 +76,11 @@
 		default: break;                 \
 		}                               \
 	} while (0)
+
+/* Pins V in a register at this point: GCC otherwise rebalances a chain of
+ * integer adds into a tree, computing all of a block's products first and
+ * spilling them (measured: 2x slower decode). */
+#define KEEP(v) __asm__("" : "+x"(v))
 
 INL __m256i bcast4(const int8_t *p)
 {
@@ -193,7 +200,7 @@ INL __m256 kend(__m256 acc, const uint8_t *S, int h, float xd, __m256i isum, __m
 }
 
 /* Decode: one token against the 16 rows of a group. */
-INL void q4k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0, int n1)
+DEC void q4k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0, int n1)
 {
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	const struct ak_row a = ak_row_at(xrow, nb, ak_qoff(nb));
@@ -207,7 +214,8 @@ INL void q4k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, 
 			PREFETCH(k.A + 64 * i);
 		PREFETCH(k.S);
 		__m256i is0 = _mm256_setzero_si256(), is1 = is0;
-#pragma GCC unroll 4
+		/* (unrolled, the compiler hoists the broadcasts and spills) */
+#pragma GCC unroll 1
 		for (int c = 0; c < 4; c++) {
 			__m256i l0 = _mm256_setzero_si256(), h0 = l0, l1 = l0, h1 = l0;
 #pragma GCC unroll 8
@@ -222,6 +230,10 @@ INL void q4k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, 
 				l1 = _mm256_add_epi16(l1, _mm256_maddubs_epi16(_mm256_and_si256(v1, m4), xl));
 				h1 = _mm256_add_epi16(h1, _mm256_maddubs_epi16(
 								  _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), xh));
+				KEEP(l0);
+				KEEP(h0);
+				KEEP(l1);
+				KEEP(h1);
 			}
 			const uint8_t *sl = k.A + 32 * c, *sh = sl + 16;
 			is0 = _mm256_add_epi32(is0, _mm256_add_epi32(_mm256_madd_epi16(l0, pairs_u8(sl)),
@@ -357,7 +369,7 @@ INL __m256i q6k_offset(const uint8_t *A, int h, const int16_t *b16)
 /* Decode: both halves in one pass over the block (the vectors of a
  * 64-byte line are used together, so the stream stays sequential); chunks
  * c and c + 2 come from the same ql vector and share its loads. */
-INL void q6k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0, int n1)
+DEC void q6k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0, int n1)
 {
 	const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
 	const struct ak_row a = ak_row_at(xrow, nb, ak_qoff(nb));
@@ -372,9 +384,9 @@ INL void q6k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, 
 		PREFETCH(k.S);
 		__m256i is0 = _mm256_sub_epi32(_mm256_setzero_si256(), q6k_offset(k.A, 0, a.b16 + 16 * b));
 		__m256i is1 = _mm256_sub_epi32(_mm256_setzero_si256(), q6k_offset(k.A, 1, a.b16 + 16 * b));
-#pragma GCC unroll 2
+#pragma GCC unroll 1
 		for (int h2 = 0; h2 < 2; h2++)
-#pragma GCC unroll 4
+#pragma GCC unroll 1
 			for (int jp = 0; jp < 4; jp++)
 #pragma GCC unroll 2
 				for (int cp = 0; cp < 2; cp++) {
@@ -409,6 +421,10 @@ INL void q6k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, 
 								     _mm256_and_si256(hc, m30));
 						s10 = _mm256_add_epi16(s10, _mm256_maddubs_epi16(wa, xa));
 						s11 = _mm256_add_epi16(s11, _mm256_maddubs_epi16(wb, xb));
+						KEEP(s00);
+						KEEP(s01);
+						KEEP(s10);
+						KEEP(s11);
 					}
 					const int sa = 8 * h2 + 2 * cp + (jp >= 2), sb = sa + 4;
 					is0 = _mm256_add_epi32(is0, _mm256_add_epi32(_mm256_madd_epi16(s00, pairs_s8(k.A + 16 * sa)),
@@ -416,6 +432,8 @@ INL void q6k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, 
 					is1 = _mm256_add_epi32(is1, _mm256_add_epi32(
 									    _mm256_madd_epi16(s10, pairs_s8(k.A + 16 * sa + 8)),
 									    _mm256_madd_epi16(s11, pairs_s8(k.A + 16 * sb + 8))));
+					KEEP(is0);
+					KEEP(is1);
 				}
 		const __m256 xd = _mm256_set1_ps(a.d[b]);
 		acc0 = _mm256_fmadd_ps(_mm256_mul_ps(half8(k.S), xd), _mm256_cvtepi32_ps(is0), acc0);
@@ -510,7 +528,7 @@ INL __m256i q5k_weights(__m256i v, __m256i qh, int c, int hi)
 	return _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(q5k_bit(qh, c, hi), m10));
 }
 
-INL void q5k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0, int n1)
+DEC void q5k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0, int n1)
 {
 	const struct ak_row a = ak_row_at(xrow, nb, ak_qoff(nb));
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
@@ -527,7 +545,7 @@ INL void q5k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, 
 #pragma GCC unroll 4
 		for (int c = 0; c < 4; c++) {
 			const uint8_t *sl = k.A + 32 * c, *sh = sl + 16;
-#pragma GCC unroll 2
+#pragma GCC unroll 1
 			for (int jh = 0; jh < 2; jh++) {
 				__m256i l0 = _mm256_setzero_si256(), h0 = l0, l1 = l0, h1 = l0;
 #pragma GCC unroll 4
@@ -542,11 +560,17 @@ INL void q5k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, 
 					h0 = _mm256_add_epi16(h0, _mm256_maddubs_epi16(q5k_weights(v0, b0, c, 1), xh));
 					l1 = _mm256_add_epi16(l1, _mm256_maddubs_epi16(q5k_weights(v1, b1, c, 0), xl));
 					h1 = _mm256_add_epi16(h1, _mm256_maddubs_epi16(q5k_weights(v1, b1, c, 1), xh));
+					KEEP(l0);
+					KEEP(h0);
+					KEEP(l1);
+					KEEP(h1);
 				}
 				is0 = _mm256_add_epi32(is0, _mm256_add_epi32(_mm256_madd_epi16(l0, pairs_u8(sl)),
 									     _mm256_madd_epi16(h0, pairs_u8(sh))));
 				is1 = _mm256_add_epi32(is1, _mm256_add_epi32(_mm256_madd_epi16(l1, pairs_u8(sl + 8)),
 									     _mm256_madd_epi16(h1, pairs_u8(sh + 8))));
+				KEEP(is0);
+				KEEP(is1);
 			}
 		}
 		acc0 = kend(acc0, k.S, 0, a.d[b], is0, kmins(k.A, 0, a.b32 + 8 * b));
@@ -646,9 +670,11 @@ INL void iq4xs_scales(const uint8_t *A, int h, __m256i *E, __m256i *O)
 /* int16 pairs (s - 32, s - 32) of sub-block ib from the scale bytes */
 INL __m256i iq4xs_pair(__m256i E, __m256i O, int ib)
 {
-	const char i = (char)(ib >> 1), z = (char)0x80;
-	const __m256i sel = _mm256_setr_epi8(i, z, i, z, 4 + i, z, 4 + i, z, 8 + i, z, 8 + i, z, 12 + i, z, 12 + i, z,
-					     i, z, i, z, 4 + i, z, 4 + i, z, 8 + i, z, 8 + i, z, 12 + i, z, 12 + i, z);
+	/* byte ib / 2 of each lane into both int16 of the lane, high bytes 0 */
+	const char z = (char)0x80;
+	const __m256i sel = _mm256_add_epi8(_mm256_setr_epi8(0, z, 0, z, 4, z, 4, z, 8, z, 8, z, 12, z, 12, z,
+							     0, z, 0, z, 4, z, 4, z, 8, z, 8, z, 12, z, 12, z),
+					    _mm256_set1_epi8((char)(ib >> 1)));
 	return _mm256_sub_epi16(_mm256_shuffle_epi8(ib & 1 ? O : E, sel), _mm256_set1_epi16(32));
 }
 
@@ -657,7 +683,7 @@ INL __m256i iq4_lut(void)
 	return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_kvalues_iq4nl));
 }
 
-INL void iq4xs_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0, int n1)
+DEC void iq4xs_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0, int n1)
 {
 	const __m256i m4 = _mm256_set1_epi8(0x0f), lut = iq4_lut();
 	const struct ak_row a = ak_row_at(xrow, nb, ak_qoff(nb));
@@ -673,8 +699,10 @@ INL void iq4xs_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y
 		iq4xs_scales(k.A, 0, &E0, &O0);
 		iq4xs_scales(k.A, 1, &E1, &O1);
 		__m256i is0 = _mm256_setzero_si256(), is1 = is0;
-#pragma GCC unroll 8
-		for (int ib = 0; ib < 8; ib++) {
+#pragma GCC unroll 1
+		for (int ip = 0; ip < 8; ip += 2)
+#pragma GCC unroll 2
+		for (int ib = ip; ib < ip + 2; ib++) {
 			const __m256i s0 = iq4xs_pair(E0, O0, ib), s1 = iq4xs_pair(E1, O1, ib);
 #pragma GCC unroll 4
 			for (int j = 0; j < 4; j++) {
@@ -694,6 +722,8 @@ INL void iq4xs_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y
 				w = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4));
 				is1 = _mm256_add_epi32(is1, _mm256_madd_epi16(_mm256_maddubs_epi16(
 					_mm256_sign_epi8(w, w), _mm256_sign_epi8(xh, w)), s1));
+				KEEP(is0);
+				KEEP(is1);
 			}
 		}
 		const __m256 xd = _mm256_set1_ps(a.d[b]);
@@ -986,7 +1016,7 @@ INL void a32_pre(const int kind, const int NT, const uint8_t *grp, int h, int64_
 }
 
 #define A32_FNS(sfx, kind)                                                                          \
-	INL void sfx##_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0, int n1) \
+	DEC void sfx##_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0, int n1) \
 	{                                                                                            \
 		a32_dec(kind, grp, nb, xrow, y, n0, n1);                                             \
 	}
