@@ -268,14 +268,16 @@ INL void q4k_pre(const int NT, const uint8_t *grp, int h, int64_t nb, const uint
 		for (int t = 0; t < NT; t++)
 			is[t] = _mm256_setzero_si256();
 #pragma GCC unroll 1
-		for (int s = 0; s < 8; s++) {
+		for (int c = 0; c < 4; c++)
+#pragma GCC unroll 2
+		for (int s = 2 * c; s < 2 * c + 2; s++) {
 			__m256i a16[NT];
 #pragma GCC unroll 8
 			for (int t = 0; t < NT; t++)
 				a16[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
 			for (int j = 0; j < 8; j++) {
-				__m256i v = load256(k.Q + ((s >> 1) * 8 + j) * 64 + 32 * h);
+				__m256i v = load256(k.Q + (c * 8 + j) * 64 + 32 * h);
 				if (s & 1)
 					v = _mm256_srli_epi16(v, 4);
 				v = _mm256_and_si256(v, m4);
@@ -598,8 +600,10 @@ INL void q5k_pre(const int NT, const uint8_t *grp, int h, int64_t nb, const uint
 		for (int t = 0; t < NT; t++)
 			is[t] = _mm256_setzero_si256();
 #pragma GCC unroll 1
-		for (int s = 0; s < 8; s++) {
-			const int c = s >> 1, hi = s & 1;
+		for (int c = 0; c < 4; c++)
+#pragma GCC unroll 2
+		for (int hi = 0; hi < 2; hi++) {
+			const int s = 2 * c + hi;
 			const __m256i sc = pairs_u8(k.A + 16 * s + 8 * h);
 #pragma GCC unroll 2
 			for (int jh = 0; jh < 2; jh++) {
@@ -790,15 +794,18 @@ PMUL(pmul_iq4_xs, iq4xs_dec, iq4xs_pre, 256)
 /* ---- 32-element block types ----------------------------------------------------------- */
 /*
  * Block b of a group (two blocks per unit): Q = the quants, 4 vectors
- * (Q4_0, IQ4_NL, MXFP4: vector j = bytes 4j.. of each row, low nibbles
- * elements 4j.., high nibbles 16 + 4j..) or 8 (Q8_0: elements 4j..), then
- * the 16 rows' scales S (fp16 d; MXFP4: the E8M0 exponents).  Activation
- * rows (A32): float d[nb]; float s[nb]; int32 qsum[nb]; q at qoff.
+ * (vector j = bytes 4j.. of each row: low nibbles elements 4j.., high
+ * nibbles 16 + 4j..) or 8 (Q8_0: elements 4j..); H = the Q5 fifth bits
+ * (uint64 lo[4], hi[4]: bit 4r + i of lo[j] belongs to element 4j + i of
+ * row r, of hi[j] to element 16 + 4j + i; 32 bits per half); S = the 16
+ * rows' scales (fp16 d, then fp16 m for Q4_1/Q5_1; MXFP4: E8M0 bytes).
+ * Activation rows (A32): float d[nb]; float s[nb]; int32 qsum[nb]; q at
+ * qoff.
  */
-enum { K_Q4_0, K_Q8_0, K_IQ4_NL, K_MXFP4 };
+enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0, K_IQ4_NL, K_MXFP4 };
 
 struct a32_row {
-	const float *d;
+	const float *d, *s;
 	const int32_t *qsum;
 	const int8_t *q;
 };
@@ -807,22 +814,37 @@ INL struct a32_row a32_row_at(const uint8_t *row, int64_t nb)
 {
 	struct a32_row a;
 	a.d = (const float *)(const void *)row;
+	a.s = a.d + nb;
 	a.qsum = (const int32_t *)(const void *)(a.d + 2 * nb);
 	a.q = (const int8_t *)(row + (((size_t)nb * 12 + 63) & ~(size_t)63));
 	return a;
 }
 
-INL int a32_qs_bytes(int kind)
+INL int a32_has_m(const int kind)
+{
+	return kind == K_Q4_1 || kind == K_Q5_1;
+}
+
+INL int a32_has_h(const int kind)
+{
+	return kind == K_Q5_0 || kind == K_Q5_1;
+}
+
+INL int a32_qs_bytes(const int kind)
 {
 	return kind == K_Q8_0 ? 512 : 256;
 }
 
-INL const uint8_t *a32_at(const int kind, const uint8_t *grp, int64_t b, const uint8_t **S)
+struct a32_blk {
+	const uint8_t *Q, *H, *S;
+};
+
+INL struct a32_blk a32_at(const int kind, const uint8_t *grp, int64_t b)
 {
-	const int qsb = a32_qs_bytes(kind), scb = kind == K_MXFP4 ? 16 : 32;
-	const uint8_t *U = grp + (size_t)(b >> 1) * (size_t)(2 * (qsb + scb));
-	*S = U + 2 * qsb + (b & 1) * scb;
-	return U + (b & 1) * qsb;
+	const int qsb = a32_qs_bytes(kind), hb = a32_has_h(kind) ? 64 : 0;
+	const int scb = kind == K_MXFP4 ? 16 : a32_has_m(kind) ? 64 : 32;
+	const uint8_t *U = grp + (size_t)(b >> 1) * (size_t)(2 * (qsb + hb + scb));
+	return (struct a32_blk){U + (b & 1) * qsb, U + 2 * qsb + (b & 1) * hb, U + 2 * (qsb + hb) + (b & 1) * scb};
 }
 
 /* The rows' block scales of half h: fp16 d, or MXFP4's 2^(e - 128) (as
@@ -851,7 +873,7 @@ INL __m256i a32_lut(const int kind)
 /* offset of the unsigned codes: x (code - off) = x code - off * qsum */
 INL int a32_off(const int kind)
 {
-	return kind == K_Q4_0 ? 8 : kind == K_MXFP4 ? 12 : 0;
+	return kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : kind == K_MXFP4 ? 12 : 0;
 }
 
 /* |w| x sign(x, w), pairs widened to int32 (signed weights, |w| <= 128) */
@@ -860,68 +882,125 @@ INL __m256i dot_signed(__m256i w, __m256i x)
 	return madd1(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)));
 }
 
-/* The integer sums of block b for half h's 8 rows against token row q
- * (elements of block b at q).  Decode calls it for both halves with the
- * same broadcasts (the compiler merges them). */
-INL __m256i a32_isum(const int kind, const uint8_t *Q, int h, const int8_t *q, int32_t qsum)
+/* 0x10 in byte k where bit k of the 32-bit word at P is set */
+INL __m256i bit4_bytes(const uint8_t *p)
 {
-	const __m256i m4 = _mm256_set1_epi8(0x0f);
-	if (kind == K_Q8_0) {
-		__m256i i0 = _mm256_setzero_si256(), i1 = i0;
-#pragma GCC unroll 8
-		for (int j = 0; j < 8; j += 2) {
-			i0 = _mm256_add_epi32(i0, dot_signed(load256(Q + 64 * j + 32 * h), bcast4(q + 4 * j)));
-			i1 = _mm256_add_epi32(i1, dot_signed(load256(Q + 64 * j + 64 + 32 * h), bcast4(q + 4 * j + 4)));
-		}
-		return _mm256_add_epi32(i0, i1);
-	}
-	if (kind == K_IQ4_NL) {
-		const __m256i lut = a32_lut(kind);
-		__m256i i0 = _mm256_setzero_si256(), i1 = i0;
-#pragma GCC unroll 4
-		for (int j = 0; j < 4; j++) {
-			const __m256i v = load256(Q + 64 * j + 32 * h);
-			const __m256i wl = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, m4));
-			const __m256i wh = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-			i0 = _mm256_add_epi32(i0, dot_signed(wl, bcast4(q + 4 * j)));
-			i1 = _mm256_add_epi32(i1, dot_signed(wh, bcast4(q + 16 + 4 * j)));
-		}
-		return _mm256_add_epi32(i0, i1);
-	}
-	/* Q4_0 (0..15: eight products per int16 sum) and MXFP4 (0..24: four) */
-	const __m256i lut = a32_lut(kind);
-	__m256i l = _mm256_setzero_si256(), u = l;
-#pragma GCC unroll 4
-	for (int j = 0; j < 4; j++) {
-		const __m256i v = load256(Q + 64 * j + 32 * h);
-		__m256i wl = _mm256_and_si256(v, m4), wh = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-		if (kind == K_MXFP4) {
-			wl = _mm256_shuffle_epi8(lut, wl);
-			wh = _mm256_shuffle_epi8(lut, wh);
-		}
-		l = _mm256_add_epi16(l, _mm256_maddubs_epi16(wl, bcast4(q + 4 * j)));
-		u = _mm256_add_epi16(u, _mm256_maddubs_epi16(wh, bcast4(q + 16 + 4 * j)));
-	}
-	__m256i i = kind == K_Q4_0 ? madd1(_mm256_add_epi16(l, u)) : _mm256_add_epi32(madd1(l), madd1(u));
-	return _mm256_sub_epi32(i, _mm256_set1_epi32(a32_off(kind) * qsum));
+	const __m256i sel = _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL);
+	const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+	const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(bcast4((const int8_t *)p), sel), bit);
+	return _mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8(0x10));
 }
 
-INL void a32_dec(const int kind, const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0,
-		 int n1)
+/* The unsigned codes of vector j of block K, half h: low (HI = 0) or
+ * high nibbles, with Q5's fifth bits, MXFP4's levels + 12 */
+INL __m256i a32_codes(const int kind, struct a32_blk k, int j, int h, int hi)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	__m256i v = load256(k.Q + 64 * j + 32 * h);
+	if (hi)
+		v = _mm256_srli_epi16(v, 4);
+	v = _mm256_and_si256(v, m4);
+	if (kind == K_MXFP4)
+		v = _mm256_shuffle_epi8(a32_lut(kind), v);
+	if (a32_has_h(kind))
+		v = _mm256_or_si256(v, bit4_bytes(k.H + 32 * hi + 8 * j + 4 * h));
+	return v;
+}
+
+/* Products per int16 sum before it must be widened: 32767 over the
+ * largest pair sum 2 x 127 x the largest code */
+INL int a32_per16(const int kind)
+{
+	return kind == K_Q4_0 || kind == K_Q4_1 ? 8 : 4;
+}
+
+/* The integer sums of block K for both halves (*I0 rows 0..7, *I1 rows
+ * 8..15) against the 32 activations at q, each broadcast serving both. */
+INL void a32_isum(const int kind, struct a32_blk k, const int8_t *q, int32_t qsum, __m256i *I0, __m256i *I1)
+{
+	__m256i i0 = _mm256_setzero_si256(), i1 = i0;
+	if (kind == K_Q8_0) {
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++) {
+			const __m256i x = bcast4(q + 4 * j);
+			i0 = _mm256_add_epi32(i0, dot_signed(load256(k.Q + 64 * j), x));
+			i1 = _mm256_add_epi32(i1, dot_signed(load256(k.Q + 64 * j + 32), x));
+			KEEP(i0);
+			KEEP(i1);
+		}
+	} else if (kind == K_IQ4_NL) {
+		const __m256i lut = a32_lut(kind), m4 = _mm256_set1_epi8(0x0f);
+#pragma GCC unroll 4
+		for (int j = 0; j < 4; j++) {
+			const __m256i xl = bcast4(q + 4 * j), xh = bcast4(q + 16 + 4 * j);
+#pragma GCC unroll 2
+			for (int h = 0; h < 2; h++) {
+				const __m256i v = load256(k.Q + 64 * j + 32 * h);
+				const __m256i wl = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, m4));
+				const __m256i wh = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+				const __m256i p = _mm256_add_epi32(dot_signed(wl, xl), dot_signed(wh, xh));
+				if (h)
+					i1 = _mm256_add_epi32(i1, p);
+				else
+					i0 = _mm256_add_epi32(i0, p);
+			}
+			KEEP(i0);
+			KEEP(i1);
+		}
+	} else {
+		/* unsigned codes: low and high nibbles summed apart (4 products each) */
+		__m256i l0 = _mm256_setzero_si256(), u0 = l0, l1 = l0, u1 = l0;
+#pragma GCC unroll 4
+		for (int j = 0; j < 4; j++) {
+			const __m256i xl = bcast4(q + 4 * j), xh = bcast4(q + 16 + 4 * j);
+			l0 = _mm256_add_epi16(l0, _mm256_maddubs_epi16(a32_codes(kind, k, j, 0, 0), xl));
+			u0 = _mm256_add_epi16(u0, _mm256_maddubs_epi16(a32_codes(kind, k, j, 0, 1), xh));
+			l1 = _mm256_add_epi16(l1, _mm256_maddubs_epi16(a32_codes(kind, k, j, 1, 0), xl));
+			u1 = _mm256_add_epi16(u1, _mm256_maddubs_epi16(a32_codes(kind, k, j, 1, 1), xh));
+			KEEP(l0);
+			KEEP(u0);
+			KEEP(l1);
+			KEEP(u1);
+		}
+		if (a32_per16(kind) == 8) {
+			i0 = madd1(_mm256_add_epi16(l0, u0));
+			i1 = madd1(_mm256_add_epi16(l1, u1));
+		} else {
+			i0 = _mm256_add_epi32(madd1(l0), madd1(u0));
+			i1 = _mm256_add_epi32(madd1(l1), madd1(u1));
+		}
+		if (a32_off(kind)) {
+			const __m256i off = _mm256_set1_epi32(a32_off(kind) * qsum);
+			i0 = _mm256_sub_epi32(i0, off);
+			i1 = _mm256_sub_epi32(i1, off);
+		}
+	}
+	*I0 = i0;
+	*I1 = i1;
+}
+
+INL void a32_dec(const int kind, const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0, int n1)
 {
 	const struct a32_row a = a32_row_at(xrow, nb);
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
 	for (int64_t b = 0; b < nb; b++) {
-		const uint8_t *S, *Q = a32_at(kind, grp, b, &S);
-		const int8_t *q = a.q + 32 * b;
+		const struct a32_blk k = a32_at(kind, grp, b);
 #pragma GCC unroll 8
 		for (int j = 0; j < a32_qs_bytes(kind) / 64; j++)
-			PREFETCH(Q + 64 * j);
-		PREFETCH(S);
-		const __m256i i0 = a32_isum(kind, Q, 0, q, a.qsum[b]), i1 = a32_isum(kind, Q, 1, q, a.qsum[b]);
+			PREFETCH(k.Q + 64 * j);
+		if (a32_has_h(kind))
+			PREFETCH(k.H);
+		PREFETCH(k.S);
+		__m256i i0, i1;
+		a32_isum(kind, k, a.q + 32 * b, a.qsum[b], &i0, &i1);
 		const __m256 xd = _mm256_set1_ps(a.d[b]);
-		acc0 = _mm256_fmadd_ps(_mm256_mul_ps(a32_scale(kind, S, 0), xd), _mm256_cvtepi32_ps(i0), acc0);
-		acc1 = _mm256_fmadd_ps(_mm256_mul_ps(a32_scale(kind, S, 1), xd), _mm256_cvtepi32_ps(i1), acc1);
+		acc0 = _mm256_fmadd_ps(_mm256_mul_ps(a32_scale(kind, k.S, 0), xd), _mm256_cvtepi32_ps(i0), acc0);
+		acc1 = _mm256_fmadd_ps(_mm256_mul_ps(a32_scale(kind, k.S, 1), xd), _mm256_cvtepi32_ps(i1), acc1);
+		if (a32_has_m(kind)) {
+			const __m256 xs = _mm256_set1_ps(a.s[b]);
+			acc0 = _mm256_fmadd_ps(half8(k.S + 32), xs, acc0);
+			acc1 = _mm256_fmadd_ps(half8(k.S + 48), xs, acc1);
+		}
 	}
 	store_rows(y, acc0, n0);
 	if (n1)
@@ -941,7 +1020,7 @@ INL void a32_pre(const int kind, const int NT, const uint8_t *grp, int h, int64_
 		acc[t] = _mm256_setzero_ps();
 	}
 	for (int64_t b = 0; b < nb; b++) {
-		const uint8_t *S, *Q = a32_at(kind, grp, b, &S);
+		const struct a32_blk k = a32_at(kind, grp, b);
 		__m256i is[NT];
 #pragma GCC unroll 8
 		for (int t = 0; t < NT; t++)
@@ -949,7 +1028,7 @@ INL void a32_pre(const int kind, const int NT, const uint8_t *grp, int h, int64_
 		if (kind == K_Q8_0) {
 #pragma GCC unroll 8
 			for (int j = 0; j < 8; j++) {
-				const __m256i w = load256(Q + 64 * j + 32 * h), aw = _mm256_sign_epi8(w, w);
+				const __m256i w = load256(k.Q + 64 * j + 32 * h), aw = _mm256_sign_epi8(w, w);
 #pragma GCC unroll 8
 				for (int t = 0; t < NT; t++)
 					is[t] = _mm256_add_epi32(is[t], madd1(_mm256_maddubs_epi16(
@@ -959,7 +1038,7 @@ INL void a32_pre(const int kind, const int NT, const uint8_t *grp, int h, int64_
 			const __m256i lut = a32_lut(kind);
 #pragma GCC unroll 4
 			for (int j = 0; j < 4; j++) {
-				const __m256i v = load256(Q + 64 * j + 32 * h);
+				const __m256i v = load256(k.Q + 64 * j + 32 * h);
 				const __m256i wl = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, m4));
 				const __m256i wh = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
 				const __m256i al = _mm256_sign_epi8(wl, wl), ah = _mm256_sign_epi8(wh, wh);
@@ -973,9 +1052,8 @@ INL void a32_pre(const int kind, const int NT, const uint8_t *grp, int h, int64_
 				}
 			}
 		} else {
-			/* Q4_0, MXFP4: int16 sums of four products per token, two
-			 * j at a time */
-			const __m256i lut = a32_lut(kind);
+			/* unsigned codes: int16 sums of four products per token,
+			 * two j at a time */
 #pragma GCC unroll 2
 			for (int jp = 0; jp < 2; jp++) {
 				__m256i s16[NT];
@@ -985,12 +1063,7 @@ INL void a32_pre(const int kind, const int NT, const uint8_t *grp, int h, int64_
 #pragma GCC unroll 2
 				for (int jj = 0; jj < 2; jj++) {
 					const int j = 2 * jp + jj;
-					const __m256i v = load256(Q + 64 * j + 32 * h);
-					__m256i wl = _mm256_and_si256(v, m4), wh = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-					if (kind == K_MXFP4) {
-						wl = _mm256_shuffle_epi8(lut, wl);
-						wh = _mm256_shuffle_epi8(lut, wh);
-					}
+					const __m256i wl = a32_codes(kind, k, j, h, 0), wh = a32_codes(kind, k, j, h, 1);
 #pragma GCC unroll 8
 					for (int t = 0; t < NT; t++) {
 						const int8_t *q = a[t].q + 32 * b + 4 * j;
@@ -1004,11 +1077,15 @@ INL void a32_pre(const int kind, const int NT, const uint8_t *grp, int h, int64_
 					is[t] = _mm256_add_epi32(is[t], madd1(s16[t]));
 			}
 		}
-		const __m256 dw = a32_scale(kind, S, h);
+		const __m256 dw = a32_scale(kind, k.S, h);
+		const __m256 mw = a32_has_m(kind) ? half8(k.S + 32 + 16 * h) : _mm256_setzero_ps();
 #pragma GCC unroll 8
-		for (int t = 0; t < NT; t++)
+		for (int t = 0; t < NT; t++) {
 			acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a[t].d[b])), _mm256_cvtepi32_ps(is[t]),
 						 acc[t]);
+			if (a32_has_m(kind))
+				acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a[t].s[b]), acc[t]);
+		}
 	}
 #pragma GCC unroll 8
 	for (int t = 0; t < NT; t++)
@@ -1020,16 +1097,25 @@ INL void a32_pre(const int kind, const int NT, const uint8_t *grp, int h, int64_
 	{                                                                                            \
 		a32_dec(kind, grp, nb, xrow, y, n0, n1);                                             \
 	}
+#define A32_PRE(kind, w) a32_pre(kind, w, grp, h, nb, x + t * xs, xs, yg + t * ys + 8 * h, ys, nr)
+#define q4_0_pre_CALL(w) A32_PRE(K_Q4_0, w)
+#define q4_1_pre_CALL(w) A32_PRE(K_Q4_1, w)
+#define q5_0_pre_CALL(w) A32_PRE(K_Q5_0, w)
+#define q5_1_pre_CALL(w) A32_PRE(K_Q5_1, w)
+#define q8_0_pre_CALL(w) A32_PRE(K_Q8_0, w)
+#define iq4_nl_pre_CALL(w) A32_PRE(K_IQ4_NL, w)
+#define mxfp4_pre_CALL(w) A32_PRE(K_MXFP4, w)
 A32_FNS(q4_0, K_Q4_0)
+A32_FNS(q4_1, K_Q4_1)
+A32_FNS(q5_0, K_Q5_0)
+A32_FNS(q5_1, K_Q5_1)
 A32_FNS(q8_0, K_Q8_0)
 A32_FNS(iq4_nl, K_IQ4_NL)
 A32_FNS(mxfp4, K_MXFP4)
-
-#define q4_0_pre_CALL(w) a32_pre(K_Q4_0, w, grp, h, nb, x + t * xs, xs, yg + t * ys + 8 * h, ys, nr)
-#define q8_0_pre_CALL(w) a32_pre(K_Q8_0, w, grp, h, nb, x + t * xs, xs, yg + t * ys + 8 * h, ys, nr)
-#define iq4_nl_pre_CALL(w) a32_pre(K_IQ4_NL, w, grp, h, nb, x + t * xs, xs, yg + t * ys + 8 * h, ys, nr)
-#define mxfp4_pre_CALL(w) a32_pre(K_MXFP4, w, grp, h, nb, x + t * xs, xs, yg + t * ys + 8 * h, ys, nr)
 PMUL(pmul_q4_0, q4_0_dec, q4_0_pre, 32)
+PMUL(pmul_q4_1, q4_1_dec, q4_1_pre, 32)
+PMUL(pmul_q5_0, q5_0_dec, q5_0_pre, 32)
+PMUL(pmul_q5_1, q5_1_dec, q5_1_pre, 32)
 PMUL(pmul_q8_0, q8_0_dec, q8_0_pre, 32)
 PMUL(pmul_iq4_nl, iq4_nl_dec, iq4_nl_pre, 32)
 PMUL(pmul_mxfp4, mxfp4_dec, mxfp4_pre, 32)
@@ -1038,6 +1124,9 @@ quant_pmul_fn quant_pack_kernel_avx2(uint32_t type)
 {
 	switch (type) {
 	case GGML_TYPE_Q4_0: return pmul_q4_0;
+	case GGML_TYPE_Q4_1: return pmul_q4_1;
+	case GGML_TYPE_Q5_0: return pmul_q5_0;
+	case GGML_TYPE_Q5_1: return pmul_q5_1;
 	case GGML_TYPE_Q8_0: return pmul_q8_0;
 	case GGML_TYPE_IQ4_NL: return pmul_iq4_nl;
 	case GGML_TYPE_MXFP4: return pmul_mxfp4;

@@ -1044,10 +1044,11 @@ static int packed_at(int level, uint32_t t)
 {
 	int avx2 = 0, avx512 = 0;
 	switch (t) {
-	case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: case GGML_TYPE_F16:
+	case GGML_TYPE_F16:
 		avx512 = 1;
 		break;
-	case GGML_TYPE_Q4_0: case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_K: case GGML_TYPE_Q6_K:
+	case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
+	case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_K: case GGML_TYPE_Q6_K:
 		avx2 = avx512 = 1;
 		break;
 	case GGML_TYPE_Q5_K: case GGML_TYPE_IQ4_XS: case GGML_TYPE_IQ4_NL: case GGML_TYPE_MXFP4:
