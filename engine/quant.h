@@ -224,9 +224,12 @@ const struct quant_ops *quant_ops_at(int level);
  * unpacked and every call below falls through to the row kernels, so
  * callers use one code path.
  *
- * Packed at the AVX-512 level: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, F16.
- * The packed copy has the size of the original rows (Q4_K +2.8%, rows
- * padded to a multiple of 16); it is owned by the matrix, and the original
+ * Packed at the AVX2 level: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4,
+ * Q4_K, Q5_K, Q6_K, IQ4_XS (8 of the 16 rows per 256-bit vector); at the
+ * AVX-512 level those and F16 (IQ4_NL, MXFP4, Q5_K and IQ4_XS through the
+ * AVX2 kernels).
+ * The packed copy has the size of the original rows (Q4_K +2.8%, Q5_K
+ * +2.3%, rows padded to a multiple of 16); it is owned by the matrix, and the original
  * rows (data) must stay valid too (they are not read by the packed kernels,
  * but quant_matrix_free() does not own them either).
  *

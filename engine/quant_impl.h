@@ -82,17 +82,19 @@ float quant_ue4m3_half(uint8_t d);
 /* ---- packed matrices (quant_pack.c) ------------------------------------------ */
 /*
  * A packed matrix is a sequence of row groups of QUANT_ROW_GROUP rows;
- * group g starts at packed + g * group_bytes (a multiple of 64).  A group
+ * group g starts at packed + g * group_bytes (a multiple of 64; of 32 for
+ * MXFP4, whose units of two blocks are 544 bytes).  A group
  * is a sequence of units of two blocks (of 32 or 256 elements, or 32
  * columns for F16; a missing second block at the end of a row is zero
  * padding), and a unit holds three segments, each for block 0 then block 1:
  *   qs   qs_bytes each    the quants, as 64-byte vectors of 16 lanes x 4
  *                         bytes: lane r holds 4 consecutive bytes of row r
  *   aux  aux_bytes each   per-type extras (high bits, sub-block scales)
- *   sc   sc_bytes each    fp16 scales of the 16 rows (d[16], then m/dmin[16])
+ *   sc   sc_bytes each    scales of the 16 rows (fp16 d[16], then m/dmin[16];
+ *                         MXFP4: the E8M0 bytes)
  * so the kernels read one stream in address order and every vector of
- * quants is 64-byte aligned.  The per-type layouts are documented at
- * pack_block() in quant_pack.c.
+ * quants is 64-byte aligned (MXFP4: 32-byte).  The per-type layouts are
+ * documented at pack_lane() in quant_pack.c.
  *
  * Activation rows of packed matrices (all offsets from the row start):
  *   A32 (32-element block types): float d[nb]; float s[nb] (Q8_1's fp16 s
@@ -138,8 +140,10 @@ size_t quant_pack_qs_off(const struct quant_pack_desc *d, int64_t n);
 typedef void (*quant_pmul_fn)(const void *packed, size_t group_bytes, int64_t g0, int64_t g1,
 			      int64_t rows, int64_t cols, const void *xact, size_t xs, int64_t nt,
 			      float *y, int64_t ys);
-/* Packed kernels of one level for TYPE; NULL when none. */
+/* Packed kernels of one level for TYPE; NULL when none.  The AVX2 ones
+ * read each 64-byte vector as two halves of 8 rows (quant_pack_avx2.c). */
 quant_pmul_fn quant_pack_kernel_avx512(uint32_t type);
+quant_pmul_fn quant_pack_kernel_avx2(uint32_t type);
 
 /* y[i] = float(fp16(x[i])) with F16C (AVX-512 level builds only). */
 void quant_round_f16_avx512(const float *x, float *y, int64_t n);

@@ -42,6 +42,10 @@ static const struct quant_pack_desc d_q8_0 = { 32, 512, 0, 32, 0 };
 static const struct quant_pack_desc d_q4_k = { 256, 2048, 256, 64, 1 };
 static const struct quant_pack_desc d_q6_k = { 256, 3072, 256, 32, 1 };
 static const struct quant_pack_desc d_f16 = { 32, 1024, 0, 0, 2 };
+static const struct quant_pack_desc d_iq4_nl = { 32, 256, 0, 32, 0 };
+static const struct quant_pack_desc d_mxfp4 = { 32, 256, 0, 16, 0 };
+static const struct quant_pack_desc d_q5_k = { 256, 2048, 768, 64, 1 };
+static const struct quant_pack_desc d_iq4_xs = { 256, 2048, 96, 32, 1 };
 
 const struct quant_pack_desc *quant_pack_desc(uint32_t type)
 {
@@ -54,6 +58,10 @@ const struct quant_pack_desc *quant_pack_desc(uint32_t type)
 	case GGML_TYPE_Q4_K: return &d_q4_k;
 	case GGML_TYPE_Q6_K: return &d_q6_k;
 	case GGML_TYPE_F16: return &d_f16;
+	case GGML_TYPE_IQ4_NL: return &d_iq4_nl;
+	case GGML_TYPE_MXFP4: return &d_mxfp4;
+	case GGML_TYPE_Q5_K: return &d_q5_k;
+	case GGML_TYPE_IQ4_XS: return &d_iq4_xs;
 	default: return NULL;
 	}
 }
@@ -61,7 +69,9 @@ const struct quant_pack_desc *quant_pack_desc(uint32_t type)
 size_t quant_pack_group_bytes(const struct quant_pack_desc *d, int64_t cols)
 {
 	size_t units = (size_t)(cols / d->blk + 1) / 2;
-	return units * quant_pack_unit_bytes(d);   /* a multiple of 64 for every type */
+	/* a multiple of 64 for every type but MXFP4 (units of 544 bytes: a
+	 * multiple of 32, so no 256-bit vector of a group crosses a line) */
+	return units * quant_pack_unit_bytes(d);
 }
 
 static size_t round64(size_t n)
@@ -98,6 +108,10 @@ static size_t src_block_bytes(uint32_t type)
 	case GGML_TYPE_Q4_K: return sizeof(struct quant_block_q4_k);
 	case GGML_TYPE_Q6_K: return sizeof(struct quant_block_q6_k);
 	case GGML_TYPE_F16: return 64;
+	case GGML_TYPE_IQ4_NL: return sizeof(struct quant_block_iq4_nl);
+	case GGML_TYPE_MXFP4: return sizeof(struct quant_block_mxfp4);
+	case GGML_TYPE_Q5_K: return sizeof(struct quant_block_q5_k);
+	case GGML_TYPE_IQ4_XS: return sizeof(struct quant_block_iq4_xs);
 	default: return 0;
 	}
 }
@@ -122,6 +136,15 @@ static size_t src_block_bytes(uint32_t type)
  *         qh[32h+4j..] (lane r: row r's 4 bytes);  aux: int8 sc[16][16];
  *         sc: d[16]
  *   F16   qs: w[k][r] = element 32b+k of row r (k < 32)
+ *   IQ4_NL as Q4_0
+ *   MXFP4 qs as Q4_0;  sc: uint8 e[16]
+ *   Q5_K  qs, aux[0..255], sc as Q4_K;  aux[256..767]: qh[j][r][4] =
+ *         qh[4j..4j+3] (j < 8): bit 2c of byte l is the fifth bit of
+ *         element 64c + l, bit 2c + 1 of element 64c + 32 + l
+ *   IQ4_XS qs[k][r][4] = qs[4k..4k+3] (k < 32: sub-block k / 4, low
+ *         nibbles elements 32(k/4) + 4(k%4).., high 16 more);  aux: the
+ *         scale bits as stored, scales_l[16][4] then scales_h[16] (uint16);
+ *         sc: d[16]
  */
 static void put4(uint8_t *qs, int j, int r, const uint8_t *src)
 {
@@ -162,11 +185,26 @@ static inline void pack_lane(uint32_t type, const uint8_t *S, int r, uint8_t *qs
 
 	switch (type) {
 	case GGML_TYPE_Q4_0:
+	case GGML_TYPE_IQ4_NL:
 	case GGML_TYPE_Q8_0:
 		memcpy(&d16[r], s, 2);
 		for (int j = 0; j < (type == GGML_TYPE_Q8_0 ? 8 : 4); j++)
 			put4(qs, j, r, s + 2 + 4 * j);
 		break;
+	case GGML_TYPE_MXFP4:
+		sc[r] = s[0];
+		for (int j = 0; j < 4; j++)
+			put4(qs, j, r, s + 1 + 4 * j);
+		break;
+	case GGML_TYPE_IQ4_XS: {
+		const struct quant_block_iq4_xs *k = (const void *)s;
+		memcpy(&d16[r], &k->d, 2);
+		for (int j = 0; j < 32; j++)
+			put4(qs, j, r, k->qs + 4 * j);
+		memcpy(aux + 4 * r, k->scales_l, 4);
+		memcpy(aux + 64 + 2 * r, &k->scales_h, 2);
+		break;
+	}
 	case GGML_TYPE_Q4_1:
 		memcpy(&d16[r], s, 2);
 		memcpy(&d16[G + r], s + 2, 2);
@@ -200,19 +238,25 @@ static inline void pack_lane(uint32_t type, const uint8_t *S, int r, uint8_t *qs
 		memcpy(aux + 32, hi, 32);
 		break;
 	}
-	case GGML_TYPE_Q4_K: {
+	case GGML_TYPE_Q4_K:
+	case GGML_TYPE_Q5_K: {
+		/* the two share d, dmin, scales; Q5_K has qh before its qs */
 		const struct quant_block_q4_k *k = (const void *)s;
+		const uint8_t *kq = type == GGML_TYPE_Q5_K ? s + 48 : k->qs;
 		memcpy(&d16[r], &k->d, 2);
 		memcpy(&d16[G + r], &k->dmin, 2);
 		for (int c = 0; c < 4; c++)
 			for (int j = 0; j < 8; j++)
-				put4(qs, c * 8 + j, r, k->qs + 32 * c + 4 * j);
+				put4(qs, c * 8 + j, r, kq + 32 * c + 4 * j);
 		for (int j = 0; j < 8; j++) {
 			uint8_t a, m;
 			k4_scale_min(k->scales, j, &a, &m);
 			aux[j * G + r] = a;
 			aux[128 + (j / 2) * 32 + r * 2 + (j & 1)] = m;
 		}
+		if (type == GGML_TYPE_Q5_K)
+			for (int j = 0; j < 8; j++)
+				put4(aux + 256, j, r, s + 16 + 4 * j);
 		break;
 	}
 	case GGML_TYPE_Q6_K: {
@@ -244,11 +288,27 @@ static void unpack_block(uint32_t type, const uint8_t *qs, const uint8_t *aux, c
 
 	switch (type) {
 	case GGML_TYPE_Q4_0:
+	case GGML_TYPE_IQ4_NL:
 	case GGML_TYPE_Q8_0:
 		memcpy(dst, &d16[r], 2);
 		for (int j = 0; j < (type == GGML_TYPE_Q8_0 ? 8 : 4); j++)
 			get4(qs, j, r, dst + 2 + 4 * j);
 		break;
+	case GGML_TYPE_MXFP4:
+		dst[0] = sc[r];
+		for (int j = 0; j < 4; j++)
+			get4(qs, j, r, dst + 1 + 4 * j);
+		break;
+	case GGML_TYPE_IQ4_XS: {
+		struct quant_block_iq4_xs k;
+		memcpy(&k.d, &d16[r], 2);
+		for (int j = 0; j < 32; j++)
+			get4(qs, j, r, k.qs + 4 * j);
+		memcpy(k.scales_l, aux + 4 * r, 4);
+		memcpy(&k.scales_h, aux + 64 + 2 * r, 2);
+		memcpy(dst, &k, sizeof k);
+		break;
+	}
 	case GGML_TYPE_Q4_1:
 		memcpy(dst, &d16[r], 2);
 		memcpy(dst + 2, &d16[G + r], 2);
@@ -275,13 +335,16 @@ static void unpack_block(uint32_t type, const uint8_t *qs, const uint8_t *aux, c
 			get4(qs, j, r, dst + off + 4 + 4 * j);
 		break;
 	}
-	case GGML_TYPE_Q4_K: {
+	case GGML_TYPE_Q4_K:
+	case GGML_TYPE_Q5_K: {
 		struct quant_block_q4_k k;
+		uint8_t q5[176];
+		uint8_t *kq = type == GGML_TYPE_Q5_K ? q5 + 48 : k.qs;
 		memcpy(&k.d, &d16[r], 2);
 		memcpy(&k.dmin, &d16[G + r], 2);
 		for (int c = 0; c < 4; c++)
 			for (int j = 0; j < 8; j++)
-				get4(qs, c * 8 + j, r, k.qs + 32 * c + 4 * j);
+				get4(qs, c * 8 + j, r, kq + 32 * c + 4 * j);
 		/* re-encode the 6-bit scales (the inverse of k4_scale_min) */
 		memset(k.scales, 0, sizeof k.scales);
 		for (int j = 0; j < 8; j++) {
@@ -295,7 +358,14 @@ static void unpack_block(uint32_t type, const uint8_t *qs, const uint8_t *aux, c
 				k.scales[j] |= (uint8_t)((m >> 4) << 6);
 			}
 		}
-		memcpy(dst, &k, sizeof k);
+		if (type == GGML_TYPE_Q5_K) {
+			memcpy(q5, &k, 16);   /* d, dmin, scales */
+			for (int j = 0; j < 8; j++)
+				get4(aux + 256, j, r, q5 + 16 + 4 * j);
+			memcpy(dst, q5, sizeof q5);
+		} else {
+			memcpy(dst, &k, sizeof k);
+		}
 		break;
 	}
 	case GGML_TYPE_Q6_K: {
@@ -322,11 +392,22 @@ static void unpack_block(uint32_t type, const uint8_t *qs, const uint8_t *aux, c
 
 /* ---- matrices ----------------------------------------------------------------------- */
 
+/* The packed kernel of M's type at M's level, falling back to the level
+ * below as the row kernels do (the AVX2 ones serve an AVX-512 CPU for the
+ * types that have none of their own); NULL: M stays unpacked. */
+static quant_pmul_fn kernel_at(const struct quant_matrix *m)
+{
+	quant_pmul_fn k = NULL;
+	if (m->level >= QUANT_LEVEL_AVX512)
+		k = quant_pack_kernel_avx512(m->type);
+	if (!k && m->level >= QUANT_LEVEL_AVX2)
+		k = quant_pack_kernel_avx2(m->type);
+	return k;
+}
+
 static const struct quant_pack_desc *desc_at(const struct quant_matrix *m)
 {
-	if (m->level == QUANT_LEVEL_AVX512 && quant_pack_kernel_avx512(m->type))
-		return quant_pack_desc(m->type);
-	return NULL;
+	return kernel_at(m) ? quant_pack_desc(m->type) : NULL;
 }
 
 int quant_matrix_init(struct quant_matrix *m, uint32_t type, const void *data, size_t row_bytes,
@@ -534,7 +615,7 @@ int quant_matrix_mul(const struct quant_matrix *m, int64_t r0, int64_t r1, const
 		return -1;
 	if (r0 == r1 || n_tokens == 0)
 		return 0;
-	quant_pmul_fn k = quant_pack_kernel_avx512(m->type);
+	quant_pmul_fn k = kernel_at(m);
 	const struct quant_pack_desc *d = quant_pack_desc(m->type);
 	k(m->packed, quant_pack_group_bytes(d, m->cols), r0 / G, (r1 + G - 1) / G, r1, m->cols, xact,
 	  xact_stride, n_tokens, y, y_stride);
