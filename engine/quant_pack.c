@@ -44,8 +44,8 @@ static const struct quant_pack_desc d_q6_k = { 256, 3072, 256, 32, 1 };
 static const struct quant_pack_desc d_f16 = { 32, 1024, 0, 0, 2 };
 static const struct quant_pack_desc d_iq4_nl = { 32, 256, 0, 32, 0 };
 static const struct quant_pack_desc d_mxfp4 = { 32, 256, 0, 16, 0 };
-static const struct quant_pack_desc d_q5_k = { 256, 2048, 768, 64, 1 };
-static const struct quant_pack_desc d_iq4_xs = { 256, 2048, 96, 32, 1 };
+static const struct quant_pack_desc d_q5_k = { 256, 2560, 256, 64, 1 };
+static const struct quant_pack_desc d_iq4_xs = { 256, 2176, 0, 0, 1 };
 
 const struct quant_pack_desc *quant_pack_desc(uint32_t type)
 {
@@ -138,13 +138,17 @@ static size_t src_block_bytes(uint32_t type)
  *   F16   qs: w[k][r] = element 32b+k of row r (k < 32)
  *   IQ4_NL as Q4_0
  *   MXFP4 qs as Q4_0;  sc: uint8 e[16]
- *   Q5_K  qs, aux[0..255], sc as Q4_K;  aux[256..767]: qh[j][r][4] =
- *         qh[4j..4j+3] (j < 8): bit 2c of byte l is the fifth bit of
- *         element 64c + l, bit 2c + 1 of element 64c + 32 + l
- *   IQ4_XS qs[k][r][4] = qs[4k..4k+3] (k < 32: sub-block k / 4, low
- *         nibbles elements 32(k/4) + 4(k%4).., high 16 more);  aux: the
- *         scale bits as stored, scales_l[16][4] then scales_h[16] (uint16);
- *         sc: d[16]
+ *   Q5_K  qs: the fifth bits first, qh[j][r][4] = qh[4j..4j+3] (j < 8:
+ *         bit 2c of byte l is the fifth bit of element 64c + l, bit
+ *         2c + 1 of element 64c + 32 + l), then Q4_K's qs;  aux, sc as
+ *         Q4_K (a decode kernel reads the bits with the quants they go
+ *         with, in address order)
+ *   IQ4_XS all in qs, the scales first (a decode kernel needs them
+ *         before the quants; this way it reads in address order): the
+ *         scale bits as stored, scales_l[16][4] then scales_h[16]
+ *         (uint16), d[16], then at 128 q[k][r][4] = qs[4k..4k+3] (k < 32:
+ *         sub-block k / 4, low nibbles elements 32(k/4) + 4(k%4).., high
+ *         16 more)
  */
 static void put4(uint8_t *qs, int j, int r, const uint8_t *src)
 {
@@ -198,11 +202,11 @@ static inline void pack_lane(uint32_t type, const uint8_t *S, int r, uint8_t *qs
 		break;
 	case GGML_TYPE_IQ4_XS: {
 		const struct quant_block_iq4_xs *k = (const void *)s;
-		memcpy(&d16[r], &k->d, 2);
+		memcpy(qs + 4 * r, k->scales_l, 4);
+		memcpy(qs + 64 + 2 * r, &k->scales_h, 2);
+		memcpy(qs + 96 + 2 * r, &k->d, 2);
 		for (int j = 0; j < 32; j++)
-			put4(qs, j, r, k->qs + 4 * j);
-		memcpy(aux + 4 * r, k->scales_l, 4);
-		memcpy(aux + 64 + 2 * r, &k->scales_h, 2);
+			put4(qs + 128, j, r, k->qs + 4 * j);
 		break;
 	}
 	case GGML_TYPE_Q4_1:
@@ -243,20 +247,20 @@ static inline void pack_lane(uint32_t type, const uint8_t *S, int r, uint8_t *qs
 		/* the two share d, dmin, scales; Q5_K has qh before its qs */
 		const struct quant_block_q4_k *k = (const void *)s;
 		const uint8_t *kq = type == GGML_TYPE_Q5_K ? s + 48 : k->qs;
+		const int q0 = type == GGML_TYPE_Q5_K ? 8 : 0;
 		memcpy(&d16[r], &k->d, 2);
 		memcpy(&d16[G + r], &k->dmin, 2);
+		for (int j = 0; j < q0; j++)
+			put4(qs, j, r, s + 16 + 4 * j);
 		for (int c = 0; c < 4; c++)
 			for (int j = 0; j < 8; j++)
-				put4(qs, c * 8 + j, r, kq + 32 * c + 4 * j);
+				put4(qs, q0 + c * 8 + j, r, kq + 32 * c + 4 * j);
 		for (int j = 0; j < 8; j++) {
 			uint8_t a, m;
 			k4_scale_min(k->scales, j, &a, &m);
 			aux[j * G + r] = a;
 			aux[128 + (j / 2) * 32 + r * 2 + (j & 1)] = m;
 		}
-		if (type == GGML_TYPE_Q5_K)
-			for (int j = 0; j < 8; j++)
-				put4(aux + 256, j, r, s + 16 + 4 * j);
 		break;
 	}
 	case GGML_TYPE_Q6_K: {
@@ -301,11 +305,11 @@ static void unpack_block(uint32_t type, const uint8_t *qs, const uint8_t *aux, c
 		break;
 	case GGML_TYPE_IQ4_XS: {
 		struct quant_block_iq4_xs k;
-		memcpy(&k.d, &d16[r], 2);
+		memcpy(k.scales_l, qs + 4 * r, 4);
+		memcpy(&k.scales_h, qs + 64 + 2 * r, 2);
+		memcpy(&k.d, qs + 96 + 2 * r, 2);
 		for (int j = 0; j < 32; j++)
-			get4(qs, j, r, k.qs + 4 * j);
-		memcpy(k.scales_l, aux + 4 * r, 4);
-		memcpy(&k.scales_h, aux + 64 + 2 * r, 2);
+			get4(qs + 128, j, r, k.qs + 4 * j);
 		memcpy(dst, &k, sizeof k);
 		break;
 	}
@@ -340,11 +344,14 @@ static void unpack_block(uint32_t type, const uint8_t *qs, const uint8_t *aux, c
 		struct quant_block_q4_k k;
 		uint8_t q5[176];
 		uint8_t *kq = type == GGML_TYPE_Q5_K ? q5 + 48 : k.qs;
+		const int q0 = type == GGML_TYPE_Q5_K ? 8 : 0;
 		memcpy(&k.d, &d16[r], 2);
 		memcpy(&k.dmin, &d16[G + r], 2);
+		for (int j = 0; j < q0; j++)
+			get4(qs, j, r, q5 + 16 + 4 * j);
 		for (int c = 0; c < 4; c++)
 			for (int j = 0; j < 8; j++)
-				get4(qs, c * 8 + j, r, kq + 32 * c + 4 * j);
+				get4(qs, q0 + c * 8 + j, r, kq + 32 * c + 4 * j);
 		/* re-encode the 6-bit scales (the inverse of k4_scale_min) */
 		memset(k.scales, 0, sizeof k.scales);
 		for (int j = 0; j < 8; j++) {
@@ -360,8 +367,6 @@ static void unpack_block(uint32_t type, const uint8_t *qs, const uint8_t *aux, c
 		}
 		if (type == GGML_TYPE_Q5_K) {
 			memcpy(q5, &k, 16);   /* d, dmin, scales */
-			for (int j = 0; j < 8; j++)
-				get4(aux + 256, j, r, q5 + 16 + 4 * j);
 			memcpy(dst, q5, sizeof q5);
 		} else {
 			memcpy(dst, &k, sizeof k);
