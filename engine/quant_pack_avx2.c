@@ -992,17 +992,22 @@ INL struct a32_blk a32_at(const int kind, const uint8_t *grp, int64_t b)
 	return (struct a32_blk){U + (b & 1) * qsb, U + 2 * qsb + (b & 1) * hb, U + 2 * (qsb + hb) + (b & 1) * scb};
 }
 
-/* The rows' block scales of half h: fp16 d, or MXFP4's 2^(e - 128) (as
- * quant_e8m0_half: subnormal below e = 2) */
+/* The rows' block scales of half h: fp16 d, or for MXFP4 twice its
+ * 2^(e - 128), i.e. the float with exponent field e (2^-127 for e = 0),
+ * to be multiplied by half the activation scale (a32_xscale): the product
+ * is the real number x_d * quant_e8m0_half(e), rounded once, as the
+ * reference computes it. */
 INL __m256 a32_scale(const int kind, const uint8_t *S, int h)
 {
 	if (kind != K_MXFP4)
 		return half8(S + 16 * h);
 	const __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(S + 8 * h)));
-	const __m256i normal = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
-	const __m256i sub = _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e);
-	const __m256i small = _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e);
-	return _mm256_castsi256_ps(_mm256_blendv_epi8(normal, sub, small));
+	return _mm256_castsi256_ps(_mm256_max_epi32(_mm256_slli_epi32(e, 23), _mm256_set1_epi32(0x00400000)));
+}
+
+INL __m256 a32_xscale(const int kind, float xd)
+{
+	return _mm256_set1_ps(kind == K_MXFP4 ? 0.5f * xd : xd);
 }
 
 /* the 16-entry lookup of IQ4_NL (signed levels) and MXFP4 (levels + 12,
@@ -1138,7 +1143,7 @@ INL void a32_dec(const int kind, const uint8_t *grp, int64_t nb, const uint8_t *
 		PREFETCH(k.S);
 		__m256i i0, i1;
 		a32_isum(kind, k, a.q + 32 * b, a.qsum[b], &i0, &i1);
-		const __m256 xd = _mm256_set1_ps(a.d[b]);
+		const __m256 xd = a32_xscale(kind, a.d[b]);
 		acc0 = _mm256_fmadd_ps(_mm256_mul_ps(a32_scale(kind, k.S, 0), xd), _mm256_cvtepi32_ps(i0), acc0);
 		acc1 = _mm256_fmadd_ps(_mm256_mul_ps(a32_scale(kind, k.S, 1), xd), _mm256_cvtepi32_ps(i1), acc1);
 		if (a32_has_m(kind)) {
@@ -1226,7 +1231,7 @@ INL void a32_pre(const int kind, const int NT, const uint8_t *grp, int h, int64_
 		const __m256 mw = a32_has_m(kind) ? half8(k.S + 32 + 16 * h) : _mm256_setzero_ps();
 #pragma GCC unroll 8
 		for (int t = 0; t < NT; t++) {
-			acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a[t].d[b])), _mm256_cvtepi32_ps(is[t]),
+			acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, a32_xscale(kind, a[t].d[b])), _mm256_cvtepi32_ps(is[t]),
 						 acc[t]);
 			if (a32_has_m(kind))
 				acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a[t].s[b]), acc[t]);

@@ -882,7 +882,9 @@ static double abs_terms(uint32_t t, const float *w, const float *xq, int64_t n)
 	double s = 0.0;
 	for (int64_t i = 0; i < n; i++)
 		s += fabs((double)w[i] * (double)xq[i]);
-	return s + 1e-30;
+	/* a floor only for all-zero rows: tiny sums (MXFP4's subnormal
+	 * scales) keep their own relative tolerance */
+	return s > 0.0 ? s : 1e-30;
 }
 
 static double q8_1_allowance(uint32_t t, const uint8_t *w, const uint8_t *xa, int64_t n)
@@ -1064,7 +1066,7 @@ static int packed_at(int level, uint32_t t)
  * read back byte for byte), and quant_matrix_mul over row ranges and token
  * counts that exercise every tile shape matches the scalar vec_dot of the
  * original rows within float summation order, writing nothing else. */
-static void test_packed(uint32_t t, int64_t rows, int64_t n)
+static void test_packed_fixed(uint32_t t, int64_t rows, int64_t n, void (*fix)(uint8_t *row, int64_t r, int64_t n))
 {
 	size_t rb = row_bytes(t, n), ws = rb + 2;
 	const int64_t ntok = 27, ys = rows + 3;
@@ -1077,8 +1079,11 @@ static void test_packed(uint32_t t, int64_t rows, int64_t n)
 	if (!wbuf || !back || !x || !wf || !xq || !ref || !S || !y || !xa)
 		abort();
 	uint8_t *w = wbuf + 2;   /* only 2-byte aligned, rows padded */
-	for (int64_t r = 0; r < rows; r++)
+	for (int64_t r = 0; r < rows; r++) {
 		random_weights(t, w + (size_t)r * ws, n);
+		if (fix)
+			fix(w + (size_t)r * ws, r, n);
+	}
 	for (int64_t k = 0; k < ntok; k++) {
 		random_acts(x + k * n, n);
 		quant_ops_at(0)->act_quantize(t, x + k * n, xa + (size_t)k * ab, n);
@@ -1178,6 +1183,26 @@ static void test_packed(uint32_t t, int64_t rows, int64_t n)
 	free(xa);
 }
 
+static void test_packed(uint32_t t, int64_t rows, int64_t n)
+{
+	test_packed_fixed(t, rows, n, NULL);
+}
+
+/* MXFP4 scales at the ends of the E8M0 range: e = 0 and 1 give
+ * subnormal 2^(e - 128) (the packed kernels build the float from e),
+ * 254 the largest finite products of these weights */
+static void mxfp4_low_scales(uint8_t *row, int64_t r, int64_t n)
+{
+	for (int64_t b = 0; b < n / 32; b++)
+		row[b * 17] = (uint8_t)((r + b) % 4);
+}
+
+static void mxfp4_high_scales(uint8_t *row, int64_t r, int64_t n)
+{
+	for (int64_t b = 0; b < n / 32; b++)
+		row[b * 17] = (uint8_t)(200 + (r + b) % 5);
+}
+
 static void test_packed_all(void)
 {
 	/* which matrices share activation rows */
@@ -1217,6 +1242,8 @@ static void test_packed_all(void)
 		test_packed(t, 45, n);
 		test_packed(t, 37, n_big);
 	}
+	test_packed_fixed(GGML_TYPE_MXFP4, 21, 96, mxfp4_low_scales);
+	test_packed_fixed(GGML_TYPE_MXFP4, 21, 96, mxfp4_high_scales);
 }
 
 /* ---- element-wise and attention helpers ------------------------------------------------ */
