@@ -621,6 +621,23 @@ static void moe_task(void *ctx, int i, int n)
 	}
 }
 
+/* x = softmax(x) in place as ggml_soft_max: e^(x - max), the sum in double,
+ * each multiplied by the float of its inverse */
+static void softmax_ggml(float *x, uint32_t n)
+{
+	float mx = -INFINITY;
+	for (uint32_t i = 0; i < n; i++)
+		mx = x[i] > mx ? x[i] : mx;
+	double sum = 0.0;
+	for (uint32_t i = 0; i < n; i++) {
+		x[i] = expf(x[i] - mx);
+		sum += (double)x[i];
+	}
+	const float inv = (float)(1.0 / sum);
+	for (uint32_t i = 0; i < n; i++)
+		x[i] *= inv;
+}
+
 /* The experts of a token and their weights, from its router logits lg[NE]
  * (and the router's bias, or NULL; the selection bias, or NULL), as
  * llama.cpp's build_moe_ffn: probabilities p by the gating function; the
@@ -635,18 +652,7 @@ static void moe_route(const struct hparams *hp, float *lg, const float *bias, co
 		for (uint32_t e = 0; e < NE; e++)
 			lg[e] += bias[e];
 	if (hp->moe_gating == MOE_SOFTMAX) {
-		/* ggml_soft_max: exp(x - max), the sum in double */
-		float mx = -INFINITY;
-		for (uint32_t e = 0; e < NE; e++)
-			mx = lg[e] > mx ? lg[e] : mx;
-		double sum = 0.0;
-		for (uint32_t e = 0; e < NE; e++) {
-			lg[e] = expf(lg[e] - mx);
-			sum += (double)lg[e];
-		}
-		const float inv = (float)(1.0 / sum);
-		for (uint32_t e = 0; e < NE; e++)
-			lg[e] *= inv;
+		softmax_ggml(lg, NE);
 	} else if (hp->moe_gating == MOE_SIGMOID) {
 		for (uint32_t e = 0; e < NE; e++)
 			lg[e] = 1.0f / (1.0f + expf(-lg[e]));
@@ -694,18 +700,8 @@ static void moe_route(const struct hparams *hp, float *lg, const float *bias, co
 		sel[k] = best;
 		w[k] = lg[best];
 	}
-	if (hp->moe_gating == MOE_SOFTMAX_WEIGHT) {
-		/* softmax over the chosen logits */
-		float mx = w[0];
-		double sum = 0.0;
-		for (uint32_t k = 0; k < K; k++) {
-			w[k] = expf(w[k] - mx);
-			sum += (double)w[k];
-		}
-		const float inv = (float)(1.0 / sum);
-		for (uint32_t k = 0; k < K; k++)
-			w[k] *= inv;
-	}
+	if (hp->moe_gating == MOE_SOFTMAX_WEIGHT)
+		softmax_ggml(w, K);   /* over the chosen logits */
 	if (hp->moe_norm_w) {
 		double sum = 0.0;
 		for (uint32_t k = 0; k < K; k++)

@@ -218,9 +218,11 @@ static void tensor_name(char *buf, size_t n, const char *fmt, int il)
 		snprintf(buf, n, "%s", fmt);
 }
 
-/* A 2-D weight with ne[0] == cols and ne[1] == rows. */
-static int get_weight(struct loader *L, struct weight *w, const char *fmt, int il,
-		      int64_t cols, int64_t rows, bool required)
+/* A 2-D weight with ne[0] == cols and ne[1] == rows, or (n_mat > 0) a
+ * stack of n_mat of them (ne = [cols, rows, n_mat]): the experts of a
+ * mixture. */
+static int get_weight_n(struct loader *L, struct weight *w, const char *fmt, int il, int64_t cols,
+			int64_t rows, uint32_t n_mat, bool required)
 {
 	char name[96];
 	tensor_name(name, sizeof name, fmt, il);
@@ -231,11 +233,16 @@ static int get_weight(struct loader *L, struct weight *w, const char *fmt, int i
 			return fail(L, ENGINE_E_FORMAT, "tensor '%s' is missing", name);
 		return 0;
 	}
-	if (t->n_dims > 2 || (int64_t)t->ne[0] != cols || (int64_t)t->ne[1] != rows)
+	if (n_mat == 0 && (t->n_dims > 2 || (int64_t)t->ne[0] != cols || (int64_t)t->ne[1] != rows))
 		return fail(L, ENGINE_E_FORMAT,
 			    "tensor '%s' has shape [%llu, %llu], expected [%lld, %lld]", name,
 			    (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
 			    (long long)cols, (long long)rows);
+	if (n_mat > 0 && (t->n_dims != 3 || (int64_t)t->ne[0] != cols || (int64_t)t->ne[1] != rows || t->ne[2] != n_mat))
+		return fail(L, ENGINE_E_FORMAT,
+			    "tensor '%s' has shape [%llu, %llu, %llu], expected [%lld, %lld, %u]", name,
+			    (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+			    (unsigned long long)t->ne[2], (long long)cols, (long long)rows, n_mat);
 	if (!quant_supported(t->type))
 		return fail(L, ENGINE_E_FORMAT, "tensor '%s' has type %s, which ttychat cannot compute with",
 			    name, ggml_type_name(t->type));
@@ -244,38 +251,21 @@ static int get_weight(struct loader *L, struct weight *w, const char *fmt, int i
 	w->rows = rows;
 	w->cols = cols;
 	w->row_bytes = ggml_row_bytes(t->type, (uint64_t)cols);
-	w->n_mat = 1;
+	w->n_mat = n_mat ? n_mat : 1;
 	L->m->n_params += t->n_elements;
 	return 0;
 }
 
-/* A stack of N 2-D weights (ne = [cols, rows, n]): the experts of a
- * mixture. */
+static int get_weight(struct loader *L, struct weight *w, const char *fmt, int il, int64_t cols, int64_t rows,
+		      bool required)
+{
+	return get_weight_n(L, w, fmt, il, cols, rows, 0, required);
+}
+
 static int get_weight3(struct loader *L, struct weight *w, const char *fmt, int il, int64_t cols,
 		       int64_t rows, uint32_t n)
 {
-	char name[96];
-	tensor_name(name, sizeof name, fmt, il);
-	const struct gguf_tensor *t = find(L, fmt, il);
-	memset(w, 0, sizeof *w);
-	if (!t)
-		return fail(L, ENGINE_E_FORMAT, "tensor '%s' is missing", name);
-	if (t->n_dims != 3 || (int64_t)t->ne[0] != cols || (int64_t)t->ne[1] != rows || t->ne[2] != n)
-		return fail(L, ENGINE_E_FORMAT,
-			    "tensor '%s' has shape [%llu, %llu, %llu], expected [%lld, %lld, %u]", name,
-			    (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
-			    (unsigned long long)t->ne[2], (long long)cols, (long long)rows, n);
-	if (!quant_supported(t->type))
-		return fail(L, ENGINE_E_FORMAT, "tensor '%s' has type %s, which ttychat cannot compute with",
-			    name, ggml_type_name(t->type));
-	w->data = t->data;
-	w->type = t->type;
-	w->rows = rows;
-	w->cols = cols;
-	w->row_bytes = ggml_row_bytes(t->type, (uint64_t)cols);
-	w->n_mat = n;
-	L->m->n_params += t->n_elements;
-	return 0;
+	return get_weight_n(L, w, fmt, il, cols, rows, n, true);
 }
 
 /* Sizes the f32 arena: the total of every 1-D tensor that is not F32. */
