@@ -45,6 +45,8 @@
 #define RE_CONTRACTIONS "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
 #define RE_LLAMA3 RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define RE_QWEN2 RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+/* qwen35: qwen2's with combining marks (\\p{M}) kept inside words */
+#define RE_QWEN35 RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define RE_UPPER "((?=[\\p{L}])([^a-z]))"
 #define RE_LOWER "((?=[\\p{L}])([^A-Z]))"
 #define RE_POROLIKE " ?[^(\\s|.,!?…。，、।۔،)]+"
@@ -91,6 +93,7 @@ static const struct pretok_def pretok_defs[] = {
 	 {RE_GPT2}},
 	{"qwen2|deepseek-r1-qwen|kormo|f2llmv2|megrez|stablelm2|hunyuan|solar-open|grok-2", 0,
 	 {RE_QWEN2}},
+	{"qwen35", 0, {RE_QWEN35}},
 	{"poro-chat|bloom|gpt3-finnish", 0, {RE_POROLIKE}},
 	{"viking", 0, {RE_POROLIKE, "\\p{N}"}},
 	{"chatglm-bpe", PRETOK_NO_BOS, {RE_LLAMA3}},
@@ -253,7 +256,7 @@ const char *const *pretok_names(void)
 		"jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum",
 		"modern-bert", "exaone4", "jina-v1-en", "jina-v2-code", "roberta-bpe", "mpt", "olmo",
 		"jais", "trillion", "granite-docling", "qwen2", "deepseek-r1-qwen", "kormo",
-		"f2llmv2", "megrez", "stablelm2", "hunyuan", "solar-open", "grok-2", "poro-chat",
+		"f2llmv2", "megrez", "stablelm2", "hunyuan", "solar-open", "grok-2", "qwen35", "poro-chat",
 		"bloom", "gpt3-finnish", "viking", "chatglm-bpe", "glm4", "glm5", "tekken",
 		"chameleon", "gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2", "seed-coder",
 		"bailingmoe", "bailingmoe2", "llada-moe", "laguna", NULL,
