@@ -1723,6 +1723,7 @@ static void submit_local(engine *e, struct request *r, grammar *gm, double t_sta
 	if (keep == (uint32_t)n_prompt)
 		keep--;
 	kv_truncate(kv, keep);
+	keep = kv->n;   /* recurrent layers: back to a checkpoint at or before it */
 	if (kv_reserve(kv, (uint32_t)n_prompt) != 0) {
 		emit_error(e, r, ENGINE_E_NOMEM, "out of memory for the KV cache (%u tokens)", (unsigned)n_prompt);
 		return;
@@ -1734,8 +1735,16 @@ static void submit_local(engine *e, struct request *r, grammar *gm, double t_sta
 
 	/* prefill */
 	const double t_pf = now_ms();
+	uint32_t last_ck = keep;
 	for (uint32_t p = keep; p < (uint32_t)n_prompt;) {
-		const int nb = fwd_batch_next(&e->batcher, (int)((uint32_t)n_prompt - p));
+		int nb = fwd_batch_next(&e->batcher, (int)((uint32_t)n_prompt - p));
+		/* recurrent states cannot be cut back: a checkpoint before the
+		 * prompt's last token (a regenerated or edited reply, and the
+		 * next turn of a template that rewrites past replies, restart
+		 * there) and one every KV_CKPT_EVERY tokens of a long prompt */
+		const uint32_t before_last = (uint32_t)n_prompt - 1;
+		if (kv->n_rec > 0 && p < before_last && p + (uint32_t)nb > before_last)
+			nb = (int)(before_last - p);
 		const double t_b = now_ms();
 		int rc = eval_step(e, r, kv, e->ids + p, nb);
 		if (rc && rc != ENGINE_E_CANCELLED) {
@@ -1745,6 +1754,10 @@ static void submit_local(engine *e, struct request *r, grammar *gm, double t_sta
 		if (rc == 0) {
 			fwd_batch_done(&e->batcher, nb, now_ms() - t_b);
 			p += (uint32_t)nb;
+			if (kv->n_rec > 0 && (p == before_last || p - last_ck >= KV_CKPT_EVERY)) {
+				kv_checkpoint(kv);   /* without it, only a later edit costs more */
+				last_ck = p;
+			}
 		}
 		if (rc == ENGINE_E_CANCELLED || cancelled(e, r)) {
 			struct engine_event ev = {.type = ENGINE_EV_DONE, .request = r->id, .conv = r->conv,
@@ -1826,9 +1839,13 @@ static void do_bench(engine *e, struct request *r)
 }
 
 /* ---- worker: KV snapshots -------------------------------------------------
- * Layout (little-endian): "TTKV" u32 version=1, u64 file size, u64 header
- * hash, u32 n_layer, u32 kv_dim, u32 cache type, u32 n, int32 tokens[n],
- * then per layer n rows of K followed by n rows of V. */
+ * Layout (little-endian): "TTKV" u32 version, u64 file size, u64 header
+ * hash, u32 n_layer, u32 kv_dim, u32 cache type, u32 n, then (version 2,
+ * models with recurrent layers) u32 checkpoints; then int32 tokens[n], per
+ * layer with KV rows n rows of K followed by n rows of V, and (version 2)
+ * the recurrent states after position n followed by each checkpoint (u32
+ * position, its states) - forward.c's kv_pack().  Version 1 is what
+ * models without recurrent layers have always written. */
 
 #define SNAP_MAGIC 0x564b5454u /* "TTKV" */
 #define SNAP_HEADER 40
@@ -1847,30 +1864,25 @@ static void do_export(engine *e, struct request *r)
 			c = &e->convs[i];
 	if (c && c->kv.n > 0) {
 		const struct kv_cache *kv = &c->kv;
-		size_t rows = (size_t)kv->n * kv->row_bytes;
-		size_t len = SNAP_HEADER + (size_t)kv->n * 4 + 2 * (size_t)kv->n_layer * rows;
+		const bool rec = kv->n_rec > 0;
+		const size_t head = SNAP_HEADER + (rec ? 4 : 0);
+		size_t len = head + kv_pack_bytes(kv, kv->n, kv->n_ck);
 		unsigned char *b = eng_malloc(len);
 		if (!b) {
 			emit_error(e, r, ENGINE_E_NOMEM, "out of memory for a KV snapshot of %zu bytes", len);
 			return;
 		}
 		put32(b, SNAP_MAGIC);
-		put32(b + 4, 1);
+		put32(b + 4, rec ? 2 : 1);
 		put64(b + 8, gguf_file_size(e->model.gguf));
 		put64(b + 16, e->model_hash);
 		put32(b + 24, kv->n_layer);
 		put32(b + 28, kv->kv_dim);
 		put32(b + 32, kv->type);
 		put32(b + 36, kv->n);
-		unsigned char *o = b + SNAP_HEADER;
-		memcpy(o, kv->tokens, (size_t)kv->n * 4);
-		o += (size_t)kv->n * 4;
-		for (uint32_t l = 0; l < kv->n_layer; l++) {
-			memcpy(o, kv->k[l], rows);
-			o += rows;
-			memcpy(o, kv->v[l], rows);
-			o += rows;
-		}
+		if (rec)
+			put32(b + 40, (uint32_t)kv->n_ck);
+		kv_pack(kv, b + head);
 		ev.blob = b;
 		ev.blob_len = len;
 		ev.position = kv->n;
@@ -1884,9 +1896,11 @@ static void do_import(engine *e, struct request *r)
 	const unsigned char *b = r->blob;
 	const char *why = NULL;
 	bool nomem = false;
+	const uint32_t version = e->model.hp.n_recurrent > 0 ? 2 : 1;
+	const size_t head = SNAP_HEADER + (version == 2 ? 4 : 0);
 	if (!e->loaded)
 		why = "no model loaded";
-	else if (r->blob_len < SNAP_HEADER || get32(b) != SNAP_MAGIC || get32(b + 4) != 1)
+	else if (r->blob_len < head || get32(b) != SNAP_MAGIC || get32(b + 4) != version)
 		why = "not a KV snapshot";
 	else if (get64(b + 8) != gguf_file_size(e->model.gguf) || get64(b + 16) != e->model_hash)
 		why = "snapshot of another model";
@@ -1894,34 +1908,26 @@ static void do_import(engine *e, struct request *r)
 		why = "snapshot cache type not usable on the GPU";
 	if (!why) {
 		struct kv_cache probe;
-		uint32_t n = get32(b + 36);
+		const uint32_t n = get32(b + 36);
+		const uint32_t n_ck = version == 2 ? get32(b + 40) : 0;
 		int rc = kv_init(&probe, &e->model.hp, get32(b + 32), e->n_ctx);
 		if (rc != 0) {
 			nomem = rc == ENGINE_E_NOMEM;
 			why = nomem ? "out of memory" : "snapshot cache type not usable";
 		} else {
-			size_t rows = (size_t)n * probe.row_bytes;
-			if (get32(b + 24) != probe.n_layer || get32(b + 28) != probe.kv_dim || n == 0 ||
-			    n > e->n_ctx || r->blob_len != SNAP_HEADER + (size_t)n * 4 + 2 * (size_t)probe.n_layer * rows) {
-				why = "snapshot shape does not match the model";
-			} else if (kv_reserve(&probe, n) != 0) {
+			if (get32(b + 24) != probe.n_layer || get32(b + 28) != probe.kv_dim || n_ck > KV_MAX_CKPT)
+				rc = ENGINE_E_FORMAT;
+			else
+				rc = kv_unpack(&probe, n, (int)n_ck, b + head, r->blob_len - head);
+			if (rc == ENGINE_E_NOMEM) {
 				why = "out of memory";
 				nomem = true;
-			} else {
-				const unsigned char *in = b + SNAP_HEADER;
-				memcpy(probe.tokens, in, (size_t)n * 4);
-				in += (size_t)n * 4;
-				for (uint32_t i = 0; i < n && !why; i++)
-					if (probe.tokens[i] < 0 || (uint32_t)probe.tokens[i] >= e->model.hp.n_vocab)
-						why = "snapshot holds invalid token ids";
-				for (uint32_t l = 0; l < probe.n_layer && !why; l++) {
-					memcpy(probe.k[l], in, rows);
-					in += rows;
-					memcpy(probe.v[l], in, rows);
-					in += rows;
-				}
-				probe.n = n;
+			} else if (rc) {
+				why = "snapshot shape does not match the model";
 			}
+			for (uint32_t i = 0; i < n && !why; i++)
+				if (probe.tokens[i] < 0 || (uint32_t)probe.tokens[i] >= e->model.hp.n_vocab)
+					why = "snapshot holds invalid token ids";
 			if (!why) {
 				struct conv *c = get_conv(e, r->conv);
 				if (!c) {

@@ -46,6 +46,7 @@
 #include "alloc.h"
 #include "engine.h"
 #include "forward_cuda.h"
+#include "gdn.h"
 #include "gguf.h"
 #include "quant.h"
 
@@ -223,12 +224,29 @@ struct fwd_layer_mats {
 	struct quant_matrix router;
 	struct quant_matrix *gate_e, *up_e, *down_e;
 	struct quant_matrix sh_gate, sh_up, sh_down;   /* a shared expert (granitemoe) */
+	struct quant_matrix sh_w;                      /* its sigmoid gate row (qwen35moe) */
+	/* a Gated DeltaNet layer (qwen35) */
+	struct quant_matrix ssm_qkv, ssm_z, ssm_alpha, ssm_beta, ssm_out;
+};
+
+/* Scratch of the Gated DeltaNet layers and of gated attention (qwen35),
+ * max_batch rows each. */
+struct fwd_gdn {
+	float *qkv;     /* [B][C]: the projection, then the convolution's output */
+	float *z;       /* [B][HV*S] */
+	float *alpha;   /* [B][HV]: then the log-decay */
+	float *beta;    /* [B][HV] */
+	float *o;       /* [B][HV*S] */
+	float *qfull;   /* [B][2*QD]: gated attention's [q | gate] rows */
+	float *qgate;   /* [B][QD] */
+	float *shw;     /* [B]: the shared expert's gate */
 };
 
 struct fwd_mats {
 	struct fwd_layer_mats *L;   /* [n_layer] */
 	struct quant_matrix output;
 	struct fwd_moe *moe;        /* scratch of the MoE block, or NULL */
+	struct fwd_gdn gdn;         /* scratch of qwen35's blocks (NULLs otherwise) */
 	void *arena;                /* every packed copy, in the order the pass reads them */
 	size_t arena_bytes;
 	float *gelu;                /* GELU over every fp16 input (gemma) */
@@ -983,6 +1001,9 @@ static const struct backend cpu_be = {
 
 /* ---- KV cache ------------------------------------------------------------ */
 
+/* What k[l] and v[l] of a recurrent layer point at. */
+static char kv_no_rows;
+
 int kv_init(struct kv_cache *kv, const struct hparams *hp, uint32_t type, uint32_t n_ctx)
 {
 	memset(kv, 0, sizeof *kv);
@@ -1001,7 +1022,28 @@ int kv_init(struct kv_cache *kv, const struct hparams *hp, uint32_t type, uint32
 		kv_free(kv);
 		return ENGINE_E_NOMEM;
 	}
+	if (hp->n_recurrent > 0) {
+		kv->n_rec = hp->n_recurrent;
+		kv->rs_floats = ssm_state_floats(hp);
+		kv->rs = eng_calloc((size_t)kv->n_rec * kv->rs_floats, sizeof(float));
+		kv->rs_next = eng_calloc((size_t)kv->n_rec * kv->rs_floats, sizeof(float));
+		if (!kv->rs || !kv->rs_next) {
+			kv_free(kv);
+			return ENGINE_E_NOMEM;
+		}
+		/* recurrent layers keep no rows: k[l] and v[l] point at a
+		 * mark that kv_reserve() and kv_free() skip */
+		for (uint32_t l = 0; l < hp->n_layer; l++)
+			if (hp->rec_layer[l])
+				kv->k[l] = kv->v[l] = &kv_no_rows;
+	}
 	return 0;
+}
+
+/* Whether layer L keeps K/V rows (not a recurrent layer). */
+static bool kv_has_rows(const struct kv_cache *kv, uint32_t l)
+{
+	return kv->k[l] != &kv_no_rows;
 }
 
 int kv_reserve(struct kv_cache *kv, uint32_t n)
@@ -1020,6 +1062,8 @@ int kv_reserve(struct kv_cache *kv, uint32_t n)
 		return ENGINE_E_NOMEM;
 	kv->tokens = tok;
 	for (uint32_t l = 0; l < kv->n_layer; l++) {
+		if (!kv_has_rows(kv, l))
+			continue;
 		void *k = eng_realloc(kv->k[l], (size_t)cap * kv->row_bytes);
 		if (!k)
 			return ENGINE_E_NOMEM;
@@ -1033,26 +1077,176 @@ int kv_reserve(struct kv_cache *kv, uint32_t n)
 	return 0;
 }
 
+static size_t rs_bytes(const struct kv_cache *kv)
+{
+	return (size_t)kv->n_rec * kv->rs_floats * sizeof(float);
+}
+
 void kv_truncate(struct kv_cache *kv, uint32_t n)
 {
-	if (n < kv->n)
+	if (n >= kv->n)
+		return;
+	if (kv->n_rec == 0) {
 		kv->n = n;
+		return;
+	}
+	/* the newest checkpoint at or before n, else the empty state; the
+	 * checkpoints past it describe positions about to be recomputed */
+	int best = -1;
+	for (int i = 0; i < kv->n_ck; i++)
+		if (kv->ck[i].pos <= n && (best < 0 || kv->ck[i].pos > kv->ck[best].pos))
+			best = i;
+	if (best >= 0) {
+		memcpy(kv->rs, kv->ck[best].rs, rs_bytes(kv));
+		kv->n = kv->ck[best].pos;
+	} else {
+		memset(kv->rs, 0, rs_bytes(kv));
+		kv->n = 0;
+	}
+	int w = 0;
+	for (int i = 0; i < kv->n_ck; i++) {
+		if (kv->ck[i].pos <= kv->n)
+			kv->ck[w++] = kv->ck[i];
+		else
+			free(kv->ck[i].rs);
+	}
+	kv->n_ck = w;
+}
+
+int kv_checkpoint(struct kv_cache *kv)
+{
+	if (kv->n_rec == 0 || kv->n == 0)
+		return 0;
+	for (int i = 0; i < kv->n_ck; i++)
+		if (kv->ck[i].pos == kv->n)
+			return 0;
+	float *buf;
+	if (kv->n_ck == KV_MAX_CKPT) {
+		/* checkpoints are kept in position order: drop the one (never
+		 * the newest) whose neighbours are closest */
+		int drop = 0;
+		uint32_t gap = UINT32_MAX;
+		for (int i = 0; i + 1 < kv->n_ck; i++) {
+			const uint32_t lo = i > 0 ? kv->ck[i - 1].pos : 0, g = kv->ck[i + 1].pos - lo;
+			if (g < gap) {
+				gap = g;
+				drop = i;
+			}
+		}
+		buf = kv->ck[drop].rs;
+		memmove(&kv->ck[drop], &kv->ck[drop + 1], (size_t)(kv->n_ck - drop - 1) * sizeof kv->ck[0]);
+		kv->n_ck--;
+	} else if (!(buf = eng_malloc(rs_bytes(kv)))) {
+		return ENGINE_E_NOMEM;
+	}
+	/* positions only grow between truncations: the new one is the newest */
+	memcpy(buf, kv->rs, rs_bytes(kv));
+	kv->ck[kv->n_ck].pos = kv->n;
+	kv->ck[kv->n_ck].rs = buf;
+	kv->n_ck++;
+	return 0;
 }
 
 size_t kv_bytes(const struct kv_cache *kv)
 {
-	return (size_t)kv->cap * (kv->row_bytes * 2 * kv->n_layer + sizeof(int32_t));
+	size_t rows = 0;
+	for (uint32_t l = 0; l < kv->n_layer; l++)
+		rows += kv_has_rows(kv, l) ? 2 * kv->row_bytes : 0;
+	return (size_t)kv->cap * (rows + sizeof(int32_t)) + rs_bytes(kv) * (2 + (size_t)kv->n_ck);
+}
+
+size_t kv_pack_bytes(const struct kv_cache *kv, uint32_t n, int n_ck)
+{
+	size_t rows = 0;
+	for (uint32_t l = 0; l < kv->n_layer; l++)
+		rows += kv_has_rows(kv, l) ? 2 * (size_t)n * kv->row_bytes : 0;
+	if (kv->n_rec == 0)
+		return (size_t)n * 4 + rows;
+	return (size_t)n * 4 + rows + rs_bytes(kv) + (size_t)n_ck * (4 + rs_bytes(kv));
+}
+
+void kv_pack(const struct kv_cache *kv, unsigned char *o)
+{
+	const size_t rows = (size_t)kv->n * kv->row_bytes;
+	memcpy(o, kv->tokens, (size_t)kv->n * 4);
+	o += (size_t)kv->n * 4;
+	for (uint32_t l = 0; l < kv->n_layer; l++) {
+		if (!kv_has_rows(kv, l))
+			continue;
+		memcpy(o, kv->k[l], rows);
+		o += rows;
+		memcpy(o, kv->v[l], rows);
+		o += rows;
+	}
+	if (kv->n_rec == 0)
+		return;
+	memcpy(o, kv->rs, rs_bytes(kv));
+	o += rs_bytes(kv);
+	for (int i = 0; i < kv->n_ck; i++) {
+		memcpy(o, &kv->ck[i].pos, 4);
+		memcpy(o + 4, kv->ck[i].rs, rs_bytes(kv));
+		o += 4 + rs_bytes(kv);
+	}
+}
+
+int kv_unpack(struct kv_cache *kv, uint32_t n, int n_ck, const unsigned char *in, size_t len)
+{
+	if (n == 0 || n > kv->n_ctx || n_ck < 0 || n_ck > KV_MAX_CKPT || (kv->n_rec == 0 && n_ck != 0) ||
+	    len != kv_pack_bytes(kv, n, n_ck))
+		return ENGINE_E_FORMAT;
+	int rc = kv_reserve(kv, n);
+	if (rc)
+		return rc;
+	const size_t rows = (size_t)n * kv->row_bytes;
+	memcpy(kv->tokens, in, (size_t)n * 4);
+	in += (size_t)n * 4;
+	for (uint32_t l = 0; l < kv->n_layer; l++) {
+		if (!kv_has_rows(kv, l))
+			continue;
+		memcpy(kv->k[l], in, rows);
+		in += rows;
+		memcpy(kv->v[l], in, rows);
+		in += rows;
+	}
+	kv->n = n;
+	if (kv->n_rec == 0)
+		return 0;
+	memcpy(kv->rs, in, rs_bytes(kv));
+	in += rs_bytes(kv);
+	uint32_t prev = 0;
+	for (int i = 0; i < n_ck; i++) {
+		uint32_t pos;
+		memcpy(&pos, in, 4);
+		if (pos == 0 || pos > n || pos <= prev)
+			return ENGINE_E_FORMAT;
+		prev = pos;
+		float *buf = eng_malloc(rs_bytes(kv));
+		if (!buf)
+			return ENGINE_E_NOMEM;
+		memcpy(buf, in + 4, rs_bytes(kv));
+		kv->ck[kv->n_ck].pos = pos;
+		kv->ck[kv->n_ck].rs = buf;
+		kv->n_ck++;
+		in += 4 + rs_bytes(kv);
+	}
+	return 0;
 }
 
 void kv_free(struct kv_cache *kv)
 {
 	for (uint32_t l = 0; kv->k && l < kv->n_layer; l++)
-		free(kv->k[l]);
+		if (kv_has_rows(kv, l))
+			free(kv->k[l]);
 	for (uint32_t l = 0; kv->v && l < kv->n_layer; l++)
-		free(kv->v[l]);
+		if (kv->v[l] != &kv_no_rows)
+			free(kv->v[l]);
 	free(kv->k);
 	free(kv->v);
 	free(kv->tokens);
+	free(kv->rs);
+	free(kv->rs_next);
+	for (int i = 0; i < kv->n_ck; i++)
+		free(kv->ck[i].rs);
 	memset(kv, 0, sizeof *kv);
 }
 
@@ -1132,7 +1326,7 @@ static int prepare_weights(struct fwd *f)
 	if (!f->mats)
 		return ENGINE_E_NOMEM;
 	f->mats->L = eng_calloc(nl ? nl : 1, sizeof *f->mats->L);
-	const size_t per_layer = 12 + 3 * (size_t)m->hp.n_expert;
+	const size_t per_layer = 18 + 3 * (size_t)m->hp.n_expert;
 	struct quant_matrix **all = eng_calloc((size_t)nl * per_layer + 1, sizeof *all);
 	if (!f->mats->L || !all) {
 		free(all);
@@ -1143,10 +1337,12 @@ static int prepare_weights(struct fwd *f)
 	for (uint32_t il = f->cpu_first; il < nl; il++) {
 		const struct layer *l = &m->layers[il];
 		struct fwd_layer_mats *L = &f->mats->L[il];
-		const struct weight *src[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->wqkv, &l->w_gate, &l->w_up, &l->w_down,
-					      &l->ffn_gate_inp, &l->gate_shexp, &l->up_shexp, &l->down_shexp};
-		struct quant_matrix *dst[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down,
-					      &L->router, &L->sh_gate, &L->sh_up, &L->sh_down};
+		const struct weight *src[] = {&l->ssm_qkv, &l->ssm_z, &l->ssm_beta, &l->ssm_alpha, &l->ssm_out,
+					      &l->wq, &l->wk, &l->wv, &l->wo, &l->wqkv, &l->w_gate, &l->w_up, &l->w_down,
+					      &l->ffn_gate_inp, &l->gate_shexp, &l->up_shexp, &l->down_shexp, &l->shexp_gate};
+		struct quant_matrix *dst[] = {&L->ssm_qkv, &L->ssm_z, &L->ssm_beta, &L->ssm_alpha, &L->ssm_out,
+					      &L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down,
+					      &L->router, &L->sh_gate, &L->sh_up, &L->sh_down, &L->sh_w};
 		for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
 			if (!src[i]->data)
 				continue;
@@ -1258,6 +1454,39 @@ static int prepare_weights(struct fwd *f)
 	return 0;
 }
 
+/* Scratch of qwen35's blocks: the Gated DeltaNet layers, gated
+ * attention's [q | gate] rows, the shared expert's gate. */
+static int gdn_init(struct fwd *f)
+{
+	const struct hparams *hp = &f->m->hp;
+	struct fwd_gdn *G = &f->mats->gdn;
+	const size_t B = (size_t)f->max_batch, QD = (size_t)hp->n_head * hp->head_dim;
+	bool gated = false, shw = false;
+	for (uint32_t il = 0; il < hp->n_layer; il++) {
+		gated = gated || f->m->layers[il].q_gated;
+		shw = shw || f->m->layers[il].shexp_gate.data;
+	}
+	if (hp->n_recurrent > 0) {
+		const size_t C = ssm_conv_dim(hp), VD = (size_t)hp->ssm_heads_v * hp->ssm_state;
+		G->qkv = alloc_track(f, B * C * sizeof(float));
+		G->z = alloc_track(f, B * VD * sizeof(float));
+		G->alpha = alloc_track(f, B * hp->ssm_heads_v * sizeof(float));
+		G->beta = alloc_track(f, B * hp->ssm_heads_v * sizeof(float));
+		G->o = alloc_track(f, B * VD * sizeof(float));
+		if (!G->qkv || !G->z || !G->alpha || !G->beta || !G->o)
+			return ENGINE_E_NOMEM;
+	}
+	if (gated) {
+		G->qfull = alloc_track(f, B * 2 * QD * sizeof(float));
+		G->qgate = alloc_track(f, B * QD * sizeof(float));
+		if (!G->qfull || !G->qgate)
+			return ENGINE_E_NOMEM;
+	}
+	if (shw && !(G->shw = alloc_track(f, B * sizeof(float))))
+		return ENGINE_E_NOMEM;
+	return 0;
+}
+
 int fwd_init(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int max_batch)
 {
 	return fwd_init_split(f, m, p, n_ctx, max_batch, 0);
@@ -1298,6 +1527,8 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 	int rc = prepare_weights(f);
 	if (!rc)
 		rc = moe_init(f);
+	if (!rc)
+		rc = gdn_init(f);
 	if (rc) {
 		fwd_free(f);
 		return rc;
@@ -1309,7 +1540,7 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 		const struct quant_matrix *lw[] = {&f->mats->L[il].wq, &f->mats->L[il].wk, &f->mats->L[il].wv,
 						   &f->mats->L[il].wo, &f->mats->L[il].wqkv, &f->mats->L[il].w_gate,
 						   &f->mats->L[il].w_up, &f->mats->L[il].w_down, &f->mats->L[il].router,
-						   &f->mats->L[il].sh_down};
+						   &f->mats->L[il].sh_down, &f->mats->L[il].ssm_out};
 		for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
 			if (lw[i]->data && act_stride(lw[i]) > f->xact_row_cap)
 				f->xact_row_cap = act_stride(lw[i]);
@@ -1351,7 +1582,8 @@ void fwd_free(struct fwd *f)
 		for (uint32_t il = 0; f->mats->L && il < f->m->hp.n_layer; il++) {
 			struct fwd_layer_mats *L = &f->mats->L[il];
 			struct quant_matrix *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down,
-						     &L->router, &L->sh_gate, &L->sh_up, &L->sh_down};
+						     &L->router, &L->sh_gate, &L->sh_up, &L->sh_down, &L->sh_w,
+						     &L->ssm_qkv, &L->ssm_z, &L->ssm_alpha, &L->ssm_beta, &L->ssm_out};
 			for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
 				quant_matrix_free(lw[i]);
 			struct quant_matrix *ex[] = {L->gate_e, L->up_e, L->down_e};
@@ -1363,6 +1595,10 @@ void fwd_free(struct fwd *f)
 		}
 		quant_matrix_free(&f->mats->output);
 		moe_free(f->mats->moe);
+		struct fwd_gdn *G = &f->mats->gdn;
+		float *gb[] = {G->qkv, G->z, G->alpha, G->beta, G->o, G->qfull, G->qgate, G->shw};
+		for (size_t i = 0; i < sizeof gb / sizeof gb[0]; i++)
+			free(gb[i]);
 		free(f->mats->arena);
 		free(f->mats->gelu);
 		free(f->mats->rope);
@@ -1409,6 +1645,7 @@ struct tok_job {
 	float *q, *k, *v;
 	int64_t qs, ks;
 	const float *cs;      /* rope table of this layer's base */
+	const float *qfull;   /* gated attention: [q | gate] rows of 2 * n_head * head_dim */
 	const int32_t *tokens;
 	void (*step)(const struct tok_job *j, int t);
 };
@@ -1456,6 +1693,15 @@ static void step_qk(const struct tok_job *j, int t)
 	const int64_t D = hp->head_dim, QD = (int64_t)hp->n_head * D;
 	float *qt = j->q + (size_t)t * (size_t)j->qs, *kt = j->k + (size_t)t * (size_t)j->ks;
 	float *vt = j->v + (size_t)t * (size_t)j->ks;
+	if (l->q_gated) {
+		/* each head's q then its gate: q dense here, the gates apart */
+		const float *src = j->qfull + (size_t)t * (size_t)(2 * QD);
+		float *g = f->mats->gdn.qgate + (size_t)t * (size_t)QD;
+		for (uint32_t h = 0; h < hp->n_head; h++) {
+			memcpy(qt + h * D, src + 2 * h * D, (size_t)D * sizeof(float));
+			memcpy(g + h * D, src + 2 * h * D + D, (size_t)D * sizeof(float));
+		}
+	}
 	add_bias1(qt, &l->bq);
 	add_bias1(kt, &l->bk);
 	add_bias1(vt, &l->bv);
@@ -1482,6 +1728,92 @@ static void step_qk(const struct tok_job *j, int t)
 	 * first, so the move never overwrites a later token's row) */
 	if (j->qs != QD)
 		memmove(f->q + (size_t)t * (size_t)QD, qt, (size_t)QD * sizeof(float));
+}
+
+/* gated attention: each head's output times sigmoid(its gate) */
+static void step_attn_gate(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const size_t QD = (size_t)f->m->hp.n_head * f->m->hp.head_dim;
+	float *a = f->att + (size_t)t * QD;
+	const float *g = f->mats->gdn.qgate + (size_t)t * QD;
+	for (size_t i = 0; i < QD; i++)
+		a[i] *= 1.0f / (1.0f + expf(-g[i]));
+}
+
+/* ---- a Gated DeltaNet layer (qwen35; gdn.h) ---- */
+
+struct gdn_job {
+	struct fwd *f;
+	const struct layer *l;
+	struct gdn_dims d;
+	int T;
+	const float *st_in;   /* the layer's state before the batch */
+	float *st_out;        /* and after it (the cache's rs_next) */
+};
+
+static void gdn_conv_task(void *ctx, int i, int n)
+{
+	const struct gdn_job *j = ctx;
+	gdn_conv(&j->d, j->f->mats->gdn.qkv, j->T, j->l->ssm_conv.data, j->st_in, j->st_out, j->d.C * i / n,
+		 j->d.C * (i + 1) / n);
+}
+
+static void gdn_prep_task(void *ctx, int i, int n)
+{
+	const struct gdn_job *j = ctx;
+	const struct fwd_gdn *G = &j->f->mats->gdn;
+	const size_t C = (size_t)j->d.C, HV = (size_t)j->d.HV;
+	for (int t = j->T * i / n; t < j->T * (i + 1) / n; t++)
+		gdn_prep(&j->d, G->qkv + (size_t)t * C, G->alpha + (size_t)t * HV, G->beta + (size_t)t * HV,
+			 j->l->ssm_dt.data, j->l->ssm_a.data, j->f->m->hp.norm_eps);
+}
+
+static void gdn_recur_task(void *ctx, int i, int n)
+{
+	const struct gdn_job *j = ctx;
+	const struct fwd_gdn *G = &j->f->mats->gdn;
+	const size_t conv = (size_t)j->d.C * (size_t)(j->d.K - 1), SS = (size_t)j->d.S * (size_t)j->d.S;
+	for (int h = j->d.HV * i / n; h < j->d.HV * (i + 1) / n; h++)
+		gdn_recur(&j->d, h, G->qkv, j->T, G->alpha, G->beta, j->st_in + conv + (size_t)h * SS,
+			  j->st_out + conv + (size_t)h * SS, G->o);
+}
+
+static void gdn_norm_task(void *ctx, int i, int n)
+{
+	const struct gdn_job *j = ctx;
+	const struct fwd_gdn *G = &j->f->mats->gdn;
+	const size_t VD = (size_t)j->d.HV * (size_t)j->d.S;
+	for (int t = j->T * i / n; t < j->T * (i + 1) / n; t++)
+		gdn_gate_norm(&j->d, G->o + (size_t)t * VD, G->z + (size_t)t * VD, j->l->ssm_norm.data,
+			      j->f->m->hp.norm_eps);
+}
+
+/* The layer's output into f->o from xn, its state from kv->rs to
+ * kv->rs_next. */
+static void gdn_layer(struct fwd *f, struct kv_cache *kv, uint32_t il, int T)
+{
+	const struct hparams *hp = &f->m->hp;
+	const struct layer *l = &f->m->layers[il];
+	const struct fwd_layer_mats *L = &f->mats->L[il];
+	const struct fwd_gdn *G = &f->mats->gdn;
+	const int64_t E = hp->n_embd, C = (int64_t)ssm_conv_dim(hp), HV = hp->ssm_heads_v;
+	const int64_t VD = HV * (int64_t)hp->ssm_state;
+	const int nth = pool_size(f->pool);
+
+	const struct mm_part p3[3] = {{&L->ssm_qkv, G->qkv, C}, {&L->ssm_z, G->z, VD}, {&L->ssm_beta, G->beta, HV}};
+	f->be->matmul(f, p3, 3, f->xn, T, E);
+	matmul1(f, &L->ssm_alpha, f->xn, T, E, G->alpha, HV);
+	struct gdn_job j = {.f = f, .l = l, .T = T,
+			    .d = {.C = (int)C, .K = (int)hp->ssm_conv_k, .S = (int)hp->ssm_state,
+				  .HK = (int)hp->ssm_heads_k, .HV = (int)HV},
+			    .st_in = kv->rs + (size_t)l->rec_idx * kv->rs_floats,
+			    .st_out = kv->rs_next + (size_t)l->rec_idx * kv->rs_floats};
+	pool_run_tasks(f->pool, gdn_conv_task, &j, nth);
+	pool_run_tasks(f->pool, gdn_prep_task, &j, T < nth ? T : nth);
+	pool_run_tasks(f->pool, gdn_recur_task, &j, (int)HV);
+	pool_run_tasks(f->pool, gdn_norm_task, &j, T < nth ? T : nth);
+	matmul1(f, &L->ssm_out, G->o, T, VD, f->o, E);
 }
 
 /* after the output projection: post norm, residual, ffn norm */
@@ -1603,12 +1935,21 @@ static int eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t 
 		if (T > 1 && f->stop && f->stop(f->stop_ctx))
 			return ENGINE_E_CANCELLED;
 
+		if (l->recurrent) {
+			gdn_layer(f, kv, il, T);
+			goto post_attn;
+		}
 		j.q = f->q;
 		j.k = f->k;
 		j.v = f->v;
 		j.qs = QD;
 		j.ks = KD;
-		if (l->wqkv.data) {
+		j.qfull = f->mats->gdn.qfull;
+		if (l->q_gated) {
+			const struct mm_part qkv[3] = {{&L->wq, f->mats->gdn.qfull, 2 * QD}, {&L->wk, j.k, KD},
+						       {&L->wv, j.v, KD}};
+			be->matmul(f, qkv, 3, f->xn, T, E);
+		} else if (l->wqkv.data) {
 			/* fused [q|k|v] rows: read the parts in place */
 			matmul1(f, &L->wqkv, f->xn, T, E, f->q, QD + 2 * KD);
 			j.k = f->q + QD;
@@ -1628,7 +1969,10 @@ static int eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t 
 			for_tokens(&j, step_qk);
 		}
 		be->attention(f, kv, il, pos0, T, l->swa ? hp->n_swa : 0);
+		if (l->q_gated)
+			for_tokens(&j, step_attn_gate);
 		matmul1(f, &L->wo, f->att, T, QD, f->o, E);
+post_attn:
 		for_tokens(&j, step_post_attn);
 
 		const bool gelu = hp->act == ACT_GELU;
@@ -1658,6 +2002,16 @@ static int eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t 
 				const struct mm_part gu[2] = {{&L->sh_gate, f->gate, FS}, {&L->sh_up, f->up, FS}};
 				be->matmul_glu(f, gu, f->xn, T, E, gelu);
 				matmul1(f, &L->sh_down, f->gate, T, FS, sh, E);
+				if (L->sh_w.data) {
+					/* qwen35moe: weighed by sigmoid(w . x) */
+					float *sw = f->mats->gdn.shw;
+					matmul1(f, &L->sh_w, f->xn, T, E, sw, 1);
+					for (int t = 0; t < T; t++) {
+						const float g = 1.0f / (1.0f + expf(-sw[t]));
+						for (int64_t i = 0; i < E; i++)
+							sh[(size_t)t * (size_t)E + (size_t)i] *= g;
+					}
+				}
 				for (size_t i = 0; i < (size_t)T * (size_t)E; i++)
 					f->o[i] += sh[i];
 			}
@@ -1726,6 +2080,12 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 done:
 	if (hp->final_softcap > 0.0f)
 		softcap(f->logits, (size_t)nl * hp->n_vocab, hp->final_softcap);
+	if (kv->n_rec > 0) {
+		/* the batch is complete: its recurrent states become current */
+		float *cur = kv->rs;
+		kv->rs = kv->rs_next;
+		kv->rs_next = cur;
+	}
 	for (int t = 0; t < T; t++)
 		kv->tokens[pos0 + (uint32_t)t] = tokens[t];
 	kv->n = pos0 + (uint32_t)T;

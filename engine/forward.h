@@ -39,6 +39,19 @@
 #include "model.h"
 #include "pool.h"
 
+/* A copy of the recurrent states at one position (hybrid models). */
+struct kv_ckpt {
+	uint32_t pos;
+	float *rs;          /* n_rec * rs_floats */
+};
+
+/* Checkpoints kept per conversation (llama.cpp's server keeps 8 by default);
+ * when full, the one whose loss leaves the smallest gap goes, never the
+ * newest. */
+#define KV_MAX_CKPT 8
+/* A long prefill takes a checkpoint at least every this many tokens. */
+#define KV_CKPT_EVERY 1024
+
 struct kv_cache {
 	uint32_t type;      /* GGML_TYPE_F16 or GGML_TYPE_Q8_0 */
 	uint32_t n_layer;
@@ -50,14 +63,38 @@ struct kv_cache {
 	void **k, **v;      /* [n_layer] arrays of cap rows */
 	int32_t *tokens;    /* [cap] */
 	uint64_t dev_tag;   /* which device mirror holds this cache's GPU layers (0: none) */
+	/* Hybrid recurrent models (qwen35): the recurrent layers have no
+	 * rows (k[l], v[l] NULL) but a state (ssm_state_floats floats each)
+	 * that holds the whole history up to position n.  A pass writes the
+	 * new states into rs_next and swaps it in only when the whole batch
+	 * succeeded, so a cancelled batch leaves the cache as it was.  Such a
+	 * state cannot be cut at any position: kv_truncate() goes back to the
+	 * newest checkpoint at or before the position asked for. */
+	uint32_t n_rec;
+	size_t rs_floats;
+	float *rs, *rs_next;        /* [n_rec][rs_floats] */
+	struct kv_ckpt ck[KV_MAX_CKPT];
+	int n_ck;
 };
 
 /* 0 or a negative engine_status.  No positions are allocated yet. */
 int kv_init(struct kv_cache *kv, const struct hparams *hp, uint32_t type, uint32_t n_ctx);
 /* Makes room for n positions (<= n_ctx).  0 or ENGINE_E_NOMEM/INVAL. */
 int kv_reserve(struct kv_cache *kv, uint32_t n);
-/* Forgets positions from n on. */
+/* Forgets positions from n on.  With recurrent layers the cache goes
+ * back to the newest checkpoint at or before n (or to empty), so kv->n
+ * may end below n: the caller recomputes from kv->n. */
 void kv_truncate(struct kv_cache *kv, uint32_t n);
+/* Keeps a copy of the recurrent states at kv->n (nothing for models
+ * without recurrent layers).  0, or ENGINE_E_NOMEM (the cache is intact). */
+int kv_checkpoint(struct kv_cache *kv);
+/* Snapshots: the bytes of the cache's positions and states in one flat
+ * blob (rows of the attention layers, then the recurrent states and
+ * checkpoints), and back; kv_unpack takes a cache from kv_init and
+ * returns 0 or ENGINE_E_FORMAT (LEN does not fit) / ENGINE_E_NOMEM. */
+size_t kv_pack_bytes(const struct kv_cache *kv, uint32_t n, int n_ck);
+void kv_pack(const struct kv_cache *kv, unsigned char *out);
+int kv_unpack(struct kv_cache *kv, uint32_t n, int n_ck, const unsigned char *in, size_t len);
 size_t kv_bytes(const struct kv_cache *kv);
 void kv_free(struct kv_cache *kv);
 

@@ -315,6 +315,10 @@ void fwd_cuda_plan(const struct model *m, uint32_t n_ctx, int max_batch, uint32_
 	snprintf(p->device, sizeof p->device, "%s", info.name);
 	p->vram_free = info.free_bytes;
 	p->vram_total = info.total_bytes;
+	if (hp->n_recurrent > 0) {
+		snprintf(p->why, sizeof p->why, "CUDA: no Gated DeltaNet (recurrent layer) kernels yet");
+		return;
+	}
 	if (hp->n_expert > 0) {
 		snprintf(p->why, sizeof p->why, "CUDA: no mixture-of-experts kernels yet");
 		return;

@@ -60,6 +60,11 @@ enum {
 				 * expert_weights_norm / _scale, shared experts by count,
 				 * leading dense layers, a selection bias (glm4moe) */
 	AF_POST_ATTN_NORM = 1 << 13, /* the FFN norm stored as post_attention_norm */
+	AF_GDN = 1 << 14,       /* qwen35: Gated DeltaNet layers between gated attention
+				 * layers (every full_attention_interval-th, or the file's
+				 * attention.recurrent_layers) */
+	AF_SHEXP = 1 << 15,     /* qwen35moe: a shared expert (expert_shared_feed_forward_length,
+				 * default feed_forward_length) weighed by a sigmoid gate */
 };
 
 static const struct arch_desc {
@@ -85,6 +90,9 @@ static const struct arch_desc {
 	{"qwen3vl", ARCH_QWEN3VL, ROPE_NEOX, AF_QK_NORM | AF_IMROPE, ACT_SILU, 0, false},
 	{"qwen3vlmoe", ARCH_QWEN3VLMOE, ROPE_NEOX, AF_QK_NORM | AF_IMROPE | AF_MOE, ACT_SILU, MOE_SOFTMAX, true},
 	{"glm4moe", ARCH_GLM4MOE, ROPE_NEOX, AF_MOE | AF_MOE_KEYS | AF_POST_ATTN_NORM, ACT_SILU, MOE_SIGMOID, false},
+	{"qwen35", ARCH_QWEN35, ROPE_NEOX, AF_QK_NORM | AF_IMROPE | AF_POST_ATTN_NORM | AF_GDN, ACT_SILU, 0, false},
+	{"qwen35moe", ARCH_QWEN35MOE, ROPE_NEOX, AF_QK_NORM | AF_IMROPE | AF_POST_ATTN_NORM | AF_GDN | AF_MOE | AF_SHEXP,
+	 ACT_SILU, MOE_SOFTMAX, true},
 };
 
 const float *model_rope_factors(const struct model *m, uint32_t n_ctx)
@@ -276,7 +284,8 @@ static size_t vec_bytes_needed(const gguf_file *f)
 		const struct gguf_tensor *t = gguf_tensor_at(f, i);
 		/* vectors, and the 2-D bias tables of experts */
 		const bool bias = t->name.len > 5 && memcmp(t->name.ptr + t->name.len - 5, ".bias", 5) == 0;
-		if ((t->n_dims == 1 || (t->n_dims == 2 && bias)) && t->type != GGML_TYPE_F32)
+		const bool conv = t->name.len > 17 && memcmp(t->name.ptr + t->name.len - 17, "ssm_conv1d.weight", 17) == 0;
+		if ((t->n_dims == 1 || (t->n_dims == 2 && (bias || conv))) && t->type != GGML_TYPE_F32)
 			total += t->n_elements * sizeof(float);
 	}
 	return total;
@@ -497,6 +506,55 @@ static int load_moe(struct loader *L)
 	return 0;
 }
 
+/* The Gated DeltaNet layers of an AF_GDN family: their sizes, and which
+ * layers they are (llama.cpp's rule: the file's attention.recurrent_layers,
+ * else every layer but each full_attention_interval-th, default 4). */
+static int load_gdn(struct loader *L)
+{
+	struct hparams *hp = &L->m->hp;
+	uint32_t inner, interval = 4;
+	char key[128];
+	uint64_t n;
+	const void *data;
+	uint32_t vt;
+	int rc;
+
+	if (!(L->desc->flags & AF_GDN))
+		return 0;
+	if ((rc = need_u32(L, "ssm.conv_kernel", &hp->ssm_conv_k, 2, 64)) ||
+	    (rc = need_u32(L, "ssm.inner_size", &inner, 1, 1u << 20)) ||
+	    (rc = need_u32(L, "ssm.state_size", &hp->ssm_state, 1, 1024)) ||
+	    (rc = need_u32(L, "ssm.time_step_rank", &hp->ssm_heads_v, 1, 1024)) ||
+	    (rc = need_u32(L, "ssm.group_count", &hp->ssm_heads_k, 1, 1024)) ||
+	    (rc = opt_u32(L, "full_attention_interval", &interval, 1, 1024)))
+		return rc;
+	if (hp->ssm_heads_v % hp->ssm_heads_k != 0)
+		return fail(L, ENGINE_E_FORMAT, "key '%s.ssm.time_step_rank': %u value heads are not a multiple of %u key heads",
+			    L->m->arch_name, hp->ssm_heads_v, hp->ssm_heads_k);
+	if (inner != hp->ssm_heads_v * hp->ssm_state)
+		return fail(L, ENGINE_E_FORMAT, "key '%s.ssm.inner_size': %u is not %u value heads of %u",
+			    L->m->arch_name, inner, hp->ssm_heads_v, hp->ssm_state);
+	snprintf(key, sizeof key, "%s.attention.recurrent_layers", L->m->arch_name);
+	if (gguf_find_key(L->m->gguf, key) >= 0) {
+		if ((!gguf_get_arr(L->m->gguf, key, GGUF_VT_BOOL, &n, &data) &&
+		     !gguf_get_arr(L->m->gguf, key, GGUF_VT_INT32, &n, &data)) ||
+		    n < hp->n_layer)
+			return fail(L, ENGINE_E_FORMAT, "key '%s': not one bool per layer", key);
+		vt = gguf_get_arr(L->m->gguf, key, GGUF_VT_BOOL, &n, &data) ? 1 : 4;
+		for (uint32_t i = 0; i < hp->n_layer; i++) {
+			int32_t v = 0;
+			memcpy(&v, (const char *)data + (size_t)i * vt, vt);
+			hp->rec_layer[i] = v != 0;
+		}
+	} else {
+		for (uint32_t i = 0; i < hp->n_layer; i++)
+			hp->rec_layer[i] = (i + 1) % interval != 0;
+	}
+	for (uint32_t i = 0; i < hp->n_layer; i++)
+		hp->n_recurrent += hp->rec_layer[i];
+	return 0;
+}
+
 static int load_hparams(struct loader *L)
 {
 	struct model *m = L->m;
@@ -624,7 +682,11 @@ static int load_hparams(struct loader *L)
 	if ((L->desc->flags & AF_ATTN_TEMP) &&
 	    (rc = opt_f32(L, "attention.temperature_scale", &hp->attn_temp_scale, 0.0f, 1e6f)))
 		return rc;
-	if ((rc = load_moe(L)))
+	if ((rc = load_moe(L)) || (rc = load_gdn(L)))
+		return rc;
+	if ((L->desc->flags & AF_SHEXP) &&
+	    (hp->n_ff_shexp = hp->n_ff,
+	     rc = opt_u32(L, "expert_shared_feed_forward_length", &hp->n_ff_shexp, 1, 1u << 20)))
 		return rc;
 
 	/* the vocabulary size comes from the embedding matrix */
@@ -691,6 +753,30 @@ static int refuse_unimplemented(struct loader *L)
 	return 0;
 }
 
+/* The tensors of a Gated DeltaNet layer (llama.cpp's qwen35 shapes). */
+static int load_gdn_layer(struct loader *L, struct layer *l, int il)
+{
+	const struct hparams *hp = &L->m->hp;
+	const int64_t E = hp->n_embd, C = (int64_t)ssm_conv_dim(hp);
+	const int64_t VD = (int64_t)hp->ssm_heads_v * hp->ssm_state, HV = hp->ssm_heads_v;
+	int rc;
+
+	l->rec_idx = 0;
+	for (int i = 0; i < il; i++)
+		l->rec_idx += hp->rec_layer[i];
+	if ((rc = get_weight(L, &l->ssm_qkv, "blk.%d.attn_qkv.weight", il, E, C, true)) ||
+	    (rc = get_weight(L, &l->ssm_z, "blk.%d.attn_gate.weight", il, E, VD, true)) ||
+	    (rc = get_weight(L, &l->ssm_alpha, "blk.%d.ssm_alpha.weight", il, E, HV, true)) ||
+	    (rc = get_weight(L, &l->ssm_beta, "blk.%d.ssm_beta.weight", il, E, HV, true)) ||
+	    (rc = get_weight(L, &l->ssm_out, "blk.%d.ssm_out.weight", il, VD, E, true)) ||
+	    (rc = get_vec2(L, &l->ssm_conv, "blk.%d.ssm_conv1d.weight", il, hp->ssm_conv_k, C, true)) ||
+	    (rc = get_vec(L, &l->ssm_dt, "blk.%d.ssm_dt.bias", il, HV, true)) ||
+	    (rc = get_vec(L, &l->ssm_a, "blk.%d.ssm_a", il, HV, true)) ||
+	    (rc = get_vec(L, &l->ssm_norm, "blk.%d.ssm_norm.weight", il, hp->ssm_state, true)))
+		return rc;
+	return 0;
+}
+
 static int load_tensors(struct loader *L)
 {
 	struct model *m = L->m;
@@ -723,11 +809,17 @@ static int load_tensors(struct loader *L)
 		l->rope_scale = hp->rope_scale;
 		const bool oss = L->desc->flags & AF_OSS;
 		const bool pan = L->desc->flags & AF_POST_ATTN_NORM;
+		l->recurrent = hp->rec_layer[i];
 		if ((rc = get_vec(L, &l->attn_norm, "blk.%d.attn_norm.weight", il, E, true)) ||
 		    (rc = get_vec(L, &l->ffn_norm, pan ? "blk.%d.post_attention_norm.weight" : "blk.%d.ffn_norm.weight",
-				  il, E, true)) ||
-		    (rc = get_weight(L, &l->wo, "blk.%d.attn_output.weight", il, QD, E, true)))
+				  il, E, true)))
 			return rc;
+		if (l->recurrent) {
+			if ((rc = load_gdn_layer(L, l, il)))
+				return rc;
+		} else if ((rc = get_weight(L, &l->wo, "blk.%d.attn_output.weight", il, QD, E, true))) {
+			return rc;
+		}
 		l->no_rope = L->rope_off || ((L->desc->flags & AF_NOPE4) && (i + 1) % 4 == 0);
 		if ((L->desc->flags & AF_OUT_BIAS) &&
 		    (rc = get_vec(L, &l->bo, "blk.%d.attn_output.bias", il, E, false)))
@@ -775,13 +867,17 @@ static int load_tensors(struct loader *L)
 		     (rc = get_weight(L, &l->up_shexp, "blk.%d.ffn_up_shexp.weight", il, E, hp->n_ff_shexp, true)) ||
 		     (rc = get_weight(L, &l->down_shexp, "blk.%d.ffn_down_shexp.weight", il, hp->n_ff_shexp, E, true))))
 			return rc;
-		if (!l->wqkv.data) {
-			if ((rc = get_weight(L, &l->wq, "blk.%d.attn_q.weight", il, E, QD, true)) ||
+		/* qwen35's attention: each head's q rows followed by its gate's */
+		l->q_gated = (L->desc->flags & AF_GDN) && !l->recurrent;
+		if (l->recurrent) {
+			/* no attention projections */
+		} else if (!l->wqkv.data) {
+			if ((rc = get_weight(L, &l->wq, "blk.%d.attn_q.weight", il, E, l->q_gated ? 2 * QD : QD, true)) ||
 			    (rc = get_weight(L, &l->wk, "blk.%d.attn_k.weight", il, E, KD, true)) ||
 			    (rc = get_weight(L, &l->wv, "blk.%d.attn_v.weight", il, E, KD, true)))
 				return rc;
 		}
-		if (!l->wqkv.data) {
+		if (!l->wqkv.data && !l->recurrent) {
 			/* q/k/v biases: any family may carry them (llama.cpp
 			 * reads them where present); qwen2 must */
 			const bool need = L->desc->flags & AF_QKV_BIAS;
@@ -790,7 +886,10 @@ static int load_tensors(struct loader *L)
 			    (rc = get_vec(L, &l->bv, "blk.%d.attn_v.bias", il, KD, need)))
 				return rc;
 		}
-		if (L->desc->flags & (AF_QK_NORM | AF_MOE_KEYS)) {
+		if ((L->desc->flags & AF_SHEXP) && l->ffn == FFN_MOE &&
+		    (rc = get_weight(L, &l->shexp_gate, "blk.%d.ffn_gate_inp_shexp.weight", il, E, 1, true)))
+			return rc;
+		if ((L->desc->flags & (AF_QK_NORM | AF_MOE_KEYS)) && !l->recurrent) {
 			/* required where the table says, optional for glm4moe */
 			const bool need = L->desc->flags & AF_QK_NORM;
 			if ((rc = get_vec(L, &l->q_norm, "blk.%d.attn_q_norm.weight", il, hp->head_dim, need)) ||

@@ -31,6 +31,8 @@ enum arch {
 	ARCH_QWEN3VL,
 	ARCH_QWEN3VLMOE,
 	ARCH_GLM4MOE,
+	ARCH_QWEN35,
+	ARCH_QWEN35MOE,
 };
 
 /* The feed-forward block of a layer. */
@@ -101,6 +103,25 @@ struct layer {
 	struct weight gate_shexp, up_shexp, down_shexp;
 	float rope_base;
 	float rope_scale;            /* position scale of this layer (gemma3: 1 on SWA layers) */
+	/* qwen35's attention: wq gives [q | gate] per head, and the output of
+	 * each head is multiplied by sigmoid(gate) before wo */
+	bool q_gated;
+	/* qwen35moe: the shared expert's output times sigmoid(this row . x) */
+	struct weight shexp_gate;
+	/* A Gated DeltaNet layer (qwen35; hparams.ssm_*): instead of
+	 * attention, a linear attention whose state lives in the cache's
+	 * recurrent part, not in KV rows.  Per token: qkv = ssm_qkv x
+	 * (conv_dim = 2 * key_dim + value_dim channels) through a causal
+	 * convolution of ssm_conv_k taps and SiLU; q, k L2-normed; the delta
+	 * rule per value head with decay exp(softplus(alpha x + dt) * a) and
+	 * strength sigmoid(beta x); each head's output RMS-normed (ssm_norm)
+	 * times silu(ssm_z x), then ssm_out. */
+	bool recurrent;
+	uint32_t rec_idx;            /* index among the recurrent layers */
+	struct weight ssm_qkv, ssm_z, ssm_alpha, ssm_beta, ssm_out;
+	struct vec ssm_conv;         /* [conv_dim][ssm_conv_k] taps */
+	struct vec ssm_dt, ssm_a;    /* [ssm_heads_v] (a is -exp(A_log), as stored) */
+	struct vec ssm_norm;         /* [ssm_state] */
 };
 
 struct hparams {
@@ -146,7 +167,34 @@ struct hparams {
 	float moe_w_scale;           /* then multiply them (1: none) */
 	enum rope_style rope_style;
 	enum arch arch;
+	/* Gated DeltaNet (qwen35): n_recurrent of the layers are recurrent
+	 * (struct layer's recurrent); key heads of ssm_state, value heads of
+	 * ssm_state (value head h reads key head h % ssm_heads_k) */
+	uint32_t n_recurrent;
+	uint32_t ssm_conv_k;         /* convolution taps (ssm.conv_kernel) */
+	uint32_t ssm_state;          /* head size of keys and values (ssm.state_size) */
+	uint32_t ssm_heads_k;        /* ssm.group_count */
+	uint32_t ssm_heads_v;        /* ssm.time_step_rank */
+	bool rec_layer[1024];        /* which layers are recurrent (a copy of
+				      * the layers' flags, for the KV cache) */
 };
+
+/* Channels of a Gated DeltaNet layer's convolution: q, k, v. */
+static inline size_t ssm_conv_dim(const struct hparams *hp)
+{
+	return (size_t)hp->ssm_state * (2u * hp->ssm_heads_k + hp->ssm_heads_v);
+}
+
+/* Floats of one recurrent layer's state: the last conv_k - 1 inputs of
+ * each convolution channel, then a [ssm_state][ssm_state] matrix per value
+ * head. */
+static inline size_t ssm_state_floats(const struct hparams *hp)
+{
+	if (hp->n_recurrent == 0)
+		return 0;
+	return ssm_conv_dim(hp) * (hp->ssm_conv_k - 1) +
+	       (size_t)hp->ssm_heads_v * hp->ssm_state * hp->ssm_state;
+}
 
 struct model {
 	gguf_file *gguf;

@@ -187,6 +187,10 @@ GPT_OSS = dict(arch="gpt-oss", tied=False, rope_base=150000.0, eps=1e-5, ctx=409
 # name -> (config, output kind).  kind: ("f32",) written directly;
 # ("quant", llama_ftype, pure) quantised from the F32 master by llama.cpp.
 F = llama_cpp
+QWEN35 = dict(arch="qwen35", tied=True, rope_base=100.0, eps=1e-6, ctx=4096, key_length=64,
+	rope_dims=16, rope_sections=[3, 3, 2, 0], n_embd=128, n_ff=256, n_head=4, n_head_kv=2,
+	n_layer=4, ssm=dict(conv=4, state=32, groups=2, heads_v=4))
+
 MODELS = collections.OrderedDict([
 	("llama3-f16",  (dict(LLAMA3, **SMALL), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
 	("llama3-bf16", (dict(LLAMA3, **SMALL), ("quant", F.LLAMA_FTYPE_MOSTLY_BF16, True))),
@@ -295,6 +299,19 @@ MODELS = collections.OrderedDict([
 		n_expert=16, n_expert_used=4, n_ff_exp=64, glm=dict(shared=1, dense_lead=1, groups=4,
 		groups_used=2, scale=2.5, nextn=1)),
 		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	# Qwen3.5's hybrid block (issue 18): three Gated DeltaNet layers
+	# (causal conv of 4 taps, 2 key heads and 4 value heads of 32, the
+	# delta rule with decay and strength per value head, the gated RMS
+	# norm) then one gated attention layer ([q | gate] per head, q/k
+	# norms, a partial interleaved rope: 16 of 64 dims in sections
+	# 3:3:2); rope base 100 so that the rotated pairs turn visibly
+	("qwen35-f16", (dict(QWEN35), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	("qwen35-q4_k_m", (dict(QWEN35, n_embd=256, n_ff=512, ssm=dict(QWEN35["ssm"], state=64)),
+		("quant", F.LLAMA_FTYPE_MOSTLY_Q4_K_M, False))),
+	# Qwen3.6-35B-A3B's: the same layers, every FFN a mixture of 8
+	# experts (2 used) beside a shared expert weighed by a sigmoid gate
+	("qwen35moe-f16", (dict(QWEN35, arch="qwen35moe", n_expert=8, n_expert_used=2, n_ff_exp=64,
+		n_ff_shexp=96), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
 	("mistral3-f16", (dict(arch="mistral3", tied=False, rope_base=1000000.0, eps=1e-5, ctx=4096,
 		rope_scaling=("yarn", 16.0, 16), attn_temp=0.1, **SMALL),
 		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
@@ -333,9 +350,48 @@ def make_weights(cfg, rng):
 	else:
 		t["token_embd.weight"] = rng.normal(0.0, 1.0, (N_VOCAB, E)).astype(np.float32)
 	glm = cfg.get("glm")
+	ssm = cfg.get("ssm")
 	for il in range(cfg["n_layer"] + (glm["nextn"] if glm else 0)):
 		p = "blk.%d." % il
 		t[p + "attn_norm.weight"] = norm(E)
+		if ssm and (il + 1) % 4 != 0:
+			# a Gated DeltaNet layer, in place of attention
+			S, HK, HV, K = ssm["state"], ssm["groups"], ssm["heads_v"], ssm["conv"]
+			C = S * (2 * HK + HV)
+			t[p + "attn_qkv.weight"] = lin(C, E)
+			t[p + "attn_gate.weight"] = lin(HV * S, E)
+			t[p + "ssm_conv1d.weight"] = rng.normal(0.0, 0.5, (C, K)).astype(np.float32)
+			t[p + "ssm_dt.bias"] = rng.normal(0.0, 0.5, HV).astype(np.float32)
+			# -exp(A_log): decays from fast to slow across the heads
+			t[p + "ssm_a"] = (-np.exp(rng.uniform(-2.0, 1.0, HV))).astype(np.float32)
+			t[p + "ssm_beta.weight"] = lin(HV, E)
+			t[p + "ssm_alpha.weight"] = lin(HV, E)
+			t[p + "ssm_norm.weight"] = norm(S)
+			t[p + "ssm_out.weight"] = lin(E, HV * S, 2.0)
+		elif ssm:
+			t[p + "attn_q.weight"] = lin(2 * H * D, E)
+			t[p + "attn_k.weight"] = lin(HKV * D, E)
+			t[p + "attn_v.weight"] = lin(HKV * D, E)
+			t[p + "attn_q_norm.weight"] = norm(D)
+			t[p + "attn_k_norm.weight"] = norm(D)
+			t[p + "attn_output.weight"] = lin(E, H * D, 2.0)
+		if ssm:
+			t[p + "post_attention_norm.weight"] = norm(E)
+			if "n_expert" in cfg:
+				NE, FE, FS = cfg["n_expert"], cfg["n_ff_exp"], cfg["n_ff_shexp"]
+				t[p + "ffn_gate_inp.weight"] = lin(NE, E, 4.0)
+				t[p + "ffn_gate_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
+				t[p + "ffn_up_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
+				t[p + "ffn_down_exps.weight"] = np.stack([lin(E, FE, 2.0) for _ in range(NE)])
+				t[p + "ffn_gate_inp_shexp.weight"] = rng.normal(0.0, 2.0 / np.sqrt(E), E).astype(np.float32)
+				t[p + "ffn_gate_shexp.weight"] = lin(FS, E)
+				t[p + "ffn_up_shexp.weight"] = lin(FS, E)
+				t[p + "ffn_down_shexp.weight"] = lin(E, FS, 2.0)
+			else:
+				t[p + "ffn_gate.weight"] = lin(FF, E)
+				t[p + "ffn_up.weight"] = lin(FF, E)
+				t[p + "ffn_down.weight"] = lin(E, FF, 2.0)
+			continue
 		if arch == "phi3":
 			t[p + "attn_qkv.weight"] = lin(H * D + 2 * HKV * D, E)
 		else:
@@ -481,6 +537,14 @@ def write_f32(path, cfg, tensors):
 		w.add_attn_temperature_scale(cfg["attn_temp"])
 	if "n_ff_shexp" in cfg:
 		w.add_expert_shared_feed_forward_length(cfg["n_ff_shexp"])
+	if "ssm" in cfg:
+		s = cfg["ssm"]
+		w.add_ssm_conv_kernel(s["conv"])
+		w.add_ssm_state_size(s["state"])
+		w.add_ssm_group_count(s["groups"])
+		w.add_ssm_time_step_rank(s["heads_v"])
+		w.add_ssm_inner_size(s["state"] * s["heads_v"])
+		w.add_full_attention_interval(4)
 	if "n_expert" in cfg:
 		w.add_expert_count(cfg["n_expert"])
 		w.add_expert_used_count(cfg["n_expert_used"])
