@@ -311,7 +311,7 @@ MODELS = collections.OrderedDict([
 	# Qwen3.6-35B-A3B's: the same layers, every FFN a mixture of 8
 	# experts (2 used) beside a shared expert weighed by a sigmoid gate
 	("qwen35moe-f16", (dict(QWEN35, arch="qwen35moe", n_expert=8, n_expert_used=2, n_ff_exp=64,
-		n_ff_shexp=96), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+		n_ff_shexp=96, salt=8), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
 	("mistral3-f16", (dict(arch="mistral3", tied=False, rope_base=1000000.0, eps=1e-5, ctx=4096,
 		rope_scaling=("yarn", 16.0, 16), attn_temp=0.1, **SMALL),
 		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),

@@ -430,6 +430,79 @@ static void test_chunks(const char *fixture)
 	cJSON_Delete(j);
 }
 
+/* Hybrid recurrent models (qwen35): the states cannot be cut at any
+ * position, so kv_truncate() goes back to the newest checkpoint at or
+ * before the position asked for (or to empty), and recomputing from there
+ * gives the same logits bit for bit; a snapshot (kv_pack / kv_unpack)
+ * resumes exactly where the cache was, checkpoints included. */
+static void test_recurrent(const char *fixture)
+{
+	struct model m;
+	cJSON *j = random_fixture(fixture, &m);
+	if (!j)
+		return;
+	pool *p = pool_create(2);
+	struct fwd f;
+	CHECK(fwd_init(&f, &m, p, 256, 64) == 0, "%s: fwd_init", fixture);
+	const uint32_t V = m.hp.n_vocab;
+	int32_t seq[64];
+	const int ns = ids_of(cJSON_GetObjectItem(j, "sequence"), seq, 64);
+	float *a = malloc((size_t)V * sizeof(float)), *b = malloc((size_t)V * sizeof(float));
+	struct kv_cache kv, kv2;
+	kv_init(&kv, &m.hp, GGML_TYPE_F16, 256);
+	CHECK(m.hp.n_recurrent > 0 && kv.n_rec == m.hp.n_recurrent, "%s: %u recurrent layers", fixture,
+	      m.hp.n_recurrent);
+	int rc = fwd_eval(&f, &kv, seq, 20, false);
+	CHECK(rc == 0 && kv_checkpoint(&kv) == 0 && kv.n_ck == 1, "checkpoint at 20");
+	rc = rc ? rc : fwd_eval(&f, &kv, seq + 20, ns - 20, false);
+	memcpy(a, f.logits, (size_t)V * sizeof(float));
+	kv_truncate(&kv, 25);
+	CHECK(rc == 0 && kv.n == 20, "truncating to 25 goes back to the checkpoint at 20 (at %u)", kv.n);
+	rc = fwd_eval(&f, &kv, seq + 20, ns - 20, false);
+	CHECK(rc == 0 && memcmp(a, f.logits, (size_t)V * sizeof(float)) == 0,
+	      "%s: recomputed from the checkpoint: other logits", fixture);
+
+	/* a snapshot and back, then one more token on each */
+	size_t len = kv_pack_bytes(&kv, kv.n, kv.n_ck);
+	unsigned char *blob = malloc(len);
+	kv_pack(&kv, blob);
+	kv_init(&kv2, &m.hp, GGML_TYPE_F16, 256);
+	CHECK(kv_unpack(&kv2, kv.n, kv.n_ck, blob, len) == 0 && kv2.n == kv.n && kv2.n_ck == 1,
+	      "%s: snapshot restored", fixture);
+	CHECK(kv_unpack(&kv2, kv.n, kv.n_ck, blob, len - 1) != 0, "a short snapshot is refused");
+	int32_t next = seq[3];
+	fwd_eval(&f, &kv, &next, 1, false);
+	memcpy(a, f.logits, (size_t)V * sizeof(float));
+	fwd_eval(&f, &kv2, &next, 1, false);
+	memcpy(b, f.logits, (size_t)V * sizeof(float));
+	CHECK(memcmp(a, b, (size_t)V * sizeof(float)) == 0, "%s: the restored snapshot continues differently",
+	      fixture);
+	kv_truncate(&kv2, 21);
+	CHECK(kv2.n == 20 && kv2.n_ck == 1, "the restored checkpoint is usable (at %u)", kv2.n);
+	kv_truncate(&kv2, 10);
+	CHECK(kv2.n == 0 && kv2.n_ck == 0, "before every checkpoint: back to empty (at %u)", kv2.n);
+
+	/* more checkpoints than are kept: the newest always stays */
+	kv_truncate(&kv, 0);
+	for (int i = 0; i < ns; i++) {
+		fwd_eval(&f, &kv, seq + i, 1, false);
+		kv_checkpoint(&kv);
+	}
+	CHECK(kv.n_ck == KV_MAX_CKPT && kv.ck[KV_MAX_CKPT - 1].pos == (uint32_t)ns, "%d checkpoints kept, newest %u",
+	      kv.n_ck, kv.ck[kv.n_ck - 1].pos);
+	const char *name = strrchr(fixture, '/') ? strrchr(fixture, '/') + 1 : fixture;
+	printf("  %-26s checkpoints, truncation and snapshots of the recurrent states: %d checks\n", name, 9);
+	free(blob);
+	free(a);
+	free(b);
+	kv_free(&kv);
+	kv_free(&kv2);
+	fwd_free(&f);
+	pool_free(p);
+	model_free(&m);
+	cJSON_Delete(j);
+}
+
 /* fwd.stop: polled before each layer of a batch; stopping leaves the cache
  * as it was, and the batch run again gives what an uninterrupted run gives. */
 static int stop_polls, stop_at;
@@ -524,6 +597,13 @@ int main(int argc, char **argv)
 		test_chunks(a);
 		snprintf(a, sizeof a, "%s/tests/fixtures/engine/random/qwen3moe-q4_k_m.json", src);
 		test_chunks(a);
+		snprintf(a, sizeof a, "%s/tests/fixtures/engine/random/qwen35-f16.json", src);
+		test_stop(a);
+		test_chunks(a);
+		test_recurrent(a);
+		snprintf(a, sizeof a, "%s/tests/fixtures/engine/random/qwen35moe-f16.json", src);
+		test_chunks(a);
+		test_recurrent(a);
 		snprintf(a, sizeof a, "%s/tests/fixtures/engine/SmolLM2-135M-Instruct.Q4_1.json", src);
 		snprintf(b, sizeof b, "%s/tests/fixtures/engine/gemma-3-270m-it-Q4_K_M.json", src);
 		run_fixture(a);
