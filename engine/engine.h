@@ -499,6 +499,13 @@ struct engine_file_info {
 	 * bytes per position of context (0 when a factor is 0 or absurd,
 	 * >= 2^20); times n_ctx it is the cache a load at n_ctx holds */
 	uint64_t kv_bytes_per_pos;
+	/* hybrid recurrent models (qwen35): layers with a recurrent state
+	 * instead of KV rows (not counted in kv_bytes_per_pos), and the bytes
+	 * a conversation's states take whatever its length: the current
+	 * state, the one a batch writes, and KV_MAX_CKPT checkpoints (0 for
+	 * other models) */
+	uint64_t n_recurrent;
+	uint64_t rec_state_bytes;
 };
 
 struct engine_tensor_info {

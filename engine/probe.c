@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "forward.h"
 #include "gguf.h"
 
 _Static_assert(ENGINE_TYPE_COUNT == GGML_TYPE_COUNT, "engine.h's tensor type bound");
@@ -116,8 +117,33 @@ static void gather(engine_file *f)
 	if (!found)
 		in->head_dim_v = in->head_dim_k;
 	const uint64_t lim = 1u << 20;
+	/* Gated DeltaNet layers (qwen35): every layer but each
+	 * full_attention_interval-th (default 4), or the file's list */
+	uint64_t conv = arch_uint(g, in->arch, "ssm.conv_kernel", NULL);
+	uint64_t S = arch_uint(g, in->arch, "ssm.state_size", NULL);
+	uint64_t HK = arch_uint(g, in->arch, "ssm.group_count", NULL);
+	uint64_t HV = arch_uint(g, in->arch, "ssm.time_step_rank", NULL);
+	if (conv && S && HK && HV && conv < 64 && S < 4096 && HK < lim && HV < lim && in->n_layer < lim) {
+		uint64_t interval = arch_uint(g, in->arch, "full_attention_interval", &found);
+		if (!found || interval == 0)
+			interval = 4;
+		char key[96];
+		uint64_t n;
+		const void *data;
+		snprintf(key, sizeof key, "%s.attention.recurrent_layers", in->arch);
+		if (gguf_get_arr(g, key, GGUF_VT_BOOL, &n, &data)) {
+			for (uint64_t i = 0; i < n && i < in->n_layer; i++)
+				in->n_recurrent += ((const uint8_t *)data)[i] != 0;
+		} else {
+			for (uint64_t i = 0; i < in->n_layer; i++)
+				in->n_recurrent += (i + 1) % interval != 0;
+		}
+		const uint64_t per_layer = (S * (2 * HK + HV) * (conv - 1) + HV * S * S) * 4;
+		in->rec_state_bytes = in->n_recurrent * per_layer * (2 + KV_MAX_CKPT);
+	}
 	if (in->n_layer < lim && in->n_head_kv < lim && in->head_dim_k < lim && in->head_dim_v < lim)
-		in->kv_bytes_per_pos = in->n_layer * in->n_head_kv * (in->head_dim_k + in->head_dim_v) * 2;
+		in->kv_bytes_per_pos = (in->n_layer - in->n_recurrent) * in->n_head_kv *
+				       (in->head_dim_k + in->head_dim_v) * 2;
 }
 
 engine_file *engine_file_open(const char *path, char *err, size_t errlen)
