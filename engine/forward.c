@@ -227,6 +227,7 @@ struct fwd_layer_mats {
 	struct quant_matrix sh_w;                      /* its sigmoid gate row (qwen35moe) */
 	/* a Gated DeltaNet layer (qwen35) */
 	struct quant_matrix ssm_qkv, ssm_z, ssm_alpha, ssm_beta, ssm_out;
+	struct quant_matrix sc_in, sc_out;             /* a short-convolution layer (lfm2) */
 };
 
 /* Scratch of the Gated DeltaNet layers and of gated attention (qwen35),
@@ -240,6 +241,7 @@ struct fwd_gdn {
 	float *qfull;   /* [B][2*QD]: gated attention's [q | gate] rows */
 	float *qgate;   /* [B][QD] */
 	float *shw;     /* [B]: the shared expert's gate */
+	float *bcx;     /* [B][3E]: lfm2's [b | c | x], then y over b */
 };
 
 struct fwd_mats {
@@ -1326,7 +1328,7 @@ static int prepare_weights(struct fwd *f)
 	if (!f->mats)
 		return ENGINE_E_NOMEM;
 	f->mats->L = eng_calloc(nl ? nl : 1, sizeof *f->mats->L);
-	const size_t per_layer = 18 + 3 * (size_t)m->hp.n_expert;
+	const size_t per_layer = 20 + 3 * (size_t)m->hp.n_expert;
 	struct quant_matrix **all = eng_calloc((size_t)nl * per_layer + 1, sizeof *all);
 	if (!f->mats->L || !all) {
 		free(all);
@@ -1337,10 +1339,10 @@ static int prepare_weights(struct fwd *f)
 	for (uint32_t il = f->cpu_first; il < nl; il++) {
 		const struct layer *l = &m->layers[il];
 		struct fwd_layer_mats *L = &f->mats->L[il];
-		const struct weight *src[] = {&l->ssm_qkv, &l->ssm_z, &l->ssm_beta, &l->ssm_alpha, &l->ssm_out,
+		const struct weight *src[] = {&l->sc_in, &l->sc_out, &l->ssm_qkv, &l->ssm_z, &l->ssm_beta, &l->ssm_alpha, &l->ssm_out,
 					      &l->wq, &l->wk, &l->wv, &l->wo, &l->wqkv, &l->w_gate, &l->w_up, &l->w_down,
 					      &l->ffn_gate_inp, &l->gate_shexp, &l->up_shexp, &l->down_shexp, &l->shexp_gate};
-		struct quant_matrix *dst[] = {&L->ssm_qkv, &L->ssm_z, &L->ssm_beta, &L->ssm_alpha, &L->ssm_out,
+		struct quant_matrix *dst[] = {&L->sc_in, &L->sc_out, &L->ssm_qkv, &L->ssm_z, &L->ssm_beta, &L->ssm_alpha, &L->ssm_out,
 					      &L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down,
 					      &L->router, &L->sh_gate, &L->sh_up, &L->sh_down, &L->sh_w};
 		for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
@@ -1466,7 +1468,10 @@ static int gdn_init(struct fwd *f)
 		gated = gated || f->m->layers[il].q_gated;
 		shw = shw || f->m->layers[il].shexp_gate.data;
 	}
-	if (hp->n_recurrent > 0) {
+	if (hp->n_recurrent > 0 && hp->sc_l > 0) {
+		if (!(G->bcx = alloc_track(f, B * 3 * hp->n_embd * sizeof(float))))
+			return ENGINE_E_NOMEM;
+	} else if (hp->n_recurrent > 0) {
 		const size_t C = ssm_conv_dim(hp), VD = (size_t)hp->ssm_heads_v * hp->ssm_state;
 		G->qkv = alloc_track(f, B * C * sizeof(float));
 		G->z = alloc_track(f, B * VD * sizeof(float));
@@ -1583,7 +1588,8 @@ void fwd_free(struct fwd *f)
 			struct fwd_layer_mats *L = &f->mats->L[il];
 			struct quant_matrix *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down,
 						     &L->router, &L->sh_gate, &L->sh_up, &L->sh_down, &L->sh_w,
-						     &L->ssm_qkv, &L->ssm_z, &L->ssm_alpha, &L->ssm_beta, &L->ssm_out};
+						     &L->ssm_qkv, &L->ssm_z, &L->ssm_alpha, &L->ssm_beta, &L->ssm_out,
+						     &L->sc_in, &L->sc_out};
 			for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
 				quant_matrix_free(lw[i]);
 			struct quant_matrix *ex[] = {L->gate_e, L->up_e, L->down_e};
@@ -1596,7 +1602,7 @@ void fwd_free(struct fwd *f)
 		quant_matrix_free(&f->mats->output);
 		moe_free(f->mats->moe);
 		struct fwd_gdn *G = &f->mats->gdn;
-		float *gb[] = {G->qkv, G->z, G->alpha, G->beta, G->o, G->qfull, G->qgate, G->shw};
+		float *gb[] = {G->qkv, G->z, G->alpha, G->beta, G->o, G->qfull, G->qgate, G->shw, G->bcx};
 		for (size_t i = 0; i < sizeof gb / sizeof gb[0]; i++)
 			free(gb[i]);
 		free(f->mats->arena);
@@ -1789,6 +1795,31 @@ static void gdn_norm_task(void *ctx, int i, int n)
 			      j->f->m->hp.norm_eps);
 }
 
+static void sc_task(void *ctx, int i, int n)
+{
+	const struct gdn_job *j = ctx;
+	const int E = (int)j->f->m->hp.n_embd;
+	shortconv(E, (int)j->f->m->hp.sc_l, j->f->mats->gdn.bcx, j->T, j->l->sc_conv.data, j->st_in, j->st_out,
+		  E * i / n, E * (i + 1) / n);
+}
+
+/* lfm2's short-convolution layer: output into f->o, state as gdn_layer. */
+static void shortconv_layer(struct fwd *f, struct kv_cache *kv, uint32_t il, int T)
+{
+	const struct hparams *hp = &f->m->hp;
+	const struct layer *l = &f->m->layers[il];
+	const struct fwd_layer_mats *L = &f->mats->L[il];
+	const int64_t E = hp->n_embd;
+	float *bcx = f->mats->gdn.bcx;
+
+	matmul1(f, &L->sc_in, f->xn, T, E, bcx, 3 * E);
+	struct gdn_job j = {.f = f, .l = l, .T = T,
+			    .st_in = kv->rs + (size_t)l->rec_idx * kv->rs_floats,
+			    .st_out = kv->rs_next + (size_t)l->rec_idx * kv->rs_floats};
+	pool_run_tasks(f->pool, sc_task, &j, pool_size(f->pool));
+	matmul1(f, &L->sc_out, bcx, T, 3 * E, f->o, E);
+}
+
 /* The layer's output into f->o from xn, its state from kv->rs to
  * kv->rs_next. */
 static void gdn_layer(struct fwd *f, struct kv_cache *kv, uint32_t il, int T)
@@ -1935,6 +1966,10 @@ static int eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t 
 		if (T > 1 && f->stop && f->stop(f->stop_ctx))
 			return ENGINE_E_CANCELLED;
 
+		if (l->shortconv) {
+			shortconv_layer(f, kv, il, T);
+			goto post_attn;
+		}
 		if (l->recurrent) {
 			gdn_layer(f, kv, il, T);
 			goto post_attn;

@@ -50,6 +50,26 @@ void gdn_conv(const struct gdn_dims *d, float *x, int T, const float *w, const f
 	}
 }
 
+void shortconv(int E, int L, float *bcx, int T, const float *w, const float *st_in, float *st_out, int c0,
+	       int c1)
+{
+	float win[64 + 1];   /* L <= 64 (model.c) */
+	for (int c = c0; c < c1; c++) {
+		const float *wc = w + (size_t)c * (size_t)L;
+		memcpy(win, st_in + (size_t)c * (size_t)(L - 1), (size_t)(L - 1) * sizeof(float));
+		for (int t = 0; t < T; t++) {
+			float *row = bcx + (size_t)t * (size_t)(3 * E);
+			win[L - 1] = row[c] * row[2 * E + c];
+			float sum = 0.0f;
+			for (int k = 0; k < L; k++)
+				sum += win[k] * wc[k];
+			row[c] = row[E + c] * sum;
+			memmove(win, win + 1, (size_t)(L - 1) * sizeof(float));
+		}
+		memcpy(st_out + (size_t)c * (size_t)(L - 1), win, (size_t)(L - 1) * sizeof(float));
+	}
+}
+
 static void l2norm(float *v, int n, float eps)
 {
 	double sum = 0.0;

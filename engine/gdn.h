@@ -45,4 +45,11 @@ void gdn_recur(const struct gdn_dims *d, int h, const float *x, int T, const flo
  * times silu(z). */
 void gdn_gate_norm(const struct gdn_dims *d, float *o, const float *z, const float *w, float eps);
 
+/* lfm2's short convolution, channels c0 .. c1-1 of T rows bcx[t] =
+ * [b | c | x] (3 E floats each): y = c * conv(b * x) with taps w [E][L]
+ * (no activation), written over b; st_in / st_out: each channel's last
+ * L-1 values of b * x (st_out may alias st_in, not bcx). */
+void shortconv(int E, int L, float *bcx, int T, const float *w, const float *st_in, float *st_out, int c0,
+	       int c1);
+
 #endif

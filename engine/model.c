@@ -63,6 +63,9 @@ enum {
 	AF_GDN = 1 << 14,       /* qwen35: Gated DeltaNet layers between gated attention
 				 * layers (every full_attention_interval-th, or the file's
 				 * attention.recurrent_layers) */
+	AF_SHORTCONV = 1 << 16, /* lfm2: short-convolution layers where the per-layer
+				 * attention.head_count_kv is 0, the output norm stored as
+				 * token_embd_norm, an optional window on the attention layers */
 	AF_SHEXP = 1 << 15,     /* qwen35moe: a shared expert (expert_shared_feed_forward_length,
 				 * default feed_forward_length) weighed by a sigmoid gate */
 };
@@ -91,6 +94,8 @@ static const struct arch_desc {
 	{"qwen3vlmoe", ARCH_QWEN3VLMOE, ROPE_NEOX, AF_QK_NORM | AF_IMROPE | AF_MOE, ACT_SILU, MOE_SOFTMAX, true},
 	{"glm4moe", ARCH_GLM4MOE, ROPE_NEOX, AF_MOE | AF_MOE_KEYS | AF_POST_ATTN_NORM, ACT_SILU, MOE_SIGMOID, false},
 	{"qwen35", ARCH_QWEN35, ROPE_NEOX, AF_QK_NORM | AF_IMROPE | AF_POST_ATTN_NORM | AF_GDN, ACT_SILU, 0, false},
+	{"lfm2", ARCH_LFM2, ROPE_NEOX, AF_QK_NORM | AF_SHORTCONV, ACT_SILU, 0, false},
+	{"lfm2moe", ARCH_LFM2MOE, ROPE_NEOX, AF_QK_NORM | AF_SHORTCONV | AF_MOE | AF_MOE_KEYS, ACT_SILU, MOE_SIGMOID, true},
 	{"qwen35moe", ARCH_QWEN35MOE, ROPE_NEOX, AF_QK_NORM | AF_IMROPE | AF_POST_ATTN_NORM | AF_GDN | AF_MOE | AF_SHEXP,
 	 ACT_SILU, MOE_SOFTMAX, true},
 };
@@ -284,7 +289,8 @@ static size_t vec_bytes_needed(const gguf_file *f)
 		const struct gguf_tensor *t = gguf_tensor_at(f, i);
 		/* vectors, and the 2-D bias tables of experts */
 		const bool bias = t->name.len > 5 && memcmp(t->name.ptr + t->name.len - 5, ".bias", 5) == 0;
-		const bool conv = t->name.len > 17 && memcmp(t->name.ptr + t->name.len - 17, "ssm_conv1d.weight", 17) == 0;
+		const bool conv = (t->name.len > 17 && memcmp(t->name.ptr + t->name.len - 17, "ssm_conv1d.weight", 17) == 0) ||
+				  (t->name.len > 21 && memcmp(t->name.ptr + t->name.len - 21, "shortconv.conv.weight", 21) == 0);
 		if ((t->n_dims == 1 || (t->n_dims == 2 && (bias || conv))) && t->type != GGML_TYPE_F32)
 			total += t->n_elements * sizeof(float);
 	}
@@ -555,6 +561,43 @@ static int load_gdn(struct loader *L)
 	return 0;
 }
 
+/* lfm2: attention.head_count_kv per layer (0: a short-convolution
+ * layer, else the KV heads, the same for every attention layer), the
+ * convolution's taps, and an optional window on the attention layers. */
+static int load_shortconv(struct loader *L)
+{
+	struct hparams *hp = &L->m->hp;
+	char key[128];
+	uint64_t n;
+	const void *data;
+	int rc;
+
+	if ((rc = need_u32(L, "shortconv.l_cache", &hp->sc_l, 2, 64)) ||
+	    (rc = opt_u32(L, "attention.sliding_window", &hp->n_swa, 0, 1u << 24)))
+		return rc;
+	snprintf(key, sizeof key, "%s.attention.head_count_kv", L->m->arch_name);
+	if (!gguf_get_arr(L->m->gguf, key, GGUF_VT_UINT32, &n, &data) &&
+	    !gguf_get_arr(L->m->gguf, key, GGUF_VT_INT32, &n, &data))
+		return fail(L, ENGINE_E_FORMAT, "key '%s': not an array of KV heads per layer", key);
+	if (n < hp->n_layer)
+		return fail(L, ENGINE_E_FORMAT, "key '%s': %llu entries for %u layers", key, (unsigned long long)n,
+			    hp->n_layer);
+	uint32_t kvh = 0;
+	for (uint32_t i = 0; i < hp->n_layer; i++) {
+		uint32_t v;
+		memcpy(&v, (const char *)data + (size_t)i * 4, 4);
+		if (v > 1024 || (v && kvh && v != kvh))
+			return fail(L, ENGINE_E_FORMAT, "key '%s': layer %u has %u KV heads (attention layers must agree)",
+				    key, i, v);
+		if (v)
+			kvh = v;
+		hp->rec_layer[i] = v == 0;
+		hp->n_recurrent += v == 0;
+	}
+	hp->n_head_kv = kvh ? kvh : hp->n_head;
+	return 0;
+}
+
 static int load_hparams(struct loader *L)
 {
 	struct model *m = L->m;
@@ -575,7 +618,9 @@ static int load_hparams(struct loader *L)
 	L->n_layer_all = hp->n_layer;
 	hp->n_layer -= nextn;
 	hp->n_head_kv = hp->n_head;
-	if ((rc = opt_u32(L, "attention.head_count_kv", &hp->n_head_kv, 1, 1024)))
+	if ((L->desc->flags & AF_SHORTCONV) && (rc = load_shortconv(L)))
+		return rc;
+	else if (!(L->desc->flags & AF_SHORTCONV) && (rc = opt_u32(L, "attention.head_count_kv", &hp->n_head_kv, 1, 1024)))
 		return rc;
 	if (hp->n_head % hp->n_head_kv != 0)
 		return fail(L, ENGINE_E_FORMAT, "%u attention heads are not a multiple of %u KV heads",
@@ -786,8 +831,9 @@ static int load_tensors(struct loader *L)
 	int64_t KD = (int64_t)hp->n_head_kv * hp->head_dim;
 	int rc;
 
+	const char *onorm = (L->desc->flags & AF_SHORTCONV) ? "token_embd_norm.weight" : "output_norm.weight";
 	if ((rc = get_weight(L, &m->tok_embd, "token_embd.weight", -1, E, V, true)) ||
-	    (rc = get_vec(L, &m->output_norm, "output_norm.weight", -1, E, true)) ||
+	    (rc = get_vec(L, &m->output_norm, onorm, -1, E, true)) ||
 	    (rc = get_weight(L, &m->output, "output.weight", -1, E, V, false)))
 		return rc;
 	if (!m->output.data)
@@ -814,7 +860,15 @@ static int load_tensors(struct loader *L)
 		    (rc = get_vec(L, &l->ffn_norm, pan ? "blk.%d.post_attention_norm.weight" : "blk.%d.ffn_norm.weight",
 				  il, E, true)))
 			return rc;
-		if (l->recurrent) {
+		if (l->recurrent && (L->desc->flags & AF_SHORTCONV)) {
+			l->shortconv = true;
+			for (int k = 0; k < il; k++)
+				l->rec_idx += hp->rec_layer[k];
+			if ((rc = get_weight(L, &l->sc_in, "blk.%d.shortconv.in_proj.weight", il, E, 3 * E, true)) ||
+			    (rc = get_weight(L, &l->sc_out, "blk.%d.shortconv.out_proj.weight", il, E, E, true)) ||
+			    (rc = get_vec2(L, &l->sc_conv, "blk.%d.shortconv.conv.weight", il, hp->sc_l, E, true)))
+				return rc;
+		} else if (l->recurrent) {
 			if ((rc = load_gdn_layer(L, l, il)))
 				return rc;
 		} else if ((rc = get_weight(L, &l->wo, "blk.%d.attn_output.weight", il, QD, E, true))) {
@@ -867,6 +921,8 @@ static int load_tensors(struct loader *L)
 		     (rc = get_weight(L, &l->up_shexp, "blk.%d.ffn_up_shexp.weight", il, E, hp->n_ff_shexp, true)) ||
 		     (rc = get_weight(L, &l->down_shexp, "blk.%d.ffn_down_shexp.weight", il, hp->n_ff_shexp, E, true))))
 			return rc;
+		if ((L->desc->flags & AF_SHORTCONV) && hp->n_swa > 0)
+			l->swa = !l->recurrent;
 		/* qwen35's attention: each head's q rows followed by its gate's */
 		l->q_gated = (L->desc->flags & AF_GDN) && !l->recurrent;
 		if (l->recurrent) {

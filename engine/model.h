@@ -33,6 +33,8 @@ enum arch {
 	ARCH_GLM4MOE,
 	ARCH_QWEN35,
 	ARCH_QWEN35MOE,
+	ARCH_LFM2,
+	ARCH_LFM2MOE,
 };
 
 /* The feed-forward block of a layer. */
@@ -122,6 +124,11 @@ struct layer {
 	struct vec ssm_conv;         /* [conv_dim][ssm_conv_k] taps */
 	struct vec ssm_dt, ssm_a;    /* [ssm_heads_v] (a is -exp(A_log), as stored) */
 	struct vec ssm_norm;         /* [ssm_state] */
+	/* A short-convolution layer (lfm2; also recurrent, rec_idx): [b|c|x]
+	 * = sc_in x, y = c * conv(b * x) over sc_l taps, then sc_out. */
+	bool shortconv;
+	struct weight sc_in, sc_out;
+	struct vec sc_conv;          /* [n_embd][sc_l] taps */
 };
 
 struct hparams {
@@ -175,6 +182,7 @@ struct hparams {
 	uint32_t ssm_state;          /* head size of keys and values (ssm.state_size) */
 	uint32_t ssm_heads_k;        /* ssm.group_count */
 	uint32_t ssm_heads_v;        /* ssm.time_step_rank */
+	uint32_t sc_l;               /* lfm2: short convolution taps (shortconv.l_cache; 0: none) */
 	bool rec_layer[1024];        /* which layers are recurrent (a copy of
 				      * the layers' flags, for the KV cache) */
 };
@@ -192,6 +200,8 @@ static inline size_t ssm_state_floats(const struct hparams *hp)
 {
 	if (hp->n_recurrent == 0)
 		return 0;
+	if (hp->sc_l > 0)   /* lfm2: the last sc_l - 1 inputs of each channel */
+		return (size_t)hp->n_embd * (hp->sc_l - 1);
 	return ssm_conv_dim(hp) * (hp->ssm_conv_k - 1) +
 	       (size_t)hp->ssm_heads_v * hp->ssm_state * hp->ssm_state;
 }

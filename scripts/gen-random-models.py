@@ -312,6 +312,19 @@ MODELS = collections.OrderedDict([
 	# experts (2 used) beside a shared expert weighed by a sigmoid gate
 	("qwen35moe-f16", (dict(QWEN35, arch="qwen35moe", n_expert=8, n_expert_used=2, n_ff_exp=64,
 		n_ff_shexp=96, salt=8), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	# LFM2-1.2B's block (issue 18): short-convolution layers (in_proj to
+	# b, c, x; y = c * conv(b * x) over 3 taps; out_proj) where the
+	# per-layer KV head count is 0, attention layers with q/k norms
+	# between them; the output norm stored as token_embd_norm
+	("lfm2-f16", (dict(arch="lfm2", tied=True, rope_base=1000000.0, eps=1e-5, ctx=4096,
+		n_embd=128, n_ff=256, n_head=4, n_head_kv=[0, 0, 2, 0, 2, 0], n_layer=6, key_length=32,
+		shortconv=3), ("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
+	# LFM2-8B-A1B's: the same layers, a dense first layer, then mixtures
+	# of 8 experts (2 chosen by sigmoid with a selection bias, renormalised)
+	("lfm2moe-f16", (dict(arch="lfm2moe", tied=True, rope_base=1000000.0, eps=1e-5, ctx=4096,
+		n_embd=128, n_ff=256, n_head=4, n_head_kv=[0, 0, 2, 0, 2, 0], n_layer=6, key_length=32,
+		shortconv=3, n_expert=8, n_expert_used=2, n_ff_exp=64, lfm_dense_lead=1),
+		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
 	("mistral3-f16", (dict(arch="mistral3", tied=False, rope_base=1000000.0, eps=1e-5, ctx=4096,
 		rope_scaling=("yarn", 16.0, 16), attn_temp=0.1, **SMALL),
 		("quant", F.LLAMA_FTYPE_MOSTLY_F16, True))),
@@ -351,6 +364,8 @@ def make_weights(cfg, rng):
 		t["token_embd.weight"] = rng.normal(0.0, 1.0, (N_VOCAB, E)).astype(np.float32)
 	glm = cfg.get("glm")
 	ssm = cfg.get("ssm")
+	if arch in ("lfm2", "lfm2moe"):
+		return make_lfm2_weights(cfg, t, lin, norm)
 	for il in range(cfg["n_layer"] + (glm["nextn"] if glm else 0)):
 		p = "blk.%d." % il
 		t[p + "attn_norm.weight"] = norm(E)
@@ -473,6 +488,40 @@ def make_weights(cfg, rng):
 	return t
 
 
+def make_lfm2_weights(cfg, t, lin, norm):
+	E, FF, H, D = cfg["n_embd"], cfg["n_ff"], cfg["n_head"], cfg["key_length"]
+	rng = np.random.default_rng(model_seed("lfm2-conv"))
+	for il in range(cfg["n_layer"]):
+		p = "blk.%d." % il
+		kvh = cfg["n_head_kv"][il]
+		t[p + "attn_norm.weight"] = norm(E)
+		if kvh == 0:
+			t[p + "shortconv.in_proj.weight"] = lin(3 * E, E, 2.0)
+			t[p + "shortconv.conv.weight"] = rng.normal(0.0, 0.6, (E, cfg["shortconv"])).astype(np.float32)
+			t[p + "shortconv.out_proj.weight"] = lin(E, E, 2.0)
+		else:
+			t[p + "attn_q.weight"] = lin(H * D, E)
+			t[p + "attn_k.weight"] = lin(kvh * D, E)
+			t[p + "attn_v.weight"] = lin(kvh * D, E)
+			t[p + "attn_q_norm.weight"] = norm(D)
+			t[p + "attn_k_norm.weight"] = norm(D)
+			t[p + "attn_output.weight"] = lin(E, H * D, 2.0)
+		t[p + "ffn_norm.weight"] = norm(E)
+		if "n_expert" in cfg and il >= cfg["lfm_dense_lead"]:
+			NE, FE = cfg["n_expert"], cfg["n_ff_exp"]
+			t[p + "ffn_gate_inp.weight"] = lin(NE, E, 4.0)
+			t[p + "ffn_gate_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
+			t[p + "ffn_up_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
+			t[p + "ffn_down_exps.weight"] = np.stack([lin(E, FE, 2.0) for _ in range(NE)])
+			t[p + "exp_probs_b.bias"] = rng.normal(0.0, 0.3, NE).astype(np.float32)
+			continue
+		t[p + "ffn_gate.weight"] = lin(FF, E)
+		t[p + "ffn_up.weight"] = lin(FF, E)
+		t[p + "ffn_down.weight"] = lin(E, FF, 2.0)
+	t["token_embd_norm.weight"] = norm(E)
+	return t
+
+
 def write_f32(path, cfg, tensors):
 	arch = cfg["arch"]
 	w = gguf.GGUFWriter(path, arch)
@@ -537,6 +586,11 @@ def write_f32(path, cfg, tensors):
 		w.add_attn_temperature_scale(cfg["attn_temp"])
 	if "n_ff_shexp" in cfg:
 		w.add_expert_shared_feed_forward_length(cfg["n_ff_shexp"])
+	if "shortconv" in cfg:
+		w.add_shortconv_l_cache(cfg["shortconv"])
+	if "lfm_dense_lead" in cfg:
+		w.add_leading_dense_block_count(cfg["lfm_dense_lead"])
+		w.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID)
 	if "ssm" in cfg:
 		s = cfg["ssm"]
 		w.add_ssm_conv_kernel(s["conv"])

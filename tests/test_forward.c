@@ -604,6 +604,10 @@ int main(int argc, char **argv)
 		snprintf(a, sizeof a, "%s/tests/fixtures/engine/random/qwen35moe-f16.json", src);
 		test_chunks(a);
 		test_recurrent(a);
+		snprintf(a, sizeof a, "%s/tests/fixtures/engine/random/lfm2-f16.json", src);
+		test_stop(a);
+		test_chunks(a);
+		test_recurrent(a);
 		snprintf(a, sizeof a, "%s/tests/fixtures/engine/SmolLM2-135M-Instruct.Q4_1.json", src);
 		snprintf(b, sizeof b, "%s/tests/fixtures/engine/gemma-3-270m-it-Q4_K_M.json", src);
 		run_fixture(a);
