@@ -1701,9 +1701,12 @@ static void submit_local(engine *e, struct request *r, grammar *gm, double t_sta
 	if (dropped) {
 		struct engine_event ev = {.type = ENGINE_EV_CONTEXT_SHIFT, .request = r->id, .conv = r->conv,
 					  .dropped_turns = dropped};
+		/* a recurrent state holds every token since the start: without
+		 * the dropped turns it must be rebuilt from the first token */
 		snprintf(ev.message, sizeof ev.message,
-			 "context full: dropped the %u oldest message%s to fit %u tokens", dropped,
-			 dropped == 1 ? "" : "s", e->n_ctx);
+			 "context full: dropped the %u oldest message%s to fit %u tokens%s", dropped,
+			 dropped == 1 ? "" : "s", e->n_ctx,
+			 e->model.hp.n_recurrent > 0 ? " (recurrent model: the whole conversation is recomputed)" : "");
 		if (!push_event(e, &ev)) {
 			emit_error(e, r, ENGINE_E_NOMEM, "out of memory (dropping %u old messages to fit the context)",
 				   dropped);
