@@ -97,16 +97,18 @@ void gdn_prep(const struct gdn_dims *d, float *xt, float *alpha, float *beta, co
 	}
 }
 
-/* One token for one head: M *= eg; per row j, d = (v_j - M_j.k) beta,
- * M_j += d k, o_j = scale M_j.q. */
-static void recur_rows_c(float *M, int S, const float *q, const float *k, const float *v, float eg, float beta,
-			 float scale, float *o)
+/* One token for one head: M = src * eg; per row j, d = (v_j - M_j.k)
+ * beta, M_j += d k, o_j = scale M_j.q; M written to dst (src on the first
+ * token of a batch, dst itself after). */
+static void recur_rows_c(const float *src, float *M, int S, const float *q, const float *k, const float *v,
+			 float eg, float beta, float scale, float *o)
 {
 	for (int j = 0; j < S; j++) {
+		const float *in = src + (size_t)j * (size_t)S;
 		float *row = M + (size_t)j * (size_t)S;
 		float sk = 0.0f;
 		for (int i = 0; i < S; i++) {
-			row[i] *= eg;
+			row[i] = in[i] * eg;
 			sk += row[i] * k[i];
 		}
 		const float dj = (v[j] - sk) * beta;
@@ -128,16 +130,17 @@ __attribute__((target("avx2,fma"))) static float hsum8(__m256 v)
 	return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma"))) static void recur_rows_avx2(float *M, int S, const float *q, const float *k,
-								  const float *v, float eg, float beta, float scale,
-								  float *o)
+__attribute__((target("avx2,fma"))) static void recur_rows_avx2(const float *src, float *M, int S, const float *q,
+								  const float *k, const float *v, float eg, float beta,
+								  float scale, float *o)
 {
 	const __m256 veg = _mm256_set1_ps(eg);
 	for (int j = 0; j < S; j++) {
+		const float *in = src + (size_t)j * (size_t)S;
 		float *row = M + (size_t)j * (size_t)S;
 		__m256 acc = _mm256_setzero_ps();
 		for (int i = 0; i < S; i += 8) {
-			__m256 r = _mm256_mul_ps(_mm256_loadu_ps(row + i), veg);
+			__m256 r = _mm256_mul_ps(_mm256_loadu_ps(in + i), veg);
 			_mm256_storeu_ps(row + i, r);
 			acc = _mm256_fmadd_ps(r, _mm256_loadu_ps(k + i), acc);
 		}
@@ -168,20 +171,19 @@ void gdn_recur(const struct gdn_dims *d, int h, const float *x, int T, const flo
 	const size_t qoff = (size_t)hk * (size_t)S, koff = (size_t)(d->HK + hk) * (size_t)S;
 	const size_t voff = (size_t)(2 * d->HK + h) * (size_t)S;
 	const float scale = 1.0f / sqrtf((float)S);
-	if (s_out != s_in)
-		memcpy(s_out, s_in, (size_t)S * (size_t)S * sizeof(float));
 	for (int t = 0; t < T; t++) {
+		const float *src = t == 0 ? s_in : s_out;
 		const float *xt = x + (size_t)t * (size_t)C;
 		const float eg = expf(g[(size_t)t * (size_t)d->HV + (size_t)h]);
 		const float b = beta[(size_t)t * (size_t)d->HV + (size_t)h];
 		float *ot = o + (size_t)t * (size_t)d->HV * (size_t)S + (size_t)h * (size_t)S;
 #ifdef GDN_X86
 		if (S % 8 == 0 && have_avx2()) {
-			recur_rows_avx2(s_out, S, xt + qoff, xt + koff, xt + voff, eg, b, scale, ot);
+			recur_rows_avx2(src, s_out, S, xt + qoff, xt + koff, xt + voff, eg, b, scale, ot);
 			continue;
 		}
 #endif
-		recur_rows_c(s_out, S, xt + qoff, xt + koff, xt + voff, eg, b, scale, ot);
+		recur_rows_c(src, s_out, S, xt + qoff, xt + koff, xt + voff, eg, b, scale, ot);
 	}
 }
 
