@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "forward.h"
+#include "gdn.h"
 #include "model.h"
 #include "pool.h"
 #include "sampler.h"
@@ -555,6 +556,61 @@ static void test_stop(const char *fixture)
 	model_free(&m);
 }
 
+/* The delta rule of gdn.c (its vector path for S a multiple of 8, plain C
+ * otherwise) against the rule written out in double precision: decay,
+ * S k, the delta, the rank-1 update, S q / sqrt(S), over 5 tokens, two
+ * value heads reading one key head. */
+static void test_gdn_rule(int S)
+{
+	struct gdn_dims d = {.C = 4 * S, .K = 4, .S = S, .HK = 1, .HV = 2};
+	const int T = 5;
+	float x[5 * 64], g[5 * 2], beta[5 * 2], s0[2 * 16 * 16], s1[2 * 16 * 16], o[5 * 2 * 16];
+	double M[2][16][16], want[5][2][16];
+	unsigned r = 12345;
+	for (int i = 0; i < T * d.C; i++)
+		x[i] = (float)((r = r * 1103515245u + 12345u) >> 8 & 0xffff) / 65536.0f - 0.5f;
+	for (int i = 0; i < T * 2; i++) {
+		g[i] = -0.1f * (float)(i % 3 + 1);
+		beta[i] = 0.3f + 0.1f * (float)(i % 4);
+	}
+	for (int h = 0; h < 2; h++)
+		for (int j = 0; j < S; j++)
+			for (int i = 0; i < S; i++)
+				M[h][j][i] = s0[(h * S + j) * S + i] = 0.01f * (float)((i * 7 + j * 3 + h) % 11) - 0.05f;
+	for (int t = 0; t < T; t++)
+		for (int h = 0; h < 2; h++) {
+			const float *q = x + t * d.C, *k = q + S, *v = q + 2 * S + h * S;
+			const double eg = exp((double)g[t * 2 + h]);
+			for (int j = 0; j < S; j++) {
+				double sk = 0, sq = 0;
+				for (int i = 0; i < S; i++) {
+					M[h][j][i] *= eg;
+					sk += M[h][j][i] * k[i];
+				}
+				const double dj = (v[j] - sk) * beta[t * 2 + h];
+				for (int i = 0; i < S; i++) {
+					M[h][j][i] += dj * k[i];
+					sq += M[h][j][i] * q[i];
+				}
+				want[t][h][j] = sq / sqrt((double)S);
+			}
+		}
+	for (int h = 0; h < 2; h++)
+		gdn_recur(&d, h, x, T, g, beta, s0 + h * S * S, s1 + h * S * S, o);
+	double md = 0, ms = 0;
+	for (int t = 0; t < T; t++)
+		for (int h = 0; h < 2; h++)
+			for (int j = 0; j < S; j++)
+				md = fmax(md, fabs(o[(t * 2 + h) * S + j] - want[t][h][j]));
+	for (int h = 0; h < 2; h++)
+		for (int j = 0; j < S; j++)
+			for (int i = 0; i < S; i++)
+				ms = fmax(ms, fabs(s1[(h * S + j) * S + i] - M[h][j][i]));
+	CHECK(md < 1e-5 && ms < 1e-5, "delta rule, S=%d: outputs off by %g, state by %g", S, md, ms);
+	printf("  delta rule S=%-2d (%s): max |error| %.2g (outputs), %.2g (state)\n", S,
+	       S % 8 ? "plain C" : "vector where the CPU has it", md, ms);
+}
+
 int main(int argc, char **argv)
 {
 	char a[4096], b[4096];
@@ -597,6 +653,8 @@ int main(int argc, char **argv)
 		test_chunks(a);
 		snprintf(a, sizeof a, "%s/tests/fixtures/engine/random/qwen3moe-q4_k_m.json", src);
 		test_chunks(a);
+		test_gdn_rule(12);
+		test_gdn_rule(16);
 		snprintf(a, sizeof a, "%s/tests/fixtures/engine/random/qwen35-f16.json", src);
 		test_stop(a);
 		test_chunks(a);
