@@ -31,6 +31,7 @@ enum arch {
 	ARCH_QWEN3VL,
 	ARCH_QWEN3VLMOE,
 	ARCH_GLM4MOE,
+	ARCH_GEMMA4,
 };
 
 /* The feed-forward block of a layer. */
@@ -101,6 +102,19 @@ struct layer {
 	struct weight gate_shexp, up_shexp, down_shexp;
 	float rope_base;
 	float rope_scale;            /* position scale of this layer (gemma3: 1 on SWA layers) */
+
+	/* Gemma 4's block (hparams.layer_shapes; gemma4_layer() in forward.c) */
+	uint32_t head_dim, n_head_kv, n_rot, n_ff;  /* this layer's shapes */
+	int32_t kv_src;              /* attends over this earlier layer's K/V (own: itself) */
+	bool v_is_k;                 /* no attn_v: V is K's projection (before its norm) */
+	bool rope_ff;                /* the model's rope_freqs apply (global layers' partial rope) */
+	struct vec out_scale;        /* [1]: the layer's output multiplied by it, or absent */
+	/* per-layer input: gate [n_embd_pl rows of n_embd], proj [n_embd rows of n_embd_pl] */
+	struct weight ple_gate, ple_proj;
+	struct vec ple_post_norm;
+	/* a mixture beside the dense FFN: router input scale [n_embd], the
+	 * experts' input norm, the two outputs' norms, per-expert scale [n_expert] */
+	struct vec router_s, pre_norm_2, post_norm_1, post_norm_2, down_exps_s;
 };
 
 struct hparams {
@@ -146,6 +160,13 @@ struct hparams {
 	float moe_w_scale;           /* then multiply them (1: none) */
 	enum rope_style rope_style;
 	enum arch arch;
+	/* gemma4: head sizes, KV heads, rope dims and FFN widths vary by layer
+	 * (struct layer's; head_dim, n_head_kv, n_rot and n_ff above are then
+	 * the largest), K/V shared across layers, per-layer inputs */
+	bool layer_shapes;
+	uint32_t n_embd_pl;          /* per-layer input width (0: none) */
+	uint32_t kv_dim;             /* the widest layer's n_head_kv * head_dim */
+	const int32_t *kv_src;       /* [n_layer] the layer whose K/V each attends over, or NULL */
 };
 
 struct model {
@@ -156,6 +177,11 @@ struct model {
 	struct vec rope_freqs;           /* optional per-dim frequency factors */
 	struct vec rope_long, rope_short; /* longrope factors (phi3): long past n_ctx_orig */
 	struct layer *layers;
+	/* gemma4's per-layer inputs: token rows [n_vocab][n_layer * n_embd_pl],
+	 * projection [n_layer * n_embd_pl rows of n_embd], its norm [n_embd_pl] */
+	struct weight ple_embd, ple_model_proj;
+	struct vec ple_proj_norm;
+	int32_t *kv_src;                 /* hp.kv_src's storage */
 	float *owned_f32;                /* converted small vectors */
 	size_t owned_f32_bytes;
 	uint64_t n_params;
