@@ -9,7 +9,8 @@
  *     into small buffers);
  *  B. every case of ../shared/testdata/vocab/NAME.gguf.inp against its .out,
  *     and the vectors of tokenizers newer than that folder (gemma-4) from
- *     the models/ folder of llama.cpp's tree ($TTYCHAT_LLAMACPP_SRC);
+ *     the models/ folder of llama.cpp's tree ($TTYCHAT_LLAMACPP_DIR, by
+ *     default the oracle's, as tests/test_template.py finds it);
  *  C. both real models against ids, attributes and pieces recorded from
  *     llama.cpp (tests/fixtures/tokenizer/, scripts/gen-tokenizer-fixtures.py);
  *  D. every supported pre-tokenizer name over the gpt-2 vocabulary against
@@ -801,20 +802,22 @@ static void part_testdata(const char *testdata)
 	}
 	/* vocabularies the shared folder does not carry yet */
 	static const char *const newer[] = {"ggml-vocab-gemma-4.gguf"};
-	const char *src = getenv("TTYCHAT_LLAMACPP_SRC");
+	const char *src = getenv("TTYCHAT_LLAMACPP_DIR");
+	if (!src || !*src)
+		src = "/work/oracle/llama_cpp_python-0.3.36/vendor/llama.cpp";
 	for (size_t i = 0; i < sizeof newer / sizeof newer[0]; i++) {
 		char p[8192 + 64];
 		snprintf(p, sizeof p, "%s/%s", dir, newer[i]);
 		if (access(p, R_OK) == 0)
 			continue;  /* ran above */
-		snprintf(dir, sizeof dir, "%s/models", src ? src : "");
-		int got = src && *src ? vocab_dir(dir, newer[i], &total_pass, &total) : 0;
+		snprintf(dir, sizeof dir, "%s/models", src);
+		int got = vocab_dir(dir, newer[i], &total_pass, &total);
 		if (got) {
 			snprintf(p, sizeof p, "%s/%s", dir, newer[i]);
 			gemma4_facts(p);
 		}
 		if (!got)
-			printf("B SKIP: %s: not in %s/vocab nor in $TTYCHAT_LLAMACPP_SRC/models\n", newer[i],
+			printf("B SKIP: %s: not in %s/vocab nor in $TTYCHAT_LLAMACPP_DIR/models\n", newer[i],
 			       testdata);
 		files += got;
 		snprintf(dir, sizeof dir, "%s/vocab", testdata);
