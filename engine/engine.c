@@ -1847,8 +1847,9 @@ static void do_export(engine *e, struct request *r)
 			c = &e->convs[i];
 	if (c && c->kv.n > 0) {
 		const struct kv_cache *kv = &c->kv;
-		size_t rows = (size_t)kv->n * kv->row_bytes;
-		size_t len = SNAP_HEADER + (size_t)kv->n * 4 + 2 * (size_t)kv->n_layer * rows;
+		size_t len = SNAP_HEADER + (size_t)kv->n * 4;
+		for (uint32_t l = 0; l < kv->n_layer; l++)
+			len += 2 * (size_t)kv->n * kv_row(kv, l);
 		unsigned char *b = eng_malloc(len);
 		if (!b) {
 			emit_error(e, r, ENGINE_E_NOMEM, "out of memory for a KV snapshot of %zu bytes", len);
@@ -1866,6 +1867,7 @@ static void do_export(engine *e, struct request *r)
 		memcpy(o, kv->tokens, (size_t)kv->n * 4);
 		o += (size_t)kv->n * 4;
 		for (uint32_t l = 0; l < kv->n_layer; l++) {
+			const size_t rows = (size_t)kv->n * kv_row(kv, l);
 			memcpy(o, kv->k[l], rows);
 			o += rows;
 			memcpy(o, kv->v[l], rows);
@@ -1900,9 +1902,11 @@ static void do_import(engine *e, struct request *r)
 			nomem = rc == ENGINE_E_NOMEM;
 			why = nomem ? "out of memory" : "snapshot cache type not usable";
 		} else {
-			size_t rows = (size_t)n * probe.row_bytes;
+			size_t want = SNAP_HEADER + (size_t)n * 4;
+			for (uint32_t l = 0; l < probe.n_layer; l++)
+				want += 2 * (size_t)n * kv_row(&probe, l);
 			if (get32(b + 24) != probe.n_layer || get32(b + 28) != probe.kv_dim || n == 0 ||
-			    n > e->n_ctx || r->blob_len != SNAP_HEADER + (size_t)n * 4 + 2 * (size_t)probe.n_layer * rows) {
+			    n > e->n_ctx || r->blob_len != want) {
 				why = "snapshot shape does not match the model";
 			} else if (kv_reserve(&probe, n) != 0) {
 				why = "out of memory";
@@ -1915,6 +1919,7 @@ static void do_import(engine *e, struct request *r)
 					if (probe.tokens[i] < 0 || (uint32_t)probe.tokens[i] >= e->model.hp.n_vocab)
 						why = "snapshot holds invalid token ids";
 				for (uint32_t l = 0; l < probe.n_layer && !why; l++) {
+					const size_t rows = (size_t)n * kv_row(&probe, l);
 					memcpy(probe.k[l], in, rows);
 					in += rows;
 					memcpy(probe.v[l], in, rows);

@@ -912,8 +912,7 @@ static void attn_task(void *ctx, int ith, int nth)
 	const size_t qq_bytes = quant_act_row_bytes(GGML_TYPE_Q8_0, D);
 	void *qq = (char *)f->qq + (size_t)ith * qq_bytes;
 	const char *kbase = kv->k[j->layer], *vbase = kv->v[j->layer];
-	/* a row holds the layer's G heads (gemma4: a prefix of the widest) */
-	const size_t head_bytes = ggml_row_bytes(kv->type, (uint64_t)D);
+	const size_t head_bytes = ggml_row_bytes(kv->type, (uint64_t)D), row_bytes = kv_row(kv, j->layer);
 	const float *sinks = f->m->layers[j->layer].sinks.data;   /* [H] or NULL */
 
 	if (kv->type == GGML_TYPE_F16) {
@@ -927,7 +926,7 @@ static void attn_task(void *ctx, int ith, int nth)
 			struct quant_attn_args a = {
 				.k = (const uint16_t *)(const void *)(kbase + (size_t)g * head_bytes),
 				.v = (const uint16_t *)(const void *)(vbase + (size_t)g * head_bytes),
-				.stride = kv->row_bytes / 2,
+				.stride = row_bytes / 2,
 				.n_pos = (int)(j->pos0 + (uint32_t)t0 + 1),
 				.d = D,
 				.q = f->q + qoff,
@@ -960,7 +959,7 @@ static void attn_task(void *ctx, int ith, int nth)
 		(void)qh;
 		quant_act_quantize(GGML_TYPE_Q8_0, q, qq, D);
 		for (uint32_t p = first; p <= pos; p++) {
-			const void *krow = kbase + (size_t)p * kv->row_bytes + (size_t)g * head_bytes;
+			const void *krow = kbase + (size_t)p * row_bytes + (size_t)g * head_bytes;
 			float s = quant_vec_dot(GGML_TYPE_Q8_0, krow, qq, D) * hp->attn_scale;
 			scores[p] = s;
 			mx = s > mx ? s : mx;
@@ -980,7 +979,7 @@ static void attn_task(void *ctx, int ith, int nth)
 		memset(out, 0, (size_t)D * sizeof(float));
 		for (uint32_t p = first; p <= pos; p++) {
 			const float w = f16_round(scores[p] * inv);
-			const void *vr = vbase + (size_t)p * kv->row_bytes + (size_t)g * head_bytes;
+			const void *vr = vbase + (size_t)p * row_bytes + (size_t)g * head_bytes;
 			quant_dequant_row(kv->type, vr, vrow, D);
 			for (int d = 0; d < D; d++)
 				out[d] += w * vrow[d];
@@ -1007,6 +1006,11 @@ static const struct backend cpu_be = {
 
 /* ---- KV cache ------------------------------------------------------------ */
 
+size_t kv_row(const struct kv_cache *kv, uint32_t layer)
+{
+	return kv->lrow ? kv->lrow[layer] : kv->row_bytes;
+}
+
 bool kv_owns(const struct kv_cache *kv, uint32_t layer)
 {
 	return !kv->src || kv->src[layer] == (int32_t)layer;
@@ -1024,6 +1028,16 @@ int kv_init(struct kv_cache *kv, const struct hparams *hp, uint32_t type, uint32
 	kv->row_bytes = ggml_row_bytes(type, kv->kv_dim);
 	if (kv->row_bytes == 0)
 		return ENGINE_E_INVAL;
+	if (hp->kv_dims) {
+		kv->lrow = eng_calloc(hp->n_layer, sizeof *kv->lrow);
+		if (!kv->lrow)
+			return ENGINE_E_NOMEM;
+		for (uint32_t l = 0; l < hp->n_layer; l++)
+			if ((kv->lrow[l] = ggml_row_bytes(type, hp->kv_dims[l])) == 0) {
+				kv_free(kv);
+				return ENGINE_E_INVAL;
+			}
+	}
 	kv->n_ctx = n_ctx;
 	kv->k = eng_calloc(hp->n_layer, sizeof *kv->k);
 	kv->v = eng_calloc(hp->n_layer, sizeof *kv->v);
@@ -1052,11 +1066,11 @@ int kv_reserve(struct kv_cache *kv, uint32_t n)
 	for (uint32_t l = 0; l < kv->n_layer; l++) {
 		if (!kv_owns(kv, l))
 			continue;
-		void *k = eng_realloc(kv->k[l], (size_t)cap * kv->row_bytes);
+		void *k = eng_realloc(kv->k[l], (size_t)cap * kv_row(kv, l));
 		if (!k)
 			return ENGINE_E_NOMEM;
 		kv->k[l] = k;
-		void *v = eng_realloc(kv->v[l], (size_t)cap * kv->row_bytes);
+		void *v = eng_realloc(kv->v[l], (size_t)cap * kv_row(kv, l));
 		if (!v)
 			return ENGINE_E_NOMEM;
 		kv->v[l] = v;
@@ -1079,10 +1093,11 @@ void kv_truncate(struct kv_cache *kv, uint32_t n)
 
 size_t kv_bytes(const struct kv_cache *kv)
 {
-	uint32_t own = 0;
+	size_t row = 0;
 	for (uint32_t l = 0; l < kv->n_layer; l++)
-		own += kv_owns(kv, l);
-	return (size_t)kv->cap * (kv->row_bytes * 2 * own + sizeof(int32_t));
+		if (kv_owns(kv, l))
+			row += 2 * kv_row(kv, l);
+	return (size_t)kv->cap * (row + sizeof(int32_t));
 }
 
 void kv_free(struct kv_cache *kv)
@@ -1095,6 +1110,7 @@ void kv_free(struct kv_cache *kv)
 			free(kv->v[l]);
 	free(kv->k);
 	free(kv->v);
+	free(kv->lrow);
 	free(kv->tokens);
 	memset(kv, 0, sizeof *kv);
 }
@@ -1479,8 +1495,8 @@ void fwd_batch_done(struct fwd_batcher *b, int n, double ms)
 static void store_kv_n(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v,
 		       int64_t n)
 {
-	quant_quantize_row(kv->type, k, (char *)kv->k[layer] + (size_t)pos * kv->row_bytes, n);
-	quant_quantize_row(kv->type, v, (char *)kv->v[layer] + (size_t)pos * kv->row_bytes, n);
+	quant_quantize_row(kv->type, k, (char *)kv->k[layer] + (size_t)pos * kv_row(kv, layer), n);
+	quant_quantize_row(kv->type, v, (char *)kv->v[layer] + (size_t)pos * kv_row(kv, layer), n);
 }
 
 static void store_kv(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v)

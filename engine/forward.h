@@ -21,9 +21,9 @@
  * A KV cache belongs to one conversation: per layer, K and V rows for each
  * position, [pos][kv_head][head_dim], in F16 or Q8_0, grown on demand up to
  * n_ctx positions, plus the token ids they were computed from.  Where
- * head sizes vary by layer (gemma4) a row is as wide as the widest layer's
- * and a layer uses its prefix; a layer that shares an earlier layer's K/V
- * has no rows of its own (k[l] aliases them).
+ * head sizes vary by layer (gemma4) each layer's rows are as wide as its
+ * own KV heads (kv_row); a layer that shares an earlier layer's K/V has no
+ * rows of its own (k[l] aliases them).
  *
  * With a GPU (forward_cuda.h) the first gpu_layers layers run on the
  * device: fwd_init_split() prepares CPU weights only for the layers from
@@ -54,6 +54,8 @@ struct kv_cache {
 	int32_t *tokens;    /* [cap] */
 	const int32_t *src; /* [n_layer]: k[l]/v[l] alias layer src[l]'s when not l
 			       (gemma4's shared K/V; the model's hp.kv_src), or NULL */
+	size_t *lrow;       /* [n_layer]: each layer's row bytes where they differ
+			       (gemma4; row_bytes is then the widest), or NULL */
 	uint64_t dev_tag;   /* which device mirror holds this cache's GPU layers (0: none) */
 };
 
@@ -66,6 +68,8 @@ void kv_truncate(struct kv_cache *kv, uint32_t n);
 size_t kv_bytes(const struct kv_cache *kv);
 /* Whether layer keeps rows of its own (false: it reads another's). */
 bool kv_owns(const struct kv_cache *kv, uint32_t layer);
+/* Bytes of one position of layer's K (or V). */
+size_t kv_row(const struct kv_cache *kv, uint32_t layer);
 void kv_free(struct kv_cache *kv);
 
 struct backend;   /* forward.c: the CPU pass's operations */

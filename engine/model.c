@@ -1061,9 +1061,11 @@ static int load_gemma4_tensors(struct loader *L, const bool *swa_pattern)
 	    (rc = layer_u32s(L, "feed_forward_length", ff, 1, 1u << 20)))
 		return rc;
 	m->kv_src = eng_calloc(hp->n_layer, sizeof *m->kv_src);
-	if (!m->kv_src)
+	m->kv_dims = eng_calloc(hp->n_layer, sizeof *m->kv_dims);
+	if (!m->kv_src || !m->kv_dims)
 		return fail(L, ENGINE_E_NOMEM, "out of memory for the layer table");
 	hp->kv_src = m->kv_src;
+	hp->kv_dims = m->kv_dims;
 	if (hp->n_embd_pl > 0) {
 		const int64_t PL = (int64_t)hp->n_embd_pl * hp->n_layer;
 		if ((rc = get_weight(L, &m->ple_embd, "per_layer_token_embd.weight", -1, PL, hp->n_vocab, true)) ||
@@ -1089,6 +1091,7 @@ static int load_gemma4_tensors(struct loader *L, const bool *swa_pattern)
 		/* llama.cpp's layer_reuse_cb: the last own layer of its kind */
 		l->kv_src = i < n_kv ? (int32_t)i : (int32_t)(n_kv - (swa ? 2 : 1));
 		m->kv_src[i] = l->kv_src;
+		m->kv_dims[i] = l->n_head_kv * l->head_dim;
 		const struct layer *src = &m->layers[l->kv_src];
 		if (src->swa != swa || src->head_dim != l->head_dim || src->n_head_kv != l->n_head_kv)
 			return fail(L, ENGINE_E_FORMAT, "layer %u would share the K/V of layer %d, which is of another kind or shape",
@@ -1180,6 +1183,7 @@ void model_free(struct model *m)
 		gguf_close(m->gguf);
 	free(m->layers);
 	free(m->kv_src);
+	free(m->kv_dims);
 	free(m->owned_f32);
 	memset(m, 0, sizeof *m);
 }

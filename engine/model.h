@@ -167,6 +167,7 @@ struct hparams {
 	uint32_t n_embd_pl;          /* per-layer input width (0: none) */
 	uint32_t kv_dim;             /* the widest layer's n_head_kv * head_dim */
 	const int32_t *kv_src;       /* [n_layer] the layer whose K/V each attends over, or NULL */
+	const uint32_t *kv_dims;     /* [n_layer] each layer's n_head_kv * head_dim, or NULL */
 };
 
 struct model {
@@ -182,6 +183,7 @@ struct model {
 	struct weight ple_embd, ple_model_proj;
 	struct vec ple_proj_norm;
 	int32_t *kv_src;                 /* hp.kv_src's storage */
+	uint32_t *kv_dims;               /* hp.kv_dims' storage */
 	float *owned_f32;                /* converted small vectors */
 	size_t owned_f32_bytes;
 	uint64_t n_params;
