@@ -1006,6 +1006,17 @@ static const struct backend cpu_be = {
 
 /* ---- KV cache ------------------------------------------------------------ */
 
+uint64_t kv_bytes_for(const struct hparams *hp, uint32_t type, uint32_t n_ctx)
+{
+	uint64_t row = 0;
+	for (uint32_t l = 0; l < hp->n_layer; l++) {
+		if (hp->kv_src && hp->kv_src[l] != (int32_t)l)
+			continue;
+		row += 2 * (uint64_t)ggml_row_bytes(type, hp->kv_dims ? hp->kv_dims[l] : hp->n_head_kv * hp->head_dim);
+	}
+	return row * n_ctx;
+}
+
 size_t kv_row(const struct kv_cache *kv, uint32_t layer)
 {
 	return kv->lrow ? kv->lrow[layer] : kv->row_bytes;

@@ -70,6 +70,10 @@ size_t kv_bytes(const struct kv_cache *kv);
 bool kv_owns(const struct kv_cache *kv, uint32_t layer);
 /* Bytes of one position of layer's K (or V). */
 size_t kv_row(const struct kv_cache *kv, uint32_t layer);
+/* What a cache of n_ctx positions of TYPE takes for the model of HP (K
+ * and V of the layers with rows of their own), or 0 for a type the heads
+ * cannot use. */
+uint64_t kv_bytes_for(const struct hparams *hp, uint32_t type, uint32_t n_ctx);
 void kv_free(struct kv_cache *kv);
 
 struct backend;   /* forward.c: the CPU pass's operations */
