@@ -9,7 +9,10 @@
  * sliding window, and per layer the weights it has: biases, per-head q/k
  * norms, post-norms, fused qkv, and its feed-forward block: dense, fused
  * gate|up, or a routed mixture of experts), and the passes compose a layer
- * from those blocks; no pass tests a family's name.  Each backend has its own pass over it:
+ * from those blocks; no pass tests a family's name.  Gemma 4's layer, whose
+ * shapes vary by layer and whose blocks interleave differently (shared
+ * K/V, experts beside the dense FFN, per-layer inputs), is one function of
+ * its own (gemma4_layer, chosen by hparams.layer_shapes; CPU only).  Each backend has its own pass over it:
  * fwd_eval() in forward.c runs the CPU's, forward_cuda.c the GPU's
  * (fwd_cuda_eval), the same steps in the same order (each GPU step names
  * the CPU step it mirrors; tests/test_cuda_forward compares them).  The
