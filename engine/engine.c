@@ -753,11 +753,7 @@ static bool refuse_too_big(engine *e, struct request *r)
 		if (plan.n_layers > 0)
 			return false;   /* the GPU part changes the sum: not judged here */
 	}
-	/* rows of the attention layers, and a hybrid's recurrent states
-	 * (current, next, checkpoints) */
-	const uint64_t kv = (uint64_t)ggml_row_bytes(e->kv_type, (uint64_t)m->hp.n_head_kv * m->hp.head_dim) * 2 *
-			    (m->hp.n_layer - m->hp.n_recurrent) * e->n_ctx +
-			    (uint64_t)ssm_state_floats(&m->hp) * sizeof(float) * m->hp.n_recurrent * (2 + KV_MAX_CKPT);
+	const uint64_t kv = kv_bytes_for(&m->hp, e->kv_type, e->n_ctx);
 	const uint64_t w = weights_bytes(m), need = engine_mem_need(w, kv), avail = engine_mem_available();
 	if (avail == 0 || need <= avail)
 		return false;

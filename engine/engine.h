@@ -492,12 +492,16 @@ struct engine_file_info {
 	/* the shape, from the "<arch>." keys as the file states them (0 when
 	 * absent or arch is ""): */
 	uint64_t n_ctx_train, n_layer, n_embd, n_head;
-	uint64_t n_head_kv;        /* n_head when absent */
+	uint64_t n_head_kv;        /* n_head when absent; the largest when per layer */
 	uint64_t head_dim_k;       /* attention.key_length, else n_embd / n_head */
 	uint64_t head_dim_v;       /* attention.value_length, else head_dim_k */
 	/* F16 K and V rows of one position over all layers, the KV cache's
 	 * bytes per position of context (0 when a factor is 0 or absurd,
-	 * >= 2^20); times n_ctx it is the cache a load at n_ctx holds */
+	 * >= 2^20); times n_ctx it is the cache a load at n_ctx holds.  Each
+	 * layer counts its own KV heads and head sizes (Gemma 4's sliding-
+	 * window layers are narrower); layers that read an earlier layer's
+	 * K/V (attention.shared_kv_layers) count nothing.  Sliding-window
+	 * layers keep every position (as the engine does). */
 	uint64_t kv_bytes_per_pos;
 	/* hybrid recurrent models (qwen35): layers with a recurrent state
 	 * instead of KV rows (not counted in kv_bytes_per_pos), and the bytes

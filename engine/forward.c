@@ -92,6 +92,7 @@ static void cpu_rmsnorm(float *y, const float *x, const float *w, int64_t n, flo
 /* One rope: the base and position scale of a layer, with the model's YaRN
  * parameters and frequency factors (ggml's rope_ext). */
 struct rope_cfg {
+	int n_rot;            /* rotated dims (gemma4: by layer kind) */
 	float base, freq_scale, ext_factor, mscale;
 	float corr[2];        /* YaRN correction dims */
 	const float *ff;      /* per-pair frequency divisors, or NULL */
@@ -228,6 +229,7 @@ struct fwd_layer_mats {
 	/* a Gated DeltaNet layer (qwen35) */
 	struct quant_matrix ssm_qkv, ssm_z, ssm_alpha, ssm_beta, ssm_out;
 	struct quant_matrix sc_in, sc_out;             /* a short-convolution layer (lfm2) */
+	struct quant_matrix ple_gate, ple_proj;        /* gemma4's per-layer input */
 };
 
 /* Scratch of the Gated DeltaNet layers and of gated attention (qwen35),
@@ -258,6 +260,12 @@ struct fwd_mats {
 	int n_bases;
 	uint8_t still[256];         /* imrope: the pairs of the fourth axis (ggml's mrope cache) */
 	float *rope;
+	/* gemma4: the projection of per-layer inputs, the batch's inputs
+	 * [t][n_layer][n_embd_pl], the gate of one layer's [t][n_embd_pl], and
+	 * [t][n_embd] rows for the router's and experts' inputs and the dense
+	 * FFN's output beside the experts */
+	struct quant_matrix ple_model_proj;
+	float *ple, *ple_g, *g4_xr, *g4_xe, *g4_dn;
 	/* thread-count tuning, [0] one-token steps, [1] batches: seconds per
 	 * token with all threads (t[0]) and with the caller alone (t[1]) */
 	struct {
@@ -520,6 +528,7 @@ static void matmul1(struct fwd *f, const struct quant_matrix *w, const float *x,
  *     ggml adds its views.
  */
 static void *alloc_track(struct fwd *f, size_t n);
+static int gemma4_init(struct fwd *f);
 
 struct fwd_moe {
 	uint32_t NE, K, FE;
@@ -737,8 +746,10 @@ static void moe_route(const struct hparams *hp, float *lg, const float *bias, co
 			w[k] *= hp->moe_w_scale;
 }
 
-/* o = the MoE block of layer IL over the T rows of xn. */
-static void moe_ffn(struct fwd *f, uint32_t il, int T)
+/* o = the MoE block of layer IL over the T rows of xe, routed by the rows
+ * of xr (both [T][n_embd]); each expert's output multiplied by the
+ * layer's per-expert scale where it has one (gemma4). */
+static void moe_ffn_in(struct fwd *f, uint32_t il, int T, const float *xr, const float *xe)
 {
 	const struct hparams *hp = &f->m->hp;
 	const struct fwd_layer_mats *L = &f->mats->L[il];
@@ -746,7 +757,7 @@ static void moe_ffn(struct fwd *f, uint32_t il, int T)
 	const uint32_t NE = M->NE, K = M->K;
 	const int64_t E = hp->n_embd;
 
-	matmul1(f, &L->router, f->xn, T, E, M->logits, NE);
+	matmul1(f, &L->router, xr, T, E, M->logits, NE);
 	memset(M->cnt, 0, NE * sizeof *M->cnt);
 	for (int t = 0; t < T; t++) {
 		moe_route(hp, M->logits + (size_t)t * NE, f->m->layers[il].router_b.data,
@@ -754,7 +765,7 @@ static void moe_ffn(struct fwd *f, uint32_t il, int T)
 		for (uint32_t k = 0; k < K; k++)
 			M->cnt[M->sel[(size_t)t * K + k]]++;
 	}
-	struct moe_job j = {.f = f, .L = L, .l = &f->m->layers[il], .M = M, .R = T * (int)K, .xn = f->xn,
+	struct moe_job j = {.f = f, .L = L, .l = &f->m->layers[il], .M = M, .R = T * (int)K, .xn = xe,
 			    .gelu = hp->act == ACT_GELU ? f->mats->gelu : NULL, .xa_u = M->xa_u, .xs_u = M->xs_u};
 	if (quant_matrix_act_kind(&L->gate_e[0]) == quant_matrix_act_kind(&L->up_e[0])) {
 		j.xa_u = M->xa_g;
@@ -790,6 +801,10 @@ static void moe_ffn(struct fwd *f, uint32_t il, int T)
 			pool_run_tasks(f->pool, moe_quantize_task, &j, j.R < 64 ? j.R : 64);
 		pool_run_tasks(f->pool, moe_task, &j, (int)(tasks_max < j.total ? tasks_max : j.total));
 	}
+	const float *es = f->m->layers[il].down_exps_s.data;
+	if (es)
+		for (size_t r = 0; r < (size_t)T * K; r++)
+			M->w[r] *= es[M->sel[r]];
 	for (int t = 0; t < T; t++) {
 		float *o = f->o + (size_t)t * (size_t)E;
 		const float *w = M->w + (size_t)t * K;
@@ -803,6 +818,12 @@ static void moe_ffn(struct fwd *f, uint32_t il, int T)
 				o[i] += y[i] * w[k];
 		}
 	}
+}
+
+/* o = the MoE block of layer IL over the T rows of xn. */
+static void moe_ffn(struct fwd *f, uint32_t il, int T)
+{
+	moe_ffn_in(f, il, T, f->xn, f->xn);
 }
 
 /* The MoE block's scratch for batches of up to f->max_batch tokens. */
@@ -901,7 +922,9 @@ static void attn_task(void *ctx, int ith, int nth)
 	struct fwd *f = j->f;
 	const struct hparams *hp = &f->m->hp;
 	const struct kv_cache *kv = j->kv;
-	const int H = (int)hp->n_head, G = (int)hp->n_head_kv, D = (int)hp->head_dim;
+	const struct layer *ly = &f->m->layers[j->layer];
+	const int H = (int)hp->n_head, G = (int)(ly->n_head_kv ? ly->n_head_kv : hp->n_head_kv);
+	const int D = (int)(ly->head_dim ? ly->head_dim : hp->head_dim);
 	const int group = H / G;
 	float *scores = f->scores + (size_t)ith * f->n_ctx * (size_t)group * ATTN_TOKS;
 	uint16_t *qh = f->qh + (size_t)ith * (size_t)D;
@@ -909,7 +932,7 @@ static void attn_task(void *ctx, int ith, int nth)
 	const size_t qq_bytes = quant_act_row_bytes(GGML_TYPE_Q8_0, D);
 	void *qq = (char *)f->qq + (size_t)ith * qq_bytes;
 	const char *kbase = kv->k[j->layer], *vbase = kv->v[j->layer];
-	const size_t head_bytes = kv->row_bytes / (size_t)G;
+	const size_t head_bytes = ggml_row_bytes(kv->type, (uint64_t)D), row_bytes = kv_row(kv, j->layer);
 	const float *sinks = f->m->layers[j->layer].sinks.data;   /* [H] or NULL */
 
 	if (kv->type == GGML_TYPE_F16) {
@@ -923,7 +946,7 @@ static void attn_task(void *ctx, int ith, int nth)
 			struct quant_attn_args a = {
 				.k = (const uint16_t *)(const void *)(kbase + (size_t)g * head_bytes),
 				.v = (const uint16_t *)(const void *)(vbase + (size_t)g * head_bytes),
-				.stride = kv->row_bytes / 2,
+				.stride = row_bytes / 2,
 				.n_pos = (int)(j->pos0 + (uint32_t)t0 + 1),
 				.d = D,
 				.q = f->q + qoff,
@@ -956,7 +979,7 @@ static void attn_task(void *ctx, int ith, int nth)
 		(void)qh;
 		quant_act_quantize(GGML_TYPE_Q8_0, q, qq, D);
 		for (uint32_t p = first; p <= pos; p++) {
-			const void *krow = kbase + (size_t)p * kv->row_bytes + (size_t)g * head_bytes;
+			const void *krow = kbase + (size_t)p * row_bytes + (size_t)g * head_bytes;
 			float s = quant_vec_dot(GGML_TYPE_Q8_0, krow, qq, D) * hp->attn_scale;
 			scores[p] = s;
 			mx = s > mx ? s : mx;
@@ -976,7 +999,7 @@ static void attn_task(void *ctx, int ith, int nth)
 		memset(out, 0, (size_t)D * sizeof(float));
 		for (uint32_t p = first; p <= pos; p++) {
 			const float w = f16_round(scores[p] * inv);
-			const void *vr = vbase + (size_t)p * kv->row_bytes + (size_t)g * head_bytes;
+			const void *vr = vbase + (size_t)p * row_bytes + (size_t)g * head_bytes;
 			quant_dequant_row(kv->type, vr, vrow, D);
 			for (int d = 0; d < D; d++)
 				out[d] += w * vrow[d];
@@ -1005,18 +1028,57 @@ static const struct backend cpu_be = {
 
 /* What k[l] and v[l] of a recurrent layer point at. */
 static char kv_no_rows;
+uint64_t kv_bytes_for(const struct hparams *hp, uint32_t type, uint32_t n_ctx)
+{
+	uint64_t row = 0;
+	for (uint32_t l = 0; l < hp->n_layer; l++) {
+		if ((hp->kv_src && hp->kv_src[l] != (int32_t)l) || hp->rec_layer[l])
+			continue;
+		row += 2 * (uint64_t)ggml_row_bytes(type, hp->kv_dims ? hp->kv_dims[l] : hp->n_head_kv * hp->head_dim);
+	}
+	/* a hybrid's recurrent states: current, next, checkpoints */
+	return row * n_ctx + (uint64_t)ssm_state_floats(hp) * sizeof(float) * hp->n_recurrent * (2 + KV_MAX_CKPT);
+}
+
+size_t kv_row(const struct kv_cache *kv, uint32_t layer)
+{
+	return kv->lrow ? kv->lrow[layer] : kv->row_bytes;
+}
+
+bool kv_owns(const struct kv_cache *kv, uint32_t layer)
+{
+	return !kv->src || kv->src[layer] == (int32_t)layer;
+}
+
+/* Whether layer L allocates K/V rows: not a recurrent layer (qwen35,
+ * lfm2), nor one reading another layer's (gemma4). */
+static bool kv_has_rows(const struct kv_cache *kv, uint32_t l)
+{
+	return kv->k[l] != &kv_no_rows && kv_owns(kv, l);
+}
 
 int kv_init(struct kv_cache *kv, const struct hparams *hp, uint32_t type, uint32_t n_ctx)
 {
 	memset(kv, 0, sizeof *kv);
 	kv->type = type;
 	kv->n_layer = hp->n_layer;
-	kv->kv_dim = hp->n_head_kv * hp->head_dim;
+	kv->kv_dim = hp->layer_shapes ? hp->kv_dim : hp->n_head_kv * hp->head_dim;
+	kv->src = hp->kv_src;
 	if (type == GGML_TYPE_Q8_0 && hp->head_dim % 32 != 0)
 		return ENGINE_E_INVAL;
 	kv->row_bytes = ggml_row_bytes(type, kv->kv_dim);
 	if (kv->row_bytes == 0)
 		return ENGINE_E_INVAL;
+	if (hp->kv_dims) {
+		kv->lrow = eng_calloc(hp->n_layer, sizeof *kv->lrow);
+		if (!kv->lrow)
+			return ENGINE_E_NOMEM;
+		for (uint32_t l = 0; l < hp->n_layer; l++)
+			if ((kv->lrow[l] = ggml_row_bytes(type, hp->kv_dims[l])) == 0) {
+				kv_free(kv);
+				return ENGINE_E_INVAL;
+			}
+	}
 	kv->n_ctx = n_ctx;
 	kv->k = eng_calloc(hp->n_layer, sizeof *kv->k);
 	kv->v = eng_calloc(hp->n_layer, sizeof *kv->v);
@@ -1042,12 +1104,6 @@ int kv_init(struct kv_cache *kv, const struct hparams *hp, uint32_t type, uint32
 	return 0;
 }
 
-/* Whether layer L keeps K/V rows (not a recurrent layer). */
-static bool kv_has_rows(const struct kv_cache *kv, uint32_t l)
-{
-	return kv->k[l] != &kv_no_rows;
-}
-
 int kv_reserve(struct kv_cache *kv, uint32_t n)
 {
 	if (n > kv->n_ctx)
@@ -1066,15 +1122,21 @@ int kv_reserve(struct kv_cache *kv, uint32_t n)
 	for (uint32_t l = 0; l < kv->n_layer; l++) {
 		if (!kv_has_rows(kv, l))
 			continue;
-		void *k = eng_realloc(kv->k[l], (size_t)cap * kv->row_bytes);
+		void *k = eng_realloc(kv->k[l], (size_t)cap * kv_row(kv, l));
 		if (!k)
 			return ENGINE_E_NOMEM;
 		kv->k[l] = k;
-		void *v = eng_realloc(kv->v[l], (size_t)cap * kv->row_bytes);
+		void *v = eng_realloc(kv->v[l], (size_t)cap * kv_row(kv, l));
 		if (!v)
 			return ENGINE_E_NOMEM;
 		kv->v[l] = v;
 	}
+	/* gemma4: a layer sharing another's K/V reads (and snapshots) its rows */
+	for (uint32_t l = 0; l < kv->n_layer; l++)
+		if (!kv_owns(kv, l)) {
+			kv->k[l] = kv->k[kv->src[l]];
+			kv->v[l] = kv->v[kv->src[l]];
+		}
 	kv->cap = cap;
 	return 0;
 }
@@ -1153,7 +1215,7 @@ size_t kv_bytes(const struct kv_cache *kv)
 {
 	size_t rows = 0;
 	for (uint32_t l = 0; l < kv->n_layer; l++)
-		rows += kv_has_rows(kv, l) ? 2 * kv->row_bytes : 0;
+		rows += kv_has_rows(kv, l) ? 2 * kv_row(kv, l) : 0;
 	return (size_t)kv->cap * (rows + sizeof(int32_t)) + rs_bytes(kv) * (2 + (size_t)kv->n_ck);
 }
 
@@ -1161,7 +1223,7 @@ size_t kv_pack_bytes(const struct kv_cache *kv, uint32_t n, int n_ck)
 {
 	size_t rows = 0;
 	for (uint32_t l = 0; l < kv->n_layer; l++)
-		rows += kv_has_rows(kv, l) ? 2 * (size_t)n * kv->row_bytes : 0;
+		rows += kv_has_rows(kv, l) ? 2 * (size_t)n * kv_row(kv, l) : 0;
 	if (kv->n_rec == 0)
 		return (size_t)n * 4 + rows;
 	return (size_t)n * 4 + rows + rs_bytes(kv) + (size_t)n_ck * (4 + rs_bytes(kv));
@@ -1169,12 +1231,12 @@ size_t kv_pack_bytes(const struct kv_cache *kv, uint32_t n, int n_ck)
 
 void kv_pack(const struct kv_cache *kv, unsigned char *o)
 {
-	const size_t rows = (size_t)kv->n * kv->row_bytes;
 	memcpy(o, kv->tokens, (size_t)kv->n * 4);
 	o += (size_t)kv->n * 4;
 	for (uint32_t l = 0; l < kv->n_layer; l++) {
 		if (!kv_has_rows(kv, l))
 			continue;
+		const size_t rows = (size_t)kv->n * kv_row(kv, l);
 		memcpy(o, kv->k[l], rows);
 		o += rows;
 		memcpy(o, kv->v[l], rows);
@@ -1199,12 +1261,12 @@ int kv_unpack(struct kv_cache *kv, uint32_t n, int n_ck, const unsigned char *in
 	int rc = kv_reserve(kv, n);
 	if (rc)
 		return rc;
-	const size_t rows = (size_t)n * kv->row_bytes;
 	memcpy(kv->tokens, in, (size_t)n * 4);
 	in += (size_t)n * 4;
 	for (uint32_t l = 0; l < kv->n_layer; l++) {
 		if (!kv_has_rows(kv, l))
 			continue;
+		const size_t rows = (size_t)n * kv_row(kv, l);
 		memcpy(kv->k[l], in, rows);
 		in += rows;
 		memcpy(kv->v[l], in, rows);
@@ -1240,10 +1302,11 @@ void kv_free(struct kv_cache *kv)
 		if (kv_has_rows(kv, l))
 			free(kv->k[l]);
 	for (uint32_t l = 0; kv->v && l < kv->n_layer; l++)
-		if (kv->v[l] != &kv_no_rows)
+		if (kv_has_rows(kv, l))
 			free(kv->v[l]);
 	free(kv->k);
 	free(kv->v);
+	free(kv->lrow);
 	free(kv->tokens);
 	free(kv->rs);
 	free(kv->rs_next);
@@ -1291,11 +1354,27 @@ static void pack_task(void *ctx, int i, int n)
 	}
 }
 
-/* Index of the rope of layer L (its base and scale) among M's, or -1. */
-static int find_rope(const struct fwd_mats *M, const struct layer *l)
+/* Rotated dims of layer L, and whether the model's frequency factors
+ * apply to it (all layers, but gemma4's sliding-window ones). */
+static int layer_rot(const struct model *m, const struct layer *l)
 {
+	return l->n_rot ? (int)l->n_rot : (int)m->hp.n_rot;
+}
+
+static bool layer_ff(const struct model *m, const struct layer *l)
+{
+	return !m->hp.layer_shapes || l->rope_ff;
+}
+
+/* Index of the rope of layer L (its base, scale, dims and factors) among
+ * M's, or -1. */
+static int find_rope(const struct fwd *f, const struct layer *l)
+{
+	const struct fwd_mats *M = f->mats;
+	const float *ff = layer_ff(f->m, l) ? model_rope_factors(f->m, f->n_ctx) : NULL;
 	for (int b = 0; b < M->n_bases; b++)
-		if (M->ropes[b].base == l->rope_base && M->ropes[b].freq_scale == l->rope_scale)
+		if (M->ropes[b].base == l->rope_base && M->ropes[b].freq_scale == l->rope_scale &&
+		    M->ropes[b].n_rot == layer_rot(f->m, l) && M->ropes[b].ff == ff)
 			return b;
 	return -1;
 }
@@ -1307,16 +1386,17 @@ static void add_rope(struct fwd *f, const struct layer *l)
 {
 	struct fwd_mats *M = f->mats;
 	const struct hparams *hp = &f->m->hp;
-	if (find_rope(M, l) >= 0 || M->n_bases == FWD_MAX_BASES)
+	if (find_rope(f, l) >= 0 || M->n_bases == FWD_MAX_BASES)
 		return;
 	struct rope_cfg *c = &M->ropes[M->n_bases++];
+	c->n_rot = layer_rot(f->m, l);
 	c->base = l->rope_base;
 	c->freq_scale = l->rope_scale;
 	c->ext_factor = hp->rope_ext_factor;
 	c->mscale = hp->rope_mscale;
-	c->ff = model_rope_factors(f->m, f->n_ctx);
+	c->ff = layer_ff(f->m, l) ? model_rope_factors(f->m, f->n_ctx) : NULL;
 	c->still = hp->imrope ? M->still : NULL;
-	rope_corr_dims(c, (int)hp->n_rot, hp->n_ctx_orig, hp->yarn_beta_fast, hp->yarn_beta_slow);
+	rope_corr_dims(c, c->n_rot, hp->n_ctx_orig, hp->yarn_beta_fast, hp->yarn_beta_slow);
 }
 
 
@@ -1328,7 +1408,7 @@ static int prepare_weights(struct fwd *f)
 	if (!f->mats)
 		return ENGINE_E_NOMEM;
 	f->mats->L = eng_calloc(nl ? nl : 1, sizeof *f->mats->L);
-	const size_t per_layer = 20 + 3 * (size_t)m->hp.n_expert;
+	const size_t per_layer = 22 + 3 * (size_t)m->hp.n_expert;
 	struct quant_matrix **all = eng_calloc((size_t)nl * per_layer + 1, sizeof *all);
 	if (!f->mats->L || !all) {
 		free(all);
@@ -1341,10 +1421,11 @@ static int prepare_weights(struct fwd *f)
 		struct fwd_layer_mats *L = &f->mats->L[il];
 		const struct weight *src[] = {&l->sc_in, &l->sc_out, &l->ssm_qkv, &l->ssm_z, &l->ssm_beta, &l->ssm_alpha, &l->ssm_out,
 					      &l->wq, &l->wk, &l->wv, &l->wo, &l->wqkv, &l->w_gate, &l->w_up, &l->w_down,
-					      &l->ffn_gate_inp, &l->gate_shexp, &l->up_shexp, &l->down_shexp, &l->shexp_gate};
+					      &l->ffn_gate_inp, &l->gate_shexp, &l->up_shexp, &l->down_shexp, &l->shexp_gate,
+					      &l->ple_gate, &l->ple_proj};
 		struct quant_matrix *dst[] = {&L->sc_in, &L->sc_out, &L->ssm_qkv, &L->ssm_z, &L->ssm_beta, &L->ssm_alpha, &L->ssm_out,
 					      &L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down,
-					      &L->router, &L->sh_gate, &L->sh_up, &L->sh_down, &L->sh_w};
+					      &L->router, &L->sh_gate, &L->sh_up, &L->sh_down, &L->sh_w, &L->ple_gate, &L->ple_proj};
 		for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
 			if (!src[i]->data)
 				continue;
@@ -1386,6 +1467,14 @@ static int prepare_weights(struct fwd *f)
 			return ENGINE_E_FORMAT;
 		}
 		all[n++] = &f->mats->output;
+	}
+	if (m->ple_model_proj.data) {
+		const struct weight *w = &m->ple_model_proj;
+		if (quant_matrix_init(&f->mats->ple_model_proj, w->type, w->data, w->row_bytes, w->rows, w->cols)) {
+			free(all);
+			return ENGINE_E_FORMAT;
+		}
+		all[n++] = &f->mats->ple_model_proj;
 	}
 	if (m->hp.imrope) {
 		/* ggml_mrope_cache_init, interleaved: pair i's sector s = i mod
@@ -1512,7 +1601,11 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 	f->n_ctx = n_ctx;
 	const size_t B = (size_t)max_batch;
 	const size_t E = hp->n_embd, QD = (size_t)hp->n_head * hp->head_dim;
-	const size_t KD = (size_t)hp->n_head_kv * hp->head_dim;
+	const size_t KD = hp->layer_shapes ? hp->kv_dim : (size_t)hp->n_head_kv * hp->head_dim;
+	size_t group = hp->n_head / hp->n_head_kv;
+	for (uint32_t il = 0; hp->layer_shapes && il < hp->n_layer; il++)
+		if (hp->n_head / m->layers[il].n_head_kv > group)
+			group = hp->n_head / m->layers[il].n_head_kv;
 	const size_t F = hp->n_ff > hp->n_ff_shexp ? hp->n_ff : hp->n_ff_shexp, D = hp->head_dim;
 	const size_t nth = (size_t)pool_size(p);
 	size_t widest = E > QD ? E : QD;
@@ -1534,6 +1627,8 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 		rc = moe_init(f);
 	if (!rc)
 		rc = gdn_init(f);
+	if (!rc && hp->layer_shapes)
+		rc = gemma4_init(f);
 	if (rc) {
 		fwd_free(f);
 		return rc;
@@ -1545,7 +1640,7 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 		const struct quant_matrix *lw[] = {&f->mats->L[il].wq, &f->mats->L[il].wk, &f->mats->L[il].wv,
 						   &f->mats->L[il].wo, &f->mats->L[il].wqkv, &f->mats->L[il].w_gate,
 						   &f->mats->L[il].w_up, &f->mats->L[il].w_down, &f->mats->L[il].router,
-						   &f->mats->L[il].sh_down, &f->mats->L[il].ssm_out};
+						   &f->mats->L[il].sh_down, &f->mats->L[il].ssm_out, &f->mats->L[il].ple_proj};
 		for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
 			if (lw[i]->data && act_stride(lw[i]) > f->xact_row_cap)
 				f->xact_row_cap = act_stride(lw[i]);
@@ -1553,7 +1648,7 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 	if (f->mats->output.data && act_stride(&f->mats->output) > f->xact_row_cap)
 		f->xact_row_cap = act_stride(&f->mats->output);
 	f->xact = alloc_track(f, MM_MAX_PARTS * B * f->xact_row_cap);
-	f->scores = alloc_track(f, nth * n_ctx * (hp->n_head / hp->n_head_kv) * ATTN_TOKS * sizeof(float));
+	f->scores = alloc_track(f, nth * n_ctx * group * ATTN_TOKS * sizeof(float));
 	f->qh = alloc_track(f, nth * D * sizeof(uint16_t));
 	f->qq = alloc_track(f, nth * (quant_act_row_bytes(GGML_TYPE_Q8_0, (int64_t)D) + 64));
 	f->vrow = alloc_track(f, nth * D * sizeof(float));
@@ -1589,7 +1684,7 @@ void fwd_free(struct fwd *f)
 			struct quant_matrix *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down,
 						     &L->router, &L->sh_gate, &L->sh_up, &L->sh_down, &L->sh_w,
 						     &L->ssm_qkv, &L->ssm_z, &L->ssm_alpha, &L->ssm_beta, &L->ssm_out,
-						     &L->sc_in, &L->sc_out};
+						     &L->sc_in, &L->sc_out, &L->ple_gate, &L->ple_proj};
 			for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
 				quant_matrix_free(lw[i]);
 			struct quant_matrix *ex[] = {L->gate_e, L->up_e, L->down_e};
@@ -1600,6 +1695,12 @@ void fwd_free(struct fwd *f)
 			}
 		}
 		quant_matrix_free(&f->mats->output);
+		quant_matrix_free(&f->mats->ple_model_proj);
+		free(f->mats->ple);
+		free(f->mats->ple_g);
+		free(f->mats->g4_xr);
+		free(f->mats->g4_xe);
+		free(f->mats->g4_dn);
 		moe_free(f->mats->moe);
 		struct fwd_gdn *G = &f->mats->gdn;
 		float *gb[] = {G->qkv, G->z, G->alpha, G->beta, G->o, G->qfull, G->qgate, G->shw, G->bcx};
@@ -1635,10 +1736,17 @@ void fwd_batch_done(struct fwd_batcher *b, int n, double ms)
 
 /* ---- the pass ------------------------------------------------------------ */
 
+/* K and V of N values (the row's prefix) at position pos of layer */
+static void store_kv_n(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v,
+		       int64_t n)
+{
+	quant_quantize_row(kv->type, k, (char *)kv->k[layer] + (size_t)pos * kv_row(kv, layer), n);
+	quant_quantize_row(kv->type, v, (char *)kv->v[layer] + (size_t)pos * kv_row(kv, layer), n);
+}
+
 static void store_kv(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v)
 {
-	quant_quantize_row(kv->type, k, (char *)kv->k[layer] + (size_t)pos * kv->row_bytes, kv->kv_dim);
-	quant_quantize_row(kv->type, v, (char *)kv->v[layer] + (size_t)pos * kv->row_bytes, kv->kv_dim);
+	store_kv_n(kv, layer, pos, k, v, kv->kv_dim);
 }
 
 /* ---- per-token steps, run over the batch on the pool ------------------------ */
@@ -1910,14 +2018,16 @@ static void rope_task(void *ctx, int i, int n)
 	const int rows = j->T * f->mats->n_bases;
 	for (int r = rows * i / n; r < rows * (i + 1) / n; r++) {
 		const int b = r / j->T, t = r % j->T;
+		/* rows hp->n_rot apart (the largest); this rope's n_rot filled */
+		const int nr = f->mats->ropes[b].n_rot;
 		float *cs = f->mats->rope + ((size_t)b * (size_t)f->max_batch + (size_t)t) * hp->n_rot;
-		rope_angles(cs, cs + hp->n_rot / 2, (int)hp->n_rot, j->pos0 + (uint32_t)t, &f->mats->ropes[b]);
+		rope_angles(cs, cs + nr / 2, nr, j->pos0 + (uint32_t)t, &f->mats->ropes[b]);
 	}
 }
 
 static const float *rope_table(struct fwd *f, const struct layer *l)
 {
-	const int b = find_rope(f->mats, l);
+	const int b = find_rope(f, l);
 	return b < 0 ? NULL : f->mats->rope + (size_t)b * (size_t)f->max_batch * f->m->hp.n_rot;
 }
 
@@ -1944,6 +2054,229 @@ int fwd_logits_reserve(struct fwd *f, int nl)
 	return 0;
 }
 
+/* ---- Gemma 4's layer (hparams.layer_shapes) -----------------------------------
+ * llama.cpp's src/models/gemma4.cpp step by step (model.c says what its
+ * blocks are).  Shapes come from the layer: D its head size, G its KV
+ * heads, F its FFN width, its rope's dims.  x is the residual stream, xn
+ * the layer's normed input, as in eval_layers(). */
+
+static int gemma4_init(struct fwd *f)
+{
+	const struct hparams *hp = &f->m->hp;
+	struct fwd_mats *M = f->mats;
+	const size_t B = (size_t)f->max_batch, E = hp->n_embd, P = hp->n_embd_pl, NL = hp->n_layer;
+	if (P > 0) {
+		M->ple = alloc_track(f, 2 * B * NL * P * sizeof(float));  /* inputs, then embedding rows */
+		M->ple_g = alloc_track(f, B * P * sizeof(float));
+		if (!M->ple || !M->ple_g)
+			return ENGINE_E_NOMEM;
+	}
+	if (hp->n_expert > 0) {
+		M->g4_xr = alloc_track(f, B * E * sizeof(float));
+		M->g4_xe = alloc_track(f, B * E * sizeof(float));
+		M->g4_dn = alloc_track(f, B * E * sizeof(float));
+		if (!M->g4_xr || !M->g4_xe || !M->g4_dn)
+			return ENGINE_E_NOMEM;
+	}
+	return 0;
+}
+
+/* per-layer inputs of token t, from proj(x) [NL][P] already in ple:
+ * (rmsnorm(proj / sqrt(E)) + row(token) * sqrt(P)) / sqrt(2) per layer */
+static void step_g4_ple(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	const size_t P = hp->n_embd_pl, NP = (size_t)hp->n_layer * P;
+	float *pl = f->mats->ple + (size_t)t * NP;
+	float *row = f->mats->ple + ((size_t)f->max_batch + (size_t)t) * NP;
+	const float ps = 1.0f / sqrtf((float)hp->n_embd), es = sqrtf((float)P), is2 = 1.0f / sqrtf(2.0f);
+	quant_dequant_row(m->ple_embd.type, (const char *)m->ple_embd.data + (size_t)j->tokens[t] * m->ple_embd.row_bytes,
+			  row, (int64_t)NP);
+	for (size_t i = 0; i < NP; i++)
+		pl[i] *= ps;
+	for (uint32_t il = 0; il < hp->n_layer; il++)
+		f->be->rmsnorm(pl + il * P, pl + il * P, m->ple_proj_norm.data, (int64_t)P, hp->norm_eps);
+	for (size_t i = 0; i < NP; i++)
+		pl[i] = (pl[i] + row[i] * es) * is2;
+}
+
+static void gemma4_ple_inputs(struct fwd *f, struct tok_job *j)
+{
+	const struct hparams *hp = &f->m->hp;
+	const int64_t NP = (int64_t)hp->n_layer * hp->n_embd_pl;
+	matmul1(f, &f->mats->ple_model_proj, f->x, j->T, hp->n_embd, f->mats->ple, NP);
+	for_tokens(j, step_g4_ple);
+}
+
+/* q norm and rope; for a layer with K/V of its own: V (K's projection
+ * where there is no attn_v) RMS-normed without weight, K normed and
+ * roped, both into the cache */
+static void step_g4_qk(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct hparams *hp = &f->m->hp;
+	const struct layer *l = &f->m->layers[j->il];
+	const int64_t D = l->head_dim, H = hp->n_head, G = l->n_head_kv, KD = G * D;
+	const int nr = (int)l->n_rot;
+	const float *cs = j->cs + (size_t)t * hp->n_rot, *sn = cs + nr / 2;
+	float *qt = f->q + (size_t)t * (size_t)(H * D);
+	for (int64_t h = 0; h < H; h++)
+		f->be->rmsnorm(qt + h * D, qt + h * D, l->q_norm.data, D, hp->norm_eps);
+	f->be->rope(qt, (int)H, (int)D, nr, cs, sn, hp->rope_style);
+	if (l->kv_src != (int32_t)j->il)
+		return;
+	float *kt = f->k + (size_t)t * (size_t)KD, *vt = f->v + (size_t)t * (size_t)KD;
+	if (l->v_is_k)
+		memcpy(vt, kt, (size_t)KD * sizeof(float));
+	for (int64_t h = 0; h < G; h++) {
+		f->be->rmsnorm(vt + h * D, vt + h * D, NULL, D, hp->norm_eps);
+		f->be->rmsnorm(kt + h * D, kt + h * D, l->k_norm.data, D, hp->norm_eps);
+	}
+	f->be->rope(kt, (int)G, (int)D, nr, cs, sn, hp->rope_style);
+	store_kv_n(j->kv, j->il, j->pos0 + (uint32_t)t, kt, vt, KD);
+}
+
+/* attention output: post norm, residual; the FFN's input norm, and the
+ * experts' input and the router's (rmsnorm / sqrt(E) * scale) */
+static void step_g4_post_attn(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct hparams *hp = &f->m->hp;
+	const struct layer *l = &f->m->layers[j->il];
+	const int64_t E = hp->n_embd;
+	float *o = f->o + (size_t)t * (size_t)E, *x = f->x + (size_t)t * (size_t)E;
+	f->be->rmsnorm(o, o, l->attn_post_norm.data, E, hp->norm_eps);
+	for (int64_t i = 0; i < E; i++)
+		x[i] += o[i];
+	f->be->rmsnorm(f->xn + (size_t)t * (size_t)E, x, l->ffn_norm.data, E, hp->norm_eps);
+	if (l->ffn != FFN_MOE)
+		return;
+	float *xr = f->mats->g4_xr + (size_t)t * (size_t)E;
+	f->be->rmsnorm(f->mats->g4_xe + (size_t)t * (size_t)E, x, l->pre_norm_2.data, E, hp->norm_eps);
+	f->be->rmsnorm(xr, x, NULL, E, hp->norm_eps);
+	const float s = 1.0f / sqrtf((float)E);
+	for (int64_t i = 0; i < E; i++)
+		xr[i] = xr[i] * s * l->router_s.data[i];
+}
+
+/* the dense FFN's output beside the experts: post norm 1, kept aside */
+static void step_g4_dense_out(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct hparams *hp = &f->m->hp;
+	const int64_t E = hp->n_embd;
+	f->be->rmsnorm(f->mats->g4_dn + (size_t)t * (size_t)E, f->o + (size_t)t * (size_t)E,
+		       f->m->layers[j->il].post_norm_1.data, E, hp->norm_eps);
+}
+
+/* the experts' output: post norm 2, plus the dense one */
+static void step_g4_moe_out(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct hparams *hp = &f->m->hp;
+	const int64_t E = hp->n_embd;
+	float *o = f->o + (size_t)t * (size_t)E;
+	const float *dn = f->mats->g4_dn + (size_t)t * (size_t)E;
+	f->be->rmsnorm(o, o, f->m->layers[j->il].post_norm_2.data, E, hp->norm_eps);
+	for (int64_t i = 0; i < E; i++)
+		o[i] = dn[i] + o[i];
+}
+
+/* the layer's end: its output scale, the next layer's input norm */
+static void g4_layer_end(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct hparams *hp = &f->m->hp;
+	const struct layer *l = &f->m->layers[j->il];
+	const int64_t E = hp->n_embd;
+	float *x = f->x + (size_t)t * (size_t)E;
+	if (l->out_scale.data)
+		for (int64_t i = 0; i < E; i++)
+			x[i] *= l->out_scale.data[0];
+	if (j->il + 1 < hp->n_layer)
+		f->be->rmsnorm(f->xn + (size_t)t * (size_t)E, x, f->m->layers[j->il + 1].attn_norm.data, E,
+			       hp->norm_eps);
+}
+
+/* FFN output: post norm, residual (then the per-layer input, or the end) */
+static void step_g4_post_ffn(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct hparams *hp = &f->m->hp;
+	const int64_t E = hp->n_embd;
+	float *o = f->o + (size_t)t * (size_t)E, *x = f->x + (size_t)t * (size_t)E;
+	f->be->rmsnorm(o, o, f->m->layers[j->il].ffn_post_norm.data, E, hp->norm_eps);
+	for (int64_t i = 0; i < E; i++)
+		x[i] += o[i];
+	if (!hp->n_embd_pl)
+		g4_layer_end(j, t);
+}
+
+/* the per-layer input's gate: gelu(gate) * this layer's input */
+static void step_g4_ple_gate(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct hparams *hp = &f->m->hp;
+	const size_t P = hp->n_embd_pl;
+	const float *in = f->mats->ple + ((size_t)t * hp->n_layer + j->il) * P;
+	quant_table_mul(f->mats->ple_g + (size_t)t * P, in, (int64_t)P, f->mats->gelu, GELU_LO, GELU_HI);
+}
+
+/* its projection: post norm, residual, then the layer's end */
+static void step_g4_ple_out(const struct tok_job *j, int t)
+{
+	struct fwd *f = j->f;
+	const struct hparams *hp = &f->m->hp;
+	const int64_t E = hp->n_embd;
+	float *o = f->o + (size_t)t * (size_t)E, *x = f->x + (size_t)t * (size_t)E;
+	f->be->rmsnorm(o, o, f->m->layers[j->il].ple_post_norm.data, E, hp->norm_eps);
+	for (int64_t i = 0; i < E; i++)
+		x[i] += o[i];
+	g4_layer_end(j, t);
+}
+
+/* One Gemma 4 layer over the batch in j (j->il set). */
+static void gemma4_layer(struct fwd *f, struct tok_job *j)
+{
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	const struct layer *l = &m->layers[j->il];
+	const struct fwd_layer_mats *L = &f->mats->L[j->il];
+	const int T = j->T;
+	const int64_t E = hp->n_embd, D = l->head_dim, QD = (int64_t)hp->n_head * D;
+	const int64_t KD = (int64_t)l->n_head_kv * D, F = l->n_ff, P = hp->n_embd_pl;
+
+	if (l->kv_src == (int32_t)j->il) {
+		const struct mm_part qkv[3] = {{&L->wq, f->q, QD}, {&L->wk, f->k, KD}, {&L->wv, f->v, KD}};
+		f->be->matmul(f, qkv, l->v_is_k ? 2 : 3, f->xn, T, E);
+	} else {
+		matmul1(f, &L->wq, f->xn, T, E, f->q, QD);
+	}
+	j->cs = rope_table(f, l);
+	for_tokens(j, step_g4_qk);
+	f->be->attention(f, j->kv, j->il, j->pos0, T, l->swa ? hp->n_swa : 0);
+	matmul1(f, &L->wo, f->att, T, QD, f->o, E);
+	for_tokens(j, step_g4_post_attn);
+
+	const struct mm_part gu[2] = {{&L->w_gate, f->gate, F}, {&L->w_up, f->up, F}};
+	f->be->matmul_glu(f, gu, f->xn, T, E, true);
+	matmul1(f, &L->w_down, f->gate, T, F, f->o, E);
+	if (l->ffn == FFN_MOE) {
+		for_tokens(j, step_g4_dense_out);
+		moe_ffn_in(f, j->il, T, f->mats->g4_xr, f->mats->g4_xe);
+		for_tokens(j, step_g4_moe_out);
+	}
+	for_tokens(j, step_g4_post_ffn);
+	if (P > 0) {
+		matmul1(f, &L->ple_gate, f->x, T, E, f->mats->ple_g, P);
+		for_tokens(j, step_g4_ple_gate);
+		matmul1(f, &L->ple_proj, f->mats->ple_g, T, P, f->o, E);
+		for_tokens(j, step_g4_ple_out);
+	}
+}
+
 /* Layers l0 .. l1-1 of the batch in j, from xn = attn_norm(x) of layer l0
  * to the residual stream x after layer l1-1 (and xn = the next layer's
  * input norm). */
@@ -1965,6 +2298,10 @@ static int eval_layers(struct fwd *f, struct tok_job *jp, uint32_t l0, uint32_t 
 		j.il = il;
 		if (T > 1 && f->stop && f->stop(f->stop_ctx))
 			return ENGINE_E_CANCELLED;
+		if (hp->layer_shapes) {
+			gemma4_layer(f, &j);
+			continue;
+		}
 
 		if (l->shortconv) {
 			shortconv_layer(f, kv, il, T);
@@ -2096,6 +2433,8 @@ int fwd_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int T, b
 		pool_run_tasks(f->pool, rope_task, &j, pool_size(f->pool));
 	if (f->cpu_first == 0) {
 		for_tokens(&j, step_embed);
+		if (m->ple_embd.data)
+			gemma4_ple_inputs(f, &j);
 	} else {
 		j.il = f->cpu_first;
 		for_tokens(&j, step_attn_norm);

@@ -9,7 +9,10 @@
  * sliding window, and per layer the weights it has: biases, per-head q/k
  * norms, post-norms, fused qkv, and its feed-forward block: dense, fused
  * gate|up, or a routed mixture of experts), and the passes compose a layer
- * from those blocks; no pass tests a family's name.  Each backend has its own pass over it:
+ * from those blocks; no pass tests a family's name.  Gemma 4's layer, whose
+ * shapes vary by layer and whose blocks interleave differently (shared
+ * K/V, experts beside the dense FFN, per-layer inputs), is one function of
+ * its own (gemma4_layer, chosen by hparams.layer_shapes; CPU only).  Each backend has its own pass over it:
  * fwd_eval() in forward.c runs the CPU's, forward_cuda.c the GPU's
  * (fwd_cuda_eval), the same steps in the same order (each GPU step names
  * the CPU step it mirrors; tests/test_cuda_forward compares them).  The
@@ -20,7 +23,10 @@
  *
  * A KV cache belongs to one conversation: per layer, K and V rows for each
  * position, [pos][kv_head][head_dim], in F16 or Q8_0, grown on demand up to
- * n_ctx positions, plus the token ids they were computed from.
+ * n_ctx positions, plus the token ids they were computed from.  Where
+ * head sizes vary by layer (gemma4) each layer's rows are as wide as its
+ * own KV heads (kv_row); a layer that shares an earlier layer's K/V has no
+ * rows of its own (k[l] aliases them).
  *
  * With a GPU (forward_cuda.h) the first gpu_layers layers run on the
  * device: fwd_init_split() prepares CPU weights only for the layers from
@@ -62,6 +68,10 @@ struct kv_cache {
 	uint32_t n;         /* positions filled */
 	void **k, **v;      /* [n_layer] arrays of cap rows */
 	int32_t *tokens;    /* [cap] */
+	const int32_t *src; /* [n_layer]: k[l]/v[l] alias layer src[l]'s when not l
+			       (gemma4's shared K/V; the model's hp.kv_src), or NULL */
+	size_t *lrow;       /* [n_layer]: each layer's row bytes where they differ
+			       (gemma4; row_bytes is then the widest), or NULL */
 	uint64_t dev_tag;   /* which device mirror holds this cache's GPU layers (0: none) */
 	/* Hybrid recurrent models (qwen35): the recurrent layers have no
 	 * rows (k[l], v[l] NULL) but a state (ssm_state_floats floats each)
@@ -96,6 +106,14 @@ size_t kv_pack_bytes(const struct kv_cache *kv, uint32_t n, int n_ck);
 void kv_pack(const struct kv_cache *kv, unsigned char *out);
 int kv_unpack(struct kv_cache *kv, uint32_t n, int n_ck, const unsigned char *in, size_t len);
 size_t kv_bytes(const struct kv_cache *kv);
+/* Whether layer keeps rows of its own (false: it reads another's). */
+bool kv_owns(const struct kv_cache *kv, uint32_t layer);
+/* Bytes of one position of layer's K (or V). */
+size_t kv_row(const struct kv_cache *kv, uint32_t layer);
+/* What a cache of n_ctx positions of TYPE takes for the model of HP (K
+ * and V of the layers with rows of their own), or 0 for a type the heads
+ * cannot use. */
+uint64_t kv_bytes_for(const struct hparams *hp, uint32_t type, uint32_t n_ctx);
 void kv_free(struct kv_cache *kv);
 
 struct backend;   /* forward.c: the CPU pass's operations */

@@ -323,6 +323,10 @@ void fwd_cuda_plan(const struct model *m, uint32_t n_ctx, int max_batch, uint32_
 		snprintf(p->why, sizeof p->why, "CUDA: no mixture-of-experts kernels yet");
 		return;
 	}
+	if (hp->layer_shapes) {
+		snprintf(p->why, sizeof p->why, "CUDA: no kernels yet for head sizes that vary by layer, shared K/V or per-layer inputs (gemma4)");
+		return;
+	}
 	bool plain = hp->res_scale == 0.0f && hp->logit_scale == 0.0f && hp->attn_temp_scale == 0.0f && !hp->imrope;
 	for (uint32_t il = 0; il < hp->n_layer; il++)
 		plain = plain && !m->layers[il].no_rope && !m->layers[il].bo.data && !m->layers[il].sinks.data;

@@ -68,6 +68,9 @@ enum {
 				 * token_embd_norm, an optional window on the attention layers */
 	AF_SHEXP = 1 << 15,     /* qwen35moe: a shared expert (expert_shared_feed_forward_length,
 				 * default feed_forward_length) weighed by a sigmoid gate */
+	AF_GEMMA4 = 1 << 17,    /* Gemma 4's block: shapes by layer, shared K/V, V as K,
+				 * per-layer inputs, experts beside the dense FFN
+				 * (load_gemma4_*; the rows' other flags still apply) */
 };
 
 static const struct arch_desc {
@@ -98,6 +101,7 @@ static const struct arch_desc {
 	{"lfm2moe", ARCH_LFM2MOE, ROPE_NEOX, AF_QK_NORM | AF_SHORTCONV | AF_MOE | AF_MOE_KEYS, ACT_SILU, MOE_SIGMOID, true},
 	{"qwen35moe", ARCH_QWEN35MOE, ROPE_NEOX, AF_QK_NORM | AF_IMROPE | AF_POST_ATTN_NORM | AF_GDN | AF_MOE | AF_SHEXP,
 	 ACT_SILU, MOE_SOFTMAX, true},
+	{"gemma4", ARCH_GEMMA4, ROPE_NEOX, AF_QK_NORM | AF_GEMMA | AF_GEMMA4, ACT_GELU, MOE_SOFTMAX, true},
 };
 
 const float *model_rope_factors(const struct model *m, uint32_t n_ctx)
@@ -126,6 +130,7 @@ struct loader {
 	uint8_t *seen;      /* [n_tensors]: looked up by the loader (all must be) */
 	bool rope_off;      /* granite with rope.scaling.finetuned false */
 	uint32_t n_layer_all; /* block_count: n_layer plus the nextn blocks */
+	uint32_t k_swa, rot_swa, n_kv_shared;  /* gemma4's sliding-window head size, rope dims, shared-KV layers */
 	/* small f32 vectors converted from F16/BF16 go here */
 	size_t owned_used, owned_cap;
 };
@@ -598,6 +603,68 @@ static int load_shortconv(struct loader *L)
 	return 0;
 }
 
+/* "<arch>.<suffix>" as one integer or one per layer (llama.cpp's
+ * get_key_or_arr) into out[n_layer_all], each in [lo, hi]; an absent key
+ * leaves out alone. */
+static int layer_u32s(struct loader *L, const char *suffix, uint32_t *out, uint32_t lo, uint32_t hi)
+{
+	char key[128];
+	uint64_t n, v;
+	const void *data;
+	bool i32 = true;
+	snprintf(key, sizeof key, "%s.%s", L->m->arch_name, suffix);
+	if (gguf_get_uint(L->m->gguf, key, &v)) {
+		if (v < lo || v > hi)
+			return fail(L, ENGINE_E_FORMAT, "key '%s': %llu outside [%u, %u]", key, (unsigned long long)v, lo, hi);
+		for (uint32_t i = 0; i < L->n_layer_all; i++)
+			out[i] = (uint32_t)v;
+		return 0;
+	}
+	if (!gguf_get_arr(L->m->gguf, key, GGUF_VT_INT32, &n, &data) &&
+	    !(i32 = false, gguf_get_arr(L->m->gguf, key, GGUF_VT_UINT32, &n, &data)))
+		return gguf_find_key(L->m->gguf, key) >= 0
+			       ? fail(L, ENGINE_E_FORMAT, "key '%s': not an integer nor an array of them", key)
+			       : 0;
+	if (n != L->n_layer_all)
+		return fail(L, ENGINE_E_FORMAT, "key '%s': %llu entries for %u layers", key, (unsigned long long)n,
+			    L->n_layer_all);
+	for (uint32_t i = 0; i < L->n_layer_all; i++) {
+		int32_t x;
+		memcpy(&x, (const char *)data + (size_t)i * 4, 4);
+		v = i32 ? (uint64_t)(int64_t)x : (uint64_t)(uint32_t)x;
+		if (i32 && x < 0)
+			v = UINT64_MAX;
+		if (v < lo || v > hi)
+			return fail(L, ENGINE_E_FORMAT, "key '%s': layer %u: %llu outside [%u, %u]", key, i,
+				    (unsigned long long)v, lo, hi);
+		out[i] = (uint32_t)v;
+	}
+	return 0;
+}
+
+/* feed_forward_length, one or one per layer: the widest (the layers'
+ * tensors say their own; scratch is sized by this). */
+static int need_ff(struct loader *L, uint32_t *n_ff)
+{
+	uint32_t ff[1024];
+	uint64_t n = 0;
+	int rc;
+	L->n_layer_all = 0;
+	if ((rc = read_u32(L, "block_count", &L->n_layer_all, 1, 1024, true)))
+		return rc;
+	ff[0] = 0;
+	if ((rc = layer_u32s(L, "feed_forward_length", ff, 1, 1u << 20)))
+		return rc;
+	if (ff[0] == 0)
+		return fail(L, ENGINE_E_FORMAT, "key '%s.feed_forward_length': missing", L->m->arch_name);
+	for (uint32_t i = 0; i < L->n_layer_all; i++)
+		n = ff[i] > n ? ff[i] : n;
+	*n_ff = (uint32_t)n;
+	return 0;
+}
+
+static int load_gemma4_hparams(struct loader *L);
+
 static int load_hparams(struct loader *L)
 {
 	struct model *m = L->m;
@@ -607,7 +674,7 @@ static int load_hparams(struct loader *L)
 	if ((rc = need_u32(L, "embedding_length", &hp->n_embd, 1, 1u << 16)) ||
 	    (rc = need_u32(L, "block_count", &hp->n_layer, 1, 1024)) ||
 	    (rc = need_u32(L, "attention.head_count", &hp->n_head, 1, 1024)) ||
-	    (rc = need_u32(L, "feed_forward_length", &hp->n_ff, 1, 1u << 20)))
+	    (rc = need_ff(L, &hp->n_ff)))
 		return rc;
 	/* the last nextn_predict_layers blocks predict further tokens
 	 * (multi-token prediction): not part of the pass, their tensors
@@ -733,6 +800,8 @@ static int load_hparams(struct loader *L)
 	    (hp->n_ff_shexp = hp->n_ff,
 	     rc = opt_u32(L, "expert_shared_feed_forward_length", &hp->n_ff_shexp, 1, 1u << 20)))
 		return rc;
+	if ((L->desc->flags & AF_GEMMA4) && (rc = load_gemma4_hparams(L)))
+		return rc;
 
 	/* the vocabulary size comes from the embedding matrix */
 	const struct gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
@@ -789,6 +858,8 @@ static int refuse_unimplemented(struct loader *L)
 	    (rc = opt_u32(L, "attention.value_length_swa", &v_swa, 1, 1024)) ||
 	    (rc = opt_u32(L, "rope.dimension_count_swa", &rot_swa, 2, 1024)))
 		return rc;
+	if (L->desc->flags & AF_GEMMA4)
+		return 0;   /* load_gemma4_hparams read them all */
 	if (n_expert > 0 && !(L->desc->flags & AF_MOE))
 		return fail(L, ENGINE_E_FORMAT, "key '%s.expert_count': %u experts (mixtures of experts are not supported for this architecture)",
 			    L->m->arch_name, n_expert);
@@ -821,6 +892,8 @@ static int load_gdn_layer(struct loader *L, struct layer *l, int il)
 		return rc;
 	return 0;
 }
+static int check_all_read(struct loader *L);
+static int load_gemma4_tensors(struct loader *L, const bool *swa_pattern);
 
 static int load_tensors(struct loader *L)
 {
@@ -847,6 +920,11 @@ static int load_tensors(struct loader *L)
 	bool swa_pattern[1024];
 	if ((rc = load_swa_pattern(L, swa_pattern)))
 		return rc;
+	if (L->desc->flags & AF_GEMMA4) {
+		if ((rc = load_gemma4_tensors(L, swa_pattern)))
+			return rc;
+		return check_all_read(L);
+	}
 
 	for (uint32_t i = 0; i < hp->n_layer; i++) {
 		struct layer *l = &m->layers[i];
@@ -967,7 +1045,14 @@ static int load_tensors(struct loader *L)
 			}
 		}
 	}
-	/* the nextn blocks' tensors are skipped, not read */
+	return check_all_read(L);
+}
+
+/* Every tensor of the file was read (the nextn blocks' are skipped). */
+static int check_all_read(struct loader *L)
+{
+	struct model *m = L->m;
+	const struct hparams *hp = &m->hp;
 	for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
 		const struct gguf_tensor *t = gguf_tensor_at(m->gguf, i);
 		unsigned b;
@@ -984,6 +1069,198 @@ static int load_tensors(struct loader *L)
 			return fail(L, ENGINE_E_FORMAT, "tensor '%.*s' is not part of the %s architecture as ttychat knows it (refused rather than ignored)",
 				    (int)(t->name.len > 80 ? 80 : t->name.len), t->name.ptr, m->arch_name);
 	}
+	return 0;
+}
+
+/* ---- Gemma 4 ---------------------------------------------------------------
+ * llama.cpp's src/models/gemma4.cpp: sliding-window layers (the file's
+ * per-layer pattern) with their own head size, rope dims and base; global
+ * layers with a larger head and a partial ("proportional") rope made of
+ * rope_freqs factors of 1e30 for the unrotated pairs; per-layer KV head
+ * counts and FFN widths; the last shared_kv_layers layers attend over the
+ * K/V of the last earlier layer of their kind; a missing attn_v means V is
+ * K's projection; V is RMS-normed without weight; q.k unscaled; per-layer
+ * inputs (E2B/E4B); a mixture of experts beside the dense FFN (26B-A4B);
+ * an optional scale on each layer's output. */
+
+static int load_gemma4_hparams(struct loader *L)
+{
+	struct hparams *hp = &L->m->hp;
+	uint32_t v_swa = 0;
+	char key[128];
+	int rc;
+
+	hp->layer_shapes = true;
+	hp->attn_scale = 1.0f;   /* Gemma4Attention's scaling = 1: the q norm does it */
+	L->rot_swa = hp->n_rot;
+	if ((rc = need_u32(L, "attention.key_length_swa", &L->k_swa, 2, 512)) ||
+	    (rc = need_u32(L, "attention.value_length_swa", &v_swa, 2, 512)) ||
+	    (rc = need_u32(L, "embedding_length_per_layer_input", &hp->n_embd_pl, 0, 1u << 16)) ||
+	    (rc = need_u32(L, "attention.sliding_window", &hp->n_swa, 1, 1u << 24)) ||
+	    (rc = opt_u32(L, "attention.shared_kv_layers", &L->n_kv_shared, 0, hp->n_layer)) ||
+	    (rc = opt_u32(L, "rope.dimension_count_swa", &L->rot_swa, 2, L->k_swa)))
+		return rc;
+	if (v_swa != L->k_swa || L->k_swa % 2 || L->rot_swa % 2)
+		return fail(L, ENGINE_E_FORMAT, "sliding-window key length %u, value length %u, rope dims %u: must be equal and even",
+			    L->k_swa, v_swa, L->rot_swa);
+	if (L->n_kv_shared > 0 && hp->n_layer - L->n_kv_shared < 2)
+		return fail(L, ENGINE_E_FORMAT, "key '%s.attention.shared_kv_layers': %u of %u layers leave no layers of both kinds to share",
+			    L->m->arch_name, L->n_kv_shared, hp->n_layer);
+	snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", L->m->arch_name);
+	if (gguf_find_key(L->m->gguf, key) < 0)
+		return fail(L, ENGINE_E_FORMAT, "key '%s': missing", key);
+	uint32_t ne = 0;
+	if ((rc = opt_u32(L, "expert_count", &ne, 0, 4096)))
+		return rc;
+	if (ne == 0)
+		return 0;
+	/* the experts of the 26B-A4B: a softmax router choosing K, renormalised */
+	uint32_t fe[1024];
+	fe[0] = 0;
+	hp->n_expert = ne;
+	if ((rc = need_u32(L, "expert_used_count", &hp->n_expert_used, 1, ne < 64 ? ne : 64)) ||
+	    (rc = layer_u32s(L, "expert_feed_forward_length", fe, 1, 1u << 20)))
+		return rc;
+	for (uint32_t i = 1; i < L->n_layer_all; i++)
+		if (fe[i] != fe[0])
+			return fail(L, ENGINE_E_FORMAT, "key '%s.expert_feed_forward_length': widths that vary by layer are not supported",
+				    L->m->arch_name);
+	if (fe[0] == 0)
+		return fail(L, ENGINE_E_FORMAT, "key '%s.expert_feed_forward_length': missing", L->m->arch_name);
+	hp->n_ff_exp = fe[0];
+	hp->moe_gating = MOE_SOFTMAX;
+	hp->moe_norm_w = true;
+	hp->moe_w_scale = 1.0f;
+	return 0;
+}
+
+/* The experts of layer i, beside its dense FFN. */
+static int load_gemma4_moe(struct loader *L, struct layer *l, int il)
+{
+	const struct hparams *hp = &L->m->hp;
+	const int64_t E = hp->n_embd, FE = hp->n_ff_exp, NE = hp->n_expert;
+	int rc;
+	if ((rc = get_weight(L, &l->ffn_gate_inp, "blk.%d.ffn_gate_inp.weight", il, E, NE, false)))
+		return rc;
+	if (!l->ffn_gate_inp.data)
+		return 0;
+	if (NE == 0)
+		return fail(L, ENGINE_E_FORMAT, "layer %d has a router but the file no %s.expert_count", il,
+			    L->m->arch_name);
+	l->ffn = FFN_MOE;
+	if ((rc = get_vec(L, &l->router_s, "blk.%d.ffn_gate_inp.scale", il, E, true)) ||
+	    (rc = get_vec(L, &l->pre_norm_2, "blk.%d.pre_ffw_norm_2.weight", il, E, true)) ||
+	    (rc = get_vec(L, &l->post_norm_1, "blk.%d.post_ffw_norm_1.weight", il, E, true)) ||
+	    (rc = get_vec(L, &l->post_norm_2, "blk.%d.post_ffw_norm_2.weight", il, E, true)) ||
+	    (rc = get_weight3(L, &l->gate_exps, "blk.%d.ffn_gate_exps.weight", il, E, FE, (uint32_t)NE)) ||
+	    (rc = get_weight3(L, &l->up_exps, "blk.%d.ffn_up_exps.weight", il, E, FE, (uint32_t)NE)) ||
+	    (rc = get_weight3(L, &l->down_exps, "blk.%d.ffn_down_exps.weight", il, FE, E, (uint32_t)NE)) ||
+	    (rc = get_vec(L, &l->down_exps_s, "blk.%d.ffn_down_exps.scale", il, NE, false)))
+		return rc;
+	return 0;
+}
+
+/* Attention, FFN and per-layer input tensors of layer i. */
+static int load_gemma4_layer(struct loader *L, struct layer *l, int il)
+{
+	const struct hparams *hp = &L->m->hp;
+	const int64_t E = hp->n_embd, D = l->head_dim, QD = (int64_t)hp->n_head * D;
+	const int64_t KD = (int64_t)l->n_head_kv * D, F = l->n_ff, P = hp->n_embd_pl;
+	const bool own = l->kv_src == il;
+	int rc;
+	/* a layer that reads another's K/V may still carry its own (llama.cpp
+	 * loads and never uses them): read, and left out of the pass */
+	struct weight unused_k, unused_v;
+	struct vec unused_kn;
+	if ((rc = get_vec(L, &l->attn_norm, "blk.%d.attn_norm.weight", il, E, true)) ||
+	    (rc = get_weight(L, &l->wq, "blk.%d.attn_q.weight", il, E, QD, true)) ||
+	    (rc = get_weight(L, own ? &l->wk : &unused_k, "blk.%d.attn_k.weight", il, E, KD, own)) ||
+	    (rc = get_weight(L, own ? &l->wv : &unused_v, "blk.%d.attn_v.weight", il, E, KD, false)) ||
+	    (rc = get_weight(L, &l->wo, "blk.%d.attn_output.weight", il, QD, E, true)) ||
+	    (rc = get_vec(L, &l->q_norm, "blk.%d.attn_q_norm.weight", il, D, true)) ||
+	    (rc = get_vec(L, own ? &l->k_norm : &unused_kn, "blk.%d.attn_k_norm.weight", il, D, own)) ||
+	    (rc = get_vec(L, &l->attn_post_norm, "blk.%d.post_attention_norm.weight", il, E, true)) ||
+	    (rc = get_vec(L, &l->out_scale, "blk.%d.layer_output_scale.weight", il, 1, false)) ||
+	    (rc = get_vec(L, &l->ffn_norm, "blk.%d.ffn_norm.weight", il, E, true)) ||
+	    (rc = get_weight(L, &l->w_gate, "blk.%d.ffn_gate.weight", il, E, F, true)) ||
+	    (rc = get_weight(L, &l->w_up, "blk.%d.ffn_up.weight", il, E, F, true)) ||
+	    (rc = get_weight(L, &l->w_down, "blk.%d.ffn_down.weight", il, F, E, true)) ||
+	    (rc = get_vec(L, &l->ffn_post_norm, "blk.%d.post_ffw_norm.weight", il, E, true)))
+		return rc;
+	l->v_is_k = own && !l->wv.data;
+	l->ffn = FFN_DENSE;
+	if ((rc = load_gemma4_moe(L, l, il)))
+		return rc;
+	if (P > 0 &&
+	    ((rc = get_weight(L, &l->ple_gate, "blk.%d.inp_gate.weight", il, E, P, true)) ||
+	     (rc = get_weight(L, &l->ple_proj, "blk.%d.proj.weight", il, P, E, true)) ||
+	     (rc = get_vec(L, &l->ple_post_norm, "blk.%d.post_norm.weight", il, E, true))))
+		return rc;
+	return 0;
+}
+
+static int load_gemma4_tensors(struct loader *L, const bool *swa_pattern)
+{
+	struct model *m = L->m;
+	struct hparams *hp = &m->hp;
+	uint32_t kvh[1024], ff[1024];
+	const uint32_t n_kv = hp->n_layer - L->n_kv_shared, d_full = hp->head_dim, rot_full = hp->n_rot;
+	int rc;
+
+	for (uint32_t i = 0; i < L->n_layer_all; i++) {
+		kvh[i] = hp->n_head_kv;
+		ff[i] = hp->n_ff;
+	}
+	if ((rc = layer_u32s(L, "attention.head_count_kv", kvh, 1, hp->n_head)) ||
+	    (rc = layer_u32s(L, "feed_forward_length", ff, 1, 1u << 20)))
+		return rc;
+	m->kv_src = eng_calloc(hp->n_layer, sizeof *m->kv_src);
+	m->kv_dims = eng_calloc(hp->n_layer, sizeof *m->kv_dims);
+	if (!m->kv_src || !m->kv_dims)
+		return fail(L, ENGINE_E_NOMEM, "out of memory for the layer table");
+	hp->kv_src = m->kv_src;
+	hp->kv_dims = m->kv_dims;
+	if (hp->n_embd_pl > 0) {
+		const int64_t PL = (int64_t)hp->n_embd_pl * hp->n_layer;
+		if ((rc = get_weight(L, &m->ple_embd, "per_layer_token_embd.weight", -1, PL, hp->n_vocab, true)) ||
+		    (rc = get_weight(L, &m->ple_model_proj, "per_layer_model_proj.weight", -1, hp->n_embd, PL, true)) ||
+		    (rc = get_vec(L, &m->ple_proj_norm, "per_layer_proj_norm.weight", -1, hp->n_embd_pl, true)))
+			return rc;
+	}
+	uint32_t max_d = 0, max_kvd = 0, max_rot = 0, max_g = 0;
+	for (uint32_t i = 0; i < hp->n_layer; i++) {
+		struct layer *l = &m->layers[i];
+		const bool swa = swa_pattern[i];
+		if (hp->n_head % kvh[i] != 0)
+			return fail(L, ENGINE_E_FORMAT, "layer %u: %u attention heads are not a multiple of %u KV heads", i,
+				    hp->n_head, kvh[i]);
+		l->swa = swa;
+		l->head_dim = swa ? L->k_swa : d_full;
+		l->n_rot = swa ? L->rot_swa : rot_full;
+		l->n_head_kv = kvh[i];
+		l->n_ff = ff[i];
+		l->rope_ff = !swa;
+		l->rope_base = swa ? hp->rope_base_swa : hp->rope_base;
+		l->rope_scale = swa ? 1.0f : hp->rope_scale;
+		/* llama.cpp's layer_reuse_cb: the last own layer of its kind */
+		l->kv_src = i < n_kv ? (int32_t)i : (int32_t)(n_kv - (swa ? 2 : 1));
+		m->kv_src[i] = l->kv_src;
+		m->kv_dims[i] = l->n_head_kv * l->head_dim;
+		const struct layer *src = &m->layers[l->kv_src];
+		if (src->swa != swa || src->head_dim != l->head_dim || src->n_head_kv != l->n_head_kv)
+			return fail(L, ENGINE_E_FORMAT, "layer %u would share the K/V of layer %d, which is of another kind or shape",
+				    i, l->kv_src);
+		if ((rc = load_gemma4_layer(L, l, (int)i)))
+			return rc;
+		max_d = l->head_dim > max_d ? l->head_dim : max_d;
+		max_rot = l->n_rot > max_rot ? l->n_rot : max_rot;
+		max_g = l->n_head_kv > max_g ? l->n_head_kv : max_g;
+		max_kvd = l->n_head_kv * l->head_dim > max_kvd ? l->n_head_kv * l->head_dim : max_kvd;
+	}
+	hp->head_dim = max_d;
+	hp->n_rot = max_rot;
+	hp->n_head_kv = max_g;
+	hp->kv_dim = max_kvd;
 	return 0;
 }
 
@@ -1059,6 +1336,8 @@ void model_free(struct model *m)
 	if (m->gguf)
 		gguf_close(m->gguf);
 	free(m->layers);
+	free(m->kv_src);
+	free(m->kv_dims);
 	free(m->owned_f32);
 	memset(m, 0, sizeof *m);
 }

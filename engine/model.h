@@ -35,6 +35,7 @@ enum arch {
 	ARCH_QWEN35MOE,
 	ARCH_LFM2,
 	ARCH_LFM2MOE,
+	ARCH_GEMMA4,
 };
 
 /* The feed-forward block of a layer. */
@@ -129,6 +130,19 @@ struct layer {
 	bool shortconv;
 	struct weight sc_in, sc_out;
 	struct vec sc_conv;          /* [n_embd][sc_l] taps */
+
+	/* Gemma 4's block (hparams.layer_shapes; gemma4_layer() in forward.c) */
+	uint32_t head_dim, n_head_kv, n_rot, n_ff;  /* this layer's shapes */
+	int32_t kv_src;              /* attends over this earlier layer's K/V (own: itself) */
+	bool v_is_k;                 /* no attn_v: V is K's projection (before its norm) */
+	bool rope_ff;                /* the model's rope_freqs apply (global layers' partial rope) */
+	struct vec out_scale;        /* [1]: the layer's output multiplied by it, or absent */
+	/* per-layer input: gate [n_embd_pl rows of n_embd], proj [n_embd rows of n_embd_pl] */
+	struct weight ple_gate, ple_proj;
+	struct vec ple_post_norm;
+	/* a mixture beside the dense FFN: router input scale [n_embd], the
+	 * experts' input norm, the two outputs' norms, per-expert scale [n_expert] */
+	struct vec router_s, pre_norm_2, post_norm_1, post_norm_2, down_exps_s;
 };
 
 struct hparams {
@@ -185,6 +199,14 @@ struct hparams {
 	uint32_t sc_l;               /* lfm2: short convolution taps (shortconv.l_cache; 0: none) */
 	bool rec_layer[1024];        /* which layers are recurrent (a copy of
 				      * the layers' flags, for the KV cache) */
+	/* gemma4: head sizes, KV heads, rope dims and FFN widths vary by layer
+	 * (struct layer's; head_dim, n_head_kv, n_rot and n_ff above are then
+	 * the largest), K/V shared across layers, per-layer inputs */
+	bool layer_shapes;
+	uint32_t n_embd_pl;          /* per-layer input width (0: none) */
+	uint32_t kv_dim;             /* the widest layer's n_head_kv * head_dim */
+	const int32_t *kv_src;       /* [n_layer] the layer whose K/V each attends over, or NULL */
+	const uint32_t *kv_dims;     /* [n_layer] each layer's n_head_kv * head_dim, or NULL */
 };
 
 /* Channels of a Gated DeltaNet layer's convolution: q, k, v. */
@@ -214,6 +236,12 @@ struct model {
 	struct vec rope_freqs;           /* optional per-dim frequency factors */
 	struct vec rope_long, rope_short; /* longrope factors (phi3): long past n_ctx_orig */
 	struct layer *layers;
+	/* gemma4's per-layer inputs: token rows [n_vocab][n_layer * n_embd_pl],
+	 * projection [n_layer * n_embd_pl rows of n_embd], its norm [n_embd_pl] */
+	struct weight ple_embd, ple_model_proj;
+	struct vec ple_proj_norm;
+	int32_t *kv_src;                 /* hp.kv_src's storage */
+	uint32_t *kv_dims;               /* hp.kv_dims' storage */
 	float *owned_f32;                /* converted small vectors */
 	size_t owned_f32_bytes;
 	uint64_t n_params;

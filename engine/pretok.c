@@ -112,6 +112,7 @@ static const struct pretok_def pretok_defs[] = {
 	{"bailingmoe|bailingmoe2|llada-moe", 0,
 	 {"'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+"}},
 	{"laguna", 0, {"[^\\n]+|[\\n]+", RE_QWEN2}},
+	{"gemma4|granite-embed-multi-311m", PRETOK_SPM_BPE | PRETOK_ADD_BOS, {"[^\\n]+|[\\n]+"}},
 };
 
 /* ---- compiling ---- */
@@ -259,7 +260,7 @@ const char *const *pretok_names(void)
 		"f2llmv2", "megrez", "stablelm2", "hunyuan", "solar-open", "grok-2", "qwen35", "poro-chat",
 		"bloom", "gpt3-finnish", "viking", "chatglm-bpe", "glm4", "glm5", "tekken",
 		"chameleon", "gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2", "seed-coder",
-		"bailingmoe", "bailingmoe2", "llada-moe", "laguna", NULL,
+		"bailingmoe", "bailingmoe2", "llada-moe", "laguna", "gemma4", "granite-embed-multi-311m", NULL,
 	};
 	return names;
 }

@@ -24,6 +24,9 @@ enum {
 	PRETOK_IGNORE_MERGES = 1 << 0,  /* a word that is a whole token skips BPE */
 	PRETOK_ADD_BOS = 1 << 1,        /* default add_bos_token is true */
 	PRETOK_NO_BOS = 1 << 2,         /* the vocab has no BOS token */
+	PRETOK_SPM_BPE = 1 << 3,        /* gemma4: spaces become U+2581, words
+					   stay raw UTF-8 (no GPT-2 byte symbols),
+					   bytes fall back to <0xNN>, BOS always */
 };
 
 /* Compiles the pre-tokenizer NAME ("" means "default").  Returns NULL with

@@ -63,6 +63,56 @@ static uint64_t arch_uint(const gguf_file *g, const char *arch, const char *suff
 	return ok ? v : 0;
 }
 
+/* Element I of the per-layer integer array KEY (int32 or uint32), or -1. */
+static int64_t arr_uint_at(const gguf_file *g, const char *key, uint64_t i)
+{
+	uint64_t n;
+	const void *data;
+	int32_t v;
+	if ((!gguf_get_arr(g, key, GGUF_VT_INT32, &n, &data) && !gguf_get_arr(g, key, GGUF_VT_UINT32, &n, &data)) ||
+	    i >= n)
+		return -1;
+	memcpy(&v, (const char *)data + i * 4, 4);
+	return v < 0 ? -1 : v;
+}
+
+/* K and V bytes per position at F16, as the engine allocates them: each
+ * layer's own KV heads (one count or one per layer) and head sizes (the
+ * sliding-window layers' where the file gives them, Gemma 4); the last
+ * attention.shared_kv_layers layers read earlier layers' K/V and cost
+ * nothing.  0 when a factor is out of range. */
+static uint64_t kv_per_pos(const gguf_file *g, const struct engine_file_info *in)
+{
+	const uint64_t lim = 1u << 20;
+	char key[160];
+	bool found;
+	uint64_t k_swa = arch_uint(g, in->arch, "attention.key_length_swa", &found), v_swa;
+	if (!found)
+		k_swa = in->head_dim_k;
+	v_swa = arch_uint(g, in->arch, "attention.value_length_swa", &found);
+	if (!found)
+		v_swa = k_swa;
+	uint64_t shared = arch_uint(g, in->arch, "attention.shared_kv_layers", NULL);
+	if (in->n_layer >= lim || shared > in->n_layer || k_swa >= lim || v_swa >= lim)
+		return 0;
+	uint64_t n_swa_arr = 0, total = 0;
+	const void *swa = NULL;
+	snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", in->arch);
+	if (!gguf_get_arr(g, key, GGUF_VT_BOOL, &n_swa_arr, &swa))
+		swa = NULL;
+	snprintf(key, sizeof key, "%s.attention.head_count_kv", in->arch);
+	for (uint64_t l = 0; l < in->n_layer - shared; l++) {
+		int64_t hk = arr_uint_at(g, key, l);
+		uint64_t kv_heads = hk >= 0 ? (uint64_t)hk : in->n_head_kv;
+		bool is_swa = swa && l < n_swa_arr && ((const uint8_t *)swa)[l];
+		uint64_t dk = is_swa ? k_swa : in->head_dim_k, dv = is_swa ? v_swa : in->head_dim_v;
+		if (kv_heads >= lim || dk >= lim || dv >= lim)
+			return 0;
+		total += kv_heads * (dk + dv) * 2;
+	}
+	return total;
+}
+
 static void gather(engine_file *f)
 {
 	const gguf_file *g = f->g;
@@ -108,8 +158,20 @@ static void gather(engine_file *f)
 	in->n_embd = arch_uint(g, in->arch, "embedding_length", NULL);
 	in->n_head = arch_uint(g, in->arch, "attention.head_count", NULL);
 	in->n_head_kv = arch_uint(g, in->arch, "attention.head_count_kv", &found);
-	if (!found)
-		in->n_head_kv = in->n_head;
+	if (!found) {
+		/* one count per layer (Gemma 4): the largest */
+		char key[160];
+		snprintf(key, sizeof key, "%s.attention.head_count_kv", in->arch);
+		in->n_head_kv = 0;
+		for (uint64_t l = 0; l < in->n_layer && l < (1u << 20); l++) {
+			int64_t h = arr_uint_at(g, key, l);
+			if (h < 0)
+				break;
+			in->n_head_kv = (uint64_t)h > in->n_head_kv ? (uint64_t)h : in->n_head_kv;
+		}
+		if (in->n_head_kv == 0)
+			in->n_head_kv = in->n_head;
+	}
 	in->head_dim_k = arch_uint(g, in->arch, "attention.key_length", &found);
 	if (!found)
 		in->head_dim_k = in->n_head ? in->n_embd / in->n_head : 0;
@@ -118,11 +180,14 @@ static void gather(engine_file *f)
 		in->head_dim_v = in->head_dim_k;
 	const uint64_t lim = 1u << 20;
 	/* Gated DeltaNet layers (qwen35): every layer but each
-	 * full_attention_interval-th (default 4), or the file's list */
+	 * full_attention_interval-th (default 4), or the file's list; they
+	 * keep a state instead of KV rows */
 	uint64_t conv = arch_uint(g, in->arch, "ssm.conv_kernel", NULL);
 	uint64_t S = arch_uint(g, in->arch, "ssm.state_size", NULL);
 	uint64_t HK = arch_uint(g, in->arch, "ssm.group_count", NULL);
 	uint64_t HV = arch_uint(g, in->arch, "ssm.time_step_rank", NULL);
+	uint64_t sc_l = arch_uint(g, in->arch, "shortconv.l_cache", NULL);
+	uint64_t rows_rec = 0;   /* KV bytes per position kv_per_pos counted for them */
 	if (conv && S && HK && HV && conv < 64 && S < 4096 && HK < lim && HV < lim && in->n_layer < lim) {
 		uint64_t interval = arch_uint(g, in->arch, "full_attention_interval", &found);
 		if (!found || interval == 0)
@@ -140,10 +205,21 @@ static void gather(engine_file *f)
 		}
 		const uint64_t per_layer = (S * (2 * HK + HV) * (conv - 1) + HV * S * S) * 4;
 		in->rec_state_bytes = in->n_recurrent * per_layer * (2 + KV_MAX_CKPT);
+		if (in->n_head_kv < lim && in->head_dim_k < lim && in->head_dim_v < lim)
+			rows_rec = in->n_recurrent * in->n_head_kv * (in->head_dim_k + in->head_dim_v) * 2;
+	} else if (sc_l > 1 && sc_l < 64 && in->n_layer < lim && in->n_embd < lim) {
+		/* lfm2: the layers whose head_count_kv entry is 0 (kv_per_pos
+		 * counts no rows for them) keep their last sc_l - 1 inputs */
+		char key[96];
+		snprintf(key, sizeof key, "%s.attention.head_count_kv", in->arch);
+		for (uint64_t i = 0; i < in->n_layer; i++)
+			in->n_recurrent += arr_uint_at(g, key, i) == 0;
+		in->rec_state_bytes = in->n_recurrent * in->n_embd * (sc_l - 1) * 4 * (2 + KV_MAX_CKPT);
 	}
-	if (in->n_layer < lim && in->n_head_kv < lim && in->head_dim_k < lim && in->head_dim_v < lim)
-		in->kv_bytes_per_pos = (in->n_layer - in->n_recurrent) * in->n_head_kv *
-				       (in->head_dim_k + in->head_dim_v) * 2;
+	if (in->n_head_kv < lim && in->head_dim_k < lim && in->head_dim_v < lim) {
+		const uint64_t all = kv_per_pos(g, in);
+		in->kv_bytes_per_pos = all > rows_rec ? all - rows_rec : 0;
+	}
 }
 
 engine_file *engine_file_open(const char *path, char *err, size_t errlen)

@@ -256,6 +256,7 @@ struct tokenizer {
 	size_t max_token;             /* longest token text */
 	int32_t role[TOK_ROLE_COUNT];
 	bool add_bos, add_eos, add_space_prefix, ignore_merges, has_strip;
+	bool spm_bpe;                 /* gemma4: BPE over U+2581-escaped UTF-8 */
 
 	/* byte-level BPE */
 	pretok *pre;
@@ -577,6 +578,17 @@ static void load_spm_bytes(tokenizer *tk)
 	}
 }
 
+/* SentencePiece-style BPE falls back to <0xNN> only (no byte symbols). */
+static void load_spbpe_bytes(tokenizer *tk)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (unsigned b = 0; b < 256; b++) {
+		char name[7] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>', 0};
+		tk->byte_fallback[b][0] = find_token(tk, name);
+		tk->byte_fallback[b][1] = -1;
+	}
+}
+
 static const char *const role_keys[TOK_ROLE_COUNT] = {
 	[TOK_BOS] = "tokenizer.ggml.bos_token_id",
 	[TOK_EOS] = "tokenizer.ggml.eos_token_id",
@@ -767,7 +779,7 @@ static bool make_pieces(tokenizer *tk)
 		if (a & (TOK_ATTR_UNKNOWN | TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED)) {
 			memcpy(out + len, text, tl);
 			len += tl;
-		} else if ((a & TOK_ATTR_NORMAL) && tk->model == TOK_MODEL_SPM) {
+		} else if ((a & TOK_ATTR_NORMAL) && (tk->model == TOK_MODEL_SPM || tk->spm_bpe)) {
 			for (size_t i = 0; i < tl;) {
 				if (i + 3 <= tl && memcmp(text + i, "\xe2\x96\x81", 3) == 0) {
 					out[len++] = ' ';
@@ -1006,10 +1018,12 @@ tokenizer *tok_load_opts(const gguf_file *f, const struct tok_load_opts *opts, c
 		tk->role[TOK_UNK] = 0;
 		tk->add_bos = true;
 		tk->add_space_prefix = true;
-	} else if (strcmp(model, "gpt2") == 0) {
+	} else if (strcmp(model, "gpt2") == 0 || strcmp(model, "gemma4") == 0) {
 		tk->model = TOK_MODEL_BPE;
-		tk->role[TOK_BOS] = 11;
-		tk->role[TOK_EOS] = 11;
+		if (strcmp(model, "gemma4") == 0)
+			snprintf(pre, sizeof pre, "gemma4");  /* llama.cpp ignores the file's */
+		else
+			tk->role[TOK_BOS] = tk->role[TOK_EOS] = 11;
 		tk->pre = pretok_new(pre, err, errlen);
 		if (!tk->pre)
 			goto fail;
@@ -1018,9 +1032,10 @@ tokenizer *tok_load_opts(const gguf_file *f, const struct tok_load_opts *opts, c
 		tk->add_bos = pflags & PRETOK_ADD_BOS;
 		if (pflags & PRETOK_NO_BOS)
 			tk->role[TOK_BOS] = -1;
+		tk->spm_bpe = pflags & PRETOK_SPM_BPE;
 	} else {
 		seterr(err, errlen, "unsupported tokenizer model '%s' (tokenizer.ggml.model; "
-		       "ttychat knows 'llama' and 'gpt2')", model);
+		       "ttychat knows 'llama', 'gpt2' and 'gemma4')", model);
 		goto fail;
 	}
 
@@ -1044,6 +1059,10 @@ tokenizer *tok_load_opts(const gguf_file *f, const struct tok_load_opts *opts, c
 		tk->add_bos = b;
 	if (gguf_get_bool(f, "tokenizer.ggml.add_eos_token", &b))
 		tk->add_eos = b;
+	if (tk->spm_bpe)
+		tk->add_bos = true;  /* llama.cpp overrides a false add_bos_token for Gemma 4 */
+	if (tk->spm_bpe)
+		load_spbpe_bytes(tk);
 	if (tk->model == TOK_MODEL_SPM) {
 		load_spm_bytes(tk);
 		if (!load_spm_inner(tk)) {
@@ -1239,6 +1258,8 @@ struct enc_work {
 	size_t cap_heap, n_heap;
 	char *buf;
 	size_t cap_buf;
+	char *esc;             /* spm_bpe: the fragment with spaces escaped */
+	size_t cap_esc;
 	unsigned char *claimed;
 	struct hot *hot;
 	struct claim *claims;
@@ -1253,6 +1274,7 @@ static void work_free(struct enc_work *w)
 	free(w->sym);
 	free(w->heap);
 	free(w->buf);
+	free(w->esc);
 	free(w->claimed);
 	free(w->hot);
 	free(w->claims);
@@ -1522,6 +1544,8 @@ static void bpe_merge_scan(const tokenizer *tk, struct enc_work *w, size_t n)
 	}
 }
 
+static int bpe_merge_emit(const tokenizer *tk, struct enc_work *w, const unsigned char *s, size_t n);
+
 static int bpe_word(const tokenizer *tk, struct enc_work *w, const unsigned char *s, size_t n)
 {
 	if (tk->ignore_merges) {
@@ -1538,6 +1562,12 @@ static int bpe_word(const tokenizer *tk, struct enc_work *w, const unsigned char
 	for (size_t i = 0; i < n; i++)
 		w->sym[i] = (struct sym){.start = (uint32_t)i, .n = 1, .prev = (int32_t)i - 1,
 					 .next = i + 1 == n ? -1 : (int32_t)i + 1, .sid = tk->byte_sid[s[i]]};
+	return bpe_merge_emit(tk, w, s, n);
+}
+
+/* Merges the n symbols in w->sym over the word s, then emits their tokens. */
+static int bpe_merge_emit(const tokenizer *tk, struct enc_work *w, const unsigned char *s, size_t n)
+{
 	if (n <= SCAN_MAX) {
 		bpe_merge_scan(tk, w, n);
 	} else {
@@ -1578,8 +1608,61 @@ static int bpe_word(const tokenizer *tk, struct enc_work *w, const unsigned char
 	return TOK_OK;
 }
 
+/* SentencePiece-style BPE (gemma4): symbols are the word's UTF-8
+ * characters (spaces already U+2581), and a symbol that is no token falls
+ * back to <0xNN> tokens for its bytes.  A word of newlines only that is a
+ * token as a whole is taken whole (llama.cpp's fix for Gemma 4). */
+static int spbpe_word(const tokenizer *tk, struct enc_work *w, const unsigned char *s, size_t n)
+{
+	size_t nl = 0;
+	while (nl < n && s[nl] == '\n')
+		nl++;
+	if (nl == n) {
+		int32_t id = tok_find(tk, (const char *)s, n);
+		if (id >= 0)
+			return emit(w, id) ? TOK_OK : TOK_ERR_NOMEM;
+	}
+	size_t ns = 0;
+	for (size_t i = 0; i < n;) {
+		size_t cl = unicode_len_utf8(s[i]);
+		if (cl > n - i)
+			cl = n - i;
+		int64_t sid = strtab_find(&tk->strs, (const char *)s + i, cl);
+		w->sym[ns] = (struct sym){.start = (uint32_t)i, .n = (uint32_t)cl, .prev = (int32_t)ns - 1,
+					  .next = i + cl == n ? -1 : (int32_t)ns + 1, .sid = sid < 0 ? -1 : (int32_t)sid};
+		ns++;
+		i += cl;
+	}
+	return bpe_merge_emit(tk, w, s, ns);
+}
+
+/* llama.cpp's llama_escape_whitespace(): every ' ' becomes U+2581. */
+static const char *escape_spaces(struct enc_work *w, const char *s, size_t *n)
+{
+	size_t sp = 0;
+	for (size_t i = 0; i < *n; i++)
+		sp += s[i] == ' ';
+	if (!sp)
+		return s;
+	if (!reserve_n((void **)&w->esc, &w->cap_esc, *n + 2 * sp + 1, 1))
+		return NULL;
+	size_t len = 0;
+	for (size_t i = 0; i < *n; i++) {
+		if (s[i] == ' ') {
+			memcpy(w->esc + len, "\xe2\x96\x81", 3);
+			len += 3;
+		} else {
+			w->esc[len++] = s[i];
+		}
+	}
+	*n = len;
+	return w->esc;
+}
+
 static int bpe_fragment(const tokenizer *tk, struct enc_work *w, const char *s, size_t n)
 {
+	if (tk->spm_bpe && !(s = escape_spaces(w, s, &n)))
+		return TOK_ERR_NOMEM;
 	int prc = pretok_split(tk->pre, &w->pw, s, n, NULL, 0);
 	if (prc < 0)
 		return prc == PRETOK_ERR_NOMEM ? TOK_ERR_NOMEM : TOK_ERR_REGEX;
@@ -1593,7 +1676,8 @@ static int bpe_fragment(const tokenizer *tk, struct enc_work *w, const char *s, 
 		return TOK_ERR_NOMEM;
 	for (size_t i = 0; i < w->pw.n_words; i++) {
 		const unsigned char *word = (const unsigned char *)w->pw.text + w->pw.words[2 * i];
-		int rc = bpe_word(tk, w, word, w->pw.words[2 * i + 1]);
+		size_t wl = w->pw.words[2 * i + 1];
+		int rc = tk->spm_bpe ? spbpe_word(tk, w, word, wl) : bpe_word(tk, w, word, wl);
 		if (rc)
 			return rc;
 	}

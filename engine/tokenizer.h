@@ -8,6 +8,9 @@
  *   'gpt2'  (byte-level BPE: ranked merges inside the words that the
  *           pre-tokenizer named by tokenizer.ggml.pre cuts) - gpt-2, llama 3,
  *           qwen, smollm, deepseek, falcon, ...
+ *   'gemma4' (SentencePiece-style BPE: spaces become U+2581, ranked merges
+ *           over raw UTF-8 characters within newline-separated runs, byte
+ *           fallback <0xNN>, BOS always added) - gemma 4.
  * Other tokenizer models, and pre-tokenizers we do not know, are refused at
  * load with a message naming them.
  *
@@ -54,7 +57,7 @@ enum tok_status {
 
 enum tok_model_kind {
 	TOK_MODEL_SPM = 1,    /* tokenizer.ggml.model = "llama" */
-	TOK_MODEL_BPE = 2,    /* tokenizer.ggml.model = "gpt2" */
+	TOK_MODEL_BPE = 2,    /* tokenizer.ggml.model = "gpt2" or "gemma4" */
 };
 
 /* Token attributes (a bit set, llama.cpp's llama_token_attr). */

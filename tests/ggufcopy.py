@@ -4,12 +4,12 @@ Needs the PyPI gguf package."""
 from gguf import GGMLQuantizationType, GGUFValueType
 
 
-def copy_kv(reader, writer, arch="llama", patch=None):
-	"""Every key of READER but the header's and general.architecture into
-	WRITER; "llama." keys become ARCH's; PATCH {key: int} replaces values
-	(as uint32)."""
+def copy_kv(reader, writer, arch="llama", patch=None, drop=()):
+	"""Every key of READER but the header's, general.architecture and
+	those in DROP into WRITER; "llama." keys become ARCH's; PATCH
+	{key: int} replaces values (as uint32)."""
 	for k, f in reader.fields.items():
-		if k.startswith("GGUF.") or k == "general.architecture":
+		if k.startswith("GGUF.") or k == "general.architecture" or k in drop:
 			continue
 		nk = k.replace("llama.", arch + ".", 1) if k.startswith("llama.") else k
 		if patch and nk in patch:

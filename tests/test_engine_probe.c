@@ -216,9 +216,41 @@ static void test_bench(const char *path)
 	engine_free(e);
 }
 
+/* Gemma 4's KV figure: narrower sliding-window heads, KV heads per layer,
+ * the shared layers free (random-weight fixtures of the tree) */
+static void test_gemma4_kv(void)
+{
+	static const struct {
+		const char *name;
+		uint64_t kv_heads, per_pos;
+	} cases[] = {
+		/* 5 own layers of 10: 4 sliding (1 head, K and V of 32, F16)
+		 * + 1 global (1 head of 64) */
+		{"gemma4-e2b-f16.gguf", 1, 4 * 1 * (32 + 32) * 2 + 1 * (64 + 64) * 2},
+		/* 6 own layers: 5 sliding of 2 heads + 1 global of 1 */
+		{"gemma4-31b-f16.gguf", 2, 5 * 2 * (32 + 32) * 2 + 1 * (64 + 64) * 2},
+	};
+	const char *src = getenv("TTYCHAT_SRCDIR");
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char path[4096], err[512];
+		snprintf(path, sizeof path, "%s/tests/fixtures/engine/random/%s", src ? src : ".", cases[i].name);
+		engine_file *f = engine_file_open(path, err, sizeof err);
+		CHECK(f != NULL, "open: %s", err);
+		if (!f)
+			continue;
+		const struct engine_file_info *in = engine_file_info(f);
+		CHECK(in->n_head_kv == cases[i].kv_heads && in->kv_bytes_per_pos == cases[i].per_pos,
+		      "%s: %llu KV heads, %llu KV bytes per position, want %llu", cases[i].name,
+		      (unsigned long long)in->n_head_kv, (unsigned long long)in->kv_bytes_per_pos,
+		      (unsigned long long)cases[i].per_pos);
+		engine_file_close(f);
+	}
+}
+
 int main(void)
 {
 	test_chat();
+	test_gemma4_kv();
 	char path[4096];
 	if (!tu_model(SMOLLM2_FILE, path, sizeof path)) {
 		if (tu_fail == 0)

@@ -611,6 +611,65 @@ static void test_gdn_rule(int S)
 	       S % 8 ? "plain C" : "vector where the CPU has it", md, ms);
 }
 
+/* Gemma 4's cache: a layer sharing another's K/V has no rows of its own
+ * (its rows are the other layer's), each layer's rows are as wide as its
+ * own KV heads, and a rewind over the shared layers recomputes the same
+ * logits. */
+static void test_gemma4_kv(const char *fixture)
+{
+	struct model m;
+	cJSON *j = random_fixture(fixture, &m);
+	if (!j)
+		return;
+	int p0 = tu_pass, f0 = tu_fail;
+	pool *p = pool_create(2);
+	struct fwd f;
+	CHECK(fwd_init(&f, &m, p, 256, 64) == 0, "%s: fwd_init", fixture);
+	const uint32_t V = m.hp.n_vocab;
+	int32_t seq[64];
+	int ns = ids_of(cJSON_GetObjectItem(j, "sequence"), seq, 64);
+	struct kv_cache kv;
+	CHECK(kv_init(&kv, &m.hp, GGML_TYPE_F16, 256) == 0, "kv_init");
+	int rc = eval_all(&f, &kv, seq, ns, false, NULL, V);
+	float *last = malloc(V * sizeof(float));
+	memcpy(last, f.logits, V * sizeof(float));
+	size_t own = 0, widest = 0;
+	int shared = 0;
+	for (uint32_t l = 0; l < m.hp.n_layer; l++) {
+		const int32_t src = m.hp.kv_src[l];
+		CHECK(kv_row(&kv, l) == ggml_row_bytes(GGML_TYPE_F16, m.hp.kv_dims[l]), "layer %u row bytes", l);
+		if (src != (int32_t)l) {
+			shared++;
+			CHECK(!kv_owns(&kv, l) && kv.k[l] == kv.k[src] && kv.v[l] == kv.v[src],
+			      "layer %u reads layer %d's rows", l, src);
+		} else {
+			own += 2 * kv_row(&kv, l);
+		}
+		widest = kv_row(&kv, l) > widest ? kv_row(&kv, l) : widest;
+	}
+	CHECK(kv_bytes(&kv) == (size_t)kv.cap * (own + 4), "kv_bytes %zu: shared layers cost nothing",
+	      kv_bytes(&kv));
+	CHECK(own <= 2 * widest * (m.hp.n_layer - (uint32_t)shared), "no layer costs more than the widest");
+	CHECK(shared == 0 || own < 2 * widest * m.hp.n_layer, "shared layers cost nothing");
+	/* rewind to 20 and run the rest again, one token at a time */
+	kv_truncate(&kv, 20);
+	for (int t = 20; rc == 0 && t < ns; t++)
+		rc = fwd_eval(&f, &kv, seq + t, 1, false);
+	double d = 0;
+	for (uint32_t v = 0; rc == 0 && v < V; v++)
+		d = fabs(f.logits[v] - last[v]) > d ? fabs(f.logits[v] - last[v]) : d;
+	CHECK(rc == 0 && d < 1e-3, "%s: after a rewind the last logits move by %.5f", fixture, d);
+	const char *name = strrchr(fixture, '/') ? strrchr(fixture, '/') + 1 : fixture;
+	printf("  %-26s KV: %d shared layers, %zu of %zu bytes per position, rewind |dlogit| %.5f (%d passed, %d failed)\n",
+	       name, shared, own, 2 * widest * m.hp.n_layer, d, tu_pass - p0, tu_fail - f0);
+	free(last);
+	kv_free(&kv);
+	fwd_free(&f);
+	pool_free(p);
+	model_free(&m);
+	cJSON_Delete(j);
+}
+
 int main(int argc, char **argv)
 {
 	char a[4096], b[4096];
@@ -666,6 +725,12 @@ int main(int argc, char **argv)
 		test_stop(a);
 		test_chunks(a);
 		test_recurrent(a);
+		snprintf(a, sizeof a, "%s/tests/fixtures/engine/random/gemma4-e2b-f16.json", src);
+		test_chunks(a);
+		test_gemma4_kv(a);
+		snprintf(a, sizeof a, "%s/tests/fixtures/engine/random/gemma4-26b-a4b-f16.json", src);
+		test_chunks(a);
+		test_gemma4_kv(a);
 		snprintf(a, sizeof a, "%s/tests/fixtures/engine/SmolLM2-135M-Instruct.Q4_1.json", src);
 		snprintf(b, sizeof b, "%s/tests/fixtures/engine/gemma-3-270m-it-Q4_K_M.json", src);
 		run_fixture(a);

@@ -4,7 +4,8 @@
 # not a multiple of KV heads, missing tensors, shapes that disagree with the
 # hyper-parameters, a truncated file, metadata that changes the computation
 # in a way the engine does not implement (a rope scaling type, experts,
-# other head sizes on sliding-window layers), a tensor no block of the
+# other head sizes on sliding-window layers), Gemma 4's required keys and
+# shapes, a tensor no block of the
 # family reads, inconsistent expert counts, a model too big for the
 # memory.  The files are rewritten from a committed random-weight model
 # with the PyPI gguf package (tests/ggufcopy.py; skip without it).
@@ -50,6 +51,23 @@ write("extratensor", add_tensor=("blk.0.attn_output.bias", 128))
 write("moeused", arch="qwen3moe", extra={"qwen3moe.expert_count": (4, GGUFValueType.UINT32),
                                           "qwen3moe.expert_used_count": (8, GGUFValueType.UINT32)})
 write("ok")
+
+# Gemma 4 (the 31B's block): the per-layer window pattern is required, the
+# shared-KV layers must leave a layer of each kind, a fused attn_qkv (not
+# read) is refused
+g4 = GGUFReader(os.path.join(os.path.dirname(src), "gemma4-31b-f16.gguf"))
+def write_g4(name, patch=None, drop=(), add_tensor=None):
+    w = GGUFWriter(f"{out}/{name}.gguf", "gemma4")
+    copy_kv(g4, w, "gemma4", patch, drop)
+    copy_tensors(g4, w)
+    if add_tensor:
+        import numpy as np
+        w.add_tensor(add_tensor[0], np.zeros(add_tensor[1], dtype=np.float32))
+    finish(w)
+write_g4("g4pattern", drop=("gemma4.attention.sliding_window_pattern",))
+write_g4("g4shared", patch={"gemma4.attention.shared_kv_layers": 5})
+write_g4("g4qkv", add_tensor=("blk.0.attn_qkv.weight", (256, 64)))
+write_g4("g4ok")
 PYEOF
 head -c 3000 "$src" > "$tmp/truncated.gguf"
 
@@ -77,6 +95,9 @@ check swahead "_length_swa"
 check extratensor "tensor 'blk.0.attn_output.bias' is not part of the llama architecture"
 check moeused "expert_used_count': 8 outside \[1, 4\]"
 check truncated "truncated\|past the end\|beyond"
+check g4pattern "gemma4.attention.sliding_window_pattern': missing"
+check g4shared "shared_kv_layers': 5 of 6 layers"
+check g4qkv "tensor 'blk.0.attn_qkv.weight' is not part of the gemma4 architecture"
 # a model that cannot fit the memory this process may take (here a limit
 # of 16 MiB, as a cgroup would set it) is refused with the numbers
 TTYCHAT_MEM_LIMIT=16M "$TTYCHAT_BIN" -m "$tmp/ok.gguf" -p hi -n 1 >"$tmp/out" 2>"$tmp/err"
@@ -87,12 +108,14 @@ else
 	fail=$((fail + 1))
 	echo "FAIL memory: rc=$rc: $(cat "$tmp/err")"
 fi
-# the unmodified copy loads and answers
-if "$TTYCHAT_BIN" -m "$tmp/ok.gguf" -p hi -n 4 --temp 0 >"$tmp/out" 2>"$tmp/err"; then
-	pass=$((pass + 1))
-else
-	fail=$((fail + 1))
-	echo "FAIL ok: $(cat "$tmp/err")"
-fi
+# the unmodified copies load and answer
+for ok in ok g4ok; do
+	if "$TTYCHAT_BIN" -m "$tmp/$ok.gguf" -p hi -n 4 --temp 0 >"$tmp/out" 2>"$tmp/err"; then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		echo "FAIL $ok: $(cat "$tmp/err")"
+	fi
+done
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -788,6 +788,7 @@ THINKING_TEMPLATES = [
     "mistralai-Ministral-3-14B-Reasoning-2512", "HuggingFaceTB-SmolLM3-3B", "GLM-4.6", "GLM-4.7-Flash",
     "MiniMax-M2", "Kimi-K2-Thinking", "NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "ByteDance-Seed-OSS",
 ]
+NEWER_TEMPLATES = ["google-gemma-4-31B-it"]
 THINKING_VARS = [{}, {"enable_thinking": True}, {"enable_thinking": False},
                  {"reasoning_effort": "low"}, {"reasoning_effort": "high", "enable_thinking": True}]
 THINKING_CONVS = [
@@ -821,6 +822,74 @@ def thinking(env):
         print("%-48s %4d passed, %d failed" % ("thinking " + name, passed - before[0], failed - before[1]))
 
 
+# Gemma 4's own constructs: nested tool parameters (enum, array items,
+# nested objects, nullable), arguments of every JSON kind, reasoning kept
+# beside a tool call, tool results by tool_call_id or embedded
+# (tool_responses), a thought channel stripped from past answers, content
+# parts, a system turn carrying the thinking switch.
+GEMMA4_TOOLS = TOOLS + [{
+    "type": "function",
+    "function": {
+        "name": "plan_trip",
+        "description": "Plan a trip",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "stops": {"type": "array", "description": "Stops",
+                          "items": {"type": "object", "properties": {
+                              "city": {"type": "string"}, "nights": {"type": "integer"}},
+                              "required": ["city"]}},
+                "mode": {"type": "string", "enum": ["rail", "road"], "nullable": True},
+                "budget": {"type": "object", "properties": {"max": {"type": "number"}},
+                           "required": ["max"]},
+                "tags": {"type": "array", "items": {"type": ["string", "null"]}},
+            },
+            "required": ["stops"],
+        },
+        "response": {"type": "object", "description": "The plan"},
+    },
+}]
+GEMMA4_CONVS = [
+    [m(S, "  Be brief. "), m(U, "Plan Lyon then Nice"),
+     {"role": A, "content": "", "reasoning_content": "Two stops.",
+      "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "plan_trip", "arguments": {
+          "stops": [{"city": "Lyon", "nights": 2}, {"city": "Nice"}], "mode": None,
+          "budget": {"max": 1200.5, "flex": True}, "tags": ["food", "sea"]}}}]},
+     {"role": "tool", "tool_call_id": "c1", "content": "{\"ok\": true}"},
+     m(A, "<|channel>thought\nDone.<channel|>Booked: Lyon, Nice."), m(U, "Thanks!")],
+    [m(U, "Weather?"),
+     {"role": A, "content": None, "tool_calls": [
+         {"id": "w1", "function": {"name": "get_weather", "arguments": {"city": "Oslo", "days": 3}}},
+         {"id": "w2", "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}}]},
+     {"role": "tool", "tool_call_id": "w2", "content": [{"type": "text", "text": "hot"}]},
+     {"role": "tool", "tool_call_id": "w1", "name": "get_weather", "content": "cold"}],
+    [m(U, "Legacy"),
+     {"role": A, "content": "Here.", "tool_responses": [
+         {"name": "get_weather", "response": {"temp": -3, "sky": "snow", "alerts": [True, False]}},
+         {"name": "get_weather", "response": "n/a"}]},
+     {"role": U, "content": [{"type": "text", "text": " look "}, {"type": "image"}, {"type": "audio"}]}],
+]
+
+
+def gemma4_extra(env):
+    path = os.path.join(LLAMACPP, "models", "templates", "google-gemma-4-31B-it.jinja")
+    if not os.path.exists(path):
+        print("note: no google-gemma-4-31B-it.jinja in %r" % LLAMACPP)
+        return
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    before = passed, failed
+    for ci, conv in enumerate(GEMMA4_CONVS):
+        for v in ({}, {"tools": GEMMA4_TOOLS}, {"tools": GEMMA4_TOOLS, "enable_thinking": True},
+                  {"enable_thinking": False}):
+            for agp in (True, False):
+                compare("gemma-4 conv%d %s agp=%s" % (ci, json.dumps(sorted(v)), agp), source,
+                        ["--template", path, "--bos", "<bos>", "--eos", "<eos>"], conv, agp, "<bos>", "<eos>",
+                        v, env)
+    print("%-48s %4d passed, %d failed" % ("gemma-4 tools and channels", passed - before[0],
+                                            failed - before[1]))
+
+
 def main():
     if not BIN or not os.access(BIN, os.X_OK):
         print("SKIP: ttychat binary not found (TTYCHAT_BIN=%r)" % BIN)
@@ -830,10 +899,17 @@ def main():
     with tempfile.TemporaryDirectory() as tmpdir:
         features(env, tmpdir)
     thinking(env)
+    gemma4_extra(env)
 
     templates = sorted(glob.glob(os.path.join(TESTDATA, "templates", "*.jinja"))) if TESTDATA else []
     if not templates:
         print("note: no test templates in %r" % TESTDATA)
+    # templates of families newer than that folder, from llama.cpp's tree:
+    # the whole conformance corpus (tools, refusals), not only thinking
+    for name in NEWER_TEMPLATES:
+        path = os.path.join(LLAMACPP, "models", "templates", name + ".jinja")
+        if os.path.exists(path) and not any(os.path.basename(t) == name + ".jinja" for t in templates):
+            templates.append(path)
     for path in templates:
         ran = True
         name = os.path.basename(path)[:-len(".jinja")]

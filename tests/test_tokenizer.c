@@ -7,7 +7,10 @@
  *     longest-first partition), end-of-generation by text, and the
  *     streaming decoder's edge cases (split UTF-8, invalid bytes, queueing
  *     into small buffers);
- *  B. every case of ../shared/testdata/vocab/NAME.gguf.inp against its .out;
+ *  B. every case of ../shared/testdata/vocab/NAME.gguf.inp against its .out,
+ *     and the vectors of tokenizers newer than that folder (gemma-4) from
+ *     the models/ folder of llama.cpp's tree ($TTYCHAT_LLAMACPP_DIR, by
+ *     default the oracle's, as tests/test_template.py finds it);
  *  C. both real models against ids, attributes and pieces recorded from
  *     llama.cpp (tests/fixtures/tokenizer/, scripts/gen-tokenizer-fixtures.py);
  *  D. every supported pre-tokenizer name over the gpt-2 vocabulary against
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gguf.h"
 #include "pretok.h"
@@ -671,20 +675,20 @@ static void part_robust(const tokenizer *tk, const char *label)
 
 /* ---- B. llama.cpp's vocabulary test vectors ---- */
 
-static void part_testdata(const char *testdata)
+/* The .inp/.out vectors of the vocab files in DIR (only ONLY when not
+ * NULL); returns how many files it ran. */
+static int vocab_dir(const char *dir, const char *only, int *total_pass, int *total)
 {
-	char dir[8192];
-	snprintf(dir, sizeof dir, "%s/vocab", testdata);
 	DIR *dp = opendir(dir);
-	if (!dp) {
-		printf("B SKIP: no %s (llama.cpp vocab test vectors)\n", dir);
-		return;
-	}
+	if (!dp)
+		return 0;
 	struct dirent *de;
-	int total_pass = 0, total = 0, files = 0;
+	int files = 0;
 	while ((de = readdir(dp)) != NULL) {
 		size_t l = strlen(de->d_name);
 		if (l < 6 || strcmp(de->d_name + l - 5, ".gguf") != 0)
+			continue;
+		if (only && strcmp(de->d_name, only) != 0)
 			continue;
 		char path[8192 + 256], ipath[8192 + 300], opath[8192 + 300], err[256];
 		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
@@ -733,15 +737,93 @@ static void part_testdata(const char *testdata)
 		}
 		CHECK(n > 0 && pass == n, "%s: %d of %d cases", de->d_name, pass, n);
 		printf("B %s: %d/%d cases identical\n", de->d_name, pass, n);
-		total += n;
-		total_pass += pass;
+		*total += n;
+		*total_pass += pass;
 		free(ids);
 		tok_free(tk);
 		free(inp);
 		free(out);
 	}
 	closedir(dp);
-	CHECK(files > 0, "no vocab files in %s", dir);
+	return files;
+}
+
+/* Gemma 4's vocabulary beyond its vectors: BOS always added, its turn and
+ * tool tokens end generation, </s> is plain text, pieces unescape U+2581
+ * and <0xNN> byte tokens, special tokens parse. */
+static void gemma4_facts(const char *path)
+{
+	char err[256];
+	gguf_file *g = gguf_open(path, err, sizeof err);
+	tokenizer *tk = g ? tok_load(g, err, sizeof err) : NULL;
+	gguf_close(g);
+	CHECK(tk != NULL, "%s: %s", path, err);
+	if (!tk)
+		return;
+	int p0 = tu_pass, f0 = tu_fail;
+	CHECK(tok_add_bos(tk) && tok_bos(tk) >= 0, "gemma4: BOS is added");
+	static const char *const eog[] = {"<eos>", "<turn|>", "<|tool_response>"};
+	for (int i = 0; i < 3; i++) {
+		int32_t id = tok_find(tk, eog[i], strlen(eog[i]));
+		CHECK(id >= 0 && tok_is_eog(tk, id), "gemma4: %s ends generation", eog[i]);
+	}
+	int32_t s = tok_find(tk, "</s>", 4);
+	CHECK(s < 0 || !tok_is_eog(tk, s), "gemma4: </s> is ordinary");
+	int32_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	const char *text = "<|turn>user\n Hi \xf0\x9f\x98\x80<turn|>";
+	int rc = tok_encode(tk, text, strlen(text), true, true, &ids, &n, &cap);
+	CHECK(rc == TOK_OK && n > 3 && ids[0] == tok_bos(tk), "gemma4: encode with specials");
+	char out[256];
+	size_t len = 0;
+	for (size_t i = 1; rc == TOK_OK && i < n; i++) {
+		size_t pl;
+		const char *pc = tok_piece(tk, ids[i], &pl);
+		if (len + pl < sizeof out) {
+			memcpy(out + len, pc, pl);
+			len += pl;
+		}
+	}
+	CHECK(len == strlen(text) && !memcmp(out, text, len), "gemma4: pieces give the text back (%.*s)",
+	      (int)len, out);
+	free(ids);
+	tok_free(tk);
+	printf("B gemma-4 vocabulary facts: %d passed, %d failed\n", tu_pass - p0, tu_fail - f0);
+}
+
+static void part_testdata(const char *testdata)
+{
+	char dir[8192];
+	int total_pass = 0, total = 0, files;
+	snprintf(dir, sizeof dir, "%s/vocab", testdata);
+	files = vocab_dir(dir, NULL, &total_pass, &total);
+	if (!files) {
+		printf("B SKIP: no vectors in %s (llama.cpp vocab test vectors)\n", dir);
+	}
+	/* vocabularies the shared folder does not carry yet */
+	static const char *const newer[] = {"ggml-vocab-gemma-4.gguf"};
+	const char *src = getenv("TTYCHAT_LLAMACPP_DIR");
+	if (!src || !*src)
+		src = "/work/oracle/llama_cpp_python-0.3.36/vendor/llama.cpp";
+	for (size_t i = 0; i < sizeof newer / sizeof newer[0]; i++) {
+		char p[8192 + 64];
+		snprintf(p, sizeof p, "%s/%s", dir, newer[i]);
+		if (access(p, R_OK) == 0)
+			continue;  /* ran above */
+		snprintf(dir, sizeof dir, "%s/models", src);
+		int got = vocab_dir(dir, newer[i], &total_pass, &total);
+		if (got) {
+			snprintf(p, sizeof p, "%s/%s", dir, newer[i]);
+			gemma4_facts(p);
+		}
+		if (!got)
+			printf("B SKIP: %s: not in %s/vocab nor in $TTYCHAT_LLAMACPP_DIR/models\n", newer[i],
+			       testdata);
+		files += got;
+		snprintf(dir, sizeof dir, "%s/vocab", testdata);
+	}
+	if (!files)
+		return;
 	printf("B llama.cpp vocab vectors: %d/%d cases identical in %d files\n", total_pass, total, files);
 }
 
