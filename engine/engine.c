@@ -86,6 +86,7 @@ struct request {
 	struct engine_gen_opts gen;
 	char **stop;             /* copied, NULL-terminated */
 	char *grammar;           /* copied GBNF, or NULL */
+	char *trigger;           /* copied gen.grammar_trigger, or NULL */
 	char *vars_json;         /* REQ_SUBMIT: template variables (think, effort, kwargs), or NULL */
 	char *wrapup;            /* REQ_SUBMIT: the wrap-up phrase, copied ("" none) */
 	char *effort;            /* REQ_SUBMIT: reasoning_effort, copied (gen.reasoning_effort points here) */
@@ -345,12 +346,14 @@ static void free_request(struct request *r)
 	for (size_t i = 0; i < r->n_msgs; i++) {
 		free((char *)r->msgs[i].role);
 		free((char *)r->msgs[i].content);
+		free((char *)r->msgs[i].json);
 	}
 	free(r->msgs);
 	for (size_t i = 0; r->stop && r->stop[i]; i++)
 		free(r->stop[i]);
 	free(r->stop);
 	free(r->grammar);
+	free(r->trigger);
 	free(r->vars_json);
 	free(r->wrapup);
 	free(r->effort);
@@ -556,7 +559,11 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
 		r->gen.add_generation_prompt = true;
 	r->gen.stop = NULL;
 	r->gen.grammar = NULL;
+	r->gen.grammar_trigger = NULL;
 	if (g && g->grammar && !(r->grammar = eng_strdup(g->grammar)))
+		goto nomem;
+	if (g && g->grammar && g->grammar_trigger && g->grammar_trigger[0] &&
+	    !(r->trigger = eng_strdup(g->grammar_trigger)))
 		goto nomem;
 	r->gen.reasoning_effort = NULL;
 	r->gen.template_vars = NULL;
@@ -583,6 +590,8 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
 		r->msgs[i].role = eng_strdup(msgs[i].role ? msgs[i].role : "user");
 		r->msgs[i].content = eng_strdup(msgs[i].content ? msgs[i].content : "");
 		if (!r->msgs[i].role || !r->msgs[i].content)
+			goto nomem;
+		if (msgs[i].json && !(r->msgs[i].json = eng_strdup(msgs[i].json)))
 			goto nomem;
 	}
 	if (g && g->stop) {
@@ -660,6 +669,7 @@ static void fill_info(engine *e, struct engine_model_info *info)
 	info->n_vocab = m->hp.n_vocab;
 	snprintf(info->template_family, sizeof info->template_family, "%s", e->family);
 	snprintf(info->reasoning, sizeof info->reasoning, "%s", reasoning_format_name(e->rfmt));
+	snprintf(info->tool_format, sizeof info->tool_format, "%s", engine_tools_format(e->tmpl_text));
 	snprintf(info->model_id, sizeof info->model_id, "%s", e->model_id);
 	snprintf(info->backend, sizeof info->backend, "%s", e->backend[0] ? e->backend : "cpu");
 	snprintf(info->notice, sizeof info->notice, "%s", e->notice);
@@ -966,6 +976,65 @@ static void enforce_budget(engine *e, uint64_t keep)
 
 /* ---- worker: one reply --------------------------------------------------- */
 
+/* The messages from FIRST_MSG on (a leading system one kept) as one JSON
+ * array for the template, when some message carries its own JSON (tool
+ * calls, tool results); *out stays NULL when none does.  Nonzero when out
+ * of memory. */
+static int messages_json(const struct request *r, size_t first_msg, char **out)
+{
+	*out = NULL;
+	bool any = false;
+	for (size_t i = 0; i < r->n_msgs; i++)
+		any |= r->msgs[i].json != NULL;
+	if (!any)
+		return 0;
+	size_t total = 3;
+	for (size_t i = 0; i < r->n_msgs; i++)
+		total += (r->msgs[i].json ? strlen(r->msgs[i].json)
+					  : 40 + 6 * (strlen(r->msgs[i].role) + strlen(r->msgs[i].content))) + 1;
+	char *s = eng_malloc(total);
+	if (!s)
+		return 1;
+	size_t o = 0;
+	s[o++] = '[';
+	for (size_t i = 0; i < r->n_msgs; i++) {
+		if (i < first_msg && !(i == 0 && strcmp(r->msgs[0].role, "system") == 0))
+			continue;
+		if (o > 1)
+			s[o++] = ',';
+		if (r->msgs[i].json) {
+			size_t l = strlen(r->msgs[i].json);
+			memcpy(s + o, r->msgs[i].json, l);
+			o += l;
+			continue;
+		}
+		/* a plain message: {"role": R, "content": C}, escaped */
+		const char *parts[2] = {r->msgs[i].role, r->msgs[i].content};
+		o += (size_t)sprintf(s + o, "{\"role\":");
+		for (int k = 0; k < 2; k++) {
+			if (k)
+				o += (size_t)sprintf(s + o, ",\"content\":");
+			s[o++] = '"';
+			for (const unsigned char *p = (const unsigned char *)parts[k]; *p; p++) {
+				if (*p == '"' || *p == '\\') {
+					s[o++] = '\\';
+					s[o++] = (char)*p;
+				} else if (*p < 0x20) {
+					o += (size_t)sprintf(s + o, "\\u%04x", *p);
+				} else {
+					s[o++] = (char)*p;
+				}
+			}
+			s[o++] = '"';
+		}
+		s[o++] = '}';
+	}
+	s[o++] = ']';
+	s[o] = '\0';
+	*out = s;
+	return 0;
+}
+
 /* Renders the conversation from message FIRST_MSG on into *out; *gen_at
  * is where the generation prompt starts in it (0 when unknown or raw): the
  * text the reasoning parser reads to learn how the reply starts. */
@@ -1001,11 +1070,17 @@ static int render_prompt(engine *e, const struct request *r, size_t first_msg, c
 		tm[k++] = (struct tmpl_message){r->msgs[0].role, r->msgs[0].content, strlen(r->msgs[0].content)};
 	for (size_t i = first_msg; i < n; i++)
 		tm[k++] = (struct tmpl_message){r->msgs[i].role, r->msgs[i].content, strlen(r->msgs[i].content)};
+	char *mjson = NULL;
+	if (messages_json(r, first_msg, &mjson)) {
+		free(tm);
+		return ENGINE_E_NOMEM;
+	}
 	struct tmpl_options opt = {
 		.add_generation_prompt = r->gen.add_generation_prompt,
 		.bos_token = e->bos_text,
 		.eos_token = e->eos_text,
 		.vars_json = r->vars_json,
+		.messages_json = mjson,
 	};
 	enum tmpl_family fam = TMPL_FAMILY_UNKNOWN;
 	int rc = tmpl_format_chat(e->tmpl_text, e->model.arch_name, tm, k, &opt, out, len, &fam, err, errlen);
@@ -1020,6 +1095,7 @@ static int render_prompt(engine *e, const struct request *r, size_t first_msg, c
 		free(base);
 	}
 	free(tm);
+	free(mjson);
 	if (rc < 0)
 		return rc == TMPL_ERR_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_TEMPLATE;
 	if (rc == TMPL_FALLBACK)
@@ -1339,6 +1415,41 @@ nomem:
 	return ENGINE_E_NOMEM;
 }
 
+/* A lazy grammar's trigger: when token TOK (>= 0) is the trigger, or the
+ * answer's text from BEFORE on completes it, the grammar takes the text
+ * from the trigger's start (or the token) and *LAZY ends.  GRAMMAR_OK,
+ * the grammar's refusal, or 1: the trigger came after text where only one
+ * at the start counts, so the grammar no longer applies. */
+static int lazy_trigger(const struct request *r, grammar *gm, const struct reply *ans, size_t before, int32_t tok,
+			bool *lazy)
+{
+	size_t tl = strlen(r->trigger);
+	const char *at = NULL;
+	if (tok < 0) {
+		size_t from = before >= tl ? before - tl + 1 : 0;
+		for (size_t i = from; !at && i + tl <= ans->len; i++)
+			if (memcmp(ans->text + i, r->trigger, tl) == 0)
+				at = ans->text + i;
+		if (!at)
+			return GRAMMAR_OK;
+	}
+	size_t pos = at ? (size_t)(at - ans->text) : before;
+	if (r->gen.grammar_trigger_start)
+		for (size_t i = 0; i < pos; i++)
+			if (!strchr(" \t\r\n", ans->text[i])) {
+				*lazy = false;
+				return 1;
+			}
+	*lazy = false;
+	if (tok >= 0) {
+		int rc = grammar_accept_token(gm, tok);
+		/* text the token's decoding already added after it */
+		size_t done = before + tl;
+		return rc || ans->len <= done ? rc : grammar_accept_text(gm, ans->text + done, ans->len - done);
+	}
+	return grammar_accept_text(gm, at, ans->len - pos);
+}
+
 /* Samples and evaluates the reply token by token after the prefill,
  * streaming TOKEN events split by RS into reasoning and answer, and fills
  * the decode figures of ST.  GM (or NULL) constrains the answer: the
@@ -1362,6 +1473,9 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 	const int64_t budget = r->gen.think == ENGINE_THINK_OFF ? 0
 			       : r->gen.reasoning_budget > 0 ? r->gen.reasoning_budget : -1;
 	int stop = ENGINE_STOP_LENGTH;
+	/* a lazy grammar waits for its trigger in the answer (or as a token) */
+	bool lazy = gm && r->trigger;
+	const int32_t trig_tok = lazy ? tok_find(e->tok, r->trigger, strlen(r->trigger)) : -1;
 	int rc = sampler_init(&smp, &r->sampling, e->model.hp.n_vocab);
 	if (rc) {
 		snprintf(err, errlen, "out of memory for the sampler");
@@ -1411,7 +1525,7 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 		for (size_t i = 0; i < n_eog; i++)
 			e->fwd.logits[eog[i]] = -INFINITY;
 		int32_t id;
-		if (gm && !reasoning_thinking(rs)) {
+		if (gm && !lazy && !reasoning_thinking(rs)) {
 			int grc = 0;
 			const double t_g = now_ms();
 			id = sampler_sample_grammar(&smp, gm, e->fwd.logits, kv->tokens, kv->n, &grc);
@@ -1447,7 +1561,18 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 				marker = (int)i;
 		char piece[256];
 		size_t pl;
-		if (marker >= 0) {
+		size_t ans_before = g.ans.len;
+		/* a control token the grammar names (a tool-call marker) is part
+		 * of the answer: the decoder would hide it */
+		const bool ctl_shown = gm && !was_thinking && (lazy ? id == trig_tok : true) &&
+				       tok_is_control(e->tok, id) && !tok_is_eog(e->tok, id);
+		if (ctl_shown && marker < 0) {
+			size_t tl;
+			const char *tt = tok_piece(e->tok, id, &tl);
+			while ((pl = tok_decoder_flush(dec, piece, sizeof piece)) > 0)
+				reasoning_feed(rs, piece, pl, false, gen_emit, &g);
+			reasoning_feed(rs, tt ? tt : "", tt ? tl : 0, false, gen_emit, &g);
+		} else if (marker >= 0) {
 			/* a marker token: what the decoder holds goes before it */
 			while ((pl = tok_decoder_flush(dec, piece, sizeof piece)) > 0)
 				reasoning_feed(rs, piece, pl, false, gen_emit, &g);
@@ -1465,6 +1590,17 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 		bool thinking = reasoning_thinking(rs);
 		if (was_thinking || thinking)
 			n_think++;
+		if (lazy && !thinking) {
+			int grc = lazy_trigger(r, gm, &g.ans, ans_before, id == trig_tok ? id : -1, &lazy);
+			if (grc == 1) {
+				gm = NULL; /* free text it is */
+			} else if (grc) {
+				rc = grc == GRAMMAR_E_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_INVAL;
+				snprintf(err, errlen, "grammar: the text from '%s' on does not start a sentence of the grammar",
+					 r->trigger);
+				goto out;
+			}
+		}
 
 		/* stop strings: cut the answer at the first match; hold back a
 		 * possible start of one */

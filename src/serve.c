@@ -90,6 +90,14 @@ struct job {
 	size_t think_len, think_cap;
 	char *effort;              /* reasoning_effort, chat_template_kwargs (JSON): owned */
 	char *kwargs;
+	/* tools: the model's call format while calls may come (tool_choice
+	 * not "none"), else NULL; the opener that starts a call; the bytes
+	 * of text already streamed as content (what follows an opener waits
+	 * for the end, where the calls are parsed) */
+	char *tool_fmt;
+	const char *tool_open;
+	bool tool_at_start;
+	size_t streamed;
 	bool head_sent;
 	double t_arrive, t_submit, t_first;
 	struct job *next;
@@ -169,6 +177,7 @@ static void msgs_free(struct engine_msg *m, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free((char *)m[i].role);
 		free((char *)m[i].content);
+		free((char *)m[i].json);
 	}
 	free(m);
 }
@@ -209,6 +218,7 @@ static void job_free(struct job *j)
 	free(j->think);
 	free(j->effort);
 	free(j->kwargs);
+	free(j->tool_fmt);
 	free(j);
 }
 
@@ -548,6 +558,37 @@ static void stream_head(struct job *j)
 
 static void job_append(struct server *s, struct job *j, const char *text, size_t n, bool think);
 
+/* One streamed delta of TEXT (NUL-terminated). */
+static void stream_piece(struct server *s, struct job *j, const char *text, bool think)
+{
+	bool first = !j->head_sent;
+	stream_head(j);
+	cJSON *o = chunk_obj(s, j);
+	cJSON *arr = cJSON_AddArrayToObject(o, "choices");
+	cJSON_AddItemToArray(arr, stream_choice(j, text, think, NULL, first));
+	send_event(j->c, o);
+}
+
+/* How much of a tools job's answer is surely content: all of it up to an
+ * opener, or up to a possible start of one at its end.  A format whose
+ * call is the whole reply (at_start) holds a reply that begins with "{". */
+static size_t tool_ready(const struct job *j)
+{
+	const char *t = j->text ? j->text : "";
+	size_t n = j->len, ol = strlen(j->tool_open);
+	if (j->tool_at_start) {
+		size_t i = strspn(t, " \t\r\n");
+		return i == n || t[i] == '{' ? 0 : n;
+	}
+	for (size_t i = 0; i + ol <= n; i++)
+		if (memcmp(t + i, j->tool_open, ol) == 0)
+			return i;
+	for (size_t k = ol - 1; k > 0; k--)
+		if (k <= n && memcmp(t + n - k, j->tool_open, k) == 0)
+			return n - k;
+	return n;
+}
+
 /* TEXT[0..N) with each NUL byte as U+FFFD (JSON strings here end at a
  * NUL): malloc'd and NUL-terminated, its length in *OUT_N; NULL when out
  * of memory. */
@@ -604,12 +645,129 @@ static void job_append(struct server *s, struct job *j, const char *text, size_t
 		j->t_first = now_ms();
 	if (!j->stream || !j->c)
 		return;
-	bool first = !j->head_sent;
-	stream_head(j);
-	cJSON *o = chunk_obj(s, j);
-	cJSON *arr = cJSON_AddArrayToObject(o, "choices");
-	cJSON_AddItemToArray(arr, stream_choice(j, text, think, NULL, first));
-	send_event(j->c, o);
+	if (j->tool_fmt && !think) {
+		/* content goes out up to where a call may begin */
+		size_t ready = tool_ready(j);
+		if (ready > j->streamed) {
+			char *part = strndup(j->text + j->streamed, ready - j->streamed);
+			if (part)
+				stream_piece(s, j, part, false);
+			free(part);
+			j->streamed = ready;
+		}
+		return;
+	}
+	stream_piece(s, j, text, think);
+}
+
+/* A call id: 9 letters and digits (what Mistral's templates demand of the
+ * ids they get back), after "call_" but for Mistral. */
+static void call_id(const struct job *j, int i, char *out, size_t n)
+{
+	static const char abc[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)j->created ^ ((uint64_t)i << 40);
+	for (const char *p = j->id; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	char k[10];
+	for (int d = 0; d < 9; d++, h /= 62)
+		k[d] = abc[h % 62];
+	k[9] = '\0';
+	snprintf(out, n, "%s%s", strcmp(j->tool_fmt, "mistral") ? "call_" : "", k);
+}
+
+/* A tools job's reply split into its text (*content, malloc'd) and its
+ * calls as OpenAI's tool_calls; NULL (and *content NULL) when it made
+ * none. */
+static cJSON *job_calls(const struct job *j, char **content)
+{
+	*content = NULL;
+	if (!j->tool_fmt || j->kind != JOB_CHAT)
+		return NULL;
+	char *text = NULL, *calls = NULL;
+	if (engine_tools_parse(j->tool_fmt, j->text ? j->text : "", j->len, &text, &calls))
+		return NULL;
+	cJSON *arr = cJSON_Parse(calls);
+	free(calls);
+	if (cJSON_GetArraySize(arr) == 0) {
+		cJSON_Delete(arr);
+		free(text);
+		return NULL;
+	}
+	cJSON *out = cJSON_CreateArray();
+	int i = 0;
+	for (const cJSON *x = arr->child; x; x = x->next, i++) {
+		const cJSON *mid = cJSON_GetObjectItemCaseSensitive(x, "id");
+		char id[48];
+		if (cJSON_IsString(mid) && strlen(mid->valuestring) < sizeof id)
+			snprintf(id, sizeof id, "%s", mid->valuestring);
+		else
+			call_id(j, i, id, sizeof id);
+		cJSON *tc = cJSON_CreateObject();
+		cJSON_AddStringToObject(tc, "id", id);
+		cJSON_AddStringToObject(tc, "type", "function");
+		cJSON *f = cJSON_AddObjectToObject(tc, "function");
+		cJSON_AddStringToObject(f, "name", cJSON_GetObjectItemCaseSensitive(x, "name")->valuestring);
+		cJSON_AddStringToObject(f, "arguments", cJSON_GetObjectItemCaseSensitive(x, "arguments")->valuestring);
+		cJSON_AddItemToArray(out, tc);
+	}
+	cJSON_Delete(arr);
+	*content = text;
+	return out;
+}
+
+/* The end of a streamed tools job: the content held back, then each call
+ * as OpenAI streams one (its id, type and name with empty arguments, then
+ * the arguments).  True when there were calls. */
+static bool stream_calls(struct server *s, struct job *j)
+{
+	char *content;
+	cJSON *calls = job_calls(j, &content);
+	const char *held = j->text ? j->text + j->streamed : "";
+	if (calls) {
+		/* the text before the first call went out; the rest of the
+		 * content (what came between or after calls) goes now */
+		size_t lead = j->streamed;
+		while (lead > 0 && j->text && strchr(" \t\r\n", j->text[lead - 1]))
+			lead--;
+		size_t skip = strspn(j->text ? j->text : "", " \t\r\n");
+		size_t pre = lead > skip ? lead - skip : 0;
+		held = strlen(content) > pre && !strncmp(content, j->text + skip, pre) ? content + pre : "";
+	}
+	if (held[0])
+		stream_piece(s, j, held, false);
+	int i = 0;
+	for (const cJSON *tc = calls ? calls->child : NULL; tc; tc = tc->next, i++) {
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(tc, "function");
+		for (int half = 0; half < 2; half++) {
+			bool first = !j->head_sent;
+			stream_head(j);
+			cJSON *o = chunk_obj(s, j);
+			cJSON *ch = cJSON_CreateObject();
+			cJSON_AddNumberToObject(ch, "index", 0);
+			cJSON *d = cJSON_AddObjectToObject(ch, "delta");
+			if (first)
+				cJSON_AddStringToObject(d, "role", "assistant");
+			cJSON *arr = cJSON_AddArrayToObject(d, "tool_calls");
+			cJSON *x = cJSON_CreateObject();
+			cJSON_AddNumberToObject(x, "index", i);
+			if (!half) {
+				cJSON_AddItemToObject(x, "id", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(tc, "id"), 1));
+				cJSON_AddStringToObject(x, "type", "function");
+			}
+			cJSON *xf = cJSON_AddObjectToObject(x, "function");
+			if (!half)
+				cJSON_AddItemToObject(xf, "name", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(f, "name"), 1));
+			cJSON_AddStringToObject(xf, "arguments",
+						half ? cJSON_GetObjectItemCaseSensitive(f, "arguments")->valuestring : "");
+			cJSON_AddItemToArray(arr, x);
+			cJSON_AddNullToObject(ch, "finish_reason");
+			cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+			send_event(j->c, o);
+		}
+	}
+	free(content);
+	cJSON_Delete(calls);
+	return i > 0;
 }
 
 /* The answer's end: DONE (ST, STOP) or an error (CODE < 0, MSG). */
@@ -619,7 +777,8 @@ static void job_finish(struct server *s, struct job *j, int code, const char *ms
 	struct conn *c = j->c;
 	if (c && !c->dead) {
 		if (code < 0 && !j->head_sent) {
-			int http = code == ENGINE_E_CONTEXT || code == ENGINE_E_INVAL ? 400 : 500;
+			/* a conversation its template refuses is the request's fault */
+			int http = code == ENGINE_E_CONTEXT || code == ENGINE_E_INVAL || code == ENGINE_E_TEMPLATE ? 400 : 500;
 			send_error(c, http, http == 400 ? "invalid_request_error" : "server_error",
 				   code == ENGINE_E_CONTEXT ? "context_length_exceeded" : NULL, NULL, "%s", msg);
 		} else if (code < 0) {
@@ -629,11 +788,12 @@ static void job_finish(struct server *s, struct job *j, int code, const char *ms
 			send_chunk(c, "data: [DONE]\n\n", 14);
 			send_chunk(c, NULL, 0);
 		} else if (j->stream) {
+			bool called = j->tool_fmt && stream_calls(s, j);
 			bool first = !j->head_sent;
 			stream_head(j);
 			cJSON *o = chunk_obj(s, j);
 			cJSON *arr = cJSON_AddArrayToObject(o, "choices");
-			cJSON_AddItemToArray(arr, stream_choice(j, NULL, false, finish_name(stop), first));
+			cJSON_AddItemToArray(arr, stream_choice(j, NULL, false, called ? "tool_calls" : finish_name(stop), first));
 			cJSON_AddItemToObject(o, "timings", timings_obj(st));
 			send_event(c, o);
 			if (j->include_usage) {
@@ -653,19 +813,27 @@ static void job_finish(struct server *s, struct job *j, int code, const char *ms
 			cJSON *arr = cJSON_AddArrayToObject(o, "choices");
 			cJSON *ch = cJSON_CreateObject();
 			cJSON_AddNumberToObject(ch, "index", 0);
+			char *content = NULL;
+			cJSON *calls = job_calls(j, &content);
 			if (j->kind == JOB_CHAT) {
 				cJSON *m = cJSON_AddObjectToObject(ch, "message");
 				cJSON_AddStringToObject(m, "role", "assistant");
-				cJSON_AddStringToObject(m, "content", j->text ? j->text : "");
+				if (calls && !content[0])
+					cJSON_AddNullToObject(m, "content");
+				else
+					cJSON_AddStringToObject(m, "content", calls ? content : j->text ? j->text : "");
 				if (j->think_len)
 					cJSON_AddStringToObject(m, "reasoning_content", j->think);
+				if (calls)
+					cJSON_AddItemToObject(m, "tool_calls", calls);
 			} else {
 				cJSON_AddStringToObject(ch, "text", j->text ? j->text : "");
 				if (j->think_len)
 					cJSON_AddStringToObject(ch, "reasoning_content", j->think);
 				cJSON_AddNullToObject(ch, "logprobs");
 			}
-			cJSON_AddStringToObject(ch, "finish_reason", finish_name(stop));
+			cJSON_AddStringToObject(ch, "finish_reason", calls ? "tool_calls" : finish_name(stop));
+			free(content);
 			cJSON_AddItemToArray(arr, ch);
 			cJSON_AddItemToObject(o, "usage", usage_obj(st));
 			cJSON_AddItemToObject(o, "timings", timings_obj(st));
@@ -857,6 +1025,165 @@ static int job_grammar(struct job *j, const cJSON *root, char *err, size_t errle
 	return 0;
 }
 
+/* The message M as its template should see it when it says more than a
+ * role and a text: an assistant's tool_calls (string arguments parsed into
+ * the object the templates render with tojson, as llama.cpp passes them),
+ * a tool result's tool_call_id and name.  *OUT NULL when role and text say
+ * all.  0, -1 with ERR (a 400), 1 out of memory. */
+static int msg_json(const cJSON *m, const char *role, const char *text, char **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	const cJSON *tc = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "tool_call_id");
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, "name");
+	const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+	if (cJSON_IsNull(tc))
+		tc = NULL;
+	if (!tc && !cJSON_IsString(id) && !cJSON_IsString(name))
+		return 0;
+	if (tc && !cJSON_IsArray(tc)) {
+		snprintf(err, errlen, "a message's 'tool_calls' must be a list");
+		return -1;
+	}
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return 1;
+	cJSON_AddStringToObject(o, "role", role);
+	if (tc && (!content || cJSON_IsNull(content)))
+		cJSON_AddNullToObject(o, "content");
+	else
+		cJSON_AddStringToObject(o, "content", text);
+	cJSON *arr = tc ? cJSON_AddArrayToObject(o, "tool_calls") : NULL;
+	for (const cJSON *x = tc ? tc->child : NULL; x; x = x->next) {
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(x, "function");
+		if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(f, "name"))) {
+			cJSON_Delete(o);
+			snprintf(err, errlen, "each of a message's 'tool_calls' needs 'function': {\"name\": ...}");
+			return -1;
+		}
+		cJSON *d = cJSON_Duplicate(x, 1);
+		cJSON *df = cJSON_GetObjectItemCaseSensitive(d, "function");
+		const cJSON *a = cJSON_GetObjectItemCaseSensitive(df, "arguments");
+		cJSON *parsed = cJSON_IsString(a) ? cJSON_Parse(a->valuestring) : NULL;
+		if (cJSON_IsObject(parsed))
+			cJSON_ReplaceItemInObjectCaseSensitive(df, "arguments", parsed);
+		else
+			cJSON_Delete(parsed);
+		cJSON_AddItemToArray(arr, d);
+	}
+	if (cJSON_IsString(id))
+		cJSON_AddStringToObject(o, "tool_call_id", id->valuestring);
+	if (cJSON_IsString(name))
+		cJSON_AddStringToObject(o, "name", name->valuestring);
+	char *t = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (!t)
+		return 1;
+	*out = strdup(t);
+	cJSON_free(t);
+	return *out ? 0 : 1;
+}
+
+/* tools, tool_choice, parallel_tool_calls: the tools go to the template
+ * (the variable `tools`, as transformers passes them), and unless
+ * tool_choice is "none" a grammar built from their schemas makes any call
+ * valid: lazy (free text until the model opens a call) for "auto", from
+ * the first token for "required" or a named function.  0, -1 with ERR (a
+ * 400), 1 out of memory. */
+static int job_tools(struct server *s, struct job *j, const cJSON *root, char *err, size_t errlen)
+{
+	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
+	const cJSON *choice = cJSON_GetObjectItemCaseSensitive(root, "tool_choice");
+	const cJSON *par = cJSON_GetObjectItemCaseSensitive(root, "parallel_tool_calls");
+	if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools)) {
+		snprintf(err, errlen, "'tools' must be a list");
+		return -1;
+	}
+	if (par && !cJSON_IsBool(par) && !cJSON_IsNull(par)) {
+		snprintf(err, errlen, "'parallel_tool_calls' must be true or false");
+		return -1;
+	}
+	bool have = cJSON_GetArraySize(tools) > 0;
+	const char *mode = have ? "auto" : "none", *only = NULL;
+	if (cJSON_IsString(choice) && (!strcmp(choice->valuestring, "auto") || !strcmp(choice->valuestring, "none") ||
+				       !strcmp(choice->valuestring, "required"))) {
+		mode = choice->valuestring;
+	} else if (cJSON_IsObject(choice)) {
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(choice, "function"), "name");
+		if (!cJSON_IsString(n)) {
+			snprintf(err, errlen, "'tool_choice' names a function as {\"type\": \"function\", \"function\": {\"name\": ...}}");
+			return -1;
+		}
+		mode = "required";
+		only = n->valuestring;
+	} else if (choice && !cJSON_IsNull(choice)) {
+		snprintf(err, errlen, "'tool_choice' must be \"none\", \"auto\", \"required\" or a named function");
+		return -1;
+	}
+	if (!have) {
+		if (strcmp(mode, "none") != 0) {
+			snprintf(err, errlen, "'tool_choice' %s needs 'tools'", only ? "naming a function" : mode);
+			return -1;
+		}
+		return 0;
+	}
+	if (j->kind != JOB_CHAT) {
+		snprintf(err, errlen, "'tools' belong to /v1/chat/completions");
+		return -1;
+	}
+	if (!s->info.tool_format[0]) {
+		snprintf(err, errlen, "this model's chat template cannot render tools (it has no tool-call format ttychat "
+				      "knows: Hermes/Qwen <tool_call>, Llama 3.x JSON, Mistral [TOOL_CALLS])");
+		return -1;
+	}
+	/* the template's variables: chat_template_kwargs and the tools */
+	cJSON *kw = j->kwargs ? cJSON_Parse(j->kwargs) : cJSON_CreateObject();
+	if (!kw)
+		return 1;
+	cJSON_DeleteItemFromObjectCaseSensitive(kw, "tools");
+	cJSON_AddItemToObject(kw, "tools", cJSON_Duplicate(tools, 1));
+	char *vars = cJSON_PrintUnformatted(kw);
+	cJSON_Delete(kw);
+	if (!vars)
+		return 1;
+	free(j->kwargs);
+	j->kwargs = strdup(vars);
+	cJSON_free(vars);
+	if (!j->kwargs)
+		return 1;
+	j->g.template_vars = j->kwargs;
+	if (!strcmp(mode, "none"))
+		return 0;
+	if (j->grammar) {
+		snprintf(err, errlen, "'tools' (unless tool_choice is \"none\") cannot be combined with 'grammar' or 'response_format'");
+		return -1;
+	}
+	char *txt = cJSON_PrintUnformatted(tools), msg[512] = "";
+	if (!txt)
+		return 1;
+	const char *trigger = NULL;
+	bool at_start = false;
+	int rc = engine_tools_grammar(s->info.tool_format, txt, strlen(txt), only, !cJSON_IsFalse(par), &j->grammar,
+				      &trigger, &at_start, msg, sizeof msg);
+	cJSON_free(txt);
+	if (rc == ENGINE_E_NOMEM)
+		return 1;
+	if (rc) {
+		snprintf(err, errlen, "tools: %s", msg);
+		return -1;
+	}
+	if (!(j->tool_fmt = strdup(s->info.tool_format)))
+		return 1;
+	j->tool_open = trigger;
+	j->tool_at_start = at_start;
+	j->g.grammar = j->grammar;
+	if (!strcmp(mode, "auto")) {
+		j->g.grammar_trigger = trigger;
+		j->g.grammar_trigger_start = at_start;
+	}
+	return 0;
+}
+
 /* Builds a job from a request body; NULL with ERR (a 400) or *NOMEM. */
 static struct job *job_parse(struct server *s, enum job_kind kind, const char *body, size_t len, char *err,
 			     size_t errlen)
@@ -923,6 +1250,12 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 			j->n_msgs++;
 			if (!j->msgs[j->n_msgs - 1].role)
 				goto nomem;
+			char *mj = NULL;
+			if ((rc = msg_json(m, j->msgs[j->n_msgs - 1].role, text, &mj, err, errlen)) < 0)
+				goto bad;
+			if (rc > 0)
+				goto nomem;
+			j->msgs[j->n_msgs - 1].json = mj;
 		}
 	} else {
 		const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
@@ -1052,6 +1385,10 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 		goto bad;
 	}
 	if ((rc = job_grammar(j, root, err, errlen)) < 0)
+		goto bad;
+	if (rc > 0)
+		goto nomem;
+	if ((rc = job_tools(s, j, root, err, errlen)) < 0)
 		goto bad;
 	if (rc > 0)
 		goto nomem;
