@@ -87,6 +87,7 @@ struct request {
 	char **stop;             /* copied, NULL-terminated */
 	char *grammar;           /* copied GBNF, or NULL */
 	char *trigger;           /* copied gen.grammar_trigger, or NULL */
+	char **msg_json;         /* copied gen.msg_json (n_msgs entries), or NULL */
 	char *vars_json;         /* REQ_SUBMIT: template variables (think, effort, kwargs), or NULL */
 	char *wrapup;            /* REQ_SUBMIT: the wrap-up phrase, copied ("" none) */
 	char *effort;            /* REQ_SUBMIT: reasoning_effort, copied (gen.reasoning_effort points here) */
@@ -346,9 +347,11 @@ static void free_request(struct request *r)
 	for (size_t i = 0; i < r->n_msgs; i++) {
 		free((char *)r->msgs[i].role);
 		free((char *)r->msgs[i].content);
-		free((char *)r->msgs[i].json);
+		if (r->msg_json)
+			free(r->msg_json[i]);
 	}
 	free(r->msgs);
+	free(r->msg_json);
 	for (size_t i = 0; r->stop && r->stop[i]; i++)
 		free(r->stop[i]);
 	free(r->stop);
@@ -591,8 +594,14 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
 		r->msgs[i].content = eng_strdup(msgs[i].content ? msgs[i].content : "");
 		if (!r->msgs[i].role || !r->msgs[i].content)
 			goto nomem;
-		if (msgs[i].json && !(r->msgs[i].json = eng_strdup(msgs[i].json)))
+	}
+	r->gen.msg_json = NULL;
+	if (g && g->msg_json) {
+		if (!(r->msg_json = eng_calloc(n, sizeof *r->msg_json)))
 			goto nomem;
+		for (size_t i = 0; i < n; i++)
+			if (g->msg_json[i] && !(r->msg_json[i] = eng_strdup(g->msg_json[i])))
+				goto nomem;
 	}
 	if (g && g->stop) {
 		size_t ns = 0;
@@ -984,13 +993,13 @@ static int messages_json(const struct request *r, size_t first_msg, char **out)
 {
 	*out = NULL;
 	bool any = false;
-	for (size_t i = 0; i < r->n_msgs; i++)
-		any |= r->msgs[i].json != NULL;
+	for (size_t i = 0; r->msg_json && i < r->n_msgs; i++)
+		any |= r->msg_json[i] != NULL;
 	if (!any)
 		return 0;
 	size_t total = 3;
 	for (size_t i = 0; i < r->n_msgs; i++)
-		total += (r->msgs[i].json ? strlen(r->msgs[i].json)
+		total += (r->msg_json[i] ? strlen(r->msg_json[i])
 					  : 40 + 6 * (strlen(r->msgs[i].role) + strlen(r->msgs[i].content))) + 1;
 	char *s = eng_malloc(total);
 	if (!s)
@@ -1002,9 +1011,9 @@ static int messages_json(const struct request *r, size_t first_msg, char **out)
 			continue;
 		if (o > 1)
 			s[o++] = ',';
-		if (r->msgs[i].json) {
-			size_t l = strlen(r->msgs[i].json);
-			memcpy(s + o, r->msgs[i].json, l);
+		if (r->msg_json[i]) {
+			size_t l = strlen(r->msg_json[i]);
+			memcpy(s + o, r->msg_json[i], l);
 			o += l;
 			continue;
 		}

@@ -120,12 +120,6 @@ void engine_sampling_default(struct engine_sampling *s);
 struct engine_msg {
 	const char *role;          /* "system", "user", "assistant", "tool" */
 	const char *content;       /* UTF-8 */
-	/* NULL, or the whole message as the template sees it: a JSON object
-	 * with role, content and more (an assistant's tool_calls, a tool
-	 * result's tool_call_id and name).  role and content above still
-	 * count for everything else (slots, context shifts, remote models,
-	 * which send only those). */
-	const char *json;
 };
 
 /* Thinking: DEFAULT leaves enable_thinking undefined (the template's own
@@ -139,6 +133,13 @@ struct engine_gen_opts {
 	bool raw;                  /* no template: messages' contents concatenated */
 	bool add_generation_prompt;/* normally true */
 	const char *const *stop;   /* NULL-terminated stop strings, or NULL; matched in the answer */
+	/* NULL, or one entry per message of the submit: NULL, or that whole
+	 * message as the template sees it, a JSON object with role, content and
+	 * more (an assistant's tool_calls, a tool result's tool_call_id and
+	 * name).  The messages' role and content still count for everything
+	 * else (context shifts, built-in formats, remote models, which send
+	 * only those). */
+	const char *const *msg_json;
 	/* GBNF grammar (llama.cpp's notation, `root` the start), copied: every
 	 * token of the reply keeps it a prefix of a sentence, and the reply
 	 * ends (ENGINE_STOP_EOG) only where the sentence is complete.  NULL:
@@ -342,11 +343,17 @@ const char *engine_tools_format(const char *template_text);
 int engine_tools_grammar(const char *format, const char *tools_json, size_t len, const char *only, bool parallel,
 			 char **grammar, const char **trigger, bool *at_start, char *err, size_t errlen);
 /* Splits a reply of FORMAT into its text (*content) and its calls
- * (*calls: a JSON array [{"name": N, "arguments": "JSON text"}], "[]" when
- * none).  A call that does not parse stays in the text: the caller saw
- * what the model wrote.  0, ENGINE_E_INVAL (unknown format) or
- * ENGINE_E_NOMEM; both strings malloc'd, the caller's.  Any thread. */
-int engine_tools_parse(const char *format, const char *text, size_t len, char **content, char **calls);
+ * (*calls: a JSON array [{"name": N, "arguments": "JSON text"}, with "id"
+ * when the model wrote one], "[]" when none).  A call that does not parse
+ * stays in the text: the caller sees what the model wrote.  With
+ * TOOLS_JSON (the tools array, or NULL: no check) every call must name
+ * one of the tools with arguments valid under its parameters, else the
+ * whole reply is text (a call the grammar made always is; one written
+ * past it, like a bare JSON object from a small Hermes-family model, may
+ * not be).  0, ENGINE_E_INVAL (unknown format) or ENGINE_E_NOMEM; both
+ * strings malloc'd, the caller's.  Any thread. */
+int engine_tools_parse(const char *format, const char *tools_json, const char *text, size_t len, char **content,
+		       char **calls);
 /* Forgets a conversation's KV cache. */
 int engine_drop_conv(engine *e, uint64_t conv);
 

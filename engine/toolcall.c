@@ -394,10 +394,37 @@ static bool starts(const char *p, const char *end, const char *s)
 	return (size_t)(end - p) >= l && !memcmp(p, s, l);
 }
 
-/* Hermes: <tool_call> JSON </tool_call>, anywhere, any number. */
+static const char *memmem_(const char *p, const char *end, const char *s)
+{
+	for (; p < end; p++)
+		if (starts(p, end, s))
+			return p;
+	return NULL;
+}
+
+static void parse_llama3(const char *text, const char *end, cJSON *calls, struct sb *content);
+
+/* Hermes: <tool_call> JSON </tool_call>, anywhere, any number.  Small
+ * models of the family also answer a bare call object, or one in a
+ * ```json fence, as the whole reply: taken as a call too (unconstrained,
+ * so the caller's check against the schemas decides). */
 static void parse_hermes(const char *text, const char *end, cJSON *calls, struct sb *content)
 {
 	const char *p = text;
+	if (!memmem_(text, end, "<tool_call>")) {
+		const char *a = skip_ws(text, end), *b = end;
+		while (b > a && strchr(" \t\r\n", b[-1]))
+			b--;
+		if (starts(a, b, "```json") && b - a >= 10 && !memcmp(b - 3, "```", 3)) {
+			a += 7;
+			b -= 3;
+		}
+		parse_llama3(a, b, calls, content);
+		if (cJSON_GetArraySize(calls) > 0)
+			return;
+		content->n = 0;
+		sb_str(content, "");
+	}
 	for (;;) {
 		const char *t = NULL;
 		for (const char *q = p; q < end && !t; q++)
@@ -470,7 +497,36 @@ static void parse_mistral(const char *text, const char *end, cJSON *calls, struc
 	sb_add(content, e, (size_t)(end - e));
 }
 
-int engine_tools_parse(const char *format, const char *text, size_t len, char **content, char **calls_out)
+/* Whether CALL names a tool of TOOLS and its arguments are valid under
+ * that tool's parameters (by the grammar made from them, the same that
+ * constrains the decode). */
+static bool call_valid(const cJSON *tools, const cJSON *call)
+{
+	const char *name = cJSON_GetObjectItemCaseSensitive(call, "name")->valuestring;
+	const cJSON *args = cJSON_GetObjectItemCaseSensitive(call, "arguments");
+	if (!cJSON_IsString(args))
+		return false;
+	for (const cJSON *t = tools ? tools->child : NULL; t; t = t->next) {
+		const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(fn, "name");
+		if (!cJSON_IsString(n) || strcmp(n->valuestring, name))
+			continue;
+		const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+		char *schema = params && !cJSON_IsNull(params) ? cJSON_PrintUnformatted(params)
+							       : strdup("{\"type\":\"object\",\"properties\":{}}");
+		char *g = NULL, msg[256];
+		bool ok = schema && jsonschema_to_gbnf(schema, strlen(schema), &g, msg, sizeof msg) == 0 &&
+			  engine_grammar_match(g, strlen(g), args->valuestring, strlen(args->valuestring), msg,
+					       sizeof msg) == 1;
+		free(schema);
+		free(g);
+		return ok;
+	}
+	return false;
+}
+
+int engine_tools_parse(const char *format, const char *tools_json, const char *text, size_t len, char **content,
+		       char **calls_out)
 {
 	*content = *calls_out = NULL;
 	enum fmt f = fmt_of(format);
@@ -486,6 +542,20 @@ int engine_tools_parse(const char *format, const char *text, size_t len, char **
 		parse_llama3(text, end, calls, &c);
 	else
 		parse_mistral(text, end, calls, &c);
+	if (tools_json && cJSON_GetArraySize(calls) > 0) {
+		/* one call that is not valid: the reply is text, as written */
+		cJSON *tools = cJSON_Parse(tools_json);
+		bool ok = true;
+		for (const cJSON *x = calls->child; x && ok; x = x->next)
+			ok = call_valid(tools, x);
+		cJSON_Delete(tools);
+		if (!ok) {
+			cJSON_Delete(calls);
+			calls = cJSON_CreateArray();
+			c.n = 0;
+			sb_add(&c, text, len);
+		}
+	}
 	char *cs = calls ? cJSON_PrintUnformatted(calls) : NULL;
 	cJSON_Delete(calls);
 	if (!cs || c.oom) {

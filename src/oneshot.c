@@ -226,7 +226,8 @@ static int convo_add(struct convo *c, const char *role, const char *content)
 		free(t);
 		return -1;
 	}
-	c->m[c->n] = (struct engine_msg){.role = r, .content = t};
+	c->m[c->n].role = r;
+	c->m[c->n].content = t;
 	c->n++;
 	return 0;
 }
@@ -494,6 +495,7 @@ struct run {
 	 * format, the call opener when the grammar is lazy (tool choice auto),
 	 * and the reply's calls once parsed (OpenAI tool_calls) */
 	char *tools_vars;
+	char *tools_text;      /* the tools array as read */
 	char *tool_fmt;
 	const char *tool_trigger;
 	bool tool_trigger_start;
@@ -900,7 +902,10 @@ static int read_tools(struct run *r)
 	}
 out:
 	cJSON_Delete(tools);
-	free(text);
+	if (rc == 0)
+		r->tools_text = text;
+	else
+		free(text);
 	return rc;
 }
 
@@ -910,7 +915,7 @@ out:
 static void print_calls(struct run *r, const struct reply *rep)
 {
 	char *calls = NULL;
-	if (engine_tools_parse(r->tool_fmt, rep->text ? rep->text : "", rep->len, &r->content, &calls))
+	if (engine_tools_parse(r->tool_fmt, r->tools_text, rep->text ? rep->text : "", rep->len, &r->content, &calls))
 		return;
 	cJSON *arr = cJSON_Parse(calls);
 	free(calls);
@@ -1169,6 +1174,7 @@ int oneshot_main(struct chat_opts *o)
 	free(r->system_flag);
 	free(r->grammar);
 	free(r->tools_vars);
+	free(r->tools_text);
 	free(r->tool_fmt);
 	free(r->content);
 	cJSON_Delete(r->calls);

@@ -76,6 +76,7 @@ struct job {
 	bool stream, include_usage;
 	struct engine_msg *msgs;   /* owned strings */
 	size_t n_msgs;
+	char **msg_json;           /* n_msgs entries (owned, NULL where role and content say all), or NULL */
 	struct engine_sampling s;
 	struct engine_gen_opts g;
 	char *stops[STOPS_MAX + 1];
@@ -95,6 +96,7 @@ struct job {
 	 * of text already streamed as content (what follows an opener waits
 	 * for the end, where the calls are parsed) */
 	char *tool_fmt;
+	char *tools_json;          /* the request's tools: every parsed call is checked against them */
 	const char *tool_open;
 	bool tool_at_start;
 	size_t streamed;
@@ -177,7 +179,6 @@ static void msgs_free(struct engine_msg *m, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free((char *)m[i].role);
 		free((char *)m[i].content);
-		free((char *)m[i].json);
 	}
 	free(m);
 }
@@ -210,6 +211,9 @@ static void job_free(struct job *j)
 {
 	if (!j)
 		return;
+	for (size_t i = 0; j->msg_json && i < j->n_msgs; i++)
+		free(j->msg_json[i]);
+	free(j->msg_json);
 	msgs_free(j->msgs, j->n_msgs);
 	for (int i = 0; j->stops[i]; i++)
 		free(j->stops[i]);
@@ -219,6 +223,7 @@ static void job_free(struct job *j)
 	free(j->effort);
 	free(j->kwargs);
 	free(j->tool_fmt);
+	free(j->tools_json);
 	free(j);
 }
 
@@ -684,7 +689,7 @@ static cJSON *job_calls(const struct job *j, char **content)
 	if (!j->tool_fmt || j->kind != JOB_CHAT)
 		return NULL;
 	char *text = NULL, *calls = NULL;
-	if (engine_tools_parse(j->tool_fmt, j->text ? j->text : "", j->len, &text, &calls))
+	if (engine_tools_parse(j->tool_fmt, j->tools_json, j->text ? j->text : "", j->len, &text, &calls))
 		return NULL;
 	cJSON *arr = cJSON_Parse(calls);
 	free(calls);
@@ -1165,8 +1170,9 @@ static int job_tools(struct server *s, struct job *j, const cJSON *root, char *e
 	bool at_start = false;
 	int rc = engine_tools_grammar(s->info.tool_format, txt, strlen(txt), only, !cJSON_IsFalse(par), &j->grammar,
 				      &trigger, &at_start, msg, sizeof msg);
+	j->tools_json = strdup(txt);
 	cJSON_free(txt);
-	if (rc == ENGINE_E_NOMEM)
+	if (rc == ENGINE_E_NOMEM || !j->tools_json)
 		return 1;
 	if (rc) {
 		snprintf(err, errlen, "tools: %s", msg);
@@ -1231,7 +1237,8 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 			goto bad;
 		}
 		j->msgs = calloc((size_t)n, sizeof *j->msgs);
-		if (!j->msgs)
+		j->msg_json = calloc((size_t)n, sizeof *j->msg_json);
+		if (!j->msgs || !j->msg_json)
 			goto nomem;
 		for (const cJSON *m = msgs->child; m; m = m->next) {
 			const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
@@ -1255,7 +1262,9 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 				goto bad;
 			if (rc > 0)
 				goto nomem;
-			j->msgs[j->n_msgs - 1].json = mj;
+			j->msg_json[j->n_msgs - 1] = mj;
+			if (mj)
+				j->g.msg_json = (const char *const *)j->msg_json;
 		}
 	} else {
 		const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
