@@ -242,7 +242,7 @@ int engine_tools_grammar(const char *format, const char *tools_json, size_t len,
 		snprintf(prefix, sizeof prefix, "t%u-", k);
 		gbnf_prefix(&rules, g, prefix);
 		free(g);
-		sb_str(&calls, k ? "\n  | " : "call ::= ");
+		sb_str(&calls, k ? " |\n  " : "call ::= ");
 		write_call(&calls, f, k, name->valuestring);
 		k++;
 	}
