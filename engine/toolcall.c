@@ -226,7 +226,7 @@ int engine_tools_grammar(const char *format, const char *tools_json, size_t len,
 		const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
 		/* no parameters: a function of no arguments, {} */
 		char *schema = params && !cJSON_IsNull(params) ? cJSON_PrintUnformatted(params)
-							       : strdup("{\"type\":\"object\",\"properties\":{}}");
+							       : strdup("{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}");
 		char *g = NULL, msg[400] = "";
 		int src = schema ? jsonschema_to_gbnf(schema, strlen(schema), &g, msg, sizeof msg) : JSONSCHEMA_E_NOMEM;
 		free(schema);
@@ -513,7 +513,7 @@ static bool call_valid(const cJSON *tools, const cJSON *call)
 			continue;
 		const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
 		char *schema = params && !cJSON_IsNull(params) ? cJSON_PrintUnformatted(params)
-							       : strdup("{\"type\":\"object\",\"properties\":{}}");
+							       : strdup("{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}");
 		char *g = NULL, msg[256];
 		bool ok = schema && jsonschema_to_gbnf(schema, strlen(schema), &g, msg, sizeof msg) == 0 &&
 			  engine_grammar_match(g, strlen(g), args->valuestring, strlen(args->valuestring), msg,

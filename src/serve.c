@@ -517,6 +517,13 @@ static const char *finish_name(enum engine_stop_reason r)
 	return r == ENGINE_STOP_LENGTH || r == ENGINE_STOP_CONTEXT ? "length" : "stop";
 }
 
+/* "tool_calls" when the reply made calls and ended by itself; a reply cut
+ * by its length says "length" even with the calls it completed. */
+static const char *finish_tools(bool called, enum engine_stop_reason r)
+{
+	return called && strcmp(finish_name(r), "stop") == 0 ? "tool_calls" : finish_name(r);
+}
+
 static cJSON *chunk_obj(struct server *s, const struct job *j)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -798,7 +805,7 @@ static void job_finish(struct server *s, struct job *j, int code, const char *ms
 			stream_head(j);
 			cJSON *o = chunk_obj(s, j);
 			cJSON *arr = cJSON_AddArrayToObject(o, "choices");
-			cJSON_AddItemToArray(arr, stream_choice(j, NULL, false, called ? "tool_calls" : finish_name(stop), first));
+			cJSON_AddItemToArray(arr, stream_choice(j, NULL, false, finish_tools(called, stop), first));
 			cJSON_AddItemToObject(o, "timings", timings_obj(st));
 			send_event(c, o);
 			if (j->include_usage) {
@@ -837,7 +844,7 @@ static void job_finish(struct server *s, struct job *j, int code, const char *ms
 					cJSON_AddStringToObject(ch, "reasoning_content", j->think);
 				cJSON_AddNullToObject(ch, "logprobs");
 			}
-			cJSON_AddStringToObject(ch, "finish_reason", calls ? "tool_calls" : finish_name(stop));
+			cJSON_AddStringToObject(ch, "finish_reason", finish_tools(calls != NULL, stop));
 			free(content);
 			cJSON_AddItemToArray(arr, ch);
 			cJSON_AddItemToObject(o, "usage", usage_obj(st));
