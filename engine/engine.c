@@ -1424,39 +1424,90 @@ nomem:
 	return ENGINE_E_NOMEM;
 }
 
-/* A lazy grammar's trigger: when token TOK (>= 0) is the trigger, or the
- * answer's text from BEFORE on completes it, the grammar takes the text
- * from the trigger's start (or the token) and *LAZY ends.  GRAMMAR_OK,
- * the grammar's refusal, or 1: the trigger came after text where only one
- * at the start counts, so the grammar no longer applies. */
-static int lazy_trigger(const struct request *r, grammar *gm, const struct reply *ans, size_t before, int32_t tok,
-			bool *lazy)
+/* A lazy grammar's triggers (engine_gen_opts.grammar_trigger): a list of
+ * lines, "^" marking one that counts only at the answer's start; one that
+ * is a control token is matched as that token. */
+#define TRIGGERS_MAX 8
+struct trig {
+	const char *s;
+	size_t len;
+	bool start;
+	int32_t tok;
+};
+
+static size_t triggers_parse(const engine *e, const char *list, struct trig *t)
 {
-	size_t tl = strlen(r->trigger);
-	const char *at = NULL;
-	if (tok < 0) {
-		size_t from = before >= tl ? before - tl + 1 : 0;
-		for (size_t i = from; !at && i + tl <= ans->len; i++)
-			if (memcmp(ans->text + i, r->trigger, tl) == 0)
-				at = ans->text + i;
-		if (!at)
-			return GRAMMAR_OK;
+	size_t n = 0;
+	for (const char *p = list; *p && n < TRIGGERS_MAX;) {
+		size_t l = strcspn(p, "\n");
+		bool start = *p == '^';
+		t[n] = (struct trig){p + start, l - start, start, -1};
+		int32_t id = start ? -1 : tok_find(e->tok, t[n].s, t[n].len);
+		if (id >= 0 && tok_is_control(e->tok, id))
+			t[n].tok = id;
+		n += t[n].len > 0;
+		p += l + (p[l] == '\n');
 	}
-	size_t pos = at ? (size_t)(at - ans->text) : before;
-	if (r->gen.grammar_trigger_start)
-		for (size_t i = 0; i < pos; i++)
-			if (!strchr(" \t\r\n", ans->text[i])) {
-				*lazy = false;
-				return 1;
+	return n;
+}
+
+/* Whether token ID is one of the N triggers T. */
+static bool trigger_token(const struct trig *t, size_t n, int32_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (t[i].tok == id)
+			return true;
+	return false;
+}
+
+/* The lazy grammar's start: when token TOK (>= 0) is a trigger, or the
+ * answer's text from BEFORE on completes one (the earliest), the grammar
+ * takes the text from the trigger's start (or the token) and *LAZY ends.
+ * GRAMMAR_OK, the grammar's refusal, or 1: text came first where only
+ * triggers at the start were given, so the grammar no longer applies. */
+static int lazy_trigger(const struct trig *t, size_t n, grammar *gm, const struct reply *ans, size_t before,
+			int32_t tok, bool *lazy)
+{
+	size_t lead = 0; /* white space at the answer's start */
+	while (lead < ans->len && strchr(" \t\r\n", ans->text[lead]))
+		lead++;
+	size_t pos = SIZE_MAX, tl = 0;
+	bool by_tok = false;
+	for (size_t i = 0; i < n; i++) {
+		if (tok >= 0 && t[i].tok == tok) {
+			pos = before;
+			tl = t[i].len;
+			by_tok = true;
+			break;
+		}
+		size_t from = before >= t[i].len ? before - t[i].len + 1 : 0;
+		for (size_t k = from; k + t[i].len <= ans->len && k < pos; k++)
+			if (memcmp(ans->text + k, t[i].s, t[i].len) == 0 && (!t[i].start || k <= lead)) {
+				pos = k;
+				break;
 			}
+	}
+	if (pos == SIZE_MAX) {
+		/* only triggers at the start, and the text after the answer's
+		 * white space no longer begins one: free text it stays */
+		bool alive = false;
+		for (size_t i = 0; i < n; i++)
+			alive |= !t[i].start || (ans->len - lead < t[i].len &&
+						 memcmp(ans->text + lead, t[i].s, ans->len - lead) == 0);
+		if (!alive) {
+			*lazy = false;
+			return 1;
+		}
+		return GRAMMAR_OK;
+	}
 	*lazy = false;
-	if (tok >= 0) {
+	if (by_tok) {
 		int rc = grammar_accept_token(gm, tok);
 		/* text the token's decoding already added after it */
 		size_t done = before + tl;
 		return rc || ans->len <= done ? rc : grammar_accept_text(gm, ans->text + done, ans->len - done);
 	}
-	return grammar_accept_text(gm, at, ans->len - pos);
+	return grammar_accept_text(gm, ans->text + pos, ans->len - pos);
 }
 
 /* Samples and evaluates the reply token by token after the prefill,
@@ -1483,8 +1534,9 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 			       : r->gen.reasoning_budget > 0 ? r->gen.reasoning_budget : -1;
 	int stop = ENGINE_STOP_LENGTH;
 	/* a lazy grammar waits for its trigger in the answer (or as a token) */
-	bool lazy = gm && r->trigger;
-	const int32_t trig_tok = lazy ? tok_find(e->tok, r->trigger, strlen(r->trigger)) : -1;
+	struct trig trigs[TRIGGERS_MAX];
+	const size_t n_trigs = gm && r->trigger ? triggers_parse(e, r->trigger, trigs) : 0;
+	bool lazy = n_trigs > 0;
 	int rc = sampler_init(&smp, &r->sampling, e->model.hp.n_vocab);
 	if (rc) {
 		snprintf(err, errlen, "out of memory for the sampler");
@@ -1573,7 +1625,7 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 		size_t ans_before = g.ans.len;
 		/* a control token the grammar names (a tool-call marker) is part
 		 * of the answer: the decoder would hide it */
-		const bool ctl_shown = gm && !was_thinking && (lazy ? id == trig_tok : true) &&
+		const bool ctl_shown = gm && !was_thinking && (lazy ? trigger_token(trigs, n_trigs, id) : true) &&
 				       tok_is_control(e->tok, id) && !tok_is_eog(e->tok, id);
 		if (ctl_shown && marker < 0) {
 			size_t tl;
@@ -1600,13 +1652,12 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 		if (was_thinking || thinking)
 			n_think++;
 		if (lazy && !thinking) {
-			int grc = lazy_trigger(r, gm, &g.ans, ans_before, id == trig_tok ? id : -1, &lazy);
+			int grc = lazy_trigger(trigs, n_trigs, gm, &g.ans, ans_before, id, &lazy);
 			if (grc == 1) {
 				gm = NULL; /* free text it is */
 			} else if (grc) {
 				rc = grc == GRAMMAR_E_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_INVAL;
-				snprintf(err, errlen, "grammar: the text from '%s' on does not start a sentence of the grammar",
-					 r->trigger);
+				snprintf(err, errlen, "grammar: the text from the trigger on does not start a sentence of the grammar");
 				goto out;
 			}
 		}

@@ -149,15 +149,15 @@ struct engine_gen_opts {
 	 * point where no token is allowed ends with ENGINE_E_INVAL. */
 	const char *grammar;
 	/* With grammar: NULL applies it from the answer's first token.  Else
-	 * the grammar is lazy: the answer is free until this text appears in
-	 * it (a tool call's opener such as "<tool_call>"), and the grammar's
-	 * sentences start with it, so from there the rest must follow the
-	 * grammar.  A trigger that is one control token of the vocabulary
-	 * (hidden text otherwise) is written into the answer when sampled.
-	 * grammar_trigger_start: only a trigger at the answer's start (after
-	 * white space) counts. */
+	 * the grammar is lazy: the answer is free until one of these triggers
+	 * (lines of this text; one starting with "^" counts only at the
+	 * answer's start, after white space, the "^" not part of it) appears
+	 * in it, a tool call's opener such as "<tool_call>"; the grammar's
+	 * sentences start with the triggers, so from there the rest must
+	 * follow the grammar.  A trigger that is one control token of the
+	 * vocabulary (hidden text otherwise) is written into the answer when
+	 * sampled.  At most 8 triggers. */
 	const char *grammar_trigger;
-	bool grammar_trigger_start;
 	/* ---- thinking models (see "Reasoning" below) ---- */
 	enum engine_think think;
 	const char *reasoning_effort; /* template variable reasoning_effort ("low", "medium",
@@ -334,14 +334,15 @@ const char *engine_tools_format(const char *template_text);
  * "parameters": JSON Schema}}]) valid by construction: every call names one
  * of them (ONLY: just that one, or NULL) and its arguments are valid under
  * its parameters' schema.  PARALLEL allows several calls in a row.  The
- * grammar starts at the call opener, *trigger (static) is that opener for
- * engine_gen_opts.grammar_trigger (a lazy grammar lets the model answer in
- * text instead), and *at_start says whether it only counts at the reply's
- * start.  0, ENGINE_E_INVAL with the reason in err (a tool without a name,
+ * grammar starts at a call opener; *triggers (static) lists the openers
+ * for engine_gen_opts.grammar_trigger (a lazy grammar lets the model answer
+ * in text instead): for "hermes" <tool_call> anywhere, and at the start a
+ * ```json fence or a bare call object, which small models of the family
+ * write.  0, ENGINE_E_INVAL with the reason in err (a tool without a name,
  * a schema it cannot honour: "tool 'x': at /properties/...") or
  * ENGINE_E_NOMEM.  *grammar is malloc'd, the caller's.  Any thread. */
 int engine_tools_grammar(const char *format, const char *tools_json, size_t len, const char *only, bool parallel,
-			 char **grammar, const char **trigger, bool *at_start, char *err, size_t errlen);
+			 char **grammar, const char **triggers, char *err, size_t errlen);
 /* Splits a reply of FORMAT into its text (*content) and its calls
  * (*calls: a JSON array [{"name": N, "arguments": "JSON text"}, with "id"
  * when the model wrote one], "[]" when none).  A call that does not parse

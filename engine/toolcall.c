@@ -169,7 +169,9 @@ static void write_root(struct sb *b, enum fmt f, bool parallel)
 {
 	switch (f) {
 	case FMT_HERMES:
-		sb_str(b, "root ::= \"<tool_call>\\n\" call \"\\n</tool_call>\"");
+		/* the tagged form, or one call fenced or bare as the whole reply */
+		sb_str(b, "root ::= tagged | \"```json\\n\" call \"\\n```\" | call\n");
+		sb_str(b, "tagged ::= \"<tool_call>\\n\" call \"\\n</tool_call>\"");
 		if (parallel)
 			sb_str(b, " (\"\\n<tool_call>\\n\" call \"\\n</tool_call>\")*");
 		break;
@@ -189,7 +191,7 @@ static void write_root(struct sb *b, enum fmt f, bool parallel)
 }
 
 int engine_tools_grammar(const char *format, const char *tools_json, size_t len, const char *only, bool parallel,
-			 char **grammar, const char **trigger, bool *at_start, char *err, size_t errlen)
+			 char **grammar, const char **triggers, char *err, size_t errlen)
 {
 	*grammar = NULL;
 	enum fmt f = fmt_of(format);
@@ -270,10 +272,8 @@ int engine_tools_grammar(const char *format, const char *tools_json, size_t len,
 	}
 	free(calls.s);
 	free(rules.s);
-	if (!rc) {
-		*trigger = f == FMT_HERMES ? "<tool_call>" : f == FMT_MISTRAL ? "[TOOL_CALLS]" : "{\"";
-		*at_start = f == FMT_LLAMA3;
-	}
+	if (!rc)
+		*triggers = f == FMT_HERMES ? "<tool_call>\n^```json\n^{\"" : f == FMT_MISTRAL ? "[TOOL_CALLS]" : "^{\"";
 	return rc;
 }
 

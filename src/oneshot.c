@@ -498,7 +498,6 @@ struct run {
 	char *tools_text;      /* the tools array as read */
 	char *tool_fmt;
 	const char *tool_trigger;
-	bool tool_trigger_start;
 	cJSON *calls;
 	char *content;
 	char *stdin_text;
@@ -888,18 +887,14 @@ static int read_tools(struct run *r)
 	const char *only = lazy || !strcmp(choice, "required") ? NULL : choice;
 	char msg[512] = "";
 	const char *trigger = NULL;
-	bool at_start = false;
-	int g = engine_tools_grammar(r->tool_fmt, text, len, only, true, &r->grammar, &trigger, &at_start, msg,
-				     sizeof msg);
+	int g = engine_tools_grammar(r->tool_fmt, text, len, only, true, &r->grammar, &trigger, msg, sizeof msg);
 	if (g) {
 		snprintf(r->err, sizeof r->err, "--tools %s: %s", o->tools_file, msg);
 		rc = EXIT_FAIL;
 		goto out;
 	}
-	if (lazy) {
+	if (lazy)
 		r->tool_trigger = trigger;
-		r->tool_trigger_start = at_start;
-	}
 out:
 	cJSON_Delete(tools);
 	if (rc == 0)
@@ -959,7 +954,6 @@ static int one_reply(struct run *r)
 	gen_opts(o, &g);
 	g.grammar = r->grammar;
 	g.grammar_trigger = r->tool_trigger;
-	g.grammar_trigger_start = r->tool_trigger_start;
 	g.template_vars = r->tools_vars;
 	if (r->d.have_me) {
 		/* the models.d entry's thinking defaults (the conversation and the flags override them) */

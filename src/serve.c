@@ -97,8 +97,7 @@ struct job {
 	 * for the end, where the calls are parsed) */
 	char *tool_fmt;
 	char *tools_json;          /* the request's tools: every parsed call is checked against them */
-	const char *tool_open;
-	bool tool_at_start;
+	const char *tool_open;     /* the openers (engine_gen_opts.grammar_trigger's lines) */
 	size_t streamed;
 	bool head_sent;
 	double t_arrive, t_submit, t_first;
@@ -581,24 +580,36 @@ static void stream_piece(struct server *s, struct job *j, const char *text, bool
 	send_event(j->c, o);
 }
 
-/* How much of a tools job's answer is surely content: all of it up to an
- * opener, or up to a possible start of one at its end.  A format whose
- * call is the whole reply (at_start) holds a reply that begins with "{". */
+/* How much of a tools job's answer is surely content: all of it up to
+ * where a call opener (a line of tool_open; "^": only at the start, after
+ * white space) begins or may begin. */
 static size_t tool_ready(const struct job *j)
 {
 	const char *t = j->text ? j->text : "";
-	size_t n = j->len, ol = strlen(j->tool_open);
-	if (j->tool_at_start) {
-		size_t i = strspn(t, " \t\r\n");
-		return i == n || t[i] == '{' ? 0 : n;
+	size_t n = j->len, lead = strspn(t, " \t\r\n"), ready = n;
+	for (const char *p = j->tool_open; *p;) {
+		size_t l = strcspn(p, "\n");
+		bool start = *p == '^';
+		const char *o = p + start;
+		size_t ol = l - start;
+		p += l + (p[l] == '\n');
+		if (start) {
+			/* the reply so far may still become this opener, or is one */
+			size_t have = n - lead;
+			if (memcmp(t + lead, o, have < ol ? have : ol) == 0 && lead < ready)
+				ready = lead;
+			continue;
+		}
+		for (size_t i = 0; i + ol <= n && i < ready; i++)
+			if (memcmp(t + i, o, ol) == 0)
+				ready = i;
+		for (size_t k = ol - 1; k > 0; k--)
+			if (k <= n && n - k < ready && memcmp(t + n - k, o, k) == 0) {
+				ready = n - k;
+				break;
+			}
 	}
-	for (size_t i = 0; i + ol <= n; i++)
-		if (memcmp(t + i, j->tool_open, ol) == 0)
-			return i;
-	for (size_t k = ol - 1; k > 0; k--)
-		if (k <= n && memcmp(t + n - k, j->tool_open, k) == 0)
-			return n - k;
-	return n;
+	return ready;
 }
 
 /* TEXT[0..N) with each NUL byte as U+FFFD (JSON strings here end at a
@@ -1174,9 +1185,8 @@ static int job_tools(struct server *s, struct job *j, const cJSON *root, char *e
 	if (!txt)
 		return 1;
 	const char *trigger = NULL;
-	bool at_start = false;
 	int rc = engine_tools_grammar(s->info.tool_format, txt, strlen(txt), only, !cJSON_IsFalse(par), &j->grammar,
-				      &trigger, &at_start, msg, sizeof msg);
+				      &trigger, msg, sizeof msg);
 	j->tools_json = strdup(txt);
 	cJSON_free(txt);
 	if (rc == ENGINE_E_NOMEM || !j->tools_json)
@@ -1188,12 +1198,9 @@ static int job_tools(struct server *s, struct job *j, const cJSON *root, char *e
 	if (!(j->tool_fmt = strdup(s->info.tool_format)))
 		return 1;
 	j->tool_open = trigger;
-	j->tool_at_start = at_start;
 	j->g.grammar = j->grammar;
-	if (!strcmp(mode, "auto")) {
+	if (!strcmp(mode, "auto"))
 		j->g.grammar_trigger = trigger;
-		j->g.grammar_trigger_start = at_start;
-	}
 	return 0;
 }
 

@@ -89,11 +89,10 @@ static void grammars(void)
 {
 	char err[512] = "", *g = NULL;
 	const char *trig = NULL;
-	bool at_start = true;
-	int rc = engine_tools_grammar("hermes", TOOLS, strlen(TOOLS), NULL, true, &g, &trig, &at_start, err, sizeof err);
+	int rc = engine_tools_grammar("hermes", TOOLS, strlen(TOOLS), NULL, true, &g, &trig, err, sizeof err);
 	CHECK(rc == 0 && g, "hermes grammar: %d %s", rc, err);
 	if (g) {
-		CHECK(!strcmp(trig, "<tool_call>") && !at_start, "hermes trigger %s", trig);
+		CHECK(!strcmp(trig, "<tool_call>\n^```json\n^{\""), "hermes triggers %s", trig);
 		CHECK(engine_grammar_check(g, strlen(g), err, sizeof err) == 0, "hermes grammar compiles: %s", err);
 		CHECK(match(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>") == 1,
 		      "one call");
@@ -111,11 +110,17 @@ static void grammars(void)
 		CHECK(match(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}\n</tool_call>") == 0,
 		      "unclosed object");
 		CHECK(match(g, "Sure.") == 0, "text is no call");
+		CHECK(match(g, "```json\n{\"name\": \"now\", \"arguments\": {}}\n```") == 1, "a fenced call");
+		CHECK(match(g, "{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}") == 1, "a bare call");
+		CHECK(match(g, "{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>") == 0,
+		      "a bare call is the whole reply");
+		CHECK(match(g, "<tool_call>\n{\"name\": \"now\", \"arguments\": {\"x\": 1}}\n</tool_call>") == 0,
+		      "a tool without parameters takes {}");
 		free(g);
 	}
 	/* one call only, one function only */
 	g = NULL;
-	rc = engine_tools_grammar("hermes", TOOLS, strlen(TOOLS), "add", false, &g, &trig, &at_start, err, sizeof err);
+	rc = engine_tools_grammar("hermes", TOOLS, strlen(TOOLS), "add", false, &g, &trig, err, sizeof err);
 	CHECK(rc == 0 && g, "named: %d %s", rc, err);
 	if (g) {
 		CHECK(match(g, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>") == 1,
@@ -128,15 +133,15 @@ static void grammars(void)
 		free(g);
 	}
 	g = NULL;
-	rc = engine_tools_grammar("llama3", TOOLS, strlen(TOOLS), NULL, true, &g, &trig, &at_start, err, sizeof err);
-	CHECK(rc == 0 && g && at_start && !strcmp(trig, "{\""), "llama3: %d %s", rc, err);
+	rc = engine_tools_grammar("llama3", TOOLS, strlen(TOOLS), NULL, true, &g, &trig, err, sizeof err);
+	CHECK(rc == 0 && g && !strcmp(trig, "^{\""), "llama3: %d %s", rc, err);
 	if (g) {
 		CHECK(match(g, "{\"name\": \"add\", \"parameters\": {\"a\": 5, \"b\": 0}}") == 1, "llama3 call");
 		CHECK(match(g, "{\"name\": \"add\", \"arguments\": {\"a\": 5, \"b\": 0}}") == 0, "llama3 says parameters");
 		free(g);
 	}
 	g = NULL;
-	rc = engine_tools_grammar("mistral", TOOLS, strlen(TOOLS), NULL, true, &g, &trig, &at_start, err, sizeof err);
+	rc = engine_tools_grammar("mistral", TOOLS, strlen(TOOLS), NULL, true, &g, &trig, err, sizeof err);
 	CHECK(rc == 0 && g && !strcmp(trig, "[TOOL_CALLS]"), "mistral: %d %s", rc, err);
 	if (g) {
 		/* its marker is a token: the grammar compiles, text cannot show it */
@@ -162,8 +167,8 @@ static void grammars(void)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		g = NULL;
 		err[0] = '\0';
-		rc = engine_tools_grammar(bad[i].fmt, bad[i].tools, strlen(bad[i].tools), bad[i].only, true, &g, &trig,
-					  &at_start, err, sizeof err);
+		rc = engine_tools_grammar(bad[i].fmt, bad[i].tools, strlen(bad[i].tools), bad[i].only, true, &g, &trig, err,
+					  sizeof err);
 		CHECK(rc == ENGINE_E_INVAL && !g && strstr(err, bad[i].want), "refusal %zu: %d '%s'", i, rc, err);
 		free(g);
 	}

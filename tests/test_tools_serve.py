@@ -220,6 +220,10 @@ def real_qwen(env, tmp):
         content, calls, finish = from_stream(raw) if st == 200 else ("", [], None)
         check(finish == "tool_calls" and calls_ok(calls) and calls[0]["function"]["name"] == "get_weather",
               "qwen stream: %r %r" % (finish, calls))
+        st, raw = srv.chat({"messages": q, "tools": TOOLS, "temperature": 0, "max_tokens": 80}, stream=True)
+        content, calls, finish = from_stream(raw) if st == 200 else ("", [], None)
+        check(finish == "tool_calls" and calls_ok(calls) and content == "",
+              "qwen stream auto: %r %r %r" % (finish, calls, content))
         # the answer after the result: text, no call
         st, r = srv.chat({"messages": q + [
             {"role": "assistant", "content": None, "tool_calls": [
@@ -297,13 +301,24 @@ def main():
                 round_trip(srv, name)
                 if name == "hermes":
                     refusals(srv)
-                # auto at temperature 1: text or valid calls, never broken ones
+                # auto at temperature 1: text or valid calls, never broken
+                # ones; streamed, the same reply (same seed) in deltas
                 for seed in range(1, 9):
-                    st, r = srv.chat({"tools": TOOLS, "temperature": 1, "seed": seed, "max_tokens": 60})
+                    body = {"tools": TOOLS, "temperature": 1, "seed": seed, "max_tokens": 60}
+                    st, r = srv.chat(body)
                     ok = st == 200
                     if ok and r["choices"][0]["finish_reason"] == "tool_calls":
                         ok = calls_ok(r["choices"][0]["message"]["tool_calls"])
                     check(ok, "%s auto seed %d: %s %r" % (name, seed, st, r))
+                    if not ok or seed > 4:
+                        continue
+                    st, raw = srv.chat(body, stream=True)
+                    content, calls, finish = from_stream(raw) if st == 200 else (None, None, None)
+                    msg = r["choices"][0]["message"]
+                    want = [(c["function"]["name"], c["function"]["arguments"]) for c in msg.get("tool_calls") or []]
+                    check(finish == r["choices"][0]["finish_reason"] and content == (msg["content"] or "") and
+                          [(c["function"]["name"], c["function"]["arguments"]) for c in calls] == want,
+                          "%s auto seed %d streamed: %r %r %r vs %r" % (name, seed, finish, content, calls, msg))
             finally:
                 srv.stop()
             statuses += srv.statuses
