@@ -1019,17 +1019,17 @@ static int messages_json(const struct request *r, size_t first_msg, char **out)
 		}
 		/* a plain message: {"role": R, "content": C}, escaped */
 		const char *parts[2] = {r->msgs[i].role, r->msgs[i].content};
-		o += (size_t)sprintf(s + o, "{\"role\":");
 		for (int k = 0; k < 2; k++) {
-			if (k)
-				o += (size_t)sprintf(s + o, ",\"content\":");
-			s[o++] = '"';
+			const char *key = k ? ",\"content\":\"" : "{\"role\":\"";
+			memcpy(s + o, key, strlen(key));
+			o += strlen(key);
 			for (const unsigned char *p = (const unsigned char *)parts[k]; *p; p++) {
 				if (*p == '"' || *p == '\\') {
 					s[o++] = '\\';
 					s[o++] = (char)*p;
 				} else if (*p < 0x20) {
-					o += (size_t)sprintf(s + o, "\\u%04x", *p);
+					/* room: 6 bytes a byte were counted */
+					o += (size_t)snprintf(s + o, total - o, "\\u%04x", *p);
 				} else {
 					s[o++] = (char)*p;
 				}

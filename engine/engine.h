@@ -146,7 +146,9 @@ struct engine_gen_opts {
 	 * free text.  A grammar that does not compile is an ERROR
 	 * (ENGINE_E_INVAL, "grammar: line N: ...") before any prefill; a
 	 * remote model refuses it (ENGINE_E_INVAL); a reply that reaches a
-	 * point where no token is allowed ends with ENGINE_E_INVAL. */
+	 * point where no token is allowed ends with ENGINE_E_INVAL.  A control
+	 * token the grammar admits (a token element such as <[TOOL_CALLS]>) is
+	 * written into the answer, which otherwise never shows control tokens. */
 	const char *grammar;
 	/* With grammar: NULL applies it from the answer's first token.  Else
 	 * the grammar is lazy: the answer is free until one of these triggers
