@@ -1653,8 +1653,12 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 			n_think++;
 		if (lazy && !thinking) {
 			int grc = lazy_trigger(trigs, n_trigs, gm, &g.ans, ans_before, id, &lazy);
-			if (grc == 1) {
-				gm = NULL; /* free text it is */
+			if (grc == 1 || grc == GRAMMAR_E_REJECT) {
+				/* free text it is; a trigger whose text the grammar
+				 * refuses (a harmony call of an unknown tool, named
+				 * before the trigger) stays unconstrained too, for the
+				 * caller's check of the calls */
+				gm = NULL;
 			} else if (grc) {
 				rc = grc == GRAMMAR_E_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_INVAL;
 				snprintf(err, errlen, "grammar: the text from the trigger on does not start a sentence of the grammar");

@@ -158,7 +158,9 @@ struct engine_gen_opts {
 	 * sentences start with the triggers, so from there the rest must
 	 * follow the grammar.  A trigger that is one control token of the
 	 * vocabulary (hidden text otherwise) is written into the answer when
-	 * sampled.  At most 8 triggers. */
+	 * sampled.  At most 8 triggers.  When the text from a trigger on is
+	 * refused by the grammar (a harmony call whose tool, named before the
+	 * trigger, is not one of the grammar's), the reply goes on free. */
 	const char *grammar_trigger;
 	/* ---- thinking models (see "Reasoning" below) ---- */
 	enum engine_think think;
@@ -327,6 +329,11 @@ int engine_json_schema_grammar(const char *schema, size_t len, char **out, char 
  *   "llama3"  {"name": N, "parameters": {...}} as the whole reply (Llama 3.x)
  *   "mistral" [TOOL_CALLS][{"name": N, "arguments": {...}, "id": "9 alnum"}]
  *             (Mistral v3 / Nemo; the marker is a control token)
+ *   "harmony" <|channel|>commentary to=functions.N<|message|>{...} (gpt-oss;
+ *             the answer text the reasoning parser makes of a call's header;
+ *             the call's header tokens come before the grammar can apply,
+ *             so a call is constrained from its arguments on, and a
+ *             "required" choice cannot be forced)
  * engine_tools_format(): the format a chat template renders tools for,
  * read from its text; "" when it takes no tools or writes calls some
  * other way (no template: ""). */

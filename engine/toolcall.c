@@ -30,7 +30,7 @@
 #define TOOLS_MAX 128
 #define NAME_MAX_LEN 64
 
-enum fmt { FMT_NONE, FMT_HERMES, FMT_LLAMA3, FMT_MISTRAL };
+enum fmt { FMT_NONE, FMT_HERMES, FMT_LLAMA3, FMT_MISTRAL, FMT_HARMONY };
 
 static enum fmt fmt_of(const char *name)
 {
@@ -42,6 +42,8 @@ static enum fmt fmt_of(const char *name)
 		return FMT_LLAMA3;
 	if (!strcmp(name, "mistral"))
 		return FMT_MISTRAL;
+	if (!strcmp(name, "harmony"))
+		return FMT_HARMONY;
 	return FMT_NONE;
 }
 
@@ -54,6 +56,9 @@ const char *engine_tools_format(const char *t)
 		return "";
 	if (strstr(t, "<tool_call>"))
 		return "hermes";
+	/* gpt-oss: calls go to "functions.NAME" and end with <|call|> */
+	if (strstr(t, "<|channel|>") && strstr(t, "<|call|>") && strstr(t, "functions."))
+		return "harmony";
 	/* v3 / Nemo; [ARGS] marks the later name[ARGS]{...} notation */
 	if (strstr(t, "[TOOL_CALLS]") && !strstr(t, "[ARGS]"))
 		return "mistral";
@@ -155,6 +160,14 @@ static void write_call(struct sb *b, enum fmt f, unsigned i, const char *name)
 {
 	char rule[32];
 	snprintf(rule, sizeof rule, "t%u-root", i);
+	if (f == FMT_HARMONY) {
+		/* the recipient, then the arguments as the message */
+		sb_str(b, "\"");
+		sb_str(b, name);
+		sb_str(b, "<|message|>\" ");
+		sb_str(b, rule);
+		return;
+	}
 	sb_str(b, "\"{\\\"name\\\": \\\"");
 	sb_str(b, name);
 	sb_str(b, f == FMT_LLAMA3 ? "\\\", \\\"parameters\\\": \" " : "\\\", \\\"arguments\\\": \" ");
@@ -181,6 +194,11 @@ static void write_root(struct sb *b, enum fmt f, bool parallel)
 		if (parallel)
 			sb_str(b, " (\", \" call)*");
 		sb_str(b, " \"]\"");
+		break;
+	case FMT_HARMONY:
+		/* as the reasoning parser gives a call's header (reasoning.h);
+		 * one call a message, which <|call|> ends */
+		sb_str(b, "root ::= \"<|channel|>commentary to=functions.\" call");
 		break;
 	default:
 		/* Llama 3.x writes one call as the whole reply */
@@ -273,7 +291,10 @@ int engine_tools_grammar(const char *format, const char *tools_json, size_t len,
 	free(calls.s);
 	free(rules.s);
 	if (!rc)
-		*triggers = f == FMT_HERMES ? "<tool_call>\n^```json\n^{\"" : f == FMT_MISTRAL ? "[TOOL_CALLS]" : "^{\"";
+		*triggers = f == FMT_HERMES	? "<tool_call>\n^```json\n^{\""
+			    : f == FMT_MISTRAL	? "[TOOL_CALLS]"
+			    : f == FMT_HARMONY	? "<|channel|>commentary to=functions."
+						: "^{\"";
 	return rc;
 }
 
@@ -525,6 +546,42 @@ static bool call_valid(const cJSON *tools, const cJSON *call)
 	return false;
 }
 
+/* Harmony: <|channel|>commentary to=functions.NAME<|message|> ARGS, as
+ * the reasoning parser writes a call's header. */
+static void parse_harmony(const char *text, const char *end, cJSON *calls, struct sb *content)
+{
+	static const char open[] = "<|channel|>commentary to=functions.";
+	const char *p = text;
+	for (;;) {
+		const char *t = memmem_(p, end, open);
+		if (!t) {
+			sb_add(content, p, (size_t)(end - p));
+			return;
+		}
+		const char *name = t + sizeof open - 1, *m = memmem_(name, end, "<|message|>");
+		const char *a = m ? skip_ws(m + 11, end) : NULL;
+		const char *e = a ? skip_value(a, end, 0) : NULL;
+		cJSON *args = e ? cJSON_ParseWithLength(a, (size_t)(e - a)) : NULL;
+		if (!cJSON_IsObject(args) || m - name > NAME_MAX_LEN) {
+			cJSON_Delete(args);
+			sb_add(content, p, (size_t)(name - p));
+			p = name;
+			continue;
+		}
+		cJSON_Delete(args);
+		char nm[NAME_MAX_LEN + 1];
+		snprintf(nm, sizeof nm, "%.*s", (int)(m - name), name);
+		char *at = strndup(a, (size_t)(e - a));
+		cJSON *call = cJSON_CreateObject();
+		cJSON_AddStringToObject(call, "name", nm);
+		cJSON_AddStringToObject(call, "arguments", at ? at : "{}");
+		free(at);
+		cJSON_AddItemToArray(calls, call);
+		sb_add(content, p, (size_t)(t - p));
+		p = e;
+	}
+}
+
 int engine_tools_parse(const char *format, const char *tools_json, const char *text, size_t len, char **content,
 		       char **calls_out)
 {
@@ -540,6 +597,8 @@ int engine_tools_parse(const char *format, const char *tools_json, const char *t
 		parse_hermes(text, end, calls, &c);
 	else if (f == FMT_LLAMA3)
 		parse_llama3(text, end, calls, &c);
+	else if (f == FMT_HARMONY)
+		parse_harmony(text, end, calls, &c);
 	else
 		parse_mistral(text, end, calls, &c);
 	if (tools_json && cJSON_GetArraySize(calls) > 0) {

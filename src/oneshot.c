@@ -883,7 +883,8 @@ static int read_tools(struct run *r)
 	rc = 0;
 	if (!strcmp(choice, "none"))
 		goto out;
-	bool lazy = !strcmp(choice, "auto");
+	/* harmony calls start with header tokens no grammar can force */
+	bool lazy = !strcmp(choice, "auto") || !strcmp(r->tool_fmt, "harmony");
 	const char *only = lazy || !strcmp(choice, "required") ? NULL : choice;
 	char msg[512] = "";
 	const char *trigger = NULL;

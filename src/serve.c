@@ -1156,7 +1156,8 @@ static int job_tools(struct server *s, struct job *j, const cJSON *root, char *e
 	}
 	if (!s->info.tool_format[0]) {
 		snprintf(err, errlen, "this model's chat template cannot render tools (it has no tool-call format ttychat "
-				      "knows: Hermes/Qwen <tool_call>, Llama 3.x JSON, Mistral [TOOL_CALLS])");
+				      "knows: Hermes/Qwen <tool_call>, Llama 3.x JSON, Mistral [TOOL_CALLS], "
+				      "gpt-oss harmony)");
 		return -1;
 	}
 	/* the template's variables: chat_template_kwargs and the tools */
@@ -1199,7 +1200,8 @@ static int job_tools(struct server *s, struct job *j, const cJSON *root, char *e
 		return 1;
 	j->tool_open = trigger;
 	j->g.grammar = j->grammar;
-	if (!strcmp(mode, "auto"))
+	/* harmony calls start with header tokens no grammar can force */
+	if (!strcmp(mode, "auto") || !strcmp(j->tool_fmt, "harmony"))
 		j->g.grammar_trigger = trigger;
 	return 0;
 }

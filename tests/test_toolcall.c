@@ -62,6 +62,7 @@ static void formats(void)
 		{"meta-llama-Llama-3.2-3B-Instruct", "llama3"},
 		{"meta-llama-Llama-3.3-70B-Instruct", "llama3"},
 		{"mistralai-Mistral-Nemo-Instruct-2407", "mistral"},
+		{"openai-gpt-oss-120b", "harmony"},
 		{"Qwen3-Coder", ""},
 		{"microsoft-Phi-3.5-mini-instruct", ""},
 		{"google-gemma-2-2b-it", ""},
@@ -150,6 +151,16 @@ static void grammars(void)
 		free(g);
 	}
 
+	g = NULL;
+	rc = engine_tools_grammar("harmony", TOOLS, strlen(TOOLS), NULL, true, &g, &trig, err, sizeof err);
+	CHECK(rc == 0 && g && !strcmp(trig, "<|channel|>commentary to=functions."), "harmony: %d %s", rc, err);
+	if (g) {
+		CHECK(match(g, "<|channel|>commentary to=functions.add<|message|>{\"a\": 1, \"b\": 2}") == 1, "harmony call");
+		CHECK(match(g, "<|channel|>commentary to=functions.rm<|message|>{}") == 0, "harmony: unknown tool");
+		CHECK(match(g, "<|channel|>commentary to=functions.add<|message|>{\"a\": 1}") == 0, "harmony: bad arguments");
+		free(g);
+	}
+
 	/* refusals */
 	static const struct {
 		const char *fmt, *tools, *only, *want;
@@ -222,6 +233,11 @@ static void parsers(void)
 		      "{\"name\":\"now\",\"arguments\":\"{}\",\"id\":\"zzzzzzzzz\"}]");
 	parse_one("mistral", NULL, "[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {}}, 5]",
 		  "[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {}}, 5]", "[]");
+	parse_one("harmony", TOOLS,
+		  "<|channel|>commentary to=functions.add<|message|>{\"a\": 1, \"b\": 2}", "",
+		  "[{\"name\":\"add\",\"arguments\":\"{\\\"a\\\": 1, \\\"b\\\": 2}\"}]");
+	parse_one("harmony", NULL, "<|channel|>commentary to=functions.add<|message|>{\"a\": 1",
+		  "<|channel|>commentary to=functions.add<|message|>{\"a\": 1", "[]");
 	char *c = NULL, *k = NULL;
 	CHECK(engine_tools_parse("nope", NULL, "x", 1, &c, &k) == ENGINE_E_INVAL && !c && !k, "unknown format");
 }
