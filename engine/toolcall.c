@@ -399,8 +399,13 @@ static const char *parse_call(const char *p, const char *end, cJSON *calls)
 	} else {
 		text = strdup("{}");
 	}
-	if (text)
-		cJSON_AddStringToObject(call, "arguments", text);
+	if (!text || !cJSON_AddStringToObject(call, "arguments", text)) {
+		/* out of memory: the call stays in the text */
+		free(text);
+		cJSON_Delete(call);
+		cJSON_Delete(o);
+		return NULL;
+	}
 	if (cJSON_IsString(id))
 		cJSON_AddStringToObject(call, "id", id->valuestring);
 	free(text);
