@@ -86,6 +86,8 @@ struct request {
 	struct engine_gen_opts gen;
 	char **stop;             /* copied, NULL-terminated */
 	char *grammar;           /* copied GBNF, or NULL */
+	char *trigger;           /* copied gen.grammar_trigger, or NULL */
+	char **msg_json;         /* copied gen.msg_json (n_msgs entries), or NULL */
 	char *vars_json;         /* REQ_SUBMIT: template variables (think, effort, kwargs), or NULL */
 	char *wrapup;            /* REQ_SUBMIT: the wrap-up phrase, copied ("" none) */
 	char *effort;            /* REQ_SUBMIT: reasoning_effort, copied (gen.reasoning_effort points here) */
@@ -345,12 +347,16 @@ static void free_request(struct request *r)
 	for (size_t i = 0; i < r->n_msgs; i++) {
 		free((char *)r->msgs[i].role);
 		free((char *)r->msgs[i].content);
+		if (r->msg_json)
+			free(r->msg_json[i]);
 	}
 	free(r->msgs);
+	free(r->msg_json);
 	for (size_t i = 0; r->stop && r->stop[i]; i++)
 		free(r->stop[i]);
 	free(r->stop);
 	free(r->grammar);
+	free(r->trigger);
 	free(r->vars_json);
 	free(r->wrapup);
 	free(r->effort);
@@ -556,7 +562,11 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
 		r->gen.add_generation_prompt = true;
 	r->gen.stop = NULL;
 	r->gen.grammar = NULL;
+	r->gen.grammar_trigger = NULL;
 	if (g && g->grammar && !(r->grammar = eng_strdup(g->grammar)))
+		goto nomem;
+	if (g && g->grammar && g->grammar_trigger && g->grammar_trigger[0] &&
+	    !(r->trigger = eng_strdup(g->grammar_trigger)))
 		goto nomem;
 	r->gen.reasoning_effort = NULL;
 	r->gen.template_vars = NULL;
@@ -584,6 +594,14 @@ int engine_submit(engine *e, uint64_t conv, const struct engine_msg *msgs, size_
 		r->msgs[i].content = eng_strdup(msgs[i].content ? msgs[i].content : "");
 		if (!r->msgs[i].role || !r->msgs[i].content)
 			goto nomem;
+	}
+	r->gen.msg_json = NULL;
+	if (g && g->msg_json) {
+		if (!(r->msg_json = eng_calloc(n, sizeof *r->msg_json)))
+			goto nomem;
+		for (size_t i = 0; i < n; i++)
+			if (g->msg_json[i] && !(r->msg_json[i] = eng_strdup(g->msg_json[i])))
+				goto nomem;
 	}
 	if (g && g->stop) {
 		size_t ns = 0;
@@ -660,6 +678,7 @@ static void fill_info(engine *e, struct engine_model_info *info)
 	info->n_vocab = m->hp.n_vocab;
 	snprintf(info->template_family, sizeof info->template_family, "%s", e->family);
 	snprintf(info->reasoning, sizeof info->reasoning, "%s", reasoning_format_name(e->rfmt));
+	snprintf(info->tool_format, sizeof info->tool_format, "%s", engine_tools_format(e->tmpl_text));
 	snprintf(info->model_id, sizeof info->model_id, "%s", e->model_id);
 	snprintf(info->backend, sizeof info->backend, "%s", e->backend[0] ? e->backend : "cpu");
 	snprintf(info->notice, sizeof info->notice, "%s", e->notice);
@@ -965,6 +984,65 @@ static void enforce_budget(engine *e, uint64_t keep)
 
 /* ---- worker: one reply --------------------------------------------------- */
 
+/* The messages from FIRST_MSG on (a leading system one kept) as one JSON
+ * array for the template, when some message carries its own JSON (tool
+ * calls, tool results); *out stays NULL when none does.  Nonzero when out
+ * of memory. */
+static int messages_json(const struct request *r, size_t first_msg, char **out)
+{
+	*out = NULL;
+	bool any = false;
+	for (size_t i = 0; r->msg_json && i < r->n_msgs; i++)
+		any |= r->msg_json[i] != NULL;
+	if (!any)
+		return 0;
+	size_t total = 3;
+	for (size_t i = 0; i < r->n_msgs; i++)
+		total += (r->msg_json[i] ? strlen(r->msg_json[i])
+					  : 40 + 6 * (strlen(r->msgs[i].role) + strlen(r->msgs[i].content))) + 1;
+	char *s = eng_malloc(total);
+	if (!s)
+		return 1;
+	size_t o = 0;
+	s[o++] = '[';
+	for (size_t i = 0; i < r->n_msgs; i++) {
+		if (i < first_msg && !(i == 0 && strcmp(r->msgs[0].role, "system") == 0))
+			continue;
+		if (o > 1)
+			s[o++] = ',';
+		if (r->msg_json[i]) {
+			size_t l = strlen(r->msg_json[i]);
+			memcpy(s + o, r->msg_json[i], l);
+			o += l;
+			continue;
+		}
+		/* a plain message: {"role": R, "content": C}, escaped */
+		const char *parts[2] = {r->msgs[i].role, r->msgs[i].content};
+		for (int k = 0; k < 2; k++) {
+			const char *key = k ? ",\"content\":\"" : "{\"role\":\"";
+			memcpy(s + o, key, strlen(key));
+			o += strlen(key);
+			for (const unsigned char *p = (const unsigned char *)parts[k]; *p; p++) {
+				if (*p == '"' || *p == '\\') {
+					s[o++] = '\\';
+					s[o++] = (char)*p;
+				} else if (*p < 0x20) {
+					/* room: 6 bytes a byte were counted */
+					o += (size_t)snprintf(s + o, total - o, "\\u%04x", *p);
+				} else {
+					s[o++] = (char)*p;
+				}
+			}
+			s[o++] = '"';
+		}
+		s[o++] = '}';
+	}
+	s[o++] = ']';
+	s[o] = '\0';
+	*out = s;
+	return 0;
+}
+
 /* Renders the conversation from message FIRST_MSG on into *out; *gen_at
  * is where the generation prompt starts in it (0 when unknown or raw): the
  * text the reasoning parser reads to learn how the reply starts. */
@@ -1000,11 +1078,17 @@ static int render_prompt(engine *e, const struct request *r, size_t first_msg, c
 		tm[k++] = (struct tmpl_message){r->msgs[0].role, r->msgs[0].content, strlen(r->msgs[0].content)};
 	for (size_t i = first_msg; i < n; i++)
 		tm[k++] = (struct tmpl_message){r->msgs[i].role, r->msgs[i].content, strlen(r->msgs[i].content)};
+	char *mjson = NULL;
+	if (messages_json(r, first_msg, &mjson)) {
+		free(tm);
+		return ENGINE_E_NOMEM;
+	}
 	struct tmpl_options opt = {
 		.add_generation_prompt = r->gen.add_generation_prompt,
 		.bos_token = e->bos_text,
 		.eos_token = e->eos_text,
 		.vars_json = r->vars_json,
+		.messages_json = mjson,
 	};
 	enum tmpl_family fam = TMPL_FAMILY_UNKNOWN;
 	int rc = tmpl_format_chat(e->tmpl_text, e->model.arch_name, tm, k, &opt, out, len, &fam, err, errlen);
@@ -1019,6 +1103,7 @@ static int render_prompt(engine *e, const struct request *r, size_t first_msg, c
 		free(base);
 	}
 	free(tm);
+	free(mjson);
 	if (rc < 0)
 		return rc == TMPL_ERR_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_TEMPLATE;
 	if (rc == TMPL_FALLBACK)
@@ -1338,6 +1423,92 @@ nomem:
 	return ENGINE_E_NOMEM;
 }
 
+/* A lazy grammar's triggers (engine_gen_opts.grammar_trigger): a list of
+ * lines, "^" marking one that counts only at the answer's start; one that
+ * is a control token is matched as that token. */
+#define TRIGGERS_MAX 8
+struct trig {
+	const char *s;
+	size_t len;
+	bool start;
+	int32_t tok;
+};
+
+static size_t triggers_parse(const engine *e, const char *list, struct trig *t)
+{
+	size_t n = 0;
+	for (const char *p = list; *p && n < TRIGGERS_MAX;) {
+		size_t l = strcspn(p, "\n");
+		bool start = *p == '^';
+		t[n] = (struct trig){p + start, l - start, start, -1};
+		int32_t id = start ? -1 : tok_find(e->tok, t[n].s, t[n].len);
+		if (id >= 0 && tok_is_control(e->tok, id))
+			t[n].tok = id;
+		n += t[n].len > 0;
+		p += l + (p[l] == '\n');
+	}
+	return n;
+}
+
+/* Whether token ID is one of the N triggers T. */
+static bool trigger_token(const struct trig *t, size_t n, int32_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (t[i].tok == id)
+			return true;
+	return false;
+}
+
+/* The lazy grammar's start: when token TOK (>= 0) is a trigger, or the
+ * answer's text from BEFORE on completes one (the earliest), the grammar
+ * takes the text from the trigger's start (or the token) and *LAZY ends.
+ * GRAMMAR_OK, the grammar's refusal, or 1: text came first where only
+ * triggers at the start were given, so the grammar no longer applies. */
+static int lazy_trigger(const struct trig *t, size_t n, grammar *gm, const struct reply *ans, size_t before,
+			int32_t tok, bool *lazy)
+{
+	size_t lead = 0; /* white space at the answer's start */
+	while (lead < ans->len && strchr(" \t\r\n", ans->text[lead]))
+		lead++;
+	size_t pos = SIZE_MAX, tl = 0;
+	bool by_tok = false;
+	for (size_t i = 0; i < n; i++) {
+		if (tok >= 0 && t[i].tok == tok) {
+			pos = before;
+			tl = t[i].len;
+			by_tok = true;
+			break;
+		}
+		size_t from = before >= t[i].len ? before - t[i].len + 1 : 0;
+		for (size_t k = from; k + t[i].len <= ans->len && k < pos; k++)
+			if (memcmp(ans->text + k, t[i].s, t[i].len) == 0 && (!t[i].start || k <= lead)) {
+				pos = k;
+				break;
+			}
+	}
+	if (pos == SIZE_MAX) {
+		/* only triggers at the start, and the text after the answer's
+		 * white space no longer begins one: free text it stays */
+		bool alive = false;
+		for (size_t i = 0; i < n; i++)
+			alive |= !t[i].start || (ans->len - lead < t[i].len &&
+						 memcmp(ans->text + lead, t[i].s, ans->len - lead) == 0);
+		if (!alive) {
+			*lazy = false;
+			return 1;
+		}
+		return GRAMMAR_OK;
+	}
+	*lazy = false;
+	if (by_tok) {
+		int rc = grammar_accept_token(gm, tok);
+		/* text the token's decoding already added after it */
+		size_t done = before + tl;
+		return rc || ans->len <= done ? rc : grammar_accept_text(gm, ans->text + done, ans->len - done);
+	}
+	return grammar_accept_text(gm, ans->text + pos, ans->len - pos);
+}
+
 /* Samples and evaluates the reply token by token after the prefill,
  * streaming TOKEN events split by RS into reasoning and answer, and fills
  * the decode figures of ST.  GM (or NULL) constrains the answer: the
@@ -1361,6 +1532,10 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 	const int64_t budget = r->gen.think == ENGINE_THINK_OFF ? 0
 			       : r->gen.reasoning_budget > 0 ? r->gen.reasoning_budget : -1;
 	int stop = ENGINE_STOP_LENGTH;
+	/* a lazy grammar waits for its trigger in the answer (or as a token) */
+	struct trig trigs[TRIGGERS_MAX];
+	const size_t n_trigs = gm && r->trigger ? triggers_parse(e, r->trigger, trigs) : 0;
+	bool lazy = n_trigs > 0;
 	int rc = sampler_init(&smp, &r->sampling, e->model.hp.n_vocab);
 	if (rc) {
 		snprintf(err, errlen, "out of memory for the sampler");
@@ -1410,7 +1585,7 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 		for (size_t i = 0; i < n_eog; i++)
 			e->fwd.logits[eog[i]] = -INFINITY;
 		int32_t id;
-		if (gm && !reasoning_thinking(rs)) {
+		if (gm && !lazy && !reasoning_thinking(rs)) {
 			int grc = 0;
 			const double t_g = now_ms();
 			id = sampler_sample_grammar(&smp, gm, e->fwd.logits, kv->tokens, kv->n, &grc);
@@ -1446,7 +1621,18 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 				marker = (int)i;
 		char piece[256];
 		size_t pl;
-		if (marker >= 0) {
+		size_t ans_before = g.ans.len;
+		/* a control token the grammar names (a tool-call marker) is part
+		 * of the answer: the decoder would hide it */
+		const bool ctl_shown = gm && !was_thinking && (lazy ? trigger_token(trigs, n_trigs, id) : true) &&
+				       tok_is_control(e->tok, id) && !tok_is_eog(e->tok, id);
+		if (ctl_shown && marker < 0) {
+			size_t tl;
+			const char *tt = tok_piece(e->tok, id, &tl);
+			while ((pl = tok_decoder_flush(dec, piece, sizeof piece)) > 0)
+				reasoning_feed(rs, piece, pl, false, gen_emit, &g);
+			reasoning_feed(rs, tt ? tt : "", tt ? tl : 0, false, gen_emit, &g);
+		} else if (marker >= 0) {
 			/* a marker token: what the decoder holds goes before it */
 			while ((pl = tok_decoder_flush(dec, piece, sizeof piece)) > 0)
 				reasoning_feed(rs, piece, pl, false, gen_emit, &g);
@@ -1464,6 +1650,20 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 		bool thinking = reasoning_thinking(rs);
 		if (was_thinking || thinking)
 			n_think++;
+		if (lazy && !thinking) {
+			int grc = lazy_trigger(trigs, n_trigs, gm, &g.ans, ans_before, id, &lazy);
+			if (grc == 1 || grc == GRAMMAR_E_REJECT) {
+				/* free text it is; a trigger whose text the grammar
+				 * refuses (a harmony call of an unknown tool, named
+				 * before the trigger) stays unconstrained too, for the
+				 * caller's check of the calls */
+				gm = NULL;
+			} else if (grc) {
+				rc = grc == GRAMMAR_E_NOMEM ? ENGINE_E_NOMEM : ENGINE_E_INVAL;
+				snprintf(err, errlen, "grammar: the text from the trigger on does not start a sentence of the grammar");
+				goto out;
+			}
+		}
 
 		/* stop strings: cut the answer at the first match; hold back a
 		 * possible start of one */

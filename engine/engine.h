@@ -118,7 +118,7 @@ struct engine_sampling {
 void engine_sampling_default(struct engine_sampling *s);
 
 struct engine_msg {
-	const char *role;          /* "system", "user", "assistant" */
+	const char *role;          /* "system", "user", "assistant", "tool" */
 	const char *content;       /* UTF-8 */
 };
 
@@ -133,14 +133,35 @@ struct engine_gen_opts {
 	bool raw;                  /* no template: messages' contents concatenated */
 	bool add_generation_prompt;/* normally true */
 	const char *const *stop;   /* NULL-terminated stop strings, or NULL; matched in the answer */
+	/* NULL, or one entry per message of the submit: NULL, or that whole
+	 * message as the template sees it, a JSON object with role, content and
+	 * more (an assistant's tool_calls, a tool result's tool_call_id and
+	 * name).  The messages' role and content still count for everything
+	 * else (context shifts, built-in formats, remote models, which send
+	 * only those). */
+	const char *const *msg_json;
 	/* GBNF grammar (llama.cpp's notation, `root` the start), copied: every
 	 * token of the reply keeps it a prefix of a sentence, and the reply
 	 * ends (ENGINE_STOP_EOG) only where the sentence is complete.  NULL:
 	 * free text.  A grammar that does not compile is an ERROR
 	 * (ENGINE_E_INVAL, "grammar: line N: ...") before any prefill; a
 	 * remote model refuses it (ENGINE_E_INVAL); a reply that reaches a
-	 * point where no token is allowed ends with ENGINE_E_INVAL. */
+	 * point where no token is allowed ends with ENGINE_E_INVAL.  A control
+	 * token the grammar admits (a token element such as <[TOOL_CALLS]>) is
+	 * written into the answer, which otherwise never shows control tokens. */
 	const char *grammar;
+	/* With grammar: NULL applies it from the answer's first token.  Else
+	 * the grammar is lazy: the answer is free until one of these triggers
+	 * (lines of this text; one starting with "^" counts only at the
+	 * answer's start, after white space, the "^" not part of it) appears
+	 * in it, a tool call's opener such as "<tool_call>"; the grammar's
+	 * sentences start with the triggers, so from there the rest must
+	 * follow the grammar.  A trigger that is one control token of the
+	 * vocabulary (hidden text otherwise) is written into the answer when
+	 * sampled.  At most 8 triggers.  When the text from a trigger on is
+	 * refused by the grammar (a harmony call whose tool, named before the
+	 * trigger, is not one of the grammar's), the reply goes on free. */
+	const char *grammar_trigger;
 	/* ---- thinking models (see "Reasoning" below) ---- */
 	enum engine_think think;
 	const char *reasoning_effort; /* template variable reasoning_effort ("low", "medium",
@@ -230,6 +251,8 @@ struct engine_model_info {
 	uint32_t n_ctx_train, n_ctx;
 	uint32_t n_layer, n_embd, n_head, n_head_kv, n_vocab;
 	char template_family[32];  /* "jinja" or the fallback used */
+	char tool_format[16];      /* how the template renders and the model writes tool calls
+				      (engine_tools_format()); "" when the template takes none */
 	char reasoning[16];        /* how replies mark reasoning: "think", "bracket", "gemma4",
 				      "harmony"; "" when the model does not think */
 	char model_id[33];         /* hex: file size + hash of the GGUF header; names KV snapshots ("" remote) */
@@ -298,6 +321,49 @@ int engine_grammar_match(const char *grammar, size_t len, const char *text, size
  * "at /properties/tags: keyword 'uniqueItems' is not supported") or
  * ENGINE_E_NOMEM.  Any thread; no model needed. */
 int engine_json_schema_grammar(const char *schema, size_t len, char **out, char *err, size_t errlen);
+
+/* ---- tool calls (OpenAI "tools") ------------------------------------------
+ * A model family writes its calls in its own way; the format names it:
+ *   "hermes"  <tool_call>\n{"name": N, "arguments": {...}}\n</tool_call>
+ *             (Qwen 2.5/3, Hermes 2/3, SmolLM3, Granite 4)
+ *   "llama3"  {"name": N, "parameters": {...}} as the whole reply (Llama 3.x)
+ *   "mistral" [TOOL_CALLS][{"name": N, "arguments": {...}, "id": "9 alnum"}]
+ *             (Mistral v3 / Nemo; the marker is a control token)
+ *   "harmony" <|channel|>commentary to=functions.N<|message|>{...} (gpt-oss;
+ *             the answer text the reasoning parser makes of a call's header;
+ *             the call's header tokens come before the grammar can apply,
+ *             so a call is constrained from its arguments on, and a
+ *             "required" choice cannot be forced)
+ * engine_tools_format(): the format a chat template renders tools for,
+ * read from its text; "" when it takes no tools or writes calls some
+ * other way (no template: ""). */
+const char *engine_tools_format(const char *template_text);
+/* The GBNF grammar that makes FORMAT's calls of the tools in TOOLS_JSON
+ * (an OpenAI tools array: [{"type": "function", "function": {"name",
+ * "parameters": JSON Schema}}]) valid by construction: every call names one
+ * of them (ONLY: just that one, or NULL) and its arguments are valid under
+ * its parameters' schema.  PARALLEL allows several calls in a row.  The
+ * grammar starts at a call opener; *triggers (static) lists the openers
+ * for engine_gen_opts.grammar_trigger (a lazy grammar lets the model answer
+ * in text instead): for "hermes" <tool_call> anywhere, and at the start a
+ * ```json fence or a bare call object, which small models of the family
+ * write.  0, ENGINE_E_INVAL with the reason in err (a tool without a name,
+ * a schema it cannot honour: "tool 'x': at /properties/...") or
+ * ENGINE_E_NOMEM.  *grammar is malloc'd, the caller's.  Any thread. */
+int engine_tools_grammar(const char *format, const char *tools_json, size_t len, const char *only, bool parallel,
+			 char **grammar, const char **triggers, char *err, size_t errlen);
+/* Splits a reply of FORMAT into its text (*content) and its calls
+ * (*calls: a JSON array [{"name": N, "arguments": "JSON text"}, with "id"
+ * when the model wrote one], "[]" when none).  A call that does not parse
+ * stays in the text: the caller sees what the model wrote.  With
+ * TOOLS_JSON (the tools array, or NULL: no check) every call must name
+ * one of the tools with arguments valid under its parameters, else the
+ * whole reply is text (a call the grammar made always is; one written
+ * past it, like a bare JSON object from a small Hermes-family model, may
+ * not be).  0, ENGINE_E_INVAL (unknown format) or ENGINE_E_NOMEM; both
+ * strings malloc'd, the caller's.  Any thread. */
+int engine_tools_parse(const char *format, const char *tools_json, const char *text, size_t len, char **content,
+		       char **calls);
 /* Forgets a conversation's KV cache. */
 int engine_drop_conv(engine *e, uint64_t conv);
 

@@ -418,7 +418,8 @@ static bool parse_token(struct parser *ps, struct symvec *sv, bool negated)
 	const char *at = ps->p;
 	ps->p++; /* '<' */
 	int32_t id;
-	if (ps->p < ps->end && *ps->p == '[') {
+	/* <[123]> is an id; <[TOOL_CALLS]> the text of a token that has brackets */
+	if (ps->p + 1 < ps->end && *ps->p == '[' && ps->p[1] >= '0' && ps->p[1] <= '9') {
 		ps->p++;
 		uint32_t v;
 		if (!parse_uint(ps, &v))

@@ -6,7 +6,8 @@
  * `|`; sequences of "literals" (with \n \r \t \\ \" \[ \] \xXX \uXXXX
  * \UXXXXXXXX escapes), [character classes] with ranges and ^ negation, `.`
  * (any character), rule names, ( groups ), the repetitions * + ? {m} {m,}
- * {m,n}, tokens <[id]>, <text>, and their negations !<[id]>, !<text>;
+ * {m,n}, tokens <[id]>, <text> (<[TEXT]> too when TEXT does not start with a
+ * digit), and their negations !<[id]>, !<text>;
  * # comments; newlines inside groups and after `|`.  `root` is the start.
  *
  * The compiled form: every rule is a list of alternatives, every

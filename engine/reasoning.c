@@ -15,6 +15,7 @@
  */
 #include "reasoning.h"
 
+#include <stdio.h>
 #include <string.h>
 
 enum move { MV_OPEN, MV_CLOSE, MV_HEADER, MV_BODY };
@@ -102,14 +103,45 @@ static void out_flush(struct out *o)
 	o->n = 0;
 }
 
-static void enter_channel(struct reasoning *p)
+static void put(struct reasoning *p, struct out *o, char c);
+
+/* Harmony: the tool a header H[0..N) calls ("to=functions.NAME"): NAME's
+ * length (0: none), *NAME where it starts. */
+static size_t recipient(const char *h, size_t n, const char **name)
+{
+	for (size_t i = 0; i + 13 <= n; i++)
+		if (memcmp(h + i, "to=functions.", 13) == 0) {
+			size_t e = i + 13;
+			while (e < n && h[e] != ' ' && h[e] != '<' && h[e] != '\n')
+				e++;
+			*name = h + i + 13;
+			return e - (i + 13);
+		}
+	return 0;
+}
+
+static void enter_channel(struct reasoning *p, struct out *o)
 {
 	/* harmony's "analysis", Gemma 4's "thought"; any other is the answer */
 	const char *h = p->header;
 	size_t n = p->header_len;
 	bool thought = (n >= 8 && memcmp(h, "analysis", 8) == 0) || (n >= 7 && memcmp(h, "thought", 7) == 0);
+	const char *name = NULL;
+	size_t nl = recipient(h, n, &name);
+	if (!nl) {
+		name = p->to;
+		nl = p->to_len;
+	}
 	p->state = thought ? RS_THOUGHT : RS_ANSWER;
 	p->header_len = 0;
+	p->to_len = 0;
+	if (nl && !thought) {
+		/* a tool call: its recipient goes with its arguments */
+		char call[sizeof p->header + 64];
+		int k = snprintf(call, sizeof call, "<|channel|>commentary to=functions.%.*s<|message|>", (int)nl, name);
+		for (int i = 0; i < k && (size_t)i < sizeof call; i++)
+			put(p, o, call[i]);
+	}
 }
 
 /* One byte of text in the current state. */
@@ -117,7 +149,7 @@ static void put(struct reasoning *p, struct out *o, char c)
 {
 	if (p->state == RS_HEADER) {
 		if (fmt_of(p->fmt)->header_nl && c == '\n')
-			enter_channel(p);
+			enter_channel(p, o);
 		else if (p->header_len < sizeof p->header)
 			p->header[p->header_len++] = c;
 		return;
@@ -129,7 +161,7 @@ static void put(struct reasoning *p, struct out *o, char c)
 	o->buf[o->n++] = c;
 }
 
-static void act(struct reasoning *p, enum move mv)
+static void act(struct reasoning *p, struct out *o, enum move mv)
 {
 	switch (mv) {
 	case MV_OPEN:
@@ -138,13 +170,24 @@ static void act(struct reasoning *p, enum move mv)
 	case MV_CLOSE:
 		p->state = RS_ANSWER;
 		break;
-	case MV_HEADER:
+	case MV_HEADER: {
+		/* harmony: <|start|>assistant to=functions.X<|channel|>...: the
+		 * tool named before the channel header */
+		const char *name = NULL;
+		size_t nl = p->state == RS_HEADER ? recipient(p->header, p->header_len, &name) : 0;
+		if (nl && nl <= sizeof p->to) {
+			memcpy(p->to, name, nl);
+			p->to_len = nl;
+		} else if (p->state != RS_HEADER) {
+			p->to_len = 0;
+		}
 		p->state = RS_HEADER;
 		p->header_len = 0;
 		break;
+	}
 	case MV_BODY:
 		if (p->state == RS_HEADER)
-			enter_channel(p);
+			enter_channel(p, o);
 		else
 			p->state = RS_ANSWER;
 		break;
@@ -190,7 +233,7 @@ static void scan(struct reasoning *p, struct out *o, const char *s, size_t n, un
 			}
 			if (full >= 0) {
 				p->hold_len = 0;
-				act(p, F->m[full].move);
+				act(p, o, F->m[full].move);
 				break;
 			}
 			if (partial)
@@ -215,6 +258,7 @@ void reasoning_begin(struct reasoning *p, const char *text, size_t len)
 	p->state = RS_ANSWER;
 	p->hold_len = 0;
 	p->header_len = 0;
+	p->to_len = 0;
 	if (p->fmt == REASONING_NONE || !text)
 		return;
 	scan(p, &o, text, len, text_markers(p, true));
@@ -236,7 +280,8 @@ void reasoning_feed(struct reasoning *p, const char *s, size_t n, bool special, 
 		for (unsigned k = 0; k < F->n; k++)
 			if (strlen(F->m[k].text) == n && memcmp(F->m[k].text, s, n) == 0) {
 				out_flush(&o);
-				act(p, F->m[k].move);
+				act(p, &o, F->m[k].move);
+				out_flush(&o);
 				return;
 			}
 		for (size_t i = 0; i < n; i++)

@@ -22,7 +22,11 @@
  * reasoning_begin() with the generation prompt (a template that opens the
  * block there starts the reply inside it), then reasoning_feed() per
  * piece and reasoning_flush() at the end.  Output goes to a callback as
- * runs of (part, text), in order; markers and headers are not output.
+ * runs of (part, text), in order; markers and headers are not output,
+ * but for a harmony header that calls a tool ("to=functions.NAME"): its
+ * message is the call's arguments, and the answer gets it as
+ * "<|channel|>commentary to=functions.NAME<|message|>" then the arguments
+ * (engine_tools_parse()'s "harmony" reads it).
  *
  * A loop detector (struct reasoning_loop) watches token ids for the same
  * span repeating.
@@ -74,8 +78,10 @@ struct reasoning {
 	enum reasoning_state state;
 	char hold[32];             /* text mode: a possible start of a marker */
 	size_t hold_len;
-	char header[32];           /* a channel header being read (hidden) */
+	char header[96];           /* a channel header being read (hidden) */
 	size_t header_len;
+	char to[64];               /* harmony: the tool a <|start|> header named (to=functions.NAME) */
+	size_t to_len;
 };
 
 /* Resets P for format F.  TOKEN_MASK: bit i set when marker i

@@ -48,7 +48,7 @@ void chatopts_init(struct chat_opts *o)
 
 bool chatopts_wants_tui(const struct chat_opts *o)
 {
-	return !o->prompt && o->out == CHAT_OUT_TEXT && !o->save && !o->continue_id && !o->f.raw && !o->grammar_file && !o->schema_file &&
+	return !o->prompt && o->out == CHAT_OUT_TEXT && !o->save && !o->continue_id && !o->f.raw && !o->grammar_file && !o->schema_file && !o->tools_file &&
 	       !chatopts_in_ci() && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 }
 
@@ -141,6 +141,9 @@ void chatopts_usage(FILE *out)
 		"      --grammar FILE       constrain the reply to a GBNF grammar (llama.cpp's\n"
 		"                           notation); exit 4 unless the reply completes it\n"
 		"      --json-schema FILE   constrain the reply to JSON valid under a JSON Schema\n"
+		"      --tools FILE         offer the model the tools of FILE (an OpenAI tools array);\n"
+		"                           its calls are printed as JSON lines, valid by construction\n"
+		"      --tool-choice C      auto (default), none, required, or a tool's name\n"
 		"      --no-template        raw completion: the prompt without the chat template\n"
 		"      --think on|off       thinking models: think before answering, or not\n"
 		"                           (default: as the model's template does)\n"
@@ -171,7 +174,7 @@ void chatopts_usage(FILE *out)
 enum {
 	O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_THEME,
 	O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS, O_GRAMMAR,
-	O_SCHEMA, O_THINK, O_EFFORT, O_BUDGET, O_SHOW_REASONING, O_IGNORE_EOS
+	O_SCHEMA, O_TOOLS, O_TOOL_CHOICE, O_THINK, O_EFFORT, O_BUDGET, O_SHOW_REASONING, O_IGNORE_EOS
 };
 
 static const struct option longopts[] = {
@@ -196,6 +199,8 @@ static const struct option longopts[] = {
 	{"stop", required_argument, NULL, O_STOP},
 	{"grammar", required_argument, NULL, O_GRAMMAR},
 	{"json-schema", required_argument, NULL, O_SCHEMA},
+	{"tools", required_argument, NULL, O_TOOLS},
+	{"tool-choice", required_argument, NULL, O_TOOL_CHOICE},
 	{"no-template", no_argument, NULL, O_RAW},
 	{"think", required_argument, NULL, O_THINK},
 	{"reasoning-effort", required_argument, NULL, O_EFFORT},
@@ -311,6 +316,8 @@ static int parse_other(struct chat_opts *o, int c, const char *arg)
 		break;
 	case O_GRAMMAR: o->grammar_file = arg; break;
 	case O_SCHEMA: o->schema_file = arg; break;
+	case O_TOOLS: o->tools_file = arg; break;
+	case O_TOOL_CHOICE: o->tool_choice = arg; break;
 	case O_RAW: o->f.raw = true; break;
 	case O_THINK:
 		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
@@ -386,6 +393,15 @@ int chatopts_parse(int argc, char **argv, struct chat_opts *o)
 	if ((o->grammar_file || o->schema_file) && o->remote) {
 		fprintf(stderr, "ttychat: %s needs a local model: a remote server's reply cannot be constrained\n",
 			o->grammar_file ? "--grammar" : "--json-schema");
+		return EXIT_USAGE;
+	}
+	if (o->tools_file && (o->grammar_file || o->schema_file || o->remote || o->f.raw || !o->prompt)) {
+		fprintf(stderr, "ttychat: --tools needs a prompt (-p) and a local model's template, and cannot be combined "
+				"with --grammar, --json-schema or --no-template\n");
+		return EXIT_USAGE;
+	}
+	if (o->tool_choice && !o->tools_file) {
+		fprintf(stderr, "ttychat: --tool-choice needs --tools\n");
 		return EXIT_USAGE;
 	}
 	if (o->grammar_file && o->schema_file) {

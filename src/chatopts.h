@@ -38,6 +38,8 @@ struct chat_opts {
 	const char *remote;        /* --remote URL */
 	const char *grammar_file;  /* --grammar FILE */
 	const char *schema_file;   /* --json-schema FILE */
+	const char *tools_file;    /* --tools FILE: an OpenAI tools array */
+	const char *tool_choice;   /* --tool-choice: auto (NULL), none, required, or a function's name */
 	int n_predict;             /* -n; -1 no limit */
 	bool verbose, save;
 	enum chat_out out;

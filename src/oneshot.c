@@ -490,7 +490,16 @@ static cJSON *stats_json(const struct engine_stats *s)
 struct run {
 	struct chat_opts *o;
 	char *system_flag;     /* --system's text (malloc'd) or NULL */
-	char *grammar;         /* --grammar's text, or --json-schema's grammar (malloc'd), or NULL */
+	char *grammar;         /* --grammar's text, or --json-schema's or --tools' grammar (malloc'd), or NULL */
+	/* --tools: the template variables ({"tools": [...]}), the model's call
+	 * format, the call opener when the grammar is lazy (tool choice auto),
+	 * and the reply's calls once parsed (OpenAI tool_calls) */
+	char *tools_vars;
+	char *tools_text;      /* the tools array as read */
+	char *tool_fmt;
+	const char *tool_trigger;
+	cJSON *calls;
+	char *content;
 	char *stdin_text;
 	char *prompt;          /* the user message (malloc'd); NULL for the line chat */
 	struct chats *hist;    /* --save / --continue */
@@ -787,8 +796,14 @@ static void json_summary(struct run *r, const struct reply *rep, bool cancelled,
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "type", "done");
 	json_add_text(j, "text", rep->text, rep->len);
-	/* the answer and the reasoning apart ("text" is the answer too) */
-	json_add_text(j, "content", rep->text, rep->len);
+	/* the answer and the reasoning apart ("text" is the answer too, and
+	 * "content" is it without the tool calls) */
+	if (r->calls)
+		json_add_text(j, "content", r->content, strlen(r->content));
+	else
+		json_add_text(j, "content", rep->text, rep->len);
+	if (r->calls)
+		cJSON_AddItemToObject(j, "tool_calls", cJSON_Duplicate(r->calls, 1));
 	json_add_text(j, "reasoning", rep->think, rep->think_len);
 	cJSON_AddStringToObject(j, "stop", stop_name(cancelled ? ENGINE_STOP_CANCELLED : rep->stop));
 	cJSON_AddNumberToObject(j, "exit", status);
@@ -822,6 +837,116 @@ static bool grammar_complete(const struct run *r, const struct reply *rep, char 
 	return m != 0;
 }
 
+/* --tools FILE after the model loaded (its template decides the format):
+ * the template variables and, unless --tool-choice none, the grammar that
+ * makes the calls valid.  0 or an exit status with the message in r->err. */
+static int read_tools(struct run *r)
+{
+	const struct chat_opts *o = r->o;
+	const char *choice = o->tool_choice ? o->tool_choice : "auto";
+	int fd = open(o->tools_file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(r->err, sizeof r->err, "--tools: cannot read %s: %s", o->tools_file, strerror(errno));
+		return EXIT_FAIL;
+	}
+	char *text = NULL;
+	size_t len;
+	int e = chatopts_read_fd(fd, (size_t)4 << 20, &got_signal, &text, &len);
+	close(fd);
+	if (e) {
+		snprintf(r->err, sizeof r->err, "--tools: cannot read %s: %s", o->tools_file, strerror(e));
+		return e == EINTR ? 128 + got_signal : EXIT_FAIL;
+	}
+	cJSON *tools = cJSON_ParseWithLength(text, len);
+	int rc = EXIT_FAIL;
+	if (!cJSON_IsArray(tools) || cJSON_GetArraySize(tools) == 0) {
+		snprintf(r->err, sizeof r->err, "--tools %s: not a JSON list of tools", o->tools_file);
+		goto out;
+	}
+	if (!r->info.tool_format[0]) {
+		snprintf(r->err, sizeof r->err, "--tools: the chat template of %s cannot render tools (no tool-call "
+						"format ttychat knows)", r->d.me.display_name);
+		goto out;
+	}
+	cJSON *vars = cJSON_CreateObject();
+	cJSON_AddItemToObject(vars, "tools", tools);
+	tools = NULL;
+	char *v = cJSON_PrintUnformatted(vars);
+	cJSON_Delete(vars);
+	r->tools_vars = v ? strdup(v) : NULL;
+	cJSON_free(v);
+	r->tool_fmt = strdup(r->info.tool_format);
+	if (!r->tools_vars || !r->tool_fmt) {
+		snprintf(r->err, sizeof r->err, "out of memory");
+		goto out;
+	}
+	rc = 0;
+	if (!strcmp(choice, "none"))
+		goto out;
+	/* harmony calls start with header tokens no grammar can force */
+	bool lazy = !strcmp(choice, "auto") || !strcmp(r->tool_fmt, "harmony");
+	const char *only = lazy || !strcmp(choice, "required") ? NULL : choice;
+	char msg[512] = "";
+	const char *trigger = NULL;
+	int g = engine_tools_grammar(r->tool_fmt, text, len, only, true, &r->grammar, &trigger, msg, sizeof msg);
+	if (g) {
+		snprintf(r->err, sizeof r->err, "--tools %s: %s", o->tools_file, msg);
+		rc = EXIT_FAIL;
+		goto out;
+	}
+	if (lazy)
+		r->tool_trigger = trigger;
+out:
+	cJSON_Delete(tools);
+	if (rc == 0)
+		r->tools_text = text;
+	else
+		free(text);
+	return rc;
+}
+
+/* The calls in a --tools reply: the text without them goes to stdout,
+ * then each call as one JSON line (OpenAI's tool_call object), unless the
+ * output is JSON, whose summary carries them. */
+static void print_calls(struct run *r, const struct reply *rep)
+{
+	char *calls = NULL;
+	if (engine_tools_parse(r->tool_fmt, r->tools_text, rep->text ? rep->text : "", rep->len, &r->content, &calls))
+		return;
+	cJSON *arr = cJSON_Parse(calls);
+	free(calls);
+	if (cJSON_GetArraySize(arr) > 0) {
+		r->calls = cJSON_CreateArray();
+		int i = 0;
+		for (const cJSON *x = arr->child; x; x = x->next, i++) {
+			cJSON *tc = cJSON_CreateObject();
+			char id[32];
+			snprintf(id, sizeof id, "call_%d", i);
+			const cJSON *mid = cJSON_GetObjectItemCaseSensitive(x, "id");
+			cJSON_AddStringToObject(tc, "id", cJSON_IsString(mid) ? mid->valuestring : id);
+			cJSON_AddStringToObject(tc, "type", "function");
+			cJSON *f = cJSON_AddObjectToObject(tc, "function");
+			cJSON_AddStringToObject(f, "name", cJSON_GetObjectItemCaseSensitive(x, "name")->valuestring);
+			cJSON_AddStringToObject(f, "arguments", cJSON_GetObjectItemCaseSensitive(x, "arguments")->valuestring);
+			cJSON_AddItemToArray(r->calls, tc);
+		}
+	}
+	cJSON_Delete(arr);
+	if (r->o->out != CHAT_OUT_TEXT)
+		return;
+	const char *t = r->calls ? r->content : rep->text ? rep->text : "";
+	put_text(t, strlen(t), isatty(STDOUT_FILENO));
+	if (t[0] && t[strlen(t) - 1] != '\n')
+		putchar('\n');
+	for (const cJSON *tc = r->calls ? r->calls->child : NULL; tc; tc = tc->next) {
+		char *line = cJSON_PrintUnformatted(tc);
+		if (line)
+			printf("%s\n", line);
+		cJSON_free(line);
+	}
+	fflush(stdout);
+}
+
 /* The reply to the prompt, streamed, saved and summed up. */
 static int one_reply(struct run *r)
 {
@@ -829,6 +954,8 @@ static int one_reply(struct run *r)
 	struct engine_gen_opts g;
 	gen_opts(o, &g);
 	g.grammar = r->grammar;
+	g.grammar_trigger = r->tool_trigger;
+	g.template_vars = r->tools_vars;
 	if (r->d.have_me) {
 		/* the models.d entry's thinking defaults (the conversation and the flags override them) */
 		const struct model_entry *me = &r->d.me;
@@ -868,7 +995,9 @@ static int one_reply(struct run *r)
 	const char *inj = getenv("TTYCHAT_TEST_INJECT");
 	size_t inject_len = 0;
 	char *inject = inj && inj[0] ? text_unescape(inj, &inject_len) : NULL;
-	stream_reply(r->e, req, o->out, o->verbose, o->show_reasoning, inject, inject_len, &rep);
+	/* with tools the text is printed once the calls are known */
+	enum chat_out out = r->tool_fmt && o->out == CHAT_OUT_TEXT ? CHAT_OUT_JSON_FINAL : o->out;
+	stream_reply(r->e, req, out, o->verbose, o->show_reasoning, inject, inject_len, &rep);
 	free(inject);
 	bool cancelled = rep.stop == ENGINE_STOP_CANCELLED || got_signal;
 	int status = EXIT_OK;
@@ -879,10 +1008,13 @@ static int one_reply(struct run *r)
 	if (rep.oom && status == EXIT_OK)
 		status = EXIT_FAIL;
 	char gerr[600] = "";
-	if (r->grammar && status == EXIT_OK && !grammar_complete(r, &rep, gerr, sizeof gerr))
+	/* a lazy grammar (tools, choice auto) need not be entered */
+	if (r->grammar && !r->tool_trigger && status == EXIT_OK && !grammar_complete(r, &rep, gerr, sizeof gerr))
 		status = EXIT_GENERATE;
+	if (r->tool_fmt && !rep.failed)
+		print_calls(r, &rep);
 
-	if (o->out == CHAT_OUT_TEXT) {
+	if (o->out == CHAT_OUT_TEXT && !r->tool_fmt) {
 		if (rep.len > 0 && (isatty(STDOUT_FILENO) || rep.text[rep.len - 1] != '\n'))
 			putchar('\n');
 		fflush(stdout);
@@ -891,7 +1023,8 @@ static int one_reply(struct run *r)
 		fprintf(stderr, "ttychat: %s\n", rep.error);
 	} else {
 		if (gerr[0])
-			fprintf(stderr, "ttychat: %s: %s\n", o->grammar_file ? "--grammar" : "--json-schema", gerr);
+			fprintf(stderr, "ttychat: %s: %s\n",
+				o->grammar_file ? "--grammar" : o->schema_file ? "--json-schema" : "--tools", gerr);
 		if (o->verbose)
 			print_stats(&rep.stats);
 	}
@@ -979,6 +1112,8 @@ static int run(struct run *r)
 		return st > 128 ? st : fail(r->o, st, r->err);
 	if ((st = open_history(r)) || (st = decide_settings(r)) || (st = load_model(r)))
 		return st;
+	if (r->o->tools_file && (st = read_tools(r)))
+		return st > 128 ? st : fail(r->o, st, r->err);
 	if (r->prompt)
 		return one_reply(r);
 	struct engine_gen_opts g;
@@ -1033,6 +1168,11 @@ int oneshot_main(struct chat_opts *o)
 	session_decision_free(&r->d);
 	free(r->system_flag);
 	free(r->grammar);
+	free(r->tools_vars);
+	free(r->tools_text);
+	free(r->tool_fmt);
+	free(r->content);
+	cJSON_Delete(r->calls);
 	free(r->stdin_text);
 	free(r->prompt);
 	free(r);

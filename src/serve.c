@@ -76,6 +76,7 @@ struct job {
 	bool stream, include_usage;
 	struct engine_msg *msgs;   /* owned strings */
 	size_t n_msgs;
+	char **msg_json;           /* n_msgs entries (owned, NULL where role and content say all), or NULL */
 	struct engine_sampling s;
 	struct engine_gen_opts g;
 	char *stops[STOPS_MAX + 1];
@@ -90,6 +91,14 @@ struct job {
 	size_t think_len, think_cap;
 	char *effort;              /* reasoning_effort, chat_template_kwargs (JSON): owned */
 	char *kwargs;
+	/* tools: the model's call format while calls may come (tool_choice
+	 * not "none"), else NULL; the opener that starts a call; the bytes
+	 * of text already streamed as content (what follows an opener waits
+	 * for the end, where the calls are parsed) */
+	char *tool_fmt;
+	char *tools_json;          /* the request's tools: every parsed call is checked against them */
+	const char *tool_open;     /* the openers (engine_gen_opts.grammar_trigger's lines) */
+	size_t streamed;
 	bool head_sent;
 	double t_arrive, t_submit, t_first;
 	struct job *next;
@@ -201,6 +210,9 @@ static void job_free(struct job *j)
 {
 	if (!j)
 		return;
+	for (size_t i = 0; j->msg_json && i < j->n_msgs; i++)
+		free(j->msg_json[i]);
+	free(j->msg_json);
 	msgs_free(j->msgs, j->n_msgs);
 	for (int i = 0; j->stops[i]; i++)
 		free(j->stops[i]);
@@ -209,6 +221,8 @@ static void job_free(struct job *j)
 	free(j->think);
 	free(j->effort);
 	free(j->kwargs);
+	free(j->tool_fmt);
+	free(j->tools_json);
 	free(j);
 }
 
@@ -502,6 +516,13 @@ static const char *finish_name(enum engine_stop_reason r)
 	return r == ENGINE_STOP_LENGTH || r == ENGINE_STOP_CONTEXT ? "length" : "stop";
 }
 
+/* "tool_calls" when the reply made calls and ended by itself; a reply cut
+ * by its length says "length" even with the calls it completed. */
+static const char *finish_tools(bool called, enum engine_stop_reason r)
+{
+	return called && strcmp(finish_name(r), "stop") == 0 ? "tool_calls" : finish_name(r);
+}
+
 static cJSON *chunk_obj(struct server *s, const struct job *j)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -547,6 +568,49 @@ static void stream_head(struct job *j)
 }
 
 static void job_append(struct server *s, struct job *j, const char *text, size_t n, bool think);
+
+/* One streamed delta of TEXT (NUL-terminated). */
+static void stream_piece(struct server *s, struct job *j, const char *text, bool think)
+{
+	bool first = !j->head_sent;
+	stream_head(j);
+	cJSON *o = chunk_obj(s, j);
+	cJSON *arr = cJSON_AddArrayToObject(o, "choices");
+	cJSON_AddItemToArray(arr, stream_choice(j, text, think, NULL, first));
+	send_event(j->c, o);
+}
+
+/* How much of a tools job's answer is surely content: all of it up to
+ * where a call opener (a line of tool_open; "^": only at the start, after
+ * white space) begins or may begin. */
+static size_t tool_ready(const struct job *j)
+{
+	const char *t = j->text ? j->text : "";
+	size_t n = j->len, lead = strspn(t, " \t\r\n"), ready = n;
+	for (const char *p = j->tool_open; *p;) {
+		size_t l = strcspn(p, "\n");
+		bool start = *p == '^';
+		const char *o = p + start;
+		size_t ol = l - start;
+		p += l + (p[l] == '\n');
+		if (start) {
+			/* the reply so far may still become this opener, or is one */
+			size_t have = n - lead;
+			if (memcmp(t + lead, o, have < ol ? have : ol) == 0 && lead < ready)
+				ready = lead;
+			continue;
+		}
+		for (size_t i = 0; i + ol <= n && i < ready; i++)
+			if (memcmp(t + i, o, ol) == 0)
+				ready = i;
+		for (size_t k = ol - 1; k > 0; k--)
+			if (k <= n && n - k < ready && memcmp(t + n - k, o, k) == 0) {
+				ready = n - k;
+				break;
+			}
+	}
+	return ready;
+}
 
 /* TEXT[0..N) with each NUL byte as U+FFFD (JSON strings here end at a
  * NUL): malloc'd and NUL-terminated, its length in *OUT_N; NULL when out
@@ -604,12 +668,129 @@ static void job_append(struct server *s, struct job *j, const char *text, size_t
 		j->t_first = now_ms();
 	if (!j->stream || !j->c)
 		return;
-	bool first = !j->head_sent;
-	stream_head(j);
-	cJSON *o = chunk_obj(s, j);
-	cJSON *arr = cJSON_AddArrayToObject(o, "choices");
-	cJSON_AddItemToArray(arr, stream_choice(j, text, think, NULL, first));
-	send_event(j->c, o);
+	if (j->tool_fmt && !think) {
+		/* content goes out up to where a call may begin */
+		size_t ready = tool_ready(j);
+		if (ready > j->streamed) {
+			char *part = strndup(j->text + j->streamed, ready - j->streamed);
+			if (part)
+				stream_piece(s, j, part, false);
+			free(part);
+			j->streamed = ready;
+		}
+		return;
+	}
+	stream_piece(s, j, text, think);
+}
+
+/* A call id: 9 letters and digits (what Mistral's templates demand of the
+ * ids they get back), after "call_" but for Mistral. */
+static void call_id(const struct job *j, int i, char *out, size_t n)
+{
+	static const char abc[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)j->created ^ ((uint64_t)i << 40);
+	for (const char *p = j->id; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	char k[10];
+	for (int d = 0; d < 9; d++, h /= 62)
+		k[d] = abc[h % 62];
+	k[9] = '\0';
+	snprintf(out, n, "%s%s", strcmp(j->tool_fmt, "mistral") ? "call_" : "", k);
+}
+
+/* A tools job's reply split into its text (*content, malloc'd) and its
+ * calls as OpenAI's tool_calls; NULL (and *content NULL) when it made
+ * none. */
+static cJSON *job_calls(const struct job *j, char **content)
+{
+	*content = NULL;
+	if (!j->tool_fmt || j->kind != JOB_CHAT)
+		return NULL;
+	char *text = NULL, *calls = NULL;
+	if (engine_tools_parse(j->tool_fmt, j->tools_json, j->text ? j->text : "", j->len, &text, &calls))
+		return NULL;
+	cJSON *arr = cJSON_Parse(calls);
+	free(calls);
+	if (cJSON_GetArraySize(arr) == 0) {
+		cJSON_Delete(arr);
+		free(text);
+		return NULL;
+	}
+	cJSON *out = cJSON_CreateArray();
+	int i = 0;
+	for (const cJSON *x = arr->child; x; x = x->next, i++) {
+		const cJSON *mid = cJSON_GetObjectItemCaseSensitive(x, "id");
+		char id[48];
+		if (cJSON_IsString(mid) && strlen(mid->valuestring) < sizeof id)
+			snprintf(id, sizeof id, "%s", mid->valuestring);
+		else
+			call_id(j, i, id, sizeof id);
+		cJSON *tc = cJSON_CreateObject();
+		cJSON_AddStringToObject(tc, "id", id);
+		cJSON_AddStringToObject(tc, "type", "function");
+		cJSON *f = cJSON_AddObjectToObject(tc, "function");
+		cJSON_AddStringToObject(f, "name", cJSON_GetObjectItemCaseSensitive(x, "name")->valuestring);
+		cJSON_AddStringToObject(f, "arguments", cJSON_GetObjectItemCaseSensitive(x, "arguments")->valuestring);
+		cJSON_AddItemToArray(out, tc);
+	}
+	cJSON_Delete(arr);
+	*content = text;
+	return out;
+}
+
+/* The end of a streamed tools job: the content held back, then each call
+ * as OpenAI streams one (its id, type and name with empty arguments, then
+ * the arguments).  True when there were calls. */
+static bool stream_calls(struct server *s, struct job *j)
+{
+	char *content;
+	cJSON *calls = job_calls(j, &content);
+	const char *held = j->text ? j->text + j->streamed : "";
+	if (calls) {
+		/* the text before the first call went out; the rest of the
+		 * content (what came between or after calls) goes now */
+		size_t lead = j->streamed;
+		while (lead > 0 && j->text && strchr(" \t\r\n", j->text[lead - 1]))
+			lead--;
+		size_t skip = strspn(j->text ? j->text : "", " \t\r\n");
+		size_t pre = lead > skip ? lead - skip : 0;
+		held = strlen(content) > pre && !strncmp(content, j->text + skip, pre) ? content + pre : "";
+	}
+	if (held[0])
+		stream_piece(s, j, held, false);
+	int i = 0;
+	for (const cJSON *tc = calls ? calls->child : NULL; tc; tc = tc->next, i++) {
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(tc, "function");
+		for (int half = 0; half < 2; half++) {
+			bool first = !j->head_sent;
+			stream_head(j);
+			cJSON *o = chunk_obj(s, j);
+			cJSON *ch = cJSON_CreateObject();
+			cJSON_AddNumberToObject(ch, "index", 0);
+			cJSON *d = cJSON_AddObjectToObject(ch, "delta");
+			if (first)
+				cJSON_AddStringToObject(d, "role", "assistant");
+			cJSON *arr = cJSON_AddArrayToObject(d, "tool_calls");
+			cJSON *x = cJSON_CreateObject();
+			cJSON_AddNumberToObject(x, "index", i);
+			if (!half) {
+				cJSON_AddItemToObject(x, "id", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(tc, "id"), 1));
+				cJSON_AddStringToObject(x, "type", "function");
+			}
+			cJSON *xf = cJSON_AddObjectToObject(x, "function");
+			if (!half)
+				cJSON_AddItemToObject(xf, "name", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(f, "name"), 1));
+			cJSON_AddStringToObject(xf, "arguments",
+						half ? cJSON_GetObjectItemCaseSensitive(f, "arguments")->valuestring : "");
+			cJSON_AddItemToArray(arr, x);
+			cJSON_AddNullToObject(ch, "finish_reason");
+			cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+			send_event(j->c, o);
+		}
+	}
+	free(content);
+	cJSON_Delete(calls);
+	return i > 0;
 }
 
 /* The answer's end: DONE (ST, STOP) or an error (CODE < 0, MSG). */
@@ -619,7 +800,8 @@ static void job_finish(struct server *s, struct job *j, int code, const char *ms
 	struct conn *c = j->c;
 	if (c && !c->dead) {
 		if (code < 0 && !j->head_sent) {
-			int http = code == ENGINE_E_CONTEXT || code == ENGINE_E_INVAL ? 400 : 500;
+			/* a conversation its template refuses is the request's fault */
+			int http = code == ENGINE_E_CONTEXT || code == ENGINE_E_INVAL || code == ENGINE_E_TEMPLATE ? 400 : 500;
 			send_error(c, http, http == 400 ? "invalid_request_error" : "server_error",
 				   code == ENGINE_E_CONTEXT ? "context_length_exceeded" : NULL, NULL, "%s", msg);
 		} else if (code < 0) {
@@ -629,11 +811,12 @@ static void job_finish(struct server *s, struct job *j, int code, const char *ms
 			send_chunk(c, "data: [DONE]\n\n", 14);
 			send_chunk(c, NULL, 0);
 		} else if (j->stream) {
+			bool called = j->tool_fmt && stream_calls(s, j);
 			bool first = !j->head_sent;
 			stream_head(j);
 			cJSON *o = chunk_obj(s, j);
 			cJSON *arr = cJSON_AddArrayToObject(o, "choices");
-			cJSON_AddItemToArray(arr, stream_choice(j, NULL, false, finish_name(stop), first));
+			cJSON_AddItemToArray(arr, stream_choice(j, NULL, false, finish_tools(called, stop), first));
 			cJSON_AddItemToObject(o, "timings", timings_obj(st));
 			send_event(c, o);
 			if (j->include_usage) {
@@ -653,19 +836,27 @@ static void job_finish(struct server *s, struct job *j, int code, const char *ms
 			cJSON *arr = cJSON_AddArrayToObject(o, "choices");
 			cJSON *ch = cJSON_CreateObject();
 			cJSON_AddNumberToObject(ch, "index", 0);
+			char *content = NULL;
+			cJSON *calls = job_calls(j, &content);
 			if (j->kind == JOB_CHAT) {
 				cJSON *m = cJSON_AddObjectToObject(ch, "message");
 				cJSON_AddStringToObject(m, "role", "assistant");
-				cJSON_AddStringToObject(m, "content", j->text ? j->text : "");
+				if (calls && !content[0])
+					cJSON_AddNullToObject(m, "content");
+				else
+					cJSON_AddStringToObject(m, "content", calls ? content : j->text ? j->text : "");
 				if (j->think_len)
 					cJSON_AddStringToObject(m, "reasoning_content", j->think);
+				if (calls)
+					cJSON_AddItemToObject(m, "tool_calls", calls);
 			} else {
 				cJSON_AddStringToObject(ch, "text", j->text ? j->text : "");
 				if (j->think_len)
 					cJSON_AddStringToObject(ch, "reasoning_content", j->think);
 				cJSON_AddNullToObject(ch, "logprobs");
 			}
-			cJSON_AddStringToObject(ch, "finish_reason", finish_name(stop));
+			cJSON_AddStringToObject(ch, "finish_reason", finish_tools(calls != NULL, stop));
+			free(content);
 			cJSON_AddItemToArray(arr, ch);
 			cJSON_AddItemToObject(o, "usage", usage_obj(st));
 			cJSON_AddItemToObject(o, "timings", timings_obj(st));
@@ -857,6 +1048,164 @@ static int job_grammar(struct job *j, const cJSON *root, char *err, size_t errle
 	return 0;
 }
 
+/* The message M as its template should see it when it says more than a
+ * role and a text: an assistant's tool_calls (string arguments parsed into
+ * the object the templates render with tojson, as llama.cpp passes them),
+ * a tool result's tool_call_id and name.  *OUT NULL when role and text say
+ * all.  0, -1 with ERR (a 400), 1 out of memory. */
+static int msg_json(const cJSON *m, const char *role, const char *text, char **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	const cJSON *tc = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "tool_call_id");
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, "name");
+	const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+	if (cJSON_IsNull(tc))
+		tc = NULL;
+	if (!tc && !cJSON_IsString(id) && !cJSON_IsString(name))
+		return 0;
+	if (tc && !cJSON_IsArray(tc)) {
+		snprintf(err, errlen, "a message's 'tool_calls' must be a list");
+		return -1;
+	}
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return 1;
+	cJSON_AddStringToObject(o, "role", role);
+	if (tc && (!content || cJSON_IsNull(content)))
+		cJSON_AddNullToObject(o, "content");
+	else
+		cJSON_AddStringToObject(o, "content", text);
+	cJSON *arr = tc ? cJSON_AddArrayToObject(o, "tool_calls") : NULL;
+	for (const cJSON *x = tc ? tc->child : NULL; x; x = x->next) {
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(x, "function");
+		if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(f, "name"))) {
+			cJSON_Delete(o);
+			snprintf(err, errlen, "each of a message's 'tool_calls' needs 'function': {\"name\": ...}");
+			return -1;
+		}
+		cJSON *d = cJSON_Duplicate(x, 1);
+		cJSON *df = cJSON_GetObjectItemCaseSensitive(d, "function");
+		const cJSON *a = cJSON_GetObjectItemCaseSensitive(df, "arguments");
+		cJSON *parsed = cJSON_IsString(a) ? cJSON_Parse(a->valuestring) : NULL;
+		if (cJSON_IsObject(parsed))
+			cJSON_ReplaceItemInObjectCaseSensitive(df, "arguments", parsed);
+		else
+			cJSON_Delete(parsed);
+		cJSON_AddItemToArray(arr, d);
+	}
+	if (cJSON_IsString(id))
+		cJSON_AddStringToObject(o, "tool_call_id", id->valuestring);
+	if (cJSON_IsString(name))
+		cJSON_AddStringToObject(o, "name", name->valuestring);
+	char *t = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (!t)
+		return 1;
+	*out = strdup(t);
+	cJSON_free(t);
+	return *out ? 0 : 1;
+}
+
+/* tools, tool_choice, parallel_tool_calls: the tools go to the template
+ * (the variable `tools`, as transformers passes them), and unless
+ * tool_choice is "none" a grammar built from their schemas makes any call
+ * valid: lazy (free text until the model opens a call) for "auto", from
+ * the first token for "required" or a named function.  0, -1 with ERR (a
+ * 400), 1 out of memory. */
+static int job_tools(struct server *s, struct job *j, const cJSON *root, char *err, size_t errlen)
+{
+	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
+	const cJSON *choice = cJSON_GetObjectItemCaseSensitive(root, "tool_choice");
+	const cJSON *par = cJSON_GetObjectItemCaseSensitive(root, "parallel_tool_calls");
+	if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools)) {
+		snprintf(err, errlen, "'tools' must be a list");
+		return -1;
+	}
+	if (par && !cJSON_IsBool(par) && !cJSON_IsNull(par)) {
+		snprintf(err, errlen, "'parallel_tool_calls' must be true or false");
+		return -1;
+	}
+	bool have = cJSON_GetArraySize(tools) > 0;
+	const char *mode = have ? "auto" : "none", *only = NULL;
+	if (cJSON_IsString(choice) && (!strcmp(choice->valuestring, "auto") || !strcmp(choice->valuestring, "none") ||
+				       !strcmp(choice->valuestring, "required"))) {
+		mode = choice->valuestring;
+	} else if (cJSON_IsObject(choice)) {
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(choice, "function"), "name");
+		if (!cJSON_IsString(n)) {
+			snprintf(err, errlen, "'tool_choice' names a function as {\"type\": \"function\", \"function\": {\"name\": ...}}");
+			return -1;
+		}
+		mode = "required";
+		only = n->valuestring;
+	} else if (choice && !cJSON_IsNull(choice)) {
+		snprintf(err, errlen, "'tool_choice' must be \"none\", \"auto\", \"required\" or a named function");
+		return -1;
+	}
+	if (!have) {
+		if (strcmp(mode, "none") != 0) {
+			snprintf(err, errlen, "'tool_choice' %s needs 'tools'", only ? "naming a function" : mode);
+			return -1;
+		}
+		return 0;
+	}
+	if (j->kind != JOB_CHAT) {
+		snprintf(err, errlen, "'tools' belong to /v1/chat/completions");
+		return -1;
+	}
+	if (!s->info.tool_format[0]) {
+		snprintf(err, errlen, "this model's chat template cannot render tools (it has no tool-call format ttychat "
+				      "knows: Hermes/Qwen <tool_call>, Llama 3.x JSON, Mistral [TOOL_CALLS], "
+				      "gpt-oss harmony)");
+		return -1;
+	}
+	/* the template's variables: chat_template_kwargs and the tools */
+	cJSON *kw = j->kwargs ? cJSON_Parse(j->kwargs) : cJSON_CreateObject();
+	if (!kw)
+		return 1;
+	cJSON_DeleteItemFromObjectCaseSensitive(kw, "tools");
+	cJSON_AddItemToObject(kw, "tools", cJSON_Duplicate(tools, 1));
+	char *vars = cJSON_PrintUnformatted(kw);
+	cJSON_Delete(kw);
+	if (!vars)
+		return 1;
+	free(j->kwargs);
+	j->kwargs = strdup(vars);
+	cJSON_free(vars);
+	if (!j->kwargs)
+		return 1;
+	j->g.template_vars = j->kwargs;
+	if (!strcmp(mode, "none"))
+		return 0;
+	if (j->grammar) {
+		snprintf(err, errlen, "'tools' (unless tool_choice is \"none\") cannot be combined with 'grammar' or 'response_format'");
+		return -1;
+	}
+	char *txt = cJSON_PrintUnformatted(tools), msg[512] = "";
+	if (!txt)
+		return 1;
+	const char *trigger = NULL;
+	int rc = engine_tools_grammar(s->info.tool_format, txt, strlen(txt), only, !cJSON_IsFalse(par), &j->grammar,
+				      &trigger, msg, sizeof msg);
+	j->tools_json = strdup(txt);
+	cJSON_free(txt);
+	if (rc == ENGINE_E_NOMEM || !j->tools_json)
+		return 1;
+	if (rc) {
+		snprintf(err, errlen, "tools: %s", msg);
+		return -1;
+	}
+	if (!(j->tool_fmt = strdup(s->info.tool_format)))
+		return 1;
+	j->tool_open = trigger;
+	j->g.grammar = j->grammar;
+	/* harmony calls start with header tokens no grammar can force */
+	if (!strcmp(mode, "auto") || !strcmp(j->tool_fmt, "harmony"))
+		j->g.grammar_trigger = trigger;
+	return 0;
+}
+
 /* Builds a job from a request body; NULL with ERR (a 400) or *NOMEM. */
 static struct job *job_parse(struct server *s, enum job_kind kind, const char *body, size_t len, char *err,
 			     size_t errlen)
@@ -904,7 +1253,8 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 			goto bad;
 		}
 		j->msgs = calloc((size_t)n, sizeof *j->msgs);
-		if (!j->msgs)
+		j->msg_json = calloc((size_t)n, sizeof *j->msg_json);
+		if (!j->msgs || !j->msg_json)
 			goto nomem;
 		for (const cJSON *m = msgs->child; m; m = m->next) {
 			const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
@@ -923,6 +1273,14 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 			j->n_msgs++;
 			if (!j->msgs[j->n_msgs - 1].role)
 				goto nomem;
+			char *mj = NULL;
+			if ((rc = msg_json(m, j->msgs[j->n_msgs - 1].role, text, &mj, err, errlen)) < 0)
+				goto bad;
+			if (rc > 0)
+				goto nomem;
+			j->msg_json[j->n_msgs - 1] = mj;
+			if (mj)
+				j->g.msg_json = (const char *const *)j->msg_json;
 		}
 	} else {
 		const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
@@ -1052,6 +1410,10 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 		goto bad;
 	}
 	if ((rc = job_grammar(j, root, err, errlen)) < 0)
+		goto bad;
+	if (rc > 0)
+		goto nomem;
+	if ((rc = job_tools(s, j, root, err, errlen)) < 0)
 		goto bad;
 	if (rc > 0)
 		goto nomem;

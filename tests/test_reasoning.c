@@ -159,6 +159,16 @@ static void test_harmony(void)
 					   "\1<|end|>",     "\1<|start|>", "assistant",  "\1<|channel|>",
 					   "final",         "\1<|message|>", "Done",     NULL};
 	check_tokens(REASONING_HARMONY, 15, gp, toks, "T:thinking|A:Done");
+	/* a tool call: its recipient goes into the answer with its arguments,
+	 * named in the channel header or in the <|start|> header before it */
+	check_splits(REASONING_HARMONY, gp,
+		     "<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant<|channel|>commentary "
+		     "to=functions.get_weather json<|message|>{\"city\":\"Oslo\"}",
+		     "T:Need weather.|A:<|channel|>commentary to=functions.get_weather<|message|>{\"city\":\"Oslo\"}");
+	check_splits(REASONING_HARMONY, gp,
+		     "<|channel|>analysis<|message|>x<|end|><|start|>assistant to=functions.add<|channel|>commentary "
+		     "json<|message|>{}",
+		     "T:x|A:<|channel|>commentary to=functions.add<|message|>{}");
 	/* a final channel already opened in the prompt */
 	check_splits(REASONING_HARMONY, "<|start|>assistant<|channel|>final<|message|>", "abc", "A:abc");
 }

@@ -888,6 +888,56 @@ def gemma4_extra(env):
                         v, env)
     print("%-48s %4d passed, %d failed" % ("gemma-4 tools and channels", passed - before[0],
                                             failed - before[1]))
+# Tool calls as `ttychat serve` passes them on: the request's tools, an
+# assistant turn whose calls carry ids and arguments parsed into objects,
+# the tool's results with their call ids and names.
+SERVE_TOOLS = [m(S, "You are a weather bot."), m(U, "Weather in Oslo and Lima?"),
+               {"role": A, "content": None,
+                "tool_calls": [{"id": "abcDEF123", "type": "function",
+                                "function": {"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}}},
+                               {"id": "xyzXYZ789", "type": "function",
+                                "function": {"name": "get_weather", "arguments": {"city": "Lima"}}}]},
+               {"role": "tool", "tool_call_id": "abcDEF123", "name": "get_weather", "content": "{\"temp\": -3}"},
+               {"role": "tool", "tool_call_id": "xyzXYZ789", "name": "get_weather", "content": "{\"temp\": 19}"},
+               m(A, "Cold in Oslo, mild in Lima."), m(U, "Thanks. And Rome?")]
+TOOL_TEMPLATES = [
+    "Qwen-Qwen2.5-7B-Instruct", "Qwen-Qwen3-0.6B", "Qwen3.5-4B", "Qwen-QwQ-32B",
+    "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use",
+    "ibm-granite-granite-4.0", "meta-llama-Llama-3.1-8B-Instruct", "meta-llama-Llama-3.2-3B-Instruct",
+    "meta-llama-Llama-3.3-70B-Instruct", "mistralai-Mistral-Nemo-Instruct-2407", "HuggingFaceTB-SmolLM3-3B",
+    "openai-gpt-oss-120b", "Mistral-Small-3.2-24B-Instruct-2506", "Qwen3-Coder",
+    "deepseek-ai-DeepSeek-V3.1", "GLM-4.6", "Kimi-K2-Instruct", "MiniMax-M2", "meetkai-functionary-medium-v3.2",
+    "fireworks-ai-llama-3-firefunction-v2", "CohereForAI-c4ai-command-r7b-12-2024-tool_use",
+    "ibm-granite-granite-3.3-2B-Instruct", "google-gemma-4-31B-it", "LFM2-8B-A1B",
+]
+# (of the tree's 69 templates all render these conversations as Jinja does
+# but two: functionary v3.1 concatenates '...'|safe + str, where Python's
+# Markup escapes the str, and llama.cpp's own deepseek-r1 passes a generator
+# to tojson, which Python cannot serialise)
+
+
+def tool_templates(env):
+    """The tool-taking templates of the llama.cpp tree with tools in the
+    variables and past calls and results in the conversation."""
+    tdir = os.path.join(LLAMACPP, "models", "templates")
+    if not os.path.isdir(tdir):
+        print("note: no llama.cpp templates in %r (TTYCHAT_LLAMACPP_DIR)" % tdir)
+        return
+    convs = [("serve_tools", SERVE_TOOLS), ("single", PLAIN["single"]), ("system", PLAIN["system"])] + \
+        [(k, RICH[k]) for k in ("qwen_tools", "mistral_tools", "llama_tools")]
+    for name in TOOL_TEMPLATES:
+        path = os.path.join(tdir, name + ".jinja")
+        if not os.path.exists(path):
+            fail("%s: missing from %s" % (name, tdir))
+            continue
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+        before = passed, failed
+        for conv_name, conv in convs:
+            for v in ({"tools": TOOLS}, {"tools": TOOLS, "tool_choice": "auto"}, {"tools": None}):
+                compare("%s tools/%s %s" % (name, conv_name, json.dumps(v)[:30]), source,
+                        ["--template", path, "--bos", "<s>", "--eos", "</s>"], conv, True, "<s>", "</s>", v, env)
+        print("%-48s %4d passed, %d failed" % ("tools " + name, passed - before[0], failed - before[1]))
 
 
 def main():
@@ -900,6 +950,7 @@ def main():
         features(env, tmpdir)
     thinking(env)
     gemma4_extra(env)
+    tool_templates(env)
 
     templates = sorted(glob.glob(os.path.join(TESTDATA, "templates", "*.jinja"))) if TESTDATA else []
     if not templates:

@@ -358,6 +358,35 @@ static void test_messages(void)
 	tr_free(&t);
 }
 
+/* A reply's tool call shows as a call item below it; the reply keeps
+ * its text for the model and shows the rest. */
+static void test_tool_calls(void)
+{
+	struct transcript t;
+	tr_init(&t);
+	tr_add(&t, TR_USER, "Weather?", 8, 0);
+	const char *r = "Checking.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>";
+	tr_add(&t, TR_ASSISTANT, r, strlen(r), 0);
+	tr_add(&t, TR_USER, "Thanks", 6, 0);
+	CHECK(tr_tool_calls(&t, 1, "") == 0 && t.n == 3, "no format: no calls");
+	CHECK(tr_tool_calls(&t, 1, "hermes") == 1 && t.n == 4, "one call item");
+	if (t.n == 4) {
+		CHECK(t.v[2].kind == TR_TOOLCALL && strstr(t.v[2].label, "get_weather") &&
+		      strcmp(t.v[2].text, "{\"city\": \"Oslo\"}") == 0, "the call: '%s' '%s'", t.v[2].label, t.v[2].text);
+		CHECK(t.v[1].view && strcmp(t.v[1].view, "Checking.") == 0 && strcmp(t.v[1].text, r) == 0,
+		      "the reply shows its text without the call and keeps it whole");
+		CHECK(t.v[3].kind == TR_USER, "the next turn after the call");
+	}
+	struct tr_msgs m;
+	CHECK(tr_messages(&t, t.n, NULL, &m) == 0 && m.n == 3 && strcmp(m.v[1].content, r) == 0,
+	      "the call item is not sent; the reply goes as written");
+	tr_msgs_free(&m);
+	tr_resize(&t, 40, 20, 0);
+	tr_layout(&t);
+	CHECK(t.total > 0, "laid out");
+	tr_free(&t);
+}
+
 /* The help box scrolls with its keys and closes with any other. */
 static void test_help_box(void)
 {
@@ -458,6 +487,7 @@ int main(void)
 	test_think_cmds();
 	test_models();
 	test_messages();
+	test_tool_calls();
 	test_help_box();
 	test_chatlist_keys();
 	test_status();

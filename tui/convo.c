@@ -232,8 +232,11 @@ static void show_loaded(struct app *a)
 		}
 		long k = tr_add(&a->tr, user ? TR_USER : TR_ASSISTANT, m->text, m->len,
 				!user && m->cancelled ? TRF_STOPPED : 0);
-		if (k >= 0 && !user)
+		if (k >= 0 && !user) {
 			snprintf(a->tr.v[k].label, sizeof a->tr.v[k].label, "%s", label);
+			if (a->st.have_info)
+				tr_tool_calls(&a->tr, (size_t)k, a->st.info.tool_format);
+		}
 	}
 	if (!a->o->flags.system) {
 		free(a->system);

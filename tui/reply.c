@@ -206,6 +206,10 @@ static void ev_done(struct app *a, const struct engine_event *ev)
 		a->tr.v[a->think].flags |= TRF_STREAMING; /* relabel with the final figures */
 		think_end(a, it->len > 0, w < sizeof why / sizeof why[0] ? why[w] : "");
 	}
+	/* a call the model made shows as one (the text stays as written) */
+	if (a->st.have_info)
+		tr_tool_calls(&a->tr, (size_t)a->reply, a->st.info.tool_format);
+	it = &a->tr.v[a->reply]; /* the items may have moved */
 	const struct tr_item *th = a->think >= 0 ? &a->tr.v[a->think] : NULL;
 	a->reply = -1;
 	a->side_owed = false;

@@ -16,6 +16,8 @@
 
 #include "transcript.h"
 
+#include <cjson/cJSON.h>
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,7 @@ void tr_init(struct transcript *t)
 static void item_free(struct tr_item *it)
 {
 	free(it->text);
+	free(it->view);
 	text_lines_free(&it->lines);
 	md_doc_free(&it->md);
 }
@@ -107,6 +110,43 @@ int tr_append(struct transcript *t, size_t i, const char *s, size_t n)
 	return 0;
 }
 
+size_t tr_tool_calls(struct transcript *t, size_t i, const char *format)
+{
+	if (i >= t->n || t->v[i].kind != TR_ASSISTANT || !format || !format[0])
+		return 0;
+	char *content = NULL, *calls = NULL;
+	if (engine_tools_parse(format, NULL, t->v[i].text, t->v[i].len, &content, &calls) != 0)
+		return 0;
+	cJSON *arr = cJSON_Parse(calls);
+	free(calls);
+	size_t n = 0;
+	for (const cJSON *c = arr ? arr->child : NULL; c; c = c->next) {
+		const char *name = cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring;
+		const char *args = cJSON_GetObjectItemCaseSensitive(c, "arguments")->valuestring;
+		long k = tr_insert(t, i + 1 + n, TR_TOOLCALL, args, strlen(args), 0);
+		if (k < 0)
+			break;
+		snprintf(t->v[k].label, sizeof t->v[k].label, "%s tool call: %s",
+			 t->text_flags & TEXT_ASCII ? "->" : "\u2192", name);
+		n++;
+	}
+	cJSON_Delete(arr);
+	struct tr_item *it = &t->v[i];
+	if (n) {
+		free(it->view);
+		it->view = content;
+		it->view_len = strlen(content);
+		/* lay it out afresh: the view is not the text the layout holds */
+		md_doc_free(&it->md);
+		memset(&it->md, 0, sizeof it->md);
+		it->wrap_w = 0;
+		it->wrapped_len = 0;
+	} else {
+		free(content);
+	}
+	return n;
+}
+
 void tr_truncate(struct transcript *t, size_t i)
 {
 	while (t->n > i)
@@ -139,10 +179,10 @@ static void item_layout_md(struct tr_item *it, int width, unsigned flags, bool p
 {
 	unsigned mf = (flags & TEXT_ASCII ? MD_ASCII : 0) | (flags & TEXT_NOWRAP_CODE ? MD_NOWRAP : 0) |
 		      (plain ? MD_PLAIN : 0);
-	size_t target = shown_len(it);
+	size_t target = it->view ? it->view_len : shown_len(it);
 	if (it->md.nln && target == it->wrapped_len && it->wrap_w == width && it->md.flags == mf)
 		return;
-	if (md_doc_update(&it->md, it->text, target, width, mf) != 0)
+	if (md_doc_update(&it->md, it->view ? it->view : it->text, target, width, mf) != 0)
 		target = 0; /* out of memory: show the header only, retry later */
 	it->wrap_w = width;
 	it->wrap_flags = flags;
@@ -187,7 +227,7 @@ static void item_wrap(struct tr_item *it, int width, unsigned flags, bool plain)
 
 static bool has_header(const struct tr_item *it)
 {
-	return it->kind == TR_USER || it->kind == TR_ASSISTANT || it->kind == TR_REASONING;
+	return it->kind == TR_USER || it->kind == TR_ASSISTANT || it->kind == TR_REASONING || it->kind == TR_TOOLCALL;
 }
 
 static bool has_mark(const struct tr_item *it)
@@ -375,11 +415,12 @@ static void draw_line(struct transcript *t, WINDOW *w, int row, const struct tr_
 	if (has_header(it)) {
 		if (k == 0) {
 			const char *h = it->kind == TR_USER ? "You" : it->label[0] ? it->label : "Assistant";
-			int role = it->kind == TR_USER ? ROLE_USER_HEAD : it->kind == TR_REASONING ? ROLE_MARK : ROLE_BOT_HEAD;
-			if (it->kind == TR_REASONING)
+			bool sub = it->kind == TR_REASONING || it->kind == TR_TOOLCALL; /* under its reply */
+			int role = it->kind == TR_USER ? ROLE_USER_HEAD : sub ? ROLE_MARK : ROLE_BOT_HEAD;
+			if (sub)
 				wmove(w, row, TR_INDENT);
-			tr_put_text(w, h, strlen(h), width - (it->kind == TR_REASONING ? TR_INDENT : 0), t->text_flags,
-				    attrs[role], attrs[ROLE_CTRL]);
+			tr_put_text(w, h, strlen(h), width - (sub ? TR_INDENT : 0), t->text_flags, attrs[role],
+				    attrs[ROLE_CTRL]);
 			return;
 		}
 		k--;
@@ -392,7 +433,8 @@ static void draw_line(struct transcript *t, WINDOW *w, int row, const struct tr_
 		const struct text_line *ln = &it->lines.v[k];
 		int role = it->kind == TR_USER ? ROLE_USER : it->kind == TR_ASSISTANT ? ROLE_TEXT
 			 : it->kind == TR_NOTICE || it->kind == TR_REASONING ? ROLE_NOTICE : ROLE_ERROR;
-		if ((ln->flags & TL_CODE) && (it->kind == TR_USER || it->kind == TR_ASSISTANT))
+		if (((ln->flags & TL_CODE) && (it->kind == TR_USER || it->kind == TR_ASSISTANT)) ||
+		    it->kind == TR_TOOLCALL)
 			role = ROLE_CODE;
 		if (k == 0 && (it->kind == TR_NOTICE || it->kind == TR_ERROR)) {
 			wattrset(w, (attr_t)attrs[role]);

@@ -32,7 +32,11 @@
 /* TR_REASONING: a thinking model's reasoning, just above its reply:
  * drawn dim under a header (the label: token count and time), folded to
  * that header (TRF_FOLDED); never sent back to the model, never saved. */
-enum tr_kind { TR_USER, TR_ASSISTANT, TR_NOTICE, TR_ERROR, TR_REASONING };
+/* TR_TOOLCALL: a tool call the model made (tool-taking templates), just
+ * below its reply: its name in the header, its arguments as code.  Only
+ * shown: the reply's own text carries the call to the model and the
+ * history, and nothing runs it. */
+enum tr_kind { TR_USER, TR_ASSISTANT, TR_NOTICE, TR_ERROR, TR_REASONING, TR_TOOLCALL };
 
 enum {
 	TRF_STREAMING = 1 << 0, /* a reply still arriving */
@@ -53,6 +57,9 @@ struct tr_item {
 	char label[128];          /* header of a reply: the model's name */
 	struct text_lines lines;  /* wrapped body, valid when wrap_w > 0 */
 	struct md_doc md;         /* a reply's body: its Markdown laid out (md.h) */
+	char *view;               /* a reply with tool calls: the text it shows without them
+				     (text stays what the model wrote), else NULL */
+	size_t view_len;
 	int wrap_w;
 	unsigned wrap_flags;
 	size_t wrapped_len;       /* bytes of text the lines cover */
@@ -78,6 +85,11 @@ long tr_add(struct transcript *t, enum tr_kind kind, const char *text, size_t le
 /* Adds an item before item AT (items from AT move down one). */
 long tr_insert(struct transcript *t, size_t at, enum tr_kind kind, const char *text, size_t len, unsigned flags);
 int tr_append(struct transcript *t, size_t i, const char *s, size_t n);
+/* Finds the tool calls in reply I (FORMAT: engine_tools_format()'s name
+ * for the model; "" finds none): the reply then shows its text without
+ * them, and a TR_TOOLCALL item per call follows it.  Returns the number
+ * of calls shown (0 also when out of memory). */
+size_t tr_tool_calls(struct transcript *t, size_t i, const char *format);
 /* Drops items [i, n). */
 void tr_truncate(struct transcript *t, size_t i);
 /* Sets the pane size and text flags; wrapping is redone lazily. */
