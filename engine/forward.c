@@ -1302,7 +1302,7 @@ void kv_free(struct kv_cache *kv)
 		if (kv_has_rows(kv, l))
 			free(kv->k[l]);
 	for (uint32_t l = 0; kv->v && l < kv->n_layer; l++)
-		if (kv_has_rows(kv, l))
+		if (kv->v[l] != &kv_no_rows && kv_owns(kv, l))   /* kv->k may be NULL here */
 			free(kv->v[l]);
 	free(kv->k);
 	free(kv->v);
