@@ -517,6 +517,34 @@ static int load_moe(struct loader *L)
 	return 0;
 }
 
+bool model_recurrent_layers(const gguf_file *g, const char *arch, uint32_t n_layer, uint32_t interval, bool *rec)
+{
+	char key[128];
+	uint64_t n;
+	const void *data;
+	size_t size = 1;
+
+	snprintf(key, sizeof key, "%s.attention.recurrent_layers", arch);
+	if (gguf_find_key(g, key) < 0) {
+		for (uint32_t i = 0; i < n_layer; i++)
+			rec[i] = (i + 1) % interval != 0;
+		return true;
+	}
+	if (!gguf_get_arr(g, key, GGUF_VT_BOOL, &n, &data)) {
+		if (!gguf_get_arr(g, key, GGUF_VT_INT32, &n, &data))
+			return false;
+		size = 4;
+	}
+	if (n < n_layer)
+		return false;
+	for (uint32_t i = 0; i < n_layer; i++) {
+		int32_t v = 0;
+		memcpy(&v, (const char *)data + (size_t)i * size, size);
+		rec[i] = v != 0;
+	}
+	return true;
+}
+
 /* The Gated DeltaNet layers of an AF_GDN family: their sizes, and which
  * layers they are (llama.cpp's rule: the file's attention.recurrent_layers,
  * else every layer but each full_attention_interval-th, default 4). */
@@ -524,10 +552,6 @@ static int load_gdn(struct loader *L)
 {
 	struct hparams *hp = &L->m->hp;
 	uint32_t inner, interval = 4;
-	char key[128];
-	uint64_t n;
-	const void *data;
-	uint32_t vt;
 	int rc;
 
 	if (!(L->desc->flags & AF_GDN))
@@ -545,22 +569,9 @@ static int load_gdn(struct loader *L)
 	if (inner != hp->ssm_heads_v * hp->ssm_state)
 		return fail(L, ENGINE_E_FORMAT, "key '%s.ssm.inner_size': %u is not %u value heads of %u",
 			    L->m->arch_name, inner, hp->ssm_heads_v, hp->ssm_state);
-	snprintf(key, sizeof key, "%s.attention.recurrent_layers", L->m->arch_name);
-	if (gguf_find_key(L->m->gguf, key) >= 0) {
-		if ((!gguf_get_arr(L->m->gguf, key, GGUF_VT_BOOL, &n, &data) &&
-		     !gguf_get_arr(L->m->gguf, key, GGUF_VT_INT32, &n, &data)) ||
-		    n < hp->n_layer)
-			return fail(L, ENGINE_E_FORMAT, "key '%s': not one bool per layer", key);
-		vt = gguf_get_arr(L->m->gguf, key, GGUF_VT_BOOL, &n, &data) ? 1 : 4;
-		for (uint32_t i = 0; i < hp->n_layer; i++) {
-			int32_t v = 0;
-			memcpy(&v, (const char *)data + (size_t)i * vt, vt);
-			hp->rec_layer[i] = v != 0;
-		}
-	} else {
-		for (uint32_t i = 0; i < hp->n_layer; i++)
-			hp->rec_layer[i] = (i + 1) % interval != 0;
-	}
+	if (!model_recurrent_layers(L->m->gguf, L->m->arch_name, hp->n_layer, interval, hp->rec_layer))
+		return fail(L, ENGINE_E_FORMAT, "key '%s.attention.recurrent_layers': not one bool per layer",
+			    L->m->arch_name);
 	for (uint32_t i = 0; i < hp->n_layer; i++)
 		hp->n_recurrent += hp->rec_layer[i];
 	return 0;
@@ -796,10 +807,11 @@ static int load_hparams(struct loader *L)
 		return rc;
 	if ((rc = load_moe(L)) || (rc = load_gdn(L)))
 		return rc;
-	if ((L->desc->flags & AF_SHEXP) &&
-	    (hp->n_ff_shexp = hp->n_ff,
-	     rc = opt_u32(L, "expert_shared_feed_forward_length", &hp->n_ff_shexp, 1, 1u << 20)))
-		return rc;
+	if (L->desc->flags & AF_SHEXP) {
+		hp->n_ff_shexp = hp->n_ff;   /* llama.cpp's default */
+		if ((rc = opt_u32(L, "expert_shared_feed_forward_length", &hp->n_ff_shexp, 1, 1u << 20)))
+			return rc;
+	}
 	if ((L->desc->flags & AF_GEMMA4) && (rc = load_gemma4_hparams(L)))
 		return rc;
 
@@ -877,9 +889,6 @@ static int load_gdn_layer(struct loader *L, struct layer *l, int il)
 	const int64_t VD = (int64_t)hp->ssm_heads_v * hp->ssm_state, HV = hp->ssm_heads_v;
 	int rc;
 
-	l->rec_idx = 0;
-	for (int i = 0; i < il; i++)
-		l->rec_idx += hp->rec_layer[i];
 	if ((rc = get_weight(L, &l->ssm_qkv, "blk.%d.attn_qkv.weight", il, E, C, true)) ||
 	    (rc = get_weight(L, &l->ssm_z, "blk.%d.attn_gate.weight", il, E, VD, true)) ||
 	    (rc = get_weight(L, &l->ssm_alpha, "blk.%d.ssm_alpha.weight", il, E, HV, true)) ||
@@ -926,6 +935,7 @@ static int load_tensors(struct loader *L)
 		return check_all_read(L);
 	}
 
+	uint32_t n_rec = 0;
 	for (uint32_t i = 0; i < hp->n_layer; i++) {
 		struct layer *l = &m->layers[i];
 		int il = (int)i;
@@ -934,14 +944,14 @@ static int load_tensors(struct loader *L)
 		const bool oss = L->desc->flags & AF_OSS;
 		const bool pan = L->desc->flags & AF_POST_ATTN_NORM;
 		l->recurrent = hp->rec_layer[i];
+		if (l->recurrent)
+			l->rec_idx = n_rec++;   /* its state's place in the cache */
 		if ((rc = get_vec(L, &l->attn_norm, "blk.%d.attn_norm.weight", il, E, true)) ||
 		    (rc = get_vec(L, &l->ffn_norm, pan ? "blk.%d.post_attention_norm.weight" : "blk.%d.ffn_norm.weight",
 				  il, E, true)))
 			return rc;
 		if (l->recurrent && (L->desc->flags & AF_SHORTCONV)) {
 			l->shortconv = true;
-			for (int k = 0; k < il; k++)
-				l->rec_idx += hp->rec_layer[k];
 			if ((rc = get_weight(L, &l->sc_in, "blk.%d.shortconv.in_proj.weight", il, E, 3 * E, true)) ||
 			    (rc = get_weight(L, &l->sc_out, "blk.%d.shortconv.out_proj.weight", il, E, E, true)) ||
 			    (rc = get_vec2(L, &l->sc_conv, "blk.%d.shortconv.conv.weight", il, hp->sc_l, E, true)))

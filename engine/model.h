@@ -259,6 +259,12 @@ void model_free(struct model *m);
 
 const char *arch_name(enum arch a);
 
+/* Which of the N_LAYER layers of a Gated DeltaNet family (qwen35) are
+ * recurrent, llama.cpp's rule: the file's "<arch>.attention.recurrent_layers"
+ * (bools, or int32s), else every layer but each INTERVAL-th.  False when
+ * the file's list is there but not one entry per layer. */
+bool model_recurrent_layers(const gguf_file *g, const char *arch, uint32_t n_layer, uint32_t interval, bool *rec);
+
 /* The per-pair frequency factors the rope of a context of N_CTX positions
  * divides by (rope_freqs, else longrope's long factors when n_ctx exceeds
  * the original context, else its short ones), or NULL. */

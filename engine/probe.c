@@ -190,19 +190,13 @@ static void gather(engine_file *f)
 	uint64_t rows_rec = 0;   /* KV bytes per position kv_per_pos counted for them */
 	if (conv && S && HK && HV && conv < 64 && S < 4096 && HK < lim && HV < lim && in->n_layer < lim) {
 		uint64_t interval = arch_uint(g, in->arch, "full_attention_interval", &found);
-		if (!found || interval == 0)
+		bool rec[1024];
+		if (!found || interval == 0 || interval > 1024)
 			interval = 4;
-		char key[96];
-		uint64_t n;
-		const void *data;
-		snprintf(key, sizeof key, "%s.attention.recurrent_layers", in->arch);
-		if (gguf_get_arr(g, key, GGUF_VT_BOOL, &n, &data)) {
-			for (uint64_t i = 0; i < n && i < in->n_layer; i++)
-				in->n_recurrent += ((const uint8_t *)data)[i] != 0;
-		} else {
+		if (in->n_layer <= 1024 &&
+		    model_recurrent_layers(g, in->arch, (uint32_t)in->n_layer, (uint32_t)interval, rec))
 			for (uint64_t i = 0; i < in->n_layer; i++)
-				in->n_recurrent += (i + 1) % interval != 0;
-		}
+				in->n_recurrent += rec[i];
 		const uint64_t per_layer = (S * (2 * HK + HV) * (conv - 1) + HV * S * S) * 4;
 		in->rec_state_bytes = in->n_recurrent * per_layer * (2 + KV_MAX_CKPT);
 		if (in->n_head_kv < lim && in->head_dim_k < lim && in->head_dim_v < lim)

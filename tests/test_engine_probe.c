@@ -247,10 +247,45 @@ static void test_gemma4_kv(void)
 	}
 }
 
+/* Hybrid recurrent models: KV rows only for the attention layers, and
+ * the states (current, next and KV_MAX_CKPT = 8 checkpoints) apart */
+static void test_hybrid_kv(void)
+{
+	static const struct {
+		const char *name;
+		uint64_t n_rec, per_pos, state;
+	} cases[] = {
+		/* 4 layers, the 4th attends (2 KV heads of 64); 3 Gated DeltaNet
+		 * layers of 4-tap conv over 32 * (2 * 2 + 4) channels and 4
+		 * value heads of 32 x 32 */
+		{"qwen35-f16.gguf", 3, 1 * 2 * (64 + 64) * 2, 3 * (256 * 3 + 4 * 32 * 32) * 4 * 10},
+		/* 6 layers, 2 attend; 4 short convolutions keep 2 of 3 taps of 128 */
+		{"lfm2-f16.gguf", 4, 2 * 2 * (32 + 32) * 2, 4 * 128 * 2 * 4 * 10},
+	};
+	const char *src = getenv("TTYCHAT_SRCDIR");
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char path[4096], err[512];
+		snprintf(path, sizeof path, "%s/tests/fixtures/engine/random/%s", src ? src : ".", cases[i].name);
+		engine_file *f = engine_file_open(path, err, sizeof err);
+		CHECK(f != NULL, "open: %s", err);
+		if (!f)
+			continue;
+		const struct engine_file_info *in = engine_file_info(f);
+		CHECK(in->n_recurrent == cases[i].n_rec && in->kv_bytes_per_pos == cases[i].per_pos &&
+			      in->rec_state_bytes == cases[i].state,
+		      "%s: %llu recurrent layers, %llu KV bytes per position, %llu of states; want %llu, %llu, %llu",
+		      cases[i].name, (unsigned long long)in->n_recurrent, (unsigned long long)in->kv_bytes_per_pos,
+		      (unsigned long long)in->rec_state_bytes, (unsigned long long)cases[i].n_rec,
+		      (unsigned long long)cases[i].per_pos, (unsigned long long)cases[i].state);
+		engine_file_close(f);
+	}
+}
+
 int main(void)
 {
 	test_chat();
 	test_gemma4_kv();
+	test_hybrid_kv();
 	char path[4096];
 	if (!tu_model(SMOLLM2_FILE, path, sizeof path)) {
 		if (tu_fail == 0)
