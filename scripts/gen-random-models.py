@@ -508,10 +508,7 @@ def make_weights(cfg, rng):
 			t[p + "post_attention_norm.weight"] = norm(E)
 			if "n_expert" in cfg:
 				NE, FE, FS = cfg["n_expert"], cfg["n_ff_exp"], cfg["n_ff_shexp"]
-				t[p + "ffn_gate_inp.weight"] = lin(NE, E, 4.0)
-				t[p + "ffn_gate_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
-				t[p + "ffn_up_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
-				t[p + "ffn_down_exps.weight"] = np.stack([lin(E, FE, 2.0) for _ in range(NE)])
+				add_experts(t, p, NE, FE, E, lin)
 				t[p + "ffn_gate_inp_shexp.weight"] = rng.normal(0.0, 2.0 / np.sqrt(E), E).astype(np.float32)
 				t[p + "ffn_gate_shexp.weight"] = lin(FS, E)
 				t[p + "ffn_up_shexp.weight"] = lin(FS, E)
@@ -561,10 +558,7 @@ def make_weights(cfg, rng):
 			# router logits with std ~4: clear choices, as trained
 			# routers make them (a near tie flips an expert under any
 			# rounding, llama.cpp's own F16 KV cache included)
-			t[p + "ffn_gate_inp.weight"] = lin(NE, E, 4.0)
-			t[p + "ffn_gate_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
-			t[p + "ffn_up_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
-			t[p + "ffn_down_exps.weight"] = np.stack([lin(E, FE, 2.0) for _ in range(NE)])
+			add_experts(t, p, NE, FE, E, lin)
 			if glm:
 				t[p + "exp_probs_b.bias"] = rng.normal(0.0, 0.3, NE).astype(np.float32)
 				FS = FE * glm["shared"]
@@ -602,6 +596,16 @@ def make_weights(cfg, rng):
 	return t
 
 
+def add_experts(t, p, NE, FE, E, lin):
+	"""A router and NE experts of width FE (in this order: the seeds of
+	the fixtures depend on it).  Router logits with std ~4: clear choices,
+	as trained routers make them."""
+	t[p + "ffn_gate_inp.weight"] = lin(NE, E, 4.0)
+	t[p + "ffn_gate_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
+	t[p + "ffn_up_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
+	t[p + "ffn_down_exps.weight"] = np.stack([lin(E, FE, 2.0) for _ in range(NE)])
+
+
 def make_lfm2_weights(cfg, t, lin, norm):
 	E, FF, H, D = cfg["n_embd"], cfg["n_ff"], cfg["n_head"], cfg["key_length"]
 	rng = np.random.default_rng(model_seed("lfm2-conv"))
@@ -623,10 +627,7 @@ def make_lfm2_weights(cfg, t, lin, norm):
 		t[p + "ffn_norm.weight"] = norm(E)
 		if "n_expert" in cfg and il >= cfg["lfm_dense_lead"]:
 			NE, FE = cfg["n_expert"], cfg["n_ff_exp"]
-			t[p + "ffn_gate_inp.weight"] = lin(NE, E, 4.0)
-			t[p + "ffn_gate_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
-			t[p + "ffn_up_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
-			t[p + "ffn_down_exps.weight"] = np.stack([lin(E, FE, 2.0) for _ in range(NE)])
+			add_experts(t, p, NE, FE, E, lin)
 			t[p + "exp_probs_b.bias"] = rng.normal(0.0, 0.3, NE).astype(np.float32)
 			continue
 		t[p + "ffn_gate.weight"] = lin(FF, E)
