@@ -555,9 +555,6 @@ def make_weights(cfg, rng):
 			t[p + "ffn_down.weight"] = lin(E, FF, 2.0)
 		elif "n_expert" in cfg:
 			NE, FE = cfg["n_expert"], cfg["n_ff_exp"]
-			# router logits with std ~4: clear choices, as trained
-			# routers make them (a near tie flips an expert under any
-			# rounding, llama.cpp's own F16 KV cache included)
 			add_experts(t, p, NE, FE, E, lin)
 			if glm:
 				t[p + "exp_probs_b.bias"] = rng.normal(0.0, 0.3, NE).astype(np.float32)
@@ -599,7 +596,8 @@ def make_weights(cfg, rng):
 def add_experts(t, p, NE, FE, E, lin):
 	"""A router and NE experts of width FE (in this order: the seeds of
 	the fixtures depend on it).  Router logits with std ~4: clear choices,
-	as trained routers make them."""
+	as trained routers make them (a near tie flips an expert under any
+	rounding, llama.cpp's own F16 KV cache included)."""
 	t[p + "ffn_gate_inp.weight"] = lin(NE, E, 4.0)
 	t[p + "ffn_gate_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
 	t[p + "ffn_up_exps.weight"] = np.stack([lin(FE, E) for _ in range(NE)])
