@@ -67,6 +67,7 @@
 #include "grammar.h"
 #include "sampler.h"
 #include "template.h"
+#include "spec.h"
 #include "tokenizer.h"
 
 
@@ -80,6 +81,7 @@ struct request {
 	char *path;
 	struct engine_load_opts load;
 	char *template_override;
+	char *draft;             /* LOAD: the draft model's path, or NULL */
 	struct engine_msg *msgs; /* roles and contents copied */
 	size_t n_msgs;
 	struct engine_sampling sampling;
@@ -107,6 +109,7 @@ struct conv {
 	uint64_t id;
 	struct kv_cache kv;
 	uint64_t last_used;
+	bool spec_paused;        /* speculative decoding did not pay here (AUTO) */
 };
 
 struct engine {
@@ -154,6 +157,8 @@ struct engine {
 	char backend[80];        /* info.backend of the loaded model */
 	char notice[256];        /* info.notice */
 	double load_ms, prep_ms; /* the load's model_load() and setup_forward(), for bench */
+	struct spec_draft_model draft;  /* engine_load_opts.draft (draft.loaded) */
+	bool emit_drafted;       /* the token being delivered was a guess (TOKEN's drafted) */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -188,6 +193,15 @@ const char *engine_status_str(int status)
 	case ENGINE_E_SERVER: return "server error";
 	}
 	return "unknown error";
+}
+
+int engine_spec_parse(const char *name)
+{
+	static const char *const names[] = {"auto", "off", "ngram", "draft"};
+	for (int i = 0; i < 4; i++)
+		if (name && strcmp(name, names[i]) == 0)
+			return i;
+	return -1;
 }
 
 const char *engine_last_error(const engine *e)
@@ -344,6 +358,7 @@ static void free_request(struct request *r)
 		return;
 	free(r->path);
 	free(r->template_override);
+	free(r->draft);
 	for (size_t i = 0; i < r->n_msgs; i++) {
 		free((char *)r->msgs[i].role);
 		free((char *)r->msgs[i].content);
@@ -441,8 +456,10 @@ int engine_load(engine *e, const char *path, const struct engine_load_opts *o)
 		r->load = *o;
 		r->template_override = dupstr(o->template_override);
 		r->load.template_override = NULL;
+		r->draft = dupstr(o->draft);
+		r->load.draft = NULL;
 	}
-	if (!r->path || (o && o->template_override && !r->template_override)) {
+	if (!r->path || (o && o->template_override && !r->template_override) || (o && o->draft && !r->draft)) {
 		free_request(r);
 		return refuse_nomem(e);
 	}
@@ -638,6 +655,7 @@ static void unload_model(engine *e)
 	if (!e->loaded)
 		return;
 	drop_all_convs(e);
+	spec_draft_free(&e->draft);
 	fwd_free(&e->fwd);
 	pool_free(e->pool);
 	e->pool = NULL;
@@ -682,6 +700,8 @@ static void fill_info(engine *e, struct engine_model_info *info)
 	snprintf(info->model_id, sizeof info->model_id, "%s", e->model_id);
 	snprintf(info->backend, sizeof info->backend, "%s", e->backend[0] ? e->backend : "cpu");
 	snprintf(info->notice, sizeof info->notice, "%s", e->notice);
+	if (e->draft.loaded)
+		snprintf(info->draft, sizeof info->draft, "%s", e->draft.m.name);
 }
 
 /* The GPU memory figures of ST (0 on the CPU). */
@@ -786,6 +806,34 @@ static bool refuse_too_big(engine *e, struct request *r)
 		   "%s: needs %s of memory (weights %s + KV cache %s for %u tokens + scratch %s), %s available: try a smaller quant or context (--ctx-size)",
 		   r->path, sn, sw, sk, e->n_ctx, ss, sa);
 	return true;
+}
+
+/* The draft model of r->draft beside the loaded one; nonzero (an ERROR
+ * sent) when it cannot be. */
+static int load_draft(engine *e, struct request *r)
+{
+	char err[512];
+	const uint64_t avail = engine_mem_available();
+	int rc = spec_draft_load(&e->draft, r->draft, e->tok, e->pool, e->n_ctx, err, sizeof err);
+	if (rc) {
+		emit_error(e, r, rc, "%s", err);
+		return rc;
+	}
+	const uint64_t w = weights_bytes(&e->model) + weights_bytes(&e->draft.m);
+	const uint64_t kv = kv_bytes_for(&e->model.hp, e->kv_type, e->n_ctx) +
+			    kv_bytes_for(&e->draft.m.hp, GGML_TYPE_F16, e->n_ctx);
+	const uint64_t need = engine_mem_need(w, kv);
+	if (e->fwd.cpu_first == 0 && avail > 0 && need > avail) {
+		char sn[32], sa[32];
+		fmt_mib(need, sn, sizeof sn);
+		fmt_mib(avail, sa, sizeof sa);
+		emit_error(e, r, ENGINE_E_NOMEM,
+			   "%s: with the draft model %s the two need %s of memory, %s available: try a smaller draft or context",
+			   r->path, r->draft, sn, sa);
+		spec_draft_free(&e->draft);
+		return ENGINE_E_NOMEM;
+	}
+	return 0;
 }
 
 static void do_load(engine *e, struct request *r)
@@ -900,6 +948,8 @@ static void do_load(engine *e, struct request *r)
 		snprintf(e->model_id, sizeof e->model_id, "%016llx%016llx",
 			 (unsigned long long)gguf_file_size(e->model.gguf), (unsigned long long)h);
 	}
+	if (r->draft && load_draft(e, r))
+		goto fail_loaded;
 	/* fault the weights in ahead of the first token */
 	gguf_prefetch(e->model.gguf);
 	e->loaded = true;
@@ -919,6 +969,10 @@ cancel:
 	model_free(&e->model);
 	emit_error(e, r, ENGINE_E_CANCELLED, "%s: loading cancelled", r->path);
 	return;
+fail_loaded:
+	fwd_free(&e->fwd);
+	pool_free(e->pool);
+	e->pool = NULL;
 fail:
 	tok_free(e->tok);
 	e->tok = NULL;
@@ -1152,7 +1206,7 @@ static bool emit_text(engine *e, const struct request *r, const char *s, size_t 
 	if (n == 0)
 		return true;
 	struct engine_event ev = {.type = ENGINE_EV_TOKEN, .request = r->id, .conv = r->conv, .token = tok,
-				  .position = pos, .part = part};
+				  .position = pos, .part = part, .drafted = tok >= 0 && e->emit_drafted};
 	if (st)
 		ev.stats = *st;
 	ev.text = eng_malloc(n + 1);
@@ -1284,11 +1338,12 @@ static bool stop_requested(void *ctx)
 	return cancelled(c->e, c->r);
 }
 
-static int eval_stoppable(engine *e, struct stop_ctx *sc, struct kv_cache *kv, const int32_t *ids, int n)
+static int eval_stoppable(engine *e, struct stop_ctx *sc, struct kv_cache *kv, const int32_t *ids, int n,
+			  bool all_logits)
 {
 	e->fwd.stop = stop_requested;
 	e->fwd.stop_ctx = sc;
-	int rc = fwd_eval(&e->fwd, kv, ids, n, false);
+	int rc = fwd_eval(&e->fwd, kv, ids, n, all_logits);
 	e->fwd.stop = NULL;
 	e->fwd.stop_ctx = NULL;
 	return rc;
@@ -1297,13 +1352,19 @@ static int eval_stoppable(engine *e, struct stop_ctx *sc, struct kv_cache *kv, c
 /* One batch, redone on the CPU when the GPU part failed; a cancel during
  * a prefill batch stops it between layers (ENGINE_E_CANCELLED, nothing
  * appended to the cache). */
-static int eval_step(engine *e, const struct request *r, struct kv_cache *kv, const int32_t *ids, int n)
+static int eval_rows(engine *e, const struct request *r, struct kv_cache *kv, const int32_t *ids, int n,
+		     bool all_logits)
 {
 	struct stop_ctx sc = {e, r};
-	int rc = eval_stoppable(e, &sc, kv, ids, n);
+	int rc = eval_stoppable(e, &sc, kv, ids, n, all_logits);
 	if (rc && rc != ENGINE_E_CANCELLED && fwd_cuda_failed(&e->fwd) && fall_back_to_cpu(e, r) == 0)
-		rc = eval_stoppable(e, &sc, kv, ids, n);
+		rc = eval_stoppable(e, &sc, kv, ids, n, all_logits);
 	return rc;
+}
+
+static int eval_step(engine *e, const struct request *r, struct kv_cache *kv, const int32_t *ids, int n)
+{
+	return eval_rows(e, r, kv, ids, n, false);
 }
 
 /* A reply's text so far; sent: how much of it went out in TOKEN events. */
@@ -1517,10 +1578,211 @@ static int lazy_trigger(const struct trig *t, size_t n, grammar *gm, const struc
  * with a message in ERR when the reply cannot go on: out of memory
  * (sampler, reply, decoder, KV cache, text that cannot be delivered) or a
  * failed step. */
-static int decode(engine *e, const struct request *r, struct kv_cache *kv, struct reasoning *rs, grammar *gm,
-		  struct engine_stats *st, double t_start, char *err, size_t errlen)
+/* ---- worker: speculative decoding -----------------------------------------
+ * A reply's decode loop samples one token at a time from e->fwd.logits and
+ * hands it to spec_advance(), which either moves on to the next row of a
+ * verification pass already computed (the token was the drafter's guess)
+ * or evaluates it, with the next guesses behind it, in one batched pass
+ * (spec.h).  Rows of guesses not yet accepted sit in the cache past the
+ * committed text: committed() is where the reply really is.  A rejected
+ * guess cuts them off; a recurrent state cannot be cut, so it goes back
+ * to its copy from before the pass and the accepted tokens are recomputed
+ * at the head of the next pass. */
+
+#define SPEC_PROBE_EVERY 128   /* tokens between plain steps that time the baseline */
+#define SPEC_WINDOW 8          /* passes per judgement of AUTO */
+#define SPEC_RETRY_AFTER 256   /* tokens before a paused drafter is tried again */
+#define SPEC_NEW_TASK 64       /* new prompt tokens that count as a new task */
+
+struct spec_run {
+	enum engine_spec mode;     /* NGRAM or DRAFT; OFF: plain */
+	bool may_pause;            /* AUTO */
+	bool paused;
+	uint32_t paused_at;        /* gen count when paused */
+	int cap, max;              /* the request's cap; the adaptive length */
+	/* the pass under verification */
+	bool active;
+	int32_t draft[SPEC_MAX_DRAFT];
+	int n_draft, next;
+	int row0;                  /* logits row of its first sample */
+	uint32_t base;             /* kv->n before it */
+	float *rs_save;            /* recurrent states before it */
+	int32_t prefix[SPEC_MAX_DRAFT + 2];
+	int n_prefix;              /* recurrent: accepted tokens to recompute */
+	/* timing: a cycle runs from one evaluation's start to the next */
+	double cycle_t0;
+	bool cycle_spec;
+	uint32_t cycle_tokens;
+	double plain_ms;           /* per token, plain steps (running mean) */
+	uint32_t n_plain, since_plain;
+	double spec_ms, win_ms;
+	uint32_t spec_tokens, win_tokens, win_passes;
+	uint32_t gen;              /* tokens through spec_advance */
+};
+
+static uint32_t committed(const struct kv_cache *kv, const struct spec_run *sp)
+{
+	return kv->n - (sp->active ? (uint32_t)(sp->n_draft - sp->next) : 0);
+}
+
+static void spec_cycle_end(struct spec_run *sp, struct engine_stats *st)
+{
+	const double now = now_ms();
+	if (sp->cycle_t0 > 0 && sp->cycle_tokens > 0) {
+		const double dt = now - sp->cycle_t0;
+		if (sp->cycle_spec) {
+			sp->spec_ms += dt;
+			sp->spec_tokens += sp->cycle_tokens;
+			sp->win_ms += dt;
+			sp->win_tokens += sp->cycle_tokens;
+			sp->win_passes++;
+		} else if (sp->cycle_tokens == 1) {
+			const double per = dt;
+			sp->plain_ms = sp->n_plain == 0 ? per : 0.8 * sp->plain_ms + 0.2 * per;
+			sp->n_plain++;
+		}
+	}
+	if (sp->plain_ms > 0 && sp->spec_ms > 0)
+		st->spec_speedup = sp->spec_tokens * sp->plain_ms / sp->spec_ms;
+	/* AUTO judges each window of passes */
+	if (sp->may_pause && sp->win_passes >= SPEC_WINDOW && sp->plain_ms > 0) {
+		if (sp->win_tokens * sp->plain_ms / sp->win_ms < 1.0) {
+			sp->paused = true;
+			sp->paused_at = sp->gen;
+		}
+		sp->win_passes = sp->win_tokens = 0;
+		sp->win_ms = 0;
+	}
+	sp->cycle_t0 = now;
+	sp->cycle_tokens = 0;
+}
+
+/* Drops the unaccepted guesses of the pass (and, recurrent, goes back to
+ * the states before it, keeping the accepted tokens in sp->prefix). */
+static void spec_cut(struct kv_cache *kv, struct spec_run *sp)
+{
+	const uint32_t keep = committed(kv, sp);
+	sp->active = false;
+	if (keep >= kv->n)
+		return;
+	if (kv->n_rec == 0) {
+		kv_truncate(kv, keep);
+		return;
+	}
+	memcpy(kv->rs, sp->rs_save, (size_t)kv->n_rec * kv->rs_floats * sizeof(float));
+	sp->n_prefix = (int)(keep - sp->base);
+	memcpy(sp->prefix, kv->tokens + sp->base, (size_t)sp->n_prefix * sizeof(int32_t));
+	kv->n = sp->base;
+}
+
+/* Leaves the cache at the committed text (the end of a reply, or before
+ * the engine writes tokens of its own). */
+static int spec_settle(engine *e, const struct request *r, struct kv_cache *kv, struct spec_run *sp)
+{
+	if (sp->active)
+		spec_cut(kv, sp);
+	sp->cycle_t0 = 0;
+	if (sp->n_prefix == 0)
+		return 0;
+	const int n = sp->n_prefix;
+	sp->n_prefix = 0;
+	return eval_step(e, r, kv, sp->prefix, n);
+}
+
+static int spec_guess(engine *e, const struct request *r, struct kv_cache *kv, struct spec_run *sp, int32_t id,
+		      int max, int32_t *out)
+{
+	const uint32_t n = committed(kv, sp) + (uint32_t)sp->n_prefix;
+	if (sp->mode == ENGINE_SPEC_DRAFT) {
+		double catchup = 0;
+		int k = spec_draft_run(&e->draft, r->conv, kv->tokens, n, id, max, out, &catchup);
+		sp->cycle_t0 += catchup;   /* the draft's prefill is not the guesses' cost */
+		return k > 0 ? k : 0;
+	}
+	return spec_ngram_draft(kv->tokens, n, id, max, out);
+}
+
+/* Takes the sampled ID: 0 with the logits of the next position in
+ * e->fwd.logits, or a status. */
+static int spec_advance(engine *e, const struct request *r, struct kv_cache *kv, struct spec_run *sp, int32_t id,
+			struct engine_stats *st)
+{
+	const uint32_t nv = e->model.hp.n_vocab;
+	sp->gen++;
+	sp->cycle_tokens++;
+	if (sp->active) {
+		if (sp->next < sp->n_draft && id == sp->draft[sp->next]) {
+			sp->next++;
+			st->spec_accepted++;
+			memcpy(e->fwd.logits, e->fwd.logits + (size_t)(sp->row0 + sp->next) * nv, nv * sizeof(float));
+			return 0;
+		}
+		/* the pass ends: adapt the length to what it took */
+		if (sp->next == sp->n_draft)
+			sp->max = sp->max + 2 < sp->cap ? sp->max + 2 : sp->cap;
+		else
+			sp->max = sp->next + 2 < sp->cap ? sp->next + 2 : sp->cap;
+		spec_cut(kv, sp);
+	}
+	spec_cycle_end(sp, st);
+	if (sp->paused && sp->gen - sp->paused_at >= SPEC_RETRY_AFTER)
+		sp->paused = false;
+
+	int32_t batch[SPEC_MAX_DRAFT * 2 + 4];
+	int P = sp->n_prefix, k = 0;
+	memcpy(batch, sp->prefix, (size_t)P * sizeof *batch);
+	batch[P] = id;
+	const bool probe = sp->n_plain < 2 || sp->since_plain >= SPEC_PROBE_EVERY;
+	if (sp->mode != ENGINE_SPEC_OFF && !sp->paused && !probe) {
+		int max = sp->max;
+		const uint32_t room = e->n_ctx - (kv->n + (uint32_t)P + 1 < e->n_ctx ? kv->n + (uint32_t)P + 1 : e->n_ctx);
+		if ((uint32_t)max > room)
+			max = (int)room;
+		if (max > FWD_BATCH_MAX - P - 1)
+			max = FWD_BATCH_MAX - P - 1;
+		if (max > 0)
+			k = spec_guess(e, r, kv, sp, id, max, batch + P + 1);
+	}
+	sp->n_prefix = 0;
+	int rc;
+	if (k == 0) {
+		/* a recomputed prefix is the cost of the last pass, not a plain step */
+		sp->cycle_spec = P > 0;
+		if (P == 0)
+			sp->since_plain = 0;
+		return eval_step(e, r, kv, batch, P + 1);
+	}
+	sp->since_plain++;
+	sp->cycle_spec = true;
+	sp->base = kv->n;
+	if (kv->n_rec > 0)
+		memcpy(sp->rs_save, kv->rs, (size_t)kv->n_rec * kv->rs_floats * sizeof(float));
+	rc = eval_rows(e, r, kv, batch, P + 1 + k, true);
+	if (rc)
+		return rc;
+	memcpy(sp->draft, batch + P + 1, (size_t)k * sizeof *batch);
+	sp->n_draft = k;
+	sp->next = 0;
+	sp->row0 = P;
+	sp->active = true;
+	if (P > 0)
+		memcpy(e->fwd.logits, e->fwd.logits + (size_t)P * nv, nv * sizeof(float));
+	st->spec_passes++;
+	st->spec_drafted += (uint32_t)k;
+	return 0;
+}
+
+static int decode(engine *e, const struct request *r, struct kv_cache *kv, bool *spec_paused, struct reasoning *rs,
+		  grammar *gm, struct engine_stats *st, double t_start, char *err, size_t errlen)
 {
 	struct sampler smp;
+	struct spec_run sp = {.mode = r->gen.spec, .may_pause = r->gen.spec == ENGINE_SPEC_AUTO,
+			      .paused = *spec_paused, .cap = r->gen.draft_max > 0 ? r->gen.draft_max : 8};
+	if (sp.mode == ENGINE_SPEC_AUTO || sp.mode == ENGINE_SPEC_DRAFT)
+		sp.mode = e->draft.loaded ? ENGINE_SPEC_DRAFT : ENGINE_SPEC_NGRAM;
+	if (sp.cap > SPEC_MAX_DRAFT)
+		sp.cap = SPEC_MAX_DRAFT;
+	sp.max = sp.cap;
 	struct gen g = {.e = e, .r = r, .st = st, .ans = {.cap = 256}, .think = {.cap = 256}};
 	struct reasoning_loop loop;
 	tok_decoder *dec = NULL;
@@ -1536,8 +1798,14 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 	struct trig trigs[TRIGGERS_MAX];
 	const size_t n_trigs = gm && r->trigger ? triggers_parse(e, r->trigger, trigs) : 0;
 	bool lazy = n_trigs > 0;
+	if (sp.mode != ENGINE_SPEC_OFF && kv->n_rec > 0 &&
+	    !(sp.rs_save = eng_malloc((size_t)kv->n_rec * kv->rs_floats * sizeof(float))))
+		sp.mode = ENGINE_SPEC_OFF;   /* no room for the copy: plain decoding */
+	snprintf(st->spec, sizeof st->spec, "%s",
+		 sp.mode == ENGINE_SPEC_DRAFT ? "draft" : sp.mode == ENGINE_SPEC_NGRAM ? "ngram" : "");
 	int rc = sampler_init(&smp, &r->sampling, e->model.hp.n_vocab);
 	if (rc) {
+		free(sp.rs_save);
 		snprintf(err, errlen, "out of memory for the sampler");
 		return rc;
 	}
@@ -1588,7 +1856,7 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 		if (gm && !lazy && !reasoning_thinking(rs)) {
 			int grc = 0;
 			const double t_g = now_ms();
-			id = sampler_sample_grammar(&smp, gm, e->fwd.logits, kv->tokens, kv->n, &grc);
+			id = sampler_sample_grammar(&smp, gm, e->fwd.logits, kv->tokens, committed(kv, &sp), &grc);
 			if (id >= 0)
 				grc = grammar_accept_token(gm, id);
 			st->grammar_ms += now_ms() - t_g;
@@ -1603,8 +1871,9 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 				goto out;
 			}
 		} else {
-			id = sampler_sample(&smp, e->fwd.logits, kv->tokens, kv->n);
+			id = sampler_sample(&smp, e->fwd.logits, kv->tokens, committed(kv, &sp));
 		}
+		e->emit_drafted = sp.active && sp.next < sp.n_draft && id == sp.draft[sp.next];
 		if (tok_is_eog(e->tok, id)) {
 			stop = ENGINE_STOP_EOG;
 			break;
@@ -1613,7 +1882,7 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 		if (n_gen == 1)
 			st->ttft_ms = now_ms() - t_start;
 		g.tok = id;
-		g.pos = kv->n;
+		g.pos = committed(kv, &sp);
 		bool was_thinking = reasoning_thinking(rs);
 		int marker = -1;
 		for (unsigned i = 0; i < REASONING_MAX_MARKERS && rs->fmt != REASONING_NONE; i++)
@@ -1676,8 +1945,9 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 				hit = true;
 			}
 		}
-		reply_send(e, r, &g.think, g.think.len, id, kv->n, st, ENGINE_PART_REASONING);
-		reply_send(e, r, b, hit ? b->len : answer_ready(&g), id, kv->n, st, ENGINE_PART_ANSWER);
+		reply_send(e, r, &g.think, g.think.len, id, g.pos, st, ENGINE_PART_REASONING);
+		reply_send(e, r, b, hit ? b->len : answer_ready(&g), id, g.pos, st, ENGINE_PART_ANSWER);
+		e->emit_drafted = false;
 		if (hit) {
 			stop = ENGINE_STOP_STRING;
 			break;
@@ -1686,7 +1956,7 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 			stop = ENGINE_STOP_LENGTH;
 			break;
 		}
-		if (kv->n >= e->n_ctx) {
+		if (g.pos >= e->n_ctx) {
 			stop = ENGINE_STOP_CONTEXT;
 			break;
 		}
@@ -1707,10 +1977,12 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 		}
 		if (why != ENGINE_REASONING_END_MODEL) {
 			st->reasoning_end = why;
-			rc = close_reasoning(e, r, kv, rs, &g, why == ENGINE_REASONING_END_OFF ? NULL : r->wrapup, id,
+			rc = spec_settle(e, r, kv, &sp);
+			if (rc == 0)
+				rc = close_reasoning(e, r, kv, rs, &g, why == ENGINE_REASONING_END_OFF ? NULL : r->wrapup, id,
 					     &forced, &forced_cap, err, errlen);
 		} else {
-			rc = eval_step(e, r, kv, &id, 1);
+			rc = spec_advance(e, r, kv, &sp, id, st);
 		}
 		if (rc == ENGINE_E_CONTEXT || rc == ENGINE_E_CANCELLED) {
 			stop = rc == ENGINE_E_CONTEXT ? ENGINE_STOP_CONTEXT : ENGINE_STOP_CANCELLED;
@@ -1725,6 +1997,13 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, struc
 		}
 	}
 done:
+	/* the guesses past the reply's end go; a recurrent model's states come
+	 * back to its last token */
+	e->emit_drafted = false;
+	if ((rc = spec_settle(e, r, kv, &sp)) != 0 && rc != ENGINE_E_CANCELLED) {
+		snprintf(err, errlen, "rolling back the speculative guesses: %s", engine_status_str(rc));
+		goto out;
+	}
 	/* flush what the decoder, the parser and the stop-string check held back */
 	if (stop != ENGINE_STOP_STRING) {
 		char tail[64];
@@ -1757,6 +2036,13 @@ done:
 	st->decode_tps = st->decode_ms > 0 && n_gen > 1 ? (n_gen - 1) / (st->decode_ms / 1e3) : 0;
 	rc = stop;
 out:
+	e->emit_drafted = false;
+	if (sp.active)
+		spec_cut(kv, &sp);  /* an error: the cache stays consistent, maybe shorter */
+	*spec_paused = sp.paused;
+	st->spec_paused = sp.paused;
+	st->draft_bytes = spec_draft_bytes(&e->draft);
+	free(sp.rs_save);
 	sampler_free(&smp);
 	tok_decoder_free(dec);
 	free(g.ans.text);
@@ -1976,7 +2262,10 @@ static void submit_local(engine *e, struct request *r, grammar *gm, double t_sta
 	st.ctx_size = e->n_ctx;
 	fill_vram(e, &st);
 
-	int stop = decode(e, r, kv, &rs, gm, &st, t_start, err, sizeof err);
+	/* a long new prompt is a new task: a paused drafter gets another try */
+	if (st.prompt_computed >= SPEC_NEW_TASK)
+		c->spec_paused = false;
+	int stop = decode(e, r, kv, &c->spec_paused, &rs, gm, &st, t_start, err, sizeof err);
 	if (stop < 0) {
 		/* the TOKENs already sent are the partial reply */
 		emit_error(e, r, stop, "%s", err);

@@ -101,7 +101,27 @@ struct engine_load_opts {
 	 * line's --gpu-layers counts -1 as auto and 0 as none.)  With every
 	 * layer on the GPU the output norm and matrix run there too. */
 	int gpu_layers;
+	/* A GGUF whose vocabulary is the model's, loaded beside it as the
+	 * drafter of speculative decoding (engine_gen_opts.spec); NULL: none.
+	 * A vocabulary that differs fails the load with one line naming the
+	 * first difference. */
+	const char *draft;
 };
+
+/* Speculative decoding: guessed tokens verified in one batched pass of the
+ * model.  Replies are the same tokens (temperature 0) or the same
+ * distribution (above) as without: only the speed changes.
+ *   AUTO   the draft model when one is loaded, else n-gram lookup (tokens
+ *          copied from the prompt and the reply so far); it switches itself
+ *          off in a conversation while the measured speed-up stays under 1
+ *          (engine_stats.spec_paused), and back on when a new turn brings a
+ *          long new prompt, or after 256 tokens, to measure again;
+ *   OFF    plain decoding;
+ *   NGRAM, DRAFT  that drafter, never switched off (DRAFT without a draft
+ *          model is NGRAM). */
+enum engine_spec { ENGINE_SPEC_AUTO = 0, ENGINE_SPEC_OFF, ENGINE_SPEC_NGRAM, ENGINE_SPEC_DRAFT };
+/* "auto", "off", "ngram", "draft" as an enum engine_spec, or -1. */
+int engine_spec_parse(const char *name);
 
 struct engine_sampling {
 	float temperature;         /* <= 0: greedy */
@@ -175,6 +195,9 @@ struct engine_gen_opts {
 					 "": nothing */
 	bool ignore_eos;           /* the model's end-of-turn tokens are never sampled (tests,
 				      benchmarks): the reply ends at max_tokens or a stop */
+	enum engine_spec spec;     /* speculative decoding; AUTO (0) by default */
+	int32_t draft_max;         /* tokens guessed per pass at most: 0 = 8 (the cap; the
+				      length adapts to the acceptance below it), at most 16 */
 };
 #define ENGINE_WRAPUP_DEFAULT "\n\nConsidering the limited time, I have to give the answer based on the thinking so far.\n"
 
@@ -240,6 +263,17 @@ struct engine_stats {
 	 * which needed the whole vocabulary masked. */
 	double grammar_setup_ms, grammar_ms;
 	uint32_t grammar_masks;
+	/* Speculative decoding in this reply: the drafter ("ngram", "draft";
+	 * "" none ran), verification passes, tokens guessed and accepted
+	 * (acceptance = accepted / drafted; tokens per pass = (accepted +
+	 * passes) / passes), and the speed-up: tokens per second through the
+	 * passes against plain steps timed in the same reply (0: not
+	 * measured).  spec_paused: AUTO switched it off, it did not pay. */
+	char spec[8];
+	uint32_t spec_passes, spec_drafted, spec_accepted;
+	double spec_speedup;
+	bool spec_paused;
+	uint64_t draft_bytes;      /* the draft model's weights, scratch and cache */
 };
 
 struct engine_model_info {
@@ -258,6 +292,7 @@ struct engine_model_info {
 	char model_id[33];         /* hex: file size + hash of the GGUF header; names KV snapshots ("" remote) */
 	char backend[80];          /* where it runs: "cpu", "cuda: DEVICE (N/M layers)" (the first N
 				      of M on the GPU, the rest on the CPU), or "remote: HOST[:PORT]" */
+	char draft[128];           /* the draft model's name (engine_load_opts.draft), or "" */
 	char notice[256];          /* "" or one line the UIs show: CUDA asked for but not usable
 				      ("no CUDA device: ...; running on the CPU"), fewer GPU
 				      layers than asked, or than the model has */
@@ -272,6 +307,8 @@ struct engine_event {
 	size_t text_len;
 	int32_t token;             /* TOKEN: the id (-1: text the engine wrote, a wrap-up phrase) */
 	enum engine_part part;     /* TOKEN: reasoning or answer */
+	bool drafted;              /* TOKEN: token was a drafter's guess, accepted (speculative
+				      decoding; the transcript may tint it) */
 	uint32_t position;
 	uint32_t dropped_turns;
 	enum engine_stop_reason stop;

@@ -20,6 +20,7 @@
  */
 #include "config.h"
 #include "catalog.h"
+#include "engine.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -189,6 +190,7 @@ static void entry_init(struct model_entry *e)
 	e->kv_type = -1;
 	e->device = -1;
 	e->gpu_layers = -2;
+	e->spec = -1;
 }
 
 int config_device(const char *name)
@@ -420,6 +422,16 @@ static int check_member(struct parse *p, const cJSON *m)
 		    (strcmp(m->valuestring, "low") && strcmp(m->valuestring, "medium") && strcmp(m->valuestring, "high")))
 			return fail(p, k, "must be \"low\", \"medium\" or \"high\"");
 		snprintf(e->reasoning_effort, sizeof e->reasoning_effort, "%s", m->valuestring);
+	} else if (strcmp(k, "draft") == 0) {
+		return get_str(p, m, k, e->draft, sizeof e->draft, false);
+	} else if (strcmp(k, "speculative") == 0) {
+		if (!cJSON_IsString(m) || engine_spec_parse(m->valuestring) < 0)
+			return fail(p, k, "must be \"auto\", \"off\", \"ngram\" or \"draft\"");
+		e->spec = engine_spec_parse(m->valuestring);
+	} else if (strcmp(k, "draft_max") == 0) {
+		if (get_num(p, m, k, 1, 16, true, &d))
+			return -1;
+		e->draft_max = (int)d;
 	} else if (strcmp(k, "reasoning_budget") == 0) {
 		if (get_num(p, m, k, 1, 1 << 24, true, &d))
 			return -1;

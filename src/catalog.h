@@ -60,6 +60,13 @@ struct model_entry {
 	int think;                 /* 0 not given, else an enum engine_think (1 on, 2 off) */
 	char reasoning_effort[8];  /* "low", "medium", "high"; "" not given */
 	int reasoning_budget;      /* tokens; 0 not given */
+	/* speculative decoding: "draft" (a draft model's path or models.d
+	 * name; "" not given), "speculative" ("auto", "off", "ngram",
+	 * "draft": an enum engine_spec; -1 not given), "draft_max" (0 not
+	 * given) */
+	char draft[4096];
+	int spec;
+	int draft_max;
 	char warnings[1024];       /* unknown keys and the like, "\n"-separated; "" if none */
 	bool remote;               /* a "remote" entry: path is the engine's remote spec */
 };

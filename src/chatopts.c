@@ -159,6 +159,11 @@ void chatopts_usage(FILE *out)
 		"      --device DEV         where the model runs: auto (default: a CUDA GPU when one\n"
 		"                           is usable, else the CPU), cpu, or cuda\n"
 		"      --gpu-layers N       layers on the GPU: -1 as many as fit (default), 0 none\n"
+		"      --draft MODEL        a small model with the same vocabulary that guesses\n"
+		"                           tokens for the model to verify (speculative decoding)\n"
+		"      --spec MODE          speculative decoding: auto (default: the draft model, else\n"
+		"                           n-gram lookup, off while it does not pay), off, ngram, draft\n"
+		"      --draft-max N        tokens guessed per pass at most, 1-16 (default 8)\n"
 		"      --json[=final]       JSON lines: one per token, then a summary (final: only that)\n"
 		"      --save               save the exchange in the encrypted history\n"
 		"      --continue ID        add this turn to saved conversation ID (and save it)\n"
@@ -174,7 +179,8 @@ void chatopts_usage(FILE *out)
 enum {
 	O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_THEME,
 	O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS, O_GRAMMAR,
-	O_SCHEMA, O_TOOLS, O_TOOL_CHOICE, O_THINK, O_EFFORT, O_BUDGET, O_SHOW_REASONING, O_IGNORE_EOS
+	O_SCHEMA, O_TOOLS, O_TOOL_CHOICE, O_THINK, O_EFFORT, O_BUDGET, O_SHOW_REASONING, O_IGNORE_EOS, O_DRAFT,
+	O_SPEC, O_DRAFT_MAX
 };
 
 static const struct option longopts[] = {
@@ -207,6 +213,9 @@ static const struct option longopts[] = {
 	{"reasoning-budget", required_argument, NULL, O_BUDGET},
 	{"show-reasoning", no_argument, NULL, O_SHOW_REASONING},
 	{"ignore-eos", no_argument, NULL, O_IGNORE_EOS},
+	{"draft", required_argument, NULL, O_DRAFT},
+	{"spec", required_argument, NULL, O_SPEC},
+	{"draft-max", required_argument, NULL, O_DRAFT_MAX},
 	{"json", optional_argument, NULL, O_JSON},
 	{"save", no_argument, NULL, O_SAVE},
 	{"continue", required_argument, NULL, O_CONT},
@@ -230,6 +239,7 @@ static const struct numopt {
 } numopts[] = {
 	{'n', "--max-tokens", NUM_INT, offsetof(struct chat_opts, n_predict), -1, INT_MAX, 0},
 	{O_BUDGET, "--reasoning-budget", NUM_INT, offsetof(struct chat_opts, reasoning_budget), 0, INT_MAX, 0},
+	{O_DRAFT_MAX, "--draft-max", NUM_INT, offsetof(struct chat_opts, f.draft_max), 1, 16, 0},
 	{'c', "--ctx-size", NUM_U32, offsetof(struct chat_opts, f.n_ctx), 16, 1 << 24, 0},
 	{'t', "--threads", NUM_INT, offsetof(struct chat_opts, f.n_threads), 1, 1024, 0},
 	{O_GPU_LAYERS, "--gpu-layers", NUM_INT, offsetof(struct chat_opts, f.gpu_layers), -1, 1 << 20, 0},
@@ -335,6 +345,13 @@ static int parse_other(struct chat_opts *o, int c, const char *arg)
 		break;
 	case O_SHOW_REASONING: o->show_reasoning = true; break;
 	case O_IGNORE_EOS: o->ignore_eos = true; break;
+	case O_DRAFT: o->f.draft = arg; break;
+	case O_SPEC:
+		if ((o->f.spec = engine_spec_parse(arg)) < 0) {
+			fprintf(stderr, "ttychat: --spec: '%s' is not auto, off, ngram or draft\n", arg);
+			return EXIT_USAGE;
+		}
+		break;
 	case O_JSON:
 		if (!arg || strcmp(arg, "lines") == 0) {
 			o->out = CHAT_OUT_JSON_LINES;

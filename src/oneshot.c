@@ -447,6 +447,13 @@ static void print_stats(const struct engine_stats *s)
 		fprintf(stderr, "[grammar: %.1f ms to compile | %.1f ms of %.0f ms decoding (%.1f%%) | vocabulary masked %u times]\n",
 			s->grammar_setup_ms, s->grammar_ms, s->decode_ms,
 			s->decode_ms > 0 ? 100.0 * s->grammar_ms / s->decode_ms : 0.0, s->grammar_masks);
+	if (s->spec_passes)
+		fprintf(stderr, "[speculative (%s): %u passes, %u of %u guesses accepted (%.0f%%), %.2f tokens per pass, "
+				"speed-up %.2fx%s]\n",
+			s->spec, s->spec_passes, s->spec_accepted, s->spec_drafted,
+			s->spec_drafted ? 100.0 * s->spec_accepted / s->spec_drafted : 0.0,
+			(double)(s->spec_accepted + s->spec_passes) / s->spec_passes, s->spec_speedup,
+			s->spec_paused ? "; paused: it did not pay" : "");
 	if (s->reasoning_tokens)
 		fprintf(stderr, "[reasoning %u tokens, answer %u tokens%s%s]\n", s->reasoning_tokens,
 			s->gen_tokens - s->reasoning_tokens, s->reasoning_end ? ", reasoning ended by " : "",
@@ -476,6 +483,20 @@ static cJSON *stats_json(const struct engine_stats *s)
 		cJSON_AddNumberToObject(j, "grammar_setup_ms", s->grammar_setup_ms);
 		cJSON_AddNumberToObject(j, "grammar_ms", s->grammar_ms);
 		cJSON_AddNumberToObject(j, "grammar_masks", s->grammar_masks);
+	}
+	if (s->spec[0]) {
+		cJSON *sp = cJSON_AddObjectToObject(j, "speculative");
+		cJSON_AddStringToObject(sp, "drafter", s->spec);
+		cJSON_AddNumberToObject(sp, "passes", s->spec_passes);
+		cJSON_AddNumberToObject(sp, "drafted", s->spec_drafted);
+		cJSON_AddNumberToObject(sp, "accepted", s->spec_accepted);
+		cJSON_AddNumberToObject(sp, "acceptance", s->spec_drafted ? (double)s->spec_accepted / s->spec_drafted : 0);
+		cJSON_AddNumberToObject(sp, "tokens_per_pass",
+					s->spec_passes ? (double)(s->spec_accepted + s->spec_passes) / s->spec_passes : 0);
+		cJSON_AddNumberToObject(sp, "speedup", s->spec_speedup);
+		cJSON_AddBoolToObject(sp, "paused", s->spec_paused);
+		if (s->draft_bytes)
+			cJSON_AddNumberToObject(sp, "draft_bytes", (double)s->draft_bytes);
 	}
 	if (s->vram_total) {
 		cJSON_AddNumberToObject(j, "vram_total", (double)s->vram_total);
@@ -953,6 +974,8 @@ static int one_reply(struct run *r)
 	const struct chat_opts *o = r->o;
 	struct engine_gen_opts g;
 	gen_opts(o, &g);
+	g.spec = r->d.cfg.spec;
+	g.draft_max = r->d.cfg.draft_max;
 	g.grammar = r->grammar;
 	g.grammar_trigger = r->tool_trigger;
 	g.template_vars = r->tools_vars;
@@ -1118,6 +1141,8 @@ static int run(struct run *r)
 		return one_reply(r);
 	struct engine_gen_opts g;
 	gen_opts(r->o, &g);
+	g.spec = r->d.cfg.spec;
+	g.draft_max = r->d.cfg.draft_max;
 	g.grammar = r->grammar;
 	g.raw = false;
 	if (r->d.cfg.system && convo_add(&r->cv, "system", r->d.cfg.system))

@@ -28,6 +28,7 @@ void session_flags_init(struct session_flags *f)
 	f->kv_type = -1;
 	f->device = -1;
 	f->gpu_layers = -2;
+	f->spec = -1;
 }
 
 const char *session_source_name(enum session_source s)
@@ -189,6 +190,8 @@ int session_decide(const struct session_flags *f, const struct chats_settings *h
 		snprintf(err, errlen, "out of memory");
 		return SESSION_E_NOMEM;
 	}
+	if (session_resolve_draft(&d->cfg, err, errlen) != 0)
+		return SESSION_E_MODEL;
 	return SESSION_DECIDED;
 }
 
@@ -271,6 +274,12 @@ int session_resolve(const struct session_flags *f, const struct chats_settings *
 	if (me && me->template_text && !(out->template_text = strdup(me->template_text)))
 		goto nomem;
 	out->load.template_override = out->template_text;
+	const char *draft = f->draft ? f->draft : me && me->draft[0] ? me->draft : NULL;
+	if (draft && draft[0] && !(out->draft_spec = strdup(draft)))
+		goto nomem;
+	out->spec = f->spec >= 0 ? (enum engine_spec)f->spec
+		    : me && me->spec >= 0 ? (enum engine_spec)me->spec : ENGINE_SPEC_AUTO;
+	out->draft_max = f->draft_max > 0 ? f->draft_max : me && me->draft_max > 0 ? me->draft_max : 0;
 	return 0;
 nomem:
 	session_config_free(out);
@@ -356,7 +365,30 @@ void session_config_free(struct session_config *c)
 {
 	free(c->system);
 	free(c->template_text);
+	free(c->draft_spec);
 	memset(c, 0, sizeof *c);
+}
+
+int session_resolve_draft(struct session_config *c, char *err, size_t errlen)
+{
+	c->load.draft = NULL;
+	if (!c->draft_spec)
+		return 0;
+	struct model_entry me;
+	char why[512];
+	if (config_resolve_model(c->draft_spec, &me, why, sizeof why) != 0) {
+		snprintf(err, errlen, "draft model: %s", why);
+		return -1;
+	}
+	const bool remote = me.remote;
+	snprintf(c->draft_path, sizeof c->draft_path, "%s", me.path);
+	config_entry_free(&me);
+	if (remote) {
+		snprintf(err, errlen, "draft model: '%s' is a remote model; a draft runs here", c->draft_spec);
+		return -1;
+	}
+	c->load.draft = c->draft_path;
+	return 0;
 }
 
 int session_decide_local(const struct session_flags *f, struct session_decision *d, const char *what,

@@ -84,6 +84,9 @@ struct session_flags {
 	int kv_type;                     /* -1, else an enum engine_kv_type */
 	int device;                      /* -1, else an enum engine_device */
 	int gpu_layers;                  /* -2, else as --gpu-layers: -1 auto, 0 none, N */
+	const char *draft;               /* --draft: a draft model's path or models.d name */
+	int spec;                        /* -1, else an enum engine_spec (--spec) */
+	int draft_max;                   /* --draft-max; 0 not given */
 };
 void session_flags_init(struct session_flags *f);
 
@@ -125,6 +128,15 @@ struct session_config {
 	char *system;                    /* malloc'd; NULL = no system prompt */
 	char *template_text;             /* malloc'd models.d override or NULL */
 	enum session_source from[SESSION_F_COUNT];
+	/* speculative decoding: the draft model as named (flag, else the
+	 * models.d entry's "draft"; malloc'd or NULL), its file once
+	 * session_resolve_draft() found it (load.draft points at it), the
+	 * mode and the cap on guesses per pass (flag, else entry, else AUTO
+	 * and 0) */
+	char *draft_spec;
+	char draft_path[4096];
+	enum engine_spec spec;
+	int draft_max;
 };
 
 /* The model spec to load, written into SPEC (N bytes): FLAGS->model, else
@@ -146,6 +158,10 @@ unsigned session_fields_of(const struct session_config *c, enum session_source s
 /* BITS as "temp, top-k" in BUF of N bytes ("" when none). */
 void session_fields_str(unsigned bits, char *buf, size_t n);
 void session_config_free(struct session_config *c);
+/* Finds the file of C's draft_spec (a path or a models.d name) and points
+ * c->load.draft at it; nothing to do without one.  0, or -1 with a line
+ * in ERR ("draft model: ..."). */
+int session_resolve_draft(struct session_config *c, char *err, size_t errlen);
 
 /* What session_decide() read and decided. */
 struct session_decision {
