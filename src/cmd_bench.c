@@ -47,6 +47,7 @@
 
 #include "catalog.h"
 #include "commands.h"
+#include "bench_spec.h"
 #include "engine.h"
 #include "session.h"
 
@@ -60,6 +61,12 @@ struct bench_opts {
 	bool json;
 	int device;                  /* -1 not given, else an enum engine_device */
 	int gpu_layers;              /* as --gpu-layers: -1 auto, 0 none, N; -2 not given */
+	/* speculative decoding benchmark (bench_spec.c) */
+	int spec;                    /* -1: pp/tg instead */
+	const char *draft;
+	int draft_max;
+	const char *prompt_file;
+	bool n_gen_set;
 };
 
 /* One test's samples and summary. */
@@ -118,6 +125,8 @@ static void bench_usage(FILE *out)
 	fprintf(out,
 		"usage: ttychat bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [-b BATCH] [--device DEV]\n"
 		"                     [--gpu-layers N] [--json]\n"
+		"       ttychat bench -m MODEL --spec MODE [--draft MODEL] [--draft-max N] [-n N] [-r REPS]\n"
+		"                     [--prompt-file FILE] [--json]\n"
 		"  -m, --model MODEL    model file or models.d name\n"
 		"  -p, --n-prompt N     prompt tokens of the prefill test (default 512; 0 skips it)\n"
 		"  -n, --n-gen N        tokens of the decode test (default 128; 0 skips it)\n"
@@ -127,7 +136,15 @@ static void bench_usage(FILE *out)
 		"                       tokens by how fast a batch runs)\n"
 		"      --device DEV     auto (default), cpu or cuda: where the layers run\n"
 		"      --gpu-layers N   layers on the GPU: -1 as many as fit (default), 0 none\n"
-		"      --json           one JSON array instead of the table\n",
+		"      --json           one JSON array instead of the table\n"
+		"speculative decoding (instead of pp/tg): greedy replies to a code-writing and a\n"
+		"code-editing task (and FILE's prompt), REPS with speculation off and REPS with MODE\n"
+		"(auto, ngram or draft), alternating; decode speed, acceptance, tokens per pass and\n"
+		"whether the texts are the same.  -n caps each reply (default 256 here).\n"
+		"      --spec MODE      the mode measured against plain decoding\n"
+		"      --draft MODEL    the draft model (implies --spec draft unless given)\n"
+		"      --draft-max N    tokens guessed per pass at most, 1-16 (default 8)\n"
+		"      --prompt-file F  one more task: F's text as the user's message\n",
 		ENGINE_BATCH_MIN, ENGINE_BATCH_MAX);
 }
 
@@ -340,6 +357,79 @@ static int print_json(const struct bench_ctx *c, const struct bench_opts *o,
 	return 0;
 }
 
+/* --spec: load once (with the draft model), then bench_spec_run(). */
+static int bench_spec(const struct bench_opts *o, struct session_decision *d, char *err, size_t errlen)
+{
+	static const char *const names[] = {"auto", "off", "ngram", "draft"};
+	char *prompt = NULL;
+	if (o->prompt_file) {
+		FILE *f = fopen(o->prompt_file, "rb");
+		if (!f) {
+			snprintf(err, errlen, "--prompt-file: cannot read %s: %s", o->prompt_file, strerror(errno));
+			return EXIT_FAIL;
+		}
+		size_t cap = 1 << 16, len = 0;
+		prompt = malloc(cap + 1);
+		size_t got;
+		while (prompt && (got = fread(prompt + len, 1, cap - len, f)) > 0) {
+			len += got;
+			if (len == cap && cap < ((size_t)1 << 24)) {
+				char *np = realloc(prompt, 2 * cap + 1);
+				if (!np) {
+					free(prompt);
+					prompt = NULL;
+					break;
+				}
+				prompt = np;
+				cap *= 2;
+			} else if (len == cap) {
+				break;
+			}
+		}
+		fclose(f);
+		if (!prompt) {
+			snprintf(err, errlen, "out of memory");
+			return EXIT_FAIL;
+		}
+		prompt[len] = '\0';
+	}
+	struct engine_params ep = {.n_threads = o->n_threads > 0 ? o->threads[0] : d->cfg.n_threads};
+	engine *e = engine_create(&ep, err, errlen);
+	if (!e) {
+		free(prompt);
+		return EXIT_FAIL;
+	}
+	struct engine_load_opts lo = d->cfg.load;
+	if (lo.n_ctx == 0)
+		lo.n_ctx = 4096;
+	int status = EXIT_MODEL;
+	int req = engine_load(e, d->me.path, &lo);
+	struct engine_event ev;
+	for (bool done = req <= 0; !done;) {
+		if (!engine_event_wait(e, &ev, -1))
+			continue;
+		if (ev.request == req && (ev.type == ENGINE_EV_LOADED || ev.type == ENGINE_EV_ERROR)) {
+			done = true;
+			if (ev.type == ENGINE_EV_LOADED)
+				status = 0;
+			else
+				snprintf(err, errlen, "%s", ev.message);
+		}
+		engine_event_clear(&ev);
+	}
+	if (req <= 0)
+		snprintf(err, errlen, "%s: %s", d->me.path, engine_last_error(e));
+	if (status == 0) {
+		struct bench_spec_opts so = {.spec = (enum engine_spec)o->spec, .mode_name = names[o->spec],
+					     .n_gen = o->n_gen_set ? o->n_gen : 256, .reps = o->reps, .prompt = prompt,
+					     .json = o->json, .draft_max = o->draft_max};
+		status = bench_spec_run(e, &so, err, errlen);
+	}
+	engine_free(e);
+	free(prompt);
+	return status;
+}
+
 /* The model and how to load it, decided as for the chat
  * (src/session.h).  0, or an exit status with a message in ERR. */
 static int decide(const struct bench_opts *o, struct session_decision *d, char *err, size_t errlen)
@@ -349,12 +439,15 @@ static int decide(const struct bench_opts *o, struct session_decision *d, char *
 	f.model = o->model;
 	f.device = o->device;
 	f.gpu_layers = o->gpu_layers;
+	f.draft = o->draft;
+	f.draft_max = o->draft_max;
 	return session_decide_local(&f, d, "the benchmark", err, errlen);
 }
 
 int cmd_bench(int argc, char **argv)
 {
-	struct bench_opts o = {.n_prompt = 512, .n_gen = 128, .reps = 5, .batch = 0, .device = -1, .gpu_layers = -2};
+	struct bench_opts o = {.n_prompt = 512, .n_gen = 128, .reps = 5, .batch = 0, .device = -1, .gpu_layers = -2,
+			       .spec = -1};
 	static const struct option longopts[] = {
 		{"model", required_argument, NULL, 'm'},
 		{"n-prompt", required_argument, NULL, 'p'},
@@ -365,6 +458,10 @@ int cmd_bench(int argc, char **argv)
 		{"json", no_argument, NULL, 'j'},
 		{"device", required_argument, NULL, 'D'},
 		{"gpu-layers", required_argument, NULL, 'G'},
+		{"spec", required_argument, NULL, 'S'},
+		{"draft", required_argument, NULL, 'd'},
+		{"draft-max", required_argument, NULL, 'X'},
+		{"prompt-file", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -375,7 +472,16 @@ int cmd_bench(int argc, char **argv)
 		switch (ch) {
 		case 'm': o.model = optarg; break;
 		case 'p': bad = parse_int(optarg, 0, 1 << 20, &o.n_prompt); break;
-		case 'n': bad = parse_int(optarg, 0, 1 << 20, &o.n_gen); break;
+		case 'n': bad = parse_int(optarg, 0, 1 << 20, &o.n_gen), o.n_gen_set = true; break;
+		case 'S':
+			if ((o.spec = engine_spec_parse(optarg)) < 0 || o.spec == ENGINE_SPEC_OFF) {
+				fprintf(stderr, "ttychat bench: --spec: '%s' is not auto, ngram or draft\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'd': o.draft = optarg; break;
+		case 'X': bad = parse_int(optarg, 1, 16, &o.draft_max); break;
+		case 'P': o.prompt_file = optarg; break;
 		case 't': bad = parse_threads(optarg, &o); break;
 		case 'r': bad = parse_int(optarg, 1, 1000, &o.reps); break;
 		case 'b': bad = parse_int(optarg, 1, ENGINE_BATCH_MAX, &o.batch); break;
@@ -415,6 +521,15 @@ int cmd_bench(int argc, char **argv)
 		return status;
 	}
 	o.model = d.spec; /* the JSON's model_filename: the spec as given or picked */
+	if (o.draft && o.spec < 0)
+		o.spec = ENGINE_SPEC_DRAFT;
+	if (o.spec >= 0) {
+		status = bench_spec(&o, &d, err, sizeof err);
+		if (status)
+			fprintf(stderr, "ttychat bench: %s\n", err);
+		session_decision_free(&d);
+		return status;
+	}
 	if (o.n_threads == 0) {
 		long nc = sysconf(_SC_NPROCESSORS_ONLN);
 		o.threads[0] = d.cfg.n_threads > 0 ? d.cfg.n_threads : nc > 0 && nc <= 1024 ? (int)nc : 1;

@@ -56,7 +56,8 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: ttychat serve [--host ADDR] [--port N] [-m MODEL] [--api-key-file FILE] [--max-queue N]\n"
-		"                     [--max-conns N] [--slots N] [-c N] [-t N] [--kv-type TYPE] [--device DEV] [--gpu-layers N] [-v]\n"
+		"                     [--max-conns N] [--slots N] [-c N] [-t N] [--kv-type TYPE] [--device DEV] [--gpu-layers N]\n"
+		"                     [--draft MODEL] [--spec MODE] [--draft-max N] [-v]\n"
 		"An OpenAI-compatible HTTP server on the local model: /v1/chat/completions,\n"
 		"/v1/completions, /v1/models, /health.\n"
 		"  --host ADDR          address to listen on (default 127.0.0.1; any other needs --api-key-file)\n"
@@ -71,6 +72,9 @@ static void usage(FILE *out)
 		"  --kv-type TYPE       KV cache type: f16 (default) or q8_0\n"
 		"  --device DEV         where the model runs: auto (default), cpu or cuda\n"
 		"  --gpu-layers N       layers on the GPU: -1 as many as fit (default), 0 none\n"
+		"  --draft MODEL        draft model for speculative decoding (same vocabulary)\n"
+		"  --spec MODE          speculative decoding: auto (default), off, ngram, draft\n"
+		"  --draft-max N        tokens guessed per pass at most, 1-16 (default 8)\n"
 		"  -v, --verbose        one line per request on stderr (never the content)\n");
 }
 
@@ -164,7 +168,8 @@ struct serve_args {
 /* -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, struct serve_args *a)
 {
-	enum { O_HOST = 1000, O_PORT, O_KEY, O_QUEUE, O_SLOTS, O_HELP, O_KV, O_DEVICE, O_GPU_LAYERS, O_CONNS };
+	enum { O_HOST = 1000, O_PORT, O_KEY, O_QUEUE, O_SLOTS, O_HELP, O_KV, O_DEVICE, O_GPU_LAYERS, O_CONNS, O_DRAFT,
+	       O_SPEC, O_DRAFT_MAX };
 	static const struct option longopts[] = {
 		{"host", required_argument, NULL, O_HOST},
 		{"port", required_argument, NULL, O_PORT},
@@ -178,6 +183,9 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		{"kv-type", required_argument, NULL, O_KV},
 		{"device", required_argument, NULL, O_DEVICE},
 		{"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
+		{"draft", required_argument, NULL, O_DRAFT},
+		{"spec", required_argument, NULL, O_SPEC},
+		{"draft-max", required_argument, NULL, O_DRAFT_MAX},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
@@ -194,6 +202,17 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 				return EXIT_USAGE;
 			break;
 		case 'm': a->f.model = optarg; break;
+		case O_DRAFT: a->f.draft = optarg; break;
+		case O_SPEC:
+			if ((a->f.spec = engine_spec_parse(optarg)) < 0) {
+				fprintf(stderr, "ttychat serve: --spec: '%s' is not auto, off, ngram or draft\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case O_DRAFT_MAX:
+			if (parse_num(optarg, "--draft-max", 1, 16, &a->f.draft_max))
+				return EXIT_USAGE;
+			break;
 		case O_KEY: a->key_file = optarg; break;
 		case O_QUEUE:
 			if (parse_num(optarg, "--max-queue", 0, 100000, &a->max_queue))
@@ -327,6 +346,8 @@ int cmd_serve(int argc, char **argv)
 					.slots = a.slots, .max_clients = a.max_conns, .model_name = me->name, .log = a.verbose ? stderr : NULL};
 		/* requests that leave a field out get the decided defaults */
 		so.sampling = d.cfg.sampling;
+		so.spec = d.cfg.spec;
+		so.draft_max = d.cfg.draft_max;
 		if (d.have_me) {
 			so.think = me->think;
 			so.reasoning_effort = me->reasoning_effort[0] ? me->reasoning_effort : NULL;

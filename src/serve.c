@@ -508,6 +508,13 @@ static cJSON *timings_obj(const struct engine_stats *st)
 	cJSON_AddNumberToObject(t, "predicted_n", st->gen_tokens);
 	cJSON_AddNumberToObject(t, "predicted_ms", st->decode_ms);
 	cJSON_AddNumberToObject(t, "predicted_per_second", st->decode_tps);
+	if (st->spec_passes) {
+		/* llama.cpp's names for the guesses, and ours for the rest */
+		cJSON_AddNumberToObject(t, "draft_n", st->spec_drafted);
+		cJSON_AddNumberToObject(t, "draft_n_accepted", st->spec_accepted);
+		cJSON_AddNumberToObject(t, "draft_passes", st->spec_passes);
+		cJSON_AddNumberToObject(t, "draft_speedup", st->spec_speedup);
+	}
 	return t;
 }
 
@@ -1233,6 +1240,8 @@ static struct job *job_parse(struct server *s, enum job_kind kind, const char *b
 	j->g.think = (enum engine_think)s->o.think;
 	j->g.reasoning_effort = s->o.reasoning_effort;
 	j->g.reasoning_budget = s->o.reasoning_budget;
+	j->g.spec = s->o.spec;
+	j->g.draft_max = s->o.draft_max;
 	j->t_arrive = now_ms();
 	j->created = (long long)time(NULL);
 	snprintf(j->id, sizeof j->id, "%s-%llu", kind == JOB_CHAT ? "chatcmpl" : "cmpl", ++s->next_id);

@@ -44,6 +44,9 @@ struct serve_opts {
 	int think;
 	const char *reasoning_effort;
 	int32_t reasoning_budget;
+	/* speculative decoding of every request (--spec, --draft-max) */
+	enum engine_spec spec;
+	int draft_max;
 	FILE *log;                 /* one line per request (no content), or NULL */
 };
 

@@ -131,10 +131,17 @@ static int app_resolve(struct app *a, const struct model_entry *me, struct sessi
 {
 	struct session_flags f;
 	app_flags(a, &f);
-	if (session_resolve(&f, NULL, me, &a->prefs, &a->advice, c) == 0)
-		return 0;
-	notice(a, TR_ERROR, "out of memory");
-	return -1;
+	if (session_resolve(&f, NULL, me, &a->prefs, &a->advice, c) != 0) {
+		notice(a, TR_ERROR, "out of memory");
+		return -1;
+	}
+	char err[600];
+	if (session_resolve_draft(c, err, sizeof err) != 0) {
+		notice(a, TR_ERROR, "%s", err);
+		session_config_free(c);
+		return -1;
+	}
+	return 0;
 }
 
 /* The model's sampling defaults and system prompt as C decided them,
@@ -148,6 +155,8 @@ static void apply_defaults(struct app *a, const struct session_config *c)
 	}
 	/* the sidebar names what the model file advised */
 	a->advice_set = session_fields_of(c, SESSION_FILE);
+	a->spec = c->spec;
+	a->draft_max = c->draft_max;
 }
 
 /* Starts loading a model; ME (may be NULL for a bare file) gives defaults.

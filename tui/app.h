@@ -85,6 +85,8 @@ struct app {
 	struct config_settings prefs; /* settings.json (empty when unreadable) */
 	struct session_file advice;   /* the loaded model file's sampling advice */
 	unsigned advice_set;          /* SESSION_SET_*: the fields taken from it */
+	enum engine_spec spec;        /* speculative decoding as decided (flags > models.d) */
+	int draft_max;
 
 	/* live numbers */
 	bool side_owed;

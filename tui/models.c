@@ -116,8 +116,27 @@ int models_probe(struct model_item *it, const struct session_flags *fl, const st
 	it->kv_bytes = in->kv_bytes_per_pos * it->n_ctx + in->rec_state_bytes;
 	/* the load's own accounting (engine_mem_need), which refuses what
 	 * does not fit */
-	it->need_bytes = engine_mem_need(in->tensor_bytes ? in->tensor_bytes : it->file_bytes, it->kv_bytes);
+	uint64_t w = in->tensor_bytes ? in->tensor_bytes : it->file_bytes, kv = it->kv_bytes;
 	engine_file_close(f);
+	/* a draft model (the flag's, else the entry's) loads beside it */
+	const char *draft = fl->draft ? fl->draft : me && me->draft[0] ? me->draft : NULL;
+	struct model_entry de;
+	char why[512];
+	it->draft_bytes = 0;
+	if (draft && config_resolve_model(draft, &de, why, sizeof why) == 0) {
+		engine_file *df = de.remote ? NULL : engine_file_open(de.path, why, sizeof why);
+		if (df) {
+			const struct engine_file_info *di = engine_file_info(df);
+			const uint64_t dw = di->tensor_bytes ? di->tensor_bytes : di->file_bytes;
+			const uint64_t dkv = di->kv_bytes_per_pos * it->n_ctx + di->rec_state_bytes;
+			w += dw;
+			kv += dkv;
+			it->draft_bytes = dw + dkv;
+			engine_file_close(df);
+		}
+		config_entry_free(&de);
+	}
+	it->need_bytes = engine_mem_need(w, kv);
 	it->present = true;
 	return 0;
 }

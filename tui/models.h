@@ -41,7 +41,8 @@ struct model_item {
 	uint64_t file_bytes;
 	uint32_t n_ctx;            /* the context it would load with */
 	uint64_t kv_bytes;         /* f16 KV cache at n_ctx */
-	uint64_t need_bytes;       /* file + KV + scratch */
+	uint64_t need_bytes;       /* file + KV + scratch (with the draft model's, when one is set) */
+	uint64_t draft_bytes;      /* of need_bytes, the draft model's weights and KV (0: none) */
 	enum models_fit fit;
 };
 

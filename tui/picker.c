@@ -94,8 +94,14 @@ static void draw_details(struct picker *p, WINDOW *w, int r, int wd, const struc
 		models_fmt_bytes(m->kv_bytes, kv, sizeof kv);
 		models_fmt_bytes(m->need_bytes, need, sizeof need);
 		models_fmt_bytes(s->mem_avail, mem, sizeof mem);
-		snprintf(line, sizeof line, "needs %s (weights %s + KV %s at %u tokens) of %s available: %s", need, sz,
-			 kv, m->n_ctx, s->mem_avail ? mem : "?", models_fit_str(m->fit));
+		char dr[48] = "";
+		if (m->draft_bytes) {
+			char db[32];
+			models_fmt_bytes(m->draft_bytes, db, sizeof db);
+			snprintf(dr, sizeof dr, " + draft %s", db);
+		}
+		snprintf(line, sizeof line, "needs %s (weights %s + KV %s at %u tokens%s) of %s available: %s", need, sz,
+			 kv, m->n_ctx, dr, s->mem_avail ? mem : "?", models_fit_str(m->fit));
 		put(w, r, line, wd - 4, st, ROLE_SIDE);
 	}
 	r++;

@@ -50,7 +50,7 @@ void reply_start(struct app *a)
 	}
 	struct engine_gen_opts g = {.max_tokens = a->set.max_tokens, .add_generation_prompt = true,
 				    .think = a->set.think, .reasoning_effort = a->set.effort[0] ? a->set.effort : NULL,
-				    .reasoning_budget = a->set.budget};
+				    .reasoning_budget = a->set.budget, .spec = a->spec, .draft_max = a->draft_max};
 	int req = m.n ? engine_submit(a->eng, a->conv, m.v, m.n, &a->set.s, &g) : ENGINE_E_INVAL;
 	tr_msgs_free(&m);
 	if (req <= 0) {

@@ -125,6 +125,35 @@ static void section_model(struct pen *p, const struct tui_status *st)
 		line(p, ROLE_SIDE, "context %" PRIu32 ", server-side", st->info.n_ctx);
 	else
 		line(p, ROLE_SIDE, "context %" PRIu32 ", %s", st->info.n_ctx, st->info.template_family);
+	if (st->info.draft[0]) {
+		char d[160];
+		snprintf(d, sizeof d, "draft: %s", st->info.draft);
+		wrapped(p, d, 2);
+	}
+}
+
+/* Speculative decoding: how many guesses held, tokens per pass, and the
+ * speed against plain steps; shown once a reply used it. */
+static void section_spec(struct pen *p, const struct tui_status *st)
+{
+	if (!st->spec[0])
+		return;
+	title(p, "Speculative");
+	if (st->spec_drafted)
+		line(p, ROLE_SIDE, "%s  %.0f%% of %" PRIu32, st->spec, 100.0 * st->spec_accepted / st->spec_drafted,
+		     st->spec_drafted);
+	else
+		line(p, ROLE_SIDE, "%s  no guesses yet", st->spec);
+	if (st->spec_passes) {
+		if (st->spec_speedup > 0)
+			line(p, ROLE_SIDE, "%.1f tok/pass  %.2fx",
+			     (double)(st->spec_accepted + st->spec_passes) / st->spec_passes, st->spec_speedup);
+		else
+			line(p, ROLE_SIDE, "%.1f tok/pass",
+			     (double)(st->spec_accepted + st->spec_passes) / st->spec_passes);
+	}
+	if (st->spec_paused)
+		line(p, ROLE_WARN, "off here: did not pay");
 }
 
 static void section_speed(struct pen *p, const struct tui_status *st)
@@ -174,6 +203,10 @@ static void section_memory(struct pen *p, const struct tui_status *st)
 	models_fmt_bytes(st->mem_avail, c, sizeof c);
 	line(p, ROLE_SIDE, "weights  %s", st->weights_bytes ? a : "-");
 	line(p, ROLE_SIDE, "KV cache %s", st->kv_bytes ? b : "-");
+	if (st->draft_bytes) {
+		models_fmt_bytes(st->draft_bytes, c, sizeof c);
+		line(p, ROLE_SIDE, "draft    %s", c);
+	}
 	line(p, ROLE_SIDE, "free RAM %s", st->mem_avail ? c : "-");
 	if (st->vram_total) {
 		/* the whole device's use, and ttychat's weights + KV + scratch */
@@ -208,6 +241,7 @@ void sidebar_draw(WINDOW *w, const struct tui_status *st, const unsigned long *a
 	wattrset(w, A_NORMAL);
 	section_model(&p, st);
 	section_speed(&p, st);
+	section_spec(&p, st);
 	section_context(&p, st);
 	section_memory(&p, st);
 	section_sampling(&p, st);

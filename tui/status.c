@@ -23,6 +23,8 @@ void status_loaded(struct tui_status *st, const struct engine_event *ev, bool bu
 	st->vram_total = ev->stats.vram_total;
 	st->vram_free = ev->stats.vram_free;
 	st->vram_ours = ev->stats.vram_ours;
+	st->draft_bytes = 0;
+	st->spec[0] = '\0';
 }
 
 void status_submit(struct tui_status *st, double now)
@@ -37,6 +39,21 @@ void status_submit(struct tui_status *st, double now)
 	st->gen_tokens = 0;
 	st->think_tokens = 0;
 	st->have_prompt = false;
+	st->spec[0] = '\0';
+	st->spec_passes = st->spec_drafted = st->spec_accepted = 0;
+	st->spec_speedup = 0;
+}
+
+static void spec_of(struct tui_status *st, const struct engine_stats *s)
+{
+	snprintf(st->spec, sizeof st->spec, "%s", s->spec);
+	st->spec_passes = s->spec_passes;
+	st->spec_drafted = s->spec_drafted;
+	st->spec_accepted = s->spec_accepted;
+	st->spec_speedup = s->spec_speedup;
+	st->spec_paused = s->spec_paused;
+	if (s->draft_bytes)
+		st->draft_bytes = s->draft_bytes;
 }
 
 bool status_token(struct tui_status *st, const struct engine_event *ev, double now)
@@ -64,6 +81,7 @@ bool status_token(struct tui_status *st, const struct engine_event *ev, double n
 	}
 	if (st->n_tok > 1 && st->t_last > st->t_first)
 		st->decode_tps = (st->n_tok - 1) / ((st->t_last - st->t_first) / 1e3);
+	spec_of(st, &ev->stats);
 	return first;
 }
 
@@ -85,6 +103,7 @@ void status_done(struct tui_status *st, const struct engine_stats *s)
 		st->vram_total = s->vram_total;
 		st->vram_free = s->vram_free;
 		st->vram_ours = s->vram_ours;
+		spec_of(st, s);
 	}
 	st->phase = st->have_info ? PH_IDLE : PH_NOMODEL;
 }

@@ -33,6 +33,13 @@ struct tui_status {
 	bool have_prompt;
 	uint64_t weights_bytes, kv_bytes, mem_avail;
 	uint64_t vram_total, vram_free, vram_ours;  /* GPU memory; all 0 on the CPU */
+	/* speculative decoding in the current or last reply (engine_stats's
+	 * spec fields; spec[0] == 0: none ran) and the draft model's memory */
+	char spec[8];
+	uint32_t spec_passes, spec_drafted, spec_accepted;
+	double spec_speedup;
+	bool spec_paused;
+	uint64_t draft_bytes;
 	struct engine_sampling s;
 	char advice[64];             /* sampling fields the model file advised ("temp, top-p"), "" none */
 	int32_t max_tokens;
