@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 
+import serveproc
 from checks import check, report
 
 BIN = os.environ.get("TTYCHAT_BIN", "./ttychat")
@@ -111,6 +112,18 @@ def main():
         check(rc == 0 and isinstance(rows, list) and {r["task"] for r in rows} == {"write", "edit"} and
               all(r["spec"] == "ngram" and r["plain_tps"] > 0 and r["spec_tps"] > 0 for r in rows),
               "bench --spec ngram --json (%d, %r, %r)" % (rc, out[:300], err))
+
+        # serve: the guesses in each response's timings
+        sp_, port, log = serveproc.start(BIN, ["-m", DENSE, "--draft", DRAFT, "-t", "2"], ENV, tmp)
+        try:
+            st, _, body = serveproc.request(port, "POST", "/v1/chat/completions", {
+                "messages": [{"role": "user", "content": "one two three one two three"}], "max_tokens": 32,
+                "temperature": 0, "ignore_eos": True}) if port else (None, {}, None)
+            t = body.get("timings", {}) if isinstance(body, dict) else {}
+            check(st == 200 and t.get("draft_n", 0) > 0 and 0 <= t.get("draft_n_accepted", -1) <= t["draft_n"] and
+                  "draft_speedup" in t, "serve --draft: timings %r" % t)
+        finally:
+            serveproc.stop(sp_)
 
         # real files
         if os.path.exists(SMOL) and os.path.exists(QWEN05):
