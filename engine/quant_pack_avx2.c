@@ -297,6 +297,93 @@ DEC void q4k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, 
 		store_rows(y + 8, acc1, n1);
 }
 
+/* q4k_sums for two tokens at once: each weight vector is loaded and
+ * unpacked once for both (a verification pass of speculative decoding
+ * reads the weights once for its guesses, as decode does for one). */
+INL void q4k_sums2(const uint8_t *Q, const int8_t *qa, const int8_t *qb, __m256i *Sa, __m256i *Sb)
+{
+	enum { UNIT = 2 * (2048 + 256 + 64) };
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+#pragma GCC unroll 1
+	for (int c = 0; c < 4; c++) {
+		__m256i la0 = _mm256_setzero_si256(), ha0 = la0, la1 = la0, ha1 = la0;
+		__m256i lb0 = la0, hb0 = la0, lb1 = la0, hb1 = la0;
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++) {
+			const uint8_t *V = Q + (c * 8 + j) * 64;
+			PREFETCH_UNIT(V, UNIT);
+			const __m256i v0 = load256(V), v1 = load256(V + 32);
+			const __m256i v0l = _mm256_and_si256(v0, m4), v0h = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4);
+			const __m256i v1l = _mm256_and_si256(v1, m4), v1h = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);
+			const __m256i xal = bcast4(qa + 64 * c + 4 * j), xah = bcast4(qa + 64 * c + 32 + 4 * j);
+			la0 = _mm256_add_epi16(la0, _mm256_maddubs_epi16(v0l, xal));
+			ha0 = _mm256_add_epi16(ha0, _mm256_maddubs_epi16(v0h, xah));
+			la1 = _mm256_add_epi16(la1, _mm256_maddubs_epi16(v1l, xal));
+			ha1 = _mm256_add_epi16(ha1, _mm256_maddubs_epi16(v1h, xah));
+			const __m256i xbl = bcast4(qb + 64 * c + 4 * j), xbh = bcast4(qb + 64 * c + 32 + 4 * j);
+			lb0 = _mm256_add_epi16(lb0, _mm256_maddubs_epi16(v0l, xbl));
+			hb0 = _mm256_add_epi16(hb0, _mm256_maddubs_epi16(v0h, xbh));
+			lb1 = _mm256_add_epi16(lb1, _mm256_maddubs_epi16(v1l, xbl));
+			hb1 = _mm256_add_epi16(hb1, _mm256_maddubs_epi16(v1h, xbh));
+		}
+		Sa[4 * c] = la0;
+		Sa[4 * c + 1] = ha0;
+		Sa[4 * c + 2] = la1;
+		Sa[4 * c + 3] = ha1;
+		Sb[4 * c] = lb0;
+		Sb[4 * c + 1] = hb0;
+		Sb[4 * c + 2] = lb1;
+		Sb[4 * c + 3] = hb1;
+	}
+}
+
+/* q4k_dec for two tokens (activation rows XA, XB; outputs YA, YB): the
+ * same sums, in the same order, so each token's result is bit for bit
+ * the one q4k_dec gives. */
+DEC void q4k_dec2(const uint8_t *grp, int64_t nb, const uint8_t *xa, const uint8_t *xb, float *ya, float *yb,
+		  int n0, int n1)
+{
+	const struct ak_row a = ak_row_at(xa, nb, ak_qoff(nb)), bb = ak_row_at(xb, nb, ak_qoff(nb));
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, bcc0 = acc0, bcc1 = acc0;
+	__m256i SA[2][16], SB[2][16];
+
+	for (int64_t b = 0; b < nb; b += 2) {
+		const int n = b + 1 < nb ? 2 : 1;
+		const struct kblk k0 = q4k_at(grp, b), k1 = q4k_at(grp, b + 1);
+		q4k_sums2(k0.Q, a.q + 256 * b, bb.q + 256 * b, SA[0], SB[0]);
+		if (n == 2)
+			q4k_sums2(k1.Q, a.q + 256 * b + 256, bb.q + 256 * b + 256, SA[1], SB[1]);
+#pragma GCC unroll 10
+		for (int l = 0; l < 10; l++)
+			PREFETCH_UNIT(k0.A + 64 * l, 2 * (2048 + 256 + 64));
+		__m256i i[2][4];
+		q4k_scale(k0.A, SA[0], a.b32 + 8 * b, &i[0][0], &i[0][1], &i[0][2], &i[0][3]);
+		if (n == 2)
+			q4k_scale(k1.A, SA[1], a.b32 + 8 * b + 8, &i[1][0], &i[1][1], &i[1][2], &i[1][3]);
+		acc0 = kend(acc0, k0.S, 0, a.d[b], i[0][0], i[0][2]);
+		acc1 = kend(acc1, k0.S, 1, a.d[b], i[0][1], i[0][3]);
+		if (n == 2) {
+			acc0 = kend(acc0, k1.S, 0, a.d[b + 1], i[1][0], i[1][2]);
+			acc1 = kend(acc1, k1.S, 1, a.d[b + 1], i[1][1], i[1][3]);
+		}
+		q4k_scale(k0.A, SB[0], bb.b32 + 8 * b, &i[0][0], &i[0][1], &i[0][2], &i[0][3]);
+		if (n == 2)
+			q4k_scale(k1.A, SB[1], bb.b32 + 8 * b + 8, &i[1][0], &i[1][1], &i[1][2], &i[1][3]);
+		bcc0 = kend(bcc0, k0.S, 0, bb.d[b], i[0][0], i[0][2]);
+		bcc1 = kend(bcc1, k0.S, 1, bb.d[b], i[0][1], i[0][3]);
+		if (n == 2) {
+			bcc0 = kend(bcc0, k1.S, 0, bb.d[b + 1], i[1][0], i[1][2]);
+			bcc1 = kend(bcc1, k1.S, 1, bb.d[b + 1], i[1][1], i[1][3]);
+		}
+	}
+	store_rows(ya, acc0, n0);
+	store_rows(yb, bcc0, n0);
+	if (n1) {
+		store_rows(ya + 8, acc1, n1);
+		store_rows(yb + 8, bcc1, n1);
+	}
+}
+
 /* Prefill: NT tokens against the 8 rows of half h of a group. */
 INL void q4k_pre(const int NT, const uint8_t *grp, int h, int64_t nb, const uint8_t *x0, size_t xs,
 		 float *y, int64_t ys, int nr)
@@ -371,8 +458,43 @@ INL void q4k_pre(const int NT, const uint8_t *grp, int h, int64_t nb, const uint
 		}                                                                                    \
 	}
 
+/* The same with a two-token decode kernel: a batch of up to SMALL_NT
+ * tokens (a speculative verification pass) goes through it in pairs,
+ * reading the weights once per pair, instead of the prefill tiles, whose
+ * unpacking pays off only over more tokens. */
+#ifndef SMALL_NT
+#define SMALL_NT 4
+#endif
+#define PMUL2(name, DEC, DEC2, PRE, NB)                                                              \
+	API void name(const void *packed, size_t gb, int64_t g0, int64_t g1, int64_t rows, int64_t cols, \
+		      const void *xact, size_t xs, int64_t nt, float *y, int64_t ys)                   \
+	{                                                                                            \
+		const int64_t nb = cols / (NB);                                                      \
+		const uint8_t *x = xact;                                                             \
+		for (int64_t g = g0; g < g1; g++) {                                                  \
+			const uint8_t *grp = (const uint8_t *)packed + (size_t)g * gb;               \
+			float *yg = y + g * G;                                                       \
+			const int n0 = half_rows(g, 0, rows), n1 = half_rows(g, 1, rows);            \
+			if (nt <= SMALL_NT) {                                                        \
+				int64_t t = 0;                                                       \
+				for (; t + 2 <= nt; t += 2)                                          \
+					DEC2(grp, nb, x + t * xs, x + (t + 1) * xs, yg + t * ys,     \
+					     yg + (t + 1) * ys, n0, n1);                             \
+				if (t < nt)                                                          \
+					DEC(grp, nb, x + t * xs, yg + t * ys, n0, n1);               \
+				continue;                                                            \
+			}                                                                            \
+			for (int h = 0; h < 2; h++) {                                                \
+				const int nr = half_rows(g, h, rows);                                \
+				if (nr == 0)                                                         \
+					break;                                                       \
+				TILES4(PRE##_CALL);                                                  \
+			}                                                                            \
+		}                                                                                    \
+	}
+
 #define q4k_pre_CALL(w) q4k_pre(w, grp, h, nb, x + t * xs, xs, yg + t * ys + 8 * h, ys, nr)
-PMUL(pmul_q4_k, q4k_dec, q4k_pre, 256)
+PMUL2(pmul_q4_k, q4k_dec, q4k_dec2, q4k_pre, 256)
 
 /* ---- Q6_K ---------------------------------------------------------------------------- */
 /*
@@ -539,6 +661,108 @@ DEC void q6k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, 
 		store_rows(y + 8, acc1, n1);
 }
 
+/* q6k_sums for two tokens: each 6-bit vector is built once for both. */
+INL void q6k_sums2(const uint8_t *Q, const int8_t *qa, const int8_t *qb, __m256i *SA, __m256i *SB)
+{
+	enum { UNIT = 2 * (3072 + 256 + 32) };
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+#pragma GCC unroll 1
+	for (int h2 = 0; h2 < 2; h2++)
+#pragma GCC unroll 1
+		for (int jp = 0; jp < 4; jp++)
+#pragma GCC unroll 1
+			for (int cp = 0; cp < 2; cp++) {
+				__m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00;
+				__m256i b00 = a00, b01 = a00, b10 = a00, b11 = a00;
+#pragma GCC unroll 2
+				for (int jj = 0; jj < 2; jj++) {
+					const int j = 2 * jp + jj;
+					const uint8_t *V = Q + (size_t)((h2 * 8 + j) * 3) * 64;
+					if (cp == 0) {
+						PREFETCH_UNIT(V, UNIT);
+						PREFETCH_UNIT(V + 64, UNIT);
+						PREFETCH_UNIT(V + 128, UNIT);
+					}
+					const int oa = 128 * h2 + 32 * cp + 4 * j, ob = 128 * h2 + 32 * (cp + 2) + 4 * j;
+					__m256i l = load256(V + 64 * cp), hb = load256(V + 128);
+					__m256i ha = cp ? _mm256_slli_epi16(hb, 2) : _mm256_slli_epi16(hb, 4);
+					__m256i hc = cp ? _mm256_srli_epi16(hb, 2) : hb;
+					__m256i wa = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(ha, m30));
+					__m256i wb = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4),
+								     _mm256_and_si256(hc, m30));
+					a00 = _mm256_add_epi16(a00, _mm256_maddubs_epi16(wa, bcast4(qa + oa)));
+					a01 = _mm256_add_epi16(a01, _mm256_maddubs_epi16(wb, bcast4(qa + ob)));
+					b00 = _mm256_add_epi16(b00, _mm256_maddubs_epi16(wa, bcast4(qb + oa)));
+					b01 = _mm256_add_epi16(b01, _mm256_maddubs_epi16(wb, bcast4(qb + ob)));
+					l = load256(V + 64 * cp + 32);
+					hb = load256(V + 160);
+					ha = cp ? _mm256_slli_epi16(hb, 2) : _mm256_slli_epi16(hb, 4);
+					hc = cp ? _mm256_srli_epi16(hb, 2) : hb;
+					wa = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(ha, m30));
+					wb = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4),
+							     _mm256_and_si256(hc, m30));
+					a10 = _mm256_add_epi16(a10, _mm256_maddubs_epi16(wa, bcast4(qa + oa)));
+					a11 = _mm256_add_epi16(a11, _mm256_maddubs_epi16(wb, bcast4(qa + ob)));
+					b10 = _mm256_add_epi16(b10, _mm256_maddubs_epi16(wa, bcast4(qb + oa)));
+					b11 = _mm256_add_epi16(b11, _mm256_maddubs_epi16(wb, bcast4(qb + ob)));
+				}
+				__m256i *o = SA + 4 * ((h2 * 4 + jp) * 2 + cp), *u = SB + 4 * ((h2 * 4 + jp) * 2 + cp);
+				o[0] = a00;
+				o[1] = a01;
+				o[2] = a10;
+				o[3] = a11;
+				u[0] = b00;
+				u[1] = b01;
+				u[2] = b10;
+				u[3] = b11;
+			}
+}
+
+/* q6k_dec for two tokens, each bit for bit as q6k_dec gives it. */
+DEC void q6k_dec2(const uint8_t *grp, int64_t nb, const uint8_t *xa, const uint8_t *xb, float *ya, float *yb,
+		  int n0, int n1)
+{
+	enum { UNIT = 2 * (3072 + 256 + 32) };
+	const struct ak_row ra = ak_row_at(xa, nb, ak_qoff(nb)), rb = ak_row_at(xb, nb, ak_qoff(nb));
+	__m256 acc[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()}};
+	__m256i SA[2][64], SB[2][64];
+
+	for (int64_t b = 0; b < nb; b += 2) {
+		const int n = b + 1 < nb ? 2 : 1;
+		const struct kblk k0 = q6k_at(grp, b), k1 = q6k_at(grp, b + 1);
+		q6k_sums2(k0.Q, ra.q + 256 * b, rb.q + 256 * b, SA[0], SB[0]);
+		if (n == 2)
+			q6k_sums2(k1.Q, ra.q + 256 * b + 256, rb.q + 256 * b + 256, SA[1], SB[1]);
+#pragma GCC unroll 9
+		for (int l = 0; l < 9; l++)
+			PREFETCH_UNIT(k0.A + 64 * l, UNIT);
+		for (int t = 0; t < 2; t++) {
+			const struct ak_row *a = t ? &rb : &ra;
+			__m256i(*S16)[64] = t ? SB : SA;
+			__m256i i00, i01, i10 = _mm256_setzero_si256(), i11 = i10;
+			q6k_scale(k0.A, S16[0], a->b16 + 16 * b, &i00, &i01);
+			if (n == 2)
+				q6k_scale(k1.A, S16[1], a->b16 + 16 * b + 16, &i10, &i11);
+			__m256 xd = _mm256_set1_ps(a->d[b]);
+			acc[t][0] = _mm256_fmadd_ps(_mm256_mul_ps(half8(k0.S), xd), _mm256_cvtepi32_ps(i00), acc[t][0]);
+			acc[t][1] = _mm256_fmadd_ps(_mm256_mul_ps(half8(k0.S + 16), xd), _mm256_cvtepi32_ps(i01), acc[t][1]);
+			if (n == 2) {
+				xd = _mm256_set1_ps(a->d[b + 1]);
+				acc[t][0] = _mm256_fmadd_ps(_mm256_mul_ps(half8(k1.S), xd), _mm256_cvtepi32_ps(i10),
+							    acc[t][0]);
+				acc[t][1] = _mm256_fmadd_ps(_mm256_mul_ps(half8(k1.S + 16), xd), _mm256_cvtepi32_ps(i11),
+							    acc[t][1]);
+			}
+		}
+	}
+	store_rows(ya, acc[0][0], n0);
+	store_rows(yb, acc[1][0], n0);
+	if (n1) {
+		store_rows(ya + 8, acc[0][1], n1);
+		store_rows(yb + 8, acc[1][1], n1);
+	}
+}
+
 INL void q6k_pre(const int NT, const uint8_t *grp, int h, int64_t nb, const uint8_t *x0, size_t xs,
 		 float *y, int64_t ys, int nr)
 {
@@ -593,7 +817,7 @@ INL void q6k_pre(const int NT, const uint8_t *grp, int h, int64_t nb, const uint
 }
 
 #define q6k_pre_CALL(w) q6k_pre(w, grp, h, nb, x + t * xs, xs, yg + t * ys + 8 * h, ys, nr)
-PMUL(pmul_q6_k, q6k_dec, q6k_pre, 256)
+PMUL2(pmul_q6_k, q6k_dec, q6k_dec2, q6k_pre, 256)
 
 /* ---- Q5_K ---------------------------------------------------------------------------- */
 /*

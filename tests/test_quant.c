@@ -1145,6 +1145,26 @@ static void test_packed_fixed(uint32_t t, int64_t rows, int64_t n, void (*fix)(u
 			      tname(t), quant_level_name(lv), m.packed != NULL, (long long)rows, (long long)n,
 			      (long long)r0, (long long)r1, (long long)nt, bad, touched);
 		}
+		if (m.packed && strcmp(quant_level_name(lv), "avx2") == 0 &&
+		    (t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K) && ntok >= 4) {
+			/* small batches (speculative verification) go through the
+			 * decode kernel two tokens at a time: each token's row is
+			 * bit for bit its one-token product */
+			float *y1 = malloc(sizeof(float) * (size_t)ys * 4);
+			if (!y1)
+				abort();
+			for (int64_t k = 0; k < 4; k++)
+				quant_matrix_mul(&m, 0, rows, mx + (size_t)k * xs, xs, 1, y1 + k * ys, ys);
+			for (int64_t nt = 2; nt <= 4; nt++) {
+				quant_matrix_mul(&m, 0, rows, mx, xs, nt, y, ys);
+				int same = 1;
+				for (int64_t k = 0; k < nt; k++)
+					same &= memcmp(y + k * ys, y1 + k * ys, sizeof(float) * (size_t)rows) == 0;
+				CHECK(same, "%s avx2 %lld tokens: not the one-token products bit for bit", tname(t),
+				      (long long)nt);
+			}
+			free(y1);
+		}
 		if (m.packed) {
 			/* the same packing into caller-owned memory gives the same bytes */
 			struct quant_matrix m2;
