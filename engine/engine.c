@@ -1599,7 +1599,14 @@ struct spec_run {
 	bool may_pause;            /* AUTO */
 	bool paused;
 	uint32_t paused_at;        /* gen count when paused */
-	int cap, max;              /* the request's cap; the adaptive length */
+	int cap;                   /* the request's cap on guesses per pass */
+	/* the length model: a pass of T tokens costs cost[T] ms (measured,
+	 * running means; cost[1] is a plain step), each guess of the draft
+	 * model draft_ms, and a guess holds with probability alpha (acc / (acc
+	 * + rej): accepted guesses against passes cut by a rejection) */
+	double cost[SPEC_MAX_DRAFT + 2];
+	double draft_ms;
+	double acc, rej;
 	/* the pass under verification */
 	bool active;
 	int32_t draft[SPEC_MAX_DRAFT];
@@ -1619,6 +1626,38 @@ struct spec_run {
 	uint32_t spec_tokens, win_tokens, win_passes;
 	uint32_t gen;              /* tokens through spec_advance */
 };
+
+static void spec_cost(struct spec_run *sp, int T, double ms)
+{
+	if (T < 1 || T > SPEC_MAX_DRAFT + 1)
+		return;
+	sp->cost[T] = sp->cost[T] > 0 ? 0.7 * sp->cost[T] + 0.3 * ms : ms;
+}
+
+/* Guesses to ask for: the k (1..cap) with the most tokens per ms, a pass
+ * of k guesses giving 1 + a + a^2 + .. + a^k tokens on average for
+ * cost[k + 1] + k * draft_ms.  A length not timed yet is priced
+ * hopefully (cost[1] x (1 + (T - 1) / 4), the memory-bound ideal with some
+ * compute): it gets tried and measured.  Until passes have been seen, a
+ * guess is taken to hold 3 times in 4. */
+static int spec_length(const struct spec_run *sp)
+{
+	if (sp->cost[1] <= 0)
+		return sp->cap;
+	const double a = sp->acc + sp->rej > 0.5 ? sp->acc / (sp->acc + sp->rej) : 0.75;
+	int best = 1;
+	double best_rate = 0, tokens = 1, ak = 1;
+	for (int k = 1; k <= sp->cap; k++) {
+		ak *= a;
+		tokens += ak;
+		const double c = (sp->cost[k + 1] > 0 ? sp->cost[k + 1] : sp->cost[1] * (1 + k / 4.0)) + k * sp->draft_ms;
+		if (tokens / c > best_rate) {
+			best_rate = tokens / c;
+			best = k;
+		}
+	}
+	return best;
+}
 
 static uint32_t committed(const struct kv_cache *kv, const struct spec_run *sp)
 {
@@ -1695,8 +1734,13 @@ static int spec_guess(engine *e, const struct request *r, struct kv_cache *kv, s
 	const uint32_t n = committed(kv, sp) + (uint32_t)sp->n_prefix;
 	if (sp->mode == ENGINE_SPEC_DRAFT) {
 		double catchup = 0;
+		const double t0 = now_ms();
 		int k = spec_draft_run(&e->draft, r->conv, kv->tokens, n, id, max, out, &catchup);
 		sp->cycle_t0 += catchup;   /* the draft's prefill is not the guesses' cost */
+		if (k > 0) {
+			const double per = (now_ms() - t0 - catchup) / k;
+			sp->draft_ms = sp->draft_ms > 0 ? 0.8 * sp->draft_ms + 0.2 * per : per;
+		}
 		return k > 0 ? k : 0;
 	}
 	return spec_ngram_draft(kv->tokens, n, id, max, out);
@@ -1717,11 +1761,10 @@ static int spec_advance(engine *e, const struct request *r, struct kv_cache *kv,
 			memcpy(e->fwd.logits, e->fwd.logits + (size_t)(sp->row0 + sp->next) * nv, nv * sizeof(float));
 			return 0;
 		}
-		/* the pass ends: adapt the length to what it took */
-		if (sp->next == sp->n_draft)
-			sp->max = sp->max + 2 < sp->cap ? sp->max + 2 : sp->cap;
-		else
-			sp->max = sp->next + 2 < sp->cap ? sp->next + 2 : sp->cap;
+		/* the pass ends: what it says of the guesses' odds (decayed, so a
+		 * change of task shows) */
+		sp->acc = 0.95 * sp->acc + sp->next;
+		sp->rej = 0.95 * sp->rej + (sp->next < sp->n_draft);
 		spec_cut(kv, sp);
 	}
 	spec_cycle_end(sp, st);
@@ -1734,7 +1777,7 @@ static int spec_advance(engine *e, const struct request *r, struct kv_cache *kv,
 	batch[P] = id;
 	const bool probe = sp->n_plain < 2 || sp->since_plain >= SPEC_PROBE_EVERY;
 	if (sp->mode != ENGINE_SPEC_OFF && !sp->paused && !probe) {
-		int max = sp->max;
+		int max = spec_length(sp);
 		const uint32_t room = e->n_ctx - (kv->n + (uint32_t)P + 1 < e->n_ctx ? kv->n + (uint32_t)P + 1 : e->n_ctx);
 		if ((uint32_t)max > room)
 			max = (int)room;
@@ -1750,16 +1793,22 @@ static int spec_advance(engine *e, const struct request *r, struct kv_cache *kv,
 		sp->cycle_spec = P > 0;
 		if (P == 0)
 			sp->since_plain = 0;
-		return eval_step(e, r, kv, batch, P + 1);
+		const double t0 = now_ms();
+		rc = eval_step(e, r, kv, batch, P + 1);
+		if (rc == 0)
+			spec_cost(sp, P + 1, now_ms() - t0);
+		return rc;
 	}
 	sp->since_plain++;
 	sp->cycle_spec = true;
 	sp->base = kv->n;
 	if (kv->n_rec > 0)
 		memcpy(sp->rs_save, kv->rs, (size_t)kv->n_rec * kv->rs_floats * sizeof(float));
+	const double t0 = now_ms();
 	rc = eval_rows(e, r, kv, batch, P + 1 + k, true);
 	if (rc)
 		return rc;
+	spec_cost(sp, P + 1 + k, now_ms() - t0);
 	memcpy(sp->draft, batch + P + 1, (size_t)k * sizeof *batch);
 	sp->n_draft = k;
 	sp->next = 0;
@@ -1782,7 +1831,7 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, bool 
 		sp.mode = e->draft.loaded ? ENGINE_SPEC_DRAFT : ENGINE_SPEC_NGRAM;
 	if (sp.cap > SPEC_MAX_DRAFT)
 		sp.cap = SPEC_MAX_DRAFT;
-	sp.max = sp.cap;
+
 	struct gen g = {.e = e, .r = r, .st = st, .ans = {.cap = 256}, .think = {.cap = 256}};
 	struct reasoning_loop loop;
 	tok_decoder *dec = NULL;
