@@ -260,6 +260,23 @@ INL void q4k_scale(const uint8_t *A, const __m256i *S16, const int16_t *b32, __m
 	*M1 = kmins(A, 1, b32);
 }
 
+/* A unit's (blocks b and b + 1, N of them) scaled sums from their int16
+ * sums S16 into the two halves' accumulators, for the token of row A. */
+INL void q4k_unit_end(const struct kblk *k0, const struct kblk *k1, int n, __m256i (*S16)[16],
+		      const struct ak_row *a, int64_t b, __m256 *acc0, __m256 *acc1)
+{
+	__m256i i[2][4];
+	q4k_scale(k0->A, S16[0], a->b32 + 8 * b, &i[0][0], &i[0][1], &i[0][2], &i[0][3]);
+	if (n == 2)
+		q4k_scale(k1->A, S16[1], a->b32 + 8 * b + 8, &i[1][0], &i[1][1], &i[1][2], &i[1][3]);
+	*acc0 = kend(*acc0, k0->S, 0, a->d[b], i[0][0], i[0][2]);
+	*acc1 = kend(*acc1, k0->S, 1, a->d[b], i[0][1], i[0][3]);
+	if (n == 2) {
+		*acc0 = kend(*acc0, k1->S, 0, a->d[b + 1], i[1][0], i[1][2]);
+		*acc1 = kend(*acc1, k1->S, 1, a->d[b + 1], i[1][1], i[1][3]);
+	}
+}
+
 /* Decode: one token against the 16 rows of a group, a unit (two blocks)
  * at a time in address order: both blocks' quants, then their scales
  * (the int16 sub-block sums wait in L1).  Streaming in address order
@@ -281,16 +298,7 @@ DEC void q4k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, 
 #pragma GCC unroll 10
 		for (int l = 0; l < 10; l++)
 			PREFETCH_UNIT(k0.A + 64 * l, 2 * (2048 + 256 + 64));
-		__m256i i[2][4];
-		q4k_scale(k0.A, S16[0], a.b32 + 8 * b, &i[0][0], &i[0][1], &i[0][2], &i[0][3]);
-		if (n == 2)
-			q4k_scale(k1.A, S16[1], a.b32 + 8 * b + 8, &i[1][0], &i[1][1], &i[1][2], &i[1][3]);
-		acc0 = kend(acc0, k0.S, 0, a.d[b], i[0][0], i[0][2]);
-		acc1 = kend(acc1, k0.S, 1, a.d[b], i[0][1], i[0][3]);
-		if (n == 2) {
-			acc0 = kend(acc0, k1.S, 0, a.d[b + 1], i[1][0], i[1][2]);
-			acc1 = kend(acc1, k1.S, 1, a.d[b + 1], i[1][1], i[1][3]);
-		}
+		q4k_unit_end(&k0, &k1, n, S16, &a, b, &acc0, &acc1);
 	}
 	store_rows(y, acc0, n0);
 	if (n1)
@@ -356,25 +364,8 @@ DEC void q4k_dec2(const uint8_t *grp, int64_t nb, const uint8_t *xa, const uint8
 #pragma GCC unroll 10
 		for (int l = 0; l < 10; l++)
 			PREFETCH_UNIT(k0.A + 64 * l, 2 * (2048 + 256 + 64));
-		__m256i i[2][4];
-		q4k_scale(k0.A, SA[0], a.b32 + 8 * b, &i[0][0], &i[0][1], &i[0][2], &i[0][3]);
-		if (n == 2)
-			q4k_scale(k1.A, SA[1], a.b32 + 8 * b + 8, &i[1][0], &i[1][1], &i[1][2], &i[1][3]);
-		acc0 = kend(acc0, k0.S, 0, a.d[b], i[0][0], i[0][2]);
-		acc1 = kend(acc1, k0.S, 1, a.d[b], i[0][1], i[0][3]);
-		if (n == 2) {
-			acc0 = kend(acc0, k1.S, 0, a.d[b + 1], i[1][0], i[1][2]);
-			acc1 = kend(acc1, k1.S, 1, a.d[b + 1], i[1][1], i[1][3]);
-		}
-		q4k_scale(k0.A, SB[0], bb.b32 + 8 * b, &i[0][0], &i[0][1], &i[0][2], &i[0][3]);
-		if (n == 2)
-			q4k_scale(k1.A, SB[1], bb.b32 + 8 * b + 8, &i[1][0], &i[1][1], &i[1][2], &i[1][3]);
-		bcc0 = kend(bcc0, k0.S, 0, bb.d[b], i[0][0], i[0][2]);
-		bcc1 = kend(bcc1, k0.S, 1, bb.d[b], i[0][1], i[0][3]);
-		if (n == 2) {
-			bcc0 = kend(bcc0, k1.S, 0, bb.d[b + 1], i[1][0], i[1][2]);
-			bcc1 = kend(bcc1, k1.S, 1, bb.d[b + 1], i[1][1], i[1][3]);
-		}
+		q4k_unit_end(&k0, &k1, n, SA, &a, b, &acc0, &acc1);
+		q4k_unit_end(&k0, &k1, n, SB, &bb, b, &bcc0, &bcc1);
 	}
 	store_rows(ya, acc0, n0);
 	store_rows(yb, bcc0, n0);
@@ -625,6 +616,24 @@ INL void q6k_scale(const uint8_t *A, const __m256i *S16, const int16_t *b16, __m
 	*I1 = is1;
 }
 
+/* A unit's scaled sums into the halves' accumulators (as q4k_unit_end). */
+INL void q6k_unit_end(const struct kblk *k0, const struct kblk *k1, int n, __m256i (*S16)[64],
+		      const struct ak_row *a, int64_t b, __m256 *acc0, __m256 *acc1)
+{
+	__m256i i00, i01, i10 = _mm256_setzero_si256(), i11 = i10;
+	q6k_scale(k0->A, S16[0], a->b16 + 16 * b, &i00, &i01);
+	if (n == 2)
+		q6k_scale(k1->A, S16[1], a->b16 + 16 * b + 16, &i10, &i11);
+	__m256 xd = _mm256_set1_ps(a->d[b]);
+	*acc0 = _mm256_fmadd_ps(_mm256_mul_ps(half8(k0->S), xd), _mm256_cvtepi32_ps(i00), *acc0);
+	*acc1 = _mm256_fmadd_ps(_mm256_mul_ps(half8(k0->S + 16), xd), _mm256_cvtepi32_ps(i01), *acc1);
+	if (n == 2) {
+		xd = _mm256_set1_ps(a->d[b + 1]);
+		*acc0 = _mm256_fmadd_ps(_mm256_mul_ps(half8(k1->S), xd), _mm256_cvtepi32_ps(i10), *acc0);
+		*acc1 = _mm256_fmadd_ps(_mm256_mul_ps(half8(k1->S + 16), xd), _mm256_cvtepi32_ps(i11), *acc1);
+	}
+}
+
 /* Decode: a unit (two blocks) at a time in address order, as q4k_dec. */
 DEC void q6k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, int n0, int n1)
 {
@@ -643,18 +652,7 @@ DEC void q6k_dec(const uint8_t *grp, int64_t nb, const uint8_t *xrow, float *y, 
 #pragma GCC unroll 9
 		for (int l = 0; l < 9; l++)
 			PREFETCH_UNIT(k0.A + 64 * l, UNIT);
-		__m256i i00, i01, i10 = _mm256_setzero_si256(), i11 = i10;
-		q6k_scale(k0.A, S16[0], a.b16 + 16 * b, &i00, &i01);
-		if (n == 2)
-			q6k_scale(k1.A, S16[1], a.b16 + 16 * b + 16, &i10, &i11);
-		__m256 xd = _mm256_set1_ps(a.d[b]);
-		acc0 = _mm256_fmadd_ps(_mm256_mul_ps(half8(k0.S), xd), _mm256_cvtepi32_ps(i00), acc0);
-		acc1 = _mm256_fmadd_ps(_mm256_mul_ps(half8(k0.S + 16), xd), _mm256_cvtepi32_ps(i01), acc1);
-		if (n == 2) {
-			xd = _mm256_set1_ps(a.d[b + 1]);
-			acc0 = _mm256_fmadd_ps(_mm256_mul_ps(half8(k1.S), xd), _mm256_cvtepi32_ps(i10), acc0);
-			acc1 = _mm256_fmadd_ps(_mm256_mul_ps(half8(k1.S + 16), xd), _mm256_cvtepi32_ps(i11), acc1);
-		}
+		q6k_unit_end(&k0, &k1, n, S16, &a, b, &acc0, &acc1);
 	}
 	store_rows(y, acc0, n0);
 	if (n1)
@@ -736,24 +734,8 @@ DEC void q6k_dec2(const uint8_t *grp, int64_t nb, const uint8_t *xa, const uint8
 #pragma GCC unroll 9
 		for (int l = 0; l < 9; l++)
 			PREFETCH_UNIT(k0.A + 64 * l, UNIT);
-		for (int t = 0; t < 2; t++) {
-			const struct ak_row *a = t ? &rb : &ra;
-			__m256i(*S16)[64] = t ? SB : SA;
-			__m256i i00, i01, i10 = _mm256_setzero_si256(), i11 = i10;
-			q6k_scale(k0.A, S16[0], a->b16 + 16 * b, &i00, &i01);
-			if (n == 2)
-				q6k_scale(k1.A, S16[1], a->b16 + 16 * b + 16, &i10, &i11);
-			__m256 xd = _mm256_set1_ps(a->d[b]);
-			acc[t][0] = _mm256_fmadd_ps(_mm256_mul_ps(half8(k0.S), xd), _mm256_cvtepi32_ps(i00), acc[t][0]);
-			acc[t][1] = _mm256_fmadd_ps(_mm256_mul_ps(half8(k0.S + 16), xd), _mm256_cvtepi32_ps(i01), acc[t][1]);
-			if (n == 2) {
-				xd = _mm256_set1_ps(a->d[b + 1]);
-				acc[t][0] = _mm256_fmadd_ps(_mm256_mul_ps(half8(k1.S), xd), _mm256_cvtepi32_ps(i10),
-							    acc[t][0]);
-				acc[t][1] = _mm256_fmadd_ps(_mm256_mul_ps(half8(k1.S + 16), xd), _mm256_cvtepi32_ps(i11),
-							    acc[t][1]);
-			}
-		}
+		q6k_unit_end(&k0, &k1, n, SA, &ra, b, &acc[0][0], &acc[0][1]);
+		q6k_unit_end(&k0, &k1, n, SB, &rb, b, &acc[1][0], &acc[1][1]);
 	}
 	store_rows(ya, acc[0][0], n0);
 	store_rows(yb, acc[1][0], n0);
