@@ -48,6 +48,7 @@
 #include "forward_cuda.h"
 #include "gdn.h"
 #include "gguf.h"
+#include "kvquant.h"
 #include "quant.h"
 
 /* One matrix product of a fused group: y[t * y_stride + r] = W_r . x_t. */
@@ -927,15 +928,16 @@ static void attn_task(void *ctx, int ith, int nth)
 	const int D = (int)(ly->head_dim ? ly->head_dim : hp->head_dim);
 	const int group = H / G;
 	float *scores = f->scores + (size_t)ith * f->n_ctx * (size_t)group * ATTN_TOKS;
-	uint16_t *qh = f->qh + (size_t)ith * (size_t)D;
 	float *vrow = f->vrow + (size_t)ith * (size_t)D;
-	const size_t qq_bytes = quant_act_row_bytes(GGML_TYPE_Q8_0, D);
+	float *qrot = f->qrot + (size_t)ith * (size_t)D;
+	const size_t qq_bytes = f->qq_row;
 	void *qq = (char *)f->qq + (size_t)ith * qq_bytes;
 	const char *kbase = kv->k[j->layer], *vbase = kv->v[j->layer];
-	const size_t head_bytes = ggml_row_bytes(kv->type, (uint64_t)D), row_bytes = kv_row(kv, j->layer);
+	const size_t khead = kvq_row_bytes(kv->type_k, (uint64_t)D), krow_bytes = kv_row_k(kv, j->layer);
+	const size_t vhead = kvq_row_bytes(kv->type_v, (uint64_t)D), vrow_bytes = kv_row_v(kv, j->layer);
 	const float *sinks = f->m->layers[j->layer].sinks.data;   /* [H] or NULL */
 
-	if (kv->type == GGML_TYPE_F16) {
+	if (kv->type_k == GGML_TYPE_F16 && kv->type_v == GGML_TYPE_F16) {
 		/* work items of (KV head, up to ATTN_TOKS tokens): the group's
 		 * query heads of those tokens share every K/V row read */
 		const int chunks = (j->T + ATTN_TOKS - 1) / ATTN_TOKS;
@@ -944,9 +946,9 @@ static void attn_task(void *ctx, int ith, int nth)
 			const int t0 = c * ATTN_TOKS, nt = j->T - t0 < ATTN_TOKS ? j->T - t0 : ATTN_TOKS;
 			const size_t qoff = (size_t)t0 * (size_t)(H * D) + (size_t)(g * group) * (size_t)D;
 			struct quant_attn_args a = {
-				.k = (const uint16_t *)(const void *)(kbase + (size_t)g * head_bytes),
-				.v = (const uint16_t *)(const void *)(vbase + (size_t)g * head_bytes),
-				.stride = row_bytes / 2,
+				.k = (const uint16_t *)(const void *)(kbase + (size_t)g * khead),
+				.v = (const uint16_t *)(const void *)(vbase + (size_t)g * vhead),
+				.stride = krow_bytes / 2,
 				.n_pos = (int)(j->pos0 + (uint32_t)t0 + 1),
 				.d = D,
 				.q = f->q + qoff,
@@ -966,6 +968,12 @@ static void attn_task(void *ctx, int ith, int nth)
 		}
 		return;
 	}
+	/* Any other pair of types, row by row from the cache: q (rotated as
+	 * the keys were) in the K type's activation format, dotted with each
+	 * key row by the type's kernel; each value row decoded into one
+	 * head's scratch and weighted in; the sum rotated back when the
+	 * values were stored rotated. */
+	const kvq_dot_fn dot = kvq_get_dot(kv->type_k);
 	for (int task = ith; task < j->T * H; task += nth) {
 		const int t = task / H, h = task % H, g = h / group;
 		const uint32_t pos = j->pos0 + (uint32_t)t;
@@ -976,11 +984,15 @@ static void attn_task(void *ctx, int ith, int nth)
 		float *out = f->att + (size_t)t * (size_t)(H * D) + (size_t)h * (size_t)D;
 
 		float mx = -INFINITY;
-		(void)qh;
-		quant_act_quantize(GGML_TYPE_Q8_0, q, qq, D);
+		if (kv->rot_k) {
+			memcpy(qrot, q, (size_t)D * sizeof(float));
+			kvq_rotate(qrot, D, kv->rot_signs);
+			q = qrot;
+		}
+		kvq_act_quantize(kv->type_k, q, qq, D);
 		for (uint32_t p = first; p <= pos; p++) {
-			const void *krow = kbase + (size_t)p * row_bytes + (size_t)g * head_bytes;
-			float s = quant_vec_dot(GGML_TYPE_Q8_0, krow, qq, D) * hp->attn_scale;
+			const void *krow = kbase + (size_t)p * krow_bytes + (size_t)g * khead;
+			float s = dot(krow, qq, D) * hp->attn_scale;
 			scores[p] = s;
 			mx = s > mx ? s : mx;
 		}
@@ -999,11 +1011,13 @@ static void attn_task(void *ctx, int ith, int nth)
 		memset(out, 0, (size_t)D * sizeof(float));
 		for (uint32_t p = first; p <= pos; p++) {
 			const float w = f16_round(scores[p] * inv);
-			const void *vr = vbase + (size_t)p * row_bytes + (size_t)g * head_bytes;
-			quant_dequant_row(kv->type, vr, vrow, D);
+			const void *vr = vbase + (size_t)p * vrow_bytes + (size_t)g * vhead;
+			kvq_dequant_row(kv->type_v, vr, vrow, D);
 			for (int d = 0; d < D; d++)
 				out[d] += w * vrow[d];
 		}
+		if (kv->rot_v)
+			kvq_unrotate(out, D, kv->rot_signs);
 	}
 }
 
@@ -1028,21 +1042,42 @@ static const struct backend cpu_be = {
 
 /* What k[l] and v[l] of a recurrent layer point at. */
 static char kv_no_rows;
-uint64_t kv_bytes_for(const struct hparams *hp, uint32_t type, uint32_t n_ctx)
+uint64_t kv_bytes_for(const struct hparams *hp, uint32_t type_k, uint32_t type_v, uint32_t n_ctx)
 {
 	uint64_t row = 0;
+	if (kv_bad_head(hp, type_k) || kv_bad_head(hp, type_v))
+		return 0;
 	for (uint32_t l = 0; l < hp->n_layer; l++) {
 		if ((hp->kv_src && hp->kv_src[l] != (int32_t)l) || hp->rec_layer[l])
 			continue;
-		row += 2 * (uint64_t)ggml_row_bytes(type, hp->kv_dims ? hp->kv_dims[l] : hp->n_head_kv * hp->head_dim);
+		const uint32_t d = hp->kv_dims ? hp->kv_dims[l] : hp->n_head_kv * hp->head_dim;
+		row += (uint64_t)kvq_row_bytes(type_k, d) + (uint64_t)kvq_row_bytes(type_v, d);
 	}
 	/* a hybrid's recurrent states: current, next, checkpoints */
 	return row * n_ctx + (uint64_t)ssm_state_floats(hp) * sizeof(float) * hp->n_recurrent * (2 + KV_MAX_CKPT);
 }
 
-size_t kv_row(const struct kv_cache *kv, uint32_t layer)
+uint32_t kv_bad_head(const struct hparams *hp, uint32_t type)
 {
-	return kv->lrow ? kv->lrow[layer] : kv->row_bytes;
+	const int bk = kvq_block(type);
+	if (bk <= 0 || hp->head_dim == 0)
+		return hp->head_dim ? hp->head_dim : 1;
+	if (hp->head_dim % (uint32_t)bk != 0 || hp->head_dim > KVQ_MAX_HEAD)
+		return hp->head_dim;
+	for (uint32_t l = 0; hp->kv_dims && l < hp->n_layer; l++)
+		if (hp->kv_dims[l] % (uint32_t)bk != 0)
+			return hp->head_dim;
+	return 0;
+}
+
+size_t kv_row_k(const struct kv_cache *kv, uint32_t layer)
+{
+	return kv->lrow_k ? kv->lrow_k[layer] : kv->row_k;
+}
+
+size_t kv_row_v(const struct kv_cache *kv, uint32_t layer)
+{
+	return kv->lrow_v ? kv->lrow_v[layer] : kv->row_v;
 }
 
 bool kv_owns(const struct kv_cache *kv, uint32_t layer)
@@ -1059,25 +1094,47 @@ static bool kv_has_rows(const struct kv_cache *kv, uint32_t l)
 
 int kv_init(struct kv_cache *kv, const struct hparams *hp, uint32_t type, uint32_t n_ctx)
 {
+	return kv_init_types(kv, hp, type, type, type == GGML_TYPE_F16 ? 0 : KVQ_ROT_SEED, n_ctx);
+}
+
+int kv_init_types(struct kv_cache *kv, const struct hparams *hp, uint32_t type_k, uint32_t type_v,
+		  uint32_t rot_seed, uint32_t n_ctx)
+{
 	memset(kv, 0, sizeof *kv);
-	kv->type = type;
+	kv->type_k = type_k;
+	kv->type_v = type_v;
 	kv->n_layer = hp->n_layer;
 	kv->kv_dim = hp->layer_shapes ? hp->kv_dim : hp->n_head_kv * hp->head_dim;
 	kv->src = hp->kv_src;
-	if (type == GGML_TYPE_Q8_0 && hp->head_dim % 32 != 0)
-		return ENGINE_E_INVAL;
-	kv->row_bytes = ggml_row_bytes(type, kv->kv_dim);
-	if (kv->row_bytes == 0)
-		return ENGINE_E_INVAL;
-	if (hp->kv_dims) {
-		kv->lrow = eng_calloc(hp->n_layer, sizeof *kv->lrow);
-		if (!kv->lrow)
+	if (kv_bad_head(hp, type_k) || kv_bad_head(hp, type_v))
+		return ENGINE_E_FORMAT;
+	kv->row_k = kvq_row_bytes(type_k, kv->kv_dim);
+	kv->row_v = kvq_row_bytes(type_v, kv->kv_dim);
+	if (kv->row_k == 0 || kv->row_v == 0)
+		return ENGINE_E_FORMAT;
+	kv->rot_seed = rot_seed;
+	kv->rot_k = rot_seed != 0 && type_k != GGML_TYPE_F16;
+	kv->rot_v = rot_seed != 0 && type_v != GGML_TYPE_F16;
+	if (kv->rot_k || kv->rot_v) {
+		if (!(kv->rot_signs = eng_malloc(KVQ_MAX_HEAD * sizeof(float))))
 			return ENGINE_E_NOMEM;
-		for (uint32_t l = 0; l < hp->n_layer; l++)
-			if ((kv->lrow[l] = ggml_row_bytes(type, hp->kv_dims[l])) == 0) {
+		kvq_rot_signs(rot_seed, kv->rot_signs, KVQ_MAX_HEAD);
+	}
+	if (hp->kv_dims) {
+		kv->lrow_k = eng_calloc(hp->n_layer, sizeof *kv->lrow_k);
+		kv->lrow_v = eng_calloc(hp->n_layer, sizeof *kv->lrow_v);
+		if (!kv->lrow_k || !kv->lrow_v) {
+			kv_free(kv);
+			return ENGINE_E_NOMEM;
+		}
+		for (uint32_t l = 0; l < hp->n_layer; l++) {
+			kv->lrow_k[l] = kvq_row_bytes(type_k, hp->kv_dims[l]);
+			kv->lrow_v[l] = kvq_row_bytes(type_v, hp->kv_dims[l]);
+			if (kv->lrow_k[l] == 0 || kv->lrow_v[l] == 0) {
 				kv_free(kv);
-				return ENGINE_E_INVAL;
+				return ENGINE_E_FORMAT;
 			}
+		}
 	}
 	kv->n_ctx = n_ctx;
 	kv->k = eng_calloc(hp->n_layer, sizeof *kv->k);
@@ -1122,11 +1179,11 @@ int kv_reserve(struct kv_cache *kv, uint32_t n)
 	for (uint32_t l = 0; l < kv->n_layer; l++) {
 		if (!kv_has_rows(kv, l))
 			continue;
-		void *k = eng_realloc(kv->k[l], (size_t)cap * kv_row(kv, l));
+		void *k = eng_realloc(kv->k[l], (size_t)cap * kv_row_k(kv, l));
 		if (!k)
 			return ENGINE_E_NOMEM;
 		kv->k[l] = k;
-		void *v = eng_realloc(kv->v[l], (size_t)cap * kv_row(kv, l));
+		void *v = eng_realloc(kv->v[l], (size_t)cap * kv_row_v(kv, l));
 		if (!v)
 			return ENGINE_E_NOMEM;
 		kv->v[l] = v;
@@ -1215,7 +1272,7 @@ size_t kv_bytes(const struct kv_cache *kv)
 {
 	size_t rows = 0;
 	for (uint32_t l = 0; l < kv->n_layer; l++)
-		rows += kv_has_rows(kv, l) ? 2 * kv_row(kv, l) : 0;
+		rows += kv_has_rows(kv, l) ? kv_row_k(kv, l) + kv_row_v(kv, l) : 0;
 	return (size_t)kv->cap * (rows + sizeof(int32_t)) + rs_bytes(kv) * (2 + (size_t)kv->n_ck);
 }
 
@@ -1223,7 +1280,7 @@ size_t kv_pack_bytes(const struct kv_cache *kv, uint32_t n, int n_ck)
 {
 	size_t rows = 0;
 	for (uint32_t l = 0; l < kv->n_layer; l++)
-		rows += kv_has_rows(kv, l) ? 2 * (size_t)n * kv_row(kv, l) : 0;
+		rows += kv_has_rows(kv, l) ? (size_t)n * (kv_row_k(kv, l) + kv_row_v(kv, l)) : 0;
 	if (kv->n_rec == 0)
 		return (size_t)n * 4 + rows;
 	return (size_t)n * 4 + rows + rs_bytes(kv) + (size_t)n_ck * (4 + rs_bytes(kv));
@@ -1236,11 +1293,11 @@ void kv_pack(const struct kv_cache *kv, unsigned char *o)
 	for (uint32_t l = 0; l < kv->n_layer; l++) {
 		if (!kv_has_rows(kv, l))
 			continue;
-		const size_t rows = (size_t)kv->n * kv_row(kv, l);
-		memcpy(o, kv->k[l], rows);
-		o += rows;
-		memcpy(o, kv->v[l], rows);
-		o += rows;
+		const size_t rk = (size_t)kv->n * kv_row_k(kv, l), rv = (size_t)kv->n * kv_row_v(kv, l);
+		memcpy(o, kv->k[l], rk);
+		o += rk;
+		memcpy(o, kv->v[l], rv);
+		o += rv;
 	}
 	if (kv->n_rec == 0)
 		return;
@@ -1266,11 +1323,11 @@ int kv_unpack(struct kv_cache *kv, uint32_t n, int n_ck, const unsigned char *in
 	for (uint32_t l = 0; l < kv->n_layer; l++) {
 		if (!kv_has_rows(kv, l))
 			continue;
-		const size_t rows = (size_t)n * kv_row(kv, l);
-		memcpy(kv->k[l], in, rows);
-		in += rows;
-		memcpy(kv->v[l], in, rows);
-		in += rows;
+		const size_t rk = (size_t)n * kv_row_k(kv, l), rv = (size_t)n * kv_row_v(kv, l);
+		memcpy(kv->k[l], in, rk);
+		in += rk;
+		memcpy(kv->v[l], in, rv);
+		in += rv;
 	}
 	kv->n = n;
 	if (kv->n_rec == 0)
@@ -1306,7 +1363,9 @@ void kv_free(struct kv_cache *kv)
 			free(kv->v[l]);
 	free(kv->k);
 	free(kv->v);
-	free(kv->lrow);
+	free(kv->lrow_k);
+	free(kv->lrow_v);
+	free(kv->rot_signs);
 	free(kv->tokens);
 	free(kv->rs);
 	free(kv->rs_next);
@@ -1649,11 +1708,13 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 		f->xact_row_cap = act_stride(&f->mats->output);
 	f->xact = alloc_track(f, MM_MAX_PARTS * B * f->xact_row_cap);
 	f->scores = alloc_track(f, nth * n_ctx * group * ATTN_TOKS * sizeof(float));
-	f->qh = alloc_track(f, nth * D * sizeof(uint16_t));
-	f->qq = alloc_track(f, nth * (quant_act_row_bytes(GGML_TYPE_Q8_0, (int64_t)D) + 64));
+	/* the widest query row of any KV type: F16 (2 bytes an element) */
+	f->qq_row = (size_t)D * 2 + 64;
+	f->qq = alloc_track(f, nth * f->qq_row);
 	f->vrow = alloc_track(f, nth * D * sizeof(float));
+	f->qrot = alloc_track(f, nth * D * sizeof(float));
 	if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->o || !f->gate || !f->up ||
-	    !f->logits || !f->xact || !f->scores || !f->qh || !f->qq || !f->vrow) {
+	    !f->logits || !f->xact || !f->scores || !f->qq || !f->vrow || !f->qrot) {
 		fwd_free(f);
 		return ENGINE_E_NOMEM;
 	}
@@ -1675,7 +1736,7 @@ void fwd_free(struct fwd *f)
 	free(f->logits);
 	free(f->xact);
 	free(f->scores);
-	free(f->qh);
+	free(f->qrot);
 	free(f->qq);
 	free(f->vrow);
 	if (f->mats) {
@@ -1737,16 +1798,37 @@ void fwd_batch_done(struct fwd_batcher *b, int n, double ms)
 /* ---- the pass ------------------------------------------------------------ */
 
 /* K and V of N values (the row's prefix) at position pos of layer */
-static void store_kv_n(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v,
-		       int64_t n)
+static void store_row(uint32_t type, bool rot, const float *signs, const float *x, char *dst, int64_t n,
+		      int64_t D)
 {
-	quant_quantize_row(kv->type, k, (char *)kv->k[layer] + (size_t)pos * kv_row(kv, layer), n);
-	quant_quantize_row(kv->type, v, (char *)kv->v[layer] + (size_t)pos * kv_row(kv, layer), n);
+	if (!rot) {
+		kvq_quantize_row(type, x, dst, n);
+		return;
+	}
+	/* each head rotated on its own, then quantised into its place */
+	float h[KVQ_MAX_HEAD];
+	const size_t hb = kvq_row_bytes(type, (uint64_t)D);
+	for (int64_t o = 0; o < n; o += D, dst += hb) {
+		memcpy(h, x + o, (size_t)D * sizeof(float));
+		kvq_rotate(h, (int)D, signs);
+		kvq_quantize_row(type, h, dst, D);
+	}
 }
 
-static void store_kv(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v)
+/* K and V of N values (the row's prefix; heads of D) at position pos of layer */
+static void store_kv_n(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v,
+		       int64_t n, int64_t D)
 {
-	store_kv_n(kv, layer, pos, k, v, kv->kv_dim);
+	store_row(kv->type_k, kv->rot_k, kv->rot_signs, k, (char *)kv->k[layer] + (size_t)pos * kv_row_k(kv, layer),
+		  n, D);
+	store_row(kv->type_v, kv->rot_v, kv->rot_signs, v, (char *)kv->v[layer] + (size_t)pos * kv_row_v(kv, layer),
+		  n, D);
+}
+
+static void store_kv(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v,
+		     int64_t D)
+{
+	store_kv_n(kv, layer, pos, k, v, kv->kv_dim, D);
 }
 
 /* ---- per-token steps, run over the batch on the pool ------------------------ */
@@ -1837,7 +1919,7 @@ static void step_qk(const struct tok_job *j, int t)
 		for (int64_t i = 0; i < QD; i++)
 			qt[i] *= sc;
 	}
-	store_kv(j->kv, j->il, j->pos0 + (uint32_t)t, kt, vt);
+	store_kv(j->kv, j->il, j->pos0 + (uint32_t)t, kt, vt, D);
 	/* the attention reads q densely from f->q (a fused qkv row holds it
 	 * first, so the move never overwrites a later token's row) */
 	if (j->qs != QD)
@@ -2135,7 +2217,7 @@ static void step_g4_qk(const struct tok_job *j, int t)
 		f->be->rmsnorm(kt + h * D, kt + h * D, l->k_norm.data, D, hp->norm_eps);
 	}
 	f->be->rope(kt, (int)G, (int)D, nr, cs, sn, hp->rope_style);
-	store_kv_n(j->kv, j->il, j->pos0 + (uint32_t)t, kt, vt, KD);
+	store_kv_n(j->kv, j->il, j->pos0 + (uint32_t)t, kt, vt, KD, D);
 }
 
 /* attention output: post norm, residual; the FFN's input norm, and the

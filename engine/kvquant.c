@@ -21,6 +21,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "engine.h"
 #include "gguf.h"
 #include "quant.h"
 #include "quant_nl_tables.h"
@@ -76,6 +77,36 @@ size_t kvq_row_bytes(uint32_t type, uint64_t n)
 	if (type == KVQ_Q3R)
 		return (size_t)(n / KVQ_Q3R_BLOCK) * sizeof(struct kvq_block_q3r);
 	return (size_t)ggml_row_bytes(type, n);
+}
+
+static const uint32_t kvq_of_engine[ENGINE_KV_COUNT] = {
+	GGML_TYPE_F16, GGML_TYPE_Q8_0, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
+	GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_IQ4_NL, KVQ_Q3R,
+};
+
+uint32_t kvq_from_engine(int t)
+{
+	return t >= 0 && t < ENGINE_KV_COUNT ? kvq_of_engine[t] : 0;
+}
+
+const char *engine_kv_type_name(int type)
+{
+	return kvq_from_engine(type) ? kvq_name(kvq_from_engine(type)) : "?";
+}
+
+int engine_kv_type_parse(const char *name)
+{
+	const uint32_t t = kvq_parse(name);
+	for (int i = 0; t && i < ENGINE_KV_COUNT; i++)
+		if (kvq_of_engine[i] == t)
+			return i;
+	return -1;
+}
+
+uint32_t engine_kv_type_bytes64(int type)
+{
+	const uint32_t t = kvq_from_engine(type);
+	return t ? (uint32_t)kvq_row_bytes(t, 64) : 0;
 }
 
 /* ---- encoders ------------------------------------------------------------- */

@@ -68,6 +68,9 @@ kvq_dot_fn kvq_get_dot(uint32_t type);
  * CPU has), for tests. */
 kvq_dot_fn kvq_q3r_dot_at(int level);
 
+/* The kvquant type of an enum engine_kv_type, or 0 for none. */
+uint32_t kvq_from_engine(int engine_kv_type);
+
 /* Rotation of one head of D elements (D <= KVQ_MAX_HEAD): SIGNS from
  * kvq_rot_signs (at least D of them).  kvq_rotate applies R, kvq_unrotate
  * R^T, in place. */
