@@ -47,6 +47,7 @@
 
 #include "catalog.h"
 #include "commands.h"
+#include "chatopts.h"
 #include "engine.h"
 #include "session.h"
 
@@ -60,6 +61,7 @@ struct bench_opts {
 	bool json;
 	int device;                  /* -1 not given, else an enum engine_device */
 	int gpu_layers;              /* as --gpu-layers: -1 auto, 0 none, N; -2 not given */
+	struct session_flags kv;     /* the KV cache options (kv_type, cache_k/v, kv_rotation) */
 };
 
 /* One test's samples and summary. */
@@ -117,7 +119,8 @@ static void bench_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: ttychat bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [-b BATCH] [--device DEV]\n"
-		"                     [--gpu-layers N] [--json]\n"
+		"                     [--gpu-layers N] [--json] [--kv-type TYPE] [--cache-type-k TYPE]\n"
+		"                     [--cache-type-v TYPE] [--kv-rotation on|off]\n"
 		"  -m, --model MODEL    model file or models.d name\n"
 		"  -p, --n-prompt N     prompt tokens of the prefill test (default 512; 0 skips it)\n"
 		"  -n, --n-gen N        tokens of the decode test (default 128; 0 skips it)\n"
@@ -127,7 +130,8 @@ static void bench_usage(FILE *out)
 		"                       tokens by how fast a batch runs)\n"
 		"      --device DEV     auto (default), cpu or cuda: where the layers run\n"
 		"      --gpu-layers N   layers on the GPU: -1 as many as fit (default), 0 none\n"
-		"      --json           one JSON array instead of the table\n",
+		"      --json           one JSON array instead of the table\n"
+		CHATOPTS_KV_HELP,
 		ENGINE_BATCH_MIN, ENGINE_BATCH_MAX);
 }
 
@@ -349,6 +353,10 @@ static int decide(const struct bench_opts *o, struct session_decision *d, char *
 	f.model = o->model;
 	f.device = o->device;
 	f.gpu_layers = o->gpu_layers;
+	f.kv_type = o->kv.kv_type;
+	f.cache_k = o->kv.cache_k;
+	f.cache_v = o->kv.cache_v;
+	f.kv_rotation = o->kv.kv_rotation;
 	return session_decide_local(&f, d, "the benchmark", err, errlen);
 }
 
@@ -366,8 +374,11 @@ int cmd_bench(int argc, char **argv)
 		{"device", required_argument, NULL, 'D'},
 		{"gpu-layers", required_argument, NULL, 'G'},
 		{"help", no_argument, NULL, 'h'},
+		{"kv-type", required_argument, NULL, 1001}, {"cache-type-k", required_argument, NULL, 1002},
+		{"cache-type-v", required_argument, NULL, 1003}, {"kv-rotation", required_argument, NULL, 1004},
 		{NULL, 0, NULL, 0},
 	};
+	session_flags_init(&o.kv);
 	int ch;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "m:p:n:t:r:b:h", longopts, NULL)) != -1) {
@@ -394,6 +405,12 @@ int cmd_bench(int argc, char **argv)
 			}
 			break;
 		case 'h': bench_usage(stdout); return EXIT_OK;
+		case 1001: case 1002: case 1003: case 1004:
+			if (chatopts_kv_flag(&o.kv, "ttychat bench",
+					     ch == 1001 ? "kv-type" : ch == 1002 ? "cache-type-k"
+					     : ch == 1003 ? "cache-type-v" : "kv-rotation", optarg))
+				return EXIT_USAGE;
+			break;
 		default: bench_usage(stderr); return EXIT_USAGE;
 		}
 		if (bad) {

@@ -25,7 +25,7 @@ void session_flags_init(struct session_flags *f)
 {
 	memset(f, 0, sizeof *f);
 	engine_sampling_default(&f->sampling);
-	f->kv_type = -1;
+	f->kv_type = f->cache_k = f->cache_v = f->kv_rotation = -1;
 	f->device = -1;
 	f->gpu_layers = -2;
 }
@@ -254,8 +254,21 @@ int session_resolve(const struct session_flags *f, const struct chats_settings *
 		out->sampling.penalty_last_n = file->penalty_last_n;
 
 	static const enum session_source fep[3] = {SESSION_FLAG, SESSION_ENTRY, SESSION_SETTINGS};
-	const int kv[3] = {f->kv_type, me ? me->kv_type : -1, pd ? pd->kv_type : -1};
-	out->load.kv_type = (enum engine_kv_type)first_int(kv, fep, 3, -1, ENGINE_KV_F16, &out->from[SESSION_F_KV]);
+	/* K and V each: within a source the type of its own key beats kv_type */
+	static const enum session_source fep2[6] = {SESSION_FLAG, SESSION_FLAG, SESSION_ENTRY,
+						    SESSION_ENTRY, SESSION_SETTINGS, SESSION_SETTINGS};
+	const int kvk[6] = {f->cache_k, f->kv_type, me ? me->cache_k : -1, me ? me->kv_type : -1,
+			    pd ? pd->cache_k : -1, pd ? pd->kv_type : -1};
+	const int kvv[6] = {f->cache_v, f->kv_type, me ? me->cache_v : -1, me ? me->kv_type : -1,
+			    pd ? pd->cache_v : -1, pd ? pd->kv_type : -1};
+	enum session_source vfrom;
+	out->load.kv_type = (enum engine_kv_type)first_int(kvk, fep2, 6, -1, ENGINE_KV_F16, &out->from[SESSION_F_KV]);
+	out->load.kv_type_v = first_int(kvv, fep2, 6, -1, ENGINE_KV_F16, &vfrom) + 1;
+	if (vfrom > out->from[SESSION_F_KV])
+		out->from[SESSION_F_KV] = vfrom;
+	const int rot[3] = {f->kv_rotation, me ? me->kv_rotation : -1, pd ? pd->kv_rotation : -1};
+	enum session_source rfrom;
+	out->load.kv_no_rotate = first_int(rot, fep, 3, -1, 1, &rfrom) == 0;
 	const int dev[3] = {f->device, me ? me->device : -1, pd ? pd->device : -1};
 	out->load.device =
 		(enum engine_device)first_int(dev, fep, 3, -1, ENGINE_DEVICE_AUTO, &out->from[SESSION_F_DEVICE]);

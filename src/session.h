@@ -27,6 +27,7 @@
  *   system prompt    x         x           x           x          -    none
  *   context          x         x           x (*)       x          -    engine's
  *   kv_type          x         -           x           x          -    f16
+ *   (K, V, rotation: cache_type_k/_v beat kv_type within a source)
  *   device           x         -           x           x          -    auto
  *   gpu_layers       x         -           x           x          -    auto
  *   threads          x         -           x           x          -    all cores
@@ -81,7 +82,9 @@ struct session_flags {
 	unsigned set;                    /* SESSION_SET_* */
 	uint32_t n_ctx;                  /* -c */
 	int n_threads;                   /* -t */
-	int kv_type;                     /* -1, else an enum engine_kv_type */
+	int kv_type;                     /* --kv-type: -1, else an enum engine_kv_type */
+	int cache_k, cache_v;            /* --cache-type-k/-v (beat --kv-type): -1 or a type */
+	int kv_rotation;                 /* --kv-rotation: -1, 0 off, 1 on */
 	int device;                      /* -1, else an enum engine_device */
 	int gpu_layers;                  /* -2, else as --gpu-layers: -1 auto, 0 none, N */
 };
