@@ -618,6 +618,11 @@ engine_file *engine_file_open(const char *path, char *err, size_t errlen);
 void engine_file_close(engine_file *f);  /* NULL is a no-op */
 const char *engine_file_path(const engine_file *f);  /* as given to open */
 const struct engine_file_info *engine_file_info(const engine_file *f);
+/* IN's kv_bytes_per_pos for a cache of K of TYPE_K and V of TYPE_V
+ * (enum engine_kv_type): the f16 figure scaled by each side's bytes per
+ * element, K's share by head_dim_k and V's by head_dim_v.  Exact for head
+ * sizes that are multiples of 64; 0 for an unknown type. */
+uint64_t engine_kv_bytes_per_pos(const struct engine_file_info *in, int type_k, int type_v);
 
 /* Metadata by key.  Each returns true and stores the value only when KEY
  * exists with a fitting type; otherwise false, *out untouched.

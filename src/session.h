@@ -89,6 +89,11 @@ struct session_flags {
 	int gpu_layers;                  /* -2, else as --gpu-layers: -1 auto, 0 none, N */
 };
 void session_flags_init(struct session_flags *f);
+/* The KV cache types (enum engine_kv_type) of K and V the flags, models.d
+ * entry ME and settings PREFS give (either may be NULL), as
+ * session_resolve() decides them. */
+void session_kv_types(const struct session_flags *f, const struct model_entry *me,
+		      const struct config_settings *prefs, int *type_k, int *type_v);
 
 /* Where a setting came from. */
 enum session_source {
