@@ -929,9 +929,9 @@ static void attn_task(void *ctx, int ith, int nth)
 	const int group = H / G;
 	float *scores = f->scores + (size_t)ith * f->n_ctx * (size_t)group * ATTN_TOKS;
 	float *vrow = f->vrow + (size_t)ith * (size_t)D;
-	float *qrot = f->qrot + (size_t)ith * (size_t)D;
+	float *qrot = f->qrot + (size_t)ith * (size_t)(D + group);
 	const size_t qq_bytes = f->qq_row;
-	void *qq = (char *)f->qq + (size_t)ith * qq_bytes;
+	void *qq = (char *)f->qq + (size_t)ith * (size_t)group * qq_bytes;
 	const char *kbase = kv->k[j->layer], *vbase = kv->v[j->layer];
 	const size_t khead = kvq_row_bytes(kv->type_k, (uint64_t)D), krow_bytes = kv_row_k(kv, j->layer);
 	const size_t vhead = kvq_row_bytes(kv->type_v, (uint64_t)D), vrow_bytes = kv_row_v(kv, j->layer);
@@ -968,56 +968,67 @@ static void attn_task(void *ctx, int ith, int nth)
 		}
 		return;
 	}
-	/* Any other pair of types, row by row from the cache: q (rotated as
-	 * the keys were) in the K type's activation format, dotted with each
-	 * key row by the type's kernel; each value row decoded into one
-	 * head's scratch and weighted in; the sum rotated back when the
-	 * values were stored rotated. */
+	/* Any other pair of types, row by row from the cache, one work item
+	 * per (token, KV head) so the group's query heads share each row
+	 * read: every q (rotated as the keys were) in the K type's activation
+	 * format, dotted with each key row by the type's kernel; each value
+	 * row decoded once into a scratch head and weighted into every
+	 * query head's sum; the sums rotated back when the values were
+	 * stored rotated. */
 	const kvq_dot_fn dot = kvq_get_dot(kv->type_k);
-	for (int task = ith; task < j->T * H; task += nth) {
-		const int t = task / H, h = task % H, g = h / group;
+	for (int task = ith; task < j->T * G; task += nth) {
+		const int t = task / G, g = task % G;
 		const uint32_t pos = j->pos0 + (uint32_t)t;
 		uint32_t first = 0;
 		if (j->window && pos + 1 > j->window)
 			first = pos + 1 - j->window;
-		const float *q = f->q + (size_t)t * (size_t)(H * D) + (size_t)h * (size_t)D;
-		float *out = f->att + (size_t)t * (size_t)(H * D) + (size_t)h * (size_t)D;
-
-		float mx = -INFINITY;
-		if (kv->rot_k) {
-			memcpy(qrot, q, (size_t)D * sizeof(float));
-			kvq_rotate(qrot, D, kv->rot_signs);
-			q = qrot;
+		const uint32_t np = pos + 1 - first;
+		float *inv = qrot + D;   /* [group] */
+		for (int i = 0; i < group; i++) {
+			const int h = g * group + i;
+			const float *q = f->q + (size_t)t * (size_t)(H * D) + (size_t)h * (size_t)D;
+			if (kv->rot_k) {
+				memcpy(qrot, q, (size_t)D * sizeof(float));
+				kvq_rotate(qrot, D, kv->rot_signs);
+				q = qrot;
+			}
+			kvq_act_quantize(kv->type_k, q, (char *)qq + (size_t)i * qq_bytes, D);
 		}
-		kvq_act_quantize(kv->type_k, q, qq, D);
-		for (uint32_t p = first; p <= pos; p++) {
-			const void *krow = kbase + (size_t)p * krow_bytes + (size_t)g * khead;
-			float s = dot(krow, qq, D) * hp->attn_scale;
-			scores[p] = s;
-			mx = s > mx ? s : mx;
+		for (int i = 0; i < group; i++) {
+			const int h = g * group + i;
+			const void *qa = (const char *)qq + (size_t)i * qq_bytes;
+			float *sc = scores + (size_t)i * np;
+			float mx = -INFINITY;
+			for (uint32_t p = 0; p < np; p++) {
+				const void *krow = kbase + (size_t)(first + p) * krow_bytes + (size_t)g * khead;
+				const float s = dot(krow, qa, D) * hp->attn_scale;
+				sc[p] = s;
+				mx = s > mx ? s : mx;
+			}
+			/* a sink joins the softmax as a logit with no value */
+			if (sinks)
+				mx = sinks[h] > mx ? sinks[h] : mx;
+			double sum = 0.0;
+			for (uint32_t p = 0; p < np; p++) {
+				const float e = expf(sc[p] - mx);
+				sc[p] = e;
+				sum += e;
+			}
+			if (sinks)
+				sum += (double)expf(sinks[h] - mx);
+			inv[i] = (float)(1.0 / sum);
+			memset(f->att + (size_t)t * (size_t)(H * D) + (size_t)h * (size_t)D, 0, (size_t)D * sizeof(float));
 		}
-		/* a sink joins the softmax as a logit with no value */
-		if (sinks)
-			mx = sinks[h] > mx ? sinks[h] : mx;
-		double sum = 0.0;
-		for (uint32_t p = first; p <= pos; p++) {
-			const float e = expf(scores[p] - mx);
-			scores[p] = e;
-			sum += e;
-		}
-		if (sinks)
-			sum += (double)expf(sinks[h] - mx);
-		const float inv = (float)(1.0 / sum);
-		memset(out, 0, (size_t)D * sizeof(float));
-		for (uint32_t p = first; p <= pos; p++) {
-			const float w = f16_round(scores[p] * inv);
-			const void *vr = vbase + (size_t)p * vrow_bytes + (size_t)g * vhead;
+		float *out0 = f->att + (size_t)t * (size_t)(H * D) + (size_t)(g * group) * (size_t)D;
+		for (uint32_t p = 0; p < np; p++) {
+			const void *vr = vbase + (size_t)(first + p) * vrow_bytes + (size_t)g * vhead;
 			kvq_dequant_row(kv->type_v, vr, vrow, D);
-			for (int d = 0; d < D; d++)
-				out[d] += w * vrow[d];
+			for (int i = 0; i < group; i++)
+				kvq_axpy(out0 + (size_t)i * (size_t)D, vrow, f16_round(scores[(size_t)i * np + p] * inv[i]), D);
 		}
 		if (kv->rot_v)
-			kvq_unrotate(out, D, kv->rot_signs);
+			for (int i = 0; i < group; i++)
+				kvq_unrotate(out0 + (size_t)i * (size_t)D, D, kv->rot_signs);
 	}
 }
 
@@ -1710,9 +1721,9 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 	f->scores = alloc_track(f, nth * n_ctx * group * ATTN_TOKS * sizeof(float));
 	/* the widest query row of any KV type: F16 (2 bytes an element) */
 	f->qq_row = (size_t)D * 2 + 64;
-	f->qq = alloc_track(f, nth * f->qq_row);
+	f->qq = alloc_track(f, nth * group * f->qq_row);
 	f->vrow = alloc_track(f, nth * D * sizeof(float));
-	f->qrot = alloc_track(f, nth * D * sizeof(float));
+	f->qrot = alloc_track(f, nth * (D + group) * sizeof(float));
 	if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->o || !f->gate || !f->up ||
 	    !f->logits || !f->xact || !f->scores || !f->qq || !f->vrow || !f->qrot) {
 		fwd_free(f);

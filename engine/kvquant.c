@@ -393,7 +393,29 @@ static KVQ_AVX2 float dot_q3r_avx2(const void *krow, const void *act, int64_t n)
 	r = _mm_add_ss(r, _mm_movehdup_ps(r));
 	return _mm_cvtss_f32(r);
 }
+
+static KVQ_AVX2 void axpy_avx2(float *y, const float *x, float a, int n)
+{
+	const __m256 va = _mm256_set1_ps(a);
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+	for (; i < n; i++)
+		y[i] += a * x[i];
+}
 #endif
+
+void kvq_axpy(float *y, const float *x, float a, int n)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (quant_level() >= QUANT_LEVEL_AVX2) {
+		axpy_avx2(y, x, a, n);
+		return;
+	}
+#endif
+	for (int i = 0; i < n; i++)
+		y[i] += a * x[i];
+}
 
 kvq_dot_fn kvq_q3r_dot_at(int level)
 {

@@ -68,6 +68,9 @@ kvq_dot_fn kvq_get_dot(uint32_t type);
  * CPU has), for tests. */
 kvq_dot_fn kvq_q3r_dot_at(int level);
 
+/* y[i] += a * x[i] for i < n (AVX2 with FMA where the CPU has it). */
+void kvq_axpy(float *y, const float *x, float a, int n);
+
 /* The kvquant type of an enum engine_kv_type, or 0 for none. */
 uint32_t kvq_from_engine(int engine_kv_type);
 
