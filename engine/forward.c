@@ -929,9 +929,7 @@ static void attn_task(void *ctx, int ith, int nth)
 	const int group = H / G;
 	float *scores = f->scores + (size_t)ith * f->n_ctx * (size_t)group * ATTN_TOKS;
 	float *vrow = f->vrow + (size_t)ith * (size_t)D;
-	float *qrot = f->qrot + (size_t)ith * (size_t)(D + group);
-	const size_t qq_bytes = f->qq_row;
-	void *qq = (char *)f->qq + (size_t)ith * (size_t)group * qq_bytes;
+	float *qrot = f->qrot + (size_t)ith * ATTN_TOKS * (size_t)group * (size_t)(D + 1);
 	const char *kbase = kv->k[j->layer], *vbase = kv->v[j->layer];
 	const size_t khead = kvq_row_bytes(kv->type_k, (uint64_t)D), krow_bytes = kv_row_k(kv, j->layer);
 	const size_t vhead = kvq_row_bytes(kv->type_v, (uint64_t)D), vrow_bytes = kv_row_v(kv, j->layer);
@@ -968,48 +966,51 @@ static void attn_task(void *ctx, int ith, int nth)
 		}
 		return;
 	}
-	/* Any other pair of types, row by row from the cache, one work item
-	 * per (token, KV head) so the group's query heads share each row
-	 * read: every q (rotated as the keys were) in the K type's activation
-	 * format, dotted with each key row by the type's kernel; each value
-	 * row decoded once into a scratch head and weighted into every
-	 * query head's sum; the sums rotated back when the values were
-	 * stored rotated. */
-	const kvq_dot_fn dot = kvq_get_dot(kv->type_k);
-	for (int task = ith; task < j->T * G; task += nth) {
-		const int t = task / G, g = task % G;
-		const uint32_t pos = j->pos0 + (uint32_t)t;
-		uint32_t first = 0;
-		if (j->window && pos + 1 > j->window)
-			first = pos + 1 - j->window;
-		const uint32_t np = pos + 1 - first;
-		float *inv = qrot + D;   /* [group] */
-		for (int i = 0; i < group; i++) {
-			const int h = g * group + i;
-			const float *q = f->q + (size_t)t * (size_t)(H * D) + (size_t)h * (size_t)D;
-			if (kv->rot_k) {
-				memcpy(qrot, q, (size_t)D * sizeof(float));
-				kvq_rotate(qrot, D, kv->rot_signs);
-				q = qrot;
+	/* Any other pair of types: work items of (KV head, up to ATTN_TOKS
+	 * tokens) as above, so that the group's query heads of those tokens
+	 * share every row read.  Each K row is decoded once into a scratch
+	 * head and dotted in f32 with every query (rotated as the keys were),
+	 * each V row decoded once and weighted into every query's sum; the
+	 * sums are rotated back when the values were stored rotated.  No
+	 * copy of the cache is made: one row of each at a time. */
+	const int chunks = (j->T + ATTN_TOKS - 1) / ATTN_TOKS;
+	for (int task = ith; task < chunks * G; task += nth) {
+		const int c = task / G, g = task % G;
+		const int t0 = c * ATTN_TOKS, nt = j->T - t0 < ATTN_TOKS ? j->T - t0 : ATTN_TOKS, nq = nt * group;
+		float *qb = qrot;                                 /* [nq][D] */
+		float *inv = qb + (size_t)nq * (size_t)D;         /* [nq] */
+		uint32_t qlo[ATTN_TOKS], qhi[ATTN_TOKS];          /* each token's visible positions */
+		for (int tt = 0; tt < nt; tt++) {
+			qhi[tt] = j->pos0 + (uint32_t)(t0 + tt);
+			qlo[tt] = j->window && qhi[tt] + 1 > j->window ? qhi[tt] + 1 - j->window : 0;
+			for (int hh = 0; hh < group; hh++) {
+				float *qd = qb + (size_t)(tt * group + hh) * (size_t)D;
+				memcpy(qd, f->q + (size_t)(t0 + tt) * (size_t)(H * D) + (size_t)(g * group + hh) * (size_t)D,
+				       (size_t)D * sizeof(float));
+				if (kv->rot_k)
+					kvq_rotate(qd, D, kv->rot_signs);
 			}
-			kvq_act_quantize(kv->type_k, q, (char *)qq + (size_t)i * qq_bytes, D);
 		}
-		for (int i = 0; i < group; i++) {
-			const int h = g * group + i;
-			const void *qa = (const char *)qq + (size_t)i * qq_bytes;
+		const uint32_t lo = qlo[0], hi = qhi[nt - 1], np = hi + 1 - lo;
+		for (uint32_t p = lo; p <= hi; p++) {
+			kvq_dequant_row(kv->type_k, kbase + (size_t)p * krow_bytes + (size_t)g * khead, vrow, D);
+			for (int i = 0; i < nq; i++) {
+				const int tt = i / group;
+				scores[(size_t)i * np + (p - lo)] = p >= qlo[tt] && p <= qhi[tt]
+					? kvq_dot_f32(qb + (size_t)i * (size_t)D, vrow, D) * hp->attn_scale : -INFINITY;
+			}
+		}
+		for (int i = 0; i < nq; i++) {
+			const int tt = i / group, h = g * group + i % group;
 			float *sc = scores + (size_t)i * np;
 			float mx = -INFINITY;
-			for (uint32_t p = 0; p < np; p++) {
-				const void *krow = kbase + (size_t)(first + p) * krow_bytes + (size_t)g * khead;
-				const float s = dot(krow, qa, D) * hp->attn_scale;
-				sc[p] = s;
-				mx = s > mx ? s : mx;
-			}
+			for (uint32_t p = qlo[tt] - lo; p <= qhi[tt] - lo; p++)
+				mx = sc[p] > mx ? sc[p] : mx;
 			/* a sink joins the softmax as a logit with no value */
 			if (sinks)
 				mx = sinks[h] > mx ? sinks[h] : mx;
 			double sum = 0.0;
-			for (uint32_t p = 0; p < np; p++) {
+			for (uint32_t p = qlo[tt] - lo; p <= qhi[tt] - lo; p++) {
 				const float e = expf(sc[p] - mx);
 				sc[p] = e;
 				sum += e;
@@ -1017,18 +1018,24 @@ static void attn_task(void *ctx, int ith, int nth)
 			if (sinks)
 				sum += (double)expf(sinks[h] - mx);
 			inv[i] = (float)(1.0 / sum);
-			memset(f->att + (size_t)t * (size_t)(H * D) + (size_t)h * (size_t)D, 0, (size_t)D * sizeof(float));
+			memset(f->att + (size_t)(t0 + tt) * (size_t)(H * D) + (size_t)h * (size_t)D, 0,
+			       (size_t)D * sizeof(float));
 		}
-		float *out0 = f->att + (size_t)t * (size_t)(H * D) + (size_t)(g * group) * (size_t)D;
-		for (uint32_t p = 0; p < np; p++) {
-			const void *vr = vbase + (size_t)(first + p) * vrow_bytes + (size_t)g * vhead;
-			kvq_dequant_row(kv->type_v, vr, vrow, D);
-			for (int i = 0; i < group; i++)
-				kvq_axpy(out0 + (size_t)i * (size_t)D, vrow, f16_round(scores[(size_t)i * np + p] * inv[i]), D);
+		for (uint32_t p = lo; p <= hi; p++) {
+			kvq_dequant_row(kv->type_v, vbase + (size_t)p * vrow_bytes + (size_t)g * vhead, vrow, D);
+			for (int i = 0; i < nq; i++) {
+				const int tt = i / group;
+				if (p < qlo[tt] || p > qhi[tt])
+					continue;
+				float *out = f->att + (size_t)(t0 + tt) * (size_t)(H * D) + (size_t)(g * group + i % group) * (size_t)D;
+				kvq_axpy(out, vrow, f16_round(scores[(size_t)i * np + (p - lo)] * inv[i]), D);
+			}
 		}
 		if (kv->rot_v)
-			for (int i = 0; i < group; i++)
-				kvq_unrotate(out0 + (size_t)i * (size_t)D, D, kv->rot_signs);
+			for (int tt = 0; tt < nt; tt++)
+				for (int hh = 0; hh < group; hh++)
+					kvq_unrotate(f->att + (size_t)(t0 + tt) * (size_t)(H * D) + (size_t)(g * group + hh) * (size_t)D,
+						     D, kv->rot_signs);
 	}
 }
 
@@ -1720,12 +1727,11 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 	f->xact = alloc_track(f, MM_MAX_PARTS * B * f->xact_row_cap);
 	f->scores = alloc_track(f, nth * n_ctx * group * ATTN_TOKS * sizeof(float));
 	/* the widest query row of any KV type: F16 (2 bytes an element) */
-	f->qq_row = (size_t)D * 2 + 64;
-	f->qq = alloc_track(f, nth * group * f->qq_row);
 	f->vrow = alloc_track(f, nth * D * sizeof(float));
-	f->qrot = alloc_track(f, nth * (D + group) * sizeof(float));
+	/* the rotated queries of a work item and their softmax sums */
+	f->qrot = alloc_track(f, nth * ATTN_TOKS * group * (D + 1) * sizeof(float));
 	if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->o || !f->gate || !f->up ||
-	    !f->logits || !f->xact || !f->scores || !f->qq || !f->vrow || !f->qrot) {
+	    !f->logits || !f->xact || !f->scores || !f->vrow || !f->qrot) {
 		fwd_free(f);
 		return ENGINE_E_NOMEM;
 	}
@@ -1748,7 +1754,6 @@ void fwd_free(struct fwd *f)
 	free(f->xact);
 	free(f->scores);
 	free(f->qrot);
-	free(f->qq);
 	free(f->vrow);
 	if (f->mats) {
 		for (uint32_t il = 0; f->mats->L && il < f->m->hp.n_layer; il++) {

@@ -145,10 +145,8 @@ struct fwd {
 	void *xact;         /* quantised activations */
 	size_t xact_row_cap;
 	float *scores;      /* n_threads * n_ctx */
-	size_t qq_row;      /* bytes of one thread's qq */
-	void *qq;           /* n_threads * query row of head_dim in the K type's activation format */
-	float *vrow;        /* n_threads * head_dim (dequantised V) */
-	float *qrot;        /* n_threads * head_dim (the rotated query) */
+	float *vrow;        /* n_threads * head_dim (a decoded K or V row) */
+	float *qrot;        /* n_threads * a work item's rotated queries and sums */
 	size_t bytes;          /* everything allocated here, packed_bytes included */
 	struct fwd_mats *mats; /* the weights prepared for the kernels (forward.c) */
 	size_t packed_bytes;   /* interleaved copies of weights (extra weight memory) */

@@ -394,6 +394,26 @@ static KVQ_AVX2 float dot_q3r_avx2(const void *krow, const void *act, int64_t n)
 	return _mm_cvtss_f32(r);
 }
 
+static KVQ_AVX2 float dot_f32_avx2(const float *a, const float *b, int n)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	int i = 0;
+	for (; i + 16 <= n; i += 16) {
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+	s0 = _mm256_add_ps(s0, s1);
+	__m128 r = _mm_add_ps(_mm256_extractf128_ps(s0, 1), _mm256_castps256_ps128(s0));
+	r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+	r = _mm_add_ss(r, _mm_movehdup_ps(r));
+	float s = _mm_cvtss_f32(r);
+	for (; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
 static KVQ_AVX2 void axpy_avx2(float *y, const float *x, float a, int n)
 {
 	const __m256 va = _mm256_set1_ps(a);
@@ -404,6 +424,18 @@ static KVQ_AVX2 void axpy_avx2(float *y, const float *x, float a, int n)
 		y[i] += a * x[i];
 }
 #endif
+
+float kvq_dot_f32(const float *a, const float *b, int n)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (quant_level() >= QUANT_LEVEL_AVX2)
+		return dot_f32_avx2(a, b, n);
+#endif
+	float s = 0.0f;
+	for (int i = 0; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
 
 void kvq_axpy(float *y, const float *x, float a, int n)
 {

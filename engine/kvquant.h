@@ -68,6 +68,8 @@ kvq_dot_fn kvq_get_dot(uint32_t type);
  * CPU has), for tests. */
 kvq_dot_fn kvq_q3r_dot_at(int level);
 
+/* sum of a[i] * b[i] for i < n (AVX2 with FMA where the CPU has it). */
+float kvq_dot_f32(const float *a, const float *b, int n);
 /* y[i] += a * x[i] for i < n (AVX2 with FMA where the CPU has it). */
 void kvq_axpy(float *y, const float *x, float a, int n);
 
