@@ -295,18 +295,25 @@ static int q3r_code(const struct kvq_block_q3r *b, int j)
 	return ((b->ql[j % 16] >> (2 * (j / 16))) & 3) | (((b->qh[j / 8] >> (j % 8)) & 1) << 2);
 }
 
-int kvq_dequant_row(uint32_t type, const void *src, float *dst, int64_t n)
+static void dequant_q3r_scalar(const void *src, float *dst, int64_t n)
 {
-	if (kvq_row_bytes(type, (uint64_t)(n > 0 ? n : 0)) == 0)
-		return -1;
-	if (type != KVQ_Q3R)
-		return quant_dequant_row(type, src, dst, n);
 	const struct kvq_block_q3r *b = src;
 	for (int64_t i = 0; i < n / KVQ_Q3R_BLOCK; i++, dst += KVQ_Q3R_BLOCK) {
 		const float d = quant_fp16_to_fp32(b[i].d);
 		for (int j = 0; j < KVQ_Q3R_BLOCK; j++)
 			dst[j] = d * (float)q3r_levels[q3r_code(&b[i], j)];
 	}
+}
+
+static kvq_dequant_fn q3r_dequant_at(int level);
+
+int kvq_dequant_row(uint32_t type, const void *src, float *dst, int64_t n)
+{
+	if (kvq_row_bytes(type, (uint64_t)(n > 0 ? n : 0)) == 0)
+		return -1;
+	if (type != KVQ_Q3R)
+		return quant_dequant_row(type, src, dst, n);
+	q3r_dequant_at(quant_level())(src, dst, n);
 	return 0;
 }
 
@@ -394,6 +401,34 @@ static KVQ_AVX2 float dot_q3r_avx2(const void *krow, const void *act, int64_t n)
 	return _mm_cvtss_f32(r);
 }
 
+/* the 32 signed levels of half H of block B */
+static inline KVQ_AVX2 __m256i q3r_levels_avx2(const struct kvq_block_q3r *b, int h)
+{
+	const __m256i lut = _mm256_setr_epi8(-127, -79, -45, -14, 14, 45, 79, 127, 0, 0, 0, 0, 0, 0, 0, 0,
+					     -127, -79, -45, -14, 14, 45, 79, 127, 0, 0, 0, 0, 0, 0, 0, 0);
+	const __m128i t = _mm_loadu_si128((const __m128i *)(const void *)b->ql);
+	const __m256i lo = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4 * h + 2), _mm_srli_epi16(t, 4 * h)),
+					    _mm256_set1_epi8(3));
+	const __m256i hb = _mm256_and_si256(q3r_bits(b->qh + 4 * h), _mm256_set1_epi8(4));
+	return _mm256_shuffle_epi8(lut, _mm256_or_si256(lo, hb));
+}
+
+static KVQ_AVX2 void dequant_q3r_avx2(const void *src, float *dst, int64_t n)
+{
+	const struct kvq_block_q3r *b = src;
+	for (int64_t i = 0; i < n / KVQ_Q3R_BLOCK; i++) {
+		const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d));
+		for (int h = 0; h < 2; h++, dst += 32) {
+			const __m256i w = q3r_levels_avx2(&b[i], h);
+			const __m128i w0 = _mm256_castsi256_si128(w), w1 = _mm256_extracti128_si256(w, 1);
+			_mm256_storeu_ps(dst, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w0))));
+			_mm256_storeu_ps(dst + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w0, 8)))));
+			_mm256_storeu_ps(dst + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w1))));
+			_mm256_storeu_ps(dst + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w1, 8)))));
+		}
+	}
+}
+
 static KVQ_AVX2 float dot_f32_avx2(const float *a, const float *b, int n)
 {
 	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -447,6 +482,21 @@ void kvq_axpy(float *y, const float *x, float a, int n)
 #endif
 	for (int i = 0; i < n; i++)
 		y[i] += a * x[i];
+}
+
+static kvq_dequant_fn q3r_dequant_at(int level)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (level >= QUANT_LEVEL_AVX2 && quant_level_detect() >= QUANT_LEVEL_AVX2)
+		return dequant_q3r_avx2;
+#endif
+	(void)level;
+	return dequant_q3r_scalar;
+}
+
+kvq_dequant_fn kvq_q3r_dequant_at(int level)
+{
+	return level < QUANT_LEVEL_SCALAR || level > quant_level_detect() ? NULL : q3r_dequant_at(level);
 }
 
 kvq_dot_fn kvq_q3r_dot_at(int level)

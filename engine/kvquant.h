@@ -67,6 +67,10 @@ kvq_dot_fn kvq_get_dot(uint32_t type);
 /* Q3R's dot kernel at one CPU level (quant.h's levels; NULL above what the
  * CPU has), for tests. */
 kvq_dot_fn kvq_q3r_dot_at(int level);
+/* Q3R's decoder at one CPU level (NULL above what the CPU has), for tests;
+ * kvq_dequant_row uses the current level's. */
+typedef void (*kvq_dequant_fn)(const void *src, float *dst, int64_t n);
+kvq_dequant_fn kvq_q3r_dequant_at(int level);
 
 /* sum of a[i] * b[i] for i < n (AVX2 with FMA where the CPU has it). */
 float kvq_dot_f32(const float *a, const float *b, int n);

@@ -129,6 +129,11 @@ static void test_dot(void)
 				const float a = kvq_q3r_dot_at(QUANT_LEVEL_SCALAR)(kb, qa, n), b = fn(kb, qa, n);
 				CHECK(fabsf(a - b) <= 1e-5f * (fabsf(a) + 1.0f), "q3r level %d n %d: %g vs %g", lv, n, b, a);
 			}
+			/* the decoder at this level: the same floats */
+			static float da[N], db[N];
+			kvq_q3r_dequant_at(QUANT_LEVEL_SCALAR)(kb, da, N);
+			kvq_q3r_dequant_at(lv)(kb, db, N);
+			CHECK(memcmp(da, db, sizeof da) == 0, "q3r decode at level %d differs from the reference", lv);
 			/* unaligned rows */
 			static unsigned char kb2[4 * N + 1], qa2[4 * N + 1];
 			memcpy(kb2 + 1, kb, kvq_row_bytes(KVQ_Q3R, N));
