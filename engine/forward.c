@@ -32,7 +32,10 @@
  * job (q/k/v, gate/up) on one quantisation of it; a prefill batch is
  * quantised in parallel.  Attention over an F16 cache runs per (token, KV
  * head) so a group's query heads share each K/V row read
- * (quant_attn_f16); rope angles are computed once per position, SiLU uses
+ * (quant_attn_f16); over a quantised cache (kvquant.h) the same way,
+ * each K/V row decoded once per work item into one head of floats (the
+ * rotation folded into q and the output); rope angles are computed once
+ * per position, SiLU uses
  * the vector e^x.  Reported memory: fwd.packed_bytes of packed copies.
  */
 #include "forward.h"
