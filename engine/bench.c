@@ -144,7 +144,7 @@ int bench_run(const struct bench_env *b, const struct engine_bench_opts *o, stru
 	struct kv_cache kv;
 	int32_t *tok = malloc(((size_t)o->n_prompt + o->n_gen + 1) * sizeof *tok);
 	*runs = calloc(2 * (size_t)reps, sizeof **runs);
-	if (!tok || !*runs || kv_init(&kv, &b->m->hp, b->kv_type, b->n_ctx) != 0) {
+	if (!tok || !*runs || kv_init_types(&kv, &b->m->hp, b->kv_type, b->kv_type_v, b->kv_rot, b->n_ctx) != 0) {
 		free(tok);
 		snprintf(err, errlen, "out of memory for the benchmark's tokens");
 		return ENGINE_E_NOMEM;

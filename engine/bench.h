@@ -21,7 +21,8 @@ struct bench_env {
 	const struct model *m;
 	struct fwd *fwd;              /* the loaded model's pass (may be replaced by eval's fallback) */
 	struct fwd_batcher *batcher;  /* the prefill batch sizing replies use */
-	uint32_t kv_type, n_ctx;      /* the loaded model's cache type and context */
+	uint32_t kv_type, n_ctx;      /* the loaded model's cache type (K) and context */
+	uint32_t kv_type_v, kv_rot;   /* V's cache type; the rotation seed (0: none) */
 	double load_ms, prepare_ms;   /* what engine_load() took for each part */
 	/* runs N tokens into KV as a reply's prefill or decode step does: 0 or
 	 * a negative engine_status (ENGINE_E_CANCELLED: stopped, nothing

@@ -56,6 +56,7 @@
 #include "alloc.h"
 #include "bench.h"
 #include "forward.h"
+#include "kvquant.h"
 #include "forward_cuda.h"
 #include "gguf.h"
 #include "model.h"
@@ -141,7 +142,8 @@ struct engine {
 	struct fwd fwd;
 	struct fwd_batcher batcher;   /* prefill batch size, tuned by its speed */
 	uint32_t n_ctx;
-	uint32_t kv_type;
+	uint32_t kv_type, kv_type_v;  /* kvquant.h's types of K and V */
+	uint32_t kv_rot;              /* rotation seed of the quantised rows (0: none) */
 	enum engine_overflow overflow;
 	char family[32];
 	enum reasoning_format rfmt;   /* the template's (REASONING_NONE: the model does not think) */
@@ -714,7 +716,8 @@ static void fill_vram(engine *e, struct engine_stats *st)
  * and e->notice.  0 or the status of preparing the CPU part. */
 static int setup_forward(engine *e, const struct engine_load_opts *o)
 {
-	struct fwd_device_opts d = {.device = (int)o->device, .gpu_layers = o->gpu_layers, .kv_type = e->kv_type};
+	struct fwd_device_opts d = {.device = (int)o->device, .gpu_layers = o->gpu_layers, .kv_type = e->kv_type,
+				    .kv_type_v = e->kv_type_v, .kv_rotated = e->kv_rot != 0};
 	e->batcher.cur = 0;   /* a new model: start the batch size over */
 	return fwd_init_device(&e->fwd, &e->model, e->pool, e->n_ctx, FWD_BATCH_MAX, &d, e->backend, sizeof e->backend,
 			       e->notice, sizeof e->notice);
@@ -792,7 +795,7 @@ static bool refuse_too_big(engine *e, struct request *r)
 		if (plan.n_layers > 0)
 			return false;   /* the GPU part changes the sum: not judged here */
 	}
-	const uint64_t kv = kv_bytes_for(&m->hp, e->kv_type, e->n_ctx);
+	const uint64_t kv = kv_bytes_for(&m->hp, e->kv_type, e->kv_type_v, e->n_ctx);
 	const uint64_t w = weights_bytes(m), need = engine_mem_need(w, kv), avail = engine_mem_available();
 	if (avail == 0 || need <= avail)
 		return false;
@@ -820,8 +823,8 @@ static int load_draft(engine *e, struct request *r)
 		return rc;
 	}
 	const uint64_t w = weights_bytes(&e->model) + weights_bytes(&e->draft.m);
-	const uint64_t kv = kv_bytes_for(&e->model.hp, e->kv_type, e->n_ctx) +
-			    kv_bytes_for(&e->draft.m.hp, GGML_TYPE_F16, e->n_ctx);
+	const uint64_t kv = kv_bytes_for(&e->model.hp, e->kv_type, e->kv_type_v, e->n_ctx) +
+			    kv_bytes_for(&e->draft.m.hp, GGML_TYPE_F16, GGML_TYPE_F16, e->n_ctx);
 	const uint64_t need = engine_mem_need(w, kv);
 	if (e->fwd.cpu_first == 0 && avail > 0 && need > avail) {
 		char sn[32], sa[32];
@@ -906,9 +909,22 @@ static void do_load(engine *e, struct request *r)
 	if (n_ctx < 16)
 		n_ctx = 16;
 	e->n_ctx = n_ctx;
-	e->kv_type = r->load.kv_type == ENGINE_KV_Q8_0 ? GGML_TYPE_Q8_0 : GGML_TYPE_F16;
-	if (e->kv_type == GGML_TYPE_Q8_0 && e->model.hp.head_dim % 32 != 0)
-		e->kv_type = GGML_TYPE_F16;
+	e->kv_type = kvq_from_engine((int)r->load.kv_type);
+	e->kv_type_v = r->load.kv_type_v ? kvq_from_engine(r->load.kv_type_v - 1) : e->kv_type;
+	if (!e->kv_type || !e->kv_type_v) {
+		emit_error(e, r, ENGINE_E_INVAL, "unknown KV cache type (types: %s)", ENGINE_KV_TYPE_NAMES);
+		goto fail;
+	}
+	for (int side = 0; side < 2; side++) {
+		const uint32_t t = side ? e->kv_type_v : e->kv_type;
+		if (kv_bad_head(&e->model.hp, t)) {
+			emit_error(e, r, ENGINE_E_INVAL, "%s: head size %u cannot hold a %s %s cache (blocks of %d)",
+				   r->path, kv_bad_head(&e->model.hp, t), kvq_name(t), side ? "V" : "K", kvq_block(t));
+			goto fail;
+		}
+	}
+	e->kv_rot = r->load.kv_no_rotate || (e->kv_type == GGML_TYPE_F16 && e->kv_type_v == GGML_TYPE_F16)
+			    ? 0 : KVQ_ROT_SEED;
 	e->overflow = r->load.overflow;
 	if (refuse_too_big(e, r))
 		goto fail;
@@ -1012,7 +1028,7 @@ static struct conv *get_conv(engine *e, uint64_t id)
 	e->convs = c;
 	c = &e->convs[e->n_convs];
 	memset(c, 0, sizeof *c);
-	if (kv_init(&c->kv, &e->model.hp, e->kv_type, e->n_ctx))
+	if (kv_init_types(&c->kv, &e->model.hp, e->kv_type, e->kv_type_v, e->kv_rot, e->n_ctx))
 		return NULL;
 	c->id = id;
 	c->last_used = ++e->use_clock;
@@ -2361,6 +2377,7 @@ static void do_bench(engine *e, struct request *r)
 	}
 	struct bench_hook h = {e, r};
 	struct bench_env b = {.m = &e->model, .fwd = &e->fwd, .batcher = &e->batcher, .kv_type = e->kv_type,
+			      .kv_type_v = e->kv_type_v, .kv_rot = e->kv_rot,
 			      .n_ctx = e->n_ctx, .load_ms = e->load_ms, .prepare_ms = e->prep_ms,
 			      .eval = bench_eval, .cancelled = bench_cancelled, .ctx = &h};
 	struct engine_bench_run *runs;
@@ -2380,15 +2397,19 @@ static void do_bench(engine *e, struct request *r)
 
 /* ---- worker: KV snapshots -------------------------------------------------
  * Layout (little-endian): "TTKV" u32 version, u64 file size, u64 header
- * hash, u32 n_layer, u32 kv_dim, u32 cache type, u32 n, then (version 2,
- * models with recurrent layers) u32 checkpoints; then int32 tokens[n], per
- * layer with KV rows n rows of K followed by n rows of V, and (version 2)
- * the recurrent states after position n followed by each checkpoint (u32
- * position, its states) - forward.c's kv_pack().  Version 1 is what
- * models without recurrent layers have always written. */
+ * hash, u32 n_layer, u32 kv_dim, u32 cache type (K's), u32 n, then
+ * (versions 3 and 4) u32 V's cache type and u32 rotation seed (0: rows
+ * not rotated), then (versions 2 and 4, models with recurrent layers) u32
+ * checkpoints; then int32 tokens[n], per layer with KV rows n rows of K
+ * followed by n rows of V, and (versions 2 and 4) the recurrent states
+ * after position n followed by each checkpoint (u32 position, its states)
+ * - forward.c's kv_pack().  Types are kvquant.h's numbers.  Versions 3
+ * and 4 are written; 1 and 2 (one type for K and V, never rotated) are
+ * still read. */
 
 #define SNAP_MAGIC 0x564b5454u /* "TTKV" */
 #define SNAP_HEADER 40
+#define SNAP_HEADER3 48
 
 static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
@@ -2405,7 +2426,7 @@ static void do_export(engine *e, struct request *r)
 	if (c && c->kv.n > 0) {
 		const struct kv_cache *kv = &c->kv;
 		const bool rec = kv->n_rec > 0;
-		const size_t head = SNAP_HEADER + (rec ? 4 : 0);
+		const size_t head = SNAP_HEADER3 + (rec ? 4 : 0);
 		size_t len = head + kv_pack_bytes(kv, kv->n, kv->n_ck);
 		unsigned char *b = eng_malloc(len);
 		if (!b) {
@@ -2413,15 +2434,17 @@ static void do_export(engine *e, struct request *r)
 			return;
 		}
 		put32(b, SNAP_MAGIC);
-		put32(b + 4, rec ? 2 : 1);
+		put32(b + 4, rec ? 4 : 3);
 		put64(b + 8, gguf_file_size(e->model.gguf));
 		put64(b + 16, e->model_hash);
 		put32(b + 24, kv->n_layer);
 		put32(b + 28, kv->kv_dim);
-		put32(b + 32, kv->type);
+		put32(b + 32, kv->type_k);
 		put32(b + 36, kv->n);
+		put32(b + 40, kv->type_v);
+		put32(b + 44, kv->rot_seed);
 		if (rec)
-			put32(b + 40, (uint32_t)kv->n_ck);
+			put32(b + 48, (uint32_t)kv->n_ck);
 		kv_pack(kv, b + head);
 		ev.blob = b;
 		ev.blob_len = len;
@@ -2436,21 +2459,31 @@ static void do_import(engine *e, struct request *r)
 	const unsigned char *b = r->blob;
 	const char *why = NULL;
 	bool nomem = false;
-	const uint32_t version = e->model.hp.n_recurrent > 0 ? 2 : 1;
-	const size_t head = SNAP_HEADER + (version == 2 ? 4 : 0);
+	const bool rec = e->model.hp.n_recurrent > 0;
+	const uint32_t version = r->blob_len >= 8 ? get32(b + 4) : 0;
+	const bool v3 = version == (rec ? 4u : 3u);
+	const size_t head = (v3 ? SNAP_HEADER3 : SNAP_HEADER) + (rec ? 4 : 0);
+	uint32_t tk = 0, tv = 0, seed = 0;
 	if (!e->loaded)
 		why = "no model loaded";
-	else if (r->blob_len < head || get32(b) != SNAP_MAGIC || get32(b + 4) != version)
+	else if (r->blob_len < head || get32(b) != SNAP_MAGIC || (!v3 && version != (rec ? 2u : 1u)))
 		why = "not a KV snapshot";
 	else if (get64(b + 8) != gguf_file_size(e->model.gguf) || get64(b + 16) != e->model_hash)
 		why = "snapshot of another model";
-	else if (e->fwd.cpu_first > 0 && get32(b + 32) != e->kv_type)
-		why = "snapshot cache type not usable on the GPU";
+	if (!why) {
+		tk = get32(b + 32);
+		tv = v3 ? get32(b + 40) : tk;
+		seed = v3 ? get32(b + 44) : 0;
+		/* the cache takes the snapshot's types and rotation on the CPU;
+		 * the GPU's mirror only the loaded ones */
+		if (e->fwd.cpu_first > 0 && (tk != e->kv_type || tv != e->kv_type_v || seed != e->kv_rot))
+			why = "snapshot cache types or rotation not usable on the GPU";
+	}
 	if (!why) {
 		struct kv_cache probe;
 		const uint32_t n = get32(b + 36);
-		const uint32_t n_ck = version == 2 ? get32(b + 40) : 0;
-		int rc = kv_init(&probe, &e->model.hp, get32(b + 32), e->n_ctx);
+		const uint32_t n_ck = rec ? get32(b + head - 4) : 0;
+		int rc = kv_init_types(&probe, &e->model.hp, tk, tv, seed, e->n_ctx);
 		if (rc != 0) {
 			nomem = rc == ENGINE_E_NOMEM;
 			why = nomem ? "out of memory" : "snapshot cache type not usable";

@@ -70,7 +70,27 @@ enum engine_status {
 
 typedef struct engine engine;
 
-enum engine_kv_type { ENGINE_KV_F16 = 0, ENGINE_KV_Q8_0 = 1 };
+/* KV cache types, for K and V each.  F16 and Q8_0 .. IQ4_NL are ggml's
+ * block formats (32 elements a block); Q3R is ttychat's own 3-bit type
+ * (64 elements a block, 3.25 bits an element, engine/kvquant.h).  The
+ * quantised ones are stored rotated by a seeded Walsh-Hadamard transform
+ * per head unless the load asks otherwise.  A model whose head size is not
+ * a multiple of the type's block cannot use it: the load fails with one
+ * line saying so. */
+enum engine_kv_type {
+	ENGINE_KV_F16 = 0, ENGINE_KV_Q8_0 = 1, ENGINE_KV_Q5_0 = 2, ENGINE_KV_Q5_1 = 3,
+	ENGINE_KV_Q4_0 = 4, ENGINE_KV_Q4_1 = 5, ENGINE_KV_IQ4_NL = 6, ENGINE_KV_Q3R = 7,
+	ENGINE_KV_COUNT = 8
+};
+/* "f16", "q8_0", "q5_0", "q5_1", "q4_0", "q4_1", "iq4_nl", "q3r"; "?" else. */
+const char *engine_kv_type_name(int type);
+/* The type NAME names (as above), or -1. */
+int engine_kv_type_parse(const char *name);
+/* The names above, comma separated ("f16, q8_0, ...") for messages. */
+#define ENGINE_KV_TYPE_NAMES "f16, q8_0, q5_0, q5_1, q4_0, q4_1, iq4_nl, q3r"
+/* Bytes of one element of TYPE in sixty-fourths (F16 128, Q8_0 68, Q3R 26),
+ * 0 for an unknown type: bytes per position of a cache scale by it. */
+uint32_t engine_kv_type_bytes64(int type);
 
 /* Where a local model runs.  AUTO: on a CUDA GPU when one is usable, else
  * on the CPU without a word.  CUDA: the same, but when no GPU can be used
@@ -89,7 +109,9 @@ struct engine_params {
 
 struct engine_load_opts {
 	uint32_t n_ctx;            /* 0 = min(model's training context, 4096) */
-	enum engine_kv_type kv_type;
+	enum engine_kv_type kv_type;   /* K's cache type, and V's unless kv_type_v is set */
+	int kv_type_v;                 /* V's: 0 = as kv_type, else an engine_kv_type + 1 */
+	bool kv_no_rotate;             /* store quantised K/V unrotated (default: rotated) */
 	enum engine_overflow overflow;
 	const char *template_override; /* Jinja text replacing the file's; NULL = file's */
 	enum engine_device device;  /* AUTO (0) by default */
@@ -633,6 +655,11 @@ engine_file *engine_file_open(const char *path, char *err, size_t errlen);
 void engine_file_close(engine_file *f);  /* NULL is a no-op */
 const char *engine_file_path(const engine_file *f);  /* as given to open */
 const struct engine_file_info *engine_file_info(const engine_file *f);
+/* IN's kv_bytes_per_pos for a cache of K of TYPE_K and V of TYPE_V
+ * (enum engine_kv_type): the f16 figure scaled by each side's bytes per
+ * element, K's share by head_dim_k and V's by head_dim_v.  Exact for head
+ * sizes that are multiples of 64; 0 for an unknown type. */
+uint64_t engine_kv_bytes_per_pos(const struct engine_file_info *in, int type_k, int type_v);
 
 /* Metadata by key.  Each returns true and stores the value only when KEY
  * exists with a fitting type; otherwise false, *out untouched.

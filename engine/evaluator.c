@@ -26,6 +26,7 @@
 
 #include "alloc.h"
 #include "forward.h"
+#include "kvquant.h"
 #include "forward_cuda.h"
 #include "gguf.h"
 #include "model.h"
@@ -111,11 +112,26 @@ static int open_forward(engine_evaluator *ev, const char *path, const struct eng
 		snprintf(err, errlen, "%s: cannot start %d compute threads", path, nt);
 		return ENGINE_E_THREAD;
 	}
-	uint32_t kv_type = o->kv_type == ENGINE_KV_Q8_0 && ev->model.hp.head_dim % 32 == 0 ? GGML_TYPE_Q8_0
-											    : GGML_TYPE_F16;
+	const uint32_t kv_type = kvq_from_engine((int)o->kv_type);
+	const uint32_t kv_type_v = o->kv_type_v ? kvq_from_engine(o->kv_type_v - 1) : kv_type;
+	if (!kv_type || !kv_type_v) {
+		snprintf(err, errlen, "unknown KV cache type (types: %s)", ENGINE_KV_TYPE_NAMES);
+		return ENGINE_E_INVAL;
+	}
+	for (int side = 0; side < 2; side++) {
+		const uint32_t t = side ? kv_type_v : kv_type;
+		if (kv_bad_head(&ev->model.hp, t)) {
+			snprintf(err, errlen, "%s: head size %u cannot hold a %s %s cache (blocks of %d)", path,
+				 kv_bad_head(&ev->model.hp, t), kvq_name(t), side ? "V" : "K", kvq_block(t));
+			return ENGINE_E_INVAL;
+		}
+	}
+	const uint32_t rot = o->kv_no_rotate || (kv_type == GGML_TYPE_F16 && kv_type_v == GGML_TYPE_F16) ? 0
+													  : KVQ_ROT_SEED;
 	int dev = o->device == ENGINE_DEVICE_CPU || o->device == ENGINE_DEVICE_CUDA ? (int)o->device
 										    : ENGINE_DEVICE_AUTO;
-	struct fwd_device_opts d = {.device = dev, .gpu_layers = o->gpu_layers, .kv_type = kv_type};
+	struct fwd_device_opts d = {.device = dev, .gpu_layers = o->gpu_layers, .kv_type = kv_type,
+				    .kv_type_v = kv_type_v, .kv_rotated = rot != 0};
 	int rc = fwd_init_device(&ev->fwd, &ev->model, ev->pool, o->n_ctx, FWD_BATCH_MAX, &d, ev->info.backend,
 				 sizeof ev->info.backend, ev->info.notice, sizeof ev->info.notice);
 	if (rc) {
@@ -124,7 +140,7 @@ static int open_forward(engine_evaluator *ev, const char *path, const struct eng
 		return rc;
 	}
 	ev->have_fwd = true;
-	if (kv_init(&ev->kv, &ev->model.hp, kv_type, o->n_ctx) != 0) {
+	if (kv_init_types(&ev->kv, &ev->model.hp, kv_type, kv_type_v, rot, o->n_ctx) != 0) {
 		snprintf(err, errlen, "%s: out of memory for the KV cache", path);
 		return ENGINE_E_NOMEM;
 	}

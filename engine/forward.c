@@ -32,7 +32,10 @@
  * job (q/k/v, gate/up) on one quantisation of it; a prefill batch is
  * quantised in parallel.  Attention over an F16 cache runs per (token, KV
  * head) so a group's query heads share each K/V row read
- * (quant_attn_f16); rope angles are computed once per position, SiLU uses
+ * (quant_attn_f16); over a quantised cache (kvquant.h) the same way,
+ * each K/V row decoded once per work item into one head of floats (the
+ * rotation folded into q and the output); rope angles are computed once
+ * per position, SiLU uses
  * the vector e^x.  Reported memory: fwd.packed_bytes of packed copies.
  */
 #include "forward.h"
@@ -48,6 +51,7 @@
 #include "forward_cuda.h"
 #include "gdn.h"
 #include "gguf.h"
+#include "kvquant.h"
 #include "quant.h"
 
 /* One matrix product of a fused group: y[t * y_stride + r] = W_r . x_t. */
@@ -927,15 +931,14 @@ static void attn_task(void *ctx, int ith, int nth)
 	const int D = (int)(ly->head_dim ? ly->head_dim : hp->head_dim);
 	const int group = H / G;
 	float *scores = f->scores + (size_t)ith * f->n_ctx * (size_t)group * ATTN_TOKS;
-	uint16_t *qh = f->qh + (size_t)ith * (size_t)D;
 	float *vrow = f->vrow + (size_t)ith * (size_t)D;
-	const size_t qq_bytes = quant_act_row_bytes(GGML_TYPE_Q8_0, D);
-	void *qq = (char *)f->qq + (size_t)ith * qq_bytes;
+	float *qrot = f->qrot + (size_t)ith * ATTN_TOKS * (size_t)group * (size_t)(D + 1);
 	const char *kbase = kv->k[j->layer], *vbase = kv->v[j->layer];
-	const size_t head_bytes = ggml_row_bytes(kv->type, (uint64_t)D), row_bytes = kv_row(kv, j->layer);
+	const size_t khead = kvq_row_bytes(kv->type_k, (uint64_t)D), krow_bytes = kv_row_k(kv, j->layer);
+	const size_t vhead = kvq_row_bytes(kv->type_v, (uint64_t)D), vrow_bytes = kv_row_v(kv, j->layer);
 	const float *sinks = f->m->layers[j->layer].sinks.data;   /* [H] or NULL */
 
-	if (kv->type == GGML_TYPE_F16) {
+	if (kv->type_k == GGML_TYPE_F16 && kv->type_v == GGML_TYPE_F16) {
 		/* work items of (KV head, up to ATTN_TOKS tokens): the group's
 		 * query heads of those tokens share every K/V row read */
 		const int chunks = (j->T + ATTN_TOKS - 1) / ATTN_TOKS;
@@ -944,9 +947,9 @@ static void attn_task(void *ctx, int ith, int nth)
 			const int t0 = c * ATTN_TOKS, nt = j->T - t0 < ATTN_TOKS ? j->T - t0 : ATTN_TOKS;
 			const size_t qoff = (size_t)t0 * (size_t)(H * D) + (size_t)(g * group) * (size_t)D;
 			struct quant_attn_args a = {
-				.k = (const uint16_t *)(const void *)(kbase + (size_t)g * head_bytes),
-				.v = (const uint16_t *)(const void *)(vbase + (size_t)g * head_bytes),
-				.stride = row_bytes / 2,
+				.k = (const uint16_t *)(const void *)(kbase + (size_t)g * khead),
+				.v = (const uint16_t *)(const void *)(vbase + (size_t)g * vhead),
+				.stride = krow_bytes / 2,
 				.n_pos = (int)(j->pos0 + (uint32_t)t0 + 1),
 				.d = D,
 				.q = f->q + qoff,
@@ -966,44 +969,76 @@ static void attn_task(void *ctx, int ith, int nth)
 		}
 		return;
 	}
-	for (int task = ith; task < j->T * H; task += nth) {
-		const int t = task / H, h = task % H, g = h / group;
-		const uint32_t pos = j->pos0 + (uint32_t)t;
-		uint32_t first = 0;
-		if (j->window && pos + 1 > j->window)
-			first = pos + 1 - j->window;
-		const float *q = f->q + (size_t)t * (size_t)(H * D) + (size_t)h * (size_t)D;
-		float *out = f->att + (size_t)t * (size_t)(H * D) + (size_t)h * (size_t)D;
-
-		float mx = -INFINITY;
-		(void)qh;
-		quant_act_quantize(GGML_TYPE_Q8_0, q, qq, D);
-		for (uint32_t p = first; p <= pos; p++) {
-			const void *krow = kbase + (size_t)p * row_bytes + (size_t)g * head_bytes;
-			float s = quant_vec_dot(GGML_TYPE_Q8_0, krow, qq, D) * hp->attn_scale;
-			scores[p] = s;
-			mx = s > mx ? s : mx;
+	/* Any other pair of types: work items of (KV head, up to ATTN_TOKS
+	 * tokens) as above, so that the group's query heads of those tokens
+	 * share every row read.  Each K row is decoded once into a scratch
+	 * head and dotted in f32 with every query (rotated as the keys were),
+	 * each V row decoded once and weighted into every query's sum; the
+	 * sums are rotated back when the values were stored rotated.  No
+	 * copy of the cache is made: one row of each at a time. */
+	const int chunks = (j->T + ATTN_TOKS - 1) / ATTN_TOKS;
+	for (int task = ith; task < chunks * G; task += nth) {
+		const int c = task / G, g = task % G;
+		const int t0 = c * ATTN_TOKS, nt = j->T - t0 < ATTN_TOKS ? j->T - t0 : ATTN_TOKS, nq = nt * group;
+		float *qb = qrot;                                 /* [nq][D] */
+		float *inv = qb + (size_t)nq * (size_t)D;         /* [nq] */
+		uint32_t qlo[ATTN_TOKS], qhi[ATTN_TOKS];          /* each token's visible positions */
+		for (int tt = 0; tt < nt; tt++) {
+			qhi[tt] = j->pos0 + (uint32_t)(t0 + tt);
+			qlo[tt] = j->window && qhi[tt] + 1 > j->window ? qhi[tt] + 1 - j->window : 0;
+			for (int hh = 0; hh < group; hh++) {
+				float *qd = qb + (size_t)(tt * group + hh) * (size_t)D;
+				memcpy(qd, f->q + (size_t)(t0 + tt) * (size_t)(H * D) + (size_t)(g * group + hh) * (size_t)D,
+				       (size_t)D * sizeof(float));
+				if (kv->rot_k)
+					kvq_rotate(qd, D, kv->rot_signs);
+			}
 		}
-		/* a sink joins the softmax as a logit with no value */
-		if (sinks)
-			mx = sinks[h] > mx ? sinks[h] : mx;
-		double sum = 0.0;
-		for (uint32_t p = first; p <= pos; p++) {
-			const float e = expf(scores[p] - mx);
-			scores[p] = e;
-			sum += e;
+		const uint32_t lo = qlo[0], hi = qhi[nt - 1], np = hi + 1 - lo;
+		for (uint32_t p = lo; p <= hi; p++) {
+			kvq_dequant_row(kv->type_k, kbase + (size_t)p * krow_bytes + (size_t)g * khead, vrow, D);
+			for (int i = 0; i < nq; i++) {
+				const int tt = i / group;
+				scores[(size_t)i * np + (p - lo)] = p >= qlo[tt] && p <= qhi[tt]
+					? kvq_dot_f32(qb + (size_t)i * (size_t)D, vrow, D) * hp->attn_scale : -INFINITY;
+			}
 		}
-		if (sinks)
-			sum += (double)expf(sinks[h] - mx);
-		const float inv = (float)(1.0 / sum);
-		memset(out, 0, (size_t)D * sizeof(float));
-		for (uint32_t p = first; p <= pos; p++) {
-			const float w = f16_round(scores[p] * inv);
-			const void *vr = vbase + (size_t)p * row_bytes + (size_t)g * head_bytes;
-			quant_dequant_row(kv->type, vr, vrow, D);
-			for (int d = 0; d < D; d++)
-				out[d] += w * vrow[d];
+		for (int i = 0; i < nq; i++) {
+			const int tt = i / group, h = g * group + i % group;
+			float *sc = scores + (size_t)i * np;
+			float mx = -INFINITY;
+			for (uint32_t p = qlo[tt] - lo; p <= qhi[tt] - lo; p++)
+				mx = sc[p] > mx ? sc[p] : mx;
+			/* a sink joins the softmax as a logit with no value */
+			if (sinks)
+				mx = sinks[h] > mx ? sinks[h] : mx;
+			double sum = 0.0;
+			for (uint32_t p = qlo[tt] - lo; p <= qhi[tt] - lo; p++) {
+				const float e = expf(sc[p] - mx);
+				sc[p] = e;
+				sum += e;
+			}
+			if (sinks)
+				sum += (double)expf(sinks[h] - mx);
+			inv[i] = (float)(1.0 / sum);
+			memset(f->att + (size_t)(t0 + tt) * (size_t)(H * D) + (size_t)h * (size_t)D, 0,
+			       (size_t)D * sizeof(float));
 		}
+		for (uint32_t p = lo; p <= hi; p++) {
+			kvq_dequant_row(kv->type_v, vbase + (size_t)p * vrow_bytes + (size_t)g * vhead, vrow, D);
+			for (int i = 0; i < nq; i++) {
+				const int tt = i / group;
+				if (p < qlo[tt] || p > qhi[tt])
+					continue;
+				float *out = f->att + (size_t)(t0 + tt) * (size_t)(H * D) + (size_t)(g * group + i % group) * (size_t)D;
+				kvq_axpy(out, vrow, f16_round(scores[(size_t)i * np + (p - lo)] * inv[i]), D);
+			}
+		}
+		if (kv->rot_v)
+			for (int tt = 0; tt < nt; tt++)
+				for (int hh = 0; hh < group; hh++)
+					kvq_unrotate(f->att + (size_t)(t0 + tt) * (size_t)(H * D) + (size_t)(g * group + hh) * (size_t)D,
+						     D, kv->rot_signs);
 	}
 }
 
@@ -1028,21 +1063,42 @@ static const struct backend cpu_be = {
 
 /* What k[l] and v[l] of a recurrent layer point at. */
 static char kv_no_rows;
-uint64_t kv_bytes_for(const struct hparams *hp, uint32_t type, uint32_t n_ctx)
+uint64_t kv_bytes_for(const struct hparams *hp, uint32_t type_k, uint32_t type_v, uint32_t n_ctx)
 {
 	uint64_t row = 0;
+	if (kv_bad_head(hp, type_k) || kv_bad_head(hp, type_v))
+		return 0;
 	for (uint32_t l = 0; l < hp->n_layer; l++) {
 		if ((hp->kv_src && hp->kv_src[l] != (int32_t)l) || hp->rec_layer[l])
 			continue;
-		row += 2 * (uint64_t)ggml_row_bytes(type, hp->kv_dims ? hp->kv_dims[l] : hp->n_head_kv * hp->head_dim);
+		const uint32_t d = hp->kv_dims ? hp->kv_dims[l] : hp->n_head_kv * hp->head_dim;
+		row += (uint64_t)kvq_row_bytes(type_k, d) + (uint64_t)kvq_row_bytes(type_v, d);
 	}
 	/* a hybrid's recurrent states: current, next, checkpoints */
 	return row * n_ctx + (uint64_t)ssm_state_floats(hp) * sizeof(float) * hp->n_recurrent * (2 + KV_MAX_CKPT);
 }
 
-size_t kv_row(const struct kv_cache *kv, uint32_t layer)
+uint32_t kv_bad_head(const struct hparams *hp, uint32_t type)
 {
-	return kv->lrow ? kv->lrow[layer] : kv->row_bytes;
+	const int bk = kvq_block(type);
+	if (bk <= 0 || hp->head_dim == 0)
+		return hp->head_dim ? hp->head_dim : 1;
+	if (hp->head_dim % (uint32_t)bk != 0 || hp->head_dim > KVQ_MAX_HEAD)
+		return hp->head_dim;
+	for (uint32_t l = 0; hp->kv_dims && l < hp->n_layer; l++)
+		if (hp->kv_dims[l] % (uint32_t)bk != 0)
+			return hp->head_dim;
+	return 0;
+}
+
+size_t kv_row_k(const struct kv_cache *kv, uint32_t layer)
+{
+	return kv->lrow_k ? kv->lrow_k[layer] : kv->row_k;
+}
+
+size_t kv_row_v(const struct kv_cache *kv, uint32_t layer)
+{
+	return kv->lrow_v ? kv->lrow_v[layer] : kv->row_v;
 }
 
 bool kv_owns(const struct kv_cache *kv, uint32_t layer)
@@ -1059,25 +1115,47 @@ static bool kv_has_rows(const struct kv_cache *kv, uint32_t l)
 
 int kv_init(struct kv_cache *kv, const struct hparams *hp, uint32_t type, uint32_t n_ctx)
 {
+	return kv_init_types(kv, hp, type, type, type == GGML_TYPE_F16 ? 0 : KVQ_ROT_SEED, n_ctx);
+}
+
+int kv_init_types(struct kv_cache *kv, const struct hparams *hp, uint32_t type_k, uint32_t type_v,
+		  uint32_t rot_seed, uint32_t n_ctx)
+{
 	memset(kv, 0, sizeof *kv);
-	kv->type = type;
+	kv->type_k = type_k;
+	kv->type_v = type_v;
 	kv->n_layer = hp->n_layer;
 	kv->kv_dim = hp->layer_shapes ? hp->kv_dim : hp->n_head_kv * hp->head_dim;
 	kv->src = hp->kv_src;
-	if (type == GGML_TYPE_Q8_0 && hp->head_dim % 32 != 0)
-		return ENGINE_E_INVAL;
-	kv->row_bytes = ggml_row_bytes(type, kv->kv_dim);
-	if (kv->row_bytes == 0)
-		return ENGINE_E_INVAL;
-	if (hp->kv_dims) {
-		kv->lrow = eng_calloc(hp->n_layer, sizeof *kv->lrow);
-		if (!kv->lrow)
+	if (kv_bad_head(hp, type_k) || kv_bad_head(hp, type_v))
+		return ENGINE_E_FORMAT;
+	kv->row_k = kvq_row_bytes(type_k, kv->kv_dim);
+	kv->row_v = kvq_row_bytes(type_v, kv->kv_dim);
+	if (kv->row_k == 0 || kv->row_v == 0)
+		return ENGINE_E_FORMAT;
+	kv->rot_seed = rot_seed;
+	kv->rot_k = rot_seed != 0 && type_k != GGML_TYPE_F16;
+	kv->rot_v = rot_seed != 0 && type_v != GGML_TYPE_F16;
+	if (kv->rot_k || kv->rot_v) {
+		if (!(kv->rot_signs = eng_malloc(KVQ_MAX_HEAD * sizeof(float))))
 			return ENGINE_E_NOMEM;
-		for (uint32_t l = 0; l < hp->n_layer; l++)
-			if ((kv->lrow[l] = ggml_row_bytes(type, hp->kv_dims[l])) == 0) {
+		kvq_rot_signs(rot_seed, kv->rot_signs, KVQ_MAX_HEAD);
+	}
+	if (hp->kv_dims) {
+		kv->lrow_k = eng_calloc(hp->n_layer, sizeof *kv->lrow_k);
+		kv->lrow_v = eng_calloc(hp->n_layer, sizeof *kv->lrow_v);
+		if (!kv->lrow_k || !kv->lrow_v) {
+			kv_free(kv);
+			return ENGINE_E_NOMEM;
+		}
+		for (uint32_t l = 0; l < hp->n_layer; l++) {
+			kv->lrow_k[l] = kvq_row_bytes(type_k, hp->kv_dims[l]);
+			kv->lrow_v[l] = kvq_row_bytes(type_v, hp->kv_dims[l]);
+			if (kv->lrow_k[l] == 0 || kv->lrow_v[l] == 0) {
 				kv_free(kv);
-				return ENGINE_E_INVAL;
+				return ENGINE_E_FORMAT;
 			}
+		}
 	}
 	kv->n_ctx = n_ctx;
 	kv->k = eng_calloc(hp->n_layer, sizeof *kv->k);
@@ -1122,11 +1200,11 @@ int kv_reserve(struct kv_cache *kv, uint32_t n)
 	for (uint32_t l = 0; l < kv->n_layer; l++) {
 		if (!kv_has_rows(kv, l))
 			continue;
-		void *k = eng_realloc(kv->k[l], (size_t)cap * kv_row(kv, l));
+		void *k = eng_realloc(kv->k[l], (size_t)cap * kv_row_k(kv, l));
 		if (!k)
 			return ENGINE_E_NOMEM;
 		kv->k[l] = k;
-		void *v = eng_realloc(kv->v[l], (size_t)cap * kv_row(kv, l));
+		void *v = eng_realloc(kv->v[l], (size_t)cap * kv_row_v(kv, l));
 		if (!v)
 			return ENGINE_E_NOMEM;
 		kv->v[l] = v;
@@ -1215,7 +1293,7 @@ size_t kv_bytes(const struct kv_cache *kv)
 {
 	size_t rows = 0;
 	for (uint32_t l = 0; l < kv->n_layer; l++)
-		rows += kv_has_rows(kv, l) ? 2 * kv_row(kv, l) : 0;
+		rows += kv_has_rows(kv, l) ? kv_row_k(kv, l) + kv_row_v(kv, l) : 0;
 	return (size_t)kv->cap * (rows + sizeof(int32_t)) + rs_bytes(kv) * (2 + (size_t)kv->n_ck);
 }
 
@@ -1223,7 +1301,7 @@ size_t kv_pack_bytes(const struct kv_cache *kv, uint32_t n, int n_ck)
 {
 	size_t rows = 0;
 	for (uint32_t l = 0; l < kv->n_layer; l++)
-		rows += kv_has_rows(kv, l) ? 2 * (size_t)n * kv_row(kv, l) : 0;
+		rows += kv_has_rows(kv, l) ? (size_t)n * (kv_row_k(kv, l) + kv_row_v(kv, l)) : 0;
 	if (kv->n_rec == 0)
 		return (size_t)n * 4 + rows;
 	return (size_t)n * 4 + rows + rs_bytes(kv) + (size_t)n_ck * (4 + rs_bytes(kv));
@@ -1236,11 +1314,11 @@ void kv_pack(const struct kv_cache *kv, unsigned char *o)
 	for (uint32_t l = 0; l < kv->n_layer; l++) {
 		if (!kv_has_rows(kv, l))
 			continue;
-		const size_t rows = (size_t)kv->n * kv_row(kv, l);
-		memcpy(o, kv->k[l], rows);
-		o += rows;
-		memcpy(o, kv->v[l], rows);
-		o += rows;
+		const size_t rk = (size_t)kv->n * kv_row_k(kv, l), rv = (size_t)kv->n * kv_row_v(kv, l);
+		memcpy(o, kv->k[l], rk);
+		o += rk;
+		memcpy(o, kv->v[l], rv);
+		o += rv;
 	}
 	if (kv->n_rec == 0)
 		return;
@@ -1266,11 +1344,11 @@ int kv_unpack(struct kv_cache *kv, uint32_t n, int n_ck, const unsigned char *in
 	for (uint32_t l = 0; l < kv->n_layer; l++) {
 		if (!kv_has_rows(kv, l))
 			continue;
-		const size_t rows = (size_t)n * kv_row(kv, l);
-		memcpy(kv->k[l], in, rows);
-		in += rows;
-		memcpy(kv->v[l], in, rows);
-		in += rows;
+		const size_t rk = (size_t)n * kv_row_k(kv, l), rv = (size_t)n * kv_row_v(kv, l);
+		memcpy(kv->k[l], in, rk);
+		in += rk;
+		memcpy(kv->v[l], in, rv);
+		in += rv;
 	}
 	kv->n = n;
 	if (kv->n_rec == 0)
@@ -1306,7 +1384,9 @@ void kv_free(struct kv_cache *kv)
 			free(kv->v[l]);
 	free(kv->k);
 	free(kv->v);
-	free(kv->lrow);
+	free(kv->lrow_k);
+	free(kv->lrow_v);
+	free(kv->rot_signs);
 	free(kv->tokens);
 	free(kv->rs);
 	free(kv->rs_next);
@@ -1649,11 +1729,12 @@ int fwd_init_split(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx
 		f->xact_row_cap = act_stride(&f->mats->output);
 	f->xact = alloc_track(f, MM_MAX_PARTS * B * f->xact_row_cap);
 	f->scores = alloc_track(f, nth * n_ctx * group * ATTN_TOKS * sizeof(float));
-	f->qh = alloc_track(f, nth * D * sizeof(uint16_t));
-	f->qq = alloc_track(f, nth * (quant_act_row_bytes(GGML_TYPE_Q8_0, (int64_t)D) + 64));
+	/* the widest query row of any KV type: F16 (2 bytes an element) */
 	f->vrow = alloc_track(f, nth * D * sizeof(float));
+	/* the rotated queries of a work item and their softmax sums */
+	f->qrot = alloc_track(f, nth * ATTN_TOKS * group * (D + 1) * sizeof(float));
 	if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->o || !f->gate || !f->up ||
-	    !f->logits || !f->xact || !f->scores || !f->qh || !f->qq || !f->vrow) {
+	    !f->logits || !f->xact || !f->scores || !f->vrow || !f->qrot) {
 		fwd_free(f);
 		return ENGINE_E_NOMEM;
 	}
@@ -1675,8 +1756,7 @@ void fwd_free(struct fwd *f)
 	free(f->logits);
 	free(f->xact);
 	free(f->scores);
-	free(f->qh);
-	free(f->qq);
+	free(f->qrot);
 	free(f->vrow);
 	if (f->mats) {
 		for (uint32_t il = 0; f->mats->L && il < f->m->hp.n_layer; il++) {
@@ -1737,16 +1817,37 @@ void fwd_batch_done(struct fwd_batcher *b, int n, double ms)
 /* ---- the pass ------------------------------------------------------------ */
 
 /* K and V of N values (the row's prefix) at position pos of layer */
-static void store_kv_n(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v,
-		       int64_t n)
+static void store_row(uint32_t type, bool rot, const float *signs, const float *x, char *dst, int64_t n,
+		      int64_t D)
 {
-	quant_quantize_row(kv->type, k, (char *)kv->k[layer] + (size_t)pos * kv_row(kv, layer), n);
-	quant_quantize_row(kv->type, v, (char *)kv->v[layer] + (size_t)pos * kv_row(kv, layer), n);
+	if (!rot) {
+		kvq_quantize_row(type, x, dst, n);
+		return;
+	}
+	/* each head rotated on its own, then quantised into its place */
+	float h[KVQ_MAX_HEAD];
+	const size_t hb = kvq_row_bytes(type, (uint64_t)D);
+	for (int64_t o = 0; o < n; o += D, dst += hb) {
+		memcpy(h, x + o, (size_t)D * sizeof(float));
+		kvq_rotate(h, (int)D, signs);
+		kvq_quantize_row(type, h, dst, D);
+	}
 }
 
-static void store_kv(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v)
+/* K and V of N values (the row's prefix; heads of D) at position pos of layer */
+static void store_kv_n(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v,
+		       int64_t n, int64_t D)
 {
-	store_kv_n(kv, layer, pos, k, v, kv->kv_dim);
+	store_row(kv->type_k, kv->rot_k, kv->rot_signs, k, (char *)kv->k[layer] + (size_t)pos * kv_row_k(kv, layer),
+		  n, D);
+	store_row(kv->type_v, kv->rot_v, kv->rot_signs, v, (char *)kv->v[layer] + (size_t)pos * kv_row_v(kv, layer),
+		  n, D);
+}
+
+static void store_kv(struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *k, const float *v,
+		     int64_t D)
+{
+	store_kv_n(kv, layer, pos, k, v, kv->kv_dim, D);
 }
 
 /* ---- per-token steps, run over the batch on the pool ------------------------ */
@@ -1837,7 +1938,7 @@ static void step_qk(const struct tok_job *j, int t)
 		for (int64_t i = 0; i < QD; i++)
 			qt[i] *= sc;
 	}
-	store_kv(j->kv, j->il, j->pos0 + (uint32_t)t, kt, vt);
+	store_kv(j->kv, j->il, j->pos0 + (uint32_t)t, kt, vt, D);
 	/* the attention reads q densely from f->q (a fused qkv row holds it
 	 * first, so the move never overwrites a later token's row) */
 	if (j->qs != QD)
@@ -2135,7 +2236,7 @@ static void step_g4_qk(const struct tok_job *j, int t)
 		f->be->rmsnorm(kt + h * D, kt + h * D, l->k_norm.data, D, hp->norm_eps);
 	}
 	f->be->rope(kt, (int)G, (int)D, nr, cs, sn, hp->rope_style);
-	store_kv_n(j->kv, j->il, j->pos0 + (uint32_t)t, kt, vt, KD);
+	store_kv_n(j->kv, j->il, j->pos0 + (uint32_t)t, kt, vt, KD, D);
 }
 
 /* attention output: post norm, residual; the FFN's input norm, and the

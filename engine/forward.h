@@ -22,7 +22,8 @@
  * of forward_cuda.c says why).
  *
  * A KV cache belongs to one conversation: per layer, K and V rows for each
- * position, [pos][kv_head][head_dim], in F16 or Q8_0, grown on demand up to
+ * position, [pos][kv_head][head_dim], in one of kvquant.h's types (K and V
+ * each their own; quantised rows rotated per head, kvquant.h), grown on demand up to
  * n_ctx positions, plus the token ids they were computed from.  Where
  * head sizes vary by layer (gemma4) each layer's rows are as wide as its
  * own KV heads (kv_row); a layer that shares an earlier layer's K/V has no
@@ -59,10 +60,12 @@ struct kv_ckpt {
 #define KV_CKPT_EVERY 1024
 
 struct kv_cache {
-	uint32_t type;      /* GGML_TYPE_F16 or GGML_TYPE_Q8_0 */
+	uint32_t type_k, type_v; /* kvquant.h's types (F16, Q8_0, ..., KVQ_Q3R) */
+	uint32_t rot_seed;  /* 0: no rotation; else the seed of the sign vector */
+	bool rot_k, rot_v;  /* K (V) rows stored rotated (rot_seed and a quantised type) */
 	uint32_t n_layer;
 	uint32_t kv_dim;    /* n_head_kv * head_dim */
-	size_t row_bytes;   /* one position of one layer, K (or V) */
+	size_t row_k, row_v; /* one position of one layer, K and V */
 	uint32_t n_ctx;     /* hard limit */
 	uint32_t cap;       /* positions allocated */
 	uint32_t n;         /* positions filled */
@@ -70,8 +73,9 @@ struct kv_cache {
 	int32_t *tokens;    /* [cap] */
 	const int32_t *src; /* [n_layer]: k[l]/v[l] alias layer src[l]'s when not l
 			       (gemma4's shared K/V; the model's hp.kv_src), or NULL */
-	size_t *lrow;       /* [n_layer]: each layer's row bytes where they differ
-			       (gemma4; row_bytes is then the widest), or NULL */
+	size_t *lrow_k, *lrow_v; /* [n_layer]: each layer's row bytes where they
+			       differ (gemma4; row_k/row_v are then the widest), or NULL */
+	float *rot_signs;   /* [KVQ_MAX_HEAD] signs of the rotation, or NULL */
 	uint64_t dev_tag;   /* which device mirror holds this cache's GPU layers (0: none) */
 	/* Hybrid recurrent models (qwen35): the recurrent layers have no
 	 * rows (k[l], v[l] NULL) but a state (ssm_state_floats floats each)
@@ -87,8 +91,17 @@ struct kv_cache {
 	int n_ck;
 };
 
-/* 0 or a negative engine_status.  No positions are allocated yet. */
+/* 0 or a negative engine_status.  No positions are allocated yet.
+ * kv_init_types: K rows of TYPE_K, V rows of TYPE_V (kvquant.h), the
+ * quantised ones rotated with ROT_SEED (0: none).  ENGINE_E_FORMAT when a
+ * type is not a KV type or the model's head sizes are not a multiple of its
+ * block.  kv_init: both TYPE, rotated (KVQ_ROT_SEED) unless F16. */
 int kv_init(struct kv_cache *kv, const struct hparams *hp, uint32_t type, uint32_t n_ctx);
+int kv_init_types(struct kv_cache *kv, const struct hparams *hp, uint32_t type_k, uint32_t type_v,
+		  uint32_t rot_seed, uint32_t n_ctx);
+/* The head sizes of HP that TYPE cannot hold: 0 when every layer's head
+ * fits TYPE's blocks, else the first head size that does not. */
+uint32_t kv_bad_head(const struct hparams *hp, uint32_t type);
 /* Makes room for n positions (<= n_ctx).  0 or ENGINE_E_NOMEM/INVAL. */
 int kv_reserve(struct kv_cache *kv, uint32_t n);
 /* Forgets positions from n on.  With recurrent layers the cache goes
@@ -108,12 +121,13 @@ int kv_unpack(struct kv_cache *kv, uint32_t n, int n_ck, const unsigned char *in
 size_t kv_bytes(const struct kv_cache *kv);
 /* Whether layer keeps rows of its own (false: it reads another's). */
 bool kv_owns(const struct kv_cache *kv, uint32_t layer);
-/* Bytes of one position of layer's K (or V). */
-size_t kv_row(const struct kv_cache *kv, uint32_t layer);
-/* What a cache of n_ctx positions of TYPE takes for the model of HP (K
- * and V of the layers with rows of their own), or 0 for a type the heads
- * cannot use. */
-uint64_t kv_bytes_for(const struct hparams *hp, uint32_t type, uint32_t n_ctx);
+/* Bytes of one position of layer's K (V). */
+size_t kv_row_k(const struct kv_cache *kv, uint32_t layer);
+size_t kv_row_v(const struct kv_cache *kv, uint32_t layer);
+/* What a cache of n_ctx positions with K of TYPE_K and V of TYPE_V takes
+ * for the model of HP (the layers with rows of their own), or 0 for a
+ * type the heads cannot use. */
+uint64_t kv_bytes_for(const struct hparams *hp, uint32_t type_k, uint32_t type_v, uint32_t n_ctx);
 void kv_free(struct kv_cache *kv);
 
 struct backend;   /* forward.c: the CPU pass's operations */
@@ -131,9 +145,8 @@ struct fwd {
 	void *xact;         /* quantised activations */
 	size_t xact_row_cap;
 	float *scores;      /* n_threads * n_ctx */
-	uint16_t *qh;       /* n_threads * head_dim (q rounded to f16) */
-	void *qq;           /* n_threads * q8_0 row of head_dim (Q8_0 K cache) */
-	float *vrow;        /* n_threads * head_dim (dequantised V) */
+	float *vrow;        /* n_threads * head_dim (a decoded K or V row) */
+	float *qrot;        /* n_threads * a work item's rotated queries and sums */
 	size_t bytes;          /* everything allocated here, packed_bytes included */
 	struct fwd_mats *mats; /* the weights prepared for the kernels (forward.c) */
 	size_t packed_bytes;   /* interleaved copies of weights (extra weight memory) */

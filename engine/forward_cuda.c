@@ -78,6 +78,7 @@
 #include "engine.h"
 #include "forward.h"
 #include "gguf.h"
+#include "kvquant.h"
 #include "quant.h"
 
 int fwd_init_device(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int max_batch,
@@ -93,6 +94,13 @@ int fwd_init_device(struct fwd *f, const struct model *m, pool *p, uint32_t n_ct
 	if (o->device != ENGINE_DEVICE_CPU && o->gpu_layers != ENGINE_GPU_LAYERS_NONE) {
 		fwd_cuda_plan(m, n_ctx, max_batch, o->kv_type, o->gpu_layers > 0 ? o->gpu_layers : 0, &plan);
 		n_gpu = plan.n_layers;
+		const uint32_t tv = o->kv_type_v ? o->kv_type_v : o->kv_type;
+		if (tv != o->kv_type || o->kv_rotated ||
+		    (o->kv_type != GGML_TYPE_F16 && o->kv_type != GGML_TYPE_Q8_0)) {
+			n_gpu = 0;
+			snprintf(plan.why, sizeof plan.why, "CUDA: no kernel for a K %s / V %s%s KV cache",
+				 kvq_name(o->kv_type), kvq_name(tv), o->kv_rotated ? " rotated" : "");
+		}
 		if (n_gpu == 0) {
 			/* AUTO stays quiet when there simply is no usable device */
 			if (o->device == ENGINE_DEVICE_CUDA || plan.device[0])
@@ -726,7 +734,7 @@ static int bind_cache(struct fwd *f, struct kv_cache *kv)
 		from = 0;
 	}
 	if (from < kv->n) {
-		const size_t off = (size_t)from * kv->row_bytes, len = (size_t)(kv->n - from) * kv->row_bytes;
+		const size_t off = (size_t)from * kv->row_k, len = (size_t)(kv->n - from) * kv->row_k;
 		for (uint32_t il = 0; il < fc->n; il++) {
 			CK(cuda_upload(fc->ctx, (char *)fc->L[il].k.ptr + off, (const char *)kv->k[il] + off, len));
 			CK(cuda_upload(fc->ctx, (char *)fc->L[il].v.ptr + off, (const char *)kv->v[il] + off, len));
@@ -1041,7 +1049,8 @@ int fwd_cuda_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int
 	if (!fc || fc->failed)
 		return ENGINE_E_INVAL;
 	/* a snapshot of another cache type cannot use the mirror */
-	if (kv->type != fc->kv_type || kv->row_bytes != cuda_kv_row_bytes(fc->kv_type, KD) || T <= 0 || T > f->max_batch || (uint64_t)pos0 + (uint64_t)T > f->n_ctx)
+	if (kv->type_k != fc->kv_type || kv->type_v != fc->kv_type || kv->rot_k || kv->rot_v ||
+	    kv->row_k != cuda_kv_row_bytes(fc->kv_type, KD) || T <= 0 || T > f->max_batch || (uint64_t)pos0 + (uint64_t)T > f->n_ctx)
 		return ENGINE_E_INVAL;
 	int rc = bind_cache(f, kv);
 	if (rc)
@@ -1086,14 +1095,14 @@ int fwd_cuda_eval(struct fwd *f, struct kv_cache *kv, const int32_t *tokens, int
 	if (!fc->logits)
 		CK(cuda_download(fc->ctx, f->x, fc->x, (size_t)T * (size_t)E * sizeof(float)));
 	/* the new rows of the GPU layers into the host cache */
-	const size_t srow = kv->row_bytes, rows = 2 * (size_t)fc->n * (size_t)T * srow;
+	const size_t srow = kv->row_k, rows = 2 * (size_t)fc->n * (size_t)T * srow;
 	CK(cuda_download(fc->ctx, fc->stage_host, fc->stage, rows));
 	for (uint32_t il = 0; il < fc->n; il++)
 		for (int t = 0; t < T; t++) {
 			const char *sk = (const char *)fc->stage_host + (((size_t)il * 2) * (size_t)T + (size_t)t) * srow;
 			const char *sv = (const char *)fc->stage_host + (((size_t)il * 2 + 1) * (size_t)T + (size_t)t) * srow;
-			memcpy((char *)kv->k[il] + (size_t)(pos0 + (uint32_t)t) * kv->row_bytes, sk, kv->row_bytes);
-			memcpy((char *)kv->v[il] + (size_t)(pos0 + (uint32_t)t) * kv->row_bytes, sv, kv->row_bytes);
+			memcpy((char *)kv->k[il] + (size_t)(pos0 + (uint32_t)t) * kv->row_k, sk, kv->row_k);
+			memcpy((char *)kv->v[il] + (size_t)(pos0 + (uint32_t)t) * kv->row_k, sv, kv->row_k);
 		}
 	fc->mirror_n = pos0 + (uint32_t)T;
 	return 0;

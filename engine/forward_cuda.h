@@ -49,7 +49,9 @@ void fwd_cuda_plan(const struct model *m, uint32_t n_ctx, int max_batch, uint32_
 struct fwd_device_opts {
 	int device;             /* enum engine_device */
 	int gpu_layers;         /* ENGINE_GPU_LAYERS_AUTO (0), _NONE (-1) or N */
-	uint32_t kv_type;       /* GGML type of the KV cache */
+	uint32_t kv_type;       /* GGML type of the KV cache (K) */
+	uint32_t kv_type_v;     /* V's type (0: as kv_type) */
+	bool kv_rotated;        /* quantised rows stored rotated (kvquant.h) */
 };
 
 /* Everything above in one: plans, prepares the CPU part (fwd_init_split)
@@ -58,7 +60,10 @@ struct fwd_device_opts {
  * (N/M layers)"; NOTICE gets "" or one line for the user: CUDA asked for
  * but unusable ("no CUDA device: ...; running on the CPU"; AUTO stays
  * quiet when there is simply no device), or fewer layers than asked or
- * than the model has.  0, or the status of preparing the CPU part. */
+ * than the model has.  The GPU has kernels for F16 and Q8_0 caches only,
+ * K and V alike and not rotated: any other cache runs on the CPU (with a
+ * notice unless AUTO found no device).  0, or the status of preparing the
+ * CPU part. */
 int fwd_init_device(struct fwd *f, const struct model *m, pool *p, uint32_t n_ctx, int max_batch,
 		    const struct fwd_device_opts *o, char *backend, size_t backend_len, char *notice,
 		    size_t notice_len);

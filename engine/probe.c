@@ -216,6 +216,17 @@ static void gather(engine_file *f)
 	}
 }
 
+uint64_t engine_kv_bytes_per_pos(const struct engine_file_info *in, int type_k, int type_v)
+{
+	const uint64_t bk = engine_kv_type_bytes64(type_k), bv = engine_kv_type_bytes64(type_v);
+	const uint64_t hk = in->head_dim_k, hv = in->head_dim_v;
+	if (!bk || !bv || hk + hv == 0 || in->kv_bytes_per_pos >= (1u << 20))
+		return 0;
+	/* f16 is 128 bytes per 64 elements: each side's share of the f16
+	 * bytes, times its type's bytes per 64 elements over 128 */
+	return (in->kv_bytes_per_pos * hk * bk + in->kv_bytes_per_pos * hv * bv) / ((hk + hv) * 128);
+}
+
 engine_file *engine_file_open(const char *path, char *err, size_t errlen)
 {
 	engine_file *f = calloc(1, sizeof *f);

@@ -187,7 +187,8 @@ static void entry_init(struct model_entry *e)
 	memset(e, 0, sizeof *e);
 	e->temperature = e->top_p = e->min_p = e->repeat_penalty = -1;
 	e->top_k = -1;
-	e->kv_type = -1;
+	e->kv_type = e->cache_k = e->cache_v = -1;
+	e->kv_rotation = -1;
 	e->device = -1;
 	e->gpu_layers = -2;
 	e->spec = -1;
@@ -457,10 +458,15 @@ static int check_member(struct parse *p, const cJSON *m)
 		if (get_str(p, m, k, NULL, 0, false))
 			return -1;
 		p->template_file = m->valuestring;
-	} else if (strcmp(k, "kv_type") == 0) {
-		if (!cJSON_IsString(m) || (strcmp(m->valuestring, "f16") && strcmp(m->valuestring, "q8_0")))
-			return fail(p, k, "must be \"f16\" or \"q8_0\"");
-		e->kv_type = strcmp(m->valuestring, "q8_0") == 0;
+	} else if (strcmp(k, "kv_type") == 0 || strcmp(k, "cache_type_k") == 0 || strcmp(k, "cache_type_v") == 0) {
+		const int t = cJSON_IsString(m) ? engine_kv_type_parse(m->valuestring) : -1;
+		if (t < 0)
+			return fail(p, k, "must be one of " ENGINE_KV_TYPE_NAMES);
+		*(k[0] == 'k' ? &e->kv_type : k[11] == 'k' ? &e->cache_k : &e->cache_v) = t;
+	} else if (strcmp(k, "kv_rotation") == 0) {
+		if (!cJSON_IsBool(m))
+			return fail(p, k, "must be true or false");
+		e->kv_rotation = cJSON_IsTrue(m);
 	} else if (strcmp(k, "device") == 0) {
 		if (!cJSON_IsString(m) || config_device(m->valuestring) < 0)
 			return fail(p, k, "must be \"auto\", \"cpu\" or \"cuda\"");
@@ -979,7 +985,7 @@ void config_entry_free(struct model_entry *e)
 static int check_setting(struct parse *p, const cJSON *m, struct config_settings *out)
 {
 	static const char *const entry_keys[] = {"context_size", "sampling", "system_prompt", "kv_type",
-						 "device", "gpu_layers", "threads"};
+						 "cache_type_k", "cache_type_v", "kv_rotation", "device", "gpu_layers", "threads"};
 	const char *k = m->string;
 	if (strcmp(k, "model") == 0)
 		return get_str(p, m, k, out->model, sizeof out->model, false);

@@ -52,7 +52,9 @@ struct model_entry {
 	int top_k;
 	char *system_prompt;       /* malloc'd or NULL */
 	char *template_text;       /* malloc'd Jinja chat template override or NULL */
-	int kv_type;               /* -1 not given, 0 f16, 1 q8_0 */
+	int kv_type;               /* "kv_type": K and V; -1 not given, else an enum engine_kv_type */
+	int cache_k, cache_v;      /* "cache_type_k" / "cache_type_v" (beat kv_type); -1 not given */
+	int kv_rotation;           /* "kv_rotation": -1 not given, 0 false, 1 true */
 	int threads;               /* 0: not given */
 	int device;                /* -1 not given, else an enum engine_device ("auto", "cpu", "cuda") */
 	int gpu_layers;            /* as --gpu-layers: -1 auto, 0 none, N; -2 not given */

@@ -155,7 +155,7 @@ void chatopts_usage(FILE *out)
 		"                           from $TTYCHAT_API_KEY when set)\n"
 		"  -c, --ctx-size N         context size in tokens\n"
 		"  -t, --threads N          compute threads (default: all cores)\n"
-		"      --kv-type TYPE       KV cache type: f16 (default) or q8_0\n"
+		CHATOPTS_KV_HELP
 		"      --device DEV         where the model runs: auto (default: a CUDA GPU when one\n"
 		"                           is usable, else the CPU), cpu, or cuda\n"
 		"      --gpu-layers N       layers on the GPU: -1 as many as fit (default), 0 none\n"
@@ -177,7 +177,7 @@ void chatopts_usage(FILE *out)
 }
 
 enum {
-	O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_THEME,
+	O_SYSTEM = 1000, O_TEMP, O_SEED, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_KV, O_KV_K, O_KV_V, O_KV_ROT, O_THEME,
 	O_HELP, O_STOP, O_RAW, O_JSON, O_SAVE, O_CONT, O_VERSION, O_REMOTE, O_DEVICE, O_GPU_LAYERS, O_GRAMMAR,
 	O_SCHEMA, O_TOOLS, O_TOOL_CHOICE, O_THINK, O_EFFORT, O_BUDGET, O_SHOW_REASONING, O_IGNORE_EOS, O_DRAFT,
 	O_SPEC, O_DRAFT_MAX
@@ -200,6 +200,9 @@ static const struct option longopts[] = {
 	{"presence-penalty", required_argument, NULL, O_PRES},
 	{"frequency-penalty", required_argument, NULL, O_FREQ},
 	{"kv-type", required_argument, NULL, O_KV},
+	{"cache-type-k", required_argument, NULL, O_KV_K},
+	{"cache-type-v", required_argument, NULL, O_KV_V},
+	{"kv-rotation", required_argument, NULL, O_KV_ROT},
 	{"device", required_argument, NULL, O_DEVICE},
 	{"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
 	{"stop", required_argument, NULL, O_STOP},
@@ -292,6 +295,25 @@ static int parse_numopt(struct chat_opts *o, int c, const char *arg)
 }
 
 /* One option that is not a number: -1 to go on, else the exit status. */
+int chatopts_kv_flag(struct session_flags *f, const char *prog, const char *opt, const char *arg)
+{
+	if (strcmp(opt, "kv-rotation") == 0) {
+		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
+			fprintf(stderr, "%s: --kv-rotation: '%s' is not on or off\n", prog, arg);
+			return EXIT_USAGE;
+		}
+		f->kv_rotation = strcmp(arg, "on") == 0;
+		return 0;
+	}
+	const int t = engine_kv_type_parse(arg);
+	if (t < 0) {
+		fprintf(stderr, "%s: --%s: '%s' is not one of %s\n", prog, opt, arg, ENGINE_KV_TYPE_NAMES);
+		return EXIT_USAGE;
+	}
+	*(strcmp(opt, "kv-type") == 0 ? &f->kv_type : strcmp(opt, "cache-type-k") == 0 ? &f->cache_k : &f->cache_v) = t;
+	return 0;
+}
+
 static int parse_other(struct chat_opts *o, int c, const char *arg)
 {
 	switch (c) {
@@ -300,11 +322,13 @@ static int parse_other(struct chat_opts *o, int c, const char *arg)
 	case 'v': o->verbose = true; break;
 	case O_SYSTEM: o->system_arg = arg; break;
 	case O_KV:
-		if (strcmp(arg, "f16") != 0 && strcmp(arg, "q8_0") != 0) {
-			fprintf(stderr, "ttychat: --kv-type: '%s' is not f16 or q8_0\n", arg);
+	case O_KV_K:
+	case O_KV_V:
+	case O_KV_ROT:
+		if (chatopts_kv_flag(&o->f, "ttychat",
+				     c == O_KV ? "kv-type" : c == O_KV_K ? "cache-type-k"
+				     : c == O_KV_V ? "cache-type-v" : "kv-rotation", arg))
 			return EXIT_USAGE;
-		}
-		o->f.kv_type = strcmp(arg, "q8_0") == 0 ? ENGINE_KV_Q8_0 : ENGINE_KV_F16;
 		break;
 	case O_DEVICE:
 		if ((o->f.device = config_device(arg)) < 0) {

@@ -60,6 +60,18 @@ void chatopts_init(struct chat_opts *o);
 int chatopts_parse(int argc, char **argv, struct chat_opts *o);
 /* The options' help text. */
 void chatopts_usage(FILE *out);
+/* The KV cache options shared by the chat, serve and perplexity commands:
+ * OPT is "kv-type", "cache-type-k", "cache-type-v" or "kv-rotation",
+ * ARG its value, stored in F.  0, or EXIT_USAGE after one line on stderr
+ * (PROG: "ttychat", "ttychat serve" ...). */
+int chatopts_kv_flag(struct session_flags *f, const char *prog, const char *opt, const char *arg);
+/* The help lines of those options. */
+#define CHATOPTS_KV_HELP \
+	"      --kv-type TYPE       KV cache type of K and V: f16 (default), q8_0, q5_0, q5_1,\n" \
+	"                           q4_0, q4_1, iq4_nl, q3r (3.25 bits, ttychat's own)\n" \
+	"      --cache-type-k TYPE  the K cache's type alone (beats --kv-type)\n" \
+	"      --cache-type-v TYPE  the V cache's type alone (beats --kv-type)\n" \
+	"      --kv-rotation on|off rotate quantised K/V rows per head (default on)\n"
 
 /* True for the full-screen chat: no prompt, a terminal on both ends, plain
  * text out, nothing to save, and not in CI. */

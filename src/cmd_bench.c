@@ -48,6 +48,7 @@
 #include "catalog.h"
 #include "commands.h"
 #include "bench_spec.h"
+#include "chatopts.h"
 #include "engine.h"
 #include "session.h"
 
@@ -67,6 +68,7 @@ struct bench_opts {
 	int draft_max;
 	const char *prompt_file;
 	bool n_gen_set;
+	struct session_flags kv;     /* the KV cache options (kv_type, cache_k/v, kv_rotation) */
 };
 
 /* One test's samples and summary. */
@@ -124,7 +126,8 @@ static void bench_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: ttychat bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [-b BATCH] [--device DEV]\n"
-		"                     [--gpu-layers N] [--json]\n"
+		"                     [--gpu-layers N] [--json] [--kv-type TYPE] [--cache-type-k TYPE]\n"
+		"                     [--cache-type-v TYPE] [--kv-rotation on|off]\n"
 		"       ttychat bench -m MODEL --spec MODE [--draft MODEL] [--draft-max N] [-n N] [-r REPS]\n"
 		"                     [--prompt-file FILE] [--json]\n"
 		"  -m, --model MODEL    model file or models.d name\n"
@@ -137,6 +140,7 @@ static void bench_usage(FILE *out)
 		"      --device DEV     auto (default), cpu or cuda: where the layers run\n"
 		"      --gpu-layers N   layers on the GPU: -1 as many as fit (default), 0 none\n"
 		"      --json           one JSON array instead of the table\n"
+		CHATOPTS_KV_HELP
 		"speculative decoding (instead of pp/tg): greedy replies to a code-writing and a\n"
 		"code-editing task (and FILE's prompt), REPS with speculation off and REPS with MODE\n"
 		"(auto, ngram or draft), alternating; decode speed, acceptance, tokens per pass and\n"
@@ -441,6 +445,10 @@ static int decide(const struct bench_opts *o, struct session_decision *d, char *
 	f.gpu_layers = o->gpu_layers;
 	f.draft = o->draft;
 	f.draft_max = o->draft_max;
+	f.kv_type = o->kv.kv_type;
+	f.cache_k = o->kv.cache_k;
+	f.cache_v = o->kv.cache_v;
+	f.kv_rotation = o->kv.kv_rotation;
 	return session_decide_local(&f, d, "the benchmark", err, errlen);
 }
 
@@ -463,8 +471,11 @@ int cmd_bench(int argc, char **argv)
 		{"draft-max", required_argument, NULL, 'X'},
 		{"prompt-file", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
+		{"kv-type", required_argument, NULL, 1001}, {"cache-type-k", required_argument, NULL, 1002},
+		{"cache-type-v", required_argument, NULL, 1003}, {"kv-rotation", required_argument, NULL, 1004},
 		{NULL, 0, NULL, 0},
 	};
+	session_flags_init(&o.kv);
 	int ch;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "m:p:n:t:r:b:h", longopts, NULL)) != -1) {
@@ -500,6 +511,12 @@ int cmd_bench(int argc, char **argv)
 			}
 			break;
 		case 'h': bench_usage(stdout); return EXIT_OK;
+		case 1001: case 1002: case 1003: case 1004:
+			if (chatopts_kv_flag(&o.kv, "ttychat bench",
+					     ch == 1001 ? "kv-type" : ch == 1002 ? "cache-type-k"
+					     : ch == 1003 ? "cache-type-v" : "kv-rotation", optarg))
+				return EXIT_USAGE;
+			break;
 		default: bench_usage(stderr); return EXIT_USAGE;
 		}
 		if (bad) {

@@ -49,6 +49,7 @@
 #include "catalog.h"
 #include "commands.h"
 #include "engine.h"
+#include "chatopts.h"
 #include "perplexity.h"
 #include "session.h"
 
@@ -59,6 +60,7 @@ struct ppl_opts {
 	uint32_t n_ctx;              /* 0: not given (512, or the base file's) */
 	int batch, chunks, threads;  /* 0: not given */
 	bool kld;
+	struct session_flags kv;     /* the KV cache options (kv_type, cache_k/v, kv_rotation) */
 };
 
 /* What a chunk loop needs. */
@@ -89,6 +91,8 @@ static void ppl_usage(FILE *out)
 	fprintf(out,
 		"usage: ttychat perplexity -m MODEL -f TEXT [-c N] [-b N] [--chunks N] [-t THREADS]\n"
 		"                          [--kl-divergence-base FILE [--kl-divergence]]\n"
+		"                          [--kv-type TYPE] [--cache-type-k TYPE] [--cache-type-v TYPE]\n"
+		"                          [--kv-rotation on|off]\n"
 		"  -m, --model MODEL    model file or models.d name\n"
 		"  -f, --file TEXT      the text to score (at least two chunks of N tokens)\n"
 		"  -c, --ctx-size N     tokens per chunk (default 512; with --kl-divergence the base file's)\n"
@@ -97,7 +101,8 @@ static void ppl_usage(FILE *out)
 		"  -t, --threads N      compute threads (default: the model's, else all cores)\n"
 		"      --kl-divergence-base FILE\n"
 		"                       save the scored log-probabilities to FILE (llama-perplexity's format)\n"
-		"      --kl-divergence  instead compare with FILE's: its tokens, no text needed\n",
+		"      --kl-divergence  instead compare with FILE's: its tokens, no text needed\n"
+		CHATOPTS_KV_HELP,
 		ENGINE_BATCH_MAX, ENGINE_BATCH_MAX);
 }
 
@@ -121,6 +126,8 @@ static int parse_args(int argc, char **argv, struct ppl_opts *o)
 		{"chunks", required_argument, NULL, 'C'},   {"threads", required_argument, NULL, 't'},
 		{"kl-divergence-base", required_argument, NULL, 'B'},
 		{"kl-divergence", no_argument, NULL, 'K'},  {"help", no_argument, NULL, 'h'},
+		{"kv-type", required_argument, NULL, 1001}, {"cache-type-k", required_argument, NULL, 1002},
+		{"cache-type-v", required_argument, NULL, 1003}, {"kv-rotation", required_argument, NULL, 1004},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -138,6 +145,12 @@ static int parse_args(int argc, char **argv, struct ppl_opts *o)
 		case 'C': bad = parse_num(optarg, 1, INT32_MAX, &v); o->chunks = (int)v; break;
 		case 't': bad = parse_num(optarg, 1, 1024, &v); o->threads = (int)v; break;
 		case 'h': ppl_usage(stdout); return EXIT_OK;
+		case 1001: case 1002: case 1003: case 1004:
+			if (chatopts_kv_flag(&o->kv, "ttychat perplexity",
+					     ch == 1001 ? "kv-type" : ch == 1002 ? "cache-type-k"
+					     : ch == 1003 ? "cache-type-v" : "kv-rotation", optarg))
+				return EXIT_USAGE;
+			break;
 		default: ppl_usage(stderr); return EXIT_USAGE;
 		}
 		if (bad) {
@@ -221,6 +234,10 @@ static int decide(const struct ppl_opts *o, struct session_decision *d, char *er
 	session_flags_init(&f);
 	f.model = o->model;
 	f.n_threads = o->threads;
+	f.kv_type = o->kv.kv_type;
+	f.cache_k = o->kv.cache_k;
+	f.cache_v = o->kv.cache_v;
+	f.kv_rotation = o->kv.kv_rotation;
 	return session_decide_local(&f, d, "perplexity", err, errlen);
 }
 
@@ -530,6 +547,7 @@ static int write_and_score(const struct ppl_opts *o, struct ppl_run *r)
 int cmd_perplexity(int argc, char **argv)
 {
 	struct ppl_opts o = {0};
+	session_flags_init(&o.kv);
 	int st = parse_args(argc, argv, &o);
 	if (st >= 0)
 		return st;

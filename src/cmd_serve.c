@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "chatopts.h"
 #include "commands.h"
 #include "engine.h"
 #include "serve.h"
@@ -56,7 +57,8 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: ttychat serve [--host ADDR] [--port N] [-m MODEL] [--api-key-file FILE] [--max-queue N]\n"
-		"                     [--max-conns N] [--slots N] [-c N] [-t N] [--kv-type TYPE] [--device DEV] [--gpu-layers N]\n"
+		"                     [--max-conns N] [--slots N] [-c N] [-t N] [--kv-type TYPE] [--cache-type-k TYPE]\n"
+		"                     [--cache-type-v TYPE] [--kv-rotation on|off] [--device DEV] [--gpu-layers N]\n"
 		"                     [--draft MODEL] [--spec MODE] [--draft-max N] [-v]\n"
 		"An OpenAI-compatible HTTP server on the local model: /v1/chat/completions,\n"
 		"/v1/completions, /v1/models, /health.\n"
@@ -69,7 +71,11 @@ static void usage(FILE *out)
 		"  --slots N            conversations whose KV cache is kept for reuse (default 8)\n"
 		"  -c, --ctx-size N     context size in tokens\n"
 		"  -t, --threads N      compute threads (default: all cores)\n"
-		"  --kv-type TYPE       KV cache type: f16 (default) or q8_0\n"
+		"  --kv-type TYPE       KV cache type of K and V: f16 (default), q8_0, q5_0, q5_1,\n"
+		"                       q4_0, q4_1, iq4_nl, q3r (3.25 bits, ttychat's own)\n"
+		"  --cache-type-k TYPE  the K cache's type alone (beats --kv-type)\n"
+		"  --cache-type-v TYPE  the V cache's type alone (beats --kv-type)\n"
+		"  --kv-rotation on|off rotate quantised K/V rows per head (default on)\n"
 		"  --device DEV         where the model runs: auto (default), cpu or cuda\n"
 		"  --gpu-layers N       layers on the GPU: -1 as many as fit (default), 0 none\n"
 		"  --draft MODEL        draft model for speculative decoding (same vocabulary)\n"
@@ -168,8 +174,8 @@ struct serve_args {
 /* -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, struct serve_args *a)
 {
-	enum { O_HOST = 1000, O_PORT, O_KEY, O_QUEUE, O_SLOTS, O_HELP, O_KV, O_DEVICE, O_GPU_LAYERS, O_CONNS, O_DRAFT,
-	       O_SPEC, O_DRAFT_MAX };
+	enum { O_HOST = 1000, O_PORT, O_KEY, O_QUEUE, O_SLOTS, O_HELP, O_KV, O_KV_K, O_KV_V, O_KV_ROT, O_DEVICE, O_GPU_LAYERS,
+	       O_CONNS, O_DRAFT, O_SPEC, O_DRAFT_MAX };
 	static const struct option longopts[] = {
 		{"host", required_argument, NULL, O_HOST},
 		{"port", required_argument, NULL, O_PORT},
@@ -181,6 +187,9 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		{"ctx-size", required_argument, NULL, 'c'},
 		{"threads", required_argument, NULL, 't'},
 		{"kv-type", required_argument, NULL, O_KV},
+		{"cache-type-k", required_argument, NULL, O_KV_K},
+		{"cache-type-v", required_argument, NULL, O_KV_V},
+		{"kv-rotation", required_argument, NULL, O_KV_ROT},
 		{"device", required_argument, NULL, O_DEVICE},
 		{"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
 		{"draft", required_argument, NULL, O_DRAFT},
@@ -236,11 +245,13 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 				return EXIT_USAGE;
 			break;
 		case O_KV:
-			if (strcmp(optarg, "f16") != 0 && strcmp(optarg, "q8_0") != 0) {
-				fprintf(stderr, "ttychat serve: --kv-type: '%s' is not f16 or q8_0\n", optarg);
+		case O_KV_K:
+		case O_KV_V:
+		case O_KV_ROT:
+			if (chatopts_kv_flag(&a->f, "ttychat serve",
+					     c == O_KV ? "kv-type" : c == O_KV_K ? "cache-type-k"
+						 : c == O_KV_V ? "cache-type-v" : "kv-rotation", optarg))
 				return EXIT_USAGE;
-			}
-			a->f.kv_type = strcmp(optarg, "q8_0") == 0 ? ENGINE_KV_Q8_0 : ENGINE_KV_F16;
 			break;
 		case O_DEVICE:
 			if ((a->f.device = config_device(optarg)) < 0) {

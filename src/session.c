@@ -25,7 +25,7 @@ void session_flags_init(struct session_flags *f)
 {
 	memset(f, 0, sizeof *f);
 	engine_sampling_default(&f->sampling);
-	f->kv_type = -1;
+	f->kv_type = f->cache_k = f->cache_v = f->kv_rotation = -1;
 	f->device = -1;
 	f->gpu_layers = -2;
 	f->spec = -1;
@@ -144,6 +144,29 @@ static int first_int(const int *v, const enum session_source *src, int n, int un
 	return def;
 }
 
+/* K's and V's types: within a source the type of its own key beats
+ * kv_type; the strongest source either came from. */
+static enum session_source kv_types(const struct session_flags *f, const struct model_entry *me,
+				    const struct model_entry *pd, int *tk, int *tv)
+{
+	static const enum session_source src[6] = {SESSION_FLAG, SESSION_FLAG, SESSION_ENTRY,
+						   SESSION_ENTRY, SESSION_SETTINGS, SESSION_SETTINGS};
+	const int kvk[6] = {f ? f->cache_k : -1, f ? f->kv_type : -1, me ? me->cache_k : -1, me ? me->kv_type : -1,
+			    pd ? pd->cache_k : -1, pd ? pd->kv_type : -1};
+	const int kvv[6] = {f ? f->cache_v : -1, f ? f->kv_type : -1, me ? me->cache_v : -1, me ? me->kv_type : -1,
+			    pd ? pd->cache_v : -1, pd ? pd->kv_type : -1};
+	enum session_source kfrom, vfrom;
+	*tk = first_int(kvk, src, 6, -1, ENGINE_KV_F16, &kfrom);
+	*tv = first_int(kvv, src, 6, -1, ENGINE_KV_F16, &vfrom);
+	return vfrom > kfrom ? vfrom : kfrom;
+}
+
+void session_kv_types(const struct session_flags *f, const struct model_entry *me,
+		      const struct config_settings *prefs, int *type_k, int *type_v)
+{
+	kv_types(f, me, prefs ? &prefs->d : NULL, type_k, type_v);
+}
+
 static uint32_t pick_ctx(const struct session_flags *f, const struct chats_settings *held,
 			 const struct model_entry *me, const struct model_entry *pd, enum session_source *from)
 {
@@ -257,8 +280,13 @@ int session_resolve(const struct session_flags *f, const struct chats_settings *
 		out->sampling.penalty_last_n = file->penalty_last_n;
 
 	static const enum session_source fep[3] = {SESSION_FLAG, SESSION_ENTRY, SESSION_SETTINGS};
-	const int kv[3] = {f->kv_type, me ? me->kv_type : -1, pd ? pd->kv_type : -1};
-	out->load.kv_type = (enum engine_kv_type)first_int(kv, fep, 3, -1, ENGINE_KV_F16, &out->from[SESSION_F_KV]);
+	int tk, tv;
+	out->from[SESSION_F_KV] = kv_types(f, me, pd, &tk, &tv);
+	out->load.kv_type = (enum engine_kv_type)tk;
+	out->load.kv_type_v = tv + 1;
+	const int rot[3] = {f->kv_rotation, me ? me->kv_rotation : -1, pd ? pd->kv_rotation : -1};
+	enum session_source rfrom;
+	out->load.kv_no_rotate = first_int(rot, fep, 3, -1, 1, &rfrom) == 0;
 	const int dev[3] = {f->device, me ? me->device : -1, pd ? pd->device : -1};
 	out->load.device =
 		(enum engine_device)first_int(dev, fep, 3, -1, ENGINE_DEVICE_AUTO, &out->from[SESSION_F_DEVICE]);

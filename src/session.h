@@ -27,6 +27,7 @@
  *   system prompt    x         x           x           x          -    none
  *   context          x         x           x (*)       x          -    engine's
  *   kv_type          x         -           x           x          -    f16
+ *   (K, V, rotation: cache_type_k/_v beat kv_type within a source)
  *   device           x         -           x           x          -    auto
  *   gpu_layers       x         -           x           x          -    auto
  *   threads          x         -           x           x          -    all cores
@@ -81,7 +82,9 @@ struct session_flags {
 	unsigned set;                    /* SESSION_SET_* */
 	uint32_t n_ctx;                  /* -c */
 	int n_threads;                   /* -t */
-	int kv_type;                     /* -1, else an enum engine_kv_type */
+	int kv_type;                     /* --kv-type: -1, else an enum engine_kv_type */
+	int cache_k, cache_v;            /* --cache-type-k/-v (beat --kv-type): -1 or a type */
+	int kv_rotation;                 /* --kv-rotation: -1, 0 off, 1 on */
 	int device;                      /* -1, else an enum engine_device */
 	int gpu_layers;                  /* -2, else as --gpu-layers: -1 auto, 0 none, N */
 	const char *draft;               /* --draft: a draft model's path or models.d name */
@@ -89,6 +92,11 @@ struct session_flags {
 	int draft_max;                   /* --draft-max; 0 not given */
 };
 void session_flags_init(struct session_flags *f);
+/* The KV cache types (enum engine_kv_type) of K and V the flags, models.d
+ * entry ME and settings PREFS give (either may be NULL), as
+ * session_resolve() decides them. */
+void session_kv_types(const struct session_flags *f, const struct model_entry *me,
+		      const struct config_settings *prefs, int *type_k, int *type_v);
 
 /* Where a setting came from. */
 enum session_source {

@@ -83,6 +83,7 @@ int main(void)
 			 " \"url\": \"https://example.org/f.gguf\", \"sha256\": \"ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789\",\n"
 			 " \"context_size\": 2048, \"sampling\": {\"temperature\": 0.7, \"top_k\": 20, \"top_p\": 0.9,\n"
 			 " \"min_p\": 0.1, \"repeat_penalty\": 1.2}, \"system_prompt\": \"be\\nbrief\", \"kv_type\": \"q8_0\",\n"
+			 " \"cache_type_v\": \"q3r\", \"kv_rotation\": false,\n"
 			 " \"threads\": 3, \"size\": 12345, \"quant\": \"Q4_K_M\", \"template\": \"{{ x }}\",\n"
 			 " \"source\": \"a test\", \"comment\": \"hello\", \"think\": \"on\", \"reasoning_effort\": \"high\",\n"
 			 " \"reasoning_budget\": 512}\n");
@@ -99,6 +100,7 @@ int main(void)
 		      "sha256 lowercased: %s", e.sha256);
 		CHECK(strcmp(e.url, "https://example.org/f.gguf") == 0, "url");
 		CHECK(e.context_size == 2048 && e.threads == 3 && e.kv_type == 1 && e.size == 12345, "numbers");
+		CHECK(e.cache_v == ENGINE_KV_Q3R && e.cache_k == -1 && e.kv_rotation == 0, "cache_type_v, kv_rotation");
 		CHECK(e.temperature > 0.69f && e.temperature < 0.71f && e.top_k == 20 && e.top_p > 0.89f &&
 			      e.min_p > 0.09f && e.repeat_penalty > 1.19f,
 		      "sampling");
@@ -151,6 +153,8 @@ int main(void)
 	bad("b4.json", "{\"name\": \"b4\", \"file\": \"x\", \"sampling\": {\"top_k\": -1}}", "key 'sampling.top_k'");
 	bad("b5.json", "{\"name\": \"b5\", \"file\": \"x\", \"sampling\": []}", "key 'sampling'");
 	bad("b6.json", "{\"name\": \"b6\", \"file\": \"x\", \"kv_type\": \"q4\"}", "key 'kv_type'");
+	bad("b6v.json", "{\"name\": \"b6v\", \"file\": \"x\", \"cache_type_v\": \"q3\"}", "key 'cache_type_v'");
+	bad("b6r.json", "{\"name\": \"b6r\", \"file\": \"x\", \"kv_rotation\": \"on\"}", "key 'kv_rotation'");
 	bad("b7.json", "{\"name\": \"b7\", \"file\": \"x\", \"threads\": 0}", "key 'threads'");
 	bad("b7t.json", "{\"name\": \"b7t\", \"file\": \"x\", \"think\": true}", "key 'think'");
 	bad("b7e.json", "{\"name\": \"b7e\", \"file\": \"x\", \"reasoning_effort\": \"max\"}", "key 'reasoning_effort'");

@@ -267,7 +267,7 @@ def main():
             got = bash_complete(["ttychat", "pull", "comp"], cenv)
             check("compmodel" in got, "bash: pull offers models.d names: %r" % sorted(got))
             got = bash_complete(["ttychat", "--kv-type", ""], cenv)
-            check(got == {"f16", "q8_0"}, "bash: --kv-type values: %r" % sorted(got))
+            check(got == {"f16", "q8_0", "q5_0", "q5_1", "q4_0", "q4_1", "iq4_nl", "q3r"}, "bash: --kv-type values: %r" % sorted(got))
         zsh_text = open(os.path.join(ZSH_DIR, "_ttychat"), encoding="utf-8").read()
         every = set(help_opts)
         for name in rows:
@@ -297,7 +297,7 @@ def main():
         if shutil.which("fish"):
             p = subprocess.run(["fish", "--no-config", "-n", FISH_COMP], capture_output=True, timeout=30)
             check(p.returncode == 0 and not p.stderr, "fish -n: %r" % p.stderr)
-            for line, want in (("ttychat --kv-type ", {"f16", "q8_0"}), ("ttychat pul", {"pull"}),
+            for line, want in (("ttychat --kv-type ", {"f16", "q8_0", "q5_0", "q5_1", "q4_0", "q4_1", "iq4_nl", "q3r"}), ("ttychat pul", {"pull"}),
                                ("ttychat -m comp", {"compmodel"}), ("ttychat pull comp", {"compmodel"}),
                                ("ttychat history export --format ", {"md", "json"}),
                                ("ttychat pull --sh", {"--sha256"})):

@@ -79,6 +79,15 @@ static void test_file(const char *path)
 	      (unsigned long long)in->n_head, (unsigned long long)in->n_head_kv, (unsigned long long)in->n_ctx_train);
 	CHECK(in->kv_bytes_per_pos == 30ull * 3 * (64 + 64) * 2, "kv bytes per position %llu",
 	      (unsigned long long)in->kv_bytes_per_pos);
+	/* the same for quantised caches: 30 layers, 3 KV heads of 64, K and V
+	 * each at its type's bytes per 64 elements */
+	CHECK(engine_kv_bytes_per_pos(in, ENGINE_KV_F16, ENGINE_KV_F16) == in->kv_bytes_per_pos, "f16 per position");
+	CHECK(engine_kv_bytes_per_pos(in, ENGINE_KV_Q8_0, ENGINE_KV_Q8_0) == 30ull * 3 * 2 * 68, "q8_0 per position");
+	CHECK(engine_kv_bytes_per_pos(in, ENGINE_KV_Q8_0, ENGINE_KV_Q3R) == 30ull * 3 * (68 + 26),
+	      "q8_0 K, q3r V per position %llu",
+	      (unsigned long long)engine_kv_bytes_per_pos(in, ENGINE_KV_Q8_0, ENGINE_KV_Q3R));
+	CHECK(engine_kv_bytes_per_pos(in, ENGINE_KV_Q4_0, ENGINE_KV_IQ4_NL) == 30ull * 3 * 2 * 36, "q4_0/iq4_nl");
+	CHECK(engine_kv_bytes_per_pos(in, ENGINE_KV_COUNT, ENGINE_KV_F16) == 0, "unknown type: 0");
 	CHECK(in->n_params > 100000000 && in->n_params < 200000000, "params %llu", (unsigned long long)in->n_params);
 	uint64_t bytes = 0, n = 0;
 	struct engine_tensor_info t;

@@ -32,7 +32,7 @@ static void entry_blank(struct model_entry *e)
 	memset(e, 0, sizeof *e);
 	e->temperature = e->top_p = e->min_p = e->repeat_penalty = -1;
 	e->top_k = -1;
-	e->kv_type = -1;
+	e->kv_type = e->cache_k = e->cache_v = e->kv_rotation = -1;
 	e->device = -1;
 	e->gpu_layers = -2;
 	snprintf(e->name, sizeof e->name, "m");
@@ -236,6 +236,33 @@ static void test_load_ints(void)
 	      "device: settings.json");
 	CHECK(c.load.gpu_layers == 3 && c.from[SESSION_F_GPU_LAYERS] == SESSION_SETTINGS, "gpu_layers: settings");
 	CHECK(c.n_threads == 3 && c.from[SESSION_F_THREADS] == SESSION_SETTINGS, "threads: settings.json");
+	session_config_free(&c);
+	/* K and V apart: within a source cache_type_k/_v beat kv_type; a
+	 * stronger source's kv_type beats a weaker one's cache_type_v */
+	srcs_init(&s);
+	s.have_me = s.have_prefs = true;
+	s.me.kv_type = ENGINE_KV_Q4_0, s.me.cache_v = ENGINE_KV_Q3R;
+	s.prefs.d.cache_k = ENGINE_KV_Q8_0, s.prefs.d.kv_rotation = 0;
+	resolve(&s, &c);
+	CHECK(c.load.kv_type == ENGINE_KV_Q4_0 && c.load.kv_type_v == ENGINE_KV_Q3R + 1 &&
+	      c.from[SESSION_F_KV] == SESSION_ENTRY && c.load.kv_no_rotate,
+	      "models.d K q4_0, V q3r, settings' rotation off (%d %d %d)", c.load.kv_type, c.load.kv_type_v,
+	      c.load.kv_no_rotate);
+	session_config_free(&c);
+	s.f.kv_type = ENGINE_KV_Q5_1, s.f.kv_rotation = 1;
+	resolve(&s, &c);
+	CHECK(c.load.kv_type == ENGINE_KV_Q5_1 && c.load.kv_type_v == ENGINE_KV_Q5_1 + 1 && !c.load.kv_no_rotate &&
+	      c.from[SESSION_F_KV] == SESSION_FLAG, "--kv-type q5_1 --kv-rotation on beat the entry");
+	session_config_free(&c);
+	s.f.cache_v = ENGINE_KV_F16;
+	resolve(&s, &c);
+	CHECK(c.load.kv_type == ENGINE_KV_Q5_1 && c.load.kv_type_v == ENGINE_KV_F16 + 1,
+	      "--cache-type-v f16 beats --kv-type for V only");
+	session_config_free(&c);
+	srcs_init(&s);
+	resolve(&s, &c);
+	CHECK(c.load.kv_type == ENGINE_KV_F16 && c.load.kv_type_v == ENGINE_KV_F16 + 1 && !c.load.kv_no_rotate,
+	      "defaults: f16 K and V, rotation on");
 	session_config_free(&c);
 	/* --gpu-layers -1 is auto */
 	srcs_init(&s);

@@ -111,9 +111,12 @@ int models_probe(struct model_item *it, const struct session_flags *fl, const st
 			*p = '?';
 	/* the context it would load with: the rule every front end follows */
 	it->n_ctx = session_context(fl, me, prefs, in->n_ctx_train > UINT32_MAX ? UINT32_MAX : (uint32_t)in->n_ctx_train);
-	/* f16 K and V for every attention layer at the context it would load
-	 * with, and the recurrent states of a hybrid model */
-	it->kv_bytes = in->kv_bytes_per_pos * it->n_ctx + in->rec_state_bytes;
+	/* K and V of the types it would load with for every attention layer
+	 * at the context it would load with, and the recurrent states of a
+	 * hybrid model */
+	int tk, tv;
+	session_kv_types(fl, me, prefs, &tk, &tv);
+	it->kv_bytes = engine_kv_bytes_per_pos(in, tk, tv) * it->n_ctx + in->rec_state_bytes;
 	/* the load's own accounting (engine_mem_need), which refuses what
 	 * does not fit */
 	uint64_t w = in->tensor_bytes ? in->tensor_bytes : it->file_bytes, kv = it->kv_bytes;
