@@ -71,7 +71,7 @@ int chatopts_kv_flag(struct session_flags *f, const char *prog, const char *opt,
 	"                           q4_0, q4_1, iq4_nl, q3r (3.25 bits, ttychat's own)\n" \
 	"      --cache-type-k TYPE  the K cache's type alone (beats --kv-type)\n" \
 	"      --cache-type-v TYPE  the V cache's type alone (beats --kv-type)\n" \
-	"      --kv-rotation on|off rotate quantised K/V rows per head (default on)\n"
+	"      --kv-rotation on|off rotate K/V rows of the types under 8 bits per head (default on)\n"
 
 /* True for the full-screen chat: no prompt, a terminal on both ends, plain
  * text out, nothing to save, and not in CI. */

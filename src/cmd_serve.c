@@ -75,7 +75,7 @@ static void usage(FILE *out)
 		"                       q4_0, q4_1, iq4_nl, q3r (3.25 bits, ttychat's own)\n"
 		"  --cache-type-k TYPE  the K cache's type alone (beats --kv-type)\n"
 		"  --cache-type-v TYPE  the V cache's type alone (beats --kv-type)\n"
-		"  --kv-rotation on|off rotate quantised K/V rows per head (default on)\n"
+		"  --kv-rotation on|off rotate K/V rows of the types under 8 bits per head (default on)\n"
 		"  --device DEV         where the model runs: auto (default), cpu or cuda\n"
 		"  --gpu-layers N       layers on the GPU: -1 as many as fit (default), 0 none\n"
 		"  --draft MODEL        draft model for speculative decoding (same vocabulary)\n"
