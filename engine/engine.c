@@ -2050,7 +2050,21 @@ static int decode(engine *e, const struct request *r, struct kv_cache *kv, bool 
 				rc = close_reasoning(e, r, kv, rs, &g, why == ENGINE_REASONING_END_OFF ? NULL : r->wrapup, id,
 					     &forced, &forced_cap, err, errlen);
 		} else {
+			const bool was_paused = sp.paused;
 			rc = spec_advance(e, r, kv, &sp, id, st);
+			const bool narrow_kv = (e->kv_type != GGML_TYPE_F16 && e->kv_type != GGML_TYPE_Q8_0) ||
+					       (e->kv_type_v != GGML_TYPE_F16 && e->kv_type_v != GGML_TYPE_Q8_0);
+			if (rc == 0 && sp.paused && !was_paused && narrow_kv && st->spec_drafted >= 16 &&
+			    st->spec_accepted * 4 < st->spec_drafted) {
+				/* Gemma 4 with a 4-bit cache accepted nothing: say it */
+				struct engine_event ev = {.type = ENGINE_EV_NOTICE, .request = r->id, .conv = r->conv};
+				snprintf(ev.message, sizeof ev.message,
+					 "speculative decoding paused: %u of %u guesses held; a KV cache under 8 bits "
+					 "(%s/%s) can ruin them: try --cache-type-k q8_0 --cache-type-v q8_0",
+					 st->spec_accepted, st->spec_drafted, ggml_type_name(e->kv_type),
+					 ggml_type_name(e->kv_type_v));
+				push_event(e, &ev);
+			}
 		}
 		if (rc == ENGINE_E_CONTEXT || rc == ENGINE_E_CANCELLED) {
 			stop = rc == ENGINE_E_CONTEXT ? ENGINE_STOP_CONTEXT : ENGINE_STOP_CANCELLED;
