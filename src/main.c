@@ -16,6 +16,7 @@
 
 #include "chatopts.h"
 #include "commands.h"
+#include "termsafe.h"
 
 struct command {
 	const char *name;
@@ -72,6 +73,8 @@ static int chat(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* first: every line on stderr quotes values from files or argv */
+	termsafe_install();
 	if (argc >= 2) {
 		for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 			if (strcmp(argv[1], commands[i].name) == 0)
