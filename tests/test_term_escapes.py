@@ -79,7 +79,7 @@ def main():
     clean("unsupported architecture", got, b"^[[2J")
     check(got.returncode != 0 and b"<U+009B>" in got.stderr, "unsupported architecture: C1 shown as <U+009B>")
     clean("template error", run(["template", "-m", tmpl], stdin=b'[{"role": "user", "content": "hi"}]'),
-          b"^[")
+          b"unexpected char")
     clean("one-shot with the name", run(["-m", name, "-p", "hi", "-n", "1"]))
     clean("unknown option", run(["--bogus" + EVIL]), b"^[]52")
     clean("unknown command", run(["history", "x" + EVIL]), b"^[[2J")
