@@ -865,14 +865,12 @@ static void do_load(engine *e, struct request *r)
 	if (!e->tok) {
 		rc = errno == ENOMEM ? ENGINE_E_NOMEM : ENGINE_E_FORMAT;
 		model_free(&e->model);
-		if (rc == ENGINE_E_NOMEM)
-			emit_error(e, r, rc, "%s: tokenizer: %s", r->path, err);
-		else
-			emit_error(e, r, rc, "%s", err);
+		emit_error(e, r, rc, "%s: tokenizer: %s", r->path, err);
 		return;
 	}
-	if (tok_n_vocab(e->tok) > e->model.hp.n_vocab) {
-		emit_error(e, r, ENGINE_E_FORMAT, "%s: vocabulary has %u tokens but the embedding only %u",
+	/* every embedding row is a token (llama.cpp insists on the same) */
+	if (tok_n_vocab(e->tok) != e->model.hp.n_vocab) {
+		emit_error(e, r, ENGINE_E_FORMAT, "%s: the vocabulary has %u tokens but token_embd.weight %u rows",
 			   r->path, tok_n_vocab(e->tok), e->model.hp.n_vocab);
 		tok_free(e->tok);
 		e->tok = NULL;

@@ -89,8 +89,8 @@ static int open_vocab(engine_evaluator *ev, const char *path, char *err, size_t 
 	}
 	struct engine_evaluator_info *in = &ev->info;
 	in->n_vocab = tok_n_vocab(ev->tok);
-	if (in->n_vocab == 0 || in->n_vocab > ev->model.hp.n_vocab) {
-		snprintf(err, errlen, "%s: vocabulary has %u tokens but the embedding %u", path, in->n_vocab,
+	if (in->n_vocab == 0 || in->n_vocab != ev->model.hp.n_vocab) {
+		snprintf(err, errlen, "%s: the vocabulary has %u tokens but token_embd.weight %u rows", path, in->n_vocab,
 			 ev->model.hp.n_vocab);
 		return ENGINE_E_FORMAT;
 	}

@@ -1071,6 +1071,9 @@ static void sb_quoted(struct sbuf *b, struct gguf_str s, size_t max)
 			sb_printf(b, "\\n");
 		else if (ch < 0x20 || ch == 0x7f)
 			sb_printf(b, "\\x%02x", ch);
+		else if (ch == 0xc2 && i + 1 < n && (unsigned char)s.ptr[i + 1] >= 0x80 &&
+			 (unsigned char)s.ptr[i + 1] <= 0x9f)
+			sb_printf(b, "\\u%04x", (unsigned char)s.ptr[++i]); /* a C1 control */
 		else
 			sb_printf(b, "%c", ch);
 	}

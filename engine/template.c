@@ -102,6 +102,13 @@ static void fail_at(struct fail *f, int code, int line, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
+	/* one line whatever the template quoted (names, raise_exception's
+	 * text): line breaks become spaces, other controls '?' */
+	for (char *q = buf; *q; q++)
+		if (*q == '\n' || *q == '\r' || *q == '\t')
+			*q = ' ';
+		else if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			*q = '?';
 	f->code = code;
 	if (line > 0)
 		snprintf(f->msg, sizeof f->msg, "line %d: %s", line, buf);

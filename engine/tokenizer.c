@@ -30,6 +30,7 @@
  */
 #include "tokenizer.h"
 
+#include <inttypes.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -606,11 +607,24 @@ static const char *const role_keys[TOK_ROLE_COUNT] = {
 	[TOK_FIM_SEP] = "tokenizer.ggml.fim_sep_token_id",
 };
 
-static void read_role(tokenizer *tk, const gguf_file *f, enum tok_role r, const char *key)
+/* Reads role R's id from KEY.  An id outside the vocabulary is refused
+ * for the roles the engine acts on (BOS, EOS, EOT, UNK, PAD: false, with
+ * the message in ERR) and ignored for the others, as llama.cpp does. */
+static bool read_role(tokenizer *tk, const gguf_file *f, enum tok_role r, const char *key, char *err, size_t errlen)
 {
 	uint64_t v;
-	if (gguf_get_uint(f, key, &v) && v < (uint64_t)tk->n_vocab)
+	if (!gguf_get_uint(f, key, &v))
+		return true;
+	if (v < (uint64_t)tk->n_vocab) {
 		tk->role[r] = (int32_t)v;
+		return true;
+	}
+	if (r == TOK_BOS || r == TOK_EOS || r == TOK_EOT || r == TOK_UNK || r == TOK_PAD) {
+		seterr(err, errlen, "%s is %" PRIu64 ", outside the vocabulary (%" PRId32 " tokens)", key, v,
+		       tk->n_vocab);
+		return false;
+	}
+	return true;
 }
 
 /* Roles that llama.cpp finds by token text when the file names none; the
@@ -1051,10 +1065,11 @@ tokenizer *tok_load_opts(const gguf_file *f, const struct tok_load_opts *opts, c
 		if (tk->role[i] >= tk->n_vocab)
 			tk->role[i] = -1;
 	for (int i = 0; i < TOK_ROLE_COUNT; i++)
-		read_role(tk, f, (enum tok_role)i, role_keys[i]);
-	read_role(tk, f, TOK_FIM_PRE, "tokenizer.ggml.prefix_token_id");
-	read_role(tk, f, TOK_FIM_SUF, "tokenizer.ggml.suffix_token_id");
-	read_role(tk, f, TOK_FIM_MID, "tokenizer.ggml.middle_token_id");
+		if (!read_role(tk, f, (enum tok_role)i, role_keys[i], err, errlen))
+			goto fail;
+	read_role(tk, f, TOK_FIM_PRE, "tokenizer.ggml.prefix_token_id", err, errlen);
+	read_role(tk, f, TOK_FIM_SUF, "tokenizer.ggml.suffix_token_id", err, errlen);
+	read_role(tk, f, TOK_FIM_MID, "tokenizer.ggml.middle_token_id", err, errlen);
 	if (gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &b))
 		tk->add_bos = b;
 	if (gguf_get_bool(f, "tokenizer.ggml.add_eos_token", &b))

@@ -460,7 +460,8 @@ int chatopts_parse(int argc, char **argv, struct chat_opts *o)
 
 int chatopts_read_fd(int fd, size_t max, volatile sig_atomic_t *stop, char **out, size_t *len)
 {
-	size_t cap = 4096, n = 0;
+	/* room for MAX bytes, one more to see that there are more, and the NUL */
+	size_t cap = max + 2 < 4096 ? max + 2 : 4096, n = 0;
 	char *buf = malloc(cap);
 	if (!buf)
 		return ENOMEM;
@@ -469,18 +470,19 @@ int chatopts_read_fd(int fd, size_t max, volatile sig_atomic_t *stop, char **out
 			free(buf);
 			return EINTR;
 		}
+		if (n > max) {
+			free(buf);
+			return EFBIG;
+		}
 		if (n + 1 >= cap) {
-			if (cap > max) {
-				free(buf);
-				return EFBIG;
-			}
-			char *nb = realloc(buf, cap * 2);
+			size_t nc = cap > (max + 2) / 2 ? max + 2 : cap * 2;
+			char *nb = realloc(buf, nc);
 			if (!nb) {
 				free(buf);
 				return ENOMEM;
 			}
 			buf = nb;
-			cap *= 2;
+			cap = nc;
 		}
 		ssize_t r = read(fd, buf + n, cap - 1 - n);
 		if (r < 0 && errno == EINTR)

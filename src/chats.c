@@ -627,7 +627,8 @@ int chats_list(struct chats *c, const char *needle, struct chats_entry **out, si
 		v[i].created_ms = he[i].created_ms;
 		v[i].updated_ms = he[i].updated_ms;
 		v[i].n_messages = he[i].n_messages;
-		v[i].readable = he[i].status >= 0;
+		/* a damaged one opens only read-only (history show) or after a repair */
+		v[i].readable = he[i].status >= 0 && he[i].status != HISTORY_DAMAGED;
 		v[i].error = he[i].error ? strdup(he[i].error) : NULL;
 		oom |= !v[i].title || !v[i].model;
 	}

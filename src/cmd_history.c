@@ -1,5 +1,5 @@
 /*
- * cmd_history.c - `ttychat history list|show|search|export|rm|passwd`.
+ * cmd_history.c - `ttychat history list|show|search|export|rm|repair|passwd`.
  *
  * A thin front end over history.h: it opens the store in the default data
  * directory, gets the passphrase through passphrase.h (environment or
@@ -39,10 +39,13 @@ static void history_usage(FILE *out)
 		     "       ttychat history search TEXT [--all]\n"
 		     "       ttychat history export ID [--format md|json] [--all]\n"
 		     "       ttychat history rm ID\n"
+		     "       ttychat history repair ID\n"
 		     "       ttychat history passwd [--remove]\n"
 		     "ID is a conversation ID or a prefix of at least 4 digits.  show, search and\n"
 		     "export see the conversation as it stands; --all adds the versions replaced\n"
-		     "by /regen and /edit, marked as replaced.\n"
+		     "by /regen and /edit, marked as replaced.  A damaged conversation shows the\n"
+		     "messages before the damage; repair copies the file to ID.tch.damaged and\n"
+		     "keeps those.\n"
 		     "The passphrase comes from TTYCHAT_PASSPHRASE_FD or TTYCHAT_PASSPHRASE_FILE,\n"
 		     "else from the terminal; a new one (passwd) from TTYCHAT_NEW_PASSPHRASE_FD or\n"
 		     "TTYCHAT_NEW_PASSPHRASE_FILE, else from the terminal.\n");
@@ -127,8 +130,10 @@ static int do_list(struct history *h, bool json)
 			cJSON_AddNumberToObject(o, "created_ms", (double)v[i].created_ms);
 			cJSON_AddNumberToObject(o, "updated_ms", (double)v[i].updated_ms);
 			cJSON_AddNumberToObject(o, "messages", (double)v[i].n_messages);
-			if (v[i].status < 0)
+			if (v[i].status < 0 || v[i].status == HISTORY_DAMAGED)
 				cJSON_AddStringToObject(o, "error", v[i].error);
+			if (v[i].status == HISTORY_DAMAGED)
+				cJSON_AddTrueToObject(o, "damaged");
 			sodium_memzero(t, strlen(t));
 			free(t);
 			free(m);
@@ -158,12 +163,18 @@ static int do_list(struct history *h, bool json)
 			}
 			history_format_time(v[i].updated_ms, 1, t);
 			printf("%.12s  %-16s  %5zu  ", v[i].id, t, v[i].n_messages);
+			if (v[i].status == HISTORY_DAMAGED) {
+				fprintf(stderr, "ttychat: %s\n", v[i].error);
+				bad = 1;
+			}
 			const char *model = strrchr(v[i].model, '/');
 			model = model ? model + 1 : v[i].model;
 			char mcol[21];
 			snprintf(mcol, sizeof mcol, "%s", model);
 			put_str(mcol, tty, true);
 			printf("%*s  ", (int)(20 - strlen(mcol)), "");
+			if (v[i].status == HISTORY_DAMAGED)
+				fputs("[damaged] ", stdout);
 			put_str(v[i].title, tty, true);
 			putchar('\n');
 		}
@@ -174,11 +185,14 @@ static int do_list(struct history *h, bool json)
 
 static int load(struct history *h, const char *id, struct history_conv **c)
 {
-	int rc = history_conv_load(h, id, 0, c);
+	int rc = history_conv_load(h, id, HISTORY_LOAD_SALVAGE, c);
 	if (rc < 0)
 		fprintf(stderr, "ttychat: %s\n", history_errmsg(h));
 	else if (rc == HISTORY_RECOVERED)
 		fprintf(stderr, "ttychat: warning: %s\n", history_errmsg(h));
+	else if (rc == HISTORY_DAMAGED)
+		fprintf(stderr, "ttychat: warning: %s ('ttychat history repair %.12s' keeps them)\n",
+			history_errmsg(h), history_conv_id(*c));
 	return rc;
 }
 
@@ -220,8 +234,10 @@ static int do_show(struct history *h, const char *id, bool all)
 		put_safe(msg->text, msg->len, tty, false);
 		putchar('\n');
 	}
+	if (rc == HISTORY_DAMAGED)
+		fputs("\n[damaged: what followed these messages is unreadable]\n", stdout);
 	history_conv_close(c);
-	return ferror(stdout) ? EXIT_FAIL : EXIT_OK;
+	return ferror(stdout) || rc == HISTORY_DAMAGED ? EXIT_FAIL : EXIT_OK;
 }
 
 struct search_ctx {
@@ -274,9 +290,12 @@ static int do_search(struct history *h, const char *needle, bool all)
 		fprintf(stderr, "ttychat: %s\n", history_errmsg(h));
 		return exit_for(rc);
 	}
+	bool partial = history_errmsg(h)[0] != '\0';
+	if (partial)
+		fprintf(stderr, "ttychat: warning: %s\n", history_errmsg(h));
 	if (!s.hits)
 		fprintf(stderr, "no matches\n");
-	return s.hits ? EXIT_OK : EXIT_FAIL;
+	return s.hits && !partial ? EXIT_OK : EXIT_FAIL;
 }
 
 static int do_export(struct history *h, const char *id, const char *fmt, bool all)
@@ -319,6 +338,13 @@ static int do_rm(struct history *h, const char *id)
 	if (kvstore_remove_conv(h, full, err, sizeof err) < 0)
 		fprintf(stderr, "ttychat: warning: %s\n", err);
 	return EXIT_OK;
+}
+
+static int do_repair(struct history *h, const char *id)
+{
+	int rc = history_repair(h, id);
+	fprintf(stderr, "%s%s\n", rc < 0 ? "ttychat: " : "", history_errmsg(h));
+	return rc < 0 ? exit_for(rc) : EXIT_OK;
 }
 
 static int do_passwd(struct history *h, bool remove, struct passphrase_src *ps)
@@ -388,7 +414,7 @@ int cmd_history(int argc, char **argv)
 		}
 	}
 	bool needs_arg = strcmp(sub, "show") == 0 || strcmp(sub, "search") == 0 || strcmp(sub, "export") == 0 ||
-			 strcmp(sub, "rm") == 0;
+			 strcmp(sub, "rm") == 0 || strcmp(sub, "repair") == 0;
 	bool known = needs_arg || strcmp(sub, "list") == 0 || strcmp(sub, "passwd") == 0;
 	if (!known || needs_arg != (arg != NULL)) {
 		if (!known)
@@ -429,6 +455,8 @@ int cmd_history(int argc, char **argv)
 		st = do_export(h, arg, fmt, all);
 	else if (strcmp(sub, "rm") == 0)
 		st = do_rm(h, arg);
+	else if (strcmp(sub, "repair") == 0)
+		st = do_repair(h, arg);
 	else if (fresh)
 		st = (fprintf(stderr, "created the history key %s\n",
 			      history_has_passphrase(h) ? "with a passphrase" : "without a passphrase"),

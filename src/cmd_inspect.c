@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "text.h"
 #include "engine.h"
 
 /* An optional unsigned fact. */
@@ -128,19 +129,28 @@ static void gather(const engine_file *f, struct inspect_info *in)
 	}
 }
 
-/* Prints S with control and non-ASCII-control bytes escaped. */
+/* Prints S with controls escaped: C0 and DEL as \xNN, C1 (U+0080..U+009F)
+ * and bidirectional overrides as \uNNNN, invalid UTF-8 bytes as \xNN. */
 static void put_str(FILE *out, struct fstr s)
 {
 	if (!s.ptr) {
 		fputs("-", out);
 		return;
 	}
-	for (size_t i = 0; i < s.len; i++) {
+	for (size_t i = 0; i < s.len;) {
 		unsigned char c = (unsigned char)s.ptr[i];
-		if (c < 0x20 || c == 0x7f)
+		unsigned cp;
+		size_t n = c < 0x80 ? 1 : text_utf8_decode(s.ptr + i, s.len - i, &cp);
+		if (c < 0x20 || c == 0x7f || n == 0) {
 			fprintf(out, "\\x%02x", c);
-		else
-			fputc(c, out);
+			i++;
+		} else if (n > 1 && (cp <= 0x9f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))) {
+			fprintf(out, "\\u%04x", cp);
+			i += n;
+		} else {
+			fwrite(s.ptr + i, 1, n, out);
+			i += n;
+		}
 	}
 }
 
@@ -395,7 +405,15 @@ int cmd_inspect(int argc, char **argv)
 		cJSON *root = build_json(f, in, tensors);
 		char *text = root ? cJSON_Print(root) : NULL;
 		if (text) {
-			puts(text);
+			/* cJSON leaves C1 controls raw: JSON text has them only
+			 * inside strings, where \u0080..\u009f mean the same */
+			for (const char *p = text; *p; p++) {
+				if ((unsigned char)p[0] == 0xc2 && (unsigned char)p[1] >= 0x80 && (unsigned char)p[1] <= 0x9f)
+					printf("\\u%04x", (unsigned char)*++p);
+				else
+					putchar(*p);
+			}
+			putchar('\n');
 			free(text);
 		} else {
 			fprintf(stderr, "ttychat inspect: out of memory building JSON\n");

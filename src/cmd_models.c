@@ -27,6 +27,7 @@
 
 #include "catalog.h"
 #include "commands.h"
+#include "termsafe.h"
 #include "hub.h"
 #include "pull.h"
 
@@ -277,11 +278,15 @@ static int draw_bar(void *ctx, uint64_t have, uint64_t total)
 		double s = (double)(total - have) / rate;
 		snprintf(eta, sizeof eta, "  %d:%02d left", (int)(s / 60), (int)s % 60);
 	}
+	/* our own terminal control unfiltered, the label (a name from the
+	 * command line) through the filter (termsafe.h) */
+	fputs("\r", termsafe_raw_stderr());
 	if (total)
-		fprintf(stderr, "\r%s [%s] %3.0f%%  %s / %s  %s/s%s\033[K", b->label, barbuf,
+		fprintf(stderr, "%s [%s] %3.0f%%  %s / %s  %s/s%s", b->label, barbuf,
 			100.0 * (double)have / (double)total, h, t, r, eta);
 	else
-		fprintf(stderr, "\r%s %s  %s/s\033[K", b->label, h, r);
+		fprintf(stderr, "%s %s  %s/s", b->label, h, r);
+	fputs("\033[K", termsafe_raw_stderr());
 	fflush(stderr);
 	return 0;
 }
@@ -289,8 +294,7 @@ static int draw_bar(void *ctx, uint64_t have, uint64_t total)
 static void end_bar(struct bar *b)
 {
 	if (b->tty) {
-		fprintf(stderr, "\r\033[K");
-		fflush(stderr);
+		fputs("\r\033[K", termsafe_raw_stderr());
 	}
 }
 

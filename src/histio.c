@@ -213,6 +213,27 @@ int histio_replace(const struct history_io *io, const char *dir, const char *pat
 	return histio_fsync_dir(io, dir, err, errlen);
 }
 
+int histio_open_regular(const char *path, int flags, mode_t mode)
+{
+	/* O_NONBLOCK: opening a FIFO for reading would wait for a writer */
+	int fd = open(path, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0) {
+		if (errno == ENXIO) /* a FIFO without a reader, opened for writing */
+			errno = EINVAL;
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		int e = fstat(fd, &st) != 0 ? errno : EINVAL;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	if (!(flags & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
 int histio_read_fd(int fd, size_t max, unsigned char **out, size_t *n, const char *what, char *err,
 		   size_t errlen)
 {

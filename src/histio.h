@@ -44,6 +44,12 @@ int histio_create_tmp(const char *dir, const char *name, char *tmp, size_t tmple
 int histio_replace(const struct history_io *io, const char *dir, const char *path, const void *data,
 		   size_t n, char *err, size_t errlen);
 
+/* Opens PATH (FLAGS as for open(2), O_NOFOLLOW and O_CLOEXEC added;
+ * MODE when creating) without blocking on a FIFO and refuses anything
+ * but a regular file: -1 then, errno EINVAL for a FIFO, device, socket or
+ * directory (say "not a regular file"), else open's errno. */
+int histio_open_regular(const char *path, int flags, mode_t mode);
+
 /* Reads the whole of FD (at most MAX bytes, else HISTORY_E_CORRUPT) into a
  * malloc'd buffer. */
 int histio_read_fd(int fd, size_t max, unsigned char **out, size_t *n, const char *what, char *err,

@@ -131,6 +131,7 @@ struct history_conv {
 	unsigned char last_tag[TAG_BYTES];
 	uint64_t gen; /* generation of the newest commit slot */
 	bool needs_rewrite;
+	bool damaged; /* only the records before some damage were read (HISTORY_DAMAGED) */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -197,10 +198,12 @@ const char *history_strstatus(int status)
 	switch (status) {
 	case HISTORY_OK: return "ok";
 	case HISTORY_RECOVERED: return "recovered after an interrupted save";
+	case HISTORY_DAMAGED: return "damaged: only the records before the damage";
 	case HISTORY_E_IO: return "I/O error";
 	case HISTORY_E_NOSPACE: return "disk full";
 	case HISTORY_E_PASSPHRASE: return "wrong passphrase";
 	case HISTORY_E_NOKEY: return "no key file";
+	case HISTORY_E_KEYLOST: return "key file missing beside existing history";
 	case HISTORY_E_CORRUPT: return "damaged or tampered file";
 	case HISTORY_E_WRONGKEY: return "written with another key";
 	case HISTORY_E_NOTFOUND: return "not found";
@@ -335,6 +338,22 @@ static void sweep_tmp(const char *dir)
 	closedir(d);
 }
 
+/* The conversation logs (ID.tch) in HDIR. */
+static size_t count_logs(const char *hdir)
+{
+	DIR *d = opendir(hdir);
+	if (!d)
+		return 0;
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t l = strlen(e->d_name);
+		n += l == HISTORY_ID_LEN + 4 && strcmp(e->d_name + HISTORY_ID_LEN, ".tch") == 0;
+	}
+	closedir(d);
+	return n;
+}
+
 int history_open(const struct history_opts *o, struct history **out, char *err, size_t errlen)
 {
 	*out = NULL;
@@ -376,7 +395,16 @@ int history_open(const struct history_opts *o, struct history **out, char *err, 
 	char *pass = NULL;
 	size_t plen = 0;
 	rc = keyfile_read(h->keypath, file, err, errlen);
-	if (rc == HISTORY_E_NOKEY && (o->flags & HISTORY_OPEN_CREATE)) {
+	size_t orphans = rc == HISTORY_E_NOKEY ? count_logs(h->hdir) : 0;
+	if (orphans) {
+		/* never "no history yet", and never a new key beside logs that
+		 * only the lost one opens */
+		snprintf(err, errlen,
+			 "the key file %s is missing, but %s holds %zu conversation%s that only it can open; "
+			 "restore the key file from a backup (nothing was changed)",
+			 h->keypath, h->hdir, orphans, orphans == 1 ? "" : "s");
+		rc = HISTORY_E_KEYLOST;
+	} else if (rc == HISTORY_E_NOKEY && (o->flags & HISTORY_OPEN_CREATE)) {
 		rc = ask_pass(o, HISTORY_PASS_NEW, &pass, &plen, err, errlen);
 		if (rc == HISTORY_OK)
 			rc = make_parents(h->dir, err, errlen);
@@ -993,9 +1021,11 @@ static struct rec *meta_rec(const struct history_meta *m)
 /* Takes the writer lock on C's lock file. */
 static int conv_lock(struct history_conv *c)
 {
-	c->lock_fd = open(c->lockpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	c->lock_fd = histio_open_regular(c->lockpath, O_RDWR | O_CREAT, 0600);
 	if (c->lock_fd < 0)
-		return fail(c->h, histio_errno_status(errno), "cannot open %s: %s", c->lockpath, strerror(errno));
+		return errno == EINVAL ? fail(c->h, HISTORY_E_IO, "%s: not a regular file; refused", c->lockpath)
+				       : fail(c->h, histio_errno_status(errno), "cannot open %s: %s", c->lockpath,
+					      strerror(errno));
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 	if (fcntl(c->lock_fd, F_OFD_SETLK, &fl) != 0) {
 		int e = errno;
@@ -1011,7 +1041,7 @@ static int conv_lock(struct history_conv *c)
 /* 1 if another process holds the writer lock of C. */
 static bool writer_active(const struct history_conv *c)
 {
-	int fd = open(c->lockpath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = histio_open_regular(c->lockpath, O_RDONLY, 0);
 	if (fd < 0)
 		return false;
 	struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET};
@@ -1210,8 +1240,14 @@ static int resolve_id(struct history *h, const char *id, char full[HISTORY_ID_LE
 }
 
 /* Verifies and decodes log BUF (N bytes) into C.  BUSY: a live writer may
- * be appending (an incomplete tail is then no cause for a notice). */
-static int conv_parse(struct history_conv *c, const unsigned char *buf, size_t n, bool busy)
+ * be appending (an incomplete tail is then no cause for a notice).
+ * Damage after the header (a record that fails to authenticate before the
+ * committed count, a record that does not match the commit slot, missing
+ * records, damaged commit slots) leaves in C every record that
+ * authenticates before it, C->damaged set; with SALVAGE that is
+ * HISTORY_DAMAGED, else HISTORY_E_CORRUPT (the message says how many
+ * records a repair would keep). */
+static int conv_parse(struct history_conv *c, const unsigned char *buf, size_t n, bool busy, bool salvage)
 {
 	struct history *h = c->h;
 	if (n < LOG_DATA || memcmp(buf, LOG_MAGIC, 8) != 0)
@@ -1225,15 +1261,19 @@ static int conv_parse(struct history_conv *c, const unsigned char *buf, size_t n
 
 	const unsigned char *sl[2] = {buf + LOG_HDR, buf + LOG_HDR + SLOT_SIZE};
 	bool ok[2] = {slot_valid(c, sl[0], 0), slot_valid(c, sl[1], 1)};
-	if (!ok[0] && !ok[1])
-		return fail(h, HISTORY_E_CORRUPT, "%s: both commit slots are damaged", c->id);
+	int rc = HISTORY_OK;
 	int s = !ok[0] ? 1 : !ok[1] ? 0 : get64(sl[1]) > get64(sl[0]) ? 1 : 0;
-	if (ok[0] && ok[1]) {
+	if (!ok[0] && !ok[1]) {
+		rc = fail(h, HISTORY_E_CORRUPT, "%s: both commit slots are damaged", c->id);
+	} else if (ok[0] && ok[1]) {
 		const unsigned char *older = sl[1 - s];
 		if (get64(older) + 1 != get64(sl[s]) || get64(older + 8) > get64(sl[s] + 8))
-			return fail(h, HISTORY_E_CORRUPT, "%s: commit slots disagree", c->id);
+			rc = fail(h, HISTORY_E_CORRUPT, "%s: commit slots disagree", c->id);
 	}
-	uint64_t committed = get64(sl[s] + 8), cend = get64(sl[s] + 16);
+	/* slots that cannot be trusted commit nothing: the records that
+	 * authenticate are still shown, as damaged */
+	uint64_t committed = rc == HISTORY_OK ? get64(sl[s] + 8) : 0;
+	uint64_t cend = rc == HISTORY_OK ? get64(sl[s] + 16) : 0;
 	const unsigned char *ctag = sl[s] + 24;
 
 	unsigned char prev[TAG_BYTES] = {0};
@@ -1242,7 +1282,6 @@ static int conv_parse(struct history_conv *c, const unsigned char *buf, size_t n
 	size_t dropped = 0;
 	unsigned char *pt = NULL;
 	size_t pt_cap = 0;
-	int rc = HISTORY_OK;
 	while (off < n) {
 		bool torn = false;
 		size_t clen = 0;
@@ -1261,7 +1300,8 @@ static int conv_parse(struct history_conv *c, const unsigned char *buf, size_t n
 				pt = malloc(plen);
 				pt_cap = pt ? plen : 0;
 				if (!pt) {
-					rc = fail(h, HISTORY_E_NOMEM, "out of memory");
+					rc = fail(h, HISTORY_E_NOMEM, "out of memory (%zu bytes for a record of %s)", plen,
+						  c->id);
 					break;
 				}
 			}
@@ -1296,33 +1336,56 @@ static int conv_parse(struct history_conv *c, const unsigned char *buf, size_t n
 		}
 		if (!r) {
 			/* authentic but malformed: a bug, or someone holds the key */
-			rc = oom ? fail(h, HISTORY_E_NOMEM, "out of memory")
+			rc = oom ? fail(h, HISTORY_E_NOMEM, "out of memory decoding a record of %s", c->id)
 				 : fail(h, HISTORY_E_CORRUPT, "%s: record %llu is malformed", c->id,
 					(unsigned long long)seq + 1);
 			break;
 		}
 		if (conv_push(c, r) != HISTORY_OK) {
 			rec_free(r);
-			rc = fail(h, HISTORY_E_NOMEM, "out of memory");
+			rc = fail(h, HISTORY_E_NOMEM, "out of memory (record %llu of %s)", (unsigned long long)seq + 1,
+				  c->id);
 			break;
 		}
 		memcpy(prev, buf + off + REC_HDR + clen - TAG_BYTES, TAG_BYTES);
 		off += REC_HDR + clen;
 		seq++;
 		if (seq == committed && (off != cend || sodium_memcmp(prev, ctag, TAG_BYTES) != 0)) {
+			/* the slot names another last record; those read so far
+			 * still authenticate on their own (the chain) */
 			rc = fail(h, HISTORY_E_CORRUPT, "%s: the records do not match the commit slot", c->id);
 			break;
 		}
 	}
 	free(pt);
+	bool slot_torn = !(ok[0] && ok[1]);
+	if (rc == HISTORY_OK && seq < committed)
+		rc = fail(h, HISTORY_E_CORRUPT, "%s: truncated: %llu of %llu saved records present", c->id,
+			  (unsigned long long)seq, (unsigned long long)committed);
+	if (rc == HISTORY_OK && slot_torn && seq < committed + 1)
+		rc = fail(h, HISTORY_E_CORRUPT, "%s: a commit slot is damaged", c->id);
+	if (rc == HISTORY_E_CORRUPT) {
+		if (seq == 0)
+			return rc; /* not even the first record: nothing to show */
+		/* the chain authenticates records 1..SEQ by itself (each one's
+		 * associated data holds its number and the previous tag) */
+		c->damaged = true;
+		c->n_durable = seq;
+		c->end = off;
+		memcpy(c->last_tag, prev, TAG_BYTES);
+		c->gen = 0;
+		c->needs_rewrite = true;
+		char why[sizeof h->err];
+		memcpy(why, h->err, sizeof why);
+		if (!salvage)
+			return fail(h, HISTORY_E_CORRUPT,
+				    "%.300s ('ttychat history repair %.12s' keeps the %llu records before the damage)",
+				    why, c->id, (unsigned long long)seq);
+		return fail(h, HISTORY_DAMAGED, "%.300s; the %llu records before the damage are intact", why,
+			    (unsigned long long)seq);
+	}
 	if (rc != HISTORY_OK)
 		return rc;
-	if (seq < committed)
-		return fail(h, HISTORY_E_CORRUPT, "%s: truncated: %llu of %llu saved records present", c->id,
-			    (unsigned long long)seq, (unsigned long long)committed);
-	bool slot_torn = !(ok[0] && ok[1]);
-	if (slot_torn && seq < committed + 1)
-		return fail(h, HISTORY_E_CORRUPT, "%s: a commit slot is damaged", c->id);
 	c->n_durable = seq;
 	c->end = off;
 	memcpy(c->last_tag, prev, TAG_BYTES);
@@ -1358,6 +1421,41 @@ static void sweep_conv_tmp(const struct history_conv *c)
 	closedir(d);
 }
 
+/* Saves the N bytes of damaged log BUF beside it as ID.tch.damaged (or
+ * .damaged.1, ...; never replacing one) before a repair rewrites it: only
+ * ciphertext, as on disk.  HISTORY_DAMAGED with the message naming the
+ * copy, or an error (and then nothing is to be rewritten). */
+static int conv_backup(struct history_conv *c, const unsigned char *buf, size_t n)
+{
+	struct history *h = c->h;
+	char why[sizeof h->err], path[PATH_MAX];
+	memcpy(why, h->err, sizeof why);
+	int fd = -1;
+	for (int i = 0; i < 100 && fd < 0; i++) {
+		int l = i ? snprintf(path, sizeof path, "%s.damaged.%d", c->path, i)
+			  : snprintf(path, sizeof path, "%s.damaged", c->path);
+		if (l < 0 || (size_t)l >= sizeof path)
+			return fail(h, HISTORY_E_IO, "%s: path too long for a backup copy", c->path);
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			return fail(h, histio_errno_status(errno), "cannot create the backup copy %s: %s", path,
+				    strerror(errno));
+	}
+	if (fd < 0)
+		return fail(h, HISTORY_E_IO, "%s: too many backup copies already (%s.damaged*)", c->path, c->path);
+	int rc = histio_pwrite_all(&h->io, fd, buf, n, 0, path, h->err, sizeof h->err);
+	if (rc == HISTORY_OK)
+		rc = histio_fsync(&h->io, fd, path, h->err, sizeof h->err);
+	close(fd);
+	if (rc == HISTORY_OK)
+		rc = histio_fsync_dir(&h->io, h->hdir, h->err, sizeof h->err);
+	if (rc != HISTORY_OK) {
+		unlink(path);
+		return rc;
+	}
+	return fail(h, HISTORY_DAMAGED, "%.300s; the damaged file was copied to %.400s", why, path);
+}
+
 /* Loads conversation FULL (an exact ID). */
 static int conv_load_exact(struct history *h, const char *full, unsigned flags, struct history_conv **out)
 {
@@ -1369,8 +1467,10 @@ static int conv_load_exact(struct history *h, const char *full, unsigned flags, 
 	int rc = write ? conv_lock(c) : HISTORY_OK;
 	int fd = -1;
 	if (rc == HISTORY_OK) {
-		fd = open(c->path, (write ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
+		fd = histio_open_regular(c->path, write ? O_RDWR : O_RDONLY, 0);
+		if (fd < 0 && errno == EINVAL)
+			rc = fail(h, HISTORY_E_CORRUPT, "%s: not a regular file; refused", c->path);
+		else if (fd < 0)
 			rc = fail(h, errno == ENOENT ? HISTORY_E_NOTFOUND : HISTORY_E_IO, "%s: %s", c->path,
 				  strerror(errno));
 	}
@@ -1379,7 +1479,9 @@ static int conv_load_exact(struct history *h, const char *full, unsigned flags, 
 	if (rc == HISTORY_OK)
 		rc = histio_read_fd(fd, MAX_LOG, &buf, &n, c->path, h->err, sizeof h->err);
 	if (rc == HISTORY_OK)
-		rc = conv_parse(c, buf, n, !write && writer_active(c));
+		rc = conv_parse(c, buf, n, !write && writer_active(c), flags & HISTORY_LOAD_SALVAGE);
+	if (rc == HISTORY_DAMAGED && write)
+		rc = conv_backup(c, buf, n); /* before the rewrite drops the damage */
 	free(buf);
 	if (rc < 0) {
 		if (fd >= 0)
@@ -1602,7 +1704,7 @@ int history_conv_list(struct history *h, struct history_entry **out, size_t *cou
 		memset(x, 0, sizeof *x);
 		memcpy(x->id, id, sizeof id);
 		struct history_conv *c;
-		x->status = conv_load_exact(h, id, 0, &c);
+		x->status = conv_load_exact(h, id, HISTORY_LOAD_SALVAGE, &c);
 		if (x->status == HISTORY_E_NOTFOUND) { /* removed meanwhile */
 			n--;
 			continue;
@@ -1671,9 +1773,21 @@ int history_conv_search(struct history *h, const char *needle, history_match_fn 
 		return rc;
 	size_t nn = strlen(needle);
 	bool stop = false;
+	/* what could not be searched, or only in part, is said, not skipped */
+	char note[sizeof h->err];
+	size_t n_bad = 0, n_damaged = 0;
+	int nl = 0;
+	note[0] = '\0';
 	for (size_t i = 0; i < n && !stop; i++) {
 		struct history_conv *c;
-		if (v[i].status < 0 || conv_load_exact(h, v[i].id, 0, &c) < 0)
+		int st = v[i].status < 0 ? v[i].status : conv_load_exact(h, v[i].id, HISTORY_LOAD_SALVAGE, &c);
+		if (st < 0 || st == HISTORY_DAMAGED) {
+			st < 0 ? n_bad++ : n_damaged++;
+			if (nl >= 0 && (size_t)nl < sizeof note)
+				nl += snprintf(note + nl, sizeof note - (size_t)nl, "%s%.12s (%s)", nl ? ", " : "",
+					       v[i].id, st < 0 ? "unreadable" : "damaged: only its first records");
+		}
+		if (st < 0)
 			continue;
 		if (ci_contains(c->title, strlen(c->title), needle, nn))
 			stop = fn(ctx, c, (size_t)-1) != 0;
@@ -1684,7 +1798,29 @@ int history_conv_search(struct history *h, const char *needle, history_match_fn 
 	}
 	history_list_free(v, n);
 	h->err[0] = '\0';
+	if (n_bad || n_damaged)
+		snprintf(h->err, sizeof h->err, "not searched in full: %.400s%s", note,
+			 nl < 0 || (size_t)nl >= sizeof note ? ", ..." : "");
 	return HISTORY_OK;
+}
+
+int history_repair(struct history *h, const char *id)
+{
+	struct history_conv *c;
+	int rc = history_conv_load(h, id, HISTORY_LOAD_WRITE | HISTORY_LOAD_SALVAGE, &c);
+	if (rc < 0)
+		return rc;
+	bool done = !c->needs_rewrite;
+	char note[sizeof h->err], cid[HISTORY_ID_LEN + 1];
+	memcpy(note, h->err, sizeof note);
+	memcpy(cid, c->id, sizeof cid);
+	int rc2 = history_conv_close(c);
+	if (!done || rc2 != HISTORY_OK)
+		return fail(h, HISTORY_E_IO, "%.400s", note);
+	if (rc == HISTORY_OK)
+		return fail(h, HISTORY_OK, "%s: intact; nothing to repair", cid);
+	memcpy(h->err, note, sizeof note);
+	return rc;
 }
 
 int history_resolve_id(struct history *h, const char *id, char full[HISTORY_ID_LEN + 1])

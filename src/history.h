@@ -56,6 +56,11 @@ enum history_status {
 	 * recovered (a torn last record dropped after a crash); the message
 	 * says what.  Everything returned is authentic. */
 	HISTORY_RECOVERED = 1,
+	/* notice from history_conv_load() with HISTORY_LOAD_SALVAGE: the file
+	 * is damaged after its first records; those that authenticate (the
+	 * chain proves them complete up to there) were loaded, the rest is
+	 * unreadable.  The message says where and how many. */
+	HISTORY_DAMAGED = 2,
 
 	HISTORY_E_IO = -1,         /* read/write/fsync/rename failed (errno in message) */
 	HISTORY_E_NOSPACE = -2,    /* ENOSPC or EDQUOT: the disk is full */
@@ -70,6 +75,7 @@ enum history_status {
 	HISTORY_E_INVAL = -11,     /* bad argument (message says which) */
 	HISTORY_E_CANCELLED = -12, /* the passphrase callback gave up */
 	HISTORY_E_READONLY = -13,  /* append/rename on a conversation loaded read-only */
+	HISTORY_E_KEYLOST = -14,   /* no key file, but conversations exist: never a new key then */
 };
 
 /* ---- injectable I/O (tests) ------------------------------------------- */
@@ -220,6 +226,7 @@ void history_meta_init(struct history_meta *m);
 int history_conv_create(struct history *h, const struct history_meta *m, struct history_conv **out);
 
 #define HISTORY_LOAD_WRITE 1u /* open for appending (takes the writer lock) */
+#define HISTORY_LOAD_SALVAGE 2u /* a damaged file gives its good records (HISTORY_DAMAGED) */
 
 /* Loads conversation ID (full ID or an unambiguous prefix of at least 4
  * characters), verifying every record.  Returns HISTORY_OK,
@@ -229,6 +236,19 @@ int history_conv_create(struct history *h, const struct history_meta *m, struct 
  * the handle is read-only, and a tail being written right now by another
  * process is skipped silently. */
 int history_conv_load(struct history *h, const char *id, unsigned flags, struct history_conv **out);
+/* Without HISTORY_LOAD_SALVAGE a damaged file is HISTORY_E_CORRUPT (the
+ * message says how many records `ttychat history repair` would keep).
+ * With it, HISTORY_DAMAGED: the handle holds the records before the
+ * damage (read-only; with HISTORY_LOAD_WRITE, as history_repair does, the
+ * damaged file is first copied to ID.tch.damaged and then rewritten). */
+
+/* Repairs conversation ID: a damaged file is copied beside itself
+ * (ID.tch.damaged, .damaged.1, ...) and rewritten with the records that
+ * authenticate before the damage; a torn tail is dropped.  HISTORY_OK
+ * (nothing to repair; message says so), HISTORY_DAMAGED (repaired: the
+ * message says what was kept and where the copy is), HISTORY_RECOVERED,
+ * or an error (nothing was changed but perhaps a backup copy written). */
+int history_repair(struct history *h, const char *id);
 
 /* Appends one message and makes it durable.  0: saved.  HISTORY_E_IO /
  * HISTORY_E_NOSPACE: not saved yet, kept in memory (it is already visible
@@ -280,7 +300,8 @@ struct history_entry {
 	char *model;       /* malloc'd; "" when unknown */
 	int64_t created_ms, updated_ms;
 	size_t n_messages; /* as it stands (history_conv_count_current) */
-	int status;        /* HISTORY_OK, HISTORY_RECOVERED or the HISTORY_E_* that made it unreadable */
+	int status;        /* HISTORY_OK, HISTORY_RECOVERED, HISTORY_DAMAGED (counts what
+			      was readable) or the HISTORY_E_* that made it unreadable */
 	char *error;       /* malloc'd message when status != HISTORY_OK, else NULL */
 };
 
@@ -294,8 +315,10 @@ void history_list_free(struct history_entry *e, size_t n);
  * (size_t)-1 for a title match.  Replaced versions are searched too: FN
  * sees history_conv_msg(c, MSG_INDEX)->replaced and decides (the TUI and
  * `ttychat history search` skip them unless asked for every version).
- * FN returns nonzero to stop.  Unreadable conversations are skipped.
- * Returns 0 or an error. */
+ * FN returns nonzero to stop.  A damaged conversation is searched in the
+ * records before the damage; unreadable ones are skipped.  Returns 0 or an
+ * error; after 0, history_errmsg() is "" or a notice naming those not
+ * searched in full. */
 typedef int (*history_match_fn)(void *ctx, const struct history_conv *c, size_t msg_index);
 int history_conv_search(struct history *h, const char *needle, history_match_fn fn, void *ctx);
 

@@ -308,9 +308,9 @@ int history_blob_open(struct history *h, const char *name, struct history_blob_r
 		}
 	}
 	if (rc == HISTORY_OK) {
-		r->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		r->fd = histio_open_regular(path, O_RDONLY, 0);
 		if (r->fd < 0) {
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			snprintf(err, errlen, "%s: %s", path, errno == EINVAL ? "not a regular file; refused" : strerror(errno));
 			rc = errno == ENOENT ? HISTORY_E_NOTFOUND : HISTORY_E_IO;
 		}
 	}

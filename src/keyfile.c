@@ -16,6 +16,7 @@
 #endif
 
 #include "keyfile.h"
+#include "histio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,8 +59,12 @@ static uint64_t get64(const unsigned char *p)
 
 int keyfile_read(const char *path, unsigned char file[KEYFILE_SIZE], char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = histio_open_regular(path, O_RDONLY, 0);
 	if (fd < 0) {
+		if (errno == EINVAL) {
+			snprintf(err, errlen, "key file %s is not a regular file; refused", path);
+			return HISTORY_E_IO;
+		}
 		if (errno == ENOENT) {
 			snprintf(err, errlen, "no key file at %s (no history yet)", path);
 			return HISTORY_E_NOKEY;

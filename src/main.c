@@ -16,6 +16,7 @@
 
 #include "chatopts.h"
 #include "commands.h"
+#include "termsafe.h"
 
 struct command {
 	const char *name;
@@ -27,7 +28,7 @@ struct command {
 static const struct command commands[] = {
 	{"inspect", cmd_inspect, "FILE [--tensors] [--json]", "describe a GGUF model file"},
 	{"template", cmd_template, "-m FILE [--template FILE] [--no-generation-prompt]", "render a chat (JSON messages on stdin) with a model's template"},
-	{"history", cmd_history, "list|show|search|export|rm|passwd", "browse, export or remove saved chats; change the passphrase"},
+	{"history", cmd_history, "list|show|search|export|rm|repair|passwd", "browse, export, repair or remove saved chats; change the passphrase"},
 	{"bench", cmd_bench, "-m MODEL [-p N] [-n N] [-t T] [-r R] [--device DEV] [--json]", "prefill and decode speed, llama-bench style"},
 	{"tokenize", cmd_tokenize, "-m MODEL [--no-bos] [--special] [--pieces]", "print the token ids of stdin"},
 	{"detokenize", cmd_detokenize, "-m MODEL [--special]", "print the text of token ids on stdin"},
@@ -72,6 +73,8 @@ static int chat(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* first: every line on stderr quotes values from files or argv */
+	termsafe_install();
 	if (argc >= 2) {
 		for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 			if (strcmp(argv[1], commands[i].name) == 0)

@@ -45,6 +45,7 @@
 #include "chatopts.h"
 #include "chats.h"
 #include "commands.h"
+#include "termsafe.h"
 #include "engine.h"
 #include "history.h"
 #include "passphrase.h"
@@ -1078,7 +1079,7 @@ static int line_chat(struct run *r, const struct engine_gen_opts *g)
 	struct chat_opts *o = r->o;
 	/* stdout is not a terminal: it gets the replies only; the prompt, the
 	 * echo and the notices go to the terminal on stderr */
-	rl_outstream = stderr;
+	rl_outstream = termsafe_raw_stderr(); /* readline needs the terminal's descriptor */
 	if (!isatty(STDERR_FILENO))
 		rl_variable_bind("enable-bracketed-paste", "off");
 	fprintf(stderr, "ttychat: chatting with %s. Ctrl-D or Ctrl-C at the prompt quits; Ctrl-C during a reply stops it.\n",

@@ -6,7 +6,8 @@
 # in a way the engine does not implement (a rope scaling type, experts,
 # other head sizes on sliding-window layers), Gemma 4's required keys and
 # shapes, a tensor no block of the
-# family reads, inconsistent expert counts, a model too big for the
+# family reads, inconsistent expert counts, special token ids outside the
+# vocabulary, an embedding with more rows than tokens, a model too big for the
 # memory.  The files are rewritten from a committed random-weight model
 # with the PyPI gguf package (tests/ggufcopy.py; skip without it).
 set -u
@@ -51,6 +52,23 @@ write("extratensor", add_tensor=("blk.0.attn_output.bias", 128))
 write("moeused", arch="qwen3moe", extra={"qwen3moe.expert_count": (4, GGUFValueType.UINT32),
                                           "qwen3moe.expert_used_count": (8, GGUFValueType.UINT32)})
 write("ok")
+# special token ids outside the vocabulary (512 tokens), and an embedding
+# with more rows than the vocabulary has tokens
+for role in ("bos", "eos", "eot", "unknown", "padding"):
+    key = f"tokenizer.ggml.{role}_token_id"
+    w = GGUFWriter(f"{out}/tok_{role}.gguf", "llama")
+    copy_kv(r, w, "llama", drop=(key,))
+    w.add_uint32(key, 512)
+    copy_tensors(r, w)
+    finish(w)
+import numpy as np
+w = GGUFWriter(f"{out}/embdrows.gguf", "llama")
+copy_kv(r, w, "llama")
+copy_tensors(r, w, lambda n: n != "token_embd.weight")
+te = [t for t in r.tensors if t.name == "token_embd.weight"][0]
+n_embd = int(te.shape[0])
+w.add_tensor("token_embd.weight", np.concatenate([te.data.reshape(512, n_embd), np.zeros((88, n_embd), np.float32)]))
+finish(w)
 
 # Gemma 4 (the 31B's block): the per-layer window pattern is required, the
 # shared-KV layers must leave a layer of each kind, a fused attn_qkv (not
@@ -98,6 +116,10 @@ check truncated "truncated\|past the end\|beyond"
 check g4pattern "gemma4.attention.sliding_window_pattern': missing"
 check g4shared "shared_kv_layers': 5 of 6 layers"
 check g4qkv "tensor 'blk.0.attn_qkv.weight' is not part of the gemma4 architecture"
+for role in bos eos eot unknown padding; do
+	check tok_$role "tokenizer.ggml.${role}_token_id is 512, outside the vocabulary (512 tokens)"
+done
+check embdrows "vocabulary has 512 tokens but token_embd.weight 600 rows"
 # a model that cannot fit the memory this process may take (here a limit
 # of 16 MiB, as a cgroup would set it) is refused with the numbers
 TTYCHAT_MEM_LIMIT=16M "$TTYCHAT_BIN" -m "$tmp/ok.gguf" -p hi -n 1 >"$tmp/out" 2>"$tmp/err"

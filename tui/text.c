@@ -179,6 +179,39 @@ size_t text_cluster_next(const char *s, size_t len, size_t pos, unsigned flags, 
 	return end;
 }
 
+/* 1 when S[0..N) (N < 4) is the start of a UTF-8 sequence that the next
+ * bytes could complete. */
+static bool utf8_prefix(const unsigned char *s, size_t n)
+{
+	size_t need = s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+		    : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : 0;
+	if (!need || n >= need)
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return false;
+	return true;
+}
+
+size_t text_visible(const char *s, size_t len, bool final, text_emit_fn emit, void *ctx)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t pos = 0;
+	while (pos < len) {
+		if (!final && ((len - pos < 4 && utf8_prefix(u + pos, len - pos)) || (u[pos] == '\r' && pos + 1 == len)))
+			break;
+		struct text_cluster c;
+		size_t next = text_cluster_next(s, len, pos, 0, &c);
+		unsigned cp;
+		if (c.kind == TC_CTRL || (c.kind == TC_BAD && text_utf8_decode(s + pos, len - pos, &cp) == 0))
+			emit(ctx, c.shown, strlen(c.shown));
+		else
+			emit(ctx, s + pos, next - pos); /* printable, or width unknown to this locale */
+		pos = next;
+	}
+	return pos;
+}
+
 int text_width(const char *s, size_t len, unsigned flags)
 {
 	int col = 0;

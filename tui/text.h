@@ -58,6 +58,16 @@ struct text_cluster {
  * TC_BAD: callers that stream text should wrap only complete input. */
 size_t text_cluster_next(const char *s, size_t len, size_t pos, unsigned flags, struct text_cluster *c);
 
+/* Writes S[0..LEN) through EMIT as text that cannot drive a terminal, for
+ * lines that are not drawn by curses (error messages, `inspect`): every
+ * control but "\n", "\r\n" and "\t" as text_cluster_next()'s placeholder
+ * ("^[", "<U+009B>", bidi overrides too), each byte of invalid UTF-8 as
+ * U+FFFD, everything else unchanged whatever the locale.  Unless FINAL, an
+ * incomplete UTF-8 sequence (or a "\r") at the end is left for the next
+ * call: returns the bytes consumed. */
+typedef void (*text_emit_fn)(void *ctx, const char *s, size_t n);
+size_t text_visible(const char *s, size_t len, bool final, text_emit_fn emit, void *ctx);
+
 /* Strict UTF-8 decode of one code point at S: bytes used (1-4), or 0 when
  * S[0..N) does not start with a complete valid sequence. */
 size_t text_utf8_decode(const char *s, size_t n, unsigned *cp);

@@ -117,7 +117,7 @@ complete -c ttychat -n '__ttychat_cmd template' -l eos -x -d 'EOS token text'
 complete -c ttychat -n '__ttychat_cmd template' -l detect -d 'print the detected family'
 
 # history
-complete -c ttychat -n '__ttychat_cmd history; and __fish_is_nth_token 2' -a 'list show search export rm passwd'
+complete -c ttychat -n '__ttychat_cmd history; and __fish_is_nth_token 2' -a 'list show search export rm repair passwd'
 complete -c ttychat -n '__ttychat_history list' -l json -d 'as JSON'
 complete -c ttychat -n '__ttychat_history show' -l all -d 'also the versions replaced by /regen and /edit'
 complete -c ttychat -n '__ttychat_history search' -l all -d 'also the versions replaced by /regen and /edit'
