@@ -189,7 +189,9 @@ int spec_draft_run(struct spec_draft_model *d, uint64_t conv, const int32_t *his
 	int32_t buf[FWD_BATCH_MAX];
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	const bool catchup = len - kv->n > 1;
+	/* a new turn's text is a prefill; the token or two a pass leaves
+	 * behind are the guesses' own cost */
+	const bool catchup = len - kv->n > SPEC_MAX_DRAFT + 2;
 	while (kv->n < len) {
 		uint32_t m = len - kv->n;
 		if (m > FWD_BATCH_MAX)
