@@ -216,10 +216,12 @@ int spec_draft_run(struct spec_draft_model *d, uint64_t conv, const int32_t *his
 		if (p < SPEC_DRAFT_PMIN)
 			break;
 		out[k++] = t;
-		if (k >= max)
-			break;
+		/* the last guess goes into the cache too: the next pass then
+		 * catches up one token (the target's own), not two in a batch */
 		if ((rc = fwd_eval(&d->f, kv, &t, 1, false)) != 0)
 			goto fail;
+		if (k >= max)
+			break;
 	}
 	return k;
 fail:
