@@ -340,17 +340,27 @@ int kvq_act_quantize(uint32_t type, const float *q, void *dst, int64_t n)
 
 /* Q3R row . Q8_0 row: per 64-block d * (d0 * sum0 + d1 * sum1), the sums
  * exact in integers */
+/* Rows may sit at any byte (a cache row past an odd-sized one, a caller's
+ * buffer): blocks are copied out, never read through a misaligned struct. */
+static void q3r_blocks_at(const void *krow, const void *act, int64_t i, struct kvq_block_q3r *b,
+			  struct quant_block_q8_0 y[2])
+{
+	memcpy(b, (const unsigned char *)krow + (size_t)i * sizeof *b, sizeof *b);
+	memcpy(y, (const unsigned char *)act + (size_t)(2 * i) * sizeof y[0], 2 * sizeof y[0]);
+}
+
 static float dot_q3r_scalar(const void *krow, const void *act, int64_t n)
 {
-	const struct kvq_block_q3r *b = krow;
-	const struct quant_block_q8_0 *y = act;
 	float s = 0.0f;
 	for (int64_t i = 0; i < n / KVQ_Q3R_BLOCK; i++) {
+		struct kvq_block_q3r b;
+		struct quant_block_q8_0 y[2];
+		q3r_blocks_at(krow, act, i, &b, y);
 		int sum[2] = {0, 0};
 		for (int j = 0; j < KVQ_Q3R_BLOCK; j++)
-			sum[j / 32] += q3r_levels[q3r_code(&b[i], j)] * y[2 * i + j / 32].qs[j % 32];
-		s += quant_fp16_to_fp32(b[i].d) * (quant_fp16_to_fp32(y[2 * i].d) * (float)sum[0] +
-						   quant_fp16_to_fp32(y[2 * i + 1].d) * (float)sum[1]);
+			sum[j / 32] += q3r_levels[q3r_code(&b, j)] * y[j / 32].qs[j % 32];
+		s += quant_fp16_to_fp32(b.d) * (quant_fp16_to_fp32(y[0].d) * (float)sum[0] +
+						quant_fp16_to_fp32(y[1].d) * (float)sum[1]);
 	}
 	return s;
 }
@@ -373,26 +383,28 @@ static inline KVQ_AVX2 __m256i q3r_bits(const uint8_t *p)
 
 static KVQ_AVX2 float dot_q3r_avx2(const void *krow, const void *act, int64_t n)
 {
-	const struct kvq_block_q3r *b = krow;
-	const struct quant_block_q8_0 *y = act;
 	const __m256i lut = _mm256_setr_epi8(-127, -79, -45, -14, 14, 45, 79, 127, 0, 0, 0, 0, 0, 0, 0, 0,
 					     -127, -79, -45, -14, 14, 45, 79, 127, 0, 0, 0, 0, 0, 0, 0, 0);
 	const __m256i three = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
 	const __m256i ones = _mm256_set1_epi16(1);
 	__m256 acc = _mm256_setzero_ps();
 	for (int64_t i = 0; i < n / KVQ_Q3R_BLOCK; i++) {
-		const __m128i t = _mm_loadu_si128((const __m128i *)(const void *)b[i].ql);
-		const float d = _cvtsh_ss(b[i].d);
+		struct kvq_block_q3r bk;
+		struct quant_block_q8_0 y[2];
+		q3r_blocks_at(krow, act, i, &bk, y);
+		const struct kvq_block_q3r *b = &bk;
+		const __m128i t = _mm_loadu_si128((const __m128i *)(const void *)b->ql);
+		const float d = _cvtsh_ss(b->d);
 		for (int h = 0; h < 2; h++) {
 			/* elements 32h .. 32h+15 at shift 4h, 32h+16 .. 32h+31 at 4h+2 */
 			const __m256i lo = _mm256_and_si256(
 				_mm256_set_m128i(_mm_srli_epi16(t, 4 * h + 2), _mm_srli_epi16(t, 4 * h)), three);
-			const __m256i hb = _mm256_and_si256(q3r_bits(b[i].qh + 4 * h), four);
+			const __m256i hb = _mm256_and_si256(q3r_bits(b->qh + 4 * h), four);
 			const __m256i w = _mm256_shuffle_epi8(lut, _mm256_or_si256(lo, hb));
-			const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)y[2 * i + h].qs);
+			const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)y[h].qs);
 			const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
 			const __m256i s = _mm256_madd_epi16(p, ones);
-			acc = _mm256_fmadd_ps(_mm256_set1_ps(d * _cvtsh_ss(y[2 * i + h].d)), _mm256_cvtepi32_ps(s), acc);
+			acc = _mm256_fmadd_ps(_mm256_set1_ps(d * _cvtsh_ss(y[h].d)), _mm256_cvtepi32_ps(s), acc);
 		}
 	}
 	__m128 r = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
